@@ -1,0 +1,38 @@
+# sealbill — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean postgres-binaries
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# PostgreSQL 15 binaries for the throwaway test cluster (tests start and stop it themselves).
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+demo: $(STAMP)
+	$(PY) -m sealbill demo --workdir var/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) postgres-binaries lint
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/sealbill/domain tests
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

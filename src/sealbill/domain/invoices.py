@@ -1,0 +1,220 @@
+"""Invoices and credit notes as immutable value objects.
+
+An :class:`Invoice` is what a finalized row of the ``invoices`` table says, with the seller and
+buyer *as they were when it was finalized* (snapshots, never a live join): the PDF, the Factur-X
+XML and the mail body are all rendered from this one object, so they cannot disagree.
+
+Invariants (checked by :func:`check_invoice`, which returns every problem at once):
+- every line amount and every total is an ``int`` of minor units of the invoice currency;
+- VAT is computed per (category, rate) over the *sum* of the line amounts of that group, rounded
+  half-up once (EN 16931 BR-CO-17), never per line;
+- ``total_excl`` is the sum of line amounts, ``tax_total`` the sum of the per-rate VAT,
+  ``total_incl = total_excl + tax_total``;
+- a credit note (type code 381) references the number of the invoice it corrects and carries
+  positive amounts, as EN 16931 wants: the document type gives the sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from sealbill.domain.money import exponent, to_minor
+
+
+class DocumentKind(StrEnum):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+    @property
+    def type_code(self) -> str:
+        """UNTDID 1001 code used by EN 16931 (BT-3)."""
+        return "380" if self is DocumentKind.INVOICE else "381"
+
+
+class VatCategory(StrEnum):
+    """UNCL 5305 VAT category codes used by EN 16931 (BT-151)."""
+
+    STANDARD = "S"
+    REVERSE_CHARGE = "AE"
+    EXPORT = "G"
+    EXEMPT = "E"
+    ZERO = "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    line1: str
+    postcode: str
+    city: str
+    country: str  # ISO 3166-1 alpha-2
+    line2: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A legal party as printed on the document.
+
+    ``legal_id`` is the SIREN for French companies (scheme ``0002``); ``electronic_address`` is
+    the party's e-invoicing address (BT-34 / BT-49) with its scheme (``EM`` = email, ``0225``
+    = French SIREN-based routing address).
+    """
+
+    name: str
+    address: Address
+    vat_id: str | None = None
+    legal_id: str | None = None
+    legal_id_scheme: str | None = None
+    electronic_address: str | None = None
+    electronic_address_scheme: str = "EM"
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Seller(Party):
+    """The organization that issues the invoice; its IBAN is its own and printed in full."""
+
+    siret: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    phone: str | None = None
+    website: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    position: int
+    description: str
+    quantity: Decimal
+    unit_price: Decimal  # major units, may be finer than the currency (0.000012)
+    amount_minor: int  # quantity × unit_price rounded half-up once, or the charge-model amount
+    vat_category: VatCategory
+    vat_rate: Decimal  # percent: Decimal("20"), Decimal("5.5")
+    unit_code: str = "C62"  # UN/ECE rec 20 "one"
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaxSubtotal:
+    category: VatCategory
+    rate: Decimal
+    base_minor: int
+    tax_minor: int
+    exemption_reason: str | None = None  # BT-120, required for AE, G, E
+    exemption_code: str | None = None  # BT-121 (VATEX-EU-AE, VATEX-EU-G, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    """Only the masked form is ever held: brand and last four, or a masked IBAN."""
+
+    kind: str  # "card" | "sepa_debit" | "transfer"
+    display: str  # "Visa •••• 4242", "FR76 •••• •••• 0189"
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    kind: DocumentKind
+    number: str
+    issue_date: date
+    due_date: date
+    currency: str
+    locale: str  # "fr" | "en"
+    seller: Seller
+    buyer: Party
+    account_reference: str  # printed customer reference (BT-46 buyer identifier)
+    lines: tuple[InvoiceLine, ...]
+    tax_subtotals: tuple[TaxSubtotal, ...]
+    total_excl_minor: int
+    tax_total_minor: int
+    total_incl_minor: int
+    period_start: date | None = None
+    period_end: date | None = None
+    payment_method: PaymentMethod | None = None
+    business_process: str = "S1"  # BT-23 French billing mode: S1 = services, invoice only
+    corrected_invoice_number: str | None = None  # BT-25, credit notes
+    corrected_invoice_date: date | None = None  # BT-26
+    notes: tuple[tuple[str, str], ...] = field(default=())  # (subject code, text): PMT, PMD, AAB
+    payment_terms: str = ""
+
+    @property
+    def type_code(self) -> str:
+        return self.kind.type_code
+
+
+EXEMPTION_CODES: dict[VatCategory, str] = {
+    VatCategory.REVERSE_CHARGE: "VATEX-EU-AE",
+    VatCategory.EXPORT: "VATEX-EU-G",
+}
+
+
+def tax_breakdown(
+    lines: Iterable[InvoiceLine],
+    currency: str,
+    exemption_reasons: dict[VatCategory, str] | None = None,
+) -> tuple[TaxSubtotal, ...]:
+    """VAT per (category, rate) over the sum of the lines of that group, rounded once.
+
+    >>> from decimal import Decimal as D
+    >>> ls = [InvoiceLine(1, "a", D(1), D("0.10"), 10, VatCategory.STANDARD, D(20)),
+    ...       InvoiceLine(2, "b", D(1), D("0.12"), 12, VatCategory.STANDARD, D(20))]
+    >>> [(t.base_minor, t.tax_minor) for t in tax_breakdown(ls, "EUR")]
+    [(22, 4)]
+    """
+    reasons = exemption_reasons or {}
+    groups: dict[tuple[VatCategory, Decimal], int] = {}
+    for line in lines:
+        key = (line.vat_category, line.vat_rate.normalize())
+        groups[key] = groups.get(key, 0) + line.amount_minor
+    subtotals = []
+    for (category, rate), base in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        base_major = Decimal(base).scaleb(-exponent(currency))
+        tax = to_minor(base_major * rate / 100, currency)
+        subtotals.append(
+            TaxSubtotal(
+                category,
+                rate,
+                base,
+                tax,
+                exemption_reason=reasons.get(category),
+                exemption_code=EXEMPTION_CODES.get(category),
+            )
+        )
+    return tuple(subtotals)
+
+
+def totals(subtotals: Sequence[TaxSubtotal]) -> tuple[int, int, int]:
+    """(total excluding VAT, VAT total, total including VAT) in minor units."""
+    excl = sum(s.base_minor for s in subtotals)
+    tax = sum(s.tax_minor for s in subtotals)
+    return excl, tax, excl + tax
+
+
+def check_invoice(invoice: Invoice) -> list[str]:
+    """Every arithmetic or reference problem of ``invoice``; an empty list means consistent."""
+    problems: list[str] = []
+    where = f"invoice {invoice.number or '(draft)'}"
+    line_sum = sum(line.amount_minor for line in invoice.lines)
+    if line_sum != invoice.total_excl_minor:
+        problems.append(f"{where}: total_excl {invoice.total_excl_minor} != lines {line_sum}")
+    expected = tax_breakdown(invoice.lines, invoice.currency)
+    got = [(s.category, s.rate.normalize(), s.base_minor, s.tax_minor)
+           for s in invoice.tax_subtotals]
+    want = [(s.category, s.rate, s.base_minor, s.tax_minor) for s in expected]
+    if sorted(got) != sorted(want):
+        problems.append(f"{where}: tax_subtotals {got} != recomputed {want}")
+    tax_sum = sum(s.tax_minor for s in invoice.tax_subtotals)
+    if tax_sum != invoice.tax_total_minor:
+        problems.append(f"{where}: tax_total {invoice.tax_total_minor} != subtotals {tax_sum}")
+    if invoice.total_excl_minor + invoice.tax_total_minor != invoice.total_incl_minor:
+        problems.append(f"{where}: total_incl is not total_excl + tax_total")
+    if invoice.kind is DocumentKind.CREDIT_NOTE and not invoice.corrected_invoice_number:
+        problems.append(f"{where}: a credit note must reference the invoice it corrects")
+    for line in invoice.lines:
+        if line.vat_category in EXEMPTION_CODES and line.vat_rate != 0:
+            problems.append(f"{where} line {line.position}: {line.vat_category} must be 0 %")
+    return problems

@@ -1,0 +1,70 @@
+"""Engines for the embedded SQLite default and for PostgreSQL (psycopg 3).
+
+SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+``BEGIN IMMEDIATE``: the write lock is taken up front, so two processes that finalize at the
+same time queue on ``busy_timeout`` instead of failing half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_DATABASE_URL = "sqlite:///sealbill.sqlite"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """``--db`` wins, then ``SEALBILL_DATABASE_URL``, then ``sealbill.sqlite`` in the cwd."""
+    url = explicit or os.environ.get("SEALBILL_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **kwargs)
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One atomic unit of work: committed whole on success, rolled back whole on error."""
+    with engine.begin() as conn:
+        yield conn

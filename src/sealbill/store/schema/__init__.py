@@ -1,0 +1,66 @@
+"""The database schema, one module per pipeline stage, all on one ``metadata``.
+
+Every table but ``organizations`` carries ``organization_id``: tenancy is a column of every
+row, and every query in ``sealbill.store`` filters on it.
+"""
+
+from sealbill.store.schema.base import metadata
+from sealbill.store.schema.billing import (
+    billing_runs,
+    invoice_lines,
+    invoice_tax_lines,
+    invoices,
+    number_series,
+)
+from sealbill.store.schema.catalog import metrics, plans, subscription_phases, subscriptions
+from sealbill.store.schema.delivery import (
+    alerts,
+    delivery_envelopes,
+    delivery_ledger,
+    delivery_plans,
+    documents,
+    outbox,
+    sending_switches,
+    verification_tokens,
+)
+from sealbill.store.schema.incident import incident_events, incidents, link_corrections
+from sealbill.store.schema.parties import (
+    account_public_ids,
+    accounts,
+    contact_events,
+    contact_links,
+    contacts,
+    organizations,
+)
+from sealbill.store.schema.usage import usage_events
+
+__all__ = [
+    "account_public_ids",
+    "accounts",
+    "alerts",
+    "billing_runs",
+    "contact_events",
+    "contact_links",
+    "contacts",
+    "delivery_envelopes",
+    "delivery_ledger",
+    "delivery_plans",
+    "documents",
+    "incident_events",
+    "incidents",
+    "invoice_lines",
+    "invoice_tax_lines",
+    "invoices",
+    "link_corrections",
+    "metadata",
+    "metrics",
+    "number_series",
+    "organizations",
+    "outbox",
+    "plans",
+    "sending_switches",
+    "subscription_phases",
+    "subscriptions",
+    "usage_events",
+    "verification_tokens",
+]

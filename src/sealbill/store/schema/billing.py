@@ -1,0 +1,107 @@
+"""Billing runs, invoices and credit notes, their lines and VAT, and the number series."""
+
+import sqlalchemy as sa
+
+from sealbill.store.schema.base import id_column, metadata, org_column, ref
+from sealbill.store.types import BigId, DecimalText, UtcDateTime
+
+billing_runs = sa.Table(
+    "billing_runs",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("period", sa.String(7), nullable=False),  # YYYY-MM
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),  # exclusive
+    # drafted -> finalized -> rendered -> planned -> held|approved -> sending -> sent | halted
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_by", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("finalized_at", UtcDateTime),
+    sa.Column("halted_reason", sa.String(500)),
+    sa.UniqueConstraint("organization_id", "period"),
+)
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("billing_runs", nullable=True, name="run_id"),
+    ref("accounts"),
+    sa.Column("kind", sa.String(20), nullable=False),  # invoice | credit_note
+    sa.Column("status", sa.String(20), nullable=False),  # draft | finalized | void
+    # What makes a rerun never bill twice: "<account>:<period>" for a period invoice,
+    # "credit:<invoice id>:<n>" for a credit note.
+    sa.Column("billing_key", sa.String(100), nullable=False),
+    sa.Column("number", sa.String(40)),  # given at finalization, never before
+    sa.Column("period_start", sa.Date),
+    sa.Column("period_end", sa.Date),
+    sa.Column("issue_date", sa.Date),
+    sa.Column("due_date", sa.Date),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("locale", sa.String(2), nullable=False),
+    sa.Column("total_excl_minor", sa.BigInteger, nullable=False),
+    sa.Column("tax_total_minor", sa.BigInteger, nullable=False),
+    sa.Column("total_incl_minor", sa.BigInteger, nullable=False),
+    sa.Column("corrects_invoice_id", BigId, sa.ForeignKey("invoices.id")),
+    # Seller, buyer and payment method as they were at finalization (never a live join).
+    sa.Column("seller_snapshot", sa.JSON),
+    sa.Column("buyer_snapshot", sa.JSON),
+    sa.Column("payment_snapshot", sa.JSON),
+    sa.Column("account_reference", sa.String(64), nullable=False),
+    sa.Column("business_process", sa.String(10), nullable=False, server_default="S1"),
+    sa.Column("notes", sa.JSON),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("finalized_at", UtcDateTime),
+    sa.Column("voided_at", UtcDateTime),
+    sa.Column("void_reason", sa.String(500)),
+    sa.UniqueConstraint("organization_id", "billing_key"),
+    sa.UniqueConstraint("organization_id", "number"),
+    sa.Index("ix_invoices_run_status", "run_id", "status"),
+)
+
+invoice_lines = sa.Table(
+    "invoice_lines",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("invoices"),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("quantity", DecimalText, nullable=False),
+    sa.Column("unit_price", DecimalText, nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("vat_category", sa.String(2), nullable=False),
+    sa.Column("vat_rate", DecimalText, nullable=False),
+    sa.Column("period_start", sa.Date),
+    sa.Column("period_end", sa.Date),
+    sa.UniqueConstraint("invoice_id", "position"),
+)
+
+invoice_tax_lines = sa.Table(
+    "invoice_tax_lines",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("invoices"),
+    sa.Column("vat_category", sa.String(2), nullable=False),
+    sa.Column("vat_rate", DecimalText, nullable=False),
+    sa.Column("base_minor", sa.BigInteger, nullable=False),
+    sa.Column("tax_minor", sa.BigInteger, nullable=False),
+    sa.Column("exemption_reason", sa.String(500)),
+    sa.Column("exemption_code", sa.String(30)),
+)
+
+# Gapless numbering: the finalizing transaction locks its series row (SELECT ... FOR UPDATE on
+# PostgreSQL, the database write lock on SQLite), takes next_value and increments it; a
+# rollback gives the number back, so no gap can appear.
+number_series = sa.Table(
+    "number_series",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("next_value", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("organization_id", "prefix"),
+)

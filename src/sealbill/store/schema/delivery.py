@@ -1,0 +1,147 @@
+"""Documents, delivery plans and envelopes, the outbox, alerts, the kill switch, tokens, ledger."""
+
+import sqlalchemy as sa
+
+from sealbill.store.schema.base import id_column, metadata, org_column, ref
+from sealbill.store.types import BigId, UtcDateTime
+
+# Rendered files of a finalized invoice; the digest is recorded once and never changes.
+documents = sa.Table(
+    "documents",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("invoices"),
+    sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | text | subject
+    sa.Column("path", sa.String(500), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("invoice_id", "kind"),
+)
+
+delivery_plans = sa.Table(
+    "delivery_plans",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("billing_runs", name="run_id"),
+    sa.Column("previous_plan_id", BigId, sa.ForeignKey("delivery_plans.id")),
+    sa.Column("verdict", sa.String(10), nullable=False),  # proceed | hold
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("approved_by", sa.String(100)),
+    sa.Column("approved_reason", sa.String(500)),
+    sa.Column("approved_at", UtcDateTime),
+    sa.UniqueConstraint("run_id"),
+)
+
+# One envelope per invoice: the account and its recipients resolved from contact records.
+delivery_envelopes = sa.Table(
+    "delivery_envelopes",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("delivery_plans", name="plan_id"),
+    ref("billing_runs", name="run_id"),
+    ref("invoices"),
+    ref("accounts"),
+    sa.Column("recipients", sa.JSON, nullable=False),  # [{"contact_id": 1, "email": "..."}]
+    sa.Column("attachment_sha256", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("is_canary", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("plan_id", "invoice_id"),
+)
+
+# queued -> sending -> sent | failed_temporary (retried) | failed_permanent | held.
+# message_id is derived from the envelope row, so a resend after a crash reuses it.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("billing_runs", name="run_id"),
+    ref("delivery_envelopes", name="envelope_id"),
+    sa.Column("message_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime),
+    sa.Column("last_error", sa.String(1000)),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime),
+    sa.UniqueConstraint("envelope_id"),
+    sa.Index("ix_outbox_run_status", "run_id", "status"),
+)
+
+# Append-only; each row's hash covers its content and the previous row's hash (per org).
+delivery_ledger = sa.Table(
+    "delivery_ledger",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # 1, 2, 3... per organization
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("run_id", BigId, nullable=True),
+    sa.Column("account_id", BigId, nullable=False, index=True),  # the data subject
+    sa.Column("account_reference", sa.String(64), nullable=False),
+    sa.Column("invoice_id", BigId, nullable=False),
+    sa.Column("invoice_number", sa.String(40), nullable=False),
+    sa.Column("recipients", sa.JSON, nullable=False),  # [{"contact_id":..,"email":..}]
+    sa.Column("data_categories", sa.JSON, nullable=False),
+    sa.Column("attachment_sha256", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("queued_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("organization_id", "seq"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("run_id", BigId),
+    sa.Column("envelope_id", BigId),
+    sa.Column("cause", sa.String(60), nullable=False),
+    sa.Column("message", sa.String(2000), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("resolved_at", UtcDateTime),
+    sa.Column("resolved_by", sa.String(100)),
+)
+
+# The kill switch: checked before every message.
+sending_switches = sa.Table(
+    "sending_switches",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+    sa.Column("changed_by", sa.String(100), nullable=False),
+    sa.Column("reason", sa.String(500)),
+    sa.UniqueConstraint("organization_id"),
+)
+
+# Single-use signed links and codes; only a hash of the secret is stored.
+verification_tokens = sa.Table(
+    "verification_tokens",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("contacts"),
+    ref("accounts"),
+    sa.Column("purpose", sa.String(30), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Column("revoked_reason", sa.String(200)),
+)

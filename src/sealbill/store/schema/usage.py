@@ -1,0 +1,23 @@
+"""Metered usage events; a client event id is stored once per organization."""
+
+import sqlalchemy as sa
+
+from sealbill.store.schema.base import id_column, metadata, org_column, ref
+from sealbill.store.types import DecimalText, UtcDateTime
+
+usage_events = sa.Table(
+    "usage_events",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("accounts"),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("metric_code", sa.String(64), nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("value", DecimalText),
+    sa.Column("properties", sa.JSON),
+    # SHA-256 of the canonical payload: the same id with another digest is refused.
+    sa.Column("payload_digest", sa.String(64), nullable=False),
+    sa.UniqueConstraint("organization_id", "event_id"),
+    sa.Index("ix_usage_events_account_metric_time", "account_id", "metric_code", "occurred_at"),
+)
