@@ -1,0 +1,3 @@
+from sealbill.cli import main
+
+main()

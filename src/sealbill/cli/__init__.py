@@ -1,0 +1,31 @@
+"""The ``sealbill`` command: one Typer app, one sub-module per pipeline stage.
+
+Each stage module defines its commands on a Typer app and is registered here; nothing
+connects to a database or a server at import time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from sealbill.cli import billing, setup
+
+app = typer.Typer(
+    name="sealbill",
+    help=(
+        "Billing that sends each invoice to the people entitled to it and nobody else.\n\n"
+        "Pipeline: meter -> rate -> invoice -> render -> plan -> guard -> send -> ledger; "
+        "incident reads the ledger. Exit codes: 0 ok, 1 failure, 2 bad usage."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+setup.register(app)
+billing.register(app)
+# Stage modules added by later work register themselves below (one line each).
+
+
+def main() -> None:
+    app()

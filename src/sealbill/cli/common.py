@@ -1,0 +1,116 @@
+"""What every command shares: the database option, JSON output, exit codes, progress bars.
+
+Exit codes: 0 success, 1 the work failed (a refused row, a held run, a guard halt), 2 bad
+usage (Typer's own code for a wrong option, and ours for a wrong argument value).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import Engine
+
+from sealbill.store.db import create_engine
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="SEALBILL_DATABASE_URL",
+                  help="Database URL (default: sqlite:///sealbill.sqlite in the current folder)."),
+]
+OrgOption = Annotated[
+    str, typer.Option("--org", envvar="SEALBILL_ORG", help="Organization slug.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ActorOption = Annotated[
+    str, typer.Option("--by", envvar="SEALBILL_ACTOR", help="Who is doing this (recorded).")
+]
+
+T = TypeVar("T")
+
+
+def engine_for(db: str | None) -> Engine:
+    return create_engine(db)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def to_json(payload: Any) -> str:
+    return json.dumps(payload, default=_default, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(to_json(payload) + "\n")
+
+
+def fail(message: str, *, as_json: bool = False, code: int = EXIT_FAILURE,
+         details: Any = None) -> NoReturn:
+    """Report a failure (on stderr, or as JSON on stdout) and exit with ``code``."""
+    if as_json:
+        emit_json({"ok": False, "error": message, "details": details})
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        if details:
+            for item in details if isinstance(details, list) else [details]:
+                err_console.print(f"  - {item}", highlight=False, markup=False)
+    raise typer.Exit(code)
+
+
+def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
+    fail(message, as_json=as_json, code=EXIT_USAGE)
+
+
+@contextmanager
+def progress(enabled: bool, description: str, total: int | None) -> Iterator[Any]:
+    """A Rich progress bar on stderr, or a no-op when disabled (``--json``, not a TTY)."""
+    if not enabled:
+        yield _NoProgress()
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield _TaskAdvance(bar, task)
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        return None
+
+
+class _TaskAdvance:
+    def __init__(self, bar: Progress, task: Any) -> None:
+        self._bar, self._task = bar, task
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.advance(self._task, n)
+
+
+def tracked(items: Iterable[T], bar: Any) -> Iterator[T]:
+    for item in items:
+        yield item
+        bar.advance()

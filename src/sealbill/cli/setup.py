@@ -1,0 +1,124 @@
+"""``sealbill init`` and ``sealbill import accounts``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealbill import validation
+from sealbill.cli.common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    OrgOption,
+    emit_json,
+    engine_for,
+    fail,
+    usage_error,
+)
+from sealbill.pipeline.accounts_import import ImportRejected, import_accounts
+from sealbill.store import parties
+from sealbill.store.invoices import ensure_series
+from sealbill.store.migrate import upgrade
+
+import_app = typer.Typer(help="Import accounts or usage from files (all or nothing).",
+                         no_args_is_help=True)
+
+ORG_FIELDS = ("slug", "legal_name", "address_line1", "postcode", "city", "country",
+              "invoice_series", "default_locale", "default_currency", "sender_email",
+              "sender_name")
+
+
+def organization_problems(values: dict[str, Any]) -> list[str]:
+    """Every problem of an organization record, each naming its field."""
+    problems = [f"organization: field {name!r} is required" for name in ORG_FIELDS
+                if not str(values.get(name) or "").strip()]
+    checks = {"siren": validation.siren_problem, "siret": validation.siret_problem,
+              "vat_id": validation.vat_id_problem, "iban": validation.iban_problem,
+              "bic": validation.bic_problem}
+    for name, check in checks.items():
+        if values.get(name) and (problem := check(str(values[name]))):
+            problems.append(f"organization: field {name!r}: {problem}")
+    return problems
+
+
+def create_org(conn: Any, values: dict[str, Any]) -> int:
+    problems = organization_problems(values)
+    if problems:
+        raise ImportRejected(problems)
+    values = dict(values)
+    if values.get("vat_id"):
+        values["vat_id"] = validation.normalize_vat_id(values["vat_id"])
+    if values.get("iban"):
+        values["iban"] = str(values["iban"]).replace(" ", "").upper()
+    org_id = parties.create_organization(conn, **values)
+    org = parties.organization(conn, org_id)
+    ensure_series(conn, org_id, org["invoice_series"])
+    ensure_series(conn, org_id, org["credit_note_series"])
+    return org_id
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.add_typer(import_app, name="import")
+
+
+def init(
+    db: DbOption = None,
+    organization: Annotated[
+        Path | None,
+        typer.Option("--organization", help="JSON file describing the seller organization "
+                     "(slug, legal_name, address, siren, siret, vat_id, iban, bic, "
+                     "invoice_series, default_locale, default_currency, sender_email, ...)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or upgrade the database schema; optionally create the seller organization."""
+    engine = engine_for(db)
+    upgrade(engine)
+    result: dict[str, Any] = {"ok": True, "database": engine.url.render_as_string()}
+    if organization is not None:
+        try:
+            values = json.loads(organization.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            usage_error(f"{organization}: {exc}", as_json=as_json)
+        try:
+            with engine.begin() as conn:
+                result["organization_id"] = create_org(conn, values)
+        except ImportRejected as exc:
+            fail(str(exc), as_json=as_json, details=exc.problems)
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(f"database ready: {result['database']}")
+        if "organization_id" in result:
+            typer.echo(f"organization created: {values['slug']}")
+
+
+@import_app.command("accounts")
+def import_accounts_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="CSV or JSON file of accounts with contacts.")],
+    org: OrgOption,
+    db: DbOption = None,
+    actor: ActorOption = "operator",
+    as_json: JsonOption = False,
+) -> None:
+    """Import accounts and their contacts; every problem is listed and nothing is written."""
+    engine = engine_for(db)
+    try:
+        with engine.begin() as conn:
+            org_id = int(parties.organization_by_slug(conn, org)["id"])
+            counts = import_accounts(conn, org_id, file, actor=actor)
+    except parties.NotFound as exc:
+        fail(str(exc), as_json=as_json)
+    except ImportRejected as exc:
+        fail(str(exc), as_json=as_json, details=exc.problems)
+    if as_json:
+        emit_json({"ok": True, **counts})
+    else:
+        typer.echo(f"imported {counts['accounts']} accounts, {counts['contacts']} contacts "
+                   f"({counts['verified']} verified by an operator)")

@@ -1,0 +1,461 @@
+"""Plans, charges and their prices: what a unit of service costs, exactly.
+
+A :class:`Plan` is one *version* of a priced offer (``code`` + ``version``), effective from a
+date; :class:`PlanCatalog` picks the version in effect on a given day. A plan holds
+:class:`Charge` objects, each priced by one :class:`ChargeModel`.
+
+Invariants:
+
+- prices and quantities are ``Decimal`` (floats are refused by :func:`validate_plan` and by
+  ``Decimal`` arithmetic itself); amounts are computed *exactly* in major units — a charge never
+  rounds, rounding to minor units happens once per invoice line (``money.to_minor``);
+- ``Charge.amount(q) == sum(c.amount for c in Charge.components(q))``: the components are the
+  invoice lines of the charge (one per tier reached, per tier fee, ...);
+- tiers are ``(lower, up_to]`` intervals: the first starts at 0, each ``up_to`` is strictly
+  greater than the previous one and only the last tier is open (``up_to=None``);
+- a usage charge of quantity 0 costs nothing (no tier fee is due before a tier is reached);
+- fixed fees (model ``flat``, no metric) are billed in advance; usage charges in arrears.
+
+>>> tiers = (Tier(Decimal(100), Decimal("0")), Tier(None, Decimal("0.5"), Decimal(2)))
+>>> api = Charge("api", ChargeModel.GRADUATED, "Appels API", "API calls",
+...              ChargeProperties(tiers=tiers), metric_code="api_calls")
+>>> api.amount(Decimal(150))
+Decimal('27.0')
+>>> [(c.tier, c.quantity, c.unit_price) for c in api.components(Decimal(150))]
+[(1, Decimal('100'), Decimal('0')), (2, Decimal('50'), Decimal('0.5')), (2, 1, Decimal('2'))]
+>>> api.timing.value
+'in_arrears'
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, fields
+from datetime import date
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, localcontext
+from enum import StrEnum
+
+from sealbill.domain.money import MoneyError, exponent, to_major, to_minor
+from sealbill.domain.taxes import VatRateClass
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+# Charge arithmetic is exact or fails: an inexact step raises instead of silently rounding.
+_EXACT = Context(prec=80, traps=[InvalidOperation, DivisionByZero, Inexact])
+
+
+class CatalogError(LookupError):
+    """A plan code or version that the catalog does not hold."""
+
+
+class ChargeError(ValueError):
+    """A quantity that a charge cannot price (negative, beyond the last tier, ...)."""
+
+
+class Interval(StrEnum):
+    MONTH = "month"
+    YEAR = "year"
+
+    @property
+    def months(self) -> int:
+        return 1 if self is Interval.MONTH else 12
+
+
+class ChargeModel(StrEnum):
+    FLAT = "flat"
+    PER_UNIT = "per_unit"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+    PACKAGE = "package"
+    PERCENTAGE = "percentage"
+
+
+class ChargeTiming(StrEnum):
+    IN_ADVANCE = "in_advance"
+    IN_ARREARS = "in_arrears"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Units in ``(previous up_to, up_to]`` cost ``unit_price``; ``flat_fee`` once if reached."""
+
+    up_to: Decimal | None
+    unit_price: Decimal
+    flat_fee: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeProperties:
+    """Prices of a charge, all in major units. Which field a model reads:
+
+    - ``flat``: ``amount`` per period (and per subscribed unit);
+    - ``per_unit``: ``unit_price``;
+    - ``graduated`` / ``volume``: ``tiers``;
+    - ``package``: ``amount`` per started package of ``package_size`` units beyond
+      ``free_units``;
+    - ``percentage``: ``rate`` percent of the amounts, plus ``fixed_fee`` per transaction, the
+      per-transaction fee (rate part + fixed fee) clamped to ``[min_per_transaction,
+      max_per_transaction]`` when set.
+    """
+
+    amount: Decimal = ZERO
+    unit_price: Decimal = ZERO
+    tiers: tuple[Tier, ...] = ()
+    package_size: Decimal = ZERO
+    free_units: Decimal = ZERO
+    rate: Decimal = ZERO
+    fixed_fee: Decimal = ZERO
+    min_per_transaction: Decimal | None = None
+    max_per_transaction: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiers", tuple(self.tiers))
+
+
+_DECIMAL_FIELDS: dict[ChargeModel, tuple[tuple[str, bool], ...]] = {
+    ChargeModel.FLAT: (("amount", False),),
+    ChargeModel.PER_UNIT: (("unit_price", False),),
+    ChargeModel.GRADUATED: (),
+    ChargeModel.VOLUME: (),
+    ChargeModel.PACKAGE: (("amount", False), ("package_size", True), ("free_units", False)),
+    ChargeModel.PERCENTAGE: (("rate", False), ("fixed_fee", False)),
+}
+_MODEL_FIELDS: dict[ChargeModel, frozenset[str]] = {
+    model: frozenset(name for name, _ in names)
+    | ({"tiers"} if model in (ChargeModel.GRADUATED, ChargeModel.VOLUME) else set())
+    | ({"min_per_transaction", "max_per_transaction"} if model is ChargeModel.PERCENTAGE
+       else set())
+    for model, names in _DECIMAL_FIELDS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceComponent:
+    """One invoiceable part of a charge: ``quantity`` × ``unit_price``, exact.
+
+    ``kind`` is one of ``flat``, ``unit``, ``tier``, ``tier_fee``, ``package``, ``percentage``,
+    ``transaction_fee``, ``transaction_fees``; ``tier`` is 1-based, with its bounds.
+    """
+
+    kind: str
+    quantity: Decimal | int
+    unit_price: Decimal
+    tier: int | None = None
+    lower: Decimal | None = None
+    upper: Decimal | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        with localcontext(_EXACT):
+            return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    code: str
+    model: ChargeModel
+    description_fr: str
+    description_en: str
+    properties: ChargeProperties = field(default_factory=ChargeProperties)
+    metric_code: str | None = None
+    vat_rate_class: VatRateClass = VatRateClass.STANDARD
+
+    @property
+    def timing(self) -> ChargeTiming:
+        """Fixed fees in advance, usage in arrears."""
+        if self.model is ChargeModel.FLAT and self.metric_code is None:
+            return ChargeTiming.IN_ADVANCE
+        return ChargeTiming.IN_ARREARS
+
+    def description(self, locale: str) -> str:
+        """The description in ``locale`` ("en"), French otherwise."""
+        return self.description_en if locale == "en" else self.description_fr
+
+    def amount(self, quantity: Decimal) -> Decimal:
+        """Exact price of ``quantity`` units in major units (no rounding).
+
+        >>> pkg = Charge("sms", ChargeModel.PACKAGE, "SMS", "SMS",
+        ...     ChargeProperties(amount=Decimal(5), package_size=Decimal(100),
+        ...                      free_units=Decimal(50)), metric_code="sms")
+        >>> pkg.amount(Decimal(50)), pkg.amount(Decimal(51)), pkg.amount(Decimal(251))
+        (Decimal('0'), Decimal('5'), Decimal('15'))
+        """
+        with localcontext(_EXACT):
+            return sum((c.amount for c in self.components(quantity)), ZERO)
+
+    def components(self, quantity: Decimal) -> tuple[PriceComponent, ...]:
+        """The parts of the price of ``quantity``, one per future invoice line."""
+        if not isinstance(quantity, Decimal) or not quantity.is_finite():
+            raise ChargeError(f"charge {self.code}: quantity must be a finite Decimal")
+        if quantity < 0:
+            raise ChargeError(f"charge {self.code}: negative quantity {quantity}")
+        p = self.properties
+        with localcontext(_EXACT):
+            if self.model is ChargeModel.FLAT:
+                return (PriceComponent("flat", quantity, p.amount),)
+            if quantity == 0:
+                return ()
+            if self.model is ChargeModel.PER_UNIT:
+                return (PriceComponent("unit", quantity, p.unit_price),)
+            if self.model in (ChargeModel.GRADUATED, ChargeModel.VOLUME):
+                return self._tiered(quantity)
+            if self.model is ChargeModel.PACKAGE:
+                return self._package(quantity)
+            return (PriceComponent("percentage", quantity, p.rate.scaleb(-2)),)
+
+    def _tiered(self, quantity: Decimal) -> tuple[PriceComponent, ...]:
+        graduated = self.model is ChargeModel.GRADUATED
+        parts: list[PriceComponent] = []
+        lower = ZERO
+        for index, tier in enumerate(self.properties.tiers, start=1):
+            falls_here = tier.up_to is None or quantity <= tier.up_to
+            if graduated or falls_here:
+                top = quantity if tier.up_to is None else min(quantity, tier.up_to)
+                units = top - lower if graduated else quantity
+                bounds = (index, lower, tier.up_to)
+                parts.append(PriceComponent("tier", units, tier.unit_price, *bounds))
+                if tier.flat_fee:
+                    parts.append(PriceComponent("tier_fee", 1, tier.flat_fee, *bounds))
+            if falls_here:
+                return tuple(parts)
+            lower = tier.up_to
+        raise ChargeError(f"charge {self.code}: quantity {quantity} beyond the last tier")
+
+    def _package(self, quantity: Decimal) -> tuple[PriceComponent, ...]:
+        p = self.properties
+        billable = max(ZERO, quantity - p.free_units)
+        whole, rest = divmod(billable, p.package_size)
+        packages = whole + (1 if rest else 0)
+        if packages == 0:
+            return ()
+        return (PriceComponent("package", packages, p.amount, upper=p.package_size),)
+
+    @property
+    def has_per_transaction_rules(self) -> bool:
+        """True when a percentage charge needs each transaction (fixed fee, min or max)."""
+        p = self.properties
+        return self.model is ChargeModel.PERCENTAGE and (
+            p.fixed_fee != 0 or p.min_per_transaction is not None
+            or p.max_per_transaction is not None
+        )
+
+    def transaction_fee(self, amount: Decimal) -> Decimal:
+        """Fee of one transaction of ``amount``: rate part + fixed fee, clamped to min/max.
+
+        >>> card = Charge("card", ChargeModel.PERCENTAGE, "Paiements", "Payments",
+        ...     ChargeProperties(rate=Decimal("1.4"), fixed_fee=Decimal("0.25"),
+        ...                      min_per_transaction=Decimal("0.50")), metric_code="payments")
+        >>> card.transaction_fee(Decimal("10")), card.transaction_fee(Decimal("100"))
+        (Decimal('0.50'), Decimal('1.650'))
+        """
+        p = self.properties
+        with localcontext(_EXACT):
+            fee = amount * p.rate.scaleb(-2) + p.fixed_fee
+            if p.min_per_transaction is not None:
+                fee = max(fee, p.min_per_transaction)
+            if p.max_per_transaction is not None:
+                fee = min(fee, p.max_per_transaction)
+            return fee
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    code: str
+    name: str
+    interval: Interval
+    currency: str
+    version: int
+    effective_from: date
+    charges: tuple[Charge, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "charges", tuple(self.charges))
+
+    @property
+    def fixed_charges(self) -> tuple[Charge, ...]:
+        return tuple(c for c in self.charges if c.timing is ChargeTiming.IN_ADVANCE)
+
+    @property
+    def usage_charges(self) -> tuple[Charge, ...]:
+        return tuple(c for c in self.charges if c.timing is ChargeTiming.IN_ARREARS)
+
+
+def _decimal_problems(value: object, where: str, *, positive: bool = False) -> list[str]:
+    if not isinstance(value, Decimal):
+        return [f"{where}: must be a Decimal, not {type(value).__name__}"]
+    if not value.is_finite() or value < 0 or (positive and value == 0):
+        return [f"{where}: must be {'positive' if positive else 'zero or more'}, got {value}"]
+    return []
+
+
+def _tier_problems(tiers: tuple[Tier, ...], where: str) -> list[str]:
+    if not tiers:
+        return [f"{where}: tiers: at least one tier is required"]
+    problems: list[str] = []
+    previous: Decimal | None = None
+    for i, tier in enumerate(tiers):
+        at = f"{where}: tiers[{i}]"
+        problems += _decimal_problems(tier.unit_price, f"{at}.unit_price")
+        problems += _decimal_problems(tier.flat_fee, f"{at}.flat_fee")
+        if tier.up_to is None:
+            if i != len(tiers) - 1:
+                problems.append(f"{at}.up_to: only the last tier may be open (None)")
+        elif bad := _decimal_problems(tier.up_to, f"{at}.up_to", positive=True):
+            problems += bad
+        else:
+            if previous is not None and tier.up_to <= previous:
+                problems.append(f"{at}.up_to: {tier.up_to} must be greater than {previous}")
+            previous = tier.up_to
+    if tiers[-1].up_to is not None:
+        problems.append(f"{where}: tiers[{len(tiers) - 1}].up_to: the last tier must be open "
+                        "(up_to=None)")
+    return problems
+
+
+def _model_problems(charge: Charge, currency: str, where: str) -> list[str]:
+    p = charge.properties
+    problems: list[str] = []
+    for name, positive in _DECIMAL_FIELDS[charge.model]:
+        problems += _decimal_problems(getattr(p, name), f"{where}: {name}", positive=positive)
+    if charge.model in (ChargeModel.GRADUATED, ChargeModel.VOLUME):
+        problems += _tier_problems(p.tiers, where)
+    if charge.model is ChargeModel.FLAT and not problems and _currency_ok(currency) and (
+        to_major(to_minor(p.amount, currency), currency) != p.amount
+    ):
+        problems.append(f"{where}: amount: {p.amount} is finer than {currency} minor units")
+    if charge.model is ChargeModel.PERCENTAGE:
+        problems += _percentage_problems(p, where)
+    for f in fields(ChargeProperties):
+        if f.name not in _MODEL_FIELDS[charge.model] and getattr(p, f.name) != f.default:
+            problems.append(f"{where}: {f.name}: not used by the {charge.model} model")
+    return problems
+
+
+def _percentage_problems(p: ChargeProperties, where: str) -> list[str]:
+    problems: list[str] = []
+    if isinstance(p.rate, Decimal) and p.rate > 100:
+        problems.append(f"{where}: rate: {p.rate} % is above 100 %")
+    low, high = p.min_per_transaction, p.max_per_transaction
+    if low is not None:
+        problems += _decimal_problems(low, f"{where}: min_per_transaction")
+    if high is not None:
+        problems += _decimal_problems(high, f"{where}: max_per_transaction")
+    if isinstance(low, Decimal) and isinstance(high, Decimal) and low > high:
+        problems.append(f"{where}: min_per_transaction: {low} is above max {high}")
+    return problems
+
+
+def _currency_ok(currency: str) -> bool:
+    try:
+        exponent(currency)
+    except MoneyError:
+        return False
+    return True
+
+
+def _charge_problems(
+    charge: Charge, currency: str, where: str, metric_codes: Collection[str] | None
+) -> list[str]:
+    if not isinstance(charge.model, ChargeModel):
+        return [f"{where}: model: unknown {charge.model!r}"]
+    problems = [f"{where}: {name}: empty" for name in ("code", "description_fr", "description_en")
+                if not getattr(charge, name).strip()]
+    if not isinstance(charge.vat_rate_class, VatRateClass):
+        problems.append(f"{where}: vat_rate_class: unknown {charge.vat_rate_class!r}")
+    if charge.model is ChargeModel.FLAT:
+        if charge.metric_code is not None:
+            problems.append(f"{where}: metric_code: a flat fixed fee has no metric")
+    elif not charge.metric_code:
+        problems.append(f"{where}: metric_code: required by the {charge.model} model")
+    elif metric_codes is not None and charge.metric_code not in metric_codes:
+        problems.append(f"{where}: metric_code: unknown metric {charge.metric_code!r}")
+    return problems + _model_problems(charge, currency, where)
+
+
+def validate_plan(plan: Plan, metric_codes: Collection[str] | None = None) -> list[str]:
+    """Every problem of ``plan``, each naming the charge and the field; empty means valid.
+
+    >>> bad = Plan("pro", "Pro", Interval.MONTH, "EUR", 1, date(2024, 1, 1), (
+    ...     Charge("api", ChargeModel.VOLUME, "API", "API", ChargeProperties(tiers=(
+    ...         Tier(Decimal(10), Decimal(1)), Tier(Decimal(5), Decimal(-1)))), "calls"),))
+    >>> for problem in validate_plan(bad): print(problem)
+    plan pro v1: charge api: tiers[1].unit_price: must be zero or more, got -1
+    plan pro v1: charge api: tiers[1].up_to: 5 must be greater than 10
+    plan pro v1: charge api: tiers[1].up_to: the last tier must be open (up_to=None)
+    """
+    where = f"plan {plan.code} v{plan.version}"
+    problems: list[str] = []
+    if not plan.code:
+        problems.append(f"{where}: code: empty")
+    if not isinstance(plan.interval, Interval):
+        problems.append(f"{where}: interval: must be month or year, got {plan.interval!r}")
+    if not _currency_ok(plan.currency):
+        problems.append(f"{where}: currency: unknown {plan.currency!r}")
+    if type(plan.version) is not int or plan.version < 1:
+        problems.append(f"{where}: version: must be an int >= 1")
+    if not isinstance(plan.effective_from, date):
+        problems.append(f"{where}: effective_from: must be a date")
+    if not plan.charges:
+        problems.append(f"{where}: charges: a plan needs at least one charge")
+    codes = [charge.code for charge in plan.charges]
+    for charge in plan.charges:
+        at = f"{where}: charge {charge.code}"
+        if codes.count(charge.code) > 1:
+            problems.append(f"{at}: code: duplicated")
+        problems += _charge_problems(charge, plan.currency, at, metric_codes)
+    return problems
+
+
+class PlanCatalog:
+    """All versions of all plans; :meth:`price_for` picks the one in effect on a day.
+
+    >>> v1 = Plan("pro", "Pro", Interval.MONTH, "EUR", 1, date(2024, 1, 1))
+    >>> v2 = Plan("pro", "Pro", Interval.MONTH, "EUR", 2, date(2024, 7, 1))
+    >>> catalog = PlanCatalog([v2, v1])
+    >>> catalog.price_for("pro", date(2024, 6, 30)).version
+    1
+    >>> catalog.price_for("pro", date(2024, 7, 1)).version
+    2
+    """
+
+    def __init__(self, plans: Iterable[Plan]) -> None:
+        by_code: dict[str, list[Plan]] = {}
+        for plan in plans:
+            by_code.setdefault(plan.code, []).append(plan)
+        self._versions = {
+            code: tuple(sorted(vs, key=lambda p: (p.effective_from, p.version)))
+            for code, vs in by_code.items()
+        }
+
+    def __contains__(self, plan_code: object) -> bool:
+        return plan_code in self._versions
+
+    def versions(self, plan_code: str) -> tuple[Plan, ...]:
+        try:
+            return self._versions[plan_code]
+        except KeyError:
+            raise CatalogError(f"unknown plan {plan_code!r}") from None
+
+    def price_for(self, plan_code: str, at: date) -> Plan:
+        """The version of ``plan_code`` with the latest ``effective_from`` on or before ``at``."""
+        versions = self.versions(plan_code)
+        index = bisect.bisect_right([v.effective_from for v in versions], at)
+        if index == 0:
+            raise CatalogError(f"plan {plan_code!r} has no version in effect on {at}")
+        return versions[index - 1]
+
+    def problems(self, metric_codes: Collection[str] | None = None) -> list[str]:
+        """Every problem of every version, plus version-ordering problems across versions."""
+        problems: list[str] = []
+        for code, versions in sorted(self._versions.items()):
+            for previous, plan in zip(versions, versions[1:], strict=False):
+                if plan.effective_from == previous.effective_from:
+                    problems.append(f"plan {code}: v{previous.version} and v{plan.version} "
+                                    f"share effective_from {plan.effective_from}")
+                if plan.version <= previous.version:
+                    problems.append(f"plan {code}: v{plan.version} is effective after "
+                                    f"v{previous.version} but is not a later version")
+            for plan in versions:
+                problems += validate_plan(plan, metric_codes)
+        return problems

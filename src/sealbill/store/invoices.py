@@ -1,0 +1,276 @@
+"""Invoice rows: drafts in bulk, gapless finalization, credit notes, and reading back.
+
+Invariants:
+- a finalized invoice's content never changes: only ``voided_at``/``void_reason`` may be set
+  on it later, and the correction itself is a credit note, a numbered document of its own;
+- numbers are given only inside the finalizing transaction, which holds the series row lock
+  (``SELECT ... FOR UPDATE`` on PostgreSQL, the write lock on SQLite) until commit: numbers
+  are unique (a unique constraint) and gapless (a rollback gives them back);
+- a draft's ``billing_key`` is unique per organization, so a rerun of a billing run can never
+  create a second invoice for the same account and period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.invoices import (
+    DocumentKind,
+    Invoice,
+    InvoiceLine,
+    TaxSubtotal,
+    VatCategory,
+)
+from sealbill.domain.mentions import payment_notes
+from sealbill.store import parties
+from sealbill.store.schema import (
+    accounts,
+    invoice_lines,
+    invoice_tax_lines,
+    invoices,
+    number_series,
+)
+from sealbill.store.snapshots import (
+    buyer_snapshot,
+    party_from,
+    payment_from,
+    payment_snapshot,
+    seller_from,
+    seller_snapshot,
+)
+
+
+class InvoiceStateError(RuntimeError):
+    """An operation that the invoice's state forbids (e.g. editing a finalized invoice)."""
+
+
+@dataclass(frozen=True)
+class DraftInvoice:
+    """What rating produces for one account and period, ready to be stored."""
+
+    account_id: int
+    account_reference: str
+    billing_key: str
+    currency: str
+    locale: str
+    period_start: date | None
+    period_end: date | None
+    lines: Sequence[InvoiceLine]
+    tax_subtotals: Sequence[TaxSubtotal]
+    total_excl_minor: int
+    tax_total_minor: int
+    total_incl_minor: int
+    kind: DocumentKind = DocumentKind.INVOICE
+    corrects_invoice_id: int | None = None
+
+
+def ensure_series(conn: Connection, org_id: int, prefix: str) -> None:
+    exists = conn.execute(
+        sa.select(number_series.c.id).where(number_series.c.organization_id == org_id,
+                                            number_series.c.prefix == prefix)
+    ).first()
+    if exists is None:
+        conn.execute(sa.insert(number_series).values(organization_id=org_id, prefix=prefix,
+                                                     next_value=1))
+
+
+def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
+                  drafts: Sequence[DraftInvoice], at: datetime) -> list[int]:
+    """Insert drafts with their lines and VAT rows in bulk; returns their ids in order."""
+    if not drafts:
+        return []
+    rows = [
+        {
+            "organization_id": org_id, "run_id": run_id, "account_id": d.account_id,
+            "kind": d.kind.value, "status": "draft", "billing_key": d.billing_key,
+            "period_start": d.period_start, "period_end": d.period_end,
+            "currency": d.currency, "locale": d.locale,
+            "total_excl_minor": d.total_excl_minor, "tax_total_minor": d.tax_total_minor,
+            "total_incl_minor": d.total_incl_minor, "corrects_invoice_id": d.corrects_invoice_id,
+            "account_reference": d.account_reference, "created_at": at,
+        }
+        for d in drafts
+    ]
+    result = conn.execute(
+        sa.insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [int(row.id) for row in result]
+    line_rows, tax_rows = [], []
+    for invoice_id, draft in zip(ids, drafts, strict=True):
+        line_rows.extend(_line_row(org_id, invoice_id, line) for line in draft.lines)
+        tax_rows.extend(_tax_row(org_id, invoice_id, tax) for tax in draft.tax_subtotals)
+    if line_rows:
+        conn.execute(sa.insert(invoice_lines), line_rows)
+    if tax_rows:
+        conn.execute(sa.insert(invoice_tax_lines), tax_rows)
+    return ids
+
+
+def _line_row(org_id: int, invoice_id: int, line: InvoiceLine) -> dict[str, Any]:
+    return {
+        "organization_id": org_id, "invoice_id": invoice_id, "position": line.position,
+        "description": line.description, "quantity": line.quantity,
+        "unit_price": line.unit_price, "amount_minor": line.amount_minor,
+        "vat_category": line.vat_category.value, "vat_rate": line.vat_rate,
+        "period_start": line.period_start, "period_end": line.period_end,
+    }
+
+
+def _tax_row(org_id: int, invoice_id: int, tax: TaxSubtotal) -> dict[str, Any]:
+    return {
+        "organization_id": org_id, "invoice_id": invoice_id,
+        "vat_category": tax.category.value, "vat_rate": tax.rate,
+        "base_minor": tax.base_minor, "tax_minor": tax.tax_minor,
+        "exemption_reason": tax.exemption_reason, "exemption_code": tax.exemption_code,
+    }
+
+
+def existing_billing_keys(conn: Connection, org_id: int, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(conn.execute(
+            sa.select(invoices.c.billing_key).where(invoices.c.organization_id == org_id,
+                                                    invoices.c.billing_key.in_(chunk))
+        ).scalars())
+    return found
+
+
+def _take_numbers(conn: Connection, org_id: int, prefix: str, count: int) -> list[str]:
+    """Reserve ``count`` consecutive numbers under the series row lock (held until commit)."""
+    ensure_series(conn, org_id, prefix)
+    first = conn.execute(
+        sa.select(number_series.c.next_value)
+        .where(number_series.c.organization_id == org_id, number_series.c.prefix == prefix)
+        .with_for_update()
+    ).scalar_one()
+    conn.execute(
+        sa.update(number_series)
+        .where(number_series.c.organization_id == org_id, number_series.c.prefix == prefix)
+        .values(next_value=first + count)
+    )
+    return [f"{prefix}{value:06d}" for value in range(first, first + count)]
+
+
+def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue_date: date,
+             at: datetime) -> list[tuple[int, str]]:
+    """Finalize the given drafts in this transaction; returns (id, number) in number order.
+
+    Ids that are not drafts of this organization are ignored (a concurrent finalizer took
+    them), so finalizing is safe to retry.
+    """
+    org = parties.organization(conn, org_id)
+    drafts = conn.execute(
+        sa.select(invoices, accounts.c.name.label("_name"))
+        .join(accounts, accounts.c.id == invoices.c.account_id)
+        .where(invoices.c.organization_id == org_id, invoices.c.id.in_(list(invoice_ids)),
+               invoices.c.status == "draft")
+        .order_by(invoices.c.id)
+        .with_for_update(of=invoices)
+    ).all()
+    if not drafts:
+        return []
+    by_kind: dict[str, list[Any]] = {}
+    for row in drafts:
+        by_kind.setdefault(row.kind, []).append(row)
+    seller = seller_snapshot(org)
+    due = issue_date + timedelta(days=int(org["payment_terms_days"]))
+    done: list[tuple[int, str]] = []
+    for kind, rows in sorted(by_kind.items()):
+        prefix = org["invoice_series"] if kind == "invoice" else org["credit_note_series"]
+        numbers = _take_numbers(conn, org_id, prefix, len(rows))
+        updates = [
+            _finalized_values(conn, org_id, row, number, seller, issue_date, due, at)
+            for row, number in zip(rows, numbers, strict=True)
+        ]
+        conn.execute(
+            sa.update(invoices)
+            .where(invoices.c.id == sa.bindparam("b_id"), invoices.c.status == "draft")
+            .values({k: sa.bindparam(k) for k in updates[0] if k != "b_id"}),
+            updates,
+        )
+        done.extend((u["b_id"], u["number"]) for u in updates)
+    return done
+
+
+def _finalized_values(conn: Connection, org_id: int, row: Any, number: str,
+                      seller: dict[str, Any], issue_date: date, due: date,
+                      at: datetime) -> dict[str, Any]:
+    account = parties.account(conn, org_id, row.account_id)
+    recipients = parties.verified_billing_recipients(conn, org_id, row.account_id)
+    billing_email = recipients[0].email if recipients else None
+    return {
+        "b_id": row.id, "number": number, "status": "finalized", "issue_date": issue_date,
+        "due_date": due, "finalized_at": at, "seller_snapshot": seller,
+        "buyer_snapshot": buyer_snapshot(account, billing_email),
+        "payment_snapshot": payment_snapshot(account),
+        "notes": [list(note) for note in payment_notes(row.locale)],
+    }
+
+
+def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
+    """The finalized invoice as the domain object every document is rendered from."""
+    row = conn.execute(
+        sa.select(invoices).where(invoices.c.organization_id == org_id,
+                                  invoices.c.id == invoice_id)
+    ).first()
+    if row is None:
+        raise parties.NotFound(f"invoice {invoice_id} not found")
+    if row.status not in ("finalized", "void") or row.number is None:
+        raise InvoiceStateError(f"invoice {invoice_id} is a draft; finalize it first")
+    return invoice_from_rows(conn, row._mapping)
+
+
+def invoice_from_rows(conn: Connection, row: Mapping[str, Any]) -> Invoice:
+    lines = conn.execute(
+        sa.select(invoice_lines).where(invoice_lines.c.invoice_id == row["id"])
+        .order_by(invoice_lines.c.position)
+    ).all()
+    taxes = conn.execute(
+        sa.select(invoice_tax_lines).where(invoice_tax_lines.c.invoice_id == row["id"])
+        .order_by(invoice_tax_lines.c.id)
+    ).all()
+    corrected = None
+    if row["corrects_invoice_id"] is not None:
+        corrected = conn.execute(
+            sa.select(invoices.c.number, invoices.c.issue_date)
+            .where(invoices.c.id == row["corrects_invoice_id"])
+        ).first()
+    return Invoice(
+        kind=DocumentKind(row["kind"]),
+        number=row["number"],
+        issue_date=row["issue_date"],
+        due_date=row["due_date"],
+        currency=row["currency"],
+        locale=row["locale"],
+        seller=seller_from(row["seller_snapshot"]),
+        buyer=party_from(row["buyer_snapshot"]),
+        account_reference=row["account_reference"],
+        lines=tuple(
+            InvoiceLine(line.position, line.description, line.quantity, line.unit_price,
+                        line.amount_minor, VatCategory(line.vat_category), line.vat_rate,
+                        period_start=line.period_start, period_end=line.period_end)
+            for line in lines
+        ),
+        tax_subtotals=tuple(
+            TaxSubtotal(VatCategory(t.vat_category), t.vat_rate, t.base_minor, t.tax_minor,
+                        t.exemption_reason, t.exemption_code)
+            for t in taxes
+        ),
+        total_excl_minor=row["total_excl_minor"],
+        tax_total_minor=row["tax_total_minor"],
+        total_incl_minor=row["total_incl_minor"],
+        period_start=row["period_start"],
+        period_end=row["period_end"],
+        payment_method=payment_from(row["payment_snapshot"]),
+        business_process=row["business_process"],
+        corrected_invoice_number=corrected.number if corrected else None,
+        corrected_invoice_date=corrected.issue_date if corrected else None,
+        notes=tuple((code, text) for code, text in (row["notes"] or [])),
+    )

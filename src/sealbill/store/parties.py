@@ -1,0 +1,297 @@
+"""Organizations, accounts, contacts and contact links: every read and write scoped by tenant.
+
+Invariants:
+- every function takes the ``org_id`` of the organization it acts for and touches no row of
+  another organization (the WHERE clause of every statement names it);
+- every change to a contact or a link appends a row to ``contact_events`` in the same
+  transaction (who, when, how): the state at any past instant can be rebuilt from it;
+- changing a contact's address returns all of its links to ``pending``: a verification is
+  of an address, not of a person;
+- an account's ``public_id`` is random, grants nothing by itself, and is rotatable; retired ids
+  stay in ``account_public_ids`` so they answer "gone".
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.store.schema import (
+    account_public_ids,
+    accounts,
+    contact_events,
+    contact_links,
+    contacts,
+    organizations,
+)
+
+ROLES = ("billing", "admin", "technical")
+STATUSES = ("pending", "verified", "revoked")
+
+
+class NotFound(LookupError):
+    """No such row in this organization (which says nothing of other organizations)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    return "acc_" + secrets.token_urlsafe(18)
+
+
+def create_organization(conn: Connection, **values: Any) -> int:
+    values.setdefault("created_at", now())
+    values.setdefault("credit_note_series", values.get("invoice_series", "F") + "AV-")
+    return int(conn.execute(sa.insert(organizations).values(**values)).inserted_primary_key[0])
+
+
+def organization_by_slug(conn: Connection, slug: str) -> Mapping[str, Any]:
+    row = conn.execute(sa.select(organizations).where(organizations.c.slug == slug)).first()
+    if row is None:
+        raise NotFound(f"organization {slug!r} does not exist (run `sealbill init`)")
+    return row._mapping
+
+
+def organization(conn: Connection, org_id: int) -> Mapping[str, Any]:
+    row = conn.execute(sa.select(organizations).where(organizations.c.id == org_id)).first()
+    if row is None:
+        raise NotFound(f"organization {org_id} does not exist")
+    return row._mapping
+
+
+def create_account(conn: Connection, org_id: int, **values: Any) -> int:
+    at = values.pop("created_at", None) or now()
+    public_id = new_public_id()
+    account_id = int(
+        conn.execute(
+            sa.insert(accounts).values(
+                organization_id=org_id, public_id=public_id, created_at=at, **values
+            )
+        ).inserted_primary_key[0]
+    )
+    conn.execute(
+        sa.insert(account_public_ids).values(
+            organization_id=org_id, account_id=account_id, public_id=public_id, created_at=at
+        )
+    )
+    return account_id
+
+
+def account(conn: Connection, org_id: int, account_id: int) -> Mapping[str, Any]:
+    row = conn.execute(
+        sa.select(accounts).where(accounts.c.organization_id == org_id,
+                                  accounts.c.id == account_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"account {account_id} not found")
+    return row._mapping
+
+
+def account_ids_by_reference(conn: Connection, org_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(accounts.c.reference, accounts.c.id).where(accounts.c.organization_id == org_id)
+    )
+    return {reference: account_id for reference, account_id in rows}
+
+
+def rotate_public_id(conn: Connection, org_id: int, account_id: int, reason: str) -> str:
+    """Retire the account's current public id and give it a fresh one."""
+    at = now()
+    fresh = new_public_id()
+    conn.execute(
+        sa.update(account_public_ids)
+        .where(account_public_ids.c.organization_id == org_id,
+               account_public_ids.c.account_id == account_id,
+               account_public_ids.c.retired_at.is_(None))
+        .values(retired_at=at, retired_reason=reason)
+    )
+    conn.execute(
+        sa.insert(account_public_ids).values(
+            organization_id=org_id, account_id=account_id, public_id=fresh, created_at=at
+        )
+    )
+    conn.execute(
+        sa.update(accounts)
+        .where(accounts.c.organization_id == org_id, accounts.c.id == account_id)
+        .values(public_id=fresh)
+    )
+    return fresh
+
+
+@dataclass(frozen=True)
+class PublicIdLookup:
+    account_id: int | None
+    gone: bool
+
+
+def resolve_public_id(conn: Connection, org_id: int, public_id: str) -> PublicIdLookup:
+    """A current id names its account; a retired one is ``gone``; anything else is unknown."""
+    row = conn.execute(
+        sa.select(account_public_ids.c.account_id, account_public_ids.c.retired_at).where(
+            account_public_ids.c.organization_id == org_id,
+            account_public_ids.c.public_id == public_id,
+        )
+    ).first()
+    if row is None:
+        return PublicIdLookup(None, gone=False)
+    if row.retired_at is not None:
+        return PublicIdLookup(None, gone=True)
+    return PublicIdLookup(int(row.account_id), gone=False)
+
+
+def _event(conn: Connection, org_id: int, contact_id: int, event: str, actor: str,
+           at: datetime, **extra: Any) -> None:
+    conn.execute(
+        sa.insert(contact_events).values(
+            organization_id=org_id, contact_id=contact_id, event=event, actor=actor, at=at,
+            **extra,
+        )
+    )
+
+
+def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
+                actor: str, at: datetime | None = None) -> int:
+    """Create the contact for ``email`` or return the existing one (emails are per tenant)."""
+    email = normalize_email(email)
+    existing = conn.execute(
+        sa.select(contacts.c.id).where(contacts.c.organization_id == org_id,
+                                       contacts.c.email == email)
+    ).scalar()
+    if existing is not None:
+        return int(existing)
+    at = at or now()
+    contact_id = int(
+        conn.execute(
+            sa.insert(contacts).values(organization_id=org_id, email=email, name=name,
+                                       created_at=at)
+        ).inserted_primary_key[0]
+    )
+    _event(conn, org_id, contact_id, "added", actor, at, new_value=email)
+    return contact_id
+
+
+def normalize_email(email: str) -> str:
+    """Trim and lower-case the domain; refuse what cannot be one address (CR, LF, commas...)."""
+    email = email.strip()
+    if any(ch in email for ch in "\r\n,;<>\"' \t") or email.count("@") != 1:
+        raise ValueError(f"not a single email address: {email!r}")
+    local, domain = email.split("@")
+    if not local or "." not in domain:
+        raise ValueError(f"not a single email address: {email!r}")
+    return f"{local}@{domain.lower()}"
+
+
+def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int, role: str,
+                 *, actor: str, at: datetime | None = None) -> int:
+    """Link a contact to an account with a role, ``pending`` until verified."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    account(conn, org_id, account_id)  # the account must be this tenant's
+    at = at or now()
+    existing = conn.execute(
+        sa.select(contact_links.c.id).where(
+            contact_links.c.organization_id == org_id,
+            contact_links.c.contact_id == contact_id,
+            contact_links.c.account_id == account_id,
+            contact_links.c.role == role,
+        )
+    ).scalar()
+    if existing is not None:
+        return int(existing)
+    link_id = int(
+        conn.execute(
+            sa.insert(contact_links).values(
+                organization_id=org_id, contact_id=contact_id, account_id=account_id,
+                role=role, status="pending", status_changed_at=at, status_changed_by=actor,
+            )
+        ).inserted_primary_key[0]
+    )
+    _event(conn, org_id, contact_id, "linked", actor, at, account_id=account_id, role=role)
+    return link_id
+
+
+def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *, actor: str,
+                    method: str | None = None, reason: str | None = None,
+                    at: datetime | None = None) -> None:
+    """Verify, revoke or reset a link; an operator verification needs a reason."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}")
+    if status == "verified" and method == "operator" and not (reason or "").strip():
+        raise ValueError("an operator verification needs a recorded reason")
+    at = at or now()
+    row = conn.execute(
+        sa.select(contact_links).where(contact_links.c.organization_id == org_id,
+                                       contact_links.c.id == link_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"contact link {link_id} not found")
+    conn.execute(
+        sa.update(contact_links)
+        .where(contact_links.c.organization_id == org_id, contact_links.c.id == link_id)
+        .values(status=status, status_changed_at=at, status_changed_by=actor,
+                verification_method=method if status == "verified" else row.verification_method,
+                verified_at=at if status == "verified" else None, reason=reason)
+    )
+    _event(conn, org_id, row.contact_id, status, actor, at, account_id=row.account_id,
+           role=row.role, method=method, reason=reason)
+
+
+def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_email: str, *,
+                         actor: str, at: datetime | None = None) -> None:
+    at = at or now()
+    new_email = normalize_email(new_email)
+    old = conn.execute(
+        sa.select(contacts.c.email).where(contacts.c.organization_id == org_id,
+                                          contacts.c.id == contact_id)
+    ).scalar()
+    if old is None:
+        raise NotFound(f"contact {contact_id} not found")
+    conn.execute(
+        sa.update(contacts).where(contacts.c.organization_id == org_id,
+                                  contacts.c.id == contact_id).values(email=new_email)
+    )
+    _event(conn, org_id, contact_id, "address_changed", actor, at, old_value=old,
+           new_value=new_email)
+    links = conn.execute(
+        sa.select(contact_links.c.id).where(contact_links.c.organization_id == org_id,
+                                            contact_links.c.contact_id == contact_id,
+                                            contact_links.c.status == "verified")
+    ).scalars().all()
+    for link_id in links:
+        set_link_status(conn, org_id, link_id, "pending", actor=actor,
+                        reason="address changed", at=at)
+
+
+@dataclass(frozen=True, order=True)
+class Recipient:
+    """A recipient resolved from a contact record — never from a bare string."""
+
+    contact_id: int
+    email: str
+
+
+def verified_billing_recipients(conn: Connection, org_id: int,
+                                account_id: int) -> list[Recipient]:
+    """The account's verified billing contacts, read now from the database, by contact id."""
+    rows = conn.execute(
+        sa.select(contacts.c.id, contacts.c.email)
+        .join(contact_links, contact_links.c.contact_id == contacts.c.id)
+        .where(
+            contact_links.c.organization_id == org_id,
+            contacts.c.organization_id == org_id,
+            contact_links.c.account_id == account_id,
+            contact_links.c.role == "billing",
+            contact_links.c.status == "verified",
+            contacts.c.bounced_at.is_(None),
+        )
+        .order_by(contacts.c.id)
+    )
+    return [Recipient(int(cid), email) for cid, email in rows]

@@ -1,0 +1,83 @@
+"""Identifier checks with python-stdnum and schwifty, each problem naming its record and field.
+
+The domain stays standard-library only; this module is where sealbill asks the specialised
+libraries whether a SIREN, SIRET, VAT number or IBAN is well formed.
+"""
+
+from __future__ import annotations
+
+from stdnum import luhn
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import ValidationError
+from stdnum.fr import siren as fr_siren
+from stdnum.fr import siret as fr_siret
+
+EU_MEMBER_STATES = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
+)
+
+
+def vat_id_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid EU VAT number, or None (``EL`` is Greece's prefix)."""
+    try:
+        eu_vat.validate(value)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def normalize_vat_id(value: str) -> str:
+    return str(eu_vat.compact(value))
+
+
+def siren_problem(value: str) -> str | None:
+    try:
+        fr_siren.validate(value)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def siret_problem(value: str) -> str | None:
+    try:
+        fr_siret.validate(value)
+    except ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def iban_problem(value: str) -> str | None:
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(value)
+    except SchwiftyException as exc:
+        return str(exc)
+    return None
+
+
+def bic_problem(value: str) -> str | None:
+    from schwifty import BIC
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        BIC(value)
+    except SchwiftyException as exc:
+        return str(exc)
+    return None
+
+
+def mask_iban(value: str) -> str:
+    """``FR7630006000011234567890189`` -> ``FR76 •••• 0189``: what sealbill may keep."""
+    compact = value.replace(" ", "").upper()
+    return f"{compact[:4]} •••• {compact[-4:]}"
+
+
+def card_last4_problem(value: str) -> str | None:
+    return None if len(value) == 4 and value.isdigit() else "expected the last 4 digits only"
+
+
+def looks_like_full_card_number(value: str) -> bool:
+    digits = value.replace(" ", "").replace("-", "")
+    return digits.isdigit() and 12 <= len(digits) <= 19 and luhn.is_valid(digits)
