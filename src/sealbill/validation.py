@@ -12,11 +12,6 @@ from stdnum.exceptions import ValidationError
 from stdnum.fr import siren as fr_siren
 from stdnum.fr import siret as fr_siret
 
-EU_MEMBER_STATES = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
-)
-
-
 def vat_id_problem(value: str) -> str | None:
     """Why ``value`` is not a valid EU VAT number, or None (``EL`` is Greece's prefix)."""
     try:

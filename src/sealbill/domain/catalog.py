@@ -1,20 +1,19 @@
 """Plans, charges and their prices: what a unit of service costs, exactly.
 
-A :class:`Plan` is one *version* of a priced offer (``code`` + ``version``), effective from a
-date; :class:`PlanCatalog` picks the version in effect on a given day. A plan holds
-:class:`Charge` objects, each priced by one :class:`ChargeModel`.
+A :class:`Plan` is one *version* of a priced offer, effective from a date (:class:`PlanCatalog`
+picks the version in effect on a day); it holds :class:`Charge` objects of one
+:class:`ChargeModel` each. Invariants:
 
-Invariants:
-
-- prices and quantities are ``Decimal`` (floats are refused by :func:`validate_plan` and by
-  ``Decimal`` arithmetic itself); amounts are computed *exactly* in major units — a charge never
-  rounds, rounding to minor units happens once per invoice line (``money.to_minor``);
+- prices and quantities are ``Decimal`` (floats refused); amounts are computed *exactly* in
+  major units — a charge never rounds: rounding happens once per invoice line (``to_minor``);
 - ``Charge.amount(q) == sum(c.amount for c in Charge.components(q))``: the components are the
   invoice lines of the charge (one per tier reached, per tier fee, ...);
 - tiers are ``(lower, up_to]`` intervals: the first starts at 0, each ``up_to`` is strictly
   greater than the previous one and only the last tier is open (``up_to=None``);
 - a usage charge of quantity 0 costs nothing (no tier fee is due before a tier is reached);
-- fixed fees (model ``flat``, no metric) are billed in advance; usage charges in arrears.
+- fixed fees (model ``flat``, no metric) are billed in advance; usage charges in arrears;
+- the per-transaction part of ``percentage`` (fixed fee, min, max) is rated by
+  :mod:`sealbill.domain.rating` from streamed transactions.
 
 >>> tiers = (Tier(Decimal(100), Decimal("0")), Tier(None, Decimal("0.5"), Decimal(2)))
 >>> api = Charge("api", ChargeModel.GRADUATED, "Appels API", "API calls",
@@ -30,17 +29,17 @@ Decimal('27.0')
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 
-from sealbill.domain.money import MoneyError, exponent, to_major, to_minor
+from sealbill.domain.money import CURRENCY_EXPONENTS, to_major, to_minor
 from sealbill.domain.taxes import VatRateClass
 
 ZERO = Decimal(0)
-ONE = Decimal(1)
 # Charge arithmetic is exact or fails: an inexact step raises instead of silently rounding.
 _EXACT = Context(prec=80, traps=[InvalidOperation, DivisionByZero, Inexact])
 
@@ -87,17 +86,11 @@ class Tier:
 
 @dataclass(frozen=True, slots=True)
 class ChargeProperties:
-    """Prices of a charge, all in major units. Which field a model reads:
-
-    - ``flat``: ``amount`` per period (and per subscribed unit);
-    - ``per_unit``: ``unit_price``;
-    - ``graduated`` / ``volume``: ``tiers``;
-    - ``package``: ``amount`` per started package of ``package_size`` units beyond
-      ``free_units``;
-    - ``percentage``: ``rate`` percent of the amounts, plus ``fixed_fee`` per transaction, the
-      per-transaction fee (rate part + fixed fee) clamped to ``[min_per_transaction,
-      max_per_transaction]`` when set.
-    """
+    """Prices of a charge in major units. ``flat``: ``amount`` per period (and per unit);
+    ``per_unit``: ``unit_price``; ``graduated``/``volume``: ``tiers``; ``package``: ``amount``
+    per started package of ``package_size`` units beyond ``free_units``; ``percentage``:
+    ``rate`` percent of the amounts plus ``fixed_fee`` per transaction, that per-transaction fee
+    clamped to ``[min_per_transaction, max_per_transaction]`` when set."""
 
     amount: Decimal = ZERO
     unit_price: Decimal = ZERO
@@ -113,30 +106,25 @@ class ChargeProperties:
         object.__setattr__(self, "tiers", tuple(self.tiers))
 
 
-_DECIMAL_FIELDS: dict[ChargeModel, tuple[tuple[str, bool], ...]] = {
-    ChargeModel.FLAT: (("amount", False),),
-    ChargeModel.PER_UNIT: (("unit_price", False),),
+# (field, must be positive, may be None) checked per model; other fields must keep defaults.
+_DECIMAL_FIELDS: dict[ChargeModel, tuple[tuple[str, bool, bool], ...]] = {
+    ChargeModel.FLAT: (("amount", False, False),),
+    ChargeModel.PER_UNIT: (("unit_price", False, False),),
     ChargeModel.GRADUATED: (),
     ChargeModel.VOLUME: (),
-    ChargeModel.PACKAGE: (("amount", False), ("package_size", True), ("free_units", False)),
-    ChargeModel.PERCENTAGE: (("rate", False), ("fixed_fee", False)),
+    ChargeModel.PACKAGE: (("amount", False, False), ("package_size", True, False),
+                          ("free_units", False, False)),
+    ChargeModel.PERCENTAGE: (("rate", False, False), ("fixed_fee", False, False),
+                             ("min_per_transaction", False, True),
+                             ("max_per_transaction", False, True)),
 }
-_MODEL_FIELDS: dict[ChargeModel, frozenset[str]] = {
-    model: frozenset(name for name, _ in names)
-    | ({"tiers"} if model in (ChargeModel.GRADUATED, ChargeModel.VOLUME) else set())
-    | ({"min_per_transaction", "max_per_transaction"} if model is ChargeModel.PERCENTAGE
-       else set())
-    for model, names in _DECIMAL_FIELDS.items()
-}
+_TIERED = (ChargeModel.GRADUATED, ChargeModel.VOLUME)
 
 
 @dataclass(frozen=True, slots=True)
 class PriceComponent:
-    """One invoiceable part of a charge: ``quantity`` × ``unit_price``, exact.
-
-    ``kind`` is one of ``flat``, ``unit``, ``tier``, ``tier_fee``, ``package``, ``percentage``,
-    ``transaction_fee``, ``transaction_fees``; ``tier`` is 1-based, with its bounds.
-    """
+    """One invoiceable part of a charge: ``quantity`` × ``unit_price``, exact. ``kind``: flat,
+    unit, tier, tier_fee, package, percentage; ``tier`` is 1-based, with its bounds."""
 
     kind: str
     quantity: Decimal | int
@@ -198,7 +186,7 @@ class Charge:
                 return ()
             if self.model is ChargeModel.PER_UNIT:
                 return (PriceComponent("unit", quantity, p.unit_price),)
-            if self.model in (ChargeModel.GRADUATED, ChargeModel.VOLUME):
+            if self.model in _TIERED:
                 return self._tiered(quantity)
             if self.model is ChargeModel.PACKAGE:
                 return self._package(quantity)
@@ -217,46 +205,17 @@ class Charge:
                 parts.append(PriceComponent("tier", units, tier.unit_price, *bounds))
                 if tier.flat_fee:
                     parts.append(PriceComponent("tier_fee", 1, tier.flat_fee, *bounds))
-            if falls_here:
+            if tier.up_to is None or quantity <= tier.up_to:
                 return tuple(parts)
             lower = tier.up_to
         raise ChargeError(f"charge {self.code}: quantity {quantity} beyond the last tier")
 
     def _package(self, quantity: Decimal) -> tuple[PriceComponent, ...]:
         p = self.properties
-        billable = max(ZERO, quantity - p.free_units)
-        whole, rest = divmod(billable, p.package_size)
-        packages = whole + (1 if rest else 0)
-        if packages == 0:
+        whole, rest = divmod(max(ZERO, quantity - p.free_units), p.package_size)
+        if (packages := whole + (1 if rest else 0)) == 0:
             return ()
         return (PriceComponent("package", packages, p.amount, upper=p.package_size),)
-
-    @property
-    def has_per_transaction_rules(self) -> bool:
-        """True when a percentage charge needs each transaction (fixed fee, min or max)."""
-        p = self.properties
-        return self.model is ChargeModel.PERCENTAGE and (
-            p.fixed_fee != 0 or p.min_per_transaction is not None
-            or p.max_per_transaction is not None
-        )
-
-    def transaction_fee(self, amount: Decimal) -> Decimal:
-        """Fee of one transaction of ``amount``: rate part + fixed fee, clamped to min/max.
-
-        >>> card = Charge("card", ChargeModel.PERCENTAGE, "Paiements", "Payments",
-        ...     ChargeProperties(rate=Decimal("1.4"), fixed_fee=Decimal("0.25"),
-        ...                      min_per_transaction=Decimal("0.50")), metric_code="payments")
-        >>> card.transaction_fee(Decimal("10")), card.transaction_fee(Decimal("100"))
-        (Decimal('0.50'), Decimal('1.650'))
-        """
-        p = self.properties
-        with localcontext(_EXACT):
-            fee = amount * p.rate.scaleb(-2) + p.fixed_fee
-            if p.min_per_transaction is not None:
-                fee = max(fee, p.min_per_transaction)
-            if p.max_per_transaction is not None:
-                fee = min(fee, p.max_per_transaction)
-            return fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,44 +273,28 @@ def _tier_problems(tiers: tuple[Tier, ...], where: str) -> list[str]:
 
 
 def _model_problems(charge: Charge, currency: str, where: str) -> list[str]:
-    p = charge.properties
-    problems: list[str] = []
-    for name, positive in _DECIMAL_FIELDS[charge.model]:
-        problems += _decimal_problems(getattr(p, name), f"{where}: {name}", positive=positive)
-    if charge.model in (ChargeModel.GRADUATED, ChargeModel.VOLUME):
+    p, problems = charge.properties, []
+    for name, positive, optional in _DECIMAL_FIELDS[charge.model]:
+        if not (optional and getattr(p, name) is None):
+            problems += _decimal_problems(getattr(p, name), f"{where}: {name}", positive=positive)
+    if charge.model in _TIERED:
         problems += _tier_problems(p.tiers, where)
-    if charge.model is ChargeModel.FLAT and not problems and _currency_ok(currency) and (
+    if charge.model is ChargeModel.FLAT and not problems and currency in CURRENCY_EXPONENTS and (
         to_major(to_minor(p.amount, currency), currency) != p.amount
     ):
         problems.append(f"{where}: amount: {p.amount} is finer than {currency} minor units")
-    if charge.model is ChargeModel.PERCENTAGE:
-        problems += _percentage_problems(p, where)
-    for f in fields(ChargeProperties):
-        if f.name not in _MODEL_FIELDS[charge.model] and getattr(p, f.name) != f.default:
-            problems.append(f"{where}: {f.name}: not used by the {charge.model} model")
+    if charge.model is ChargeModel.PERCENTAGE and not problems:
+        low, high = p.min_per_transaction, p.max_per_transaction
+        if p.rate > 100:
+            problems.append(f"{where}: rate: {p.rate} % is above 100 %")
+        if low is not None and high is not None and low > high:
+            problems.append(f"{where}: min_per_transaction: {low} is above max {high}")
+    used = {name for name, _, _ in _DECIMAL_FIELDS[charge.model]}
+    used |= {"tiers"} if charge.model in _TIERED else set()
+    problems += [f"{where}: {f.name}: not used by the {charge.model} model"
+                 for f in fields(ChargeProperties)
+                 if f.name not in used and getattr(p, f.name) != f.default]
     return problems
-
-
-def _percentage_problems(p: ChargeProperties, where: str) -> list[str]:
-    problems: list[str] = []
-    if isinstance(p.rate, Decimal) and p.rate > 100:
-        problems.append(f"{where}: rate: {p.rate} % is above 100 %")
-    low, high = p.min_per_transaction, p.max_per_transaction
-    if low is not None:
-        problems += _decimal_problems(low, f"{where}: min_per_transaction")
-    if high is not None:
-        problems += _decimal_problems(high, f"{where}: max_per_transaction")
-    if isinstance(low, Decimal) and isinstance(high, Decimal) and low > high:
-        problems.append(f"{where}: min_per_transaction: {low} is above max {high}")
-    return problems
-
-
-def _currency_ok(currency: str) -> bool:
-    try:
-        exponent(currency)
-    except MoneyError:
-        return False
-    return True
 
 
 def _charge_problems(
@@ -385,19 +328,15 @@ def validate_plan(plan: Plan, metric_codes: Collection[str] | None = None) -> li
     plan pro v1: charge api: tiers[1].up_to: the last tier must be open (up_to=None)
     """
     where = f"plan {plan.code} v{plan.version}"
-    problems: list[str] = []
-    if not plan.code:
-        problems.append(f"{where}: code: empty")
-    if not isinstance(plan.interval, Interval):
-        problems.append(f"{where}: interval: must be month or year, got {plan.interval!r}")
-    if not _currency_ok(plan.currency):
-        problems.append(f"{where}: currency: unknown {plan.currency!r}")
-    if type(plan.version) is not int or plan.version < 1:
-        problems.append(f"{where}: version: must be an int >= 1")
-    if not isinstance(plan.effective_from, date):
-        problems.append(f"{where}: effective_from: must be a date")
-    if not plan.charges:
-        problems.append(f"{where}: charges: a plan needs at least one charge")
+    checks = [
+        (bool(plan.code), "code: empty"),
+        (isinstance(plan.interval, Interval), f"interval: not month|year: {plan.interval!r}"),
+        (plan.currency in CURRENCY_EXPONENTS, f"currency: unknown {plan.currency!r}"),
+        (type(plan.version) is int and plan.version >= 1, "version: must be an int >= 1"),
+        (isinstance(plan.effective_from, date), "effective_from: must be a date"),
+        (bool(plan.charges), "charges: a plan needs at least one charge"),
+    ]
+    problems = [f"{where}: {message}" for ok, message in checks if not ok]
     codes = [charge.code for charge in plan.charges]
     for charge in plan.charges:
         at = f"{where}: charge {charge.code}"
@@ -428,9 +367,6 @@ class PlanCatalog:
             for code, vs in by_code.items()
         }
 
-    def __contains__(self, plan_code: object) -> bool:
-        return plan_code in self._versions
-
     def versions(self, plan_code: str) -> tuple[Plan, ...]:
         try:
             return self._versions[plan_code]
@@ -449,7 +385,7 @@ class PlanCatalog:
         """Every problem of every version, plus version-ordering problems across versions."""
         problems: list[str] = []
         for code, versions in sorted(self._versions.items()):
-            for previous, plan in zip(versions, versions[1:], strict=False):
+            for previous, plan in itertools.pairwise(versions):
                 if plan.effective_from == previous.effective_from:
                     problems.append(f"plan {code}: v{previous.version} and v{plan.version} "
                                     f"share effective_from {plan.effective_from}")

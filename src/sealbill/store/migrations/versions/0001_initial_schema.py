@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-29 09:01:24.959873
 """
 
-from alembic import op
 import sqlalchemy as sa
-import sealbill.store.types
+from alembic import op
 
+import sealbill.store.types
 
 revision = '0001'
 down_revision = None

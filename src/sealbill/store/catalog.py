@@ -1,0 +1,195 @@
+"""Plans (price versions as JSON), metrics and subscriptions with their phase history.
+
+Decimals are stored as strings in the plan JSON, so a price like 0.000012 survives both
+databases exactly. A plan version, once written, is never updated: a price change is a new
+version with a later ``effective_from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.catalog import (
+    Charge,
+    ChargeModel,
+    ChargeProperties,
+    Interval,
+    Plan,
+    PlanCatalog,
+    Tier,
+)
+from sealbill.domain.taxes import VatRateClass
+from sealbill.store.schema import metrics, plans, subscription_phases, subscriptions
+
+_DECIMALS = ("amount", "unit_price", "package_size", "free_units", "rate", "fixed_fee")
+_OPTIONAL = ("min_per_transaction", "max_per_transaction")
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def properties_to_json(p: ChargeProperties) -> dict[str, Any]:
+    data: dict[str, Any] = {name: str(getattr(p, name)) for name in _DECIMALS}
+    data.update({name: None if getattr(p, name) is None else str(getattr(p, name))
+                 for name in _OPTIONAL})
+    data["tiers"] = [
+        {"up_to": None if t.up_to is None else str(t.up_to), "unit_price": str(t.unit_price),
+         "flat_fee": str(t.flat_fee)}
+        for t in p.tiers
+    ]
+    return data
+
+
+def properties_from_json(data: Mapping[str, Any]) -> ChargeProperties:
+    values: dict[str, Any] = {name: Decimal(str(data[name])) for name in _DECIMALS
+                              if data.get(name) is not None}
+    values.update({name: _dec(data.get(name)) for name in _OPTIONAL})
+    values["tiers"] = tuple(
+        Tier(_dec(t.get("up_to")), Decimal(str(t["unit_price"])),
+             Decimal(str(t.get("flat_fee", "0"))))
+        for t in data.get("tiers", ())
+    )
+    return ChargeProperties(**values)
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "charges": [
+            {"code": c.code, "model": c.model.value, "description_fr": c.description_fr,
+             "description_en": c.description_en, "metric_code": c.metric_code,
+             "vat_rate_class": c.vat_rate_class.value,
+             "properties": properties_to_json(c.properties)}
+            for c in plan.charges
+        ]
+    }
+
+
+def plan_from_row(row: Mapping[str, Any]) -> Plan:
+    charges = tuple(
+        Charge(code=c["code"], model=ChargeModel(c["model"]),
+               description_fr=c["description_fr"], description_en=c["description_en"],
+               properties=properties_from_json(c["properties"]),
+               metric_code=c.get("metric_code"),
+               vat_rate_class=VatRateClass(c.get("vat_rate_class", "standard")))
+        for c in row["definition"]["charges"]
+    )
+    return Plan(code=row["code"], name=row["name"], interval=Interval(row["interval"]),
+                currency=row["currency"], version=row["version"],
+                effective_from=row["effective_from"], charges=charges)
+
+
+def add_plan(conn: Connection, org_id: int, plan: Plan, at: datetime) -> int:
+    return int(conn.execute(sa.insert(plans).values(
+        organization_id=org_id, code=plan.code, version=plan.version,
+        effective_from=plan.effective_from, name=plan.name, interval=plan.interval.value,
+        currency=plan.currency, definition=plan_to_json(plan), created_at=at,
+    )).inserted_primary_key[0])
+
+
+def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
+    rows = conn.execute(sa.select(plans).where(plans.c.organization_id == org_id)).all()
+    return PlanCatalog(plan_from_row(row._mapping) for row in rows)
+
+
+def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation: str,
+               field: str | None = None) -> None:
+    conn.execute(sa.insert(metrics).values(organization_id=org_id, code=code, name=name,
+                                           aggregation=aggregation, field=field))
+
+
+def load_metrics(conn: Connection, org_id: int) -> dict[str, Mapping[str, Any]]:
+    rows = conn.execute(sa.select(metrics).where(metrics.c.organization_id == org_id))
+    return {row.code: row._mapping for row in rows}
+
+
+def add_subscription(conn: Connection, org_id: int, account_id: int, external_id: str,
+                     plan_code: str, started_on: date, at: datetime, *,
+                     trial_ends_on: date | None = None) -> int:
+    sub_id = int(conn.execute(sa.insert(subscriptions).values(
+        organization_id=org_id, account_id=account_id, external_id=external_id,
+        started_on=started_on, trial_ends_on=trial_ends_on, created_at=at,
+    )).inserted_primary_key[0])
+    conn.execute(sa.insert(subscription_phases).values(
+        organization_id=org_id, subscription_id=sub_id, plan_code=plan_code,
+        start_on=started_on, created_at=at))
+    return sub_id
+
+
+def add_subscriptions_bulk(conn: Connection, org_id: int, rows: Sequence[Mapping[str, Any]],
+                           at: datetime) -> None:
+    """Insert many (account_id, external_id, plan_code, started_on[, trial_ends_on])."""
+    if not rows:
+        return
+    result = conn.execute(
+        sa.insert(subscriptions).returning(subscriptions.c.id, sort_by_parameter_order=True),
+        [{"organization_id": org_id, "account_id": r["account_id"],
+          "external_id": r["external_id"], "started_on": r["started_on"],
+          "trial_ends_on": r.get("trial_ends_on"), "created_at": at} for r in rows],
+    )
+    ids = [int(row.id) for row in result]
+    conn.execute(sa.insert(subscription_phases), [
+        {"organization_id": org_id, "subscription_id": sub_id, "plan_code": r["plan_code"],
+         "start_on": r["started_on"], "created_at": at}
+        for sub_id, r in zip(ids, rows, strict=True)
+    ])
+
+
+def change_plan(conn: Connection, org_id: int, subscription_id: int, plan_code: str,
+                on: date, at: datetime) -> None:
+    """Close the open phase on ``on`` and open one on ``plan_code`` (history is kept)."""
+    conn.execute(sa.update(subscription_phases).where(
+        subscription_phases.c.organization_id == org_id,
+        subscription_phases.c.subscription_id == subscription_id,
+        subscription_phases.c.end_on.is_(None)).values(end_on=on))
+    conn.execute(sa.insert(subscription_phases).values(
+        organization_id=org_id, subscription_id=subscription_id, plan_code=plan_code,
+        start_on=on, created_at=at))
+
+
+def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date | None,
+           at_period_end: bool) -> None:
+    """Cancel now (``ends_on=on``, the open phase closed) or at the end of the period."""
+    values: dict[str, Any] = {"cancel_at_period_end": at_period_end}
+    if not at_period_end:
+        values["ends_on"] = on
+        conn.execute(sa.update(subscription_phases).where(
+            subscription_phases.c.organization_id == org_id,
+            subscription_phases.c.subscription_id == subscription_id,
+            subscription_phases.c.end_on.is_(None)).values(end_on=on))
+    conn.execute(sa.update(subscriptions).where(
+        subscriptions.c.organization_id == org_id,
+        subscriptions.c.id == subscription_id).values(**values))
+
+
+def phases_by_account(conn: Connection, org_id: int, account_ids: Iterable[int],
+                      period_start: date, period_end: date) -> dict[int, list[Mapping[str, Any]]]:
+    """Subscription phases overlapping the period, grouped by account."""
+    ids = list(account_ids)
+    result: dict[int, list[Mapping[str, Any]]] = {}
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            sa.select(subscriptions.c.account_id, subscriptions.c.id.label("subscription_id"),
+                      subscriptions.c.external_id, subscriptions.c.started_on,
+                      subscriptions.c.trial_ends_on, subscriptions.c.ends_on,
+                      subscriptions.c.cancel_at_period_end,
+                      subscription_phases.c.plan_code, subscription_phases.c.start_on,
+                      subscription_phases.c.end_on)
+            .join(subscription_phases,
+                  subscription_phases.c.subscription_id == subscriptions.c.id)
+            .where(subscriptions.c.organization_id == org_id,
+                   subscriptions.c.account_id.in_(ids[start:start + 500]),
+                   subscription_phases.c.start_on < period_end,
+                   sa.or_(subscription_phases.c.end_on.is_(None),
+                          subscription_phases.c.end_on > period_start))
+            .order_by(subscriptions.c.id, subscription_phases.c.start_on)
+        )
+        for row in rows:
+            result.setdefault(int(row.account_id), []).append(row._mapping)
+    return result
