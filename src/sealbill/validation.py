@@ -12,6 +12,7 @@ from stdnum.exceptions import ValidationError
 from stdnum.fr import siren as fr_siren
 from stdnum.fr import siret as fr_siret
 
+
 def vat_id_problem(value: str) -> str | None:
     """Why ``value`` is not a valid EU VAT number, or None (``EL`` is Greece's prefix)."""
     try:

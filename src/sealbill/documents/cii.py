@@ -95,7 +95,7 @@ def build_cii(invoice: Invoice) -> bytes:
     for line in invoice.lines:
         _line(transaction, line, invoice.currency)
     _agreement(_el(transaction, "ApplicableHeaderTradeAgreement"), invoice)
-    _el(transaction, "ApplicableHeaderTradeDelivery")
+    _delivery(_el(transaction, "ApplicableHeaderTradeDelivery"), invoice)
     _settlement(_el(transaction, "ApplicableHeaderTradeSettlement"), invoice)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
@@ -201,6 +201,13 @@ def _contact(node: Element, party: Party) -> None:
 def _agreement(agreement: Element, invoice: Invoice) -> None:
     _party(agreement, "SellerTradeParty", invoice.seller)
     _party(agreement, "BuyerTradeParty", invoice.buyer, identifier=invoice.account_reference)
+
+
+def _delivery(delivery: Element, invoice: Invoice) -> None:
+    """BT-72: when the supply was completed, the end of the billed period (else the issue
+    date). It also keeps the delivery group non-empty (PEPPOL-EN16931-R008)."""
+    event = _el(delivery, "ActualDeliverySupplyChainEvent")
+    _date(event, "OccurrenceDateTime", invoice.period_end or invoice.issue_date)
 
 
 def _settlement(settlement: Element, invoice: Invoice) -> None:

@@ -214,7 +214,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         ),
         "note_AAB": "No discount for early payment.",
         "exempt_AE": (
-            "Reverse charge: VAT to be accounted for by the customer "
+            "Reverse charge (autoliquidation): VAT to be accounted for by the customer "
             "(art. 196 of Council Directive 2006/112/EC; French Tax Code art. 283-2)."
         ),
         "exempt_G": (

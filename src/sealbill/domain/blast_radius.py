@@ -52,7 +52,7 @@ class Reason(StrEnum):
     CORRECTED_NOT_ENTITLED = "operator_correction_not_entitled"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SentRecipient:
     contact_id: int | None
     email: str
@@ -119,7 +119,7 @@ class Judgement:
     as_corrected: Verdict
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Exposure:
     """One message's data reaching one recipient who was not entitled to it."""
 
@@ -259,7 +259,7 @@ def compute(messages: Iterable[LedgerMessage], history: LinkHistory,
     recorded: list[Exposure] = []
     corrected: list[Exposure] = []
     for message in ordered:
-        for recipient in sorted(set(message.recipients)):
+        for recipient in sorted(set(message.recipients), key=_recipient_key):
             as_recorded = judge_as_recorded(history, message, recipient, archive)
             as_corrected = apply_corrections(as_recorded, corrections, recipient.contact_id,
                                              message.account_id, message.sent_at)
@@ -279,6 +279,15 @@ def compute(messages: Iterable[LedgerMessage], history: LinkHistory,
     )
 
 
+def _recipient_key(recipient: SentRecipient) -> tuple[str, int]:
+    # contact_id may be None (a recipient the sender could not name): sort it first.
+    return normalize_address(recipient.email), recipient.contact_id or 0
+
+
+def _exposure_key(exposure: Exposure) -> tuple[datetime, str, str]:
+    return exposure.sent_at, exposure.message_id, normalize_address(exposure.email)
+
+
 def _exposure(message: LedgerMessage, recipient: SentRecipient, verdict: Verdict) -> Exposure:
     return Exposure(message.sent_at, message.message_id, message.account_id,
                     message.account_reference, message.invoice_number, recipient.email,
@@ -288,7 +297,7 @@ def _exposure(message: LedgerMessage, recipient: SentRecipient, verdict: Verdict
 
 def derive_view(exposures: Iterable[Exposure], subjects: Mapping[int, Subject]) -> RadiusView:
     """Subjects, recipients, categories, span and states, all from the exposures alone."""
-    items = tuple(sorted(exposures))
+    items = tuple(sorted(exposures, key=_exposure_key))
     by_subject: dict[int, list[Exposure]] = defaultdict(list)
     by_recipient: dict[str, list[Exposure]] = defaultdict(list)
     for exposure in items:

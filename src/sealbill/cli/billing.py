@@ -1,0 +1,251 @@
+"""``sealbill run bill|finalize``, ``sealbill invoices list|show``, ``sealbill credit-note``,
+``sealbill import usage``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealbill.cli.common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    OrgOption,
+    console,
+    emit_json,
+    engine_for,
+    fail,
+    progress,
+    usage_error,
+)
+from sealbill.cli.tables import invoice_table, preview_table, print_invoice
+from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal
+from sealbill.pipeline.billing import BillingError, bill_period
+from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
+from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
+from sealbill.store import parties, queries
+from sealbill.store.invoices import InvoiceStateError, load_invoice
+
+run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
+                      no_args_is_help=True)
+invoices_app = typer.Typer(help="Read invoices and credit notes.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(run_app, name="run")
+    app.add_typer(invoices_app, name="invoices")
+    app.command("credit-note")(credit_note)
+    app.command("void")(void)
+    from sealbill.cli.setup import import_app
+
+    import_app.command("usage")(import_usage)
+
+
+def _org_id(engine: Any, org: str, as_json: bool) -> int:
+    try:
+        with engine.begin() as conn:
+            return int(parties.organization_by_slug(conn, org)["id"])
+    except parties.NotFound as exc:
+        fail(str(exc), as_json=as_json)
+
+
+@run_app.command("bill")
+def bill(
+    org: OrgOption,
+    period: Annotated[str, typer.Option(help="Billing period, YYYY-MM.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Preview lines and totals per "
+                                          "account; write nothing.")] = False,
+    db: DbOption = None,
+    actor: ActorOption = "operator",
+    as_json: JsonOption = False,
+) -> None:
+    """Rate the period and create one draft invoice per account (a rerun bills nothing
+    twice)."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        with progress(not as_json, "rating", None) as bar:
+            result = bill_period(engine, org_id, period, actor=actor, dry_run=dry_run,
+                                 on_progress=bar.advance)
+    except BillingError as exc:
+        if "period" in str(exc):
+            usage_error(str(exc), as_json=as_json)
+        fail(str(exc), as_json=as_json, details=exc.problems)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    if dry_run:
+        console.print(preview_table(result.previews[:50]))
+        console.print(f"dry run: {len(result.previews)} invoices would be drafted; "
+                      "nothing was written")
+    else:
+        console.print(f"run {result.run_id} ({period}): {result.drafted} drafts, "
+                      f"{result.already_billed} already billed, {result.skipped_zero} "
+                      "zero-amount skipped")
+    for currency, total in sorted(result.totals.items()):
+        console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
+
+
+@run_app.command("finalize")
+def finalize(
+    run: Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")],
+    org: OrgOption,
+    issue_date: Annotated[str | None, typer.Option(help="Issue date, YYYY-MM-DD "
+                                                    "(default: today).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Finalize every draft of the run: immutable, with gapless numbers."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        day = date.fromisoformat(issue_date) if issue_date else None
+    except ValueError:
+        usage_error(f"--issue-date: not a date: {issue_date!r}", as_json=as_json)
+    try:
+        with engine.begin() as conn:
+            run_row = queries.run_by_ref(conn, org_id, run)
+            total = len(draft_ids(conn, org_id, run_row["id"]))
+        with progress(not as_json, "finalizing", total) as bar:
+            done = finalize_run(engine, org_id, run_row["id"], issue_date=day,
+                                on_progress=bar.advance)
+    except LookupError as exc:
+        fail(str(exc), as_json=as_json)
+    numbers = [number for _, number in done]
+    payload = {"ok": True, "run_id": run_row["id"], "finalized": len(done),
+               "first_number": numbers[0] if numbers else None,
+               "last_number": numbers[-1] if numbers else None}
+    if as_json:
+        emit_json(payload)
+    else:
+        console.print(f"finalized {len(done)} invoices"
+                      + (f": {numbers[0]} .. {numbers[-1]}" if numbers else ""))
+
+
+@invoices_app.command("list")
+def list_invoices(
+    org: OrgOption,
+    run: Annotated[str | None, typer.Option(help="Only this run (id or period).")] = None,
+    status: Annotated[str | None, typer.Option(help="draft | finalized | void")] = None,
+    account: Annotated[str | None, typer.Option(help="Account reference.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List invoices and credit notes."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        with engine.begin() as conn:
+            run_id = queries.run_by_ref(conn, org_id, run)["id"] if run else None
+            rows = queries.list_invoices(conn, org_id, run_id=run_id, status=status,
+                                         account_reference=account, limit=limit)
+    except LookupError as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(invoice_table(rows))
+
+
+@invoices_app.command("show")
+def show(
+    number: Annotated[str, typer.Argument(help="Invoice or credit note number.")],
+    org: OrgOption,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one finalized invoice with its lines, VAT breakdown and totals."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        with engine.begin() as conn:
+            invoice = load_invoice(conn, org_id, queries.invoice_id_by_number(conn, org_id,
+                                                                              number))
+    except (LookupError, InvoiceStateError) as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json(asdict(invoice))
+        return
+    print_invoice(console, invoice)
+
+
+def credit_note(
+    invoice: Annotated[str, typer.Argument(help="Number of the invoice to credit.")],
+    org: OrgOption,
+    reason: Annotated[str, typer.Option(help="Why (printed on the credit note).")],
+    amount: Annotated[str | None, typer.Option(help="Partial amount excluding VAT, in major "
+                                               "units (default: the whole invoice).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a numbered credit note against a finalized invoice (invoices never change)."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        amount_minor = None
+        if amount is not None:
+            with engine.begin() as conn:
+                currency = queries.invoice_currency(conn, org_id, invoice)
+            try:
+                amount_minor = Money.from_decimal(parse_decimal(amount, field="amount"),
+                                                  currency).amount_minor
+            except MoneyError as exc:
+                usage_error(str(exc), as_json=as_json)
+        credit_id, number = issue_credit_note(engine, org_id, invoice, reason=reason,
+                                              amount_minor=amount_minor)
+    except (LookupError, InvoiceStateError, ValueError) as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "credit_note": number, "id": credit_id})
+    else:
+        console.print(f"credit note {number} issued against {invoice}")
+
+
+def void(
+    invoice: Annotated[str, typer.Argument(help="Number of the invoice to void.")],
+    org: OrgOption,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Void a finalized invoice: a full credit note is issued; the invoice is kept."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        _, number = void_invoice(engine, org_id, invoice, reason=reason)
+    except (LookupError, InvoiceStateError) as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "voided": invoice, "credit_note": number})
+    else:
+        console.print(f"{invoice} voided; credit note {number}")
+
+
+def import_usage(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV or JSONL usage events.")],
+    org: OrgOption,
+    rejects: Annotated[Path | None, typer.Option(
+        help="Write bad rows here and import the good ones (default: all or nothing).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import usage events; the same event id twice is stored once."""
+    engine = engine_for(db)
+    org_id = _org_id(engine, org, as_json)
+    try:
+        with progress(not as_json, "importing", None) as bar:
+            result = import_usage_file(engine, org_id, file, rejects=rejects,
+                                       on_progress=bar.advance)
+    except UsageImportRejected as exc:
+        fail(str(exc), as_json=as_json, details=exc.problems)
+    if as_json:
+        emit_json({"ok": True, **result})
+    else:
+        console.print(f"{result['inserted']} events stored, {result['duplicates']} already "
+                      f"present, {result['rejected']} rejected")

@@ -1,0 +1,131 @@
+"""Mail subject and bodies (HTML and plain text, French and English) of an invoice.
+
+Invariants:
+- HTML templates are autoescaped; only ``*.txt.j2`` templates are not (escaping ``&`` as
+  ``&amp;`` in a plain-text mail would be a bug, and nothing there is interpreted as markup);
+  any other template name is escaped by default;
+- ``StrictUndefined``: a template naming a value the context lacks raises, it never prints "";
+- the bodies carry only what the PDF prints for the buyer: number, amount, due date, account
+  reference, the seller's own bank details and contact, and the buyer's payment method in
+  masked form — never a full buyer IBAN or card number, nor the buyer's identifiers;
+- the subject is one line: control characters and line breaks are removed (header injection).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Final
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from sealbill.documents import i18n
+from sealbill.documents.pdf import payment_lines
+from sealbill.domain.invoices import DocumentKind, Invoice
+
+TEMPLATES: Final = Path(__file__).parent / "templates"
+_ONE_LINE: Final = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+ENV: Final = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(
+        enabled_extensions=("html.j2", "html"),
+        disabled_extensions=("txt.j2",),
+        default_for_string=True,
+        default=True,
+    ),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
+    "fr": {
+        "greeting": "Bonjour,",
+        "intro_invoice": "Veuillez trouver ci-joint la facture {number} émise par {seller}.",
+        "intro_credit_note": "Veuillez trouver ci-joint l'avoir {number} émis par {seller}.",
+        "corrects": "Il porte sur la facture {number}.",
+        "number": "Numéro",
+        "amount_invoice": "Montant TTC",
+        "amount_credit_note": "Montant de l'avoir",
+        "due_date": "Échéance",
+        "account_reference": "Référence client",
+        "how_to_pay": "Règlement",
+        "contact": "Une question ? Contactez-nous :",
+        "attachment": "Le document électronique (PDF Factur-X) est joint à ce message.",
+        "signoff": "Cordialement,",
+        "colon": "\u00a0:",  # French typography: non-breaking space before a colon
+    },
+    "en": {
+        "greeting": "Hello,",
+        "intro_invoice": "Please find attached invoice {number} from {seller}.",
+        "intro_credit_note": "Please find attached credit note {number} from {seller}.",
+        "corrects": "It relates to invoice {number}.",
+        "number": "Number",
+        "amount_invoice": "Total incl. VAT",
+        "amount_credit_note": "Amount credited",
+        "due_date": "Due date",
+        "account_reference": "Customer reference",
+        "how_to_pay": "Payment",
+        "contact": "Questions? Contact us:",
+        "attachment": "The electronic document (Factur-X PDF) is attached to this message.",
+        "signoff": "Kind regards,",
+        "colon": ":",
+    },
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line with single spaces: safe in a mail header."""
+    return " ".join(_ONE_LINE.sub(" ", text).split())
+
+
+def mail_subject(invoice: Invoice) -> str:
+    """``Facture FA-2025-0001 — Atelier Numérique SAS — 148,20 €`` (one line)."""
+    kind = "credit_note" if invoice.kind is DocumentKind.CREDIT_NOTE else "invoice"
+    amount = i18n.money_text(invoice.total_incl_minor, invoice.currency, invoice.locale)
+    title = i18n.label(invoice.locale, kind)
+    return one_line(f"{title} {invoice.number} — {invoice.seller.name} — {amount}")
+
+
+def mail_context(invoice: Invoice) -> dict[str, Any]:
+    """The values the mail templates print; every key exists (None when absent)."""
+    loc = invoice.locale
+    lang = i18n.language(loc)
+    labels = MAIL_LABELS[lang]
+    kind = "credit_note" if invoice.kind is DocumentKind.CREDIT_NOTE else "invoice"
+    seller = invoice.seller
+    corrects = None
+    if invoice.kind is DocumentKind.CREDIT_NOTE and invoice.corrected_invoice_number:
+        corrects = labels["corrects"].format(number=invoice.corrected_invoice_number)
+    return {
+        "lang": lang,
+        "t": labels,
+        "subject": mail_subject(invoice),
+        "intro": labels[f"intro_{kind}"].format(number=invoice.number, seller=seller.name),
+        "corrects": corrects,
+        "number": invoice.number,
+        "amount_label": labels[f"amount_{kind}"],
+        "amount": i18n.money_text(invoice.total_incl_minor, invoice.currency, loc),
+        "due_date": (i18n.date_text(invoice.due_date, loc)
+                     if invoice.kind is DocumentKind.INVOICE else None),
+        "account_reference": invoice.account_reference,
+        "payment_lines": payment_lines(invoice, loc),
+        "seller_name": seller.name,
+        "seller_email": seller.email,
+        "seller_phone": seller.phone,
+    }
+
+
+def render_template(name: str, context: dict[str, Any]) -> str:
+    """Render ``templates/name``; raises ``jinja2.UndefinedError`` on a missing value."""
+    return ENV.get_template(name).render(context)
+
+
+def mail_bodies(invoice: Invoice) -> tuple[str, str]:
+    """(HTML body, plain-text body) of the mail that carries ``invoice``."""
+    context = mail_context(invoice)
+    return render_template("mail_invoice.html.j2", context), render_template(
+        "mail_invoice.txt.j2", context
+    )

@@ -1,0 +1,112 @@
+"""Render every document of an invoice, alone or in bulk across processes.
+
+Invariants:
+- :func:`render_invoice` refuses an invoice :func:`check_renderable` rejects
+  (:class:`DocumentError` lists every problem) instead of producing an invalid document;
+- the PDF embeds exactly the XML returned next to it, and both are pure functions of the
+  invoice: rendering it twice, in any process, gives the same bytes and digests;
+- :func:`render_many` yields results in input order and keeps at most
+  ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
+  and the input iterable is consumed lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+
+from sealbill.documents.bodies import mail_bodies, mail_subject
+from sealbill.documents.cii import build_cii
+from sealbill.documents.facturx import make_facturx
+from sealbill.documents.mentions import DocumentError, check_renderable
+from sealbill.domain.invoices import Invoice
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDocuments:
+    """Everything sent or stored for one invoice, with the SHA-256 of each file."""
+
+    number: str
+    pdf: bytes
+    xml: bytes
+    html: str
+    text: str
+    subject: str
+    pdf_sha256: str
+    xml_sha256: str
+
+    @property
+    def digest(self) -> str:
+        """One SHA-256 over all the outputs: equal iff every output is byte-identical."""
+        h = hashlib.sha256()
+        for part in (self.pdf, self.xml, self.html.encode(), self.text.encode(),
+                     self.subject.encode()):
+            h.update(len(part).to_bytes(8, "big"))  # length-prefixed: no ambiguity
+            h.update(part)
+        return h.hexdigest()
+
+
+def render_invoice(invoice: Invoice) -> RenderedDocuments:
+    """Factur-X PDF, CII XML, mail bodies and subject of ``invoice``."""
+    problems = check_renderable(invoice)
+    if problems:
+        raise DocumentError(problems)
+    xml = build_cii(invoice)
+    pdf = make_facturx(invoice, xml)
+    html, text = mail_bodies(invoice)
+    return RenderedDocuments(
+        number=invoice.number,
+        pdf=pdf,
+        xml=xml,
+        html=html,
+        text=text,
+        subject=mail_subject(invoice),
+        pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+        xml_sha256=hashlib.sha256(xml).hexdigest(),
+    )
+
+
+def _render_chunk(chunk: list[Invoice]) -> list[RenderedDocuments]:
+    return [render_invoice(invoice) for invoice in chunk]
+
+
+def render_many(
+    invoices: Iterable[Invoice],
+    workers: int | None = None,
+    chunk_size: int = 16,
+    prefetch: int = 2,
+) -> Iterator[RenderedDocuments]:
+    """Render ``invoices`` on a process pool (one worker per core by default), in order.
+
+    Raises the first :class:`DocumentError` met (pending work is cancelled): a billing run
+    should screen invoices with :func:`check_renderable` before rendering them.
+    ``workers=1`` renders in this process, without a pool.
+    """
+    count = workers or os.cpu_count() or 1
+    source = iter(invoices)
+    if count == 1:
+        yield from map(render_invoice, source)
+        return
+    # spawn, not fork: a forked child would inherit the parent's typst/saxon threads' state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        pending: deque[Future[list[RenderedDocuments]]] = deque()
+        try:
+            while True:
+                while len(pending) < count * prefetch:
+                    chunk = list(islice(source, chunk_size))
+                    if not chunk:
+                        break
+                    pending.append(pool.submit(_render_chunk, chunk))
+                if not pending:
+                    return
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,96 @@
+"""Find identifiers (account references, invoice numbers) inside rendered text.
+
+The guard must prove that a message carries its own account's identifiers and nobody else's.
+Searching each of a run's 10,000 identifiers in each body would cost O(n) per message, so the
+text is cut into tokens once and each token is looked up in a dictionary (O(text) per message).
+
+Invariants:
+- a token is a maximal run of letters, digits and ``_ . - /``, with ``. - /`` trimmed from its
+  ends, so ``F2026-000012`` is never found inside ``F2026-0000123``;
+- an identifier that is not itself one token (it contains a space, a comma...) is searched as a
+  plain substring instead: such identifiers are rare, and a slower exact search beats a miss;
+- identifiers shorter than :data:`MIN_SEARCHABLE` characters, or without a digit, are kept out
+  of the "someone else's" index: "42" or "EUR" occur in any invoice, so their presence proves
+  nothing. The envelope's *own* identifiers are always required, whatever their length.
+
+>>> index = IdentifierIndex.build([("reference", "ACC-0001", "account:1"),
+...                                ("number", "F-0000012", "invoice:7")])
+>>> sorted(index.foreign_hits("Invoice F-0000012 for ACC-0001", own_owners={"account:1"}))
+[('number', 'F-0000012', 'invoice:7')]
+>>> contains_identifier("Account ACC-0001.", "ACC-0001")
+True
+>>> contains_identifier("Account ACC-00012", "ACC-0001")
+False
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MIN_SEARCHABLE = 4
+_TOKEN = re.compile(r"[\w.\-/]+")
+_TRIM = ".-/"
+
+
+def tokens(text: str) -> set[str]:
+    """The identifier-like tokens of ``text`` (HTML entities decoded first)."""
+    found = set()
+    for raw in _TOKEN.findall(html.unescape(text)):
+        token = raw.strip(_TRIM)
+        if token:
+            found.add(token)
+    return found
+
+
+def is_token(value: str) -> bool:
+    return tokens(value) == {value}
+
+
+def contains_identifier(text: str, identifier: str) -> bool:
+    """Whether ``identifier`` occurs in ``text`` as a whole token (or as a substring when it
+    cannot be one token)."""
+    if not identifier:
+        return False
+    if is_token(identifier):
+        return identifier in tokens(text)
+    return identifier in html.unescape(text)
+
+
+@dataclass(frozen=True)
+class IdentifierIndex:
+    """Identifiers of a run — ``(kind, value, owner)`` — searchable in a text in one pass.
+
+    ``owner`` names who the identifier belongs to, e.g. ``"account:7"`` or ``"invoice:12"``.
+    """
+
+    by_token: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    phrases: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, entries: Iterable[tuple[str, str, str]]) -> IdentifierIndex:
+        index = cls()
+        for kind, value, owner in entries:
+            if len(value) < MIN_SEARCHABLE or not any(ch.isdigit() for ch in value):
+                continue
+            if is_token(value):
+                index.by_token.setdefault(value, []).append((kind, owner))
+            else:
+                index.phrases.append((kind, value, owner))
+        return index
+
+    def foreign_hits(self, text: str, own_owners: set[str]) -> set[tuple[str, str, str]]:
+        """Identifiers found in ``text`` whose owner is not one of ``own_owners``."""
+        hits: set[tuple[str, str, str]] = set()
+        for token in tokens(text):
+            for kind, owner in self.by_token.get(token, ()):
+                if owner not in own_owners:
+                    hits.add((kind, token, owner))
+        if self.phrases:
+            plain = html.unescape(text)
+            for kind, value, owner in self.phrases:
+                if owner not in own_owners and value in plain:
+                    hits.add((kind, value, owner))
+        return hits

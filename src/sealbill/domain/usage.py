@@ -1,0 +1,397 @@
+"""Usage events and their streaming aggregation into billable quantities.
+
+A :class:`UsageEvent`: an account used a metric at a tz-aware instant (naive refused), with an
+optional ``Decimal`` value and string properties. A :class:`Metric` turns events into one quantity
+per window through a *streaming* aggregator (``add(event)``, ``result()``): O(1) memory, except
+``unique_count`` which holds its distinct values.
+
+Invariants: quantities are ``Decimal``, exact except ``time_weighted_sum`` (a division);
+``sum``, ``count``, ``max``, ``unique_count`` and ``latest`` do not depend on event order; an
+aggregator refuses events of another metric or outside ``[start, end)``; :func:`payload_digest`
+ignores ``event_id``, property order, the UTC offset of an instant and trailing zeros.
+
+Time-weighted sum: an event's value is held until the next event (``initial_value``, carried
+from the previous window, before the first). The result is the integral of that step function
+divided by the window length — a *per-period fraction*, the average level
+``Σ value_i × (length_i / window length)``: 10 seats for 10 days then 20 for 20 days of a 30-day
+month gives 16.67 seat-months; multiply by the window's days for unit×days.
+
+>>> from datetime import datetime, timezone
+>>> t = lambda day: datetime(2024, 4, day, tzinfo=timezone.utc)
+>>> seats = Metric("seats", Aggregation.TIME_WEIGHTED_SUM)
+>>> events = [UsageEvent(f"e{d}", "acct", "seats", t(d), Decimal(v))
+...           for d, v in ((1, 10), (11, 20))]
+>>> aggregate(seats, events, t(1), datetime(2024, 5, 1, tzinfo=timezone.utc))
+Decimal('16.66666666666666666666666667')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
+from enum import StrEnum
+
+from sealbill.domain.money import MoneyError, parse_decimal
+
+ZERO = Decimal(0)
+_EXACT = Context(prec=80, traps=[InvalidOperation, Inexact])
+_RECORD_FIELDS = ("event_id", "account_reference", "metric_code", "timestamp", "value")
+
+
+class UsageError(ValueError):
+    """An event or aggregation that sealbill refuses."""
+
+
+class UsageRowError(UsageError):
+    """An import row with problems: ``line_no`` and every faulty ``(field, message)``."""
+
+    def __init__(self, line_no: int, problems: Iterable[tuple[str, str]]) -> None:
+        self.line_no = line_no
+        self.problems = tuple(problems)
+        super().__init__(f"line {line_no}: " + "; ".join(f"{f}: {m}" for f, m in self.problems))
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise UsageError(f"{what}: naive datetime {moment.isoformat()} refused; give an offset")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    event_id: str
+    account_reference: str
+    metric_code: str
+    timestamp: datetime
+    value: Decimal | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _utc(self.timestamp, f"event {self.event_id}: timestamp")
+        if self.value is not None and not (
+            isinstance(self.value, Decimal) and self.value.is_finite()
+        ):
+            raise UsageError(f"event {self.event_id}: value must be a finite Decimal or None")
+        props = dict(self.properties)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+            raise UsageError(f"event {self.event_id}: properties must map str to str")
+        object.__setattr__(self, "properties", props)
+
+
+def canonical_decimal(value: Decimal) -> str:
+    """Fixed-point text without trailing zeros, exact at any precision.
+
+    >>> [canonical_decimal(Decimal(t)) for t in ("1.500", "1E+2", "-0.00")]
+    ['1.5', '100', '0']
+    """
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def payload_digest(event: UsageEvent) -> str:
+    """SHA-256 (hex) of the canonical JSON of everything but ``event_id``: two events with the
+    same id and different digests are a conflict, not a duplicate.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> paris = timezone(timedelta(hours=2))
+    >>> a = UsageEvent("1", "acct", "api", datetime(2024, 4, 1, 12, tzinfo=paris),
+    ...                Decimal("1.0"), {"b": "2", "a": "1"})
+    >>> b = UsageEvent("2", "acct", "api", datetime(2024, 4, 1, 10, tzinfo=timezone.utc),
+    ...                Decimal("1"), {"a": "1", "b": "2"})
+    >>> payload_digest(a) == payload_digest(b)
+    True
+    """
+    payload = {
+        "schema": "sealbill.usage.v1",
+        "account_reference": event.account_reference,
+        "metric_code": event.metric_code,
+        "timestamp": _utc(event.timestamp, "timestamp").isoformat(timespec="microseconds"),
+        "value": None if event.value is None else canonical_decimal(event.value),
+        "properties": event.properties,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Aggregation(StrEnum):
+    SUM = "sum"
+    COUNT = "count"
+    MAX = "max"
+    UNIQUE_COUNT = "unique_count"
+    LATEST = "latest"
+    TIME_WEIGHTED_SUM = "time_weighted_sum"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """``field``: the property to read (``None``: ``event.value``); ``unique_count`` counts the
+    distinct values of its ``field``, ``count`` ignores it."""
+
+    code: str
+    aggregation: Aggregation
+    field: str | None = None
+
+
+def validate_metric(metric: Metric) -> list[str]:
+    """Every problem of ``metric``.
+
+    >>> validate_metric(Metric("", Aggregation.UNIQUE_COUNT))
+    ['metric : code: empty', 'metric : field: unique_count needs the property to count']
+    """
+    checks = [
+        (bool(metric.code), "code: empty"),
+        (isinstance(metric.aggregation, Aggregation), f"aggregation: {metric.aggregation!r}"),
+        (metric.aggregation != Aggregation.UNIQUE_COUNT or bool(metric.field),
+         "field: unique_count needs the property to count"),
+    ]
+    return [f"metric {metric.code}: {message}" for ok, message in checks if not ok]
+
+
+def metric_value(metric: Metric, event: UsageEvent) -> Decimal:
+    """The number ``metric`` reads from ``event`` (its ``value`` or a numeric property)."""
+    if metric.field is None:
+        if event.value is None:
+            raise UsageError(f"event {event.event_id}: value: required by metric {metric.code}")
+        return event.value
+    try:
+        return parse_decimal(event.properties[metric.field], field=metric.field)
+    except KeyError:
+        raise UsageError(f"event {event.event_id}: properties.{metric.field}: "
+                         f"required by metric {metric.code}") from None
+    except MoneyError as error:
+        raise UsageError(f"event {event.event_id}: properties.{error}") from None
+
+
+class Aggregator(ABC):
+    """Streams the events of one metric in the window ``[start, end)``; 0 when fed nothing."""
+
+    def __init__(self, metric: Metric, start: datetime, end: datetime) -> None:
+        self.metric = metric
+        self.start = _utc(start, "window start")
+        self.end = _utc(end, "window end")
+        if self.start >= self.end:
+            raise UsageError(f"metric {metric.code}: empty window {start} .. {end}")
+        self._reset()
+
+    def add(self, event: UsageEvent) -> None:
+        if event.metric_code != self.metric.code:
+            raise UsageError(f"event {event.event_id}: metric {event.metric_code!r} fed to "
+                             f"aggregator of {self.metric.code!r}")
+        if not self.start <= _utc(event.timestamp, "timestamp") < self.end:
+            raise UsageError(f"event {event.event_id}: {event.timestamp.isoformat()} is outside "
+                             f"[{self.start.isoformat()}, {self.end.isoformat()})")
+        with localcontext(_EXACT):
+            self._add(event)
+
+    @abstractmethod
+    def _reset(self) -> None: ...
+
+    @abstractmethod
+    def _add(self, event: UsageEvent) -> None: ...
+
+    @abstractmethod
+    def result(self) -> Decimal: ...
+
+
+class SumAggregator(Aggregator):
+    def _reset(self) -> None:
+        self._total = ZERO
+
+    def _add(self, event: UsageEvent) -> None:
+        self._total += metric_value(self.metric, event)
+
+    def result(self) -> Decimal:
+        return self._total
+
+
+class CountAggregator(SumAggregator):
+    def _add(self, event: UsageEvent) -> None:
+        self._total += 1
+
+
+class MaxAggregator(Aggregator):
+    def _reset(self) -> None:
+        self._max: Decimal | None = None
+
+    def _add(self, event: UsageEvent) -> None:
+        value = metric_value(self.metric, event)
+        self._max = value if self._max is None else max(self._max, value)
+
+    def result(self) -> Decimal:
+        return ZERO if self._max is None else self._max
+
+
+class UniqueCountAggregator(Aggregator):
+    """Distinct values of the property ``metric.field`` (holds them); events without it refused."""
+
+    def _reset(self) -> None:
+        self._seen: set[str] = set()
+
+    def _add(self, event: UsageEvent) -> None:
+        key = self.metric.field or ""
+        if key not in event.properties:
+            raise UsageError(f"event {event.event_id}: properties.{key}: "
+                             f"required by metric {self.metric.code}")
+        self._seen.add(event.properties[key])
+
+    def result(self) -> Decimal:
+        return Decimal(len(self._seen))
+
+
+class LatestAggregator(Aggregator):
+    """Value of the latest event; timestamp ties go to the greatest ``event_id``."""
+
+    def _reset(self) -> None:
+        self._key: tuple[datetime, str] | None = None
+        self._latest = ZERO
+
+    def _add(self, event: UsageEvent) -> None:
+        key = (_utc(event.timestamp, "timestamp"), event.event_id)
+        if self._key is None or key > self._key:
+            self._key, self._latest = key, metric_value(self.metric, event)
+
+    def result(self) -> Decimal:
+        return self._latest
+
+
+def _micros(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+class TimeWeightedSumAggregator(Aggregator):
+    """Average level over the window (module docstring); events fed in timestamp order, the last
+    fed wins a tie. ``initial_value``: level at ``start``; :attr:`current_value`: level to carry
+    into the next window."""
+
+    def __init__(
+        self, metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO
+    ) -> None:
+        self.current_value = initial_value
+        super().__init__(metric, start, end)
+
+    def _reset(self) -> None:
+        self._since = self.start
+        self._weighted = ZERO  # Σ level × microseconds, exact
+
+    def _add(self, event: UsageEvent) -> None:
+        at = _utc(event.timestamp, "timestamp")
+        if at < self._since:
+            raise UsageError(f"event {event.event_id}: time_weighted_sum needs events in "
+                             f"timestamp order ({at.isoformat()} < {self._since.isoformat()})")
+        self._weighted += self.current_value * _micros(at - self._since)
+        self.current_value, self._since = metric_value(self.metric, event), at
+
+    def result(self) -> Decimal:
+        """Rounded to 28 significant digits: the one inexact aggregation (a division)."""
+        with localcontext(_EXACT) as exact:
+            weighted = self._weighted + self.current_value * _micros(self.end - self._since)
+            exact.traps[Inexact] = False
+            exact.prec = 28
+            return weighted / _micros(self.end - self.start)
+
+
+_AGGREGATORS: dict[Aggregation, type[Aggregator]] = {
+    Aggregation.SUM: SumAggregator, Aggregation.COUNT: CountAggregator,
+    Aggregation.MAX: MaxAggregator, Aggregation.UNIQUE_COUNT: UniqueCountAggregator,
+    Aggregation.LATEST: LatestAggregator,
+}
+
+
+def make_aggregator(
+    metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO
+) -> Aggregator:
+    """A fresh aggregator for ``metric`` over ``[start, end)`` (``initial_value``: see TWS)."""
+    if problems := validate_metric(metric):
+        raise UsageError("; ".join(problems))
+    if metric.aggregation is Aggregation.TIME_WEIGHTED_SUM:
+        return TimeWeightedSumAggregator(metric, start, end, initial_value)
+    return _AGGREGATORS[metric.aggregation](metric, start, end)
+
+
+def aggregate(metric: Metric, events: Iterable[UsageEvent], start: datetime, end: datetime,
+              initial_value: Decimal = ZERO) -> Decimal:
+    """Feed ``events`` to a fresh aggregator and return its result."""
+    aggregator = make_aggregator(metric, start, end, initial_value)
+    for event in events:
+        aggregator.add(event)
+    return aggregator.result()
+
+
+def _parse_timestamp(raw: object, problems: list[tuple[str, str]]) -> datetime | None:
+    moment = raw
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        problems.append(("timestamp", f"need an ISO 8601 date-time with offset, got {raw!r}"))
+        return None
+    return moment
+
+
+def _parse_value(raw: object, problems: list[tuple[str, str]]) -> Decimal | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if not isinstance(raw, str | int | Decimal) or isinstance(raw, bool):
+        problems.append(("value", f"not a number (floats refused, use text): {raw!r}"))
+        return None
+    try:
+        return parse_decimal(raw)
+    except MoneyError as error:
+        problems.append(("value", str(error).removeprefix("value: ")))
+        return None
+
+
+def _parse_properties(row: Mapping[str, object], problems: list[tuple[str, str]]) -> dict[str, str]:
+    raw = row.get("properties") or {}
+    if not isinstance(raw, Mapping):
+        problems.append(("properties", "must be an object of strings"))
+        raw = {}
+    prefix = "properties."
+    items = [*raw.items(), *((k[len(prefix):], v) for k, v in row.items() if k.startswith(prefix))]
+    props: dict[str, str] = {}
+    for key, value in items:
+        if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+            props[str(key)] = str(value)
+        else:
+            problems.append((f"{prefix}{key}", f"must be a string, not {value!r}"))
+    return props
+
+
+def parse_usage_record(row: Mapping[str, object], line_no: int) -> UsageEvent:
+    """An event from a CSV or JSONL row; :class:`UsageRowError` lists every faulty field.
+
+    Properties come as a ``properties`` object (JSONL) or ``properties.<name>`` columns (CSV);
+    an empty ``value`` means no value. Floats are refused: parse JSON with ``parse_float=Decimal``.
+
+    >>> parse_usage_record({"event_id": "e1", "account_reference": "C-1", "metric_code": "api",
+    ...     "timestamp": "2024-04-01T10:00:00+02:00", "value": "3", "properties.region": "eu"},
+    ...     2).properties
+    {'region': 'eu'}
+    >>> parse_usage_record({"event_id": "e1", "timestamp": "2024-04-01T10:00:00"}, 3)
+    Traceback (most recent call last):
+    ...
+    sealbill.domain.usage.UsageRowError: line 3: account_reference: required, a non-empty \
+string; metric_code: required, a non-empty string; timestamp: need an ISO 8601 date-time \
+with offset, got '2024-04-01T10:00:00'
+    """
+    problems = [(key, "unknown field") for key in row
+                if key not in (*_RECORD_FIELDS, "properties") and not key.startswith("properties.")]
+    texts = {name: row.get(name) for name in ("event_id", "account_reference", "metric_code")}
+    problems += [(name, "required, a non-empty string") for name, text in texts.items()
+                 if not isinstance(text, str) or not text.strip()]
+    timestamp = _parse_timestamp(row.get("timestamp"), problems)
+    value = _parse_value(row.get("value"), problems)
+    properties = _parse_properties(row, problems)
+    if problems or timestamp is None:
+        raise UsageRowError(line_no, problems)
+    event_id, account, metric = (str(texts[k]).strip() for k in texts)
+    return UsageEvent(event_id, account, metric, timestamp, value, properties)

@@ -1,0 +1,160 @@
+"""Rate and invoice: one draft invoice per account per period, streamed in chunks.
+
+Invariants:
+- a run is drafted in one transaction: it exists whole or not at all;
+- a rerun of the same period skips every account that already has an invoice for it
+  (``billing_key`` = ``<account id>:<period>``, unique per organization), so it never bills
+  twice — even if two runs race, the unique constraint refuses the second insert;
+- a dry run goes through the same rating code and writes nothing;
+- memory stays flat: accounts, their phases and their usage are read one chunk at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from sealbill.pipeline.rate import AccountRating, UsageFeed, previous_period, rate_account
+from sealbill.store import catalog as catalog_store
+from sealbill.store import parties
+from sealbill.store.invoices import DraftInvoice, existing_billing_keys, insert_drafts
+from sealbill.store.schema import accounts, billing_runs
+from sealbill.store.usage import stream_period
+
+CHUNK = 1000
+
+
+class BillingError(ValueError):
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+@dataclass
+class BillingResult:
+    run_id: int | None
+    period: str
+    drafted: int = 0
+    already_billed: int = 0
+    skipped_zero: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    previews: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": True, "run_id": self.run_id, "period": self.period,
+                "drafted": self.drafted, "already_billed": self.already_billed,
+                "skipped_zero": self.skipped_zero, "totals_incl_minor": self.totals,
+                "dry_run": self.run_id is None, "previews": self.previews}
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """``2026-10`` -> (2026-10-01, 2026-11-01), the end exclusive."""
+    try:
+        year, month = (int(part) for part in period.split("-"))
+        start = date(year, month, 1)
+    except ValueError:
+        raise BillingError(f"period: expected YYYY-MM, got {period!r}") from None
+    end = date(year + month // 12, month % 12 + 1, 1)
+    return start, end
+
+
+def open_run(conn: Connection, org_id: int, period: str, start: date, end: date,
+             actor: str) -> int:
+    found = conn.execute(sa.select(billing_runs.c.id).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.period == period)).scalar()
+    if found is not None:
+        return int(found)
+    return int(conn.execute(sa.insert(billing_runs).values(
+        organization_id=org_id, period=period, period_start=start, period_end=end,
+        status="drafted", started_by=actor, created_at=datetime.now(UTC),
+    )).inserted_primary_key[0])
+
+
+def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
+                dry_run: bool = False,
+                on_progress: Callable[[int], None] | None = None) -> BillingResult:
+    start, end = period_bounds(period)
+    with engine.begin() as conn:
+        org = parties.organization(conn, org_id)
+        catalog = catalog_store.load_catalog(conn, org_id)
+        metrics = catalog_store.load_metrics(conn, org_id)
+        problems = catalog.problems(set(metrics))
+        if problems:
+            raise BillingError("the price catalog has problems; nothing was billed", problems)
+        run_id = None if dry_run else open_run(conn, org_id, period, start, end, actor)
+        result = BillingResult(run_id, period)
+        at = datetime.now(UTC)
+        for chunk in _account_chunks(conn, org_id):
+            drafts = _rate_chunk(conn, org, chunk, catalog, metrics, start, end, period, result)
+            if dry_run:
+                result.previews.extend(_preview(d) for d in drafts)
+            else:
+                insert_drafts(conn, org_id, run_id, drafts, at)
+            for draft in drafts:
+                result.totals[draft.currency] = (result.totals.get(draft.currency, 0)
+                                                 + draft.total_incl_minor)
+            result.drafted += len(drafts)
+            if on_progress:
+                on_progress(len(chunk))
+    return result
+
+
+def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Mapping[str, Any]]]:
+    last_id = 0
+    while True:
+        rows = conn.execute(sa.select(accounts).where(
+            accounts.c.organization_id == org_id, accounts.c.id > last_id,
+        ).order_by(accounts.c.id).limit(CHUNK)).all()
+        if not rows:
+            return
+        last_id = rows[-1].id
+        yield [row._mapping for row in rows]
+
+
+def _rate_chunk(conn: Connection, org: Mapping[str, Any], chunk: list[Mapping[str, Any]],
+                catalog: Any, metrics: Mapping[str, Any], start: date, end: date,
+                period: str, result: BillingResult) -> list[DraftInvoice]:
+    org_id = int(org["id"])
+    keys = {row["id"]: f"{row['id']}:{period}" for row in chunk}
+    billed = existing_billing_keys(conn, org_id, list(keys.values()))
+    todo = [row for row in chunk if keys[row["id"]] not in billed]
+    result.already_billed += len(chunk) - len(todo)
+    if not todo:
+        return []
+    ids = [int(row["id"]) for row in todo]
+    phases = catalog_store.phases_by_account(conn, org_id, ids, start, end)
+    # Usage is billed in arrears: this run's invoice carries the previous period's usage.
+    usage_start, usage_end = (_midnight(day) for day in previous_period(start))
+    feed = UsageFeed(metrics, usage_start, usage_end)
+    feed.consume(stream_period(conn, org_id, usage_start, usage_end, ids))
+    drafts = []
+    for row in todo:
+        rating = rate_account(AccountRating(row, org), phases.get(int(row["id"]), []),
+                              catalog, feed.for_account(int(row["id"])), start, end)
+        if not rating.lines or (rating.total_incl_minor == 0
+                                and org["zero_amount_rule"] == "skip"):
+            result.skipped_zero += 1
+            continue
+        drafts.append(rating.draft(keys[row["id"]], row, start, end))
+    return drafts
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _preview(draft: DraftInvoice) -> dict[str, Any]:
+    return {
+        "account_reference": draft.account_reference, "currency": draft.currency,
+        "total_excl_minor": draft.total_excl_minor, "tax_total_minor": draft.tax_total_minor,
+        "total_incl_minor": draft.total_incl_minor,
+        "lines": [{"description": line.description, "quantity": str(line.quantity),
+                   "unit_price": str(line.unit_price), "amount_minor": line.amount_minor,
+                   "vat": f"{line.vat_category.value} {line.vat_rate}"}
+                  for line in draft.lines],
+    }
