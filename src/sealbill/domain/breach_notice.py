@@ -118,7 +118,8 @@ def missing_fields(facts: NoticeFacts) -> tuple[str, ...]:
         "nature": _blank(facts.nature) or any(n not in NATURES for n in facts.nature),
         "cause": _blank(facts.cause),
         "description": _blank(facts.description),
-        "subjects": facts.subject_count is None or _blank(facts.subject_categories),
+        "subjects": facts.subject_count is None or (
+            facts.subject_count > 0 and _blank(facts.subject_categories)),
         "records": facts.record_count is None,
         "data_categories": bool(facts.record_count) and _blank(facts.data_categories),
         "member_states": bool(facts.subject_count) and _blank(facts.countries),

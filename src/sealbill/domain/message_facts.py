@@ -60,7 +60,7 @@ def parse_message(data: bytes) -> ParsedMessage:
     msg = message_from_bytes(data, _class=EmailMessage, policy=SMTP)
     if msg.defects:
         parsed.defects.extend(f"message: {type(d).__name__}" for d in msg.defects)
-    for name in msg.keys():
+    for name in msg:
         key = name.lower()
         parsed.header_counts[key] = parsed.header_counts.get(key, 0) + 1
     for key in RECIPIENT_HEADERS:
@@ -68,8 +68,9 @@ def parse_message(data: bytes) -> ParsedMessage:
             if not isinstance(value, AddressHeader):
                 parsed.defects.append(f"{key}: not an address header")
                 continue
-            if value.defects:
-                parsed.defects.extend(f"{key}: {type(d).__name__}" for d in value.defects)
+            header_defects = getattr(value, "defects", ())
+            if header_defects:
+                parsed.defects.extend(f"{key}: {type(d).__name__}" for d in header_defects)
             parsed.addresses.setdefault(key, []).extend(
                 normalize_address(a.addr_spec) for a in value.addresses)
     parsed.subject = str(msg.get("subject", ""))

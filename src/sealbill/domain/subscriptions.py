@@ -282,12 +282,12 @@ def _fee_lines(
 
 def _advance(
     subscription: Subscription, catalog: PlanCatalog, period: Period
-) -> tuple[Phase, Plan, date] | None:
+) -> tuple[Plan, date] | None:
     segments = subscription.billed_segments(period)
     if not segments:
         return None
     phase, start, _ = segments[0]
-    return phase, catalog.price_for(phase.plan_code, start), start
+    return catalog.price_for(phase.plan_code, start), start
 
 
 def advance_fee_lines(
@@ -297,25 +297,36 @@ def advance_fee_lines(
     advance = _advance(subscription, catalog, period)
     if advance is None:
         return []
-    _, plan, start = advance
+    plan, start = advance
     return _fee_lines(FeeKind.FIXED_FEE, plan, period, start, period.end)
 
 
 def proration_lines(
-    subscription: Subscription, catalog: PlanCatalog, period: Period
+    subscription: Subscription,
+    catalog: PlanCatalog,
+    period: Period,
+    billed: tuple[Plan, date] | None = None,
 ) -> list[FixedFeeLine]:
-    """Corrections of what :func:`advance_fee_lines` billed for ``period``, given the history:
-    a credit for the unused days of the advance-billed phase, a charge for each later phase."""
-    advance = _advance(subscription, catalog, period)
-    if advance is None:
+    """Corrections of the advance billing of ``period`` given the history: a credit for the
+    days the advance-billed plan was not used, a charge for each later phase's days.
+
+    ``billed`` is ``(plan version, first billed day)`` as the opening invoice billed it;
+    by default it is recomputed from the history (:func:`advance_fee_lines`). If the history no
+    longer starts with that plan on that day, the whole advance is credited.
+    """
+    segments = subscription.billed_segments(period)
+    billed = billed or _advance(subscription, catalog, period)
+    if billed is None:
         return []
-    first, plan, _ = advance
-    lines: list[FixedFeeLine] = []
-    if first.end is not None and first.end < period.end:
-        lines += _fee_lines(FeeKind.PRORATION_CREDIT, plan, period, first.end, period.end)
-    for phase, start, end in subscription.billed_segments(period)[1:]:
-        later = catalog.price_for(phase.plan_code, start)
-        lines += _fee_lines(FeeKind.PRORATION_CHARGE, later, period, start, end)
+    plan, start = billed
+    if segments and (segments[0][0].plan_code, segments[0][1]) == (plan.code, start):
+        first_end, segments = segments[0][2], segments[1:]
+    else:
+        first_end = start
+    lines = _fee_lines(FeeKind.PRORATION_CREDIT, plan, period, first_end, period.end)
+    for phase, seg_start, seg_end in segments:
+        later = catalog.price_for(phase.plan_code, seg_start)
+        lines += _fee_lines(FeeKind.PRORATION_CHARGE, later, period, seg_start, seg_end)
     return lines
 
 

@@ -53,7 +53,7 @@ class _OpenSslDKIM(dkim.DKIM):  # type: ignore[misc]
                                                 header, sig)
         signature = self._openssl_key.sign(h.digest(), padding.PKCS1v15(),
                                            utils.Prehashed(hashes.SHA256()))
-        idx = [i for i in range(len(fields)) if fields[i][0] == b"b"][0]
+        idx = next(i for i in range(len(fields)) if fields[i][0] == b"b")
         fields[idx] = (b"b", base64.b64encode(signature))
         header_value = b"; ".join(b"=".join(x) for x in fields) + self.linesep
         return bytes(dkim.fold(header_value, namelen=len(header_name), linesep=self.linesep))

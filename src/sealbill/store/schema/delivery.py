@@ -12,7 +12,7 @@ documents = sa.Table(
     id_column(),
     org_column(),
     ref("invoices"),
-    sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | text | subject
+    sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | txt (file kinds of documents.filestore)
     sa.Column("path", sa.String(500), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),

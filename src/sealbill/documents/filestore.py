@@ -1,0 +1,125 @@
+"""Immutable, content-checked file store for rendered documents.
+
+Layout: ``<root>/<org_slug>/<invoice number>.<kind>``; the invoice number is percent-encoded
+(a French invoice number may contain ``/``), so distinct numbers never share a path and no
+number can climb out of its folder.
+
+Invariants:
+- a file, once written, never changes: ``put`` with different bytes raises
+  :class:`ImmutableFileError`; ``put`` with identical bytes is a no-op returning the same
+  (path, sha256), so a retried render-and-store is safe;
+- a reader never sees a partial file: bytes go to a temporary file in the same folder, are
+  fsynced, then published in one atomic step. Publishing uses ``os.link``, which fails if
+  the name exists, so two concurrent writers cannot overwrite each other (``os.replace``
+  would silently clobber); where hard links are unsupported it falls back to ``os.replace``
+  after an existence check;
+- published files are read-only (0444).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+KINDS: Final = frozenset({"pdf", "xml", "html", "txt"})
+_SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class FileStoreError(ValueError):
+    """A put the store refuses."""
+
+
+class ImmutableFileError(FileStoreError):
+    """The path already holds different bytes; stored documents are never overwritten."""
+
+
+class FileStore:
+    """Documents under ``root``, one folder per organization."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path_for(self, org_slug: str, invoice_number: str, kind: str) -> Path:
+        if not _SLUG.match(org_slug):
+            raise FileStoreError(f"invalid organization slug {org_slug!r}")
+        if kind not in KINDS:
+            raise FileStoreError(f"unknown document kind {kind!r} (one of {sorted(KINDS)})")
+        if not invoice_number:
+            raise FileStoreError("empty invoice number")
+        # quote() with no safe characters but - _ + is injective and drops "/" and "..".
+        name = quote(invoice_number, safe="-_+")
+        return self.root / org_slug / f"{name}.{kind}"
+
+    def read(self, org_slug: str, invoice_number: str, kind: str) -> bytes:
+        return self.path_for(org_slug, invoice_number, kind).read_bytes()
+
+    def put(self, org_slug: str, invoice_number: str, kind: str, data: bytes) -> tuple[Path, str]:
+        """Store ``data``; returns (path, sha256 hex). Idempotent for identical bytes."""
+        path = self.path_for(org_slug, invoice_number, kind)
+        digest = hashlib.sha256(data).hexdigest()
+        if path.exists():
+            return self._same_or_raise(path, digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_temp(path.parent, data)
+        try:
+            published = _publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if not published:  # another writer won the race: same bytes or refuse
+            return self._same_or_raise(path, digest)
+        _fsync_dir(path.parent)
+        return path, digest
+
+    @staticmethod
+    def _same_or_raise(path: Path, digest: str) -> tuple[Path, str]:
+        existing = hashlib.sha256(path.read_bytes()).hexdigest()
+        if existing != digest:
+            raise ImmutableFileError(
+                f"{path} already holds different content (sha256 {existing}, new {digest})"
+            )
+        return path, digest
+
+    @staticmethod
+    def _write_temp(folder: Path, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(name, 0o444)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+
+def _publish(tmp: Path, path: Path) -> bool:
+    """Atomically make ``tmp`` visible as ``path``; False if ``path`` already exists."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    if path.exists():  # no hard links here: best effort, a tiny race window remains
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the new directory entry (the rename/link itself) across a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,82 @@
+"""Render: every finalized invoice of a run gets its PDF/Factur-X, XML, mail bodies, subject.
+
+Invariants:
+- documents are produced once: an invoice that already has its ``documents`` rows is not
+  rendered again, so a finalized invoice can never be re-rendered differently;
+- the files are stored before their rows are written, and each row records the SHA-256 of
+  its file; the delivery stage reads the digests from these rows;
+- rendering runs in a pool of worker processes, in chunks, with memory flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sealbill.documents.filestore import FileStore
+from sealbill.documents.render import RenderedDocuments, render_many
+from sealbill.store import parties
+from sealbill.store.invoices import load_invoice
+from sealbill.store.schema import documents, invoices
+
+CHUNK = 200
+
+
+def unrendered_ids(engine: Engine, org_id: int, run_id: int | None = None,
+                   invoice_ids: list[int] | None = None) -> list[int]:
+    with engine.begin() as conn:
+        query = (sa.select(invoices.c.id)
+                 .outerjoin(documents, sa.and_(documents.c.invoice_id == invoices.c.id,
+                                               documents.c.kind == "pdf"))
+                 .where(invoices.c.organization_id == org_id,
+                        invoices.c.status.in_(("finalized", "void")),
+                        documents.c.id.is_(None))
+                 .order_by(invoices.c.id))
+        if run_id is not None:
+            query = query.where(invoices.c.run_id == run_id)
+        if invoice_ids is not None:
+            query = query.where(invoices.c.id.in_(invoice_ids))
+        return [int(i) for i in conn.execute(query).scalars()]
+
+
+def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path, *,
+               invoice_ids: list[int] | None = None, workers: int | None = None,
+               on_progress: Callable[[int], None] | None = None) -> int:
+    """Render what is not rendered yet; returns how many invoices were rendered."""
+    ids = unrendered_ids(engine, org_id, run_id, invoice_ids)
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        slug = str(parties.organization(conn, org_id)["slug"])
+    store = FileStore(files_dir)
+    count = 0
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        with engine.begin() as conn:
+            loaded = [load_invoice(conn, org_id, i) for i in chunk]
+        rows = []
+        for invoice_id, rendered in zip(chunk, render_many(iter(loaded), workers=workers),
+                                        strict=True):
+            rows.extend(_store(store, slug, org_id, invoice_id, rendered))
+        with engine.begin() as conn:
+            conn.execute(sa.insert(documents), rows)
+        count += len(chunk)
+        if on_progress:
+            on_progress(len(chunk))
+    return count
+
+
+def _store(store: FileStore, slug: str, org_id: int, invoice_id: int,
+           rendered: RenderedDocuments) -> Iterator[dict[str, object]]:
+    at = datetime.now(UTC)
+    # The subject is not a file: it is a pure function of the invoice (mail_subject).
+    files = {"pdf": rendered.pdf, "xml": rendered.xml, "html": rendered.html.encode(),
+             "txt": rendered.text.encode()}
+    for kind, data in files.items():
+        path, digest = store.put(slug, rendered.number, kind, data)
+        yield {"organization_id": org_id, "invoice_id": invoice_id, "kind": kind,
+               "path": str(path), "sha256": digest, "size": len(data), "created_at": at}

@@ -1,0 +1,88 @@
+"""A small, real billing cycle for tests: an organization, accounts with one verified billing
+contact each, a plan, subscriptions, a billed and finalized run, rendered documents.
+
+Everything goes through the production code paths (import, bill, finalize, render); only the
+sizes are small.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from sealbill.cli.setup import create_org
+from sealbill.demo.seed import ORGANIZATION
+from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
+from sealbill.pipeline.accounts_import import import_accounts
+from sealbill.pipeline.billing import bill_period, period_bounds
+from sealbill.pipeline.finalize import finalize_run
+from sealbill.store import catalog as catalog_store
+from sealbill.store import parties
+
+
+@dataclass
+class Scenario:
+    engine: Engine
+    org_id: int
+    org_slug: str
+    run_id: int
+    period: str
+    files_dir: Path
+    account_ids: dict[str, int] = field(default_factory=dict)
+    contact_ids: dict[str, int] = field(default_factory=dict)
+    invoice_ids: list[int] = field(default_factory=list)
+
+
+def account_records(count: int, *, country: str = "FR") -> list[dict[str, Any]]:
+    return [
+        {"reference": f"A{i:04d}", "name": f"Client {i} SARL", "address_line1": f"{i} rue Test",
+         "postcode": "75011", "city": "Paris", "country": country, "is_business": True,
+         "currency": "EUR", "locale": "fr" if i % 2 else "en", "payment_kind": "card",
+         "payment_display": f"Visa •••• {1000 + i}",
+         "contacts": [{"email": f"billing{i}@client{i}.example", "role": "billing",
+                       "verified": {"by": "test", "reason": "fixture"}}]}
+        for i in range(1, count + 1)
+    ]
+
+
+def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10",
+                   files_dir: Path, slug: str = "acme-cloud", render: bool = True,
+                   records: list[dict[str, Any]] | None = None) -> Scenario:
+    start, _ = period_bounds(period)
+    at = datetime.now(UTC)
+    files_dir.mkdir(parents=True, exist_ok=True)
+    with engine.begin() as conn:
+        org_id = create_org(conn, {**ORGANIZATION, "slug": slug})
+        plan = Plan("basic", "Basic", Interval.MONTH, "EUR", 1, date(2020, 1, 1), (
+            Charge("base", ChargeModel.FLAT, "Abonnement", "Subscription",
+                   ChargeProperties(amount=Decimal("19.90"))),))
+        catalog_store.add_plan(conn, org_id, plan, at)
+        path = files_dir / f"accounts-{slug}.json"
+        path.write_text(json.dumps(records or account_records(accounts)), encoding="utf-8")
+        import_accounts(conn, org_id, path, actor="test")
+        account_ids = parties.account_ids_by_reference(conn, org_id)
+        catalog_store.add_subscriptions_bulk(conn, org_id, [
+            {"account_id": account_id, "external_id": f"sub-{ref}", "plan_code": "basic",
+             "started_on": start - timedelta(days=400)}
+            for ref, account_id in sorted(account_ids.items())], at)
+    result = bill_period(engine, org_id, period, actor="test-runner")
+    assert result.run_id is not None
+    done = finalize_run(engine, org_id, result.run_id, issue_date=start)
+    scenario = Scenario(engine, org_id, slug, result.run_id, period, files_dir,
+                        account_ids=account_ids, invoice_ids=[i for i, _ in done])
+    with engine.begin() as conn:
+        from sealbill.store.schema import contacts
+
+        rows = conn.execute(contacts.select().where(contacts.c.organization_id == org_id))
+        scenario.contact_ids = {row.email: int(row.id) for row in rows}
+    if render:
+        from sealbill.pipeline.render import render_run
+
+        render_run(engine, org_id, result.run_id, files_dir / "documents", workers=1)
+    return scenario
