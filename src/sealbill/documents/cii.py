@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Final
+from typing import Final, TypeAlias
 
 from lxml import etree
 
@@ -44,17 +44,14 @@ NS: Final = {
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
     "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
 }
-_RSM = "{%s}" % NS["rsm"]
-_RAM = "{%s}" % NS["ram"]
-_UDT = "{%s}" % NS["udt"]
-_QDT = "{%s}" % NS["qdt"]
+_RSM, _RAM, _UDT, _QDT = (f"{{{NS[p]}}}" for p in ("rsm", "ram", "udt", "qdt"))
 # UNCL 4461 payment means: 58 SEPA credit transfer, 48 bank card, 59 SEPA direct debit.
 PAYMENT_MEANS: Final = {"transfer": "58", "card": "48", "sepa_debit": "59"}
 # FR-CTC BR-FR-DEC-02/03: quantities carry at most 4 decimals, net prices at most 6.
 _QTY_QUANTUM: Final = Decimal("0.0001")
 _PRICE_DIGITS: Final = 6
 
-Element = etree._Element
+Element: TypeAlias = etree._Element
 
 
 def _el(parent: Element, tag: str, text: str | None = None, **attrs: str) -> Element:
@@ -97,7 +94,8 @@ def build_cii(invoice: Invoice) -> bytes:
     _agreement(_el(transaction, "ApplicableHeaderTradeAgreement"), invoice)
     _delivery(_el(transaction, "ApplicableHeaderTradeDelivery"), invoice)
     _settlement(_el(transaction, "ApplicableHeaderTradeSettlement"), invoice)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    xml: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return xml
 
 
 def _document(doc: Element, invoice: Invoice) -> None:
@@ -120,8 +118,9 @@ def _quantity_and_price(line: InvoiceLine) -> tuple[Decimal, Decimal, int]:
     if price < 0:
         quantity, price = -quantity, -price
     basis = 1
-    digits = -price.normalize().as_tuple().exponent
-    if isinstance(digits, int) and digits > _PRICE_DIGITS:
+    exp = price.normalize().as_tuple().exponent
+    digits = -exp if isinstance(exp, int) else 0
+    if digits > _PRICE_DIGITS:
         basis = 10 ** (digits - _PRICE_DIGITS)
         price = price.scaleb(digits - _PRICE_DIGITS)
     # The line amount is authoritative; a quantity finer than 4 decimals is informative only.

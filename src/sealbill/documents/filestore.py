@@ -1,8 +1,8 @@
 """Immutable, content-checked file store for rendered documents.
 
-Layout: ``<root>/<org_slug>/<invoice number>.<kind>``; the invoice number is percent-encoded
-(a French invoice number may contain ``/``), so distinct numbers never share a path and no
-number can climb out of its folder.
+Layout: ``<root>/<org_slug>/<invoice number>.<extension>`` (``text`` -> ``.txt``, ``subject`` ->
+``.subject.txt``). The invoice number is percent-encoded (a French invoice number may contain
+``/``), so distinct numbers never share a path and no number can climb out of its folder.
 
 Invariants:
 - a file, once written, never changes: ``put`` with different bytes raises
@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-KINDS: Final = frozenset({"pdf", "xml", "html", "txt"})
+# Document kind -> file extension (the kinds the render pipeline stores).
+EXTENSIONS: Final = {
+    "pdf": "pdf", "xml": "xml", "html": "html", "text": "txt", "subject": "subject.txt",
+}
 _SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -48,13 +51,13 @@ class FileStore:
     def path_for(self, org_slug: str, invoice_number: str, kind: str) -> Path:
         if not _SLUG.match(org_slug):
             raise FileStoreError(f"invalid organization slug {org_slug!r}")
-        if kind not in KINDS:
-            raise FileStoreError(f"unknown document kind {kind!r} (one of {sorted(KINDS)})")
+        if kind not in EXTENSIONS:
+            raise FileStoreError(f"unknown document kind {kind!r} (one of {sorted(EXTENSIONS)})")
         if not invoice_number:
             raise FileStoreError("empty invoice number")
         # quote() with no safe characters but - _ + is injective and drops "/" and "..".
         name = quote(invoice_number, safe="-_+")
-        return self.root / org_slug / f"{name}.{kind}"
+        return self.root / org_slug / f"{name}.{EXTENSIONS[kind]}"
 
     def read(self, org_slug: str, invoice_number: str, kind: str) -> bytes:
         return self.path_for(org_slug, invoice_number, kind).read_bytes()

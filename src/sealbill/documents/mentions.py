@@ -42,13 +42,15 @@ MANDATORY_NOTES: Final = ("PMT", "PMD", "AAB")
 # Subject codes FR-CTC allows at most once (BR-FR-06).
 _UNIQUE_NOTES: Final = frozenset({"PMT", "PMD", "AAB", "TXD"})
 # FR-CTC BR-FR-08 billing frameworks (BT-23).
-BUSINESS_PROCESSES: Final = frozenset(
-    ["B1", "S1", "M1", "B2", "S2", "M2", "S3", "B4", "S4", "M4", "S5", "S6", "B7", "S7", "B8", "S8", "M8", "B9", "S9", "M9"]
-)
+BUSINESS_PROCESSES: Final = frozenset({
+    "B1", "S1", "M1", "B2", "S2", "M2", "S3", "B4", "S4", "M4",
+    "S5", "S6", "B7", "S7", "B8", "S8", "M8", "B9", "S9", "M9",
+})
 # FR-CTC BR-FR-16: the only VAT rates a French invoice may carry.
-FRENCH_VAT_RATES: Final = frozenset(
-    ["0", "10", "13", "20", "8.5", "19.6", "2.1", "5.5", "7", "20.6", "1.05", "0.9", "1.75", "9.2", "9.6"]
-)
+FRENCH_VAT_RATES: Final = frozenset({
+    "0", "10", "13", "20", "8.5", "19.6", "2.1", "5.5", "7", "20.6",
+    "1.05", "0.9", "1.75", "9.2", "9.6",
+})
 _ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9+\-_/]{1,35}$")  # BR-FR-01/02 on BT-1, BT-25
 _XML_INVALID: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # A run of 8+ digits (spaces allowed inside) or an unmasked IBAN is a secret to hide.

@@ -71,9 +71,10 @@ def breakable(text: str) -> str:
     return _LONG_RUN.sub(split, text)
 
 
-def _address(party: Party) -> list[str]:
+def _address(party: Party, loc: str) -> list[str]:
     a = party.address
-    return [breakable(a.line1), breakable(a.line2), f"{a.postcode} {breakable(a.city)}", a.country]
+    country = i18n.babel_locale(loc).territories.get(a.country, a.country)
+    return [breakable(a.line1), breakable(a.line2), f"{a.postcode} {breakable(a.city)}", country]
 
 
 def _seller_ids(invoice: Invoice, loc: str) -> list[str]:
@@ -210,14 +211,14 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "labels": {"page": lab(loc, "page")},
         "seller": {
             "name": breakable(seller.name),
-            "address": _address(seller),
+            "address": _address(seller, loc),
             "ids": _seller_ids(invoice, loc),
             "contact": _seller_contact(invoice, loc),
         },
         "buyer": {
             "heading": lab(loc, "billed_to"),
             "name": breakable(invoice.buyer.name),
-            "address": _address(invoice.buyer),
+            "address": _address(invoice.buyer, loc),
             "ids": _buyer_ids(invoice.buyer, loc),
         },
         "meta": meta,

@@ -7,17 +7,19 @@ Invariants:
   invoice: rendering it twice, in any process, gives the same bytes and digests;
 - :func:`render_many` yields results in input order and keeps at most
   ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
-  and the input iterable is consumed lazily.
+  and the input iterable is consumed lazily (``Pool.imap`` would read it all up front).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 
@@ -76,37 +78,67 @@ def _render_chunk(chunk: list[Invoice]) -> list[RenderedDocuments]:
     return [render_invoice(invoice) for invoice in chunk]
 
 
+_pool: tuple[int, int, ProcessPoolExecutor] | None = None  # (pid, workers, executor)
+
+
+def _shared_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool kept across calls: spawning workers costs ~0.5 s (imports, fonts), so a caller
+    that renders a run in many small batches must not pay it per batch."""
+    global _pool
+    if _pool is not None and (_pool[0], _pool[1]) != (os.getpid(), workers):
+        shutdown_pool()
+    if _pool is None:
+        # spawn, not fork: a forked child would inherit typst's thread state mid-flight.
+        context = multiprocessing.get_context("spawn")
+        _pool = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+    return _pool[2]
+
+
+def shutdown_pool() -> None:
+    """Stop the shared worker processes (also done at interpreter exit)."""
+    global _pool
+    if _pool is not None:
+        if _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=True, cancel_futures=True)
+        _pool = None
+
+
+atexit.register(shutdown_pool)
+
+
 def render_many(
     invoices: Iterable[Invoice],
     workers: int | None = None,
-    chunk_size: int = 16,
+    chunk_size: int = 8,
     prefetch: int = 2,
 ) -> Iterator[RenderedDocuments]:
     """Render ``invoices`` on a process pool (one worker per core by default), in order.
 
     Raises the first :class:`DocumentError` met (pending work is cancelled): a billing run
     should screen invoices with :func:`check_renderable` before rendering them.
-    ``workers=1`` renders in this process, without a pool.
+    ``workers=1`` renders in this process, without a pool. The pool is shared between calls
+    (see :func:`shutdown_pool`).
     """
     count = workers or os.cpu_count() or 1
     source = iter(invoices)
     if count == 1:
         yield from map(render_invoice, source)
         return
-    # spawn, not fork: a forked child would inherit the parent's typst/saxon threads' state.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-        pending: deque[Future[list[RenderedDocuments]]] = deque()
-        try:
-            while True:
-                while len(pending) < count * prefetch:
-                    chunk = list(islice(source, chunk_size))
-                    if not chunk:
-                        break
-                    pending.append(pool.submit(_render_chunk, chunk))
-                if not pending:
-                    return
-                yield from pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = _shared_pool(count)
+    pending: deque[Future[list[RenderedDocuments]]] = deque()
+    try:
+        while True:
+            while len(pending) < count * prefetch:
+                chunk = list(islice(source, chunk_size))
+                if not chunk:
+                    break
+                pending.append(pool.submit(_render_chunk, chunk))
+            if not pending:
+                return
+            yield from pending.popleft().result()
+    except BrokenProcessPool:
+        shutdown_pool()  # a worker died (OOM kill...): the next call starts a fresh pool
+        raise
+    finally:
+        for future in pending:
+            future.cancel()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -338,3 +338,23 @@ def fixed_fee_lines(
     previous = subscription.previous_period(period)
     return (advance_fee_lines(subscription, catalog, period)
             + proration_lines(subscription, catalog, previous))
+
+
+def usage_plan(subscription: Subscription, catalog: PlanCatalog, period: Period) -> Plan | None:
+    """The plan version that rates the usage of ``period``: the one of its last billable phase."""
+    segments = subscription.billed_segments(period)
+    if not segments:
+        return None
+    phase, start, _ = segments[-1]
+    return catalog.price_for(phase.plan_code, start)
+
+
+def usage_window(
+    subscription: Subscription, period: Period, tz: tzinfo = UTC
+) -> tuple[datetime, datetime] | None:
+    """Instants whose events are billed for ``period`` (trial excluded), midnight in ``tz``."""
+    segments = subscription.billed_segments(period)
+    if not segments:
+        return None
+    return (datetime.combine(segments[0][1], time(), tz),
+            datetime.combine(segments[-1][2], time(), tz))

@@ -94,7 +94,7 @@ def stream_period(conn: Connection, org_id: int, start: datetime, end: datetime,
     )
     if account_ids is not None:
         query = query.where(usage_events.c.account_id.in_(list(account_ids)))
-    yield from conn.execution_options(yield_per=5000).execute(query)
+    yield from conn.execute(query, execution_options={"yield_per": 5000})
 
 
 def canonical_properties(properties: dict[str, str]) -> str:

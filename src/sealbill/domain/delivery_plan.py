@@ -1,0 +1,285 @@
+"""Delivery plans, their diff against the previous cycle, and the policy that may hold a run.
+
+A plan is one envelope per invoice: the invoice, its account and the recipients resolved from
+contact records. Before anything is sent, the plan is compared with the previous cycle's plan of
+the same organization; a bad operational change (a migration that swapped contacts, a join that
+slipped, a bulk "verification") shows up there as a *change*, before the first mail.
+
+Invariants:
+- :func:`evaluate` is a pure function of (plan, previous plan, link facts, policy, now): the
+  same inputs always give the same verdict and report;
+- the verdict is ``hold`` as soon as one finding is over its policy limit; ``proceed`` needs
+  every finding within its limit;
+- findings that need a previous cycle (new pairs, growth, changes) are computed only when there
+  is one; on a first cycle they cannot be computed and :attr:`DeliveryPolicy.first_cycle`
+  decides ("proceed" by default, "hold" for organizations that want a first-run approval).
+  Absolute findings (fan-in above the maximum, links that the contact history does not explain,
+  unsafe display names, recipients over the cap) apply on every cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+PROCEED, HOLD = "proceed", "hold"
+_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class PlannedEnvelope:
+    invoice_id: int
+    invoice_number: str
+    account_id: int
+    account_reference: str
+    recipients: tuple[tuple[int, str], ...]  # (contact id, address), ordered by contact id
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class LinkFact:
+    """What the database says about one (account, contact) pair of the plan."""
+
+    account_id: int
+    contact_id: int
+    verified_at: datetime | None
+    explained: bool  # the contact history (contact_events) accounts for this verified link
+    explanation: str  # why not, when not explained
+    name_safe: bool  # the display name has no control character
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Over ``max(count, floor(share x envelopes))`` items, the finding holds the run."""
+
+    count: int
+    share: float = 0.0
+
+    def limit(self, envelopes: int) -> int:
+        return max(self.count, math.floor(self.share * envelopes))
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    first_cycle: str = PROCEED
+    recipient_cap: int = 5
+    max_fan_in: int = 100
+    fan_in_growth: int = 3
+    amount_ratio: float = 10.0
+    recent_verification_hours: float = 24.0
+    new_pairs_on_existing_accounts: Threshold = Threshold(5, 0.01)
+    domain_changes: Threshold = Threshold(2, 0.005)
+    more_recipients: Threshold = Threshold(5, 0.01)
+    accounts_appearing: Threshold = Threshold(20, 0.10)
+    accounts_disappearing: Threshold = Threshold(20, 0.10)
+    amounts_far: Threshold = Threshold(10, 0.02)
+    recently_verified: Threshold = Threshold(20, 0.05)
+    fan_in_grown: Threshold = Threshold(0)
+    fan_in_over_max: Threshold = Threshold(0)
+    unexplained_links: Threshold = Threshold(0)
+    unsafe_names: Threshold = Threshold(0)
+    over_cap: Threshold = Threshold(0)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> DeliveryPolicy:
+        """Override defaults from JSON-like values; an unknown key is an error, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown delivery policy settings: {sorted(unknown)}")
+        policy = cls()
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            current = getattr(policy, key)
+            if isinstance(current, Threshold):
+                changes[key] = Threshold(**value) if isinstance(value, Mapping) else Threshold(
+                    int(value))
+            else:
+                changes[key] = type(current)(value)
+        if changes.get("first_cycle", PROCEED) not in (PROCEED, HOLD):
+            raise ValueError("first_cycle must be 'proceed' or 'hold'")
+        return replace(policy, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    description: str
+    count: int
+    limit: int | None  # None: informational, never holds
+    items: tuple[Mapping[str, Any], ...] = field(default=())
+
+    @property
+    def holds(self) -> bool:
+        return self.limit is not None and self.count > self.limit
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    verdict: str
+    findings: tuple[Finding, ...]
+    first_cycle: bool
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "first_cycle": self.first_cycle,
+            "findings": [
+                {"kind": f.kind, "description": f.description, "count": f.count,
+                 "limit": f.limit, "holds": f.holds, "items": list(f.items)}
+                for f in self.findings
+            ],
+            "lines": self.lines(),
+        }
+
+    def lines(self) -> list[str]:
+        head = f"verdict: {self.verdict.upper()}" + (" (first cycle)" if self.first_cycle else "")
+        out = [head]
+        for f in self.findings:
+            mark = "HOLD" if f.holds else ("info" if f.limit is None else "ok")
+            limit = "" if f.limit is None else f" (limit {f.limit})"
+            out.append(f"[{mark}] {f.description}: {f.count}{limit}")
+        return out
+
+
+def _domain(email: str) -> str:
+    return email.rsplit("@", 1)[-1].lower()
+
+
+def _fan_in(envelopes: Iterable[PlannedEnvelope]) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = defaultdict(set)
+    for env in envelopes:
+        for _, email in env.recipients:
+            out[email.lower()].add(env.account_id)
+    return out
+
+
+def _sample(items: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    return tuple(items[:_SAMPLE])
+
+
+def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope] | None,
+             links: Sequence[LinkFact], policy: DeliveryPolicy, now: datetime) -> Evaluation:
+    n = len(plan)
+    findings = [*_absolute(plan, links, policy, now, first=previous is None)]
+    if previous is not None:
+        findings += _diff(plan, previous, policy)
+    first = previous is None
+    holds = any(f.holds for f in findings) or (first and policy.first_cycle == HOLD)
+    if first and policy.first_cycle == HOLD:
+        findings.insert(0, Finding("first_cycle", "first cycle: no previous plan to compare",
+                                   1, 0))
+    findings.insert(0, Finding("envelopes", "envelopes in this plan", n, None))
+    return Evaluation(HOLD if holds else PROCEED, tuple(findings), first)
+
+
+def _absolute(plan: Sequence[PlannedEnvelope], links: Sequence[LinkFact],
+              policy: DeliveryPolicy, now: datetime, *, first: bool) -> list[Finding]:
+    n = len(plan)
+    out = []
+    no_rcpt = [{"account": e.account_reference, "invoice": e.invoice_number}
+               for e in plan if not e.recipients]
+    out.append(Finding("no_recipient", "invoices without a verified billing contact (held)",
+                       len(no_rcpt), None, _sample(no_rcpt)))
+    over = [{"account": e.account_reference, "recipients": len(e.recipients)}
+            for e in plan if len(e.recipients) > policy.recipient_cap]
+    out.append(Finding("over_cap", f"envelopes over the cap of {policy.recipient_cap}",
+                       len(over), policy.over_cap.limit(n), _sample(over)))
+    fan = _fan_in(plan)
+    big = [{"email": a, "accounts": len(s)}
+           for a, s in sorted(fan.items(), key=lambda kv: -len(kv[1]))
+           if len(s) > policy.max_fan_in]
+    out.append(Finding("fan_in_over_max", f"addresses receiving for more than "
+                       f"{policy.max_fan_in} accounts", len(big),
+                       policy.fan_in_over_max.limit(n), _sample(big)))
+    unexplained = [{"account_id": lf.account_id, "contact_id": lf.contact_id,
+                    "why": lf.explanation} for lf in links if not lf.explained]
+    out.append(Finding("unexplained_links", "verified links the contact history does not "
+                       "explain (changed outside sealbill?)", len(unexplained),
+                       policy.unexplained_links.limit(n), _sample(unexplained)))
+    unsafe = [{"account_id": lf.account_id, "contact_id": lf.contact_id}
+              for lf in links if not lf.name_safe]
+    out.append(Finding("unsafe_names", "contact names with control characters",
+                       len(unsafe), policy.unsafe_names.limit(n), _sample(unsafe)))
+    window = now - timedelta(hours=policy.recent_verification_hours)
+    recent = [{"account_id": lf.account_id, "contact_id": lf.contact_id,
+               "verified_at": lf.verified_at.isoformat()}
+              for lf in links if lf.verified_at is not None and lf.verified_at >= window]
+    out.append(Finding("recently_verified", f"recipients verified in the last "
+                       f"{policy.recent_verification_hours:g} h", len(recent),
+                       None if first else policy.recently_verified.limit(n), _sample(recent)))
+    return out
+
+
+def _diff(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope],
+          policy: DeliveryPolicy) -> list[Finding]:
+    n = len(plan)
+    prev_by_account = {e.account_id: e for e in previous}
+    cur_by_account = {e.account_id: e for e in plan}
+    new_pairs, domains, more, far = [], [], [], []
+    for env in plan:
+        before = prev_by_account.get(env.account_id)
+        if before is None:
+            continue
+        old = {email.lower() for _, email in before.recipients}
+        added = [email for _, email in env.recipients if email.lower() not in old]
+        if added:
+            new_pairs.append({"account": env.account_reference, "added": added})
+        old_domains = {_domain(e) for e in old}
+        new_domains = {_domain(email) for _, email in env.recipients}
+        if old_domains and new_domains - old_domains:
+            domains.append({"account": env.account_reference, "before": sorted(old_domains),
+                            "now": sorted(new_domains)})
+        if len(env.recipients) > len(before.recipients):
+            more.append({"account": env.account_reference, "before": len(before.recipients),
+                         "now": len(env.recipients)})
+        if _far(env, before, policy.amount_ratio):
+            far.append({"account": env.account_reference, "before": before.amount_minor,
+                        "now": env.amount_minor, "currency": env.currency})
+    appearing = [{"account": e.account_reference} for e in plan
+                 if e.account_id not in prev_by_account]
+    disappearing = [{"account": e.account_reference} for e in previous
+                    if e.account_id not in cur_by_account]
+    fan_now, fan_before = _fan_in(plan), _fan_in(previous)
+    growth = sorted(((a, len(fan_before.get(a, ())), len(s)) for a, s in fan_now.items()
+                     if len(s) - len(fan_before.get(a, ())) > policy.fan_in_growth),
+                    key=lambda t: -t[2])
+    grown = [{"email": a, "before": before, "now": now} for a, before, now in growth]
+    return [
+        Finding("new_pairs", "existing accounts with a new recipient", len(new_pairs),
+                policy.new_pairs_on_existing_accounts.limit(n), _sample(new_pairs)),
+        Finding("fan_in_grown", f"addresses receiving for more than {policy.fan_in_growth} "
+                "more accounts than last cycle", len(grown), policy.fan_in_grown.limit(n),
+                _sample(grown)),
+        Finding("domain_changes", "accounts whose recipient domain changed", len(domains),
+                policy.domain_changes.limit(n), _sample(domains)),
+        Finding("more_recipients", "envelopes with more recipients than last cycle",
+                len(more), policy.more_recipients.limit(n), _sample(more)),
+        Finding("accounts_appearing", "accounts not in the previous plan", len(appearing),
+                policy.accounts_appearing.limit(n), _sample(appearing)),
+        Finding("accounts_disappearing", "accounts of the previous plan missing now",
+                len(disappearing), policy.accounts_disappearing.limit(n),
+                _sample(disappearing)),
+        Finding("amounts_far", f"amounts more than {policy.amount_ratio:g}x away from last "
+                "cycle", len(far), policy.amounts_far.limit(n), _sample(far)),
+    ]
+
+
+def _far(now: PlannedEnvelope, before: PlannedEnvelope, ratio: float) -> bool:
+    if now.currency != before.currency:
+        return True
+    a, b = abs(now.amount_minor), abs(before.amount_minor)
+    if a == b:
+        return False
+    if min(a, b) == 0:
+        # From nothing to something (or back) is "far" only above a trivial amount.
+        return max(a, b) >= 100 * ratio
+    return max(a, b) / min(a, b) > ratio

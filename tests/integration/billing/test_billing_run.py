@@ -1,0 +1,107 @@
+"""Billing runs on both databases: drafts, finalization, reruns, dry runs, tenancy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sealbill.domain.invoices import check_invoice
+from sealbill.pipeline.billing import BillingError, bill_period
+from sealbill.pipeline.finalize import finalize_run, issue_credit_note, void_invoice
+from sealbill.store import parties, queries
+from sealbill.store.invoices import InvoiceStateError, load_invoice
+from sealbill.store.schema import invoices
+from tests.support.scenario import build_scenario
+
+
+def _count(engine: Engine, **where: object) -> int:
+    with engine.begin() as conn:
+        query = sa.select(sa.func.count()).select_from(invoices)
+        for name, value in where.items():
+            query = query.where(invoices.c[name] == value)
+        return int(conn.execute(query).scalar_one())
+
+
+def test_rerun_of_a_billing_run_bills_nobody_twice(any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=5, files_dir=tmp_path, render=False)
+    again = bill_period(any_engine, s.org_id, s.period, actor="someone-else")
+    assert (again.drafted, again.already_billed) == (0, 5)
+    assert _count(any_engine, organization_id=s.org_id) == 5
+
+
+def test_finalized_invoices_are_consistent_and_numbered_in_sequence(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=4, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        loaded = [load_invoice(conn, s.org_id, i) for i in s.invoice_ids]
+    assert [inv.number for inv in loaded] == [f"F-{n:06d}" for n in range(1, 5)]
+    assert all(check_invoice(inv) == [] for inv in loaded)
+    assert {inv.buyer.name for inv in loaded} == {f"Client {i} SARL" for i in range(1, 5)}
+
+
+def test_dry_run_previews_totals_and_writes_nothing(any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=3, files_dir=tmp_path, render=False)
+    preview = bill_period(any_engine, s.org_id, "2026-11", actor="x", dry_run=True)
+    assert preview.run_id is None and len(preview.previews) == 3
+    assert sum(p["total_incl_minor"] for p in preview.previews) == preview.totals["EUR"] > 0
+    assert _count(any_engine, organization_id=s.org_id) == 3
+
+
+def test_bad_period_is_refused_with_the_field_named(any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    with pytest.raises(BillingError, match="period"):
+        bill_period(any_engine, s.org_id, "2026-13", actor="x")
+
+
+def test_credit_note_is_its_own_numbered_document_and_invoice_is_unchanged(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        before = load_invoice(conn, s.org_id, s.invoice_ids[0])
+    credit_id, number = issue_credit_note(any_engine, s.org_id, before.number, reason="geste",
+                                          amount_minor=500)
+    with any_engine.begin() as conn:
+        credit = load_invoice(conn, s.org_id, credit_id)
+        after = load_invoice(conn, s.org_id, s.invoice_ids[0])
+    assert number == "AV-000001" and credit.type_code == "381"
+    assert credit.corrected_invoice_number == before.number
+    assert credit.total_excl_minor == 500 and check_invoice(credit) == []
+    assert after == before
+    with pytest.raises(InvoiceStateError, match="exceed"):
+        issue_credit_note(any_engine, s.org_id, before.number, reason="too much",
+                          amount_minor=before.total_excl_minor)
+
+
+def test_void_issues_a_full_credit_note(any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        number = load_invoice(conn, s.org_id, s.invoice_ids[0]).number
+    credit_id, _ = void_invoice(any_engine, s.org_id, number, reason="billed by mistake")
+    with any_engine.begin() as conn:
+        credit = load_invoice(conn, s.org_id, credit_id)
+        voided = load_invoice(conn, s.org_id, s.invoice_ids[0])
+    assert credit.total_incl_minor == voided.total_incl_minor
+
+
+def test_one_organization_never_reads_or_bills_another(any_engine: Engine,
+                                                       tmp_path: Path) -> None:
+    a = build_scenario(any_engine, accounts=2, files_dir=tmp_path / "a", slug="org-a",
+                       render=False)
+    b = build_scenario(any_engine, accounts=3, files_dir=tmp_path / "b", slug="org-b",
+                       render=False)
+    with any_engine.begin() as conn:
+        with pytest.raises(parties.NotFound):
+            load_invoice(conn, b.org_id, a.invoice_ids[0])
+        with pytest.raises(parties.NotFound):
+            parties.account(conn, b.org_id, a.account_ids["A0001"])
+        listed = queries.list_invoices(conn, b.org_id)
+        assert parties.verified_billing_recipients(conn, b.org_id,
+                                                   a.account_ids["A0001"]) == []
+    assert {row["id"] for row in listed} == set(b.invoice_ids)
+    assert _count(any_engine, organization_id=a.org_id) == 2
+    # Finalizing org B's run with org A's id finalizes nothing of B's.
+    with pytest.raises(LookupError):
+        finalize_run(any_engine, a.org_id, b.run_id)

@@ -1,0 +1,81 @@
+"""Usage import: idempotent, atomic, and precise about what is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
+from sealbill.store import catalog as catalog_store
+from sealbill.store.schema import usage_events
+from tests.support.scenario import build_scenario
+
+
+def _events(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _event(n: int, value: str = "3", account: str = "A0001") -> dict[str, str]:
+    return {"event_id": f"e{n}", "account_reference": account, "metric_code": "api_calls",
+            "timestamp": f"2026-10-0{1 + n % 8}T10:00:00+02:00", "value": value}
+
+
+def _stored(engine: Engine) -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(usage_events))
+                   .scalar_one())
+
+
+@pytest.fixture
+def org(any_engine: Engine, tmp_path: Path) -> int:
+    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        catalog_store.add_metric(conn, s.org_id, "api_calls", "API calls", "sum")
+    return s.org_id
+
+
+def test_importing_the_same_file_twice_stores_each_event_once(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    path = _events(tmp_path / "u.jsonl", [_event(n) for n in range(50)] + [_event(3)])
+    first = import_usage_file(any_engine, org, path)
+    second = import_usage_file(any_engine, org, path)
+    assert (first["inserted"], second["inserted"], second["duplicates"]) == (50, 0, 50)
+    assert _stored(any_engine) == 50
+
+
+def test_a_bad_row_rejects_the_whole_file_naming_line_and_field(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    rows = [_event(n) for n in range(10)]
+    rows[6]["value"] = "12,5"
+    rows[8]["account_reference"] = "NOPE"
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
+    assert any(p.startswith("line 7: value") for p in caught.value.problems)
+    assert any("line 9: account_reference" in p for p in caught.value.problems)
+    assert _stored(any_engine) == 0
+
+
+def test_same_event_id_with_another_payload_is_refused(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    import_usage_file(any_engine, org, _events(tmp_path / "a.jsonl", [_event(1)]))
+    with pytest.raises(UsageImportRejected, match="problem"):
+        import_usage_file(any_engine, org,
+                          _events(tmp_path / "b.jsonl", [_event(2), _event(1, value="4")]))
+    assert _stored(any_engine) == 1
+
+
+def test_rejects_file_takes_bad_rows_and_good_rows_are_imported(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    rows = [_event(n) for n in range(5)]
+    rows[2]["timestamp"] = "2026-10-01T10:00:00"  # no offset: refused, never guessed
+    result = import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows),
+                               rejects=tmp_path / "rejects.jsonl")
+    assert (result["inserted"], result["rejected"]) == (4, 1)
+    rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text()
+                .splitlines()]
+    assert rejected[0]["row"]["event_id"] == "e2" and "timestamp" in rejected[0]["problem"]
