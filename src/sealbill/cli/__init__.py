@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from sealbill.cli import billing, setup
+from sealbill.cli import billing, demo, setup
 
 app = typer.Typer(
     name="sealbill",
@@ -24,6 +24,7 @@ app = typer.Typer(
 
 setup.register(app)
 billing.register(app)
+demo.register(app)
 # Stage modules added by later work register themselves below (one line each).
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import unicodedata
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Final
@@ -35,9 +33,6 @@ from sealbill.domain.invoices import DocumentKind, Invoice, InvoiceLine, Party, 
 
 TEMPLATE: Final = Path(__file__).parent / "templates" / "invoice.typ"
 PDF_STANDARD: Final = "a-3b"
-# Typst never breaks inside a word; a run this long gets invisible break opportunities.
-_LONG_RUN: Final = re.compile(r"\S{24,}")
-_BREAK_EVERY: Final = 12
 _compilers: dict[int, typst.Compiler] = {}
 
 
@@ -52,29 +47,10 @@ def _compiler() -> typst.Compiler:
     return _compilers[pid]
 
 
-def breakable(text: str) -> str:
-    """``text`` with zero-width spaces inside very long words, so that they wrap in a cell.
-
-    Never splits before a combining mark (an accent stays on its letter).
-    """
-
-    def split(match: re.Match[str]) -> str:
-        out, run = [], 0
-        for char in match.group(0):
-            if run >= _BREAK_EVERY and not unicodedata.combining(char):
-                out.append("\u200b")
-                run = 0
-            out.append(char)
-            run += 1
-        return "".join(out)
-
-    return _LONG_RUN.sub(split, text)
-
-
 def _address(party: Party, loc: str) -> list[str]:
     a = party.address
     country = i18n.babel_locale(loc).territories.get(a.country, a.country)
-    return [breakable(a.line1), breakable(a.line2), f"{a.postcode} {breakable(a.city)}", country]
+    return [a.line1, a.line2, f"{a.postcode} {a.city}", country]
 
 
 def _seller_ids(invoice: Invoice, loc: str) -> list[str]:
@@ -92,7 +68,7 @@ def _seller_ids(invoice: Invoice, loc: str) -> list[str]:
 def _seller_contact(invoice: Invoice, loc: str) -> list[str]:
     seller, lab = invoice.seller, i18n.label
     pairs = [("email", seller.email), ("phone", seller.phone), ("website", seller.website)]
-    return [f"{lab(loc, key)} {breakable(value)}" for key, value in pairs if value]
+    return [f"{lab(loc, key)} {value}" for key, value in pairs if value]
 
 
 def _buyer_ids(party: Party, loc: str) -> list[str]:
@@ -119,7 +95,7 @@ def _meta(invoice: Invoice, loc: str) -> list[list[str]]:
             start=day(invoice.period_start, loc), end=day(invoice.period_end, loc)
         )
         rows.append([lab(loc, "period"), span])
-    rows.append([lab(loc, "account_reference"), breakable(invoice.account_reference)])
+    rows.append([lab(loc, "account_reference"), invoice.account_reference])
     return rows
 
 
@@ -132,7 +108,7 @@ def _line(line: InvoiceLine, invoice: Invoice, loc: str) -> dict[str, str]:
     vat = (i18n.rate_text(line.vat_rate, loc) if line.vat_category is VatCategory.STANDARD
            else line.vat_category.value)
     return {
-        "description": breakable(line.description),
+        "description": line.description,
         "detail": detail,
         "quantity": i18n.quantity_text(line.quantity, loc),
         "unit_price": i18n.price_text(line.unit_price, invoice.currency, loc),
@@ -187,7 +163,7 @@ def _mentions(invoice: Invoice, loc: str) -> list[str]:
         if reason and reason not in lines:
             lines.append(reason)
     lines += [text for _, text in legal_notes(invoice)]
-    return [breakable(line) for line in lines]
+    return lines
 
 
 def invoice_view(invoice: Invoice) -> dict[str, Any]:
@@ -197,11 +173,10 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
     title = lab(loc, "credit_note" if credit else "invoice")
     meta = _meta(invoice, loc)
     if credit and invoice.corrected_invoice_number:
-        ref = invoice.corrected_invoice_number
-        when = invoice.corrected_invoice_date
-        text = (lab(loc, "corrects_dated").format(number=ref, date=i18n.date_text(when, loc))
-                if when else lab(loc, "corrects").format(number=ref))
-        meta.insert(1, ["", text])
+        ref, when = invoice.corrected_invoice_number, invoice.corrected_invoice_date
+        text = (lab(loc, "corrected_dated").format(number=ref, date=i18n.date_text(when, loc))
+                if when else ref)
+        meta.insert(1, [lab(loc, "corrected_invoice"), text])
     seller = invoice.seller
     cur = invoice.currency
     return {
@@ -210,14 +185,14 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "doc_title": f"{title} {invoice.number}",
         "labels": {"page": lab(loc, "page")},
         "seller": {
-            "name": breakable(seller.name),
+            "name": seller.name,
             "address": _address(seller, loc),
             "ids": _seller_ids(invoice, loc),
             "contact": _seller_contact(invoice, loc),
         },
         "buyer": {
             "heading": lab(loc, "billed_to"),
-            "name": breakable(invoice.buyer.name),
+            "name": invoice.buyer.name,
             "address": _address(invoice.buyer, loc),
             "ids": _buyer_ids(invoice.buyer, loc),
         },
@@ -243,7 +218,7 @@ def _footer(invoice: Invoice) -> str:
     seller = invoice.seller
     parts = [seller.name, f"{seller.address.postcode} {seller.address.city}"]
     parts += [p for p in (seller.legal_id and f"SIREN {seller.legal_id}", seller.vat_id) if p]
-    return breakable(" · ".join(parts))
+    return " · ".join(parts)
 
 
 def compile_pdf(invoice: Invoice, attachment: bytes | None = None) -> bytes:

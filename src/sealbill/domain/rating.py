@@ -18,8 +18,8 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 
@@ -43,7 +43,6 @@ from sealbill.domain.subscriptions import (
 )
 from sealbill.domain.taxes import TaxError, VatContext, VatRateClass, VatTreatment
 from sealbill.domain.usage import (
-    Aggregation,
     Aggregator,
     Metric,
     UsageEvent,
@@ -189,13 +188,16 @@ class UsageMeter:
         }
         self._transactions = [(by_code[c.metric_code or ""], TransactionFeeAccumulator(c))
                               for c in charges if needs_transactions(c)]
-        self._window = make_aggregator(Metric("*", Aggregation.COUNT), start, end)
+        if start.utcoffset() is None or end.utcoffset() is None:
+            raise RatingError(["meter window: naive datetimes refused"])
+        self._start, self._end = start.astimezone(UTC), end.astimezone(UTC)
 
     def add(self, event: UsageEvent) -> None:
         if event.account_reference != self.account_reference:
             raise RatingError([f"event {event.event_id}: account {event.account_reference!r} "
                                f"fed to the meter of {self.account_reference!r}"])
-        self._window.add(replace(event, metric_code="*"))  # refuses events outside the window
+        if not self._start <= event.timestamp.astimezone(UTC) < self._end:
+            raise RatingError([f"event {event.event_id}: outside the meter window"])
         used = False
         if (aggregator := self._aggregators.get(event.metric_code)) is not None:
             aggregator.add(event)

@@ -73,9 +73,8 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
 def _store(store: FileStore, slug: str, org_id: int, invoice_id: int,
            rendered: RenderedDocuments) -> Iterator[dict[str, object]]:
     at = datetime.now(UTC)
-    # The subject is not a file: it is a pure function of the invoice (mail_subject).
     files = {"pdf": rendered.pdf, "xml": rendered.xml, "html": rendered.html.encode(),
-             "txt": rendered.text.encode()}
+             "text": rendered.text.encode(), "subject": rendered.subject.encode()}
     for kind, data in files.items():
         path, digest = store.put(slug, rendered.number, kind, data)
         yield {"organization_id": org_id, "invoice_id": invoice_id, "kind": kind,

@@ -20,6 +20,7 @@ from sealbill.store.schema.delivery import (
     delivery_plans,
     documents,
     outbox,
+    outbox_recipients,
     sending_switches,
     verification_tokens,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "number_series",
     "organizations",
     "outbox",
+    "outbox_recipients",
     "plans",
     "sending_switches",
     "subscription_phases",

@@ -59,6 +59,9 @@ invoices = sa.Table(
     sa.UniqueConstraint("organization_id", "billing_key"),
     sa.UniqueConstraint("organization_id", "number"),
     sa.Index("ix_invoices_run_status", "run_id", "status"),
+    # The send-time guard counts, per message, the invoices of a run whose account a contact
+    # is verified for: (run, account) lookups instead of a scan of the run.
+    sa.Index("ix_invoices_run_account", "run_id", "account_id"),
 )
 
 invoice_lines = sa.Table(

@@ -12,7 +12,7 @@ documents = sa.Table(
     id_column(),
     org_column(),
     ref("invoices"),
-    sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | txt (file kinds of documents.filestore)
+    sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | text | subject
     sa.Column("path", sa.String(500), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
@@ -77,6 +77,26 @@ outbox = sa.Table(
     sa.Index("ix_outbox_run_status", "run_id", "status"),
 )
 
+# Which (invoice, contact) pairs a message of the run has claimed: written when the guard lets
+# the message go, just before SMTP. The unique key makes "the same invoice twice to the same
+# person in one run" impossible even if every check above it failed; the (run, contact) index
+# answers "how many messages has this address had in this run" for the guard's fan-in rule.
+# A message that ends failed_permanent (never accepted) releases its claims.
+outbox_recipients = sa.Table(
+    "outbox_recipients",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("billing_runs", name="run_id"),
+    ref("outbox"),
+    ref("invoices"),
+    ref("contacts"),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "invoice_id", "contact_id"),
+    sa.Index("ix_outbox_recipients_run_contact", "run_id", "contact_id"),
+)
+
 # Append-only; each row's hash covers its content and the previous row's hash (per org).
 delivery_ledger = sa.Table(
     "delivery_ledger",
@@ -99,6 +119,8 @@ delivery_ledger = sa.Table(
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("row_hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("organization_id", "seq"),
+    # One ledger row per message: a resend after a crash is the same message, recorded once.
+    sa.UniqueConstraint("organization_id", "message_id"),
 )
 
 alerts = sa.Table(

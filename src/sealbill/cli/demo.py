@@ -1,0 +1,36 @@
+"""``sealbill demo``: a whole billing cycle on a fresh embedded database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sealbill.cli.common import JsonOption, emit_json, err_console
+from sealbill.demo.cycle import run_demo
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo database, documents and "
+                                          "mails (emptied first).")] = Path("var/demo"),
+    accounts: Annotated[int, typer.Option(min=1, help="How many customer accounts.")] = 1000,
+    period: Annotated[str, typer.Option(help="Billed period, YYYY-MM.")] = "2026-11",
+    as_json: JsonOption = False,
+) -> None:
+    """Seed an organization with customers, plans and a month of usage, then bill, finalize,
+    render and deliver it to a local SMTP sink. Prints where to look."""
+    report = run_demo(workdir, accounts=accounts, period=period,
+                      say=(lambda _: None) if as_json else err_console.print)
+    if as_json:
+        emit_json({"ok": True, "workdir": str(report.workdir),
+                   "database": report.database_url, "stages": report.stages})
+        return
+    typer.echo(f"\ndatabase:  {report.database_url}")
+    typer.echo(f"documents: {report.workdir / 'files'}")
+    typer.echo(f"try:       sealbill --help; sealbill invoices list --org {report.org_slug} "
+               f"--db {report.database_url}")

@@ -1,0 +1,46 @@
+"""Alerts: what stopped a run (a guard violation, a failed canary, SMTP failing), with evidence.
+
+Invariant: an alert is written in the same transaction that halts or holds what it explains,
+so a halted run always has the alert that says why; it is resolved, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.store.schema import alerts
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def record(conn: Connection, org_id: int, *, cause: str, message: str,
+           evidence: Mapping[str, Any], run_id: int | None = None,
+           envelope_id: int | None = None) -> int:
+    return int(conn.execute(sa.insert(alerts).values(
+        organization_id=org_id, run_id=run_id, envelope_id=envelope_id, cause=cause[:60],
+        message=message[:2000], evidence=_jsonable(evidence), created_at=datetime.now(UTC),
+    )).inserted_primary_key[0])
+
+
+def open_alerts(conn: Connection, org_id: int, run_id: int | None = None) -> list[dict[str, Any]]:
+    query = sa.select(alerts).where(alerts.c.organization_id == org_id,
+                                    alerts.c.resolved_at.is_(None)).order_by(alerts.c.id)
+    if run_id is not None:
+        query = query.where(alerts.c.run_id == run_id)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def resolve(conn: Connection, org_id: int, run_id: int, *, actor: str) -> int:
+    return int(conn.execute(
+        sa.update(alerts).where(alerts.c.organization_id == org_id, alerts.c.run_id == run_id,
+                                alerts.c.resolved_at.is_(None))
+        .values(resolved_at=datetime.now(UTC), resolved_by=actor)
+    ).rowcount)
