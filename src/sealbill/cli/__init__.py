@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from sealbill.cli import billing, demo, setup
+from sealbill.cli import billing, delivery, demo, incident, setup
 
 app = typer.Typer(
     name="sealbill",
@@ -26,6 +26,8 @@ setup.register(app)
 billing.register(app)
 demo.register(app)
 # Stage modules added by later work register themselves below (one line each).
+incident.register(app)
+delivery.register(app)
 
 
 def main() -> None:

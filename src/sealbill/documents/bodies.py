@@ -24,7 +24,8 @@ from sealbill.documents.pdf import payment_lines
 from sealbill.domain.invoices import DocumentKind, Invoice
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
-_ONE_LINE: Final = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_ONE_LINE: Final = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_SPACES: Final = re.compile(r" {2,}")
 
 ENV: Final = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -77,8 +78,9 @@ MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line with single spaces: safe in a mail header."""
-    return " ".join(_ONE_LINE.sub(" ", text).split())
+    """``text`` on one line: safe in a mail header. Line breaks and control characters
+    become one space; non-breaking spaces (French amounts) are kept."""
+    return _SPACES.sub(" ", _ONE_LINE.sub(" ", text)).strip(" ")
 
 
 def mail_subject(invoice: Invoice) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +34,8 @@ from sealbill.domain.invoices import DocumentKind, Invoice, InvoiceLine, Party, 
 
 TEMPLATE: Final = Path(__file__).parent / "templates" / "invoice.typ"
 PDF_STANDARD: Final = "a-3b"
+PLACEHOLDER: Final = "\ufffd"
+_UNDISPLAYABLE: Final = re.compile(r'the text `"((?:[^"\\]|\\.)*)"` could not be displayed')
 _compilers: dict[int, typst.Compiler] = {}
 
 
@@ -221,17 +224,55 @@ def _footer(invoice: Invoice) -> str:
     return " · ".join(parts)
 
 
+def _undisplayable(error: typst.TypstError) -> set[str]:
+    """Texts Typst reports it cannot display with any available font (PDF/A forbids the
+    missing-glyph box), unescaped from Rust's debug quoting."""
+    found = set()
+    for raw in _UNDISPLAYABLE.findall(f"{error.message}\n{error.diagnostic}"):
+        text = re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), raw)
+        found.add(re.sub(r"\\(.)", r"\1", text))
+    return found
+
+
+def _replace_texts(value: Any, missing: set[str]) -> Any:
+    """``value`` (the JSON view) with every undisplayable text replaced by U+FFFD."""
+    if isinstance(value, str):
+        # Longest first, then by text: a stable order whatever the set's hash seed.
+        for text in sorted(missing, key=lambda t: (-len(t), t)):
+            value = value.replace(text, PLACEHOLDER)
+        return value
+    if isinstance(value, list):
+        return [_replace_texts(item, missing) for item in value]
+    if isinstance(value, dict):
+        return {key: _replace_texts(item, missing) for key, item in value.items()}
+    return value
+
+
 def compile_pdf(invoice: Invoice, attachment: bytes | None = None) -> bytes:
     """PDF/A-3b of ``invoice``; ``attachment`` (CII XML) is embedded as ``factur-x.xml``.
 
     The PDF's dates are the issue date at 00:00 UTC and its /ID derives from the document
     title (the invoice number), so the bytes depend on the invoice alone.
+    Characters no bundled font can draw (CJK, Indic, Thai...) print as U+FFFD rather than
+    failing the whole invoice; the embedded XML keeps the exact text.
     """
-    inputs = {"data": json.dumps(invoice_view(invoice), ensure_ascii=False,
-                                 separators=(",", ":"))}
+    view = invoice_view(invoice)
+    stamp = datetime.combine(invoice.issue_date, time(0, 0), tzinfo=UTC)
+    for _ in range(3):  # each retry replaces everything Typst reported at once
+        try:
+            return _compile(view, attachment, stamp)
+        except typst.TypstError as error:
+            missing = _undisplayable(error)
+            if not missing:
+                raise
+            view = _replace_texts(view, missing)
+    return _compile(view, attachment, stamp)
+
+
+def _compile(view: dict[str, Any], attachment: bytes | None, stamp: datetime) -> bytes:
+    inputs = {"data": json.dumps(view, ensure_ascii=False, separators=(",", ":"))}
     if attachment is not None:
         inputs["xml"] = attachment.decode("utf-8")
-    stamp = datetime.combine(invoice.issue_date, time(0, 0), tzinfo=UTC)
     pdf = _compiler().compile(
         sys_inputs=inputs, pdf_standards=[PDF_STANDARD], timestamp=stamp, pdf_tags=False
     )

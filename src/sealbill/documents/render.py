@@ -17,7 +17,7 @@ import hashlib
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -111,7 +111,7 @@ def render_many(
     workers: int | None = None,
     chunk_size: int = 8,
     prefetch: int = 2,
-) -> Iterator[RenderedDocuments]:
+) -> Generator[RenderedDocuments, None, None]:
     """Render ``invoices`` on a process pool (one worker per core by default), in order.
 
     Raises the first :class:`DocumentError` met (pending work is cancelled): a billing run

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 
@@ -36,9 +36,10 @@ from sealbill.domain.money import to_minor
 from sealbill.domain.subscriptions import (
     Period,
     Subscription,
+    UsageScope,
     fixed_fee_lines,
     format_date,
-    usage_plan,
+    usage_scope,
     validate_subscription,
 )
 from sealbill.domain.taxes import TaxError, VatContext, VatRateClass, VatTreatment
@@ -147,34 +148,31 @@ class TransactionFeeAccumulator:
 
 
 class UsageMeter:
-    """Streams one account's events of one window into :class:`UsageTotals`.
+    """Streams one account's events of a :class:`UsageScope` into :class:`UsageTotals`.
 
     Events of metrics the plan does not bill are counted in ``ignored``; events of another
-    account raise. ``initial_values`` seeds time-weighted sums (per metric code).
+    account or outside the scope raise. ``initial_values`` seeds time-weighted sums.
 
     >>> from sealbill.domain.catalog import ChargeProperties, Interval
     >>> from sealbill.domain.usage import Aggregation
-    >>> from datetime import date
+    >>> from datetime import date, datetime
     >>> api = Charge("api", ChargeModel.PER_UNIT, "API", "API",
     ...              ChargeProperties(unit_price=Decimal("0.001")), metric_code="calls")
     >>> plan = Plan("pro", "Pro", Interval.MONTH, "EUR", 1, date(2024, 1, 1), (api,))
     >>> start, end = datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 5, 1, tzinfo=UTC)
-    >>> meter = UsageMeter("C-1", plan, [Metric("calls", Aggregation.COUNT)], start, end)
+    >>> scope = UsageScope(plan, start, end, end - start)
+    >>> meter = UsageMeter("C-1", scope, [Metric("calls", Aggregation.COUNT)])
     >>> for i in range(3): meter.add(UsageEvent(str(i), "C-1", "calls", start))
     >>> meter.result().quantities
     {'calls': Decimal('3')}
     """
 
-    def __init__(
-        self,
-        account_reference: str,
-        plan: Plan,
-        metrics: Iterable[Metric],
-        start: datetime,
-        end: datetime,
-        initial_values: Mapping[str, Decimal] | None = None,
-    ) -> None:
+    def __init__(self, account_reference: str, scope: UsageScope, metrics: Iterable[Metric],
+                 initial_values: Mapping[str, Decimal] | None = None) -> None:
         by_code = {metric.code: metric for metric in metrics}
+        plan, start, end = scope.plan, scope.start, scope.end
+        if start.utcoffset() is None or end.utcoffset() is None:
+            raise RatingError(["meter window: naive datetimes refused"])
         charges = plan.usage_charges
         missing = sorted({c.metric_code or "" for c in charges} - by_code.keys())
         if missing:
@@ -183,13 +181,12 @@ class UsageMeter:
         seeds = initial_values or {}
         self.account_reference, self.ignored = account_reference, 0
         self._aggregators: dict[str, Aggregator] = {
-            code: make_aggregator(by_code[code], start, end, seeds.get(code, ZERO))
+            code: make_aggregator(by_code[code], start, end, seeds.get(code, ZERO),
+                                  scope.period_length)
             for code in sorted({c.metric_code or "" for c in charges if not needs_transactions(c)})
         }
         self._transactions = [(by_code[c.metric_code or ""], TransactionFeeAccumulator(c))
                               for c in charges if needs_transactions(c)]
-        if start.utcoffset() is None or end.utcoffset() is None:
-            raise RatingError(["meter window: naive datetimes refused"])
         self._start, self._end = start.astimezone(UTC), end.astimezone(UTC)
 
     def add(self, event: UsageEvent) -> None:
@@ -338,7 +335,8 @@ def rate_account(
         raise RatingError(problems)
     fees = fixed_fee_lines(subscription, catalog, period)
     usage_period = subscription.previous_period(period)
-    plan = usage_plan(subscription, catalog, usage_period)
+    scope = usage_scope(subscription, catalog, usage_period)
+    plan = None if scope is None else scope.plan
     parts = [] if plan is None else _usage_parts(plan, usage, problems)
     plans = {fee.plan for fee in fees} | ({plan} if plan else set())
     problems += sorted(f"plan {p.code} v{p.version} is in {p.currency}, the account in "

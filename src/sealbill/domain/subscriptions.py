@@ -9,7 +9,8 @@ day never drifts; a yearly period on the anchor's day and month.
 Fixed fees are billed in advance: the invoice opening period ``P`` charges the phase in effect on
 the first billable day of ``P`` for the rest of ``P`` (full fee when that day is ``P.start``).
 When that phase ends inside ``P`` (plan change, immediate cancellation) the next invoice credits
-the unused part and charges each later phase for its days (:func:`proration_lines`).
+the unused part and charges each later phase for its days (:func:`proration_lines`). Usage of a
+period is rated with the plan of its last billable phase (:func:`usage_scope`).
 
 Invariants:
 
@@ -22,8 +23,9 @@ Invariants:
 >>> monthly = period_containing(date(2024, 1, 31), Interval.MONTH, date(2024, 2, 10))
 >>> monthly.start, monthly.end, monthly.days
 (datetime.date(2024, 1, 31), datetime.date(2024, 2, 29), 29)
->>> prorate(1000, 10, 29) + (1000 - prorate(1000, 10, 29))
-1000
+>>> used = prorate(1000, 1, 16)  # 62.5 -> 63
+>>> used, 1000 - used, prorate(1000, 15, 16)  # credit = complement; rounding 937.5 would add 1
+(63, 937, 938)
 """
 
 from __future__ import annotations
@@ -340,21 +342,28 @@ def fixed_fee_lines(
             + proration_lines(subscription, catalog, previous))
 
 
-def usage_plan(subscription: Subscription, catalog: PlanCatalog, period: Period) -> Plan | None:
-    """The plan version that rates the usage of ``period``: the one of its last billable phase."""
+@dataclass(frozen=True, slots=True)
+class UsageScope:
+    """What the usage of a period is rated with: the plan version of its last billable phase,
+    the instants ``[start, end)`` whose events count (trial excluded, midnight in the account's
+    zone) and the real length of the whole period (denominator of time-weighted sums)."""
+
+    plan: Plan
+    start: datetime
+    end: datetime
+    period_length: timedelta
+
+
+def usage_scope(
+    subscription: Subscription, catalog: PlanCatalog, period: Period, tz: tzinfo = UTC
+) -> UsageScope | None:
+    """The :class:`UsageScope` of ``period``; ``None`` when none of its days is billable."""
     segments = subscription.billed_segments(period)
     if not segments:
         return None
-    phase, start, _ = segments[-1]
-    return catalog.price_for(phase.plan_code, start)
-
-
-def usage_window(
-    subscription: Subscription, period: Period, tz: tzinfo = UTC
-) -> tuple[datetime, datetime] | None:
-    """Instants whose events are billed for ``period`` (trial excluded), midnight in ``tz``."""
-    segments = subscription.billed_segments(period)
-    if not segments:
-        return None
-    return (datetime.combine(segments[0][1], time(), tz),
-            datetime.combine(segments[-1][2], time(), tz))
+    phase, last_start, _ = segments[-1]
+    start, end = (datetime.combine(day, time(), tz) for day in (period.start, period.end))
+    return UsageScope(catalog.price_for(phase.plan_code, last_start),
+                      datetime.combine(segments[0][1], time(), tz),
+                      datetime.combine(segments[-1][2], time(), tz),
+                      end.astimezone(UTC) - start.astimezone(UTC))

@@ -108,14 +108,10 @@ def payload_digest(event: UsageEvent) -> str:
     >>> payload_digest(a) == payload_digest(b)
     True
     """
-    payload = {
-        "schema": "sealbill.usage.v1",
-        "account_reference": event.account_reference,
-        "metric_code": event.metric_code,
-        "timestamp": _utc(event.timestamp, "timestamp").isoformat(timespec="microseconds"),
-        "value": None if event.value is None else canonical_decimal(event.value),
-        "properties": event.properties,
-    }
+    payload = {"schema": "sealbill.usage.v1", "account_reference": event.account_reference,
+               "metric_code": event.metric_code, "properties": event.properties,
+               "timestamp": _utc(event.timestamp, "timestamp").isoformat(timespec="microseconds"),
+               "value": None if event.value is None else canonical_decimal(event.value)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -266,15 +262,18 @@ def _micros(delta: timedelta) -> int:
 
 
 class TimeWeightedSumAggregator(Aggregator):
-    """Average level over the window (module docstring); events fed in timestamp order, the last
-    fed wins a tie. ``initial_value``: level at ``start``; :attr:`current_value`: level to carry
-    into the next window."""
+    """Average level (module docstring); events fed in timestamp order, the last fed wins a tie.
+    ``initial_value``: level at ``start``; :attr:`current_value`: level to carry into the next
+    window; ``period_length`` (default: the window's) divides the integral, for a window covering
+    part of the billed period only (trial ending mid-period)."""
 
-    def __init__(
-        self, metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO
-    ) -> None:
+    def __init__(self, metric: Metric, start: datetime, end: datetime,
+                 initial_value: Decimal = ZERO, period_length: timedelta | None = None) -> None:
         self.current_value = initial_value
         super().__init__(metric, start, end)
+        self._length = _micros(period_length or (self.end - self.start))
+        if self._length < _micros(self.end - self.start):
+            raise UsageError(f"metric {metric.code}: period_length is shorter than the window")
 
     def _reset(self) -> None:
         self._since = self.start
@@ -294,7 +293,7 @@ class TimeWeightedSumAggregator(Aggregator):
             weighted = self._weighted + self.current_value * _micros(self.end - self._since)
             exact.traps[Inexact] = False
             exact.prec = 28
-            return weighted / _micros(self.end - self.start)
+            return weighted / self._length
 
 
 _AGGREGATORS: dict[Aggregation, type[Aggregator]] = {
@@ -304,14 +303,13 @@ _AGGREGATORS: dict[Aggregation, type[Aggregator]] = {
 }
 
 
-def make_aggregator(
-    metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO
-) -> Aggregator:
-    """A fresh aggregator for ``metric`` over ``[start, end)`` (``initial_value``: see TWS)."""
+def make_aggregator(metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO,
+                    period_length: timedelta | None = None) -> Aggregator:
+    """A fresh aggregator for ``metric`` over ``[start, end)`` (last two: TWS only)."""
     if problems := validate_metric(metric):
         raise UsageError("; ".join(problems))
     if metric.aggregation is Aggregation.TIME_WEIGHTED_SUM:
-        return TimeWeightedSumAggregator(metric, start, end, initial_value)
+        return TimeWeightedSumAggregator(metric, start, end, initial_value, period_length)
     return _AGGREGATORS[metric.aggregation](metric, start, end)
 
 

@@ -87,7 +87,7 @@ def notification_context(d: Dossier, lang: str) -> dict[str, Any]:
         "detection": gap("detection") or facts.detection,
         "nature": gap("nature") or [labels.NATURES[n][lang] for n in facts.nature],
         "cause": gap("cause") or facts.cause,
-        "description": gap("description") or facts.description,
+        "description": gap("description") or d.description(lang),
         "subject_categories": gap("subjects") or d.subject_categories(lang),
         "subject_count": view.subject_count,
         "record_count": view.record_count,
@@ -129,7 +129,7 @@ def _severity(sev: dict[str, Any], lang: str) -> dict[str, Any]:
 
 def letter_context(d: Dossier, impact: SubjectImpact, lang: str) -> dict[str, Any]:
     """The Art. 34 letter to one affected account."""
-    taken, _proposed = d.measures(lang)
+    taken, proposed = d.measures(lang)
     exposures = [e for e in d.view.exposures if e.account_id == impact.subject.account_id]
     return {
         "lang": lang, "incident": _incident(d), "controller": controller(d), "dpo": dpo(d, lang),
@@ -141,6 +141,7 @@ def letter_context(d: Dossier, impact: SubjectImpact, lang: str) -> dict[str, An
         "categories": labels.category_labels(impact.data_categories, lang),
         "consequences": d.consequences(lang),
         "measures": taken,
+        "next_measures": proposed,
     }
 
 

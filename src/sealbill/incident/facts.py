@@ -23,7 +23,6 @@ from sealbill.domain.blast_radius import BlastRadius
 from sealbill.domain.breach_clock import ClockReading, read_clock
 from sealbill.domain.breach_notice import NoticeFacts, missing_fields
 from sealbill.incident import labels
-from sealbill.incident.radius_report import summary_sentence
 
 
 def when(value: datetime | str | None) -> str:
@@ -47,6 +46,7 @@ class Dossier:
     clock: ClockReading
     facts: NoticeFacts
     missing: tuple[str, ...]
+    ledger_problems: Sequence[Mapping[str, Any]] = ()
 
     @property
     def record(self) -> Mapping[str, Any]:
@@ -101,18 +101,24 @@ class Dossier:
             out.append(f"{labels.SUBJECT_CATEGORIES['business'][lang]} ({businesses})")
         return out
 
-    def description(self) -> str | None:
+    def description(self, lang: str = "en") -> str | None:
+        """The operator's description, else the ledger's facts in one sentence."""
         stated = self.record["facts"].get("description")
         if stated:
             return str(stated)
-        if self.view.has_leak:
-            return summary_sentence(self.view, self.radius.messages_in_scope)
-        return None
+        view = self.view
+        if not view.has_leak:
+            return None
+        return labels.SUMMARY[lang].format(
+            records=view.record_count, subjects=view.subject_count,
+            recipients=len(view.recipients), disclosures=view.disclosure_count,
+            first=when(view.first_sent_at), last=when(view.last_sent_at))
 
 
 def build_dossier(org: Mapping[str, Any], incident: Mapping[str, Any],
                   events: Sequence[Mapping[str, Any]], radius: BlastRadius,
-                  now: datetime) -> Dossier:
+                  now: datetime, *,
+                  ledger_problems: Sequence[Mapping[str, Any]] = ()) -> Dossier:
     record = incident["record"]
     notification = record["notification"]
     clock = read_clock(incident["aware_at"], now,
@@ -121,7 +127,8 @@ def build_dossier(org: Mapping[str, Any], incident: Mapping[str, Any],
     partial = Dossier(org, incident, events, radius, clock,
                       NoticeFacts(aware_at=incident["aware_at"], late=clock.late), ())
     facts = _notice_facts(partial)
-    return Dossier(org, incident, events, radius, clock, facts, missing_fields(facts))
+    return Dossier(org, incident, events, radius, clock, facts, missing_fields(facts),
+                   ledger_problems)
 
 
 def _notice_facts(d: Dossier) -> NoticeFacts:

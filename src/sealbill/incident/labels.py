@@ -9,6 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 LANGUAGES = ("fr", "en")
@@ -111,6 +112,21 @@ HINTS: dict[str, str] = {
     "severity": "sealbill incident assess ID",
     "measures": "sealbill incident update ID --measure-taken TEXT",
     "communication": "sealbill incident decide ID ... --communication planned|done|exempt",
+}
+
+
+def hint(key: str, incident_id: int) -> str:
+    """The command that fills ``key``, with the incident's id in place of ``ID``."""
+    return re.sub(r"\bID\b", str(incident_id), HINTS[key])
+
+
+SUMMARY = {
+    "en": "{records} invoice(s) of {subjects} customer(s) were emailed to {recipients} "
+          "recipient(s) not entitled to them ({disclosures} disclosure(s)), between {first} "
+          "and {last}.",
+    "fr": "{records} facture(s) de {subjects} client(s) ont été envoyées par courriel à "
+          "{recipients} destinataire(s) non légitime(s) ({disclosures} divulgation(s)), entre "
+          "le {first} et le {last}.",
 }
 
 

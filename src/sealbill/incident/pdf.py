@@ -6,6 +6,7 @@ template places each span as *text*. So the PDF says what the Markdown says, and
 customer name or an operator's note can be evaluated as Typst markup.
 
 Invariants:
+- a bold span starting with MISSING / MANQUANT is flagged ``alert`` (printed in red);
 - only the subset the drafts use is recognised (``#``-headings, ``- `` items, paragraphs,
   ``**bold**``, ```code```, backslash escapes); any other character is text;
 - every character of the Markdown's text content reaches exactly one span, in order.
@@ -21,6 +22,7 @@ from typing import Any
 import typst
 
 _TEMPLATE = "draft.typ"
+ALERT_WORDS = ("MISSING", "MANQUANT")
 
 
 def inline_spans(text: str) -> list[dict[str, Any]]:
@@ -35,7 +37,10 @@ def inline_spans(text: str) -> list[dict[str, Any]]:
 
     def flush() -> None:
         if current:
-            spans.append({"text": "".join(current), "strong": strong, "code": code})
+            text = "".join(current)
+            # A missing field must stand out on paper as it does in the status command.
+            alert = strong and text.startswith(ALERT_WORDS)
+            spans.append({"text": text, "strong": strong, "code": code, "alert": alert})
             current.clear()
 
     i = 0
@@ -60,7 +65,7 @@ def inline_spans(text: str) -> list[dict[str, Any]]:
 
 
 def markdown_blocks(markdown: str) -> list[dict[str, Any]]:
-    """Headings, list items and paragraphs (consecutive plain lines join into one)."""
+    """Headings, lists and paragraphs (consecutive items, and consecutive plain lines, join)."""
     blocks: list[dict[str, Any]] = []
     paragraph: list[str] = []
 
@@ -80,7 +85,9 @@ def markdown_blocks(markdown: str) -> list[dict[str, Any]]:
                            "spans": inline_spans(title)})
         elif line.startswith("- "):
             end_paragraph()
-            blocks.append({"kind": "item", "spans": inline_spans(line[2:])})
+            if not blocks or blocks[-1]["kind"] != "list":
+                blocks.append({"kind": "list", "items": []})
+            blocks[-1]["items"].append(inline_spans(line[2:]))
         else:
             paragraph.append(line)
     end_paragraph()

@@ -39,7 +39,7 @@ class Missing:
     incident_id: int
 
     def markdown(self) -> Safe:
-        hint = labels.HINTS[self.key].replace(" ID ", f" {self.incident_id} ")
+        hint = labels.hint(self.key, self.incident_id)
         todo = "to fill" if self.lang == "en" else "à compléter"
         return Safe(f"**{MISSING_WORD[self.lang]} ({todo}: `{hint}`)**")
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -25,10 +26,11 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.domain import blast_radius, severity
 from sealbill.domain.breach_clock import require_aware
 from sealbill.domain.breach_notice import COMMUNICATION_STATUSES, EXEMPTIONS, NOTIFICATION_TYPES
+from sealbill.incident.drafts import DraftFile, write_drafts
 from sealbill.incident.facts import Dossier, build_dossier
 from sealbill.store import incident_evidence as evidence
 from sealbill.store import incidents as store
-from sealbill.store import parties
+from sealbill.store import ledger, parties
 from sealbill.store.db import transaction
 from sealbill.store.incident_containment import pause_sending, revoke_outstanding_tokens
 
@@ -94,12 +96,19 @@ def radius(engine: Engine, org_id: int, incident_id: int) -> blast_radius.BlastR
         return radius_in(conn, org_id, store.incident(conn, org_id, incident_id)["scope"])
 
 
+def ledger_check(engine: Engine, org_id: int) -> ledger.LedgerReport:
+    """The ledger's own integrity check: a broken chain means the radius may be incomplete."""
+    with engine.connect() as conn:
+        return ledger.verify(conn, org_id)
+
+
 def dossier_in(conn: Connection, org_id: int, incident_id: int,
                now: datetime | None = None) -> Dossier:
     incident = store.incident(conn, org_id, incident_id)
     return build_dossier(parties.organization(conn, org_id), incident,
                          store.events(conn, org_id, incident_id),
-                         radius_in(conn, org_id, incident["scope"]), now or datetime.now(UTC))
+                         radius_in(conn, org_id, incident["scope"]), now or datetime.now(UTC),
+                         ledger_problems=ledger.verify(conn, org_id).problems)
 
 
 def dossier(engine: Engine, org_id: int, incident_id: int,
@@ -265,3 +274,23 @@ def rotate(engine: Engine, org_id: int, incident_id: int, *, actor: str) -> Rota
         store.update_record(conn, org_id, incident_id, {"rotations": rotations},
                             event="rotated", actor=actor, detail=entry, at=at)
     return Rotation(rotated, revoked)
+
+
+def all_dossiers(engine: Engine, org_id: int, now: datetime | None = None) -> list[Dossier]:
+    """Every incident of the organization, for the register."""
+    with engine.connect() as conn:
+        return [dossier_in(conn, org_id, int(row["id"]), now)
+                for row in store.all_incidents(conn, org_id)]
+
+
+def generate_drafts(engine: Engine, org_id: int, incident_id: int, out: Path, *, actor: str,
+                    pdf: bool = True) -> tuple[Dossier, list[DraftFile]]:
+    """Write the drafts from one dossier and record in the timeline what was written."""
+    d = dossier(engine, org_id, incident_id)
+    files = write_drafts(d, out, pdf=pdf)
+    with transaction(engine) as conn:
+        store.append_event(conn, org_id, incident_id, "drafts_written",
+                           {"out": str(out), "files": len(files),
+                            "missing_fields": list(d.missing),
+                            "sha256": {f.path: f.sha256 for f in files}}, actor=actor)
+    return d, files

@@ -47,22 +47,22 @@ class UsageFeed:
         self._metrics = {code: Metric(code, Aggregation(m["aggregation"]), m["field"])
                          for code, m in metrics.items()}
         self._start, self._end = start, end
-        self._aggregators: dict[tuple[int, str], Aggregator] = {}
+        self._aggregators: dict[int, dict[str, Aggregator]] = {}
 
     def consume(self, rows: Iterable[Any]) -> None:
         for row in rows:
-            key = (int(row.account_id), row.metric_code)
-            aggregator = self._aggregators.get(key)
+            by_metric = self._aggregators.setdefault(int(row.account_id), {})
+            aggregator = by_metric.get(row.metric_code)
             if aggregator is None:
                 aggregator = make_aggregator(self._metrics[row.metric_code], self._start,
                                              self._end)
-                self._aggregators[key] = aggregator
+                by_metric[row.metric_code] = aggregator
             aggregator.add(UsageEvent(row.event_id, "", row.metric_code, row.occurred_at,
                                       row.value, row.properties or {}))
 
     def for_account(self, account_id: int) -> dict[str, Decimal]:
-        return {metric: agg.result() for (acc, metric), agg in self._aggregators.items()
-                if acc == account_id}
+        return {metric: agg.result()
+                for metric, agg in self._aggregators.get(account_id, {}).items()}
 
 
 @dataclass

@@ -24,10 +24,10 @@ def _jsonable(value: Any) -> Any:
 def record(conn: Connection, org_id: int, *, cause: str, message: str,
            evidence: Mapping[str, Any], run_id: int | None = None,
            envelope_id: int | None = None) -> int:
-    return int(conn.execute(sa.insert(alerts).values(
+    return _new_id(conn.execute(sa.insert(alerts).values(
         organization_id=org_id, run_id=run_id, envelope_id=envelope_id, cause=cause[:60],
         message=message[:2000], evidence=_jsonable(evidence), created_at=datetime.now(UTC),
-    )).inserted_primary_key[0])
+    )))
 
 
 def open_alerts(conn: Connection, org_id: int, run_id: int | None = None) -> list[dict[str, Any]]:
@@ -44,3 +44,10 @@ def resolve(conn: Connection, org_id: int, run_id: int, *, actor: str) -> int:
                                 alerts.c.resolved_at.is_(None))
         .values(resolved_at=datetime.now(UTC), resolved_by=actor)
     ).rowcount)
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no primary key")
+    return int(key[0])

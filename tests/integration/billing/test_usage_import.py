@@ -79,3 +79,20 @@ def test_rejects_file_takes_bad_rows_and_good_rows_are_imported(
     rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text()
                 .splitlines()]
     assert rejected[0]["row"]["event_id"] == "e2" and "timestamp" in rejected[0]["problem"]
+
+
+def test_stored_events_read_back_exactly(any_engine: Engine, org: int, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sealbill.store.usage import stream_period
+
+    row = _event(1, value="0.000012")
+    row["properties"] = {"region": "eu-west", "user": "Zoë"}  # type: ignore[assignment]
+    import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", [row]))
+    with any_engine.begin() as conn:
+        [stored] = list(stream_period(conn, org, datetime(2026, 10, 1, tzinfo=UTC),
+                                      datetime(2026, 11, 1, tzinfo=UTC)))
+    assert stored.value == Decimal("0.000012")
+    assert stored.occurred_at == datetime(2026, 10, 2, 8, 0, tzinfo=UTC)
+    assert stored.properties == {"region": "eu-west", "user": "Zoë"}

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypeAlias
 
 from stdnum import luhn
 
@@ -28,6 +29,11 @@ from sealbill.domain.invoices import (
     totals,
 )
 from sealbill.domain.money import to_minor
+
+if TYPE_CHECKING:
+    from sealbill.documents.render import RenderedDocuments
+
+Corpus: TypeAlias = "dict[str, tuple[Invoice, RenderedDocuments]]"
 
 S, AE, G = VatCategory.STANDARD, VatCategory.REVERSE_CHARGE, VatCategory.EXPORT
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -25,7 +26,7 @@ from sealbill.domain.catalog import (
 from sealbill.domain.taxes import VatRateClass
 
 
-def usage_charge(model: ChargeModel, **props: object) -> Charge:
+def usage_charge(model: ChargeModel, **props: Any) -> Charge:
     return Charge("c", model, "Charge", "Charge", ChargeProperties(**props), metric_code="m")
 
 
@@ -92,14 +93,14 @@ def test_percentage_charge_takes_its_rate_of_the_amount() -> None:
 
 @pytest.mark.parametrize("model", [m for m in ChargeModel if m is not ChargeModel.FLAT])
 def test_usage_charges_cost_nothing_without_usage(model: ChargeModel) -> None:
-    props: dict[str, object] = {
+    props: dict[ChargeModel, dict[str, Any]] = {
         ChargeModel.PER_UNIT: {"unit_price": D(1)},
         ChargeModel.GRADUATED: {"tiers": (Tier(None, D(1), D(9)),)},
         ChargeModel.VOLUME: {"tiers": (Tier(None, D(1), D(9)),)},
         ChargeModel.PACKAGE: {"amount": D(1), "package_size": D(10)},
         ChargeModel.PERCENTAGE: {"rate": D(3)},
-    }[model]
-    charge = usage_charge(model, **props)
+    }
+    charge = usage_charge(model, **props[model])
     assert charge.amount(D(0)) == 0
     assert charge.components(D(0)) == ()
 

@@ -27,6 +27,8 @@ def org_column() -> sa.Column[int]:
 
 
 def ref(table: str, *, nullable: bool = False, name: str | None = None) -> sa.Column[int]:
+    """A foreign key, indexed: rows are looked up by their parent on every stage."""
     return sa.Column(
-        name or f"{table.rstrip('s')}_id", BigId, sa.ForeignKey(f"{table}.id"), nullable=nullable
+        name or f"{table.rstrip('s')}_id", BigId, sa.ForeignKey(f"{table}.id"),
+        nullable=nullable, index=True,
     )

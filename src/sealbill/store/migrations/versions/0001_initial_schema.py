@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:08:59.519176
+Create Date: 2026-11-29 09:12:43.823686
 """
 
 from alembic import op
@@ -248,6 +248,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('public_id', name=op.f('uq_account_public_ids_public_id'))
     )
     with op.batch_alter_table('account_public_ids', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_account_public_ids_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_public_ids_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('contact_events',
@@ -269,7 +270,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_events'))
     )
     with op.batch_alter_table('contact_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contact_events_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contact_events_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_contact_events_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contact_events_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('contact_links',
@@ -291,6 +294,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('contact_id', 'account_id', 'role', name=op.f('uq_contact_links_contact_id_account_id_role'))
     )
     with op.batch_alter_table('contact_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contact_links_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_contact_links_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_contact_links_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('delivery_plans',
@@ -313,6 +318,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('delivery_plans', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delivery_plans_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_plans_run_id'), ['run_id'], unique=False)
 
     op.create_table('incident_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -327,6 +333,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_events'))
     )
     with op.batch_alter_table('incident_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incident_events_incident_id'), ['incident_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_incident_events_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('invoices',
@@ -367,8 +374,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('organization_id', 'number', name=op.f('uq_invoices_organization_id_number'))
     )
     with op.batch_alter_table('invoices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invoices_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoices_organization_id'), ['organization_id'], unique=False)
         batch_op.create_index('ix_invoices_run_account', ['run_id', 'account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_invoices_run_id'), ['run_id'], unique=False)
         batch_op.create_index('ix_invoices_run_status', ['run_id', 'status'], unique=False)
 
     op.create_table('link_corrections',
@@ -390,6 +399,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_link_corrections'))
     )
     with op.batch_alter_table('link_corrections', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_link_corrections_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_link_corrections_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_link_corrections_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('subscriptions',
@@ -408,6 +419,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('organization_id', 'external_id', name=op.f('uq_subscriptions_organization_id_external_id'))
     )
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subscriptions_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('usage_events',
@@ -426,6 +438,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('organization_id', 'event_id', name=op.f('uq_usage_events_organization_id_event_id'))
     )
     with op.batch_alter_table('usage_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_usage_events_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_usage_events_account_metric_time', ['account_id', 'metric_code', 'occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_usage_events_organization_id'), ['organization_id'], unique=False)
 
@@ -448,6 +461,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('token_hash', name=op.f('uq_verification_tokens_token_hash'))
     )
     with op.batch_alter_table('verification_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_verification_tokens_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_verification_tokens_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_verification_tokens_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('delivery_envelopes',
@@ -473,7 +488,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('plan_id', 'invoice_id', name=op.f('uq_delivery_envelopes_plan_id_invoice_id'))
     )
     with op.batch_alter_table('delivery_envelopes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_envelopes_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_envelopes_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_envelopes_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_envelopes_plan_id'), ['plan_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_envelopes_run_id'), ['run_id'], unique=False)
 
     op.create_table('documents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -490,6 +509,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('invoice_id', 'kind', name=op.f('uq_documents_invoice_id_kind'))
     )
     with op.batch_alter_table('documents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_documents_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_documents_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('invoice_lines',
@@ -511,6 +531,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('invoice_id', 'position', name=op.f('uq_invoice_lines_invoice_id_position'))
     )
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invoice_lines_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoice_lines_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('invoice_tax_lines',
@@ -528,6 +549,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoice_tax_lines'))
     )
     with op.batch_alter_table('invoice_tax_lines', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invoice_tax_lines_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoice_tax_lines_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('subscription_phases',
@@ -544,6 +566,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('subscription_phases', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscription_phases_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_subscription_phases_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -565,7 +588,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('message_id', name=op.f('uq_outbox_message_id'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_envelope_id'), ['envelope_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_run_id'), ['run_id'], unique=False)
         batch_op.create_index('ix_outbox_run_status', ['run_id', 'status'], unique=False)
 
     op.create_table('outbox_recipients',
@@ -586,8 +611,12 @@ def upgrade() -> None:
     sa.UniqueConstraint('run_id', 'invoice_id', 'contact_id', name=op.f('uq_outbox_recipients_run_id_invoice_id_contact_id'))
     )
     with op.batch_alter_table('outbox_recipients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_recipients_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_recipients_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_recipients_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_recipients_outbox_id'), ['outbox_id'], unique=False)
         batch_op.create_index('ix_outbox_recipients_run_contact', ['run_id', 'contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_recipients_run_id'), ['run_id'], unique=False)
 
     # ### end Alembic commands ###
 
@@ -595,77 +624,106 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('outbox_recipients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_recipients_run_id'))
         batch_op.drop_index('ix_outbox_recipients_run_contact')
+        batch_op.drop_index(batch_op.f('ix_outbox_recipients_outbox_id'))
         batch_op.drop_index(batch_op.f('ix_outbox_recipients_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_outbox_recipients_invoice_id'))
+        batch_op.drop_index(batch_op.f('ix_outbox_recipients_contact_id'))
 
     op.drop_table('outbox_recipients')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_run_status')
+        batch_op.drop_index(batch_op.f('ix_outbox_run_id'))
         batch_op.drop_index(batch_op.f('ix_outbox_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_outbox_envelope_id'))
 
     op.drop_table('outbox')
     with op.batch_alter_table('subscription_phases', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subscription_phases_subscription_id'))
         batch_op.drop_index(batch_op.f('ix_subscription_phases_organization_id'))
 
     op.drop_table('subscription_phases')
     with op.batch_alter_table('invoice_tax_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_tax_lines_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_invoice_tax_lines_invoice_id'))
 
     op.drop_table('invoice_tax_lines')
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_lines_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_invoice_lines_invoice_id'))
 
     op.drop_table('invoice_lines')
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_documents_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_documents_invoice_id'))
 
     op.drop_table('documents')
     with op.batch_alter_table('delivery_envelopes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_envelopes_run_id'))
+        batch_op.drop_index(batch_op.f('ix_delivery_envelopes_plan_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_delivery_envelopes_invoice_id'))
+        batch_op.drop_index(batch_op.f('ix_delivery_envelopes_account_id'))
 
     op.drop_table('delivery_envelopes')
     with op.batch_alter_table('verification_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_verification_tokens_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_verification_tokens_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_verification_tokens_account_id'))
 
     op.drop_table('verification_tokens')
     with op.batch_alter_table('usage_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_usage_events_organization_id'))
         batch_op.drop_index('ix_usage_events_account_metric_time')
+        batch_op.drop_index(batch_op.f('ix_usage_events_account_id'))
 
     op.drop_table('usage_events')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriptions_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_subscriptions_account_id'))
 
     op.drop_table('subscriptions')
     with op.batch_alter_table('link_corrections', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_corrections_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_link_corrections_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_link_corrections_account_id'))
 
     op.drop_table('link_corrections')
     with op.batch_alter_table('invoices', schema=None) as batch_op:
         batch_op.drop_index('ix_invoices_run_status')
+        batch_op.drop_index(batch_op.f('ix_invoices_run_id'))
         batch_op.drop_index('ix_invoices_run_account')
         batch_op.drop_index(batch_op.f('ix_invoices_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_invoices_account_id'))
 
     op.drop_table('invoices')
     with op.batch_alter_table('incident_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_incident_events_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_incident_events_incident_id'))
 
     op.drop_table('incident_events')
     with op.batch_alter_table('delivery_plans', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_plans_run_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_plans_organization_id'))
 
     op.drop_table('delivery_plans')
     with op.batch_alter_table('contact_links', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_links_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_contact_links_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_contact_links_account_id'))
 
     op.drop_table('contact_links')
     with op.batch_alter_table('contact_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_events_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_contact_events_contact_id'))
         batch_op.drop_index(batch_op.f('ix_contact_events_at'))
+        batch_op.drop_index(batch_op.f('ix_contact_events_account_id'))
 
     op.drop_table('contact_events')
     with op.batch_alter_table('account_public_ids', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_public_ids_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_account_public_ids_account_id'))
 
     op.drop_table('account_public_ids')
     with op.batch_alter_table('sending_switches', schema=None) as batch_op:

@@ -1,0 +1,245 @@
+"""Benchmark of document rendering: sealbill (Typst + pikepdf) vs WeasyPrint + factur-x.
+
+Usage:
+    python bench/bench_render.py [--count 10000] [--baseline-count 200] [--single 300]
+                                 [--workers N]
+
+Side by side in the same run, for the same 10-line invoices (distinct numbers, buyers and
+amounts, as a billing run produces):
+- sealbill: ``render_invoice`` (CII XML, Typst PDF/A-3b with factur-x.xml attached, Factur-X
+  XMP via pikepdf, HTML and text mail bodies, subject, digests);
+- baseline: the same CII XML, an HTML invoice printed by WeasyPrint as PDF/A-3b, then
+  ``facturx.generate_from_binary`` (the usual Python Factur-X stack). It does less work
+  (no mail bodies) and still is the slower one.
+Both outputs are validated first (XSD + EN 16931 + FR-CTC schematrons + container checks).
+Single process: per-invoice milliseconds (median) and invoices/s. Pool: one worker per core,
+``--count`` invoices for sealbill, ``--baseline-count`` for the baseline (it is slow).
+Prints a Markdown table; paste it into bench/RESULTS.md with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jinja2 import Environment  # noqa: E402
+
+from sealbill.documents.cii import build_cii  # noqa: E402
+from sealbill.documents.pdf import invoice_view  # noqa: E402
+from sealbill.documents.render import render_invoice, render_many, shutdown_pool  # noqa: E402
+from sealbill.domain.invoices import (  # noqa: E402
+    Address,
+    DocumentKind,
+    Invoice,
+    InvoiceLine,
+    Party,
+    PaymentMethod,
+    Seller,
+    VatCategory,
+    tax_breakdown,
+    totals,
+)
+from sealbill.domain.money import to_minor  # noqa: E402
+
+SELLER = Seller(
+    name="Atelier Numérique SAS", address=Address("12 rue de la Paix", "75002", "Paris", "FR"),
+    vat_id="FR19812345676", legal_id="812345676", legal_id_scheme="0002",
+    electronic_address="812345676", electronic_address_scheme="0225",
+    email="factures@atelier-numerique.example", siret="81234567600017",
+    iban="FR7630006000011234567890189", bic="AGRIFRPPXXX", phone="+33 1 23 45 67 89",
+)
+RATES = ("20", "20", "10", "5.5", "20")
+
+
+def sample_invoice(i: int) -> Invoice:
+    """Invoice number ``i``: 10 lines, mixed rates, its own buyer and amounts."""
+    lines = [
+        InvoiceLine(
+            position=k, description=f"Service {k} — abonnement {i % 97}",
+            quantity=Decimal(1 + (i + k) % 9), unit_price=Decimal(f"{5 + (i * k) % 200}.{k}5"),
+            amount_minor=to_minor(Decimal(1 + (i + k) % 9) * Decimal(f"{5 + (i * k) % 200}.{k}5"),
+                                  "EUR"),
+            vat_category=VatCategory.STANDARD, vat_rate=Decimal(RATES[k % len(RATES)]),
+        )
+        for k in range(1, 11)
+    ]
+    subtotals = tax_breakdown(lines, "EUR")
+    excl, tax, incl = totals(subtotals)
+    issue = date(2025, 3, 31)
+    return Invoice(
+        kind=DocumentKind.INVOICE, number=f"FA-2025-{i:06d}", issue_date=issue,
+        due_date=issue + timedelta(days=30), currency="EUR", locale="fr" if i % 2 else "en",
+        seller=SELLER,
+        buyer=Party(name=f"Client {i} & Fils SARL",
+                    address=Address(f"{i % 300} avenue de la République", "69002", "Lyon", "FR"),
+                    email=f"compta{i}@client.example"),
+        account_reference=f"CUST-{i:06d}", lines=tuple(lines), tax_subtotals=subtotals,
+        total_excl_minor=excl, tax_total_minor=tax, total_incl_minor=incl,
+        period_start=date(2025, 3, 1), period_end=issue,
+        payment_method=PaymentMethod("card", "Visa •••• 4242") if i % 3 == 0 else None,
+    )
+
+
+def invoices(count: int, start: int = 0) -> Iterator[Invoice]:
+    return (sample_invoice(i) for i in range(start, start + count))
+
+
+# ---- baseline: WeasyPrint HTML -> PDF/A-3b, then factur-x's generate_from_binary ----
+
+_HTML = Environment(autoescape=True).from_string("""<!DOCTYPE html>
+<html lang="{{ v.lang }}"><head><meta charset="utf-8"><style>
+@page { size: A4; margin: 16mm 18mm 20mm;
+        @bottom-right { content: "{{ v.labels.page }} " counter(page) "/" counter(pages);
+                        font-size: 8pt; } }
+body { font-family: serif; font-size: 9.5pt; }
+h1 { font-size: 19pt; text-align: right; } table { width: 100%; border-collapse: collapse; }
+thead { display: table-header-group; } td, th { padding: 3px 4px; }
+td.n, th.n { text-align: right; } tr { border-bottom: 0.4pt solid #bbb; }
+</style></head><body>
+<h1>{{ v.title }}</h1>
+<p><strong>{{ v.seller.name }}</strong><br>{{ v.seller.address | join(", ") }}<br>
+{{ v.seller.ids | join(" · ") }}</p>
+<table>{% for k, val in v.meta %}<tr><td>{{ k }}</td><td class="n">{{ val }}</td></tr>
+{% endfor %}</table>
+<p><strong>{{ v.buyer.name }}</strong><br>{{ v.buyer.address | join(", ") }}</p>
+<table><thead><tr>{% for c in v.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{% for l in v.lines %}<tr><td>{{ l.description }}<br><small>{{ l.detail }}</small></td>
+<td class="n">{{ l.quantity }}</td><td class="n">{{ l.unit_price }}</td>
+<td class="n">{{ l.vat }}</td><td class="n">{{ l.amount }}</td></tr>{% endfor %}
+</tbody></table>
+<table>{% for row in v.vat.rows %}<tr>{% for c in row %}<td class="n">{{ c }}</td>{% endfor %}
+</tr>{% endfor %}</table>
+<table>{% for k, val in v.totals %}<tr><td>{{ k }}</td><td class="n">{{ val }}</td></tr>
+{% endfor %}<tr><th>{{ v.grand[0] }}</th><th class="n">{{ v.grand[1] }}</th></tr></table>
+{% for line in v.payment.lines %}<p>{{ line }}</p>{% endfor %}
+{% for line in v.mentions.lines %}<p><small>{{ line }}</small></p>{% endfor %}
+</body></html>""")
+
+
+def baseline_render(invoice: Invoice) -> bytes:
+    from facturx import generate_from_binary
+    from weasyprint import HTML
+
+    xml = build_cii(invoice)
+    html = _HTML.render(v=invoice_view(invoice))
+    pdf = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b")
+    metadata = {"author": invoice.seller.name, "title": invoice.number,
+                "subject": "Factur-X invoice", "keywords": "Factur-X"}
+    out: bytes = generate_from_binary(pdf, xml, flavor="factur-x", level="en16931",
+                                      check_xsd=False, pdf_metadata=metadata)
+    return out
+
+
+def _baseline_index(i: int) -> int:
+    return len(baseline_render(sample_invoice(i)))
+
+
+def _sealbill_index(i: int) -> int:
+    return len(render_invoice(sample_invoice(i)).pdf)
+
+
+# ---- measurement ----
+
+def validate(pdf: bytes) -> str:
+    from tests.support.facturx_check import check_pdf
+
+    findings = check_pdf(pdf)
+    return "pass" if not findings else f"FAIL ({len(findings)}: {findings[0]})"
+
+
+def single(render: Callable[[Invoice], Any], count: int, start: int) -> list[float]:
+    """Per-invoice seconds, each invoice distinct (no layout cache hit between them)."""
+    times = []
+    for invoice in invoices(count, start):
+        begin = time.perf_counter()
+        render(invoice)
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+def sealbill_pool(count: int, workers: int) -> float:
+    list(render_many(invoices(workers * 16, 10_000_000), workers=workers))  # start workers
+    begin = time.perf_counter()
+    rendered = 0
+    for result in render_many(invoices(count), workers=workers):
+        rendered += len(result.pdf) > 0
+    assert rendered == count
+    return time.perf_counter() - begin
+
+
+def baseline_pool(count: int, workers: int) -> float:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(_baseline_index, range(20_000_000, 20_000_000 + workers), chunksize=1))
+        begin = time.perf_counter()
+        sizes = list(pool.map(_baseline_index, range(count), chunksize=4))
+        elapsed = time.perf_counter() - begin
+    assert len(sizes) == count and all(sizes)
+    return elapsed
+
+
+def row(pipeline: str, mode: str, count: int, seconds: float) -> str:
+    return (f"| {pipeline} | {mode} | {count} | {seconds:.2f} | {1000 * seconds / count:.2f} | "
+            f"{count / seconds:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000, help="sealbill pool invoices")
+    parser.add_argument("--baseline-count", type=int, default=200, help="baseline pool invoices")
+    parser.add_argument("--single", type=int, default=300, help="single-process invoices")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    ours_check = validate(render_invoice(sample_invoice(0)).pdf)
+    base_check = validate(baseline_render(sample_invoice(0)))
+    render_invoice(sample_invoice(1)), baseline_render(sample_invoice(1))  # warm caches
+
+    ours = single(render_invoice, args.single, 100)
+    base = single(baseline_render, max(20, args.single // 6), 100)
+    ours_pool = sealbill_pool(args.count, args.workers)
+    base_pool = baseline_pool(args.baseline_count, args.workers)
+    shutdown_pool()
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"date {date.today()} · {platform.python_version()} · nproc {os.cpu_count()} · "
+          f"{cpu} · workers {args.workers}\n")
+    print("| pipeline | mode | invoices | total s | ms/invoice | invoices/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print(row("sealbill (Typst + pikepdf)", "1 process", len(ours), sum(ours)))
+    print(row("baseline (WeasyPrint + factur-x)", "1 process", len(base), sum(base)))
+    print(row("sealbill (Typst + pikepdf)", f"pool ×{args.workers}", args.count, ours_pool))
+    print(row("baseline (WeasyPrint + factur-x)", f"pool ×{args.workers}", args.baseline_count,
+              base_pool))
+    median_ours, median_base = statistics.median(ours), statistics.median(base)
+    print(f"\nmedian per invoice, 1 process: sealbill {1000 * median_ours:.2f} ms, "
+          f"baseline {1000 * median_base:.2f} ms → {median_base / median_ours:.1f}× faster")
+    print(f"pool throughput: sealbill {args.count / ours_pool:.0f}/s, baseline "
+          f"{args.baseline_count / base_pool:.0f}/s → "
+          f"{(args.count / ours_pool) / (args.baseline_count / base_pool):.1f}× faster")
+    print(f"validation (XSD + EN 16931 + FR-CTC + container): sealbill {ours_check}, "
+          f"baseline {base_check}")
+    print(f"parent peak RSS {peak:.0f} MiB (the pool streams: flat in --count)")
+
+
+if __name__ == "__main__":
+    main()

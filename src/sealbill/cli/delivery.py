@@ -1,0 +1,279 @@
+"""Delivery commands: ``run plan|approve|send|status``, ``pause``, ``resume``,
+``ledger verify``, ``contacts verify|confirm``, ``smtp-sink``.
+
+Exit codes: 0 done; 1 the work stopped (a held plan, a guard halt, undelivered messages, a
+broken ledger, a refused code); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealbill import settings
+from sealbill.cli.billing import run_app
+from sealbill.cli.common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    OrgOption,
+    console,
+    emit_json,
+    engine_for,
+    fail,
+    progress,
+    usage_error,
+)
+from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
+from sealbill.mail import config as mail_config
+from sealbill.mail.dkim import DkimKey, DkimSigner
+from sealbill.mail.smtp import SmtpSender
+from sealbill.pipeline import control, verify
+from sealbill.pipeline.plan import PlanError, approve_run, plan_run, plan_summary
+from sealbill.pipeline.send import SendError, SendOptions, send_run
+from sealbill.store import ledger, parties, queries
+from sealbill.store.outbox import RunBusy
+
+ledger_app = typer.Typer(help="The delivery ledger (who received what).", no_args_is_help=True)
+contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)
+RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pause")(pause)
+    app.command("resume")(resume)
+    app.command("smtp-sink")(smtp_sink)
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(contacts_app, name="contacts")
+
+
+def _context(db: str | None, org: str, run: str | None, as_json: bool) -> tuple[Any, int, int]:
+    engine = engine_for(db)
+    try:
+        with engine.begin() as conn:
+            org_id = int(parties.organization_by_slug(conn, org)["id"])
+            run_id = int(queries.run_by_ref(conn, org_id, run)["id"]) if run else 0
+    except (parties.NotFound, LookupError, ValueError) as exc:
+        fail(str(exc), as_json=as_json)
+    return engine, org_id, run_id
+
+
+def _signer(org_domain: str) -> DkimSigner | None:
+    cfg = mail_config.dkim_config()
+    if cfg is None:
+        return None
+    return DkimSigner(DkimKey(cfg.selector, cfg.domain or org_domain, cfg.key_path.read_bytes()))
+
+
+def _org_domain(engine: Any, org_id: int) -> str:
+    with engine.begin() as conn:
+        return str(parties.organization(conn, org_id)["sender_email"]).rsplit("@", 1)[1]
+
+
+@run_app.command("plan")
+def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption = None,
+         replan: Annotated[bool, typer.Option(help="Rebuild the envelopes not sent yet.")] = False,
+         policy: Annotated[Path | None, typer.Option(help="JSON file overriding the "
+                                                     "delivery policy thresholds.")] = None,
+         canary_share: Annotated[float, typer.Option(help="Canary slice (0.01 = 1 %).")] = 0.01,
+         as_json: JsonOption = False) -> None:
+    """Build (or show) the delivery plan and its verdict against the previous cycle."""
+    engine, org_id, run_id = _context(db, org, run, as_json)
+    try:
+        rules = DeliveryPolicy.from_mapping(json.loads(policy.read_text())) if policy else None
+    except (OSError, ValueError, TypeError) as exc:
+        usage_error(f"--policy: {exc}", as_json=as_json)
+    try:
+        plan_run(engine, org_id, run_id, actor=by, policy=rules, canary_share=canary_share,
+                 replan=replan)
+        summary = plan_summary(engine, org_id, run_id)
+    except (PlanError, LookupError) as exc:
+        fail(str(exc), as_json=as_json)
+    held = summary["verdict"] == HOLD and not summary["approved_by"]
+    if as_json:
+        emit_json({"ok": not held, **summary})
+    else:
+        for line in summary["report"].get("lines", []):
+            console.print(line, highlight=False, markup=False)
+        console.print(f"{len(summary['envelopes'])} envelopes; canary: "
+                      f"{sum(1 for e in summary['envelopes'] if e['canary'])}")
+        if held:
+            console.print("held: `sealbill run approve RUN --by NAME --reason TEXT` "
+                          "(not the person who started the run)", markup=False)
+    raise typer.Exit(1 if held else 0)
+
+
+@run_app.command("approve")
+def approve(run: RunArg, org: OrgOption,
+            by: Annotated[str, typer.Option("--by", help="Who approves (recorded).")],
+            reason: Annotated[str, typer.Option(help="Why (recorded).")],
+            db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Let a held plan proceed (the approver must not be the run's starter)."""
+    engine, org_id, run_id = _context(db, org, run, as_json)
+    try:
+        approve_run(engine, org_id, run_id, actor=by, reason=reason)
+    except (PlanError, LookupError) as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "run_id": run_id, "approved_by": by})
+    else:
+        console.print(f"run {run_id} approved by {by}", markup=False)
+
+
+@run_app.command("send")
+def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
+         max_attempts: Annotated[int, typer.Option(help="Attempts per message.")] = 5,
+         backoff: Annotated[float, typer.Option(help="First retry delay, seconds.")] = 30.0
+         ) -> None:
+    """Send the run: canary first, the guard before every message, the ledger after."""
+    engine, org_id, run_id = _context(db, org, run, as_json)
+    try:
+        smtp = mail_config.smtp_config()
+        signer = _signer(_org_domain(engine, org_id))
+    except mail_config.ConfigError as exc:
+        usage_error(str(exc), as_json=as_json)
+    status = control.status(engine, org_id, run_id)
+    total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
+    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff)
+    try:
+        with progress(not as_json, "sending", total) as bar:
+            report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
+                              signer=signer, options=options, on_progress=bar.advance)
+    except (SendError, RunBusy) as exc:
+        fail(str(exc), as_json=as_json)
+    payload = {"ok": report.status == "sent", "run_id": run_id, "status": report.status,
+               "stopped": report.stopped, "outbox": report.counts,
+               "violations": report.violations, "seconds": round(report.seconds, 3)}
+    if as_json:
+        emit_json(payload)
+    else:
+        console.print(f"run {run_id}: {report.status}; outbox {report.counts}", markup=False)
+        if report.stopped:
+            console.print(f"stopped: {report.stopped} (see `sealbill run status {run}`)",
+                          markup=False)
+    raise typer.Exit(0 if payload["ok"] else 1)
+
+
+@run_app.command("status")
+def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
+               as_json: JsonOption = False) -> None:
+    """Where the run's delivery stands: outbox counts, the switch, open alerts."""
+    engine, org_id, run_id = _context(db, org, run, as_json)
+    payload = control.status(engine, org_id, run_id)
+    if as_json:
+        emit_json(payload)
+        return
+    console.print(f"run {run_id} ({payload['period']}): {payload['status']}", markup=False)
+    if payload["halted_reason"]:
+        console.print(f"  reason: {payload['halted_reason']}", markup=False)
+    console.print(f"  outbox: {payload['outbox']}", markup=False)
+    console.print(f"  sending paused: {payload['switch']['paused']}", markup=False)
+    for alert in payload["alerts"]:
+        console.print(f"  alert {alert['id']} [{alert['cause']}]: {alert['message']}",
+                      markup=False)
+
+
+def pause(org: OrgOption, by: ActorOption = "operator", db: DbOption = None,
+          reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+          as_json: JsonOption = False) -> None:
+    """Kill switch: stop all sending of the organization within one message."""
+    engine, org_id, _ = _context(db, org, None, as_json)
+    control.pause(engine, org_id, actor=by, reason=reason)
+    emit_json({"ok": True, "paused": True}) if as_json else console.print("sending paused")
+
+
+def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (recorded).")],
+           by: ActorOption = "operator", db: DbOption = None,
+           run: Annotated[str | None, typer.Option(help="Also release this halted run.")] = None,
+           as_json: JsonOption = False) -> None:
+    """Lift the kill switch; with --run, release a run the guard halted."""
+    engine, org_id, run_id = _context(db, org, run, as_json)
+    try:
+        out = control.resume(engine, org_id, actor=by, reason=reason, run_id=run_id or None)
+    except (control.ControlError, LookupError) as exc:
+        fail(str(exc), as_json=as_json)
+    emit_json({"ok": True, **out}) if as_json else console.print(f"resumed: {out}",
+                                                                 markup=False)
+
+
+@ledger_app.command("verify")
+def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Recompute the hash chain; report any edited, deleted or missing row."""
+    engine, org_id, _ = _context(db, org, None, as_json)
+    with engine.begin() as conn:
+        report = ledger.verify(conn, org_id)
+    if as_json:
+        emit_json({"ok": report.ok, "rows": report.rows, "problems": report.problems})
+    elif report.ok:
+        console.print(f"ledger intact: {report.rows} rows")
+    else:
+        fail(f"ledger damaged: {len(report.problems)} problems",
+             details=[f"seq {p['seq']}: {p['problem']} — {p['detail']}" for p in
+                      report.problems])
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@contacts_app.command("verify")
+def contacts_verify(email: str, org: OrgOption,
+                    account: Annotated[str, typer.Option(help="Account reference.")],
+                    by: ActorOption = "operator", db: DbOption = None,
+                    operator: Annotated[bool, typer.Option(help="Confirm it yourself instead "
+                                                           "of mailing a code.")] = False,
+                    reason: Annotated[str | None, typer.Option(help="Required with "
+                                                               "--operator.")] = None,
+                    files_dir: Annotated[str | None, typer.Option(envvar="SEALBILL_FILES_DIR")]
+                    = None, as_json: JsonOption = False) -> None:
+    """Mail a single-use code to EMAIL, or (--operator --reason) confirm it directly."""
+    engine, org_id, _ = _context(db, org, None, as_json)
+    try:
+        if operator:
+            verify.operator_confirm(engine, org_id, email, account, actor=by,
+                                    reason=reason or "")
+            payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
+        else:
+            key = verify.secret_key(settings.files_dir(files_dir))
+            started = verify.start(engine, org_id, email, account, actor=by,
+                                   transport=SmtpSender(mail_config.smtp_config()),
+                                   signer=_signer(_org_domain(engine, org_id)), key=key)
+            payload = {"ok": True, "sent_to": started.email,
+                       "expires_at": started.expires_at.isoformat()}
+    except (verify.VerificationError, ValueError) as exc:
+        fail(str(exc), as_json=as_json)
+    emit_json(payload) if as_json else console.print(payload, markup=False)
+
+
+@contacts_app.command("confirm")
+def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The code.")],
+                     by: ActorOption = "operator", db: DbOption = None,
+                     files_dir: Annotated[str | None, typer.Option(
+                         envvar="SEALBILL_FILES_DIR")] = None,
+                     as_json: JsonOption = False) -> None:
+    """Redeem a code sent by `contacts verify`: the link becomes verified."""
+    engine, org_id, _ = _context(db, org, None, as_json)
+    try:
+        done = verify.confirm(engine, org_id, code, actor=by,
+                              key=verify.secret_key(settings.files_dir(files_dir)))
+    except verify.VerificationError as exc:
+        fail(str(exc), as_json=as_json)
+    payload = {"ok": True, "contact_id": done.contact_id, "account_id": done.account_id}
+    emit_json(payload) if as_json else console.print("address verified", markup=False)
+
+
+def smtp_sink(maildir: Annotated[Path, typer.Option(help="Maildir to write messages to.")],
+              host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="Port to listen on.")] = 2525) -> None:
+    """A local SMTP server keeping every message (with its SMTP envelope) in a Maildir."""
+    from sealbill.mail.sink import SinkHandler, start_sink
+
+    controller = start_sink(SinkHandler(maildir=maildir), host=host, port=port)
+    console.print(f"smtp-sink listening on {host}:{controller.port}, writing to {maildir}",
+                  markup=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        controller.stop()

@@ -1,0 +1,334 @@
+"""``sealbill incident ...``: open, measure, assess, decide, draft, rotate, register.
+
+Times are ISO 8601 with an offset (``2026-05-14T13:35:00+02:00``); a time without one is bad
+usage (exit 2), never guessed. Unknown incident, contact or account: exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.engine import Engine
+
+from sealbill.cli.common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    OrgOption,
+    console,
+    emit_json,
+    engine_for,
+    err_console,
+    fail,
+    usage_error,
+)
+from sealbill.cli.incident_views import print_radius, print_register, print_status
+from sealbill.domain.severity import INPUT_NAMES
+from sealbill.incident.radius_report import radius_csv, radius_to_dict
+from sealbill.incident.summary import register_csv, register_entry, status_dict
+from sealbill.pipeline import incident as pipeline
+from sealbill.store import parties
+
+app = typer.Typer(help="Incident response: blast radius from the ledger, GDPR drafts, "
+                       "72-hour clock, breach register, rotation.", no_args_is_help=True)
+
+IdArg = Annotated[int, typer.Argument(help="Incident id.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV (for legal).")]
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="incident")
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """Bad values are usage errors (2); a missing row is a failure (1)."""
+    try:
+        yield
+    except parties.NotFound as exc:
+        fail(str(exc), as_json=as_json)
+    except ValueError as exc:
+        usage_error(str(exc), as_json=as_json)
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    return None if text is None else pipeline.parse_time(text, name)
+
+
+def _org(engine: Engine, slug: str) -> int:
+    with engine.connect() as conn:
+        return int(parties.organization_by_slug(conn, slug)["id"])
+
+
+def _run(db: str | None, org: str, as_json: bool,
+         action: Callable[[Engine, int], Any]) -> Any:
+    engine = engine_for(db)
+    with _errors(as_json):
+        return action(engine, _org(engine, org))
+
+
+@app.command("open")
+def open_command(
+    org: OrgOption,
+    title: Annotated[str, typer.Option("--title", help="What is suspected.")],
+    aware_at: Annotated[str, typer.Option("--aware-at", help="When the controller became "
+                                          "aware (the 72-hour clock starts here).")],
+    window: Annotated[tuple[str, str] | None, typer.Option(
+        "--window", help="Only messages sent in [FROM, TO).")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="Only this billing run.")] = None,
+    message_id: Annotated[list[str] | None, typer.Option(
+        "--message-id", help="Only these messages (repeatable).")] = None,
+    pause_sending: Annotated[bool, typer.Option(
+        "--pause-sending", help="Pause all sending of the organization (kill switch).")] = False,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Open an incident; the scope criteria combine (a message must match all of them)."""
+    def action(engine: Engine, org_id: int) -> int:
+        scope = pipeline.Scope(
+            window=(pipeline.parse_time(window[0], "--window FROM"),
+                    pipeline.parse_time(window[1], "--window TO")) if window else None,
+            run_id=run, message_ids=tuple(message_id or ()))
+        return pipeline.open_incident(engine, org_id, title=title,
+                                      aware_at=pipeline.parse_time(aware_at, "--aware-at"),
+                                      scope=scope, actor=actor, pause=pause_sending)
+
+    incident_id = _run(db, org, as_json, action)
+    if as_json:
+        emit_json({"ok": True, "incident_id": incident_id, "sending_paused": pause_sending})
+        return
+    console.print(f"incident {incident_id} opened"
+                  + ("; sending paused for the organization" if pause_sending else ""))
+    console.print(f"next: sealbill incident radius {incident_id}")
+
+
+@app.command("radius")
+def radius_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
+                   as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
+    """Who received whose data: exposures judged against the links of the sending time."""
+    radius, check = _run(db, org, as_json, lambda engine, org_id: (
+        pipeline.radius(engine, org_id, incident_id), pipeline.ledger_check(engine, org_id)))
+    if check.problems:
+        err_console.print(f"[bold red]warning:[/] the delivery ledger fails its integrity "
+                          f"check ({len(check.problems)} problem(s)): this radius may be "
+                          "incomplete")
+    if as_json:
+        emit_json({**radius_to_dict(radius),
+                   "ledger": {"rows": check.rows, "ok": check.ok, "problems": check.problems}})
+    elif as_csv:
+        sys.stdout.write(radius_csv(radius))
+    else:
+        print_radius(console, radius)
+
+
+@app.command("correct-link")
+def correct_link_command(
+    incident_id: IdArg, org: OrgOption,
+    contact: Annotated[str, typer.Option("--contact", help="Contact id or email.")],
+    account: Annotated[str, typer.Option("--account", help="Account reference or id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    entitled: Annotated[bool, typer.Option("--entitled/--not-entitled",
+                                           help="What the link should have been.")] = False,
+    valid_from: Annotated[str | None, typer.Option("--from")] = None,
+    valid_to: Annotated[str | None, typer.Option("--to")] = None,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Mark a contact <-> account link as wrong (or right) retroactively."""
+    correction_id = _run(db, org, as_json, lambda engine, org_id: pipeline.correct_link(
+        engine, org_id, incident_id, contact=contact, account=account, entitled=entitled,
+        reason=reason, actor=actor, valid_from=_time(valid_from, "--from"),
+        valid_to=_time(valid_to, "--to")))
+    if as_json:
+        emit_json({"ok": True, "correction_id": correction_id})
+    else:
+        console.print(f"correction {correction_id} recorded; the corrected view uses it now")
+
+
+@app.command("assess")
+def assess_command(
+    incident_id: IdArg, org: OrgOption,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Change an ENISA input: NAME=VALUE (dpc, ei, cb_confidentiality, "
+        "cb_integrity, cb_availability, cb_malicious).")] = None,
+    justify: Annotated[list[str] | None, typer.Option(
+        "--justify", help="NAME=why, required for every changed input.")] = None,
+    recipients_unknown: Annotated[bool, typer.Option(
+        "--recipients-unknown", help="The data went to an unknown number of recipients.")
+    ] = False,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Severity by the ENISA method, proposed from the blast radius, adjusted with reasons."""
+    with _errors(as_json):
+        changes = {name: _number(name, value) for name, value in _pairs(set_ or [], "--set")}
+        justifications = dict(_pairs(justify or [], "--justify"))
+    assessment = _run(db, org, as_json, lambda engine, org_id: pipeline.assess(
+        engine, org_id, incident_id, changes=changes, justifications=justifications,
+        recipients_known=not recipients_unknown, actor=actor))
+    if as_json:
+        emit_json(assessment.to_dict())
+        return
+    data = assessment.to_dict()
+    console.print(f"SE = {data['inputs']['dpc']} × {data['inputs']['ei']} + "
+                  f"{assessment.inputs.cb} = [bold]{data['score']}[/] ({data['level']})")
+    for name, why in data["proposed_rationale"].items():
+        console.print(f"  {name}: {data['inputs'][name]} — {why}", markup=False)
+
+
+def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in INPUT_NAMES:
+            raise ValueError(f"{option} takes NAME=VALUE with NAME in {', '.join(INPUT_NAMES)}")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _number(name: str, value: str) -> Decimal | int:
+    try:
+        return int(value) if name == "dpc" else Decimal(value)
+    except (ValueError, InvalidOperation) as exc:
+        raise ValueError(f"{name}: not a number: {value!r}") from exc
+
+
+@app.command("decide")
+def decide_command(
+    incident_id: IdArg, org: OrgOption,
+    notify: Annotated[bool, typer.Option("--notify/--no-notify",
+                                         help="Notify the supervisory authority or not.")],
+    reason: Annotated[str, typer.Option("--reason", help="The reasoning (recorded).")],
+    communication: Annotated[str | None, typer.Option(
+        "--communication", help="To the data subjects: done | planned | exempt | "
+        "not_required.")] = None,
+    exemption: Annotated[str | None, typer.Option("--exemption",
+                                                  help="Art. 34(3) point: a | b | c.")] = None,
+    communication_reason: Annotated[str | None, typer.Option("--communication-reason")] = None,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Record the decision to notify or not, with its reasoning (Art. 33(5))."""
+    decision = _run(db, org, as_json, lambda engine, org_id: pipeline.decide(
+        engine, org_id, incident_id, notify=notify, reason=reason, communication=communication,
+        exemption=exemption, communication_reason=communication_reason, actor=actor))
+    if as_json:
+        emit_json({"ok": True, "decision": decision})
+        return
+    console.print(f"decision recorded: {'notify' if notify else 'do not notify'}")
+    console.print(f"recommended: {decision['recommended']['reasoning']}", markup=False)
+
+
+@app.command("update")
+def update_command(
+    incident_id: IdArg, org: OrgOption,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    cause: Annotated[str | None, typer.Option("--cause")] = None,
+    detection: Annotated[str | None, typer.Option("--detection")] = None,
+    breach_start: Annotated[str | None, typer.Option("--breach-start")] = None,
+    breach_end: Annotated[str | None, typer.Option("--breach-end")] = None,
+    nature: Annotated[list[str] | None, typer.Option("--nature")] = None,
+    consequence: Annotated[list[str] | None, typer.Option("--consequence")] = None,
+    measure_taken: Annotated[list[str] | None, typer.Option("--measure-taken")] = None,
+    measure_proposed: Annotated[list[str] | None, typer.Option("--measure-proposed")] = None,
+    deletion_requested_at: Annotated[str | None, typer.Option("--deletion-requested-at")
+                                     ] = None,
+    customers_warned_at: Annotated[str | None, typer.Option("--customers-warned-at")] = None,
+    notification_type: Annotated[str | None, typer.Option("--notification-type")] = None,
+    notified_at: Annotated[str | None, typer.Option("--notified-at")] = None,
+    delay_reason: Annotated[str | None, typer.Option("--delay-reason")] = None,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Record facts, measures and the notification's progress (lists are appended to)."""
+    def action(engine: Engine, org_id: int) -> Any:
+        facts = {key: value for key, value in (
+            ("description", description), ("cause", cause), ("detection", detection),
+            ("breach_start", _iso(breach_start, "--breach-start")),
+            ("breach_end", _iso(breach_end, "--breach-end"))) if value is not None}
+        change = pipeline.FactsUpdate(
+            facts=facts, nature=tuple(nature or ()), consequences=tuple(consequence or ()),
+            measures_taken=tuple(measure_taken or ()),
+            measures_proposed=tuple(measure_proposed or ()),
+            deletion_requested_at=_time(deletion_requested_at, "--deletion-requested-at"),
+            customers_warned_at=_time(customers_warned_at, "--customers-warned-at"),
+            notification_type=notification_type,
+            notified_at=_time(notified_at, "--notified-at"), delay_reason=delay_reason)
+        return pipeline.update(engine, org_id, incident_id, change, actor=actor)
+
+    record = _run(db, org, as_json, action)
+    if as_json:
+        emit_json({"ok": True, "record": record})
+    else:
+        console.print(f"incident {incident_id} updated; see: sealbill incident status "
+                      f"{incident_id}")
+
+
+def _iso(text: str | None, name: str) -> str | None:
+    moment = _time(text, name)
+    return moment.isoformat() if moment else None
+
+
+@app.command("status")
+def status_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
+                   as_json: JsonOption = False) -> None:
+    """Time left to the 72-hour deadline and what the notification still lacks."""
+    d = _run(db, org, as_json,
+             lambda engine, org_id: pipeline.dossier(engine, org_id, incident_id))
+    status = status_dict(d)
+    if as_json:
+        emit_json(status)
+    else:
+        print_status(console, status)
+
+
+@app.command("drafts")
+def drafts_command(
+    incident_id: IdArg, org: OrgOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the drafts into.")],
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also typeset PDFs.")] = True,
+    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+) -> None:
+    """Art. 33 notification, Art. 34 letters, deletion requests, phishing warning (FR, EN)."""
+    d, files = _run(db, org, as_json, lambda engine, org_id: pipeline.generate_drafts(
+        engine, org_id, incident_id, out, actor=actor, pdf=pdf))
+    if as_json:
+        emit_json({"ok": True, "out": str(out), "files": [f.path for f in files],
+                   "missing_fields": list(d.missing)})
+        return
+    console.print(f"{len(files)} file(s) written to {out} (manifest.json lists them)",
+                  markup=False)
+    if d.missing:
+        console.print(f"[yellow]{len(d.missing)} required field(s) marked MISSING in the "
+                      f"notification:[/] {', '.join(d.missing)}")
+
+
+@app.command("register")
+def register_command(org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
+                     as_csv: CsvOption = False) -> None:
+    """The Art. 33(5) register: every incident, notified or not."""
+    dossiers = _run(db, org, as_json, pipeline.all_dossiers)
+    entries = [register_entry(d) for d in dossiers]
+    if as_json:
+        emit_json({"incidents": entries})
+    elif as_csv:
+        sys.stdout.write(register_csv(entries))
+    else:
+        print_register(console, entries)
+
+
+@app.command("rotate")
+def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
+                   actor: ActorOption = "operator", as_json: JsonOption = False) -> None:
+    """New public ids for the affected accounts; their outstanding tokens and links revoked."""
+    rotation = _run(db, org, as_json,
+                    lambda engine, org_id: pipeline.rotate(engine, org_id, incident_id,
+                                                           actor=actor))
+    if as_json:
+        emit_json({"ok": True, "accounts": rotation.accounts,
+                   "tokens_revoked": rotation.tokens_revoked})
+        return
+    console.print(f"{len(rotation.accounts)} account(s) rotated, "
+                  f"{rotation.tokens_revoked} token(s) revoked; old ids now answer 'gone'")

@@ -1,0 +1,118 @@
+"""Compose one outbox row's message: read its documents, build the MIME, sign it.
+
+Invariants:
+- the documents are read from the paths recorded in ``documents`` and their bytes must hash to
+  the recorded digests (a file swapped on disk is refused here, and again by the guard);
+- recipients are the envelope's ``Recipient`` records; display names come from the contact rows;
+- the message is a pure function of the outbox row (Message-ID, Date = the envelope's creation,
+  boundaries), so a resend is the same message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pikepdf
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.documents.bodies import mail_subject
+from sealbill.domain.invoices import Invoice
+from sealbill.mail import mime
+from sealbill.mail.dkim import DkimSigner
+from sealbill.store import parties
+from sealbill.store.invoices import load_invoice
+from sealbill.store.outbox import OutboxItem
+from sealbill.store.plans import TEXT_KINDS
+from sealbill.store.schema import contacts, documents
+
+FACTURX_NAME = "factur-x.xml"
+
+
+class DocumentMismatch(RuntimeError):
+    """A stored document file does not match its recorded digest, or is missing."""
+
+
+@dataclass(frozen=True)
+class Composed:
+    invoice: Invoice
+    outgoing: mime.Outgoing
+
+
+def extract_facturx_xml(pdf: bytes) -> bytes:
+    """The ``factur-x.xml`` embedded in a Factur-X PDF (raises when there is none)."""
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        attachment = document.attachments.get(FACTURX_NAME)
+        if attachment is None:
+            raise DocumentMismatch(f"no {FACTURX_NAME} embedded in the PDF")
+        return bytes(attachment.get_file().read_bytes())
+
+
+def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    rows = conn.execute(sa.select(documents.c.kind, documents.c.path, documents.c.sha256).where(
+        documents.c.organization_id == org_id, documents.c.invoice_id == invoice_id))
+    for kind, path, sha in rows:
+        kind = "text" if kind in TEXT_KINDS else kind
+        if kind not in ("pdf", "html", "text"):
+            continue
+        data = Path(path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise DocumentMismatch(f"{path} does not match its recorded sha256")
+        out[kind] = data
+    missing = {"pdf", "html", "text"} - set(out)
+    if missing:
+        raise DocumentMismatch(f"invoice {invoice_id} lacks documents {sorted(missing)}")
+    return out
+
+
+def display_names(conn: Connection, org_id: int, contact_ids: list[int]) -> dict[int, str]:
+    rows = conn.execute(sa.select(contacts.c.id, contacts.c.name).where(
+        contacts.c.organization_id == org_id, contacts.c.id.in_(contact_ids)))
+    return {int(cid): str(name or "") for cid, name in rows}
+
+
+def pdf_filename(invoice: Invoice) -> str:
+    stem = "facture" if invoice.locale == "fr" else "invoice"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in invoice.number)
+    return f"{stem}-{safe}.pdf"
+
+
+def compose(conn: Connection, org_id: int, item: OutboxItem,
+            signer: DkimSigner | None) -> Composed:
+    """Build (and sign, when DKIM is configured) the message of one outbox row."""
+    invoice = load_invoice(conn, org_id, item.invoice_id)
+    org = parties.organization(conn, org_id)
+    files = _documents(conn, org_id, item.invoice_id)
+    recipients = [parties.Recipient(cid, email) for cid, email in item.recipients]
+    content = mime.Content(subject=mail_subject(invoice), text=files["text"],
+                           html=files["html"], pdf=files["pdf"],
+                           pdf_filename=pdf_filename(invoice))
+    outgoing = mime.build_message(
+        sender=mime.Sender(str(org["sender_name"]), str(org["sender_email"])),
+        recipients=recipients,
+        display_names=display_names(conn, org_id, [r.contact_id for r in recipients]),
+        archive_email=org["archive_email"], message_id=item.message_id, date=item.queued_at,
+        content=content)
+    if signer is not None:
+        outgoing = mime.Outgoing(outgoing.message_id, outgoing.mail_from, outgoing.rcpt_to,
+                                 signer.sign(outgoing.data))
+    return Composed(invoice, outgoing)
+
+
+def data_categories(invoice: Invoice) -> list[str]:
+    """What personal data of the account the message discloses (names as the incident
+    tooling labels them)."""
+    found = ["account_reference", "name", "amount", "invoice", "invoice_lines"]
+    if invoice.buyer.address.line1:
+        found.append("postal_address")
+    if invoice.buyer.email:
+        found.append("admin_email")
+    if invoice.buyer.vat_id:
+        found.append("vat_id")
+    if invoice.payment_method is not None:
+        found.append("payment_method")
+    return sorted(found)

@@ -1,0 +1,268 @@
+"""The outbox: one row per message, its state machine, and the guard's fresh facts.
+
+States: ``queued`` -> ``sending`` -> ``sent`` | ``failed_temporary`` (retried with backoff,
+bounded) | ``failed_permanent`` (never retried; refused recipients flagged as bounced), and
+``held`` (not sent: no verified recipient, or stopped by the guard).
+
+Invariants:
+- a row goes to ``sending`` (attempts + 1) in a transaction committed *before* the SMTP
+  conversation starts, so after a crash the in-flight message is the row left in ``sending``,
+  and it is resent with the same Message-ID;
+- ``sent`` and its ledger row are written in one transaction;
+- only one sender works on a run at a time (:func:`run_lock`: a PostgreSQL session advisory
+  lock, or an ``flock`` next to the SQLite file), both released by the OS when the process
+  dies, so a restarted sender can take over at once;
+- the guard's facts (:func:`fresh_facts`) are read in the claiming transaction, from the
+  tables themselves: contact links, the invoice row, the documents rows, the claims.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
+from sealbill.store import parties
+from sealbill.store.plans import TEXT_KINDS
+from sealbill.store.schema import (
+    contact_events,
+    contact_links,
+    contacts,
+    delivery_envelopes,
+    documents,
+    invoices,
+    organizations,
+    outbox,
+    outbox_recipients,
+)
+
+RETRYABLE = ("queued", "sending", "failed_temporary")
+
+
+class RunBusy(RuntimeError):
+    """Another sender is working on this run."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    outbox_id: int
+    envelope_id: int
+    run_id: int
+    message_id: str
+    status: str
+    attempts: int
+    invoice_id: int
+    account_id: int
+    recipients: tuple[tuple[int, str], ...]
+    attachment_sha256: str
+    body_sha256: str
+    is_canary: bool
+    queued_at: datetime
+    next_attempt_at: datetime | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def run_lock(engine: Engine, org_id: int, run_id: int) -> Iterator[None]:
+    """Hold the run's sender lock for the duration of the block, or raise :class:`RunBusy`."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:a, :b)"),
+                               {"a": 0x5E4D, "b": run_id}).scalar()
+            conn.commit()
+            if not got:
+                raise RunBusy(f"run {run_id} is being sent by another process")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"),
+                             {"a": 0x5E4D, "b": run_id})
+                conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    path = f"{database}.org{org_id}-run{run_id}.sendlock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunBusy(f"run {run_id} is being sent by another process") from exc
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def items(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
+          canary: bool | None = None) -> list[OutboxItem]:
+    query = (sa.select(outbox.c.id, outbox.c.envelope_id, outbox.c.run_id, outbox.c.message_id,
+                       outbox.c.status, outbox.c.attempts, outbox.c.next_attempt_at,
+                       delivery_envelopes.c.invoice_id, delivery_envelopes.c.account_id,
+                       delivery_envelopes.c.recipients, delivery_envelopes.c.attachment_sha256,
+                       delivery_envelopes.c.body_sha256, delivery_envelopes.c.is_canary,
+                       delivery_envelopes.c.created_at)
+             .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
+             .where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+                    outbox.c.status.in_(list(statuses)))
+             .order_by(outbox.c.id))
+    if canary is not None:
+        query = query.where(delivery_envelopes.c.is_canary == canary)
+    return [_item(row) for row in conn.execute(query)]
+
+
+def _item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        outbox_id=int(row.id), envelope_id=int(row.envelope_id), run_id=int(row.run_id),
+        message_id=str(row.message_id), status=str(row.status), attempts=int(row.attempts),
+        invoice_id=int(row.invoice_id), account_id=int(row.account_id),
+        recipients=tuple((int(r["contact_id"]), str(r["email"])) for r in row.recipients),
+        attachment_sha256=str(row.attachment_sha256), body_sha256=str(row.body_sha256),
+        is_canary=bool(row.is_canary), queued_at=row.created_at,
+        next_attempt_at=row.next_attempt_at)
+
+
+def next_attempts(conn: Connection, org_id: int, run_id: int) -> list[datetime]:
+    return [t for t in conn.execute(
+        sa.select(outbox.c.next_attempt_at).where(
+            outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+            outbox.c.status == "failed_temporary", outbox.c.next_attempt_at.is_not(None))
+    ).scalars()]
+
+
+def claim(conn: Connection, org_id: int, item: OutboxItem) -> bool:
+    """``sending``, attempts + 1 — only if the row is still in the state it was read in."""
+    return bool(conn.execute(
+        sa.update(outbox).where(outbox.c.organization_id == org_id,
+                                outbox.c.id == item.outbox_id,
+                                outbox.c.status == item.status,
+                                outbox.c.attempts == item.attempts)
+        .values(status="sending", attempts=outbox.c.attempts + 1, updated_at=now(),
+                next_attempt_at=None)
+    ).rowcount)
+
+
+def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
+                cap: int = DEFAULT_RECIPIENT_CAP) -> Fresh:
+    verified = frozenset((r.contact_id, r.email) for r in
+                         parties.verified_billing_recipients(conn, org_id, item.account_id))
+    inv = conn.execute(sa.select(invoices.c.account_id, invoices.c.run_id, invoices.c.status,
+                                 invoices.c.number, invoices.c.account_reference,
+                                 invoices.c.buyer_snapshot)
+                       .where(invoices.c.organization_id == org_id,
+                              invoices.c.id == item.invoice_id)).first()
+    docs = {("text" if kind in TEXT_KINDS else kind): sha for kind, sha in conn.execute(
+        sa.select(documents.c.kind, documents.c.sha256).where(
+            documents.c.organization_id == org_id, documents.c.invoice_id == item.invoice_id))}
+    archive = conn.execute(sa.select(organizations.c.archive_email).where(
+        organizations.c.id == org_id)).scalar()
+    message_id = conn.execute(sa.select(outbox.c.message_id).where(
+        outbox.c.organization_id == org_id, outbox.c.id == item.outbox_id)).scalar()
+    pair_claims, claimed, explained = {}, {}, {}
+    for contact_id, _ in item.recipients:
+        pair_claims[contact_id] = int(conn.execute(
+            sa.select(sa.func.count()).select_from(outbox_recipients).where(
+                outbox_recipients.c.run_id == item.run_id,
+                outbox_recipients.c.invoice_id == item.invoice_id,
+                outbox_recipients.c.contact_id == contact_id,
+                outbox_recipients.c.outbox_id != item.outbox_id)).scalar_one())
+        claimed[contact_id] = int(conn.execute(
+            sa.select(sa.func.count(sa.distinct(outbox_recipients.c.invoice_id))).where(
+                outbox_recipients.c.run_id == item.run_id,
+                outbox_recipients.c.contact_id == contact_id,
+                outbox_recipients.c.invoice_id != item.invoice_id)).scalar_one())
+        explained[contact_id] = int(conn.execute(
+            sa.select(sa.func.count()).select_from(invoices).join(
+                contact_links, contact_links.c.account_id == invoices.c.account_id).where(
+                invoices.c.run_id == item.run_id, invoices.c.status == "finalized",
+                contact_links.c.organization_id == org_id,
+                contact_links.c.contact_id == contact_id, contact_links.c.role == "billing",
+                contact_links.c.status == "verified")).scalar_one())
+    buyer = (inv.buyer_snapshot or {}) if inv is not None else {}
+    return Fresh(
+        verified_contacts=verified,
+        invoice_account_id=None if inv is None else int(inv.account_id),
+        invoice_run_id=None if inv is None or inv.run_id is None else int(inv.run_id),
+        invoice_status=None if inv is None else str(inv.status),
+        invoice_number=None if inv is None else inv.number,
+        account_reference=None if inv is None else inv.account_reference,
+        buyer_name=buyer.get("name"),
+        pdf_sha256=docs.get("pdf"), text_sha256=docs.get("text"), html_sha256=docs.get("html"),
+        archive_email=archive, message_id=message_id,
+        pair_claims=pair_claims, claimed_invoices=claimed, explained_invoices=explained,
+        cap=cap)
+
+
+def record_claims(conn: Connection, org_id: int, item: OutboxItem) -> None:
+    """The (invoice, contact) pairs this message takes; a resend keeps its existing claims."""
+    have = set(conn.execute(sa.select(outbox_recipients.c.contact_id).where(
+        outbox_recipients.c.outbox_id == item.outbox_id)).scalars())
+    rows = [{"organization_id": org_id, "run_id": item.run_id, "outbox_id": item.outbox_id,
+             "invoice_id": item.invoice_id, "contact_id": cid, "email": email,
+             "created_at": now()} for cid, email in item.recipients if cid not in have]
+    if rows:
+        conn.execute(sa.insert(outbox_recipients), rows)
+
+
+def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:
+    conn.execute(sa.update(outbox).where(outbox.c.organization_id == org_id,
+                                         outbox.c.id == outbox_id)
+                 .values(updated_at=now(), **values))
+
+
+def mark_sent(conn: Connection, org_id: int, outbox_id: int, at: datetime) -> None:
+    _set(conn, org_id, outbox_id, status="sent", sent_at=at, last_error=None)
+
+
+def mark_temporary(conn: Connection, org_id: int, outbox_id: int, error: str,
+                   next_attempt_at: datetime | None) -> None:
+    _set(conn, org_id, outbox_id, status="failed_temporary", last_error=error[:1000],
+         next_attempt_at=next_attempt_at)
+
+
+def mark_held(conn: Connection, org_id: int, outbox_id: int, reason: str) -> None:
+    _set(conn, org_id, outbox_id, status="held", last_error=reason[:1000])
+
+
+def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
+                   bounced: Sequence[int]) -> None:
+    """Never retried; its claims are released (nothing was accepted); refused contacts are
+    flagged so no later plan resolves them until someone looks."""
+    _set(conn, org_id, item.outbox_id, status="failed_permanent", last_error=error[:1000])
+    conn.execute(sa.delete(outbox_recipients).where(
+        outbox_recipients.c.outbox_id == item.outbox_id))
+    at = now()
+    for contact_id in bounced:
+        conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
+                                               contacts.c.id == contact_id)
+                     .values(bounced_at=at))
+        conn.execute(sa.insert(contact_events).values(
+            organization_id=org_id, contact_id=contact_id, event="bounced",
+            actor="sealbill-sender", method="smtp", reason=error[:500], at=at))
+
+
+def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
+    """Give the messages the guard stopped another chance (the guard checks them again)."""
+    return int(conn.execute(
+        sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+                                outbox.c.status == "held", outbox.c.last_error.like("guard:%"))
+        .values(status="queued", updated_at=now())).rowcount)
+
+
+def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:
+    rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id
+    ).group_by(outbox.c.status))
+    return {str(status): int(n) for status, n in rows}

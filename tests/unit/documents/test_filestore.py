@@ -1,0 +1,91 @@
+"""Immutable file store: write once, idempotent, atomic, no overwrite, no escape."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sealbill.documents.filestore import FileStore, FileStoreError, ImmutableFileError
+
+
+def test_put_writes_the_bytes_and_returns_path_and_sha256(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    path, digest = store.put("acme", "FA-2025-0001", "pdf", b"%PDF-1.7 hello")
+    assert path == tmp_path / "acme" / "FA-2025-0001.pdf"
+    assert path.read_bytes() == b"%PDF-1.7 hello"
+    assert digest == hashlib.sha256(b"%PDF-1.7 hello").hexdigest()
+    assert store.read("acme", "FA-2025-0001", "pdf") == b"%PDF-1.7 hello"
+
+
+def test_putting_identical_bytes_again_is_a_no_op(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    first = store.put("acme", "FA-1", "xml", b"<a/>")
+    mtime = first[0].stat().st_mtime_ns
+    assert store.put("acme", "FA-1", "xml", b"<a/>") == first
+    assert first[0].stat().st_mtime_ns == mtime
+
+
+def test_different_bytes_for_a_stored_document_are_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    path, _ = store.put("acme", "FA-1", "pdf", b"original")
+    with pytest.raises(ImmutableFileError):
+        store.put("acme", "FA-1", "pdf", b"tampered")
+    assert path.read_bytes() == b"original"
+
+
+def test_stored_files_are_read_only_and_no_temporary_file_remains(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    path, _ = store.put("acme", "FA-1", "html", b"<p>x</p>")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(p.name for p in path.parent.iterdir()) == ["FA-1.html"]
+
+
+def test_each_kind_has_its_own_file(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    names = {store.put("acme", "FA-1", kind, kind.encode())[0].name
+             for kind in ("pdf", "xml", "html", "text", "subject")}
+    assert names == {"FA-1.pdf", "FA-1.xml", "FA-1.html", "FA-1.txt", "FA-1.subject.txt"}
+
+
+def test_invoice_numbers_with_slashes_or_dots_stay_in_their_folder(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    a, _ = store.put("acme", "2025/03/0001", "pdf", b"a")
+    b, _ = store.put("acme", "../../etc/passwd", "pdf", b"b")
+    c, _ = store.put("acme", "2025%2F03%2F0001", "pdf", b"c")  # looks like a's encoding
+    for path in (a, b, c):
+        assert path.parent == tmp_path / "files" / "acme"
+    assert len({a, b, c}) == 3
+
+
+@pytest.mark.parametrize(("slug", "number", "kind"), [
+    ("../acme", "FA-1", "pdf"), ("Acme", "FA-1", "pdf"), ("", "FA-1", "pdf"),
+    ("acme", "", "pdf"), ("acme", "FA-1", "exe"),
+])
+def test_invalid_names_are_refused(tmp_path: Path, slug: str, number: str, kind: str) -> None:
+    with pytest.raises(FileStoreError):
+        FileStore(tmp_path).put(slug, number, kind, b"x")
+
+
+def test_concurrent_writers_cannot_overwrite_each_other(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+
+    def put(data: bytes) -> str:
+        try:
+            store.put("acme", "FA-RACE", "pdf", data)
+            return data.decode()
+        except ImmutableFileError:
+            return "refused"
+
+    contents = [f"version-{i % 2}".encode() for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(put, contents))
+    stored = store.read("acme", "FA-RACE", "pdf").decode()
+    assert set(outcomes) == {stored, "refused"}  # one version won, the other was refused
+    assert outcomes.count(stored) == 8
+    assert not [p for p in (tmp_path / "acme").iterdir() if p.name.startswith(".tmp-")]
+    assert os.listdir(tmp_path / "acme") == ["FA-RACE.pdf"]
