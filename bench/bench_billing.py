@@ -47,8 +47,8 @@ def _write_usage(path: Path, accounts: int, events: int) -> None:
 
 
 def _setup(url: str, accounts: int, workdir: Path) -> int:
-    from sealbill.cli.setup import create_org
     from sealbill.demo.seed import METRICS, ORGANIZATION, plans
+    from sealbill.pipeline.organizations import create_org
     from sealbill.store import catalog as catalog_store
     from sealbill.store.db import create_engine
     from sealbill.store.migrate import upgrade

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from sealbill.cli.setup import create_org
 from sealbill.demo.seed import ORGANIZATION
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.pipeline.accounts_import import import_accounts
 from sealbill.pipeline.billing import bill_period, period_bounds
 from sealbill.pipeline.finalize import finalize_run
+from sealbill.pipeline.organizations import create_org
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 

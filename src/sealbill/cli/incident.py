@@ -332,3 +332,17 @@ def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
         return
     console.print(f"{len(rotation.accounts)} account(s) rotated, "
                   f"{rotation.tokens_revoked} token(s) revoked; old ids now answer 'gone'")
+
+
+@app.command("close")
+def close_command(incident_id: IdArg, org: OrgOption,
+                  reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+                  db: DbOption = None, actor: ActorOption = "operator",
+                  as_json: JsonOption = False) -> None:
+    """Close an incident; it stays in the register."""
+    _run(db, org, as_json, lambda engine, org_id: pipeline.close(
+        engine, org_id, incident_id, reason=reason, actor=actor))
+    if as_json:
+        emit_json({"ok": True, "incident_id": incident_id, "status": "closed"})
+    else:
+        console.print(f"incident {incident_id} closed; it stays in the register")

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from sealbill.cli.setup import create_org
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan, Tier
+from sealbill.pipeline.organizations import create_org
 from sealbill.pipeline.rate import previous_period
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties

@@ -52,13 +52,16 @@ _QTY_QUANTUM: Final = Decimal("0.0001")
 _PRICE_DIGITS: Final = 6
 
 Element: TypeAlias = etree._Element
+_TAGS: dict[str, str] = {}
 
 
 def _el(parent: Element, tag: str, text: str | None = None, **attrs: str) -> Element:
-    """Append ``ram:tag`` (or ``rsm:``/``udt:`` if prefixed) to ``parent``."""
-    prefix, _, local = tag.rpartition(":")
-    ns = {"rsm": _RSM, "udt": _UDT, "qdt": _QDT}.get(prefix, _RAM)
-    node = etree.SubElement(parent, ns + local, attrs)
+    """Append ``ram:tag`` (or ``rsm:``/``udt:``/``qdt:`` if prefixed) to ``parent``."""
+    qualified = _TAGS.get(tag)
+    if qualified is None:  # resolved once per tag name: this runs ~30 times per line
+        prefix, _, local = tag.rpartition(":")
+        qualified = _TAGS[tag] = {"rsm": _RSM, "udt": _UDT, "qdt": _QDT}.get(prefix, _RAM) + local
+    node = etree.SubElement(parent, qualified, attrs)
     if text is not None:
         node.text = xml_text(text)
     return node

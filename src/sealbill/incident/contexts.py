@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from babel import Locale
@@ -98,7 +99,7 @@ def notification_context(d: Dossier, lang: str) -> dict[str, Any]:
         "member_states": gap("member_states") or country_names(list(view.member_states), lang),
         "other_countries": country_names(list(view.other_countries), lang),
         "consequences": gap("consequences") or d.consequences(lang),
-        "severity": gap("severity") or _severity(sev, lang),
+        "severity": gap("severity") or _severity(sev or {}, lang),
         "measures_taken": gap("measures") or taken,
         "measures_proposed": proposed,
         "communication": gap("communication") or labels.COMMUNICATION[
@@ -116,7 +117,7 @@ def _incident(d: Dossier) -> dict[str, Any]:
             "opened_at": when(d.incident["opened_at"]), "status": d.incident["status"]}
 
 
-def _severity(sev: dict[str, Any], lang: str) -> dict[str, Any]:
+def _severity(sev: Mapping[str, Any], lang: str) -> dict[str, Any]:
     inputs = sev["inputs"]
     adjustments = [f"{name}: {a['from']} → {a['to']} ({a['justification']})"
                    for name, a in sev["adjustments"].items()]

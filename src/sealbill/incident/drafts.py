@@ -22,9 +22,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sealbill.domain.blast_radius import RecipientImpact, SubjectImpact
 from sealbill.incident import contexts
 from sealbill.incident.facts import Dossier
 from sealbill.incident.labels import LANGUAGES
@@ -78,6 +80,14 @@ class _Writer:
                                     hashlib.sha256(content).hexdigest()))
 
 
+def _letter(dossier: Dossier, impact: SubjectImpact, lang: str) -> dict[str, Any]:
+    return contexts.letter_context(dossier, impact, lang)
+
+
+def _deletion(dossier: Dossier, recipient: RecipientImpact, lang: str) -> dict[str, Any]:
+    return contexts.deletion_context(dossier, recipient, lang)
+
+
 def write_drafts(dossier: Dossier, out: Path, *, pdf: bool = True,
                  languages: tuple[str, ...] = LANGUAGES) -> list[DraftFile]:
     """Write the drafts and ``manifest.json``; return what was written."""
@@ -89,11 +99,10 @@ def write_drafts(dossier: Dossier, out: Path, *, pdf: bool = True,
     for impact in view.subjects:
         name = f"art34-letters/{impact.subject.account_id}-{_safe_name(impact.subject.reference)}"
         jobs.append((name, "art34", f"account {impact.subject.reference}", "art34_letter",
-                     lambda lang, i=impact: contexts.letter_context(dossier, i, lang)))
+                     partial(_letter, dossier, impact)))
     for number, recipient in enumerate(view.recipients, start=1):
         jobs.append((f"deletion-requests/recipient-{number:03d}", "deletion", recipient.email,
-                     "deletion_request",
-                     lambda lang, r=recipient: contexts.deletion_context(dossier, r, lang)))
+                     "deletion_request", partial(_deletion, dossier, recipient)))
     if view.has_leak:
         jobs.append(("phishing-warning", "phishing", "affected customers", "phishing_warning",
                      lambda lang: contexts.phishing_context(dossier, lang)))

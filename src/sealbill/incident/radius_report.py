@@ -15,6 +15,7 @@ import io
 from typing import Any
 
 from sealbill.domain.blast_radius import BlastRadius, RadiusView
+from sealbill.incident.facts import when
 
 CSV_COLUMNS = ("sent_at", "message_id", "invoice_number", "account_reference", "account_name",
                "account_country", "recipient_email", "recipient_contact_id", "data_categories",
@@ -28,7 +29,7 @@ def summary_sentence(view: RadiusView, messages_in_scope: int) -> str:
                 "message(s) in scope were entitled.")
     return (f"{view.record_count} invoice(s) of {view.subject_count} customer(s) reached "
             f"{len(view.recipients)} unintended recipient(s) ({view.disclosure_count} "
-            f"disclosure(s)) between {_iso(view.first_sent_at)} and {_iso(view.last_sent_at)}.")
+            f"disclosure(s)) between {when(view.first_sent_at)} and {when(view.last_sent_at)}.")
 
 
 def _iso(value: Any) -> str | None:

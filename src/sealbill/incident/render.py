@@ -92,3 +92,8 @@ def render(template: str, context: Mapping[str, Any]) -> str:
     """Render ``templates/<template>`` with ``context``; collapse runs of blank lines."""
     text = _ENV.get_template(template).render(**context)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def render_source(source: str, context: Mapping[str, Any]) -> str:
+    """Render template text with the drafts' rules (strict, escaped): for checks and tests."""
+    return _ENV.from_string(source).render(**context)

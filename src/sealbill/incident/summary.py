@@ -18,7 +18,7 @@ from typing import Any
 
 from sealbill.domain.breach_clock import format_duration
 from sealbill.domain.breach_notice import FIELD_LABELS
-from sealbill.incident.facts import Dossier, when
+from sealbill.incident.facts import Dossier
 from sealbill.incident.labels import hint
 from sealbill.incident.radius_report import summary_sentence
 
@@ -137,7 +137,3 @@ def register_csv(entries: Iterable[dict[str, Any]]) -> str:
 def _cell(text: str) -> str:
     # A spreadsheet must read operator text as text, never as a formula.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-def human_time(value: str | None) -> str:
-    return when(value) if value else "—"

@@ -86,8 +86,6 @@ def check_header_value(value: str, what: str) -> str:
 
 
 def _address(recipient: Recipient, display_name: str) -> Address:
-    if not isinstance(recipient, Recipient):
-        raise TypeError(f"recipients must be Recipient records, not {type(recipient).__name__}")
     check_header_value(recipient.email, f"address of contact {recipient.contact_id}")
     check_header_value(display_name, f"name of contact {recipient.contact_id}")
     if "@" not in recipient.email:
@@ -103,6 +101,9 @@ def build_message(*, sender: Sender, recipients: Sequence[Recipient],
     """Serialize the invoice message (CRLF, ``email.policy.SMTP``); unsigned."""
     if not recipients:
         raise ValueError("a message needs at least one recipient")
+    strays = [type(r).__name__ for r in recipients if not isinstance(r, Recipient)]
+    if strays:
+        raise TypeError(f"recipients must be Recipient records, not {strays}")
     to = [_address(r, display_names.get(r.contact_id, "")) for r in recipients]
     check_header_value(content.subject, "subject")
     check_header_value(content.pdf_filename, "attachment file name")

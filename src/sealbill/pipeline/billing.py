@@ -19,7 +19,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.pipeline.rate import AccountRating, UsageFeed, previous_period, rate_account
+from sealbill.domain.catalog import PlanCatalog
+from sealbill.domain.rating import RatingError, ZeroAmountRule
+from sealbill.domain.subscriptions import Period
+from sealbill.domain.usage import Metric
+from sealbill.pipeline.rate import (
+    UsageFeed,
+    account_context,
+    merge,
+    metrics_from_rows,
+    midnight,
+    previous_period,
+    rate_one,
+    subscriptions_from_rows,
+)
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.invoices import DraftInvoice, existing_billing_keys, insert_drafts
@@ -82,8 +95,9 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
     with engine.begin() as conn:
         org = parties.organization(conn, org_id)
         catalog = catalog_store.load_catalog(conn, org_id)
-        metrics = catalog_store.load_metrics(conn, org_id)
-        problems = catalog.problems(set(metrics))
+        metric_rows = catalog_store.load_metrics(conn, org_id)
+        metrics = metrics_from_rows(metric_rows)
+        problems = catalog.problems(set(metric_rows))
         if problems:
             raise BillingError("the price catalog has problems; nothing was billed", problems)
         run_id = None if dry_run else open_run(conn, org_id, period, start, end, actor)
@@ -117,7 +131,7 @@ def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Mapping[str,
 
 
 def _rate_chunk(conn: Connection, org: Mapping[str, Any], chunk: list[Mapping[str, Any]],
-                catalog: Any, metrics: Mapping[str, Any], start: date, end: date,
+                catalog: PlanCatalog, metrics: list[Metric], start: date, end: date,
                 period: str, result: BillingResult) -> list[DraftInvoice]:
     org_id = int(org["id"])
     keys = {row["id"]: f"{row['id']}:{period}" for row in chunk}
@@ -127,25 +141,40 @@ def _rate_chunk(conn: Connection, org: Mapping[str, Any], chunk: list[Mapping[st
     if not todo:
         return []
     ids = [int(row["id"]) for row in todo]
-    phases = catalog_store.phases_by_account(conn, org_id, ids, start, end)
+    # Phases of the previous period too: its changes are prorated on this invoice.
+    phases = catalog_store.phases_by_account(conn, org_id, ids, previous_period(start)[0], end)
     # Usage is billed in arrears: this run's invoice carries the previous period's usage.
-    usage_start, usage_end = (_midnight(day) for day in previous_period(start))
-    feed = UsageFeed(metrics, usage_start, usage_end)
-    feed.consume(stream_period(conn, org_id, usage_start, usage_end, ids))
-    drafts = []
+    usage_start, usage_end = (midnight(day) for day in previous_period(start))
+    feed = UsageFeed()
+    feed.consume(stream_period(conn, org_id, usage_start, usage_end, ids),
+                 {int(row["id"]): row["reference"] for row in todo})
+    rule = ZeroAmountRule(org["zero_amount_rule"])
+    drafts, problems = [], []
     for row in todo:
-        rating = rate_account(AccountRating(row, org), phases.get(int(row["id"]), []),
-                              catalog, feed.for_account(int(row["id"])), start, end)
-        if not rating.lines or (rating.total_incl_minor == 0
-                                and org["zero_amount_rule"] == "skip"):
+        account_id = int(row["id"])
+        subscriptions = subscriptions_from_rows(row["reference"], phases.get(account_id, []),
+                                                catalog)
+        try:
+            rated = rate_one(account_context(row, org), subscriptions, catalog, metrics,
+                             feed.events(account_id), Period(start, end))
+        except (RatingError, ValueError) as exc:
+            problems.append(f"account {row['reference']}: {exc}")
+            continue
+        if not rated:
             result.skipped_zero += 1
             continue
-        drafts.append(rating.draft(keys[row["id"]], row, start, end))
+        draft = merge(account_id, keys[row["id"]], Period(start, end), rated)
+        if draft.total_incl_minor < 0:
+            problems.append(f"account {row['reference']}: negative total "
+                            f"{draft.total_incl_minor}; issue a credit note instead")
+        elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):
+            result.skipped_zero += 1
+        else:
+            drafts.append(draft)
+    if problems:
+        raise BillingError(f"{len(problems)} account(s) could not be rated; nothing was "
+                           "billed", problems)
     return drafts
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _preview(draft: DraftInvoice) -> dict[str, Any]:

@@ -276,6 +276,17 @@ def rotate(engine: Engine, org_id: int, incident_id: int, *, actor: str) -> Rota
     return Rotation(rotated, revoked)
 
 
+def close(engine: Engine, org_id: int, incident_id: int, *, reason: str, actor: str) -> None:
+    """Close the incident; it stays in the register with everything it recorded."""
+    if not reason.strip():
+        raise ValueError("closing an incident needs a reason")
+    with transaction(engine) as conn:
+        record = store.incident(conn, org_id, incident_id, for_update=True)["record"]
+        store.update_record(conn, org_id, incident_id, {"facts": record["facts"]},
+                            event="closed", actor=actor, detail={"reason": reason.strip()},
+                            status="closed")
+
+
 def all_dossiers(engine: Engine, org_id: int, now: datetime | None = None) -> list[Dossier]:
     """Every incident of the organization, for the register."""
     with engine.connect() as conn:

@@ -1,24 +1,31 @@
-"""Rate one account for one period: fixed fees in advance, usage of the previous period in
-arrears, each line taxed by the account's VAT treatment, VAT summed per rate.
+"""Rate: stored rows of one account become domain objects, and the domain rates them.
 
-Rating one account needs only that account's rows, so the billing stage streams accounts.
+Rating one account needs only that account's rows, so the billing stage streams accounts a
+chunk at a time. Billing periods are calendar months: a subscription's billing anchor is the
+1st of the month it started in. An account with several subscriptions gets one invoice with
+the lines of all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sealbill.domain.catalog import Charge, Plan, PlanCatalog
-from sealbill.domain.fixed_fees import FeeSpan, Phase, fee_spans, prorate
+from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
-from sealbill.domain.money import to_major, to_minor
+from sealbill.domain.rating import AccountContext, DraftInvoice, UsageMeter, rate_account
+from sealbill.domain.subscriptions import (
+    Cancellation,
+    CancellationMode,
+    Period,
+    Phase,
+    Subscription,
+    usage_scope,
+)
 from sealbill.domain.taxes import VatContext
-from sealbill.domain.usage import Aggregation, Aggregator, Metric, UsageEvent, make_aggregator
-from sealbill.store.invoices import DraftInvoice
+from sealbill.domain.usage import Aggregation, Metric, UsageEvent
+from sealbill.store.invoices import DraftInvoice as StoredDraft
 
 
 def previous_period(start: date) -> tuple[date, date]:
@@ -26,144 +33,94 @@ def previous_period(start: date) -> tuple[date, date]:
     return date(year, month, 1), start
 
 
-@dataclass(frozen=True)
-class AccountRating:
-    """The account row and its seller, as rating needs them."""
+def account_context(row: Mapping[str, Any], org: Mapping[str, Any]) -> AccountContext:
+    vat = VatContext(row["country"], bool(row["is_business"]), bool(row["vat_id_valid"]),
+                     org["country"])
+    return AccountContext(row["reference"], row["currency"], row["locale"], vat)
 
-    row: Mapping[str, Any]
-    org: Mapping[str, Any]
 
-    @property
-    def vat(self) -> VatContext:
-        return VatContext(self.row["country"], bool(self.row["is_business"]),
-                          bool(self.row["vat_id_valid"]), self.org["country"])
+def metrics_from_rows(rows: Mapping[str, Mapping[str, Any]]) -> list[Metric]:
+    return [Metric(code, Aggregation(m["aggregation"]), m["field"]) for code, m in rows.items()]
+
+
+def subscriptions_from_rows(reference: str, rows: Sequence[Mapping[str, Any]],
+                            catalog: PlanCatalog) -> list[Subscription]:
+    """Domain subscriptions from the (subscription, phase) rows of one account."""
+    by_id: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(int(row["subscription_id"]), []).append(row)
+    result = []
+    for phase_rows in by_id.values():
+        first = phase_rows[0]
+        started: date = first["started_on"]
+        plan = catalog.price_for(first["plan_code"], max(first["start_on"], started))
+        ends_on = first["ends_on"]
+        result.append(Subscription(
+            subscription_id=first["external_id"], account_reference=reference,
+            interval=plan.interval, billing_anchor=date(started.year, started.month, 1),
+            phases=tuple(Phase(r["plan_code"], r["start_on"], r["end_on"]) for r in phase_rows),
+            trial_end=first["trial_ends_on"],
+            cancellation=Cancellation(ends_on, CancellationMode.IMMEDIATE) if ends_on else None,
+        ))
+    return result
 
 
 class UsageFeed:
-    """Streaming aggregation of a chunk's usage rows, per (account, metric)."""
+    """A chunk's usage rows of the previous period, grouped by account."""
 
-    def __init__(self, metrics: Mapping[str, Mapping[str, Any]], start: datetime,
-                 end: datetime) -> None:
-        self._metrics = {code: Metric(code, Aggregation(m["aggregation"]), m["field"])
-                         for code, m in metrics.items()}
-        self._start, self._end = start, end
-        self._aggregators: dict[int, dict[str, Aggregator]] = {}
+    def __init__(self) -> None:
+        self._events: dict[int, list[UsageEvent]] = {}
 
-    def consume(self, rows: Iterable[Any]) -> None:
+    def consume(self, rows: Iterable[Any], references: Mapping[int, str]) -> None:
         for row in rows:
-            by_metric = self._aggregators.setdefault(int(row.account_id), {})
-            aggregator = by_metric.get(row.metric_code)
-            if aggregator is None:
-                aggregator = make_aggregator(self._metrics[row.metric_code], self._start,
-                                             self._end)
-                by_metric[row.metric_code] = aggregator
-            aggregator.add(UsageEvent(row.event_id, "", row.metric_code, row.occurred_at,
-                                      row.value, row.properties or {}))
+            account_id = int(row.account_id)
+            self._events.setdefault(account_id, []).append(UsageEvent(
+                row.event_id, references[account_id], row.metric_code, row.occurred_at,
+                row.value, row.properties or {}))
 
-    def for_account(self, account_id: int) -> dict[str, Decimal]:
-        return {metric: agg.result()
-                for metric, agg in self._aggregators.get(account_id, {}).items()}
+    def events(self, account_id: int) -> list[UsageEvent]:
+        return self._events.get(account_id, [])
 
 
-@dataclass
-class Rating:
-    lines: list[InvoiceLine]
-    currency: str
-    locale: str
-    exemption_reasons: dict[VatCategory, str]
-
-    @property
-    def subtotals(self) -> Any:
-        return tax_breakdown(self.lines, self.currency, self.exemption_reasons)
-
-    @property
-    def total_incl_minor(self) -> int:
-        return totals(self.subtotals)[2]
-
-    def draft(self, billing_key: str, row: Mapping[str, Any], start: date,
-              end: date) -> DraftInvoice:
-        subtotals = self.subtotals
-        excl, tax, incl = totals(subtotals)
-        return DraftInvoice(int(row["id"]), row["reference"], billing_key, self.currency,
-                            self.locale, start, end, self.lines, subtotals, excl, tax, incl)
+def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
+             catalog: PlanCatalog, metrics: Sequence[Metric], events: Sequence[UsageEvent],
+             period: Period) -> list[DraftInvoice]:
+    """One domain draft per subscription of the account (rating errors propagate)."""
+    drafts = []
+    for subscription in subscriptions:
+        previous = subscription.previous_period(period)
+        scope = usage_scope(subscription, catalog, previous)
+        usage = None
+        if scope is not None:
+            meter = UsageMeter(account.account_reference, scope, metrics)
+            for event in events:
+                if scope.start <= event.timestamp < scope.end:
+                    meter.add(event)
+            usage = meter.result()
+        drafts.append(rate_account(account, subscription, catalog, period, usage))
+    return drafts
 
 
-def _phases(rows: Sequence[Mapping[str, Any]]) -> list[Phase]:
-    return [Phase(r["plan_code"], r["start_on"], r["end_on"]) for r in rows]
+def merge(account_id: int, billing_key: str, period: Period,
+          drafts: Sequence[DraftInvoice]) -> StoredDraft:
+    """One stored draft with the lines of every subscription, VAT recomputed over all."""
+    first = drafts[0]
+    lines: list[InvoiceLine] = []
+    reasons: dict[VatCategory, str] = {}
+    for draft in drafts:
+        for line in draft.lines:
+            lines.append(InvoiceLine(len(lines) + 1, line.description, line.quantity,
+                                     line.unit_price, line.amount_minor, line.vat_category,
+                                     line.vat_rate, line.unit_code, line.period_start,
+                                     line.period_end))
+        reasons.update({t.category: t.exemption_reason for t in draft.tax_subtotals
+                        if t.exemption_reason})
+    subtotals = tax_breakdown(lines, first.currency, reasons)
+    excl, tax, incl = totals(subtotals)
+    return StoredDraft(account_id, first.account_reference, billing_key, first.currency,
+                       first.locale, period.start, period.end, lines, subtotals, excl, tax,
+                       incl)
 
 
-def rate_account(account: AccountRating, phase_rows: Sequence[Mapping[str, Any]],
-                 catalog: PlanCatalog, usage: Mapping[str, Decimal], start: date,
-                 end: date) -> Rating:
-    row = account.row
-    currency, locale = row["currency"], row["locale"]
-    rating = Rating([], currency, locale, {})
-    previous = previous_period(start)
-    if phase_rows:
-        first = phase_rows[0]
-        spans = fee_spans(_phases(phase_rows), previous, (start, end),
-                          trial_end=first["trial_ends_on"], ends_on=first["ends_on"])
-        for span in spans:
-            plan = catalog.price_for(span.plan_code, span.start)
-            for charge in plan.fixed_charges:
-                _add(rating, account, charge, *_fee_line(charge, span, plan, locale))
-        usage_plan = _plan_at(phase_rows, catalog, previous)
-        if usage_plan is not None:
-            for charge in usage_plan.usage_charges:
-                _add_usage(rating, account, charge, usage.get(charge.metric_code or "",
-                                                              Decimal(0)))
-    return rating
-
-
-def _plan_at(phase_rows: Sequence[Mapping[str, Any]], catalog: PlanCatalog,
-             period: tuple[date, date]) -> Plan | None:
-    """The plan of the last phase that overlaps ``period``: its usage prices apply."""
-    overlapping = [r for r in phase_rows if r["start_on"] < period[1]
-                   and (r["end_on"] is None or r["end_on"] > period[0])]
-    if not overlapping:
-        return None
-    last = overlapping[-1]
-    return catalog.price_for(last["plan_code"], max(last["start_on"], period[0]))
-
-
-_SPAN_LABEL = {
-    ("fr", "advance"): "{d} — du {s} au {e}",
-    ("en", "advance"): "{d} — {s} to {e}",
-    ("fr", "adjustment_charge"): "{d} — prorata {n}/{t} jours ({p}, du {s} au {e})",
-    ("en", "adjustment_charge"): "{d} — prorated {n}/{t} days ({p}, {s} to {e})",
-    ("fr", "adjustment_credit"): "Avoir : {d} non utilisé ({p}, du {s} au {e})",
-    ("en", "adjustment_credit"): "Credit: unused {d} ({p}, {s} to {e})",
-}
-
-
-def _fee_line(charge: Charge, span: FeeSpan, plan: Plan,
-              locale: str) -> tuple[str, Decimal, Decimal, int]:
-    full = to_minor(charge.amount(Decimal(1)), plan.currency)
-    amount = span.sign * prorate(full, span.days, span.days_in_period)
-    label = _SPAN_LABEL[(locale if locale == "en" else "fr", span.reason)].format(
-        d=charge.description(locale), n=span.days, t=span.days_in_period, p=plan.name,
-        s=span.start.isoformat(), e=span.end.isoformat())
-    return label, Decimal(span.sign), to_major(abs(amount), plan.currency), amount
-
-
-def _add_usage(rating: Rating, account: AccountRating, charge: Charge,
-               quantity: Decimal) -> None:
-    for component in charge.components(quantity):
-        amount = to_minor(component.amount, rating.currency)
-        if amount == 0:
-            continue
-        label = charge.description(rating.locale)
-        if component.tier is not None:
-            label += f" (palier {component.tier})" if rating.locale == "fr" \
-                else f" (tier {component.tier})"
-        _add(rating, account, charge, label, Decimal(component.quantity),
-             component.unit_price, amount)
-
-
-def _add(rating: Rating, account: AccountRating, charge: Charge, description: str,
-         quantity: Decimal, unit_price: Decimal, amount_minor: int) -> None:
-    treatment = account.vat.treatment(charge.vat_rate_class)
-    if treatment.exemption_reason:
-        rating.exemption_reasons[treatment.category] = treatment.mention(rating.locale)
-    rating.lines.append(InvoiceLine(len(rating.lines) + 1, description, quantity, unit_price,
-                                    amount_minor, treatment.category, treatment.rate))
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

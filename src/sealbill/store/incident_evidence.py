@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -58,7 +58,7 @@ def ledger_messages(conn: Connection, org_id: int,
         .where(delivery_ledger.c.organization_id == org_id, *scope_filters(scope))
         .order_by(delivery_ledger.c.seq)
     )
-    return [_message(row._mapping) for row in rows]
+    return [_message(cast(Mapping[str, Any], row._mapping)) for row in rows]
 
 
 def _message(row: Mapping[str, Any]) -> LedgerMessage:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,6 +35,18 @@ STATUSES = ("open", "notified", "closed")
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _mapping(row: sa.Row[Any]) -> Mapping[str, Any]:
+    # Column keys are strings in every table here; SQLAlchemy types them more broadly.
+    return cast(Mapping[str, Any], row._mapping)
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no primary key for an insert")
+    return int(key[0])
 
 
 def empty_record() -> dict[str, Any]:
@@ -57,14 +69,10 @@ def open_incident(conn: Connection, org_id: int, *, title: str, aware_at: dateti
     if not title.strip():
         raise ValueError("an incident needs a title")
     at = at or now()
-    incident_id = int(
-        conn.execute(
-            sa.insert(incidents).values(
-                organization_id=org_id, title=title.strip(), aware_at=aware_at, opened_at=at,
-                opened_by=actor, scope=dict(scope), status="open", record=empty_record(),
-            )
-        ).inserted_primary_key[0]
-    )
+    incident_id = _new_id(conn.execute(
+        sa.insert(incidents).values(
+            organization_id=org_id, title=title.strip(), aware_at=aware_at, opened_at=at,
+            opened_by=actor, scope=dict(scope), status="open", record=empty_record())))
     append_event(conn, org_id, incident_id, "opened",
                  {"title": title.strip(), "aware_at": aware_at.isoformat(),
                   "scope": dict(scope)}, actor=actor, at=at)
@@ -81,13 +89,13 @@ def incident(conn: Connection, org_id: int, incident_id: int, *,
     row = conn.execute(query).first()
     if row is None:
         raise NotFound(f"incident {incident_id} not found")
-    return row._mapping
+    return _mapping(row)
 
 
 def all_incidents(conn: Connection, org_id: int) -> list[Mapping[str, Any]]:
     rows = conn.execute(sa.select(incidents).where(incidents.c.organization_id == org_id)
                         .order_by(incidents.c.id))
-    return [row._mapping for row in rows]
+    return [_mapping(row) for row in rows]
 
 
 def append_event(conn: Connection, org_id: int, incident_id: int, event: str,
@@ -107,7 +115,7 @@ def events(conn: Connection, org_id: int, incident_id: int) -> list[Mapping[str,
                incident_events.c.incident_id == incident_id)
         .order_by(incident_events.c.at, incident_events.c.id)
     )
-    return [row._mapping for row in rows]
+    return [_mapping(row) for row in rows]
 
 
 def update_record(conn: Connection, org_id: int, incident_id: int,
@@ -161,15 +169,11 @@ def add_correction(conn: Connection, org_id: int, *, contact_id: int, account_id
     if incident_id is not None:
         incident(conn, org_id, incident_id)
     at = at or now()
-    correction_id = int(
-        conn.execute(
-            sa.insert(link_corrections).values(
-                organization_id=org_id, contact_id=contact_id, account_id=account_id,
-                entitled=entitled, valid_from=valid_from, valid_to=valid_to,
-                reason=reason.strip(), actor=actor, at=at, incident_id=incident_id,
-            )
-        ).inserted_primary_key[0]
-    )
+    correction_id = _new_id(conn.execute(
+        sa.insert(link_corrections).values(
+            organization_id=org_id, contact_id=contact_id, account_id=account_id,
+            entitled=entitled, valid_from=valid_from, valid_to=valid_to,
+            reason=reason.strip(), actor=actor, at=at, incident_id=incident_id)))
     if incident_id is not None:
         append_event(conn, org_id, incident_id, "link_corrected",
                      {"correction_id": correction_id, "contact_id": contact_id,

@@ -105,3 +105,37 @@ def test_one_organization_never_reads_or_bills_another(any_engine: Engine,
     # Finalizing org B's run with org A's id finalizes nothing of B's.
     with pytest.raises(LookupError):
         finalize_run(any_engine, a.org_id, b.run_id)
+
+
+def test_plan_change_mid_period_is_prorated_on_the_next_invoice(any_engine: Engine,
+                                                               tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
+    from sealbill.store import catalog as catalog_store
+    from sealbill.store.schema import subscriptions
+
+    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        catalog_store.add_plan(conn, s.org_id, Plan(
+            "premium", "Premium", Interval.MONTH, "EUR", 1, date(2020, 1, 1),
+            (Charge("base", ChargeModel.FLAT, "Abonnement", "Subscription",
+                    ChargeProperties(amount=Decimal("49.90"))),)), datetime.now(UTC))
+        sub_id = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.account_id == s.account_ids["A0002"])).scalar_one()
+        catalog_store.change_plan(conn, s.org_id, sub_id, "premium", date(2026, 10, 16),
+                                  datetime.now(UTC))
+    result = bill_period(any_engine, s.org_id, "2026-11", actor="x")
+    done = dict(finalize_run(any_engine, s.org_id, result.run_id or 0))
+    with any_engine.begin() as conn:
+        changed = next(load_invoice(conn, s.org_id, i) for i in done
+                       if load_invoice(conn, s.org_id, i).account_reference == "A0002")
+        steady = next(load_invoice(conn, s.org_id, i) for i in done
+                      if load_invoice(conn, s.org_id, i).account_reference == "A0001")
+    assert [line.amount_minor for line in steady.lines] == [1990]
+    amounts = sorted(line.amount_minor for line in changed.lines)
+    # October: Basic was billed in advance for 31 days but used 15; Premium used 16 days.
+    basic_used, premium_used = round(Decimal(1990 * 15) / 31), round(Decimal(4990 * 16) / 31)
+    assert amounts == sorted([-(1990 - basic_used), premium_used, 4990])
+    assert check_invoice(changed) == []

@@ -24,7 +24,7 @@ from sealbill.pipeline.compose import extract_facturx_xml
 from sealbill.pipeline.plan import PlanResult, approve_run, plan_run
 from sealbill.pipeline.send import SendOptions, SendReport, send_run
 from sealbill.store import ledger
-from sealbill.store.schema import alerts, billing_runs, invoices, organizations
+from sealbill.store.schema import alerts, billing_runs, invoices, organizations, outbox
 from tests.support.scenario import Scenario, build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
 
@@ -111,8 +111,14 @@ class World:
             owner = {str(n): str(r) for n, r in conn.execute(
                 sa.select(invoices.c.number, invoices.c.account_reference).where(
                     invoices.c.organization_id == self.org_id, invoices.c.number.is_not(None)))}
-        wrong = []
+            ours = set(conn.execute(sa.select(outbox.c.message_id).where(
+                outbox.c.organization_id == self.org_id)).scalars())
+            known = set(conn.execute(sa.select(outbox.c.message_id)).scalars())
+        wrong = [f"unknown message {m.message_id}" for m in self.smtp.received
+                 if m.message_id not in known]
         for message in self.smtp.received:
+            if message.message_id not in ours:
+                continue  # another organization's message (checked by that world)
             number = invoice_number_in(message.data)
             allowed = self.entitled.get(owner.get(number or "", ""), set())
             for rcpt in message.rcpt_tos:

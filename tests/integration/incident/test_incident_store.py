@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,9 +18,9 @@ from sealbill.store.schema import incident_events
 from tests.integration.incident.world import at, swapped_world
 
 
-def open_for(engine: Engine, org_id: int, **scope: object) -> int:
+def open_for(engine: Engine, org_id: int, **scope: Any) -> int:
     return pipeline.open_incident(engine, org_id, title="customers got other invoices",
-                                  aware_at=at(24 * 60), scope=pipeline.Scope(**scope),  # type: ignore[arg-type]
+                                  aware_at=at(24 * 60), scope=pipeline.Scope(**scope),
                                   actor="tester")
 
 

@@ -29,10 +29,12 @@ def test_the_register_lists_every_incident_notified_or_not_with_its_reasoning(
                     reason="every recipient was entitled", communication="not_required",
                     communication_reason="no disclosure", actor="dpo")
 
+    pipeline.close(any_engine, world.org_id, alarm, reason="no disclosure", actor="dpo")
+
     entries = [register_entry(d) for d in pipeline.all_dossiers(any_engine, world.org_id)]
 
     assert [(e["id"], e["status"], e["decision"]["notify"]) for e in entries] == [
-        (leak, "notified", True), (alarm, "open", False)]
+        (leak, "notified", True), (alarm, "closed", False)]
     assert entries[0]["effects"]["subjects"] == 2
     assert entries[0]["effects"]["personal_data_breach"] is True
     assert "migration reverted" in entries[0]["remedial_action"]["taken"]
