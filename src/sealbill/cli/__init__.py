@@ -6,8 +6,11 @@ connects to a database or a server at import time.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from sealbill import logs
 from sealbill.cli import billing, delivery, demo, incident, setup
 
 app = typer.Typer(
@@ -21,6 +24,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+@app.callback()
+def _global_options(
+    log_level: Annotated[str, typer.Option(envvar="SEALBILL_LOG_LEVEL",
+                                           help="debug, info, warning or error.")] = "warning",
+    log_json: Annotated[bool, typer.Option("--log-json", envvar="SEALBILL_LOG_JSON",
+                                           help="Logs as one JSON object per line "
+                                                "on stderr.")] = False,
+) -> None:
+    """Billing that sends each invoice to the people entitled to it and nobody else."""
+    logs.configure(log_level, log_json)
+
 
 setup.register(app)
 billing.register(app)

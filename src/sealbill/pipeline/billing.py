@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -40,6 +41,7 @@ from sealbill.store.schema import accounts, billing_runs
 from sealbill.store.usage import stream_period
 
 CHUNK = 1000
+log = logging.getLogger(__name__)
 
 
 class BillingError(ValueError):
@@ -113,6 +115,9 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
                 result.totals[draft.currency] = (result.totals.get(draft.currency, 0)
                                                  + draft.total_incl_minor)
             result.drafted += len(drafts)
+            log.info("rated a chunk of accounts", extra={"fields": {
+                "stage": "rate", "run_id": run_id, "accounts": len(chunk),
+                "drafted": len(drafts)}})
             if on_progress:
                 on_progress(len(chunk))
     return result

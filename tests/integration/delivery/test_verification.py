@@ -41,7 +41,7 @@ def test_a_mailed_code_verifies_once(world: World) -> None:
     assert [m.rcpt_tos for m in world.smtp.accepted] == [("new@client1.example",)]
     body = message_from_bytes(world.smtp.accepted[0].data, policy=default)
     text = body.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    code = re.search(r"code: ([\w-]+\.[0-9a-f]+)", text)
+    code = re.search(r"\?code=([\w-]+\.[0-9a-f]+)", text)
     assert code is not None and started.contact_id == cid
     with world.engine.begin() as conn:  # only the hash of the code is stored
         stored = conn.execute(sa.select(verification_tokens.c.token_hash)).scalars().all()
