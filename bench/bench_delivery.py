@@ -24,6 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from tests.support.scenario import build_scenario  # noqa: E402
+
 from sealbill.domain import guard  # noqa: E402
 from sealbill.mail.config import SmtpConfig  # noqa: E402
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key  # noqa: E402
@@ -34,7 +36,6 @@ from sealbill.pipeline.plan import plan_run  # noqa: E402
 from sealbill.pipeline.render import render_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
-from tests.support.scenario import build_scenario  # noqa: E402
 
 
 def _serve(port: int) -> None:

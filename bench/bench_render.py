@@ -26,12 +26,11 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -148,10 +147,6 @@ def _baseline_index(i: int) -> int:
     return len(baseline_render(sample_invoice(i)))
 
 
-def _sealbill_index(i: int) -> int:
-    return len(render_invoice(sample_invoice(i)).pdf)
-
-
 # ---- measurement ----
 
 def validate(pdf: bytes) -> str:
@@ -161,14 +156,20 @@ def validate(pdf: bytes) -> str:
     return "pass" if not findings else f"FAIL ({len(findings)}: {findings[0]})"
 
 
-def single(render: Callable[[Invoice], Any], count: int, start: int) -> list[float]:
-    """Per-invoice seconds, each invoice distinct (no layout cache hit between them)."""
-    times = []
-    for invoice in invoices(count, start):
+def single(count: int, every: int) -> tuple[list[float], list[float]]:
+    """Per-invoice seconds, one process, each invoice distinct. The two pipelines are
+    interleaved (the baseline on every ``every``-th invoice) so that background load on
+    the machine weighs on both alike."""
+    ours, base = [], []
+    for k, invoice in enumerate(invoices(count, 100)):
         begin = time.perf_counter()
-        render(invoice)
-        times.append(time.perf_counter() - begin)
-    return times
+        render_invoice(invoice)
+        ours.append(time.perf_counter() - begin)
+        if k % every == 0:
+            begin = time.perf_counter()
+            baseline_render(invoice)
+            base.append(time.perf_counter() - begin)
+    return ours, base
 
 
 def sealbill_pool(count: int, workers: int) -> float:
@@ -232,8 +233,7 @@ def main() -> None:
     base_check = validate(baseline_render(sample_invoice(0)))
     render_invoice(sample_invoice(1)), baseline_render(sample_invoice(1))  # warm caches
 
-    ours = single(render_invoice, args.single, 100)
-    base = single(baseline_render, max(20, args.single // 6), 100)
+    ours, base = single(args.single, every=6)
     embed_ours, embed_lib = embedding_step(50)
     ours_pool = sealbill_pool(args.count, args.workers)
     base_pool = baseline_pool(args.baseline_count, args.workers)

@@ -9,6 +9,7 @@ import typer
 
 from sealbill.cli.common import JsonOption, emit_json, err_console
 from sealbill.demo.cycle import run_demo
+from sealbill.demo.delivery import deliver_to_sink
 
 
 def register(app: typer.Typer) -> None:
@@ -24,13 +25,15 @@ def demo(
 ) -> None:
     """Seed an organization with customers, plans and a month of usage, then bill, finalize,
     render and deliver it to a local SMTP sink. Prints where to look."""
-    report = run_demo(workdir, accounts=accounts, period=period,
-                      say=(lambda _: None) if as_json else err_console.print)
+    say = (lambda _: None) if as_json else err_console.print
+    report = run_demo(workdir, accounts=accounts, period=period, say=say,
+                      deliver=deliver_to_sink(workdir / "maildir", say))
     if as_json:
         emit_json({"ok": True, "workdir": str(report.workdir),
                    "database": report.database_url, "stages": report.stages})
         return
     typer.echo(f"\ndatabase:  {report.database_url}")
     typer.echo(f"documents: {report.workdir / 'files'}")
+    typer.echo(f"mails:     {report.workdir / 'maildir'} (one file per message in new/)")
     typer.echo(f"try:       sealbill --help; sealbill invoices list --org {report.org_slug} "
                f"--db {report.database_url}")

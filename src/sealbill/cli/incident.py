@@ -177,6 +177,9 @@ def assess_command(
     console.print(f"SE = {data['inputs']['dpc']} × {data['inputs']['ei']} + "
                   f"{assessment.inputs.cb} = [bold]{data['score']}[/] ({data['level']})")
     for name, why in data["proposed_rationale"].items():
+        change = data["adjustments"].get(name)
+        if change:  # the operator's reason replaces the proposal's
+            why = f"adjusted from {change['from']}: {change['justification']}"
         console.print(f"  {name}: {data['inputs'][name]} — {why}", markup=False)
 
 

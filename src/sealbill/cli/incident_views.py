@@ -76,7 +76,9 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
     if decision:
         verb = "notify" if decision["notify"] else "do not notify"
         console.print(f"decision: {verb} — {_e(decision['reason'])}")
-    if status["missing"]:
+    if not status["notification_indicated"]:
+        console.print("no disclosure found in scope: no notification indicated")
+    elif status["missing"]:
         table = Table("missing from the notification", "how to fill it")
         for item in status["missing"]:
             table.add_row(_e(item["label"]), _e(item["hint"]))

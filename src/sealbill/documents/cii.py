@@ -239,7 +239,7 @@ def _settlement(settlement: Element, invoice: Invoice) -> None:
 
 
 def _payment_means(settlement: Element, invoice: Invoice) -> None:
-    """BG-16: the buyer's masked method, else a transfer to the seller's IBAN (BR-61)."""
+    """BG-16: the buyer's payment method, else a transfer to the seller's IBAN (BR-61)."""
     method = invoice.payment_method
     kind = method.kind if method else "transfer"
     seller = invoice.seller
@@ -254,7 +254,10 @@ def _payment_means(settlement: Element, invoice: Invoice) -> None:
         if digits:
             # BR-51: only the last 4 to 6 digits of the card number may be given.
             _el(_el(means, "ApplicableTradeSettlementFinancialCard"), "ID", digits)
-    if seller.iban and kind != "card":
+    # The seller's account is where a transfer goes; for a card or a direct debit it would
+    # be misleading. (A complete BG-19 direct debit would need the mandate reference BT-89,
+    # the creditor id BT-90 and the debited IBAN BT-91, which the Invoice does not carry.)
+    if seller.iban and kind not in ("card", "sepa_debit"):
         _el(_el(means, "PayeePartyCreditorFinancialAccount"), "IBANID",
             seller.iban.replace(" ", ""))
         if seller.bic:

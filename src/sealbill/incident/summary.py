@@ -5,6 +5,8 @@ Invariants:
   the same ledger the drafts use;
 - the register lists every incident, notified or not, closed or not, and for each one whether
   it was notified and why (the decision's reasoning), as Art. 33(5) requires;
+- the notification's gaps are listed whenever a notification is indicated (a disclosure was
+  found, or the operator decided to notify);
 - past the deadline without a recorded reason for the delay, the status *asks* for it (a
   prompt naming the command), it never invents one.
 """
@@ -28,17 +30,22 @@ def status_dict(d: Dossier) -> dict[str, Any]:
     clock, view = d.clock, d.view
     decision = d.record.get("decision")
     prompts = []
+    indicated = view.has_leak or bool(decision and decision.get("notify"))
     if d.ledger_problems:
         prompts.append(f"The delivery ledger fails its integrity check ({len(d.ledger_problems)}"
                        " problem(s)): the blast radius may be incomplete; see "
                        "`sealbill incident radius` and the ledger verification")
-    if clock.needs_delay_reason:
+    if clock.needs_delay_reason and indicated:
         prompts.append("The 72-hour deadline has passed: the notification must state the "
                        "reasons for the delay. Record them with: sealbill incident update "
                        f"{incident_id} --delay-reason TEXT")
     if decision is None and view.has_leak:
         prompts.append("No decision recorded yet: sealbill incident decide "
                        f"{incident_id} --notify|--no-notify --reason TEXT")
+    elif decision is None:
+        prompts.append("No unintended recipient in scope: record the decision for the register "
+                       f"(sealbill incident decide {incident_id} --no-notify --reason TEXT), or "
+                       "widen the scope if the reports point elsewhere")
     if d.record.get("severity") is None and view.has_leak:
         prompts.append(f"Severity not assessed yet: sealbill incident assess {incident_id}")
     return {
@@ -58,7 +65,10 @@ def status_dict(d: Dossier) -> dict[str, Any]:
                    "subjects": view.subject_count, "records": view.record_count,
                    "unintended_recipients": len(view.recipients)},
         "decision": decision,
-        "missing": [{"field": key, "label": FIELD_LABELS[key],
+        "notification_indicated": indicated,
+        # Without a disclosure and without a decision to notify, there is no notification
+        # whose gaps would matter; the register still documents the incident.
+        "missing": [] if not indicated else [{"field": key, "label": FIELD_LABELS[key],
                      "hint": hint(key, incident_id)}
                     for key in d.missing],
         "ledger": {"ok": not d.ledger_problems, "problems": list(d.ledger_problems)},

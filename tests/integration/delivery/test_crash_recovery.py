@@ -45,7 +45,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
     return folder / "db.sqlite", scenario.org_id, scenario.run_id
 
 
-def _send(db: Path, run_id: int, port: int, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+def _send(db: Path, run_id: int, port: int,
+          kill_at: str | None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "2",
            "PYTHONPATH": str(ROOT / "src")}
     env.pop("SEALBILL_DKIM_KEY", None)

@@ -4,9 +4,9 @@ address; or an operator confirmation with a reason. Every step is in contact_eve
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -65,7 +65,7 @@ def test_expired_forged_or_readdressed_codes_are_refused(world: World) -> None:
     with world.engine.begin() as conn:
         old, _ = tokens.issue(conn, world.org_id, cid, account, KEY,
                               now=datetime.now(UTC) - timedelta(days=3))
-    with pytest.raises(verify.VerificationError, match="revoked|expired"):
+    with pytest.raises(verify.VerificationError, match=r"revoked|expired"):
         verify.confirm(world.engine, world.org_id, old, actor="x", key=KEY)
     with world.engine.begin() as conn:
         code, _ = tokens.issue(conn, world.org_id, cid, account, KEY)

@@ -63,3 +63,18 @@ def test_status_counts_down_then_asks_for_the_reasons_for_delay(any_engine: Engi
     assert "delay_reason" in [m["field"] for m in late["missing"]]
     assert {"cause", "detection", "severity", "communication"} <= {
         m["field"] for m in early["missing"]}
+
+
+def test_without_a_disclosure_status_indicates_no_notification_but_asks_for_a_decision(
+        any_engine: Engine) -> None:
+    world = swapped_world(any_engine)
+    incident_id = pipeline.open_incident(any_engine, world.org_id, title="alarm",
+                                         aware_at=at(60),
+                                         scope=pipeline.Scope(window=(at(8), at(12))),
+                                         actor="dpo")
+
+    status = status_dict(pipeline.dossier(any_engine, world.org_id, incident_id))
+
+    assert status["notification_indicated"] is False and status["missing"] == []
+    assert any("--no-notify" in prompt for prompt in status["prompts"])
+    assert status["radius"]["subjects"] == 0

@@ -1,0 +1,72 @@
+"""Delivery from the command line: plan, send, status, pause/resume, ledger verify, smtp-sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from sealbill.mail.sink import free_port, read_maildir
+from sealbill.store.db import create_engine
+from sealbill.store.migrate import upgrade
+from sealbill.store.schema import delivery_ledger
+from tests.support.scenario import build_scenario
+
+
+def sealbill(db: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "5"}
+    return subprocess.run([sys.executable, "-m", "sealbill", *args, "--db", db],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_engine(db)
+    upgrade(engine)
+    scenario = build_scenario(engine, accounts=3, files_dir=tmp_path / "files")
+    engine.dispose()
+    port = free_port()
+    maildir = tmp_path / "maildir"
+    sink = subprocess.Popen([sys.executable, "-m", "sealbill", "smtp-sink", "--maildir",
+                             str(maildir), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        run = str(scenario.run_id)
+        planned = sealbill(db, port, "run", "plan", run, "--org", "acme-cloud", "--json")
+        assert planned.returncode == 0, planned.stderr
+        assert json.loads(planned.stdout)["verdict"] == "proceed"
+        paused = sealbill(db, port, "pause", "--org", "acme-cloud", "--reason", "drill")
+        assert paused.returncode == 0, paused.stderr
+        stopped = sealbill(db, port, "run", "send", run, "--org", "acme-cloud", "--json")
+        assert stopped.returncode == 1 and json.loads(stopped.stdout)["stopped"] == "paused"
+        resumed = sealbill(db, port, "resume", "--org", "acme-cloud", "--reason", "go")
+        assert resumed.returncode == 0, resumed.stderr
+        sent = sealbill(db, port, "run", "send", run, "--org", "acme-cloud", "--json")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert json.loads(sent.stdout)["outbox"] == {"sent": 3}
+        status = sealbill(db, port, "run", "status", run, "--org", "acme-cloud", "--json")
+        assert json.loads(status.stdout)["status"] == "sent"
+        verified = sealbill(db, port, "ledger", "verify", "--org", "acme-cloud", "--json")
+        assert verified.returncode == 0 and json.loads(verified.stdout)["rows"] == 3
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    messages = read_maildir(maildir)
+    assert len(messages) == 3
+    for envelope, raw in messages:
+        to = envelope["to"].split(", ")[0]
+        assert f"To: {to}".encode() in raw  # what SMTP was told is what the message says
+    engine = create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(sa.update(delivery_ledger).where(delivery_ledger.c.seq == 1)
+                     .values(invoice_number="F-999999"))
+    engine.dispose()
+    broken = sealbill(db, port, "ledger", "verify", "--org", "acme-cloud", "--json")
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["problems"][0]["problem"] == "edited"
