@@ -38,6 +38,7 @@ from sealbill.domain.invoices import (
 from sealbill.domain.money import Money, format_plain
 
 GUIDELINE: Final = "urn:cen.eu:en16931:2017"
+TAX_CURRENCY: Final = "EUR"  # French VAT is accounted in euros (BT-6)
 NS: Final = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
@@ -215,6 +216,8 @@ def _delivery(delivery: Element, invoice: Invoice) -> None:
 def _settlement(settlement: Element, invoice: Invoice) -> None:
     currency = invoice.currency
     _el(settlement, "PaymentReference", invoice.number)
+    if currency != TAX_CURRENCY:
+        _el(settlement, "TaxCurrencyCode", TAX_CURRENCY)  # BT-6, FR-CTC BR-FR-CO-12
     _el(settlement, "InvoiceCurrencyCode", currency)
     _payment_means(settlement, invoice)
     for subtotal in invoice.tax_subtotals:
@@ -229,6 +232,10 @@ def _settlement(settlement: Element, invoice: Invoice) -> None:
     _el(sums, "LineTotalAmount", _amount(invoice.total_excl_minor, currency))
     _el(sums, "TaxBasisTotalAmount", _amount(invoice.total_excl_minor, currency))
     _el(sums, "TaxTotalAmount", _amount(invoice.tax_total_minor, currency), currencyID=currency)
+    if currency != TAX_CURRENCY:
+        # BT-111: check_renderable only lets a foreign-currency invoice through without VAT,
+        # so its VAT in euros is exactly zero (no exchange rate involved).
+        _el(sums, "TaxTotalAmount", "0.00", currencyID=TAX_CURRENCY)
     _el(sums, "GrandTotalAmount", _amount(invoice.total_incl_minor, currency))
     _el(sums, "DuePayableAmount", _amount(invoice.total_incl_minor, currency))
     if invoice.kind is DocumentKind.CREDIT_NOTE and invoice.corrected_invoice_number:

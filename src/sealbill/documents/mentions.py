@@ -212,10 +212,12 @@ def _check_parties(invoice: Invoice, where: str) -> list[str]:
 
 def _check_amounts(invoice: Invoice, where: str) -> list[str]:
     problems = []
-    if invoice.currency != "EUR":
-        # BR-FR-CO-12 wants the VAT total in EUR (BT-6/BT-111): the domain has no such amount.
-        problems.append(f"{where}: only EUR invoices are supported (BR-FR-CO-12 needs BT-111)")
-    elif exponent(invoice.currency) > 2:
+    if invoice.currency != "EUR" and invoice.tax_total_minor != 0:
+        # BR-FR-CO-12 wants the VAT total in EUR too (BT-6/BT-111); without VAT it is 0.00 EUR,
+        # with VAT it needs an exchange rate the Invoice does not carry.
+        problems.append(f"{where}: VAT in {invoice.currency} needs its EUR amount (BR-FR-CO-12,"
+                        " BT-111), which the Invoice does not carry")
+    if exponent(invoice.currency) > 2:
         problems.append(f"{where}: amounts with more than 2 decimals (BR-DEC)")
     for sub in invoice.tax_subtotals:
         if sub.category is VatCategory.STANDARD and rate_code(sub.rate) not in FRENCH_VAT_RATES:

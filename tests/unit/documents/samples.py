@@ -121,6 +121,7 @@ def line(
     category: VatCategory = S,
     rate: str = "20",
     period: tuple[date, date] | None = None,
+    currency: str = "EUR",
 ) -> InvoiceLine:
     """A line whose amount is quantity × price rounded once, as the rating engine does."""
     qty, unit = Decimal(quantity), Decimal(price)
@@ -129,7 +130,7 @@ def line(
         description=description,
         quantity=qty,
         unit_price=unit,
-        amount_minor=to_minor(qty * unit, "EUR"),
+        amount_minor=to_minor(qty * unit, currency),
         vat_category=category,
         vat_rate=Decimal(rate),
         period_start=period[0] if period else None,
@@ -148,16 +149,17 @@ def build_invoice(
     corrected: tuple[str, date] | None = None,
     notes: tuple[tuple[str, str], ...] = (),
     issue: date = ISSUE,
+    currency: str = "EUR",
 ) -> Invoice:
     """A consistent invoice: VAT per rate by ``tax_breakdown``, totals by ``totals``."""
-    subtotals = tax_breakdown(lines, "EUR")
+    subtotals = tax_breakdown(lines, currency)
     excl, tax, incl = totals(subtotals)
     invoice = Invoice(
         kind=kind,
         number=number,
         issue_date=issue,
         due_date=issue + timedelta(days=30),
-        currency="EUR",
+        currency=currency,
         locale=locale,
         seller=SELLER,
         buyer=buyer,
@@ -207,6 +209,22 @@ def export() -> Invoice:
     return build_invoice("INV-2025-0004", [
         line(1, "Hosting (outside the EU)", "1", "300.00", G, "0"),
     ], US_BUYER, locale="en")
+
+
+def export_usd() -> Invoice:
+    """Foreign currency without VAT: the VAT total in EUR (BT-111) is exactly 0.00."""
+    return build_invoice("INV-2025-0010", [
+        line(1, "Platform licence (annual)", "1", "4800.00", G, "0", currency="USD"),
+        line(2, "Overage", "12500", "0.0004", G, "0", currency="USD"),
+    ], US_BUYER, locale="en", currency="USD")
+
+
+def export_jpy() -> Invoice:
+    """A currency without minor units."""
+    return build_invoice("INV-2025-0011", [
+        line(1, "Hosting (Tokyo region)", "3", "15000", G, "0", currency="JPY"),
+    ], replace(US_BUYER, name="Sample K.K.", address=Address(
+        "1-1 Chiyoda", "100-0001", "Tokyo", "JP")), locale="en", currency="JPY")
 
 
 def export_fr() -> Invoice:
@@ -264,6 +282,8 @@ CORPUS = {
     "mixed_rates_en": mixed_rates,
     "reverse_charge_en": reverse_charge,
     "export_en": export,
+    "export_usd_en": export_usd,
+    "export_jpy_en": export_jpy,
     "export_and_reverse_charge_fr": export_fr,
     "credit_note_fr": credit_note,
     "credit_note_en": lambda: credit_note("en"),

@@ -32,8 +32,8 @@ def text(root: etree._Element, path: str) -> str:
     return str(values[0])
 
 
-def plain(minor: int) -> str:
-    return format_plain(Money(minor, "EUR"))
+def plain(minor: int, currency: str = "EUR") -> str:
+    return format_plain(Money(minor, currency))
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
@@ -48,16 +48,17 @@ def test_every_sample_passes_xsd_en16931_and_fr_ctc_with_no_finding(
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_xml_totals_and_vat_breakdown_are_the_invoices(name: str, corpus: Corpus) -> None:
     invoice, rendered = corpus[name]
-    root = parse(rendered.xml)
-    assert text(root, f"{SUMS}/ram:LineTotalAmount") == plain(invoice.total_excl_minor)
-    assert text(root, f"{SUMS}/ram:TaxBasisTotalAmount") == plain(invoice.total_excl_minor)
-    assert text(root, f"{SUMS}/ram:TaxTotalAmount") == plain(invoice.tax_total_minor)
-    assert text(root, f"{SUMS}/ram:GrandTotalAmount") == plain(invoice.total_incl_minor)
-    assert text(root, f"{SUMS}/ram:DuePayableAmount") == plain(invoice.total_incl_minor)
+    root, cur = parse(rendered.xml), invoice.currency
+    assert text(root, f"{SUMS}/ram:LineTotalAmount") == plain(invoice.total_excl_minor, cur)
+    assert text(root, f"{SUMS}/ram:TaxBasisTotalAmount") == plain(invoice.total_excl_minor, cur)
+    vat = f"{SUMS}/ram:TaxTotalAmount[@currencyID='{cur}']"
+    assert text(root, vat) == plain(invoice.tax_total_minor, cur)
+    assert text(root, f"{SUMS}/ram:GrandTotalAmount") == plain(invoice.total_incl_minor, cur)
+    assert text(root, f"{SUMS}/ram:DuePayableAmount") == plain(invoice.total_incl_minor, cur)
     taxes = root.xpath(f"{HEADER}/ram:ApplicableTradeTax", namespaces=NS)
     got = [(text(t, "ram:CategoryCode"), Decimal(text(t, "ram:RateApplicablePercent")),
             text(t, "ram:BasisAmount"), text(t, "ram:CalculatedAmount")) for t in taxes]
-    want = [(s.category.value, s.rate, plain(s.base_minor), plain(s.tax_minor))
+    want = [(s.category.value, s.rate, plain(s.base_minor, cur), plain(s.tax_minor, cur))
             for s in invoice.tax_subtotals]
     assert got == want
     assert len(root.xpath("//ram:IncludedSupplyChainTradeLineItem", namespaces=NS)) == len(
@@ -204,3 +205,15 @@ def test_any_text_round_trips_through_the_xml(name: str, description: str) -> No
     assert text(root, "//ram:BuyerTradeParty/ram:Name") == xml_text(name)
     assert text(root, "//ram:IncludedSupplyChainTradeLineItem//ram:Name") == xml_text(
         description)
+
+
+def test_foreign_currency_without_vat_declares_zero_vat_in_euros(corpus: Corpus) -> None:
+    invoice, rendered = corpus["export_usd_en"]
+    root = parse(rendered.xml)
+    assert text(root, f"{HEADER}/ram:InvoiceCurrencyCode") == "USD"
+    assert text(root, f"{HEADER}/ram:TaxCurrencyCode") == "EUR"
+    vat = root.xpath(f"{SUMS}/ram:TaxTotalAmount", namespaces=NS)
+    assert {(v.get("currencyID"), v.text) for v in vat} == {("USD", "0.00"), ("EUR", "0.00")}
+    assert text(root, f"{SUMS}/ram:GrandTotalAmount") == format_plain(
+        Money(invoice.total_incl_minor, "USD"))
+    assert "TaxCurrencyCode" not in corpus["domestic_fr"][1].xml.decode()

@@ -30,7 +30,7 @@ def test_the_sample_corpus_is_renderable() -> None:
     (lambda i: replace(i, number="FA 2025 01"), "BR-FR-01/02"),
     (lambda i: replace(i, business_process="Z9"), "BR-FR-08"),
     (lambda i: replace(i, due_date=i.issue_date.replace(day=1)), "BR-FR-CO-07"),
-    (lambda i: replace(i, currency="USD"), "BR-FR-CO-12"),
+    (lambda i: replace(i, currency="USD"), "BR-FR-CO-12"),  # VAT in USD, no EUR amount
     (lambda i: replace(i, seller=replace(i.seller, legal_id=None)), "BR-FR-10"),
     (lambda i: replace(i, seller=replace(i.seller, siret="99999999900017")), "SIRET"),
     (lambda i: replace(i, buyer=replace(i.buyer, electronic_address=None, email=None)),

@@ -2,15 +2,18 @@
 
 import sqlalchemy as sa
 
-from sealbill.store.schema.base import id_column, metadata, org_column, ref
-from sealbill.store.types import DecimalText, UtcDateTime
+from sealbill.store.schema.base import id_column, metadata
+from sealbill.store.types import BigId, DecimalText, UtcDateTime
 
 usage_events = sa.Table(
     "usage_events",
     metadata,
     id_column(),
-    org_column(),
-    ref("accounts"),
+    # No single-column indexes here: the unique (organization_id, event_id) and the
+    # (account_id, metric_code, occurred_at) indexes below serve every lookup, and each extra
+    # index costs on the hottest insert path of sealbill (millions of events).
+    sa.Column("organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("metric_code", sa.String(64), nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:12:43.823686
+Create Date: 2026-11-29 09:31:40.541243
 """
 
 from alembic import op
@@ -438,9 +438,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('organization_id', 'event_id', name=op.f('uq_usage_events_organization_id_event_id'))
     )
     with op.batch_alter_table('usage_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_usage_events_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_usage_events_account_metric_time', ['account_id', 'metric_code', 'occurred_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_usage_events_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('verification_tokens',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -674,9 +672,7 @@ def downgrade() -> None:
 
     op.drop_table('verification_tokens')
     with op.batch_alter_table('usage_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_usage_events_organization_id'))
         batch_op.drop_index('ix_usage_events_account_metric_time')
-        batch_op.drop_index(batch_op.f('ix_usage_events_account_id'))
 
     op.drop_table('usage_events')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
