@@ -96,3 +96,17 @@ def test_stored_events_read_back_exactly(any_engine: Engine, org: int, tmp_path:
     assert stored.value == Decimal("0.000012")
     assert stored.occurred_at == datetime(2026, 10, 2, 8, 0, tzinfo=UTC)
     assert stored.properties == {"region": "eu-west", "user": "Zoë"}
+
+
+def test_a_bad_row_in_a_later_chunk_undoes_the_chunks_already_inserted(
+        any_engine: Engine, org: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbill.pipeline import usage_import
+
+    monkeypatch.setattr(usage_import, "CHUNK", 4)
+    rows = [_event(n) for n in range(20)]
+    rows[17]["metric_code"] = "unknown_metric"
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
+    assert caught.value.problems == ["line 18: metric_code: unknown metric 'unknown_metric'"]
+    assert _stored(any_engine) == 0
