@@ -1,20 +1,30 @@
 """Delivery throughput: N rendered invoices, DKIM (OpenSSL), guard and ledger, to a loopback sink.
 
-    .venv/bin/python bench/bench_delivery.py [N=10000]
+    .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
+                                             [--skip-noguard]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
-of the figure), plans it, copies the database, then sends it twice to an aiosmtpd sink that
-discards (in its own process, so it does not share the sender's interpreter):
+of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
+its own process so that it does not share the sender's interpreter:
 1. the real sender: guard + DKIM + ledger;
 2. the same run with the guard's two steps (fresh facts, check) replaced by no-ops — the bench
    only, through monkeypatching; the product has no switch to turn the guard off.
 Prints messages/s for both and the guard's share, and DKIM's cost per signature both ways.
+
+``--cache DIR`` keeps the prepared (planned, not yet sent) cycle in DIR and reuses it on the
+next run with the same count, so that iterating on the sender does not re-render 10,000 PDFs.
+``--sink``: ``aiosmtpd`` (sealbill's own ``DiscardHandler``, pure Python) or ``postfix``
+(Postfix's ``smtp-sink``, in C, as the issue suggests; Debian package ``postfix``); ``auto``
+(the default) takes ``smtp-sink`` when it is installed.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import multiprocessing
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +44,11 @@ from sealbill.mail.smtp import SmtpSender  # noqa: E402
 from sealbill.pipeline import send as send_module  # noqa: E402
 from sealbill.pipeline.plan import plan_run  # noqa: E402
 from sealbill.pipeline.render import render_run  # noqa: E402
+from sealbill.store import outbox as box  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
+
+SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
 
 
 def _serve(port: int) -> None:
@@ -45,6 +58,33 @@ def _serve(port: int) -> None:
             time.sleep(3600)
     finally:
         controller.stop()
+
+
+class Sink:
+    """A discarding SMTP server in its own process."""
+
+    def __init__(self, kind: str) -> None:
+        self.port = free_port()
+        self.kind = kind
+        self._proc: Any
+        if kind == "postfix":
+            binary = next(p for p in SMTP_SINK_PATHS if Path(p).exists())
+            # -c: count, -u: run as (needed as root), backlog 100; answers 250 to everything.
+            self._proc = subprocess.Popen([binary, "-u", "nobody", f"127.0.0.1:{self.port}",
+                                           "100"], stdout=subprocess.DEVNULL)
+        else:
+            self._proc = multiprocessing.Process(target=_serve, args=(self.port,), daemon=True)
+            self._proc.start()
+        time.sleep(1.0)
+
+    def stop(self) -> None:
+        self._proc.terminate()
+
+
+def _pick_sink(kind: str) -> str:
+    if kind != "auto":
+        return kind
+    return "postfix" if any(Path(p).exists() for p in SMTP_SINK_PATHS) else "aiosmtpd"
 
 
 def _send(db: Path, org_id: int, run_id: int, port: int, signer: DkimSigner) -> Any:
@@ -66,8 +106,9 @@ def _dkim_cost(signer_key: DkimKey, sample: bytes) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def main(n: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+def prepare(n: int, work: Path) -> tuple[int, int]:
+    """Bill, finalize, render and plan a cycle of ``n`` accounts into ``work``; keep it there
+    as ``planned.sqlite`` (the WAL checkpointed into the file)."""
     db = work / "db.sqlite"
     engine = create_engine(f"sqlite:///{db}")
     upgrade(engine)
@@ -81,38 +122,77 @@ def main(n: int) -> None:
     engine.dispose()
     print(f"prepare: bill+finalize {t1 - t0:.1f} s, render {t2 - t1:.1f} s, "
           f"plan {t3 - t2:.2f} s ({plan.verdict})")
-    shutil.copyfile(db, work / "noguard.sqlite")
+    db.rename(work / "planned.sqlite")
+    (work / "scenario.json").write_text(json.dumps(
+        {"count": n, "org_id": scenario.org_id, "run_id": scenario.run_id}))
+    return scenario.org_id, scenario.run_id
+
+
+def _cached(work: Path, n: int) -> tuple[int, int] | None:
+    meta = work / "scenario.json"
+    if not meta.exists() or not (work / "planned.sqlite").exists():
+        return None
+    data = json.loads(meta.read_text())
+    if data["count"] != n:
+        return None
+    return int(data["org_id"]), int(data["run_id"])
+
+
+def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool) -> None:
+    work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    work.mkdir(parents=True, exist_ok=True)
+    found = _cached(work, n) if cache else None
+    if found is None:
+        if cache:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+        org_id, run_id = prepare(n, work)
+    else:
+        org_id, run_id = found
+        print(f"prepare: reusing the planned cycle in {work}")
+    for name in ("guard", "noguard"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work / name}.sqlite{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(work / "planned.sqlite", work / f"{name}.sqlite")
 
     key = DkimKey("bench", "acme-cloud.example", generate_key(work / "dkim.pem"))
     signer = DkimSigner(key)
-    port = free_port()
-    sink = multiprocessing.Process(target=_serve, args=(port,), daemon=True)
-    sink.start()
-    time.sleep(1.0)
+    sink = Sink(_pick_sink(sink_kind))
+    print(f"sink: {sink.kind}; sender: one process")
+    fresh_facts, check = box.fresh_facts, send_module.guard.check
     try:
-        real = _send(db, scenario.org_id, scenario.run_id, port, signer)
+        real = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer)
         with_guard = n / real.seconds
         print(f"with guard:    {n} messages in {real.seconds:.1f} s = {with_guard:.0f} msg/s "
-              f"(status {real.status}, guard {real.guard_seconds:.1f} s = "
+              f"(status {real.status}, {real.counts}, guard {real.guard_seconds:.1f} s = "
               f"{100 * real.guard_seconds / real.seconds:.1f} % of the run)")
-        send_module.box.fresh_facts = lambda *a, **k: None  # type: ignore[assignment,return-value]
-        send_module.guard.check = lambda *a, **k: []  # type: ignore[assignment]
-        bare = _send(work / "noguard.sqlite", scenario.org_id, scenario.run_id, port, signer)
-        without = n / bare.seconds
-        print(f"without guard: {n} messages in {bare.seconds:.1f} s = {without:.0f} msg/s "
-              f"(status {bare.status})")
-        print(f"guard cost: {100 * (1 - with_guard / without):.1f} % of throughput")
+        if not skip_noguard:
+            box.fresh_facts = lambda *a, **k: None  # type: ignore[assignment,return-value]
+            send_module.guard.check = lambda *a, **k: []  # type: ignore[assignment]
+            bare = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer)
+            without = n / bare.seconds
+            print(f"without guard: {n} messages in {bare.seconds:.1f} s = {without:.0f} msg/s "
+                  f"(status {bare.status})")
+            print(f"guard cost: {100 * (1 - with_guard / without):.1f} % of throughput")
     finally:
-        sink.terminate()
-        send_module.guard.check = guard.check
+        sink.stop()
+        box.fresh_facts, send_module.guard.check = fresh_facts, check
     sample = (work / "files" / "documents").glob("*/*.pdf")
     pdf = next(iter(sample)).read_bytes()
     message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + pdf[:50000]
     openssl_ms, pure_ms = _dkim_cost(key, message)
     print(f"DKIM per signature: {openssl_ms:.2f} ms via cryptography, {pure_ms:.2f} ms pure "
           "dkimpy")
-    shutil.rmtree(work, ignore_errors=True)
+    if cache is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", nargs="?", type=int, default=None)
+    parser.add_argument("--count", dest="count_opt", type=int, default=None)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--sink", choices=("auto", "aiosmtpd", "postfix"), default="auto")
+    parser.add_argument("--skip-noguard", action="store_true")
+    args = parser.parse_args()
+    main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard)

@@ -56,7 +56,7 @@ def parse_decimal(text: str | int | Decimal, *, field: str = "value") -> Decimal
     ...
     sealbill.domain.money.MoneyError: value: floats are not accepted (1.5); pass a string
     """
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, bool | float):
         raise MoneyError(f"{field}: floats are not accepted ({text!r}); pass a string")
     try:
         value = text if isinstance(text, Decimal) else Decimal(str(text).strip())

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sealbill import validation
 from sealbill.domain.money import CURRENCY_EXPONENTS
 from sealbill.store import parties
+from sealbill.store.db import Row
 
 REQUIRED = ("reference", "name", "address_line1", "postcode", "city", "country")
 
@@ -53,16 +54,16 @@ def read_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open(newline="", encoding="utf-8") as handle:
         for line_no, row in enumerate(csv.DictReader(handle), start=2):
             emails = [e for e in (row.pop("billing_emails", "") or "").split(";") if e.strip()]
-            item: dict[str, Any] = dict(row)
-            item["contacts"] = [{"email": e.strip(), "role": "billing"} for e in emails]
-            yield f"line {line_no}", item
+            record: dict[str, Any] = dict(row)
+            record["contacts"] = [{"email": e.strip(), "role": "billing"} for e in emails]
+            yield f"line {line_no}", record
 
 
 def _bool(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("1", "true", "yes", "y")
 
 
-def check_record(where: str, item: Mapping[str, Any], defaults: Mapping[str, str]
+def check_record(where: str, item: Row, defaults: Mapping[str, str]
                  ) -> tuple[AccountRecord | None, list[str]]:
     ref = item.get("reference") or "?"
     label = f"{where} (account {ref})"
@@ -152,7 +153,7 @@ def import_accounts(conn: Connection, org_id: int, path: Path, *, actor: str) ->
 
 
 def _import_contact(conn: Connection, org_id: int, account_id: int,
-                    contact: Mapping[str, Any], actor: str) -> int:
+                    contact: Row, actor: str) -> int:
     contact_id = parties.add_contact(conn, org_id, contact["email"],
                                      name=contact.get("name", ""), actor=actor)
     link_id = parties.link_contact(conn, org_id, contact_id, account_id,

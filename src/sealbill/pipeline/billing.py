@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,6 +36,7 @@ from sealbill.pipeline.rate import (
 )
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
+from sealbill.store.db import Row, inserted_id
 from sealbill.store.invoices import DraftInvoice, existing_billing_keys, insert_drafts
 from sealbill.store.schema import accounts, billing_runs
 from sealbill.store.usage import stream_period
@@ -84,10 +85,10 @@ def open_run(conn: Connection, org_id: int, period: str, start: date, end: date,
         billing_runs.c.organization_id == org_id, billing_runs.c.period == period)).scalar()
     if found is not None:
         return int(found)
-    return int(conn.execute(sa.insert(billing_runs).values(
+    return inserted_id(conn.execute(sa.insert(billing_runs).values(
         organization_id=org_id, period=period, period_start=start, period_end=end,
         status="drafted", started_by=actor, created_at=datetime.now(UTC),
-    )).inserted_primary_key[0])
+    )))
 
 
 def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
@@ -123,7 +124,7 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
     return result
 
 
-def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Mapping[str, Any]]]:
+def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
     last_id = 0
     while True:
         rows = conn.execute(sa.select(accounts).where(
@@ -135,7 +136,7 @@ def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Mapping[str,
         yield [row._mapping for row in rows]
 
 
-def _rate_chunk(conn: Connection, org: Mapping[str, Any], chunk: list[Mapping[str, Any]],
+def _rate_chunk(conn: Connection, org: Row, chunk: list[Row],
                 catalog: PlanCatalog, metrics: list[Metric], start: date, end: date,
                 period: str, result: BillingResult) -> list[DraftInvoice]:
     org_id = int(org["id"])

@@ -25,6 +25,7 @@ from sealbill.domain.subscriptions import (
 )
 from sealbill.domain.taxes import VatContext
 from sealbill.domain.usage import Aggregation, Metric, UsageEvent
+from sealbill.store.db import Row
 from sealbill.store.invoices import DraftInvoice as StoredDraft
 
 
@@ -33,20 +34,20 @@ def previous_period(start: date) -> tuple[date, date]:
     return date(year, month, 1), start
 
 
-def account_context(row: Mapping[str, Any], org: Mapping[str, Any]) -> AccountContext:
+def account_context(row: Row, org: Row) -> AccountContext:
     vat = VatContext(row["country"], bool(row["is_business"]), bool(row["vat_id_valid"]),
                      org["country"])
     return AccountContext(row["reference"], row["currency"], row["locale"], vat)
 
 
-def metrics_from_rows(rows: Mapping[str, Mapping[str, Any]]) -> list[Metric]:
+def metrics_from_rows(rows: Mapping[str, Row]) -> list[Metric]:
     return [Metric(code, Aggregation(m["aggregation"]), m["field"]) for code, m in rows.items()]
 
 
-def subscriptions_from_rows(reference: str, rows: Sequence[Mapping[str, Any]],
+def subscriptions_from_rows(reference: str, rows: Sequence[Row],
                             catalog: PlanCatalog) -> list[Subscription]:
     """Domain subscriptions from the (subscription, phase) rows of one account."""
-    by_id: dict[int, list[Mapping[str, Any]]] = {}
+    by_id: dict[int, list[Row]] = {}
     for row in rows:
         by_id.setdefault(int(row["subscription_id"]), []).append(row)
     result = []

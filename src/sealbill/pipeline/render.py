@@ -58,7 +58,7 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         chunk = ids[start:start + CHUNK]
         with engine.begin() as conn:
             loaded = [load_invoice(conn, org_id, i) for i in chunk]
-        rows = []
+        rows: list[dict[str, object]] = []
         for invoice_id, rendered in zip(chunk, render_many(iter(loaded), workers=workers),
                                         strict=True):
             rows.extend(_store(store, slug, org_id, invoice_id, rendered))

@@ -7,7 +7,7 @@ version with a later ``effective_from``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from sealbill.domain.catalog import (
     Tier,
 )
 from sealbill.domain.taxes import VatRateClass
+from sealbill.store.db import Row, inserted_id
 from sealbill.store.schema import metrics, plans, subscription_phases, subscriptions
 
 _DECIMALS = ("amount", "unit_price", "package_size", "free_units", "rate", "fixed_fee")
@@ -47,7 +48,7 @@ def properties_to_json(p: ChargeProperties) -> dict[str, Any]:
     return data
 
 
-def properties_from_json(data: Mapping[str, Any]) -> ChargeProperties:
+def properties_from_json(data: Row) -> ChargeProperties:
     values: dict[str, Any] = {name: Decimal(str(data[name])) for name in _DECIMALS
                               if data.get(name) is not None}
     values.update({name: _dec(data.get(name)) for name in _OPTIONAL})
@@ -71,7 +72,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def plan_from_row(row: Mapping[str, Any]) -> Plan:
+def plan_from_row(row: Row) -> Plan:
     charges = tuple(
         Charge(code=c["code"], model=ChargeModel(c["model"]),
                description_fr=c["description_fr"], description_en=c["description_en"],
@@ -86,11 +87,11 @@ def plan_from_row(row: Mapping[str, Any]) -> Plan:
 
 
 def add_plan(conn: Connection, org_id: int, plan: Plan, at: datetime) -> int:
-    return int(conn.execute(sa.insert(plans).values(
+    return inserted_id(conn.execute(sa.insert(plans).values(
         organization_id=org_id, code=plan.code, version=plan.version,
         effective_from=plan.effective_from, name=plan.name, interval=plan.interval.value,
         currency=plan.currency, definition=plan_to_json(plan), created_at=at,
-    )).inserted_primary_key[0])
+    )))
 
 
 def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
@@ -104,7 +105,7 @@ def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation:
                                            aggregation=aggregation, field=field))
 
 
-def load_metrics(conn: Connection, org_id: int) -> dict[str, Mapping[str, Any]]:
+def load_metrics(conn: Connection, org_id: int) -> dict[str, Row]:
     rows = conn.execute(sa.select(metrics).where(metrics.c.organization_id == org_id))
     return {row.code: row._mapping for row in rows}
 
@@ -112,17 +113,17 @@ def load_metrics(conn: Connection, org_id: int) -> dict[str, Mapping[str, Any]]:
 def add_subscription(conn: Connection, org_id: int, account_id: int, external_id: str,
                      plan_code: str, started_on: date, at: datetime, *,
                      trial_ends_on: date | None = None) -> int:
-    sub_id = int(conn.execute(sa.insert(subscriptions).values(
+    sub_id = inserted_id(conn.execute(sa.insert(subscriptions).values(
         organization_id=org_id, account_id=account_id, external_id=external_id,
         started_on=started_on, trial_ends_on=trial_ends_on, created_at=at,
-    )).inserted_primary_key[0])
+    )))
     conn.execute(sa.insert(subscription_phases).values(
         organization_id=org_id, subscription_id=sub_id, plan_code=plan_code,
         start_on=started_on, created_at=at))
     return sub_id
 
 
-def add_subscriptions_bulk(conn: Connection, org_id: int, rows: Sequence[Mapping[str, Any]],
+def add_subscriptions_bulk(conn: Connection, org_id: int, rows: Sequence[Row],
                            at: datetime) -> None:
     """Insert many (account_id, external_id, plan_code, started_on[, trial_ends_on])."""
     if not rows:
@@ -169,10 +170,10 @@ def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date | No
 
 
 def phases_by_account(conn: Connection, org_id: int, account_ids: Iterable[int],
-                      period_start: date, period_end: date) -> dict[int, list[Mapping[str, Any]]]:
+                      period_start: date, period_end: date) -> dict[int, list[Row]]:
     """Subscription phases overlapping the period, grouped by account."""
     ids = list(account_ids)
-    result: dict[int, list[Mapping[str, Any]]] = {}
+    result: dict[int, list[Row]] = {}
     for start in range(0, len(ids), 500):
         rows = conn.execute(
             sa.select(subscriptions.c.account_id, subscriptions.c.id.label("subscription_id"),

@@ -8,14 +8,14 @@ same time queue on ``busy_timeout`` instead of failing half-way with "database i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 
 DEFAULT_DATABASE_URL = "sqlite:///sealbill.sqlite"
 
@@ -57,6 +57,18 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# A database row as a mapping (SQLAlchemy's RowMapping keys are str or Column).
+Row = Mapping[Any, Any]
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row a single INSERT created."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])
 
 
 def is_postgres(conn: Connection | Engine) -> bool:

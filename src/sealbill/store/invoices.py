@@ -12,7 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from sealbill.domain.invoices import (
 )
 from sealbill.domain.mentions import payment_notes
 from sealbill.store import parties
+from sealbill.store.db import Row
 from sealbill.store.schema import (
     accounts,
     invoice_lines,
@@ -106,7 +107,8 @@ def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
             invoices.c.organization_id == org_id, invoices.c.billing_key.in_(keys))
     ).all())
     ids = [int(found[key]) for key in keys]
-    line_rows, tax_rows = [], []
+    line_rows: list[dict[str, Any]] = []
+    tax_rows: list[dict[str, Any]] = []
     for invoice_id, draft in zip(ids, drafts, strict=True):
         line_rows.extend(_line_row(org_id, invoice_id, line) for line in draft.lines)
         tax_rows.extend(_tax_row(org_id, invoice_id, tax) for tax in draft.tax_subtotals)
@@ -214,7 +216,7 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
 
 
 def _accounts_by_id(conn: Connection, org_id: int,
-                    account_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+                    account_ids: Sequence[int]) -> dict[int, Row]:
     rows = conn.execute(sa.select(accounts).where(accounts.c.organization_id == org_id,
                                                   accounts.c.id.in_(account_ids)))
     return {int(row.id): row._mapping for row in rows}
@@ -243,7 +245,7 @@ def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
     return invoice_from_rows(conn, row._mapping)
 
 
-def invoice_from_rows(conn: Connection, row: Mapping[str, Any]) -> Invoice:
+def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
     lines = conn.execute(
         sa.select(invoice_lines).where(invoice_lines.c.invoice_id == row["id"])
         .order_by(invoice_lines.c.position)

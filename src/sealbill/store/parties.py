@@ -14,7 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.db import Row, inserted_id
 from sealbill.store.schema import (
     account_public_ids,
     accounts,
@@ -50,17 +51,17 @@ def new_public_id() -> str:
 def create_organization(conn: Connection, **values: Any) -> int:
     values.setdefault("created_at", now())
     values.setdefault("credit_note_series", values.get("invoice_series", "F") + "AV-")
-    return int(conn.execute(sa.insert(organizations).values(**values)).inserted_primary_key[0])
+    return inserted_id(conn.execute(sa.insert(organizations).values(**values)))
 
 
-def organization_by_slug(conn: Connection, slug: str) -> Mapping[str, Any]:
+def organization_by_slug(conn: Connection, slug: str) -> Row:
     row = conn.execute(sa.select(organizations).where(organizations.c.slug == slug)).first()
     if row is None:
         raise NotFound(f"organization {slug!r} does not exist (run `sealbill init`)")
     return row._mapping
 
 
-def organization(conn: Connection, org_id: int) -> Mapping[str, Any]:
+def organization(conn: Connection, org_id: int) -> Row:
     row = conn.execute(sa.select(organizations).where(organizations.c.id == org_id)).first()
     if row is None:
         raise NotFound(f"organization {org_id} does not exist")
@@ -70,12 +71,11 @@ def organization(conn: Connection, org_id: int) -> Mapping[str, Any]:
 def create_account(conn: Connection, org_id: int, **values: Any) -> int:
     at = values.pop("created_at", None) or now()
     public_id = new_public_id()
-    account_id = int(
-        conn.execute(
+    account_id = inserted_id(conn.execute(
             sa.insert(accounts).values(
                 organization_id=org_id, public_id=public_id, created_at=at, **values
             )
-        ).inserted_primary_key[0]
+        )
     )
     conn.execute(
         sa.insert(account_public_ids).values(
@@ -85,7 +85,7 @@ def create_account(conn: Connection, org_id: int, **values: Any) -> int:
     return account_id
 
 
-def account(conn: Connection, org_id: int, account_id: int) -> Mapping[str, Any]:
+def account(conn: Connection, org_id: int, account_id: int) -> Row:
     row = conn.execute(
         sa.select(accounts).where(accounts.c.organization_id == org_id,
                                   accounts.c.id == account_id)
@@ -168,11 +168,10 @@ def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
     if existing is not None:
         return int(existing)
     at = at or now()
-    contact_id = int(
-        conn.execute(
+    contact_id = inserted_id(conn.execute(
             sa.insert(contacts).values(organization_id=org_id, email=email, name=name,
                                        created_at=at)
-        ).inserted_primary_key[0]
+        )
     )
     _event(conn, org_id, contact_id, "added", actor, at, new_value=email)
     return contact_id
@@ -206,13 +205,12 @@ def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int
     ).scalar()
     if existing is not None:
         return int(existing)
-    link_id = int(
-        conn.execute(
+    link_id = inserted_id(conn.execute(
             sa.insert(contact_links).values(
                 organization_id=org_id, contact_id=contact_id, account_id=account_id,
                 role=role, status="pending", status_changed_at=at, status_changed_by=actor,
             )
-        ).inserted_primary_key[0]
+        )
     )
     _event(conn, org_id, contact_id, "linked", actor, at, account_id=account_id, role=role)
     return link_id

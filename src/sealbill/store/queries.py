@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.db import Row
 from sealbill.store.schema import accounts, billing_runs, invoices
 
 
-def run_by_ref(conn: Connection, org_id: int, ref: str) -> Mapping[str, Any]:
+def run_by_ref(conn: Connection, org_id: int, ref: str) -> Row:
     """A run by id (``12``) or by period (``2026-10``), within the organization."""
     condition = billing_runs.c.period == ref if "-" in ref else billing_runs.c.id == int(ref)
     row = conn.execute(sa.select(billing_runs).where(

@@ -6,13 +6,13 @@ still shows the address it was issued to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from sealbill.domain.invoices import Address, Party, PaymentMethod, Seller
+from sealbill.store.db import Row
 
 
-def _address(row: Mapping[str, Any]) -> dict[str, str]:
+def _address(row: Row) -> dict[str, str]:
     return {
         "line1": row["address_line1"],
         "line2": row["address_line2"] or "",
@@ -22,7 +22,7 @@ def _address(row: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def seller_snapshot(org: Mapping[str, Any]) -> dict[str, Any]:
+def seller_snapshot(org: Row) -> dict[str, Any]:
     return {
         "name": org["legal_name"],
         "address": _address(org),
@@ -40,7 +40,7 @@ def seller_snapshot(org: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def buyer_snapshot(account: Mapping[str, Any], billing_email: str | None) -> dict[str, Any]:
+def buyer_snapshot(account: Row, billing_email: str | None) -> dict[str, Any]:
     return {
         "name": account["name"],
         "address": _address(account),
@@ -53,21 +53,21 @@ def buyer_snapshot(account: Mapping[str, Any], billing_email: str | None) -> dic
     }
 
 
-def payment_snapshot(account: Mapping[str, Any]) -> dict[str, str] | None:
+def payment_snapshot(account: Row) -> dict[str, str] | None:
     if not account["payment_kind"]:
         return None
     return {"kind": account["payment_kind"], "display": account["payment_display"] or ""}
 
 
-def seller_from(snapshot: Mapping[str, Any]) -> Seller:
+def seller_from(snapshot: Row) -> Seller:
     data = dict(snapshot)
     return Seller(address=Address(**data.pop("address")), **data)
 
 
-def party_from(snapshot: Mapping[str, Any]) -> Party:
+def party_from(snapshot: Row) -> Party:
     data = dict(snapshot)
     return Party(address=Address(**data.pop("address")), **data)
 
 
-def payment_from(snapshot: Mapping[str, Any] | None) -> PaymentMethod | None:
+def payment_from(snapshot: Row | None) -> PaymentMethod | None:
     return None if not snapshot else PaymentMethod(**snapshot)
