@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.db import inserted_id
 from sealbill.store.schema import alerts
 
 
@@ -24,7 +25,7 @@ def _jsonable(value: Any) -> Any:
 def record(conn: Connection, org_id: int, *, cause: str, message: str,
            evidence: Mapping[str, Any], run_id: int | None = None,
            envelope_id: int | None = None) -> int:
-    return _new_id(conn.execute(sa.insert(alerts).values(
+    return inserted_id(conn.execute(sa.insert(alerts).values(
         organization_id=org_id, run_id=run_id, envelope_id=envelope_id, cause=cause[:60],
         message=message[:2000], evidence=_jsonable(evidence), created_at=datetime.now(UTC),
     )))
@@ -45,9 +46,3 @@ def resolve(conn: Connection, org_id: int, run_id: int, *, actor: str) -> int:
         .values(resolved_at=datetime.now(UTC), resolved_by=actor)
     ).rowcount)
 
-
-def _new_id(result: sa.CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("the database returned no primary key")
-    return int(key[0])

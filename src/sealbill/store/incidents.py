@@ -20,7 +20,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.store.db import is_postgres
+from sealbill.store.db import inserted_id, is_postgres
 from sealbill.store.parties import NotFound
 from sealbill.store.schema import (
     accounts,
@@ -41,12 +41,6 @@ def _mapping(row: sa.Row[Any]) -> Mapping[str, Any]:
     # Column keys are strings in every table here; SQLAlchemy types them more broadly.
     return cast(Mapping[str, Any], row._mapping)
 
-
-def _new_id(result: sa.CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("the database returned no primary key for an insert")
-    return int(key[0])
 
 
 def empty_record() -> dict[str, Any]:
@@ -69,7 +63,7 @@ def open_incident(conn: Connection, org_id: int, *, title: str, aware_at: dateti
     if not title.strip():
         raise ValueError("an incident needs a title")
     at = at or now()
-    incident_id = _new_id(conn.execute(
+    incident_id = inserted_id(conn.execute(
         sa.insert(incidents).values(
             organization_id=org_id, title=title.strip(), aware_at=aware_at, opened_at=at,
             opened_by=actor, scope=dict(scope), status="open", record=empty_record())))
@@ -169,7 +163,7 @@ def add_correction(conn: Connection, org_id: int, *, contact_id: int, account_id
     if incident_id is not None:
         incident(conn, org_id, incident_id)
     at = at or now()
-    correction_id = _new_id(conn.execute(
+    correction_id = inserted_id(conn.execute(
         sa.insert(link_corrections).values(
             organization_id=org_id, contact_id=contact_id, account_id=account_id,
             entitled=entitled, valid_from=valid_from, valid_to=valid_to,

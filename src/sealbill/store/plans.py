@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
 from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
+from sealbill.store.db import inserted_id
 from sealbill.store.schema import (
     accounts,
     billing_runs,
@@ -192,7 +193,7 @@ def to_planned(row: Mapping[str, Any]) -> PlannedEnvelope:
 
 def create_plan(conn: Connection, org_id: int, run_id: int, previous_plan_id: int | None,
                 actor: str) -> int:
-    return _new_id(conn.execute(sa.insert(delivery_plans).values(
+    return inserted_id(conn.execute(sa.insert(delivery_plans).values(
         organization_id=org_id, run_id=run_id, previous_plan_id=previous_plan_id,
         verdict="hold", report={}, created_by=actor, created_at=datetime.now(UTC),
     )))
@@ -246,9 +247,3 @@ def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         conn.execute(sa.insert(outbox), list(rows))
 
-
-def _new_id(result: sa.CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("the database returned no primary key")
-    return int(key[0])
