@@ -13,7 +13,8 @@ amounts, as a billing run produces):
   (no mail bodies) and still is the slower one.
 Both outputs are validated first (XSD + EN 16931 + FR-CTC schematrons + container checks).
 Single process: per-invoice milliseconds (median) and invoices/s. Pool: one worker per core,
-``--count`` invoices for sealbill, ``--baseline-count`` for the baseline (it is slow).
+``--count`` invoices for sealbill, ``--baseline-count`` for the baseline (it is slow). Both
+measurements interleave the two pipelines, so a busy machine slows both alike.
 Prints a Markdown table; paste it into bench/RESULTS.md with the machine and date.
 """
 
@@ -172,27 +173,31 @@ def single(count: int, every: int) -> tuple[list[float], list[float]]:
     return ours, base
 
 
-def sealbill_pool(count: int, workers: int) -> float:
-    list(render_many(invoices(workers * 16, 10_000_000), workers=workers))  # start workers
-    begin = time.perf_counter()
-    rendered = 0
-    for result in render_many(invoices(count), workers=workers):
-        rendered += len(result.pdf) > 0
-    assert rendered == count
-    return time.perf_counter() - begin
-
-
-def baseline_pool(count: int, workers: int) -> float:
+def pools(count: int, baseline_count: int, workers: int, rounds: int = 20) -> tuple[float, float]:
+    """Seconds for ``count`` invoices on sealbill's pool and ``baseline_count`` on a
+    WeasyPrint pool of the same size. The two alternate in ``rounds`` slices, so that load
+    from other processes on the machine weighs on both alike."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    ours = base = 0.0
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        list(pool.map(_baseline_index, range(20_000_000, 20_000_000 + workers), chunksize=1))
-        begin = time.perf_counter()
-        sizes = list(pool.map(_baseline_index, range(count), chunksize=4))
-        elapsed = time.perf_counter() - begin
-    assert len(sizes) == count and all(sizes)
-    return elapsed
+        list(pool.map(_baseline_index, range(20_000_000, 20_000_000 + workers)))  # start
+        list(render_many(invoices(workers * 16, 10_000_000), workers=workers))  # start
+        done_ours = done_base = 0
+        for k in range(1, rounds + 1):
+            n_ours = count * k // rounds - done_ours
+            n_base = baseline_count * k // rounds - done_base
+            begin = time.perf_counter()
+            rendered = sum(1 for r in render_many(invoices(n_ours, done_ours), workers=workers)
+                           if r.pdf)
+            ours += time.perf_counter() - begin
+            begin = time.perf_counter()
+            sizes = list(pool.map(_baseline_index, range(done_base, done_base + n_base)))
+            base += time.perf_counter() - begin
+            assert rendered == n_ours and len(sizes) == n_base and all(sizes)
+            done_ours, done_base = done_ours + n_ours, done_base + n_base
+    return ours, base
 
 
 def embedding_step(count: int) -> tuple[float, float]:
@@ -235,8 +240,7 @@ def main() -> None:
 
     ours, base = single(args.single, every=6)
     embed_ours, embed_lib = embedding_step(50)
-    ours_pool = sealbill_pool(args.count, args.workers)
-    base_pool = baseline_pool(args.baseline_count, args.workers)
+    ours_pool, base_pool = pools(args.count, args.baseline_count, args.workers)
     shutdown_pool()
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()

@@ -16,11 +16,24 @@ Invariants:
   message with the same Message-ID;
 - body parts and the PDF are base64-encoded bytes, so decoding a part gives back exactly the
   rendered bytes whose sha256 is recorded in ``documents``.
+
+How: the structure is fixed (multipart/mixed: multipart/alternative text + HTML, then the PDF),
+so the bytes are written directly — the same bytes, header for header, that the ``email``
+package's ``EmailMessage`` with ``policy.SMTP`` produced (tests compare the two). A header
+value is written as-is only when it is plain ASCII that needs no quoting, encoding or folding
+(:func:`_simple`); any other address header or file name is rendered by the ``email`` package
+itself (``policy.SMTP``), one header at a time. A non-ASCII subject is RFC 2047 encoded here
+(UTF-8, base64 encoded-words of whole characters, folded lines): the ``email`` package's own
+folding of it cost more than the rest of the message; the tests decode it back with the
+standard library and compare.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +42,24 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
 
 from sealbill.store.parties import Recipient
 
 # Unicode characters that some clients render as a line break even though they are not CR/LF.
 _LINE_LIKE = {"\u0085", "\u2028", "\u2029"}
+_MAX_LINE = 78  # policy.SMTP.max_line_length, CRLF excluded
+# Values written without the email package: words of printable ASCII, single spaces.
+_PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*\Z")
+# A display name that needs no quoting: atext words (RFC 5322), single spaces.
+_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z")
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z")
+_DOMAIN = re.compile(r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\Z")
+_MESSAGE_ID = re.compile(r"<[A-Za-z0-9.\-_]+@[A-Za-z0-9.\-]+>\Z")
+_FILENAME = re.compile(r"[A-Za-z0-9._\-]+\Z")
+_B64_LINE = 57  # input bytes per 76-character base64 line
+_WORD_BYTES = 42  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 56 + "?=" fits any line
 
 
 class UnsafeHeaderValue(ValueError):
@@ -78,6 +104,8 @@ def message_id_for(invoice_id: int, envelope_id: int, domain: str) -> str:
 
 
 def check_header_value(value: str, what: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value  # printable ASCII has no control character nor line separator
     bad = [ch for ch in value
            if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _LINE_LIKE]
     if bad:
@@ -95,10 +123,90 @@ def _address(recipient: Recipient, display_name: str) -> Address:
     return Address(display_name=display_name.strip(), username=local, domain=domain)
 
 
+def _folded(name: str, value: Any) -> bytes:
+    """One header exactly as ``EmailMessage(policy=SMTP)`` serializes it."""
+    return SMTP.fold_binary(*SMTP.header_store_parse(name, value))
+
+
+def _simple_address(address: Address) -> str | None:
+    """``Name <local@domain>`` when no quoting or encoding is needed, else None."""
+    name, local, domain = address.display_name, address.username, address.domain
+    if not (_DOT_ATOM.match(local) and _DOMAIN.match(domain)):
+        return None
+    if not name:
+        return f"{local}@{domain}"
+    if "=?" in name or not _ATOM_PHRASE.match(name):
+        return None
+    return f"{name} <{local}@{domain}>"
+
+
+def _address_header(name: str, addresses: Sequence[Address]) -> bytes:
+    plain = [_simple_address(a) for a in addresses]
+    if all(p is not None for p in plain):
+        line = f"{name}: {', '.join(p for p in plain if p is not None)}"
+        if len(line) <= _MAX_LINE:
+            return line.encode("ascii") + b"\r\n"
+    return _folded(name, list(addresses))
+
+
+def _text_header(name: str, value: str) -> bytes:
+    """An unstructured header (the subject): as-is when plain ASCII, else RFC 2047."""
+    if value.isascii():
+        if (len(name) + 2 + len(value) <= _MAX_LINE and "=?" not in value
+                and _PLAIN_TEXT.match(value)):
+            return f"{name}: {value}\r\n".encode("ascii")
+        return _folded(name, value)
+    words: list[str] = []
+    chunk: list[bytes] = []
+    size = 0
+    for char in value:  # encoded-words hold whole characters (RFC 2047 section 5)
+        raw = char.encode("utf-8")
+        if size + len(raw) > _WORD_BYTES:
+            words.append(base64.b64encode(b"".join(chunk)).decode("ascii"))
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw)
+    words.append(base64.b64encode(b"".join(chunk)).decode("ascii"))
+    return (f"{name}: " + "\r\n ".join(f"=?utf-8?b?{w}?=" for w in words) + "\r\n").encode(
+        "ascii")
+
+
+@lru_cache(maxsize=64)
+def _from_header(name: str, email: str) -> bytes:
+    return _folded("From", Address(display_name=name, addr_spec=email))
+
+
+def _message_id_header(message_id: str) -> bytes:
+    line = f"Message-ID: {message_id}"
+    if len(line) <= _MAX_LINE and _MESSAGE_ID.match(message_id):
+        return line.encode("ascii") + b"\r\n"
+    return _folded("Message-ID", message_id)
+
+
+@lru_cache(maxsize=64)
+def _disposition(filename: str) -> bytes:
+    line = f'Content-Disposition: attachment; filename="{filename}"'
+    if _FILENAME.match(filename) and len(line) <= _MAX_LINE:
+        return line.encode("ascii") + b"\r\n"
+    part = EmailMessage(policy=SMTP)
+    part["Content-Disposition"] = "attachment"
+    part.set_param("filename", filename, header="Content-Disposition", replace=True)
+    return _folded("Content-Disposition", part["Content-Disposition"])
+
+
+def base64_lines(data: bytes) -> bytes:
+    """``data`` in base64, 76 characters a line, each line ended by CRLF (as ``email``)."""
+    if not data:
+        return b""
+    encoded = binascii.b2a_base64(data, newline=False)
+    width = _B64_LINE // 3 * 4
+    return b"".join([encoded[i:i + width] + b"\r\n" for i in range(0, len(encoded), width)])
+
+
 def build_message(*, sender: Sender, recipients: Sequence[Recipient],
                   display_names: Mapping[int, str], archive_email: str | None,
                   message_id: str, date: datetime, content: Content) -> Outgoing:
-    """Serialize the invoice message (CRLF, ``email.policy.SMTP``); unsigned."""
+    """Serialize the invoice message (CRLF, as ``email.policy.SMTP`` would); unsigned."""
     if not recipients:
         raise ValueError("a message needs at least one recipient")
     strays = [type(r).__name__ for r in recipients if not isinstance(r, Recipient)]
@@ -110,32 +218,36 @@ def build_message(*, sender: Sender, recipients: Sequence[Recipient],
     check_header_value(sender.name, "sender name")
     check_header_value(message_id, "message-id")
 
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=sender.name, addr_spec=sender.email)
-    msg["To"] = to
-    msg["Subject"] = content.subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(content.text, maintype="text", subtype="plain", cte="base64",
-                    params={"charset": "utf-8"})
-    msg.add_alternative(content.html, maintype="text", subtype="html", cte="base64",
-                        params={"charset": "utf-8"})
-    msg.add_attachment(content.pdf, maintype="application", subtype="pdf",
-                       filename=content.pdf_filename)
-    _fix_boundaries(msg, message_id)
+    stem = hashlib.sha256(message_id.encode()).hexdigest()[:24]
+    mixed, alternative = f"=_sealbill_{stem}_0".encode(), f"=_sealbill_{stem}_1".encode()
+    data = b"".join((
+        _from_header(sender.name, sender.email),
+        _address_header("To", to),
+        _text_header("Subject", content.subject),
+        b"Date: ", format_datetime(date).encode("ascii"), b"\r\n",
+        _message_id_header(message_id),
+        b"Auto-Submitted: auto-generated\r\n",
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/mixed;\r\n boundary="', mixed, b'"\r\n\r\n',
+        b"--", mixed, b"\r\n",
+        b'Content-Type: multipart/alternative;\r\n boundary="', alternative, b'"\r\n\r\n',
+        b"--", alternative, b"\r\n",
+        b'Content-Transfer-Encoding: base64\r\nContent-Type: text/plain; charset="utf-8"\r\n',
+        b"\r\n", base64_lines(content.text),
+        b"\r\n--", alternative, b"\r\n",
+        b'Content-Transfer-Encoding: base64\r\nContent-Type: text/html; charset="utf-8"\r\n'
+        b"MIME-Version: 1.0\r\n",
+        b"\r\n", base64_lines(content.html),
+        b"\r\n--", alternative, b"--\r\n",
+        b"\r\n--", mixed, b"\r\n",
+        b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n",
+        _disposition(content.pdf_filename),
+        b"MIME-Version: 1.0\r\n",
+        b"\r\n", base64_lines(content.pdf),
+        b"\r\n--", mixed, b"--\r\n",
+    ))
     rcpt_to = tuple(r.email for r in recipients)
     if archive_email:
         check_header_value(archive_email, "archive address")
         rcpt_to = (*rcpt_to, archive_email)
-    return Outgoing(message_id=message_id, mail_from=sender.email, rcpt_to=rcpt_to,
-                    data=msg.as_bytes(policy=SMTP))
-
-
-def _fix_boundaries(msg: EmailMessage, seed: str) -> None:
-    # The email package draws random boundaries; derive them from the Message-ID instead so
-    # that the same outbox row always serializes to the same bytes.
-    stem = hashlib.sha256(seed.encode()).hexdigest()[:24]
-    for index, part in enumerate(msg.walk()):
-        if part.is_multipart():
-            part.set_boundary(f"=_sealbill_{stem}_{index}")
+    return Outgoing(message_id=message_id, mail_from=sender.email, rcpt_to=rcpt_to, data=data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from sealbill.domain.usage import UsageRowError, parse_usage_record, payload_digest
+from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record, payload_digest
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
 from sealbill.store.usage import ConflictingEvent, StoredEvent, ingest
@@ -152,6 +152,28 @@ def import_usage_file(engine: Engine, org_id: int, path: Path, *, rejects: Path 
     if checker.bad and rejects is not None:
         _write_rejects(rejects, checker.bad)
     return {"inserted": inserted, "duplicates": duplicates, "rejected": len(checker.bad)}
+
+
+def record_usage(engine: Engine, org_id: int, events: Iterable[UsageEvent]) -> dict[str, int]:
+    """Ingest events built in Python, with the same checks and the same all-or-nothing rule:
+    ``record_usage(engine, org_id, [UsageEvent("e1", "C000001", "api_calls", when, D(12))])``.
+    """
+    parsed: list[Parsed] = [
+        (n, event, payload_digest(event), {"event_id": event.event_id})
+        for n, event in enumerate(events, start=1)
+    ]
+    with engine.begin() as conn:
+        checker = _Checker(parties.account_ids_by_reference(conn, org_id),
+                           set(load_metrics(conn, org_id)))
+        good = checker.good_events(parsed)
+        if checker.bad:
+            problems = [problem.replace("line ", "event #", 1) for _, problem in checker.bad]
+            raise UsageImportRejected(problems, len(problems))
+        try:
+            inserted, duplicates = ingest(conn, org_id, good)
+        except ConflictingEvent as exc:
+            raise UsageImportRejected(exc.problems, len(exc.problems)) from None
+    return {"inserted": inserted, "duplicates": duplicates, "rejected": 0}
 
 
 def _write_rejects(path: Path, bad: list[tuple[Any, str]]) -> None:

@@ -110,3 +110,19 @@ def test_a_bad_row_in_a_later_chunk_undoes_the_chunks_already_inserted(
         import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
     assert caught.value.problems == ["line 18: metric_code: unknown metric 'unknown_metric'"]
     assert _stored(any_engine) == 0
+
+
+def test_events_recorded_from_python_follow_the_same_rules(any_engine: Engine, org: int) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sealbill.domain.usage import UsageEvent
+    from sealbill.pipeline.usage_import import record_usage
+
+    when = datetime(2026, 10, 3, tzinfo=UTC)
+    events = [UsageEvent(f"py{n}", "A0001", "api_calls", when, Decimal(n)) for n in range(3)]
+    assert record_usage(any_engine, org, events)["inserted"] == 3
+    assert record_usage(any_engine, org, events)["duplicates"] == 3
+    with pytest.raises(UsageImportRejected, match="problem"):
+        record_usage(any_engine, org, [UsageEvent("py9", "NOPE", "api_calls", when)])
+    assert _stored(any_engine) == 3

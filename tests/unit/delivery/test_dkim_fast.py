@@ -1,0 +1,106 @@
+"""The DKIM signer's shortcuts give dkimpy's own signature, byte for byte.
+
+The fast path (key loaded once, OpenSSL RSA, the body cut at the first empty line of a CRLF
+message) must produce exactly the ``DKIM-Signature`` header that dkimpy's own ``sign`` produces
+for the same message at the same second — RSA PKCS#1 v1.5 signatures are deterministic — and
+every signature verifies with dkimpy.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dkim
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealbill.mail import mime
+from sealbill.mail.dkim import SIGNED_HEADERS, DkimKey, DkimSigner, _header_end, generate_key
+from sealbill.store.parties import Recipient
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
+    pem = generate_key(Path(tmp_path_factory.mktemp("dkim")) / "k.pem")
+    return DkimKey("sel", "acme-cloud.example", pem)
+
+
+def _message(body: bytes = b"x" * 5000, subject: str = "Facture F-1 \u2014 1,00 \u20ac") -> bytes:
+    return mime.build_message(
+        sender=mime.Sender("Acme", "billing@acme-cloud.example"),
+        recipients=[Recipient(1, "a@client.example"), Recipient(2, "b@client.example")],
+        display_names={1: "Ann", 2: "\u00c9lodie, Br\u00fbl\u00e9"}, archive_email=None,
+        message_id="<inv-1.env-1@acme-cloud.example>", date=datetime(2026, 11, 1, tzinfo=UTC),
+        content=mime.Content(subject, body, body, body + b"\r\n\r\n", "f.pdf")).data
+
+
+def _dkimpy_header(key: DkimKey, message: bytes) -> bytes:
+    return bytes(dkim.DKIM(message, linesep=b"\r\n").sign(
+        key.selector.encode(), key.domain.encode(), key.private_pem,
+        include_headers=list(SIGNED_HEADERS)))
+
+
+def _same_second(fast: DkimSigner, key: DkimKey, message: bytes,
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    return fast.signature_header(message), _dkimpy_header(key, message)
+
+
+def _verifies(key: DkimKey, signed: bytes) -> bool:
+    record = DkimSigner(key).dns_txt_record().encode()
+    return bool(dkim.verify(signed, dnsfunc=lambda name, timeout=5: record))
+
+
+def test_the_header_is_dkimpys_own(key: DkimKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = DkimSigner(key)
+    for message in (_message(), _message(b""), _message(b"a\r\n" * 3000)):
+        mine, theirs = _same_second(fast, key, message, monkeypatch)
+        assert mine == theirs
+        assert _verifies(key, mine + message)
+
+
+def test_a_message_with_bare_line_feeds_takes_dkimpys_path(
+        key: DkimKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = DkimSigner(key)
+    for message in (b"From: a@b.example\nTo: c@d.example\n\nbody\n",
+                    b"From: a@b.example\r\nTo: c@d.example\r\n\r\nbo\ndy\r\n",
+                    b"From: a@b.example\r\nSubject: x\r\n\r\nbo\rdy\r\n\r\n\r\n",
+                    b"From: a@b.example\r\nSubject: x\r\n"):
+        assert _header_end(message) is None
+        mine, theirs = _same_second(fast, key, message, monkeypatch)
+        assert mine == theirs
+
+
+lines = st.lists(st.binary(max_size=30).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers=st.lists(st.sampled_from([b"From: a@b.example", b"To: c@d.example",
+                                         b"Subject: x", b" folded", b"\tfolded",
+                                         b"X-Other: y"]), min_size=1, max_size=6),
+       body=lines, sep=st.sampled_from([b"\r\n", b"\n", b"\r"]))
+def test_the_cut_is_where_rfc822_parse_cuts(headers: list[bytes], body: list[bytes],
+                                            sep: bytes) -> None:
+    if headers[0][:1] in (b" ", b"\t"):
+        headers = [b"From: a@b.example", *headers]
+    message = b"\r\n".join(headers) + b"\r\n\r\n" + sep.join(body)
+    cut = _header_end(message)
+    parsed_headers, parsed_body = dkim.rfc822_parse(message)
+    if sep == b"\r\n" or len(body) <= 1:
+        assert cut is not None  # a CRLF-only message takes the fast cut
+    if cut is None:
+        return
+    assert dkim.rfc822_parse(message[:cut + 2])[0] == parsed_headers
+    assert message[cut + 4:] == parsed_body
+
+
+def test_the_pure_dkimpy_signer_still_works(key: DkimKey) -> None:
+    message = _message()
+    signed = DkimSigner(key, use_openssl=False).sign(message)
+    assert _verifies(key, signed)
+    assert _verifies(key, DkimSigner(key).sign(message))
