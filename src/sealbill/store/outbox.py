@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
-from sealbill.store import parties
 from sealbill.store.plans import TEXT_KINDS
 from sealbill.store.schema import (
     contact_events,
@@ -154,55 +153,97 @@ def claim(conn: Connection, org_id: int, item: OutboxItem) -> bool:
     ).rowcount)
 
 
+_P = sa.bindparam
+
+
+def _document_sha(kind: str) -> Any:
+    return sa.select(documents.c.sha256).where(
+        documents.c.organization_id == _P("org"), documents.c.invoice_id == _P("invoice"),
+        documents.c.kind == kind).scalar_subquery()
+
+
+# The guard's fresh read, built once (bind parameters, so each execution reuses the compiled
+# statement): one row of scalars, then one set of per-contact rows.
+_FACTS_ROW = (
+    sa.select(organizations.c.archive_email, outbox.c.message_id, invoices.c.account_id,
+              invoices.c.run_id, invoices.c.status, invoices.c.number,
+              invoices.c.account_reference, invoices.c.buyer_snapshot,
+              *(_document_sha(kind).label(f"sha_{kind}") for kind in ("pdf", "html",
+                                                                        *TEXT_KINDS)))
+    .select_from(organizations.outerjoin(outbox, sa.and_(
+        outbox.c.organization_id == organizations.c.id, outbox.c.id == _P("outbox")))
+        .outerjoin(invoices, sa.and_(invoices.c.organization_id == organizations.c.id,
+                                     invoices.c.id == _P("invoice"))))
+    .where(organizations.c.id == _P("org")))
+_IDS = _P("contact_ids", expanding=True)
+_NO_EMAIL = sa.cast(sa.null(), sa.String)
+_CONTACT_ROWS = sa.union_all(
+    # the account's verified billing contacts, now (as parties.verified_billing_recipients)
+    sa.select(sa.literal("verified"), contacts.c.id, sa.literal(0), contacts.c.email)
+    .join(contact_links, contact_links.c.contact_id == contacts.c.id)
+    .where(contact_links.c.organization_id == _P("org"),
+           contacts.c.organization_id == _P("org"),
+           contact_links.c.account_id == _P("account"), contact_links.c.role == "billing",
+           contact_links.c.status == "verified", contacts.c.bounced_at.is_(None)),
+    # per recipient: other messages of the run that claimed (this invoice, this contact)
+    sa.select(sa.literal("pair"), outbox_recipients.c.contact_id, sa.func.count(), _NO_EMAIL)
+    .where(outbox_recipients.c.run_id == _P("run"),
+           outbox_recipients.c.invoice_id == _P("invoice"),
+           outbox_recipients.c.contact_id.in_(_IDS),
+           outbox_recipients.c.outbox_id != _P("outbox"))
+    .group_by(outbox_recipients.c.contact_id),
+    # per recipient: the other invoices of the run already claimed for it
+    sa.select(sa.literal("claimed"), outbox_recipients.c.contact_id,
+              sa.func.count(sa.distinct(outbox_recipients.c.invoice_id)), _NO_EMAIL)
+    .where(outbox_recipients.c.run_id == _P("run"),
+           outbox_recipients.c.contact_id.in_(_IDS),
+           outbox_recipients.c.invoice_id != _P("invoice"))
+    .group_by(outbox_recipients.c.contact_id),
+    # per recipient: the run's finalized invoices of the accounts it is verified billing for
+    sa.select(sa.literal("explained"), contact_links.c.contact_id, sa.func.count(), _NO_EMAIL)
+    .select_from(invoices.join(contact_links,
+                               contact_links.c.account_id == invoices.c.account_id))
+    .where(invoices.c.run_id == _P("run"), invoices.c.status == "finalized",
+           contact_links.c.organization_id == _P("org"), contact_links.c.contact_id.in_(_IDS),
+           contact_links.c.role == "billing", contact_links.c.status == "verified")
+    .group_by(contact_links.c.contact_id),
+)
+
+
 def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
                 cap: int = DEFAULT_RECIPIENT_CAP) -> Fresh:
-    verified = frozenset((r.contact_id, r.email) for r in
-                         parties.verified_billing_recipients(conn, org_id, item.account_id))
-    inv = conn.execute(sa.select(invoices.c.account_id, invoices.c.run_id, invoices.c.status,
-                                 invoices.c.number, invoices.c.account_reference,
-                                 invoices.c.buyer_snapshot)
-                       .where(invoices.c.organization_id == org_id,
-                              invoices.c.id == item.invoice_id)).first()
-    docs = {("text" if kind in TEXT_KINDS else kind): sha for kind, sha in conn.execute(
-        sa.select(documents.c.kind, documents.c.sha256).where(
-            documents.c.organization_id == org_id, documents.c.invoice_id == item.invoice_id))}
-    archive = conn.execute(sa.select(organizations.c.archive_email).where(
-        organizations.c.id == org_id)).scalar()
-    message_id = conn.execute(sa.select(outbox.c.message_id).where(
-        outbox.c.organization_id == org_id, outbox.c.id == item.outbox_id)).scalar()
-    pair_claims, claimed, explained = {}, {}, {}
-    for contact_id, _ in item.recipients:
-        pair_claims[contact_id] = int(conn.execute(
-            sa.select(sa.func.count()).select_from(outbox_recipients).where(
-                outbox_recipients.c.run_id == item.run_id,
-                outbox_recipients.c.invoice_id == item.invoice_id,
-                outbox_recipients.c.contact_id == contact_id,
-                outbox_recipients.c.outbox_id != item.outbox_id)).scalar_one())
-        claimed[contact_id] = int(conn.execute(
-            sa.select(sa.func.count(sa.distinct(outbox_recipients.c.invoice_id))).where(
-                outbox_recipients.c.run_id == item.run_id,
-                outbox_recipients.c.contact_id == contact_id,
-                outbox_recipients.c.invoice_id != item.invoice_id)).scalar_one())
-        explained[contact_id] = int(conn.execute(
-            sa.select(sa.func.count()).select_from(invoices).join(
-                contact_links, contact_links.c.account_id == invoices.c.account_id).where(
-                invoices.c.run_id == item.run_id, invoices.c.status == "finalized",
-                contact_links.c.organization_id == org_id,
-                contact_links.c.contact_id == contact_id, contact_links.c.role == "billing",
-                contact_links.c.status == "verified")).scalar_one())
+    """The guard's facts, read now from the tables (two statements)."""
+    params = {"org": org_id, "outbox": item.outbox_id, "invoice": item.invoice_id,
+              "run": item.run_id, "account": item.account_id,
+              "contact_ids": [cid for cid, _ in item.recipients]}
+    row = conn.execute(_FACTS_ROW, params).first()
+    verified: set[tuple[int, str]] = set()
+    counts: dict[str, dict[int, int]] = {"pair": {}, "claimed": {}, "explained": {}}
+    for tag, contact_id, n, email in conn.execute(_CONTACT_ROWS, params):
+        if tag == "verified":
+            verified.add((int(contact_id), str(email)))
+        else:
+            counts[str(tag)][int(contact_id)] = int(n)
+    per_recipient = {tag: {cid: found.get(cid, 0) for cid, _ in item.recipients}
+                     for tag, found in counts.items()}
+    inv = row if row is not None and row.account_id is not None else None
     buyer = (inv.buyer_snapshot or {}) if inv is not None else {}
+    texts = {sha for sha in (row.sha_txt, row.sha_text) if sha is not None} if row else set()
     return Fresh(
-        verified_contacts=verified,
+        verified_contacts=frozenset(verified),
         invoice_account_id=None if inv is None else int(inv.account_id),
         invoice_run_id=None if inv is None or inv.run_id is None else int(inv.run_id),
         invoice_status=None if inv is None else str(inv.status),
         invoice_number=None if inv is None else inv.number,
         account_reference=None if inv is None else inv.account_reference,
         buyer_name=buyer.get("name"),
-        pdf_sha256=docs.get("pdf"), text_sha256=docs.get("text"), html_sha256=docs.get("html"),
-        archive_email=archive, message_id=message_id,
-        pair_claims=pair_claims, claimed_invoices=claimed, explained_invoices=explained,
-        cap=cap)
+        pdf_sha256=row.sha_pdf if row else None, html_sha256=row.sha_html if row else None,
+        # stored as "txt" or "text": two differing text bodies leave the guard undecided
+        text_sha256=texts.pop() if len(texts) == 1 else None,
+        archive_email=row.archive_email if row else None,
+        message_id=row.message_id if row else None,
+        pair_claims=per_recipient["pair"], claimed_invoices=per_recipient["claimed"],
+        explained_invoices=per_recipient["explained"], cap=cap)
 
 
 def record_claims(conn: Connection, org_id: int, item: OutboxItem) -> None:
