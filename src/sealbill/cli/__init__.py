@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, incident, setup
+from sealbill.cli import billing, delivery, demo, documents, incident, setup
 
 app = typer.Typer(
     name="sealbill",
@@ -40,6 +40,7 @@ def _global_options(
 setup.register(app)
 billing.register(app)
 demo.register(app)
+documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 delivery.register(app)

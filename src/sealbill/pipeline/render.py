@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.documents.filestore import FileStore
+from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import RenderedDocuments, render_many
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
@@ -43,6 +44,23 @@ def unrendered_ids(engine: Engine, org_id: int, run_id: int | None = None,
         return [int(i) for i in conn.execute(query).scalars()]
 
 
+class RenderError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} invoice problem(s); nothing was rendered")
+        self.problems = problems
+
+
+def check_all(engine: Engine, org_id: int, ids: list[int]) -> list[str]:
+    """Every reason any of these invoices cannot become a valid document (checked up front,
+    so a run is rendered whole or not at all)."""
+    problems: list[str] = []
+    for start in range(0, len(ids), CHUNK):
+        with engine.begin() as conn:
+            for invoice_id in ids[start:start + CHUNK]:
+                problems.extend(check_renderable(load_invoice(conn, org_id, invoice_id)))
+    return problems
+
+
 def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path, *,
                invoice_ids: list[int] | None = None, workers: int | None = None,
                on_progress: Callable[[int], None] | None = None) -> int:
@@ -50,6 +68,9 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
     ids = unrendered_ids(engine, org_id, run_id, invoice_ids)
     if not ids:
         return 0
+    problems = check_all(engine, org_id, ids)
+    if problems:
+        raise RenderError(problems)
     with engine.begin() as conn:
         slug = str(parties.organization(conn, org_id)["slug"])
     store = FileStore(files_dir)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes
@@ -160,8 +161,19 @@ def test_any_values_mean_the_same_as_before(names: list[str], subject: str, file
         return
     assert (new.message_id, new.mail_from, new.rcpt_to) == (
         old.message_id, old.mail_from, old.rcpt_to)
-    assert _meaning(new.data) == _meaning(old.data)
+    mine, before = _meaning(new.data), _meaning(old.data)
+    # The subject reads back as given, but for leading, trailing or repeated ASCII spaces that
+    # the email package trims or collapses in some subjects (sealbill's subjects never have
+    # them: see bodies.one_line); the RFC 2047 encoding here keeps even those.
+    assert _spaces(mine.pop("subject")) == _spaces(before.pop("subject")) == _spaces(subject)
+    mine["headers"] = [(k, v) for k, v in mine["headers"] if k != "subject"]
+    before["headers"] = [(k, v) for k, v in before["headers"] if k != "subject"]
+    assert mine == before
     _well_formed(new.data)
+
+
+def _spaces(text: str) -> str:
+    return re.sub(" +", " ", text).strip(" ")
 
 
 @pytest.mark.parametrize("field", ["subject", "name", "filename", "sender"])
