@@ -86,19 +86,31 @@ class UsageFeed:
 def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
              catalog: PlanCatalog, metrics: Sequence[Metric], events: Sequence[UsageEvent],
              period: Period) -> list[DraftInvoice]:
-    """One domain draft per subscription of the account (rating errors propagate)."""
+    """One domain draft per subscription due in ``period`` (rating errors propagate).
+
+    A yearly subscription is due only in the run whose period starts its own period; its
+    usage would span a year of events, which this stage does not stream (it streams the
+    previous calendar month), so a due yearly plan with usage charges is refused, not guessed.
+    """
     drafts = []
     for subscription in subscriptions:
-        previous = subscription.previous_period(period)
+        own = subscription.period_containing(period.start)
+        if own.start != period.start:
+            continue  # e.g. a yearly subscription in a month that does not open its year
+        previous = subscription.previous_period(own)
         scope = usage_scope(subscription, catalog, previous)
         usage = None
+        if scope is not None and scope.plan.usage_charges and previous.days > 31:
+            raise ValueError(f"subscription {subscription.subscription_id}: usage charges of "
+                             f"a {subscription.interval.value}ly plan are not billed by this "
+                             "pipeline yet")
         if scope is not None:
             meter = UsageMeter(account.account_reference, scope, metrics)
             for event in events:
                 if scope.start <= event.timestamp < scope.end:
                     meter.add(event)
             usage = meter.result()
-        drafts.append(rate_account(account, subscription, catalog, period, usage))
+        drafts.append(rate_account(account, subscription, catalog, own, usage))
     return drafts
 
 

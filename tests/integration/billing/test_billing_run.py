@@ -139,3 +139,32 @@ def test_plan_change_mid_period_is_prorated_on_the_next_invoice(any_engine: Engi
     basic_used, premium_used = round(Decimal(1990 * 15) / 31), round(Decimal(4990 * 16) / 31)
     assert amounts == sorted([-(1990 - basic_used), premium_used, 4990])
     assert check_invoice(changed) == []
+
+
+def test_a_yearly_subscription_is_billed_once_a_year_in_its_anniversary_month(
+        any_engine: Engine, tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
+    from sealbill.store import catalog as catalog_store
+
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        catalog_store.add_plan(conn, s.org_id, Plan(
+            "annual", "Annual", Interval.YEAR, "EUR", 1, date(2020, 1, 1),
+            (Charge("base", ChargeModel.FLAT, "Abonnement annuel", "Yearly subscription",
+                    ChargeProperties(amount=Decimal("120.00"))),)), datetime.now(UTC))
+        account_id = parties.create_account(
+            conn, s.org_id, reference="Y1", name="Yearly SA", address_line1="1 rue Y",
+            postcode="75001", city="Paris", country="FR", is_business=True, currency="EUR",
+            locale="fr", vat_id_valid=False, is_internal_test=False)
+        catalog_store.add_subscription(conn, s.org_id, account_id, "sub-y", "annual",
+                                       date(2026, 1, 1), datetime.now(UTC))
+    for period, expected in (("2026-11", 0), ("2026-12", 0), ("2027-01", 1)):
+        result = bill_period(any_engine, s.org_id, period, actor="x")
+        with any_engine.begin() as conn:
+            yearly = [r for r in queries.list_invoices(conn, s.org_id, run_id=result.run_id)
+                      if r["account_reference"] == "Y1"]
+        assert len(yearly) == expected, period
+    assert yearly[0]["total_excl_minor"] == 12000
