@@ -32,9 +32,10 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from html import unescape
 from typing import Any
 
-from sealbill.domain.identifiers import IdentifierIndex, contains_identifier
+from sealbill.domain.identifiers import IdentifierIndex, is_token, tokens
 from sealbill.domain.message_facts import ParsedMessage, normalize_address, parse_message
 
 DEFAULT_RECIPIENT_CAP = 5
@@ -210,19 +211,30 @@ def _content(env: Envelope, fresh: Fresh, parsed: ParsedMessage, index: Identifi
     bodies = {"subject": parsed.subject, "text": text.payload.decode("utf-8", "replace"),
               "html": html.payload.decode("utf-8", "replace")}
     required = {"subject": (number,), "text": (number, reference), "html": (number, reference)}
+    body_tokens = {where: tokens(body) for where, body in bodies.items()}  # once per body
     for where, body in bodies.items():
-        absent = [ident for ident in required[where] if not contains_identifier(body, ident)]
+        absent = [ident for ident in required[where]
+                  if not names(body, body_tokens[where], ident)]
         if absent:
             out.append(Violation("content", f"the {where} does not name this invoice/account",
                                  {"where": where, "absent": absent}))
     own = {f"account:{env.account_id}", f"invoice:{env.invoice_id}"}
     for where, body in {**bodies, "xml": xml_text}.items():
-        hits = index.foreign_hits(body, own)
+        hits = index.foreign_hits(body, own, body_tokens.get(where))
         if hits:
             found = [{"kind": k, "value": v, "owner": o} for k, v, o in sorted(hits)]
             out.append(Violation("content", f"another account's identifier in the {where}",
                                  {"where": where, "found": found}))
     return out
+
+
+def names(text: str, text_tokens: set[str], identifier: str) -> bool:
+    """``identifiers.contains_identifier(text, identifier)``, given ``tokens(text)``."""
+    if not identifier:
+        return False
+    if is_token(identifier):
+        return identifier in text_tokens
+    return identifier in unescape(text)
 
 
 def _xml_identity(pdf: bytes, extract_xml: XmlExtractor, number: str, buyer: str,

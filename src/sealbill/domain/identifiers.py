@@ -37,11 +37,8 @@ _TRIM = ".-/"
 
 def tokens(text: str) -> set[str]:
     """The identifier-like tokens of ``text`` (HTML entities decoded first)."""
-    found = set()
-    for raw in _TOKEN.findall(html.unescape(text)):
-        token = raw.strip(_TRIM)
-        if token:
-            found.add(token)
+    found = {raw.strip(_TRIM) for raw in _TOKEN.findall(html.unescape(text))}
+    found.discard("")
     return found
 
 
@@ -81,10 +78,12 @@ class IdentifierIndex:
                 index.phrases.append((kind, value, owner))
         return index
 
-    def foreign_hits(self, text: str, own_owners: set[str]) -> set[tuple[str, str, str]]:
-        """Identifiers found in ``text`` whose owner is not one of ``own_owners``."""
+    def foreign_hits(self, text: str, own_owners: set[str],
+                     text_tokens: set[str] | None = None) -> set[tuple[str, str, str]]:
+        """Identifiers found in ``text`` whose owner is not one of ``own_owners``
+        (``text_tokens``: ``tokens(text)``, when the caller has it already)."""
         hits: set[tuple[str, str, str]] = set()
-        for token in tokens(text):
+        for token in tokens(text) if text_tokens is None else text_tokens:
             for kind, owner in self.by_token.get(token, ()):
                 if owner not in own_owners:
                     hits.add((kind, token, owner))

@@ -129,9 +129,9 @@ class _NotStrict(ValueError):
 
 
 def _parse_strict(data: bytes) -> ParsedMessage:
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        raise _NotStrict("a bare CR or LF")
+    # A bare CR or LF is refused in header sections (below); in a body it cannot hide: the
+    # delimiters are matched with their CRLFs and every leaf is strict base64 once its CRLFs
+    # are removed, so a stray CR or LF anywhere else makes the message non-strict too.
     msg, body = _entity(data)
     parsed = ParsedMessage()
     _read_headers(msg, parsed)
@@ -149,6 +149,8 @@ def _entity(data: bytes) -> tuple[Message, bytes]:
         raise _NotStrict("a header with a non-ASCII or control byte")
     fields: list[list[str]] = []
     for line in head.decode("ascii").split("\r\n"):
+        if "\r" in line or "\n" in line:
+            raise _NotStrict("a bare CR or LF in a header section")
         if line[:1] in (" ", "\t"):
             if not fields:
                 raise _NotStrict("a continuation line before any header")

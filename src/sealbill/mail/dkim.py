@@ -7,7 +7,7 @@ three steps of dkimpy 1.1's signing path, each for speed only:
 - the RSA signature over the header hash is computed by OpenSSL with the key loaded once;
 - ``sign`` is dkimpy's ``DKIM.sign`` for rsa-sha256 without its per-message parse of the PEM
   key (pure-Python ASN.1, a third of a millisecond) — the same fields in the same order;
-- a message with CRLF line ends only (what sealbill writes) is cut at its first empty line
+- a message without a bare LF (sealbill writes CRLF only) is cut at its first empty line
   instead of being split into lines with a regex and joined back (dkimpy's ``rfc822_parse``,
   the costliest step for a 60 kB invoice): the header section still goes through
   ``rfc822_parse``, and the body is the same bytes. Any other message takes dkimpy's path.
@@ -103,12 +103,10 @@ class _OpenSslDKIM(dkim.DKIM):  # type: ignore[misc]
 
 
 def _header_end(message: bytes) -> int | None:
-    """Where the first empty line starts, for a message whose every line ends with CRLF (no
-    bare CR or LF): there dkimpy's ``rfc822_parse`` would cut too. None for any other."""
-    if message.startswith(b"\r\n"):
-        return None
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+    """Where the first empty line starts, for a message without a bare LF (``rfc822_parse``
+    splits lines on ``\\r?\\n`` and joins the body back with CRLF: with no bare LF that gives
+    the same bytes; a bare CR is no line end to it). None for any other message."""
+    if message.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
         return None
     cut = message.find(b"\r\n\r\n")
     return None if cut < 0 else cut

@@ -53,8 +53,9 @@ _MAX_LINE = 78  # policy.SMTP.max_line_length, CRLF excluded
 # Values written without the email package: words of printable ASCII, single spaces.
 _PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*\Z")
 # A display name that needs no quoting: atext words (RFC 5322), single spaces.
-_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z")
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*\Z")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_ATOM_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*\Z")
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\Z")
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9.\-_]+@[A-Za-z0-9.\-]+>\Z")
 _FILENAME = re.compile(r"[A-Za-z0-9._\-]+\Z")

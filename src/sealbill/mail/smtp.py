@@ -11,8 +11,13 @@ Each :meth:`SmtpSender.send` is ``MAIL FROM`` / ``RCPT TO`` x n / ``DATA`` and a
   (a bounce: the caller flags those contacts).
 
 Invariants: if any RCPT is refused the transaction is reset and DATA is never sent, so a
-message goes to all of its recipients or to none; a connection found dead *before* MAIL FROM is
-reopened once (nothing was sent on it), never after.
+message goes to all of its recipients or to none; a connection found dead before DATA is
+reopened once (no message can have been delivered without DATA), never after.
+
+Speed: when the server offers PIPELINING (RFC 2920), ``MAIL FROM`` and the ``RCPT TO`` commands
+go out in one write and their replies are read in order — DATA is still only sent after every
+reply has been read and accepted. DATA's dot-stuffing is smtplib's (``(?m)^\\.`` doubled) done
+with ``bytes.replace`` (:func:`dot_stuff`), several times faster on a 60 kB message.
 """
 
 from __future__ import annotations
@@ -87,14 +92,27 @@ class SmtpSender:
         if conn is not None:
             conn.close()
 
-    def _mail_from(self, mail_from: str) -> tuple[int, bytes]:
+    def _envelope(self, mail_from: str, rcpt_to: tuple[str, ...]
+                  ) -> tuple[tuple[int, bytes], list[tuple[int, bytes]]]:
+        """The replies to MAIL FROM and to each RCPT TO (none when MAIL FROM was refused)."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
+            conn = self._conn
             try:
-                return self._conn.mail(mail_from)
+                if not conn.has_extn("pipelining"):
+                    mail = conn.mail(mail_from)
+                    return mail, ([conn.rcpt(r) for r in rcpt_to] if mail[0] == 250 else [])
+                commands = [f"mail FROM:{smtplib.quoteaddr(mail_from)}",
+                            *(f"rcpt TO:{smtplib.quoteaddr(r)}" for r in rcpt_to)]
+                if any("\r" in c or "\n" in c for c in commands):
+                    raise ValueError(f"a line break in an SMTP command: {commands!r}")
+                conn.send("".join(f"{c}\r\n" for c in commands))
+                mail = conn.getreply()
+                replies = [conn.getreply() for _ in rcpt_to]  # read all: stay in step
+                return mail, (replies if mail[0] == 250 else [])
             except smtplib.SMTPServerDisconnected:
-                # An idle connection closed by the server: nothing was sent, reopen once.
+                # An idle connection closed by the server: no DATA was sent, reopen once.
                 self._drop()
                 if attempt == 2:
                     raise
@@ -112,23 +130,42 @@ class SmtpSender:
             return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
 
     def _send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> SendResult:
-        code, resp = self._mail_from(mail_from)
+        (code, resp), replies = self._envelope(mail_from, rcpt_to)
         conn = self._conn
         assert conn is not None
         if code != 250:
             conn.rset()
             return SendResult(classify(code), code, "MAIL FROM: " + _text(resp))
         refused: dict[str, tuple[int, str]] = {}
-        for rcpt in rcpt_to:
-            rcode, rresp = conn.rcpt(rcpt)
+        for rcpt, (rcode, rresp) in zip(rcpt_to, replies, strict=True):
             if rcode not in (250, 251):
                 refused[rcpt] = (rcode, _text(rresp))
         if refused:
             conn.rset()
             worst = max(c for c, _ in refused.values())
             return SendResult(classify(worst), worst, "RCPT TO refused", refused)
-        dcode, dresp = conn.data(data)
+        dcode, dresp = _data(conn, data)
         return SendResult(classify(dcode), dcode, _text(dresp))
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """smtplib's ``_quote_periods`` — ``re.sub(br'(?m)^\\.', b'..', data)``: a dot that starts
+    a line (the data, or after any LF) is doubled — without a regex."""
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """``smtplib.SMTP.data`` for bytes, with :func:`dot_stuff`."""
+    conn.putcmd("data")
+    code, reply = conn.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    stuffed = dot_stuff(data)
+    if stuffed[-2:] != b"\r\n":
+        stuffed += b"\r\n"
+    conn.send(stuffed + b".\r\n")
+    return conn.getreply()
 
 
 def _text(value: bytes | str) -> str:

@@ -37,7 +37,7 @@ from sealbill.pipeline.rate import (
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.db import Row, inserted_id
-from sealbill.store.invoices import DraftInvoice, existing_billing_keys, insert_drafts
+from sealbill.store.invoices import DraftInvoice, billed_account_ids, insert_drafts
 from sealbill.store.schema import accounts, billing_runs
 from sealbill.store.usage import stream_period
 
@@ -106,8 +106,12 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         run_id = None if dry_run else open_run(conn, org_id, period, start, end, actor)
         result = BillingResult(run_id, period)
         at = datetime.now(UTC)
+        # Read once, before this run inserts anything: the unique billing key still refuses a
+        # second invoice if another run bills the same account meanwhile.
+        billed = billed_account_ids(conn, org_id, start)
         for chunk in _account_chunks(conn, org_id):
-            drafts = _rate_chunk(conn, org, chunk, catalog, metrics, start, end, period, result)
+            drafts = _rate_chunk(conn, org, chunk, catalog, metrics, start, end, period,
+                                 result, billed)
             if dry_run:
                 result.previews.extend(_preview(d) for d in drafts)
             else:
@@ -138,11 +142,10 @@ def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
 
 def _rate_chunk(conn: Connection, org: Row, chunk: list[Row],
                 catalog: PlanCatalog, metrics: list[Metric], start: date, end: date,
-                period: str, result: BillingResult) -> list[DraftInvoice]:
+                period: str, result: BillingResult, billed: set[int]) -> list[DraftInvoice]:
     org_id = int(org["id"])
     keys = {row["id"]: f"{row['id']}:{period}" for row in chunk}
-    billed = existing_billing_keys(conn, org_id, list(keys.values()))
-    todo = [row for row in chunk if keys[row["id"]] not in billed]
+    todo = [row for row in chunk if int(row["id"]) not in billed]
     result.already_billed += len(chunk) - len(todo)
     if not todo:
         return []

@@ -6,14 +6,26 @@ Invariants:
 - recipients are the envelope's ``Recipient`` records; display names come from the contact rows;
 - the message is a pure function of the outbox row (Message-ID, Date = the envelope's creation,
   boundaries), so a resend is the same message.
+
+Composing ahead (:class:`ComposeAhead`): because the message is a pure function of the outbox
+row, the sender may have it built ahead, in worker processes, while it guards and sends the
+previous ones — RSA signing and MIME building then use another core. Nothing is trusted from a
+worker but bytes: the sender's guard checks those exact bytes against a fresh read in the
+claiming transaction, as it checks the bytes built in-process. A worker reads without taking
+the write lock (SQLite: plain autocommit reads, WAL; finalized invoices and their documents do
+not change), and whatever it raises comes back to the sender as a refused message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pikepdf
 import sqlalchemy as sa
@@ -22,12 +34,12 @@ from sqlalchemy.engine import Connection
 from sealbill.documents.bodies import mail_subject
 from sealbill.domain.invoices import Invoice
 from sealbill.mail import mime
-from sealbill.mail.dkim import DkimSigner
+from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
-from sealbill.store.outbox import OutboxItem
+from sealbill.store.outbox import OutboxItem, not_indexed
 from sealbill.store.plans import TEXT_KINDS
-from sealbill.store.schema import contacts, documents
+from sealbill.store.schema import contacts, documents, organizations
 
 FACTURX_NAME = "factur-x.xml"
 
@@ -51,10 +63,21 @@ def extract_facturx_xml(pdf: bytes) -> bytes:
         return bytes(attachment.get_file().read_bytes())
 
 
+# Built once (bind parameters): compose runs these for every message.
+_DOCUMENTS = sa.select(documents.c.kind, documents.c.path, documents.c.sha256).where(
+    not_indexed(documents.c.organization_id) == sa.bindparam("org"),  # by invoice, not org
+    documents.c.invoice_id == sa.bindparam("invoice"))
+_NAMES = sa.select(contacts.c.id, contacts.c.name).where(
+    contacts.c.organization_id == sa.bindparam("org"),
+    contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
+_SENDER = sa.select(organizations.c.sender_name, organizations.c.sender_email,
+                    organizations.c.archive_email).where(
+    organizations.c.id == sa.bindparam("org"))
+
+
 def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    rows = conn.execute(sa.select(documents.c.kind, documents.c.path, documents.c.sha256).where(
-        documents.c.organization_id == org_id, documents.c.invoice_id == invoice_id))
+    rows = conn.execute(_DOCUMENTS, {"org": org_id, "invoice": invoice_id})
     for kind, path, sha in rows:
         kind = "text" if kind in TEXT_KINDS else kind
         if kind not in ("pdf", "html", "text"):
@@ -70,8 +93,7 @@ def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, byte
 
 
 def display_names(conn: Connection, org_id: int, contact_ids: list[int]) -> dict[int, str]:
-    rows = conn.execute(sa.select(contacts.c.id, contacts.c.name).where(
-        contacts.c.organization_id == org_id, contacts.c.id.in_(contact_ids)))
+    rows = conn.execute(_NAMES, {"org": org_id, "ids": list(contact_ids)})
     return {int(cid): str(name or "") for cid, name in rows}
 
 
@@ -81,26 +103,95 @@ def pdf_filename(invoice: Invoice) -> str:
     return f"{stem}-{safe}.pdf"
 
 
-def compose(conn: Connection, org_id: int, item: OutboxItem,
-            signer: DkimSigner | None) -> Composed:
-    """Build (and sign, when DKIM is configured) the message of one outbox row."""
+@dataclass(frozen=True)
+class Gathered:
+    """What the database and the document files say for one message."""
+
+    invoice: Invoice
+    sender: mime.Sender
+    archive_email: str | None
+    files: dict[str, bytes]
+    names: dict[int, str]
+
+
+def gather(conn: Connection, org_id: int, item: OutboxItem) -> Gathered:
     invoice = load_invoice(conn, org_id, item.invoice_id)
-    org = parties.organization(conn, org_id)
+    org = conn.execute(_SENDER, {"org": org_id}).first()
+    if org is None:
+        raise parties.NotFound(f"organization {org_id} does not exist")
     files = _documents(conn, org_id, item.invoice_id)
+    names = display_names(conn, org_id, [cid for cid, _ in item.recipients])
+    return Gathered(invoice, mime.Sender(str(org.sender_name), str(org.sender_email)),
+                    org.archive_email, files, names)
+
+
+def build(gathered: Gathered, item: OutboxItem, signer: DkimSigner | None) -> Composed:
+    """The serialized (and signed, when DKIM is configured) message; no database."""
+    invoice, files = gathered.invoice, gathered.files
     recipients = [parties.Recipient(cid, email) for cid, email in item.recipients]
     content = mime.Content(subject=mail_subject(invoice), text=files["text"],
                            html=files["html"], pdf=files["pdf"],
                            pdf_filename=pdf_filename(invoice))
     outgoing = mime.build_message(
-        sender=mime.Sender(str(org["sender_name"]), str(org["sender_email"])),
-        recipients=recipients,
-        display_names=display_names(conn, org_id, [r.contact_id for r in recipients]),
-        archive_email=org["archive_email"], message_id=item.message_id, date=item.queued_at,
-        content=content)
+        sender=gathered.sender, recipients=recipients, display_names=gathered.names,
+        archive_email=gathered.archive_email, message_id=item.message_id,
+        date=item.queued_at, content=content)
     if signer is not None:
         outgoing = mime.Outgoing(outgoing.message_id, outgoing.mail_from, outgoing.rcpt_to,
                                  signer.sign(outgoing.data))
     return Composed(invoice, outgoing)
+
+
+def compose(conn: Connection, org_id: int, item: OutboxItem,
+            signer: DkimSigner | None) -> Composed:
+    """Build (and sign, when DKIM is configured) the message of one outbox row."""
+    return build(gather(conn, org_id, item), item, signer)
+
+
+class ComposeAhead:
+    """Messages of one organization composed ahead, in ``workers`` processes (module doc)."""
+
+    def __init__(self, url: str, org_id: int, key: DkimKey | None, workers: int) -> None:
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker, initargs=(url, org_id, key))
+        self._futures: dict[OutboxItem, Future[Composed]] = {}
+
+    def prefetch(self, items: Iterable[OutboxItem]) -> None:
+        for item in items:
+            if item not in self._futures:
+                self._futures[item] = self._pool.submit(_compose_in_worker, item)
+
+    def take(self, item: OutboxItem) -> Composed:
+        """The message of ``item`` (raises what composing it raised)."""
+        future = self._futures.pop(item, None) or self._pool.submit(_compose_in_worker, item)
+        return future.result()
+
+    def close(self) -> None:
+        self._futures.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(url: str, org_id: int, key: DkimKey | None) -> None:
+    if url.startswith("sqlite"):
+        # Plain reads (no BEGIN IMMEDIATE): a worker never takes the sender's write lock.
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+    else:
+        from sealbill.store.db import create_engine
+
+        engine = create_engine(url)
+    _worker.update(engine=engine, org_id=org_id,
+                   signer=DkimSigner(key) if key is not None else None)
+
+
+def _compose_in_worker(item: OutboxItem) -> Composed:
+    with _worker["engine"].connect() as conn:
+        gathered = gather(conn, _worker["org_id"], item)
+        conn.rollback()  # nothing was written: end the read before the CPU-bound part
+    return build(gathered, item, _worker["signer"])
 
 
 def data_categories(invoice: Invoice) -> list[str]:

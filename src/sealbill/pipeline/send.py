@@ -1,13 +1,14 @@
 """Send a run: canary first, then the rest; the guard before every message; the ledger after.
 
 For each outbox row, in this order:
-1. compose the message (documents, MIME, DKIM) from the stored row;
-2. in one transaction: read the kill switch (paused -> stop), claim the row (``sending``),
-   read the guard's facts fresh from the tables, run the guard on the exact bytes and SMTP
-   recipients about to be used; a violation holds the message, **halts the run** and records
-   an alert with the evidence, in that same transaction; otherwise record the claims;
-3. SMTP;
-4. in one transaction: ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or
+1. in one transaction: read the kill switch (paused -> stop), claim the row (``sending``),
+   compose the message (documents, MIME, DKIM) from the stored row, read the guard's facts
+   fresh from the tables, run the guard on the exact bytes and SMTP recipients about to be
+   used; a violation (a message that cannot be built is one) holds the message, **halts the
+   run** and records an alert with the evidence, in that same transaction; otherwise record
+   the claims;
+2. SMTP;
+3. in one transaction: ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or
    ``failed_permanent`` with the refused contacts flagged.
 
 Invariants:
@@ -63,6 +64,8 @@ class SendOptions:
     wait_for_retries: bool = True
     max_consecutive_failures: int = 20
     recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
+    # Worker processes composing messages ahead (compose.ComposeAhead); 0: in the sender.
+    compose_workers: int = 0
 
 
 @dataclass
@@ -99,8 +102,10 @@ def identifier_index(engine: Engine, org_id: int, run_id: int) -> IdentifierInde
 class _Sender:
     def __init__(self, engine: Engine, org_id: int, run_id: int, transport: Transport,
                  signer: DkimSigner | None, options: SendOptions,
-                 on_progress: Callable[[int], None] | None) -> None:
+                 on_progress: Callable[[int], None] | None,
+                 ahead: composer.ComposeAhead | None = None) -> None:
         self.engine, self.org_id, self.run_id = engine, org_id, run_id
+        self.ahead = ahead
         self.transport, self.signer, self.options = transport, signer, options
         self.on_progress = on_progress
         self.report = SendReport(run_id)
@@ -120,7 +125,10 @@ class _Sender:
                      and r.next_attempt_at is not None]
             due = [r for r in rows if r.status != "failed_temporary"]
             due += [r for r in retry if r.next_attempt_at is not None and r.next_attempt_at <= at]
-            for item in sorted(due, key=lambda r: r.outbox_id):
+            due.sort(key=lambda r: r.outbox_id)
+            for i, item in enumerate(due):
+                if self.ahead is not None:
+                    self.ahead.prefetch(due[i:i + 4 * self.options.compose_workers + 2])
                 stopped = self.deliver(item)
                 if stopped:
                     return stopped
@@ -138,21 +146,13 @@ class _Sender:
     def deliver(self, item: box.OutboxItem) -> str | None:
         self.report.attempted += 1
         n = self.report.attempted
-        build_errors: list[guard.Violation] = []
-        composed = None
-        try:
-            with self.engine.begin() as conn:
-                composed = composer.compose(conn, self.org_id, item, self.signer)
-        except Exception as exc:  # refused input is a guard violation: recorded, run halted
-            build_errors.append(guard.Violation("build", f"cannot build the message: {exc}",
-                                                {"error": type(exc).__name__}))
         with self.engine.begin() as conn:
             if switches.is_paused(conn, self.org_id):
                 return "paused"
             if not box.claim(conn, self.org_id, item):
                 return None  # changed since it was listed: not ours to send now
+            composed, violations = self._compose(conn, item)
             started = time.perf_counter()
-            violations = build_errors
             if composed is not None:
                 fresh = box.fresh_facts(conn, self.org_id, item, self.options.recipient_cap)
                 violations = guard.check(
@@ -175,6 +175,24 @@ class _Sender:
         if self.on_progress:
             self.on_progress(1)
         return self._breaker(result)
+
+    def _compose(self, conn: Any, item: box.OutboxItem
+                 ) -> tuple[composer.Composed | None, list[guard.Violation]]:
+        """The message, or why it cannot be built (refused input is a guard violation: it is
+        recorded and the run halted). A database error is not a refusal: it propagates and the
+        whole transaction, claim included, is rolled back — nothing was sent."""
+        try:
+            if self.ahead is not None:  # built in a worker, from its own read
+                return self.ahead.take(item), []
+            return composer.compose(conn, self.org_id, item, self.signer), []
+        except sa.exc.DBAPIError:
+            if self.ahead is None:
+                raise
+            return None, [guard.Violation("build", "cannot build the message: database "
+                                          "error in the composing worker", {})]
+        except Exception as exc:
+            return None, [guard.Violation("build", f"cannot build the message: {exc}",
+                                          {"error": type(exc).__name__})]
 
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})
@@ -271,7 +289,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                              "`sealbill resume --run`"}.get(
                                        str(run["status"]), "nothing to send"))
             plan_store.set_run_status(conn, org_id, run_id, "sending")
-        sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress)
+        ahead = _compose_ahead(engine, org_id, signer, options)
+        sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress, ahead)
         try:
             stopped = sender.phase(canary=True)
             if stopped is None:
@@ -280,6 +299,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                 stopped = sender.phase(canary=None)
         finally:
             transport.close()
+            if ahead is not None:
+                ahead.close()
         report = sender.report
         report.stopped = stopped
         with engine.begin() as conn:
@@ -292,6 +313,17 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
             report.status = status
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _compose_ahead(engine: Engine, org_id: int, signer: DkimSigner | None,
+                   options: SendOptions) -> composer.ComposeAhead | None:
+    database = engine.url.database
+    if options.compose_workers <= 0 or (engine.dialect.name == "sqlite" and (
+            not database or database == ":memory:")):
+        return None
+    return composer.ComposeAhead(engine.url.render_as_string(hide_password=False), org_id,
+                                 signer.key if signer is not None else None,
+                                 options.compose_workers)
 
 
 def _retryable_left(conn: Any, org_id: int, run_id: int, options: SendOptions) -> bool:

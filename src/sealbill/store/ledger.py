@@ -69,20 +69,23 @@ def row_hash(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :org)")
+# Built once: every message sent runs these two.
+_HEAD = (sa.select(delivery_ledger.c.seq, delivery_ledger.c.row_hash)
+         .where(delivery_ledger.c.organization_id == sa.bindparam("org"))
+         .order_by(delivery_ledger.c.seq.desc()).limit(1))
+_INSERT = sa.insert(delivery_ledger)
+
+
 def _lock(conn: Connection, org_id: int) -> None:
     if is_postgres(conn):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, :org)"),
-                     {"ns": _LOCK_NAMESPACE, "org": org_id})
+        conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
 
 
 def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
     """Append ``entry`` to the organization's chain; returns its ``seq``."""
     _lock(conn, org_id)
-    last = conn.execute(
-        sa.select(delivery_ledger.c.seq, delivery_ledger.c.row_hash)
-        .where(delivery_ledger.c.organization_id == org_id)
-        .order_by(delivery_ledger.c.seq.desc()).limit(1)
-    ).first()
+    last = conn.execute(_HEAD, {"org": org_id}).first()
     seq = 1 if last is None else int(last.seq) + 1
     content: dict[str, Any] = {
         "organization_id": org_id, "seq": seq, "message_id": entry.message_id,
@@ -96,7 +99,7 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "prev_hash": GENESIS if last is None else str(last.row_hash),
     }
     content["row_hash"] = row_hash(content)
-    conn.execute(sa.insert(delivery_ledger).values(**content))
+    conn.execute(_INSERT, content)
     return seq
 
 

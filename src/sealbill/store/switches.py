@@ -13,11 +13,13 @@ from sqlalchemy.engine import Connection
 
 from sealbill.store.schema import sending_switches
 
+# Read before every message sent: built once, so each read reuses the compiled statement.
+_PAUSED = sa.select(sending_switches.c.paused).where(
+    sending_switches.c.organization_id == sa.bindparam("org"))
+
 
 def is_paused(conn: Connection, org_id: int) -> bool:
-    paused = conn.execute(
-        sa.select(sending_switches.c.paused).where(sending_switches.c.organization_id == org_id)
-    ).scalar()
+    paused = conn.execute(_PAUSED, {"org": org_id}).scalar()
     return bool(paused)
 
 

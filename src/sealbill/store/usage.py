@@ -43,29 +43,31 @@ class ConflictingEvent(ValueError):
 
 
 def ingest(conn: Connection, org_id: int, events: Sequence[StoredEvent]) -> tuple[int, int]:
-    """Store new events; returns (inserted, already present with the same payload)."""
+    """Store new events; returns (inserted, already present with the same payload).
+
+    Events are inserted with ``ON CONFLICT DO NOTHING`` (the unique index decides, in the
+    database); only when a chunk had ids already stored are their digests read back and
+    compared. Reading digests first for every chunk made PostgreSQL scan the growing table
+    (its statistics still said "empty" inside the importing transaction).
+    """
     inserted = duplicates = 0
     conflicts: list[str] = []
     for start in range(0, len(events), CHUNK):
         chunk = events[start:start + CHUNK]
+        added = _bulk_insert(conn, org_id, chunk)
+        inserted += added
+        if added == len(chunk):
+            continue
         known = dict(conn.execute(
             sa.select(usage_events.c.event_id, usage_events.c.payload_digest).where(
                 usage_events.c.organization_id == org_id,
                 usage_events.c.event_id.in_([e.event_id for e in chunk]))
         ).all())
-        fresh = []
         for event in chunk:
-            digest = known.get(event.event_id)
-            if digest is None:
-                fresh.append(event)
-            elif digest == event.payload_digest:
-                duplicates += 1
-            else:
+            if known.get(event.event_id) != event.payload_digest:
                 conflicts.append(f"{event.where}: field 'event_id': {event.event_id!r} was "
                                  "already stored with a different payload")
-        if fresh and not conflicts:
-            _bulk_insert(conn, org_id, fresh)
-            inserted += len(fresh)
+        duplicates += len(chunk) - added
     if conflicts:
         raise ConflictingEvent(conflicts)
     return inserted, duplicates
@@ -73,11 +75,12 @@ def ingest(conn: Connection, org_id: int, events: Sequence[StoredEvent]) -> tupl
 
 _INSERT = (
     "INSERT INTO usage_events (organization_id, account_id, event_id, metric_code, "
-    "occurred_at, value, properties, payload_digest) VALUES ({marks})"
+    "occurred_at, value, properties, payload_digest) VALUES ({marks}) "
+    "ON CONFLICT (organization_id, event_id) DO NOTHING"
 )
 
 
-def _bulk_insert(conn: Connection, org_id: int, events: Sequence[StoredEvent]) -> None:
+def _bulk_insert(conn: Connection, org_id: int, events: Sequence[StoredEvent]) -> int:
     """executemany on the driver: the column types' conversions done once here, by hand.
 
     This is the hot path of metering (millions of rows); SQLAlchemy's per-value type
@@ -109,6 +112,7 @@ def _bulk_insert(conn: Connection, org_id: int, events: Sequence[StoredEvent]) -
     cursor = driver.cursor()
     try:
         cursor.executemany(sql, rows)
+        return int(cursor.rowcount)  # rows really inserted (conflicts count 0)
     finally:
         cursor.close()
 

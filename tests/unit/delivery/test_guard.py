@@ -7,9 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from sealbill.domain import guard
-from sealbill.domain.identifiers import IdentifierIndex
+from sealbill.domain.identifiers import IdentifierIndex, contains_identifier, tokens
 from sealbill.mail import mime
 from sealbill.store.parties import Recipient
 
@@ -147,3 +149,35 @@ def test_no_identifier_index_refuses() -> None:
     out = _message()
     assert _rules(guard.check(ENVELOPE, FRESH, guard.Outgoing(out.data, out.rcpt_to), None,
                               _extract)) == {"undecidable"}
+
+
+@given(text=st.text(st.sampled_from("F-0 7A.;/&amp;<p> \n\u00e9x,"), max_size=40),
+       identifier=st.text(st.sampled_from("F-07A. ,/&"), max_size=8))
+@example(text="Account ACC-0001.", identifier="ACC-0001")
+@example(text="Account ACC-00012", identifier="ACC-0001")
+@example(text="a &amp; b", identifier="a & b")
+def test_names_is_contains_identifier_with_tokens_given(text: str, identifier: str) -> None:
+    assert guard.names(text, tokens(text), identifier) == contains_identifier(text, identifier)
+
+
+def _tokens_before(text: str) -> set[str]:
+    """identifiers.tokens as it was written before (the loop), for comparison."""
+    import html
+    import re
+
+    found = set()
+    for raw in re.findall(r"[\w.\-/]+", html.unescape(text)):
+        token = raw.strip(".-/")
+        if token:
+            found.add(token)
+    return found
+
+
+@given(text=st.text(st.sampled_from("F-0 7A.;/&amp;<p> \n\u00e9x,-."), max_size=60))
+def test_foreign_hits_with_tokens_given_is_foreign_hits(text: str) -> None:
+    assert tokens(text) == _tokens_before(text)
+    index = IdentifierIndex.build([("number", "F-0007", "invoice:7"),
+                                   ("reference", "A07x", "account:1"),
+                                   ("reference", "A 07", "account:2")])
+    for own in (set(), {"invoice:7"}, {"account:2"}):
+        assert index.foreign_hits(text, own, tokens(text)) == index.foreign_hits(text, own)
