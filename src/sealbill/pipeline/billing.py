@@ -20,20 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.domain.catalog import PlanCatalog
-from sealbill.domain.rating import RatingError, ZeroAmountRule
-from sealbill.domain.subscriptions import Period
-from sealbill.domain.usage import Metric
-from sealbill.pipeline.rate import (
-    UsageFeed,
-    account_context,
-    merge,
-    metrics_from_rows,
-    midnight,
-    previous_period,
-    rate_one,
-    subscriptions_from_rows,
-)
+from sealbill.pipeline.rate import metrics_from_rows, midnight, previous_period
+from sealbill.pipeline.rate_chunks import ChunkInput, RatingContext, rated_chunks
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.db import Row, inserted_id
@@ -92,14 +80,13 @@ def open_run(conn: Connection, org_id: int, period: str, start: date, end: date,
 
 
 def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
-                dry_run: bool = False,
+                dry_run: bool = False, workers: int | None = None,
                 on_progress: Callable[[int], None] | None = None) -> BillingResult:
     start, end = period_bounds(period)
     with engine.begin() as conn:
-        org = parties.organization(conn, org_id)
+        org = dict(parties.organization(conn, org_id))
         catalog = catalog_store.load_catalog(conn, org_id)
         metric_rows = catalog_store.load_metrics(conn, org_id)
-        metrics = metrics_from_rows(metric_rows)
         problems = catalog.problems(set(metric_rows))
         if problems:
             raise BillingError("the price catalog has problems; nothing was billed", problems)
@@ -109,23 +96,42 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         # Read once, before this run inserts anything: the unique billing key still refuses a
         # second invoice if another run bills the same account meanwhile.
         billed = billed_account_ids(conn, org_id, start)
-        for chunk in _account_chunks(conn, org_id):
-            drafts = _rate_chunk(conn, org, chunk, catalog, metrics, start, end, period,
-                                 result, billed)
-            if dry_run:
-                result.previews.extend(_preview(d) for d in drafts)
-            else:
-                insert_drafts(conn, org_id, run_id, drafts, at)
-            for draft in drafts:
-                result.totals[draft.currency] = (result.totals.get(draft.currency, 0)
-                                                 + draft.total_incl_minor)
-            result.drafted += len(drafts)
-            log.info("rated a chunk of accounts", extra={"fields": {
-                "stage": "rate", "run_id": run_id, "accounts": len(chunk),
-                "drafted": len(drafts)}})
+        ctx = RatingContext(org, catalog, metrics_from_rows(metric_rows), start, end, period)
+        jobs = (_load_chunk(conn, org_id, chunk, start, end, billed, result)
+                for chunk in _account_chunks(conn, org_id))
+        expected = -(-_account_count(conn, org_id) // CHUNK)
+        problems = []
+        for rated in rated_chunks(jobs, ctx, expected_chunks=expected, workers=workers):
+            problems.extend(rated.problems)
+            result.skipped_zero += rated.skipped_zero
+            if not problems:
+                _record(conn, org_id, run_id, rated.drafts, at, result, dry_run)
             if on_progress:
-                on_progress(len(chunk))
+                on_progress(rated.accounts)
+        if problems:
+            # Raising inside the transaction rolls the whole run back: all or nothing.
+            raise BillingError(f"{len(problems)} account(s) could not be rated; nothing was "
+                               "billed", problems)
     return result
+
+
+def _record(conn: Connection, org_id: int, run_id: int | None, drafts: list[DraftInvoice],
+            at: datetime, result: BillingResult, dry_run: bool) -> None:
+    if dry_run:
+        result.previews.extend(_preview(d) for d in drafts)
+    else:
+        insert_drafts(conn, org_id, run_id, drafts, at)
+    for draft in drafts:
+        result.totals[draft.currency] = result.totals.get(draft.currency, 0) \
+            + draft.total_incl_minor
+    result.drafted += len(drafts)
+    log.info("rated a chunk of accounts", extra={"fields": {
+        "stage": "rate", "run_id": run_id, "drafted": len(drafts)}})
+
+
+def _account_count(conn: Connection, org_id: int) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(accounts).where(
+        accounts.c.organization_id == org_id)).scalar_one())
 
 
 def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
@@ -140,50 +146,23 @@ def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
         yield [row._mapping for row in rows]
 
 
-def _rate_chunk(conn: Connection, org: Row, chunk: list[Row],
-                catalog: PlanCatalog, metrics: list[Metric], start: date, end: date,
-                period: str, result: BillingResult, billed: set[int]) -> list[DraftInvoice]:
-    org_id = int(org["id"])
-    keys = {row["id"]: f"{row['id']}:{period}" for row in chunk}
-    todo = [row for row in chunk if int(row["id"]) not in billed]
+def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, end: date,
+                billed: set[int], result: BillingResult) -> ChunkInput:
+    """The chunk's accounts still to bill, their phases and their usage, as plain data."""
+    todo = [dict(row) for row in chunk if int(row["id"]) not in billed]
     result.already_billed += len(chunk) - len(todo)
-    if not todo:
-        return []
     ids = [int(row["id"]) for row in todo]
+    if not ids:
+        return ChunkInput([], {}, {})
     # Phases of the previous period too: its changes are prorated on this invoice.
     phases = catalog_store.phases_by_account(conn, org_id, ids, previous_period(start)[0], end)
     # Usage is billed in arrears: this run's invoice carries the previous period's usage.
     usage_start, usage_end = (midnight(day) for day in previous_period(start))
-    feed = UsageFeed()
-    feed.consume(stream_period(conn, org_id, usage_start, usage_end, ids),
-                 {int(row["id"]): row["reference"] for row in todo})
-    rule = ZeroAmountRule(org["zero_amount_rule"])
-    drafts, problems = [], []
-    for row in todo:
-        account_id = int(row["id"])
-        subscriptions = subscriptions_from_rows(row["reference"], phases.get(account_id, []),
-                                                catalog)
-        try:
-            rated = rate_one(account_context(row, org), subscriptions, catalog, metrics,
-                             feed.events(account_id), Period(start, end))
-        except (RatingError, ValueError) as exc:
-            problems.append(f"account {row['reference']}: {exc}")
-            continue
-        if not rated:
-            result.skipped_zero += 1
-            continue
-        draft = merge(account_id, keys[row["id"]], Period(start, end), rated)
-        if draft.total_incl_minor < 0:
-            problems.append(f"account {row['reference']}: negative total "
-                            f"{draft.total_incl_minor}; issue a credit note instead")
-        elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):
-            result.skipped_zero += 1
-        else:
-            drafts.append(draft)
-    if problems:
-        raise BillingError(f"{len(problems)} account(s) could not be rated; nothing was "
-                           "billed", problems)
-    return drafts
+    events: dict[int, list[tuple[Any, ...]]] = {}
+    for row in stream_period(conn, org_id, usage_start, usage_end, ids):
+        events.setdefault(int(row.account_id), []).append(
+            (row.event_id, row.metric_code, row.occurred_at, row.value, row.properties))
+    return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events)
 
 
 def _preview(draft: DraftInvoice) -> dict[str, Any]:

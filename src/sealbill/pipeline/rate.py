@@ -8,9 +8,8 @@ the lines of all of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
@@ -65,22 +64,6 @@ def subscriptions_from_rows(reference: str, rows: Sequence[Row],
         ))
     return result
 
-
-class UsageFeed:
-    """A chunk's usage rows of the previous period, grouped by account."""
-
-    def __init__(self) -> None:
-        self._events: dict[int, list[UsageEvent]] = {}
-
-    def consume(self, rows: Iterable[Any], references: Mapping[int, str]) -> None:
-        for row in rows:
-            account_id = int(row.account_id)
-            self._events.setdefault(account_id, []).append(UsageEvent(
-                row.event_id, references[account_id], row.metric_code, row.occurred_at,
-                row.value, row.properties or {}))
-
-    def events(self, account_id: int) -> list[UsageEvent]:
-        return self._events.get(account_id, [])
 
 
 def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],

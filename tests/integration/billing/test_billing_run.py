@@ -168,3 +168,17 @@ def test_a_yearly_subscription_is_billed_once_a_year_in_its_anniversary_month(
                       if r["account_reference"] == "Y1"]
         assert len(yearly) == expected, period
     assert yearly[0]["total_excl_minor"] == 12000
+
+
+def test_rating_in_worker_processes_gives_the_same_invoices_as_inline(
+        sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbill.pipeline import billing
+
+    s = build_scenario(sqlite_engine, accounts=9, files_dir=tmp_path, render=False)
+    monkeypatch.setattr(billing, "CHUNK", 2)  # 5 chunks: enough for the pool
+    inline = bill_period(sqlite_engine, s.org_id, "2026-11", actor="x", dry_run=True,
+                         workers=1)
+    pooled = bill_period(sqlite_engine, s.org_id, "2026-11", actor="x", dry_run=True,
+                         workers=2)
+    assert pooled.previews == inline.previews and len(pooled.previews) == 9
+    assert pooled.totals == inline.totals

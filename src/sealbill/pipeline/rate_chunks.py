@@ -1,0 +1,117 @@
+"""Rating chunks of accounts, in this process or in a pool of worker processes.
+
+The billing stage reads a chunk (accounts, their subscription phases, their usage) from the
+database and hands it here as plain data; rating is pure and CPU-bound, so with several cores
+the chunks are rated in worker processes while the main process reads the next chunk and
+writes the drafts of the previous one. Results come back in chunk order; at most
+``workers + 1`` chunks are in flight, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sealbill.domain.catalog import PlanCatalog
+from sealbill.domain.rating import RatingError, ZeroAmountRule
+from sealbill.domain.subscriptions import Period
+from sealbill.domain.usage import Metric, UsageEvent
+from sealbill.pipeline.rate import account_context, merge, rate_one, subscriptions_from_rows
+from sealbill.store.invoices import DraftInvoice
+
+POOL_MIN_CHUNKS = 3  # below this, starting workers costs more than it saves
+
+
+@dataclass(frozen=True)
+class RatingContext:
+    """What every chunk of one run is rated with (sent to each worker once)."""
+
+    org: dict[str, Any]
+    catalog: PlanCatalog
+    metrics: list[Metric]
+    start: date
+    end: date
+    period: str
+
+
+@dataclass
+class ChunkInput:
+    accounts: list[dict[str, Any]]
+    phases: dict[int, list[dict[str, Any]]]
+    # account id -> (event_id, metric_code, occurred_at, value, properties)
+    events: dict[int, list[tuple[Any, ...]]]
+
+
+@dataclass
+class ChunkOutput:
+    accounts: int
+    drafts: list[DraftInvoice] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped_zero: int = 0
+
+
+def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
+    out = ChunkOutput(len(job.accounts))
+    rule = ZeroAmountRule(ctx.org["zero_amount_rule"])
+    period = Period(ctx.start, ctx.end)
+    for row in job.accounts:
+        account_id, reference = int(row["id"]), row["reference"]
+        events = [UsageEvent(e[0], reference, e[1], e[2], e[3], e[4] or {})
+                  for e in job.events.get(account_id, ())]
+        try:
+            subscriptions = subscriptions_from_rows(reference, job.phases.get(account_id, []),
+                                                    ctx.catalog)
+            rated = rate_one(account_context(row, ctx.org), subscriptions, ctx.catalog,
+                             ctx.metrics, events, period)
+        except (RatingError, ValueError, LookupError) as exc:
+            out.problems.append(f"account {reference}: {exc}")
+            continue
+        if not rated:
+            out.skipped_zero += 1
+            continue
+        draft = merge(account_id, f"{account_id}:{ctx.period}", period, rated)
+        if draft.total_incl_minor < 0:
+            out.problems.append(f"account {reference}: negative total "
+                                f"{draft.total_incl_minor}; issue a credit note instead")
+        elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):
+            out.skipped_zero += 1
+        else:
+            out.drafts.append(draft)
+    return out
+
+
+_WORKER_CONTEXT: RatingContext | None = None
+
+
+def _init_worker(ctx: RatingContext) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = ctx
+
+
+def _rate_in_worker(job: ChunkInput) -> ChunkOutput:
+    assert _WORKER_CONTEXT is not None, "worker started without its rating context"
+    return rate_chunk(job, _WORKER_CONTEXT)
+
+
+def rated_chunks(jobs: Iterator[ChunkInput], ctx: RatingContext, *, expected_chunks: int,
+                 workers: int | None = None) -> Iterator[ChunkOutput]:
+    """Rate ``jobs`` in order; in worker processes when there is enough work for them."""
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or expected_chunks < POOL_MIN_CHUNKS:
+        for job in jobs:
+            yield rate_chunk(job, ctx)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(ctx,)) as pool:
+        pending: deque[Future[ChunkOutput]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_rate_in_worker, job))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
