@@ -1,7 +1,7 @@
 """Delivery throughput: N rendered invoices, DKIM (OpenSSL), guard and ledger, to a loopback sink.
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
-                                             [--compose-workers W] [--skip-noguard]
+                                             [--skip-noguard]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
@@ -9,9 +9,9 @@ its own process so that it does not share the sender's interpreter:
 1. the real sender: guard + DKIM + ledger;
 2. the same run with the guard's two steps (fresh facts, check) replaced by no-ops — the bench
    only, through monkeypatching; the product has no switch to turn the guard off.
-Prints messages/s for both, the guard's share, the CPU time the sender (and its compose
-workers) used per message — on a shared machine wall time depends on the neighbours, CPU time
-much less — and DKIM's cost per signature both ways.
+Prints messages/s for both, the guard's share, the CPU time the sender used per message (on a
+shared machine wall time depends on the neighbours, CPU time much less) and DKIM's cost per
+signature both ways.
 
 ``--cache DIR`` keeps the prepared (planned, not yet sent) cycle in DIR and reuses it on the
 next run with the same count, so that iterating on the sender does not re-render 10,000 PDFs.
@@ -19,8 +19,6 @@ next run with the same count, so that iterating on the sender does not re-render
 as much CPU per message as the sender) or ``postfix`` (Postfix's ``smtp-sink``, in C, as the
 issue suggests: Debian package ``postfix``, installed with "No configuration" it starts no
 mail server); ``auto`` (the default) takes ``smtp-sink`` when it is installed.
-``--compose-workers W``: ``SendOptions.compose_workers`` (messages composed ahead in W worker
-processes; 0, the default, composes in the sender).
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import shutil
 import subprocess
 import sys
@@ -93,24 +90,19 @@ def _pick_sink(kind: str) -> str:
     return "postfix" if any(Path(p).exists() for p in SMTP_SINK_PATHS) else "aiosmtpd"
 
 
-def _send(db: Path, org_id: int, run_id: int, port: int, signer: DkimSigner,
-          workers: int) -> tuple[Any, tuple[float, float]]:
+def _send(db: Path, org_id: int, run_id: int, port: int,
+          signer: DkimSigner) -> tuple[Any, float]:
     engine = create_engine(f"sqlite:///{db}")
     transport = SmtpSender(SmtpConfig(port=port, timeout=30))
-    cpu, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    report = send_module.send_run(engine, org_id, run_id, transport=transport, signer=signer,
-                                  options=send_module.SendOptions(compose_workers=workers))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used = (time.process_time() - cpu,  # the sender; then its (finished) workers
-            after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
+    cpu = time.process_time()
+    report = send_module.send_run(engine, org_id, run_id, transport=transport, signer=signer)
+    used = time.process_time() - cpu  # the sender's own CPU time, whatever its neighbours do
     engine.dispose()
     return report, used
 
 
-def _cpu(used: tuple[float, float], n: int) -> str:
-    sender, workers = used
-    return (f"CPU per message: sender {1000 * sender / n:.2f} ms"
-            + (f", compose workers {1000 * workers / n:.2f} ms" if workers > 0.01 else ""))
+def _cpu(used: float, n: int) -> str:
+    return f"CPU per message: sender {1000 * used / n:.2f} ms"
 
 
 def _dkim_cost(signer_key: DkimKey, sample: bytes) -> tuple[float, float]:
@@ -156,7 +148,7 @@ def _cached(work: Path, n: int) -> tuple[int, int] | None:
     return int(data["org_id"]), int(data["run_id"])
 
 
-def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool, workers: int) -> None:
+def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool) -> None:
     work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     work.mkdir(parents=True, exist_ok=True)
     found = _cached(work, n) if cache else None
@@ -176,11 +168,10 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool, workers
     key = DkimKey("bench", "acme-cloud.example", generate_key(work / "dkim.pem"))
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
-    print(f"sink: {sink.kind}; sender: one process, composing "
-          + (f"ahead in {workers} worker process(es)" if workers else "in-process"))
+    print(f"sink: {sink.kind}; sender: one process")
     fresh_facts, check = box.fresh_facts, guard.check
     try:
-        real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer, workers)
+        real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer)
         with_guard = n / real.seconds
         print(f"with guard:    {n} messages in {real.seconds:.1f} s = {with_guard:.0f} msg/s "
               f"(status {real.status}, {real.counts}, guard {real.guard_seconds:.1f} s = "
@@ -189,8 +180,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool, workers
         if not skip_noguard:
             box.fresh_facts = lambda *a, **k: None  # type: ignore[assignment]
             guard.check = lambda *a, **k: []  # the bench only: what the guard costs
-            bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer,
-                                   workers)
+            bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer)
             without = n / bare.seconds
             print(f"without guard: {n} messages in {bare.seconds:.1f} s = {without:.0f} msg/s "
                   f"(status {bare.status})")
@@ -216,8 +206,5 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--sink", choices=("auto", "aiosmtpd", "postfix"), default="auto")
     parser.add_argument("--skip-noguard", action="store_true")
-    parser.add_argument("--compose-workers", type=int, default=0,
-                        help="worker processes composing ahead (SendOptions.compose_workers)")
     args = parser.parse_args()
-    main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
-         args.compose_workers)
+    main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard)

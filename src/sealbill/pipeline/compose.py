@@ -6,26 +6,14 @@ Invariants:
 - recipients are the envelope's ``Recipient`` records; display names come from the contact rows;
 - the message is a pure function of the outbox row (Message-ID, Date = the envelope's creation,
   boundaries), so a resend is the same message.
-
-Composing ahead (:class:`ComposeAhead`): because the message is a pure function of the outbox
-row, the sender may have it built ahead, in worker processes, while it guards and sends the
-previous ones — RSA signing and MIME building then use another core. Nothing is trusted from a
-worker but bytes: the sender's guard checks those exact bytes against a fresh read in the
-claiming transaction, as it checks the bytes built in-process. A worker reads without taking
-the write lock (SQLite: plain autocommit reads, WAL; finalized invoices and their documents do
-not change), and whatever it raises comes back to the sender as a refused message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
-from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pikepdf
 import sqlalchemy as sa
@@ -34,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sealbill.documents.bodies import mail_subject
 from sealbill.domain.invoices import Invoice
 from sealbill.mail import mime
-from sealbill.mail.dkim import DkimKey, DkimSigner
+from sealbill.mail.dkim import DkimSigner
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
 from sealbill.store.outbox import OutboxItem, not_indexed
@@ -146,52 +134,6 @@ def compose(conn: Connection, org_id: int, item: OutboxItem,
             signer: DkimSigner | None) -> Composed:
     """Build (and sign, when DKIM is configured) the message of one outbox row."""
     return build(gather(conn, org_id, item), item, signer)
-
-
-class ComposeAhead:
-    """Messages of one organization composed ahead, in ``workers`` processes (module doc)."""
-
-    def __init__(self, url: str, org_id: int, key: DkimKey | None, workers: int) -> None:
-        self._pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(url, org_id, key))
-        self._futures: dict[OutboxItem, Future[Composed]] = {}
-
-    def prefetch(self, items: Iterable[OutboxItem]) -> None:
-        for item in items:
-            if item not in self._futures:
-                self._futures[item] = self._pool.submit(_compose_in_worker, item)
-
-    def take(self, item: OutboxItem) -> Composed:
-        """The message of ``item`` (raises what composing it raised)."""
-        future = self._futures.pop(item, None) or self._pool.submit(_compose_in_worker, item)
-        return future.result()
-
-    def close(self) -> None:
-        self._futures.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-_worker: dict[str, Any] = {}
-
-
-def _start_worker(url: str, org_id: int, key: DkimKey | None) -> None:
-    if url.startswith("sqlite"):
-        # Plain reads (no BEGIN IMMEDIATE): a worker never takes the sender's write lock.
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-    else:
-        from sealbill.store.db import create_engine
-
-        engine = create_engine(url)
-    _worker.update(engine=engine, org_id=org_id,
-                   signer=DkimSigner(key) if key is not None else None)
-
-
-def _compose_in_worker(item: OutboxItem) -> Composed:
-    with _worker["engine"].connect() as conn:
-        gathered = gather(conn, _worker["org_id"], item)
-        conn.rollback()  # nothing was written: end the read before the CPU-bound part
-    return build(gathered, item, _worker["signer"])
 
 
 def data_categories(invoice: Invoice) -> list[str]:

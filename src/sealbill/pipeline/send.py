@@ -64,8 +64,6 @@ class SendOptions:
     wait_for_retries: bool = True
     max_consecutive_failures: int = 20
     recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
-    # Worker processes composing messages ahead (compose.ComposeAhead); 0: in the sender.
-    compose_workers: int = 0
 
 
 @dataclass
@@ -102,10 +100,8 @@ def identifier_index(engine: Engine, org_id: int, run_id: int) -> IdentifierInde
 class _Sender:
     def __init__(self, engine: Engine, org_id: int, run_id: int, transport: Transport,
                  signer: DkimSigner | None, options: SendOptions,
-                 on_progress: Callable[[int], None] | None,
-                 ahead: composer.ComposeAhead | None = None) -> None:
+                 on_progress: Callable[[int], None] | None) -> None:
         self.engine, self.org_id, self.run_id = engine, org_id, run_id
-        self.ahead = ahead
         self.transport, self.signer, self.options = transport, signer, options
         self.on_progress = on_progress
         self.report = SendReport(run_id)
@@ -125,10 +121,7 @@ class _Sender:
                      and r.next_attempt_at is not None]
             due = [r for r in rows if r.status != "failed_temporary"]
             due += [r for r in retry if r.next_attempt_at is not None and r.next_attempt_at <= at]
-            due.sort(key=lambda r: r.outbox_id)
-            for i, item in enumerate(due):
-                if self.ahead is not None:
-                    self.ahead.prefetch(due[i:i + 4 * self.options.compose_workers + 2])
+            for item in sorted(due, key=lambda r: r.outbox_id):
                 stopped = self.deliver(item)
                 if stopped:
                     return stopped
@@ -182,14 +175,9 @@ class _Sender:
         recorded and the run halted). A database error is not a refusal: it propagates and the
         whole transaction, claim included, is rolled back — nothing was sent."""
         try:
-            if self.ahead is not None:  # built in a worker, from its own read
-                return self.ahead.take(item), []
             return composer.compose(conn, self.org_id, item, self.signer), []
         except sa.exc.DBAPIError:
-            if self.ahead is None:
-                raise
-            return None, [guard.Violation("build", "cannot build the message: database "
-                                          "error in the composing worker", {})]
+            raise
         except Exception as exc:
             return None, [guard.Violation("build", f"cannot build the message: {exc}",
                                           {"error": type(exc).__name__})]
@@ -289,8 +277,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                              "`sealbill resume --run`"}.get(
                                        str(run["status"]), "nothing to send"))
             plan_store.set_run_status(conn, org_id, run_id, "sending")
-        ahead = _compose_ahead(engine, org_id, signer, options)
-        sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress, ahead)
+        sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress)
         try:
             stopped = sender.phase(canary=True)
             if stopped is None:
@@ -299,8 +286,6 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                 stopped = sender.phase(canary=None)
         finally:
             transport.close()
-            if ahead is not None:
-                ahead.close()
         report = sender.report
         report.stopped = stopped
         with engine.begin() as conn:
@@ -313,17 +298,6 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
             report.status = status
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _compose_ahead(engine: Engine, org_id: int, signer: DkimSigner | None,
-                   options: SendOptions) -> composer.ComposeAhead | None:
-    database = engine.url.database
-    if options.compose_workers <= 0 or (engine.dialect.name == "sqlite" and (
-            not database or database == ":memory:")):
-        return None
-    return composer.ComposeAhead(engine.url.render_as_string(hide_password=False), org_id,
-                                 signer.key if signer is not None else None,
-                                 options.compose_workers)
 
 
 def _retryable_left(conn: Any, org_id: int, run_id: int, options: SendOptions) -> bool:
