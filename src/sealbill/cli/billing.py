@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,6 +19,7 @@ from sealbill.cli.common import (
     emit_json,
     engine_for,
     fail,
+    org_id_for,
     progress,
     usage_error,
 )
@@ -27,7 +28,7 @@ from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal
 from sealbill.pipeline.billing import BillingError, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
-from sealbill.store import parties, queries
+from sealbill.store import queries
 from sealbill.store.invoices import InvoiceStateError, load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
@@ -45,14 +46,6 @@ def register(app: typer.Typer) -> None:
     import_app.command("usage")(import_usage)
 
 
-def _org_id(engine: Any, org: str, as_json: bool) -> int:
-    try:
-        with engine.begin() as conn:
-            return int(parties.organization_by_slug(conn, org)["id"])
-    except parties.NotFound as exc:
-        fail(str(exc), as_json=as_json)
-
-
 @run_app.command("bill")
 def bill(
     org: OrgOption,
@@ -66,7 +59,7 @@ def bill(
     """Rate the period and create one draft invoice per account (a rerun bills nothing
     twice)."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with progress(not as_json, "rating", None) as bar:
             result = bill_period(engine, org_id, period, actor=actor, dry_run=dry_run,
@@ -101,7 +94,7 @@ def finalize(
 ) -> None:
     """Finalize every draft of the run: immutable, with gapless numbers."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         day = date.fromisoformat(issue_date) if issue_date else None
     except ValueError:
@@ -138,7 +131,7 @@ def list_invoices(
 ) -> None:
     """List invoices and credit notes."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with engine.begin() as conn:
             run_id = queries.run_by_ref(conn, org_id, run)["id"] if run else None
@@ -161,7 +154,7 @@ def show(
 ) -> None:
     """Show one finalized invoice with its lines, VAT breakdown and totals."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with engine.begin() as conn:
             invoice = load_invoice(conn, org_id, queries.invoice_id_by_number(conn, org_id,
@@ -185,7 +178,7 @@ def credit_note(
 ) -> None:
     """Issue a numbered credit note against a finalized invoice (invoices never change)."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         amount_minor = None
         if amount is not None:
@@ -215,7 +208,7 @@ def void(
 ) -> None:
     """Void a finalized invoice: a full credit note is issued; the invoice is kept."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         _, number = void_invoice(engine, org_id, invoice, reason=reason)
     except (LookupError, InvoiceStateError) as exc:
@@ -237,7 +230,7 @@ def import_usage(
 ) -> None:
     """Import usage events; the same event id twice is stored once."""
     engine = engine_for(db)
-    org_id = _org_id(engine, org, as_json)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with progress(not as_json, "importing", None) as bar:
             result = import_usage_file(engine, org_id, file, rejects=rejects,

@@ -47,6 +47,17 @@ def engine_for(db: str | None) -> Engine:
     return create_engine(db)
 
 
+def org_id_for(engine: Engine, slug: str, as_json: bool) -> int:
+    """The organization's id, or a failure (exit 1) that says it does not exist."""
+    from sealbill.store import parties
+
+    try:
+        with engine.begin() as conn:
+            return int(parties.organization_by_slug(conn, slug)["id"])
+    except parties.NotFound as exc:
+        fail(str(exc), as_json=as_json)
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)

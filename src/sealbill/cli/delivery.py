@@ -25,6 +25,7 @@ from sealbill.cli.common import (
     emit_json,
     engine_for,
     fail,
+    org_id_for,
     progress,
     usage_error,
 )
@@ -53,11 +54,11 @@ def register(app: typer.Typer) -> None:
 
 def _context(db: str | None, org: str, run: str | None, as_json: bool) -> tuple[Any, int, int]:
     engine = engine_for(db)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with engine.begin() as conn:
-            org_id = int(parties.organization_by_slug(conn, org)["id"])
             run_id = int(queries.run_by_ref(conn, org_id, run)["id"]) if run else 0
-    except (parties.NotFound, LookupError, ValueError) as exc:
+    except (LookupError, ValueError) as exc:
         fail(str(exc), as_json=as_json)
     return engine, org_id, run_id
 

@@ -17,6 +17,7 @@ from sealbill.cli.common import (
     emit_json,
     engine_for,
     fail,
+    org_id_for,
     progress,
 )
 from sealbill.pipeline.render import RenderError, render_run, unrendered_ids
@@ -45,9 +46,9 @@ def render(
     """Render every finalized invoice of a run, or one invoice, once: documents are immutable,
     so what is already rendered is left as it is."""
     engine = engine_for(db)
+    org_id = org_id_for(engine, org, as_json)
     try:
         with engine.begin() as conn:
-            org_id = int(parties.organization_by_slug(conn, org)["id"])
             if not RUN_REF.fullmatch(ref):
                 run_id, invoice_ids = None, [queries.invoice_id_by_number(conn, org_id, ref)]
             else:
