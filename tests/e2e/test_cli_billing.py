@@ -12,6 +12,7 @@ from tests.support.scenario import account_records
 ORG = {
     "slug": "acme", "legal_name": "Acme SAS", "address_line1": "1 rue A", "postcode": "75001",
     "city": "Paris", "country": "FR", "siren": "732829320", "vat_id": "FR44732829320",
+    "legal_info": "SAS au capital de 1 000 € — RCS Paris 732 829 320",
     "iban": "FR7630006000011234567890189", "invoice_series": "F-", "default_locale": "fr",
     "default_currency": "EUR", "sender_email": "billing@acme.example",
     "sender_name": "Acme billing",

@@ -169,6 +169,8 @@ def _party(parent: Element, tag: str, party: Party, identifier: str | None = Non
     if isinstance(party, Seller) and party.siret:
         _el(node, "GlobalID", party.siret, schemeID="0009")
     _el(node, "Name", party.name)
+    if isinstance(party, Seller) and party.legal_info:
+        _el(node, "Description", party.legal_info)  # BT-33
     registration = legal_id(party)
     if registration:
         org = _el(node, "SpecifiedLegalOrganization")

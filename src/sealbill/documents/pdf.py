@@ -58,7 +58,7 @@ def _address(party: Party, loc: str) -> list[str]:
 
 def _seller_ids(invoice: Invoice, loc: str) -> list[str]:
     seller, lab = invoice.seller, i18n.label
-    ids = []
+    ids = [seller.legal_info] if seller.legal_info else []
     if seller.legal_id:
         ids.append(f"{lab(loc, 'siren')} {seller.legal_id}")
     if seller.siret:

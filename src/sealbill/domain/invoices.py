@@ -78,6 +78,9 @@ class Seller(Party):
     """The organization that issues the invoice; its IBAN is its own and printed in full."""
 
     siret: str | None = None
+    # BT-33: legal form, share capital and trade register, which French law requires on
+    # invoices ("SAS au capital de 10 000 € — RCS Paris 732 829 320").
+    legal_info: str | None = None
     iban: str | None = None
     bic: str | None = None
     phone: str | None = None

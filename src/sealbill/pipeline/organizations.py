@@ -18,6 +18,9 @@ def organization_problems(values: dict[str, Any]) -> list[str]:
     """Every problem of an organization record, each naming its field."""
     problems = [f"organization: field {name!r} is required" for name in ORG_FIELDS
                 if not str(values.get(name) or "").strip()]
+    if str(values.get("country", "")).upper() == "FR" and not values.get("legal_info"):
+        problems.append("organization: field 'legal_info' is required for a French seller "
+                        "(legal form, share capital and RCS, printed on every invoice)")
     checks = {"siren": validation.siren_problem, "siret": validation.siret_problem,
               "vat_id": validation.vat_id_problem, "iban": validation.iban_problem,
               "bic": validation.bic_problem}

@@ -30,6 +30,7 @@ def seller_snapshot(org: Row) -> dict[str, Any]:
         "legal_id": org["siren"],
         "legal_id_scheme": "0002" if org["siren"] else None,
         "siret": org["siret"],
+        "legal_info": org["legal_info"],
         "electronic_address": org["electronic_address"] or org["sender_email"],
         "electronic_address_scheme": org["electronic_address_scheme"] or "EM",
         "email": org["sender_email"],

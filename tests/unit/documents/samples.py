@@ -59,6 +59,7 @@ SELLER = Seller(
     electronic_address_scheme="0225",
     email="factures@atelier-numerique.example",
     siret=SELLER_SIREN + "00017",
+    legal_info="SAS au capital de 10 000 € — RCS Paris",
     iban="FR7630006000011234567890189",
     bic="AGRIFRPPXXX",
     phone="+33 1 23 45 67 89",

@@ -19,6 +19,8 @@ organizations = sa.Table(
     sa.Column("siren", sa.String(9)),
     sa.Column("siret", sa.String(14)),
     sa.Column("vat_id", sa.String(20)),
+    # Legal form, share capital, trade register (BT-33), printed on every invoice.
+    sa.Column("legal_info", sa.String(300)),
     sa.Column("iban", sa.String(34)),
     sa.Column("bic", sa.String(11)),
     sa.Column("invoice_series", sa.String(20), nullable=False),  # number prefix, e.g. "F2026-"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:31:40.541243
+Create Date: 2026-11-29 10:46:44.926162
 """
 
 from alembic import op
@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.Column('siren', sa.String(length=9), nullable=True),
     sa.Column('siret', sa.String(length=14), nullable=True),
     sa.Column('vat_id', sa.String(length=20), nullable=True),
+    sa.Column('legal_info', sa.String(length=300), nullable=True),
     sa.Column('iban', sa.String(length=34), nullable=True),
     sa.Column('bic', sa.String(length=11), nullable=True),
     sa.Column('invoice_series', sa.String(length=20), nullable=False),
