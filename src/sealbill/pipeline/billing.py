@@ -95,7 +95,7 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         at = datetime.now(UTC)
         # Read once, before this run inserts anything: the unique billing key still refuses a
         # second invoice if another run bills the same account meanwhile.
-        billed = billed_account_ids(conn, org_id, start)
+        billed = billed_account_ids(conn, org_id, period)
         ctx = RatingContext(org, catalog, metrics_from_rows(metric_rows), start, end, period)
         jobs = (_load_chunk(conn, org_id, chunk, start, end, billed, result)
                 for chunk in _account_chunks(conn, org_id))

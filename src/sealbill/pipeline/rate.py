@@ -9,7 +9,7 @@ the lines of all of them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
@@ -113,9 +113,14 @@ def merge(account_id: int, billing_key: str, period: Period,
                         if t.exemption_reason})
     subtotals = tax_breakdown(lines, first.currency, reasons)
     excl, tax, incl = totals(subtotals)
+    # The invoicing period (BT-73/74, last day inclusive) spans what the lines cover: the
+    # fixed fees of this period and the usage of the previous one.
+    starts = [line.period_start for line in lines if line.period_start]
+    ends = [line.period_end for line in lines if line.period_end]
+    first_day = min(starts, default=period.start)
+    last_day = max(ends, default=period.end - timedelta(days=1))
     return StoredDraft(account_id, first.account_reference, billing_key, first.currency,
-                       first.locale, period.start, period.end, lines, subtotals, excl, tax,
-                       incl)
+                       first.locale, first_day, last_day, lines, subtotals, excl, tax, incl)
 
 
 def midnight(day: date) -> datetime:

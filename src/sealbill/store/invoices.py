@@ -32,6 +32,7 @@ from sealbill.store import parties
 from sealbill.store.db import Row
 from sealbill.store.schema import (
     accounts,
+    billing_runs,
     invoice_lines,
     invoice_tax_lines,
     invoices,
@@ -131,12 +132,14 @@ def _insert_returning_ids(conn: Connection, org_id: int, rows: list[dict[str, An
     return [int(found[key]) for key in keys]
 
 
-def billed_account_ids(conn: Connection, org_id: int, period_start: date) -> set[int]:
-    """Accounts that already have an invoice opening ``period_start`` (read once per run)."""
+def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
+    """Accounts that already have an invoice of the billing run of ``period`` (YYYY-MM)."""
     return {int(i) for i in conn.execute(
-        sa.select(invoices.c.account_id).where(
-            invoices.c.organization_id == org_id, invoices.c.kind == "invoice",
-            invoices.c.period_start == period_start)).scalars()}
+        sa.select(invoices.c.account_id)
+        .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
+        .where(invoices.c.organization_id == org_id, invoices.c.kind == "invoice",
+               billing_runs.c.organization_id == org_id, billing_runs.c.period == period)
+    ).scalars()}
 
 
 def _line_row(org_id: int, invoice_id: int, line: InvoiceLine) -> dict[str, Any]:

@@ -35,8 +35,8 @@ invoices = sa.Table(
     # "credit:<invoice id>:<n>" for a credit note.
     sa.Column("billing_key", sa.String(100), nullable=False),
     sa.Column("number", sa.String(40)),  # given at finalization, never before
-    sa.Column("period_start", sa.Date),
-    sa.Column("period_end", sa.Date),
+    sa.Column("period_start", sa.Date),  # invoicing period (BT-73/74) ...
+    sa.Column("period_end", sa.Date),  # ... its last day, inclusive
     sa.Column("issue_date", sa.Date),
     sa.Column("due_date", sa.Date),
     sa.Column("currency", sa.String(3), nullable=False),
