@@ -27,7 +27,6 @@ from sealbill.domain.invoices import (
     TaxSubtotal,
     VatCategory,
 )
-from sealbill.domain.mentions import payment_notes
 from sealbill.store import parties
 from sealbill.store.db import Row
 from sealbill.store.schema import (
@@ -214,7 +213,9 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
              "buyer_snapshot": buyer_snapshot(buyers[row.account_id],
                                               emails.get(row.account_id)),
              "payment_snapshot": payment_snapshot(buyers[row.account_id]),
-             "notes": [list(note) for note in payment_notes(row.locale)]}
+             # No notes of our own: the documents add the legal ones (PMT, PMD, AAB), worded
+             # for a business or a consumer buyer.
+             "notes": []}
             for row, number in zip(rows, numbers, strict=True)
         ]
         conn.execute(
