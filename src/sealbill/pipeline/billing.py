@@ -27,7 +27,7 @@ from sealbill.store import parties
 from sealbill.store.db import Row, inserted_id
 from sealbill.store.invoices import DraftInvoice, billed_account_ids, insert_drafts
 from sealbill.store.schema import accounts, billing_runs
-from sealbill.store.usage import stream_period
+from sealbill.store.usage import stream_period_raw
 
 CHUNK = 1000
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, en
     # Usage is billed in arrears: this run's invoice carries the previous period's usage.
     usage_start, usage_end = (midnight(day) for day in previous_period(start))
     events: dict[int, list[tuple[Any, ...]]] = {}
-    for row in stream_period(conn, org_id, usage_start, usage_end, ids):
+    for row in stream_period_raw(conn, org_id, usage_start, usage_end, ids):
         events.setdefault(int(row.account_id), []).append(
             (row.event_id, row.metric_code, row.occurred_at, row.value, row.properties))
     return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events)

@@ -23,6 +23,7 @@ from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Metric, UsageEvent
 from sealbill.pipeline.rate import account_context, merge, rate_one, subscriptions_from_rows
 from sealbill.store.invoices import DraftInvoice
+from sealbill.store.usage import event_fields
 
 POOL_MIN_CHUNKS = 3  # below this, starting workers costs more than it saves
 
@@ -43,7 +44,8 @@ class RatingContext:
 class ChunkInput:
     accounts: list[dict[str, Any]]
     phases: dict[int, list[dict[str, Any]]]
-    # account id -> (event_id, metric_code, occurred_at, value, properties)
+    # account id -> (event_id, metric_code, occurred_at, value, properties) as the driver
+    # returned them (see store.usage.stream_period_raw)
     events: dict[int, list[tuple[Any, ...]]]
 
 
@@ -61,7 +63,7 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
     period = Period(ctx.start, ctx.end)
     for row in job.accounts:
         account_id, reference = int(row["id"]), row["reference"]
-        events = [UsageEvent(e[0], reference, e[1], e[2], e[3], e[4] or {})
+        events = [UsageEvent(e[0], reference, e[1], *event_fields(e[2], e[3], e[4]))
                   for e in job.events.get(account_id, ())]
         try:
             subscriptions = subscriptions_from_rows(reference, job.phases.get(account_id, []),

@@ -134,5 +134,38 @@ def stream_period(conn: Connection, org_id: int, start: datetime, end: datetime,
     yield from conn.execute(query, execution_options={"yield_per": 5000})
 
 
+def stream_period_raw(conn: Connection, org_id: int, start: datetime, end: datetime,
+                      account_ids: Sequence[int]) -> Iterator[Any]:
+    """:func:`stream_period` without the column types' conversions, for the rating hot path:
+    ``occurred_at``, ``value`` and ``properties`` come as the driver gives them (text on
+    SQLite) and :func:`event_fields` converts them — in a rating worker, not in the process
+    that reads the database."""
+    raw = sa.String()
+    query = (
+        sa.select(usage_events.c.account_id, usage_events.c.event_id,
+                  usage_events.c.metric_code,
+                  sa.type_coerce(usage_events.c.occurred_at, raw).label("occurred_at"),
+                  sa.type_coerce(usage_events.c.value, raw).label("value"),
+                  sa.type_coerce(usage_events.c.properties, raw).label("properties"))
+        .where(usage_events.c.organization_id == org_id,
+               usage_events.c.occurred_at >= start, usage_events.c.occurred_at < end,
+               usage_events.c.account_id.in_(list(account_ids)))
+        .order_by(usage_events.c.account_id, usage_events.c.metric_code,
+                  usage_events.c.occurred_at, usage_events.c.id)
+    )
+    yield from conn.execute(query, execution_options={"yield_per": 5000})
+
+
+def event_fields(occurred_at: Any, value: Any, properties: Any
+                 ) -> tuple[datetime, Decimal | None, dict[str, str]]:
+    """What ``UtcDateTime``, ``DecimalText`` and ``JSON`` would have returned."""
+    if isinstance(occurred_at, str):  # SQLite: naive UTC text
+        moment = datetime.fromisoformat(occurred_at).replace(tzinfo=UTC)
+    else:
+        moment = occurred_at.astimezone(UTC)
+    props = json.loads(properties) if isinstance(properties, str) else properties
+    return moment, None if value is None else Decimal(value), props or {}
+
+
 def canonical_properties(properties: dict[str, str]) -> str:
     return json.dumps(properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -126,3 +126,22 @@ def test_events_recorded_from_python_follow_the_same_rules(any_engine: Engine, o
     with pytest.raises(UsageImportRejected, match="problem"):
         record_usage(any_engine, org, [UsageEvent("py9", "NOPE", "api_calls", when)])
     assert _stored(any_engine) == 3
+
+
+def test_the_raw_stream_converts_to_exactly_what_the_typed_stream_reads(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sealbill.store.usage import event_fields, stream_period, stream_period_raw
+
+    rows = [_event(n, value=f"{n}.000120") for n in range(6)]
+    rows[2]["properties"] = {"user": "Zoë", "region": "eu"}  # type: ignore[assignment]
+    rows[3]["timestamp"] = "2026-10-05T23:30:00-05:00"  # another offset, the next UTC day
+    import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
+    window = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    with any_engine.begin() as conn:
+        typed = [(r.event_id, r.occurred_at, r.value, r.properties or {})
+                 for r in stream_period(conn, org, *window)]
+        raw = [(r.event_id, *event_fields(r.occurred_at, r.value, r.properties))
+               for r in stream_period_raw(conn, org, *window, [a for a in (1, 2)])]
+    assert raw == typed and len(raw) == 6
