@@ -32,7 +32,9 @@ test: $(STAMP) postgres-binaries lint
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_billing.py
+	$(PY) bench/bench_render.py
+	$(PY) bench/bench_delivery.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
