@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean postgres-binaries
+.PHONY: demo test lint bench clean postgres-binaries
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
