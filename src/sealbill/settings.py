@@ -9,7 +9,3 @@ from pathlib import Path
 def files_dir(explicit: str | Path | None = None) -> Path:
     """Where rendered documents are stored (``SEALBILL_FILES_DIR``, default ``var/files``)."""
     return Path(explicit or os.environ.get("SEALBILL_FILES_DIR") or "var/files")
-
-
-def default_actor() -> str:
-    return os.environ.get("SEALBILL_ACTOR") or os.environ.get("USER") or "operator"

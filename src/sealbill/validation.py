@@ -64,16 +64,6 @@ def bic_problem(value: str) -> str | None:
     return None
 
 
-def mask_iban(value: str) -> str:
-    """``FR7630006000011234567890189`` -> ``FR76 •••• 0189``: what sealbill may keep."""
-    compact = value.replace(" ", "").upper()
-    return f"{compact[:4]} •••• {compact[-4:]}"
-
-
-def card_last4_problem(value: str) -> str | None:
-    return None if len(value) == 4 and value.isdigit() else "expected the last 4 digits only"
-
-
 def looks_like_full_card_number(value: str) -> bool:
     digits = value.replace(" ", "").replace("-", "")
     return digits.isdigit() and 12 <= len(digits) <= 19 and luhn.is_valid(digits)

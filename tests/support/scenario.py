@@ -22,8 +22,10 @@ from sealbill.pipeline.accounts_import import import_accounts
 from sealbill.pipeline.billing import bill_period, period_bounds
 from sealbill.pipeline.finalize import finalize_run
 from sealbill.pipeline.organizations import create_org
+from sealbill.pipeline.render import render_run
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
+from sealbill.store.schema import contacts
 
 
 @dataclass
@@ -77,12 +79,8 @@ def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10"
     scenario = Scenario(engine, org_id, slug, result.run_id, period, files_dir,
                         account_ids=account_ids, invoice_ids=[i for i, _ in done])
     with engine.begin() as conn:
-        from sealbill.store.schema import contacts
-
         rows = conn.execute(contacts.select().where(contacts.c.organization_id == org_id))
         scenario.contact_ids = {row.email: int(row.id) for row in rows}
     if render:
-        from sealbill.pipeline.render import render_run
-
         render_run(engine, org_id, result.run_id, files_dir / "documents", workers=1)
     return scenario

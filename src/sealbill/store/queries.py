@@ -58,20 +58,3 @@ def invoice_currency(conn: Connection, org_id: int, number: str) -> str:
     if found is None:
         raise LookupError(f"invoice {number!r} not found")
     return str(found)
-
-
-def run_summary(conn: Connection, org_id: int, run_id: int) -> dict[str, Any]:
-    rows = conn.execute(
-        sa.select(invoices.c.status, invoices.c.currency, sa.func.count(),
-                  sa.func.sum(invoices.c.total_incl_minor))
-        .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
-               invoices.c.kind == "invoice")
-        .group_by(invoices.c.status, invoices.c.currency)
-    ).all()
-    return {
-        "by_status": [
-            {"status": status, "currency": currency, "count": int(count),
-             "total_incl_minor": int(total or 0)}
-            for status, currency, count, total in rows
-        ]
-    }
