@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,18 @@ def sealbill(db: str, port: int, *args: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
+def _wait_for_port(port: int, seconds: float = 30.0) -> None:
+    """The sink is a fresh interpreter: wait until it listens rather than guess how long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"smtp-sink did not listen on port {port} within {seconds} s")
+
+
 def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     engine = create_engine(db)
@@ -36,7 +49,7 @@ def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Pa
                              str(maildir), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(1.5)
+        _wait_for_port(port)
         run = str(scenario.run_id)
         planned = sealbill(db, port, "run", "plan", run, "--org", "acme-cloud", "--json")
         assert planned.returncode == 0, planned.stderr
