@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from sealbill.domain.invoices import DocumentKind
 from sealbill.pipeline.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.rate_chunks import ChunkInput, RatingContext, rated_chunks
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.db import Row, inserted_id
-from sealbill.store.invoices import DraftInvoice, billed_account_ids, insert_drafts
+from sealbill.store.invoices import (
+    DraftInvoice,
+    billed_account_ids,
+    insert_drafts,
+    last_invoice_ids,
+)
 from sealbill.store.schema import accounts, billing_runs
 from sealbill.store.usage import stream_period_raw
 
@@ -105,7 +111,8 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
             problems.extend(rated.problems)
             result.skipped_zero += rated.skipped_zero
             if not problems:
-                _record(conn, org_id, run_id, rated.drafts, at, result, dry_run)
+                problems.extend(_record(conn, org_id, run_id, rated.drafts, at, result,
+                                        dry_run))
             if on_progress:
                 on_progress(rated.accounts)
         if problems:
@@ -116,7 +123,11 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
 
 
 def _record(conn: Connection, org_id: int, run_id: int | None, drafts: list[DraftInvoice],
-            at: datetime, result: BillingResult, dry_run: bool) -> None:
+            at: datetime, result: BillingResult, dry_run: bool) -> list[str]:
+    """Store (or preview) a chunk's drafts; returns the problems that stop the run."""
+    drafts, problems = _attach_credit_notes(conn, org_id, drafts)
+    if problems:
+        return problems
     if dry_run:
         result.previews.extend(_preview(d) for d in drafts)
     else:
@@ -127,6 +138,21 @@ def _record(conn: Connection, org_id: int, run_id: int | None, drafts: list[Draf
     result.drafted += len(drafts)
     log.info("rated a chunk of accounts", extra={"fields": {
         "stage": "rate", "run_id": run_id, "drafted": len(drafts)}})
+    return []
+
+
+def _attach_credit_notes(conn: Connection, org_id: int, drafts: list[DraftInvoice]
+                         ) -> tuple[list[DraftInvoice], list[str]]:
+    """Point each credit note at its account's last finalized invoice (BT-25)."""
+    credits = [d for d in drafts if d.kind is DocumentKind.CREDIT_NOTE]
+    if not credits:
+        return drafts, []
+    last = last_invoice_ids(conn, org_id, [d.account_id for d in credits])
+    problems = [f"account {d.account_reference}: credits exceed charges but there is no "
+                "finalized invoice to credit" for d in credits if d.account_id not in last]
+    return [replace(d, corrects_invoice_id=last[d.account_id])
+            if d.kind is DocumentKind.CREDIT_NOTE and d.account_id in last else d
+            for d in drafts], problems
 
 
 def _account_count(conn: Connection, org_id: int) -> int:

@@ -13,11 +13,12 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from sealbill.domain.catalog import PlanCatalog
+from sealbill.domain.invoices import DocumentKind, tax_breakdown, totals
 from sealbill.domain.rating import RatingError, ZeroAmountRule
 from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Metric, UsageEvent
@@ -78,13 +79,26 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
             continue
         draft = merge(account_id, f"{account_id}:{ctx.period}", period, rated)
         if draft.total_incl_minor < 0:
-            out.problems.append(f"account {reference}: negative total "
-                                f"{draft.total_incl_minor}; issue a credit note instead")
+            out.drafts.append(as_credit_note(draft))  # e.g. after an immediate cancellation
         elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):
             out.skipped_zero += 1
         else:
             out.drafts.append(draft)
     return out
+
+
+def as_credit_note(draft: DraftInvoice) -> DraftInvoice:
+    """A period whose credits exceed its charges becomes a credit note: the same lines with
+    the sign turned (EN 16931 credit notes carry positive totals), VAT recomputed. The billing
+    stage then points it at the account's last invoice (``corrects_invoice_id``)."""
+    lines = [replace(line, quantity=-line.quantity, amount_minor=-line.amount_minor)
+             for line in draft.lines]
+    reasons = {t.category: t.exemption_reason for t in draft.tax_subtotals
+               if t.exemption_reason}
+    subtotals = tax_breakdown(lines, draft.currency, reasons)
+    excl, tax, incl = totals(subtotals)
+    return replace(draft, kind=DocumentKind.CREDIT_NOTE, lines=lines, tax_subtotals=subtotals,
+                   total_excl_minor=excl, tax_total_minor=tax, total_incl_minor=incl)
 
 
 _WORKER_CONTEXT: RatingContext | None = None

@@ -154,16 +154,16 @@ def change_plan(conn: Connection, org_id: int, subscription_id: int, plan_code: 
         start_on=on, created_at=at))
 
 
-def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date | None,
+def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date,
            at_period_end: bool) -> None:
-    """Cancel now (``ends_on=on``, the open phase closed) or at the end of the period."""
-    values: dict[str, Any] = {"cancel_at_period_end": at_period_end}
-    if not at_period_end:
-        values["ends_on"] = on
-        conn.execute(sa.update(subscription_phases).where(
-            subscription_phases.c.organization_id == org_id,
-            subscription_phases.c.subscription_id == subscription_id,
-            subscription_phases.c.end_on.is_(None)).values(end_on=on))
+    """Cancel on ``on`` (the open phase closed that day), or at the end of the billing period
+    containing ``on`` (periods are calendar months: the 1st of the next month)."""
+    ends_on = date(on.year + on.month // 12, on.month % 12 + 1, 1) if at_period_end else on
+    conn.execute(sa.update(subscription_phases).where(
+        subscription_phases.c.organization_id == org_id,
+        subscription_phases.c.subscription_id == subscription_id,
+        subscription_phases.c.end_on.is_(None)).values(end_on=ends_on))
+    values: dict[str, Any] = {"cancel_at_period_end": at_period_end, "ends_on": ends_on}
     conn.execute(sa.update(subscriptions).where(
         subscriptions.c.organization_id == org_id,
         subscriptions.c.id == subscription_id).values(**values))

@@ -141,6 +141,16 @@ def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
     ).scalars()}
 
 
+def last_invoice_ids(conn: Connection, org_id: int, account_ids: Sequence[int]) -> dict[int, int]:
+    """Each account's most recent finalized invoice (not credit note), by id."""
+    rows = conn.execute(
+        sa.select(invoices.c.account_id, sa.func.max(invoices.c.id))
+        .where(invoices.c.organization_id == org_id, invoices.c.account_id.in_(account_ids),
+               invoices.c.kind == "invoice", invoices.c.status == "finalized")
+        .group_by(invoices.c.account_id))
+    return {int(account_id): int(invoice_id) for account_id, invoice_id in rows}
+
+
 def _line_row(org_id: int, invoice_id: int, line: InvoiceLine) -> dict[str, Any]:
     return {
         "organization_id": org_id, "invoice_id": invoice_id, "position": line.position,

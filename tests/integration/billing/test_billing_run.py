@@ -182,3 +182,36 @@ def test_rating_in_worker_processes_gives_the_same_invoices_as_inline(
                          workers=2)
     assert pooled.previews == inline.previews and len(pooled.previews) == 9
     assert pooled.totals == inline.totals
+
+
+@pytest.mark.parametrize("at_period_end", [True, False])
+def test_cancellation_stops_billing_at_period_end_or_credits_the_rest_now(
+        any_engine: Engine, tmp_path: Path, at_period_end: bool) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from sealbill.store import catalog as catalog_store
+    from sealbill.store.schema import subscriptions
+
+    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        sub_id = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.account_id == s.account_ids["A0001"])).scalar_one()
+        catalog_store.cancel(conn, s.org_id, sub_id, on=date(2026, 10, 11),
+                             at_period_end=at_period_end)
+    result = bill_period(any_engine, s.org_id, "2026-11", actor="x", dry_run=True)
+    cancelled = [p for p in result.previews if p["account_reference"] == "A0001"]
+    if at_period_end:
+        assert cancelled == []  # October was paid in advance in full; nothing for November
+        return
+    # Billed 1990 in advance for October, used 10 of 31 days: the rest comes back as a credit
+    # note against the October invoice, with positive totals.
+    done = dict(finalize_run(any_engine, s.org_id,
+                             bill_period(any_engine, s.org_id, "2026-11", actor="x").run_id or 0))
+    with any_engine.begin() as conn:
+        notes = [load_invoice(conn, s.org_id, i) for i in done]
+    credit = next(n for n in notes if n.account_reference == "A0001")
+    assert credit.type_code == "381" and credit.number.startswith("AV-")
+    assert credit.corrected_invoice_number is not None
+    assert credit.total_excl_minor == 1990 - round(Decimal(1990 * 10) / 31) > 0
+    assert check_invoice(credit) == []
