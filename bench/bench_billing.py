@@ -7,6 +7,9 @@ Usage:
 Each case runs in a fresh process so its peak RSS is its own. Side by side in the same run,
 the import is compared against a baseline: one INSERT statement per event through SQLAlchemy
 (the naive loop many billing systems start with), on a sample.
+PostgreSQL runs with its default durability (fsync, synchronous commit, full-page writes).
+The CPU columns add up this process, its rating workers and, on PostgreSQL, the server: on a
+shared machine they vary less with the load than the elapsed times.
 Prints a Markdown table; paste it into bench/RESULTS.md with the machine and date.
 """
 
@@ -84,7 +87,30 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def case(url: str, accounts: int, events: int, workdir: Path, baseline: int) -> dict[str, Any]:
+def _cpu_s(server_pid: int | None) -> float:
+    """CPU seconds so far of this process, of its finished children (the rating workers) and,
+    on PostgreSQL, of the server (the postmaster and its children, read from /proc): on a
+    machine shared with other work, the figure that does not depend on the load."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    if server_pid:
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+            except (OSError, ValueError):
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if entry.name == str(server_pid) or fields[1] == str(server_pid):
+                ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        total += ticks / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def case(url: str, accounts: int, events: int, workdir: Path, baseline: int,
+         import_only: bool = False, server_pid: int | None = None) -> dict[str, Any]:
     from sealbill.pipeline.billing import bill_period
     from sealbill.pipeline.finalize import finalize_run
     from sealbill.pipeline.usage_import import import_usage_file
@@ -97,16 +123,24 @@ def case(url: str, accounts: int, events: int, workdir: Path, baseline: int) -> 
     result: dict[str, Any] = {"db": url.split(":")[0], "accounts": accounts, "events": events}
     if baseline:
         result["baseline_events_per_s"] = _baseline(engine, org_id, usage, baseline)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s(server_pid)
     imported = import_usage_file(engine, org_id, usage)
     result["import_s"] = time.perf_counter() - t
+    # Both threads of the import (it parses and inserts in parallel), and the server.
+    result["import_cpu_us"] = (_cpu_s(server_pid) - cpu) / events * 1e6
     result["events_per_s"] = imported["inserted"] / result["import_s"]
-    t = time.perf_counter()
+    if import_only:
+        result["peak_rss_mb"] = _peak_mb()
+        engine.dispose()
+        return result
+    t, cpu = time.perf_counter(), _cpu_s(server_pid)
     billed = bill_period(engine, org_id, "2026-11", actor="bench")
     result["rate_draft_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    result["rate_draft_cpu_s"] = _cpu_s(server_pid) - cpu
+    t, cpu = time.perf_counter(), _cpu_s(server_pid)
     done = finalize_run(engine, org_id, billed.run_id or 0, issue_date=date(2026, 11, 1))
     result["finalize_s"] = time.perf_counter() - t
+    result["finalize_cpu_s"] = _cpu_s(server_pid) - cpu
     result["invoices"] = len(done)
     result["peak_rss_mb"] = _peak_mb()
     engine.dispose()
@@ -114,8 +148,8 @@ def case(url: str, accounts: int, events: int, workdir: Path, baseline: int) -> 
 
 
 def _baseline(engine: Any, org_id: int, usage: Path, sample: int) -> float:
-    """One INSERT per event through SQLAlchemy, each event parsed the same way."""
-    from sealbill.domain.usage import parse_usage_record, payload_digest
+    """One INSERT per event through SQLAlchemy, each event parsed by the domain."""
+    from sealbill.domain.usage import parse_usage_record
     from sealbill.store import parties
     from sealbill.store.schema import usage_events
 
@@ -129,8 +163,7 @@ def _baseline(engine: Any, org_id: int, usage: Path, sample: int) -> float:
             conn.execute(usage_events.insert().values(
                 organization_id=org_id, account_id=accounts[event.account_reference],
                 event_id="baseline-" + event.event_id, metric_code=event.metric_code,
-                occurred_at=event.timestamp, value=event.value, properties=None,
-                payload_digest=payload_digest(event)))
+                occurred_at=event.timestamp, value=event.value, properties=None))
         conn.rollback()
     return sample / (time.perf_counter() - t)
 
@@ -140,7 +173,9 @@ def _url(kind: str, workdir: Path) -> tuple[str, Any]:
         return f"sqlite:///{workdir / 'bench.sqlite'}", None
     from tests.support.pgcluster import start_cluster
 
-    cluster = start_cluster()
+    # PostgreSQL's default durability (fsync, synchronous commit, full-page writes), unlike the
+    # test suite's cluster.
+    cluster = start_cluster(durable=True)
     return cluster.url, cluster
 
 
@@ -148,15 +183,22 @@ def run_child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, cluster = _url(args.db, Path(tmp))
         try:
-            print(json.dumps(case(url, args.accounts, args.events, Path(tmp), args.baseline)))
+            server_pid = None
+            if cluster:
+                pid_file = cluster.directory / "data" / "postmaster.pid"
+                server_pid = int(pid_file.read_text().split()[0])
+            print(json.dumps(case(url, args.accounts, args.events, Path(tmp), args.baseline,
+                                  args.import_only, server_pid)))
         finally:
             if cluster:
                 cluster.stop()
 
 
-def spawn(db: str, accounts: int, events: int, baseline: int) -> dict[str, Any]:
+def spawn(db: str, accounts: int, events: int, baseline: int,
+          import_only: bool = False) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--child", "--db", db, "--accounts",
-                          str(accounts), "--events", str(events), "--baseline", str(baseline)],
+                          str(accounts), "--events", str(events), "--baseline", str(baseline),
+                          *(["--import-only"] if import_only else [])],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -169,6 +211,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--baseline", type=int, default=20_000)
     parser.add_argument("--memory-curve", action="store_true")
+    parser.add_argument("--import-only", action="store_true",
+                        help="only the usage import (and its baseline), not rating and finalizing")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -180,15 +224,17 @@ def main() -> None:
     if args.memory_curve:
         rows = [spawn("sqlite", n, n * 10, 0) for n in (10_000, 50_000, 100_000)]
     else:
-        rows = [spawn(db, args.accounts, args.events, args.baseline)
+        rows = [spawn(db, args.accounts, args.events, args.baseline, args.import_only)
                 for db in (args.db or ["sqlite", "postgresql"])]
-    print("| db | accounts | events | import events/s | baseline events/s | rate+draft s "
-          "| finalize s | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| db | accounts | events | import events/s | import CPU µs/event | baseline events/s "
+          "| rate+draft s | finalize s | rate+draft CPU s | finalize CPU s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['db']} | {r['accounts']:,} | {r['events']:,} | {r['events_per_s']:,.0f} "
-              f"| {r.get('baseline_events_per_s', 0):,.0f} | {r['rate_draft_s']:.1f} "
-              f"| {r['finalize_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+              f"| {r['import_cpu_us']:.2f} | {r.get('baseline_events_per_s', 0):,.0f} "
+              f"| {r.get('rate_draft_s', 0):.1f} | {r.get('finalize_s', 0):.1f} "
+              f"| {r.get('rate_draft_cpu_s', 0):.1f} | {r.get('finalize_cpu_s', 0):.1f} "
+              f"| {r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

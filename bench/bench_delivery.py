@@ -91,14 +91,16 @@ def _pick_sink(kind: str) -> str:
 
 
 def _send(db: Path, org_id: int, run_id: int, port: int,
-          signer: DkimSigner) -> tuple[Any, float]:
+          signer: DkimSigner, senders: int) -> tuple[Any, float]:
     engine = create_engine(f"sqlite:///{db}")
-    transport = SmtpSender(SmtpConfig(port=port, timeout=30))
-    cpu = time.process_time()
-    report = send_module.send_run(engine, org_id, run_id, transport=transport, signer=signer)
-    used = time.process_time() - cpu  # the sender's own CPU time, whatever its neighbours do
+    config = SmtpConfig(port=port, timeout=30)
+    report = send_module.send_run(
+        engine, org_id, run_id, transport=SmtpSender(config), signer=signer,
+        options=send_module.SendOptions(senders=senders),
+        transport_factory=lambda: SmtpSender(config))
     engine.dispose()
-    return report, used
+    # the senders' own CPU time (all processes), whatever their neighbours do
+    return report, report.cpu_seconds
 
 
 def _cpu(used: float, n: int) -> str:
@@ -148,7 +150,8 @@ def _cached(work: Path, n: int) -> tuple[int, int] | None:
     return int(data["org_id"]), int(data["run_id"])
 
 
-def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool) -> None:
+def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
+         senders: int) -> None:
     work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     work.mkdir(parents=True, exist_ok=True)
     found = _cached(work, n) if cache else None
@@ -165,30 +168,42 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool) -> None
             Path(f"{work / name}.sqlite{suffix}").unlink(missing_ok=True)
         shutil.copyfile(work / "planned.sqlite", work / f"{name}.sqlite")
 
+    # Right after rendering the documents are in the page cache; a run from --cache may find
+    # them evicted (this VM reclaims idle page cache within minutes) and would time the disk.
+    warm = sum(len(f.read_bytes()) for f in (work / "files" / "documents").rglob("*")
+               if f.is_file())
+    print(f"documents read once before timing: {warm / 1e6:.0f} MB")
     key = DkimKey("bench", "acme-cloud.example", generate_key(work / "dkim.pem"))
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
-    print(f"sink: {sink.kind}; sender: one process")
-    fresh_facts, check = box.fresh_facts, guard.check
+    print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary")
+    examine, fresh_facts, verdict = guard.examine, box.fresh_facts, guard.verdict
     try:
-        real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer)
+        real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer,
+                               senders)
         with_guard = n / real.seconds
         print(f"with guard:    {n} messages in {real.seconds:.1f} s = {with_guard:.0f} msg/s "
-              f"(status {real.status}, {real.counts}, guard {real.guard_seconds:.1f} s = "
-              f"{100 * real.guard_seconds / real.seconds:.1f} % of the run)")
-        print(f"               {_cpu(real_cpu, n)}")
+              f"(status {real.status}, {real.counts})")
+        print(f"               {_cpu(real_cpu, n)}; guard {1000 * real.guard_seconds / n:.2f}"
+              f" ms per message = {100 * real.guard_seconds / real_cpu:.1f} % of the "
+              "senders' CPU")
         if not skip_noguard:
+            # the bench only: what the guard costs (the product has no switch to skip it)
+            nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {}, {})
+            guard.examine = lambda *a, **k: nothing  # type: ignore[assignment]
             box.fresh_facts = lambda *a, **k: None  # type: ignore[assignment]
-            guard.check = lambda *a, **k: []  # the bench only: what the guard costs
-            bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer)
+            guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
+            bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer,
+                                   senders)
             without = n / bare.seconds
             print(f"without guard: {n} messages in {bare.seconds:.1f} s = {without:.0f} msg/s "
                   f"(status {bare.status})")
             print(f"               {_cpu(bare_cpu, n)}")
-            print(f"guard cost: {100 * (1 - with_guard / without):.1f} % of throughput")
+            print(f"guard cost: {100 * (1 - with_guard / without):.1f} % of throughput, "
+                  f"{100 * (1 - bare_cpu / real_cpu):.1f} % of the senders' CPU")
     finally:
         sink.stop()
-        box.fresh_facts, guard.check = fresh_facts, check
+        guard.examine, box.fresh_facts, guard.verdict = examine, fresh_facts, verdict
     sample = (work / "files" / "documents").glob("*/*.pdf")
     pdf = next(iter(sample)).read_bytes()
     message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + pdf[:50000]
@@ -206,5 +221,8 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--sink", choices=("auto", "aiosmtpd", "postfix"), default="auto")
     parser.add_argument("--skip-noguard", action="store_true")
+    parser.add_argument("--senders", type=int, default=2,
+                        help="sender processes after the canary (default 2: one per core)")
     args = parser.parse_args()
-    main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard)
+    main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
+         args.senders)

@@ -42,6 +42,8 @@ class Cluster:
     port: int
     bindir: Path
     as_postgres: bool
+    # Tests trade durability for speed; a benchmark runs with PostgreSQL's defaults.
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -59,9 +61,10 @@ class Cluster:
                   "--no-sync")
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=100"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l",
                   str(self.directory / "log"), "-w", "start")
 
@@ -72,11 +75,12 @@ class Cluster:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
+def start_cluster(*, durable: bool = False) -> Cluster:
+    """A new cluster; ``durable`` keeps fsync, synchronous commit and full-page writes on."""
     as_postgres = os.geteuid() == 0
     directory = Path(tempfile.mkdtemp(prefix="sealbill-pg-"))
     if as_postgres:
         shutil.chown(directory, "postgres", "postgres")
-    cluster = Cluster(directory, _free_port(), _bindir(), as_postgres)
+    cluster = Cluster(directory, _free_port(), _bindir(), as_postgres, durable)
     cluster.start()
     return cluster

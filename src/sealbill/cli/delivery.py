@@ -128,8 +128,12 @@ def approve(run: RunArg, org: OrgOption,
 @run_app.command("send")
 def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
          max_attempts: Annotated[int, typer.Option(help="Attempts per message.")] = 5,
-         backoff: Annotated[float, typer.Option(help="First retry delay, seconds.")] = 30.0
-         ) -> None:
+         backoff: Annotated[float, typer.Option(help="First retry delay, seconds.")] = 30.0,
+         senders: Annotated[int, typer.Option(
+             min=1, max=32, help="Sender processes after the canary, each with its own SMTP "
+             "and database connections and the guard before each of its messages (one per "
+             "core is the fastest; a crash leaves at most one message per sender in flight)."
+         )] = 1) -> None:
     """Send the run: canary first, the guard before every message, the ledger after."""
     engine, org_id, run_id = _context(db, org, run, as_json)
     try:
@@ -139,16 +143,18 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
         usage_error(str(exc), as_json=as_json)
     status = control.status(engine, org_id, run_id)
     total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
-    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff)
+    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders)
     try:
         with progress(not as_json, "sending", total) as bar:
             report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
-                              signer=signer, options=options, on_progress=bar.advance)
+                              signer=signer, options=options, on_progress=bar.advance,
+                              transport_factory=lambda: SmtpSender(smtp))
     except (SendError, RunBusy) as exc:
         fail(str(exc), as_json=as_json)
     payload = {"ok": report.status == "sent", "run_id": run_id, "status": report.status,
                "stopped": report.stopped, "outbox": report.counts,
-               "violations": report.violations, "seconds": round(report.seconds, 3)}
+               "violations": report.violations, "seconds": round(report.seconds, 3),
+               "senders": report.senders}
     if as_json:
         emit_json(payload)
     else:

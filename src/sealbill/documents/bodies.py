@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from sealbill.documents import i18n
 from sealbill.documents.pdf import payment_lines
-from sealbill.domain.invoices import DocumentKind, Invoice
+from sealbill.domain.invoices import DocumentKind, Invoice, InvoiceHeading
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 _ONE_LINE: Final = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
@@ -83,12 +83,13 @@ def one_line(text: str) -> str:
     return _SPACES.sub(" ", _ONE_LINE.sub(" ", text)).strip(" ")
 
 
-def mail_subject(invoice: Invoice) -> str:
+def mail_subject(invoice: Invoice | InvoiceHeading) -> str:
     """``Facture FA-2025-0001 — Atelier Numérique SAS — 148,20 €`` (one line)."""
-    kind = "credit_note" if invoice.kind is DocumentKind.CREDIT_NOTE else "invoice"
-    amount = i18n.money_text(invoice.total_incl_minor, invoice.currency, invoice.locale)
-    title = i18n.label(invoice.locale, kind)
-    return one_line(f"{title} {invoice.number} — {invoice.seller.name} — {amount}")
+    heading = invoice.heading() if isinstance(invoice, Invoice) else invoice
+    kind = "credit_note" if heading.kind is DocumentKind.CREDIT_NOTE else "invoice"
+    amount = i18n.money_text(heading.total_incl_minor, heading.currency, heading.locale)
+    title = i18n.label(heading.locale, kind)
+    return one_line(f"{title} {heading.number} — {heading.seller_name} — {amount}")
 
 
 def mail_context(invoice: Invoice) -> dict[str, Any]:

@@ -103,20 +103,81 @@ class Outgoing:
 XmlExtractor = Callable[[bytes], bytes]
 
 
+@dataclass(frozen=True)
+class XmlFacts:
+    """What the Factur-X XML inside the PDF says (``error`` when it could not be read)."""
+
+    number: str | None = None
+    buyer_name: str | None = None
+    buyer_id: str | None = None
+    text: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Examined:
+    """What the outgoing bytes say, read back once (:func:`examine`): pure in the bytes.
+
+    It needs no database, so a sender computes it before taking the write lock; the rules
+    (:func:`verdict`) then compare it with the facts read fresh in the claiming transaction.
+    ``error`` set means the bytes could not be examined: the verdict is then "undecidable".
+    """
+
+    outgoing: Outgoing
+    parsed: ParsedMessage | None
+    xml: XmlFacts
+    body_tokens: Mapping[str, set[str]]
+    bodies: Mapping[str, str]
+    error: str | None = None
+
+
 def check(envelope: Envelope, fresh: Fresh, outgoing: Outgoing,
           identifiers: IdentifierIndex | None, extract_xml: XmlExtractor) -> list[Violation]:
-    """Every violation of the four rules; an empty list means this message may be sent."""
+    """Every violation of the four rules; an empty list means this message may be sent.
+
+    The same as ``verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)``.
+    """
+    return verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)
+
+
+def examine(outgoing: Outgoing, extract_xml: XmlExtractor) -> Examined:
+    """Parse the exact bytes back: headers, parts, the XML in the PDF, the tokens of each
+    text. Never raises: a failure is recorded in ``error`` (and refused by :func:`verdict`)."""
+    try:
+        parsed = parse_message(outgoing.data)
+        bodies: dict[str, str] = {"subject": parsed.subject}
+        xml = XmlFacts(error="no single PDF part")
+        for kind, part_type in (("text", "text/plain"), ("html", "text/html")):
+            found = [p for p in parsed.parts if p.content_type == part_type]
+            if len(found) == 1:
+                bodies[kind] = found[0].payload.decode("utf-8", "replace")
+        pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
+        if len(pdfs) == 1:
+            xml = _read_xml(pdfs[0].payload, extract_xml)
+        body_tokens = {where: tokens(body) for where, body in bodies.items()}
+        return Examined(outgoing, parsed, xml, body_tokens, bodies)
+    except Exception as exc:  # fail closed: recorded, refused by the verdict
+        return Examined(outgoing, None, XmlFacts(error="not examined"), {}, {},
+                        error=f"{type(exc).__name__}: {exc}")
+
+
+def verdict(envelope: Envelope, fresh: Fresh, examined: Examined,
+            identifiers: IdentifierIndex | None) -> list[Violation]:
+    """Every violation of the four rules by the examined bytes, given the fresh facts."""
     violations: list[Violation] = []
     missing = [name for name, value in vars(fresh).items()
                if value is None and name not in ("archive_email",)]
     if missing or identifiers is None:
         return [Violation("undecidable", "facts missing: the guard cannot decide",
                           {"missing": missing + ([] if identifiers else ["identifiers"])})]
+    if examined.parsed is None or examined.error is not None:
+        return [Violation("undecidable", "guard error: the message could not be examined",
+                          {"error": examined.error})]
     try:
-        parsed = parse_message(outgoing.data)
+        parsed = examined.parsed
         violations += _recipients(envelope, fresh)
-        violations += _headers(envelope, fresh, outgoing, parsed)
-        violations += _content(envelope, fresh, parsed, identifiers, extract_xml)
+        violations += _headers(envelope, fresh, examined.outgoing, parsed)
+        violations += _content(envelope, fresh, examined, identifiers)
         violations += _run_limits(envelope, fresh, parsed)
     except Exception as exc:  # fail closed: an error is a refusal, recorded as a violation
         violations.append(Violation("undecidable", f"guard error: {type(exc).__name__}",
@@ -185,9 +246,11 @@ def _headers(env: Envelope, fresh: Fresh, outgoing: Outgoing,
     return out
 
 
-def _content(env: Envelope, fresh: Fresh, parsed: ParsedMessage, index: IdentifierIndex,
-             extract_xml: XmlExtractor) -> list[Violation]:
+def _content(env: Envelope, fresh: Fresh, examined: Examined,
+             index: IdentifierIndex) -> list[Violation]:
     out: list[Violation] = []
+    parsed = examined.parsed
+    assert parsed is not None
     number, reference = str(fresh.invoice_number), str(fresh.account_reference)
     pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
     texts = [p for p in parsed.parts if p.content_type == "text/plain"]
@@ -206,12 +269,10 @@ def _content(env: Envelope, fresh: Fresh, parsed: ParsedMessage, index: Identifi
     wrong = {k: {"sent": a, "rendered": b} for k, (a, b) in digests.items() if a != b}
     if wrong:
         out.append(Violation("content", "a part is not this invoice's rendered document", wrong))
-    xml_text = _xml_identity(pdf.payload, extract_xml, number, str(fresh.buyer_name), reference,
-                             out)
-    bodies = {"subject": parsed.subject, "text": text.payload.decode("utf-8", "replace"),
-              "html": html.payload.decode("utf-8", "replace")}
+    _xml_identity(examined.xml, number, str(fresh.buyer_name), reference, out)
+    bodies = examined.bodies
+    body_tokens = examined.body_tokens
     required = {"subject": (number,), "text": (number, reference), "html": (number, reference)}
-    body_tokens = {where: tokens(body) for where, body in bodies.items()}  # once per body
     for where, body in bodies.items():
         absent = [ident for ident in required[where]
                   if not names(body, body_tokens[where], ident)]
@@ -219,7 +280,7 @@ def _content(env: Envelope, fresh: Fresh, parsed: ParsedMessage, index: Identifi
             out.append(Violation("content", f"the {where} does not name this invoice/account",
                                  {"where": where, "absent": absent}))
     own = {f"account:{env.account_id}", f"invoice:{env.invoice_id}"}
-    for where, body in {**bodies, "xml": xml_text}.items():
+    for where, body in {**bodies, "xml": examined.xml.text}.items():
         hits = index.foreign_hits(body, own, body_tokens.get(where))
         if hits:
             found = [{"kind": k, "value": v, "owner": o} for k, v, o in sorted(hits)]
@@ -237,25 +298,32 @@ def names(text: str, text_tokens: set[str], identifier: str) -> bool:
     return identifier in unescape(text)
 
 
-def _xml_identity(pdf: bytes, extract_xml: XmlExtractor, number: str, buyer: str,
-                  reference: str, out: list[Violation]) -> str:
-    """Check the Factur-X XML inside the PDF; return its text for the foreign-id search."""
+def _read_xml(pdf: bytes, extract_xml: XmlExtractor) -> XmlFacts:
+    """The identity the Factur-X XML inside the PDF gives, and its text for the id search."""
     try:
         root = ET.fromstring(extract_xml(pdf))
     except Exception as exc:  # fail closed: no readable XML, no send
-        out.append(Violation("content", "no readable Factur-X XML in the PDF",
-                             {"error": f"{type(exc).__name__}: {exc}"}))
-        return ""
-    doc_id = root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=_NS)
+        return XmlFacts(error=f"{type(exc).__name__}: {exc}")
     party = root.find(".//ram:ApplicableHeaderTradeAgreement/ram:BuyerTradeParty", _NS)
-    buyer_name = party.findtext("ram:Name", namespaces=_NS) if party is not None else None
-    buyer_id = party.findtext("ram:ID", namespaces=_NS) if party is not None else None
-    found = {"number": doc_id, "buyer_name": buyer_name, "buyer_id": buyer_id}
-    if doc_id != number or buyer_name != buyer or (buyer_id is not None and buyer_id != reference):
+    return XmlFacts(
+        number=root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=_NS),
+        buyer_name=party.findtext("ram:Name", namespaces=_NS) if party is not None else None,
+        buyer_id=party.findtext("ram:ID", namespaces=_NS) if party is not None else None,
+        text=" ".join(root.itertext()))  # tokens() splits on the whitespace itself
+
+
+def _xml_identity(xml: XmlFacts, number: str, buyer: str, reference: str,
+                  out: list[Violation]) -> None:
+    if xml.error is not None:
+        out.append(Violation("content", "no readable Factur-X XML in the PDF",
+                             {"error": xml.error}))
+        return
+    found = {"number": xml.number, "buyer_name": xml.buyer_name, "buyer_id": xml.buyer_id}
+    if xml.number != number or xml.buyer_name != buyer or (
+            xml.buyer_id is not None and xml.buyer_id != reference):
         out.append(Violation("content", "the Factur-X XML is another invoice's or buyer's",
                              {"xml": found, "expected": {"number": number, "buyer_name": buyer,
                                                          "buyer_id": reference}}))
-    return " ".join(t.strip() for t in root.itertext() if t.strip())
 
 
 def _run_limits(env: Envelope, fresh: Fresh, parsed: ParsedMessage) -> list[Violation]:

@@ -83,8 +83,9 @@ class IdentifierIndex:
         """Identifiers found in ``text`` whose owner is not one of ``own_owners``
         (``text_tokens``: ``tokens(text)``, when the caller has it already)."""
         hits: set[tuple[str, str, str]] = set()
-        for token in tokens(text) if text_tokens is None else text_tokens:
-            for kind, owner in self.by_token.get(token, ()):
+        found = tokens(text) if text_tokens is None else text_tokens
+        for token in self.by_token.keys() & found:  # one C-level intersection, not a loop
+            for kind, owner in self.by_token[token]:
                 if owner not in own_owners:
                     hits.add((kind, token, owner))
         if self.phrases:

@@ -148,6 +148,27 @@ class Invoice:
     def type_code(self) -> str:
         return self.kind.type_code
 
+    def heading(self) -> InvoiceHeading:
+        return InvoiceHeading(self.kind, self.number, self.currency, self.locale,
+                              self.seller.name, self.buyer, self.account_reference,
+                              self.total_incl_minor, self.payment_method)
+
+
+@dataclass(frozen=True)
+class InvoiceHeading:
+    """What a message about an invoice names (subject, file name, ledger), without its lines:
+    read in one row when sending, where the lines are already inside the rendered PDF."""
+
+    kind: DocumentKind
+    number: str
+    currency: str
+    locale: str
+    seller_name: str
+    buyer: Party
+    account_reference: str
+    total_incl_minor: int
+    payment_method: PaymentMethod | None = None
+
 
 EXEMPTION_CODES: dict[VatCategory, str] = {
     VatCategory.REVERSE_CHARGE: "VATEX-EU-AE",

@@ -44,6 +44,14 @@ class SendResult:
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
+class SessionError(Exception):
+    """The SMTP session could not be opened (connection, TLS, EHLO or AUTH refused)."""
+
+    def __init__(self, code: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
 def classify(code: int) -> Outcome:
     if 200 <= code < 300:
         return Outcome.SENT
@@ -77,6 +85,15 @@ class SmtpSender:
             conn.login(cfg.user, cfg.password)
         return conn
 
+    def _open(self) -> smtplib.SMTP:
+        """A session, or :class:`SessionError`: whatever refused it (connection, TLS, login)
+        is about the configuration or the server, not about the message being sent."""
+        try:
+            return self._connect()
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            code = exc.smtp_code if isinstance(exc, smtplib.SMTPResponseException) else None
+            raise SessionError(code, f"{type(exc).__name__}: {exc}") from exc
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -97,7 +114,7 @@ class SmtpSender:
         """The replies to MAIL FROM and to each RCPT TO (none when MAIL FROM was refused)."""
         for attempt in (1, 2):
             if self._conn is None:
-                self._conn = self._connect()
+                self._conn = self._open()
             conn = self._conn
             try:
                 if not conn.has_extn("pipelining"):
@@ -121,6 +138,12 @@ class SmtpSender:
     def send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> SendResult:
         try:
             return self._send(mail_from, rcpt_to, data)
+        except SessionError as exc:
+            # Even a 535 at login is temporary *for the message*: it is retried once the
+            # configuration is fixed, never marked undeliverable (and never a bounce).
+            self._drop()
+            return SendResult(Outcome.TEMPORARY, exc.code,
+                              f"no SMTP session (connection, TLS or login): {exc.detail}")
         except smtplib.SMTPResponseException as exc:
             self._drop()
             return SendResult(classify(exc.smtp_code), exc.smtp_code, _text(exc.smtp_error))

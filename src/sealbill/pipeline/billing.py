@@ -186,8 +186,8 @@ def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, en
     usage_start, usage_end = (midnight(day) for day in previous_period(start))
     events: dict[int, list[tuple[Any, ...]]] = {}
     for row in stream_period_raw(conn, org_id, usage_start, usage_end, ids):
-        events.setdefault(int(row.account_id), []).append(
-            (row.event_id, row.metric_code, row.occurred_at, row.value, row.properties))
+        # (account_id, event_id, metric_code, occurred_at, value, properties)
+        events.setdefault(row[0], []).append(row[1:])
     return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pikepdf
@@ -20,13 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.documents.bodies import mail_subject
-from sealbill.domain.invoices import Invoice
+from sealbill.documents.embedded import embedded_xml
+from sealbill.domain.invoices import InvoiceHeading
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimSigner
 from sealbill.store import parties
-from sealbill.store.invoices import load_invoice
+from sealbill.store.invoices import load_invoice_heading
 from sealbill.store.outbox import OutboxItem, not_indexed
 from sealbill.store.plans import TEXT_KINDS
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import contacts, documents, organizations
 
 FACTURX_NAME = "factur-x.xml"
@@ -38,12 +41,18 @@ class DocumentMismatch(RuntimeError):
 
 @dataclass(frozen=True)
 class Composed:
-    invoice: Invoice
+    invoice: InvoiceHeading
     outgoing: mime.Outgoing
 
 
 def extract_facturx_xml(pdf: bytes) -> bytes:
-    """The ``factur-x.xml`` embedded in a Factur-X PDF (raises when there is none)."""
+    """The ``factur-x.xml`` embedded in a Factur-X PDF (raises when there is none).
+
+    The quick reader follows the PDF's own references for the layout sealbill writes
+    (:mod:`sealbill.documents.embedded`); anything else is read by qpdf through pikepdf."""
+    quick = embedded_xml(pdf)
+    if quick is not None:
+        return quick
     with pikepdf.open(io.BytesIO(pdf)) as document:
         attachment = document.attachments.get(FACTURX_NAME)
         if attachment is None:
@@ -51,21 +60,25 @@ def extract_facturx_xml(pdf: bytes) -> bytes:
         return bytes(attachment.get_file().read_bytes())
 
 
-# Built once (bind parameters): compose runs these for every message.
-_DOCUMENTS = sa.select(documents.c.kind, documents.c.path, documents.c.sha256).where(
+# Prepared once (see store.prepared): compose runs these for every message.
+_DOCUMENTS = Prepared(sa.select(documents.c.kind, documents.c.path, documents.c.sha256).where(
     not_indexed(documents.c.organization_id) == sa.bindparam("org"),  # by invoice, not org
-    documents.c.invoice_id == sa.bindparam("invoice"))
-_NAMES = sa.select(contacts.c.id, contacts.c.name).where(
-    contacts.c.organization_id == sa.bindparam("org"),
-    contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
-_SENDER = sa.select(organizations.c.sender_name, organizations.c.sender_email,
-                    organizations.c.archive_email).where(
-    organizations.c.id == sa.bindparam("org"))
+    documents.c.invoice_id == sa.bindparam("invoice")))
+_SENDER = Prepared(sa.select(organizations.c.sender_name, organizations.c.sender_email,
+                             organizations.c.archive_email).where(
+    organizations.c.id == sa.bindparam("org")))
+
+
+@lru_cache(maxsize=64)
+def _names(count: int) -> Prepared:
+    ids = [sa.bindparam(f"c{i}", type_=contacts.c.id.type) for i in range(count)]
+    return Prepared(sa.select(contacts.c.id, contacts.c.name).where(
+        contacts.c.organization_id == sa.bindparam("org"), contacts.c.id.in_(ids)))
 
 
 def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    rows = conn.execute(_DOCUMENTS, {"org": org_id, "invoice": invoice_id})
+    rows = _DOCUMENTS.rows(conn, {"org": org_id, "invoice": invoice_id})
     for kind, path, sha in rows:
         kind = "text" if kind in TEXT_KINDS else kind
         if kind not in ("pdf", "html", "text"):
@@ -81,11 +94,14 @@ def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, byte
 
 
 def display_names(conn: Connection, org_id: int, contact_ids: list[int]) -> dict[int, str]:
-    rows = conn.execute(_NAMES, {"org": org_id, "ids": list(contact_ids)})
-    return {int(cid): str(name or "") for cid, name in rows}
+    if not contact_ids:
+        return {}
+    params = {"org": org_id, **{f"c{i}": cid for i, cid in enumerate(contact_ids)}}
+    return {int(cid): str(name or "") for cid, name in _names(len(contact_ids)).rows(
+        conn, params)}
 
 
-def pdf_filename(invoice: Invoice) -> str:
+def pdf_filename(invoice: InvoiceHeading) -> str:
     stem = "facture" if invoice.locale == "fr" else "invoice"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in invoice.number)
     return f"{stem}-{safe}.pdf"
@@ -95,7 +111,7 @@ def pdf_filename(invoice: Invoice) -> str:
 class Gathered:
     """What the database and the document files say for one message."""
 
-    invoice: Invoice
+    invoice: InvoiceHeading
     sender: mime.Sender
     archive_email: str | None
     files: dict[str, bytes]
@@ -103,8 +119,8 @@ class Gathered:
 
 
 def gather(conn: Connection, org_id: int, item: OutboxItem) -> Gathered:
-    invoice = load_invoice(conn, org_id, item.invoice_id)
-    org = conn.execute(_SENDER, {"org": org_id}).first()
+    invoice = load_invoice_heading(conn, org_id, item.invoice_id)
+    org = _SENDER.first(conn, {"org": org_id})
     if org is None:
         raise parties.NotFound(f"organization {org_id} does not exist")
     files = _documents(conn, org_id, item.invoice_id)
@@ -136,7 +152,7 @@ def compose(conn: Connection, org_id: int, item: OutboxItem,
     return build(gather(conn, org_id, item), item, signer)
 
 
-def data_categories(invoice: Invoice) -> list[str]:
+def data_categories(invoice: InvoiceHeading) -> list[str]:
     """What personal data of the account the message discloses (names as the incident
     tooling labels them)."""
     found = ["account_reference", "name", "amount", "invoice", "invoice_lines"]

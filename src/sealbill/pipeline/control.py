@@ -37,12 +37,14 @@ def resume(engine: Engine, org_id: int, *, actor: str, reason: str,
         if run_id is None:
             return out
         run = plan_store.run_row(conn, org_id, run_id)
-        if run["status"] != "halted":
-            raise ControlError(f"run {run_id} is {run['status']}, not halted")
+        if run["status"] not in ("halted", "sending"):
+            raise ControlError(f"run {run_id} is {run['status']}: neither halted nor "
+                               "stopped while sending")
         out["requeued"] = box.requeue_held(conn, org_id, run_id)
         out["alerts_resolved"] = alerts.resolve(conn, org_id, run_id, actor=actor)
-        plan_store.set_run_status(conn, org_id, run_id, "approved",
-                                  f"resumed by {actor}: {reason}"[:500])
+        if run["status"] == "halted":
+            plan_store.set_run_status(conn, org_id, run_id, "approved",
+                                      f"resumed by {actor}: {reason}"[:500])
     return out
 
 

@@ -41,8 +41,9 @@ from sealbill.store import plans as store
 from sealbill.store.parties import Recipient
 
 PLANNABLE = ("finalized", "rendered", "planned", "held", "approved")
-REPLANNABLE = (*PLANNABLE, "halted", "sending")
+REPLANNABLE = (*PLANNABLE, "sending")  # a halted run is resumed (recorded) first
 DOCUMENT_KINDS = ("pdf", "xml", "html", "text")
+FINISHED = ("sent", "failed_permanent")  # outbox states a message never leaves again
 
 
 class PlanError(RuntimeError):
@@ -87,6 +88,20 @@ def _canary_ids(run_id: int, rows: Sequence[Mapping[str, Any]], share: float) ->
     return {int(r["invoice_id"]) for r in ranked[:size]}
 
 
+def _replan_canary(run_id: int, rows: Sequence[Mapping[str, Any]], share: float,
+                   was_canary: set[int], rebuilt: set[int]) -> set[int]:
+    """A replan keeps the canary slice: the rebuilt envelopes of canary invoices stay canary.
+    If no canary message has left yet and none of those can be sent any more (no verified
+    recipient now), the slice is chosen again among the rebuilt envelopes, so that the run
+    still starts with a canary."""
+    canary = {int(r["invoice_id"]) for r in rows if r["invoice_id"] in was_canary}
+    canary_left = bool(was_canary - rebuilt)
+    if not canary_left and not any(r["recipients"] for r in rows
+                                   if r["invoice_id"] in canary):
+        canary = _canary_ids(run_id, rows, share)
+    return canary
+
+
 def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              policy: DeliveryPolicy | None = None, canary_share: float = 0.01,
              replan: bool = False, now: datetime | None = None) -> PlanResult:
@@ -99,6 +114,9 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
         if existing is not None and not replan:
             return _result(conn, org_id, run_id, existing, replanned=0)
         allowed = REPLANNABLE if replan else PLANNABLE
+        if run["status"] == "halted":
+            raise PlanError(f"run {run_id} is halted: investigate, then `sealbill resume --run "
+                            f"{run_id} --reason ...` (recorded) before planning it again")
         if run["status"] not in allowed:
             raise PlanError(f"run {run_id} is {run['status']}: it cannot be planned now")
         invoices = store.run_invoices(conn, org_id, run_id)
@@ -111,12 +129,15 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
             raise PlanError(f"{len(unrendered)} invoices are not rendered yet "
                             f"(first: {unrendered[0]}); run the render stage first")
         previous = store.previous_plan(conn, org_id, str(run["period"]))
+        was_canary: set[int] = set()
         if existing is None:
             plan_id = store.create_plan(conn, org_id, run_id,
                                         previous[0] if previous else None, actor)
             todo = {int(i["id"]) for i in invoices}
         else:
             plan_id = int(existing["id"])
+            was_canary = {int(r["invoice_id"]) for r in store.envelope_rows(conn, org_id, plan_id)
+                          if r["is_canary"]}
             todo = store.drop_unsent(conn, org_id, plan_id)
         org = parties.organization(conn, org_id)
         domain = str(org["sender_email"]).rsplit("@", 1)[1].lower()
@@ -136,7 +157,8 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
                 "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
                 "is_internal_test": bool(inv["is_internal_test"]), "created_at": now,
             })
-        canary = _canary_ids(run_id, rows, canary_share) if existing is None else set()
+        canary = _replan_canary(run_id, rows, canary_share, was_canary, todo) if existing \
+            else _canary_ids(run_id, rows, canary_share)
         for row in rows:
             row["is_canary"] = row["invoice_id"] in canary
             del row["is_internal_test"]
@@ -163,8 +185,12 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
 def _evaluate(conn: Connection, org_id: int, plan_id: int,
               previous: tuple[int, list[PlannedEnvelope]] | None, policy: DeliveryPolicy,
               now: datetime) -> tuple[str, dict[str, Any]]:
-    planned = store.planned_envelopes(conn, org_id, plan_id)
-    pairs = [(e.account_id, cid) for e in planned for cid, _ in e.recipients]
+    rows = store.envelope_rows(conn, org_id, plan_id)
+    planned = [store.to_planned(row) for row in rows]
+    # Links are judged as they are now only where a message may still go out: an envelope
+    # already sent (kept as is by a replan) went to contacts that were verified then.
+    pairs = [(e.account_id, cid) for e, row in zip(planned, rows, strict=True)
+             if row["outbox_status"] not in FINISHED for cid, _ in e.recipients]
     links = store.link_facts(conn, org_id, pairs, now, name_is_safe)
     evaluation = evaluate(planned, previous[1] if previous else None, links, policy, now)
     report = evaluation.report()

@@ -1,15 +1,18 @@
 """Send a run: canary first, then the rest; the guard before every message; the ledger after.
 
 For each outbox row, in this order:
-1. in one transaction: read the kill switch (paused -> stop), claim the row (``sending``),
-   compose the message (documents, MIME, DKIM) from the stored row, read the guard's facts
-   fresh from the tables, run the guard on the exact bytes and SMTP recipients about to be
-   used; a violation (a message that cannot be built is one) holds the message, **halts the
-   run** and records an alert with the evidence, in that same transaction; otherwise record
-   the claims;
-2. SMTP;
-3. in one transaction: ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or
-   ``failed_permanent`` with the refused contacts flagged.
+1. without the write lock: read what the message needs (a read-only snapshot), compose it
+   (documents, MIME, DKIM) and let the guard read the exact bytes back (``guard.examine``:
+   headers, parts, digests, the XML in the PDF) — a message that cannot be built is a
+   violation;
+2. in one transaction: claim the row (``sending``), read the guard's facts fresh from the
+   tables together with the kill switch and the run's status (paused or no longer sending ->
+   undo the claim, stop), judge the examined bytes against those facts (``guard.verdict``); a
+   violation holds the message, **halts the run** and records an alert with the evidence, in
+   that same transaction; otherwise record the (invoice, recipient) claims;
+3. SMTP, with exactly the bytes and recipients the guard judged;
+4. in one transaction: ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or
+   ``failed_permanent`` with the refused contacts flagged (:mod:`sealbill.pipeline.outcome`).
 
 Invariants:
 - nothing reaches SMTP that the guard did not pass in the transaction just before it;
@@ -17,7 +20,10 @@ Invariants:
   are the only ways forward, and both are recorded;
 - the canary slice is sent, and must come out all ``sent``, before any other message;
 - after a crash the row left in ``sending`` is sent again with its Message-ID (at most that one
-  message may arrive twice, identical); everything else is sent exactly once.
+  message per sender process may arrive twice, identical); everything else is sent once;
+- with ``senders`` > 1, each forked sender owns the rows whose id is its number modulo the
+  count; the guard's per-run rule "no (invoice, recipient) pair twice" is also a unique
+  constraint, so two senders cannot both take a pair (the second is halted as a violation).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -38,10 +44,13 @@ from sealbill.domain.identifiers import IdentifierIndex
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
-from sealbill.store import alerts, ledger, switches
+from sealbill.pipeline.forked import WorkerDied, run_forked
+from sealbill.pipeline.outcome import record_outcome
+from sealbill.store import alerts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
-from sealbill.store.schema import accounts, invoices
+from sealbill.store.db import is_postgres, read_transaction
+from sealbill.store.identifiers import identifier_index
 
 SENDABLE_RUN = ("approved", "sending")
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
@@ -64,6 +73,22 @@ class SendOptions:
     wait_for_retries: bool = True
     max_consecutive_failures: int = 20
     recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
+    senders: int = 1  # sender processes after the canary (each: own connections, own slice)
+
+
+class _Stop(Exception):
+    """The kill switch is on or the run is no longer sending: undo the claim, stop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    composed: composer.Composed
+    examined: guard.Examined
+    examine_seconds: float
 
 
 @dataclass
@@ -74,38 +99,24 @@ class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     attempted: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
-    guard_seconds: float = 0.0
+    guard_seconds: float = 0.0  # summed over the sender processes
+    cpu_seconds: float = 0.0  # CPU time of the sender processes, summed
     seconds: float = 0.0
-
-
-def identifier_index(engine: Engine, org_id: int, run_id: int) -> IdentifierIndex:
-    """Every account reference of the organization and every invoice number of the run.
-
-    Built once per send: numbers and references of finalized invoices do not change.
-    """
-    with engine.begin() as conn:
-        refs = conn.execute(sa.select(accounts.c.id, accounts.c.reference).where(
-            accounts.c.organization_id == org_id))
-        entries = [("reference", str(ref), f"account:{aid}") for aid, ref in refs]
-        rows = conn.execute(sa.select(invoices.c.id, invoices.c.number, invoices.c.account_id,
-                                      invoices.c.account_reference).where(
-            invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
-            invoices.c.number.is_not(None)))
-        for iid, number, aid, printed in rows:
-            entries.append(("number", str(number), f"invoice:{iid}"))
-            entries.append(("reference", str(printed), f"account:{aid}"))
-    return IdentifierIndex.build(entries)
+    senders: int = 1
 
 
 class _Sender:
     def __init__(self, engine: Engine, org_id: int, run_id: int, transport: Transport,
                  signer: DkimSigner | None, options: SendOptions,
-                 on_progress: Callable[[int], None] | None) -> None:
+                 on_progress: Callable[[int], None] | None,
+                 index: IdentifierIndex | None = None,
+                 part: tuple[int, int] | None = None) -> None:
         self.engine, self.org_id, self.run_id = engine, org_id, run_id
         self.transport, self.signer, self.options = transport, signer, options
         self.on_progress = on_progress
         self.report = SendReport(run_id)
-        self.index = identifier_index(engine, org_id, run_id)
+        self.index = index or identifier_index(engine, org_id, run_id)
+        self.part = part  # (k, n): this sender owns the rows whose id is k modulo n
         self.failures_in_a_row = 0
         self.kill_at = _kill_point()
 
@@ -116,6 +127,8 @@ class _Sender:
             with self.engine.begin() as conn:
                 rows = box.items(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
                                  canary=canary)
+            if self.part is not None:
+                rows = [r for r in rows if r.outbox_id % self.part[1] == self.part[0]]
             at = datetime.now(UTC)
             retry = [r for r in rows if r.status == "failed_temporary" and r.attempts < limit
                      and r.next_attempt_at is not None]
@@ -139,48 +152,84 @@ class _Sender:
     def deliver(self, item: box.OutboxItem) -> str | None:
         self.report.attempted += 1
         n = self.report.attempted
-        with self.engine.begin() as conn:
-            if switches.is_paused(conn, self.org_id):
-                return "paused"
-            if not box.claim(conn, self.org_id, item):
-                return None  # changed since it was listed: not ours to send now
-            composed, violations = self._compose(conn, item)
-            started = time.perf_counter()
-            if composed is not None:
-                fresh = box.fresh_facts(conn, self.org_id, item, self.options.recipient_cap)
-                violations = guard.check(
-                    guard.Envelope(item.run_id, item.envelope_id, item.invoice_id,
-                                   item.account_id, item.recipients, item.attachment_sha256),
-                    fresh, guard.Outgoing(composed.outgoing.data, composed.outgoing.rcpt_to),
-                    self.index, composer.extract_facturx_xml)
-            self.report.guard_seconds += time.perf_counter() - started
-            if violations:
-                self._halt(conn, item, violations)
-                return "halted"
-            box.record_claims(conn, self.org_id, item)
-        assert composed is not None
+        prepared, violations = self._prepare(item)
+        try:
+            with self.engine.begin() as conn:
+                if not box.claim(conn, self.org_id, item):
+                    return None  # changed since it was listed: not ours to send now
+                started = time.perf_counter()
+                facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
+                if facts.stop is not None:
+                    raise _Stop(facts.stop)  # rolls the claim back: nothing was sent
+                if prepared is not None:
+                    violations = guard.verdict(
+                        guard.Envelope(item.run_id, item.envelope_id, item.invoice_id,
+                                       item.account_id, item.recipients,
+                                       item.attachment_sha256),
+                        facts.fresh, prepared.examined, self.index)
+                    self.report.guard_seconds += (time.perf_counter() - started
+                                                  + prepared.examine_seconds)
+                if not violations:
+                    violations = self._record_claims(conn, item, facts.claimed_by_this_message)
+                if violations:
+                    self._halt(conn, item, violations)
+                    return "halted"
+        except _Stop as stop:
+            return stop.reason
+        assert prepared is not None
+        composed = prepared.composed
         self._maybe_die(n, "claimed")
         result = self.transport.send(composed.outgoing.mail_from, composed.outgoing.rcpt_to,
                                      composed.outgoing.data)
         self._maybe_die(n, "smtp_done")
         with self.engine.begin() as conn:
-            self._record(conn, item, composed, result)
+            record_outcome(conn, self.org_id, item, composed, result,
+                           max_attempts=self.options.max_attempts,
+                           backoff=(self.options.backoff_seconds,
+                                    self.options.backoff_max_seconds))
         if self.on_progress:
             self.on_progress(1)
         return self._breaker(result)
 
-    def _compose(self, conn: Any, item: box.OutboxItem
-                 ) -> tuple[composer.Composed | None, list[guard.Violation]]:
-        """The message, or why it cannot be built (refused input is a guard violation: it is
-        recorded and the run halted). A database error is not a refusal: it propagates and the
-        whole transaction, claim included, is rolled back — nothing was sent."""
+    def _prepare(self, item: box.OutboxItem) -> tuple[_Prepared | None, list[guard.Violation]]:
+        """The message and the guard's reading of its bytes — or why it cannot be built (a
+        refusal: recorded as a violation, the run halted). Nothing here writes or takes the
+        write lock: reads run in a read-only snapshot, the rest is computation, so several
+        senders do it side by side. A database error is not a refusal: it propagates before
+        anything was claimed."""
         try:
-            return composer.compose(conn, self.org_id, item, self.signer), []
+            with read_transaction(self.engine) as conn:
+                gathered = composer.gather(conn, self.org_id, item)
+            composed = composer.build(gathered, item, self.signer)
         except sa.exc.DBAPIError:
             raise
         except Exception as exc:
             return None, [guard.Violation("build", f"cannot build the message: {exc}",
                                           {"error": type(exc).__name__})]
+        started = time.perf_counter()
+        examined = guard.examine(guard.Outgoing(composed.outgoing.data,
+                                                composed.outgoing.rcpt_to),
+                                 composer.extract_facturx_xml)
+        return _Prepared(composed, examined, time.perf_counter() - started), []
+
+    def _record_claims(self, conn: Any, item: box.OutboxItem,
+                       have: frozenset[int]) -> list[guard.Violation]:
+        """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
+        reads at the same moment; the unique constraint then refuses the second claim, which
+        is the guard's rule 4 and halts the run like any violation (a savepoint keeps the
+        transaction usable to record it). SQLite's single writer makes that race impossible."""
+        if not is_postgres(conn):
+            box.record_claims(conn, self.org_id, item, have)
+            return []
+        try:
+            with conn.begin_nested():
+                box.record_claims(conn, self.org_id, item, have)
+        except sa.exc.IntegrityError as exc:
+            return [guard.Violation("run_limits", "this invoice already went to this recipient "
+                                    "(claimed by another sender)",
+                                    {"invoice_id": item.invoice_id,
+                                     "error": str(exc.orig)[:300]})]
+        return []
 
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})
@@ -197,43 +246,6 @@ class _Sender:
                       message=f"guard halted run {self.run_id}: {summary}", evidence=evidence,
                       run_id=self.run_id, envelope_id=item.envelope_id)
         self.report.violations.append(evidence)
-
-    def _record(self, conn: Any, item: box.OutboxItem, composed: composer.Composed,
-                result: SendResult) -> None:
-        at = datetime.now(UTC)
-        attempts = item.attempts + 1
-        if result.outcome is Outcome.SENT:
-            box.mark_sent(conn, self.org_id, item.outbox_id, at)
-            recipients = [{"contact_id": c, "email": e} for c, e in item.recipients]
-            extra = [r for r in composed.outgoing.rcpt_to
-                     if r not in {e for _, e in item.recipients}]
-            recipients += [{"contact_id": None, "email": r, "role": "archive"} for r in extra]
-            ledger.append(conn, self.org_id, ledger.LedgerEntry(
-                message_id=item.message_id, run_id=item.run_id, account_id=item.account_id,
-                account_reference=composed.invoice.account_reference,
-                invoice_id=item.invoice_id, invoice_number=composed.invoice.number,
-                recipients=recipients, data_categories=composer.data_categories(
-                    composed.invoice),
-                attachment_sha256=item.attachment_sha256, body_sha256=item.body_sha256,
-                queued_at=item.queued_at, sent_at=at))
-        elif result.outcome is Outcome.TEMPORARY:
-            error = f"{result.code or ''} {result.detail}".strip()
-            if attempts >= self.options.max_attempts:
-                box.mark_temporary(conn, self.org_id, item.outbox_id,
-                                   f"retries exhausted: {error}", None)
-                alerts.record(conn, self.org_id, cause="retries_exhausted", run_id=self.run_id,
-                              envelope_id=item.envelope_id, message=error,
-                              evidence={"message_id": item.message_id, "attempts": attempts})
-            else:
-                delay = min(self.options.backoff_seconds * 2 ** (attempts - 1),
-                            self.options.backoff_max_seconds)
-                box.mark_temporary(conn, self.org_id, item.outbox_id, error,
-                                   at + timedelta(seconds=delay))
-        else:
-            refused = {addr.lower() for addr, (code, _) in result.refused.items() if code >= 500}
-            bounced = [c for c, e in item.recipients if e.lower() in refused]
-            box.mark_permanent(conn, self.org_id, item, f"{result.code} {result.detail}",
-                               bounced)
 
     def _breaker(self, result: SendResult) -> str | None:
         self.failures_in_a_row = 0 if result.outcome is Outcome.SENT else (
@@ -261,10 +273,20 @@ def _kill_point() -> tuple[int, str] | None:
 
 def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
              signer: DkimSigner | None, options: SendOptions | None = None,
-             on_progress: Callable[[int], None] | None = None) -> SendReport:
-    """Deliver the run's queued messages; returns what happened (and why it stopped)."""
+             on_progress: Callable[[int], None] | None = None,
+             transport_factory: Callable[[], Transport] | None = None) -> SendReport:
+    """Deliver the run's queued messages; returns what happened (and why it stopped).
+
+    The canary slice goes through ``transport`` in this process. The rest too, unless
+    ``options.senders`` > 1 and a ``transport_factory`` is given: then that many forked
+    sender processes share the rest (each its own slice of the outbox, own connections, the
+    guard before each of its messages); a guard violation in one halts the run, and the others
+    stop before their next message (they read the run's status in every claiming
+    transaction). A crash leaves at most one message per sender in ``sending``.
+    """
     options = options or SendOptions()
     started = time.perf_counter()
+    cpu = time.process_time()
     with box.run_lock(engine, org_id, run_id):
         with engine.begin() as conn:
             run = plan_store.run_row(conn, org_id, run_id)
@@ -278,16 +300,20 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                        str(run["status"]), "nothing to send"))
             plan_store.set_run_status(conn, org_id, run_id, "sending")
         sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress)
+        report = sender.report
         try:
             stopped = sender.phase(canary=True)
             if stopped is None:
                 stopped = _check_canary(engine, org_id, run_id)
-            if stopped is None:
+            if stopped is None and options.senders > 1 and transport_factory is not None:
+                transport.close()
+                stopped = _send_forked(sender, transport_factory, options.senders)
+            elif stopped is None:
                 stopped = sender.phase(canary=None)
         finally:
             transport.close()
-        report = sender.report
         report.stopped = stopped
+        report.cpu_seconds += time.process_time() - cpu
         with engine.begin() as conn:
             report.counts = box.counts(conn, org_id, run_id)
             status = str(plan_store.run_row(conn, org_id, run_id)["status"])
@@ -298,6 +324,43 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
             report.status = status
     report.seconds = time.perf_counter() - started
     return report
+
+
+_STOP_PRIORITY = ("halted", "crashed", "paused", "smtp_failing")
+
+
+def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],
+                 count: int) -> str | None:
+    """The rest of the run in ``count`` forked senders; their reports folded into the lead's."""
+    lead.engine.dispose()  # no child may inherit a pooled connection
+
+    def work(k: int, progress: Callable[[int], None]) -> dict[str, Any]:
+        cpu = time.process_time()
+        sender = _Sender(lead.engine, lead.org_id, lead.run_id, transport_factory(),
+                         lead.signer, lead.options, progress, lead.index, (k, count))
+        try:
+            stopped = sender.phase(canary=None)
+        finally:
+            sender.transport.close()
+        r = sender.report
+        return {"stopped": stopped, "attempted": r.attempted, "guard_seconds": r.guard_seconds,
+                "violations": r.violations, "cpu_seconds": time.process_time() - cpu}
+
+    report = lead.report
+    report.senders = count
+    reasons: list[str] = []
+    for result in run_forked(count, work, lead.on_progress):
+        if isinstance(result, WorkerDied):
+            reasons.append("crashed")
+            continue
+        report.attempted += result["attempted"]
+        report.guard_seconds += result["guard_seconds"]
+        report.cpu_seconds += result["cpu_seconds"]
+        report.violations += result["violations"]
+        if result["stopped"]:
+            reasons.append(str(result["stopped"]))
+    known = [r for r in _STOP_PRIORITY if r in reasons]
+    return known[0] if known else (reasons[0] if reasons else None)
 
 
 def _retryable_left(conn: Any, org_id: int, run_id: int, options: SendOptions) -> bool:

@@ -1,34 +1,41 @@
 """Meter: import usage events from CSV or JSONL, all or nothing.
 
-Rows are parsed by the domain (``parse_usage_record``) a chunk at a time; each chunk is
-checked (references, duplicates) and inserted — all inside ONE transaction, so memory stays
-flat whatever the file size. The first problem stops the writing but not the checking: every
-problem of the file is reported (line and field), and the transaction is rolled back, so a
-file is applied whole or not at all. With ``rejects=PATH`` the bad rows are written there
-(with their problems) and the good rows are imported instead.
+The file is read a chunk at a time; each chunk is parsed (``pipeline/usage_rows.py``: a fast
+path for the usual JSONL shapes, the domain's parser for everything else) and inserted — all
+inside ONE transaction, so memory stays flat whatever the file size. The database inserts a
+chunk in one statement that runs in a helper thread, without Python's GIL on SQLite, while this
+thread parses the next chunk: parsing and inserting use one core each. A process pool for the
+parsing was measured slower (bench/RESULTS.md): pickling the parsed events back cost as much as
+parsing them.
+
+The first problem stops the writing but not the checking: every problem of the file is reported
+(line and field), and the transaction is rolled back, so a file is applied whole or not at all.
+With ``rejects=PATH`` the bad rows are written there (with their problems) and the good rows are
+imported instead. The same event twice (in the file or already stored) is stored once; the same
+id with another payload is a problem naming the line and the id.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record, payload_digest
+from sealbill.domain.usage import UsageEvent
+from sealbill.pipeline.usage_rows import Batch, RowParser, reject_row
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
-from sealbill.store.usage import ConflictingEvent, StoredEvent, ingest
+from sealbill.store.usage_ingest import Conflict, Ingester, Row
 
 MAX_LISTED = 200  # problems listed in an error; the count is always exact
 CHUNK = 20_000
-
-Parsed = tuple[int, Any, str, Any]  # (line, UsageEvent or None, digest or error, raw row)
 
 
 class UsageImportRejected(ValueError):
@@ -38,87 +45,57 @@ class UsageImportRejected(ValueError):
             [f"... and {total - MAX_LISTED} more"] if total > MAX_LISTED else [])
 
 
-def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, raw row): a JSON text line, or a CSV record as a dict."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield line_no, line
-        return
-    with path.open(newline="", encoding="utf-8") as handle:
-        yield from enumerate(csv.DictReader(handle), start=2)
+def _chunks(path: Path) -> Iterator[tuple[int, list[Any]]]:
+    """(line number of the first, raw rows): JSON text lines (blank ones too), or CSV records
+    as dicts, ``CHUNK`` at a time."""
+    with path.open(encoding="utf-8", newline=None if _is_jsonl(path) else "") as handle:
+        rows: Iterator[Any] = handle if _is_jsonl(path) else iter(csv.DictReader(handle))
+        first = 1 if _is_jsonl(path) else 2  # a CSV record's number, after the header
+        while chunk := list(islice(rows, CHUNK)):
+            yield first, chunk
+            first += len(chunk)
 
 
-def parse_chunk(rows: list[tuple[int, Any]]) -> list[Parsed]:
-    """Parse and digest raw rows; a bad row becomes an error naming its line and field."""
-    out: list[Parsed] = []
-    for line_no, raw in rows:
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw, parse_float=Decimal)
-            except json.JSONDecodeError as exc:
-                out.append((line_no, None, f"line {line_no}: not JSON ({exc.msg})",
-                            {"line": line_no}))
-                continue
-            if not isinstance(raw, dict):
-                out.append((line_no, None, f"line {line_no}: not an object", {"line": line_no}))
-                continue
-        try:
-            event = parse_usage_record(raw, line_no)
-        except UsageRowError as exc:
-            out.append((line_no, None, str(exc), raw))
-            continue
-        out.append((line_no, event, payload_digest(event), raw))
-    return out
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".ndjson")
 
 
-def _chunks(path: Path) -> Iterator[list[tuple[int, Any]]]:
-    rows = _raw_rows(path)
-    while chunk := list(islice(rows, CHUNK)):
-        yield chunk
+def _parser(conn: Connection, org_id: int) -> RowParser:
+    return RowParser(parties.account_ids_by_reference(conn, org_id),
+                     set(load_metrics(conn, org_id)))
 
 
-def _parsed_chunks(path: Path) -> Iterator[list[Parsed]]:
-    # A process pool was measured here (bench/RESULTS.md): pickling the parsed events back
-    # cost as much as parsing them, so chunks are parsed in this process.
-    return map(parse_chunk, _chunks(path))
+def _conflict_problem(where: str, conflict: Conflict, place: str) -> str:
+    if conflict.earlier:
+        return (f"{where}: event_id: {conflict.event_id!r} appears earlier in {place} with a "
+                "different payload")
+    return (f"{where}: field 'event_id': {conflict.event_id!r} was already stored with a "
+            "different payload")
 
 
-class _Checker:
-    """Reference, metric and in-file duplicate checks; collects every problem."""
+class _Import:
+    """Counts and problems of one file import."""
 
-    def __init__(self, accounts: dict[str, int], metrics: set[str]) -> None:
-        self.accounts, self.metrics = accounts, metrics
-        self.seen: dict[str, str] = {}
-        self.bad: list[tuple[Any, str]] = []
+    def __init__(self, keep_going: bool) -> None:
+        self.keep_going = keep_going  # with a rejects file: bad rows do not stop the import
+        self.inserted = self.duplicates = 0
+        self.bad: list[tuple[int, Any, str]] = []  # (line, raw row, problem)
+        self.conflicts: list[str] = []  # ids stored before with another payload: always fatal
 
-    def good_events(self, parsed: list[Parsed]) -> list[StoredEvent]:
-        good = []
-        for line_no, event, digest, raw in parsed:
-            if event is None:
-                self.bad.append((raw, digest))  # digest holds the parse error here
-                continue
-            problem = self._problem(line_no, event, digest)
-            if problem:
-                self.bad.append((raw, problem))
-            elif event.event_id not in self.seen:  # the same event twice is stored once
-                self.seen[event.event_id] = digest
-                good.append(StoredEvent(self.accounts[event.account_reference], event.event_id,
-                                        event.metric_code, event.timestamp, event.value,
-                                        event.properties, digest, f"line {line_no}"))
-        return good
+    def writing(self) -> bool:
+        return (not self.bad or self.keep_going) and not self.conflicts
 
-    def _problem(self, line_no: int, event: Any, digest: str) -> str | None:
-        if event.account_reference not in self.accounts:
-            return (f"line {line_no}: account_reference: unknown account "
-                    f"{event.account_reference!r}")
-        if event.metric_code not in self.metrics:
-            return f"line {line_no}: metric_code: unknown metric {event.metric_code!r}"
-        if self.seen.get(event.event_id, digest) != digest:
-            return (f"line {line_no}: event_id: {event.event_id!r} appears earlier in the "
-                    "file with a different payload")
-        return None
+    def collect(self, batch: Batch, done: Future[tuple[int, int, list[Conflict]]]) -> None:
+        inserted, duplicates, conflicts = done.result()
+        self.inserted += inserted
+        self.duplicates += duplicates
+        for conflict in conflicts:
+            line, raw = batch.origin(conflict.index)
+            problem = _conflict_problem(f"line {line}", conflict, "the file")
+            if conflict.earlier:  # a bad row of this file, like any other
+                self.bad.append((line, reject_row(raw), problem))
+            else:
+                self.conflicts.append(problem)
 
 
 class _Rollback(Exception):
@@ -128,51 +105,65 @@ class _Rollback(Exception):
 def import_usage_file(engine: Engine, org_id: int, path: Path, *, rejects: Path | None = None,
                       on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
     with engine.begin() as conn:
-        checker = _Checker(parties.account_ids_by_reference(conn, org_id),
-                           set(load_metrics(conn, org_id)))
-    inserted = duplicates = 0
-    conflicts: list[str] = []
+        parser = _parser(conn, org_id)
+    state = _Import(keep_going=rejects is not None)
     try:
-        with engine.begin() as conn:
-            for parsed in _parsed_chunks(path):
-                good = checker.good_events(parsed)
-                if (not checker.bad or rejects is not None) and not conflicts:
-                    try:
-                        new, dup = ingest(conn, org_id, good)
-                        inserted, duplicates = inserted + new, duplicates + dup
-                    except ConflictingEvent as exc:
-                        conflicts.extend(exc.problems)
+        with engine.begin() as conn, ThreadPoolExecutor(1, "usage-insert") as pool:
+            ingester = Ingester(conn, org_id)
+            pending: tuple[Batch, Future[Any]] | None = None
+            for first, raws in _chunks(path):
+                batch = parser.parse(first, raws)
+                state.bad.extend(batch.bad)
+                if pending:  # the previous chunk's insert ran while this one was parsed
+                    state.collect(*pending)
+                    pending = None
+                if state.writing() and batch.rows:
+                    pending = batch, pool.submit(ingester.insert, batch.rows)
+                    time.sleep(0)  # let the helper thread take the GIL and start at once
                 if on_progress:
-                    on_progress(len(parsed))
-            if conflicts or (checker.bad and rejects is None):
+                    on_progress(batch.read)
+            if pending:
+                state.collect(*pending)
+            if state.conflicts or (state.bad and not state.keep_going):
                 raise _Rollback
     except _Rollback:
-        problems = conflicts + [problem for _, problem in checker.bad]
+        problems = state.conflicts + [problem for _, _, problem in sorted(
+            state.bad, key=lambda bad: bad[0])]
         raise UsageImportRejected(problems, len(problems)) from None
-    if checker.bad and rejects is not None:
-        _write_rejects(rejects, checker.bad)
-    return {"inserted": inserted, "duplicates": duplicates, "rejected": len(checker.bad)}
+    if state.bad and rejects is not None:
+        _write_rejects(rejects, [(row, problem) for _, row, problem in sorted(
+            state.bad, key=lambda bad: bad[0])])
+    return {"inserted": state.inserted, "duplicates": state.duplicates,
+            "rejected": len(state.bad)}
 
 
 def record_usage(engine: Engine, org_id: int, events: Iterable[UsageEvent]) -> dict[str, int]:
     """Ingest events built in Python, with the same checks and the same all-or-nothing rule:
     ``record_usage(engine, org_id, [UsageEvent("e1", "C000001", "api_calls", when, D(12))])``.
     """
-    parsed: list[Parsed] = [
-        (n, event, payload_digest(event), {"event_id": event.event_id})
-        for n, event in enumerate(events, start=1)
-    ]
+    rows: list[Row] = []
+    numbers: list[int] = []
+    problems: list[str] = []
+    inserted = duplicates = 0
     with engine.begin() as conn:
-        checker = _Checker(parties.account_ids_by_reference(conn, org_id),
-                           set(load_metrics(conn, org_id)))
-        good = checker.good_events(parsed)
-        if checker.bad:
-            problems = [problem.replace("line ", "event #", 1) for _, problem in checker.bad]
+        parser = _parser(conn, org_id)
+        for number, event in enumerate(events, start=1):
+            row = parser.event_row(event)
+            if isinstance(row, str):
+                problems.append(f"event #{number}: {row}")
+            else:
+                rows.append(row)
+                numbers.append(number)
+        if problems:
             raise UsageImportRejected(problems, len(problems))
-        try:
-            inserted, duplicates = ingest(conn, org_id, good)
-        except ConflictingEvent as exc:
-            raise UsageImportRejected(exc.problems, len(exc.problems)) from None
+        ingester = Ingester(conn, org_id)
+        for start in range(0, len(rows), CHUNK):
+            added, same, conflicts = ingester.insert(rows[start:start + CHUNK])
+            inserted, duplicates = inserted + added, duplicates + same
+            problems += [_conflict_problem(f"event #{numbers[start + c.index]}", c, "the events")
+                         for c in conflicts]
+        if problems:  # raised inside the transaction: nothing is stored
+            raise UsageImportRejected(problems, len(problems))
     return {"inserted": inserted, "duplicates": duplicates, "rejected": 0}
 
 

@@ -25,7 +25,7 @@ from sealbill.domain.catalog import (
     Tier,
 )
 from sealbill.domain.taxes import VatRateClass
-from sealbill.store.db import Row, inserted_id
+from sealbill.store.db import Row, ids_in, inserted_id
 from sealbill.store.schema import metrics, plans, subscription_phases, subscriptions
 
 _DECIMALS = ("amount", "unit_price", "package_size", "free_units", "rate", "fixed_fee")
@@ -174,7 +174,9 @@ def phases_by_account(conn: Connection, org_id: int, account_ids: Iterable[int],
     """Subscription phases overlapping the period, grouped by account."""
     ids = list(account_ids)
     result: dict[int, list[Row]] = {}
-    for start in range(0, len(ids), 500):
+    # SQLite takes a bounded number of parameters; PostgreSQL takes the ids as one array.
+    step = max(len(ids), 1) if conn.dialect.name == "postgresql" else 500
+    for start in range(0, len(ids), step):
         rows = conn.execute(
             sa.select(subscriptions.c.account_id, subscriptions.c.id.label("subscription_id"),
                       subscriptions.c.external_id, subscriptions.c.started_on,
@@ -185,7 +187,7 @@ def phases_by_account(conn: Connection, org_id: int, account_ids: Iterable[int],
             .join(subscription_phases,
                   subscription_phases.c.subscription_id == subscriptions.c.id)
             .where(subscriptions.c.organization_id == org_id,
-                   subscriptions.c.account_id.in_(ids[start:start + 500]),
+                   ids_in(conn, subscriptions.c.account_id, ids[start:start + step]),
                    subscription_phases.c.start_on < period_end,
                    sa.or_(subscription_phases.c.end_on.is_(None),
                           subscription_phases.c.end_on > period_start))

@@ -8,16 +8,18 @@ same time queue on ``busy_timeout`` instead of failing half-way with "database i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
 DEFAULT_DATABASE_URL = "sqlite:///sealbill.sqlite"
+READ_ONLY = "sealbill_read_only"  # execution option: see read_transaction()
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -54,7 +56,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -71,6 +74,18 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
+def ids_in(conn: Connection, column: sa.ColumnElement[Any], ids: Sequence[int]
+           ) -> sa.ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY(...)``), so the
+    statement stays short and the same for every chunk: with one parameter per id, a chunk
+    of 1,000 ids made a statement too long for psycopg's cache, parsed again each time."""
+    if conn.dialect.name == "postgresql":
+        array = postgresql.ARRAY(sa.BigInteger)
+        return column == sa.any_(sa.cast(sa.bindparam(None, [int(i) for i in ids],
+                                                       type_=array), array))
+    return column.in_(list(ids))
+
+
 def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
@@ -80,3 +95,14 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """One atomic unit of work: committed whole on success, rolled back whole on error."""
     with engine.begin() as conn:
         yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that only reads. On SQLite a deferred ``BEGIN``: a consistent snapshot
+    that neither takes nor waits for the write lock, so parallel senders can read while one of
+    them writes; elsewhere an ordinary transaction."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        with conn.begin():
+            yield conn

@@ -23,12 +23,14 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.invoices import (
     DocumentKind,
     Invoice,
+    InvoiceHeading,
     InvoiceLine,
     TaxSubtotal,
     VatCategory,
 )
-from sealbill.store import parties
-from sealbill.store.db import Row
+from sealbill.store import bulk, parties
+from sealbill.store.db import Row, ids_in
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
     accounts,
     billing_runs,
@@ -83,52 +85,11 @@ def ensure_series(conn: Connection, org_id: int, prefix: str) -> None:
 
 def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
                   drafts: Sequence[DraftInvoice], at: datetime) -> list[int]:
-    """Insert drafts with their lines and VAT rows in bulk; returns their ids in order."""
+    """Insert drafts with their lines and VAT rows in bulk (``store.bulk``: COPY on
+    PostgreSQL, the driver's executemany on SQLite); returns their ids in order."""
     if not drafts:
         return []
-    rows = [
-        {
-            "organization_id": org_id, "run_id": run_id, "account_id": d.account_id,
-            "kind": d.kind.value, "status": "draft", "billing_key": d.billing_key,
-            "period_start": d.period_start, "period_end": d.period_end,
-            "currency": d.currency, "locale": d.locale,
-            "total_excl_minor": d.total_excl_minor, "tax_total_minor": d.tax_total_minor,
-            "total_incl_minor": d.total_incl_minor, "corrects_invoice_id": d.corrects_invoice_id,
-            "account_reference": d.account_reference, "created_at": at,
-        }
-        for d in drafts
-    ]
-    ids = _insert_returning_ids(conn, org_id, rows)
-    line_rows: list[dict[str, Any]] = []
-    tax_rows: list[dict[str, Any]] = []
-    for invoice_id, draft in zip(ids, drafts, strict=True):
-        line_rows.extend(_line_row(org_id, invoice_id, line) for line in draft.lines)
-        tax_rows.extend(_tax_row(org_id, invoice_id, tax) for tax in draft.tax_subtotals)
-    if line_rows:
-        conn.execute(sa.insert(invoice_lines), line_rows)
-    if tax_rows:
-        conn.execute(sa.insert(invoice_tax_lines), tax_rows)
-    return ids
-
-
-def _insert_returning_ids(conn: Connection, org_id: int, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert invoice rows; their ids in order.
-
-    PostgreSQL batches INSERT ... RETURNING well. SQLite steps RETURNING row by row, several
-    times slower than a plain executemany followed by one lookup by billing key (unique per
-    organization).
-    """
-    if conn.dialect.name == "postgresql":
-        result = conn.execute(
-            sa.insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True), rows)
-        return [int(row.id) for row in result]
-    conn.execute(sa.insert(invoices), rows)
-    keys = [row["billing_key"] for row in rows]
-    found = dict(conn.execute(
-        sa.select(invoices.c.billing_key, invoices.c.id).where(
-            invoices.c.organization_id == org_id, invoices.c.billing_key.in_(keys))
-    ).all())
-    return [int(found[key]) for key in keys]
+    return bulk.insert_drafts(conn, org_id, run_id, drafts, at)
 
 
 def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
@@ -149,25 +110,6 @@ def last_invoice_ids(conn: Connection, org_id: int, account_ids: Sequence[int]) 
                invoices.c.kind == "invoice", invoices.c.status == "finalized")
         .group_by(invoices.c.account_id))
     return {int(account_id): int(invoice_id) for account_id, invoice_id in rows}
-
-
-def _line_row(org_id: int, invoice_id: int, line: InvoiceLine) -> dict[str, Any]:
-    return {
-        "organization_id": org_id, "invoice_id": invoice_id, "position": line.position,
-        "description": line.description, "quantity": line.quantity,
-        "unit_price": line.unit_price, "amount_minor": line.amount_minor,
-        "vat_category": line.vat_category.value, "vat_rate": line.vat_rate,
-        "period_start": line.period_start, "period_end": line.period_end,
-    }
-
-
-def _tax_row(org_id: int, invoice_id: int, tax: TaxSubtotal) -> dict[str, Any]:
-    return {
-        "organization_id": org_id, "invoice_id": invoice_id,
-        "vat_category": tax.category.value, "vat_rate": tax.rate,
-        "base_minor": tax.base_minor, "tax_minor": tax.tax_minor,
-        "exemption_reason": tax.exemption_reason, "exemption_code": tax.exemption_code,
-    }
 
 
 def _take_numbers(conn: Connection, org_id: int, prefix: str, count: int) -> list[str]:
@@ -195,10 +137,10 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
     """
     org = parties.organization(conn, org_id)
     drafts = conn.execute(
-        sa.select(invoices, accounts.c.name.label("_name"))
+        sa.select(invoices.c.id, invoices.c.kind, invoices.c.account_id)
         .join(accounts, accounts.c.id == invoices.c.account_id)
-        .where(invoices.c.organization_id == org_id, invoices.c.id.in_(list(invoice_ids)),
-               invoices.c.status == "draft")
+        .where(invoices.c.organization_id == org_id,
+               ids_in(conn, invoices.c.id, invoice_ids), invoices.c.status == "draft")
         .order_by(invoices.c.id)
         .with_for_update(of=invoices)
     ).all()
@@ -217,31 +159,23 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
         prefix = org["invoice_series"] if kind == "invoice" else org["credit_note_series"]
         numbers = _take_numbers(conn, org_id, prefix, len(rows))
         updates = [
-            {"b_id": row.id, "number": number, "status": "finalized",
-             "issue_date": issue_date, "due_date": due, "finalized_at": at,
-             "seller_snapshot": seller,
-             "buyer_snapshot": buyer_snapshot(buyers[row.account_id],
-                                              emails.get(row.account_id)),
-             "payment_snapshot": payment_snapshot(buyers[row.account_id]),
-             # No notes of our own: the documents add the legal ones (PMT, PMD, AAB), worded
-             # for a business or a consumer buyer.
-             "notes": []}
+            (int(row.id), number,
+             buyer_snapshot(buyers[row.account_id], emails.get(row.account_id)),
+             payment_snapshot(buyers[row.account_id]))
             for row, number in zip(rows, numbers, strict=True)
         ]
-        conn.execute(
-            sa.update(invoices)
-            .where(invoices.c.id == sa.bindparam("b_id"), invoices.c.status == "draft")
-            .values({k: sa.bindparam(k) for k in updates[0] if k != "b_id"}),
-            updates,
-        )
-        done.extend((u["b_id"], u["number"]) for u in updates)
+        # No notes of our own: the documents add the legal ones (PMT, PMD, AAB), worded for a
+        # business or a consumer buyer.
+        bulk.finalize_rows(conn, updates, issue_date=issue_date, due_date=due, at=at,
+                           seller=seller, notes=[])
+        done.extend((invoice_id, number) for invoice_id, number, _, _ in updates)
     return done
 
 
 def _accounts_by_id(conn: Connection, org_id: int,
                     account_ids: Sequence[int]) -> dict[int, Row]:
-    rows = conn.execute(sa.select(accounts).where(accounts.c.organization_id == org_id,
-                                                  accounts.c.id.in_(account_ids)))
+    rows = conn.execute(sa.select(accounts).where(
+        accounts.c.organization_id == org_id, ids_in(conn, accounts.c.id, account_ids)))
     return {int(row.id): row._mapping for row in rows}
 
 
@@ -267,6 +201,30 @@ def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
         raise InvoiceStateError(f"invoice {invoice_id} is a draft; finalize it first")
     return invoice_from_rows(conn, row._mapping)
 
+
+
+# Read for every message sent: prepared once (see store.prepared).
+_HEADING = Prepared(sa.select(
+    invoices.c.status, invoices.c.kind, invoices.c.number, invoices.c.currency,
+    invoices.c.locale, invoices.c.seller_snapshot, invoices.c.buyer_snapshot,
+    invoices.c.account_reference, invoices.c.total_incl_minor, invoices.c.payment_snapshot,
+).where(invoices.c.organization_id == sa.bindparam("org"),
+        invoices.c.id == sa.bindparam("invoice")))
+
+
+def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> InvoiceHeading:
+    """What a message names about a finalized invoice, in one row (no lines)."""
+    row = _HEADING.first(conn, {"org": org_id, "invoice": invoice_id})
+    if row is None:
+        raise parties.NotFound(f"invoice {invoice_id} not found")
+    if row.status not in ("finalized", "void") or row.number is None:
+        raise InvoiceStateError(f"invoice {invoice_id} is a draft; finalize it first")
+    return InvoiceHeading(
+        kind=DocumentKind(row.kind), number=row.number, currency=row.currency,
+        locale=row.locale, seller_name=seller_from(row.seller_snapshot).name,
+        buyer=party_from(row.buyer_snapshot), account_reference=row.account_reference,
+        total_incl_minor=row.total_incl_minor,
+        payment_method=payment_from(row.payment_snapshot))
 
 def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
     lines = conn.execute(

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.store.db import is_postgres
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import delivery_ledger, outbox
 
 GENESIS = "0" * 64
@@ -71,10 +72,11 @@ def row_hash(content: Mapping[str, Any]) -> str:
 
 _XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :org)")
 # Built once: every message sent runs these two.
-_HEAD = (sa.select(delivery_ledger.c.seq, delivery_ledger.c.row_hash)
-         .where(delivery_ledger.c.organization_id == sa.bindparam("org"))
-         .order_by(delivery_ledger.c.seq.desc()).limit(1))
-_INSERT = sa.insert(delivery_ledger)
+_HEAD = Prepared(sa.select(delivery_ledger.c.seq, delivery_ledger.c.row_hash)
+                 .where(delivery_ledger.c.organization_id == sa.bindparam("org"))
+                 .order_by(delivery_ledger.c.seq.desc()).limit(1))
+_INSERT = Prepared(sa.insert(delivery_ledger).values(
+    {name: sa.bindparam(name) for name in (*CONTENT_FIELDS, "row_hash")}))
 
 
 def _lock(conn: Connection, org_id: int) -> None:
@@ -85,7 +87,7 @@ def _lock(conn: Connection, org_id: int) -> None:
 def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
     """Append ``entry`` to the organization's chain; returns its ``seq``."""
     _lock(conn, org_id)
-    last = conn.execute(_HEAD, {"org": org_id}).first()
+    last = _HEAD.first(conn, {"org": org_id})
     seq = 1 if last is None else int(last.seq) + 1
     content: dict[str, Any] = {
         "organization_id": org_id, "seq": seq, "message_id": entry.message_id,
@@ -99,7 +101,7 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "prev_hash": GENESIS if last is None else str(last.row_hash),
     }
     content["row_hash"] = row_hash(content)
-    conn.execute(_INSERT, content)
+    _INSERT.run(conn, content)
     return seq
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +37,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
 from sealbill.store.plans import TEXT_KINDS
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
+    billing_runs,
     contact_events,
     contact_links,
     contacts,
@@ -46,6 +49,7 @@ from sealbill.store.schema import (
     organizations,
     outbox,
     outbox_recipients,
+    sending_switches,
 )
 
 RETRYABLE = ("queued", "sending", "failed_temporary")
@@ -154,7 +158,10 @@ _CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
                                   outbox.c.attempts == _P("from_attempts"))
           .values(status="sending", attempts=outbox.c.attempts + 1, updated_at=_P("at"),
                   next_attempt_at=None))
-_INSERT_CLAIMS = sa.insert(outbox_recipients)
+_CLAIM_COLUMNS = ("organization_id", "run_id", "outbox_id", "invoice_id", "contact_id", "email",
+                  "created_at")
+_INSERT_CLAIMS = Prepared(sa.insert(outbox_recipients).values(
+    {name: _P(name) for name in _CLAIM_COLUMNS}))
 _CLAIMED = sa.select(outbox_recipients.c.contact_id).where(
     outbox_recipients.c.outbox_id == _P("outbox"))
 _SENT = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
@@ -162,11 +169,14 @@ _SENT = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
          .values(status="sent", sent_at=_P("at"), last_error=None, updated_at=_P("at")))
 
 
+_CLAIM_ONCE, _SENT_ONCE = Prepared(_CLAIM), Prepared(_SENT)
+
+
 def claim(conn: Connection, org_id: int, item: OutboxItem) -> bool:
     """``sending``, attempts + 1 — only if the row is still in the state it was read in."""
-    return bool(conn.execute(_CLAIM, {"org": org_id, "outbox": item.outbox_id,
+    return bool(_CLAIM_ONCE.run(conn, {"org": org_id, "outbox": item.outbox_id,
                                       "from_status": item.status, "from_attempts": item.attempts,
-                                      "at": now()}).rowcount)
+                                      "at": now()}))
 
 
 def _document_sha(kind: str) -> Any:
@@ -182,13 +192,20 @@ _FACTS_ROW = (
               invoices.c.run_id, invoices.c.status, invoices.c.number,
               invoices.c.account_reference, invoices.c.buyer_snapshot,
               *(_document_sha(kind).label(f"sha_{kind}") for kind in ("pdf", "html",
-                                                                        *TEXT_KINDS)))
+                                                                        *TEXT_KINDS)),
+              # the kill switch and the run's status: read in the same statement
+              sa.select(sending_switches.c.paused)
+              .where(sending_switches.c.organization_id == _P("org"))
+              .scalar_subquery().label("paused"),
+              sa.select(billing_runs.c.status)
+              .where(billing_runs.c.organization_id == _P("org"),
+                     billing_runs.c.id == _P("run")).scalar_subquery().label("run_status"))
     .select_from(organizations.outerjoin(outbox, sa.and_(
         outbox.c.organization_id == organizations.c.id, outbox.c.id == _P("outbox")))
         .outerjoin(invoices, sa.and_(invoices.c.organization_id == organizations.c.id,
                                      invoices.c.id == _P("invoice"))))
     .where(organizations.c.id == _P("org")))
-_IDS: sa.BindParameter[list[int]] = _P("contact_ids", expanding=True)
+_FACTS_ONCE = Prepared(_FACTS_ROW)
 
 
 def not_indexed(column: Any) -> Any:
@@ -202,52 +219,82 @@ def not_indexed(column: Any) -> Any:
     return column + 0
 
 _NO_EMAIL = sa.cast(sa.null(), sa.String)
-_CONTACT_ROWS = sa.union_all(
-    # the account's verified billing contacts, now (as parties.verified_billing_recipients)
-    sa.select(sa.literal("verified"), contacts.c.id, sa.literal(0), contacts.c.email)
-    .join(contact_links, contact_links.c.contact_id == contacts.c.id)
-    .where(not_indexed(contact_links.c.organization_id) == _P("org"),
-           contacts.c.organization_id == _P("org"),
-           contact_links.c.account_id == _P("account"), contact_links.c.role == "billing",
-           contact_links.c.status == "verified", contacts.c.bounced_at.is_(None)),
-    # per recipient: other messages of the run that claimed (this invoice, this contact)
-    sa.select(sa.literal("pair"), outbox_recipients.c.contact_id, sa.func.count(), _NO_EMAIL)
-    .where(outbox_recipients.c.run_id == _P("run"),
-           outbox_recipients.c.invoice_id == _P("invoice"),
-           outbox_recipients.c.contact_id.in_(_IDS),
-           outbox_recipients.c.outbox_id != _P("outbox"))
-    .group_by(outbox_recipients.c.contact_id),
-    # per recipient: the other invoices of the run already claimed for it
-    sa.select(sa.literal("claimed"), outbox_recipients.c.contact_id,
-              sa.func.count(sa.distinct(outbox_recipients.c.invoice_id)), _NO_EMAIL)
-    .where(not_indexed(outbox_recipients.c.run_id) == _P("run"),
-           outbox_recipients.c.contact_id.in_(_IDS),
-           outbox_recipients.c.invoice_id != _P("invoice"))
-    .group_by(outbox_recipients.c.contact_id),
-    # per recipient: the run's finalized invoices of the accounts it is verified billing for
-    sa.select(sa.literal("explained"), contact_links.c.contact_id, sa.func.count(), _NO_EMAIL)
-    .select_from(invoices.join(contact_links,
-                               contact_links.c.account_id == invoices.c.account_id))
-    .where(not_indexed(invoices.c.run_id) == _P("run"), invoices.c.status == "finalized",
-           not_indexed(contact_links.c.organization_id) == _P("org"),
-           contact_links.c.contact_id.in_(_IDS),
-           contact_links.c.role == "billing", contact_links.c.status == "verified")
-    .group_by(contact_links.c.contact_id),
-)
+
+
+@lru_cache(maxsize=64)
+def contact_rows(count: int) -> Prepared:
+    """The guard's per-contact read for ``count`` recipients (parameters ``c0``, ``c1``...):
+    one statement per count, so that it can be prepared (no expanding IN list)."""
+    ids: list[Any] = [_P(f"c{i}", type_=contacts.c.id.type) for i in range(count)]
+    return Prepared(sa.union_all(
+        # the account's verified billing contacts, now (as parties.verified_billing_recipients)
+        sa.select(sa.literal("verified"), contacts.c.id, sa.literal(0), contacts.c.email)
+        .join(contact_links, contact_links.c.contact_id == contacts.c.id)
+        .where(not_indexed(contact_links.c.organization_id) == _P("org"),
+               contacts.c.organization_id == _P("org"),
+               contact_links.c.account_id == _P("account"), contact_links.c.role == "billing",
+               contact_links.c.status == "verified", contacts.c.bounced_at.is_(None)),
+        # per recipient: other messages of the run that claimed (this invoice, this contact)
+        sa.select(sa.literal("pair"), outbox_recipients.c.contact_id, sa.func.count(), _NO_EMAIL)
+        .where(outbox_recipients.c.run_id == _P("run"),
+               outbox_recipients.c.invoice_id == _P("invoice"),
+               outbox_recipients.c.contact_id.in_(ids),
+               outbox_recipients.c.outbox_id != _P("outbox"))
+        .group_by(outbox_recipients.c.contact_id),
+        # per recipient: the other invoices of the run already claimed for it
+        sa.select(sa.literal("claimed"), outbox_recipients.c.contact_id,
+                  sa.func.count(sa.distinct(outbox_recipients.c.invoice_id)), _NO_EMAIL)
+        .where(not_indexed(outbox_recipients.c.run_id) == _P("run"),
+               outbox_recipients.c.contact_id.in_(ids),
+               outbox_recipients.c.invoice_id != _P("invoice"))
+        .group_by(outbox_recipients.c.contact_id),
+        # the claims this very message already holds (a resend after a crash keeps them)
+        sa.select(sa.literal("mine"), outbox_recipients.c.contact_id, sa.literal(0), _NO_EMAIL)
+        .where(outbox_recipients.c.outbox_id == _P("outbox")),
+        # per recipient: the run's finalized invoices of the accounts it is verified billing for
+        sa.select(sa.literal("explained"), contact_links.c.contact_id, sa.func.count(), _NO_EMAIL)
+        .select_from(invoices.join(contact_links,
+                                   contact_links.c.account_id == invoices.c.account_id))
+        .where(not_indexed(invoices.c.run_id) == _P("run"), invoices.c.status == "finalized",
+               not_indexed(contact_links.c.organization_id) == _P("org"),
+               contact_links.c.contact_id.in_(ids),
+               contact_links.c.role == "billing", contact_links.c.status == "verified")
+        .group_by(contact_links.c.contact_id),
+    ))
+
+
+@dataclass(frozen=True)
+class SendFacts:
+    """Everything the claiming transaction reads, in two statements."""
+
+    fresh: Fresh  # the guard's facts
+    stop: str | None  # see :func:`stop_reason`
+    claimed_by_this_message: frozenset[int]  # contact ids
 
 
 def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
                 cap: int = DEFAULT_RECIPIENT_CAP) -> Fresh:
     """The guard's facts, read now from the tables (two statements)."""
+    return send_facts(conn, org_id, item, cap).fresh
+
+
+def send_facts(conn: Connection, org_id: int, item: OutboxItem,
+               cap: int = DEFAULT_RECIPIENT_CAP) -> SendFacts:
+    """The guard's facts, the kill switch and run status, and this message's own claims."""
     params = {"org": org_id, "outbox": item.outbox_id, "invoice": item.invoice_id,
               "run": item.run_id, "account": item.account_id,
-              "contact_ids": [cid for cid, _ in item.recipients]}
-    row = conn.execute(_FACTS_ROW, params).first()
+              # no recipient (refused by the guard anyway): one id no contact has
+              **{f"c{i}": cid for i, cid in enumerate([c for c, _ in item.recipients] or [-1])}}
+    row = _FACTS_ONCE.first(conn, params)
     verified: set[tuple[int, str]] = set()
+    mine: set[int] = set()
     counts: dict[str, dict[int, int]] = {"pair": {}, "claimed": {}, "explained": {}}
-    for tag, contact_id, n, email in conn.execute(_CONTACT_ROWS, params):
+    read = contact_rows(max(1, len(item.recipients)))
+    for tag, contact_id, n, email in read.rows(conn, params):
         if tag == "verified":
             verified.add((int(contact_id), str(email)))
+        elif tag == "mine":
+            mine.add(int(contact_id))
         else:
             counts[str(tag)][int(contact_id)] = int(n)
     per_recipient = {tag: {cid: found.get(cid, 0) for cid, _ in item.recipients}
@@ -255,7 +302,7 @@ def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
     inv = row if row is not None and row.account_id is not None else None
     buyer = (inv.buyer_snapshot or {}) if inv is not None else {}
     texts = {sha for sha in (row.sha_txt, row.sha_text) if sha is not None} if row else set()
-    return Fresh(
+    fresh = Fresh(
         verified_contacts=frozenset(verified),
         invoice_account_id=None if inv is None else int(inv.account_id),
         invoice_run_id=None if inv is None or inv.run_id is None else int(inv.run_id),
@@ -270,17 +317,27 @@ def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
         message_id=row.message_id if row else None,
         pair_claims=per_recipient["pair"], claimed_invoices=per_recipient["claimed"],
         explained_invoices=per_recipient["explained"], cap=cap)
+    if row is None or row.run_status is None:
+        stop: str | None = "missing"
+    elif row.paused:
+        stop = "paused"
+    else:
+        stop = None if row.run_status == "sending" else str(row.run_status)
+    return SendFacts(fresh, stop, frozenset(mine))
 
 
-def record_claims(conn: Connection, org_id: int, item: OutboxItem) -> None:
-    """The (invoice, contact) pairs this message takes; a resend keeps its existing claims."""
-    have = set(conn.execute(_CLAIMED, {"outbox": item.outbox_id}).scalars())
+def record_claims(conn: Connection, org_id: int, item: OutboxItem,
+                  have: frozenset[int] | None = None) -> None:
+    """The (invoice, contact) pairs this message takes; a resend keeps its existing claims
+    (``have``: the contact ids it already claimed, when the caller read them already)."""
+    if have is None:
+        have = frozenset(conn.execute(_CLAIMED, {"outbox": item.outbox_id}).scalars())
     at = now()
     rows = [{"organization_id": org_id, "run_id": item.run_id, "outbox_id": item.outbox_id,
              "invoice_id": item.invoice_id, "contact_id": cid, "email": email,
              "created_at": at} for cid, email in item.recipients if cid not in have]
     if rows:
-        conn.execute(_INSERT_CLAIMS, rows)
+        _INSERT_CLAIMS.run_many(conn, rows)
 
 
 def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:
@@ -290,7 +347,7 @@ def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:
 
 
 def mark_sent(conn: Connection, org_id: int, outbox_id: int, at: datetime) -> None:
-    conn.execute(_SENT, {"org": org_id, "outbox": outbox_id, "at": at})
+    _SENT_ONCE.run(conn, {"org": org_id, "outbox": outbox_id, "at": at})
 
 
 def mark_temporary(conn: Connection, org_id: int, outbox_id: int, error: str,
@@ -321,11 +378,19 @@ def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
 
 
 def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
-    """Give the messages the guard stopped another chance (the guard checks them again)."""
-    return int(conn.execute(
+    """Give another chance to the messages the guard stopped (the guard checks them again)
+    and to those whose temporary failures ran out of retries (a wrong SMTP password, a relay
+    down for hours): they start their retries afresh, with the same Message-ID."""
+    held = conn.execute(
         sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
                                 outbox.c.status == "held", outbox.c.last_error.like("guard:%"))
-        .values(status="queued", updated_at=now())).rowcount)
+        .values(status="queued", updated_at=now())).rowcount
+    exhausted = conn.execute(
+        sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+                                outbox.c.status == "failed_temporary",
+                                outbox.c.next_attempt_at.is_(None))
+        .values(status="queued", attempts=0, updated_at=now())).rowcount
+    return int(held) + int(exhausted)
 
 
 def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.store.db import Row, inserted_id
+from sealbill.store.db import Row, ids_in, inserted_id
 from sealbill.store.schema import (
     account_public_ids,
     accounts,
@@ -291,7 +291,7 @@ def verified_billing_recipients_many(conn: Connection, org_id: int, account_ids:
         .where(
             contact_links.c.organization_id == org_id,
             contacts.c.organization_id == org_id,
-            contact_links.c.account_id.in_(list(account_ids)),
+            ids_in(conn, contact_links.c.account_id, account_ids),
             contact_links.c.role == "billing",
             contact_links.c.status == "verified",
             contacts.c.bounced_at.is_(None),

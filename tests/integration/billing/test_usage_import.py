@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
@@ -44,7 +46,10 @@ def test_importing_the_same_file_twice_stores_each_event_once(
     path = _events(tmp_path / "u.jsonl", [_event(n) for n in range(50)] + [_event(3)])
     first = import_usage_file(any_engine, org, path)
     second = import_usage_file(any_engine, org, path)
-    assert (first["inserted"], second["inserted"], second["duplicates"]) == (50, 0, 50)
+    # Every row is counted once: inserted, or a duplicate (of a stored event or of an
+    # earlier line of the same file), or rejected.
+    assert (first["inserted"], first["duplicates"]) == (50, 1)
+    assert (second["inserted"], second["duplicates"]) == (0, 51)
     assert _stored(any_engine) == 50
 
 
@@ -145,3 +150,120 @@ def test_the_raw_stream_converts_to_exactly_what_the_typed_stream_reads(
         raw = [(r.event_id, *event_fields(r.occurred_at, r.value, r.properties))
                for r in stream_period_raw(conn, org, *window, [a for a in (1, 2)])]
     assert raw == typed and len(raw) == 6
+
+
+def test_the_same_id_with_another_payload_names_the_line_and_the_id(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    import_usage_file(any_engine, org, _events(tmp_path / "a.jsonl", [_event(1)]))
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(any_engine, org, _events(tmp_path / "b.jsonl", [
+            _event(2), _event(1, value="4")]), rejects=tmp_path / "rejects.jsonl")
+    # An id stored before with another payload stops the import, even with a rejects file.
+    assert caught.value.problems == [
+        "line 2: field 'event_id': 'e1' was already stored with a different payload"]
+    assert _stored(any_engine) == 1
+
+
+def test_the_same_payload_in_another_form_is_a_duplicate(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    first = {**_event(1, value="3.50"), "properties": {"a": "1", "b": "2"},
+             "event_id": "é😀\u2028-1"}
+    again = {**first, "timestamp": "2026-10-02T08:00:00Z", "value": "3.5",
+             "properties": {"b": "2", "a": "1"}}  # same instant, number and properties
+    import_usage_file(any_engine, org, _events(tmp_path / "a.jsonl", [first]))
+    result = import_usage_file(any_engine, org, _events(tmp_path / "b.jsonl", [again]))
+    assert (result["inserted"], result["duplicates"]) == (0, 1)
+
+
+def test_an_id_repeated_later_in_the_file_with_another_payload_is_a_bad_row(
+        any_engine: Engine, org: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbill.pipeline import usage_import
+
+    monkeypatch.setattr(usage_import, "CHUNK", 4)  # the repeat is in a later chunk
+    rows = [_event(n) for n in range(8)]
+    rows[6] = _event(1, value="9")
+    path = _events(tmp_path / "u.jsonl", rows)
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(any_engine, org, path)
+    assert caught.value.problems == [
+        "line 7: event_id: 'e1' appears earlier in the file with a different payload"]
+    assert _stored(any_engine) == 0
+    result = import_usage_file(any_engine, org, path, rejects=tmp_path / "rejects.jsonl")
+    assert (result["inserted"], result["rejected"]) == (7, 1)
+    [rejected] = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text()
+                  .splitlines()]
+    assert rejected["row"]["value"] == "9" and rejected["problem"].startswith("line 7:")
+
+
+def _stored_rows(engine: Engine) -> list[tuple[object, ...]]:
+    columns = [usage_events.c[name] for name in (
+        "event_id", "account_id", "metric_code", "occurred_at", "value")]
+    with engine.begin() as conn:
+        return [(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in conn.execute(
+            sa.select(*[sa.type_coerce(c, sa.String()) for c in columns],
+                      sa.cast(usage_events.c.properties, sa.Text))
+            .order_by(usage_events.c.event_id))]
+
+
+_STAMPS = ["2026-10-01T10:00:00+00:00", "2026-10-01T10:00:00Z", "2026-10-01T12:00:00+02:00",
+           "2026-10-01T10:00:00.000250Z", "2026-10-01T04:30:00.5-05:30", "2026-10-01 10:00+00:00",
+           " 2026-10-01T10:00:00Z"]
+
+
+_TEXT = st.text(st.characters(exclude_characters="<>", exclude_categories=["Cs"]), max_size=3)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(
+    st.sampled_from(_STAMPS),
+    st.one_of(st.none(), st.sampled_from(["12", "0.000012", "1.50", "007", "-0", "1e3", ""]),
+              st.integers(), st.decimals(allow_nan=False, allow_infinity=False)),
+    st.dictionaries(_TEXT, _TEXT, max_size=2),
+    st.sampled_from(["A0001", "A0002", " A0001 "])), min_size=1, max_size=12))
+def test_the_fast_path_and_the_careful_path_store_the_same_rows(
+        any_engine: Engine, org: int, tmp_path: Path,
+        events: list[tuple[str, object, dict[str, str], str]]) -> None:
+    from decimal import Decimal
+
+    from sealbill.domain.usage import parse_usage_record
+    from sealbill.pipeline.usage_import import record_usage
+
+    rows = [{"event_id": f"h{n}", "account_reference": account, "metric_code": "api_calls",
+             "timestamp": stamp, "value": value, "properties": props}
+            for n, (stamp, value, props, account) in enumerate(events)]
+    lines = [json.dumps(row, default=lambda d: f"<{d}>").replace('"<', "").replace('>"', "")
+             for row in rows]  # Decimals as JSON numbers, from their text
+    (tmp_path / "h.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with any_engine.begin() as conn:
+        conn.execute(usage_events.delete())
+    import_usage_file(any_engine, org, tmp_path / "h.jsonl")
+    fast = _stored_rows(any_engine)
+    with any_engine.begin() as conn:
+        conn.execute(usage_events.delete())
+    record_usage(any_engine, org, [parse_usage_record(json.loads(line, parse_float=Decimal), n)
+                                   for n, line in enumerate(lines, start=1)])
+    assert _stored_rows(any_engine) == fast and len(fast) == len(rows)
+
+
+def test_a_csv_file_takes_the_careful_path_with_the_same_rules(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text(
+        "event_id,account_reference,metric_code,timestamp,value,properties.region\n"
+        "c1,A0001,api_calls,2026-10-01T10:00:00+02:00,1.50,eu\n"
+        "c2,A0001,api_calls,2026-10-01T10:00:00,2,eu\n"
+        "c3,A0002,api_calls,2026-10-01T10:00:00Z,,\n", encoding="utf-8")
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(any_engine, org, path)
+    assert [p.split(":")[:2] for p in caught.value.problems] == [["line 3", " timestamp"]]
+    result = import_usage_file(any_engine, org, path, rejects=tmp_path / "rejects.jsonl")
+    assert (result["inserted"], result["rejected"]) == (2, 1)
+    from sealbill.store.usage_ingest import utc_text
+
+    stored = _stored_rows(any_engine)
+    assert [(r[0], r[3] if isinstance(r[3], str) else utc_text(r[3]), r[4], r[5])  # type: ignore[arg-type]
+            for r in stored] == [
+        ("c1", "2026-10-01 08:00:00.000000", "1.50", {"region": "eu"}),
+        ("c3", "2026-10-01 10:00:00.000000", None, {"region": ""})]

@@ -18,9 +18,9 @@ usage_events = sa.Table(
     sa.Column("metric_code", sa.String(64), nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sa.Column("value", DecimalText),
+    # Canonical JSON (sorted keys). The same id with another payload is refused by comparing
+    # these columns (store/usage_ingest.py), only for the ids already stored.
     sa.Column("properties", sa.JSON),
-    # SHA-256 of the canonical payload: the same id with another digest is refused.
-    sa.Column("payload_digest", sa.String(64), nullable=False),
     sa.UniqueConstraint("organization_id", "event_id"),
     sa.Index("ix_usage_events_account_metric_time", "account_id", "metric_code", "occurred_at"),
 )

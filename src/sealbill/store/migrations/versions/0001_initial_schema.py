@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 10:46:44.926162
+Create Date: 2026-11-29 12:04:59.320505
 """
 
 from alembic import op
@@ -432,7 +432,6 @@ def upgrade() -> None:
     sa.Column('occurred_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('value', sealbill.store.types.DecimalText(length=64), nullable=True),
     sa.Column('properties', sa.JSON(), nullable=True),
-    sa.Column('payload_digest', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_usage_events_account_id_accounts')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_usage_events_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_events')),

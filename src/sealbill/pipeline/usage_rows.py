@@ -1,0 +1,189 @@
+"""Usage file rows to stored rows: a fast path for the common shapes, the domain's for the rest.
+
+The careful path is the domain's: ``json.loads`` (``parse_float=Decimal``), then
+:func:`~sealbill.domain.usage.parse_usage_record` and the reference checks; it names every
+problem of a row (line and field). The fast path decodes a JSONL line with msgspec into a typed
+struct (floats as ``Decimal``, from the number's text, never through ``float``) and converts the
+common shapes itself. Any row it is not sure about — a decoding or type error, an unknown field,
+an unknown account or metric, an unusual timestamp or value — goes to the careful path, so both
+paths store the same row for the same line (tests/unit/pipeline/test_usage_rows.py checks it
+with Hypothesis) and only the careful path writes problems.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from sealbill.domain.money import MoneyError, parse_decimal
+from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record
+from sealbill.store.usage_ingest import Row, canonical_properties, stored_row, utc_text
+
+
+class _Line(msgspec.Struct, forbid_unknown_fields=True):
+    event_id: str
+    account_reference: str
+    metric_code: str
+    timestamp: str
+    value: Any = None
+    properties: dict[str, str] | None = None
+
+
+_decode = msgspec.json.Decoder(_Line, float_hook=Decimal).decode
+_fromisoformat = datetime.fromisoformat
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+@dataclass
+class Batch:
+    """A chunk of the file, parsed: ``raws`` are its rows as read (JSONL texts or CSV records),
+    the first on line ``first``; ``rows`` the good ones in file order, ``skipped`` the indices
+    in ``raws`` of the others (blank lines and ``bad`` rows, with their line and problem)."""
+
+    first: int
+    raws: list[Any]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    bad: list[tuple[int, Any, str]] = field(default_factory=list)  # (line, raw row, problem)
+    read: int = 0
+
+    def origin(self, index: int) -> tuple[int, Any]:
+        """(line number, raw row) of ``rows[index]``."""
+        item = index
+        for skipped in self.skipped:  # ascending: the index-th raw row not skipped
+            if skipped > item:
+                break
+            item += 1
+        return self.first + item, self.raws[item]
+
+
+class RowParser:
+    """Parses rows against one organization's accounts (reference -> id) and metric codes."""
+
+    def __init__(self, accounts: Mapping[str, int], metrics: Collection[str]) -> None:
+        self.accounts, self.metrics = dict(accounts), frozenset(metrics)
+
+    def parse(self, first: int, raws: list[Any]) -> Batch:
+        """``raws``: JSONL texts or CSV records (dicts), the first one on line ``first``."""
+        batch = Batch(first, raws, read=len(raws))
+        append, fast = batch.rows.append, self._fast
+        for index, raw in enumerate(raws):
+            if type(raw) is not str:
+                row = None
+            else:
+                try:
+                    row = fast(_decode(raw))
+                except _DECODE_ERRORS:
+                    row = None
+            if row is None:
+                row = self.careful(first + index, raw, batch)
+                if row is None:
+                    batch.skipped.append(index)
+                    continue
+            append(row)
+        return batch
+
+    def event_row(self, event: UsageEvent) -> Row | str:
+        """The row of an event built in Python, or the problem of its references."""
+        account_id = self.accounts.get(event.account_reference)
+        if account_id is None:
+            return f"account_reference: unknown account {event.account_reference!r}"
+        if event.metric_code not in self.metrics:
+            return f"metric_code: unknown metric {event.metric_code!r}"
+        return stored_row(account_id, event)
+
+    def _fast(self, line: _Line) -> Row | None:
+        event_id = line.event_id.strip()
+        account_id = self.accounts.get(line.account_reference.strip())
+        metric = line.metric_code.strip()
+        if not event_id or account_id is None or metric not in self.metrics:
+            return None
+        at = fast_utc_text(line.timestamp)
+        if at is None:
+            return None
+        value = line.value
+        if value is not None:
+            kind = type(value)
+            if kind is str:
+                if not (value.isdigit() and value.isascii() and value[0] != "0"):
+                    try:
+                        value = str(parse_decimal(value))
+                    except MoneyError:
+                        return None
+            elif kind is int:
+                value = str(value)
+            elif kind is Decimal:
+                value = str(value)  # a JSON number: from its text, always finite
+            else:
+                return None
+        props = line.properties
+        return (account_id, event_id, metric, at, value,
+                canonical_properties(props) if props else None)
+
+    def fast(self, text: str) -> Row | None:
+        """The row of a JSONL line by the fast path, or ``None``: the careful path decides."""
+        try:
+            return self._fast(_decode(text))
+        except _DECODE_ERRORS:
+            return None
+
+    def careful(self, line_no: int, raw: Any, batch: Batch) -> Row | None:
+        """The row by the domain's parser, or ``None`` with the problem added to ``batch``."""
+        if isinstance(raw, str):
+            if not raw.strip():
+                batch.read -= 1  # blank lines are not rows
+                return None
+            try:
+                raw = json.loads(raw, parse_float=Decimal)
+            except json.JSONDecodeError as exc:
+                batch.bad.append((line_no, {"line": line_no},
+                                  f"line {line_no}: not JSON ({exc.msg})"))
+                return None
+            if not isinstance(raw, dict):
+                batch.bad.append((line_no, {"line": line_no}, f"line {line_no}: not an object"))
+                return None
+        try:
+            event = parse_usage_record(raw, line_no)
+        except UsageRowError as exc:
+            batch.bad.append((line_no, raw, str(exc)))
+            return None
+        row = self.event_row(event)
+        if isinstance(row, str):
+            batch.bad.append((line_no, raw, f"line {line_no}: {row}"))
+            return None
+        return row
+
+
+def fast_utc_text(text: str) -> str | None:
+    """:func:`utc_text` of an ISO 8601 text with an offset, by slicing when it is already UTC
+    in the usual shape (``2026-10-01T08:00:00Z``, ``…+00:00``, with 0 or 6 fraction digits);
+    ``None`` when it has no offset or does not parse (the careful path then says why)."""
+    try:
+        moment = _fromisoformat(text)
+    except ValueError:
+        return None
+    size = len(text)
+    if moment.tzinfo is UTC and size >= 20 and text[4] == text[7] == "-" and (
+            text[13] == text[16] == ":"):
+        tail = text[19]
+        if (size == 25 and tail in "+-") or (size == 20 and tail == "Z"):
+            return f"{text[:10]} {text[11:19]}.000000"
+        if tail == "." and ((size == 32 and text[26] in "+-") or (size == 27 and text[26] == "Z")):
+            return f"{text[:10]} {text[11:26]}"
+    if moment.utcoffset() is None:
+        return None
+    try:
+        return utc_text(moment)
+    except OverflowError:  # an instant whose UTC date is out of range (year 0 or 10000)
+        return None
+
+
+def reject_row(source: Any) -> Any:
+    """The row written to the rejects file for a good row found bad later (a conflict)."""
+    return json.loads(source, parse_float=Decimal) if isinstance(source, str) else source

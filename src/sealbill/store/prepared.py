@@ -1,0 +1,124 @@
+"""Statements run for every message sent, compiled once and executed on the DBAPI cursor.
+
+Sending a message runs about a dozen small statements. Through SQLAlchemy's execution layer
+each costs about 70 µs of Python around 5–10 µs of database work (measured: the guard's two
+fresh reads take 0.16 ms through ``Connection.execute``, 0.015 ms on the cursor). A
+:class:`Prepared` statement is compiled by SQLAlchemy once per dialect — same SQL, same bind
+and result conversions of the column types — and run on the connection's own DBAPI cursor, so
+it takes part in the caller's transaction like any other statement.
+
+Invariants:
+- the SQL is what SQLAlchemy compiles for the statement (no hand-written SQL), and every bind
+  value and result value goes through its type's processors for the dialect;
+- statements with "expanding" parameters (``IN`` lists) are refused: build one statement per
+  list length instead (see ``store.outbox.contact_rows``);
+- ``tests/integration/delivery/test_fresh_facts.py`` compares the prepared reads with the
+  reference reads on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import ClauseElement
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...] | None  # positional paramstyles: the names, in placeholder order
+    defaults: dict[str, Any]  # literal values of the statement (``.values(status="sent")``)
+    binds: dict[str, Processor]
+    results: tuple[Processor, ...]
+    record: Any  # a namedtuple class: the result columns by name
+
+
+class Prepared:
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            found = self._by_dialect[dialect.name] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled: Any = self.statement.compile(dialect=dialect)  # a SQLCompiler
+        binds = compiled.binds
+        if any(bind.expanding for bind in binds.values()):
+            raise ValueError("an expanding (IN list) parameter cannot be prepared")
+        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                      for name, bind in binds.items()}
+        defaults = {name: bind.value for name, bind in binds.items()
+                    if not bind.required and bind.callable is None}
+        columns = getattr(self.statement, "selected_columns", None)
+        if columns is None:  # INSERT / UPDATE without RETURNING
+            results: tuple[Processor, ...] = ()
+            names: list[str] = []
+        else:
+            results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                            for c in columns)
+            names = [str(c.key) for c in columns]
+        order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        record = namedtuple("Record", names, rename=True)  # type: ignore[misc]
+        return _Compiled(compiled.string, order, defaults, processors, results, record)
+
+    def _params(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+        values = {**compiled.defaults, **params}
+        converted = {}
+        for name, processor in compiled.binds.items():
+            value = values[name]
+            converted[name] = processor(value) if processor is not None else value
+        if compiled.order is None:
+            return converted
+        return tuple(converted[name] for name in compiled.order)
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row (a named tuple), each value converted by its column type."""
+        compiled = self._compiled(conn.dialect)
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(compiled.sql, self._params(compiled, params))
+            raw = cursor.fetchall()
+        finally:
+            cursor.close()
+        processors, record = compiled.results, compiled.record
+        return [record._make(p(v) if p is not None else v
+                             for p, v in zip(processors, row, strict=True)) for row in raw]
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
+        found = self.rows(conn, params)
+        return found[0] if found else None
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """An INSERT, UPDATE or DELETE; the number of rows it changed."""
+        compiled = self._compiled(conn.dialect)
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(compiled.sql, self._params(compiled, params))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = self._compiled(conn.dialect)
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(compiled.sql, [self._params(compiled, r) for r in rows])
+        finally:
+            cursor.close()
+
+
+def _cursor(conn: Connection) -> Any:
+    """A cursor of the DBAPI connection under ``conn``, inside ``conn``'s transaction."""
+    if not conn.in_transaction():
+        raise RuntimeError("prepared statements run inside the caller's transaction")
+    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
