@@ -1,14 +1,16 @@
 """Delivery throughput: N rendered invoices, DKIM (OpenSSL), guard and ledger, to a loopback sink.
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
-                                             [--skip-noguard]
+                                             [--skip-noguard] [--senders N]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
-its own process so that it does not share the sender's interpreter:
+its own process so that it does not share the sender's interpreter, with ``--senders`` sender
+processes after the canary (default 2, one per core of this machine):
 1. the real sender: guard + DKIM + ledger;
-2. the same run with the guard's two steps (fresh facts, check) replaced by no-ops — the bench
-   only, through monkeypatching; the product has no switch to turn the guard off.
+2. the same run with the guard's steps (examining the bytes, the fresh read, the verdict)
+   replaced by no-ops — the bench only, through monkeypatching; the product has no switch to
+   turn the guard off.
 Prints messages/s for both, the guard's share, the CPU time the sender used per message (on a
 shared machine wall time depends on the neighbours, CPU time much less) and DKIM's cost per
 signature both ways.
@@ -177,7 +179,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
     print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary")
-    examine, fresh_facts, verdict = guard.examine, box.fresh_facts, guard.verdict
+    examine, send_facts, verdict = guard.examine, box.send_facts, guard.verdict
     try:
         real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer,
                                senders)
@@ -191,7 +193,8 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
             # the bench only: what the guard costs (the product has no switch to skip it)
             nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {}, {})
             guard.examine = lambda *a, **k: nothing  # type: ignore[assignment]
-            box.fresh_facts = lambda *a, **k: None  # type: ignore[assignment]
+            # (the fresh read also carries the kill switch: skipped here too, a few µs)
+            box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
             guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
             bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer,
                                    senders)
@@ -203,7 +206,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
                   f"{100 * (1 - bare_cpu / real_cpu):.1f} % of the senders' CPU")
     finally:
         sink.stop()
-        guard.examine, box.fresh_facts, guard.verdict = examine, fresh_facts, verdict
+        guard.examine, box.send_facts, guard.verdict = examine, send_facts, verdict
     sample = (work / "files" / "documents").glob("*/*.pdf")
     pdf = next(iter(sample)).read_bytes()
     message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + pdf[:50000]

@@ -4,7 +4,7 @@ Invariants:
 - an event id is stored once per organization (unique constraint); the same id with the
   same payload (account, metric, instant, value, properties) is a no-op, with another payload
   a conflict — found by comparing the stored columns, only for the ids already present;
-- ingestion runs in the caller's transaction, so a file is applied whole or not at all;
+- ingestion runs in the caller's transaction, so a file is applied whole or not at all.
 
 Ingestion hands the database many rows per statement and runs in the caller's thread — the
 import runs it in a helper thread, so the database works while the next chunk is parsed: on

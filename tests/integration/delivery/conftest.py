@@ -20,8 +20,11 @@ from sealbill.domain.message_facts import parse_message
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
 from sealbill.mail.smtp import SmtpSender
+from sealbill.pipeline.billing import bill_period
 from sealbill.pipeline.compose import extract_facturx_xml
+from sealbill.pipeline.finalize import finalize_run
 from sealbill.pipeline.plan import PlanResult, approve_run, plan_run
+from sealbill.pipeline.render import render_run
 from sealbill.pipeline.send import SendOptions, SendReport, send_run
 from sealbill.store import ledger
 from sealbill.store.schema import alerts, billing_runs, invoices, organizations, outbox
@@ -148,3 +151,13 @@ def world(sqlite_engine: Engine, tmp_path: Path, smtp_server: SmtpCapture,  # no
 def pg_world(pg_engine: Engine, tmp_path: Path, smtp_server: SmtpCapture,  # noqa: F811
              dkim_signer: DkimSigner) -> Iterator[World]:
     yield make_world(pg_engine, tmp_path, smtp_server, dkim_signer)
+
+
+def second_cycle(world: World, period: str = "2026-11") -> int:
+    """Bill, finalize and render the next period of the world's organization: its run id."""
+    result = bill_period(world.engine, world.org_id, period, actor="test-runner")
+    assert result.run_id is not None
+    finalize_run(world.engine, world.org_id, result.run_id)
+    render_run(world.engine, world.org_id, result.run_id,
+               world.scenario.files_dir / "documents", workers=1)
+    return result.run_id

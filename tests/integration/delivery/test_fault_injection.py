@@ -18,14 +18,11 @@ from sqlalchemy.engine import Engine
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimSigner
 from sealbill.pipeline import compose, plan
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.render import render_run
 from sealbill.store import parties
 from sealbill.store import plans as plan_store
 from sealbill.store.parties import Recipient
 from sealbill.store.schema import contact_links, contacts, documents
-from tests.integration.delivery.conftest import World, make_world
+from tests.integration.delivery.conftest import World, make_world, second_cycle
 from tests.support.smtp import SmtpCapture
 
 
@@ -221,20 +218,11 @@ def test_recipients_from_the_wrong_column(world: World, monkeypatch: pytest.Monk
     _assert_stopped(world, cause="not now a verified billing contact")
 
 
-def _second_cycle(world: World, period: str = "2026-11") -> int:
-    result = bill_period(world.engine, world.org_id, period, actor="test-runner")
-    assert result.run_id is not None
-    finalize_run(world.engine, world.org_id, result.run_id)
-    render_run(world.engine, world.org_id, result.run_id,
-               world.scenario.files_dir / "documents", workers=1)
-    return result.run_id
-
-
 def test_replay_of_an_old_runs_invoices(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.plan()
     world.send()
     before = len(world.smtp.received)
-    new_run = _second_cycle(world)
+    new_run = second_cycle(world)
     real = plan_store.run_invoices
     old_run = world.run_id
 
@@ -271,7 +259,7 @@ def test_one_address_suddenly_on_many_accounts(sqlite_engine: Engine, tmp_path: 
     world = make_world(sqlite_engine, tmp_path, smtp_server, dkim_signer, accounts=12)
     world.plan()
     world.send()
-    new_run = _second_cycle(world)
+    new_run = second_cycle(world)
     with world.engine.begin() as conn:  # a bulk operation attaches one address everywhere
         grabber = parties.add_contact(conn, world.org_id, "collector@bulk.example", actor="bulk")
         for account_id in world.scenario.account_ids.values():

@@ -20,14 +20,11 @@ import sqlalchemy as sa
 
 from sealbill.domain.delivery_plan import DeliveryPolicy
 from sealbill.pipeline import control
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
 from sealbill.pipeline.plan import PlanError, plan_summary
-from sealbill.pipeline.render import render_run
 from sealbill.pipeline.send import SendError, SendReport, send_run
 from sealbill.store import parties
 from sealbill.store.schema import contact_links, contacts, delivery_ledger, outbox
-from tests.integration.delivery.conftest import FAST, World
+from tests.integration.delivery.conftest import FAST, World, second_cycle
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=60)
 
@@ -208,22 +205,13 @@ def test_a_replan_that_holds_needs_a_new_approval(world: World) -> None:
     assert_delivered_exactly_once(world)
 
 
-def _second_cycle(world: World, period: str = "2026-11") -> int:
-    result = bill_period(world.engine, world.org_id, period, actor="test-runner")
-    assert result.run_id is not None
-    finalize_run(world.engine, world.org_id, result.run_id)
-    render_run(world.engine, world.org_id, result.run_id,
-               world.scenario.files_dir / "documents", workers=1)
-    return result.run_id
-
-
 def test_replan_diffs_against_the_previous_cycle(world: World) -> None:
     """Second cycle: after its canary, three accounts move to new addresses on new domains
     (through sealbill, verified long ago): more domain changes than the policy allows since
     last cycle, so the replanned run holds until someone else approves it."""
     world.plan()
     assert world.send().status == "sent"
-    run2 = _second_cycle(world)
+    run2 = second_cycle(world)
     assert world.plan(run2).verdict == "proceed"
     [canary] = [ref for ref, e in envelopes(world, run2).items() if e["canary"]]
     send_canary_then_pause(world, run2)
