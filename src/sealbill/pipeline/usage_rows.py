@@ -13,6 +13,7 @@ with Hypothesis) and only the careful path writes problems.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,31 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True):
 _decode = msgspec.json.Decoder(_Line, float_hook=Decimal).decode
 _fromisoformat = datetime.fromisoformat
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate
+
+
+def not_unicode(record: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The first field holding text that is not valid Unicode (a lone surrogate, which JSON
+    escapes can express but no database stores), as a problem; ``None`` when all is well."""
+    for key, value in record.items():
+        if not _encodable(str(key)):
+            return f"{prefix}{key!a}: a field name that is not valid Unicode"
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found = not_unicode(value, f"{name}.")
+            if found is not None:
+                return found
+        elif isinstance(value, str) and not _encodable(value):
+            return f"{name}: not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -74,8 +100,8 @@ class RowParser:
         batch = Batch(first, raws, read=len(raws))
         append, fast = batch.rows.append, self._fast
         for index, raw in enumerate(raws):
-            if type(raw) is not str:
-                row = None
+            if type(raw) is not str or ("\\u" in raw and _SURROGATE.search(raw)):
+                row = None  # CSV, or a lone surrogate escape: the careful path names it
             else:
                 try:
                     row = fast(_decode(raw))
@@ -91,6 +117,11 @@ class RowParser:
 
     def event_row(self, event: UsageEvent) -> Row | str:
         """The row of an event built in Python, or the problem of its references."""
+        wrong = not_unicode({"event_id": event.event_id, "account_reference":
+                             event.account_reference, "metric_code": event.metric_code,
+                             "properties": dict(event.properties or {})})
+        if wrong is not None:
+            return wrong
         account_id = self.accounts.get(event.account_reference)
         if account_id is None:
             return f"account_reference: unknown account {event.account_reference!r}"
@@ -148,6 +179,10 @@ class RowParser:
             if not isinstance(raw, dict):
                 batch.bad.append((line_no, {"line": line_no}, f"line {line_no}: not an object"))
                 return None
+        wrong = not_unicode(raw)
+        if wrong is not None:
+            batch.bad.append((line_no, {"line": line_no}, f"line {line_no}: {wrong}"))
+            return None
         try:
             event = parse_usage_record(raw, line_no)
         except UsageRowError as exc:

@@ -267,3 +267,21 @@ def test_a_csv_file_takes_the_careful_path_with_the_same_rules(
             for r in stored] == [
         ("c1", "2026-10-01 08:00:00.000000", "1.50", {"region": "eu"}),
         ("c3", "2026-10-01 10:00:00.000000", None, {"region": ""})]
+
+
+def test_a_lone_surrogate_is_reported_with_its_line_and_field(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    """JSON can escape a lone UTF-16 surrogate ("\\ud800"); no database stores it. The import
+    names the line and the field instead of failing inside the driver."""
+    good, bad = _event(1), _event(2)
+    text = json.dumps(good) + "\n" + json.dumps(bad).replace('"e2"', '"e\\ud800"') + "\n"
+    path = tmp_path / "usage.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UsageImportRejected) as refused:
+        import_usage_file(any_engine, org, path)
+    assert "line 2: event_id: not valid Unicode" in str(refused.value.problems)
+    assert _stored(any_engine) == 0
+    rejects = tmp_path / "rejects.jsonl"
+    counts = import_usage_file(any_engine, org, path, rejects=rejects)
+    assert counts["inserted"] == 1 and counts["rejected"] == 1
+    assert "event_id: not valid Unicode" in rejects.read_text(encoding="utf-8")
