@@ -25,7 +25,7 @@ from sealbill.domain.catalog import (
     Tier,
 )
 from sealbill.domain.taxes import VatRateClass
-from sealbill.store.db import Row, ids_in, inserted_id
+from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
 from sealbill.store.schema import metrics, plans, subscription_phases, subscriptions
 
 _DECIMALS = ("amount", "unit_price", "package_size", "free_units", "rate", "fixed_fee")
@@ -186,7 +186,7 @@ def phases_by_account(conn: Connection, org_id: int, account_ids: Iterable[int],
                       subscription_phases.c.end_on)
             .join(subscription_phases,
                   subscription_phases.c.subscription_id == subscriptions.c.id)
-            .where(subscriptions.c.organization_id == org_id,
+            .where(not_indexed(subscriptions.c.organization_id) == org_id,
                    ids_in(conn, subscriptions.c.account_id, ids[start:start + step]),
                    subscription_phases.c.start_on < period_end,
                    sa.or_(subscription_phases.c.end_on.is_(None),

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.store.db import Row, ids_in, inserted_id
+from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
 from sealbill.store.schema import (
     account_public_ids,
     accounts,
@@ -289,8 +289,8 @@ def verified_billing_recipients_many(conn: Connection, org_id: int, account_ids:
         sa.select(contact_links.c.account_id, contacts.c.id, contacts.c.email)
         .join(contact_links, contact_links.c.contact_id == contacts.c.id)
         .where(
-            contact_links.c.organization_id == org_id,
-            contacts.c.organization_id == org_id,
+            not_indexed(contact_links.c.organization_id) == org_id,
+            not_indexed(contacts.c.organization_id) == org_id,
             ids_in(conn, contact_links.c.account_id, account_ids),
             contact_links.c.role == "billing",
             contact_links.c.status == "verified",

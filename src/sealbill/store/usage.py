@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.db import not_indexed
 from sealbill.store.schema import usage_events
 
 
@@ -50,25 +51,33 @@ def stream_period_raw(conn: Connection, org_id: int, start: datetime, end: datet
     wanted = {int(i) for i in account_ids}
     if not wanted:
         return
+    # One round trip (the billing stage asks for 1,000 accounts at a time), rows as the
+    # driver returns them: a server-side cursor's fetches cost more than the rows' memory.
+    for row in conn.execute(raw_period_query(org_id, start, end, min(wanted), max(wanted))):
+        if row[0] in wanted:
+            yield row
+
+
+def raw_period_query(org_id: int, start: datetime, end: datetime, first_account: int,
+                     last_account: int) -> sa.Select[Any]:
+    """The read of :func:`stream_period_raw`, on the index (account, metric, time): in its
+    order, so no sort (``tests/integration/billing/test_billing_reads.py`` checks the plan).
+    Without statistics SQLite chose the (organization, event id) index and read every event
+    of the organization for each chunk: 0.15 s instead of 0.013 s at 500,000 events."""
     raw = sa.String()
-    query = (
+    return (
         sa.select(usage_events.c.account_id, usage_events.c.event_id,
                   usage_events.c.metric_code,
                   sa.type_coerce(usage_events.c.occurred_at, raw).label("occurred_at"),
                   sa.type_coerce(usage_events.c.value, raw).label("value"),
                   sa.type_coerce(usage_events.c.properties, raw).label("properties"))
-        .where(usage_events.c.organization_id == org_id,
+        .where(not_indexed(usage_events.c.organization_id) == org_id,
                usage_events.c.occurred_at >= start, usage_events.c.occurred_at < end,
-               usage_events.c.account_id >= min(wanted),
-               usage_events.c.account_id <= max(wanted))
+               usage_events.c.account_id >= first_account,
+               usage_events.c.account_id <= last_account)
         .order_by(usage_events.c.account_id, usage_events.c.metric_code,
                   usage_events.c.occurred_at, usage_events.c.id)
     )
-    # One round trip (the billing stage asks for 1,000 accounts at a time), rows as the
-    # driver returns them: a server-side cursor's fetches cost more than the rows' memory.
-    for row in conn.execute(query):
-        if row[0] in wanted:
-            yield row
 
 
 def event_fields(occurred_at: Any, value: Any, properties: Any
