@@ -28,6 +28,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -117,6 +118,12 @@ class _Sender:
         self.report = SendReport(run_id)
         self.index = index or identifier_index(engine, org_id, run_id)
         self.part = part  # (k, n): this sender owns the rows whose id is k modulo n
+        # What exists now (the identifier index, the engine, modules) lives for the whole
+        # send: moved out of the collector's generations, so that the collections the
+        # per-message garbage triggers do not walk it again each time (measured: 10-20 % of
+        # the sender's CPU on 10,000 messages).
+        gc.collect()
+        gc.freeze()
         self.failures_in_a_row = 0
         self.kill_at = _kill_point()
 
