@@ -3,6 +3,8 @@
 SQLite runs in WAL mode with foreign keys on, and every transaction starts with
 ``BEGIN IMMEDIATE``: the write lock is taken up front, so two processes that finalize at the
 same time queue on ``busy_timeout`` instead of failing half-way with "database is locked".
+The exception is :func:`read_transaction`, for work that only reads: a deferred ``BEGIN``,
+a snapshot that neither takes nor waits for the write lock.
 """
 
 from __future__ import annotations

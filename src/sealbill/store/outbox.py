@@ -9,16 +9,19 @@ Invariants:
   conversation starts, so after a crash the in-flight message is the row left in ``sending``,
   and it is resent with the same Message-ID;
 - ``sent`` and its ledger row are written in one transaction;
-- only one sender works on a run at a time (:func:`run_lock`: a PostgreSQL session advisory
-  lock, or an ``flock`` next to the SQLite file), both released by the OS when the process
-  dies, so a restarted sender can take over at once;
-- the guard's facts (:func:`fresh_facts`) are read in the claiming transaction, from the
-  tables themselves: contact links, the invoice row, the documents rows, the claims.
+- only one ``run send`` works on a run at a time (:func:`run_lock`: a PostgreSQL session
+  advisory lock, or an ``flock`` next to the SQLite file), both released by the OS when the
+  process dies, so a restarted sender can take over at once; the sender processes it forks
+  each own a disjoint slice of the rows, and a claim is a compare-and-set on (status, attempts);
+- the guard's facts (:func:`send_facts`) are read in the claiming transaction, from the
+  tables themselves: contact links, the invoice row, the documents rows, the claims — with the
+  kill switch and the run's status in the same statement.
 
-Speed: the statements run for every message are built once, with bind parameters (no
-per-message statement construction), the fresh read is two statements (one row of scalars;
-the per-contact rows), and each is written so that it reads by contact, account or invoice,
-never every row of the run or organization (:func:`not_indexed`).
+Speed: the statements run for every message are prepared once (:mod:`sealbill.store.prepared`:
+compiled by SQLAlchemy, run on the DBAPI cursor), the fresh read is two statements (one row of
+scalars; the per-contact rows, one statement per recipient count), and each is written so that
+it reads by contact, account or invoice, never every row of the run or organization
+(:func:`not_indexed`).
 """
 
 from __future__ import annotations
