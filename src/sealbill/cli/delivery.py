@@ -37,7 +37,7 @@ from sealbill.pipeline import control, verify
 from sealbill.pipeline.plan import PlanError, approve_run, plan_run, plan_summary
 from sealbill.pipeline.send import SendError, SendOptions, send_run
 from sealbill.store import ledger, parties, queries
-from sealbill.store.outbox import RunBusy
+from sealbill.store.send_lock import RunBusy
 
 ledger_app = typer.Typer(help="The delivery ledger (who received what).", no_args_is_help=True)
 contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)

@@ -52,6 +52,7 @@ from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
 from sealbill.store.db import is_postgres, read_transaction
 from sealbill.store.identifiers import identifier_index
+from sealbill.store.send_lock import run_lock
 
 SENDABLE_RUN = ("approved", "sending")
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
@@ -294,7 +295,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
     options = options or SendOptions()
     started = time.perf_counter()
     cpu = time.process_time()
-    with box.run_lock(engine, org_id, run_id):
+    with run_lock(engine, org_id, run_id):
         with engine.begin() as conn:
             run = plan_store.run_row(conn, org_id, run_id)
             if plan_store.plan_row(conn, org_id, run_id) is None:

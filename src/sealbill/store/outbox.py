@@ -9,10 +9,9 @@ Invariants:
   conversation starts, so after a crash the in-flight message is the row left in ``sending``,
   and it is resent with the same Message-ID;
 - ``sent`` and its ledger row are written in one transaction;
-- only one ``run send`` works on a run at a time (:func:`run_lock`: a PostgreSQL session
-  advisory lock, or an ``flock`` next to the SQLite file), both released by the OS when the
-  process dies, so a restarted sender can take over at once; the sender processes it forks
-  each own a disjoint slice of the rows, and a claim is a compare-and-set on (status, attempts);
+- only one ``run send`` works on a run at a time (:mod:`sealbill.store.send_lock`); the sender
+  processes it forks each own a disjoint slice of the rows, and a claim is a compare-and-set on
+  (status, attempts);
 - the guard's facts (:func:`send_facts`) are read in the claiming transaction, from the
   tables themselves: contact links, the invoice row, the documents rows, the claims — with the
   kill switch and the run's status in the same statement.
@@ -26,17 +25,14 @@ it reads by contact, account or invoice, never every row of the run or organizat
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
 from sealbill.store.plans import TEXT_KINDS
@@ -56,10 +52,6 @@ from sealbill.store.schema import (
 )
 
 RETRYABLE = ("queued", "sending", "failed_temporary")
-
-
-class RunBusy(RuntimeError):
-    """Another sender is working on this run."""
 
 
 @dataclass(frozen=True)
@@ -82,39 +74,6 @@ class OutboxItem:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-@contextmanager
-def run_lock(engine: Engine, org_id: int, run_id: int) -> Iterator[None]:
-    """Hold the run's sender lock for the duration of the block, or raise :class:`RunBusy`."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:a, :b)"),
-                               {"a": 0x5E4D, "b": run_id}).scalar()
-            conn.commit()
-            if not got:
-                raise RunBusy(f"run {run_id} is being sent by another process")
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"),
-                             {"a": 0x5E4D, "b": run_id})
-                conn.commit()
-        return
-    database = engine.url.database
-    if not database or database == ":memory:":
-        yield
-        return
-    path = f"{database}.org{org_id}-run{run_id}.sendlock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise RunBusy(f"run {run_id} is being sent by another process") from exc
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
 
 
 def items(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
