@@ -171,6 +171,9 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              "attempts": 0, "updated_at": now}
             for env_id, row in zip(envelope_ids, rows, strict=True)])
         verdict, report = _evaluate(conn, org_id, plan_id, previous, policy, now)
+        if existing is not None:  # who rebuilt it, kept with the verdict it led to
+            report = {**report, "replanned_by": actor, "replanned_at": now.isoformat(),
+                      "replanned_envelopes": len(rows)}
         store.set_verdict(conn, org_id, plan_id, verdict, report)
         store.set_run_status(conn, org_id, run_id, "held" if verdict == HOLD else "approved")
         if verdict == HOLD:

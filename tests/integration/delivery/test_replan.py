@@ -23,6 +23,7 @@ from sealbill.pipeline import control
 from sealbill.pipeline.plan import PlanError, plan_summary
 from sealbill.pipeline.send import SendError, SendReport, send_run
 from sealbill.store import parties
+from sealbill.store import plans as plan_store
 from sealbill.store.schema import contact_links, contacts, delivery_ledger, outbox
 from tests.integration.delivery.conftest import FAST, World, second_cycle
 
@@ -121,6 +122,9 @@ def test_replan_after_the_canary_keeps_what_left_and_readdresses_the_rest(
     result = world.plan(replan=True)
     assert (result.verdict, result.envelopes, result.replanned) == ("proceed", 4, 3)
     assert world.run_status() == "approved"
+    with world.engine.begin() as conn:
+        recorded = plan_store.plan_row(conn, world.org_id, world.run_id)["report"]
+    assert (recorded["replanned_by"], recorded["replanned_envelopes"]) == ("planner", 3)
     after = envelopes(world)
     # The message that left is untouched: same envelope, Message-ID, recipients, status.
     assert after[canary] == {**before[canary], "status": "sent"}
