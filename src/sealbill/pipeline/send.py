@@ -331,6 +331,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                 plan_store.set_run_status(conn, org_id, run_id, status)
             report.status = status
     report.seconds = time.perf_counter() - started
+    gc.unfreeze()  # a long-lived caller (a server) gets its objects collectable again
     return report
 
 

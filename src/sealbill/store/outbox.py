@@ -230,7 +230,7 @@ class SendFacts:
     """Everything the claiming transaction reads, in two statements."""
 
     fresh: Fresh  # the guard's facts
-    stop: str | None  # see :func:`stop_reason`
+    stop: str | None  # "paused" (kill switch), the run's status when not sending, or None: go
     claimed_by_this_message: frozenset[int]  # contact ids
 
 
