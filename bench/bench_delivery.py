@@ -46,6 +46,7 @@ from sealbill.mail.config import SmtpConfig  # noqa: E402
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key  # noqa: E402
 from sealbill.mail.sink import DiscardHandler, free_port, start_sink  # noqa: E402
 from sealbill.mail.smtp import SmtpSender  # noqa: E402
+from sealbill.pipeline import examine as reader  # noqa: E402
 from sealbill.pipeline import send as send_module  # noqa: E402
 from sealbill.pipeline.plan import plan_run  # noqa: E402
 from sealbill.pipeline.render import render_run  # noqa: E402
@@ -179,7 +180,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
     print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary")
-    examine, send_facts, verdict = guard.examine, box.send_facts, guard.verdict
+    examine, send_facts, verdict = reader.examine, box.send_facts, guard.verdict
     try:
         real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer,
                                senders)
@@ -192,7 +193,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
         if not skip_noguard:
             # the bench only: what the guard costs (the product has no switch to skip it)
             nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {}, {})
-            guard.examine = lambda *a, **k: nothing  # type: ignore[assignment]
+            reader.examine = lambda *a, **k: nothing  # type: ignore[assignment]
             # (the fresh read also carries the kill switch: skipped here too, a few µs)
             box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
             guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
@@ -206,7 +207,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
                   f"{100 * (1 - bare_cpu / real_cpu):.1f} % of the senders' CPU")
     finally:
         sink.stop()
-        guard.examine, box.send_facts, guard.verdict = examine, send_facts, verdict
+        reader.examine, box.send_facts, guard.verdict = examine, send_facts, verdict
     sample = (work / "files" / "documents").glob("*/*.pdf")
     pdf = next(iter(sample)).read_bytes()
     message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + pdf[:50000]

@@ -94,7 +94,7 @@ def test_the_seed_incident_is_found_exactly_and_handled_from_the_ledger(
     if plan_run(engine, scenario.org_id, scenario.run_id, actor="planner").verdict == "hold":
         approve_run(engine, scenario.org_id, scenario.run_id, actor="reviewer",
                     reason="reproducing the seed incident")
-    monkeypatch.setattr(guard, "check", lambda *args, **kwargs: [])  # the bypass: test only
+    monkeypatch.setattr(guard, "verdict", lambda *args, **kwargs: [])  # the bypass: test only
     report = send_run(engine, scenario.org_id, scenario.run_id,
                       transport=SmtpSender(SmtpConfig(host=smtp_server.host,
                                                       port=smtp_server.port, timeout=2.0)),

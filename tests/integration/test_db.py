@@ -6,16 +6,23 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from sealbill.store.db import create_engine, read_transaction
+from sealbill.store.db import create_engine, read_transaction, read_transaction_on
+
+
+def _two_engines(path: Path) -> tuple[Engine, Engine]:
+    """Two engines on one SQLite file holding a table ``t`` with one committed row."""
+    writer, other = create_engine(f"sqlite:///{path}"), create_engine(f"sqlite:///{path}")
+    with writer.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    return writer, other
 
 
 def test_a_read_transaction_does_not_wait_for_the_sqlite_write_lock(tmp_path: Path) -> None:
     path = tmp_path / "lock.sqlite"
-    writer, reader = create_engine(f"sqlite:///{path}"), create_engine(f"sqlite:///{path}")
-    with writer.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    writer, reader = _two_engines(path)
     with writer.begin() as holding:  # BEGIN IMMEDIATE: the write lock is taken and held
         holding.exec_driver_sql("INSERT INTO t VALUES (2)")
         with read_transaction(reader) as conn:  # a snapshot of what is committed
@@ -27,3 +34,24 @@ def test_a_read_transaction_does_not_wait_for_the_sqlite_write_lock(tmp_path: Pa
         timid.close()
     writer.dispose()
     reader.dispose()
+
+
+def test_a_held_connection_reads_without_the_lock_then_writes_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "held.sqlite"
+    writer, sender = _two_engines(path)
+    with sender.connect() as held:
+        with writer.begin() as holding:  # another process holds the write lock
+            holding.exec_driver_sql("INSERT INTO t VALUES (2)")
+            with read_transaction_on(held):  # does not wait for it
+                assert held.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        # the next transaction on the same connection takes the write lock up front again
+        with held.begin():
+            timid = sqlite3.connect(path, timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                timid.execute("BEGIN IMMEDIATE")
+            timid.close()
+        with writer.begin() as holding, read_transaction_on(held):  # a snapshot again
+            holding.exec_driver_sql("INSERT INTO t VALUES (3)")
+            assert held.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    writer.dispose()
+    sender.dispose()

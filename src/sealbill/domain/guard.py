@@ -1,8 +1,10 @@
 """The send-time guard: the last check before one message goes to SMTP (pure, standard library).
 
-The caller gathers plain facts from a *fresh* database read (not the plan, not a cache), hands
-over the exact bytes it is about to send and the SMTP recipients it is about to use, and gets
-back the list of violations. An empty list is the only "send".
+The caller reads the exact bytes it is about to send back (:mod:`sealbill.pipeline.examine`:
+headers, parts, the Factur-X XML, the tokens of each text — before taking the write lock),
+gathers plain facts from a *fresh* database read (not the plan, not a cache) inside the claiming
+transaction, and gets back from :func:`verdict` the list of violations. An empty list is the
+only "send".
 
 Rules (each violation names its rule):
 
@@ -28,21 +30,16 @@ examine.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from sealbill.domain.identifiers import IdentifierIndex, is_token, tokens
-from sealbill.domain.message_facts import ParsedMessage, normalize_address, parse_message
+from sealbill.domain.identifiers import IdentifierIndex, is_token
+from sealbill.domain.message_facts import ParsedMessage, normalize_address
 
 DEFAULT_RECIPIENT_CAP = 5
-_NS = {
-    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
-    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
-}
 _SINGLETONS = ("from", "to", "subject", "message-id", "date")
 _FORBIDDEN = ("cc", "bcc", "resent-to", "resent-cc", "resent-bcc", "apparently-to")
 
@@ -100,9 +97,6 @@ class Outgoing:
     rcpt_to: tuple[str, ...]
 
 
-XmlExtractor = Callable[[bytes], bytes]
-
-
 @dataclass(frozen=True)
 class XmlFacts:
     """What the Factur-X XML inside the PDF says (``error`` when it could not be read)."""
@@ -116,7 +110,8 @@ class XmlFacts:
 
 @dataclass(frozen=True)
 class Examined:
-    """What the outgoing bytes say, read back once (:func:`examine`): pure in the bytes.
+    """What the outgoing bytes say, read back once (:func:`sealbill.pipeline.examine.examine`):
+    a function of the bytes alone.
 
     It needs no database, so a sender computes it before taking the write lock; the rules
     (:func:`verdict`) then compare it with the facts read fresh in the claiming transaction.
@@ -129,36 +124,6 @@ class Examined:
     body_tokens: Mapping[str, set[str]]
     bodies: Mapping[str, str]
     error: str | None = None
-
-
-def check(envelope: Envelope, fresh: Fresh, outgoing: Outgoing,
-          identifiers: IdentifierIndex | None, extract_xml: XmlExtractor) -> list[Violation]:
-    """Every violation of the four rules; an empty list means this message may be sent.
-
-    The same as ``verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)``.
-    """
-    return verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)
-
-
-def examine(outgoing: Outgoing, extract_xml: XmlExtractor) -> Examined:
-    """Parse the exact bytes back: headers, parts, the XML in the PDF, the tokens of each
-    text. Never raises: a failure is recorded in ``error`` (and refused by :func:`verdict`)."""
-    try:
-        parsed = parse_message(outgoing.data)
-        bodies: dict[str, str] = {"subject": parsed.subject}
-        xml = XmlFacts(error="no single PDF part")
-        for kind, part_type in (("text", "text/plain"), ("html", "text/html")):
-            found = [p for p in parsed.parts if p.content_type == part_type]
-            if len(found) == 1:
-                bodies[kind] = found[0].payload.decode("utf-8", "replace")
-        pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
-        if len(pdfs) == 1:
-            xml = _read_xml(pdfs[0].payload, extract_xml)
-        body_tokens = {where: tokens(body) for where, body in bodies.items()}
-        return Examined(outgoing, parsed, xml, body_tokens, bodies)
-    except Exception as exc:  # fail closed: recorded, refused by the verdict
-        return Examined(outgoing, None, XmlFacts(error="not examined"), {}, {},
-                        error=f"{type(exc).__name__}: {exc}")
 
 
 def verdict(envelope: Envelope, fresh: Fresh, examined: Examined,
@@ -296,20 +261,6 @@ def names(text: str, text_tokens: set[str], identifier: str) -> bool:
     if is_token(identifier):
         return identifier in text_tokens
     return identifier in unescape(text)
-
-
-def _read_xml(pdf: bytes, extract_xml: XmlExtractor) -> XmlFacts:
-    """The identity the Factur-X XML inside the PDF gives, and its text for the id search."""
-    try:
-        root = ET.fromstring(extract_xml(pdf))
-    except Exception as exc:  # fail closed: no readable XML, no send
-        return XmlFacts(error=f"{type(exc).__name__}: {exc}")
-    party = root.find(".//ram:ApplicableHeaderTradeAgreement/ram:BuyerTradeParty", _NS)
-    return XmlFacts(
-        number=root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=_NS),
-        buyer_name=party.findtext("ram:Name", namespaces=_NS) if party is not None else None,
-        buyer_id=party.findtext("ram:ID", namespaces=_NS) if party is not None else None,
-        text=" ".join(root.itertext()))  # tokens() splits on the whitespace itself
 
 
 def _xml_identity(xml: XmlFacts, number: str, buyer: str, reference: str,

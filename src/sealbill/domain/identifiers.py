@@ -31,15 +31,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MIN_SEARCHABLE = 4
-_TOKEN = re.compile(r"[\w.\-/]+")
-_TRIM = ".-/"
+# A maximal run of [\w.\-/] with ". - /" trimmed from its ends is the part of the run from
+# its first to its last \w character: that is what this pattern matches, one match per run
+# (greedy, and it cannot cross a character outside the run) -- no per-token strip() in Python.
+_TOKEN = re.compile(r"\w(?:[\w.\-/]*\w)?")
 
 
 def tokens(text: str) -> set[str]:
-    """The identifier-like tokens of ``text`` (HTML entities decoded first)."""
-    found = {raw.strip(_TRIM) for raw in _TOKEN.findall(html.unescape(text))}
-    found.discard("")
-    return found
+    """The identifier-like tokens of ``text`` (HTML entities decoded first).
+
+    >>> sorted(tokens("Invoice F2026-000012, account ACC-7/."))
+    ['ACC-7', 'F2026-000012', 'Invoice', 'account']
+    """
+    return set(_TOKEN.findall(html.unescape(text)))
 
 
 def is_token(value: str) -> bool:

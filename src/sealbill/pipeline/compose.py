@@ -14,7 +14,6 @@ import hashlib
 import io
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import pikepdf
 import sqlalchemy as sa
@@ -83,7 +82,8 @@ def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, byte
         kind = "text" if kind in TEXT_KINDS else kind
         if kind not in ("pdf", "html", "text"):
             continue
-        data = Path(path).read_bytes()
+        with open(path, "rb", buffering=0) as file:  # unbuffered: one read, no copy
+            data = file.readall()
         if hashlib.sha256(data).hexdigest() != sha:
             raise DocumentMismatch(f"{path} does not match its recorded sha256")
         out[kind] = data

@@ -1,18 +1,22 @@
 """Send a run: canary first, then the rest; the guard before every message; the ledger after.
 
-For each outbox row, in this order:
+For each outbox row, in this order, on one database connection the sender holds for the whole
+phase (:mod:`sealbill.pipeline.pending`):
 1. without the write lock: read what the message needs (a read-only snapshot), compose it
-   (documents, MIME, DKIM) and let the guard read the exact bytes back (``guard.examine``:
+   (documents, MIME, DKIM) and let the guard read the exact bytes back (``examine.examine``:
    headers, parts, digests, the XML in the PDF) — a message that cannot be built is a
    violation;
-2. in one transaction: claim the row (``sending``), read the guard's facts fresh from the
-   tables together with the kill switch and the run's status (paused or no longer sending ->
-   undo the claim, stop), judge the examined bytes against those facts (``guard.verdict``); a
+2. in one transaction: first the outcome of the previous message (step 4), then read the
+   guard's facts fresh from the tables together with the kill switch and the run's status
+   (paused or no longer sending -> stop, before anything is claimed), claim the row
+   (``sending``), judge the examined bytes against those facts (``guard.verdict``); a
    violation holds the message, **halts the run** and records an alert with the evidence, in
    that same transaction; otherwise record the (invoice, recipient) claims;
 3. SMTP, with exactly the bytes and recipients the guard judged;
-4. in one transaction: ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or
-   ``failed_permanent`` with the refused contacts flagged (:mod:`sealbill.pipeline.outcome`).
+4. kept pending, and written at the start of the next message's step 2 — or on its own before
+   the sender lists its rows again, waits, returns or raises, whatever the reason: ``sent`` +
+   the ledger row, or ``failed_temporary`` with a backoff, or ``failed_permanent`` with the
+   refused contacts flagged (:mod:`sealbill.pipeline.outcome`).
 
 Invariants:
 - nothing reaches SMTP that the guard did not pass in the transaction just before it;
@@ -20,7 +24,9 @@ Invariants:
   are the only ways forward, and both are recorded;
 - the canary slice is sent, and must come out all ``sent``, before any other message;
 - after a crash the row left in ``sending`` is sent again with its Message-ID (at most that one
-  message per sender process may arrive twice, identical); everything else is sent once;
+  message per sender process may arrive twice, identical: a crash between SMTP accepting
+  message k and the claim of k + 1, or the end of the slice); everything else is sent once;
+- when :func:`send_run` returns, every message SMTP accepted has its ledger row;
 - with ``senders`` > 1, each forked sender owns the rows whose id is its number modulo the
   count; the guard's per-run rule "no (invoice, recipient) pair twice" is also a unique
   constraint, so two senders cannot both take a pair (the second is halted as a violation).
@@ -45,12 +51,14 @@ from sealbill.domain.identifiers import IdentifierIndex
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
+from sealbill.pipeline import examine as reader
 from sealbill.pipeline.forked import WorkerDied, run_forked
-from sealbill.pipeline.outcome import record_outcome
+from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
+from sealbill.pipeline.send_checks import check_canary, retryable_left
 from sealbill.store import alerts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
-from sealbill.store.db import is_postgres, read_transaction
+from sealbill.store.db import is_postgres
 from sealbill.store.identifiers import identifier_index
 from sealbill.store.send_lock import run_lock
 
@@ -76,14 +84,6 @@ class SendOptions:
     max_consecutive_failures: int = 20
     recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
     senders: int = 1  # sender processes after the canary (each: own connections, own slice)
-
-
-class _Stop(Exception):
-    """The kill switch is on or the run is no longer sending: undo the claim, stop."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,24 @@ class _Sender:
         gc.freeze()
         self.failures_in_a_row = 0
         self.kill_at = _kill_point()
+        self.db = SenderConnection(
+            OutcomePolicy(org_id, options.max_attempts,
+                          (options.backoff_seconds, options.backoff_max_seconds)), on_progress)
 
     def phase(self, canary: bool | None) -> str | None:
-        """Send every due row of the slice; wait for and retry temporary failures."""
+        """Send every due row of the slice; wait for and retry temporary failures.
+
+        On one connection held for the whole phase, opened here (a forked sender opens its
+        own after the fork). Whatever ends the phase (the slice done, a stop, an exception),
+        the outcome of its last message is recorded before it returns or raises."""
+        with self.db.held(self.engine):
+            return self._send_slice(canary)
+
+    def _send_slice(self, canary: bool | None) -> str | None:
         limit = self.options.max_attempts
         while True:
-            with self.engine.begin() as conn:
+            # Also records the last message's outcome: listed again, it would still be sending.
+            with self.db.write() as conn:
                 rows = box.items(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
                                  canary=canary)
             if self.part is not None:
@@ -151,52 +163,43 @@ class _Sender:
             if not retry or not self.options.wait_for_retries:
                 return None
             wake = min(r.next_attempt_at for r in retry if r.next_attempt_at is not None)
+            # Nothing waits unrecorded through the sleep (the listing above wrote the last
+            # outcome already: this keeps the rule from depending on it).
+            self.db.flush()
             time.sleep(max(0.0, min((wake - at).total_seconds(),
                                     self.options.backoff_max_seconds)) + 0.01)
-            with self.engine.begin() as conn:
+            with self.db.write() as conn:
                 if switches.is_paused(conn, self.org_id):
                     return "paused"
 
     def deliver(self, item: box.OutboxItem) -> str | None:
+        """Claim, judge and send one message; its outcome stays pending (see the module)."""
         self.report.attempted += 1
         n = self.report.attempted
         prepared, violations = self._prepare(item)
-        try:
-            with self.engine.begin() as conn:
-                if not box.claim(conn, self.org_id, item):
-                    return None  # changed since it was listed: not ours to send now
-                started = time.perf_counter()
-                facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
-                if facts.stop is not None:
-                    raise _Stop(facts.stop)  # rolls the claim back: nothing was sent
-                if prepared is not None:
-                    violations = guard.verdict(
-                        guard.Envelope(item.run_id, item.envelope_id, item.invoice_id,
-                                       item.account_id, item.recipients,
-                                       item.attachment_sha256),
-                        facts.fresh, prepared.examined, self.index)
-                    self.report.guard_seconds += (time.perf_counter() - started
-                                                  + prepared.examine_seconds)
-                if not violations:
-                    violations = self._record_claims(conn, item, facts.claimed_by_this_message)
-                if violations:
-                    self._halt(conn, item, violations)
-                    return "halted"
-        except _Stop as stop:
-            return stop.reason
+        # One transaction: the previous message's outcome first (db.write), then this claim.
+        with self.db.write() as conn:
+            started = time.perf_counter()
+            facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
+            fresh_read_seconds = time.perf_counter() - started
+            if facts.stop is not None:
+                # read before the claim: nothing to undo, and the previous outcome commits
+                return facts.stop
+            if not box.claim(conn, self.org_id, item):
+                return None  # changed since it was listed: not ours to send now
+            if prepared is not None:
+                violations = self._judge(item, prepared, facts, fresh_read_seconds)
+            if not violations:
+                violations = self._record_claims(conn, item, facts.claimed_by_this_message)
+            if violations:
+                self._halt(conn, item, violations)
+                return "halted"
         assert prepared is not None
-        composed = prepared.composed
+        outgoing = prepared.composed.outgoing
         self._maybe_die(n, "claimed")
-        result = self.transport.send(composed.outgoing.mail_from, composed.outgoing.rcpt_to,
-                                     composed.outgoing.data)
+        result = self.transport.send(outgoing.mail_from, outgoing.rcpt_to, outgoing.data)
         self._maybe_die(n, "smtp_done")
-        with self.engine.begin() as conn:
-            record_outcome(conn, self.org_id, item, composed, result,
-                           max_attempts=self.options.max_attempts,
-                           backoff=(self.options.backoff_seconds,
-                                    self.options.backoff_max_seconds))
-        if self.on_progress:
-            self.on_progress(1)
+        self.db.hold(Attempt(item, prepared.composed, result))
         return self._breaker(result)
 
     def _prepare(self, item: box.OutboxItem) -> tuple[_Prepared | None, list[guard.Violation]]:
@@ -204,9 +207,9 @@ class _Sender:
         refusal: recorded as a violation, the run halted). Nothing here writes or takes the
         write lock: reads run in a read-only snapshot, the rest is computation, so several
         senders do it side by side. A database error is not a refusal: it propagates before
-        anything was claimed."""
+        anything was claimed (the previous message's outcome is then recorded by phase())."""
         try:
-            with read_transaction(self.engine) as conn:
+            with self.db.read() as conn:
                 gathered = composer.gather(conn, self.org_id, item)
             composed = composer.build(gathered, item, self.signer)
         except sa.exc.DBAPIError:
@@ -215,10 +218,22 @@ class _Sender:
             return None, [guard.Violation("build", f"cannot build the message: {exc}",
                                           {"error": type(exc).__name__})]
         started = time.perf_counter()
-        examined = guard.examine(guard.Outgoing(composed.outgoing.data,
-                                                composed.outgoing.rcpt_to),
-                                 composer.extract_facturx_xml)
+        examined = reader.examine(guard.Outgoing(composed.outgoing.data,
+                                                 composed.outgoing.rcpt_to))
         return _Prepared(composed, examined, time.perf_counter() - started), []
+
+    def _judge(self, item: box.OutboxItem, prepared: _Prepared, facts: box.SendFacts,
+               fresh_read_seconds: float) -> list[guard.Violation]:
+        """The guard's verdict on the examined bytes; its time (reading the bytes, the fresh
+        read, the verdict) added to the report."""
+        started = time.perf_counter()
+        violations = guard.verdict(
+            guard.Envelope(item.run_id, item.envelope_id, item.invoice_id, item.account_id,
+                           item.recipients, item.attachment_sha256),
+            facts.fresh, prepared.examined, self.index)
+        self.report.guard_seconds += (time.perf_counter() - started + fresh_read_seconds
+                                      + prepared.examine_seconds)
+        return violations
 
     def _record_claims(self, conn: Any, item: box.OutboxItem,
                        have: frozenset[int]) -> list[guard.Violation]:
@@ -259,7 +274,7 @@ class _Sender:
         self.failures_in_a_row = 0 if result.outcome is Outcome.SENT else (
             self.failures_in_a_row + 1)
         if self.failures_in_a_row >= self.options.max_consecutive_failures:
-            with self.engine.begin() as conn:
+            with self.db.write() as conn:  # with the outcome of the message that failed
                 alerts.record(conn, self.org_id, cause="smtp_failing", run_id=self.run_id,
                               message=f"{self.failures_in_a_row} SMTP failures in a row",
                               evidence={"last": result.detail})
@@ -312,7 +327,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
         try:
             stopped = sender.phase(canary=True)
             if stopped is None:
-                stopped = _check_canary(engine, org_id, run_id)
+                stopped = check_canary(engine, org_id, run_id)
             if stopped is None and options.senders > 1 and transport_factory is not None:
                 transport.close()
                 stopped = _send_forked(sender, transport_factory, options.senders)
@@ -325,8 +340,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
         with engine.begin() as conn:
             report.counts = box.counts(conn, org_id, run_id)
             status = str(plan_store.run_row(conn, org_id, run_id)["status"])
-            if stopped is None and status == "sending" and not _retryable_left(
-                    conn, org_id, run_id, options):
+            if stopped is None and status == "sending" and not retryable_left(
+                    conn, org_id, run_id, options.max_attempts):
                 status = "sent"
                 plan_store.set_run_status(conn, org_id, run_id, status)
             report.status = status
@@ -370,28 +385,3 @@ def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],
             reasons.append(str(result["stopped"]))
     known = [r for r in _STOP_PRIORITY if r in reasons]
     return known[0] if known else (reasons[0] if reasons else None)
-
-
-def _retryable_left(conn: Any, org_id: int, run_id: int, options: SendOptions) -> bool:
-    rows = box.items(conn, org_id, run_id, statuses=box.RETRYABLE)
-    return any(r.status != "failed_temporary" or r.attempts < options.max_attempts
-               for r in rows)
-
-
-def _check_canary(engine: Engine, org_id: int, run_id: int) -> str | None:
-    """Every canary message must have come out ``sent`` before the rest may go."""
-    with engine.begin() as conn:
-        rows = box.items(conn, org_id, run_id, canary=True,
-                         statuses=("queued", "sending", "failed_temporary", "failed_permanent",
-                                   "held"))
-        failed = [r for r in rows if r.status != "held" or r.recipients]
-        if not failed:
-            return None
-        plan_store.set_run_status(conn, org_id, run_id, "halted",
-                                  f"canary: {len(failed)} messages not delivered")
-        alerts.record(conn, org_id, cause="canary_failed", run_id=run_id,
-                      message=f"{len(failed)} canary messages were not delivered; the rest "
-                              "of the run was not sent",
-                      evidence={"messages": [{"message_id": r.message_id, "status": r.status}
-                                             for r in failed]})
-    return "canary_failed"

@@ -3,8 +3,9 @@
 SQLite runs in WAL mode with foreign keys on, and every transaction starts with
 ``BEGIN IMMEDIATE``: the write lock is taken up front, so two processes that finalize at the
 same time queue on ``busy_timeout`` instead of failing half-way with "database is locked".
-The exception is :func:`read_transaction`, for work that only reads: a deferred ``BEGIN``,
-a snapshot that neither takes nor waits for the write lock.
+The exception is :func:`read_transaction` (or :func:`read_transaction_on`, on a connection
+the caller holds), for work that only reads: a deferred ``BEGIN``, a snapshot that neither
+takes nor waits for the write lock.
 """
 
 from __future__ import annotations
@@ -115,7 +116,20 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that only reads. On SQLite a deferred ``BEGIN``: a consistent snapshot
     that neither takes nor waits for the write lock, so parallel senders can read while one of
     them writes; elsewhere an ordinary transaction."""
-    with engine.connect() as conn:
-        conn.execution_options(**{READ_ONLY: True})
-        with conn.begin():
-            yield conn
+    with engine.connect() as conn, read_transaction_on(conn):
+        yield conn
+
+
+@contextmanager
+def read_transaction_on(conn: Connection) -> Iterator[Connection]:
+    """:func:`read_transaction` on a connection the caller holds (a sender holds one for a
+    whole phase). The read-only option is set only for this transaction's ``BEGIN`` (issued
+    by ``conn.begin()`` itself): the connection's next ``begin()`` is a write transaction
+    again, with the write lock up front."""
+    conn.execution_options(**{READ_ONLY: True})
+    try:
+        transaction = conn.begin()
+    finally:
+        conn.execution_options(**{READ_ONLY: False})
+    with transaction:
+        yield conn

@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain.message_facts import parse_message
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
+from sealbill.mail.readback import parse_message
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.billing import bill_period
 from sealbill.pipeline.compose import extract_facturx_xml

@@ -97,3 +97,34 @@ def test_sigkill_then_restart_delivers_everything_once(
     assert report.ok and report.rows == ACCOUNTS
     assert sorted(r.message_id for r in ledger_rows) == sorted(expected)
     assert {r.invoice_number for r in ledger_rows} == numbers
+
+
+@pytest.mark.parametrize("phase", ["claimed", "smtp_done"])
+def test_a_crash_leaves_only_the_in_flight_message_unrecorded(
+        phase: str, template: tuple[Path, int, int], tmp_path: Path,
+        smtp_server: SmtpCapture) -> None:
+    """The outcome of message k is written with the claim of k + 1: killed at message 3, the
+    first two are recorded (``sent``, in the ledger), the third alone is left ``sending`` —
+    whether SMTP had taken it or not — and the restart sends it with its Message-ID."""
+    source, _, run_id = template
+    db = tmp_path / "db.sqlite"
+    shutil.copyfile(source, db)
+    killed = _send(db, run_id, smtp_server.port, f"3:{phase}")
+    assert killed.returncode == -9, killed.stderr
+    accepted = [str(m.message_id) for m in smtp_server.accepted]
+    assert len(accepted) == (3 if phase == "smtp_done" else 2)
+
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        status = dict(conn.execute(sa.select(outbox.c.message_id, outbox.c.status)).all())
+        in_ledger = set(conn.execute(sa.select(delivery_ledger.c.message_id)).scalars())
+    engine.dispose()
+    assert in_ledger == set(accepted[:2]) and {status[m] for m in accepted[:2]} == {"sent"}
+    [in_flight] = [m for m, s in status.items() if s == "sending"]
+    assert in_flight not in in_ledger
+    assert sorted(status.values()).count("queued") == ACCOUNTS - 3
+
+    restarted = _send(db, run_id, smtp_server.port, None)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    resent = [str(m.message_id) for m in smtp_server.accepted].count(in_flight)
+    assert resent == (2 if phase == "smtp_done" else 1)

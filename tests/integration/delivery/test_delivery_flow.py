@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain.message_facts import parse_message
 from sealbill.mail.dkim import DkimSigner
+from sealbill.mail.readback import parse_message
 from sealbill.pipeline import control
 from sealbill.pipeline.plan import PlanError, approve_run
 from sealbill.pipeline.send import SendError

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sealbill.domain import guard
 from sealbill.domain.identifiers import IdentifierIndex, contains_identifier, tokens
 from sealbill.mail import mime
+from sealbill.pipeline import examine
 from sealbill.store.parties import Recipient
 
 XML = (b'<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:'
@@ -65,7 +66,7 @@ INDEX = IdentifierIndex.build([("reference", "A0007", "account:7"),
 def _check(envelope: guard.Envelope = ENVELOPE, fresh: guard.Fresh = FRESH,
            out: mime.Outgoing | None = None) -> list[guard.Violation]:
     out = out or _message()
-    return guard.check(envelope, fresh, guard.Outgoing(out.data, out.rcpt_to), INDEX, _extract)
+    return examine.check(envelope, fresh, guard.Outgoing(out.data, out.rcpt_to), INDEX, _extract)
 
 
 def _rules(violations: list[guard.Violation]) -> set[str]:
@@ -140,14 +141,14 @@ def test_an_unreadable_xml_refuses() -> None:
         raise ValueError("no attachment")
 
     out = _message()
-    violations = guard.check(ENVELOPE, FRESH, guard.Outgoing(out.data, out.rcpt_to), INDEX,
+    violations = examine.check(ENVELOPE, FRESH, guard.Outgoing(out.data, out.rcpt_to), INDEX,
                              broken)
     assert any("no readable Factur-X XML" in v.message for v in violations)
 
 
 def test_no_identifier_index_refuses() -> None:
     out = _message()
-    assert _rules(guard.check(ENVELOPE, FRESH, guard.Outgoing(out.data, out.rcpt_to), None,
+    assert _rules(examine.check(ENVELOPE, FRESH, guard.Outgoing(out.data, out.rcpt_to), None,
                               _extract)) == {"undecidable"}
 
 

@@ -16,16 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealbill.domain.message_facts import (
-    NOT_STRICT,
-    ParsedMessage,
-    _NotStrict,
-    _parse_strict,
-    parse_message,
-    parse_message_compat32,
-)
+from sealbill.domain.message_facts import NOT_STRICT, ParsedMessage
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
+from sealbill.mail.readback import NotStrict as _NotStrict
+from sealbill.mail.readback import parse_message, parse_message_compat32
+from sealbill.mail.readback import parse_strict as _parse_strict
 from sealbill.store.parties import Recipient
 
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 30
