@@ -192,7 +192,7 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
               "senders' CPU")
         if not skip_noguard:
             # the bench only: what the guard costs (the product has no switch to skip it)
-            nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {}, {})
+            nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
             reader.examine = lambda *a, **k: nothing  # type: ignore[assignment]
             # (the fresh read also carries the kill switch: skipped here too, a few µs)
             box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore

@@ -1,7 +1,7 @@
 """The send-time guard: the last check before one message goes to SMTP (pure, standard library).
 
 The caller reads the exact bytes it is about to send back (:mod:`sealbill.pipeline.examine`:
-headers, parts, the Factur-X XML, the tokens of each text — before taking the write lock),
+headers, parts, the texts, what the Factur-X XML says — before taking the write lock),
 gathers plain facts from a *fresh* database read (not the plan, not a cache) inside the claiming
 transaction, and gets back from :func:`verdict` the list of violations. An empty list is the
 only "send".
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from sealbill.domain.identifiers import IdentifierIndex, is_token
+from sealbill.domain.identifiers import IdentifierSearch, is_token, occurs_as_token
 from sealbill.domain.message_facts import ParsedMessage, normalize_address
 
 DEFAULT_RECIPIENT_CAP = 5
@@ -121,13 +121,12 @@ class Examined:
     outgoing: Outgoing
     parsed: ParsedMessage | None
     xml: XmlFacts
-    body_tokens: Mapping[str, set[str]]
     bodies: Mapping[str, str]
     error: str | None = None
 
 
 def verdict(envelope: Envelope, fresh: Fresh, examined: Examined,
-            identifiers: IdentifierIndex | None) -> list[Violation]:
+            identifiers: IdentifierSearch | None) -> list[Violation]:
     """Every violation of the four rules by the examined bytes, given the fresh facts."""
     violations: list[Violation] = []
     missing = [name for name, value in vars(fresh).items()
@@ -212,7 +211,7 @@ def _headers(env: Envelope, fresh: Fresh, outgoing: Outgoing,
 
 
 def _content(env: Envelope, fresh: Fresh, examined: Examined,
-             index: IdentifierIndex) -> list[Violation]:
+             index: IdentifierSearch) -> list[Violation]:
     out: list[Violation] = []
     parsed = examined.parsed
     assert parsed is not None
@@ -236,17 +235,16 @@ def _content(env: Envelope, fresh: Fresh, examined: Examined,
         out.append(Violation("content", "a part is not this invoice's rendered document", wrong))
     _xml_identity(examined.xml, number, str(fresh.buyer_name), reference, out)
     bodies = examined.bodies
-    body_tokens = examined.body_tokens
+    plain = {where: unescape(body) for where, body in bodies.items()}
     required = {"subject": (number,), "text": (number, reference), "html": (number, reference)}
-    for where, body in bodies.items():
-        absent = [ident for ident in required[where]
-                  if not names(body, body_tokens[where], ident)]
+    for where, plain_text in plain.items():
+        absent = [ident for ident in required[where] if not names(plain_text, ident)]
         if absent:
             out.append(Violation("content", f"the {where} does not name this invoice/account",
                                  {"where": where, "absent": absent}))
     own = {f"account:{env.account_id}", f"invoice:{env.invoice_id}"}
     for where, body in {**bodies, "xml": examined.xml.text}.items():
-        hits = index.foreign_hits(body, own, body_tokens.get(where))
+        hits = index.foreign_hits(body, own)
         if hits:
             found = [{"kind": k, "value": v, "owner": o} for k, v, o in sorted(hits)]
             out.append(Violation("content", f"another account's identifier in the {where}",
@@ -254,13 +252,14 @@ def _content(env: Envelope, fresh: Fresh, examined: Examined,
     return out
 
 
-def names(text: str, text_tokens: set[str], identifier: str) -> bool:
-    """``identifiers.contains_identifier(text, identifier)``, given ``tokens(text)``."""
+def names(plain_text: str, identifier: str) -> bool:
+    """``identifiers.contains_identifier(text, identifier)``, given ``plain_text``: the text
+    with its HTML entities decoded."""
     if not identifier:
         return False
     if is_token(identifier):
-        return identifier in text_tokens
-    return identifier in unescape(text)
+        return occurs_as_token(plain_text, identifier)
+    return identifier in plain_text
 
 
 def _xml_identity(xml: XmlFacts, number: str, buyer: str, reference: str,

@@ -29,6 +29,7 @@ import html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 MIN_SEARCHABLE = 4
 # A maximal run of [\w.\-/] with ". - /" trimmed from its ends is the part of the run from
@@ -50,14 +51,61 @@ def is_token(value: str) -> bool:
     return tokens(value) == {value}
 
 
+def _is_word(char: str) -> bool:
+    """``re.match(r"\\w", char)`` for one character (sre's rule: alphanumeric, or "_")."""
+    return char == "_" or char.isalnum()
+
+
+_TRIMMED = frozenset(".-/")
+
+
+def is_whole_token(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` — a token-shaped value found there — is one of
+    ``tokens(text)`` at that place: its run of ``[\\w.-/]`` characters, trimmed, is exactly it.
+
+    Outside it, up to the run's ends, only trimmed characters (". - /") may follow or precede.
+
+    >>> text = "See F-12. and F-123, G/F-12"
+    >>> [is_whole_token(text, i, i + 4) for i in (4, 14, 23)]
+    [True, False, False]
+    """
+    k = start - 1
+    while k >= 0 and text[k] in _TRIMMED:
+        k -= 1
+    if k >= 0 and _is_word(text[k]):
+        return False
+    k = end
+    while k < len(text) and text[k] in _TRIMMED:
+        k += 1
+    return not (k < len(text) and _is_word(text[k]))
+
+
+def occurs_as_token(text: str, value: str) -> bool:
+    """``value in tokens(text)`` for a token-shaped ``value``, by searching its occurrences
+    (no tokenization of the whole text). ``text``: HTML entities already decoded."""
+    at = text.find(value)
+    while at >= 0:
+        if is_whole_token(text, at, at + len(value)):
+            return True
+        at = text.find(value, at + 1)
+    return False
+
+
 def contains_identifier(text: str, identifier: str) -> bool:
     """Whether ``identifier`` occurs in ``text`` as a whole token (or as a substring when it
     cannot be one token)."""
     if not identifier:
         return False
     if is_token(identifier):
-        return identifier in tokens(text)
+        return occurs_as_token(html.unescape(text), identifier)
     return identifier in html.unescape(text)
+
+
+class IdentifierSearch(Protocol):
+    """What the guard asks of a run's identifiers: which of them, belonging to someone else,
+    occur in a text (:meth:`IdentifierIndex.foreign_hits` is the reference)."""
+
+    def foreign_hits(self, text: str, own_owners: set[str]) -> set[tuple[str, str, str]]: ...
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 :func:`examine` turns the bytes a sender is about to hand to SMTP into
 :class:`~sealbill.domain.guard.Examined` — the headers and decoded parts
-(:mod:`sealbill.mail.readback`), what the Factur-X XML inside the PDF says, and the
-identifier tokens of every text (subject, bodies, XML) — and :func:`~sealbill.domain.guard.verdict`
-judges that against the facts read fresh from the database. It reads only the bytes: it is done
+(:mod:`sealbill.mail.readback`), the texts (subject, bodies) and what the Factur-X XML inside
+the PDF says — and :func:`~sealbill.domain.guard.verdict` judges that against the facts read
+fresh from the database, searching every text for the run's identifiers
+(:mod:`sealbill.pipeline.identifier_search`). It reads only the bytes: it is done
 before the sender takes the write lock, so senders run it side by side.
 
 Invariants: it never raises (a failure is recorded in ``Examined.error`` and refused by the
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from sealbill.domain import guard
-from sealbill.domain.identifiers import IdentifierIndex, tokens
+from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.readback import parse_message
 from sealbill.pipeline.compose import extract_facturx_xml
 
@@ -39,8 +40,9 @@ _BODY_TYPES = (("text", "text/plain"), ("html", "text/html"))
 
 def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_facturx_xml
             ) -> guard.Examined:
-    """Parse the exact bytes back: headers, parts, the XML in the PDF, the tokens of each
-    text. Never raises: a failure is recorded in ``error`` (and refused by the verdict)."""
+    """Parse the exact bytes back: headers, parts, the texts (subject, bodies) and what the
+    XML in the PDF says. Never raises: a failure is recorded in ``error`` (and refused by the
+    verdict)."""
     try:
         parsed = parse_message(outgoing.data)
         bodies: dict[str, str] = {"subject": parsed.subject}
@@ -51,16 +53,14 @@ def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_factur
         pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
         xml = (read_xml_facts(pdfs[0].payload, extract_xml) if len(pdfs) == 1
                else guard.XmlFacts(error="no single PDF part"))
-        body_tokens = {where: tokens(body) for where, body in bodies.items()}
-        body_tokens["xml"] = tokens(xml.text)
-        return guard.Examined(outgoing, parsed, xml, body_tokens, bodies)
+        return guard.Examined(outgoing, parsed, xml, bodies)
     except Exception as exc:  # fail closed: recorded, refused by the verdict
-        return guard.Examined(outgoing, None, guard.XmlFacts(error="not examined"), {}, {},
+        return guard.Examined(outgoing, None, guard.XmlFacts(error="not examined"), {},
                               error=f"{type(exc).__name__}: {exc}")
 
 
 def check(envelope: guard.Envelope, fresh: guard.Fresh, outgoing: guard.Outgoing,
-          identifiers: IdentifierIndex | None,
+          identifiers: IdentifierSearch | None,
           extract_xml: XmlExtractor = extract_facturx_xml) -> list[guard.Violation]:
     """Every violation of the guard's four rules; an empty list means this message may be
     sent. The same as ``verdict(envelope, fresh, examine(outgoing), identifiers)``."""
@@ -82,4 +82,4 @@ def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = extract_facturx_xml
         number=root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=_NS),
         buyer_name=party.findtext("ram:Name", namespaces=_NS) if party is not None else None,
         buyer_id=party.findtext("ram:ID", namespaces=_NS) if party is not None else None,
-        text=" ".join(_TEXT_NODES(root)))  # tokens() splits on the whitespace itself
+        text=" ".join(_TEXT_NODES(root)))  # a space: text nodes never join into one token

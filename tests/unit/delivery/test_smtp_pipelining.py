@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.sink import start_sink
-from sealbill.mail.smtp import Outcome, SmtpSender, dot_stuff
+from sealbill.mail.smtp import Outcome, SmtpSender, dot_stuff, quote_address
 
 
 class _Server:
@@ -103,6 +103,22 @@ def test_one_refused_recipient_refuses_the_whole_message(
     assert len(handler.received) == 1
 
 
+def test_every_recipient_refused_sends_nothing_and_keeps_the_connection(
+        server: tuple[_Server, SmtpSender]) -> None:
+    """With PIPELINING the DATA sent along is refused too (no recipient): RSET, same
+    connection; with one recipient accepted it is answered 354 and the connection is closed
+    before the final dot (the test above): either way nothing is delivered."""
+    handler, sender = server
+    handler.refuse_rcpt = {"b@client.example", "c@client.example"}
+    result = sender.send("a@seller.example", ("b@client.example", "c@client.example"), MESSAGE)
+    assert result.outcome is Outcome.PERMANENT and handler.received == []
+    kept = sender._conn
+    handler.refuse_rcpt = set()
+    assert sender.send("a@seller.example", ("b@client.example",), MESSAGE).outcome is (
+        Outcome.SENT)
+    assert sender._conn is kept and len(handler.received) == 1
+
+
 def test_a_refused_sender_sends_nothing(server: tuple[_Server, SmtpSender]) -> None:
     handler, sender = server
     handler.refuse_mail = True
@@ -140,3 +156,14 @@ def test_a_line_break_in_an_address_never_reaches_the_wire(
                 max_size=30).map(b"".join))
 def test_dot_stuffing_is_smtplibs(data: bytes) -> None:
     assert dot_stuff(data) == smtplib._quote_periods(data)  # type: ignore[attr-defined]
+
+
+@given(address=st.text(st.sampled_from("ab.-+_@<> \"(),;:\u00e9x1!#=?`{|}~'/$%&*^[]\\"),
+                      max_size=24))
+def test_quote_address_is_quoteaddr(address: str) -> None:
+    assert quote_address(address) == smtplib.quoteaddr(address)
+
+
+def test_quote_address_takes_plain_addresses_directly() -> None:
+    for plain in ("a@b.example", "first.last+tag@sub.b-c.example", "o'hara@x.example"):
+        assert quote_address(plain) == smtplib.quoteaddr(plain) == f"<{plain}>"
