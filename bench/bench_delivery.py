@@ -1,7 +1,7 @@
 """Delivery throughput: N rendered invoices, DKIM (OpenSSL), guard and ledger, to a loopback sink.
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
-                                             [--skip-noguard] [--senders N]
+                                             [--skip-noguard] [--senders N] [--rounds N]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
@@ -13,7 +13,9 @@ processes after the canary (default 2, one per core of this machine):
    turn the guard off.
 Prints messages/s for both, the guard's share, the CPU time the sender used per message (on a
 shared machine wall time depends on the neighbours, CPU time much less) and DKIM's cost per
-signature both ways.
+signature both ways. ``--rounds N`` repeats the pair N times, alternating, and prints the
+medians: this host's speed drifts by up to 2x within an hour, so each round starts with the
+time of a DKIM signature as a gauge, and only figures of the same round are compared.
 
 ``--cache DIR`` keeps the prepared (planned, not yet sent) cycle in DIR and reuses it on the
 next run with the same count, so that iterating on the sender does not re-render 10,000 PDFs.
@@ -29,10 +31,13 @@ import argparse
 import json
 import multiprocessing
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +126,74 @@ def _dkim_cost(signer_key: DkimKey, sample: bytes) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _fresh_copy(work: Path, name: str) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{work / name}.sqlite{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(work / "planned.sqlite", work / f"{name}.sqlite")
+    return work / f"{name}.sqlite"
+
+
+@contextmanager
+def _guard_bypassed() -> Iterator[None]:
+    """The bench only: the guard's steps (reading the bytes back, the fresh read, the verdict)
+    replaced by no-ops, to see what they cost. The product has no switch to skip them."""
+    saved = reader.examine, box.send_facts, guard.verdict
+    nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
+    reader.examine = lambda *a, **k: nothing  # type: ignore[assignment]
+    # (the fresh read also carries the kill switch: skipped here too, a few µs)
+    box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
+    guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        reader.examine, box.send_facts, guard.verdict = saved
+
+
+def _round(work: Path, org_id: int, run_id: int, port: int, signer: DkimSigner, senders: int,
+           n: int, skip_noguard: bool) -> dict[str, float]:
+    """One send with the guard and one without, each on a fresh copy of the planned run; the
+    DKIM time of one signature just before, as a gauge of how fast the machine is now."""
+    row: dict[str, float] = {"dkim_ms": _dkim_gauge(signer)}
+    real, real_cpu = _send(_fresh_copy(work, "guard"), org_id, run_id, port, signer, senders)
+    if real.counts != {"sent": n}:
+        raise SystemExit(f"the run did not deliver everything: {real.status} {real.counts}")
+    row.update(with_guard=n / real.seconds, cpu_ms=1000 * real_cpu / n,
+               guard_ms=1000 * real.guard_seconds / n)
+    if not skip_noguard:
+        with _guard_bypassed():
+            bare, bare_cpu = _send(_fresh_copy(work, "noguard"), org_id, run_id, port, signer,
+                                   senders)
+        row.update(without=n / bare.seconds, bare_cpu_ms=1000 * bare_cpu / n)
+        row.update(cost_throughput=100 * (1 - row["with_guard"] / row["without"]),
+                   cost_cpu=100 * (1 - row["bare_cpu_ms"] / row["cpu_ms"]))
+    return row
+
+
+def _dkim_gauge(signer: DkimSigner) -> float:
+    message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + b"x" * 40000
+    started = time.process_time()
+    for _ in range(30):
+        signer.sign(message)
+    return (time.process_time() - started) / 30 * 1000
+
+
+def _print_round(r: int, row: dict[str, float]) -> None:
+    print(f"round {r} (DKIM {row['dkim_ms']:.2f} ms/signature):")
+    print(f"  with guard:    {row['with_guard']:.0f} msg/s; sender CPU {row['cpu_ms']:.2f} ms/msg,"
+          f" guard {row['guard_ms']:.2f} ms/msg = {100 * row['guard_ms'] / row['cpu_ms']:.1f} %")
+    if "without" in row:
+        print(f"  without guard: {row['without']:.0f} msg/s; sender CPU "
+              f"{row['bare_cpu_ms']:.2f} ms/msg")
+        print(f"  guard cost: {row['cost_throughput']:.1f} % of throughput, "
+              f"{row['cost_cpu']:.1f} % of the senders' CPU")
+
+
+def _print_medians(rows: list[dict[str, float]]) -> None:
+    keys = [k for k in rows[0] if all(k in row for row in rows)]
+    med = {k: statistics.median(row[k] for row in rows) for k in keys}
+    print("median of the rounds: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
+
+
 def prepare(n: int, work: Path) -> tuple[int, int]:
     """Bill, finalize, render and plan a cycle of ``n`` accounts into ``work``; keep it there
     as ``planned.sqlite`` (the WAL checkpointed into the file)."""
@@ -154,7 +227,7 @@ def _cached(work: Path, n: int) -> tuple[int, int] | None:
 
 
 def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
-         senders: int) -> None:
+         senders: int, rounds: int) -> None:
     work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     work.mkdir(parents=True, exist_ok=True)
     found = _cached(work, n) if cache else None
@@ -166,11 +239,6 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     else:
         org_id, run_id = found
         print(f"prepare: reusing the planned cycle in {work}")
-    for name in ("guard", "noguard"):
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{work / name}.sqlite{suffix}").unlink(missing_ok=True)
-        shutil.copyfile(work / "planned.sqlite", work / f"{name}.sqlite")
-
     # Right after rendering the documents are in the page cache; a run from --cache may find
     # them evicted (this VM reclaims idle page cache within minutes) and would time the disk.
     warm = sum(len(f.read_bytes()) for f in (work / "files" / "documents").rglob("*")
@@ -179,35 +247,18 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     key = DkimKey("bench", "acme-cloud.example", generate_key(work / "dkim.pem"))
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
-    print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary")
-    examine, send_facts, verdict = reader.examine, box.send_facts, guard.verdict
+    print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary; "
+          f"{rounds} round(s), each: with guard, then without")
+    rows: list[dict[str, float]] = []
     try:
-        real, real_cpu = _send(work / "guard.sqlite", org_id, run_id, sink.port, signer,
-                               senders)
-        with_guard = n / real.seconds
-        print(f"with guard:    {n} messages in {real.seconds:.1f} s = {with_guard:.0f} msg/s "
-              f"(status {real.status}, {real.counts})")
-        print(f"               {_cpu(real_cpu, n)}; guard {1000 * real.guard_seconds / n:.2f}"
-              f" ms per message = {100 * real.guard_seconds / real_cpu:.1f} % of the "
-              "senders' CPU")
-        if not skip_noguard:
-            # the bench only: what the guard costs (the product has no switch to skip it)
-            nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
-            reader.examine = lambda *a, **k: nothing  # type: ignore[assignment]
-            # (the fresh read also carries the kill switch: skipped here too, a few µs)
-            box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
-            guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
-            bare, bare_cpu = _send(work / "noguard.sqlite", org_id, run_id, sink.port, signer,
-                                   senders)
-            without = n / bare.seconds
-            print(f"without guard: {n} messages in {bare.seconds:.1f} s = {without:.0f} msg/s "
-                  f"(status {bare.status})")
-            print(f"               {_cpu(bare_cpu, n)}")
-            print(f"guard cost: {100 * (1 - with_guard / without):.1f} % of throughput, "
-                  f"{100 * (1 - bare_cpu / real_cpu):.1f} % of the senders' CPU")
+        for r in range(1, rounds + 1):
+            row = _round(work, org_id, run_id, sink.port, signer, senders, n, skip_noguard)
+            rows.append(row)
+            _print_round(r, row)
     finally:
         sink.stop()
-        reader.examine, box.send_facts, guard.verdict = examine, send_facts, verdict
+    if len(rows) > 1:
+        _print_medians(rows)
     sample = (work / "files" / "documents").glob("*/*.pdf")
     pdf = next(iter(sample)).read_bytes()
     message = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\n\r\n" + pdf[:50000]
@@ -225,8 +276,10 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--sink", choices=("auto", "aiosmtpd", "postfix"), default="auto")
     parser.add_argument("--skip-noguard", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate with/without guard this many times; medians at the end")
     parser.add_argument("--senders", type=int, default=2,
                         help="sender processes after the canary (default 2: one per core)")
     args = parser.parse_args()
     main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
-         args.senders)
+         args.senders, args.rounds)
