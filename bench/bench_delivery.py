@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
                                              [--skip-noguard] [--senders N] [--rounds N]
+                                             [--db sqlite|postgresql]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
@@ -98,9 +99,9 @@ def _pick_sink(kind: str) -> str:
     return "postfix" if any(Path(p).exists() for p in SMTP_SINK_PATHS) else "aiosmtpd"
 
 
-def _send(db: Path, org_id: int, run_id: int, port: int,
+def _send(url: str, org_id: int, run_id: int, port: int,
           signer: DkimSigner, senders: int) -> tuple[Any, float]:
-    engine = create_engine(f"sqlite:///{db}")
+    engine = create_engine(url)
     config = SmtpConfig(port=port, timeout=30)
     report = send_module.send_run(
         engine, org_id, run_id, transport=SmtpSender(config), signer=signer,
@@ -126,11 +127,71 @@ def _dkim_cost(signer_key: DkimKey, sample: bytes) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def _fresh_copy(work: Path, name: str) -> Path:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work / name}.sqlite{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(work / "planned.sqlite", work / f"{name}.sqlite")
-    return work / f"{name}.sqlite"
+class SqliteCopies:
+    """The planned run is ``planned.sqlite`` in the work directory; each send gets a copy."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.planned_url = f"sqlite:///{work / 'db.sqlite'}"
+
+    def keep_planned(self) -> None:
+        (self.work / "db.sqlite").rename(self.work / "planned.sqlite")
+
+    def has_planned(self) -> bool:
+        return (self.work / "planned.sqlite").exists()
+
+    def fresh(self, name: str) -> str:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.work / name}.sqlite{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self.work / "planned.sqlite", self.work / f"{name}.sqlite")
+        return f"sqlite:///{self.work / name}.sqlite"
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresCopies:
+    """A throwaway PostgreSQL cluster at its default durability (fsync, synchronous commit on):
+    the planned run is database ``planned``; each send gets ``CREATE DATABASE … TEMPLATE
+    planned``. The cluster goes with the process; the planned run is kept in the work
+    directory as a ``pg_dump`` and restored from it on the next invocation."""
+
+    def __init__(self, work: Path) -> None:
+        from tests.support.pgcluster import start_cluster
+
+        self.cluster = start_cluster(durable=True)
+        self.dump = work / "planned.pgdump"
+        self.base = self.cluster.url.rsplit("/", 1)[0]
+        self._admin("planned")
+        self.planned_url = f"{self.base}/planned"
+        if self.dump.exists():
+            self._client("pg_restore", "--no-owner", "-d", "planned", str(self.dump))
+
+    def _client(self, tool: str, *args: str) -> bytes:
+        return subprocess.run([str(self.cluster.bindir / tool), "-h", "127.0.0.1", "-p",
+                               str(self.cluster.port), "-U", "sealbill", *args],
+                              check=True, capture_output=True).stdout
+
+    def _admin(self, create: str, template: str | None = None) -> None:
+        admin = create_engine(self.cluster.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{create}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{create}"'
+                                 + (f' TEMPLATE "{template}"' if template else ""))
+        admin.dispose()
+
+    def keep_planned(self) -> None:
+        self.dump.write_bytes(self._client("pg_dump", "-Fc", "planned"))
+
+    def has_planned(self) -> bool:
+        return self.dump.exists()
+
+    def fresh(self, name: str) -> str:
+        self._admin(name, template="planned")
+        return f"{self.base}/{name}"
+
+    def close(self) -> None:
+        self.cluster.stop()
 
 
 @contextmanager
@@ -139,29 +200,29 @@ def _guard_bypassed() -> Iterator[None]:
     replaced by no-ops, to see what they cost. The product has no switch to skip them."""
     saved = reader.examine, box.send_facts, guard.verdict
     nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
-    reader.examine = lambda *a, **k: nothing  # type: ignore[assignment]
+    reader.examine = lambda *a, **k: nothing
     # (the fresh read also carries the kill switch: skipped here too, a few µs)
     box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
-    guard.verdict = lambda *a, **k: []  # type: ignore[assignment]
+    guard.verdict = lambda *a, **k: []
     try:
         yield
     finally:
         reader.examine, box.send_facts, guard.verdict = saved
 
 
-def _round(work: Path, org_id: int, run_id: int, port: int, signer: DkimSigner, senders: int,
-           n: int, skip_noguard: bool) -> dict[str, float]:
+def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: int,
+           signer: DkimSigner, senders: int, n: int, skip_noguard: bool) -> dict[str, float]:
     """One send with the guard and one without, each on a fresh copy of the planned run; the
     DKIM time of one signature just before, as a gauge of how fast the machine is now."""
     row: dict[str, float] = {"dkim_ms": _dkim_gauge(signer)}
-    real, real_cpu = _send(_fresh_copy(work, "guard"), org_id, run_id, port, signer, senders)
+    real, real_cpu = _send(dbs.fresh("guard"), org_id, run_id, port, signer, senders)
     if real.counts != {"sent": n}:
         raise SystemExit(f"the run did not deliver everything: {real.status} {real.counts}")
     row.update(with_guard=n / real.seconds, cpu_ms=1000 * real_cpu / n,
                guard_ms=1000 * real.guard_seconds / n)
     if not skip_noguard:
         with _guard_bypassed():
-            bare, bare_cpu = _send(_fresh_copy(work, "noguard"), org_id, run_id, port, signer,
+            bare, bare_cpu = _send(dbs.fresh("noguard"), org_id, run_id, port, signer,
                                    senders)
         row.update(without=n / bare.seconds, bare_cpu_ms=1000 * bare_cpu / n)
         row.update(cost_throughput=100 * (1 - row["with_guard"] / row["without"]),
@@ -194,11 +255,10 @@ def _print_medians(rows: list[dict[str, float]]) -> None:
     print("median of the rounds: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
 
 
-def prepare(n: int, work: Path) -> tuple[int, int]:
-    """Bill, finalize, render and plan a cycle of ``n`` accounts into ``work``; keep it there
-    as ``planned.sqlite`` (the WAL checkpointed into the file)."""
-    db = work / "db.sqlite"
-    engine = create_engine(f"sqlite:///{db}")
+def prepare(n: int, work: Path, dbs: SqliteCopies | PostgresCopies) -> tuple[int, int]:
+    """Bill, finalize, render and plan a cycle of ``n`` accounts (documents under ``work``);
+    ``dbs`` keeps the planned run for the copies each send starts from."""
+    engine = create_engine(dbs.planned_url)
     upgrade(engine)
     t0 = time.perf_counter()
     scenario = build_scenario(engine, accounts=n, files_dir=work / "files", render=False)
@@ -210,15 +270,15 @@ def prepare(n: int, work: Path) -> tuple[int, int]:
     engine.dispose()
     print(f"prepare: bill+finalize {t1 - t0:.1f} s, render {t2 - t1:.1f} s, "
           f"plan {t3 - t2:.2f} s ({plan.verdict})")
-    db.rename(work / "planned.sqlite")
+    dbs.keep_planned()
     (work / "scenario.json").write_text(json.dumps(
         {"count": n, "org_id": scenario.org_id, "run_id": scenario.run_id}))
     return scenario.org_id, scenario.run_id
 
 
-def _cached(work: Path, n: int) -> tuple[int, int] | None:
+def _cached(work: Path, n: int, dbs: SqliteCopies | PostgresCopies) -> tuple[int, int] | None:
     meta = work / "scenario.json"
-    if not meta.exists() or not (work / "planned.sqlite").exists():
+    if not meta.exists() or not dbs.has_planned():
         return None
     data = json.loads(meta.read_text())
     if data["count"] != n:
@@ -227,18 +287,30 @@ def _cached(work: Path, n: int) -> tuple[int, int] | None:
 
 
 def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
-         senders: int, rounds: int) -> None:
+         senders: int, rounds: int, db: str) -> None:
     work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    if db == "postgresql":
+        work = work / "postgresql"  # its documents apart from the SQLite cache's
     work.mkdir(parents=True, exist_ok=True)
-    found = _cached(work, n) if cache else None
-    if found is None:
-        if cache:
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-        org_id, run_id = prepare(n, work)
-    else:
-        org_id, run_id = found
-        print(f"prepare: reusing the planned cycle in {work}")
+    dbs = PostgresCopies(work) if db == "postgresql" else SqliteCopies(work)
+    try:
+        found = _cached(work, n, dbs) if cache else None
+        if found is None:
+            if cache:
+                shutil.rmtree(work / "files", ignore_errors=True)
+            org_id, run_id = prepare(n, work, dbs)
+        else:
+            org_id, run_id = found
+            print(f"prepare: reusing the planned cycle in {work}")
+        _measure(work, dbs, org_id, run_id, n, sink_kind, skip_noguard, senders, rounds)
+    finally:
+        dbs.close()
+    if cache is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(work: Path, dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, n: int,
+             sink_kind: str, skip_noguard: bool, senders: int, rounds: int) -> None:
     # Right after rendering the documents are in the page cache; a run from --cache may find
     # them evicted (this VM reclaims idle page cache within minutes) and would time the disk.
     warm = sum(len(f.read_bytes()) for f in (work / "files" / "documents").rglob("*")
@@ -247,12 +319,12 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     key = DkimKey("bench", "acme-cloud.example", generate_key(work / "dkim.pem"))
     signer = DkimSigner(key)
     sink = Sink(_pick_sink(sink_kind))
-    print(f"sink: {sink.kind}; senders: {senders} process(es) after the canary; "
-          f"{rounds} round(s), each: with guard, then without")
+    print(f"database: {type(dbs).__name__}; sink: {sink.kind}; senders: {senders} process(es) "
+          f"after the canary; {rounds} round(s), each: with guard, then without")
     rows: list[dict[str, float]] = []
     try:
         for r in range(1, rounds + 1):
-            row = _round(work, org_id, run_id, sink.port, signer, senders, n, skip_noguard)
+            row = _round(dbs, org_id, run_id, sink.port, signer, senders, n, skip_noguard)
             rows.append(row)
             _print_round(r, row)
     finally:
@@ -265,8 +337,6 @@ def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
     openssl_ms, pure_ms = _dkim_cost(key, message)
     print(f"DKIM per signature: {openssl_ms:.2f} ms via cryptography, {pure_ms:.2f} ms pure "
           "dkimpy")
-    if cache is None:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
@@ -276,10 +346,12 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--sink", choices=("auto", "aiosmtpd", "postfix"), default="auto")
     parser.add_argument("--skip-noguard", action="store_true")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: a throwaway cluster at default durability")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate with/without guard this many times; medians at the end")
     parser.add_argument("--senders", type=int, default=2,
                         help="sender processes after the canary (default 2: one per core)")
     args = parser.parse_args()
     main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
-         args.senders, args.rounds)
+         args.senders, args.rounds, args.db)
