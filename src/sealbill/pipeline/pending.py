@@ -8,12 +8,16 @@ its transactions on it (:meth:`SenderConnection.write`, :meth:`SenderConnection.
 It also saves a write transaction per message: what SMTP answered for message k (an
 :class:`Attempt`) is kept *pending* and written as the first statements of the next write
 transaction, the one that claims message k + 1 (on SQLite, one writer at a time: one lock wait
-per message less between parallel senders).
+per message less between parallel senders) — its ledger row as the *last* statement of that
+transaction: on PostgreSQL a ledger append holds the organization's chain lock until commit,
+and the claim, the fresh read and the verdict of k + 1 need not be inside it.
 
 Invariants:
 - at most one attempt is pending (a sender sends one message at a time);
-- a pending attempt is written before anything else in the next write transaction, so that
-  transaction reads the state it left (a contact it flagged as bounced, its row ``sent``);
+- a pending attempt's state is written before anything else in the next write transaction, so
+  that transaction reads the state it left (a contact it flagged as bounced, its row ``sent``);
+  its ledger row is appended in the same transaction, after the rest (``sent`` and its ledger
+  row still commit together);
 - it stops being pending only once the transaction that wrote it has committed: a transaction
   that fails or rolls back leaves it pending, for the next write or :meth:`flush`;
 - the sender flushes before it returns, raises or waits (see :mod:`sealbill.pipeline.send`):
@@ -31,7 +35,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.mail.smtp import SendResult
 from sealbill.pipeline import compose as composer
-from sealbill.pipeline.outcome import record_outcome
+from sealbill.pipeline.outcome import record_state
+from sealbill.store import ledger
 from sealbill.store import outbox as box
 from sealbill.store.db import read_transaction_on
 
@@ -47,7 +52,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class OutcomePolicy:
-    """What :func:`~sealbill.pipeline.outcome.record_outcome` needs besides the attempt."""
+    """What :func:`~sealbill.pipeline.outcome.record_state` needs besides the attempt."""
 
     org_id: int
     max_attempts: int
@@ -99,9 +104,10 @@ class SenderConnection:
         back, the pending attempt included, which then stays pending."""
         pending = self.pending
         with self.conn.begin():
-            if pending is not None:
-                self._record(pending)
+            entry = self._record(pending) if pending is not None else None
             yield self.conn
+            if entry is not None:  # last: the chain lock (PostgreSQL) is held until commit
+                ledger.append(self.conn, self.policy.org_id, entry)
         if pending is not None:
             self.pending = None
             if self.on_recorded is not None:
@@ -120,7 +126,8 @@ class SenderConnection:
             with self.write():
                 pass
 
-    def _record(self, attempt: Attempt) -> None:
+    def _record(self, attempt: Attempt) -> ledger.LedgerEntry | None:
         policy = self.policy
-        record_outcome(self.conn, policy.org_id, attempt.item, attempt.composed, attempt.result,
-                       max_attempts=policy.max_attempts, backoff=policy.backoff)
+        return record_state(self.conn, policy.org_id, attempt.item, attempt.composed,
+                            attempt.result, max_attempts=policy.max_attempts,
+                            backoff=policy.backoff)
