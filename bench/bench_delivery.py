@@ -166,6 +166,11 @@ class PostgresCopies:
         self.planned_url = f"{self.base}/planned"
         if self.dump.exists():
             self._client("pg_restore", "--no-owner", "-d", "planned", str(self.dump))
+            # a restored database has no planner statistics (the copies inherit these)
+            engine = create_engine(self.planned_url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+            engine.dispose()
 
     def _client(self, tool: str, *args: str) -> bytes:
         return subprocess.run([str(self.cluster.bindir / tool), "-h", "127.0.0.1", "-p",
