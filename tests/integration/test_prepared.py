@@ -66,3 +66,28 @@ def test_refuses_an_in_list_and_work_outside_a_transaction(any_engine: Engine) -
     plain = Prepared(sa.select(outbox.c.id).where(outbox.c.id == sa.bindparam("id")))
     with any_engine.connect() as conn, pytest.raises(RuntimeError, match="transaction"):
         plain.rows(conn, {"id": 1})
+
+
+def test_driver_errors_are_raised_as_sqlalchemy_raises_them(any_engine: Engine,
+                                                           tmp_path: Path) -> None:
+    """Callers tell a unique violation (the guard's rule 4 between two senders) and any database
+    error (not a refused message) by SQLAlchemy's exception classes, whoever ran the
+    statement."""
+    scenario = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    at = datetime(2026, 11, 29, 12, 30, tzinfo=UTC)
+    row = {"organization_id": scenario.org_id, "seq": 1, "message_id": "<m@x>", "run_id": None,
+           "account_id": 1, "account_reference": "A0001", "invoice_id": scenario.invoice_ids[0],
+           "invoice_number": "F-1", "recipients": [], "data_categories": [],
+           "attachment_sha256": "0" * 64, "body_sha256": "1" * 64, "queued_at": at,
+           "sent_at": at, "prev_hash": "2" * 64, "row_hash": "3" * 64}
+    insert = Prepared(sa.insert(delivery_ledger).values(
+        {name: sa.bindparam(name) for name in row}))
+    with any_engine.begin() as conn:
+        insert.run(conn, row)
+    for twice in (lambda c: insert.run(c, row), lambda c: insert.run_many(c, [row])):
+        with any_engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+            twice(conn)
+    broken = Prepared(sa.select(sa.text("no_such_column")).select_from(outbox))
+    with any_engine.begin() as conn, pytest.raises(sa.exc.DBAPIError) as raised:
+        broken.rows(conn, {})
+    assert not isinstance(raised.value, sa.exc.IntegrityError)

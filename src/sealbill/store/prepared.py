@@ -19,10 +19,12 @@ Invariants:
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -84,12 +86,10 @@ class Prepared:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row (a named tuple), each value converted by its column type."""
         compiled = self._compiled(conn.dialect)
-        cursor = _cursor(conn)
-        try:
-            cursor.execute(compiled.sql, self._params(compiled, params))
+        bound = self._params(compiled, params)
+        with _cursor(conn, compiled.sql, bound) as cursor:
+            cursor.execute(compiled.sql, bound)
             raw = cursor.fetchall()
-        finally:
-            cursor.close()
         processors, record = compiled.results, compiled.record
         return [record._make(p(v) if p is not None else v
                              for p, v in zip(processors, row, strict=True)) for row in raw]
@@ -101,24 +101,33 @@ class Prepared:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """An INSERT, UPDATE or DELETE; the number of rows it changed."""
         compiled = self._compiled(conn.dialect)
-        cursor = _cursor(conn)
-        try:
-            cursor.execute(compiled.sql, self._params(compiled, params))
+        bound = self._params(compiled, params)
+        with _cursor(conn, compiled.sql, bound) as cursor:
+            cursor.execute(compiled.sql, bound)
             return int(cursor.rowcount)
-        finally:
-            cursor.close()
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
-        cursor = _cursor(conn)
-        try:
-            cursor.executemany(compiled.sql, [self._params(compiled, r) for r in rows])
-        finally:
-            cursor.close()
+        bound = [self._params(compiled, r) for r in rows]
+        with _cursor(conn, compiled.sql, bound) as cursor:
+            cursor.executemany(compiled.sql, bound)
 
 
-def _cursor(conn: Connection) -> Any:
-    """A cursor of the DBAPI connection under ``conn``, inside ``conn``'s transaction."""
+@contextmanager
+def _cursor(conn: Connection, sql: str, params: Any) -> Iterator[Any]:
+    """A cursor of the DBAPI connection under ``conn``, inside ``conn``'s transaction.
+
+    A driver error is raised as SQLAlchemy raises it from ``conn.execute`` (``IntegrityError``,
+    ``OperationalError``... all ``sqlalchemy.exc.DBAPIError``): callers tell a database error
+    from anything else, and a unique violation from other errors, the same way for both."""
     if not conn.in_transaction():
         raise RuntimeError("prepared statements run inside the caller's transaction")
-    return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error,
+                                         dialect=conn.dialect) from exc
+    finally:
+        cursor.close()

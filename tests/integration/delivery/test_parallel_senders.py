@@ -27,7 +27,7 @@ from sealbill.pipeline.send import SendOptions, SendReport, send_run
 from sealbill.store import ledger
 from sealbill.store.db import create_engine
 from sealbill.store.schema import delivery_ledger, outbox
-from tests.integration.delivery.conftest import FAST, World, make_world
+from tests.integration.delivery.conftest import FAST, World, invoice_number_in, make_world
 from tests.support.smtp import SmtpCapture
 
 TWO = SendOptions(max_attempts=FAST.max_attempts, backoff_seconds=FAST.backoff_seconds,
@@ -133,3 +133,50 @@ def test_a_sender_killed_mid_run_loses_nothing(trial: int, tmp_path: Path,
     for mid in duplicates:
         assert len({m.data for m in smtp_server.accepted if m.message_id == mid}) == 1
     assert report.ok and sorted(in_ledger) == sorted(expected)
+
+
+def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
+        pg_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race two PostgreSQL senders can run into: another sender commits the claim of an
+    (invoice, recipient) pair after this sender's fresh read saw it free. The unique constraint
+    refuses this sender's claim, which halts the run as a guard violation (rule 4), and the
+    message is not sent. The other sender is simulated: its claim is committed, on a connection
+    of its own, just before this sender records its claims."""
+    from sealbill.store import outbox as box
+    from sealbill.store.schema import outbox_recipients
+
+    world = pg_world
+    assert world.plan().verdict == "proceed"
+    target = world.scenario.invoice_ids[-1]  # after the canary
+    real = box.record_claims
+    raced: list[int] = []
+
+    def claimed_meanwhile(conn: Any, org_id: int, item: Any, have: Any = None) -> None:
+        if item.invoice_id == target and not raced:
+            with world.engine.begin() as other:  # the other sender's transaction, committed
+                another = other.execute(sa.select(outbox.c.id).where(
+                    outbox.c.run_id == item.run_id, outbox.c.id != item.outbox_id)
+                    .limit(1)).scalar_one()
+                contact_id, email = item.recipients[0]
+                other.execute(sa.insert(outbox_recipients).values(
+                    organization_id=org_id, run_id=item.run_id, outbox_id=another,
+                    invoice_id=item.invoice_id, contact_id=contact_id, email=email,
+                    created_at=box.now()))
+            raced.append(item.outbox_id)
+        real(conn, org_id, item, have)
+
+    monkeypatch.setattr(box, "record_claims", claimed_meanwhile)
+    report = world.send()
+    assert raced and report.stopped == "halted"
+    assert [v["rule"] for e in report.violations for v in e["violations"]] == ["run_limits"]
+    assert "claimed by another sender" in world.alert_text()
+    with world.engine.connect() as conn:
+        status = conn.execute(sa.select(outbox.c.status).where(
+            outbox.c.id == raced[0])).scalar_one()
+    assert status == "held"
+    numbers = {invoice_number_in(m.data) for m in world.smtp.accepted}
+    with world.engine.connect() as conn:
+        target_number = conn.execute(sa.text("SELECT number FROM invoices WHERE id = :i"),
+                                     {"i": target}).scalar_one()
+    assert target_number not in numbers  # the raced message never reached SMTP
+    assert world.wrong_deliveries() == [] and world.ledger_ok()
