@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -154,3 +155,38 @@ def test_any_built_message_is_strict(names: list[str], subject: str, text: bytes
     assert _same_as_compat32(data)
     parsed: ParsedMessage = parse_message(data)
     assert not parsed.defects and parsed.parts[0].payload == text
+
+
+# MIME headers of a part in shapes sealbill does not write but the strict form allows: the
+# pattern reads some of them, compat32's Message the others; either way the same as compat32.
+PART_HEADER_SHAPES = {
+    "upper-case type": (b"Content-Type: application/pdf", b"Content-Type: APPLICATION/PDF"),
+    "upper-case parameter name": (b'charset="utf-8"', b'CHARSET="utf-8"'),
+    "unquoted parameter": (b'charset="utf-8"', b"charset=utf-8"),
+    "two parameters": (b'charset="utf-8"', b'charset="utf-8"; format="flowed"'),
+    "name on the type": (b"Content-Type: application/pdf",
+                         b'Content-Type: application/pdf; name="other.pdf"'),
+    "semicolon in a file name": (b'filename="f.pdf"', b'filename="f;x.pdf"'),
+    "empty file name": (b'filename="f.pdf"', b'filename=""'),
+    "inline disposition": (b"Content-Disposition: attachment", b"Content-Disposition: inline"),
+    "no space after the semicolon": (b'; filename="f.pdf"', b';filename="f.pdf"'),
+    "folded disposition": (b'attachment; filename="f.pdf"', b'attachment;\r\n filename="f.pdf"'),
+    "type without subtype": (b"Content-Type: application/pdf", b"Content-Type: application"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PART_HEADER_SHAPES))
+def test_part_header_shapes_are_read_as_compat32_reads_them(name: str) -> None:
+    old, new = PART_HEADER_SHAPES[name]
+    assert old in BASE, name
+    data = BASE.replace(old, new, 1)
+    if _same_as_compat32(data):
+        parsed = parse_message(data)
+        assert [p.content_type for p in parsed.parts] == [
+            p.get_content_type() for p in _compat32_leaves(data)]
+
+
+def _compat32_leaves(data: bytes) -> list[Any]:
+    from email import message_from_bytes
+    from email.policy import compat32
+    return [p for p in message_from_bytes(data, policy=compat32).walk() if not p.is_multipart()]
