@@ -6,9 +6,10 @@ phase (:mod:`sealbill.pipeline.pending`):
    (documents, MIME, DKIM) and let the guard read the exact bytes back (``examine.examine``:
    headers, parts, digests, the XML in the PDF) — a message that cannot be built is a
    violation;
-2. in one transaction: first the outcome of the previous message (step 4), then read the
-   guard's facts fresh from the tables together with the kill switch and the run's status
-   (paused or no longer sending -> stop, before anything is claimed), claim the row
+2. in one transaction: first the outcome of the previous message (step 4; its ledger row is
+   appended last, just before the commit), then read the guard's facts fresh from the tables
+   together with the kill switch and the run's status (paused or no longer sending -> stop,
+   before anything is claimed), claim the row
    (``sending``), judge the examined bytes against those facts (``guard.verdict``); a
    violation holds the message, **halts the run** and records an alert with the evidence, in
    that same transaction; otherwise record the (invoice, recipient) claims;
