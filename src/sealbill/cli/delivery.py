@@ -233,8 +233,14 @@ def contacts_verify(email: str, org: OrgOption,
                     reason: Annotated[str | None, typer.Option(help="Required with "
                                                                "--operator.")] = None,
                     files_dir: Annotated[str | None, typer.Option(envvar="SEALBILL_FILES_DIR")]
-                    = None, as_json: JsonOption = False) -> None:
-    """Mail a single-use code to EMAIL, or (--operator --reason) confirm it directly."""
+                    = None,
+                    link_base: Annotated[str | None, typer.Option(
+                        "--link-base", envvar="SEALBILL_VERIFY_URL",
+                        help="Your verification page: the mail then carries a link "
+                             "<URL>?code=..., besides the code.")] = None,
+                    as_json: JsonOption = False) -> None:
+    """Mail a single-use code to EMAIL (French and English), or (--operator --reason) confirm
+    it directly."""
     engine, org_id, _ = _context(db, org, None, as_json)
     try:
         if operator:
@@ -245,7 +251,8 @@ def contacts_verify(email: str, org: OrgOption,
             key = verify.secret_key(settings.files_dir(files_dir))
             started = verify.start(engine, org_id, email, account, actor=by,
                                    transport=SmtpSender(mail_config.smtp_config()),
-                                   signer=_signer(_org_domain(engine, org_id)), key=key)
+                                   signer=_signer(_org_domain(engine, org_id)), key=key,
+                                   link_base=link_base)
             payload = {"ok": True, "sent_to": started.email,
                        "expires_at": started.expires_at.isoformat()}
     except (verify.VerificationError, ValueError) as exc:

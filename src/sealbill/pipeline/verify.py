@@ -1,7 +1,8 @@
 """Verify that an address belongs to an account's billing contact: by code, or by an operator.
 
-``start``: a single-use, expiring, signed code (and a link carrying it) is mailed to the address
-being verified — to that one address only, built from its contact record. ``confirm``: the code
+``start``: a single-use, expiring, signed code (and a link carrying it, when the organization
+configured its verification page) is mailed to the address being verified — to that one address
+only, built from its contact record, in French and English. ``confirm``: the code
 comes back, the link becomes ``verified`` (method ``email_token``). ``operator_confirm``: a person
 vouches for the address, with a recorded reason (method ``operator``).
 
@@ -25,12 +26,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from sealbill.documents.verification_mail import verification_text
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome
 from sealbill.pipeline.send import Transport
 from sealbill.store import parties
 from sealbill.store import verification as tokens
 from sealbill.store.schema import (
+    accounts,
     contact_events,
     contact_links,
     contacts,
@@ -91,24 +94,28 @@ def _event(conn: Connection, org_id: int, contact_id: int, account_id: int | Non
 
 def start(engine: Engine, org_id: int, email: str, account_ref: str, *, actor: str,
           transport: Transport, signer: DkimSigner | None, key: bytes,
-          base_url: str = "https://billing.invalid/verify") -> Started:
+          link_base: str | None = None) -> Started:
+    """Mail a code to ``email`` (French and English, the account's language first); with
+    ``link_base`` (the organization's verification page, ``SEALBILL_VERIFY_URL``) also a link
+    ``<link_base>?code=...``. Without it the mail carries the code only."""
     with engine.begin() as conn:
         contact_id, account_id, _ = _link(conn, org_id, email, account_ref)
         code, expires_at = tokens.issue(conn, org_id, contact_id, account_id, key)
         org = parties.organization(conn, org_id)
+        locale = conn.execute(sa.select(accounts.c.locale).where(
+            accounts.c.organization_id == org_id, accounts.c.id == account_id)).scalar_one()
         address = parties.normalize_email(email)
         _event(conn, org_id, contact_id, account_id, "verification_sent", actor)
+    subject, body = verification_text(
+        account_ref, code, expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        link_base, str(locale))
     msg = EmailMessage(policy=SMTP)
     msg["From"] = Address(str(org["sender_name"]), addr_spec=str(org["sender_email"]))
     msg["To"] = Address(addr_spec=address)
-    msg["Subject"] = f"Confirm your billing address / Confirmez votre adresse ({account_ref})"
+    msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=str(org["sender_email"]).rsplit("@", 1)[1])
-    msg.set_content(
-        f"To receive the invoices of account {account_ref} at this address, confirm it:\n\n"
-        f"  {base_url}?code={code}\n\nor give this code to your supplier: {code}\n\n"
-        f"It expires on {expires_at.isoformat()} and works once. If you did not expect this "
-        "message, ignore it: nothing will be sent to you.\n")
+    msg.set_content(body)
     data = msg.as_bytes(policy=SMTP)
     if signer is not None:
         data = signer.sign(data)

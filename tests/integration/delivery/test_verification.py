@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sealbill.pipeline import verify
 from sealbill.store import parties
 from sealbill.store import verification as tokens
-from sealbill.store.schema import contact_events, contact_links, verification_tokens
+from sealbill.store.schema import accounts, contact_events, contact_links, verification_tokens
 from tests.integration.delivery.conftest import World
 
 KEY = b"k" * 32
@@ -41,8 +41,9 @@ def test_a_mailed_code_verifies_once(world: World) -> None:
     assert [m.rcpt_tos for m in world.smtp.accepted] == [("new@client1.example",)]
     body = message_from_bytes(world.smtp.accepted[0].data, policy=default)
     text = body.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    code = re.search(r"\?code=([\w-]+\.[0-9a-f]+)", text)
+    code = re.search(r"Code ?: ([\w-]+\.[0-9a-f]+)", text)
     assert code is not None and started.contact_id == cid
+    assert "http" not in text  # no verification page configured: no link to nowhere
     with world.engine.begin() as conn:  # only the hash of the code is stored
         stored = conn.execute(sa.select(verification_tokens.c.token_hash)).scalars().all()
     assert code.group(1) not in str(stored)
@@ -87,3 +88,21 @@ def test_operator_confirmation_needs_a_reason(world: World) -> None:
     verify.operator_confirm(world.engine, world.org_id, "new@client1.example", "A0001",
                             actor="ops", reason="confirmed by phone, ticket 42")
     assert _status(world, cid) == "verified"
+
+
+def test_the_mail_links_to_the_configured_page_in_both_languages(world: World) -> None:
+    _pending_contact(world)
+    verify.start(world.engine, world.org_id, "new@client1.example", "A0001", actor="ops",
+                 transport=world.transport(), signer=None, key=KEY,
+                 link_base="https://billing.acme-cloud.example/verify")
+    mail = message_from_bytes(world.smtp.accepted[0].data, policy=default)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    code = re.search(r"Code ?: ([\w-]+\.[0-9a-f]+)", text)
+    assert code is not None
+    assert f"https://billing.acme-cloud.example/verify?code={code.group(1)}" in text
+    with world.engine.begin() as conn:
+        locale = conn.execute(sa.select(accounts.c.locale).where(
+            accounts.c.id == world.scenario.account_ids["A0001"])).scalar_one()
+    french, english = text.index("Pour recevoir"), text.index("To receive")
+    assert (french < english) == (locale == "fr")  # the account's language first
+    assert "A0001" in str(mail["Subject"]) and "Confirmez" in str(mail["Subject"])
