@@ -240,21 +240,20 @@ class _Sender:
     def _record_claims(self, conn: Any, item: box.OutboxItem,
                        have: frozenset[int]) -> list[guard.Violation]:
         """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
-        reads at the same moment; the unique constraint then refuses the second claim, which
-        is the guard's rule 4 and halts the run like any violation (a savepoint keeps the
-        transaction usable to record it). SQLite's single writer makes that race impossible."""
+        reads at the same moment; the unique constraint then keeps the second from taking a
+        pair the first holds (``ON CONFLICT DO NOTHING``: it waits for the first to commit),
+        which is the guard's rule 4 and halts the run like any violation. SQLite's single
+        writer makes that race impossible."""
         if not is_postgres(conn):
             box.record_claims(conn, self.org_id, item, have)
             return []
-        try:
-            with conn.begin_nested():
-                box.record_claims(conn, self.org_id, item, have)
-        except sa.exc.IntegrityError as exc:
-            return [guard.Violation("run_limits", "this invoice already went to this recipient "
-                                    "(claimed by another sender)",
-                                    {"invoice_id": item.invoice_id,
-                                     "error": str(exc.orig)[:300]})]
-        return []
+        held_elsewhere = box.take_claims(conn, self.org_id, item, have)
+        if not held_elsewhere:
+            return []
+        return [guard.Violation("run_limits", "this invoice already went to this recipient "
+                                "(claimed by another sender)",
+                                {"invoice_id": item.invoice_id,
+                                 "contact_ids": sorted(held_elsewhere)})]
 
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})

@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
@@ -300,6 +301,35 @@ def record_claims(conn: Connection, org_id: int, item: OutboxItem,
              "created_at": at} for cid, email in item.recipients if cid not in have]
     if rows:
         _INSERT_CLAIMS.run_many(conn, rows)
+
+
+@lru_cache(maxsize=16)
+def _take_claims(count: int) -> Prepared:
+    """PostgreSQL: ``count`` claims in one statement; a pair another transaction holds is
+    skipped, not an error (no savepoint needed); the contact ids inserted come back."""
+    rows = [{name: _P(f"{name}{i}", type_=outbox_recipients.c[name].type)
+             for name in _CLAIM_COLUMNS} for i in range(count)]
+    return Prepared(postgresql.insert(outbox_recipients).values(rows)
+                    .on_conflict_do_nothing(index_elements=["run_id", "invoice_id", "contact_id"])
+                    .returning(outbox_recipients.c.contact_id))
+
+
+def take_claims(conn: Connection, org_id: int, item: OutboxItem,
+                have: frozenset[int]) -> set[int]:
+    """:func:`record_claims` for PostgreSQL's concurrent senders: the contact ids whose pair
+    another sender holds (waited for until its transaction ended, then skipped); empty when
+    this message took every pair it did not hold yet."""
+    wanted = [(cid, email) for cid, email in item.recipients if cid not in have]
+    if not wanted:
+        return set()
+    at = now()
+    params: dict[str, Any] = {}
+    for i, (cid, email) in enumerate(wanted):
+        params.update({f"organization_id{i}": org_id, f"run_id{i}": item.run_id,
+                       f"outbox_id{i}": item.outbox_id, f"invoice_id{i}": item.invoice_id,
+                       f"contact_id{i}": cid, f"email{i}": email, f"created_at{i}": at})
+    taken = {int(row.contact_id) for row in _take_claims(len(wanted)).rows(conn, params)}
+    return {cid for cid, _ in wanted} - taken
 
 
 def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:

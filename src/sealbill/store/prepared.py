@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any] | None
 
@@ -61,7 +62,11 @@ class Prepared:
                       for name, bind in binds.items()}
         defaults = {name: bind.value for name, bind in binds.items()
                     if not bind.required and bind.callable is None}
-        columns = getattr(self.statement, "selected_columns", None)
+        columns: Any
+        if isinstance(self.statement, UpdateBase):  # INSERT / UPDATE / DELETE [RETURNING ...]
+            columns = list(self.statement.exported_columns) or None
+        else:
+            columns = getattr(self.statement, "selected_columns", None)
         if columns is None:  # INSERT / UPDATE without RETURNING
             results: tuple[Processor, ...] = ()
             names: list[str] = []

@@ -141,17 +141,18 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
     (invoice, recipient) pair after this sender's fresh read saw it free. The unique constraint
     refuses this sender's claim, which halts the run as a guard violation (rule 4), and the
     message is not sent. The other sender is simulated: its claim is committed, on a connection
-    of its own, just before this sender records its claims."""
+    of its own, just before this sender records its claims; and a rival that has not committed
+    yet is waited for (the next test)."""
     from sealbill.store import outbox as box
     from sealbill.store.schema import outbox_recipients
 
     world = pg_world
     assert world.plan().verdict == "proceed"
     target = world.scenario.invoice_ids[-1]  # after the canary
-    real = box.record_claims
+    real = box.take_claims  # PostgreSQL's claiming statement
     raced: list[int] = []
 
-    def claimed_meanwhile(conn: Any, org_id: int, item: Any, have: Any = None) -> None:
+    def claimed_meanwhile(conn: Any, org_id: int, item: Any, have: Any) -> set[int]:
         if item.invoice_id == target and not raced:
             with world.engine.begin() as other:  # the other sender's transaction, committed
                 another = other.execute(sa.select(outbox.c.id).where(
@@ -163,9 +164,9 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
                     invoice_id=item.invoice_id, contact_id=contact_id, email=email,
                     created_at=box.now()))
             raced.append(item.outbox_id)
-        real(conn, org_id, item, have)
+        return real(conn, org_id, item, have)
 
-    monkeypatch.setattr(box, "record_claims", claimed_meanwhile)
+    monkeypatch.setattr(box, "take_claims", claimed_meanwhile)
     report = world.send()
     assert raced and report.stopped == "halted"
     assert [v["rule"] for e in report.violations for v in e["violations"]] == ["run_limits"]
@@ -180,3 +181,45 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
                                      {"i": target}).scalar_one()
     assert target_number not in numbers  # the raced message never reached SMTP
     assert world.wrong_deliveries() == [] and world.ledger_ok()
+
+
+def test_a_claim_held_by_an_uncommitted_sender_is_waited_for_then_refused(
+        pg_world: World) -> None:
+    """The rival's claim is not committed yet when this sender claims: the insert waits for it
+    (the unique index), and once the rival commits, this message takes nothing and is
+    refused. Run directly on the claiming statement, with two connections."""
+    import threading
+
+    from sealbill.store import outbox as box
+    from sealbill.store.schema import outbox_recipients
+
+    world = pg_world
+    assert world.plan().verdict == "proceed"
+    with world.engine.begin() as conn:
+        items = box.items(conn, world.org_id, world.run_id, statuses=box.RETRYABLE)
+    item, other = items[0], items[1]
+    contact_id, email = item.recipients[0]
+    rival = world.engine.connect()
+    rival_tx = rival.begin()
+    rival.execute(sa.insert(outbox_recipients).values(
+        organization_id=world.org_id, run_id=item.run_id, outbox_id=other.outbox_id,
+        invoice_id=item.invoice_id, contact_id=contact_id, email=email, created_at=box.now()))
+    result: list[set[int]] = []
+
+    def claim() -> None:
+        with world.engine.begin() as conn:
+            result.append(box.take_claims(conn, world.org_id, item, frozenset()))
+
+    waiting = threading.Thread(target=claim)
+    waiting.start()
+    waiting.join(timeout=1.0)
+    assert waiting.is_alive() and result == []  # blocked on the rival's uncommitted row
+    rival_tx.commit()
+    rival.close()
+    waiting.join(timeout=10)
+    assert result == [{contact_id}]
+    with world.engine.connect() as conn:
+        owners = conn.execute(sa.select(outbox_recipients.c.outbox_id).where(
+            outbox_recipients.c.invoice_id == item.invoice_id,
+            outbox_recipients.c.contact_id == contact_id)).scalars().all()
+    assert owners == [other.outbox_id]
