@@ -83,3 +83,60 @@ def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Pa
     broken = sealbill(db, port, "ledger", "verify", "--org", "acme-cloud", "--json")
     assert broken.returncode == 1
     assert json.loads(broken.stdout)["problems"][0]["problem"] == "edited"
+
+
+def test_contacts_verify_mails_a_bilingual_code_that_confirms_once(tmp_path: Path) -> None:
+    """A second request supersedes the first code; the link appears only with --link-base."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    from sealbill.store import parties
+
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_engine(db)
+    upgrade(engine)
+    scenario = build_scenario(engine, accounts=2, files_dir=tmp_path / "files", render=False)
+    with engine.begin() as conn:
+        cid = parties.add_contact(conn, scenario.org_id, "new@client1.example", actor="ops")
+        parties.link_contact(conn, scenario.org_id, cid, scenario.account_ids["A0001"],
+                             "billing", actor="ops")
+    engine.dispose()
+    port = free_port()
+    maildir = tmp_path / "maildir"
+    files = ["--files-dir", str(tmp_path / "files")]
+    sink = subprocess.Popen([sys.executable, "-m", "sealbill", "smtp-sink", "--maildir",
+                             str(maildir), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_port(port)
+        mailed = sealbill(db, port, "contacts", "verify", "new@client1.example", "--account",
+                          "A0001", "--org", "acme-cloud", *files, "--json")
+        assert mailed.returncode == 0, mailed.stderr
+        assert json.loads(mailed.stdout)["sent_to"] == "new@client1.example"
+        linked = sealbill(db, port, "contacts", "verify", "new@client1.example", "--account",
+                          "A0001", "--org", "acme-cloud", *files, "--json",
+                          "--link-base", "https://billing.acme-cloud.example/verify")
+        assert linked.returncode == 0, linked.stderr
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    (envelope, first), (_, second) = read_maildir(maildir)
+    assert envelope["to"] == "new@client1.example"
+    text = message_from_bytes(first, policy=default).get_body(
+        ("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Pour recevoir" in text and "To receive" in text and "http" not in text
+    first_code = text.split("Code : ", 1)[1].split()[0]
+    link = message_from_bytes(second, policy=default).get_body(
+        ("plain",)).get_content()  # type: ignore[union-attr]
+    code = link.split("Code : ", 1)[1].split()[0]
+    assert f"https://billing.acme-cloud.example/verify?code={code}" in link
+    superseded = sealbill(db, port, "contacts", "confirm", "--org", "acme-cloud", "--code",
+                          first_code, *files, "--json")
+    assert superseded.returncode == 1 and "superseded" in superseded.stdout
+    confirmed = sealbill(db, port, "contacts", "confirm", "--org", "acme-cloud", "--code", code,
+                         *files, "--json")
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert json.loads(confirmed.stdout)["contact_id"] == cid
+    again = sealbill(db, port, "contacts", "confirm", "--org", "acme-cloud", "--code", code,
+                     *files, "--json")
+    assert again.returncode == 1 and "already used" in again.stdout + again.stderr
