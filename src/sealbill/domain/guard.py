@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from sealbill.domain.identifiers import IdentifierSearch, is_token, occurs_as_token
+from sealbill.domain.identifiers import IdentifierSearch, names
 from sealbill.domain.message_facts import ParsedMessage, normalize_address
 
 DEFAULT_RECIPIENT_CAP = 5
@@ -250,16 +250,6 @@ def _content(env: Envelope, fresh: Fresh, examined: Examined,
             out.append(Violation("content", f"another account's identifier in the {where}",
                                  {"where": where, "found": found}))
     return out
-
-
-def names(plain_text: str, identifier: str) -> bool:
-    """``identifiers.contains_identifier(text, identifier)``, given ``plain_text``: the text
-    with its HTML entities decoded."""
-    if not identifier:
-        return False
-    if is_token(identifier):
-        return occurs_as_token(plain_text, identifier)
-    return identifier in plain_text
 
 
 def _xml_identity(xml: XmlFacts, number: str, buyer: str, reference: str,

@@ -98,11 +98,16 @@ def occurs_as_token(text: str, value: str) -> bool:
 def contains_identifier(text: str, identifier: str) -> bool:
     """Whether ``identifier`` occurs in ``text`` as a whole token (or as a substring when it
     cannot be one token)."""
+    return names(html.unescape(text), identifier)
+
+
+def names(plain_text: str, identifier: str) -> bool:
+    """:func:`contains_identifier` for a text whose HTML entities are decoded already."""
     if not identifier:
         return False
     if is_token(identifier):
-        return occurs_as_token(html.unescape(text), identifier)
-    return identifier in html.unescape(text)
+        return occurs_as_token(plain_text, identifier)
+    return identifier in plain_text
 
 
 class IdentifierSearch(Protocol):

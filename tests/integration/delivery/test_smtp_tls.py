@@ -284,15 +284,21 @@ def send_once(config: SmtpConfig) -> SendResult:
 
 # --- delivering --------------------------------------------------------------------------------
 
+def _delivered_over_tls_as_the_user(running: Any, result: Any) -> Any:
+    """The one message, delivered as sent, over TLS, by the configured user."""
+    assert result.outcome is Outcome.SENT and result.code == 250, result
+    [got] = running.server.delivered
+    assert (got.mail_from, got.rcpt_tos, got.data) == (MAIL_FROM, RCPT_TO, DATA)
+    assert got.tls_version is not None and got.login == USER
+    return got
+
+
 def test_starttls_with_auth_delivers_over_tls_as_the_user(serve: Serve, pki: Pki) -> None:
     running = serve("starttls")
     result = send_once(SmtpConfig(port=running.port, security="starttls", user=USER,
                                   password=PASSWORD, ca_file=str(pki.ca_file), timeout=5))
-    assert result.outcome is Outcome.SENT and result.code == 250, result
-    [got] = running.server.delivered
-    assert (got.mail_from, got.rcpt_tos, got.data) == (MAIL_FROM, RCPT_TO, DATA)
+    got = _delivered_over_tls_as_the_user(running, result)
     assert got.starttls and got.tls_version is not None and got.tls_version.startswith("TLS")
-    assert got.login == USER
     assert [ok for _, _, ok in running.server.auth_attempts] == [True]
     # On the wire: EHLO, STARTTLS in clear, then only the TLS handshake and records.
     wire = running.relay.wire()
@@ -305,10 +311,8 @@ def test_smtps_with_auth_delivers_over_tls_as_the_user(serve: Serve, pki: Pki) -
     running = serve("ssl")
     result = send_once(SmtpConfig(port=running.port, security="ssl", user=USER,
                                   password=PASSWORD, ca_file=str(pki.ca_file), timeout=5))
-    assert result.outcome is Outcome.SENT and result.code == 250, result
-    [got] = running.server.delivered
-    assert (got.mail_from, got.rcpt_tos, got.data) == (MAIL_FROM, RCPT_TO, DATA)
-    assert got.tls_version is not None and not got.starttls and got.login == USER
+    got = _delivered_over_tls_as_the_user(running, result)
+    assert not got.starttls
     wire = running.relay.wire()
     assert wire[:1] == b"\x16"  # a TLS handshake record from the first byte, no SMTP in clear
     assert b"EHLO" not in wire.upper() and secrets_in(wire) == []

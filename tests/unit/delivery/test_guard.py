@@ -12,7 +12,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sealbill.domain import guard
-from sealbill.domain.identifiers import IdentifierIndex, contains_identifier, is_token, tokens
+from sealbill.domain.identifiers import (
+    IdentifierIndex,
+    contains_identifier,
+    is_token,
+    names,
+    tokens,
+)
 from sealbill.mail import mime
 from sealbill.pipeline import examine
 from sealbill.pipeline.identifier_search import AutomatonSearch
@@ -166,7 +172,7 @@ def test_names_is_contains_identifier(text: str, identifier: str) -> None:
         reference = identifier in tokens(text)
     else:
         reference = bool(identifier) and identifier in html.unescape(text)
-    assert guard.names(html.unescape(text), identifier) == reference
+    assert names(html.unescape(text), identifier) == reference
     assert contains_identifier(text, identifier) == reference
 
 
