@@ -23,6 +23,23 @@ _TEMPLATE_DB = "sealbill_template"
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sealing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One sealing key for the session (``SEALBILL_SECRET_KEY``) and a keyring directory
+    outside the working tree, for the checkpoint files (one per database URL). Tests of the
+    keyring itself bind their own (``sealbill.keys.use``)."""
+    folder = tmp_path_factory.mktemp("keyring")
+    saved = {k: os.environ.get(k) for k in ("SEALBILL_SECRET_KEY", "SEALBILL_KEYRING_DIR")}
+    os.environ["SEALBILL_SECRET_KEY"] = "test-sealing-key-" + "0" * 32
+    os.environ["SEALBILL_KEYRING_DIR"] = str(folder)
+    yield folder
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite"

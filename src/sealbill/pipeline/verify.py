@@ -30,11 +30,10 @@ from sealbill.documents.verification_mail import verification_text
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome
 from sealbill.pipeline.send import Transport
-from sealbill.store import parties
+from sealbill.store import contact_log, parties
 from sealbill.store import verification as tokens
 from sealbill.store.schema import (
     accounts,
-    contact_events,
     contact_links,
     contacts,
     verification_tokens,
@@ -87,9 +86,9 @@ def _link(conn: Connection, org_id: int, email: str, account_ref: str) -> tuple[
 
 def _event(conn: Connection, org_id: int, contact_id: int, account_id: int | None, event: str,
            actor: str, reason: str | None = None) -> None:
-    conn.execute(sa.insert(contact_events).values(
-        organization_id=org_id, contact_id=contact_id, account_id=account_id, role="billing",
-        event=event, actor=actor, method="email_token", reason=reason, at=datetime.now(UTC)))
+    contact_log.append(conn, org_id, contact_id, event, actor, datetime.now(UTC),
+                       account_id=account_id, role="billing", method="email_token",
+                       reason=reason)
 
 
 def start(engine: Engine, org_id: int, email: str, account_ref: str, *, actor: str,

@@ -36,11 +36,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
+from sealbill.store import contact_log
 from sealbill.store.plans import TEXT_KINDS
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
     billing_runs,
-    contact_events,
     contact_links,
     contacts,
     delivery_envelopes,
@@ -364,9 +364,8 @@ def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
         conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
                                                contacts.c.id == contact_id)
                      .values(bounced_at=at))
-        conn.execute(sa.insert(contact_events).values(
-            organization_id=org_id, contact_id=contact_id, event="bounced",
-            actor="sealbill-sender", method="smtp", reason=error[:500], at=at))
+        contact_log.append(conn, org_id, contact_id, "bounced", "sealbill-sender", at,
+                           method="smtp", reason=error[:500])
 
 
 def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:

@@ -8,7 +8,10 @@ Invariants:
 - changing a contact's address returns all of its links to ``pending``: a verification is
   of an address, not of a person;
 - an account's ``public_id`` is random, grants nothing by itself, and is rotatable; retired ids
-  stay in ``account_public_ids`` so they answer "gone".
+  stay in ``account_public_ids`` so they answer "gone";
+- every organization, contact and link row written here is sealed in the same transaction
+  (:mod:`sealbill.store.seals`), and every event goes through the sealed, hash-chained log
+  (:mod:`sealbill.store.contact_log`): the send-time guard refuses rows that were not.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store import contact_log
 from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
+from sealbill.store.seals import seal_row
 from sealbill.store.schema import (
     account_public_ids,
     accounts,
-    contact_events,
     contact_links,
     contacts,
     organizations,
@@ -51,7 +55,18 @@ def new_public_id() -> str:
 def create_organization(conn: Connection, **values: Any) -> int:
     values.setdefault("created_at", now())
     values.setdefault("credit_note_series", values.get("invoice_series", "F") + "AV-")
-    return inserted_id(conn.execute(sa.insert(organizations).values(**values)))
+    org_id = inserted_id(conn.execute(sa.insert(organizations).values(**values)))
+    seal_row(conn, "organization", org_id)
+    return org_id
+
+
+def update_sending_identity(conn: Connection, org_id: int, **values: Any) -> None:
+    """Change the sender or archive address (the only way sealbill does it): resealed."""
+    allowed = {"sender_email", "sender_name", "archive_email"}
+    if not values or set(values) - allowed:
+        raise ValueError(f"only {sorted(allowed)} can be changed here")
+    conn.execute(sa.update(organizations).where(organizations.c.id == org_id).values(**values))
+    seal_row(conn, "organization", org_id)
 
 
 def organization_by_slug(conn: Connection, slug: str) -> Row:
@@ -149,12 +164,7 @@ def resolve_public_id(conn: Connection, org_id: int, public_id: str) -> PublicId
 
 def _event(conn: Connection, org_id: int, contact_id: int, event: str, actor: str,
            at: datetime, **extra: Any) -> None:
-    conn.execute(
-        sa.insert(contact_events).values(
-            organization_id=org_id, contact_id=contact_id, event=event, actor=actor, at=at,
-            **extra,
-        )
-    )
+    contact_log.append(conn, org_id, contact_id, event, actor, at, **extra)
 
 
 def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
@@ -173,6 +183,7 @@ def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
                                        created_at=at)
         )
     )
+    seal_row(conn, "contact", contact_id)
     _event(conn, org_id, contact_id, "added", actor, at, new_value=email)
     return contact_id
 
@@ -212,6 +223,7 @@ def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int
             )
         )
     )
+    seal_row(conn, "link", link_id)
     _event(conn, org_id, contact_id, "linked", actor, at, account_id=account_id, role=role)
     return link_id
 
@@ -231,15 +243,22 @@ def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *,
     ).first()
     if row is None:
         raise NotFound(f"contact link {link_id} not found")
+    # A verification is of the address the contact has now; it is sealed with the link and
+    # recorded in the event, so it does not follow the contact to another address.
+    email = conn.execute(sa.select(contacts.c.email).where(
+        contacts.c.organization_id == org_id, contacts.c.id == row.contact_id)).scalar_one()
     conn.execute(
         sa.update(contact_links)
         .where(contact_links.c.organization_id == org_id, contact_links.c.id == link_id)
         .values(status=status, status_changed_at=at, status_changed_by=actor,
                 verification_method=method if status == "verified" else row.verification_method,
-                verified_at=at if status == "verified" else None, reason=reason)
+                verified_at=at if status == "verified" else None,
+                verified_email=email if status == "verified" else None, reason=reason)
     )
+    seal_row(conn, "link", link_id)
     _event(conn, org_id, row.contact_id, status, actor, at, account_id=row.account_id,
-           role=row.role, method=method, reason=reason)
+           role=row.role, method=method, reason=reason,
+           new_value=email if status == "verified" else None)
 
 
 def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_email: str, *,
@@ -256,6 +275,7 @@ def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_ema
         sa.update(contacts).where(contacts.c.organization_id == org_id,
                                   contacts.c.id == contact_id).values(email=new_email)
     )
+    seal_row(conn, "contact", contact_id)
     _event(conn, org_id, contact_id, "address_changed", actor, at, old_value=old,
            new_value=new_email)
     links = conn.execute(

@@ -118,6 +118,8 @@ delivery_ledger = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=False, index=True),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Column("seal", sa.String(64)),  # HMAC over (org, seq, row_hash): store/chain.py
+    sa.Column("seal_key_id", sa.String(16)),
     sa.UniqueConstraint("organization_id", "seq"),
     # One ledger row per message: a resend after a crash is the same message, recorded once.
     sa.UniqueConstraint("organization_id", "message_id"),

@@ -5,6 +5,14 @@ import sqlalchemy as sa
 from sealbill.store.schema.base import id_column, metadata, org_column, ref
 from sealbill.store.types import UtcDateTime
 
+
+def seal_columns() -> list[sa.Column[str]]:
+    """A MAC over the row's entitlement fields (``domain/seals.py``) and the id of its key.
+    Nullable on purpose: a row written around sealbill has none, and is reported, not
+    refused by the database with an error that would stop everything else."""
+    return [sa.Column("seal", sa.String(64)), sa.Column("seal_key_id", sa.String(16))]
+
+
 organizations = sa.Table(
     "organizations",
     metadata,
@@ -39,6 +47,7 @@ organizations = sa.Table(
     sa.Column("dpo_name", sa.String(200)),
     sa.Column("dpo_email", sa.String(254)),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    *seal_columns(),  # over the sending identity: sender, archive copy, DKIM selector
 )
 
 accounts = sa.Table(
@@ -92,6 +101,7 @@ contacts = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("bounced_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    *seal_columns(),  # over (organization, contact id, email)
     sa.UniqueConstraint("organization_id", "email"),
 )
 
@@ -110,11 +120,15 @@ contact_links = sa.Table(
     sa.Column("status_changed_by", sa.String(100), nullable=False),
     sa.Column("verification_method", sa.String(20)),  # email_token | operator
     sa.Column("verified_at", UtcDateTime),
+    sa.Column("verified_email", sa.String(254)),  # the exact address that was verified
     sa.Column("reason", sa.String(500)),
+    *seal_columns(),  # over (link, contact, account, role, status, verified address/method/time)
     sa.UniqueConstraint("contact_id", "account_id", "role"),
 )
 
 # Append-only history of contacts and links: added, address_changed, verified, revoked, bounced.
+# Hash-chained per organization (seq, prev_hash, row_hash) and each row sealed over its hash
+# (store/chain.py); the chain's head is also checkpointed outside the database.
 contact_events = sa.Table(
     "contact_events",
     metadata,
@@ -130,4 +144,9 @@ contact_events = sa.Table(
     sa.Column("old_value", sa.String(254)),
     sa.Column("new_value", sa.String(254)),
     sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("row_hash", sa.String(64)),
+    *seal_columns(),
+    sa.UniqueConstraint("organization_id", "seq"),
 )

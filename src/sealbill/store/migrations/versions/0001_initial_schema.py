@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 12:04:59.320505
+Create Date: 2026-12-06 19:44:15.490631
 """
 
 from alembic import op
@@ -49,6 +49,8 @@ def upgrade() -> None:
     sa.Column('dpo_name', sa.String(length=200), nullable=True),
     sa.Column('dpo_email', sa.String(length=254), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('seal', sa.String(length=64), nullable=True),
+    sa.Column('seal_key_id', sa.String(length=16), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organizations')),
     sa.UniqueConstraint('slug', name=op.f('uq_organizations_slug'))
     )
@@ -125,6 +127,8 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), server_default='', nullable=False),
     sa.Column('bounced_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('seal', sa.String(length=64), nullable=True),
+    sa.Column('seal_key_id', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_contacts_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts')),
     sa.UniqueConstraint('organization_id', 'email', name=op.f('uq_contacts_organization_id_email'))
@@ -150,6 +154,8 @@ def upgrade() -> None:
     sa.Column('sent_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('row_hash', sa.String(length=64), nullable=False),
+    sa.Column('seal', sa.String(length=64), nullable=True),
+    sa.Column('seal_key_id', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_delivery_ledger_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_ledger')),
     sa.UniqueConstraint('organization_id', 'message_id', name=op.f('uq_delivery_ledger_organization_id_message_id')),
@@ -265,10 +271,16 @@ def upgrade() -> None:
     sa.Column('old_value', sa.String(length=254), nullable=True),
     sa.Column('new_value', sa.String(length=254), nullable=True),
     sa.Column('at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=True),
+    sa.Column('prev_hash', sa.String(length=64), nullable=True),
+    sa.Column('row_hash', sa.String(length=64), nullable=True),
+    sa.Column('seal', sa.String(length=64), nullable=True),
+    sa.Column('seal_key_id', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_contact_events_account_id_accounts')),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_contact_events_contact_id_contacts')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_contact_events_organization_id_organizations')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_events')),
+    sa.UniqueConstraint('organization_id', 'seq', name=op.f('uq_contact_events_organization_id_seq'))
     )
     with op.batch_alter_table('contact_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_events_account_id'), ['account_id'], unique=False)
@@ -287,7 +299,10 @@ def upgrade() -> None:
     sa.Column('status_changed_by', sa.String(length=100), nullable=False),
     sa.Column('verification_method', sa.String(length=20), nullable=True),
     sa.Column('verified_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('verified_email', sa.String(length=254), nullable=True),
     sa.Column('reason', sa.String(length=500), nullable=True),
+    sa.Column('seal', sa.String(length=64), nullable=True),
+    sa.Column('seal_key_id', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_contact_links_account_id_accounts')),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_contact_links_contact_id_contacts')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_contact_links_organization_id_organizations')),

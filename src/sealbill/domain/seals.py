@@ -1,0 +1,141 @@
+"""Seals: a MAC over the canonical content of a fact that entitles an address (pure).
+
+A *fact* is a kind (``"contact"``, ``"link"``, ``"organization"``, ``"contact_event"``,
+``"ledger_row"``...) and a mapping of named fields. Its **canonical encoding** is:
+
+    b"sealbill-seal-v1\\n" + kind (UTF-8) + b"\\n" + JSON(fields)
+
+where ``JSON`` is ``json.dumps(fields, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` encoded in UTF-8, with values restricted to ``None``, ``bool``,
+``int``, ``str`` and timezone-aware ``datetime`` (written as UTC ISO 8601 with microseconds,
+``2026-11-01T08:00:00.000000+00:00``, so the same instant read back from SQLite or PostgreSQL
+encodes identically). Floats, naive datetimes and other types are refused (``TypeError``):
+an encoding that depended on ``repr`` could differ between two reads of one row.
+
+The **seal** is ``HMAC-SHA-256(key, encoding)`` in lowercase hex; ``key_id`` names the key
+(:func:`key_id`: the first 16 hex digits of the SHA-256 of the key), stored beside the seal so
+that verification picks the right key after a rotation.
+
+Invariants:
+- the encoding is a function of (kind, fields) only: field order does not matter, and two
+  different (kind, fields) never encode alike (the kind is separated from the JSON by a
+  newline, which JSON never starts with, and JSON is injective on these values);
+- :func:`check` answers only "valid", "missing", "unknown key" or "mismatch": a row whose seal
+  is absent, made with a key the keyring does not hold, or that does not match is not valid;
+  the comparison is constant-time (:func:`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+PREFIX = b"sealbill-seal-v1\n"
+Value = None | bool | int | str | datetime
+
+
+def _plain(name: str, value: object) -> None | bool | int | str:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TypeError(f"field {name!r}: naive datetime cannot be sealed")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    raise TypeError(f"field {name!r}: {type(value).__name__} cannot be sealed")
+
+
+def encode(kind: str, fields: Mapping[str, object]) -> bytes:
+    """The canonical bytes of a fact (see the module docstring)."""
+    if not kind or "\n" in kind:
+        raise ValueError("a fact kind is a non-empty single line")
+    plain = {name: _plain(name, value) for name, value in fields.items()}
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return PREFIX + kind.encode("utf-8") + b"\n" + text.encode("utf-8")
+
+
+def key_id(key: bytes) -> str:
+    """A key's public name: 16 hex digits of its SHA-256 (reveals nothing usable)."""
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def mac(key: bytes, kind: str, fields: Mapping[str, object]) -> str:
+    return hmac.new(key, encode(kind, fields), hashlib.sha256).hexdigest()
+
+
+class Check(Enum):
+    VALID = "valid"
+    MISSING = "missing"  # no seal, or no key id, on the row
+    UNKNOWN_KEY = "unknown_key"  # sealed with a key this keyring does not hold
+    MISMATCH = "mismatch"  # the row's content is not what was sealed
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys that verify (``by_id``) and the one that seals (``active``)."""
+
+    active: str
+    by_id: Mapping[str, bytes]
+
+    def __post_init__(self) -> None:
+        if self.active not in self.by_id:
+            raise ValueError("the active key must be one of the keys")
+
+    def seal(self, kind: str, fields: Mapping[str, object]) -> tuple[str, str]:
+        """(seal, key id) with the active key."""
+        return mac(self.by_id[self.active], kind, fields), self.active
+
+    def check(self, kind: str, fields: Mapping[str, object], seal: str | None,
+              seal_key_id: str | None) -> Check:
+        if not seal or not seal_key_id:
+            return Check.MISSING
+        key = self.by_id.get(seal_key_id)
+        if key is None:
+            return Check.UNKNOWN_KEY
+        expected = mac(key, kind, fields)
+        return Check.VALID if hmac.compare_digest(expected, seal) else Check.MISMATCH
+
+
+# --- the sealed facts: which fields of which row, in one place -------------------------------
+
+def contact_fields(org_id: int, contact_id: int, email: str) -> dict[str, object]:
+    """A contact's address: who it is (org, id) and where mail to it goes."""
+    return {"organization_id": org_id, "contact_id": contact_id, "email": email}
+
+
+def link_fields(org_id: int, link_id: int, contact_id: int, account_id: int, role: str,
+                status: str, verified_email: str | None, method: str | None,
+                verified_at: datetime | None) -> dict[str, object]:
+    """A contact's link to an account: role, status, and the verification of that exact
+    address (the address verified, how, when) — a verification does not follow the contact
+    to another address."""
+    return {"organization_id": org_id, "link_id": link_id, "contact_id": contact_id,
+            "account_id": account_id, "role": role, "status": status,
+            "verified_email": verified_email, "verification_method": method,
+            "verified_at": verified_at}
+
+
+def organization_fields(org_id: int, slug: str, sender_email: str, sender_name: str,
+                        archive_email: str | None, dkim_domain: str | None = None,
+                        dkim_selector: str | None = None) -> dict[str, object]:
+    """The organization's sending identity: the sender, the archive copy (the one extra
+    recipient a message may carry) and the DKIM domain/selector when stored."""
+    return {"organization_id": org_id, "slug": slug, "sender_email": sender_email,
+            "sender_name": sender_name, "archive_email": archive_email,
+            "dkim_domain": dkim_domain, "dkim_selector": dkim_selector}
+
+
+def chained_fields(org_id: int, seq: int, row_hash: str) -> dict[str, object]:
+    """A row of a hash chain (contact events, delivery ledger): sealing its hash seals its
+    content and its place (the hash covers the previous row's hash)."""
+    return {"organization_id": org_id, "seq": seq, "row_hash": row_hash}
+
+
+def checkpoint_fields(chain: str, org_id: int, seq: int, head_hash: str) -> dict[str, object]:
+    """A chain's head as seen at one moment: written outside the database so that a
+    truncated tail (fewer rows than some checkpoint counted) is seen."""
+    return {"chain": chain, "organization_id": org_id, "seq": seq, "head_hash": head_hash}

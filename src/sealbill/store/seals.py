@@ -1,0 +1,90 @@
+"""Seal the rows that entitle an address: organizations, contacts, contact links.
+
+The store's write functions (:mod:`sealbill.store.parties`) call :func:`seal_row` after every
+insert or update of one of these rows, in the same transaction, so that every entry point —
+CLI, import, verification, demo, a future API — seals through this one place. The keyring comes
+from the connection (:func:`sealbill.keys.for_connection`).
+
+:func:`fields_of` says which fields of a row are sealed (``domain/seals.py`` holds the
+encoding); :func:`check_row` recomputes a stored row's seal; :func:`reseal_all` re-seals, after
+a key rotation, only the rows whose seal verifies under a key of the keyring — a row that does
+not verify keeps its bad seal and is reported, never laundered into a valid one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain import seals
+from sealbill.domain.seals import Check
+from sealbill.keys import for_connection
+from sealbill.store.schema import contact_links, contacts, organizations
+
+TABLES: dict[str, sa.Table] = {"organization": organizations, "contact": contacts,
+                               "link": contact_links}
+
+
+def fields_of(kind: str, row: Mapping[str, Any]) -> dict[str, object]:
+    if kind == "contact":
+        return seals.contact_fields(int(row["organization_id"]), int(row["id"]),
+                                    str(row["email"]))
+    if kind == "link":
+        return seals.link_fields(int(row["organization_id"]), int(row["id"]),
+                                 int(row["contact_id"]), int(row["account_id"]),
+                                 str(row["role"]), str(row["status"]), row["verified_email"],
+                                 row["verification_method"], row["verified_at"])
+    if kind == "organization":
+        return seals.organization_fields(int(row["id"]), str(row["slug"]),
+                                         str(row["sender_email"]), str(row["sender_name"]),
+                                         row["archive_email"])
+    raise ValueError(f"no sealed fact of kind {kind!r}")
+
+
+def _read(conn: Connection, kind: str, row_id: int) -> Mapping[str, Any]:
+    table = TABLES[kind]
+    row = conn.execute(sa.select(table).where(table.c.id == row_id)).first()
+    if row is None:
+        raise LookupError(f"{kind} {row_id} not found")
+    return row._mapping
+
+
+def seal_row(conn: Connection, kind: str, row_id: int) -> None:
+    """(Re)seal one row as it stands now in this transaction, with the active key."""
+    table = TABLES[kind]
+    seal, kid = for_connection(conn).keys.seal(kind, fields_of(kind, _read(conn, kind, row_id)))
+    conn.execute(sa.update(table).where(table.c.id == row_id)
+                 .values(seal=seal, seal_key_id=kid))
+
+
+def check_row(keys: seals.Keys, kind: str, row: Mapping[str, Any]) -> Check:
+    try:
+        fields = fields_of(kind, row)
+    except (TypeError, ValueError):
+        return Check.MISMATCH
+    return keys.check(kind, fields, row["seal"], row["seal_key_id"])
+
+
+def reseal_all(conn: Connection) -> dict[str, dict[str, int]]:
+    """After a rotation: rows that verify under an old key are sealed again with the active
+    key; rows that do not verify are left as they are (and counted)."""
+    keys = for_connection(conn).keys
+    counts: dict[str, dict[str, int]] = {}
+    for kind, table in TABLES.items():
+        tally = {"resealed": 0, "already_active": 0, "not_valid": 0}
+        for found in conn.execute(sa.select(table)).all():
+            row = found._mapping
+            if check_row(keys, kind, row) is not Check.VALID:
+                tally["not_valid"] += 1
+            elif row["seal_key_id"] == keys.active:
+                tally["already_active"] += 1
+            else:
+                seal, kid = keys.seal(kind, fields_of(kind, row))
+                conn.execute(sa.update(table).where(table.c.id == row["id"])
+                             .values(seal=seal, seal_key_id=kid))
+                tally["resealed"] += 1
+        counts[kind] = tally
+    return counts
