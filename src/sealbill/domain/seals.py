@@ -34,12 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 PREFIX = b"sealbill-seal-v1\n"
-Value = None | bool | int | str | datetime
+Value = bool | int | str | datetime | None
 
 
-def _plain(name: str, value: object) -> None | bool | int | str:
+def _plain(name: str, value: object) -> bool | int | str | None:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, datetime):
@@ -139,3 +140,52 @@ def checkpoint_fields(chain: str, org_id: int, seq: int, head_hash: str) -> dict
     """A chain's head as seen at one moment: written outside the database so that a
     truncated tail (fewer rows than some checkpoint counted) is seen."""
     return {"chain": chain, "organization_id": org_id, "seq": seq, "head_hash": head_hash}
+
+
+EVENT_FIELDS = ("organization_id", "seq", "contact_id", "account_id", "role", "event", "actor",
+                "method", "reason", "old_value", "new_value", "at", "prev_hash")
+
+
+def event_hash(row: Mapping[str, Any]) -> str:
+    """The ``row_hash`` of a ``contact_events`` row: SHA-256 of its canonical encoding."""
+    return hashlib.sha256(encode("contact_event", {name: row[name] for name in EVENT_FIELDS})
+                          ).hexdigest()
+
+
+def row_fields(kind: str, row: Mapping[str, Any]) -> dict[str, object]:
+    """The sealed fields of a stored ``organizations``/``contacts``/``contact_links`` row."""
+    if kind == "contact":
+        return contact_fields(int(row["organization_id"]), int(row["id"]), str(row["email"]))
+    if kind == "link":
+        return link_fields(int(row["organization_id"]), int(row["id"]), int(row["contact_id"]),
+                           int(row["account_id"]), str(row["role"]), str(row["status"]),
+                           row["verified_email"], row["verification_method"],
+                           row["verified_at"])
+    if kind == "organization":
+        return organization_fields(int(row["id"]), str(row["slug"]), str(row["sender_email"]),
+                                   str(row["sender_name"]), row["archive_email"])
+    raise ValueError(f"no sealed fact of kind {kind!r}")
+
+
+def check_row(keys: Keys, kind: str, row: Mapping[str, Any]) -> Check:
+    """A stored row's seal recomputed from its content (unreadable content: mismatch)."""
+    try:
+        fields = row_fields(kind, row)
+    except (TypeError, ValueError, KeyError):
+        return Check.MISMATCH
+    return keys.check(kind, fields, row["seal"], row["seal_key_id"])
+
+
+def check_event(keys: Keys, row: Mapping[str, Any]) -> Check:
+    """A chained event row: its hash recomputed, and the seal over (org, seq, that hash)."""
+    if row["seq"] is None:
+        return Check.MISSING
+    try:
+        computed = event_hash(row)
+    except (TypeError, ValueError, KeyError):
+        return Check.MISMATCH
+    if computed != row["row_hash"]:
+        return Check.MISMATCH
+    return keys.check("contact_event", chained_fields(int(row["organization_id"]),
+                                                      int(row["seq"]), computed),
+                      row["seal"], row["seal_key_id"])

@@ -47,8 +47,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain import guard
+from sealbill.domain import guard, seal_guard
 from sealbill.domain.identifiers import IdentifierSearch
+from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
@@ -57,7 +58,7 @@ from sealbill.pipeline.forked import WorkerDied, run_forked
 from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
-from sealbill.store import alerts, switches
+from sealbill.store import alerts, contact_log, seal_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
 from sealbill.store.db import is_postgres
@@ -104,6 +105,7 @@ class SendReport:
     attempted: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
     guard_seconds: float = 0.0  # CPU time of the guard's steps, summed over the senders
+    seal_seconds: float = 0.0  # of which the seal rule (reading the rows, checking the MACs)
     cpu_seconds: float = 0.0  # CPU time of the sender processes, summed
     seconds: float = 0.0
     senders: int = 1
@@ -191,6 +193,7 @@ class _Sender:
                 return None  # changed since it was listed: not ours to send now
             if prepared is not None:
                 violations = self._judge(item, prepared, facts, fresh_read_seconds)
+                violations += self._sealed(conn, item, prepared)
             if not violations:
                 violations = self._record_claims(conn, item, facts.claimed_by_this_message)
             if violations:
@@ -235,6 +238,25 @@ class _Sender:
             facts.fresh, prepared.examined, self.index)
         self.report.guard_seconds += (time.process_time() - started + fresh_read_seconds
                                       + prepared.examine_seconds)
+        return violations
+
+    def _sealed(self, conn: Any, item: box.OutboxItem,
+                prepared: _Prepared) -> list[guard.Violation]:
+        """The seal rule (``domain/seal_guard.py``) on rows read in this transaction; its
+        time is added to the guard's and reported on its own (``seal_seconds``)."""
+        started = time.process_time()
+        outgoing = prepared.composed.outgoing
+        try:
+            keys = for_connection(conn).keys
+            evidence = seal_facts.evidence(conn, self.org_id, item.account_id,
+                                           [cid for cid, _ in item.recipients])
+        except KeyMissing as exc:
+            return [guard.Violation("seal", str(exc), {})]
+        violations = seal_guard.verdict(keys, item.account_id, item.recipients,
+                                        outgoing.mail_from, outgoing.rcpt_to, evidence)
+        spent = time.process_time() - started
+        self.report.seal_seconds += spent
+        self.report.guard_seconds += spent
         return violations
 
     def _record_claims(self, conn: Any, item: box.OutboxItem,
@@ -323,6 +345,12 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                              "`sealbill resume --run`"}.get(
                                        str(run["status"]), "nothing to send"))
             plan_store.set_run_status(conn, org_id, run_id, "sending")
+        history = _history_problems(engine, org_id, run_id)
+        if history is not None:
+            report = SendReport(run_id, status="halted", stopped="halted",
+                                violations=[history])
+            report.seconds = time.perf_counter() - started
+            return report
         sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress)
         report = sender.report
         try:
@@ -351,6 +379,29 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
     return report
 
 
+def _history_problems(engine: Engine, org_id: int, run_id: int) -> dict[str, Any] | None:
+    """The whole sealed contact history checked once before the run sends anything (the
+    per-message seal rule reads only each link's latest event): an edited, forged, deleted or
+    cut event halts the run, with the findings as evidence. ``None``: the history is sound."""
+    with engine.begin() as conn:
+        try:
+            found = contact_log.verify(conn, org_id).problems
+        except KeyMissing as exc:
+            found = [{"problem": "no key", "detail": str(exc)}]
+        if not found:
+            return None
+        evidence = {"violations": [{"rule": "seal", "message": "the contact history does "
+                                    "not verify (sealbill contacts verify-log)",
+                                    "evidence": {"problems": found[:50]}}]}
+        plan_store.set_run_status(conn, org_id, run_id, "halted",
+                                  f"seal: the contact history does not verify "
+                                  f"({len(found)} problem(s))")
+        alerts.record(conn, org_id, cause="guard:seal", run_id=run_id, evidence=evidence,
+                      message=f"run {run_id} halted before sending: contact history "
+                              f"does not verify")
+        return evidence
+
+
 _STOP_PRIORITY = ("halted", "crashed", "paused", "smtp_failing")
 
 
@@ -369,6 +420,7 @@ def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],
             sender.transport.close()
         r = sender.report
         return {"stopped": stopped, "attempted": r.attempted, "guard_seconds": r.guard_seconds,
+                "seal_seconds": r.seal_seconds,
                 "violations": r.violations, "cpu_seconds": time.process_time() - cpu}
 
     report = lead.report
@@ -380,6 +432,7 @@ def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],
             continue
         report.attempted += result["attempted"]
         report.guard_seconds += result["guard_seconds"]
+        report.seal_seconds += result["seal_seconds"]
         report.cpu_seconds += result["cpu_seconds"]
         report.violations += result["violations"]
         if result["stopped"]:

@@ -21,7 +21,6 @@ link between rows (``chain broken``), a row whose id is out of order with its pl
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,23 +28,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.domain.seals import Check, chained_fields, encode
+from sealbill.domain.seals import EVENT_FIELDS, Check, chained_fields, check_event, event_hash
 from sealbill.keys import for_connection
 from sealbill.store import chain
 from sealbill.store.db import is_postgres
 from sealbill.store.schema import contact_events
 
 CHAIN = "contact_events"
-EVENT_FIELDS = ("organization_id", "seq", "contact_id", "account_id", "role", "event", "actor",
-                "method", "reason", "old_value", "new_value", "at", "prev_hash")
 LINK_EVENTS = ("linked", "verified", "pending", "revoked")  # the events that set a link's status
 _LOCK_NAMESPACE = 0x5EA2
 _XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :org)")
 
 
-def row_hash(row: Any) -> str:
-    return hashlib.sha256(encode("contact_event", {name: row[name] for name in EVENT_FIELDS})
-                          ).hexdigest()
+row_hash = event_hash
 
 
 def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: str,
@@ -73,12 +68,7 @@ def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
 
 def seal_check(conn: Connection, row: Any) -> Check:
     """The seal of one stored event row, recomputed from its content."""
-    keys = for_connection(conn).keys
-    if row["seq"] is None:
-        return Check.MISSING
-    return keys.check("contact_event", chained_fields(int(row["organization_id"]),
-                                                      int(row["seq"]), row_hash(row)),
-                      row["seal"], row["seal_key_id"])
+    return check_event(for_connection(conn).keys, row)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection
 
 from sealbill.store import contact_log
 from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
-from sealbill.store.seals import seal_row
 from sealbill.store.schema import (
     account_public_ids,
     accounts,
@@ -35,6 +34,7 @@ from sealbill.store.schema import (
     contacts,
     organizations,
 )
+from sealbill.store.seals import seal_row
 
 ROLES = ("billing", "admin", "technical")
 STATUSES = ("pending", "verified", "revoked")

@@ -28,20 +28,8 @@ TABLES: dict[str, sa.Table] = {"organization": organizations, "contact": contact
                                "link": contact_links}
 
 
-def fields_of(kind: str, row: Mapping[str, Any]) -> dict[str, object]:
-    if kind == "contact":
-        return seals.contact_fields(int(row["organization_id"]), int(row["id"]),
-                                    str(row["email"]))
-    if kind == "link":
-        return seals.link_fields(int(row["organization_id"]), int(row["id"]),
-                                 int(row["contact_id"]), int(row["account_id"]),
-                                 str(row["role"]), str(row["status"]), row["verified_email"],
-                                 row["verification_method"], row["verified_at"])
-    if kind == "organization":
-        return seals.organization_fields(int(row["id"]), str(row["slug"]),
-                                         str(row["sender_email"]), str(row["sender_name"]),
-                                         row["archive_email"])
-    raise ValueError(f"no sealed fact of kind {kind!r}")
+fields_of = seals.row_fields
+check_row = seals.check_row
 
 
 def _read(conn: Connection, kind: str, row_id: int) -> Mapping[str, Any]:
@@ -58,14 +46,6 @@ def seal_row(conn: Connection, kind: str, row_id: int) -> None:
     seal, kid = for_connection(conn).keys.seal(kind, fields_of(kind, _read(conn, kind, row_id)))
     conn.execute(sa.update(table).where(table.c.id == row_id)
                  .values(seal=seal, seal_key_id=kid))
-
-
-def check_row(keys: seals.Keys, kind: str, row: Mapping[str, Any]) -> Check:
-    try:
-        fields = fields_of(kind, row)
-    except (TypeError, ValueError):
-        return Check.MISMATCH
-    return keys.check(kind, fields, row["seal"], row["seal_key_id"])
 
 
 def reseal_all(conn: Connection) -> dict[str, dict[str, int]]:
