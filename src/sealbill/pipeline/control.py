@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from sealbill.pipeline import set_aside as set_asides
 from sealbill.store import alerts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
@@ -49,16 +50,23 @@ def resume(engine: Engine, org_id: int, *, actor: str, reason: str,
 
 
 def status(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
+    """The run's state: every outbox state counted (zeros included), the messages set aside
+    with why, the plan's verdict, archive and report lines, the exit code it means."""
     with engine.begin() as conn:
         run = plan_store.run_row(conn, org_id, run_id)
         plan = plan_store.plan_row(conn, org_id, run_id)
+        counts = box.counts(conn, org_id, run_id)
         return {
             "run_id": run_id, "period": run["period"], "status": run["status"],
             "halted_reason": run["halted_reason"], "started_by": run["started_by"],
             "plan": None if plan is None else {
                 "verdict": plan["verdict"], "approved_by": plan["approved_by"],
-                "approved_reason": plan["approved_reason"]},
-            "outbox": box.counts(conn, org_id, run_id),
+                "approved_reason": plan["approved_reason"],
+                "approved_digest": plan["approved_digest"], "archive": plan["archive_email"],
+                "report_lines": (plan["report"] or {}).get("lines", [])},
+            "outbox": set_asides.all_counts(counts),
+            "set_aside": set_asides.set_aside_list(conn, org_id, run_id),
+            "exit_code": set_asides.exit_code(str(run["status"]), counts),
             "switch": switches.state(conn, org_id),
             "alerts": [{"id": a["id"], "cause": a["cause"], "message": a["message"],
                         "created_at": a["created_at"]}

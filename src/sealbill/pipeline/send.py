@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain import guard
+from sealbill.domain import guard, send_policy
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
@@ -57,7 +57,7 @@ from sealbill.pipeline.forked import WorkerDied, run_forked
 from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
-from sealbill.store import alerts, switches
+from sealbill.store import address_rules, alerts, policy_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
 from sealbill.store.db import is_postgres
@@ -128,6 +128,10 @@ class _Sender:
         gc.collect()
         gc.freeze()
         self.failures_in_a_row = 0
+        # The address policy is configuration (the allow-list may name thousands of domains):
+        # read once per sender; the facts it is applied to are read fresh for each message.
+        with engine.begin() as conn:
+            self.address_policy = address_rules.policy_for(conn, org_id)
         self.kill_at = _kill_point()
         self.db = SenderConnection(
             OutcomePolicy(org_id, options.max_attempts,
@@ -191,6 +195,7 @@ class _Sender:
                 return None  # changed since it was listed: not ours to send now
             if prepared is not None:
                 violations = self._judge(item, prepared, facts, fresh_read_seconds)
+                violations += self._policy(conn, item, prepared)
             if not violations:
                 violations = self._record_claims(conn, item, facts.claimed_by_this_message)
             if violations:
@@ -237,6 +242,17 @@ class _Sender:
                                       + prepared.examine_seconds)
         return violations
 
+    def _policy(self, conn: Any, item: box.OutboxItem,
+                prepared: _Prepared) -> list[guard.Violation]:
+        """The guard's policy rules (address policy, archive, approval), on facts read now."""
+        started = time.process_time()
+        facts = policy_facts.read(conn, self.org_id, item.envelope_id)
+        found = send_policy.violations(item.account_id, item.recipients,
+                                       prepared.composed.outgoing.rcpt_to, self.address_policy,
+                                       facts)
+        self.report.guard_seconds += time.process_time() - started
+        return found
+
     def _record_claims(self, conn: Any, item: box.OutboxItem,
                        have: frozenset[int]) -> list[guard.Violation]:
         """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
@@ -258,7 +274,6 @@ class _Sender:
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})
         summary = "; ".join(f"{v.rule}: {v.message}" for v in violations)
-        box.mark_held(conn, self.org_id, item.outbox_id, f"guard: {summary}")
         plan_store.set_run_status(conn, self.org_id, self.run_id, "halted",
                                   f"guard stopped {item.message_id}: {summary}"[:500])
         evidence = {"message_id": item.message_id, "envelope_id": item.envelope_id,
@@ -266,6 +281,9 @@ class _Sender:
                     "recipients": [{"contact_id": c, "email": e} for c, e in item.recipients],
                     "violations": [{"rule": v.rule, "message": v.message,
                                     "evidence": dict(v.evidence)} for v in violations]}
+        # this message only is set aside (with why); the run halts until an operator acts
+        box.mark_set_aside(conn, self.org_id, item.outbox_id, by="guard",
+                           reason=f"guard: {summary}", evidence=evidence)
         alerts.record(conn, self.org_id, cause="guard:" + ",".join(rules),
                       message=f"guard halted run {self.run_id}: {summary}", evidence=evidence,
                       run_id=self.run_id, envelope_id=item.envelope_id)
@@ -343,7 +361,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
             status = str(plan_store.run_row(conn, org_id, run_id)["status"])
             if stopped is None and status == "sending" and not retryable_left(
                     conn, org_id, run_id, options.max_attempts):
-                status = "sent"
+                # "incomplete": the rest went, but messages were set aside (`run retry`)
+                status = "incomplete" if report.counts.get("set_aside") else "sent"
                 plan_store.set_run_status(conn, org_id, run_id, status)
             report.status = status
     report.seconds = time.perf_counter() - started

@@ -29,7 +29,7 @@ def check_canary(engine: Engine, org_id: int, run_id: int) -> str | None:
     with engine.begin() as conn:
         rows = box.items(conn, org_id, run_id, canary=True,
                          statuses=("queued", "sending", "failed_temporary", "failed_permanent",
-                                   "held"))
+                                   "held", "set_aside"))
         failed = [r for r in rows if r.status != "held" or r.recipients]
         if not failed:
             return None

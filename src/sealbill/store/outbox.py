@@ -25,7 +25,8 @@ it reads by contact, account or invoice, never every row of the run or organizat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -352,6 +353,20 @@ def mark_held(conn: Connection, org_id: int, outbox_id: int, reason: str) -> Non
     _set(conn, org_id, outbox_id, status="held", last_error=reason[:1000])
 
 
+def mark_set_aside(conn: Connection, org_id: int, outbox_id: int, *, by: str, reason: str,
+                   evidence: Mapping[str, Any] | None = None) -> None:
+    """Exclude the message from the run (``set_aside``) with who, why and the evidence; its
+    claims are released (nothing was sent). Only ``run retry`` (or ``resume`` for a message
+    the guard set aside and no operator confirmed) queues it again, for a fresh guard check."""
+    values: dict[str, Any] = {"status": "set_aside", "last_error": reason[:1000],
+                              "set_aside_at": now(), "set_aside_by": by[:100],
+                              "set_aside_reason": reason[:1000]}
+    if evidence is not None:
+        values["set_aside_evidence"] = json.loads(json.dumps(evidence, default=str))
+    _set(conn, org_id, outbox_id, **values)
+    conn.execute(sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id))
+
+
 def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
                    bounced: Sequence[int]) -> None:
     """Never retried; its claims are released (nothing was accepted); refused contacts are
@@ -375,7 +390,11 @@ def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
     down for hours): they start their retries afresh, with the same Message-ID."""
     held = conn.execute(
         sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-                                outbox.c.status == "held", outbox.c.last_error.like("guard:%"))
+                                sa.or_(sa.and_(outbox.c.status == "held",
+                                               outbox.c.last_error.like("guard:%")),
+                                       # set aside by the guard, not confirmed by an operator
+                                       sa.and_(outbox.c.status == "set_aside",
+                                               outbox.c.set_aside_by == "guard")))
         .values(status="queued", updated_at=now())).rowcount
     exhausted = conn.execute(
         sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
