@@ -140,8 +140,19 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
              min=1, max=32, help="Sender processes after the canary, each with its own SMTP "
              "and database connections and the guard before each of its messages (one per "
              "core is the fastest; a crash leaves at most one message per sender in flight)."
-         )] = 1) -> None:
-    """Send the run: canary first, the guard before every message, the ledger after."""
+         )] = 1,
+         canary_min_failures: Annotated[int, typer.Option(
+             min=1, help="The canary halts the run when at least this many of its messages "
+             "failed ...")] = 2,
+         canary_failure_share: Annotated[float, typer.Option(
+             min=0.0, max=1.0, help="... and they are at least this share of the canary (one "
+             "bad address is not a systematic failure).")] = 0.3) -> None:
+    """Send the run: canary first, the guard before every message, the ledger after.
+
+    Per recipient: a message is delivered to the recipients the server accepts; a recipient
+    refused with 5xx is flagged as bounced, with 4xx retried (only it). A refusal of the SMTP
+    session (connection, TLS, AUTH, MAIL FROM, a reply naming the client) pauses the run as a
+    configuration problem: fix it, then run this command again."""
     engine, org_id, run_id = _context(db, org, run, as_json)
     try:
         smtp = mail_config.smtp_config()
@@ -150,7 +161,9 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
         usage_error(str(exc), as_json=as_json)
     status = control.status(engine, org_id, run_id)
     total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
-    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders)
+    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders,
+                          canary_min_failures=canary_min_failures,
+                          canary_failure_share=canary_failure_share)
     try:
         with progress(not as_json, "sending", total) as bar:
             report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
@@ -158,29 +171,52 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
                               transport_factory=lambda: SmtpSender(smtp))
     except (SendError, RunBusy) as exc:
         fail(str(exc), as_json=as_json)
-    code = set_asides.exit_code(report.status, report.counts)
+    after = control.status(engine, org_id, run_id, run)
+    code = after["exit_code"]
     payload = {"ok": code == 0, "exit_code": code, "run_id": run_id, "status": report.status,
                "stopped": report.stopped, "outbox": set_asides.all_counts(report.counts),
                "violations": report.violations, "seconds": round(report.seconds, 3),
-               "senders": report.senders}
+               "senders": report.senders, "undelivered": after["undelivered"]}
     if as_json:
         emit_json(payload)
     else:
         console.print(f"run {run_id}: {report.status}; outbox {report.counts}", markup=False)
         if report.stopped:
             console.print(f"stopped: {report.stopped}", markup=False)
-        for line in report_lines(control.status(engine, org_id, run_id), run):
+        for line in undelivered_lines(after):
+            console.print(line, markup=False, highlight=False)
+        for line in report_lines(after, run):
             console.print(line, markup=False, highlight=False)
     raise typer.Exit(code)
+
+
+UNDELIVERED_SHOWN = 50
+
+
+def undelivered_lines(status: dict[str, Any]) -> list[str]:
+    """One line per recipient not delivered (the first 50; ``--json`` lists all)."""
+    items = status.get("undelivered") or []
+    if not items:
+        return []
+    out = [f"  not delivered ({len(items)}):"]
+    for item in items[:UNDELIVERED_SHOWN]:
+        out.append(f"    {item['invoice']} account {item['account']} -> "
+                   f"{item['recipient'] or '(no recipient)'}: {item['recipient_state']}"
+                   + (f", reply {item['reply']!r}" if item["reply"] else ""))
+        out.append(f"      next: {item['next_step']}")
+    if len(items) > UNDELIVERED_SHOWN:
+        out.append(f"    ... and {len(items) - UNDELIVERED_SHOWN} more (--json lists all)")
+    return out
 
 
 @run_app.command("status", epilog=f"Exit codes: {EXIT_HELP}.")
 def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
                as_json: JsonOption = False) -> None:
-    """Where the run's delivery stands: every outbox state counted, the messages set aside and
+    """Where the run's delivery stands: every outbox state counted, every recipient not
+    delivered (invoice, account, address, server reply, next step), the messages set aside and
     why, the switch, open alerts; the exit code says the same (0 only when all delivered)."""
     engine, org_id, run_id = _context(db, org, run, as_json)
-    payload = control.status(engine, org_id, run_id)
+    payload = control.status(engine, org_id, run_id, run)
     if as_json:
         emit_json(payload)
         raise typer.Exit(payload["exit_code"])
@@ -194,6 +230,8 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
                       markup=False)
     if payload["plan"]:
         console.print(f"  archive copy: {payload['plan']['archive'] or 'none'}", markup=False)
+    for line in undelivered_lines(payload):
+        console.print(line, markup=False, highlight=False)
     for line in report_lines(payload, run):
         console.print(line, markup=False, highlight=False)
     raise typer.Exit(payload["exit_code"])

@@ -68,12 +68,17 @@ def set_aside_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
 
 
 @run_app.command("retry", epilog=f"Exit codes: {EXIT_HELP}.")
-def retry_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
+def retry_command(run: RunArg, org: OrgOption,
+                  invoice: Annotated[str | None, typer.Option(
+                      "--invoice", help="The invoice number (default: every failed message "
+                      "of the run).")] = None,
                   by: ActorOption = "operator", db: DbOption = None,
                   reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
                   as_json: JsonOption = False) -> None:
-    """Queue a set-aside message again: the next `run send` checks it with the whole guard,
-    on the data as it is then."""
+    """Queue again a set-aside message (--invoice), or failed messages after a fix (retries
+    exhausted, or refused by the server): the next `run send` checks each with the whole
+    guard, on the data as it is then, and sends it only to its recipients not yet delivered
+    (same Message-ID)."""
     engine, org_id, run_id = _run(db, org, run, as_json)
     try:
         done = set_asides.retry(engine, org_id, run_id, invoice, actor=by, reason=reason)
@@ -82,8 +87,14 @@ def retry_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
     if as_json:
         emit_json({"ok": True, **done})
         return
-    console.print(f"{invoice} queued again; `sealbill run send {run}` checks and sends it",
-                  markup=False)
+    for skipped in done["skipped"]:
+        console.print(f"{skipped['invoice']} not queued: {skipped['reason']} (correct the "
+                      f"contacts, then `sealbill run plan {run} --replan`)", markup=False)
+    if not done["queued"]:
+        console.print("nothing to retry", markup=False)
+        return
+    console.print(f"{', '.join(done['queued'])} queued again; `sealbill run send {run}` checks "
+                  "and sends", markup=False)
 
 
 def report_lines(status: Mapping[str, Any], run: str) -> list[str]:

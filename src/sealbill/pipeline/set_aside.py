@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.store import alerts
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
@@ -61,15 +62,19 @@ def all_counts(counts: Mapping[str, int]) -> dict[str, int]:
     return {state: int(counts.get(state, 0)) for state in (*OUTBOX_STATES, *counts)}
 
 
+_ROW_QUERY = (
+    sa.select(outbox.c.id, outbox.c.status, outbox.c.set_aside_by, outbox.c.set_aside_reason,
+              outbox.c.set_aside_evidence, outbox.c.envelope_id, outbox.c.message_id,
+              outbox.c.recipient_outcomes, outbox.c.last_error, delivery_envelopes.c.recipients,
+              invoices.c.number)
+    .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
+    .join(invoices, invoices.c.id == delivery_envelopes.c.invoice_id))
+
+
 def _row(conn: Connection, org_id: int, run_id: int, number: str) -> Any:
-    row = conn.execute(
-        sa.select(outbox.c.id, outbox.c.status, outbox.c.set_aside_by,
-                  outbox.c.set_aside_reason, outbox.c.set_aside_evidence,
-                  outbox.c.envelope_id, outbox.c.message_id)
-        .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
-        .join(invoices, invoices.c.id == delivery_envelopes.c.invoice_id)
-        .where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-               invoices.c.organization_id == org_id, invoices.c.number == number)).first()
+    row = conn.execute(_ROW_QUERY.where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+        invoices.c.organization_id == org_id, invoices.c.number == number)).first()
     if row is None:
         raise SetAsideError(f"run {run_id} has no message for invoice {number!r}")
     return row
@@ -113,26 +118,70 @@ def set_aside(engine: Engine, org_id: int, run_id: int, number: str, *, actor: s
             "set_aside_by": actor, "run_released": released}
 
 
-def retry(engine: Engine, org_id: int, run_id: int, number: str, *, actor: str,
+RETRY_FROM = ("set_aside", "failed_temporary", "failed_permanent")
+
+
+def retry(engine: Engine, org_id: int, run_id: int, number: str | None, *, actor: str,
           reason: str = "") -> dict[str, Any]:
-    """Queue a set-aside message again; the next ``run send`` checks it from scratch."""
+    """Queue again a set-aside message (``number``), or a failed one (``number``, or, with
+    ``number`` None, every failed message of the run: temporary failures whose retries ran out,
+    messages the server refused). The next ``run send`` checks each from scratch, with the
+    whole guard; a failed message goes again only to its recipients neither delivered nor
+    bounced (same Message-ID). A message whose recipients all bounced is not re-queued: its
+    contacts must be corrected first (then ``run plan --replan``)."""
     with engine.begin() as conn:
-        row = _row(conn, org_id, run_id, number)
-        if row.status != "set_aside":
-            raise SetAsideError(f"the message of {number} is {row.status}, not set aside")
-        conn.execute(sa.update(outbox).where(outbox.c.id == row.id).values(
-            status="queued", attempts=0, next_attempt_at=None, updated_at=box.now(),
-            last_error=f"retry by {actor}: {reason or 'no reason given'}"[:1000]))
-        alerts.note(conn, org_id, cause="retry", actor=actor, run_id=run_id,
-                    envelope_id=int(row.envelope_id),
-                    message=f"{number} queued again by {actor} for a fresh guard check",
-                    evidence={"was": {"by": row.set_aside_by, "reason": row.set_aside_reason}})
+        if number is not None:
+            row = _row(conn, org_id, run_id, number)
+            if row.status not in RETRY_FROM:
+                raise SetAsideError(f"the message of {number} is {row.status}: only a "
+                                    "set-aside or failed message can be retried")
+            targets = [(number, row)]
+        else:
+            targets = _failed_rows(conn, org_id, run_id)
+        queued, skipped = [], []
+        for invoice_number, row in targets:
+            outcomes = rcpts.reopen(row.recipient_outcomes or {})
+            left = rcpts.pending([e for _, e in _recipients(row)], outcomes)
+            if row.status != "set_aside" and not left:
+                skipped.append({"invoice": invoice_number, "reason": "every recipient bounced"})
+                continue
+            conn.execute(sa.update(outbox).where(outbox.c.id == row.id).values(
+                status="queued", attempts=0, next_attempt_at=None, updated_at=box.now(),
+                recipient_outcomes=outcomes or None,
+                last_error=f"retry by {actor}: {reason or 'no reason given'}"[:1000]))
+            was = ({"by": row.set_aside_by, "reason": row.set_aside_reason}
+                   if row.status == "set_aside" else {"status": row.status,
+                                                     "reply": row.last_error})
+            alerts.note(conn, org_id, cause="retry", actor=actor, run_id=run_id,
+                        envelope_id=int(row.envelope_id),
+                        message=f"{invoice_number} queued again by {actor} for a fresh guard "
+                                "check", evidence={"was": was})
+            queued.append(invoice_number)
+        if number is not None and skipped:
+            raise SetAsideError(f"every recipient of {number} bounced: correct its contacts, "
+                                f"then `sealbill run plan {run_id} --replan`")
         run = plan_store.run_row(conn, org_id, run_id)
-        if run["status"] in ("sent", "incomplete"):
+        if queued and run["status"] in ("sent", "incomplete"):
             plan_store.set_run_status(conn, org_id, run_id, "approved")
-        released = _release_if_confirmed(conn, org_id, run_id, actor, f"retry {number}")
-    return {"run_id": run_id, "invoice": number, "status": "queued",
-            "run_released": released}
+        released = _release_if_confirmed(conn, org_id, run_id, actor,
+                                         f"retry {number or 'failed messages'}")
+    return {"run_id": run_id, "invoice": number, "status": "queued", "queued": queued,
+            "skipped": skipped, "run_released": released}
+
+
+def _recipients(row: Any) -> list[tuple[int | None, str]]:
+    """The message's SMTP recipients as far as the outbox knows: the envelope's contacts and
+    any other address an earlier attempt recorded (the archive copy)."""
+    contacts = [(int(r["contact_id"]), str(r["email"])) for r in row.recipients or ()]
+    known = {rcpts.key(e) for _, e in contacts}
+    return contacts + [(None, k) for k in (row.recipient_outcomes or {}) if k not in known]
+
+
+def _failed_rows(conn: Connection, org_id: int, run_id: int) -> list[tuple[str, Any]]:
+    rows = conn.execute(_ROW_QUERY.where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+        outbox.c.status.in_(("failed_temporary", "failed_permanent"))).order_by(outbox.c.id))
+    return [(str(r.number), r) for r in rows]
 
 
 def set_aside_list(conn: Connection, org_id: int, run_id: int) -> list[dict[str, Any]]:

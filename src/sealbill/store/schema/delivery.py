@@ -87,6 +87,10 @@ outbox = sa.Table(
     sa.Column("set_aside_by", sa.String(100)),  # "guard", or the operator who confirmed it
     sa.Column("set_aside_reason", sa.String(1000)),
     sa.Column("set_aside_evidence", sa.JSON),
+    # Per recipient (normalized address): {"state": delivered | bounced | deferred | refused,
+    # "code", "reply", "at"} (domain/recipient_outcomes.py). A retry goes only to the recipients
+    # neither delivered nor bounced, with the same Message-ID.
+    sa.Column("recipient_outcomes", sa.JSON),
     sa.UniqueConstraint("envelope_id"),
     sa.Index("ix_outbox_run_status", "run_id", "status"),
 )
@@ -132,9 +136,13 @@ delivery_ledger = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=False, index=True),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("row_hash", sa.String(64), nullable=False),
+    # One row per acceptance of a message: 1, or, for a message accepted for some recipients
+    # and later (after a retry) for the others, 1 + the recipients delivered before — each
+    # row lists exactly the recipients that accepted it then (disjoint). A resend after a crash
+    # is the same acceptance, recorded once.
+    sa.Column("part", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("organization_id", "seq"),
-    # One ledger row per message: a resend after a crash is the same message, recorded once.
-    sa.UniqueConstraint("organization_id", "message_id"),
+    sa.UniqueConstraint("organization_id", "message_id", "part"),
 )
 
 alerts = sa.Table(
