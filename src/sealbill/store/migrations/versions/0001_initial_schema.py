@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 19:42:40.857493
+Create Date: 2026-12-06 19:57:54.312467
 """
 
 from alembic import op
@@ -151,9 +151,10 @@ def upgrade() -> None:
     sa.Column('sent_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('row_hash', sa.String(length=64), nullable=False),
+    sa.Column('part', sa.Integer(), server_default='1', nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_delivery_ledger_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_ledger')),
-    sa.UniqueConstraint('organization_id', 'message_id', name=op.f('uq_delivery_ledger_organization_id_message_id')),
+    sa.UniqueConstraint('organization_id', 'message_id', 'part', name=op.f('uq_delivery_ledger_organization_id_message_id_part')),
     sa.UniqueConstraint('organization_id', 'seq', name=op.f('uq_delivery_ledger_organization_id_seq'))
     )
     with op.batch_alter_table('delivery_ledger', schema=None) as batch_op:
@@ -586,6 +587,7 @@ def upgrade() -> None:
     sa.Column('set_aside_by', sa.String(length=100), nullable=True),
     sa.Column('set_aside_reason', sa.String(length=1000), nullable=True),
     sa.Column('set_aside_evidence', sa.JSON(), nullable=True),
+    sa.Column('recipient_outcomes', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['envelope_id'], ['delivery_envelopes.id'], name=op.f('fk_outbox_envelope_id_delivery_envelopes')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_outbox_organization_id_organizations')),
     sa.ForeignKeyConstraint(['run_id'], ['billing_runs.id'], name=op.f('fk_outbox_run_id_billing_runs')),
