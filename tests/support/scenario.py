@@ -14,9 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.demo.seed import ORGANIZATION
+from sealbill.domain.address_policy import allowable_reserved
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.pipeline.accounts_import import import_accounts
 from sealbill.pipeline.billing import bill_period, period_bounds
@@ -25,7 +27,7 @@ from sealbill.pipeline.organizations import create_org
 from sealbill.pipeline.render import render_run
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
-from sealbill.store.schema import contacts
+from sealbill.store.schema import contacts, organizations
 
 
 @dataclass
@@ -53,20 +55,48 @@ def account_records(count: int, *, country: str = "FR") -> list[dict[str, Any]]:
     ]
 
 
+def allowed_domains(records: list[dict[str, Any]]) -> list[str]:
+    """Exactly the reserved (.example/.test) domains the records' contacts use."""
+    found = {str(c["email"]).rsplit("@", 1)[1].lower() for r in records
+             for c in r.get("contacts", [])}
+    return sorted(d for d in found if allowable_reserved(d))
+
+
+def organization(slug: str, records: list[dict[str, Any]],
+                 extra_domains: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The test organization: the demo's, with an allow-list of exactly the fictitious
+    domains its records use (and ``extra_domains``, a test's own)."""
+    base = ORGANIZATION["address_policy"]["allowed_reserved_domains"]
+    return {**ORGANIZATION, "slug": slug, "address_policy": {"allowed_reserved_domains": sorted(
+        {*base, *allowed_domains(records), *extra_domains})}}
+
+
+def allow_domains(engine: Engine, org_id: int, *domains: str) -> None:
+    """Add fictitious domains to an organization's allow-list (a test's outsider, say)."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(organizations.c.address_policy)
+                           .where(organizations.c.id == org_id)).scalar() or {}
+        allowed = sorted({*row.get("allowed_reserved_domains", ()), *domains})
+        conn.execute(sa.update(organizations).where(organizations.c.id == org_id)
+                     .values(address_policy={**row, "allowed_reserved_domains": allowed}))
+
+
 def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10",
                    files_dir: Path, slug: str = "acme-cloud", render: bool = True,
-                   records: list[dict[str, Any]] | None = None) -> Scenario:
+                   records: list[dict[str, Any]] | None = None,
+                   extra_domains: tuple[str, ...] = ()) -> Scenario:
     start, _ = period_bounds(period)
     at = datetime.now(UTC)
     files_dir.mkdir(parents=True, exist_ok=True)
+    records = records or account_records(accounts)
     with engine.begin() as conn:
-        org_id = create_org(conn, {**ORGANIZATION, "slug": slug})
+        org_id = create_org(conn, organization(slug, records, extra_domains))
         plan = Plan("basic", "Basic", Interval.MONTH, "EUR", 1, date(2020, 1, 1), (
             Charge("base", ChargeModel.FLAT, "Abonnement", "Subscription",
                    ChargeProperties(amount=Decimal("19.90"))),))
         catalog_store.add_plan(conn, org_id, plan, at)
         path = files_dir / f"accounts-{slug}.json"
-        path.write_text(json.dumps(records or account_records(accounts)), encoding="utf-8")
+        path.write_text(json.dumps(records), encoding="utf-8")
         import_accounts(conn, org_id, path, actor="test")
         account_ids = parties.account_ids_by_reference(conn, org_id)
         catalog_store.add_subscriptions_bulk(conn, org_id, [

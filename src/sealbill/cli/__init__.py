@@ -11,14 +11,16 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, setup
+from sealbill.cli import billing, delivery, demo, documents, incident, set_aside, setup
 
 app = typer.Typer(
     name="sealbill",
     help=(
         "Billing that sends each invoice to the people entitled to it and nobody else.\n\n"
         "Pipeline: meter -> rate -> invoice -> render -> plan -> guard -> send -> ledger; "
-        "incident reads the ledger. Exit codes: 0 ok, 1 failure, 2 bad usage."
+        "incident reads the ledger. Exit codes: 0 ok, 1 failure, 2 bad usage; run "
+        "commands also 3 held for approval, 4 halted by the guard / set aside, "
+        "5 undelivered."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -44,6 +46,7 @@ documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 delivery.register(app)
+set_aside.register(app)
 
 
 def main() -> None:

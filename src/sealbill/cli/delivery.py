@@ -1,8 +1,9 @@
 """Delivery commands: ``run plan|approve|send|status``, ``pause``, ``resume``,
 ``ledger verify``, ``contacts verify|confirm``, ``smtp-sink``.
 
-Exit codes: 0 done; 1 the work stopped (a held plan, a guard halt, undelivered messages, a
-broken ledger, a refused code); 2 bad usage.
+Exit codes: 0 done (every message delivered); 1 failure (an error, a broken ledger, a refused
+code); 2 bad usage; run commands also 3 held awaiting approval, 4 halted by the guard or
+messages set aside, 5 messages left undelivered (:mod:`sealbill.cli.set_aside`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from sealbill.cli.common import (
     progress,
     usage_error,
 )
+from sealbill.cli.set_aside import EXIT_HELP, report_lines
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline import control, verify
+from sealbill.pipeline import set_aside as set_asides
 from sealbill.pipeline.plan import PlanError, approve_run, plan_run, plan_summary
 from sealbill.pipeline.send import SendError, SendOptions, send_run
 from sealbill.store import ledger, parties, queries
@@ -75,7 +78,7 @@ def _org_domain(engine: Any, org_id: int) -> str:
         return str(parties.organization(conn, org_id)["sender_email"]).rsplit("@", 1)[1]
 
 
-@run_app.command("plan")
+@run_app.command("plan", epilog=f"Exit codes: {EXIT_HELP}.")
 def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption = None,
          replan: Annotated[bool, typer.Option(help="Rebuild the envelopes not sent yet.")] = False,
          policy: Annotated[Path | None, typer.Option(help="JSON file overriding the "
@@ -95,17 +98,21 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
     except (PlanError, LookupError) as exc:
         fail(str(exc), as_json=as_json)
     held = summary["verdict"] == HOLD and not summary["approved_by"]
+    code = set_asides.EXIT_HELD if held else 0
     if as_json:
-        emit_json({"ok": not held, **summary})
+        emit_json({"ok": not held, "exit_code": code, **summary})
     else:
         for line in summary["report"].get("lines", []):
             console.print(line, highlight=False, markup=False)
         console.print(f"{len(summary['envelopes'])} envelopes; canary: "
-                      f"{sum(1 for e in summary['envelopes'] if e['canary'])}")
+                      f"{sum(1 for e in summary['envelopes'] if e['canary'])}; archive copy "
+                      f"on each: {summary['archive'] or 'none'}", markup=False)
         if held:
-            console.print("held: `sealbill run approve RUN --by NAME --reason TEXT` "
-                          "(not the person who started the run)", markup=False)
-    raise typer.Exit(1 if held else 0)
+            console.print("held: read each change above; if every one is expected, "
+                          f"`sealbill run approve {run} --by NAME --reason TEXT` (not the "
+                          "person who started the run) approves exactly these differences",
+                          markup=False)
+    raise typer.Exit(code)
 
 
 @run_app.command("approve")
@@ -125,7 +132,7 @@ def approve(run: RunArg, org: OrgOption,
         console.print(f"run {run_id} approved by {by}", markup=False)
 
 
-@run_app.command("send")
+@run_app.command("send", epilog=f"Exit codes: {EXIT_HELP}.")
 def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
          max_attempts: Annotated[int, typer.Option(help="Attempts per message.")] = 5,
          backoff: Annotated[float, typer.Option(help="First retry delay, seconds.")] = 30.0,
@@ -133,8 +140,19 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
              min=1, max=32, help="Sender processes after the canary, each with its own SMTP "
              "and database connections and the guard before each of its messages (one per "
              "core is the fastest; a crash leaves at most one message per sender in flight)."
-         )] = 1) -> None:
-    """Send the run: canary first, the guard before every message, the ledger after."""
+         )] = 1,
+         canary_min_failures: Annotated[int, typer.Option(
+             min=1, help="The canary halts the run when at least this many of its messages "
+             "failed ...")] = 2,
+         canary_failure_share: Annotated[float, typer.Option(
+             min=0.0, max=1.0, help="... and they are at least this share of the canary (one "
+             "bad address is not a systematic failure).")] = 0.3) -> None:
+    """Send the run: canary first, the guard before every message, the ledger after.
+
+    Per recipient: a message is delivered to the recipients the server accepts; a recipient
+    refused with 5xx is flagged as bounced, with 4xx retried (only it). A refusal of the SMTP
+    session (connection, TLS, AUTH, MAIL FROM, a reply naming the client) pauses the run as a
+    configuration problem: fix it, then run this command again."""
     engine, org_id, run_id = _context(db, org, run, as_json)
     try:
         smtp = mail_config.smtp_config()
@@ -143,7 +161,9 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
         usage_error(str(exc), as_json=as_json)
     status = control.status(engine, org_id, run_id)
     total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
-    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders)
+    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders,
+                          canary_min_failures=canary_min_failures,
+                          canary_failure_share=canary_failure_share)
     try:
         with progress(not as_json, "sending", total) as bar:
             report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
@@ -151,29 +171,55 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
                               transport_factory=lambda: SmtpSender(smtp))
     except (SendError, RunBusy) as exc:
         fail(str(exc), as_json=as_json)
-    payload = {"ok": report.status == "sent", "run_id": run_id, "status": report.status,
-               "stopped": report.stopped, "outbox": report.counts,
+    after = control.status(engine, org_id, run_id, run)
+    code = after["exit_code"]
+    payload = {"ok": code == 0, "exit_code": code, "run_id": run_id, "status": report.status,
+               "stopped": report.stopped, "outbox": set_asides.all_counts(report.counts),
                "violations": report.violations, "seconds": round(report.seconds, 3),
-               "senders": report.senders}
+               "senders": report.senders, "undelivered": after["undelivered"]}
     if as_json:
         emit_json(payload)
     else:
         console.print(f"run {run_id}: {report.status}; outbox {report.counts}", markup=False)
         if report.stopped:
-            console.print(f"stopped: {report.stopped} (see `sealbill run status {run}`)",
-                          markup=False)
-    raise typer.Exit(0 if payload["ok"] else 1)
+            console.print(f"stopped: {report.stopped}", markup=False)
+        for line in undelivered_lines(after):
+            console.print(line, markup=False, highlight=False)
+        for line in report_lines(after, run):
+            console.print(line, markup=False, highlight=False)
+    raise typer.Exit(code)
 
 
-@run_app.command("status")
+UNDELIVERED_SHOWN = 50
+
+
+def undelivered_lines(status: dict[str, Any]) -> list[str]:
+    """One line per recipient not delivered (the first 50; ``--json`` lists all)."""
+    items = status.get("undelivered") or []
+    if not items:
+        return []
+    out = [f"  not delivered ({len(items)}):"]
+    for item in items[:UNDELIVERED_SHOWN]:
+        out.append(f"    {item['invoice']} account {item['account']} -> "
+                   f"{item['recipient'] or '(no recipient)'}: {item['recipient_state']}"
+                   + (f", reply {item['reply']!r}" if item["reply"] else ""))
+        out.append(f"      next: {item['next_step']}")
+    if len(items) > UNDELIVERED_SHOWN:
+        out.append(f"    ... and {len(items) - UNDELIVERED_SHOWN} more (--json lists all)")
+    return out
+
+
+@run_app.command("status", epilog=f"Exit codes: {EXIT_HELP}.")
 def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
                as_json: JsonOption = False) -> None:
-    """Where the run's delivery stands: outbox counts, the switch, open alerts."""
+    """Where the run's delivery stands: every outbox state counted, every recipient not
+    delivered (invoice, account, address, server reply, next step), the messages set aside and
+    why, the switch, open alerts; the exit code says the same (0 only when all delivered)."""
     engine, org_id, run_id = _context(db, org, run, as_json)
-    payload = control.status(engine, org_id, run_id)
+    payload = control.status(engine, org_id, run_id, run)
     if as_json:
         emit_json(payload)
-        return
+        raise typer.Exit(payload["exit_code"])
     console.print(f"run {run_id} ({payload['period']}): {payload['status']}", markup=False)
     if payload["halted_reason"]:
         console.print(f"  reason: {payload['halted_reason']}", markup=False)
@@ -182,6 +228,13 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     for alert in payload["alerts"]:
         console.print(f"  alert {alert['id']} [{alert['cause']}]: {alert['message']}",
                       markup=False)
+    if payload["plan"]:
+        console.print(f"  archive copy: {payload['plan']['archive'] or 'none'}", markup=False)
+    for line in undelivered_lines(payload):
+        console.print(line, markup=False, highlight=False)
+    for line in report_lines(payload, run):
+        console.print(line, markup=False, highlight=False)
+    raise typer.Exit(payload["exit_code"])
 
 
 def pause(org: OrgOption, by: ActorOption = "operator", db: DbOption = None,

@@ -39,7 +39,28 @@ ORGANIZATION: dict[str, Any] = {
     "electronic_address": "factures@acme-cloud.example", "phone": "+33 1 23 45 67 89",
     "website": "https://acme-cloud.example", "payment_terms_days": 30,
     "dpo_name": "Claire Martin", "dpo_email": "dpo@acme-cloud.example",
+    # The demo's names are fictitious, under the reserved .example TLD (RFC 2606); each one
+    # that may receive mail is listed here, exactly. seed_organization adds the customer
+    # domains it creates (customer-N.example); example.com, localhost and the like are
+    # refused even so (domain/address_policy.py).
+    "address_policy": {"allowed_reserved_domains": ["acme-cloud.example",
+                                                    "cabinet-expert.example"]},
 }
+ACCOUNTANT_DOMAIN = "cabinet-expert.example"
+
+
+def customer_domain(index: int) -> str:
+    """The fictitious domain of the demo's customer ``index`` (0-based)."""
+    return f"customer-{index + 1}.example"
+
+
+def demo_organization(accounts: int) -> dict[str, Any]:
+    """The demo organization, its allow-list naming exactly the domains the demo uses."""
+    org = dict(ORGANIZATION)
+    allowed = list(org["address_policy"]["allowed_reserved_domains"])
+    allowed += [customer_domain(i) for i in range(accounts)]
+    org["address_policy"] = {"allowed_reserved_domains": allowed}
+    return org
 
 METRICS = (
     ("api_calls", "API calls", "sum", None),
@@ -113,12 +134,12 @@ def account_record(index: int, rng: random.Random) -> dict[str, Any]:
             record["vat_id"] = ids.belgian_vat(rng)
     else:
         record["name"] = f"{person} {rng.choice(['Dupont', 'Müller', 'Rossi', 'Smith'])}"
-    email = f"billing-{index + 1}@customer-{index + 1}.example"
+    email = f"billing-{index + 1}@{customer_domain(index)}"
     record["electronic_address"] = email
     record["contacts"] = [
         {"email": email, "name": person, "role": "billing",
          "verified": {"by": "demo-seed", "reason": "demo data: address confirmed at signup"}},
-        {"email": f"admin-{index + 1}@customer-{index + 1}.example", "role": "admin"},
+        {"email": f"admin-{index + 1}@{customer_domain(index)}", "role": "admin"},
     ]
     return record
 
@@ -127,7 +148,7 @@ def seed_organization(conn: Connection, accounts: int, period_start: date, workd
                       seed: int = 2019) -> dict[str, Any]:
     """Create the demo org, plans, accounts and subscriptions; write the usage file."""
     rng = random.Random(seed)
-    org_id = create_org(conn, dict(ORGANIZATION))
+    org_id = create_org(conn, demo_organization(accounts))
     at = datetime.now(UTC)
     for code, name, aggregation, field in METRICS:
         catalog_store.add_metric(conn, org_id, code, name, aggregation, field)
@@ -151,7 +172,7 @@ def seed_organization(conn: Connection, accounts: int, period_start: date, workd
 
 def _add_accountant(conn: Connection, org_id: int, account_ids: list[int]) -> None:
     """One accountant verified on several accounts: a legitimate multi-account recipient."""
-    contact_id = parties.add_contact(conn, org_id, "compta@cabinet-expert.example",
+    contact_id = parties.add_contact(conn, org_id, f"compta@{ACCOUNTANT_DOMAIN}",
                                      name="Cabinet Expert", actor="demo-seed")
     for account_id in account_ids:
         link = parties.link_contact(conn, org_id, contact_id, account_id, "billing",

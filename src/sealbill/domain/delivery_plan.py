@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sealbill.domain import entitlement_changes as changes
+
 PROCEED, HOLD = "proceed", "hold"
 _SAMPLE = 20
 
@@ -81,6 +83,8 @@ class DeliveryPolicy:
     recently_verified: Threshold = Threshold(20, 0.05)
     fan_in_grown: Threshold = Threshold(0)
     fan_in_over_max: Threshold = Threshold(0)
+    fan_in_unexplained: Threshold = Threshold(0)  # addresses, by count
+    archive_changed: Threshold = Threshold(0)
     unexplained_links: Threshold = Threshold(0)
     unsafe_names: Threshold = Threshold(0)
     over_cap: Threshold = Threshold(0)
@@ -147,6 +151,7 @@ class Evaluation:
             mark = "HOLD" if f.holds else ("info" if f.limit is None else "ok")
             limit = "" if f.limit is None else f" (limit {f.limit})"
             out.append(f"[{mark}] {f.description}: {f.count}{limit}")
+            out += changes.detail_lines(f.kind, f.items)
         return out
 
 
@@ -167,10 +172,28 @@ def _sample(items: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]
 
 
 def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope] | None,
-             links: Sequence[LinkFact], policy: DeliveryPolicy, now: datetime) -> Evaluation:
+             links: Sequence[LinkFact], policy: DeliveryPolicy, now: datetime, *,
+             archive: str | None = None, previous_archive: str | None = None,
+             evidence: changes.Evidence | None = None) -> Evaluation:
+    """``archive``: the archive copy of this plan and of the previous one; ``evidence``: the
+    contact history of each changed (account, contact) pair (:func:`changes.changed_pairs`).
+    Every recipient change is listed (never sampled); thresholds only decide the verdict."""
     n = len(plan)
     findings = [*_absolute(plan, links, policy, now, first=previous is None)]
+    unexplained = changes.fan_in_unexplained(plan, links)
+    findings.append(Finding("fan_in_unexplained", "addresses receiving for accounts their "
+                            "verified links do not explain", len(unexplained),
+                            policy.fan_in_unexplained.limit(0), tuple(unexplained)))
     if previous is not None:
+        listed = changes.recipient_changes(plan, previous, evidence or {})
+        findings.append(Finding("recipient_changes", "accounts whose recipients changed since "
+                                "the previous cycle (every one listed)", len(listed), None,
+                                tuple(listed)))
+        moved = changes.archive_change(archive, previous_archive)
+        findings.append(Finding("archive_changed", "archive copy changed since the previous "
+                                "cycle", int(moved is not None),
+                                policy.archive_changed.limit(0),
+                                (moved,) if moved else ()))
         findings += _diff(plan, previous, policy)
     first = previous is None
     holds = any(f.holds for f in findings) or (first and policy.first_cycle == HOLD)
@@ -178,6 +201,9 @@ def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope
         findings.insert(0, Finding("first_cycle", "first cycle: no previous plan to compare",
                                    1, 0))
     findings.insert(0, Finding("envelopes", "envelopes in this plan", n, None))
+    findings.insert(1, Finding("archive", f"archive copy on every message: {archive or 'none'}",
+                               int(archive is not None), None,
+                               ({"archive": archive},) if archive else ()))
     return Evaluation(HOLD if holds else PROCEED, tuple(findings), first)
 
 

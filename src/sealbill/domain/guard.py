@@ -14,7 +14,8 @@ Rules (each violation names its rule):
 2. ``headers`` — the bytes parsed back: ``To`` lists exactly the envelope's addresses, there is
    no ``Cc``, ``Bcc`` or ``Resent-*``, each of From/To/Subject/Message-ID appears once, the
    Message-ID is the outbox row's; the SMTP recipients are exactly the ``To`` addresses plus,
-   optionally, the organization's archive mailbox;
+   optionally, the organization's archive mailbox — less those an earlier attempt of this
+   message settled (``Envelope.settled``: delivered, or bounced), never more;
 3. ``content`` — exactly one PDF, whose digest is the invoice's rendered PDF; text and HTML
    bodies whose digests are the rendered ones; the Factur-X XML in that PDF has this invoice's
    number and this buyer; subject and bodies name this invoice and this account; and no other
@@ -61,6 +62,14 @@ class Envelope:
     account_id: int
     recipients: tuple[tuple[int, str], ...]  # (contact id, address)
     attachment_sha256: str
+    # Normalized addresses an earlier attempt of this very message already delivered to or
+    # that bounced it: a resend goes to the others only. They stay in To: (same bytes), are
+    # not among the SMTP recipients, and rules 1 and 4 judge the recipients sent to now.
+    settled: frozenset[str] = frozenset()
+
+    def sending_to(self) -> tuple[tuple[int, str], ...]:
+        return tuple((c, e) for c, e in self.recipients
+                     if normalize_address(e) not in self.settled)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def _recipients(env: Envelope, fresh: Fresh) -> list[Violation]:
         out.append(Violation("recipients", "a contact is listed twice", {"contacts": ids}))
     verified = fresh.verified_contacts or frozenset()
     verified_norm = {(cid, normalize_address(email)) for cid, email in verified}
-    strangers = [{"contact_id": cid, "email": email} for cid, email in env.recipients
+    strangers = [{"contact_id": cid, "email": email} for cid, email in env.sending_to()
                  if (cid, normalize_address(email)) not in verified_norm]
     if strangers:
         out.append(Violation(
@@ -197,8 +206,9 @@ def _headers(env: Envelope, fresh: Fresh, outgoing: Outgoing,
                              {"to": sorted(header_to), "envelope": sorted(expected)}))
     archive = normalize_address(fresh.archive_email) if fresh.archive_email else None
     smtp = Counter(normalize_address(r) for r in outgoing.rcpt_to)
-    allowed = Counter(header_to)
-    if archive is not None and smtp.get(archive, 0) == 1 and archive not in allowed:
+    allowed = Counter({a: n for a, n in header_to.items() if a not in env.settled})
+    if (archive is not None and smtp.get(archive, 0) == 1 and archive not in header_to
+            and archive not in env.settled):
         allowed[archive] += 1
     if smtp != allowed:
         out.append(Violation("headers", "SMTP recipients differ from the header recipients",
@@ -274,7 +284,7 @@ def _run_limits(env: Envelope, fresh: Fresh, parsed: ParsedMessage) -> list[Viol
     claims = fresh.pair_claims or {}
     claimed = fresh.claimed_invoices or {}
     explained = fresh.explained_invoices or {}
-    for cid, email in env.recipients:
+    for cid, email in env.sending_to():
         if claims.get(cid, 0) > 0:
             out.append(Violation("run_limits", "this invoice already went to this recipient",
                                  {"invoice_id": env.invoice_id, "contact_id": cid,

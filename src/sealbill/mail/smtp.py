@@ -3,22 +3,36 @@
 Each :meth:`SmtpSender.send` is ``MAIL FROM`` / ``RCPT TO`` x n / ``DATA`` and answers a
 :class:`SendResult` whose ``outcome`` is:
 
-- ``sent`` — the server answered 250 to DATA: it has taken responsibility for the message;
-- ``temporary`` — 4xx, a dropped connection or a timeout: retry later. After a drop or a timeout
-  *during DATA* the server may in fact have the message; the retry reuses the same Message-ID,
-  so the receiving side sees the same message twice at worst, never a different one;
-- ``permanent`` — 5xx: do not retry. ``refused`` names the recipients the server refused
-  (a bounce: the caller flags those contacts).
+- ``sent`` — the server answered 250 to DATA: it has taken responsibility for the message for
+  the recipients in ``accepted``; ``refused`` lists, per recipient, those it refused at
+  ``RCPT`` (5xx: a bounce of that address; 4xx: that address, later);
+- ``temporary`` — nobody took it for now: 4xx to DATA, a dropped connection or a timeout, or
+  every recipient refused with at least one 4xx. After a drop or a timeout *during DATA* the
+  server may in fact have the message; the retry reuses the same Message-ID, so the receiving
+  side sees the same message twice at worst, never a different one;
+- ``permanent`` — nobody took it and never will as it is: every recipient refused with a 5xx
+  (each a bounce), or a 5xx to DATA (the message itself refused: no address is to blame);
+- ``session`` — the *session* was refused, not a recipient: the connection, TLS, EHLO or AUTH
+  failed, ``MAIL FROM`` was refused, or a refusal names the client rather than the recipient
+  (``554 Client host rejected``, ``530 Must issue a STARTTLS command first``, ``Relay access
+  denied``; :mod:`sealbill.domain.smtp_replies`). No content was sent; the caller pauses the
+  run as a configuration problem and charges the message nothing.
 
-Invariants: if any RCPT is refused the message content is never sent, so a message goes to
-all of its recipients or to none (the transaction is reset, or — when a pipelined DATA was
-already accepted — the connection is closed before the final dot, which aborts it); a
+Design (changed deliberately): a message accepted for *some* recipients is delivered to them.
+When at least one ``RCPT`` is accepted and none names the client, the content is sent; the
+server delivers it to the accepted recipients only, and the caller records the outcome per
+recipient (:mod:`sealbill.domain.recipient_outcomes`) — a later attempt goes only to the
+recipients not yet delivered, with the same bytes and Message-ID, so nobody receives it twice.
+(Before, one refused recipient aborted the whole message, and a single bad address left the
+invoice undelivered to everyone else.) Still: when *no* recipient is accepted, or one refusal
+names the client, the content is never sent — the transaction is reset, or, when a pipelined
+DATA was already accepted, the connection is closed before the final dot, which aborts it; a
 connection found dead before the content was sent is reopened once (no message can have been
 delivered without it), never after.
 
 Speed: when the server offers PIPELINING (RFC 2920), ``MAIL FROM``, the ``RCPT TO`` commands and
 ``DATA`` go out in one write and their replies are read in order — the content is still only
-sent after every reply has been read and accepted (one round trip fewer than DATA on its own).
+sent after every reply has been read and judged (one round trip fewer than DATA on its own).
 DATA's dot-stuffing is smtplib's (``(?m)^\\.`` doubled) done with ``bytes.replace``
 (:func:`dot_stuff`), several times faster on a 60 kB message.
 """
@@ -31,6 +45,7 @@ import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sealbill.domain.smtp_replies import names_client, rcpt_verdict
 from sealbill.mail.config import SmtpConfig
 
 
@@ -38,14 +53,20 @@ class Outcome(StrEnum):
     SENT = "sent"
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
+    SESSION = "session"
 
 
 @dataclass(frozen=True)
 class SendResult:
+    """What the server said. ``accepted``: the recipients taken at ``RCPT`` (the outcome of
+    DATA applies to them; empty from a transport that does not say: then all of them);
+    ``refused``: per recipient, its ``RCPT`` refusal (code, reply)."""
+
     outcome: Outcome
     code: int | None
     detail: str
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    accepted: tuple[str, ...] = ()
 
 
 class SessionError(Exception):
@@ -60,6 +81,14 @@ def classify(code: int) -> Outcome:
     if 200 <= code < 300:
         return Outcome.SENT
     return Outcome.PERMANENT if code >= 500 else Outcome.TEMPORARY
+
+
+def _judge_message(code: int, text: str) -> Outcome:
+    """A reply about the message as a whole (DATA): the session's problem when it names the
+    client (``554 5.7.1 Client host rejected`` at DATA), else by its code."""
+    if not 200 <= code < 300 and names_client(code, text):
+        return Outcome.SESSION
+    return classify(code)
 
 
 class SmtpSender:
@@ -146,37 +175,58 @@ class SmtpSender:
         try:
             return self._send(mail_from, rcpt_to, data)
         except SessionError as exc:
-            # Even a 535 at login is temporary *for the message*: it is retried once the
-            # configuration is fixed, never marked undeliverable (and never a bounce).
+            # A 535 at login, a refused connection, a TLS failure: the configuration's or the
+            # relay's problem — never the message's, never a recipient's.
             self._drop()
-            return SendResult(Outcome.TEMPORARY, exc.code,
+            return SendResult(Outcome.SESSION, exc.code,
                               f"no SMTP session (connection, TLS or login): {exc.detail}")
         except smtplib.SMTPResponseException as exc:
             self._drop()
-            return SendResult(classify(exc.smtp_code), exc.smtp_code, _text(exc.smtp_error))
+            code, text = exc.smtp_code, _text(exc.smtp_error)
+            return SendResult(_judge_message(code, text), code, text, accepted=rcpt_to)
         except (smtplib.SMTPException, OSError) as exc:
-            # Disconnects, timeouts (socket.timeout is an OSError), refused connections.
+            # Disconnects, timeouts (socket.timeout is an OSError) during the transaction.
             self._drop()
-            return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+            return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}",
+                              accepted=rcpt_to)
 
     def _send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> SendResult:
         replies = self._envelope(mail_from, rcpt_to)
         conn = self._conn
         assert conn is not None
         code, resp = replies.mail
-        if code != 250:
+        if code != 250:  # a refused sender is the configuration's problem, whatever the code
             self._end_transaction(conn, replies.data)
-            return SendResult(classify(code), code, "MAIL FROM: " + _text(resp))
+            return SendResult(Outcome.SESSION, code, "MAIL FROM refused: " + _text(resp))
         refused: dict[str, tuple[int, str]] = {}
+        accepted: list[str] = []
         for rcpt, (rcode, rresp) in zip(rcpt_to, replies.rcpts, strict=True):
-            if rcode not in (250, 251):
+            verdict = rcpt_verdict(rcode, _text(rresp))
+            if verdict == "session":
+                self._end_transaction(conn, replies.data)
+                return SendResult(Outcome.SESSION, rcode,
+                                  f"RCPT TO {rcpt} refused naming the client: {_text(rresp)}")
+            if verdict == "accepted":
+                accepted.append(rcpt)
+            else:
                 refused[rcpt] = (rcode, _text(rresp))
-        if refused:
+        if not accepted:
             self._end_transaction(conn, replies.data)
-            worst = max(c for c, _ in refused.values())
-            return SendResult(classify(worst), worst, "RCPT TO refused", refused)
-        dcode, dresp = _data(conn, data, replies.data)
-        return SendResult(classify(dcode), dcode, _text(dresp))
+            worst = min(c for c, _ in refused.values())  # a 4xx leaves hope: temporary
+            return SendResult(classify(worst), worst, "every recipient refused", refused)
+        dresp: bytes | str
+        try:
+            dcode, dresp = _data(conn, data, replies.data)
+        except smtplib.SMTPResponseException as exc:  # DATA itself refused
+            self._drop()
+            dcode, dresp = exc.smtp_code, exc.smtp_error
+        except (smtplib.SMTPException, OSError) as exc:
+            # dropped or timed out during DATA: the refusals already read still hold
+            self._drop()
+            return SendResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}",
+                              refused, tuple(accepted))
+        text = _text(dresp)
+        return SendResult(_judge_message(dcode, text), dcode, text, refused, tuple(accepted))
 
     def _end_transaction(self, conn: smtplib.SMTP, data_reply: tuple[int, bytes] | None
                          ) -> None:

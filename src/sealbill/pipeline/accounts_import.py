@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from sealbill import validation
+from sealbill.domain.address_policy import AddressPolicy
 from sealbill.domain.money import CURRENCY_EXPONENTS
-from sealbill.store import parties
+from sealbill.store import address_rules, parties
 from sealbill.store.db import Row
 
 REQUIRED = ("reference", "name", "address_line1", "postcode", "city", "country")
@@ -63,7 +64,8 @@ def _bool(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("1", "true", "yes", "y")
 
 
-def check_record(where: str, item: Row, defaults: Mapping[str, str]
+def check_record(where: str, item: Row, defaults: Mapping[str, str],
+                 policy: AddressPolicy | None = None
                  ) -> tuple[AccountRecord | None, list[str]]:
     ref = item.get("reference") or "?"
     label = f"{where} (account {ref})"
@@ -92,11 +94,18 @@ def check_record(where: str, item: Row, defaults: Mapping[str, str]
         problems.append(f"{label}: field 'payment_display': looks like a full card number or "
                         "IBAN; sealbill stores only the masked form (brand + last 4)")
     contacts = list(item.get("contacts") or [])
+    internal = _bool(item.get("internal_test", False))
     for index, contact in enumerate(contacts):
         try:
-            parties.normalize_email(str(contact.get("email") or ""))
+            email = parties.normalize_email(str(contact.get("email") or ""))
         except ValueError as exc:
             problems.append(f"{label}: contacts[{index}].email: {exc}")
+            continue
+        billing = contact.get("role", "billing") == "billing"
+        refusal = (policy or AddressPolicy()).refusal(email, internal_test=internal or not billing)
+        if refusal is not None:
+            problems.append(f"{label}: contacts[{index}].email: {email!r} refused "
+                            f"({refusal.kind}): {refusal.reason}")
         if contact.get("role", "billing") not in parties.ROLES:
             problems.append(f"{label}: contacts[{index}].role: expected one of {parties.ROLES}")
     if problems:
@@ -127,9 +136,10 @@ def import_accounts(conn: Connection, org_id: int, path: Path, *, actor: str) ->
     """Check every record, then write all of them in the caller's transaction."""
     org = parties.organization(conn, org_id)
     defaults = {"currency": org["default_currency"], "locale": org["default_locale"]}
+    policy = address_rules.policy_for(conn, org_id)
     records, problems, seen = [], [], set()
     for where, item in read_records(path):
-        record, found = check_record(where, item, defaults)
+        record, found = check_record(where, item, defaults, policy)
         problems.extend(found)
         if record:
             if record.values["reference"] in seen:
@@ -147,15 +157,16 @@ def import_accounts(conn: Connection, org_id: int, path: Path, *, actor: str) ->
         account_id = parties.create_account(conn, org_id, **record.values)
         counts["accounts"] += 1
         for contact in record.contacts:
-            counts["verified"] += _import_contact(conn, org_id, account_id, contact, actor)
+            counts["verified"] += _import_contact(conn, org_id, account_id, contact, actor,
+                                                  policy)
             counts["contacts"] += 1
     return counts
 
 
 def _import_contact(conn: Connection, org_id: int, account_id: int,
-                    contact: Row, actor: str) -> int:
+                    contact: Row, actor: str, policy: AddressPolicy) -> int:
     contact_id = parties.add_contact(conn, org_id, contact["email"],
-                                     name=contact.get("name", ""), actor=actor)
+                                     name=contact.get("name", ""), actor=actor, policy=policy)
     link_id = parties.link_contact(conn, org_id, contact_id, account_id,
                                    contact.get("role", "billing"), actor=actor)
     verified = contact.get("verified")

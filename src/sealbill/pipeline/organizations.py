@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sealbill import validation
+from sealbill.domain.address_policy import AddressPolicy, allow_list_problems
 from sealbill.pipeline.accounts_import import ImportRejected
 from sealbill.store import parties
 from sealbill.store.invoices import ensure_series
@@ -27,6 +28,23 @@ def organization_problems(values: dict[str, Any]) -> list[str]:
     for name, check in checks.items():
         if values.get(name) and (problem := check(str(values[name]))):
             problems.append(f"organization: field {name!r}: {problem}")
+    return problems + address_problems(values)
+
+
+def address_problems(values: dict[str, Any]) -> list[str]:
+    """The allow-list's entries, and the archive address (a recipient of every message)."""
+    settings = values.get("address_policy") or {}
+    if not isinstance(settings, dict) or set(settings) - {"allowed_reserved_domains",
+                                                          "denied_local_parts"}:
+        return ["organization: field 'address_policy': expected an object with "
+                "'allowed_reserved_domains' and/or 'denied_local_parts'"]
+    problems = [f"organization: field 'address_policy.allowed_reserved_domains': {p}"
+                for p in allow_list_problems(settings.get("allowed_reserved_domains", ()))]
+    policy = AddressPolicy.for_organization(values)
+    archive = values.get("archive_email")
+    if archive and (refusal := policy.refusal(str(archive), archive=True)) is not None:
+        problems.append(f"organization: field 'archive_email': {archive!r} refused "
+                        f"({refusal.kind}): {refusal.reason}")
     return problems
 
 

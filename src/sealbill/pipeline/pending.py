@@ -48,6 +48,7 @@ class Attempt:
     item: box.OutboxItem
     composed: composer.Composed
     result: SendResult
+    rcpt_to: tuple[str, ...] | None = None  # the recipients tried (None: all of the message's)
 
 
 @dataclass(frozen=True)
@@ -130,4 +131,4 @@ class SenderConnection:
         policy = self.policy
         return record_state(self.conn, policy.org_id, attempt.item, attempt.composed,
                             attempt.result, max_attempts=policy.max_attempts,
-                            backoff=policy.backoff)
+                            backoff=policy.backoff, rcpt_to=attempt.rcpt_to)

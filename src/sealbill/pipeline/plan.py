@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ from sealbill.domain.delivery_plan import (
     PlannedEnvelope,
     evaluate,
 )
+from sealbill.domain.entitlement_changes import changed_pairs
+from sealbill.domain.send_policy import envelope_digest
 from sealbill.mail.mime import message_id_for
 from sealbill.store import alerts, parties
 from sealbill.store import plans as store
@@ -141,6 +144,9 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
             todo = store.drop_unsent(conn, org_id, plan_id)
         org = parties.organization(conn, org_id)
         domain = str(org["sender_email"]).rsplit("@", 1)[1].lower()
+        # the archive copy is a recipient of every message: planned, shown, compared
+        archive = str(org["archive_email"]).strip().lower() if org["archive_email"] else None
+        store.set_archive(conn, org_id, plan_id, archive)
         rows: list[dict[str, Any]] = []
         for inv in invoices:
             if int(inv["id"]) not in todo:
@@ -170,7 +176,7 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              "last_error": None if row["recipients"] else "no verified billing contact",
              "attempts": 0, "updated_at": now}
             for env_id, row in zip(envelope_ids, rows, strict=True)])
-        verdict, report = _evaluate(conn, org_id, plan_id, previous, policy, now)
+        verdict, report = _evaluate(conn, org_id, plan_id, previous, policy, now, archive)
         if existing is not None:  # who rebuilt it, kept with the verdict it led to
             report = {**report, "replanned_by": actor, "replanned_at": now.isoformat(),
                       "replanned_envelopes": len(rows)}
@@ -187,7 +193,7 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
 
 def _evaluate(conn: Connection, org_id: int, plan_id: int,
               previous: tuple[int, list[PlannedEnvelope]] | None, policy: DeliveryPolicy,
-              now: datetime) -> tuple[str, dict[str, Any]]:
+              now: datetime, archive: str | None) -> tuple[str, dict[str, Any]]:
     rows = store.envelope_rows(conn, org_id, plan_id)
     planned = [store.to_planned(row) for row in rows]
     # Links are judged as they are now only where a message may still go out: an envelope
@@ -195,8 +201,13 @@ def _evaluate(conn: Connection, org_id: int, plan_id: int,
     pairs = [(e.account_id, cid) for e, row in zip(planned, rows, strict=True)
              if row["outbox_status"] not in FINISHED for cid, _ in e.recipients]
     links = store.link_facts(conn, org_id, pairs, now, name_is_safe)
-    evaluation = evaluate(planned, previous[1] if previous else None, links, policy, now)
+    before = previous[1] if previous else None
+    evidence = store.change_evidence(conn, org_id, changed_pairs(planned, before or []))
+    evaluation = evaluate(
+        planned, before, links, policy, now, archive=archive, evidence=evidence,
+        previous_archive=store.plan_archive(conn, org_id, previous[0]) if previous else None)
     report = evaluation.report()
+    report["archive"] = archive
     report["previous_plan_id"] = previous[0] if previous else None
     report["policy"] = policy.as_dict()
     return evaluation.verdict, report
@@ -223,9 +234,27 @@ def approve_run(engine: Engine, org_id: int, run_id: int, *, actor: str, reason:
         if actor.strip().casefold() == str(run["started_by"]).strip().casefold():
             raise PlanError(f"{actor} started run {run_id} and cannot approve it: "
                             "another person must review the plan")
-        store.approve(conn, org_id, int(plan["id"]), actor, reason)
+        plan_id = int(plan["id"])
+        archive = plan["archive_email"] or None
+        # exactly what the approver was shown: the listed differences, and per envelope the
+        # recipients and archive copy (a message that differs at send time is set aside)
+        store.approve(conn, org_id, plan_id, actor, reason, differences_digest(plan["report"]))
+        store.approve_envelopes(conn, org_id, plan_id, {
+            int(row["id"]): envelope_digest(int(row["account_id"]), store.to_planned(
+                row).recipients, archive)
+            for row in store.envelope_rows(conn, org_id, plan_id)
+            if row["outbox_status"] not in FINISHED})
         store.set_run_status(conn, org_id, run_id, "approved")
         alerts.resolve(conn, org_id, run_id, actor=actor)
+
+
+def differences_digest(report: Mapping[str, Any]) -> str:
+    """SHA-256 of the findings a held report listed (kind, count, items), canonical JSON."""
+    listed = [{"kind": f["kind"], "count": f["count"], "items": f["items"]}
+              for f in report.get("findings", [])]
+    canonical = json.dumps({"archive": report.get("archive"), "findings": listed},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def plan_summary(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
@@ -237,11 +266,16 @@ def plan_summary(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
         envelopes = [
             {"envelope_id": row["id"], "invoice": row["number"], "account": row["reference"],
              "recipients": [r["email"] for r in row["recipients"]],
+             # what SMTP will be told: the recipients, plus the archive copy
+             "smtp_recipients": [r["email"] for r in row["recipients"]]
+             + ([plan["archive_email"]] if plan["archive_email"] and row["recipients"]
+                else []),
              "amount_minor": row["amount_minor"], "currency": row["currency"],
              "canary": bool(row["is_canary"]), "attachment_sha256": row["attachment_sha256"],
              "status": row["outbox_status"], "message_id": row["message_id"]}
             for row in store.envelope_rows(conn, org_id, int(plan["id"]))]
     return {"run_id": run_id, "plan_id": plan["id"], "verdict": plan["verdict"],
+            "archive": plan["archive_email"], "approved_digest": plan["approved_digest"],
             "approved_by": plan["approved_by"], "approved_reason": plan["approved_reason"],
             "report": plan["report"], "envelopes": envelopes,
             "proceed": plan["verdict"] == PROCEED or plan["approved_by"] is not None}

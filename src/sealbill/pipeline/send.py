@@ -47,7 +47,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain import guard, seal_guard
+from sealbill.domain import guard, seal_guard, send_policy
+from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail.dkim import DkimSigner
@@ -58,14 +59,14 @@ from sealbill.pipeline.forked import WorkerDied, run_forked
 from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
-from sealbill.store import alerts, contact_log, seal_facts, switches
+from sealbill.store import address_rules, alerts, contact_log, policy_facts, seal_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
 from sealbill.store.db import is_postgres
 from sealbill.store.identifiers import identifier_index
 from sealbill.store.send_lock import run_lock
 
-SENDABLE_RUN = ("approved", "sending")
+SENDABLE_RUN = ("approved", "sending", "paused")  # paused: a relay fault, fixed since
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
 
 
@@ -87,6 +88,10 @@ class SendOptions:
     max_consecutive_failures: int = 20
     recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
     senders: int = 1  # sender processes after the canary (each: own connections, own slice)
+    # The canary halts the run when at least this many of its messages failed *and* at least
+    # this share of them: a systematic failure, not one bad address (send_checks.py).
+    canary_min_failures: int = 2
+    canary_failure_share: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,15 @@ class _Prepared:
     composed: composer.Composed
     examined: guard.Examined
     examine_seconds: float
+    rcpt_to: tuple[str, ...]  # the recipients to send to now (not delivered nor bounced yet)
+    settled: frozenset[str]
 
 
 @dataclass
 class SendReport:
     run_id: int
     status: str = ""
-    stopped: str | None = None  # paused | halted | canary_failed | smtp_failing
+    stopped: str | None = None  # paused | halted | canary_failed | smtp_failing | smtp_session
     counts: dict[str, int] = field(default_factory=dict)
     attempted: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +137,10 @@ class _Sender:
         gc.collect()
         gc.freeze()
         self.failures_in_a_row = 0
+        # The address policy is configuration (the allow-list may name thousands of domains):
+        # read once per sender; the facts it is applied to are read fresh for each message.
+        with engine.begin() as conn:
+            self.address_policy = address_rules.policy_for(conn, org_id)
         self.kill_at = _kill_point()
         self.db = SenderConnection(
             OutcomePolicy(org_id, options.max_attempts,
@@ -194,6 +205,7 @@ class _Sender:
             if prepared is not None:
                 violations = self._judge(item, prepared, facts, fresh_read_seconds)
                 violations += self._sealed(conn, item, prepared)
+                violations += self._policy(conn, item, prepared)
             if not violations:
                 violations = self._record_claims(conn, item, facts.claimed_by_this_message)
             if violations:
@@ -202,9 +214,10 @@ class _Sender:
         assert prepared is not None
         outgoing = prepared.composed.outgoing
         self._maybe_die(n, "claimed")
-        result = self.transport.send(outgoing.mail_from, outgoing.rcpt_to, outgoing.data)
+        # only the recipients not yet delivered nor bounced: a subset of what the guard judged
+        result = self.transport.send(outgoing.mail_from, prepared.rcpt_to, outgoing.data)
         self._maybe_die(n, "smtp_done")
-        self.db.hold(Attempt(item, prepared.composed, result))
+        self.db.hold(Attempt(item, prepared.composed, result, prepared.rcpt_to))
         return self._breaker(result)
 
     def _prepare(self, item: box.OutboxItem) -> tuple[_Prepared | None, list[guard.Violation]]:
@@ -223,9 +236,16 @@ class _Sender:
             return None, [guard.Violation("build", f"cannot build the message: {exc}",
                                           {"error": type(exc).__name__})]
         started = time.process_time()
-        examined = reader.examine(guard.Outgoing(composed.outgoing.data,
-                                                 composed.outgoing.rcpt_to))
-        return _Prepared(composed, examined, time.process_time() - started), []
+        rcpt_now = rcpts.pending(composed.outgoing.rcpt_to, item.outcomes)
+        settled = frozenset(k for k, v in item.outcomes.items()
+                            if v.get("state") in rcpts.SETTLED)
+        if not rcpt_now:
+            return None, [guard.Violation("build", "every recipient of this message is already "
+                                          "delivered or bounced: nothing to send",
+                                          {"outcomes": dict(item.outcomes)})]
+        examined = reader.examine(guard.Outgoing(composed.outgoing.data, rcpt_now))
+        return _Prepared(composed, examined, time.process_time() - started, rcpt_now,
+                         settled), []
 
     def _judge(self, item: box.OutboxItem, prepared: _Prepared, facts: box.SendFacts,
                fresh_read_seconds: float) -> list[guard.Violation]:
@@ -234,7 +254,7 @@ class _Sender:
         started = time.process_time()
         violations = guard.verdict(
             guard.Envelope(item.run_id, item.envelope_id, item.invoice_id, item.account_id,
-                           item.recipients, item.attachment_sha256),
+                           item.recipients, item.attachment_sha256, prepared.settled),
             facts.fresh, prepared.examined, self.index)
         self.report.guard_seconds += (time.process_time() - started + fresh_read_seconds
                                       + prepared.examine_seconds)
@@ -258,6 +278,15 @@ class _Sender:
         self.report.seal_seconds += spent
         self.report.guard_seconds += spent
         return violations
+    def _policy(self, conn: Any, item: box.OutboxItem,
+                prepared: _Prepared) -> list[guard.Violation]:
+        """The guard's policy rules (address policy, archive, approval), on facts read now."""
+        started = time.process_time()
+        facts = policy_facts.read(conn, self.org_id, item.envelope_id)
+        found = send_policy.violations(item.account_id, item.recipients, prepared.rcpt_to,
+                                       self.address_policy, facts)
+        self.report.guard_seconds += time.process_time() - started
+        return found
 
     def _record_claims(self, conn: Any, item: box.OutboxItem,
                        have: frozenset[int]) -> list[guard.Violation]:
@@ -280,7 +309,6 @@ class _Sender:
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})
         summary = "; ".join(f"{v.rule}: {v.message}" for v in violations)
-        box.mark_held(conn, self.org_id, item.outbox_id, f"guard: {summary}")
         plan_store.set_run_status(conn, self.org_id, self.run_id, "halted",
                                   f"guard stopped {item.message_id}: {summary}"[:500])
         evidence = {"message_id": item.message_id, "envelope_id": item.envelope_id,
@@ -288,12 +316,17 @@ class _Sender:
                     "recipients": [{"contact_id": c, "email": e} for c, e in item.recipients],
                     "violations": [{"rule": v.rule, "message": v.message,
                                     "evidence": dict(v.evidence)} for v in violations]}
+        # this message only is set aside (with why); the run halts until an operator acts
+        box.mark_set_aside(conn, self.org_id, item.outbox_id, by="guard",
+                           reason=f"guard: {summary}", evidence=evidence)
         alerts.record(conn, self.org_id, cause="guard:" + ",".join(rules),
                       message=f"guard halted run {self.run_id}: {summary}", evidence=evidence,
                       run_id=self.run_id, envelope_id=item.envelope_id)
         self.report.violations.append(evidence)
 
     def _breaker(self, result: SendResult) -> str | None:
+        if result.outcome is Outcome.SESSION:
+            return "smtp_session"  # recorded with the pending outcome: the run is paused
         self.failures_in_a_row = 0 if result.outcome is Outcome.SENT else (
             self.failures_in_a_row + 1)
         if self.failures_in_a_row >= self.options.max_consecutive_failures:
@@ -356,7 +389,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
         try:
             stopped = sender.phase(canary=True)
             if stopped is None:
-                stopped = check_canary(engine, org_id, run_id)
+                stopped = check_canary(engine, org_id, run_id, options.canary_min_failures,
+                                       options.canary_failure_share)
             if stopped is None and options.senders > 1 and transport_factory is not None:
                 transport.close()
                 stopped = _send_forked(sender, transport_factory, options.senders)
@@ -371,7 +405,10 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
             status = str(plan_store.run_row(conn, org_id, run_id)["status"])
             if stopped is None and status == "sending" and not retryable_left(
                     conn, org_id, run_id, options.max_attempts):
-                status = "sent"
+                # "incomplete": the rest went, but messages were set aside or failed
+                # (`run status` lists them, `run retry` re-queues them)
+                left = ("set_aside", "failed_permanent", "failed_temporary")
+                status = "incomplete" if any(report.counts.get(s) for s in left) else "sent"
                 plan_store.set_run_status(conn, org_id, run_id, status)
             report.status = status
     report.seconds = time.perf_counter() - started
@@ -402,7 +439,7 @@ def _history_problems(engine: Engine, org_id: int, run_id: int) -> dict[str, Any
         return evidence
 
 
-_STOP_PRIORITY = ("halted", "crashed", "paused", "smtp_failing")
+_STOP_PRIORITY = ("halted", "crashed", "smtp_session", "paused", "smtp_failing")
 
 
 def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],

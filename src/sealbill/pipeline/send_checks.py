@@ -1,10 +1,15 @@
 """What ``run send`` checks about the run as a whole, between and after its sender phases.
 
 Invariants:
-- the rest of a run goes only once every canary message came out ``sent`` (or ``held`` with
-  no recipient at all, nothing to deliver): a canary message left ``sending``,
-  ``failed_temporary`` or ``failed_permanent`` halts the run with an alert — so the senders
-  record every canary outcome before this check (:mod:`sealbill.pipeline.pending`);
+- the canary is judged on *systematic* failure: the rest of the run is halted (with an alert
+  listing the failed canary messages and the servers' replies) when at least ``min_failures``
+  canary messages failed **and** they are at least ``share`` of the canary — so one bad address
+  (a 550 for one recipient) in a small canary never strands the rest of the run; the message
+  that failed stays listed by ``run status`` with its reply and the next step. A canary
+  message counts as failed when nobody received it (``failed_permanent``, ``failed_temporary``
+  or left ``sending``); one delivered to some of its recipients (the others bounced) did
+  reach the server's mailboxes and does not count. The senders record every canary outcome
+  before this check (:mod:`sealbill.pipeline.pending`);
 - a run is ``sent`` only when no message is left that a later send would try again.
 """
 
@@ -24,20 +29,34 @@ def retryable_left(conn: Any, org_id: int, run_id: int, max_attempts: int) -> bo
     return any(r.status != "failed_temporary" or r.attempts < max_attempts for r in rows)
 
 
-def check_canary(engine: Engine, org_id: int, run_id: int) -> str | None:
-    """Every canary message must have come out ``sent`` before the rest may go."""
+FAILED = ("sending", "failed_temporary", "failed_permanent")
+
+
+def canary_halts(failed: int, size: int, min_failures: int, share: float) -> bool:
+    """N of M: at least ``min_failures`` failed and at least ``share`` of the canary."""
+    return failed >= max(1, min_failures) and failed >= share * size
+
+
+def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2,
+                 share: float = 0.3) -> str | None:
+    """Halt the rest of the run when the canary failed systematically (see the module)."""
     with engine.begin() as conn:
         rows = box.items(conn, org_id, run_id, canary=True,
-                         statuses=("queued", "sending", "failed_temporary", "failed_permanent",
-                                   "held"))
-        failed = [r for r in rows if r.status != "held" or r.recipients]
-        if not failed:
+                         statuses=("queued", "sending", "sent", "failed_temporary",
+                                   "failed_permanent", "held", "set_aside"))
+        size = sum(1 for r in rows if r.status not in ("held", "set_aside"))
+        failed = [r for r in rows if r.status in FAILED]
+        if not canary_halts(len(failed), size, min_failures, share):
             return None
         plan_store.set_run_status(conn, org_id, run_id, "halted",
-                                  f"canary: {len(failed)} messages not delivered")
+                                  f"canary: {len(failed)} of {size} messages not delivered")
+        replies = box.last_errors(conn, org_id, [r.outbox_id for r in failed])
         alerts.record(conn, org_id, cause="canary_failed", run_id=run_id,
-                      message=f"{len(failed)} canary messages were not delivered; the rest "
-                              "of the run was not sent",
-                      evidence={"messages": [{"message_id": r.message_id, "status": r.status}
+                      message=f"{len(failed)} of {size} canary messages were not delivered "
+                              "(a systematic failure); the rest of the run was not sent. "
+                              "Fix the cause, `sealbill run retry` them, then `sealbill resume "
+                              "--run`",
+                      evidence={"messages": [{"message_id": r.message_id, "status": r.status,
+                                              "reply": replies.get(r.outbox_id)}
                                              for r in failed]})
     return "canary_failed"

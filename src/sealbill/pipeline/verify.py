@@ -30,7 +30,7 @@ from sealbill.documents.verification_mail import verification_text
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome
 from sealbill.pipeline.send import Transport
-from sealbill.store import contact_log, parties
+from sealbill.store import address_rules, contact_log, parties
 from sealbill.store import verification as tokens
 from sealbill.store.schema import (
     accounts,
@@ -99,6 +99,10 @@ def start(engine: Engine, org_id: int, email: str, account_ref: str, *, actor: s
     ``<link_base>?code=...``. Without it the mail carries the code only."""
     with engine.begin() as conn:
         contact_id, account_id, _ = _link(conn, org_id, email, account_ref)
+        # no verification mail to an address that could never receive an invoice
+        address_rules.check(conn, org_id, parties.normalize_email(email),
+                            account_id=account_id,
+                            where=f"verification of {account_ref}: field 'email'")
         code, expires_at = tokens.issue(conn, org_id, contact_id, account_id, key)
         org = parties.organization(conn, org_id)
         locale = conn.execute(sa.select(accounts.c.locale).where(

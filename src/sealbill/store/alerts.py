@@ -46,3 +46,15 @@ def resolve(conn: Connection, org_id: int, run_id: int, *, actor: str) -> int:
         .values(resolved_at=datetime.now(UTC), resolved_by=actor)
     ).rowcount)
 
+
+
+def note(conn: Connection, org_id: int, *, cause: str, message: str, actor: str,
+         evidence: Mapping[str, Any], run_id: int | None = None,
+         envelope_id: int | None = None) -> int:
+    """An operator's act, kept beside the alerts as an already-resolved row (the audit trail
+    of set-asides and retries): it never shows among the open alerts."""
+    at = datetime.now(UTC)
+    return inserted_id(conn.execute(sa.insert(alerts).values(
+        organization_id=org_id, run_id=run_id, envelope_id=envelope_id, cause=cause[:60],
+        message=message[:2000], evidence=_jsonable(evidence), created_at=at,
+        resolved_at=at, resolved_by=actor[:100])))

@@ -6,6 +6,9 @@ the attachment and body, and the times. The incident tooling computes blast radi
 table alone.
 
 Invariants:
+- one row per acceptance: a message accepted for some recipients, then (a retry) for the
+  others, has one row per acceptance (``part``), each listing exactly the recipients that
+  accepted it then;
 - rows are only ever inserted (by :func:`append`, in the transaction that marks the outbox row
   ``sent``); nothing in sealbill updates or deletes them;
 - per organization, ``seq`` runs 1, 2, 3... without gaps, and ``row_hash`` is the SHA-256 of
@@ -37,7 +40,7 @@ _LOCK_NAMESPACE = 0x5EA1  # advisory lock keys: (namespace, org id)
 CONTENT_FIELDS = ("organization_id", "seq", "message_id", "run_id", "account_id",
                   "account_reference", "invoice_id", "invoice_number", "recipients",
                   "data_categories", "attachment_sha256", "body_sha256", "queued_at",
-                  "sent_at", "prev_hash")
+                  "sent_at", "prev_hash", "part")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class LedgerEntry:
     body_sha256: str
     queued_at: datetime
     sent_at: datetime
+    part: int = 1  # > 1: the rest of a message accepted earlier for some recipients
 
 
 def _iso(value: datetime) -> str:
@@ -99,6 +103,7 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "attachment_sha256": entry.attachment_sha256, "body_sha256": entry.body_sha256,
         "queued_at": entry.queued_at, "sent_at": entry.sent_at,
         "prev_hash": GENESIS if last is None else str(last.row_hash),
+        "part": entry.part,
     }
     content["row_hash"] = row_hash(content)
     _INSERT.run(conn, content)

@@ -2,7 +2,9 @@
 
 States: ``queued`` -> ``sending`` -> ``sent`` | ``failed_temporary`` (retried with backoff,
 bounded) | ``failed_permanent`` (never retried; refused recipients flagged as bounced), and
-``held`` (not sent: no verified recipient, or stopped by the guard).
+``held`` (not sent: no verified recipient, or stopped by the guard). Each recipient's own
+outcome is in ``recipient_outcomes`` (:mod:`sealbill.domain.recipient_outcomes`): ``sent``
+means every recipient is delivered or bounced and at least one delivered.
 
 Invariants:
 - a row goes to ``sending`` (attempts + 1) in a transaction committed *before* the SMTP
@@ -25,8 +27,9 @@ it reads by contact, account or invoice, never every row of the run or organizat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -71,6 +74,7 @@ class OutboxItem:
     is_canary: bool
     queued_at: datetime
     next_attempt_at: datetime | None = None
+    outcomes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per recipient
 
 
 def now() -> datetime:
@@ -84,7 +88,7 @@ def items(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str]
                        delivery_envelopes.c.invoice_id, delivery_envelopes.c.account_id,
                        delivery_envelopes.c.recipients, delivery_envelopes.c.attachment_sha256,
                        delivery_envelopes.c.body_sha256, delivery_envelopes.c.is_canary,
-                       delivery_envelopes.c.created_at)
+                       delivery_envelopes.c.created_at, outbox.c.recipient_outcomes)
              .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
              .where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
                     outbox.c.status.in_(list(statuses)))
@@ -102,7 +106,7 @@ def _item(row: Any) -> OutboxItem:
         recipients=tuple((int(r["contact_id"]), str(r["email"])) for r in row.recipients),
         attachment_sha256=str(row.attachment_sha256), body_sha256=str(row.body_sha256),
         is_canary=bool(row.is_canary), queued_at=row.created_at,
-        next_attempt_at=row.next_attempt_at)
+        next_attempt_at=row.next_attempt_at, outcomes=row.recipient_outcomes or {})
 
 
 def next_attempts(conn: Connection, org_id: int, run_id: int) -> list[datetime]:
@@ -352,13 +356,44 @@ def mark_held(conn: Connection, org_id: int, outbox_id: int, reason: str) -> Non
     _set(conn, org_id, outbox_id, status="held", last_error=reason[:1000])
 
 
+def mark_set_aside(conn: Connection, org_id: int, outbox_id: int, *, by: str, reason: str,
+                   evidence: Mapping[str, Any] | None = None) -> None:
+    """Exclude the message from the run (``set_aside``) with who, why and the evidence; its
+    claims are released (nothing was sent). Only ``run retry`` (or ``resume`` for a message
+    the guard set aside and no operator confirmed) queues it again, for a fresh guard check."""
+    values: dict[str, Any] = {"status": "set_aside", "last_error": reason[:1000],
+                              "set_aside_at": now(), "set_aside_by": by[:100],
+                              "set_aside_reason": reason[:1000]}
+    if evidence is not None:
+        values["set_aside_evidence"] = json.loads(json.dumps(evidence, default=str))
+    _set(conn, org_id, outbox_id, **values)
+    conn.execute(sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id))
+
+
 def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
-                   bounced: Sequence[int]) -> None:
+                   bounced: Sequence[int],
+                   outcomes: Mapping[str, Any] | None = None) -> None:
     """Never retried; its claims are released (nothing was accepted); refused contacts are
     flagged so no later plan resolves them until someone looks."""
-    _set(conn, org_id, item.outbox_id, status="failed_permanent", last_error=error[:1000])
-    conn.execute(sa.delete(outbox_recipients).where(
-        outbox_recipients.c.outbox_id == item.outbox_id))
+    _set(conn, org_id, item.outbox_id, status="failed_permanent", last_error=error[:1000],
+         **({} if outcomes is None else {"recipient_outcomes": dict(outcomes)}))
+    release_claims(conn, item.outbox_id)
+    flag_bounced(conn, org_id, bounced, error)
+
+
+def release_claims(conn: Connection, outbox_id: int,
+                   keep: Sequence[int] = ()) -> None:
+    """Drop the message's (invoice, contact) claims but those of ``keep`` (the contacts it was
+    delivered to: those pairs stay taken for the run)."""
+    query = sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id)
+    if keep:
+        query = query.where(outbox_recipients.c.contact_id.not_in(list(keep)))
+    conn.execute(query)
+
+
+def flag_bounced(conn: Connection, org_id: int, bounced: Sequence[int], error: str) -> None:
+    """The contacts a server refused permanently: no later plan resolves them until someone
+    looks (and each flag is in the contact's history)."""
     at = now()
     for contact_id in bounced:
         conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
@@ -368,13 +403,38 @@ def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
                            method="smtp", reason=error[:500])
 
 
+def record_outcomes(conn: Connection, org_id: int, outbox_id: int, *, status: str,
+                    outcomes: Mapping[str, Any], error: str | None,
+                    next_attempt_at: datetime | None = None,
+                    sent_at: datetime | None = None) -> None:
+    """The message's status with its per-recipient outcomes (a partial delivery, a bounce)."""
+    values: dict[str, Any] = {"status": status, "recipient_outcomes": dict(outcomes),
+                              "last_error": None if error is None else error[:1000],
+                              "next_attempt_at": next_attempt_at}
+    if sent_at is not None:
+        values["sent_at"] = sent_at
+    _set(conn, org_id, outbox_id, **values)
+
+
+def unclaim(conn: Connection, org_id: int, item: OutboxItem) -> None:
+    """Undo a claim whose SMTP session could not even start (a relay or configuration fault):
+    the row returns to the state and attempt count it was claimed from — the message was not
+    tried, so it is charged nothing."""
+    _set(conn, org_id, item.outbox_id, status=item.status, attempts=item.attempts,
+         next_attempt_at=item.next_attempt_at)
+
+
 def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
     """Give another chance to the messages the guard stopped (the guard checks them again)
     and to those whose temporary failures ran out of retries (a wrong SMTP password, a relay
     down for hours): they start their retries afresh, with the same Message-ID."""
     held = conn.execute(
         sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-                                outbox.c.status == "held", outbox.c.last_error.like("guard:%"))
+                                sa.or_(sa.and_(outbox.c.status == "held",
+                                               outbox.c.last_error.like("guard:%")),
+                                       # set aside by the guard, not confirmed by an operator
+                                       sa.and_(outbox.c.status == "set_aside",
+                                               outbox.c.set_aside_by == "guard")))
         .values(status="queued", updated_at=now())).rowcount
     exhausted = conn.execute(
         sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
@@ -382,6 +442,15 @@ def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
                                 outbox.c.next_attempt_at.is_(None))
         .values(status="queued", attempts=0, updated_at=now())).rowcount
     return int(held) + int(exhausted)
+
+
+def last_errors(conn: Connection, org_id: int, outbox_ids: Sequence[int]) -> dict[int, str]:
+    if not outbox_ids:
+        return {}
+    return {int(i): str(e) for i, e in conn.execute(
+        sa.select(outbox.c.id, outbox.c.last_error).where(
+            outbox.c.organization_id == org_id, outbox.c.id.in_(list(outbox_ids))))
+        if e is not None}
 
 
 def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:

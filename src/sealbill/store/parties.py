@@ -25,7 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.store import contact_log
+from sealbill.domain.address_policy import AddressPolicy
+from sealbill.store import address_rules, contact_log
 from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
 from sealbill.store.schema import (
     account_public_ids,
@@ -168,9 +169,13 @@ def _event(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
 
 
 def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
-                actor: str, at: datetime | None = None) -> int:
-    """Create the contact for ``email`` or return the existing one (emails are per tenant)."""
+                actor: str, at: datetime | None = None,
+                policy: AddressPolicy | None = None) -> int:
+    """Create the contact for ``email`` or return the existing one (emails are per tenant).
+    A reserved or placeholder address is refused (:class:`address_rules.AddressRefused`)."""
     email = normalize_email(email)
+    address_rules.check(conn, org_id, email, where=f"contact {email}: field 'email'",
+                        policy=policy)
     existing = conn.execute(
         sa.select(contacts.c.id).where(contacts.c.organization_id == org_id,
                                        contacts.c.email == email)
@@ -205,6 +210,8 @@ def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     account(conn, org_id, account_id)  # the account must be this tenant's
+    if role == "billing":
+        _check_billing(conn, org_id, contact_id, account_id)
     at = at or now()
     existing = conn.execute(
         sa.select(contact_links.c.id).where(
@@ -247,6 +254,8 @@ def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *,
     # recorded in the event, so it does not follow the contact to another address.
     email = conn.execute(sa.select(contacts.c.email).where(
         contacts.c.organization_id == org_id, contacts.c.id == row.contact_id)).scalar_one()
+    if status == "verified" and row.role == "billing":
+        _check_billing(conn, org_id, int(row.contact_id), int(row.account_id))
     conn.execute(
         sa.update(contact_links)
         .where(contact_links.c.organization_id == org_id, contact_links.c.id == link_id)
@@ -271,6 +280,13 @@ def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_ema
     ).scalar()
     if old is None:
         raise NotFound(f"contact {contact_id} not found")
+    address_rules.check(conn, org_id, new_email, where=f"contact {contact_id}: field 'email'")
+    for account_id in conn.execute(sa.select(contact_links.c.account_id).where(
+            contact_links.c.organization_id == org_id, contact_links.c.contact_id == contact_id,
+            contact_links.c.role == "billing")).scalars():
+        address_rules.check(conn, org_id, new_email, account_id=int(account_id),
+                            where=f"contact {contact_id} (billing for account {account_id}): "
+                                  "field 'email'")
     conn.execute(
         sa.update(contacts).where(contacts.c.organization_id == org_id,
                                   contacts.c.id == contact_id).values(email=new_email)
@@ -286,6 +302,18 @@ def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_ema
     for link_id in links:
         set_link_status(conn, org_id, link_id, "pending", actor=actor,
                         reason="address changed", at=at)
+
+
+def _check_billing(conn: Connection, org_id: int, contact_id: int, account_id: int) -> None:
+    """A billing link receives invoices: its address must pass the policy for that account
+    (the organization's own addresses only on an internal test account)."""
+    email = conn.execute(sa.select(contacts.c.email).where(
+        contacts.c.organization_id == org_id, contacts.c.id == contact_id)).scalar()
+    if email is None:
+        raise NotFound(f"contact {contact_id} not found")
+    address_rules.check(conn, org_id, str(email), account_id=account_id,
+                        where=f"contact {email} (billing for account {account_id}): "
+                              "field 'email'")
 
 
 @dataclass(frozen=True, order=True)

@@ -36,7 +36,7 @@ from sealbill.store.schema import (
 )
 
 TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
-NEVER_LEFT = ("queued", "held")
+NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: nobody received it
 
 
 def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
@@ -148,6 +148,51 @@ def _current_links(conn: Connection, org_id: int, contact_ids: Sequence[int]
     return out
 
 
+def change_evidence(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]]
+                    ) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """For each (account, contact): the contact's history that concerns that account or its
+    address (added, address changed, linked, verified, revoked...), oldest first."""
+    pairs = set(pairs)
+    contact_ids = sorted({cid for _, cid in pairs})
+    by_contact: dict[int, list[Any]] = {}
+    for start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[start:start + 500]
+        for row in conn.execute(sa.select(contact_events).where(
+                contact_events.c.organization_id == org_id,
+                contact_events.c.contact_id.in_(chunk)).order_by(contact_events.c.id)):
+            by_contact.setdefault(int(row.contact_id), []).append(row)
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for account_id, contact_id in pairs:
+        out[(account_id, contact_id)] = [
+            {"contact_id": contact_id, "event": r.event, "actor": r.actor, "method": r.method,
+             "reason": r.reason, "old_value": r.old_value, "new_value": r.new_value,
+             "at": r.at.isoformat() if r.at else None}
+            for r in by_contact.get(contact_id, [])
+            if r.account_id is None or int(r.account_id) == account_id]
+    return out
+
+
+def set_archive(conn: Connection, org_id: int, plan_id: int, archive: str | None) -> None:
+    conn.execute(sa.update(delivery_plans).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
+    ).values(archive_email=archive))
+
+
+def plan_archive(conn: Connection, org_id: int, plan_id: int) -> str | None:
+    return conn.execute(sa.select(delivery_plans.c.archive_email).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id)).scalar()
+
+
+def approve_envelopes(conn: Connection, org_id: int, plan_id: int,
+                      digests: Mapping[int, str]) -> None:
+    """Record, per envelope, the digest of the recipients the approver saw."""
+    for envelope_id, digest in digests.items():
+        conn.execute(sa.update(delivery_envelopes).where(
+            delivery_envelopes.c.organization_id == org_id,
+            delivery_envelopes.c.plan_id == plan_id, delivery_envelopes.c.id == envelope_id
+        ).values(approved_sha256=digest))
+
+
 def plan_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any] | None:
     row = conn.execute(sa.select(delivery_plans).where(
         delivery_plans.c.organization_id == org_id, delivery_plans.c.run_id == run_id)).first()
@@ -204,13 +249,15 @@ def set_verdict(conn: Connection, org_id: int, plan_id: int, verdict: str,
     conn.execute(sa.update(delivery_plans).where(
         delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
     ).values(verdict=verdict, report=dict(report), approved_by=None, approved_reason=None,
-             approved_at=None))
+             approved_at=None, approved_digest=None))
 
 
-def approve(conn: Connection, org_id: int, plan_id: int, actor: str, reason: str) -> None:
+def approve(conn: Connection, org_id: int, plan_id: int, actor: str, reason: str,
+            digest: str | None = None) -> None:
     conn.execute(sa.update(delivery_plans).where(
         delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
-    ).values(approved_by=actor, approved_reason=reason, approved_at=datetime.now(UTC)))
+    ).values(approved_by=actor, approved_reason=reason, approved_at=datetime.now(UTC),
+             approved_digest=digest))
 
 
 def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> set[int]:

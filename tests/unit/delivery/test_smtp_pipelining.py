@@ -1,8 +1,10 @@
 """SmtpSender with and without PIPELINING (RFC 2920), against real aiosmtpd servers on loopback.
 
-Both paths deliver the very bytes given (dot-stuffing undone by the server), refuse the whole
-message when one recipient is refused (no DATA), report a refused MAIL FROM, keep the
-connection in step after a refusal, and reopen once a connection the server closed while idle.
+Both paths deliver the very bytes given (dot-stuffing undone by the server), deliver a message
+to the recipients the server accepted and report the refused ones per recipient, send nothing
+when no recipient is accepted or a refusal names the client (a session fault), report a refused
+MAIL FROM as a session fault, keep the connection in step after a refusal, and reopen once a
+connection the server closed while idle.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class _Server:
         self.pipelining = pipelining
         self.received: list[tuple[str, list[str], bytes]] = []
         self.refuse_rcpt: set[str] = set()
+        self.rcpt_replies: dict[str, str] = {}
         self.refuse_mail = False
         self.hang_up = False
         self.commands: list[str] = []
@@ -53,6 +56,8 @@ class _Server:
         self.commands.append("RCPT")
         if address in self.refuse_rcpt:
             return "550 5.1.1 no such user"
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -89,29 +94,58 @@ def test_the_exact_bytes_arrive_to_all_recipients(server: tuple[_Server, SmtpSen
     assert all(r[2] == MESSAGE + b"\r\n" for r in handler.received)
 
 
-def test_one_refused_recipient_refuses_the_whole_message(
+def test_a_message_goes_to_the_recipients_accepted_and_names_the_refused_one(
         server: tuple[_Server, SmtpSender]) -> None:
     handler, sender = server
     handler.refuse_rcpt = {"c@client.example"}
     result = sender.send("a@seller.example", ("b@client.example", "c@client.example"), MESSAGE)
-    assert result.outcome is Outcome.PERMANENT
-    assert set(result.refused) == {"c@client.example"}
-    assert handler.received == [] and "DATA" not in handler.commands
+    assert result.outcome is Outcome.SENT
+    assert result.accepted == ("b@client.example",)
+    assert result.refused == {"c@client.example": (550, "5.1.1 no such user")}
+    assert [r[1] for r in handler.received] == [["b@client.example"]]
     handler.refuse_rcpt = set()
-    assert sender.send("a@seller.example", ("b@client.example",), MESSAGE).outcome is (
+    assert sender.send("a@seller.example", ("c@client.example",), MESSAGE).outcome is (
         Outcome.SENT)  # the connection is still in step
+    assert len(handler.received) == 2
+
+
+def test_a_temporary_refusal_of_one_recipient_is_reported_for_it_alone(
+        server: tuple[_Server, SmtpSender]) -> None:
+    handler, sender = server
+    handler.rcpt_replies = {"c@client.example": "450 4.2.1 mailbox busy"}
+    result = sender.send("a@seller.example", ("b@client.example", "c@client.example"), MESSAGE)
+    assert result.outcome is Outcome.SENT and result.accepted == ("b@client.example",)
+    assert result.refused == {"c@client.example": (450, "4.2.1 mailbox busy")}
+
+
+@pytest.mark.parametrize("reply", [
+    "554 5.7.1 <client.example[127.0.0.1]>: Client host rejected: Access denied",
+    "530 5.7.0 Must issue a STARTTLS command first",
+    "554 5.7.1 <c@client.example>: Relay access denied",
+    "450 4.7.1 Client host rejected: cannot find your hostname",
+])
+def test_a_refusal_naming_the_client_is_a_session_fault_and_sends_nothing(
+        server: tuple[_Server, SmtpSender], reply: str) -> None:
+    handler, sender = server
+    handler.rcpt_replies = {"c@client.example": reply}
+    result = sender.send("a@seller.example", ("b@client.example", "c@client.example"), MESSAGE)
+    assert result.outcome is Outcome.SESSION and reply[4:] in result.detail
+    assert result.refused == {} and handler.received == []
+    handler.rcpt_replies = {}
+    assert sender.send("a@seller.example", ("b@client.example",), MESSAGE).outcome is (
+        Outcome.SENT)
     assert len(handler.received) == 1
 
 
 def test_every_recipient_refused_sends_nothing_and_keeps_the_connection(
         server: tuple[_Server, SmtpSender]) -> None:
     """With PIPELINING the DATA sent along is refused too (no recipient): RSET, same
-    connection; with one recipient accepted it is answered 354 and the connection is closed
-    before the final dot (the test above): either way nothing is delivered."""
+    connection; nothing is delivered, and each refusal is reported for its recipient."""
     handler, sender = server
     handler.refuse_rcpt = {"b@client.example", "c@client.example"}
     result = sender.send("a@seller.example", ("b@client.example", "c@client.example"), MESSAGE)
     assert result.outcome is Outcome.PERMANENT and handler.received == []
+    assert set(result.refused) == {"b@client.example", "c@client.example"}
     kept = sender._conn
     handler.refuse_rcpt = set()
     assert sender.send("a@seller.example", ("b@client.example",), MESSAGE).outcome is (
@@ -123,7 +157,7 @@ def test_a_refused_sender_sends_nothing(server: tuple[_Server, SmtpSender]) -> N
     handler, sender = server
     handler.refuse_mail = True
     result = sender.send("a@seller.example", ("b@client.example",), MESSAGE)
-    assert result.outcome is Outcome.PERMANENT and result.detail.startswith("MAIL FROM")
+    assert result.outcome is Outcome.SESSION and result.detail.startswith("MAIL FROM")
     assert handler.received == []
     handler.refuse_mail = False
     assert sender.send("a@seller.example", ("b@client.example",), MESSAGE).outcome is (

@@ -34,6 +34,11 @@ delivery_plans = sa.Table(
     sa.Column("approved_by", sa.String(100)),
     sa.Column("approved_reason", sa.String(500)),
     sa.Column("approved_at", UtcDateTime),
+    # The archive copy planned for every message of the run (None: no archive copy); a message
+    # whose SMTP recipients name another archive is set aside.
+    sa.Column("archive_email", sa.String(254)),
+    # SHA-256 of the differences the approver was shown (pipeline/approval.py).
+    sa.Column("approved_digest", sa.String(64)),
     sa.UniqueConstraint("run_id"),
 )
 
@@ -54,10 +59,15 @@ delivery_envelopes = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("is_canary", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Set when a held plan is approved: the digest of (account, recipients, archive) the
+    # approver saw; a message whose recipients differ at send time is set aside.
+    sa.Column("approved_sha256", sa.String(64)),
     sa.UniqueConstraint("plan_id", "invoice_id"),
 )
 
-# queued -> sending -> sent | failed_temporary (retried) | failed_permanent | held.
+# queued -> sending -> sent | failed_temporary (retried) | failed_permanent | held, and
+# set_aside (a guard violation or an operator's `run set-aside`: excluded from the run, with
+# its reason and evidence, until `run retry` queues it again for a fresh guard check).
 # message_id is derived from the envelope row, so a resend after a crash reuses it.
 outbox = sa.Table(
     "outbox",
@@ -73,6 +83,14 @@ outbox = sa.Table(
     sa.Column("last_error", sa.String(1000)),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime),
+    sa.Column("set_aside_at", UtcDateTime),
+    sa.Column("set_aside_by", sa.String(100)),  # "guard", or the operator who confirmed it
+    sa.Column("set_aside_reason", sa.String(1000)),
+    sa.Column("set_aside_evidence", sa.JSON),
+    # Per recipient (normalized address): {"state": delivered | bounced | deferred | refused,
+    # "code", "reply", "at"} (domain/recipient_outcomes.py). A retry goes only to the recipients
+    # neither delivered nor bounced, with the same Message-ID.
+    sa.Column("recipient_outcomes", sa.JSON),
     sa.UniqueConstraint("envelope_id"),
     sa.Index("ix_outbox_run_status", "run_id", "status"),
 )
@@ -120,9 +138,13 @@ delivery_ledger = sa.Table(
     sa.Column("row_hash", sa.String(64), nullable=False),
     sa.Column("seal", sa.String(64)),  # HMAC over (org, seq, row_hash): store/chain.py
     sa.Column("seal_key_id", sa.String(16)),
+    # One row per acceptance of a message: 1, or, for a message accepted for some recipients
+    # and later (after a retry) for the others, 1 + the recipients delivered before — each
+    # row lists exactly the recipients that accepted it then (disjoint). A resend after a crash
+    # is the same acceptance, recorded once.
+    sa.Column("part", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("organization_id", "seq"),
-    # One ledger row per message: a resend after a crash is the same message, recorded once.
-    sa.UniqueConstraint("organization_id", "message_id"),
+    sa.UniqueConstraint("organization_id", "message_id", "part"),
 )
 
 alerts = sa.Table(

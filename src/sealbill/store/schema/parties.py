@@ -46,6 +46,9 @@ organizations = sa.Table(
     sa.Column("zero_amount_rule", sa.String(10), nullable=False, server_default="skip"),
     sa.Column("dpo_name", sa.String(200)),
     sa.Column("dpo_email", sa.String(254)),
+    # {"allowed_reserved_domains": [exact .example/.test names], "denied_local_parts": [...]}
+    # (domain/address_policy.py); None: the defaults, no reserved domain allowed.
+    sa.Column("address_policy", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     *seal_columns(),  # over the sending identity: sender, archive copy, DKIM selector
 )

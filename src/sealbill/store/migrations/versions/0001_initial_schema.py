@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 19:44:15.490631
+Create Date: 2026-12-06 20:01:14.180019
 """
 
 from alembic import op
@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('zero_amount_rule', sa.String(length=10), server_default='skip', nullable=False),
     sa.Column('dpo_name', sa.String(length=200), nullable=True),
     sa.Column('dpo_email', sa.String(length=254), nullable=True),
+    sa.Column('address_policy', sa.JSON(), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('seal', sa.String(length=64), nullable=True),
     sa.Column('seal_key_id', sa.String(length=16), nullable=True),
@@ -156,9 +157,10 @@ def upgrade() -> None:
     sa.Column('row_hash', sa.String(length=64), nullable=False),
     sa.Column('seal', sa.String(length=64), nullable=True),
     sa.Column('seal_key_id', sa.String(length=16), nullable=True),
+    sa.Column('part', sa.Integer(), server_default='1', nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_delivery_ledger_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_ledger')),
-    sa.UniqueConstraint('organization_id', 'message_id', name=op.f('uq_delivery_ledger_organization_id_message_id')),
+    sa.UniqueConstraint('organization_id', 'message_id', 'part', name=op.f('uq_delivery_ledger_organization_id_message_id_part')),
     sa.UniqueConstraint('organization_id', 'seq', name=op.f('uq_delivery_ledger_organization_id_seq'))
     )
     with op.batch_alter_table('delivery_ledger', schema=None) as batch_op:
@@ -326,6 +328,8 @@ def upgrade() -> None:
     sa.Column('approved_by', sa.String(length=100), nullable=True),
     sa.Column('approved_reason', sa.String(length=500), nullable=True),
     sa.Column('approved_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('archive_email', sa.String(length=254), nullable=True),
+    sa.Column('approved_digest', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_delivery_plans_organization_id_organizations')),
     sa.ForeignKeyConstraint(['previous_plan_id'], ['delivery_plans.id'], name=op.f('fk_delivery_plans_previous_plan_id_delivery_plans')),
     sa.ForeignKeyConstraint(['run_id'], ['billing_runs.id'], name=op.f('fk_delivery_plans_run_id_billing_runs')),
@@ -492,6 +496,7 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('is_canary', sa.Boolean(), nullable=False),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('approved_sha256', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_delivery_envelopes_account_id_accounts')),
     sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_delivery_envelopes_invoice_id_invoices')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_delivery_envelopes_organization_id_organizations')),
@@ -593,6 +598,11 @@ def upgrade() -> None:
     sa.Column('last_error', sa.String(length=1000), nullable=True),
     sa.Column('updated_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('set_aside_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('set_aside_by', sa.String(length=100), nullable=True),
+    sa.Column('set_aside_reason', sa.String(length=1000), nullable=True),
+    sa.Column('set_aside_evidence', sa.JSON(), nullable=True),
+    sa.Column('recipient_outcomes', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['envelope_id'], ['delivery_envelopes.id'], name=op.f('fk_outbox_envelope_id_delivery_envelopes')),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_outbox_organization_id_organizations')),
     sa.ForeignKeyConstraint(['run_id'], ['billing_runs.id'], name=op.f('fk_outbox_run_id_billing_runs')),

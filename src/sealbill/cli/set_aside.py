@@ -1,0 +1,127 @@
+"""``run set-aside`` and ``run retry``, and the person-readable held/halted report.
+
+Exit codes of the run commands (``run plan``, ``run send``, ``run status``): 0 every message
+delivered (``run plan``: the plan may proceed); 1 the command failed; 2 bad usage; 3 the plan
+is held awaiting approval; 4 the guard halted the run or messages are set aside; 5 messages are
+left undelivered (queued, retrying, failed, or with no recipient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+
+from sealbill.cli.billing import run_app
+from sealbill.cli.common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    OrgOption,
+    console,
+    emit_json,
+    engine_for,
+    fail,
+    org_id_for,
+)
+from sealbill.pipeline import set_aside as set_asides
+from sealbill.store import queries
+
+RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
+InvoiceOption = Annotated[str, typer.Option("--invoice", help="The invoice number.")]
+EXIT_HELP = "; ".join(f"{code} {text}" for code, text in set_asides.EXIT_CODES.items())
+
+
+def register(app: typer.Typer) -> None:
+    """Commands live on the ``run`` sub-app (registered by :mod:`sealbill.cli.billing`)."""
+
+
+def _run(db: str | None, org: str, run: str, as_json: bool) -> tuple[Any, int, int]:
+    engine = engine_for(db)
+    org_id = org_id_for(engine, org, as_json)
+    try:
+        with engine.begin() as conn:
+            return engine, org_id, int(queries.run_by_ref(conn, org_id, run)["id"])
+    except (LookupError, ValueError) as exc:
+        fail(str(exc), as_json=as_json)
+
+
+@run_app.command("set-aside", epilog=f"Exit codes: {EXIT_HELP}.")
+def set_aside_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
+                      reason: Annotated[str, typer.Option(help="Why (recorded).")],
+                      by: ActorOption = "operator", db: DbOption = None,
+                      as_json: JsonOption = False) -> None:
+    """Exclude one message from the run (or confirm the guard's set-aside of it), recorded;
+    once the guard's set-asides are confirmed, `run send` sends the rest."""
+    engine, org_id, run_id = _run(db, org, run, as_json)
+    try:
+        done = set_asides.set_aside(engine, org_id, run_id, invoice, actor=by, reason=reason)
+    except set_asides.SetAsideError as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **done})
+        return
+    console.print(f"{invoice} set aside by {by}" + (
+        f"; run {run_id} released: `sealbill run send {run}` sends the rest"
+        if done["run_released"] else ""), markup=False)
+
+
+@run_app.command("retry", epilog=f"Exit codes: {EXIT_HELP}.")
+def retry_command(run: RunArg, org: OrgOption,
+                  invoice: Annotated[str | None, typer.Option(
+                      "--invoice", help="The invoice number (default: every failed message "
+                      "of the run).")] = None,
+                  by: ActorOption = "operator", db: DbOption = None,
+                  reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+                  as_json: JsonOption = False) -> None:
+    """Queue again a set-aside message (--invoice), or failed messages after a fix (retries
+    exhausted, or refused by the server): the next `run send` checks each with the whole
+    guard, on the data as it is then, and sends it only to its recipients not yet delivered
+    (same Message-ID)."""
+    engine, org_id, run_id = _run(db, org, run, as_json)
+    try:
+        done = set_asides.retry(engine, org_id, run_id, invoice, actor=by, reason=reason)
+    except set_asides.SetAsideError as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **done})
+        return
+    for skipped in done["skipped"]:
+        console.print(f"{skipped['invoice']} not queued: {skipped['reason']} (correct the "
+                      f"contacts, then `sealbill run plan {run} --replan`)", markup=False)
+    if not done["queued"]:
+        console.print("nothing to retry", markup=False)
+        return
+    console.print(f"{', '.join(done['queued'])} queued again; `sealbill run send {run}` checks "
+                  "and sends", markup=False)
+
+
+def report_lines(status: Mapping[str, Any], run: str) -> list[str]:
+    """The held/halted report a person reads: per account before -> after (the plan's
+    lines), per set-aside message what the guard saw, why it matters and what to do."""
+    out: list[str] = []
+    plan = status.get("plan") or {}
+    if status["status"] == "held":
+        out.append("HELD: the plan differs from the previous cycle beyond the policy.")
+        out += [f"  {line}" for line in plan.get("report_lines", [])]
+        out.append(f"  what to do: read each change above; if every one is expected, another "
+                   f"person runs `sealbill run approve {run} --by NAME --reason TEXT` (it "
+                   "approves exactly these differences); otherwise fix the contacts and "
+                   f"`sealbill run plan {run} --replan`.")
+    for item in status.get("set_aside", []):
+        out.append(f"SET ASIDE {item['invoice']} (account {item['account']}) by {item['by']}: "
+                   f"to {', '.join(item['recipients']) or '-'}")
+        for v in item["violations"]:
+            out.append(f"  [{v['rule']}] {v['message']}: {v['evidence']}")
+        if item["by"] == "guard":
+            out.append("  why it matters: the guard found this message would go where the "
+                       "evidence does not entitle it to; it was not sent.")
+            out.append(f"  what to do: `sealbill run set-aside {run} --invoice {item['invoice']}"
+                       " --reason TEXT` (recorded) then `sealbill run send` sends the rest; "
+                       "once the cause is fixed, `sealbill run retry "
+                       f"{run} --invoice {item['invoice']}` checks it again.")
+        else:
+            out.append(f"  set aside: {item['reason']}; `sealbill run retry {run} --invoice "
+                       f"{item['invoice']}` re-queues it for a fresh guard check.")
+    return out
