@@ -18,6 +18,7 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
+    err_console,
     fail,
     org_id_for,
     progress,
@@ -57,7 +58,8 @@ def bill(
     as_json: JsonOption = False,
 ) -> None:
     """Rate the period and create one draft invoice per account (a rerun bills nothing
-    twice)."""
+    twice). An account that cannot be rated is listed with the reason and left unbilled; the
+    others are billed, and the exit code is then 1."""
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:
@@ -70,6 +72,7 @@ def bill(
         fail(str(exc), as_json=as_json, details=exc.problems)
     if as_json:
         emit_json(result.as_dict())
+        _report_problems(result.problems, as_json)
         return
     if dry_run:
         console.print(preview_table(result.previews[:50]))
@@ -81,6 +84,19 @@ def bill(
                       "zero-amount skipped")
     for currency, total in sorted(result.totals.items()):
         console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
+    _report_problems(result.problems, as_json)
+
+
+def _report_problems(problems: list[str], as_json: bool) -> None:
+    """Accounts left unbilled: listed on stderr (the JSON already carries them), exit 1."""
+    if not problems:
+        return
+    if not as_json:
+        err_console.print(f"[bold yellow]{len(problems)} account(s) not billed[/] "
+                          "(the others were):", highlight=False)
+        for problem in problems:
+            err_console.print(f"  - {problem}", highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 @run_app.command("finalize")

@@ -176,6 +176,17 @@ EXEMPTION_CODES: dict[VatCategory, str] = {
 }
 
 
+def plain_rate(rate: Decimal) -> Decimal:
+    """``rate`` without trailing zeros and without an exponent: ``20``, ``5.5``, ``2.1``.
+
+    ``Decimal("20").normalize()`` is ``2E+1``, which would be stored and printed as such.
+
+    >>> [str(plain_rate(Decimal(t))) for t in ("20.00", "2E+1", "5.50", "0.0")]
+    ['20', '20', '5.5', '0']
+    """
+    return Decimal(format(rate.normalize(), "f"))
+
+
 def tax_breakdown(
     lines: Iterable[InvoiceLine],
     currency: str,
@@ -192,7 +203,7 @@ def tax_breakdown(
     reasons = exemption_reasons or {}
     groups: dict[tuple[VatCategory, Decimal], int] = {}
     for line in lines:
-        key = (line.vat_category, line.vat_rate.normalize())
+        key = (line.vat_category, plain_rate(line.vat_rate))
         groups[key] = groups.get(key, 0) + line.amount_minor
     subtotals = []
     for (category, rate), base in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
@@ -226,7 +237,7 @@ def check_invoice(invoice: Invoice) -> list[str]:
     if line_sum != invoice.total_excl_minor:
         problems.append(f"{where}: total_excl {invoice.total_excl_minor} != lines {line_sum}")
     expected = tax_breakdown(invoice.lines, invoice.currency)
-    got = [(s.category, s.rate.normalize(), s.base_minor, s.tax_minor)
+    got = [(s.category, plain_rate(s.rate), s.base_minor, s.tax_minor)
            for s in invoice.tax_subtotals]
     want = [(s.category, s.rate, s.base_minor, s.tax_minor) for s in expected]
     if sorted(got) != sorted(want):

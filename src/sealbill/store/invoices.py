@@ -93,11 +93,13 @@ def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
 
 
 def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
-    """Accounts that already have an invoice of the billing run of ``period`` (YYYY-MM)."""
+    """Accounts that already have a document of the billing run of ``period`` (YYYY-MM): an
+    invoice, or the credit note of a period whose credits exceeded its charges (both hold the
+    period's billing key)."""
     return {int(i) for i in conn.execute(
         sa.select(invoices.c.account_id)
         .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
-        .where(invoices.c.organization_id == org_id, invoices.c.kind == "invoice",
+        .where(invoices.c.organization_id == org_id,
                billing_runs.c.organization_id == org_id, billing_runs.c.period == period)
     ).scalars()}
 
