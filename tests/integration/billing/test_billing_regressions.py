@@ -265,3 +265,33 @@ def test_a_plan_with_an_interval_sealbill_does_not_bill_blocks_only_its_subscrip
     assert result.drafted == 1
     assert len(result.problems) == 1 and "A0002" in result.problems[0]
     assert "week" in result.problems[0]
+
+
+def test_bill_finalize_credit_rerun_dry_run_and_rerun_after_a_plan_change_never_duplicate(
+        any_engine: Engine, tmp_path: Path) -> None:
+    from sealbill.pipeline.finalize import issue_credit_note
+
+    s = build_scenario(any_engine, accounts=3, files_dir=tmp_path, render=False)
+    _cancel_now(any_engine, s, "A0001")  # November: a credit note for A0001
+    first = bill_period(any_engine, s.org_id, "2026-11", actor="t")
+    numbers = [n for _, n in finalize_run(any_engine, s.org_id, first.run_id or 0)]
+    issue_credit_note(any_engine, s.org_id, next(n for n in numbers if n.startswith("F-")),
+                      reason="geste", amount_minor=100)
+    documents = _documents(any_engine, s.org_id)
+    assert bill_period(any_engine, s.org_id, "2026-11", actor="t").drafted == 0
+    dry = bill_period(any_engine, s.org_id, "2026-11", actor="t", dry_run=True)
+    assert (dry.drafted, dry.previews) == (0, [])
+    with any_engine.begin() as conn:
+        catalog_store.add_metric(conn, s.org_id, "storage_gb", "Storage", "time_weighted_sum")
+        catalog_store.add_plan(conn, s.org_id, _storage_plan("bigger", "1"), NOW)
+        sub_id = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.account_id == s.account_ids["A0002"])).scalar_one()
+        catalog_store.change_plan(conn, s.org_id, sub_id, "bigger", date(2026, 10, 20), NOW)
+    # The period is billed: a later plan change of October does not bill it again.
+    assert bill_period(any_engine, s.org_id, "2026-11", actor="t").drafted == 0
+    assert _documents(any_engine, s.org_id) == documents
+    # December's preview and run agree, and a rerun of December adds nothing.
+    preview = bill_period(any_engine, s.org_id, "2026-12", actor="t", dry_run=True)
+    december = bill_period(any_engine, s.org_id, "2026-12", actor="t")
+    assert (preview.drafted, preview.totals) == (december.drafted, december.totals)
+    assert bill_period(any_engine, s.org_id, "2026-12", actor="t").drafted == 0
