@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, setup
+from sealbill.cli import billing, delivery, demo, documents, incident, setup, taxes
 
 app = typer.Typer(
     name="sealbill",
@@ -44,6 +44,7 @@ documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 delivery.register(app)
+taxes.register(app)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from sealbill.pipeline.billing import BillingError, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
+from sealbill.store.exchange_rates import MissingExchangeRate
 from sealbill.store.invoices import InvoiceStateError, load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
@@ -122,6 +123,9 @@ def finalize(
         with progress(not as_json, "finalizing", total) as bar:
             done = finalize_run(engine, org_id, run_row["id"], issue_date=day,
                                 on_progress=bar.advance)
+    except MissingExchangeRate as exc:
+        fail("invoices in another currency with VAT need an exchange rate (sealbill import "
+             "rates); nothing was finalized", as_json=as_json, details=exc.problems)
     except LookupError as exc:
         fail(str(exc), as_json=as_json)
     numbers = [number for _, number in done]

@@ -289,7 +289,8 @@ def _model_problems(charge: Charge, currency: str, where: str) -> list[str]:
     if charge.model is ChargeModel.FLAT and not problems and currency in CURRENCY_EXPONENTS and (
         to_major(to_minor(p.amount, currency), currency) != p.amount
     ):
-        problems.append(f"{where}: amount: {p.amount} is finer than {currency} minor units")
+        problems.append(f"{where}: amount: {p.amount} is finer than a {currency} invoice "
+                        "amount (minor units, at most 2 decimals)")
     if charge.model is ChargeModel.PERCENTAGE and not problems:
         low, high = p.min_per_transaction, p.max_per_transaction
         if p.rate > 100:

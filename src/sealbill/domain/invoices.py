@@ -22,7 +22,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from sealbill.domain.money import exponent, to_minor
+from sealbill.domain.money import exponent, to_major, to_minor
 
 
 class DocumentKind(StrEnum):
@@ -120,6 +120,39 @@ class PaymentMethod:
 
 
 @dataclass(frozen=True, slots=True)
+class VatAccounting:
+    """EN 16931 BT-6 / BT-111: the VAT of an invoice in another currency, in the seller's VAT
+    accounting currency (EUR for a French seller), with the exchange rate used and where it
+    came from (an operator-provided rate table), as they were at finalization.
+
+    ``rate``: units of the invoice currency for one unit of ``currency`` (1 EUR = 1.0823 USD).
+    """
+
+    currency: str
+    rate: Decimal
+    rate_date: date
+    source: str
+    tax_total_minor: int
+
+
+def vat_in_accounting_currency(tax_total_minor: int, currency: str, rate: Decimal,
+                               accounting: str = "EUR") -> int:
+    """The VAT total converted at ``rate`` (invoice currency per accounting unit), half-up once
+    to the accounting currency's minor unit.
+
+    >>> vat_in_accounting_currency(2165, "USD", Decimal("1.0823"))  # 21.65 USD
+    2000
+    >>> vat_in_accounting_currency(3300, "JPY", Decimal("162.5"))  # 3300 JPY
+    2031
+    >>> vat_in_accounting_currency(1234, "KWD", Decimal("0.3312"))  # 1.234 KWD
+    373
+    """
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
+        raise ValueError(f"exchange rate must be a positive Decimal, got {rate!r}")
+    return to_minor(to_major(tax_total_minor, currency) / rate, accounting)
+
+
+@dataclass(frozen=True, slots=True)
 class Invoice:
     kind: DocumentKind
     number: str
@@ -143,6 +176,7 @@ class Invoice:
     corrected_invoice_date: date | None = None  # BT-26
     notes: tuple[tuple[str, str], ...] = field(default=())  # (subject code, text): PMT, PMD, AAB
     payment_terms: str = ""
+    vat_accounting: VatAccounting | None = None  # BT-6/BT-111 when not invoiced in EUR
 
     @property
     def type_code(self) -> str:
