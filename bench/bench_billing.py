@@ -149,7 +149,7 @@ def case(url: str, accounts: int, events: int, workdir: Path, baseline: int,
 
 def _baseline(engine: Any, org_id: int, usage: Path, sample: int) -> float:
     """One INSERT per event through SQLAlchemy, each event parsed by the domain."""
-    from sealbill.domain.usage import parse_usage_record
+    from sealbill.domain.usage_records import parse_usage_record
     from sealbill.store import parties
     from sealbill.store.schema import usage_events
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, set_aside, setup
+from sealbill.cli import billing, delivery, demo, documents, incident, set_aside, setup, taxes
 
 app = typer.Typer(
     name="sealbill",
@@ -47,6 +47,7 @@ documents.register(app)
 incident.register(app)
 delivery.register(app)
 set_aside.register(app)
+taxes.register(app)
 
 
 def main() -> None:

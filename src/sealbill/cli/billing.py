@@ -18,6 +18,7 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
+    err_console,
     fail,
     org_id_for,
     progress,
@@ -29,6 +30,7 @@ from sealbill.pipeline.billing import BillingError, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
+from sealbill.store.exchange_rates import MissingExchangeRate
 from sealbill.store.invoices import InvoiceStateError, load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
@@ -57,7 +59,8 @@ def bill(
     as_json: JsonOption = False,
 ) -> None:
     """Rate the period and create one draft invoice per account (a rerun bills nothing
-    twice)."""
+    twice). An account that cannot be rated is listed with the reason and left unbilled; the
+    others are billed, and the exit code is then 1."""
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:
@@ -70,6 +73,7 @@ def bill(
         fail(str(exc), as_json=as_json, details=exc.problems)
     if as_json:
         emit_json(result.as_dict())
+        _report_problems(result.problems, as_json)
         return
     if dry_run:
         console.print(preview_table(result.previews[:50]))
@@ -81,6 +85,19 @@ def bill(
                       "zero-amount skipped")
     for currency, total in sorted(result.totals.items()):
         console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
+    _report_problems(result.problems, as_json)
+
+
+def _report_problems(problems: list[str], as_json: bool) -> None:
+    """Accounts left unbilled: listed on stderr (the JSON already carries them), exit 1."""
+    if not problems:
+        return
+    if not as_json:
+        err_console.print(f"[bold yellow]{len(problems)} account(s) not billed[/] "
+                          "(the others were):", highlight=False)
+        for problem in problems:
+            err_console.print(f"  - {problem}", highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 @run_app.command("finalize")
@@ -106,6 +123,9 @@ def finalize(
         with progress(not as_json, "finalizing", total) as bar:
             done = finalize_run(engine, org_id, run_row["id"], issue_date=day,
                                 on_progress=bar.advance)
+    except MissingExchangeRate as exc:
+        fail("invoices in another currency with VAT need an exchange rate (sealbill import "
+             "rates); nothing was finalized", as_json=as_json, details=exc.problems)
     except LookupError as exc:
         fail(str(exc), as_json=as_json)
     numbers = [number for _, number in done]

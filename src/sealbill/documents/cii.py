@@ -35,7 +35,7 @@ from sealbill.domain.invoices import (
     Seller,
     TaxSubtotal,
 )
-from sealbill.domain.money import Money, format_plain
+from sealbill.domain.money import document_digits, to_major
 
 GUIDELINE: Final = "urn:cen.eu:en16931:2017"
 TAX_CURRENCY: Final = "EUR"  # French VAT is accounted in euros (BT-6)
@@ -69,7 +69,10 @@ def _el(parent: Element, tag: str, text: str | None = None, **attrs: str) -> Ele
 
 
 def _amount(minor: int, currency: str) -> str:
-    return format_plain(Money(minor, currency))
+    """``minor`` units with the decimals an EN 16931 amount carries (at most 2: a KWD amount
+    is a whole multiple of 10 fils, ``money.document_step``, so nothing is lost)."""
+    digits = document_digits(currency)
+    return f"{to_major(minor, currency):.{digits}f}"
 
 
 def _decimal(value: Decimal) -> str:
@@ -235,9 +238,11 @@ def _settlement(settlement: Element, invoice: Invoice) -> None:
     _el(sums, "TaxBasisTotalAmount", _amount(invoice.total_excl_minor, currency))
     _el(sums, "TaxTotalAmount", _amount(invoice.tax_total_minor, currency), currencyID=currency)
     if currency != TAX_CURRENCY:
-        # BT-111: check_renderable only lets a foreign-currency invoice through without VAT,
-        # so its VAT in euros is exactly zero (no exchange rate involved).
-        _el(sums, "TaxTotalAmount", "0.00", currencyID=TAX_CURRENCY)
+        # BT-111: the VAT in euros at the rate fixed at finalization (BR-53); check_renderable
+        # lets a foreign-currency invoice through without it only when it has no VAT.
+        accounting = invoice.vat_accounting
+        _el(sums, "TaxTotalAmount", _amount(accounting.tax_total_minor if accounting else 0,
+                                            TAX_CURRENCY), currencyID=TAX_CURRENCY)
     _el(sums, "GrandTotalAmount", _amount(invoice.total_incl_minor, currency))
     _el(sums, "DuePayableAmount", _amount(invoice.total_incl_minor, currency))
     if invoice.kind is DocumentKind.CREDIT_NOTE and invoice.corrected_invoice_number:

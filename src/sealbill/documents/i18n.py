@@ -139,6 +139,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "la date d'échéance (art. L441-10 du Code de commerce)."
         ),
         "note_AAB": "Pas d'escompte pour paiement anticipé.",
+        "exchange_rate_note": "Taux de change : 1 {accounting} = {rate} {currency} ({source}, "
+                              "{date}) ; montant de la TVA : {vat} {accounting}.",
         "exempt_AE": (
             "Autoliquidation : TVA due par le preneur (art. 283-2 du CGI ; "
             "art. 196 de la directive 2006/112/CE)."
@@ -213,6 +215,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "points, due from the day after the due date (French Commercial Code, art. L441-10)."
         ),
         "note_AAB": "No discount for early payment.",
+        "exchange_rate_note": "Exchange rate: 1 {accounting} = {rate} {currency} ({source}, "
+                              "{date}); VAT amount: {vat} {accounting}.",
         "exempt_AE": (
             "Reverse charge (autoliquidation): VAT to be accounted for by the customer "
             "(art. 196 of Council Directive 2006/112/EC; French Tax Code art. 283-2)."

@@ -27,7 +27,7 @@ from sealbill.domain.invoices import (
     VatCategory,
     check_invoice,
 )
-from sealbill.domain.money import exponent
+from sealbill.domain.money import Money, document_step, format_plain
 
 
 class DocumentError(ValueError):
@@ -101,7 +101,21 @@ def legal_notes(invoice: Invoice) -> tuple[tuple[str, str], ...]:
     notes = [(code, own.get(code, defaults[code])) for code in MANDATORY_NOTES]
     if "TXD" in own:
         notes.append(("TXD", own["TXD"]))
+    elif invoice.vat_accounting is not None:
+        notes.append(("TXD", exchange_rate_note(invoice)))
     return tuple(notes) + tuple(others)
+
+
+def exchange_rate_note(invoice: Invoice) -> str:
+    """The rate, its date and source, and the VAT in euros of an invoice in another currency
+    (the French tax code wants the VAT in euros on the invoice, art. 242 nonies A I-10)."""
+    accounting = invoice.vat_accounting
+    assert accounting is not None
+    vat = format_plain(Money(accounting.tax_total_minor, accounting.currency))
+    rate = format(accounting.rate.normalize(), "f")
+    return label(invoice.locale, "exchange_rate_note").format(
+        currency=invoice.currency, rate=rate, date=accounting.rate_date.isoformat(),
+        source=accounting.source, vat=vat, accounting=accounting.currency)
 
 
 def exemption_reason(subtotal: TaxSubtotal, locale: str) -> str | None:
@@ -212,13 +226,20 @@ def _check_parties(invoice: Invoice, where: str) -> list[str]:
 
 def _check_amounts(invoice: Invoice, where: str) -> list[str]:
     problems = []
-    if invoice.currency != "EUR" and invoice.tax_total_minor != 0:
-        # BR-FR-CO-12 wants the VAT total in EUR too (BT-6/BT-111); without VAT it is 0.00 EUR,
-        # with VAT it needs an exchange rate the Invoice does not carry.
+    accounting = invoice.vat_accounting
+    if invoice.currency != "EUR" and invoice.tax_total_minor != 0 and (
+            accounting is None or accounting.currency != "EUR"):
+        # BR-FR-CO-12 / BR-53 want the VAT total in EUR too (BT-6/BT-111); without VAT it is
+        # 0.00 EUR, with VAT it needs the exchange rate fixed at finalization.
         problems.append(f"{where}: VAT in {invoice.currency} needs its EUR amount (BR-FR-CO-12,"
-                        " BT-111), which the Invoice does not carry")
-    if exponent(invoice.currency) > 2:
-        problems.append(f"{where}: amounts with more than 2 decimals (BR-DEC)")
+                        " BT-111): finalize it with an exchange rate")
+    step = document_step(invoice.currency)
+    amounts = [invoice.total_excl_minor, invoice.tax_total_minor, invoice.total_incl_minor,
+               *(line.amount_minor for line in invoice.lines),
+               *(s for sub in invoice.tax_subtotals for s in (sub.base_minor, sub.tax_minor))]
+    if any(amount % step for amount in amounts):
+        problems.append(f"{where}: an amount finer than 2 decimals of {invoice.currency} "
+                        "(EN 16931 BR-DEC, BR-FR-DEC-01)")
     for sub in invoice.tax_subtotals:
         if sub.category is VatCategory.STANDARD and rate_code(sub.rate) not in FRENCH_VAT_RATES:
             problems.append(f"{where}: VAT rate {sub.rate} is not a French rate (BR-FR-16)")

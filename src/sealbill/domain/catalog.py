@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, localcontext
@@ -148,6 +148,13 @@ class Charge:
     properties: ChargeProperties = field(default_factory=ChargeProperties)
     metric_code: str | None = None
     vat_rate_class: VatRateClass = VatRateClass.STANDARD
+    #: Usage charges: how often their usage is billed in arrears (``None``: every month,
+    #: whatever the plan's interval). Fixed fees follow the plan's interval.
+    usage_interval: Interval | None = None
+
+    @property
+    def usage_cadence(self) -> Interval:
+        return self.usage_interval or Interval.MONTH
 
     @property
     def timing(self) -> ChargeTiming:
@@ -282,7 +289,8 @@ def _model_problems(charge: Charge, currency: str, where: str) -> list[str]:
     if charge.model is ChargeModel.FLAT and not problems and currency in CURRENCY_EXPONENTS and (
         to_major(to_minor(p.amount, currency), currency) != p.amount
     ):
-        problems.append(f"{where}: amount: {p.amount} is finer than {currency} minor units")
+        problems.append(f"{where}: amount: {p.amount} is finer than a {currency} invoice "
+                        "amount (minor units, at most 2 decimals)")
     if charge.model is ChargeModel.PERCENTAGE and not problems:
         low, high = p.min_per_transaction, p.max_per_transaction
         if p.rate > 100:
@@ -313,6 +321,8 @@ def _charge_problems(
         problems.append(f"{where}: metric_code: required by the {charge.model} model")
     elif metric_codes is not None and charge.metric_code not in metric_codes:
         problems.append(f"{where}: metric_code: unknown metric {charge.metric_code!r}")
+    if charge.usage_interval is not None and charge.timing is ChargeTiming.IN_ADVANCE:
+        problems.append(f"{where}: usage_interval: a fixed fee follows the plan's interval")
     return problems + _model_problems(charge, currency, where)
 
 
@@ -358,7 +368,11 @@ class PlanCatalog:
     2
     """
 
-    def __init__(self, plans: Iterable[Plan]) -> None:
+    def __init__(self, plans: Iterable[Plan], unavailable: Mapping[str, str] | None = None
+                 ) -> None:
+        #: plan code -> why its stored versions cannot be used (an unknown interval...):
+        #: only the subscriptions on it are refused, naming the reason.
+        self.unavailable = dict(unavailable or {})
         by_code: dict[str, list[Plan]] = {}
         for plan in plans:
             by_code.setdefault(plan.code, []).append(plan)
@@ -367,7 +381,12 @@ class PlanCatalog:
             for code, vs in by_code.items()
         }
 
+    def codes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._versions))
+
     def versions(self, plan_code: str) -> tuple[Plan, ...]:
+        if plan_code in self.unavailable:
+            raise CatalogError(f"plan {plan_code!r}: {self.unavailable[plan_code]}")
         try:
             return self._versions[plan_code]
         except KeyError:

@@ -22,7 +22,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from sealbill.domain.money import exponent, to_minor
+from sealbill.domain.money import exponent, to_major, to_minor
 
 
 class DocumentKind(StrEnum):
@@ -120,6 +120,39 @@ class PaymentMethod:
 
 
 @dataclass(frozen=True, slots=True)
+class VatAccounting:
+    """EN 16931 BT-6 / BT-111: the VAT of an invoice in another currency, in the seller's VAT
+    accounting currency (EUR for a French seller), with the exchange rate used and where it
+    came from (an operator-provided rate table), as they were at finalization.
+
+    ``rate``: units of the invoice currency for one unit of ``currency`` (1 EUR = 1.0823 USD).
+    """
+
+    currency: str
+    rate: Decimal
+    rate_date: date
+    source: str
+    tax_total_minor: int
+
+
+def vat_in_accounting_currency(tax_total_minor: int, currency: str, rate: Decimal,
+                               accounting: str = "EUR") -> int:
+    """The VAT total converted at ``rate`` (invoice currency per accounting unit), half-up once
+    to the accounting currency's minor unit.
+
+    >>> vat_in_accounting_currency(2165, "USD", Decimal("1.0823"))  # 21.65 USD
+    2000
+    >>> vat_in_accounting_currency(3300, "JPY", Decimal("162.5"))  # 3300 JPY
+    2031
+    >>> vat_in_accounting_currency(1234, "KWD", Decimal("0.3312"))  # 1.234 KWD
+    373
+    """
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
+        raise ValueError(f"exchange rate must be a positive Decimal, got {rate!r}")
+    return to_minor(to_major(tax_total_minor, currency) / rate, accounting)
+
+
+@dataclass(frozen=True, slots=True)
 class Invoice:
     kind: DocumentKind
     number: str
@@ -143,6 +176,7 @@ class Invoice:
     corrected_invoice_date: date | None = None  # BT-26
     notes: tuple[tuple[str, str], ...] = field(default=())  # (subject code, text): PMT, PMD, AAB
     payment_terms: str = ""
+    vat_accounting: VatAccounting | None = None  # BT-6/BT-111 when not invoiced in EUR
 
     @property
     def type_code(self) -> str:
@@ -176,6 +210,17 @@ EXEMPTION_CODES: dict[VatCategory, str] = {
 }
 
 
+def plain_rate(rate: Decimal) -> Decimal:
+    """``rate`` without trailing zeros and without an exponent: ``20``, ``5.5``, ``2.1``.
+
+    ``Decimal("20").normalize()`` is ``2E+1``, which would be stored and printed as such.
+
+    >>> [str(plain_rate(Decimal(t))) for t in ("20.00", "2E+1", "5.50", "0.0")]
+    ['20', '20', '5.5', '0']
+    """
+    return Decimal(format(rate.normalize(), "f"))
+
+
 def tax_breakdown(
     lines: Iterable[InvoiceLine],
     currency: str,
@@ -192,7 +237,7 @@ def tax_breakdown(
     reasons = exemption_reasons or {}
     groups: dict[tuple[VatCategory, Decimal], int] = {}
     for line in lines:
-        key = (line.vat_category, line.vat_rate.normalize())
+        key = (line.vat_category, plain_rate(line.vat_rate))
         groups[key] = groups.get(key, 0) + line.amount_minor
     subtotals = []
     for (category, rate), base in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
@@ -226,7 +271,7 @@ def check_invoice(invoice: Invoice) -> list[str]:
     if line_sum != invoice.total_excl_minor:
         problems.append(f"{where}: total_excl {invoice.total_excl_minor} != lines {line_sum}")
     expected = tax_breakdown(invoice.lines, invoice.currency)
-    got = [(s.category, s.rate.normalize(), s.base_minor, s.tax_minor)
+    got = [(s.category, plain_rate(s.rate), s.base_minor, s.tax_minor)
            for s in invoice.tax_subtotals]
     want = [(s.category, s.rate, s.base_minor, s.tax_minor) for s in expected]
     if sorted(got) != sorted(want):

@@ -1,10 +1,15 @@
 """Money as integer minor units of an ISO 4217 currency.
 
 Invariants:
-- an amount is an ``int`` of minor units (cents, fils, yen); floats are refused everywhere;
+- an amount is an ``int`` of ISO 4217 minor units (cents, fils, yen: exponents 2, 3, 0);
+  floats are refused everywhere;
 - unit prices and quantities are ``Decimal`` and may carry more digits than the currency
   (0.000012 EUR a request); they become money only through :func:`to_minor`, which rounds
-  half-up (away from zero on ties) to the currency's exponent — the one rounding rule of sealbill;
+  half-up (away from zero on ties) to the currency's exponent, *at most 2 decimals* — the one
+  rounding rule of sealbill. EN 16931 (BR-DEC-*) and the French CTC (BR-FR-DEC-01) allow at
+  most 2 decimals in an e-invoice amount, so an invoice in a 3-decimal currency (KWD, BHD,
+  TND) is rounded to 0.01 — whole multiples of 10 fils (:func:`document_step`) — stored and
+  printed in fils (``12.340 KWD``) and written exactly with 2 decimals in the XML;
 - two amounts of different currencies never add.
 
 >>> Money(1050, "EUR") + Money(1, "EUR")
@@ -67,11 +72,38 @@ def parse_decimal(text: str | int | Decimal, *, field: str = "value") -> Decimal
     return value
 
 
+#: EN 16931 BR-DEC-* / FR-CTC BR-FR-DEC-01: an e-invoice amount has at most 2 decimals.
+EN16931_MAX_DECIMALS = 2
+
+
+def document_digits(currency: str) -> int:
+    """Decimals an invoice amount in ``currency`` carries: ISO 4217's, at most 2.
+
+    >>> [document_digits(c) for c in ("EUR", "JPY", "KWD")]
+    [2, 0, 2]
+    """
+    return min(exponent(currency), EN16931_MAX_DECIMALS)
+
+
+def document_step(currency: str) -> int:
+    """Every invoice amount is a multiple of this many minor units (10 fils for KWD, else 1).
+
+    >>> [document_step(c) for c in ("EUR", "JPY", "TND")]
+    [1, 1, 10]
+    """
+    return int(10 ** (exponent(currency) - document_digits(currency)))
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
-    """Round a major-unit ``Decimal`` half-up to an integer of minor units."""
+    """Round a major-unit ``Decimal`` half-up to :func:`document_digits` decimals, as an
+    integer of ISO minor units.
+
+    >>> to_minor(Decimal("1.2345"), "KWD"), to_minor(Decimal("1.5"), "JPY")
+    (1230, 2)
+    """
     if not isinstance(amount, Decimal):
         raise MoneyError(f"to_minor takes a Decimal, not {type(amount).__name__}")
-    quantum = Decimal(1).scaleb(-exponent(currency))
+    quantum = Decimal(1).scaleb(-document_digits(currency))
     return int(amount.quantize(quantum, rounding=ROUND_HALF_UP).scaleb(exponent(currency)))
 
 

@@ -1,8 +1,10 @@
 """Rating: one account's subscription, catalog and usage become draft invoice lines and totals.
 
 The invoice that *opens* period ``P`` holds, in this order: the fixed fees of ``P`` billed in
-advance, the proration lines of the previous period, then the usage of the previous period
-billed in arrears (rated with the plan version of the last billable phase of that period).
+advance, the proration lines of the previous period, then the usage billed in arrears, one
+group of lines per :class:`~sealbill.domain.usage_windows.UsageSegment` — each part of a usage
+window between two plan changes, rated with the plan version in force then (so the usage
+before a downgrade keeps the old prices), on each charge's own cadence.
 Everything :func:`rate_account` needs is about one account: a pipeline streams accounts one by
 one, feeding each account's events to a :class:`UsageMeter`.
 
@@ -17,51 +19,45 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
-from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
+from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 from sealbill.domain.catalog import (
     Charge,
     ChargeError,
-    ChargeModel,
     Plan,
     PlanCatalog,
     PriceComponent,
 )
 from sealbill.domain.invoices import InvoiceLine, TaxSubtotal, VatCategory, tax_breakdown, totals
+from sealbill.domain.metering import RatingError as RatingError
+from sealbill.domain.metering import TransactionFeeAccumulator as TransactionFeeAccumulator
+from sealbill.domain.metering import TransactionTotals as TransactionTotals
+from sealbill.domain.metering import UsageMeter as UsageMeter
+from sealbill.domain.metering import UsageTotals as UsageTotals
+from sealbill.domain.metering import needs_transactions as needs_transactions
+from sealbill.domain.metering import transaction_components as transaction_components
+from sealbill.domain.metering import transaction_fee as transaction_fee
 from sealbill.domain.money import to_minor
 from sealbill.domain.subscriptions import (
     Period,
     Subscription,
-    UsageScope,
     fixed_fee_lines,
     format_date,
     usage_scope,
     validate_subscription,
 )
 from sealbill.domain.taxes import TaxError, VatContext, VatRateClass, VatTreatment
-from sealbill.domain.usage import (
-    Aggregator,
-    Metric,
-    UsageEvent,
-    canonical_decimal,
-    make_aggregator,
-    metric_value,
-)
+from sealbill.domain.usage import canonical_decimal
+from sealbill.domain.usage_windows import UsageSegment
+
+#: A usage segment and what its meter measured.
+RatedUsage = tuple[UsageSegment, UsageTotals]
 
 ZERO = Decimal(0)
-_EXACT = Context(prec=80, traps=[InvalidOperation, Inexact])
-
-
-class RatingError(ValueError):
-    """Rating refused; the message lists every problem at once."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,145 +67,6 @@ class AccountContext:
     locale: str  # "fr" | "en"
     vat: VatContext
 
-
-@dataclass(frozen=True, slots=True)
-class TransactionTotals:
-    """Streamed transactions of one percentage charge: count, sum of amounts, sum of fees."""
-
-    transactions: int = 0
-    base: Decimal = ZERO
-    fees: Decimal = ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotals:
-    """Aggregates per metric code, and per charge code for percentage charges."""
-
-    quantities: Mapping[str, Decimal] = field(default_factory=dict)
-    transactions: Mapping[str, TransactionTotals] = field(default_factory=dict)
-
-
-def needs_transactions(charge: Charge) -> bool:
-    """True for a percentage charge with a fixed fee, a minimum or a maximum per transaction."""
-    p = charge.properties
-    return charge.model is ChargeModel.PERCENTAGE and (
-        p.fixed_fee != 0 or (p.min_per_transaction, p.max_per_transaction) != (None, None))
-
-
-def transaction_fee(charge: Charge, amount: Decimal) -> Decimal:
-    """Fee of one transaction: rate part + fixed fee, then clamped to [min, max] when set.
-
-    >>> from sealbill.domain.catalog import ChargeProperties
-    >>> card = Charge("card", ChargeModel.PERCENTAGE, "Paiements", "Payments",
-    ...     ChargeProperties(rate=Decimal("1.4"), fixed_fee=Decimal("0.25"),
-    ...                      min_per_transaction=Decimal("0.50")), metric_code="payments")
-    >>> transaction_fee(card, Decimal("10")), transaction_fee(card, Decimal("100"))
-    (Decimal('0.50'), Decimal('1.650'))
-    """
-    p = charge.properties
-    with localcontext(_EXACT):
-        fee = amount * p.rate.scaleb(-2) + p.fixed_fee
-        if p.min_per_transaction is not None:
-            fee = max(fee, p.min_per_transaction)
-        if p.max_per_transaction is not None:
-            fee = min(fee, p.max_per_transaction)
-        return fee
-
-
-def transaction_components(charge: Charge, found: TransactionTotals) -> tuple[PriceComponent, ...]:
-    """Invoice parts of a percentage charge: rate part and fixed fees apart, or, with a min or
-    max, the clamped fees as one total."""
-    p = charge.properties
-    if found.transactions == 0:
-        return ()
-    if (p.min_per_transaction, p.max_per_transaction) != (None, None):
-        return (PriceComponent("transaction_fees", 1, found.fees),)
-    parts = [PriceComponent("percentage", found.base, p.rate.scaleb(-2))]
-    if p.fixed_fee:
-        parts.append(PriceComponent("transaction_fee", found.transactions, p.fixed_fee))
-    return tuple(parts)
-
-
-class TransactionFeeAccumulator:
-    """Streams the transaction amounts of one percentage charge in O(1) memory."""
-
-    def __init__(self, charge: Charge) -> None:
-        self.charge = charge
-        self._count, self._base, self._fees = 0, ZERO, ZERO
-
-    def add(self, amount: Decimal) -> None:
-        with localcontext(_EXACT):
-            self._count += 1
-            self._base += amount
-            self._fees += transaction_fee(self.charge, amount)
-
-    def result(self) -> TransactionTotals:
-        return TransactionTotals(self._count, self._base, self._fees)
-
-
-class UsageMeter:
-    """Streams one account's events of a :class:`UsageScope` into :class:`UsageTotals`.
-
-    Events of metrics the plan does not bill are counted in ``ignored``; events of another
-    account or outside the scope raise. ``initial_values`` seeds time-weighted sums.
-
-    >>> from sealbill.domain.catalog import ChargeProperties, Interval
-    >>> from sealbill.domain.usage import Aggregation
-    >>> from datetime import date, datetime
-    >>> api = Charge("api", ChargeModel.PER_UNIT, "API", "API",
-    ...              ChargeProperties(unit_price=Decimal("0.001")), metric_code="calls")
-    >>> plan = Plan("pro", "Pro", Interval.MONTH, "EUR", 1, date(2024, 1, 1), (api,))
-    >>> start, end = datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 5, 1, tzinfo=UTC)
-    >>> scope = UsageScope(plan, start, end, end - start)
-    >>> meter = UsageMeter("C-1", scope, [Metric("calls", Aggregation.COUNT)])
-    >>> for i in range(3): meter.add(UsageEvent(str(i), "C-1", "calls", start))
-    >>> meter.result().quantities
-    {'calls': Decimal('3')}
-    """
-
-    def __init__(self, account_reference: str, scope: UsageScope, metrics: Iterable[Metric],
-                 initial_values: Mapping[str, Decimal] | None = None) -> None:
-        by_code = {metric.code: metric for metric in metrics}
-        plan, start, end = scope.plan, scope.start, scope.end
-        if start.utcoffset() is None or end.utcoffset() is None:
-            raise RatingError(["meter window: naive datetimes refused"])
-        charges = plan.usage_charges
-        missing = sorted({c.metric_code or "" for c in charges} - by_code.keys())
-        if missing:
-            raise RatingError(f"plan {plan.code}: metric {code!r} is not defined"
-                              for code in missing)
-        seeds = initial_values or {}
-        self.account_reference, self.ignored = account_reference, 0
-        self._aggregators: dict[str, Aggregator] = {
-            code: make_aggregator(by_code[code], start, end, seeds.get(code, ZERO),
-                                  scope.period_length)
-            for code in sorted({c.metric_code or "" for c in charges if not needs_transactions(c)})
-        }
-        self._transactions = [(by_code[c.metric_code or ""], TransactionFeeAccumulator(c))
-                              for c in charges if needs_transactions(c)]
-        self._start, self._end = start.astimezone(UTC), end.astimezone(UTC)
-
-    def add(self, event: UsageEvent) -> None:
-        if event.account_reference != self.account_reference:
-            raise RatingError([f"event {event.event_id}: account {event.account_reference!r} "
-                               f"fed to the meter of {self.account_reference!r}"])
-        if not self._start <= event.timestamp.astimezone(UTC) < self._end:
-            raise RatingError([f"event {event.event_id}: outside the meter window"])
-        used = False
-        if (aggregator := self._aggregators.get(event.metric_code)) is not None:
-            aggregator.add(event)
-            used = True
-        for metric, accumulator in self._transactions:
-            if metric.code == event.metric_code:
-                accumulator.add(metric_value(metric, event))
-                used = True
-        self.ignored += 0 if used else 1
-
-    def result(self) -> UsageTotals:
-        return UsageTotals(
-            {code: aggregator.result() for code, aggregator in self._aggregators.items()},
-            {acc.charge.code: acc.result() for _, acc in self._transactions},
-        )
 
 
 _TEXT = {
@@ -233,6 +90,7 @@ def describe_component(charge: Charge, part: PriceComponent, period: Period, loc
     """Line text: charge description, component detail, usage period.
 
     >>> from datetime import date
+    >>> from sealbill.domain.catalog import ChargeModel
     >>> tier = PriceComponent("tier", Decimal(50), Decimal(1), 2, Decimal(100), None)
     >>> c = Charge("api", ChargeModel.GRADUATED, "Appels API", "API calls", metric_code="m")
     >>> describe_component(c, tier, Period(date(2024, 3, 1), date(2024, 4, 1)), "fr")
@@ -319,38 +177,61 @@ def _context_problems(
     return problems
 
 
+def _legacy_usage(subscription: Subscription, catalog: PlanCatalog, period: Period,
+                  usage: UsageTotals | None) -> list[RatedUsage]:
+    """One meter result for the whole previous period, rated with its last phase's plan:
+    right only when that period has a single phase (callers with plan changes pass segments)."""
+    previous = subscription.previous_period(period)
+    scope = usage_scope(subscription, catalog, previous)
+    if scope is None:
+        return []
+    segment = UsageSegment(subscription.interval, previous, scope.start.date(),
+                           scope.end.date(), scope.plan)
+    return [(segment, usage if usage is not None else _MISSING)]
+
+
+_MISSING = UsageTotals()  # no measure: every usage charge is reported as missing
+
+
 def rate_account(
     account: AccountContext,
     subscription: Subscription,
     catalog: PlanCatalog,
     period: Period,
-    usage: UsageTotals | None = None,
+    usage: UsageTotals | Sequence[RatedUsage] | None = None,
+    *,
+    fees: bool = True,
 ) -> DraftInvoice:
     """The draft invoice opening ``period``; :class:`RatingError` lists every problem.
 
-    ``usage`` is the meter result for the previous period; it may be ``None`` only when nothing
-    of that period is billable (trial, not yet subscribed).
+    ``usage``: the metered :class:`~sealbill.domain.usage_windows.UsageSegment` s this invoice
+    bills (:func:`~sealbill.domain.usage_windows.usage_segments`), or one meter result for
+    the previous period (a subscription without plan change), or ``None`` when nothing of it
+    is billable. ``fees=False``: no fixed fee is due (a month inside a yearly period).
     """
     if problems := _context_problems(account, subscription, catalog):
         raise RatingError(problems)
-    fees = fixed_fee_lines(subscription, catalog, period)
-    usage_period = subscription.previous_period(period)
-    scope = usage_scope(subscription, catalog, usage_period)
-    plan = None if scope is None else scope.plan
-    parts = [] if plan is None else _usage_parts(plan, usage, problems)
-    plans = {fee.plan for fee in fees} | ({plan} if plan else set())
-    problems += sorted(f"plan {p.code} v{p.version} is in {p.currency}, the account in "
-                       f"{account.currency}" for p in plans if p.currency != account.currency)
+    fee_lines = fixed_fee_lines(subscription, catalog, period) if fees else []
+    rated = (_legacy_usage(subscription, catalog, period, usage)
+             if usage is None or isinstance(usage, UsageTotals) else list(usage))
+    parts = [(charge, part, segment) for segment, totals in rated
+             for charge, part in _usage_parts(segment.plan, totals, problems)]
+    plans = {fee.plan for fee in fee_lines} | {segment.plan for segment, _ in rated}
+    problems += sorted({f"plan {p.code} v{p.version} is in {p.currency}, the account in "
+                        f"{account.currency}" for p in plans if p.currency != account.currency})
     if problems:
         raise RatingError(problems)
     out = _Lines(account)
-    for fee in fees:
+    for fee in fee_lines:
         out.add(fee.charge, fee.description(account.locale), fee.quantity, fee.unit_price,
                 fee.amount_minor, Period(fee.start, fee.end))
-    for charge, part in parts:
-        out.add(charge, describe_component(charge, part, usage_period, account.locale),
+    for charge, part, segment in parts:
+        out.add(charge, describe_component(charge, part, segment.span, account.locale),
                 Decimal(part.quantity), part.unit_price,
-                to_minor(part.amount, account.currency), usage_period)
+                to_minor(part.amount, account.currency), segment.span)
+    windows = [segment.window for segment, _ in rated]
+    usage_period = (Period(min(w.start for w in windows), max(w.end for w in windows))
+                    if windows else subscription.previous_period(period))
     return _draft(account, period, usage_period, out.lines, out.treatments)
 
 

@@ -37,7 +37,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from sealbill.domain.catalog import CatalogError, Charge, Interval, Plan, PlanCatalog
-from sealbill.domain.money import to_major, to_minor
+from sealbill.domain.money import document_step, to_major, to_minor
 
 
 class SubscriptionError(ValueError):
@@ -273,7 +273,10 @@ def _fee_lines(
     lines = []
     for charge in plan.fixed_charges:
         full = to_minor(charge.amount(Decimal(1)), plan.currency)
-        amount = segment_amount(full, period, start, end)
+        # Prorated in the invoice's step (10 fils for a 3-decimal currency): every amount of
+        # an invoice stays a multiple of it (money.document_step).
+        step = document_step(plan.currency)
+        amount = segment_amount(full // step, period, start, end) * step
         if amount == 0 and kind is not FeeKind.FIXED_FEE:
             continue
         sign = -1 if kind is FeeKind.PRORATION_CREDIT else 1

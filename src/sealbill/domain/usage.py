@@ -10,8 +10,12 @@ Invariants: quantities are ``Decimal``, exact except ``time_weighted_sum`` (a di
 aggregator refuses events of another metric or outside ``[start, end)``; :func:`payload_digest`
 ignores ``event_id``, property order, the UTC offset of an instant and trailing zeros.
 
-Time-weighted sum: an event's value is held until the next event (``initial_value``, carried
-from the previous window, before the first). The result is the integral of that step function
+Time-weighted sum: an event's value is held until the next event of its group (the value of
+the property ``group_by``, one level per storage bucket or seat pool; a single group without
+it); the level of the metric is the sum of its groups' levels. Before a group's first event in
+the window its level is the one carried over: the value of its last event before the window
+(:func:`carried_levels`), which must count — 500 GB set in August and kept all of October is
+500 GB-months in October. The result is the integral of that step function
 divided by the window length — a *per-period fraction*, the average level
 ``Σ value_i × (length_i / window length)``: 10 seats for 10 days then 20 for 20 days of a 30-day
 month gives 16.67 seat-months; multiply by the window's days for unit×days.
@@ -40,7 +44,6 @@ from sealbill.domain.money import MoneyError, parse_decimal
 
 ZERO = Decimal(0)
 _EXACT = Context(prec=80, traps=[InvalidOperation, Inexact])
-_RECORD_FIELDS = ("event_id", "account_reference", "metric_code", "timestamp", "value")
 
 
 class UsageError(ValueError):
@@ -128,11 +131,21 @@ class Aggregation(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Metric:
     """``field``: the property to read (``None``: ``event.value``); ``unique_count`` counts the
-    distinct values of its ``field``, ``count`` ignores it."""
+    distinct values of its ``field``, ``count`` ignores it; ``group_by``: the property whose
+    value keys a separate level (time-weighted sums only)."""
 
     code: str
     aggregation: Aggregation
     field: str | None = None
+    group_by: str | None = None
+
+    def group_of(self, event: UsageEvent) -> str:
+        """The group key of ``event`` (``""`` without ``group_by`` or without the property)."""
+        return event.properties.get(self.group_by, "") if self.group_by else ""
+
+
+#: Level per group key of a time-weighted metric.
+Levels = Mapping[str, Decimal]
 
 
 def validate_metric(metric: Metric) -> list[str]:
@@ -146,6 +159,8 @@ def validate_metric(metric: Metric) -> list[str]:
         (isinstance(metric.aggregation, Aggregation), f"aggregation: {metric.aggregation!r}"),
         (metric.aggregation != Aggregation.UNIQUE_COUNT or bool(metric.field),
          "field: unique_count needs the property to count"),
+        (metric.group_by is None or metric.aggregation is Aggregation.TIME_WEIGHTED_SUM,
+         "group_by: only a time_weighted_sum keeps a level per group"),
     ]
     return [f"metric {metric.code}: {message}" for ok, message in checks if not ok]
 
@@ -261,19 +276,30 @@ def _micros(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
 
 
+def _as_levels(initial: Decimal | Levels) -> dict[str, Decimal]:
+    return {"": initial} if isinstance(initial, Decimal) else dict(initial)
+
+
 class TimeWeightedSumAggregator(Aggregator):
     """Average level (module docstring); events fed in timestamp order, the last fed wins a tie.
-    ``initial_value``: level at ``start``; :attr:`current_value`: level to carry into the next
-    window; ``period_length`` (default: the window's) divides the integral, for a window covering
-    part of the billed period only (trial ending mid-period)."""
+    ``initial_value``: level at ``start`` (a ``Decimal``, or the levels per group key);
+    :attr:`levels`: the levels to carry into the next window (:attr:`current_value`: their
+    sum); ``period_length`` (default: the window's) divides the integral, for a window covering
+    part of the billed period only (trial ending mid-period, a plan change)."""
 
     def __init__(self, metric: Metric, start: datetime, end: datetime,
-                 initial_value: Decimal = ZERO, period_length: timedelta | None = None) -> None:
-        self.current_value = initial_value
+                 initial_value: Decimal | Levels = ZERO,
+                 period_length: timedelta | None = None) -> None:
+        self.levels = _as_levels(initial_value)
         super().__init__(metric, start, end)
         self._length = _micros(period_length or (self.end - self.start))
         if self._length < _micros(self.end - self.start):
             raise UsageError(f"metric {metric.code}: period_length is shorter than the window")
+
+    @property
+    def current_value(self) -> Decimal:
+        with localcontext(_EXACT):
+            return sum(self.levels.values(), ZERO)
 
     def _reset(self) -> None:
         self._since = self.start
@@ -285,7 +311,8 @@ class TimeWeightedSumAggregator(Aggregator):
             raise UsageError(f"event {event.event_id}: time_weighted_sum needs events in "
                              f"timestamp order ({at.isoformat()} < {self._since.isoformat()})")
         self._weighted += self.current_value * _micros(at - self._since)
-        self.current_value, self._since = metric_value(self.metric, event), at
+        self.levels[self.metric.group_of(event)] = metric_value(self.metric, event)
+        self._since = at
 
     def result(self) -> Decimal:
         """Rounded to 28 significant digits: the one inexact aggregation (a division)."""
@@ -296,6 +323,29 @@ class TimeWeightedSumAggregator(Aggregator):
             return weighted / self._length
 
 
+def carried_levels(metric: Metric, events: Iterable[UsageEvent],
+                   initial: Levels | None = None) -> dict[str, Decimal]:
+    """The level of each group after ``events`` (any order: the latest event of each group
+    wins, ties to the greatest ``event_id``), starting from ``initial``.
+
+    >>> from datetime import datetime, timezone
+    >>> gb = Metric("gb", Aggregation.TIME_WEIGHTED_SUM, group_by="bucket")
+    >>> at = lambda d: datetime(2024, 8, d, tzinfo=timezone.utc)
+    >>> carried_levels(gb, [UsageEvent("2", "a", "gb", at(9), Decimal(7), {"bucket": "x"}),
+    ...                     UsageEvent("1", "a", "gb", at(2), Decimal(5), {"bucket": "x"}),
+    ...                     UsageEvent("3", "a", "gb", at(3), Decimal(1), {"bucket": "y"})])
+    {'x': Decimal('7'), 'y': Decimal('1')}
+    """
+    levels = dict(initial or {})
+    latest: dict[str, tuple[datetime, str]] = {}
+    for event in events:
+        key, seen = metric.group_of(event), (_utc(event.timestamp, "timestamp"), event.event_id)
+        if key not in latest or seen > latest[key]:
+            latest[key] = seen
+            levels[key] = metric_value(metric, event)
+    return levels
+
+
 _AGGREGATORS: dict[Aggregation, type[Aggregator]] = {
     Aggregation.SUM: SumAggregator, Aggregation.COUNT: CountAggregator,
     Aggregation.MAX: MaxAggregator, Aggregation.UNIQUE_COUNT: UniqueCountAggregator,
@@ -303,7 +353,8 @@ _AGGREGATORS: dict[Aggregation, type[Aggregator]] = {
 }
 
 
-def make_aggregator(metric: Metric, start: datetime, end: datetime, initial_value: Decimal = ZERO,
+def make_aggregator(metric: Metric, start: datetime, end: datetime,
+                    initial_value: Decimal | Levels = ZERO,
                     period_length: timedelta | None = None) -> Aggregator:
     """A fresh aggregator for ``metric`` over ``[start, end)`` (last two: TWS only)."""
     if problems := validate_metric(metric):
@@ -314,82 +365,9 @@ def make_aggregator(metric: Metric, start: datetime, end: datetime, initial_valu
 
 
 def aggregate(metric: Metric, events: Iterable[UsageEvent], start: datetime, end: datetime,
-              initial_value: Decimal = ZERO) -> Decimal:
+              initial_value: Decimal | Levels = ZERO) -> Decimal:
     """Feed ``events`` to a fresh aggregator and return its result."""
     aggregator = make_aggregator(metric, start, end, initial_value)
     for event in events:
         aggregator.add(event)
     return aggregator.result()
-
-
-def _parse_timestamp(raw: object, problems: list[tuple[str, str]]) -> datetime | None:
-    moment = raw
-    if isinstance(raw, str):
-        try:
-            moment = datetime.fromisoformat(raw.strip())
-        except ValueError:
-            moment = None
-    if not isinstance(moment, datetime) or moment.utcoffset() is None:
-        problems.append(("timestamp", f"need an ISO 8601 date-time with offset, got {raw!r}"))
-        return None
-    return moment
-
-
-def _parse_value(raw: object, problems: list[tuple[str, str]]) -> Decimal | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if not isinstance(raw, str | int | Decimal) or isinstance(raw, bool):
-        problems.append(("value", f"not a number (floats refused, use text): {raw!r}"))
-        return None
-    try:
-        return parse_decimal(raw)
-    except MoneyError as error:
-        problems.append(("value", str(error).removeprefix("value: ")))
-        return None
-
-
-def _parse_properties(row: Mapping[str, object], problems: list[tuple[str, str]]) -> dict[str, str]:
-    raw = row.get("properties") or {}
-    if not isinstance(raw, Mapping):
-        problems.append(("properties", "must be an object of strings"))
-        raw = {}
-    prefix = "properties."
-    items = [*raw.items(), *((k[len(prefix):], v) for k, v in row.items() if k.startswith(prefix))]
-    props: dict[str, str] = {}
-    for key, value in items:
-        if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
-            props[str(key)] = str(value)
-        else:
-            problems.append((f"{prefix}{key}", f"must be a string, not {value!r}"))
-    return props
-
-
-def parse_usage_record(row: Mapping[str, object], line_no: int) -> UsageEvent:
-    """An event from a CSV or JSONL row; :class:`UsageRowError` lists every faulty field.
-
-    Properties come as a ``properties`` object (JSONL) or ``properties.<name>`` columns (CSV);
-    an empty ``value`` means no value. Floats are refused: parse JSON with ``parse_float=Decimal``.
-
-    >>> parse_usage_record({"event_id": "e1", "account_reference": "C-1", "metric_code": "api",
-    ...     "timestamp": "2024-04-01T10:00:00+02:00", "value": "3", "properties.region": "eu"},
-    ...     2).properties
-    {'region': 'eu'}
-    >>> parse_usage_record({"event_id": "e1", "timestamp": "2024-04-01T10:00:00"}, 3)
-    Traceback (most recent call last):
-    ...
-    sealbill.domain.usage.UsageRowError: line 3: account_reference: required, a non-empty \
-string; metric_code: required, a non-empty string; timestamp: need an ISO 8601 date-time \
-with offset, got '2024-04-01T10:00:00'
-    """
-    problems = [(key, "unknown field") for key in row
-                if key not in (*_RECORD_FIELDS, "properties") and not key.startswith("properties.")]
-    texts = {name: row.get(name) for name in ("event_id", "account_reference", "metric_code")}
-    problems += [(name, "required, a non-empty string") for name, text in texts.items()
-                 if not isinstance(text, str) or not text.strip()]
-    timestamp = _parse_timestamp(row.get("timestamp"), problems)
-    value = _parse_value(row.get("value"), problems)
-    properties = _parse_properties(row, problems)
-    if problems or timestamp is None:
-        raise UsageRowError(line_no, problems)
-    event_id, account, metric = (str(texts[k]).strip() for k in texts)
-    return UsageEvent(event_id, account, metric, timestamp, value, properties)

@@ -2,17 +2,23 @@
 
 Invariants:
 - a run is drafted in one transaction: it exists whole or not at all;
-- a rerun of the same period skips every account that already has an invoice for it
+- a rerun of the same period skips every account that already has a document for it — an
+  invoice or the credit note a period with more credits than charges produced
   (``billing_key`` = ``<account id>:<period>``, unique per organization), so it never bills
   twice — even if two runs race, the unique constraint refuses the second insert;
-- a dry run goes through the same rating code and writes nothing;
+- a dry run goes through the same rating code, returns what the real run would draft, and
+  writes nothing;
+- an account that cannot be rated (a subscription on a plan with no price in effect, a plan
+  whose interval sealbill does not bill, a credit with no invoice to correct) is reported in
+  ``BillingResult.problems`` with the reason and left unbilled; the other accounts are billed.
+  A rerun after the fix bills it (its billing key is still free);
 - memory stays flat: accounts, their phases and their usage are read one chunk at a time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,7 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.domain.invoices import DocumentKind
+from sealbill.domain.catalog import Interval, PlanCatalog
+from sealbill.domain.invoices import DocumentKind, plain_rate
+from sealbill.domain.subscriptions import Period
+from sealbill.domain.usage import Aggregation
+from sealbill.domain.usage_windows import usage_window_start
 from sealbill.pipeline.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.rate_chunks import ChunkInput, RatingContext, rated_chunks
 from sealbill.store import catalog as catalog_store
@@ -33,7 +43,7 @@ from sealbill.store.invoices import (
     last_invoice_ids,
 )
 from sealbill.store.schema import accounts, billing_runs
-from sealbill.store.usage import stream_period_raw
+from sealbill.store.usage import carried_events_raw, stream_period_raw
 
 CHUNK = 1000
 log = logging.getLogger(__name__)
@@ -54,12 +64,16 @@ class BillingResult:
     skipped_zero: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     previews: list[dict[str, Any]] = field(default_factory=list)
+    #: One line per account left unbilled, naming it and the reason.
+    problems: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": True, "run_id": self.run_id, "period": self.period,
+        return {"ok": not self.problems, "run_id": self.run_id, "period": self.period,
                 "drafted": self.drafted, "already_billed": self.already_billed,
-                "skipped_zero": self.skipped_zero, "totals_incl_minor": self.totals,
-                "dry_run": self.run_id is None, "previews": self.previews}
+                "skipped_zero": self.skipped_zero, "not_billed": len(self.problems),
+                "problems": self.problems, "totals_incl_minor": self.totals,
+                "dry_run": self.dry_run, "previews": self.previews}
 
 
 def period_bounds(period: str) -> tuple[date, date]:
@@ -97,37 +111,33 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         if problems:
             raise BillingError("the price catalog has problems; nothing was billed", problems)
         run_id = None if dry_run else open_run(conn, org_id, period, start, end, actor)
-        result = BillingResult(run_id, period)
+        result = BillingResult(run_id, period, dry_run=dry_run)
         at = datetime.now(UTC)
         # Read once, before this run inserts anything: the unique billing key still refuses a
         # second invoice if another run bills the same account meanwhile.
         billed = billed_account_ids(conn, org_id, period)
         ctx = RatingContext(org, catalog, metrics_from_rows(metric_rows), start, end, period)
-        jobs = (_load_chunk(conn, org_id, chunk, start, end, billed, result)
+        window = LoadWindow.of(catalog, metric_rows, start, end)
+        jobs = (_load_chunk(conn, org_id, chunk, start, end, billed, result, window)
                 for chunk in _account_chunks(conn, org_id))
         expected = -(-_account_count(conn, org_id) // CHUNK)
-        problems = []
         for rated in rated_chunks(jobs, ctx, expected_chunks=expected, workers=workers):
-            problems.extend(rated.problems)
+            result.problems.extend(rated.problems)
             result.skipped_zero += rated.skipped_zero
-            if not problems:
-                problems.extend(_record(conn, org_id, run_id, rated.drafts, at, result,
-                                        dry_run))
+            _record(conn, org_id, run_id, rated.drafts, at, result, dry_run)
             if on_progress:
                 on_progress(rated.accounts)
-        if problems:
-            # Raising inside the transaction rolls the whole run back: all or nothing.
-            raise BillingError(f"{len(problems)} account(s) could not be rated; nothing was "
-                               "billed", problems)
+        for problem in result.problems:
+            log.warning("account not billed", extra={"fields": {
+                "stage": "rate", "run_id": run_id, "problem": problem}})
     return result
 
 
 def _record(conn: Connection, org_id: int, run_id: int | None, drafts: list[DraftInvoice],
-            at: datetime, result: BillingResult, dry_run: bool) -> list[str]:
-    """Store (or preview) a chunk's drafts; returns the problems that stop the run."""
+            at: datetime, result: BillingResult, dry_run: bool) -> None:
+    """Store (or preview) a chunk's drafts; an unattachable credit note is a problem."""
     drafts, problems = _attach_credit_notes(conn, org_id, drafts)
-    if problems:
-        return problems
+    result.problems.extend(problems)
     if dry_run:
         result.previews.extend(_preview(d) for d in drafts)
     else:
@@ -138,7 +148,6 @@ def _record(conn: Connection, org_id: int, run_id: int | None, drafts: list[Draf
     result.drafted += len(drafts)
     log.info("rated a chunk of accounts", extra={"fields": {
         "stage": "rate", "run_id": run_id, "drafted": len(drafts)}})
-    return []
 
 
 def _attach_credit_notes(conn: Connection, org_id: int, drafts: list[DraftInvoice]
@@ -151,8 +160,9 @@ def _attach_credit_notes(conn: Connection, org_id: int, drafts: list[DraftInvoic
     problems = [f"account {d.account_reference}: credits exceed charges but there is no "
                 "finalized invoice to credit" for d in credits if d.account_id not in last]
     return [replace(d, corrects_invoice_id=last[d.account_id])
-            if d.kind is DocumentKind.CREDIT_NOTE and d.account_id in last else d
-            for d in drafts], problems
+            if d.kind is DocumentKind.CREDIT_NOTE else d
+            for d in drafts if d.kind is not DocumentKind.CREDIT_NOTE or d.account_id in last
+            ], problems
 
 
 def _account_count(conn: Connection, org_id: int) -> int:
@@ -172,32 +182,57 @@ def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
         yield [row._mapping for row in rows]
 
 
+@dataclass(frozen=True)
+class LoadWindow:
+    """What a run reads besides accounts and phases: usage from ``first_day``, and the last
+    level before it of the time-weighted metrics (code -> grouping property)."""
+
+    first_day: date
+    time_weighted: dict[str, str | None]
+
+    @classmethod
+    def of(cls, catalog: PlanCatalog, metric_rows: Mapping[str, Row], start: date,
+           end: date) -> LoadWindow:
+        yearly = any(c.usage_cadence is not Interval.MONTH for code in catalog.codes()
+                     for plan in catalog.versions(code) for c in plan.usage_charges)
+        tws = {code: row.get("group_by") for code, row in metric_rows.items()
+               if row["aggregation"] == Aggregation.TIME_WEIGHTED_SUM.value}
+        return cls(usage_window_start(Period(start, end), yearly), tws)
+
+
 def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, end: date,
-                billed: set[int], result: BillingResult) -> ChunkInput:
+                billed: set[int], result: BillingResult, window: LoadWindow) -> ChunkInput:
     """The chunk's accounts still to bill, their phases and their usage, as plain data."""
     todo = [dict(row) for row in chunk if int(row["id"]) not in billed]
     result.already_billed += len(chunk) - len(todo)
     ids = [int(row["id"]) for row in todo]
     if not ids:
         return ChunkInput([], {}, {})
-    # Phases of the previous period too: its changes are prorated on this invoice.
-    phases = catalog_store.phases_by_account(conn, org_id, ids, previous_period(start)[0], end)
-    # Usage is billed in arrears: this run's invoice carries the previous period's usage.
-    usage_start, usage_end = (midnight(day) for day in previous_period(start))
+    # Phases of the previous period too: its changes are prorated on this invoice; and of
+    # the usage windows billed now (a year back when a charge is billed yearly).
+    phases = catalog_store.phases_by_account(
+        conn, org_id, ids, min(previous_period(start)[0], window.first_day), end)
+    # Usage is billed in arrears: this run's invoice carries the windows ending at its start.
+    usage_start, usage_end = midnight(window.first_day), midnight(start)
     events: dict[int, list[tuple[Any, ...]]] = {}
     for row in stream_period_raw(conn, org_id, usage_start, usage_end, ids):
         # (account_id, event_id, metric_code, occurred_at, value, properties)
         events.setdefault(row[0], []).append(row[1:])
-    return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events)
+    carried: dict[int, list[tuple[Any, ...]]] = {}
+    for row in carried_events_raw(conn, org_id, usage_start, ids, window.time_weighted):
+        carried.setdefault(row[0], []).append(row[1:])
+    return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events,
+                      carried)
 
 
 def _preview(draft: DraftInvoice) -> dict[str, Any]:
     return {
-        "account_reference": draft.account_reference, "currency": draft.currency,
+        "account_reference": draft.account_reference, "kind": draft.kind.value,
+        "currency": draft.currency,
         "total_excl_minor": draft.total_excl_minor, "tax_total_minor": draft.tax_total_minor,
         "total_incl_minor": draft.total_incl_minor,
         "lines": [{"description": line.description, "quantity": str(line.quantity),
                    "unit_price": str(line.unit_price), "amount_minor": line.amount_minor,
-                   "vat": f"{line.vat_category.value} {line.vat_rate}"}
+                   "vat": f"{line.vat_category.value} {plain_rate(line.vat_rate)}"}
                   for line in draft.lines],
     }

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.invoices import DocumentKind, InvoiceLine, tax_breakdown, totals
-from sealbill.domain.money import to_major
+from sealbill.domain.money import document_step, to_major
 from sealbill.store import invoices as invoice_store
 from sealbill.store.schema import billing_runs, invoices
 
@@ -38,6 +38,8 @@ def finalize_run(engine: Engine, org_id: int, run_id: int, *, issue_date: date |
     with engine.begin() as conn:
         _require_run(conn, org_id, run_id)
         ids = draft_ids(conn, org_id, run_id)
+        # Every missing exchange rate is reported before anything is numbered.
+        invoice_store.require_exchange_rates(conn, org_id, run_id, issue_date)
     done: list[tuple[int, str]] = []
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
@@ -126,6 +128,8 @@ def _credit_lines(lines: tuple[InvoiceLine, ...], currency: str, reason: str,
         return list(lines)
     if amount_minor <= 0:
         raise ValueError("amount: a credit note amount must be positive")
+    if amount_minor % document_step(currency):
+        raise ValueError(f"amount: a {currency} invoice amount has at most 2 decimals")
     main = max(lines, key=lambda line: line.amount_minor)
     return [InvoiceLine(1, reason, Decimal(1), to_major(amount_minor, currency),
                         amount_minor, main.vat_category, main.vat_rate)]

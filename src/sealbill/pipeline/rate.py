@@ -13,17 +13,24 @@ from datetime import UTC, date, datetime, timedelta
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
-from sealbill.domain.rating import AccountContext, DraftInvoice, UsageMeter, rate_account
+from sealbill.domain.rating import (
+    AccountContext,
+    DraftInvoice,
+    UsageMeter,
+    UsageTotals,
+    rate_account,
+)
 from sealbill.domain.subscriptions import (
     Cancellation,
     CancellationMode,
     Period,
     Phase,
     Subscription,
-    usage_scope,
+    UsageScope,
 )
 from sealbill.domain.taxes import VatContext
-from sealbill.domain.usage import Aggregation, Metric, UsageEvent
+from sealbill.domain.usage import Aggregation, Levels, Metric, UsageEvent, carried_levels
+from sealbill.domain.usage_windows import UsageSegment, usage_segments
 from sealbill.store.db import Row
 from sealbill.store.invoices import DraftInvoice as StoredDraft
 
@@ -40,7 +47,8 @@ def account_context(row: Row, org: Row) -> AccountContext:
 
 
 def metrics_from_rows(rows: Mapping[str, Row]) -> list[Metric]:
-    return [Metric(code, Aggregation(m["aggregation"]), m["field"]) for code, m in rows.items()]
+    return [Metric(code, Aggregation(m["aggregation"]), m["field"], m.get("group_by"))
+            for code, m in rows.items()]
 
 
 def subscriptions_from_rows(reference: str, rows: Sequence[Row],
@@ -68,33 +76,54 @@ def subscriptions_from_rows(reference: str, rows: Sequence[Row],
 
 def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
              catalog: PlanCatalog, metrics: Sequence[Metric], events: Sequence[UsageEvent],
-             period: Period) -> list[DraftInvoice]:
-    """One domain draft per subscription due in ``period`` (rating errors propagate).
+             period: Period, carried: Sequence[UsageEvent] = ()) -> list[DraftInvoice]:
+    """One domain draft per subscription with something due in ``period`` (rating errors
+    propagate): its fixed fees when its own period opens with ``period`` (a yearly plan in its
+    anniversary month), and the usage windows ending when ``period`` starts, on each charge's
+    cadence (a yearly plan's usage every month by default).
 
-    A yearly subscription is due only in the run whose period starts its own period; its
-    usage would span a year of events, which this stage does not stream (it streams the
-    previous calendar month), so a due yearly plan with usage charges is refused, not guessed.
-    """
+    ``events``: the account's events of the loaded usage window, in timestamp order;
+    ``carried``: the last event of each (metric, group) before that window, which sets the
+    levels of time-weighted metrics until their first event."""
+    by_code = {metric.code: metric for metric in metrics}
     drafts = []
     for subscription in subscriptions:
         own = subscription.period_containing(period.start)
-        if own.start != period.start:
-            continue  # e.g. a yearly subscription in a month that does not open its year
-        previous = subscription.previous_period(own)
-        scope = usage_scope(subscription, catalog, previous)
-        usage = None
-        if scope is not None and scope.plan.usage_charges and previous.days > 31:
-            raise ValueError(f"subscription {subscription.subscription_id}: usage charges of "
-                             f"a {subscription.interval.value}ly plan are not billed by this "
-                             "pipeline yet")
-        if scope is not None:
-            meter = UsageMeter(account.account_reference, scope, metrics)
-            for event in events:
-                if scope.start <= event.timestamp < scope.end:
-                    meter.add(event)
-            usage = meter.result()
-        drafts.append(rate_account(account, subscription, catalog, own, usage))
+        fees_due = own.start == period.start
+        segments = usage_segments(subscription, catalog, period)
+        if not fees_due and not segments:
+            continue  # e.g. a yearly plan without usage charges in a month inside its year
+        rated = [(segment, _meter(account, segment, by_code, events, carried))
+                 for segment in segments]
+        drafts.append(rate_account(account, subscription, catalog,
+                                   own if fees_due else period, rated, fees=fees_due))
     return drafts
+
+
+def _meter(account: AccountContext, segment: UsageSegment, metrics: Mapping[str, Metric],
+           events: Sequence[UsageEvent], carried: Sequence[UsageEvent]) -> UsageTotals:
+    scope = segment.scope
+    meter = UsageMeter(account.account_reference, scope, metrics.values(),
+                       _levels_at(scope, metrics, events, carried))
+    for event in events:
+        if scope.start <= event.timestamp < scope.end:
+            meter.add(event)
+    return meter.result()
+
+
+def _levels_at(scope: UsageScope, metrics: Mapping[str, Metric], events: Sequence[UsageEvent],
+               carried: Sequence[UsageEvent]) -> dict[str, Levels]:
+    """Levels of the scope's time-weighted metrics at its start: the carried ones, updated by
+    the events of the loaded window before the scope (earlier segments, a trial)."""
+    levels: dict[str, Levels] = {}
+    for charge in scope.plan.usage_charges:
+        metric = metrics.get(charge.metric_code or "")
+        if metric is None or metric.aggregation is not Aggregation.TIME_WEIGHTED_SUM:
+            continue
+        before = [e for e in (*carried, *events)
+                  if e.metric_code == metric.code and e.timestamp < scope.start]
+        levels[metric.code] = carried_levels(metric, before)
+    return levels
 
 
 def merge(account_id: int, billing_key: str, period: Period,

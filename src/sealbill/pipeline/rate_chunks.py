@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -48,6 +48,9 @@ class ChunkInput:
     # account id -> (event_id, metric_code, occurred_at, value, properties) as the driver
     # returned them (see store.usage.stream_period_raw)
     events: dict[int, list[tuple[Any, ...]]]
+    # account id -> the last event of each (time-weighted metric, group) before the window,
+    # in the same shape (see store.usage.carried_events_raw)
+    carried: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,13 +67,13 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
     period = Period(ctx.start, ctx.end)
     for row in job.accounts:
         account_id, reference = int(row["id"]), row["reference"]
-        events = [UsageEvent(e[0], reference, e[1], *event_fields(e[2], e[3], e[4]))
-                  for e in job.events.get(account_id, ())]
+        events = _events(reference, job.events.get(account_id, ()))
+        carried = _events(reference, job.carried.get(account_id, ()))
         try:
             subscriptions = subscriptions_from_rows(reference, job.phases.get(account_id, []),
                                                     ctx.catalog)
             rated = rate_one(account_context(row, ctx.org), subscriptions, ctx.catalog,
-                             ctx.metrics, events, period)
+                             ctx.metrics, events, period, carried)
         except (RatingError, ValueError, LookupError) as exc:
             out.problems.append(f"account {reference}: {exc}")
             continue
@@ -85,6 +88,10 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
         else:
             out.drafts.append(draft)
     return out
+
+
+def _events(reference: str, rows: Iterable[tuple[Any, ...]]) -> list[UsageEvent]:
+    return [UsageEvent(e[0], reference, e[1], *event_fields(e[2], e[3], e[4])) for e in rows]
 
 
 def as_credit_note(draft: DraftInvoice) -> DraftInvoice:

@@ -23,7 +23,8 @@ from typing import Any
 import msgspec
 
 from sealbill.domain.money import MoneyError, parse_decimal
-from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record
+from sealbill.domain.usage import UsageEvent, UsageRowError
+from sealbill.domain.usage_records import parse_usage_record
 from sealbill.store.usage_ingest import Row, canonical_properties, stored_row, utc_text
 
 

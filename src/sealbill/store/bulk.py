@@ -10,7 +10,7 @@ drafts cost one ``nextval`` query and three COPYs, and a chunk's finalization on
 joined to a JSON document; on SQLite both go to the driver's ``executemany``.
 
 The values written are exactly what the column types would write: ``DecimalText`` as
-``str(Decimal)``, ``UtcDateTime`` as an aware UTC timestamp (naive UTC text on SQLite, in
+fixed-point text, ``UtcDateTime`` as an aware UTC timestamp (naive UTC text on SQLite, in
 SQLAlchemy's format), dates as ISO text on SQLite, ``JSON`` as ``json.dumps`` (so ``None`` is
 the JSON ``null``, not SQL ``NULL``); tests compare the rows with those of SQLAlchemy's
 statements on both databases (tests/integration/billing/test_bulk_writes.py).
@@ -49,7 +49,7 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, float):
         raise ValueError(f"float refused for an exact decimal column: {value!r}")
-    return str(Decimal(value))
+    return format(Decimal(value), "f")  # as DecimalText: never "2E+1"
 
 
 def _utc(value: datetime) -> datetime:

@@ -66,7 +66,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             {"code": c.code, "model": c.model.value, "description_fr": c.description_fr,
              "description_en": c.description_en, "metric_code": c.metric_code,
              "vat_rate_class": c.vat_rate_class.value,
-             "properties": properties_to_json(c.properties)}
+             "properties": properties_to_json(c.properties),
+             **({"usage_interval": c.usage_interval.value} if c.usage_interval else {})}
             for c in plan.charges
         ]
     }
@@ -78,7 +79,8 @@ def plan_from_row(row: Row) -> Plan:
                description_fr=c["description_fr"], description_en=c["description_en"],
                properties=properties_from_json(c["properties"]),
                metric_code=c.get("metric_code"),
-               vat_rate_class=VatRateClass(c.get("vat_rate_class", "standard")))
+               vat_rate_class=VatRateClass(c.get("vat_rate_class", "standard")),
+               usage_interval=Interval(c["usage_interval"]) if c.get("usage_interval") else None)
         for c in row["definition"]["charges"]
     )
     return Plan(code=row["code"], name=row["name"], interval=Interval(row["interval"]),
@@ -95,14 +97,25 @@ def add_plan(conn: Connection, org_id: int, plan: Plan, at: datetime) -> int:
 
 
 def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
+    """Every plan version; a version sealbill cannot read (an interval or charge model it
+    does not bill) makes its plan *unavailable* with the reason, so that only the
+    subscriptions on that plan are refused, not the whole run."""
     rows = conn.execute(sa.select(plans).where(plans.c.organization_id == org_id)).all()
-    return PlanCatalog(plan_from_row(row._mapping) for row in rows)
+    loaded: list[Plan] = []
+    unavailable: dict[str, str] = {}
+    for row in rows:
+        try:
+            loaded.append(plan_from_row(row._mapping))
+        except (ValueError, KeyError, TypeError) as error:
+            unavailable[row.code] = f"version {row.version} cannot be billed ({error})"
+    return PlanCatalog([p for p in loaded if p.code not in unavailable], unavailable)
 
 
 def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation: str,
-               field: str | None = None) -> None:
+               field: str | None = None, *, group_by: str | None = None) -> None:
     conn.execute(sa.insert(metrics).values(organization_id=org_id, code=code, name=name,
-                                           aggregation=aggregation, field=field))
+                                           aggregation=aggregation, field=field,
+                                           group_by=group_by))
 
 
 def load_metrics(conn: Connection, org_id: int) -> dict[str, Row]:

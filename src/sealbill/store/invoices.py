@@ -26,10 +26,17 @@ from sealbill.domain.invoices import (
     InvoiceHeading,
     InvoiceLine,
     TaxSubtotal,
+    VatAccounting,
     VatCategory,
 )
 from sealbill.store import bulk, parties
 from sealbill.store.db import Row, ids_in
+from sealbill.store.exchange_rates import (
+    MissingExchangeRate,
+    accounting_from_json,
+    accounting_to_json,
+    vat_accounting_for,
+)
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
     accounts,
@@ -93,11 +100,13 @@ def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
 
 
 def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
-    """Accounts that already have an invoice of the billing run of ``period`` (YYYY-MM)."""
+    """Accounts that already have a document of the billing run of ``period`` (YYYY-MM): an
+    invoice, or the credit note of a period whose credits exceeded its charges (both hold the
+    period's billing key)."""
     return {int(i) for i in conn.execute(
         sa.select(invoices.c.account_id)
         .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
-        .where(invoices.c.organization_id == org_id, invoices.c.kind == "invoice",
+        .where(invoices.c.organization_id == org_id,
                billing_runs.c.organization_id == org_id, billing_runs.c.period == period)
     ).scalars()}
 
@@ -137,7 +146,9 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
     """
     org = parties.organization(conn, org_id)
     drafts = conn.execute(
-        sa.select(invoices.c.id, invoices.c.kind, invoices.c.account_id)
+        sa.select(invoices.c.id, invoices.c.kind, invoices.c.account_id,
+                  invoices.c.account_reference, invoices.c.currency,
+                  invoices.c.tax_total_minor)
         .join(accounts, accounts.c.id == invoices.c.account_id)
         .where(invoices.c.organization_id == org_id,
                ids_in(conn, invoices.c.id, invoice_ids), invoices.c.status == "draft")
@@ -146,6 +157,7 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
     ).all()
     if not drafts:
         return []
+    accounting = _vat_accounting(conn, org_id, drafts, issue_date)
     by_kind: dict[str, list[Any]] = {}
     for row in drafts:
         by_kind.setdefault(row.kind, []).append(row)
@@ -169,7 +181,43 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
         bulk.finalize_rows(conn, updates, issue_date=issue_date, due_date=due, at=at,
                            seller=seller, notes=[])
         done.extend((invoice_id, number) for invoice_id, number, _, _ in updates)
+    for invoice_id, value in accounting.items():
+        conn.execute(sa.update(invoices).where(invoices.c.id == invoice_id).values(
+            vat_accounting=accounting_to_json(value)))
     return done
+
+
+def _vat_accounting(conn: Connection, org_id: int, drafts: Sequence[Any],
+                    issue_date: date) -> dict[int, VatAccounting]:
+    """BT-111 of each draft not in EUR with VAT; every missing rate at once, before any
+    number is taken (:class:`MissingExchangeRate`)."""
+    found: dict[int, VatAccounting] = {}
+    problems: list[str] = []
+    for row in drafts:
+        try:
+            value = vat_accounting_for(conn, org_id, row.currency, row.tax_total_minor,
+                                       issue_date)
+        except LookupError as error:
+            problems.append(f"draft {row.id} (account {row.account_reference}): {error}")
+            continue
+        if value is not None:
+            found[int(row.id)] = value
+    if problems:
+        raise MissingExchangeRate(problems)
+    return found
+
+
+def require_exchange_rates(conn: Connection, org_id: int, run_id: int,
+                           issue_date: date) -> None:
+    """Raise :class:`MissingExchangeRate` listing every draft of the run that needs a rate
+    the table does not hold — before a finalization numbers anything."""
+    drafts = conn.execute(
+        sa.select(invoices.c.id, invoices.c.account_reference, invoices.c.currency,
+                  invoices.c.tax_total_minor)
+        .where(invoices.c.organization_id == org_id, invoices.c.status == "draft",
+               invoices.c.currency != "EUR", invoices.c.tax_total_minor != 0,
+               invoices.c.run_id == run_id)).all()
+    _vat_accounting(conn, org_id, drafts, issue_date)
 
 
 def _accounts_by_id(conn: Connection, org_id: int,
@@ -272,4 +320,5 @@ def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
         corrected_invoice_number=corrected.number if corrected else None,
         corrected_invoice_date=corrected.issue_date if corrected else None,
         notes=tuple((code, text) for code, text in (row["notes"] or [])),
+        vat_accounting=accounting_from_json(row.get("vat_accounting")),
     )

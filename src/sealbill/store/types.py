@@ -46,7 +46,8 @@ class DecimalText(sa.TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             raise ValueError(f"float refused for an exact decimal column: {value!r}")
-        return str(Decimal(value))
+        # Fixed-point text: str(Decimal("2E+1")) would store "2E+1" for a 20 % rate.
+        return format(Decimal(value), "f")
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)

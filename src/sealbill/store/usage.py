@@ -6,7 +6,7 @@ Reads stream in (account, metric, time) order, so rating holds one account at a 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -89,3 +89,44 @@ def event_fields(occurred_at: Any, value: Any, properties: Any
         moment = occurred_at.astimezone(UTC)
     props = json.loads(properties) if isinstance(properties, str) else properties
     return moment, None if value is None else Decimal(value), props or {}
+
+
+def carried_events_raw(conn: Connection, org_id: int, before: datetime,
+                       account_ids: Sequence[int], group_by: Mapping[str, str | None]
+                       ) -> Iterator[Any]:
+    """The last event before ``before`` of each (account, metric, group key), for the
+    time-weighted metrics ``group_by`` names (metric code -> grouping property or ``None``):
+    the level each group carries into the window (rows as :func:`stream_period_raw`'s).
+
+    One query per metric, a window function over the (account, metric, time) index; the
+    group key is read from the JSON properties by the database (both dialects)."""
+    wanted = {int(i) for i in account_ids}
+    if not wanted:
+        return
+    raw = sa.String()
+    for metric_code, prop in sorted(group_by.items()):
+        partition = [usage_events.c.account_id]
+        if prop:
+            partition.append(usage_events.c.properties[prop].as_string())
+        ranked = (
+            sa.select(usage_events.c.account_id, usage_events.c.event_id,
+                      usage_events.c.metric_code,
+                      sa.type_coerce(usage_events.c.occurred_at, raw).label("occurred_at"),
+                      sa.type_coerce(usage_events.c.value, raw).label("value"),
+                      sa.type_coerce(usage_events.c.properties, raw).label("properties"),
+                      sa.func.row_number().over(
+                          partition_by=partition,
+                          order_by=(usage_events.c.occurred_at.desc(),
+                                    usage_events.c.id.desc())).label("rank"))
+            .where(not_indexed(usage_events.c.organization_id) == org_id,
+                   usage_events.c.metric_code == metric_code,
+                   usage_events.c.occurred_at < before,
+                   usage_events.c.account_id >= min(wanted),
+                   usage_events.c.account_id <= max(wanted))
+            .subquery())
+        query = sa.select(*(ranked.c[name] for name in (
+            "account_id", "event_id", "metric_code", "occurred_at", "value", "properties",
+        ))).where(ranked.c.rank == 1)
+        for row in conn.execute(query):
+            if row[0] in wanted:
+                yield row

@@ -227,7 +227,7 @@ def test_the_fast_path_and_the_careful_path_store_the_same_rows(
         events: list[tuple[str, object, dict[str, str], str]]) -> None:
     from decimal import Decimal
 
-    from sealbill.domain.usage import parse_usage_record
+    from sealbill.domain.usage_records import parse_usage_record
     from sealbill.pipeline.usage_import import record_usage
 
     rows = [{"event_id": f"h{n}", "account_reference": account, "metric_code": "api_calls",

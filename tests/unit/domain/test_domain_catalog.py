@@ -178,7 +178,8 @@ def test_a_flat_fee_finer_than_the_currency_is_a_problem() -> None:
     plan = plan_with(Charge("base", ChargeModel.FLAT, "A", "A",
                             ChargeProperties(amount=D("9.999"))))
     assert validate_plan(plan) == [
-        "plan pro v1: charge base: amount: 9.999 is finer than EUR minor units"
+        "plan pro v1: charge base: amount: 9.999 is finer than a EUR invoice amount (minor "
+        "units, at most 2 decimals)"
     ]
 
 

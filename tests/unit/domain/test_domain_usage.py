@@ -20,10 +20,10 @@ from sealbill.domain.usage import (
     UsageRowError,
     aggregate,
     make_aggregator,
-    parse_usage_record,
     payload_digest,
     validate_metric,
 )
+from sealbill.domain.usage_records import parse_usage_record
 
 START = datetime(2024, 4, 1, tzinfo=UTC)
 END = datetime(2024, 5, 1, tzinfo=UTC)

@@ -7,6 +7,7 @@ row, and every query in ``sealbill.store`` filters on it.
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
     billing_runs,
+    exchange_rates,
     invoice_lines,
     invoice_tax_lines,
     invoices,
@@ -47,6 +48,7 @@ __all__ = [
     "delivery_ledger",
     "delivery_plans",
     "documents",
+    "exchange_rates",
     "incident_events",
     "incidents",
     "invoice_lines",

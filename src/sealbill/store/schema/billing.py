@@ -52,6 +52,9 @@ invoices = sa.Table(
     sa.Column("account_reference", sa.String(64), nullable=False),
     sa.Column("business_process", sa.String(10), nullable=False, server_default="S1"),
     sa.Column("notes", sa.JSON),
+    # BT-6/BT-111 of an invoice not in EUR with VAT: {currency, rate, rate_date, source,
+    # tax_total_minor}, fixed at finalization from the operator's rate table.
+    sa.Column("vat_accounting", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("finalized_at", UtcDateTime),
     sa.Column("voided_at", UtcDateTime),
@@ -107,4 +110,20 @@ number_series = sa.Table(
     sa.Column("prefix", sa.String(20), nullable=False),
     sa.Column("next_value", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("organization_id", "prefix"),
+)
+
+# Exchange rates the operator provides (e.g. the ECB reference rates): ``rate`` units of
+# ``currency`` for one euro on ``rate_date``. Finalization takes the latest on or before the
+# issue date and copies it onto the invoice; a rate once stored is never changed.
+exchange_rates = sa.Table(
+    "exchange_rates",
+    metadata,
+    id_column(),
+    org_column(),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("rate_date", sa.Date, nullable=False),
+    sa.Column("rate", DecimalText, nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("organization_id", "currency", "rate_date"),
 )

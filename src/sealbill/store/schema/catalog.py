@@ -14,6 +14,8 @@ metrics = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("aggregation", sa.String(30), nullable=False),
     sa.Column("field", sa.String(64)),  # property aggregated by unique_count / percentage
+    # time_weighted_sum: the property whose value keys a separate level (bucket, seat pool)
+    sa.Column("group_by", sa.String(64)),
     sa.UniqueConstraint("organization_id", "code"),
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:01:14.180019
+Create Date: 2026-12-06 20:01:23.191727
 """
 
 from alembic import op
@@ -168,6 +168,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_delivery_ledger_organization_id'), ['organization_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_ledger_sent_at'), ['sent_at'], unique=False)
 
+    op.create_table('exchange_rates',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('rate_date', sa.Date(), nullable=False),
+    sa.Column('rate', sealbill.store.types.DecimalText(length=64), nullable=False),
+    sa.Column('source', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_exchange_rates_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_exchange_rates')),
+    sa.UniqueConstraint('organization_id', 'currency', 'rate_date', name=op.f('uq_exchange_rates_organization_id_currency_rate_date'))
+    )
+    with op.batch_alter_table('exchange_rates', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_exchange_rates_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('incidents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -192,6 +207,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('aggregation', sa.String(length=30), nullable=False),
     sa.Column('field', sa.String(length=64), nullable=True),
+    sa.Column('group_by', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_metrics_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_metrics')),
     sa.UniqueConstraint('organization_id', 'code', name=op.f('uq_metrics_organization_id_code'))
@@ -381,6 +397,7 @@ def upgrade() -> None:
     sa.Column('account_reference', sa.String(length=64), nullable=False),
     sa.Column('business_process', sa.String(length=10), server_default='S1', nullable=False),
     sa.Column('notes', sa.JSON(), nullable=True),
+    sa.Column('vat_accounting', sa.JSON(), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('finalized_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
     sa.Column('voided_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
@@ -767,6 +784,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_incidents_organization_id'))
 
     op.drop_table('incidents')
+    with op.batch_alter_table('exchange_rates', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_exchange_rates_organization_id'))
+
+    op.drop_table('exchange_rates')
     with op.batch_alter_table('delivery_ledger', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_ledger_sent_at'))
         batch_op.drop_index(batch_op.f('ix_delivery_ledger_organization_id'))
