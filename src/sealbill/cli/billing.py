@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill.cli.common import (
+    EXIT_USAGE,
     ActorOption,
     DbOption,
     JsonOption,
@@ -236,7 +237,8 @@ def import_usage(
             result = import_usage_file(engine, org_id, file, rejects=rejects,
                                        on_progress=bar.advance)
     except UsageImportRejected as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems)
+        fail(f"{file}: {exc}", as_json=as_json, code=EXIT_USAGE,
+             details=[f"{file.name}: {problem}" for problem in exc.problems])
     if as_json:
         emit_json({"ok": True, **result})
     else:

@@ -100,9 +100,10 @@ def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
 
 
 def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation: str,
-               field: str | None = None) -> None:
+               field: str | None = None, *, allows_negative: bool = False) -> None:
     conn.execute(sa.insert(metrics).values(organization_id=org_id, code=code, name=name,
-                                           aggregation=aggregation, field=field))
+                                           aggregation=aggregation, field=field,
+                                           allows_negative=allows_negative))
 
 
 def load_metrics(conn: Connection, org_id: int) -> dict[str, Row]:

@@ -14,6 +14,9 @@ metrics = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("aggregation", sa.String(30), nullable=False),
     sa.Column("field", sa.String(64)),  # property aggregated by unique_count / percentage
+    # Usage values below zero are refused at import unless the metric says they make sense
+    # (a correction event, a balance): sealbill.inputs.usage.
+    sa.Column("allows_negative", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("organization_id", "code"),
 )
 
