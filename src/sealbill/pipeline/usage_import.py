@@ -32,6 +32,7 @@ from sealbill.domain.usage import UsageEvent
 from sealbill.inputs.files import not_text, open_text
 from sealbill.inputs.problems import InputRejected
 from sealbill.inputs.usage import MetricRule
+from sealbill.outputs.files import write_output
 from sealbill.pipeline.usage_rows import Batch, RowParser, reject_row
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
@@ -222,7 +223,7 @@ def record_usage(engine: Engine, org_id: int, events: Iterable[UsageEvent]) -> d
 
 
 def _write_rejects(path: Path, bad: list[tuple[Any, str]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row, problem in bad:
-            handle.write(json.dumps({"problem": problem, "row": row}, default=str,
-                                    ensure_ascii=False) + "\n")
+    """The rejects file, written without following a link planted at its name."""
+    text = "".join(json.dumps({"problem": problem, "row": row}, default=str,
+                              ensure_ascii=False) + "\n" for row, problem in bad)
+    write_output(path, text.encode("utf-8"))
