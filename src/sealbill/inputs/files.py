@@ -61,10 +61,17 @@ def open_text(path: Path, *, newline: str | None = None) -> tuple[IO[str], str]:
     except OSError as exc:
         raise InputRejected([f"{path}: cannot be read ({exc.strerror})"],
                             what="nothing was read") from None
-    encoding = encoding_of(raw.peek(4)[:4] if hasattr(raw, "peek") else b"")
+    head = raw.peek(4096)[:4096]
+    encoding = encoding_of(head[:4])
     if encoding == "utf-32":
         raw.close()
         raise InputRejected([f"{path}: UTF-32 text; save the file as UTF-8"],
+                            what="nothing was read")
+    if encoding != "utf-16" and b"\x00" in head:
+        raw.close()
+        line = head[:head.index(b"\x00")].count(b"\n") + 1
+        raise InputRejected([f"{path}: line {line}: a NUL byte — UTF-16 without a byte-order "
+                             "mark, or not a text file; save the file as UTF-8"],
                             what="nothing was read")
     return io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline=newline), encoding
 
