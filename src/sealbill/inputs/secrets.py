@@ -8,7 +8,9 @@ and two digits, followed by letter/digit groups with the same separators; every 
 prefix of 15 to 34 characters is checked by schwifty (country length and mod-97 checksum).
 
 A random 16-digit number passes Luhn one time in ten: a long phone or order number can be
-refused. That is the intended side: sealbill must never print a real card number.
+refused. That is the intended side: sealbill must never print a real card number. One
+exception: a French SIRET is 14 Luhn-valid digits by design, so 14 digits written after the
+word "SIRET" are an establishment number, not a card.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ .\-][0-9]+)*")
 _IBAN_START = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{2}[0-9]{2}")
 _ALNUM_GROUPS = re.compile(r"[0-9A-Za-z]+(?:[ .\-][0-9A-Za-z]+)*")
 _SEPARATORS = re.compile(r"[ .\-]")
+_SIRET_BEFORE = re.compile(r"siret\W{0,4}$", re.IGNORECASE)
 
 
 def _windows(groups: list[str], low: int, high: int) -> list[str]:
@@ -43,7 +46,9 @@ def has_card_number(text: str) -> bool:
         groups = _SEPARATORS.split(run.group())
         if sum(map(len, groups)) < 13:
             continue
-        if any(luhn.is_valid(candidate) for candidate in _windows(groups, 13, 19)):
+        siret = _SIRET_BEFORE.search(text, 0, run.start()) is not None
+        if any(luhn.is_valid(candidate) and not (siret and len(candidate) == 14)
+               for candidate in _windows(groups, 13, 19)):
             return True
     return False
 

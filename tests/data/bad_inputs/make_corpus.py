@@ -74,8 +74,8 @@ def record(**changes: object) -> dict[str, object]:
 
 
 # --- accounts, CSV: encodings and shapes
-account("latin1.csv", f"{HEADER}\n{_csv_row(name='Müller GmbH', payment_display='Visa 4242')}\n".encode("latin-1"),
-        "line 2", "not UTF-8")
+LATIN = _csv_row(name="Müller GmbH", payment_display="Visa 4242")
+account("latin1.csv", f"{HEADER}\n{LATIN}\n".encode("latin-1"), "line 2", "not UTF-8")
 account("utf16_no_bom.csv", f"{HEADER}\n{GOOD}\n".encode("utf-16-le"), "line 1", "NUL")
 account("utf16_bom_country_zz.csv",
         codecs.BOM_UTF16_LE + f"{HEADER}\n{_csv_row(country='ZZ')}\n".encode("utf-16-le"),
