@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, check, delivery, demo, documents, incident, setup
+from sealbill.cli import billing, check, delivery, demo, dkim, documents, incident, setup
 from sealbill.cli.arguments import CheckedGroup
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 check.register(app)
+dkim.register(app)
 delivery.register(app)
 
 

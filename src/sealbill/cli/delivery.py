@@ -65,9 +65,13 @@ def _context(db: str | None, org: str, run: str | None, as_json: bool) -> tuple[
 
 
 def _signer(org_domain: str) -> DkimSigner | None:
+    """The DKIM signer; without a key, ``None`` only when SEALBILL_DKIM=off says so."""
     cfg = mail_config.dkim_config()
     if cfg is None:
-        return None
+        if mail_config.unsigned_allowed():
+            return None
+        raise mail_config.ConfigError(mail_config.signing_summary(org_domain).removeprefix(
+            "DKIM: REFUSED — "))
     return DkimSigner(DkimKey(cfg.selector, cfg.domain or org_domain, cfg.key_path.read_bytes()))
 
 
@@ -96,9 +100,11 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
     except (PlanError, LookupError) as exc:
         fail(str(exc), as_json=as_json)
     held = summary["verdict"] == HOLD and not summary["approved_by"]
+    signing = mail_config.signing_summary(_org_domain(engine, org_id))
     if as_json:
-        emit_json({"ok": not held, **summary})
+        emit_json({"ok": not held, **summary, "signing": signing})
     else:
+        console.print(signing, highlight=False, markup=False)
         for line in summary["report"].get("lines", []):
             console.print(line, highlight=False, markup=False)
         console.print(f"{len(summary['envelopes'])} envelopes; canary: "
