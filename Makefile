@@ -21,7 +21,7 @@ postgres-binaries:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 demo: $(STAMP)
-	$(PY) -m sealbill demo --workdir var/demo
+	$(PY) -m sealbill demo --workdir var/demo $(if $(SMTP),--smtp $(SMTP))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -50,10 +50,11 @@ def test_bad_account_file_lists_every_problem_and_imports_nothing(tmp_path: Path
     (tmp_path / "a.json").write_text(json.dumps(records))
     result = sealbill(db, "import", "accounts", str(tmp_path / "a.json"), "--org", "acme",
                       "--json")
-    assert result.returncode == 1
+    assert result.returncode == 2
     problems = json.loads(result.stdout)["details"]
-    assert any("record 1 (account A0002): field 'vat_id'" in p for p in problems)
-    assert any("record 2 (account A0003): field 'payment_display'" in p for p in problems)
+    assert any("a.json: record 1 (account 'A0002'): field 'vat_id'" in p for p in problems)
+    assert any("a.json: record 2 (account 'A0003'): field 'payment_display'" in p
+               for p in problems)
     listed = sealbill(db, "invoices", "list", "--org", "acme", "--json")
     assert listed.returncode == 0
 

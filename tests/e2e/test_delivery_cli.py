@@ -20,7 +20,8 @@ from tests.support.scenario import build_scenario
 
 
 def sealbill(db: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "5"}
+    env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "5",
+           "SEALBILL_DKIM": "off"}
     return subprocess.run([sys.executable, "-m", "sealbill", *args, "--db", db],
                           capture_output=True, text=True, timeout=120, env=env, check=False)
 

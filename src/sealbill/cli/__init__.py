@@ -6,12 +6,26 @@ connects to a database or a server at import time.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, set_aside, setup, taxes
+from sealbill.cli import (
+    billing,
+    check,
+    delivery,
+    demo,
+    dkim,
+    documents,
+    incident,
+    set_aside,
+    setup,
+    taxes,
+)
+from sealbill.cli.arguments import CheckedGroup
 
 app = typer.Typer(
     name="sealbill",
@@ -23,6 +37,7 @@ app = typer.Typer(
         "5 undelivered."
     ),
     no_args_is_help=True,
+    cls=CheckedGroup,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -34,9 +49,15 @@ def _global_options(
     log_json: Annotated[bool, typer.Option("--log-json", envvar="SEALBILL_LOG_JSON",
                                            help="Logs as one JSON object per line "
                                                 "on stderr.")] = False,
+    data_dir: Annotated[str | None, typer.Option(
+        "--data-dir", envvar="SEALBILL_DATA_DIR",
+        help="Folder every stored path is resolved against (default: the SQLite database's "
+             "folder).")] = None,
 ) -> None:
     """Billing that sends each invoice to the people entitled to it and nobody else."""
     logs.configure(log_level, log_json)
+    if data_dir:  # read by sealbill.settings, in this process and the workers it starts
+        os.environ["SEALBILL_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
 
 
 setup.register(app)
@@ -45,6 +66,8 @@ demo.register(app)
 documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
+check.register(app)
+dkim.register(app)
 delivery.register(app)
 set_aside.register(app)
 taxes.register(app)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill.cli.common import (
+    EXIT_USAGE,
     ActorOption,
     DbOption,
     JsonOption,
@@ -26,6 +27,7 @@ from sealbill.cli.common import (
 )
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal
+from sealbill.outputs.files import OutputError
 from sealbill.pipeline.billing import BillingError, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
@@ -255,8 +257,11 @@ def import_usage(
         with progress(not as_json, "importing", None) as bar:
             result = import_usage_file(engine, org_id, file, rejects=rejects,
                                        on_progress=bar.advance)
+    except OutputError as exc:
+        usage_error(f"--rejects: {exc}", as_json=as_json)
     except UsageImportRejected as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems)
+        fail(f"{file}: {exc}", as_json=as_json, code=EXIT_USAGE,
+             details=[f"{file.name}: {problem}" for problem in exc.problems])
     if as_json:
         emit_json({"ok": True, **result})
     else:

@@ -43,6 +43,15 @@ ActorOption = Annotated[
 T = TypeVar("T")
 
 
+def link_base_option(value: str | None) -> str | None:
+    """Typer callback: a verification link base must be https (http only on loopback)."""
+    from sealbill.inputs.urls import link_base_problem
+
+    if value is not None and (problem := link_base_problem(value)):
+        raise typer.BadParameter(problem)
+    return value
+
+
 def engine_for(db: str | None) -> Engine:
     return create_engine(db)
 

@@ -26,6 +26,7 @@ from sealbill.cli.common import (
     emit_json,
     engine_for,
     fail,
+    link_base_option,
     org_id_for,
     progress,
     usage_error,
@@ -67,9 +68,13 @@ def _context(db: str | None, org: str, run: str | None, as_json: bool) -> tuple[
 
 
 def _signer(org_domain: str) -> DkimSigner | None:
+    """The DKIM signer; without a key, ``None`` only when SEALBILL_DKIM=off says so."""
     cfg = mail_config.dkim_config()
     if cfg is None:
-        return None
+        if mail_config.unsigned_allowed():
+            return None
+        raise mail_config.ConfigError(mail_config.signing_summary(org_domain).removeprefix(
+            "DKIM: REFUSED — "))
     return DkimSigner(DkimKey(cfg.selector, cfg.domain or org_domain, cfg.key_path.read_bytes()))
 
 
@@ -99,9 +104,11 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
         fail(str(exc), as_json=as_json)
     held = summary["verdict"] == HOLD and not summary["approved_by"]
     code = set_asides.EXIT_HELD if held else 0
+    signing = mail_config.signing_summary(_org_domain(engine, org_id))
     if as_json:
-        emit_json({"ok": not held, "exit_code": code, **summary})
+        emit_json({"ok": not held, "exit_code": code, **summary, "signing": signing})
     else:
+        console.print(signing, highlight=False, markup=False)
         for line in summary["report"].get("lines", []):
             console.print(line, highlight=False, markup=False)
         console.print(f"{len(summary['envelopes'])} envelopes; canary: "
@@ -285,11 +292,13 @@ def contacts_verify(email: str, org: OrgOption,
                                                            "of mailing a code.")] = False,
                     reason: Annotated[str | None, typer.Option(help="Required with "
                                                                "--operator.")] = None,
-                    files_dir: Annotated[str | None, typer.Option(envvar="SEALBILL_FILES_DIR")]
-                    = None,
+                    files_dir: Annotated[str | None, typer.Option(
+                        help="Documents folder (default: SEALBILL_FILES_DIR, relative to the "
+                             "data directory, or <data dir>/files).")] = None,
                     link_base: Annotated[str | None, typer.Option(
                         "--link-base", envvar="SEALBILL_VERIFY_URL",
-                        help="Your verification page: the mail then carries a link "
+                        callback=link_base_option,
+                        help="Your verification page (https): the mail then carries a link "
                              "<URL>?code=..., besides the code.")] = None,
                     as_json: JsonOption = False) -> None:
     """Mail a single-use code to EMAIL (French and English), or (--operator --reason) confirm
@@ -301,7 +310,7 @@ def contacts_verify(email: str, org: OrgOption,
                                     reason=reason or "")
             payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
         else:
-            key = verify.secret_key(settings.files_dir(files_dir))
+            key = verify.secret_key(settings.files_dir(files_dir, db_url=db))
             started = verify.start(engine, org_id, email, account, actor=by,
                                    transport=SmtpSender(mail_config.smtp_config()),
                                    signer=_signer(_org_domain(engine, org_id)), key=key,
@@ -317,13 +326,13 @@ def contacts_verify(email: str, org: OrgOption,
 def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The code.")],
                      by: ActorOption = "operator", db: DbOption = None,
                      files_dir: Annotated[str | None, typer.Option(
-                         envvar="SEALBILL_FILES_DIR")] = None,
+                         help="Documents folder (default: see contacts verify).")] = None,
                      as_json: JsonOption = False) -> None:
     """Redeem a code sent by `contacts verify`: the link becomes verified."""
     engine, org_id, _ = _context(db, org, None, as_json)
     try:
         done = verify.confirm(engine, org_id, code, actor=by,
-                              key=verify.secret_key(settings.files_dir(files_dir)))
+                              key=verify.secret_key(settings.files_dir(files_dir, db_url=db)))
     except verify.VerificationError as exc:
         fail(str(exc), as_json=as_json)
     payload = {"ok": True, "contact_id": done.contact_id, "account_id": done.account_id}

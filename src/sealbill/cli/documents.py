@@ -19,7 +19,9 @@ from sealbill.cli.common import (
     fail,
     org_id_for,
     progress,
+    usage_error,
 )
+from sealbill.outputs.files import OutputError
 from sealbill.pipeline.render import RenderError, render_run, unrendered_ids
 from sealbill.store import parties, queries
 
@@ -37,7 +39,8 @@ def render(
     ref: Annotated[str, typer.Argument(help="A run (id or YYYY-MM) or an invoice number.")],
     org: OrgOption,
     out: Annotated[Path | None, typer.Option(help="File store folder (default: "
-                                             "SEALBILL_FILES_DIR or var/files).")] = None,
+                                             "SEALBILL_FILES_DIR, relative to the data "
+                                             "directory, or <data dir>/files).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per "
                                                 "core).")] = None,
     db: DbOption = None,
@@ -55,14 +58,16 @@ def render(
                 run_id, invoice_ids = int(queries.run_by_ref(conn, org_id, ref)["id"]), None
         total = len(unrendered_ids(engine, org_id, run_id, invoice_ids))
         with progress(not as_json, "rendering", total) as bar:
-            count = render_run(engine, org_id, run_id, settings.files_dir(out),
+            count = render_run(engine, org_id, run_id, settings.files_dir(out, db_url=db),
                                invoice_ids=invoice_ids, workers=workers,
                                on_progress=bar.advance)
     except (LookupError, parties.NotFound) as exc:
         fail(str(exc), as_json=as_json)
+    except OutputError as exc:
+        usage_error(f"--out: {exc}", as_json=as_json)
     except RenderError as exc:
         fail(str(exc), as_json=as_json, details=exc.problems)
     if as_json:
-        emit_json({"ok": True, "rendered": count, "files": str(settings.files_dir(out))})
+        emit_json({"ok": True, "rendered": count, "files": str(settings.files_dir(out, db_url=db))})
     else:
-        console.print(f"rendered {count} invoice(s) into {settings.files_dir(out)}")
+        console.print(f"rendered {count} invoice(s) into {settings.files_dir(out, db_url=db)}")

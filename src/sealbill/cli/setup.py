@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from sealbill.cli.common import (
+    EXIT_USAGE,
     ActorOption,
     DbOption,
     JsonOption,
@@ -54,7 +55,7 @@ def init(
             with engine.begin() as conn:
                 result["organization_id"] = create_org(conn, values)
         except ImportRejected as exc:
-            fail(str(exc), as_json=as_json, details=exc.problems)
+            fail(str(exc), as_json=as_json, details=exc.problems, code=EXIT_USAGE)
     if as_json:
         emit_json(result)
     else:
@@ -81,7 +82,7 @@ def import_accounts_command(
     except parties.NotFound as exc:
         fail(str(exc), as_json=as_json)
     except ImportRejected as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems)
+        fail(str(exc), as_json=as_json, details=exc.problems, code=EXIT_USAGE)
     if as_json:
         emit_json({"ok": True, **counts})
     else:

@@ -35,13 +35,43 @@ class DemoReport:
                             **facts})
 
 
+MARKER = ".sealbill-demo"
+# What a demo run creates in its folder; only these are ever removed, and only when the
+# folder carries the marker (a folder the operator chose by mistake is never emptied).
+CREATED = ("sealbill.sqlite", "sealbill.sqlite-wal", "sealbill.sqlite-shm", "files",
+           "maildir", "accounts.json", "usage.jsonl", "dkim.pem")
+
+
+class DemoFolderError(ValueError):
+    """The demo folder holds things sealbill did not create (bad usage: exit code 2)."""
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """An empty or earlier-demo folder, with the marker; anything else is refused."""
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        raise DemoFolderError(f"{workdir}: not a folder sealbill created; choose another "
+                              "--workdir")
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).is_file():
+            raise DemoFolderError(
+                f"{workdir}: holds files sealbill did not create (no {MARKER} marker); "
+                "choose another --workdir, or empty it yourself")
+        for name in CREATED:
+            path = workdir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("created by `sealbill demo`; it removes only "
+                                  f"{', '.join(CREATED)}\n", encoding="utf-8")
+
+
 def run_demo(workdir: Path, *, accounts: int = 1000, period: str = "2026-11",
              deliver: Callable[[Any, int, int, DemoReport], None] | None = None,
              say: Callable[[str], None] = print) -> DemoReport:
     """Seed, meter, bill, finalize, render; then ``deliver`` (plan, guard, send, ledger)."""
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    prepare_workdir(workdir)
     url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
     engine = create_engine(url)
     report = DemoReport(workdir, url)

@@ -17,9 +17,11 @@ from sealbill.pipeline.send import send_run
 from sealbill.store import ledger
 
 
-def deliver_to_sink(maildir: Path, say: Callable[[str], None]
+def deliver_to_sink(maildir: Path, say: Callable[[str], None], *,
+                    relay: SmtpConfig | None = None
                     ) -> Callable[[Any, int, int, DemoReport], None]:
-    """A ``deliver`` step for :func:`sealbill.demo.cycle.run_demo`."""
+    """A ``deliver`` step for :func:`sealbill.demo.cycle.run_demo`: to a local sink writing
+    ``maildir``, or to the operator's ``relay`` (the SMTP settings of the environment)."""
 
     def deliver(engine: Any, org_id: int, run_id: int, report: DemoReport) -> None:
         t = time.perf_counter()
@@ -29,18 +31,22 @@ def deliver_to_sink(maildir: Path, say: Callable[[str], None]
         if plan.verdict != "proceed":
             say("the diff gate held the run; see `sealbill run plan` for why")
             return
-        controller = start_sink(SinkHandler(maildir))
+        controller = None if relay else start_sink(SinkHandler(maildir))
         try:
             key = generate_key(report.workdir / "dkim.pem")
             signer = DkimSigner(DkimKey("demo", "acme-cloud.example", key))
             t = time.perf_counter()
-            sent = send_run(engine, org_id, run_id, signer=signer, transport=SmtpSender(
-                SmtpConfig(host="127.0.0.1", port=bound_port(controller))))
+            config = relay or SmtpConfig(host="127.0.0.1", port=bound_port(
+                controller))  # type: ignore[arg-type] # the sink runs when there is no relay
+            sent = send_run(engine, org_id, run_id, signer=signer,
+                            transport=SmtpSender(config))
         finally:
-            controller.stop()
+            if controller is not None:
+                controller.stop()
         report.stage("guard+send+ledger", t, status=sent.status, outbox=sent.counts,
                      stopped=sent.stopped)
-        say(f"send: run {sent.status}, outbox {sent.counts}; mails in {maildir}")
+        where = f"relay {relay.host}:{relay.port}" if relay else str(maildir)
+        say(f"send: run {sent.status}, outbox {sent.counts}; mails in {where}")
         t = time.perf_counter()
         with engine.begin() as conn:
             checked = ledger.verify(conn, org_id)

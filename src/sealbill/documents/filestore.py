@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from sealbill.outputs.files import output_folder
+
 # Document kind -> file extension (the kinds the render pipeline stores).
 EXTENSIONS: Final = {
     "pdf": "pdf", "xml": "xml", "html": "html", "text": "txt", "subject": "subject.txt",
@@ -68,7 +70,7 @@ class FileStore:
         digest = hashlib.sha256(data).hexdigest()
         if path.exists():
             return self._same_or_raise(path, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(self.root, org_slug)  # the organization's folder: never a planted link
         tmp = self._write_temp(path.parent, data)
         try:
             published = _publish(tmp, path)

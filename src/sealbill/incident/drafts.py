@@ -32,6 +32,7 @@ from sealbill.incident.facts import Dossier
 from sealbill.incident.labels import LANGUAGES
 from sealbill.incident.pdf import render_pdf
 from sealbill.incident.render import render
+from sealbill.outputs.files import write_output
 
 TITLES = {
     "art33": {"en": "Personal data breach notification", "fr": "Notification de violation"},
@@ -73,9 +74,7 @@ class _Writer:
 
     def _save(self, relative: str, content: bytes, kind: str, lang: str, fmt: str,
               addressee: str) -> None:
-        path = self.out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        write_output(self.out / relative, content, root=self.out)
         self.files.append(DraftFile(relative, kind, lang, fmt, addressee,
                                     hashlib.sha256(content).hexdigest()))
 
@@ -115,6 +114,6 @@ def write_drafts(dossier: Dossier, out: Path, *, pdf: bool = True,
         "missing_fields": list(dossier.missing),
         "files": [asdict(item) for item in writer.files],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False)
-                                       + "\n", encoding="utf-8")
+    write_output(out / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False)
+                                         + "\n").encode("utf-8"), root=out)
     return writer.files

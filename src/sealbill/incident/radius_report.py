@@ -10,12 +10,11 @@ Invariants:
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from sealbill.domain.blast_radius import BlastRadius, RadiusView
 from sealbill.incident.facts import when
+from sealbill.outputs.csv_cells import csv_text
 
 CSV_COLUMNS = ("sent_at", "message_id", "invoice_number", "account_reference", "account_name",
                "account_country", "recipient_email", "recipient_contact_id", "data_categories",
@@ -93,15 +92,13 @@ def radius_csv(radius: BlastRadius) -> str:
              for i in view.subjects}
     invoices = {e.message_id: e for view in (radius.as_recorded, radius.as_corrected)
                 for e in view.exposures}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    rows = []
     for j in radius.judgements:
         if j.as_recorded.entitled and j.as_corrected.entitled:
             continue
         exposure = invoices[j.message_id]
         subject = names.get(j.account_id)
-        writer.writerow([_cell(value) for value in (
+        rows.append((
             j.sent_at.isoformat(), j.message_id, exposure.invoice_number,
             exposure.account_reference, subject.name if subject else "",
             subject.country if subject else "", j.recipient.email,
@@ -109,15 +106,10 @@ def radius_csv(radius: BlastRadius) -> str:
             ";".join(exposure.data_categories),
             _yes_no(j.as_recorded.entitled), j.as_recorded.reason.value,
             _yes_no(j.as_corrected.entitled), j.as_corrected.reason.value, j.as_corrected.note,
-        )])
-    return buffer.getvalue()
-
-
-def _cell(value: object) -> str:
+        ))
     # Legal opens this in a spreadsheet: a customer-supplied name starting with "=" must stay
     # text, not become a formula.
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return csv_text(CSV_COLUMNS, rows)
 
 
 def _yes_no(value: bool) -> str:

@@ -13,8 +13,6 @@ Invariants:
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +21,7 @@ from sealbill.domain.breach_notice import FIELD_LABELS
 from sealbill.incident.facts import Dossier
 from sealbill.incident.labels import hint
 from sealbill.incident.radius_report import summary_sentence
+from sealbill.outputs.csv_cells import csv_text
 
 
 def status_dict(d: Dossier) -> dict[str, Any]:
@@ -123,9 +122,7 @@ REGISTER_COLUMNS = (
 
 
 def register_csv(entries: Iterable[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(REGISTER_COLUMNS)
+    rows = []
     for e in entries:
         facts, effects = e["facts"], e["effects"]
         row = [
@@ -140,10 +137,6 @@ def register_csv(entries: Iterable[dict[str, Any]]) -> str:
             e["decision"]["reason"], e["notified_at"], e["delay_reason"], e["communication"],
             "; ".join(e["remedial_action"]["taken"]), "; ".join(e["remedial_action"]["proposed"]),
         ]
-        writer.writerow(["" if value is None else _cell(str(value)) for value in row])
-    return buffer.getvalue()
-
-
-def _cell(text: str) -> str:
+        rows.append(row)
     # A spreadsheet must read operator text as text, never as a formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return csv_text(REGISTER_COLUMNS, rows)

@@ -5,7 +5,8 @@
 only over TLS unless the host is loopback), ``SEALBILL_SMTP_TIMEOUT`` (seconds, 30),
 ``SEALBILL_SMTP_CA_FILE`` (extra CA bundle for a private relay);
 ``SEALBILL_DKIM_KEY`` (PEM path), ``SEALBILL_DKIM_SELECTOR``, ``SEALBILL_DKIM_DOMAIN``
-(defaults to the organization's sender domain).
+(defaults to the organization's sender domain). Without a key nothing is sent unless
+``SEALBILL_DKIM=off`` says, explicitly, that unsigned mail is intended (a relay that signs).
 """
 
 from __future__ import annotations
@@ -77,3 +78,26 @@ def dkim_config(env: Mapping[str, str] | None = None) -> DkimConfig | None:
         raise ConfigError(f"SEALBILL_DKIM_KEY: no such file {key_path}")
     return DkimConfig(key_path=key_path, selector=env.get("SEALBILL_DKIM_SELECTOR", "sealbill"),
                       domain=env.get("SEALBILL_DKIM_DOMAIN") or None)
+
+
+UNSIGNED_WORDS = ("off", "unsigned", "none")
+
+
+def unsigned_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the configuration explicitly allows unsigned mail (``SEALBILL_DKIM=off``)."""
+    env = os.environ if env is None else env
+    return env.get("SEALBILL_DKIM", "").strip().lower() in UNSIGNED_WORDS
+
+
+def signing_summary(org_domain: str, env: Mapping[str, str] | None = None) -> str:
+    """One line saying how mail will be signed, or that it will be refused."""
+    try:
+        cfg = dkim_config(env)
+    except ConfigError as exc:
+        return f"DKIM: REFUSED — {exc}"
+    if cfg is not None:
+        return f"DKIM: signed (selector {cfg.selector}, domain {cfg.domain or org_domain})"
+    if unsigned_allowed(env):
+        return "DKIM: UNSIGNED — SEALBILL_DKIM=off (the relay must sign)"
+    return ("DKIM: REFUSED — no key: set SEALBILL_DKIM_KEY (publish `sealbill dkim "
+            "dns-record`), or SEALBILL_DKIM=off to send unsigned on purpose")

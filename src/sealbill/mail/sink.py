@@ -71,7 +71,7 @@ class SinkHandler:
 
     def __init__(self, maildir: Path | None = None,
                  on_message: Callable[[Received], None] | None = None) -> None:
-        self._maildir = mailbox.Maildir(str(maildir), create=True) if maildir else None
+        self._maildir = open_maildir(maildir) if maildir else None
         self._on_message = on_message
         self._lock = threading.Lock()
 
@@ -81,7 +81,12 @@ class SinkHandler:
             rcpt_tos=tuple(str(r) for r in envelope.rcpt_tos),
             data=bytes(envelope.original_content or envelope.content),
         )
-        return await self.respond(received, server)
+        try:
+            return await self.respond(received, server)
+        except (OSError, ValueError) as exc:
+            # Answered, not raised: aiosmtpd would answer 500 and keep the transaction open,
+            # so the client's next MAIL FROM would get "503 nested MAIL command".
+            return f"451 4.3.0 message not stored ({type(exc).__name__}); try again later"
 
     async def respond(self, received: Received, server: Any) -> str:
         self.store(received)
@@ -104,6 +109,14 @@ class DiscardHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.count += 1
         return "250 OK: discarded"
+
+
+def open_maildir(path: Path) -> mailbox.Maildir:
+    """The Maildir at ``path``, creating ``tmp``, ``new`` and ``cur`` even in an existing
+    folder (``mailbox.Maildir(create=True)`` creates them only when the folder is new)."""
+    for sub in ("tmp", "new", "cur"):
+        (Path(path) / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(str(path), create=False)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -28,6 +28,12 @@ from sealbill.domain.breach_clock import require_aware
 from sealbill.domain.breach_notice import COMMUNICATION_STATUSES, EXEMPTIONS, NOTIFICATION_TYPES
 from sealbill.incident.drafts import DraftFile, write_drafts
 from sealbill.incident.facts import Dossier, build_dossier
+from sealbill.pipeline.incident_times import (
+    ACTION_TIMES,
+    check_update_times,
+    not_future,
+    require_open,
+)
 from sealbill.store import incident_evidence as evidence
 from sealbill.store import incidents as store
 from sealbill.store import ledger, parties
@@ -66,7 +72,7 @@ class Scope:
 def open_incident(engine: Engine, org_id: int, *, title: str, aware_at: datetime,
                   scope: Scope, actor: str, pause: bool = False) -> int:
     """Open the incident; with ``pause``, halt the organization's sending in the same breath."""
-    require_aware(aware_at, "aware_at")
+    not_future(require_aware(aware_at, "aware_at"), "--aware-at")
     with transaction(engine) as conn:
         incident_id = store.open_incident(conn, org_id, title=title, aware_at=aware_at,
                                           scope=scope.to_json(), actor=actor)
@@ -134,6 +140,7 @@ def assess(engine: Engine, org_id: int, incident_id: int, *,
     """Propose the ENISA inputs from the blast radius, apply the operator's justified changes."""
     with transaction(engine) as conn:
         incident = store.incident(conn, org_id, incident_id, for_update=True)
+        require_open(incident)
         view = radius_in(conn, org_id, incident["scope"]).effective
         proposal = severity.propose(view.data_categories, has_leak=view.has_leak,
                                     recipients_known=recipients_known)
@@ -158,6 +165,7 @@ def decide(engine: Engine, org_id: int, incident_id: int, *, notify: bool, reaso
         raise ValueError("not communicating to the data subjects needs a reason")
     with transaction(engine) as conn:
         incident = store.incident(conn, org_id, incident_id, for_update=True)
+        require_open(incident)
         view = radius_in(conn, org_id, incident["scope"]).effective
         sev = incident["record"].get("severity")
         level = severity.Level(sev["level"]) if sev else None
@@ -203,12 +211,16 @@ def update(engine: Engine, org_id: int, incident_id: int, change: FactsUpdate, *
             NOTIFICATION_TYPES):
         raise ValueError(f"notification type must be one of {NOTIFICATION_TYPES}")
     with transaction(engine) as conn:
-        record = store.incident(conn, org_id, incident_id, for_update=True)["record"]
+        incident = store.incident(conn, org_id, incident_id, for_update=True)
+        require_open(incident)
+        record = incident["record"]
         facts = dict(record["facts"])
         for key, value in (change.facts or {}).items():
             if key not in FACT_FIELDS:
                 raise ValueError(f"unknown fact {key!r}")
             facts[key] = value
+        check_update_times(incident, facts, {name: getattr(change, name)
+                                             for name in ACTION_TIMES})
         facts["nature"] = _merged(facts["nature"], change.nature)
         facts["consequences"] = _merged(facts["consequences"], change.consequences)
         measures = dict(record["measures"])
@@ -281,7 +293,9 @@ def close(engine: Engine, org_id: int, incident_id: int, *, reason: str, actor: 
     if not reason.strip():
         raise ValueError("closing an incident needs a reason")
     with transaction(engine) as conn:
-        record = store.incident(conn, org_id, incident_id, for_update=True)["record"]
+        incident = store.incident(conn, org_id, incident_id, for_update=True)
+        require_open(incident)
+        record = incident["record"]
         store.update_record(conn, org_id, incident_id, {"facts": record["facts"]},
                             event="closed", actor=actor, detail={"reason": reason.strip()},
                             status="closed")

@@ -73,7 +73,7 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         raise RenderError(problems)
     with engine.begin() as conn:
         slug = str(parties.organization(conn, org_id)["slug"])
-    store = FileStore(files_dir)
+    store = FileStore(Path(files_dir).resolve())  # absolute paths stored: any cwd finds them
     count = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]

@@ -29,40 +29,95 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.usage import UsageEvent
+from sealbill.inputs.files import not_text, open_text
+from sealbill.inputs.problems import InputRejected
+from sealbill.inputs.usage import MetricRule
+from sealbill.outputs.files import write_output
 from sealbill.pipeline.usage_rows import Batch, RowParser, reject_row
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
 from sealbill.store.usage_ingest import Conflict, Ingester, Row
 
-MAX_LISTED = 200  # problems listed in an error; the count is always exact
 CHUNK = 20_000
 
 
-class UsageImportRejected(ValueError):
+class UsageImportRejected(InputRejected):
+    """Bad input (exit code 2): every problem (the first ``MAX_LISTED``), nothing written."""
+
     def __init__(self, problems: list[str], total: int) -> None:
-        super().__init__(f"{total} problem(s) in the file; nothing was imported")
-        self.problems = problems[:MAX_LISTED] + (
-            [f"... and {total - MAX_LISTED} more"] if total > MAX_LISTED else [])
+        super().__init__(problems, total, "nothing was imported")
+        self.args = (f"{total} problem(s) in the file; nothing was imported",)
+
+
+CSV_FIELDS = ("event_id", "account_reference", "metric_code", "timestamp", "value")
+_EXTRA = "(cells beyond the header)"
+
+
+def _csv_header(path: Path, header: list[str] | None) -> None:
+    if header is None:
+        raise UsageImportRejected([f"{path}: empty file, expected a header line: "
+                                   f"{', '.join(CSV_FIELDS)}[, properties.NAME ...]"], 1)
+    problems = [f"line 1: column {name!r}: unknown column (expected "
+                f"{', '.join(CSV_FIELDS)} or properties.NAME)" for name in header
+                if name not in CSV_FIELDS and not (name.startswith("properties.")
+                                                   and len(name) > len("properties."))]
+    problems += [f"line 1: column {name!r}: the same column twice"
+                 for name in sorted({n for n in header if header.count(n) > 1})]
+    problems += [f"line 1: column {name!r}: required column missing"
+                 for name in CSV_FIELDS[:4] if name not in header]
+    if problems:
+        raise UsageImportRejected(problems, len(problems))
+
+
+def _csv_rows(path: Path, handle: Any) -> Iterator[dict[str, Any]]:
+    reader = csv.reader(handle, strict=True)
+    try:
+        header = next(reader, None)
+        _csv_header(path, header)
+        assert header is not None
+        width = len(header)
+        for row in reader:
+            record: dict[str, Any] = dict(zip(header, row, strict=False))
+            if len(row) > width:
+                record[_EXTRA] = row[width:]
+            yield record
+    except csv.Error as exc:
+        raise UsageImportRejected([f"line {reader.line_num}: not valid CSV ({exc})"], 1
+                                  ) from None
 
 
 def _chunks(path: Path) -> Iterator[tuple[int, list[Any]]]:
     """(line number of the first, raw rows): JSON text lines (blank ones too), or CSV records
-    as dicts, ``CHUNK`` at a time."""
-    with path.open(encoding="utf-8", newline=None if _is_jsonl(path) else "") as handle:
-        rows: Iterator[Any] = handle if _is_jsonl(path) else iter(csv.DictReader(handle))
-        first = 1 if _is_jsonl(path) else 2  # a CSV record's number, after the header
-        while chunk := list(islice(rows, CHUNK)):
-            yield first, chunk
-            first += len(chunk)
+    as dicts, ``CHUNK`` at a time. A file that is not UTF-8 (or UTF-16 with a BOM) is refused
+    with the line of the first bad byte."""
+    jsonl = _is_jsonl(path)
+    try:
+        handle, encoding = open_text(path, newline=None if jsonl else "")
+    except InputRejected as exc:
+        raise UsageImportRejected(exc.problems, len(exc.problems)) from None
+    with handle:
+        rows: Iterator[Any] = handle if jsonl else _csv_rows(path, handle)
+        first = 1 if jsonl else 2  # a CSV record's number, after the header
+        try:
+            while chunk := list(islice(rows, CHUNK)):
+                yield first, chunk
+                first += len(chunk)
+        except UnicodeDecodeError:
+            raise UsageImportRejected(not_text(path, encoding).problems, 1) from None
 
 
 def _is_jsonl(path: Path) -> bool:
-    return path.suffix.lower() in (".jsonl", ".ndjson")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return True
+    if path.suffix.lower() == ".csv":
+        return False
+    raise UsageImportRejected([f"{path}: unknown file type {path.suffix!r}; expected .csv, "
+                               ".jsonl or .ndjson"], 1)
 
 
 def _parser(conn: Connection, org_id: int) -> RowParser:
     return RowParser(parties.account_ids_by_reference(conn, org_id),
-                     set(load_metrics(conn, org_id)))
+                     {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()})
 
 
 def _conflict_problem(where: str, conflict: Conflict, place: str) -> str:
@@ -168,7 +223,7 @@ def record_usage(engine: Engine, org_id: int, events: Iterable[UsageEvent]) -> d
 
 
 def _write_rejects(path: Path, bad: list[tuple[Any, str]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row, problem in bad:
-            handle.write(json.dumps({"problem": problem, "row": row}, default=str,
-                                    ensure_ascii=False) + "\n")
+    """The rejects file, written without following a link planted at its name."""
+    text = "".join(json.dumps({"problem": problem, "row": row}, default=str,
+                              ensure_ascii=False) + "\n" for row, problem in bad)
+    write_output(path, text.encode("utf-8"))

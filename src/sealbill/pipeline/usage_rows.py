@@ -25,6 +25,14 @@ import msgspec
 from sealbill.domain.money import MoneyError, parse_decimal
 from sealbill.domain.usage import UsageEvent, UsageRowError
 from sealbill.domain.usage_records import parse_usage_record
+from sealbill.inputs.usage import (
+    ANY_METRIC,
+    MAX_INTEGER_DIGITS,
+    MAX_PROPERTIES,
+    MetricRule,
+    decimal_problem,
+    event_problems,
+)
 from sealbill.store.usage_ingest import Row, canonical_properties, stored_row, utc_text
 
 
@@ -91,10 +99,17 @@ class Batch:
 
 
 class RowParser:
-    """Parses rows against one organization's accounts (reference -> id) and metric codes."""
+    """Parses rows against one organization's accounts (reference -> id) and metrics (codes,
+    or code -> :class:`MetricRule`: the limits of :mod:`sealbill.inputs.usage` apply)."""
 
-    def __init__(self, accounts: Mapping[str, int], metrics: Collection[str]) -> None:
+    def __init__(self, accounts: Mapping[str, int],
+                 metrics: Collection[str] | Mapping[str, MetricRule]) -> None:
         self.accounts, self.metrics = dict(accounts), frozenset(metrics)
+        self.rules: dict[str, MetricRule] = (
+            dict(metrics) if isinstance(metrics, Mapping) else {})
+
+    def rule(self, metric_code: str) -> MetricRule:
+        return self.rules.get(metric_code, ANY_METRIC)
 
     def parse(self, first: int, raws: list[Any]) -> Batch:
         """``raws``: JSONL texts or CSV records (dicts), the first one on line ``first``."""
@@ -128,33 +143,52 @@ class RowParser:
             return f"account_reference: unknown account {event.account_reference!r}"
         if event.metric_code not in self.metrics:
             return f"metric_code: unknown metric {event.metric_code!r}"
+        problems = event_problems(event, self.rule(event.metric_code))
+        if problems:
+            return "; ".join(f"{name}: {problem}" for name, problem in problems)
         return stored_row(account_id, event)
 
     def _fast(self, line: _Line) -> Row | None:
         event_id = line.event_id.strip()
         account_id = self.accounts.get(line.account_reference.strip())
         metric = line.metric_code.strip()
-        if not event_id or account_id is None or metric not in self.metrics:
-            return None
+        if not event_id or account_id is None or metric not in self.metrics or len(
+                event_id) > 128 or not event_id.isprintable():
+            return None  # the careful path names what is wrong with the id
         at = fast_utc_text(line.timestamp)
         if at is None:
             return None
+        rule = self.rules.get(metric, ANY_METRIC)
         value = line.value
-        if value is not None:
+        if value is None:
+            if rule.needs_value:
+                return None
+        else:
             kind = type(value)
             if kind is str:
-                if not (value.isdigit() and value.isascii() and value[0] != "0"):
+                if not (value.isdigit() and value.isascii() and value[0] != "0"
+                        and len(value) <= MAX_INTEGER_DIGITS):
                     try:
-                        value = str(parse_decimal(value))
+                        number = parse_decimal(value)
                     except MoneyError:
                         return None
+                    if decimal_problem(number, allows_negative=rule.allows_negative):
+                        return None
+                    value = str(number)
             elif kind is int:
+                if not (0 <= value < 10 ** MAX_INTEGER_DIGITS or (
+                        rule.allows_negative and -value < 10 ** MAX_INTEGER_DIGITS)):
+                    return None
                 value = str(value)
             elif kind is Decimal:
+                if decimal_problem(value, allows_negative=rule.allows_negative):
+                    return None
                 value = str(value)  # a JSON number: from its text, always finite
             else:
                 return None
         props = line.properties
+        if (props or rule.numeric_property) and not _plain_properties(props or {}, rule):
+            return None
         return (account_id, event_id, metric, at, value,
                 canonical_properties(props) if props else None)
 
@@ -177,6 +211,10 @@ class RowParser:
                 batch.bad.append((line_no, {"line": line_no},
                                   f"line {line_no}: not JSON ({exc.msg})"))
                 return None
+            except RecursionError:
+                batch.bad.append((line_no, {"line": line_no},
+                                  f"line {line_no}: not JSON (nested too deeply)"))
+                return None
             if not isinstance(raw, dict):
                 batch.bad.append((line_no, {"line": line_no}, f"line {line_no}: not an object"))
                 return None
@@ -186,6 +224,9 @@ class RowParser:
             return None
         try:
             event = parse_usage_record(raw, line_no)
+            problems = event_problems(event, self.rule(event.metric_code))
+            if problems:
+                raise UsageRowError(line_no, problems)
         except UsageRowError as exc:
             batch.bad.append((line_no, raw, str(exc)))
             return None
@@ -194,6 +235,29 @@ class RowParser:
             batch.bad.append((line_no, raw, f"line {line_no}: {row}"))
             return None
         return row
+
+
+def _plain_properties(props: Mapping[str, str], rule: MetricRule) -> bool:
+    """Whether the properties surely pass :func:`event_problems` (else the careful path)."""
+    if len(props) > MAX_PROPERTIES:
+        return False
+    for key, text in props.items():
+        # isprintable() is false for every control, format (bidi, zero-width) and private
+        # character: what it accepts, event_problems accepts too.
+        if not (0 < len(key) <= 64 and len(text) <= 200 and key.isprintable()
+                and text.isprintable()):
+            return False
+    name = rule.numeric_property
+    if name is not None:
+        raw = props.get(name)
+        if raw is None:
+            return False
+        try:
+            return decimal_problem(parse_decimal(raw), allows_negative=rule.allows_negative
+                                   ) is None
+        except MoneyError:
+            return False
+    return True
 
 
 def fast_utc_text(text: str) -> str | None:

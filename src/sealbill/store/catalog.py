@@ -112,10 +112,11 @@ def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
 
 
 def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation: str,
-               field: str | None = None, *, group_by: str | None = None) -> None:
+               field: str | None = None, *, group_by: str | None = None,
+               allows_negative: bool = False) -> None:
     conn.execute(sa.insert(metrics).values(organization_id=org_id, code=code, name=name,
                                            aggregation=aggregation, field=field,
-                                           group_by=group_by))
+                                           group_by=group_by, allows_negative=allows_negative))
 
 
 def load_metrics(conn: Connection, org_id: int) -> dict[str, Row]:

@@ -90,6 +90,7 @@ def _cli_send(db: Path, run_id: int, port: int, kill_at: str | None) -> Any:
     env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "2",
            "PYTHONPATH": str(ROOT / "src")}
     env.pop("SEALBILL_DKIM_KEY", None)
+    env["SEALBILL_DKIM"] = "off"  # unsigned on purpose: these tests read the bytes
     env.pop("SEALBILL_TEST_KILL_AT", None)
     if kill_at:
         env["SEALBILL_TEST_KILL_AT"] = kill_at

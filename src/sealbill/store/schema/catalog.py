@@ -16,6 +16,9 @@ metrics = sa.Table(
     sa.Column("field", sa.String(64)),  # property aggregated by unique_count / percentage
     # time_weighted_sum: the property whose value keys a separate level (bucket, seat pool)
     sa.Column("group_by", sa.String(64)),
+    # Usage values below zero are refused at import unless the metric says they make sense
+    # (a correction event, a balance): sealbill.inputs.usage.
+    sa.Column("allows_negative", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("organization_id", "code"),
 )
 

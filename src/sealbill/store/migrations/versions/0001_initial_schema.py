@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:01:23.191727
+Create Date: 2026-12-06 20:01:43.878192
 """
 
 from alembic import op
@@ -208,6 +208,7 @@ def upgrade() -> None:
     sa.Column('aggregation', sa.String(length=30), nullable=False),
     sa.Column('field', sa.String(length=64), nullable=True),
     sa.Column('group_by', sa.String(length=64), nullable=True),
+    sa.Column('allows_negative', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_metrics_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_metrics')),
     sa.UniqueConstraint('organization_id', 'code', name=op.f('uq_metrics_organization_id_code'))

@@ -1,0 +1,151 @@
+"""Usage events as they enter sealbill: the limits every stored event respects.
+
+The domain's parser (:func:`sealbill.domain.usage.parse_usage_record`) turns a row into a
+:class:`UsageEvent`; :func:`event_problems` then checks what an event must satisfy to be
+billable later, so that a row accepted today can never block a billing run:
+
+- identifiers are 1–128 (event id) or 1–64 characters, without control, bidirectional or
+  zero-width characters (an event id is a client's opaque key: it is not normalized);
+- at most 32 properties, names of 1–64 and values of at most 200 such characters;
+- a value is a finite decimal with at most 15 integer digits and 12 decimal places
+  (``1e400`` and 38-digit numbers are refused), not negative unless the metric allows it,
+  and present when the metric reads it (``sum``, ``max``, ``latest``, ``time_weighted_sum``
+  without a property); a metric that reads a property needs it, as such a decimal.
+
+:class:`UsageIn` is the same check as a Pydantic model, for one event built by a caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from sealbill.domain.money import MoneyError, parse_decimal
+from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record
+from sealbill.inputs.text import text_problem
+
+MAX_INTEGER_DIGITS = 15
+MAX_DECIMAL_PLACES = 12
+MAX_PROPERTIES = 32
+ID_LIMITS = {"event_id": 128, "account_reference": 64, "metric_code": 64}
+_READS_NO_VALUE = frozenset({"count", "unique_count"})
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """What a metric needs from an event."""
+
+    needs_value: bool = False
+    numeric_property: str | None = None
+    allows_negative: bool = False
+
+    @classmethod
+    def of(cls, metric: Mapping[str, Any]) -> MetricRule:
+        """The rule of a ``metrics`` row (aggregation, field, allows_negative)."""
+        aggregation, field = str(metric["aggregation"]), metric.get("field")
+        reads_property = bool(field) and aggregation != "unique_count"
+        return cls(needs_value=aggregation not in _READS_NO_VALUE and not field,
+                   numeric_property=str(field) if reads_property else None,
+                   allows_negative=bool(metric.get("allows_negative", False)))
+
+
+ANY_METRIC = MetricRule()
+
+
+def decimal_problem(value: Decimal, *, allows_negative: bool = False) -> str | None:
+    """Why ``value`` cannot be a usage quantity, or None."""
+    if not value.is_finite():
+        return f"not a finite number: {value}"
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = len(digits) + exponent if digits != (0,) else 1
+    if significant > MAX_INTEGER_DIGITS:
+        return (f"at most {MAX_INTEGER_DIGITS} digits before the decimal point, got a number "
+                f"of {significant} digits")
+    if exponent < -MAX_DECIMAL_PLACES and value != round(value, MAX_DECIMAL_PLACES):
+        return f"at most {MAX_DECIMAL_PLACES} decimal places"
+    if sign and value != 0 and not allows_negative:
+        return "negative, and this metric does not allow negative values"
+    return None
+
+
+def _text_problem(field: str, text: str, limit: int, *, empty_ok: bool = False
+                  ) -> tuple[str, str] | None:
+    if len(text) > limit:
+        return field, f"at most {limit} characters, got {len(text)}"
+    if not empty_ok and not text:
+        return field, "required, a non-empty string"
+    problem = text_problem(text)
+    return (field, problem) if problem else None
+
+
+def event_problems(event: UsageEvent, rule: MetricRule = ANY_METRIC) -> list[tuple[str, str]]:
+    """Every (field, problem) of a parsed event against the limits and its metric's rule."""
+    problems = [found for name, limit in ID_LIMITS.items()
+                if (found := _text_problem(name, getattr(event, name), limit))]
+    properties = dict(event.properties or {})
+    if len(properties) > MAX_PROPERTIES:
+        problems.append(("properties", f"at most {MAX_PROPERTIES} properties, got "
+                                       f"{len(properties)}"))
+    else:
+        for key, text in properties.items():
+            problems += [found for found in (
+                _text_problem(f"properties.{key[:64]}", key, 64),
+                _text_problem(f"properties.{key[:64]}", text, 200, empty_ok=True)) if found]
+    if event.value is None:
+        if rule.needs_value:
+            problems.append(("value", f"required by metric {event.metric_code!r}"))
+    elif problem := decimal_problem(event.value, allows_negative=rule.allows_negative):
+        problems.append(("value", problem))
+    name = rule.numeric_property
+    if name is not None:
+        raw = properties.get(name)
+        if raw is None:
+            problems.append((f"properties.{name}", f"required by metric {event.metric_code!r}"))
+        else:
+            try:
+                number = parse_decimal(raw, field=f"properties.{name}")
+            except MoneyError as exc:
+                problems.append((f"properties.{name}", str(exc).split(": ", 1)[-1]))
+            else:
+                if why := decimal_problem(number, allows_negative=rule.allows_negative):
+                    problems.append((f"properties.{name}", why))
+    return problems
+
+
+def parse_event(row: Mapping[str, Any], line_no: int, rule: MetricRule = ANY_METRIC
+                ) -> UsageEvent:
+    """The event of a row, or :class:`UsageRowError` naming every faulty field."""
+    event = parse_usage_record(row, line_no)
+    problems = event_problems(event, rule)
+    if problems:
+        raise UsageRowError(line_no, problems)
+    return event
+
+
+class UsageIn(BaseModel):
+    """One usage event from a caller: ``UsageIn.model_validate({...}).event``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    event: UsageEvent
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError("expected an object with event_id, account_reference, "
+                             "metric_code, timestamp, value, properties")
+        if "event" in data and isinstance(data["event"], UsageEvent):
+            event = data["event"]
+            problems = event_problems(event)
+            if problems:
+                raise ValueError("; ".join(f"{f}: {m}" for f, m in problems))
+            return data
+        try:
+            return {"event": parse_event(data, 1)}
+        except UsageRowError as exc:
+            raise ValueError("; ".join(f"{f}: {m}" for f, m in exc.problems)) from None
