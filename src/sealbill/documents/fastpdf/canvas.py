@@ -27,7 +27,7 @@ class NoFit(ValueError):
 
 
 def _num(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
+    return f"{value:.2f}"
 
 
 class Canvas:
@@ -74,7 +74,7 @@ class Canvas:
         if tracking != self._spacing:
             self._spacing = tracking
             ops.append(f"{_num(tracking)} Tc")
-        ops.append(f"1 0 0 1 {_num(x)} {_num(PAGE_HEIGHT - baseline)} Tm")
+        ops.append(f"1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
         if style.primary_chars.issuperset(text):
             self._show(style.primary, text.translate(style.primary.table), size)
             return

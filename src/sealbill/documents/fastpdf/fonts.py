@@ -72,7 +72,7 @@ def _subset(program: bytes, codepoints: list[int]) -> TTFont:
     options.hinting = False
     options.drop_tables += ["GSUB", "GPOS", "GDEF", "MATH", "BASE", "JSTF", "kern", "DSIG"]
     subsetter = subset.Subsetter(options)
-    font = TTFont(io.BytesIO(program))
+    font = TTFont(io.BytesIO(program), recalcTimestamp=False)  # same bytes in every process
     subsetter.populate(unicodes=codepoints)
     subsetter.subset(font)
     return font

@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Final
 from xml.sax.saxutils import escape
 
-from sealbill.documents.facturx import FILENAME, _FX_SCHEMA, _FX_VALUES
+from sealbill.documents.facturx import _FX_SCHEMA, _FX_VALUES, FILENAME
 from sealbill.documents.fastpdf.assets import srgb_profile
 from sealbill.documents.fastpdf.canvas import PAGE_HEIGHT, PAGE_WIDTH
 from sealbill.documents.fastpdf.fonts import Face
@@ -107,9 +107,10 @@ def assemble(*, content: bytes, faces: Iterable[tuple[str, Face]], xml: bytes, t
     """The whole file. ``content`` is the page's uncompressed content stream."""
     day = issued.strftime("%Y%m%d")
     pdf_date = f"(D:{day}000000Z)".encode()
-    xmp_date = f"{issued.isoformat()}T00:00:00Z"
-    packed_content = zlib.compress(content, 6)
-    packed_xml = zlib.compress(xml, 6)
+    xmp_date = f"{issued.isoformat()}T00:00:00+00:00"
+    # Level 1: a sixth of level 6's time for ~1 kB more per file.
+    packed_content = zlib.compress(content, 1)
+    packed_xml = zlib.compress(xml, 1)
     faces = list(faces)
     font_refs = b" ".join(b"/%s %d 0 R" % (name.encode(), 11 + 5 * k)
                           for k, (name, _) in enumerate(faces))
