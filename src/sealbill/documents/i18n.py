@@ -20,7 +20,8 @@ from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 
-from sealbill.domain.money import to_major
+from sealbill.documents import numbers
+from sealbill.domain.money import exponent, to_major
 
 # "en" alone would give US month-first dates; sealbill bills in Europe, so English documents
 # use the Irish English conventions (day-month-year, euro sign before the amount).
@@ -41,25 +42,40 @@ def language(code: str) -> str:
 
 def money_text(amount_minor: int, currency: str, locale: str) -> str:
     """``123456, "EUR", "fr"`` -> ``"1 234,56 €"`` (with the locale's non-breaking spaces)."""
-    return format_currency(to_major(amount_minor, currency), currency, locale=babel_locale(locale))
+    loc = babel_locale(locale)
+    fast = numbers.compiled_currency(currency, loc)
+    if fast is not None and fast[1] == exponent(currency):
+        return fast[0](Decimal(amount_minor).scaleb(-fast[1]), fast[1])
+    return format_currency(to_major(amount_minor, currency), currency, locale=loc)
 
 
 def price_text(unit_price: Decimal, currency: str, locale: str) -> str:
     """A unit price with all its digits but at least the currency's (0.000012 € stays so)."""
-    return format_currency(
-        unit_price, currency, locale=babel_locale(locale), decimal_quantization=False
-    )
+    loc = babel_locale(locale)
+    fast = numbers.compiled_currency(currency, loc)
+    if fast is not None:
+        return fast[0](unit_price, fast[1])
+    return format_currency(unit_price, currency, locale=loc, decimal_quantization=False)
 
 
 def quantity_text(quantity: Decimal, locale: str) -> str:
-    return format_decimal(quantity, locale=babel_locale(locale), decimal_quantization=False)
+    loc = babel_locale(locale)
+    fast = numbers.compiled_decimal(loc)
+    if fast is not None:
+        return fast(quantity, 0)
+    return format_decimal(quantity, locale=loc, decimal_quantization=False)
 
 
 def rate_text(rate: Decimal, locale: str) -> str:
     """``Decimal("5.5")`` -> ``"5,5 %"`` in French, ``"5.5%"`` in English."""
-    return format_percent(rate / 100, locale=babel_locale(locale), decimal_quantization=False)
+    loc = babel_locale(locale)
+    fast = numbers.compiled_percent(loc)
+    if fast is not None:
+        return fast(rate, 0)
+    return format_percent(rate / 100, locale=loc, decimal_quantization=False)
 
 
+@lru_cache(maxsize=4096)
 def date_text(value: date, locale: str) -> str:
     return format_date(value, format="long", locale=babel_locale(locale))
 

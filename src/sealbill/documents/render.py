@@ -1,6 +1,10 @@
 """Render every document of an invoice, alone or in bulk across processes.
 
 Invariants:
+- the PDF comes from the compiled template (:mod:`sealbill.documents.fastpdf`) when the
+  invoice fits it, else from Typst (:mod:`sealbill.documents.pdf`), which stays the reference;
+  ``SEALBILL_RENDERER=typst`` (or ``renderer="typst"``) forces Typst for every invoice, and
+  each result says which renderer made it (``renderer``) and why it fell back;
 - :func:`render_invoice` refuses an invoice :func:`check_renderable` rejects
   (:class:`DocumentError` lists every problem) instead of producing an invalid document;
 - the PDF embeds exactly the XML returned next to it, and both are pure functions of the
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -22,12 +27,21 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
+from typing import Final
 
 from sealbill.documents.bodies import mail_bodies, mail_subject
-from sealbill.documents.cii import build_cii
+from sealbill.documents.cii_text import build_cii_text
 from sealbill.documents.facturx import make_facturx
+from sealbill.documents.fastpdf import NoFit, render_pdf
+from sealbill.documents.fastpdf.assets import AssetError
 from sealbill.documents.mentions import DocumentError, check_renderable
 from sealbill.domain.invoices import Invoice
+
+FAST: Final = "fast"
+TYPST: Final = "typst"
+FALLBACK: Final = "typst-fallback"
+RENDERER_ENV: Final = "SEALBILL_RENDERER"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,8 @@ class RenderedDocuments:
     subject: str
     pdf_sha256: str
     xml_sha256: str
+    renderer: str = FAST  # FAST, TYPST (forced) or FALLBACK (did not fit the template)
+    fallback_reason: str = ""
 
     @property
     def digest(self) -> str:
@@ -54,13 +70,31 @@ class RenderedDocuments:
         return h.hexdigest()
 
 
-def render_invoice(invoice: Invoice) -> RenderedDocuments:
+def make_pdf(invoice: Invoice, xml: bytes, renderer: str | None = None
+             ) -> tuple[bytes, str, str]:
+    """(Factur-X PDF, renderer used, why it fell back) for ``invoice`` with ``xml``.
+
+    ``renderer`` defaults to ``$SEALBILL_RENDERER``, else the compiled template.
+    """
+    chosen = renderer or os.environ.get(RENDERER_ENV, FAST)
+    if chosen == TYPST:
+        return make_facturx(invoice, xml), TYPST, ""
+    if chosen != FAST:
+        raise ValueError(f"{RENDERER_ENV}: unknown renderer {chosen!r} (fast or typst)")
+    try:
+        return render_pdf(invoice, xml), FAST, ""
+    except (NoFit, AssetError) as reason:
+        log.debug("invoice %s rendered by Typst: %s", invoice.number, reason)
+        return make_facturx(invoice, xml), FALLBACK, str(reason)
+
+
+def render_invoice(invoice: Invoice, renderer: str | None = None) -> RenderedDocuments:
     """Factur-X PDF, CII XML, mail bodies and subject of ``invoice``."""
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
-    xml = build_cii(invoice)
-    pdf = make_facturx(invoice, xml)
+    xml = build_cii_text(invoice)
+    pdf, used, reason = make_pdf(invoice, xml, renderer)
     html, text = mail_bodies(invoice)
     return RenderedDocuments(
         number=invoice.number,
@@ -71,11 +105,14 @@ def render_invoice(invoice: Invoice) -> RenderedDocuments:
         subject=mail_subject(invoice),
         pdf_sha256=hashlib.sha256(pdf).hexdigest(),
         xml_sha256=hashlib.sha256(xml).hexdigest(),
+        renderer=used,
+        fallback_reason=reason,
     )
 
 
-def _render_chunk(chunk: list[Invoice]) -> list[RenderedDocuments]:
-    return [render_invoice(invoice) for invoice in chunk]
+def _render_chunk(chunk: list[Invoice], renderer: str | None = None
+                  ) -> list[RenderedDocuments]:
+    return [render_invoice(invoice, renderer) for invoice in chunk]
 
 
 _pool: tuple[int, int, ProcessPoolExecutor] | None = None  # (pid, workers, executor)
@@ -111,18 +148,21 @@ def render_many(
     workers: int | None = None,
     chunk_size: int = 8,
     prefetch: int = 2,
+    renderer: str | None = None,
 ) -> Generator[RenderedDocuments, None, None]:
     """Render ``invoices`` on a process pool (one worker per core by default), in order.
 
     Raises the first :class:`DocumentError` met (pending work is cancelled): a billing run
     should screen invoices with :func:`check_renderable` before rendering them.
-    ``workers=1`` renders in this process, without a pool. The pool is shared between calls
-    (see :func:`shutdown_pool`).
+    ``renderer`` as in :func:`make_pdf`. ``workers=1`` renders in this process, without a
+    pool. The pool is shared between calls (see :func:`shutdown_pool`).
     """
     count = workers or os.cpu_count() or 1
     source = iter(invoices)
+    # Resolved here, not in the workers: they keep the environment they were spawned with.
+    renderer = renderer or os.environ.get(RENDERER_ENV, FAST)
     if count == 1:
-        yield from map(render_invoice, source)
+        yield from (render_invoice(invoice, renderer) for invoice in source)
         return
     pool = _shared_pool(count)
     pending: deque[Future[list[RenderedDocuments]]] = deque()
@@ -132,7 +172,7 @@ def render_many(
                 chunk = list(islice(source, chunk_size))
                 if not chunk:
                     break
-                pending.append(pool.submit(_render_chunk, chunk))
+                pending.append(pool.submit(_render_chunk, chunk, renderer))
             if not pending:
                 return
             yield from pending.popleft().result()

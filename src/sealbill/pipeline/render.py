@@ -5,12 +5,16 @@ Invariants:
   rendered again, so a finalized invoice can never be re-rendered differently;
 - the files are stored before their rows are written, and each row records the SHA-256 of
   its file; the delivery stage reads the digests from these rows;
-- rendering runs in a pool of worker processes, in chunks, with memory flat.
+- rendering runs in a pool of worker processes, in chunks, with memory flat;
+- each invoice's PDF comes from the compiled template, or from Typst when it does not fit
+  (or when ``SEALBILL_RENDERER=typst``); :class:`RenderCounts` says how many went which way.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,12 +23,30 @@ from sqlalchemy.engine import Engine
 
 from sealbill.documents.filestore import FileStore
 from sealbill.documents.mentions import check_renderable
-from sealbill.documents.render import RenderedDocuments, render_many
+from sealbill.documents.render import FALLBACK, RenderedDocuments, render_many
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
 from sealbill.store.schema import documents, invoices
 
 CHUNK = 200
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RenderCounts:
+    """How many invoices each renderer made, and why some fell back to Typst (first 20)."""
+
+    by_renderer: dict[str, int] = field(default_factory=dict)
+    fallback_reasons: list[str] = field(default_factory=list)
+
+    def add(self, rendered: RenderedDocuments) -> None:
+        self.by_renderer[rendered.renderer] = self.by_renderer.get(rendered.renderer, 0) + 1
+        if rendered.renderer == FALLBACK and len(self.fallback_reasons) < 20:
+            self.fallback_reasons.append(f"{rendered.number}: {rendered.fallback_reason}")
+
+    @property
+    def fallbacks(self) -> int:
+        return self.by_renderer.get(FALLBACK, 0)
 
 
 def unrendered_ids(engine: Engine, org_id: int, run_id: int | None = None,
@@ -63,8 +85,11 @@ def check_all(engine: Engine, org_id: int, ids: list[int]) -> list[str]:
 
 def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path, *,
                invoice_ids: list[int] | None = None, workers: int | None = None,
-               on_progress: Callable[[int], None] | None = None) -> int:
-    """Render what is not rendered yet; returns how many invoices were rendered."""
+               on_progress: Callable[[int], None] | None = None,
+               counts: RenderCounts | None = None, renderer: str | None = None) -> int:
+    """Render what is not rendered yet; returns how many invoices were rendered.
+
+    ``counts``, when given, is filled with the renderer of each invoice."""
     ids = unrendered_ids(engine, org_id, run_id, invoice_ids)
     if not ids:
         return 0
@@ -74,20 +99,25 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
     with engine.begin() as conn:
         slug = str(parties.organization(conn, org_id)["slug"])
     store = FileStore(Path(files_dir).resolve())  # absolute paths stored: any cwd finds them
+    counts = counts if counts is not None else RenderCounts()
     count = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         with engine.begin() as conn:
             loaded = [load_invoice(conn, org_id, i) for i in chunk]
         rows: list[dict[str, object]] = []
-        for invoice_id, rendered in zip(chunk, render_many(iter(loaded), workers=workers),
-                                        strict=True):
+        results = render_many(iter(loaded), workers=workers, renderer=renderer)
+        for invoice_id, rendered in zip(chunk, results, strict=True):
+            counts.add(rendered)
             rows.extend(_store(store, slug, org_id, invoice_id, rendered))
         with engine.begin() as conn:
             conn.execute(sa.insert(documents), rows)
         count += len(chunk)
         if on_progress:
             on_progress(len(chunk))
+    if counts.fallbacks:
+        log.info("%d of %d invoices rendered by Typst (did not fit the compiled template)",
+                 counts.fallbacks, count)
     return count
 
 

@@ -21,7 +21,7 @@ from sealbill.documents.facturx import (
     facturx_xmp,
     make_facturx,
 )
-from sealbill.documents.render import render_invoice
+from sealbill.documents.render import TYPST, render_invoice
 from tests.support.facturx_check import check_pdf, check_pdf_container
 from tests.unit.documents import samples
 from tests.unit.documents.samples import CORPUS, Corpus
@@ -106,4 +106,6 @@ def test_factur_x_library_pipeline_is_valid_too(corpus: Corpus) -> None:
     invoice = samples.domestic()
     pdf = embed_with_facturx_library(invoice, build_cii(invoice))
     assert check_pdf(pdf) == []
-    assert make_facturx(invoice, build_cii(invoice)) == corpus["domestic_fr"][1].pdf
+    typst = render_invoice(invoice, renderer=TYPST)
+    assert typst.renderer == TYPST
+    assert make_facturx(invoice, build_cii(invoice)) == typst.pdf

@@ -1,0 +1,148 @@
+"""A page's content stream, written as operators into a list: text, rules and filled boxes.
+
+Coordinates are points from the page's top-left corner (the layout's natural direction);
+they are flipped to PDF's bottom-left origin when written.
+
+Invariants:
+- text is drawn with the faces of :mod:`fonts` only: every character is written as its CID
+  in a hex string, in the face that has it, so the ToUnicode map gives it back exactly;
+- text this template cannot print (see :meth:`Style.unprintable`) raises :class:`NoFit`
+  before anything is drawn with it;
+- colours are DeviceRGB only (the output intent is sRGB).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sealbill.documents.fastpdf.fonts import Face, Style
+
+PAGE_WIDTH: Final = 595.2756  # A4 in points
+PAGE_HEIGHT: Final = 841.8898
+Color = tuple[float, float, float]
+
+
+class NoFit(ValueError):
+    """This invoice does not fit the compiled template (it goes to Typst instead)."""
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}"
+
+
+class Canvas:
+    """Operators of one page, and the faces they use (resource name per face)."""
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+        self.faces: dict[int, tuple[str, Face]] = {}  # id(face) -> (resource name, face)
+        self._font: tuple[str, float] | None = None
+        self._fill: Color | None = None
+        self._spacing = 0.0
+
+    def width(self, text: str, style: Style, size: float) -> float:
+        """Advance of ``text`` in points (no kerning, as it is drawn)."""
+        widths = style.widths
+        try:
+            return sum(map(widths.__getitem__, text)) * size / 1000
+        except KeyError:
+            raise NoFit(f"characters without a glyph in {text!r}") from None
+
+    def check(self, text: str, style: Style) -> None:
+        bad = style.unprintable(text)
+        if bad:
+            raise NoFit(f"characters the template cannot print: {sorted(bad)!r}")
+
+    def _resource(self, face: Face) -> str:
+        found = self.faces.get(id(face))
+        if found is None:
+            found = self.faces[id(face)] = (f"F{len(self.faces) + 1}", face)
+        return found[0]
+
+    def _set_fill(self, color: Color) -> None:
+        if color != self._fill:
+            self._fill = color
+            self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
+
+    def text(self, x: float, baseline: float, text: str, style: Style, size: float,
+             color: Color, tracking: float = 0.0) -> None:
+        """Draw ``text`` with its baseline at ``baseline`` (from the top), starting at ``x``."""
+        if not text:
+            return
+        self._set_fill(color)
+        ops = self.ops
+        if tracking != self._spacing:
+            self._spacing = tracking
+            ops.append(f"{_num(tracking)} Tc")
+        ops.append(f"1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
+        if style.primary_chars.issuperset(text):
+            self._show(style.primary, text.translate(style.primary.table), size)
+            return
+        self.check(text, style)
+        run: list[str] = []
+        current: Face | None = None
+        for char in text:
+            face = style.face_for(ord(char))
+            if face is not current and run:
+                assert current is not None
+                self._show(current, "".join(run), size)
+                run = []
+            current = face
+            run.append(face.cids[ord(char)])
+        if run and current is not None:
+            self._show(current, "".join(run), size)
+
+    def _show(self, face: Face, hex_text: str, size: float) -> None:
+        name = self._resource(face)
+        if self._font != (name, size):
+            self._font = (name, size)
+            self.ops.append(f"/{name} {_num(size)} Tf")
+        self.ops.append(f"<{hex_text}> Tj")
+
+    def right(self, x_right: float, baseline: float, text: str, style: Style, size: float,
+              color: Color) -> None:
+        """Draw ``text`` ending at ``x_right``."""
+        self.text(x_right - self.width(text, style, size), baseline, text, style, size, color)
+
+    def rule(self, x1: float, x2: float, y: float, thickness: float, color: Color) -> None:
+        """A horizontal line from ``x1`` to ``x2`` at ``y`` (from the top)."""
+        y_pdf = _num(PAGE_HEIGHT - y)
+        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
+                        f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S BT")
+
+    def box(self, x: float, top: float, width: float, height: float, color: Color) -> None:
+        """A filled rectangle whose top-left corner is at (``x``, ``top``)."""
+        self._fill = None  # the fill colour changes: the next text sets its own again
+        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
+                        f"{_num(x)} {_num(PAGE_HEIGHT - top - height)} {_num(width)} "
+                        f"{_num(height)} re f BT")
+
+    def stream(self) -> bytes:
+        """The content stream (uncompressed): one text object around everything."""
+        body = "\n".join(self.ops)
+        return f"BT\n{body}\nET".encode("latin-1")
+
+
+def wrap(canvas: Canvas, text: str, style: Style, size: float, width: float) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width``.
+
+    A word wider than ``width`` raises :class:`NoFit` (Typst would cut it into boxes).
+    """
+    if canvas.width(text, style, size) <= width:
+        return [text]
+    space = canvas.width(" ", style, size)
+    lines: list[str] = []
+    current: list[str] = []
+    used = 0.0
+    for word in text.split(" "):
+        w = canvas.width(word, style, size)
+        if w > width:
+            raise NoFit(f"word too long for its column: {word[:40]!r}")
+        if current and used + space + w > width:
+            lines.append(" ".join(current))
+            current, used = [word], w
+        else:
+            used = used + space + w if current else w
+            current.append(word)
+    lines.append(" ".join(current))
+    return lines
