@@ -4,6 +4,13 @@ Every table but ``organizations`` carries ``organization_id``: tenancy is a colu
 row, and every query in ``sealbill.store`` filters on it.
 """
 
+from sealbill.store.schema.access import (
+    api_keys,
+    audit_log,
+    idempotency_keys,
+    instance_secrets,
+    operators,
+)
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
     billing_runs,
@@ -39,6 +46,8 @@ __all__ = [
     "account_public_ids",
     "accounts",
     "alerts",
+    "api_keys",
+    "audit_log",
     "billing_runs",
     "contact_events",
     "contact_links",
@@ -47,8 +56,10 @@ __all__ = [
     "delivery_ledger",
     "delivery_plans",
     "documents",
+    "idempotency_keys",
     "incident_events",
     "incidents",
+    "instance_secrets",
     "invoice_lines",
     "invoice_tax_lines",
     "invoices",
@@ -56,6 +67,7 @@ __all__ = [
     "metadata",
     "metrics",
     "number_series",
+    "operators",
     "organizations",
     "outbox",
     "outbox_recipients",
