@@ -36,15 +36,15 @@ def read(text: str) -> CatalogFile:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise Invalid(f"catalog file: not YAML: {exc}", [Problem("", str(exc))]) from None
-    return parse(CatalogFile, _strings(data), "catalog file")
+    return parse(CatalogFile, decimals_as_text(data), "catalog file")
 
 
-def _strings(value: Any) -> Any:
+def decimals_as_text(value: Any) -> Any:
     """YAML reads 0.10 as a float: prices are taken as the text that was written instead."""
     if isinstance(value, dict):
-        return {k: _strings(v) for k, v in value.items()}
+        return {k: decimals_as_text(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strings(v) for v in value]
+        return [decimals_as_text(v) for v in value]
     if isinstance(value, float):
         return repr(value)
     return value

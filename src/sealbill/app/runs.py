@@ -41,7 +41,7 @@ def _resolve(engine: Engine, actor: Actor, org_id: int, ref: str, capability: st
         return run_row_id(conn, org_id, ref)
 
 
-def _audit(engine: Engine, actor: Actor, org_id: int, run_id: int, action: str,
+def audit_step(engine: Engine, actor: Actor, org_id: int, run_id: int, action: str,
            after: Any) -> None:
     with engine.begin() as conn:
         audit.record(conn, actor, org_id, action, "run",
@@ -63,7 +63,7 @@ def start(engine: Engine, actor: Actor, org_id: int, period: str, *, dry_run: bo
     if result.run_id is not None:
         with engine.begin() as conn:
             data["run_id"] = ids.encode(conn, org_id, "run", int(result.run_id))
-        _audit(engine, actor, org_id, int(result.run_id), "run.start",
+        audit_step(engine, actor, org_id, int(result.run_id), "run.start",
                {k: v for k, v in data.items() if k != "previews"})
     return data
 
@@ -78,7 +78,7 @@ def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
     numbers = [n for _, n in done]
     after = {"finalized": len(done), "first_number": numbers[0] if numbers else None,
              "last_number": numbers[-1] if numbers else None}
-    _audit(engine, actor, org_id, run_id, "run.finalize", after)
+    audit_step(engine, actor, org_id, run_id, "run.finalize", after)
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -88,7 +88,7 @@ def render(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
         count = render_run(engine, org_id, run_id, settings.files_dir(None))
     except RenderError as exc:
         raise StateError(str(exc), [Problem("", p) for p in exc.problems]) from None
-    _audit(engine, actor, org_id, run_id, "run.render", {"rendered": count})
+    audit_step(engine, actor, org_id, run_id, "run.render", {"rendered": count})
     return {**_view(engine, org_id, run_id), "rendered": count}
 
 
@@ -102,7 +102,7 @@ def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = 
         raise StateError(str(exc)) from None
     after = {"verdict": summary["verdict"], "envelopes": len(summary["envelopes"]),
              "report": summary["report"].get("lines", [])}
-    _audit(engine, actor, org_id, run_id, "run.plan", after)
+    audit_step(engine, actor, org_id, run_id, "run.plan", after)
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -123,7 +123,7 @@ def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
         approve_run(engine, org_id, run_id, actor=actor.name, reason=reason)
     except PlanError as exc:
         raise StateError(str(exc)) from None
-    _audit(engine, actor, org_id, run_id, "run.approve", {"reason": reason})
+    audit_step(engine, actor, org_id, run_id, "run.approve", {"reason": reason})
     return _view(engine, org_id, run_id)
 
 
@@ -148,7 +148,7 @@ def send(engine: Engine, actor: Actor, org_id: int, ref: str, *, max_attempts: i
         raise StateError(str(exc)) from None
     after = {"status": report.status, "stopped": report.stopped, "outbox": report.counts,
              "violations": report.violations}
-    _audit(engine, actor, org_id, run_id, "run.send", after)
+    audit_step(engine, actor, org_id, run_id, "run.send", after)
     return {**_view(engine, org_id, run_id), **after}
 
 

@@ -11,7 +11,21 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, setup
+from sealbill.cli import (
+    accounts,
+    billing,
+    catalog,
+    contacts,
+    delivery,
+    demo,
+    documents,
+    incident,
+    operators,
+    organizations,
+    setup,
+    subscriptions,
+    usage,
+)
 
 app = typer.Typer(
     name="sealbill",
@@ -44,6 +58,13 @@ documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 delivery.register(app)
+organizations.register(app)
+catalog.register(app)
+accounts.register(app)
+contacts.register(delivery.contacts_app)
+subscriptions.register(app)
+usage.register(app)
+operators.register(app)
 
 
 def main() -> None:
