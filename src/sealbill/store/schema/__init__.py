@@ -41,6 +41,7 @@ from sealbill.store.schema.parties import (
     organizations,
 )
 from sealbill.store.schema.usage import usage_events
+from sealbill.store.schema.web import misdelivery_reports, web_sessions
 
 __all__ = [
     "account_public_ids",
@@ -66,6 +67,7 @@ __all__ = [
     "link_corrections",
     "metadata",
     "metrics",
+    "misdelivery_reports",
     "number_series",
     "operators",
     "organizations",
@@ -77,4 +79,5 @@ __all__ = [
     "subscriptions",
     "usage_events",
     "verification_tokens",
+    "web_sessions",
 ]

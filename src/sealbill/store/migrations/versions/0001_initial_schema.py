@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 19:46:17.072763
+Create Date: 2026-12-06 19:57:32.943428
 """
 
 from alembic import op
@@ -534,6 +534,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_verification_tokens_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_verification_tokens_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('web_sessions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('locale', sa.String(length=2), server_default='en', nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_web_sessions_account_id_accounts')),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_web_sessions_contact_id_contacts')),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_web_sessions_operator_id_operators')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_web_sessions_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_web_sessions_token_sha256'))
+    )
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_sessions_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('delivery_envelopes',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -620,6 +644,26 @@ def upgrade() -> None:
     with op.batch_alter_table('invoice_tax_lines', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invoice_tax_lines_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoice_tax_lines_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('misdelivery_reports',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('invoice_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ledger_seqs', sa.JSON(), nullable=False),
+    sa.Column('reported_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('reporter_note', sa.String(length=500), server_default='', nullable=False),
+    sa.Column('alert_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('deletion_confirmed_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('incident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_misdelivery_reports_alert_id_alerts')),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_misdelivery_reports_incident_id_incidents')),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_misdelivery_reports_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_misdelivery_reports_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_misdelivery_reports'))
+    )
+    with op.batch_alter_table('misdelivery_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_misdelivery_reports_invoice_id'), ['invoice_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_misdelivery_reports_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('subscription_phases',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -713,6 +757,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscription_phases_organization_id'))
 
     op.drop_table('subscription_phases')
+    with op.batch_alter_table('misdelivery_reports', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_misdelivery_reports_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_misdelivery_reports_invoice_id'))
+
+    op.drop_table('misdelivery_reports')
     with op.batch_alter_table('invoice_tax_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_tax_lines_organization_id'))
         batch_op.drop_index(batch_op.f('ix_invoice_tax_lines_invoice_id'))
@@ -736,6 +785,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_account_id'))
 
     op.drop_table('delivery_envelopes')
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_sessions_organization_id'))
+
+    op.drop_table('web_sessions')
     with op.batch_alter_table('verification_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_verification_tokens_organization_id'))
         batch_op.drop_index(batch_op.f('ix_verification_tokens_contact_id'))
