@@ -14,16 +14,23 @@ import typer
 
 from sealbill import logs
 from sealbill.cli import (
+    accounts,
     billing,
+    catalog,
     check,
+    contacts,
     delivery,
     demo,
     dkim,
     documents,
     incident,
+    operators,
+    organizations,
     set_aside,
     setup,
+    subscriptions,
     taxes,
+    usage,
 )
 from sealbill.cli.arguments import CheckedGroup
 
@@ -71,6 +78,13 @@ dkim.register(app)
 delivery.register(app)
 set_aside.register(app)
 taxes.register(app)
+organizations.register(app)
+catalog.register(app)
+accounts.register(app)
+contacts.register(delivery.contacts_app)
+subscriptions.register(app)
+usage.register(app)
+operators.register(app)
 
 
 def main() -> None:

@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
+from sealbill.app import invoices as app_invoices
+from sealbill.app import runs as app_runs
+from sealbill.app.context import RUNS_WRITE
 from sealbill.cli.common import (
     EXIT_USAGE,
-    ActorOption,
     DbOption,
     JsonOption,
     OrgOption,
@@ -25,6 +27,7 @@ from sealbill.cli.common import (
     progress,
     usage_error,
 )
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal
 from sealbill.outputs.files import OutputError
@@ -57,14 +60,19 @@ def bill(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Preview lines and totals per "
                                           "account; write nothing.")] = False,
     db: DbOption = None,
-    actor: ActorOption = "operator",
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rate the period and create one draft invoice per account (a rerun bills nothing
     twice). An account that cannot be rated is listed with the reason and left unbilled; the
-    others are billed, and the exit code is then 1."""
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
+    others are billed, and the exit code is then 1. The run's starter is the key's operator
+    (or local:<user>): the four-eyes rule compares it with the approver.
+
+    Example: sealbill run bill --org acme --period 2026-11 --dry-run
+    """
+    engine, who, org_id = context(db, org, key, as_json)
+    call(lambda: who.require(RUNS_WRITE), as_json)
+    actor = who.name
     try:
         with progress(not as_json, "rating", None) as bar:
             result = bill_period(engine, org_id, period, actor=actor, dry_run=dry_run,
@@ -73,6 +81,9 @@ def bill(
         if "period" in str(exc):
             usage_error(str(exc), as_json=as_json)
         fail(str(exc), as_json=as_json, details=exc.problems)
+    if result.run_id is not None:
+        app_runs.audit_step(engine, who, org_id, int(result.run_id), "run.start",
+                            {"period": period, "drafted": result.drafted})
     if as_json:
         emit_json(result.as_dict())
         _report_problems(result.problems, as_json)
@@ -146,25 +157,56 @@ def list_invoices(
     org: OrgOption,
     run: Annotated[str | None, typer.Option(help="Only this run (id or period).")] = None,
     status: Annotated[str | None, typer.Option(help="draft | finalized | void")] = None,
+    kind: Annotated[str | None, typer.Option(help="invoice | credit_note")] = None,
     account: Annotated[str | None, typer.Option(help="Account reference.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 100,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")]
+    = None,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List invoices and credit notes."""
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        with engine.begin() as conn:
-            run_id = queries.run_by_ref(conn, org_id, run)["id"] if run else None
-            rows = queries.list_invoices(conn, org_id, run_id=run_id, status=status,
-                                         account_reference=account, limit=limit)
-    except LookupError as exc:
-        fail(str(exc), as_json=as_json)
+    """List invoices and credit notes a page at a time; when more remain, the next page's
+    cursor is printed (JSON: ``next_cursor``) — nothing is silently left out.
+
+    Example: sealbill invoices list --org acme --status finalized --limit 50 --cursor inv_...
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_invoices.list_invoices(
+        engine, actor, org_id, run=run, status=status, kind=kind, account=account,
+        limit=limit, cursor=cursor), as_json)
     if as_json:
-        emit_json(rows)
+        emit_json(result)
+        return
+    console.print(invoice_table(result["items"]))
+    if result["next_cursor"]:
+        console.print(f"more: --cursor {result['next_cursor']}", markup=False)
+
+
+@invoices_app.command("download")
+def download(
+    number: Annotated[str, typer.Argument(help="Invoice or credit note number.")],
+    org: OrgOption,
+    out: Annotated[Path, typer.Option(help="File or folder to write the PDF to.")],
+    kind: Annotated[str, typer.Option(help="pdf or xml.")] = "pdf",
+    db: DbOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the rendered PDF (Factur-X) of an invoice to a file, checked against the digest
+    recorded at rendering.
+
+    Example: sealbill invoices download F-000001 --org acme --out ./F-000001.pdf
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    name, data = call(lambda: app_invoices.download(engine, actor, org_id, number, kind),
+                      as_json)
+    target = out / name if out.is_dir() else out
+    target.write_bytes(data)
+    if as_json:
+        emit_json({"ok": True, "file": str(target), "bytes": len(data)})
     else:
-        console.print(invoice_table(rows))
+        console.print(f"{name}: {len(data)} bytes written to {target}", markup=False)
 
 
 @invoices_app.command("show")

@@ -31,6 +31,7 @@ from sealbill.cli.common import (
     progress,
     usage_error,
 )
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.set_aside import EXIT_HELP, report_lines
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
 from sealbill.mail import config as mail_config
@@ -38,7 +39,7 @@ from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline import control, verify
 from sealbill.pipeline import set_aside as set_asides
-from sealbill.pipeline.plan import PlanError, approve_run, plan_run, plan_summary
+from sealbill.pipeline.plan import PlanError, plan_run, plan_summary
 from sealbill.pipeline.send import SendError, SendOptions, send_run
 from sealbill.store import ledger, parties, queries
 from sealbill.store.send_lock import RunBusy
@@ -116,27 +117,29 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
                       f"on each: {summary['archive'] or 'none'}", markup=False)
         if held:
             console.print("held: read each change above; if every one is expected, "
-                          f"`sealbill run approve {run} --by NAME --reason TEXT` (not the "
-                          "person who started the run) approves exactly these differences",
-                          markup=False)
+                          f"`sealbill run approve {run} --reason TEXT --key KEY` (an operator "
+                          "other than the one who started the run) approves exactly these "
+                          "differences", markup=False)
     raise typer.Exit(code)
 
 
 @run_app.command("approve")
 def approve(run: RunArg, org: OrgOption,
-            by: Annotated[str, typer.Option("--by", help="Who approves (recorded).")],
             reason: Annotated[str, typer.Option(help="Why (recorded).")],
-            db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Let a held plan proceed (the approver must not be the run's starter)."""
-    engine, org_id, run_id = _context(db, org, run, as_json)
-    try:
-        approve_run(engine, org_id, run_id, actor=by, reason=reason)
-    except (PlanError, LookupError) as exc:
-        fail(str(exc), as_json=as_json)
+            key: KeyOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Let a held plan proceed: by an operator authenticated by an API key (--key or
+    SEALBILL_API_KEY), never the one who started the run.
+
+    Example: SEALBILL_API_KEY=sbk_... sealbill run approve 2026-11 --org acme --reason "checked"
+    """
+    from sealbill.app import runs as app_runs
+
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_runs.approve(engine, actor, org_id, run, reason), as_json)
     if as_json:
-        emit_json({"ok": True, "run_id": run_id, "approved_by": by})
+        emit_json({"ok": True, "run_id": result["run_id"], "approved_by": actor.name})
     else:
-        console.print(f"run {run_id} approved by {by}", markup=False)
+        console.print(f"run {run} approved by {actor.name}", markup=False)
 
 
 @run_app.command("send", epilog=f"Exit codes: {EXIT_HELP}.")

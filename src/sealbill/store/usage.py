@@ -20,13 +20,15 @@ from sealbill.store.schema import usage_events
 
 def stream_period(conn: Connection, org_id: int, start: datetime, end: datetime,
                   account_ids: Sequence[int] | None = None) -> Iterator[Any]:
-    """Rows of the period ``[start, end)`` ordered by account, metric and time."""
+    """Rows of the period ``[start, end)`` ordered by account, metric and time (voided
+    events excluded)."""
     query = (
         sa.select(usage_events.c.account_id, usage_events.c.metric_code,
                   usage_events.c.occurred_at, usage_events.c.value,
                   usage_events.c.properties, usage_events.c.event_id)
         .where(usage_events.c.organization_id == org_id,
-               usage_events.c.occurred_at >= start, usage_events.c.occurred_at < end)
+               usage_events.c.occurred_at >= start, usage_events.c.occurred_at < end,
+               usage_events.c.voided_at.is_(None))
         .order_by(usage_events.c.account_id, usage_events.c.metric_code,
                   usage_events.c.occurred_at, usage_events.c.id)
     )
@@ -74,7 +76,8 @@ def raw_period_query(org_id: int, start: datetime, end: datetime, first_account:
         .where(not_indexed(usage_events.c.organization_id) == org_id,
                usage_events.c.occurred_at >= start, usage_events.c.occurred_at < end,
                usage_events.c.account_id >= first_account,
-               usage_events.c.account_id <= last_account)
+               usage_events.c.account_id <= last_account,
+               usage_events.c.voided_at.is_(None))  # a voided event is kept, never rated
         .order_by(usage_events.c.account_id, usage_events.c.metric_code,
                   usage_events.c.occurred_at, usage_events.c.id)
     )

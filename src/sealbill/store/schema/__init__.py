@@ -4,6 +4,13 @@ Every table but ``organizations`` carries ``organization_id``: tenancy is a colu
 row, and every query in ``sealbill.store`` filters on it.
 """
 
+from sealbill.store.schema.access import (
+    api_keys,
+    audit_log,
+    idempotency_keys,
+    instance_secrets,
+    operators,
+)
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
     billing_runs,
@@ -35,11 +42,14 @@ from sealbill.store.schema.parties import (
     organizations,
 )
 from sealbill.store.schema.usage import usage_events
+from sealbill.store.schema.web import misdelivery_reports, web_sessions
 
 __all__ = [
     "account_public_ids",
     "accounts",
     "alerts",
+    "api_keys",
+    "audit_log",
     "billing_runs",
     "contact_events",
     "contact_links",
@@ -49,15 +59,19 @@ __all__ = [
     "delivery_plans",
     "documents",
     "exchange_rates",
+    "idempotency_keys",
     "incident_events",
     "incidents",
+    "instance_secrets",
     "invoice_lines",
     "invoice_tax_lines",
     "invoices",
     "link_corrections",
     "metadata",
     "metrics",
+    "misdelivery_reports",
     "number_series",
+    "operators",
     "organizations",
     "outbox",
     "outbox_recipients",
@@ -67,4 +81,5 @@ __all__ = [
     "subscriptions",
     "usage_events",
     "verification_tokens",
+    "web_sessions",
 ]

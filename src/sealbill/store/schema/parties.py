@@ -79,6 +79,7 @@ accounts = sa.Table(
     sa.Column("payment_display", sa.String(60)),
     sa.Column("is_internal_test", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("archived_at", UtcDateTime),  # archived: kept, no longer billed
     sa.UniqueConstraint("organization_id", "reference"),
 )
 

@@ -21,6 +21,10 @@ usage_events = sa.Table(
     # Canonical JSON (sorted keys). The same id with another payload is refused by comparing
     # these columns (store/usage_ingest.py), only for the ids already stored.
     sa.Column("properties", sa.JSON),
+    # A voided event is kept (with who, when and why) and excluded from rating.
+    sa.Column("voided_at", UtcDateTime),
+    sa.Column("voided_by", sa.String(200)),
+    sa.Column("void_reason", sa.String(500)),
     sa.UniqueConstraint("organization_id", "event_id"),
     sa.Index("ix_usage_events_account_metric_time", "account_id", "metric_code", "occurred_at"),
 )

@@ -1,0 +1,157 @@
+"""Console read models of the safety records: guard alerts, the delivery ledger, incidents.
+
+Reading only, except :func:`incident_drafts` (which writes the drafts and records that in the
+incident's timeline, as ``sealbill incident drafts`` does) and :func:`resolve_alert` (a resume
+of the run, through the same control as ``sealbill resume``). Every query names the
+organization; every function checks the actor's capability first.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sealbill.app import audit, ids
+from sealbill.app.context import READ, RUNS_APPROVE, Actor
+from sealbill.app.errors import Invalid, NotFound, Problem, StateError
+from sealbill.incident.radius_report import radius_to_dict
+from sealbill.incident.summary import status_dict
+from sealbill.pipeline import control
+from sealbill.pipeline import incident as incidents_pipeline
+from sealbill.store import incidents as incident_store
+from sealbill.store.schema import alerts, delivery_ledger
+
+LEDGER_LIMIT = 200
+
+
+def _read(actor: Actor, org_id: int) -> None:
+    actor.require(READ)
+    actor.require_org(org_id)
+
+
+def alert_list(engine: Engine, actor: Actor, org_id: int, *, open_only: bool = True
+               ) -> list[dict[str, Any]]:
+    _read(actor, org_id)
+    with engine.begin() as conn:
+        query = sa.select(alerts).where(alerts.c.organization_id == org_id)
+        if open_only:
+            query = query.where(alerts.c.resolved_at.is_(None))
+        rows = conn.execute(query.order_by(alerts.c.id.desc()).limit(200)).all()
+        return [{"id": int(r.id), "cause": r.cause, "message": r.message,
+                 "evidence": r.evidence, "created_at": r.created_at,
+                 "resolved_at": r.resolved_at, "resolved_by": r.resolved_by,
+                 "run_id": None if r.run_id is None else ids.encode(conn, org_id, "run",
+                                                                    int(r.run_id))}
+                for r in rows]
+
+
+def resume_run(engine: Engine, actor: Actor, org_id: int, run_ref: str, reason: str
+               ) -> dict[str, Any]:
+    """Resume a halted run after its cause was fixed: its alerts resolved, the stopped
+    messages given one more pass through the guard (``sealbill resume``)."""
+    actor.require(RUNS_APPROVE)
+    actor.require_org(org_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("resume: 1 problem(s)", [Problem("reason", "give a reason")])
+    from sealbill.app.invoices import run_row_id
+
+    with engine.begin() as conn:
+        run_id = run_row_id(conn, org_id, run_ref)
+    try:
+        out = control.resume(engine, org_id, actor=actor.name, reason=reason, run_id=run_id)
+    except control.ControlError as exc:
+        raise StateError(str(exc)) from None
+    with engine.begin() as conn:
+        audit.record(conn, actor, org_id, "run.resume", "run", run_ref,
+                     after={"reason": reason, **out})
+    return out
+
+
+def ledger_search(engine: Engine, actor: Actor, org_id: int, *, address: str = "",
+                  account: str = "", invoice: str = "", since: datetime | None = None,
+                  until: datetime | None = None) -> list[dict[str, Any]]:
+    """Ledger rows matching every criterion given (newest first, at most 200): who received
+    which invoice, of which data subject, with which categories of personal data."""
+    _read(actor, org_id)
+    query = sa.select(delivery_ledger).where(delivery_ledger.c.organization_id == org_id)
+    if account.strip():
+        query = query.where(delivery_ledger.c.account_reference == account.strip())
+    if invoice.strip():
+        query = query.where(delivery_ledger.c.invoice_number == invoice.strip())
+    if since is not None:
+        query = query.where(delivery_ledger.c.sent_at >= since)
+    if until is not None:
+        query = query.where(delivery_ledger.c.sent_at < until)
+    wanted = address.strip().lower()
+    if wanted:  # narrowed in SQL on the JSON text, decided exactly below
+        query = query.where(sa.cast(delivery_ledger.c.recipients, sa.Text).contains(wanted))
+    with engine.begin() as conn:
+        rows = conn.execute(query.order_by(delivery_ledger.c.seq.desc())
+                            .limit(LEDGER_LIMIT)).all()
+    out = []
+    for r in rows:
+        emails = [str(x["email"]) for x in r.recipients]
+        if wanted and wanted not in (e.lower() for e in emails):
+            continue
+        out.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
+                    "account": r.account_reference, "invoice": r.invoice_number,
+                    "recipients": emails, "data_categories": list(r.data_categories),
+                    "row_hash": r.row_hash})
+    return out
+
+
+def incident_list(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
+    _read(actor, org_id)
+    with engine.begin() as conn:
+        return [{"id": int(r["id"]), "title": r["title"], "status": r["status"],
+                 "aware_at": r["aware_at"], "opened_by": r["opened_by"]}
+                for r in incident_store.all_incidents(conn, org_id)]
+
+
+def _incident_id(engine: Engine, org_id: int, incident_id: int) -> int:
+    with engine.begin() as conn:
+        try:
+            incident_store.incident(conn, org_id, incident_id)
+        except LookupError:
+            raise NotFound(f"incident {incident_id} not found") from None
+    return incident_id
+
+
+def incident_detail(engine: Engine, actor: Actor, org_id: int, incident_id: int
+                    ) -> dict[str, Any]:
+    """Status (72-hour clock, what the notification lacks), the blast radius as corrected,
+    and the timeline."""
+    _read(actor, org_id)
+    dossier = incidents_pipeline.dossier(engine, org_id, _incident_id(engine, org_id,
+                                                                      incident_id))
+    radius = radius_to_dict(dossier.radius)
+    return {"status": status_dict(dossier), "radius": radius["as_corrected"],
+            "messages_in_scope": radius["messages_in_scope"],
+            "events": [{"at": e["at"], "event": e["event"], "actor": e["actor"]}
+                       for e in dossier.events]}
+
+
+def incident_drafts(engine: Engine, actor: Actor, org_id: int, incident_id: int
+                    ) -> tuple[str, bytes]:
+    """The drafts (Art. 33 notification, Art. 34 letters, deletion requests, phishing warning;
+    French and English; Markdown and PDF) as one zip, recorded in the timeline."""
+    _read(actor, org_id)
+    _incident_id(engine, org_id, incident_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, files = incidents_pipeline.generate_drafts(engine, org_id, incident_id, Path(tmp),
+                                                      actor=actor.name)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for f in files:
+                archive.write(Path(tmp) / f.path, f.path)
+    with engine.begin() as conn:
+        audit.record(conn, actor, org_id, "incident.drafts", "incident", str(incident_id),
+                     after={"files": len(files)})
+    return f"incident-{incident_id}-drafts.zip", buffer.getvalue()

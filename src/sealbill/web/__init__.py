@@ -1,0 +1,71 @@
+"""The web console (``/console``) and the customer portal (``/portal/{organization}``).
+
+Served by the same process as the HTTP API: ``create_web_app`` builds a Starlette application
+that the API mounts at ``/`` after its own routes (``app.mount("/", create_web_app(...))``), or
+that runs alone (``sealbill.web.serve``). Server-rendered Jinja2 pages, htmx (vendored in
+``static/``) for the run progress, one stylesheet, no inline script or style; sessions,
+CSRF and headers in :mod:`sealbill.web.security`. Every rule lives in :mod:`sealbill.app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from sealbill.app.errors import AppError, Unauthenticated
+from sealbill.store import web_sessions
+from sealbill.web import base, console, console_records, portal_routes
+from sealbill.web.config import WebConfig
+from sealbill.web.security import SecurityHeaders, safe_next, set_cookie
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+    app.state.web_config = config
+    app.add_middleware(SecurityHeaders, secure=config.secure_cookies)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(console.router)
+    app.include_router(console_records.router)
+    app.include_router(portal_routes.router)
+
+    @app.get("/")
+    async def root() -> Response:
+        return base.redirect("/console/")
+
+    @app.post("/lang")
+    async def choose_language(request: Request) -> Response:
+        who = await base.console(request)
+        session = who.session if who else None
+        form = await base.posted(request, session)
+        lang = form.get("lang") if form.get("lang") in ("en", "fr") else "en"
+        if session is not None:
+            web_sessions.set_locale(engine, session.id, str(lang))
+        response = base.redirect(safe_next(form.get("next"), "/"))
+        set_cookie(response, base.LANG_COOKIE, str(lang), path="/",
+                   secure=config.secure_cookies, max_age=365 * 86400)
+        return response
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        if isinstance(exc, Unauthenticated) and request.url.path.startswith("/console"):
+            return base.show(request, "console/sign_in.html", status=401, error=exc.message)
+        return base.show(request, "error.html", status=exc.status, message=exc.message,
+                         problems=[str(p) for p in exc.problems])
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return base.show(request, "error.html", status=exc.status_code,
+                         message=str(exc.detail), problems=[])
+
+    return app
+
+
+__all__ = ["WebConfig", "create_web_app"]

@@ -1,0 +1,139 @@
+"""Operator console: guard alerts and "not for me" reports, accounts and contacts, invoices,
+the ledger search, incidents (blast radius, 72-hour clock, drafts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from sealbill.app import accounts, contacts, invoices, misdelivery, records
+from sealbill.app.errors import AppError, Invalid, Problem
+from sealbill.web import base
+from sealbill.web.console import call, show, signed_in
+from sealbill.web.downloads import attachment
+
+router = APIRouter(prefix="/console")
+
+
+@router.get("/alerts")
+@signed_in
+async def alert_list(request: Request, who: base.Console) -> Response:
+    db, org = base.engine(request), who.session.org_id
+    items = await call(records.alert_list, db, who.actor, org)
+    reports = await call(misdelivery.reports, db, who.actor, org)
+    return show(request, who, "console/alerts.html", alerts=items, reports=reports,
+                error=None)
+
+
+@router.post("/alerts/resume")
+@signed_in
+async def resume(request: Request, who: base.Console) -> Response:
+    form = await base.posted(request, who.session)
+    await call(records.resume_run, base.engine(request), who.actor, who.session.org_id,
+               form.get("run", ""), form.get("reason", ""))
+    return base.redirect("/console/alerts")
+
+
+@router.post("/reports/{report_id}/incident")
+@signed_in
+async def incident_from_report(request: Request, who: base.Console, report_id: int
+                               ) -> Response:
+    await base.posted(request, who.session)
+    incident_id = await call(misdelivery.open_incident, base.engine(request), who.actor,
+                             who.session.org_id, report_id)
+    return base.redirect(f"/console/incidents/{incident_id}")
+
+
+@router.get("/accounts")
+@signed_in
+async def account_list(request: Request, who: base.Console, cursor: str | None = None
+                       ) -> Response:
+    data = await call(accounts.list_accounts, base.engine(request), who.actor,
+                      who.session.org_id, limit=50, cursor=cursor)
+    return show(request, who, "console/accounts.html", page=data)
+
+
+@router.get("/accounts/{ref}")
+@signed_in
+async def account_detail(request: Request, who: base.Console, ref: str) -> Response:
+    db, org = base.engine(request), who.session.org_id
+    account = await call(accounts.show, db, who.actor, org, ref)
+    people = await call(contacts.list_contacts, db, who.actor, org, account_ref=ref,
+                        history=True)
+    docs = await call(invoices.list_invoices, db, who.actor, org,
+                      account=account["reference"], limit=100)
+    return show(request, who, "console/account.html", account=account, contacts=people,
+                invoices=docs["items"])
+
+
+@router.get("/invoices")
+@signed_in
+async def invoice_list(request: Request, who: base.Console, cursor: str | None = None
+                       ) -> Response:
+    data = await call(invoices.list_invoices, base.engine(request), who.actor,
+                      who.session.org_id, limit=50, cursor=cursor)
+    return show(request, who, "console/invoices.html", page=data)
+
+
+@router.get("/invoices/{ref}/{kind}")
+@signed_in
+async def invoice_file(request: Request, who: base.Console, ref: str, kind: str) -> Response:
+    if kind not in ("pdf", "xml"):
+        raise AppError("pdf or xml")
+    name, data = await call(invoices.download, base.engine(request), who.actor,
+                            who.session.org_id, ref, kind)
+    return attachment(name, data, kind)
+
+
+def _time(value: str, name: str) -> datetime | None:
+    if not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid("search: 1 problem(s)", [Problem(name, "not a date and time")]) from None
+    if parsed.tzinfo is None:
+        raise Invalid("search: 1 problem(s)",
+                      [Problem(name, "give the time zone offset, e.g. 2026-11-01T00:00+01:00")])
+    return parsed
+
+
+@router.get("/ledger")
+@signed_in
+async def ledger(request: Request, who: base.Console, address: str = "", account: str = "",
+                 invoice: str = "", since: str = "", until: str = "") -> Response:
+    criteria = {"address": address, "account": account, "invoice": invoice, "since": since,
+                "until": until}
+    rows = None
+    if any(v.strip() for v in criteria.values()):
+        rows = await call(records.ledger_search, base.engine(request), who.actor,
+                          who.session.org_id, address=address, account=account,
+                          invoice=invoice, since=_time(since, "since"),
+                          until=_time(until, "until"))
+    return show(request, who, "console/ledger.html", criteria=criteria, rows=rows)
+
+
+@router.get("/incidents")
+@signed_in
+async def incident_list(request: Request, who: base.Console) -> Response:
+    items = await call(records.incident_list, base.engine(request), who.actor,
+                       who.session.org_id)
+    return show(request, who, "console/incidents.html", incidents=items)
+
+
+@router.get("/incidents/{incident_id}")
+@signed_in
+async def incident_detail(request: Request, who: base.Console, incident_id: int) -> Response:
+    data = await call(records.incident_detail, base.engine(request), who.actor,
+                      who.session.org_id, incident_id)
+    return show(request, who, "console/incident.html", incident_id=incident_id, data=data)
+
+
+@router.get("/incidents/{incident_id}/drafts.zip")
+@signed_in
+async def incident_drafts(request: Request, who: base.Console, incident_id: int) -> Response:
+    name, data = await call(records.incident_drafts, base.engine(request), who.actor,
+                            who.session.org_id, incident_id)
+    return attachment(name, data, "zip")

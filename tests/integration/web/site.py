@@ -1,0 +1,153 @@
+"""A running sealbill web site for browser tests: two billing cycles, three operators, a held
+run, a ledger, a real SMTP sink and uvicorn on loopback.
+
+Built only through production code: the scenario of ``tests/support/scenario.py``, operators
+and keys of ``sealbill.app.operators``, contact changes of ``sealbill.app.contacts``, runs of
+``sealbill.app.runs`` (so the second run's starter is the operator ``alice``), the sender of
+``pipeline/send.py`` for the first cycle.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.policy import default
+from pathlib import Path
+
+import pyotp
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from sealbill.app import contacts, operators, runs
+from sealbill.app.console_auth import console_actor
+from sealbill.app.context import Actor, local_actor
+from sealbill.mail.config import SmtpConfig
+from sealbill.mail.smtp import SmtpSender
+from sealbill.pipeline.plan import plan_run
+from sealbill.pipeline.render import render_run
+from sealbill.pipeline.send import SendOptions, send_run
+from sealbill.store.db import create_engine
+from sealbill.web import WebConfig, create_web_app
+from tests.support.scenario import Scenario, build_scenario
+from tests.support.smtp import SmtpCapture
+
+PASSWORD = "correct horse battery staple"
+SECRET = b"web-tests-secret-key-0123456789abcdef"
+FAST = SendOptions(max_attempts=3, backoff_seconds=0.05, backoff_max_seconds=0.2)
+
+
+@dataclass
+class Operator:
+    email: str
+    totp: str
+    role: str
+    id: int
+
+    def code(self) -> str:
+        return pyotp.TOTP(self.totp).now()
+
+
+@dataclass
+class Site:
+    url: str
+    engine: Engine
+    scenario: Scenario
+    smtp: SmtpCapture
+    operators: dict[str, Operator]
+    held_run: str  # public id of the run alice started, held by the plan's policy
+    first_run: str
+
+    @property
+    def org_id(self) -> int:
+        return self.scenario.org_id
+
+    @property
+    def slug(self) -> str:
+        return self.scenario.org_slug
+
+    def actor(self, name: str) -> Actor:
+        return console_actor(self.engine, self.operators[name].id, self.org_id)
+
+    def mails_to(self, address: str) -> list[email.message.EmailMessage]:
+        return [email.message_from_bytes(m.data, policy=default)  # type: ignore[misc]
+                for m in self.smtp.received if address in m.rcpt_tos]
+
+    def last_link(self, address: str, path_part: str) -> str:
+        """The last link containing ``path_part`` mailed to ``address``."""
+        for message in reversed(self.mails_to(address)):
+            body = message.get_body(("plain",))
+            assert body is not None
+            found = re.findall(r"https?://\S+", body.get_content())
+            links = [link for link in found if path_part in link]
+            if links:
+                return links[0]
+        raise AssertionError(f"no {path_part} link mailed to {address}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _operator(engine: Engine, org_id: int, name: str, role: str) -> Operator:
+    address = f"{name}@acme-cloud.example"
+    made = operators.create_operator(engine, local_actor(), address, name.title(), PASSWORD)
+    operators.create_key(engine, local_actor(), org_id, address, role, label="web tests")
+    who = operators.login(engine, address, PASSWORD, pyotp.TOTP(made["totp_secret"]).now())
+    return Operator(address, made["totp_secret"], role, who["operator_id"])
+
+
+def build_site(template: Path, tmp: Path, smtp: SmtpCapture) -> tuple[Site, uvicorn.Server]:
+    db = tmp / "web.sqlite"
+    shutil.copyfile(template, db)
+    engine = create_engine(f"sqlite:///{db}")
+    scenario = build_scenario(engine, accounts=3, files_dir=tmp / "files")
+    org = scenario.org_id
+    team = {name: _operator(engine, org, name, role) for name, role in
+            (("alice", "admin"), ("bob", "approver"), ("carol", "read-only"))}
+    alice = console_actor(engine, team["alice"].id, org)
+
+    def transport() -> SmtpSender:
+        return SmtpSender(SmtpConfig(host=smtp.host, port=smtp.port, timeout=2.0))
+
+    # Cycle 1 (first cycle: proceeds) is sent, so the ledger has rows.
+    plan_run(engine, org, scenario.run_id, actor="test-runner")
+    send_run(engine, org, scenario.run_id, transport=transport(), signer=None, options=FAST)
+    # Each account gets an outsourced accounts-payable address, vouched for by alice: three
+    # recipient domains change, which the default policy holds (more than two).
+    for i in (1, 2, 3):
+        contacts.add(engine, alice, org, f"A000{i}",
+                     {"email": f"ap{i}@outsourced-ap.example", "role": "billing"})
+        contacts.confirm_by_operator(engine, alice, org, f"ap{i}@outsourced-ap.example",
+                                     f"A000{i}", "customer asked by phone")
+    second = runs.start(engine, alice, org, "2026-11")["run_id"]
+    runs.finalize(engine, alice, org, second)
+    from sealbill.app.invoices import run_row_id
+
+    with engine.begin() as conn:
+        second_id = run_row_id(conn, org, second)
+        first = runs.ids.encode(conn, org, "run", scenario.run_id)
+    render_run(engine, org, second_id, tmp / "files" / "documents", workers=1)
+    planned = runs.plan(engine, alice, org, second)
+    assert planned["verdict"] == "hold", planned["report"]
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_web_app(engine, WebConfig(public_url=url, secret_key=SECRET,
+                                           transport=transport, secure_cookies=True))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return Site(url, engine, scenario, smtp, team, second, first), server
