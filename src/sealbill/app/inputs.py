@@ -206,11 +206,10 @@ class AccountIn(Model):
     @field_validator("payment_display")
     @classmethod
     def _masked(cls, v: str | None) -> str | None:
-        from sealbill.pipeline.accounts_import import _has_full_iban
+        from sealbill.inputs.secrets import payment_secret_problem
 
-        if v and (validation.looks_like_full_card_number(v) or _has_full_iban(v)):
-            raise ValueError("looks like a full card number or IBAN; sealbill stores only "
-                             "the masked form (brand + last 4)")
+        if v and (problem := payment_secret_problem(v)):
+            raise ValueError(problem)
         return v or None
 
 
