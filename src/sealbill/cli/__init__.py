@@ -6,12 +6,13 @@ connects to a database or a server at import time.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, setup
+from sealbill.cli import billing, delivery, demo, documents, incident, seals, setup
 
 app = typer.Typer(
     name="sealbill",
@@ -44,7 +45,14 @@ documents.register(app)
 # Stage modules added by later work register themselves below (one line each).
 incident.register(app)
 delivery.register(app)
+seals.register(app)
 
 
 def main() -> None:
-    app()
+    from sealbill.keys import KeyMissing
+
+    try:
+        app()
+    except KeyMissing as exc:  # no key while sealed rows exist: never a traceback, never a new key
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc

@@ -30,6 +30,7 @@ from sealbill.cli.common import (
     usage_error,
 )
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
+from sealbill.keys import KeyMissing
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
@@ -209,10 +210,14 @@ def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (record
 
 @ledger_app.command("verify")
 def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Recompute the hash chain; report any edited, deleted or missing row."""
+    """Recompute the hash chain and the rows' seals, compare with the checkpoints kept
+    outside the database; report any edited, re-hashed, appended, deleted or cut row."""
     engine, org_id, _ = _context(db, org, None, as_json)
-    with engine.begin() as conn:
-        report = ledger.verify(conn, org_id)
+    try:
+        with engine.begin() as conn:
+            report = ledger.verify(conn, org_id)
+    except KeyMissing as exc:
+        fail(str(exc), as_json=as_json)
     if as_json:
         emit_json({"ok": report.ok, "rows": report.rows, "problems": report.problems})
     elif report.ok:
