@@ -33,7 +33,7 @@ fields_of = seals.row_fields
 check_row = seals.check_row
 
 
-def _read(conn: Connection, kind: str, row_id: int) -> Mapping[str, Any]:
+def _read(conn: Connection, kind: str, row_id: int) -> Mapping[Any, Any]:
     table = TABLES[kind]
     row = conn.execute(sa.select(table).where(table.c.id == row_id)).first()
     if row is None:
@@ -48,7 +48,7 @@ _UPDATES = {kind: Prepared(sa.update(table).where(table.c.id == sa.bindparam("ro
 
 
 def seal_row(conn: Connection, kind: str, row_id: int,
-             row: Mapping[str, Any] | None = None) -> None:
+             row: Mapping[Any, Any] | None = None) -> None:
     """(Re)seal one row with the active key: ``row`` is its content as the caller just wrote
     it (every sealed field), or ``None`` to read it back in this transaction."""
     content = row if row is not None else _read(conn, kind, row_id)
