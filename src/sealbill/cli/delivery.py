@@ -30,7 +30,7 @@ from sealbill.cli.common import (
     usage_error,
 )
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
-from sealbill.keys import KeyMissing
+from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
@@ -229,6 +229,13 @@ def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = Fal
     raise typer.Exit(0 if report.ok else 1)
 
 
+def _sealing_key_present(engine: Any) -> None:
+    """Before ``verify.secret_key`` may create a key file: a database with sealed rows and no
+    key stops here (:class:`KeyMissing`, exit 1), never with a freshly made-up key."""
+    with engine.begin() as conn:
+        for_connection(conn)
+
+
 @contacts_app.command("verify")
 def contacts_verify(email: str, org: OrgOption,
                     account: Annotated[str, typer.Option(help="Account reference.")],
@@ -253,6 +260,7 @@ def contacts_verify(email: str, org: OrgOption,
                                     reason=reason or "")
             payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
         else:
+            _sealing_key_present(engine)
             key = verify.secret_key(settings.files_dir(files_dir))
             started = verify.start(engine, org_id, email, account, actor=by,
                                    transport=SmtpSender(mail_config.smtp_config()),
@@ -273,6 +281,7 @@ def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The
                      as_json: JsonOption = False) -> None:
     """Redeem a code sent by `contacts verify`: the link becomes verified."""
     engine, org_id, _ = _context(db, org, None, as_json)
+    _sealing_key_present(engine)
     try:
         done = verify.confirm(engine, org_id, code, actor=by,
                               key=verify.secret_key(settings.files_dir(files_dir)))
