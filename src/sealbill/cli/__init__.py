@@ -7,6 +7,7 @@ connects to a database or a server at import time.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from sealbill.cli import (
     incident,
     operators,
     organizations,
+    seals,
     set_aside,
     setup,
     subscriptions,
@@ -85,7 +87,14 @@ contacts.register(delivery.contacts_app)
 subscriptions.register(app)
 usage.register(app)
 operators.register(app)
+seals.register(app)
 
 
 def main() -> None:
-    app()
+    from sealbill.keys import KeyMissing
+
+    try:
+        app()
+    except KeyMissing as exc:  # no key while sealed rows exist: never a traceback, never a new key
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc

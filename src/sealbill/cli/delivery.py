@@ -34,6 +34,7 @@ from sealbill.cli.common import (
 from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.set_aside import EXIT_HELP, report_lines
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
+from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
@@ -272,10 +273,14 @@ def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (record
 
 @ledger_app.command("verify")
 def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Recompute the hash chain; report any edited, deleted or missing row."""
+    """Recompute the hash chain and the rows' seals, compare with the checkpoints kept
+    outside the database; report any edited, re-hashed, appended, deleted or cut row."""
     engine, org_id, _ = _context(db, org, None, as_json)
-    with engine.begin() as conn:
-        report = ledger.verify(conn, org_id)
+    try:
+        with engine.begin() as conn:
+            report = ledger.verify(conn, org_id)
+    except KeyMissing as exc:
+        fail(str(exc), as_json=as_json)
     if as_json:
         emit_json({"ok": report.ok, "rows": report.rows, "problems": report.problems})
     elif report.ok:
@@ -285,6 +290,13 @@ def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = Fal
              details=[f"seq {p['seq']}: {p['problem']} — {p['detail']}" for p in
                       report.problems])
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _sealing_key_present(engine: Any) -> None:
+    """Before ``verify.secret_key`` may create a key file: a database with sealed rows and no
+    key stops here (:class:`KeyMissing`, exit 1), never with a freshly made-up key."""
+    with engine.begin() as conn:
+        for_connection(conn)
 
 
 @contacts_app.command("verify")
@@ -313,6 +325,7 @@ def contacts_verify(email: str, org: OrgOption,
                                     reason=reason or "")
             payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
         else:
+            _sealing_key_present(engine)
             key = verify.secret_key(settings.files_dir(files_dir, db_url=db))
             started = verify.start(engine, org_id, email, account, actor=by,
                                    transport=SmtpSender(mail_config.smtp_config()),
@@ -333,6 +346,7 @@ def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The
                      as_json: JsonOption = False) -> None:
     """Redeem a code sent by `contacts verify`: the link becomes verified."""
     engine, org_id, _ = _context(db, org, None, as_json)
+    _sealing_key_present(engine)
     try:
         done = verify.confirm(engine, org_id, code, actor=by,
                               key=verify.secret_key(settings.files_dir(files_dir, db_url=db)))

@@ -6,6 +6,7 @@ code an operator runs through the CLI.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from sealbill import keys
 from sealbill.demo.seed import seed_organization
 from sealbill.pipeline.billing import bill_period, period_bounds
 from sealbill.pipeline.finalize import finalize_run
@@ -76,6 +78,13 @@ def run_demo(workdir: Path, *, accounts: int = 1000, period: str = "2026-11",
     engine = create_engine(url)
     report = DemoReport(workdir, url)
     upgrade(engine)
+    # The sealing keyring of this demo lives beside its documents (unless
+    # SEALBILL_KEYRING_DIR says otherwise): commands run later on the demo's database need
+    # SEALBILL_KEYRING_DIR=<workdir>/files.
+    keyring = workdir / "files"
+    keys.use(engine, keys.load(keys.keyring_dir(os.environ.get("SEALBILL_KEYRING_DIR")
+                                                or keyring))
+             or keys.create_first_key(keyring))
     start, _ = period_bounds(period)
     t = time.perf_counter()
     with engine.begin() as conn:

@@ -146,13 +146,13 @@ EVENT_FIELDS = ("organization_id", "seq", "contact_id", "account_id", "role", "e
                 "method", "reason", "old_value", "new_value", "at", "prev_hash")
 
 
-def event_hash(row: Mapping[str, Any]) -> str:
+def event_hash(row: Mapping[Any, Any]) -> str:
     """The ``row_hash`` of a ``contact_events`` row: SHA-256 of its canonical encoding."""
     return hashlib.sha256(encode("contact_event", {name: row[name] for name in EVENT_FIELDS})
                           ).hexdigest()
 
 
-def row_fields(kind: str, row: Mapping[str, Any]) -> dict[str, object]:
+def row_fields(kind: str, row: Mapping[Any, Any]) -> dict[str, object]:
     """The sealed fields of a stored ``organizations``/``contacts``/``contact_links`` row."""
     if kind == "contact":
         return contact_fields(int(row["organization_id"]), int(row["id"]), str(row["email"]))
@@ -167,7 +167,7 @@ def row_fields(kind: str, row: Mapping[str, Any]) -> dict[str, object]:
     raise ValueError(f"no sealed fact of kind {kind!r}")
 
 
-def check_row(keys: Keys, kind: str, row: Mapping[str, Any]) -> Check:
+def check_row(keys: Keys, kind: str, row: Mapping[Any, Any]) -> Check:
     """A stored row's seal recomputed from its content (unreadable content: mismatch)."""
     try:
         fields = row_fields(kind, row)
@@ -176,7 +176,7 @@ def check_row(keys: Keys, kind: str, row: Mapping[str, Any]) -> Check:
     return keys.check(kind, fields, row["seal"], row["seal_key_id"])
 
 
-def check_event(keys: Keys, row: Mapping[str, Any]) -> Check:
+def check_event(keys: Keys, row: Mapping[Any, Any]) -> Check:
     """A chained event row: its hash recomputed, and the seal over (org, seq, that hash)."""
     if row["seq"] is None:
         return Check.MISSING

@@ -39,6 +39,7 @@ from sealbill.keys import Keyring, database_name, for_connection
 
 GENESIS = "0" * 64
 _PENDING = "sealbill.pending_heads"
+_TXN = "sealbill.pending_heads_transaction"
 _LISTENING: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -46,9 +47,26 @@ def note_head(conn: Connection, chain: str, org_id: int, seq: int, head_hash: st
     """Remember this transaction's new head of ``chain``; written out when it commits."""
     keyring = for_connection(conn)
     _listen(conn.engine)
+    owner = conn.info.get(_TXN)
+    if owner is None or owner() is None or owner() is not conn.get_transaction():
+        conn.info.pop(_PENDING, None)  # left by a transaction that ended unseen
     pending: dict[tuple[str, int], tuple[int, str, Keyring]] = conn.info.setdefault(_PENDING,
                                                                                     {})
     pending[(chain, org_id)] = (seq, head_hash, keyring)
+    conn.info[_TXN] = weakref.ref(conn.get_transaction()) if conn.in_transaction() else None
+
+
+def transaction_head(conn: Connection, chain: str, org_id: int) -> tuple[int, str] | None:
+    """The head this transaction already appended to ``chain`` (so it holds the chain's lock
+    and knows the head without reading it), or ``None``."""
+    pending = conn.info.get(_PENDING)
+    if not pending or (chain, org_id) not in pending:
+        return None
+    owner = conn.info.get(_TXN)
+    if owner is None or owner() is None or owner() is not conn.get_transaction():
+        return None  # left by a transaction that ended unseen: never trust it
+    seq, head_hash, _ = pending[(chain, org_id)]
+    return seq, head_hash
 
 
 def _listen(engine: Engine) -> None:

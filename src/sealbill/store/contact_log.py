@@ -32,6 +32,7 @@ from sealbill.domain.seals import EVENT_FIELDS, Check, chained_fields, check_eve
 from sealbill.keys import for_connection
 from sealbill.store import chain
 from sealbill.store.db import is_postgres
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import contact_events
 
 CHAIN = "contact_events"
@@ -43,25 +44,38 @@ _XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :org)")
 row_hash = event_hash
 
 
+_HEAD = Prepared(sa.select(contact_events.c.seq, contact_events.c.row_hash)
+                 .where(contact_events.c.organization_id == sa.bindparam("org"),
+                        contact_events.c.seq.is_not(None))
+                 .order_by(contact_events.c.seq.desc()).limit(1))
+_INSERT = Prepared(sa.insert(contact_events).values(
+    {name: sa.bindparam(name, type_=contact_events.c[name].type)
+     for name in (*EVENT_FIELDS, "row_hash", "seal", "seal_key_id")}))
+
+
 def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: str,
            at: datetime, **extra: Any) -> int:
-    """Append one event (``extra``: account_id, role, method, reason, old/new value)."""
+    """Append one event (``extra``: account_id, role, method, reason, old/new value).
+
+    The head read at the first append of a transaction (under the lock) is kept for the rest
+    of it (:func:`sealbill.store.chain.transaction_head`): an import of a thousand accounts
+    reads it once."""
     keyring = for_connection(conn)
-    if is_postgres(conn):
-        conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
-    head = conn.execute(
-        sa.select(contact_events.c.seq, contact_events.c.row_hash)
-        .where(contact_events.c.organization_id == org_id, contact_events.c.seq.is_not(None))
-        .order_by(contact_events.c.seq.desc()).limit(1)).first()
-    seq = 1 if head is None else int(head.seq) + 1
+    head = chain.transaction_head(conn, CHAIN, org_id)
+    if head is None:
+        if is_postgres(conn):
+            conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
+        found = _HEAD.first(conn, {"org": org_id})
+        head = (0, chain.GENESIS) if found is None else (int(found.seq), str(found.row_hash))
+    seq = head[0] + 1
     row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
     row.update(extra)
     row.update(organization_id=org_id, seq=seq, contact_id=contact_id, event=event,
-               actor=actor, at=at, prev_hash=chain.GENESIS if head is None else head.row_hash)
+               actor=actor, at=at, prev_hash=head[1])
     row["row_hash"] = row_hash(row)
     row["seal"], row["seal_key_id"] = keyring.keys.seal(
         "contact_event", chained_fields(org_id, seq, row["row_hash"]))
-    conn.execute(sa.insert(contact_events).values(**row))
+    _INSERT.run(conn, row)
     chain.note_head(conn, CHAIN, org_id, seq, row["row_hash"])
     return seq
 

@@ -15,8 +15,13 @@ Invariants:
   the row's canonical content (sorted-key JSON, UTC ISO times) *including* ``prev_hash``, the
   previous row's ``row_hash`` (64 zeros for the first). Appends of one organization are
   serialized (PostgreSQL advisory transaction lock; SQLite's single writer);
+- each row is sealed (``seal``, ``seal_key_id``: HMAC over organization, seq and row_hash with
+  the keyring's key, :mod:`sealbill.store.chain`), and each appending transaction checkpoints
+  the chain's head outside the database;
 - :func:`verify` recomputes the chain and also checks that every outbox row marked ``sent``
-  has its ledger row: an edit, a deletion, a reordering or a truncated tail is reported.
+  has its ledger row: an edit, a deletion, a reordering, a row edited and re-hashed (with the
+  rest of the chain recomputed after it), a row appended with a valid hash, and a truncated
+  tail (against the checkpoints) are reported.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.domain.seals import Check, chained_fields
+from sealbill.keys import for_connection
+from sealbill.store import chain
 from sealbill.store.db import is_postgres
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import delivery_ledger, outbox
 
 GENESIS = "0" * 64
+CHAIN = "delivery_ledger"
 _LOCK_NAMESPACE = 0x5EA1  # advisory lock keys: (namespace, org id)
 CONTENT_FIELDS = ("organization_id", "seq", "message_id", "run_id", "account_id",
                   "account_reference", "invoice_id", "invoice_number", "recipients",
@@ -80,7 +89,8 @@ _HEAD = Prepared(sa.select(delivery_ledger.c.seq, delivery_ledger.c.row_hash)
                  .where(delivery_ledger.c.organization_id == sa.bindparam("org"))
                  .order_by(delivery_ledger.c.seq.desc()).limit(1))
 _INSERT = Prepared(sa.insert(delivery_ledger).values(
-    {name: sa.bindparam(name) for name in (*CONTENT_FIELDS, "row_hash")}))
+    {name: sa.bindparam(name) for name in (*CONTENT_FIELDS, "row_hash", "seal",
+                                           "seal_key_id")}))
 
 
 def _lock(conn: Connection, org_id: int) -> None:
@@ -106,7 +116,10 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "part": entry.part,
     }
     content["row_hash"] = row_hash(content)
+    content["seal"], content["seal_key_id"] = for_connection(conn).keys.seal(
+        "ledger_row", chained_fields(org_id, seq, content["row_hash"]))
     _INSERT.run(conn, content)
+    chain.note_head(conn, CHAIN, org_id, seq, content["row_hash"])
     return seq
 
 
@@ -122,7 +135,9 @@ class LedgerReport:
 
 def verify(conn: Connection, org_id: int) -> LedgerReport:
     """Recompute the chain of one organization and cross-check it with the outbox."""
+    keys = for_connection(conn).keys
     problems: list[dict[str, Any]] = []
+    hashes: dict[int, str] = {}
     expected_seq, prev = 1, GENESIS
     rows = conn.execute(
         sa.select(delivery_ledger).where(delivery_ledger.c.organization_id == org_id)
@@ -144,6 +159,14 @@ def verify(conn: Connection, org_id: int) -> LedgerReport:
             problems.append({"seq": seq, "problem": "edited", "detail":
                              "content does not match its row_hash (row edited)",
                              "message_id": data["message_id"]})
+        check = keys.check("ledger_row", chained_fields(org_id, seq, str(data["row_hash"])),
+                           data["seal"], data["seal_key_id"])
+        if check is not Check.VALID:
+            problems.append({"seq": seq, "problem": "not sealed", "detail":
+                             f"seal {check.value}: this row (or its hash) is not what sealbill "
+                             "wrote (edited and re-hashed, or appended)",
+                             "message_id": data["message_id"]})
+        hashes[seq] = str(data["row_hash"])
         expected_seq, prev = seq + 1, str(data["row_hash"])
     missing = conn.execute(
         sa.select(outbox.c.message_id)
@@ -157,4 +180,5 @@ def verify(conn: Connection, org_id: int) -> LedgerReport:
     for message_id in missing:
         problems.append({"seq": None, "problem": "missing", "message_id": message_id,
                          "detail": "sent per the outbox but absent from the ledger"})
+    problems += chain.against_checkpoints(conn, CHAIN, org_id, hashes)
     return LedgerReport(rows=count, problems=problems)

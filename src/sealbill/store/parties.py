@@ -188,7 +188,7 @@ def add_contact(conn: Connection, org_id: int, email: str, *, name: str = "",
                                        created_at=at)
         )
     )
-    seal_row(conn, "contact", contact_id)
+    seal_row(conn, "contact", contact_id, {"organization_id": org_id, "email": email})
     _event(conn, org_id, contact_id, "added", actor, at, new_value=email)
     return contact_id
 
@@ -230,7 +230,10 @@ def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int
             )
         )
     )
-    seal_row(conn, "link", link_id)
+    seal_row(conn, "link", link_id, {
+        "organization_id": org_id, "contact_id": contact_id, "account_id": account_id,
+        "role": role, "status": "pending", "verified_email": None, "verification_method": None,
+        "verified_at": None})
     _event(conn, org_id, contact_id, "linked", actor, at, account_id=account_id, role=role)
     return link_id
 
@@ -256,15 +259,16 @@ def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *,
         contacts.c.organization_id == org_id, contacts.c.id == row.contact_id)).scalar_one()
     if status == "verified" and row.role == "billing":
         _check_billing(conn, org_id, int(row.contact_id), int(row.account_id))
+    sealed = {"verification_method": method if status == "verified"
+              else row.verification_method, "verified_at": at if status == "verified" else None,
+              "verified_email": email if status == "verified" else None}
     conn.execute(
         sa.update(contact_links)
         .where(contact_links.c.organization_id == org_id, contact_links.c.id == link_id)
-        .values(status=status, status_changed_at=at, status_changed_by=actor,
-                verification_method=method if status == "verified" else row.verification_method,
-                verified_at=at if status == "verified" else None,
-                verified_email=email if status == "verified" else None, reason=reason)
+        .values(status=status, status_changed_at=at, status_changed_by=actor, reason=reason,
+                **sealed)
     )
-    seal_row(conn, "link", link_id)
+    seal_row(conn, "link", link_id, {**row._mapping, "status": status, **sealed})
     _event(conn, org_id, row.contact_id, status, actor, at, account_id=row.account_id,
            role=row.role, method=method, reason=reason,
            new_value=email if status == "verified" else None)
@@ -291,7 +295,7 @@ def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_ema
         sa.update(contacts).where(contacts.c.organization_id == org_id,
                                   contacts.c.id == contact_id).values(email=new_email)
     )
-    seal_row(conn, "contact", contact_id)
+    seal_row(conn, "contact", contact_id, {"organization_id": org_id, "email": new_email})
     _event(conn, org_id, contact_id, "address_changed", actor, at, old_value=old,
            new_value=new_email)
     links = conn.execute(

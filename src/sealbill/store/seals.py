@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain import seals
 from sealbill.domain.seals import Check
 from sealbill.keys import for_connection
+from sealbill.store.prepared import Prepared
 from sealbill.store.schema import contact_links, contacts, organizations
 
 TABLES: dict[str, sa.Table] = {"organization": organizations, "contact": contacts,
@@ -32,7 +33,7 @@ fields_of = seals.row_fields
 check_row = seals.check_row
 
 
-def _read(conn: Connection, kind: str, row_id: int) -> Mapping[str, Any]:
+def _read(conn: Connection, kind: str, row_id: int) -> Mapping[Any, Any]:
     table = TABLES[kind]
     row = conn.execute(sa.select(table).where(table.c.id == row_id)).first()
     if row is None:
@@ -40,12 +41,19 @@ def _read(conn: Connection, kind: str, row_id: int) -> Mapping[str, Any]:
     return row._mapping
 
 
-def seal_row(conn: Connection, kind: str, row_id: int) -> None:
-    """(Re)seal one row as it stands now in this transaction, with the active key."""
-    table = TABLES[kind]
-    seal, kid = for_connection(conn).keys.seal(kind, fields_of(kind, _read(conn, kind, row_id)))
-    conn.execute(sa.update(table).where(table.c.id == row_id)
-                 .values(seal=seal, seal_key_id=kid))
+_UPDATES = {kind: Prepared(sa.update(table).where(table.c.id == sa.bindparam("row_id"))
+                          .values(seal=sa.bindparam("seal"),
+                                  seal_key_id=sa.bindparam("seal_key_id")))
+            for kind, table in TABLES.items()}
+
+
+def seal_row(conn: Connection, kind: str, row_id: int,
+             row: Mapping[Any, Any] | None = None) -> None:
+    """(Re)seal one row with the active key: ``row`` is its content as the caller just wrote
+    it (every sealed field), or ``None`` to read it back in this transaction."""
+    content = row if row is not None else _read(conn, kind, row_id)
+    seal, kid = for_connection(conn).keys.seal(kind, fields_of(kind, {**content, "id": row_id}))
+    _UPDATES[kind].run(conn, {"row_id": row_id, "seal": seal, "seal_key_id": kid})
 
 
 def reseal_all(conn: Connection) -> dict[str, dict[str, int]]:
