@@ -6,9 +6,11 @@ Invariants:
   canary messages failed **and** they are at least ``share`` of the canary — so one bad address
   (a 550 for one recipient) in a small canary never strands the rest of the run; the message
   that failed stays listed by ``run status`` with its reply and the next step. A canary
-  message counts as failed when nobody received it (``failed_permanent``, ``failed_temporary``
-  or left ``sending``); one delivered to some of its recipients (the others bounced) did
-  reach the server's mailboxes and does not count. The senders record every canary outcome
+  message counts as failed when no customer received it (``failed_permanent``,
+  ``failed_temporary`` or left ``sending``); one delivered to some of its recipients (the
+  others bounced) does not count. A failure of the *message itself* — DATA refused, or
+  deferred until the retries ran out, which would happen to every message alike — halts on its
+  own, whatever the counts. The senders record every canary outcome
   before this check (:mod:`sealbill.pipeline.pending`);
 - a run is ``sent`` only when no message is left that a later send would try again.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.store import alerts
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
@@ -46,7 +49,8 @@ def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2
                                    "failed_permanent", "held", "set_aside"))
         size = sum(1 for r in rows if r.status not in ("held", "set_aside"))
         failed = [r for r in rows if r.status in FAILED]
-        if not canary_halts(len(failed), size, min_failures, share):
+        systematic = any(rcpts.message_level(r.outcomes) for r in failed)
+        if not systematic and not canary_halts(len(failed), size, min_failures, share):
             return None
         plan_store.set_run_status(conn, org_id, run_id, "halted",
                                   f"canary: {len(failed)} of {size} messages not delivered")

@@ -164,14 +164,14 @@ def test_canary_outcomes_recorded_before_canary_check(
     assert world.plan(canary_share=0.5).verdict == "proceed"
     real, seen = send_module.check_canary, []
 
-    def looking(engine: Any, org_id: int, run_id: int) -> str | None:
+    def looking(engine: Any, org_id: int, run_id: int, *rule: Any) -> str | None:
         with engine.begin() as conn:
             seen.extend(conn.execute(
                 sa.select(outbox.c.message_id, outbox.c.status)
                 .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
                 .where(delivery_envelopes.c.is_canary.is_(True))).all())
         seen_ledger.update(_ledger(world))
-        return real(engine, org_id, run_id)
+        return real(engine, org_id, run_id, *rule)
 
     seen_ledger: set[str] = set()
     monkeypatch.setattr(send_module, "check_canary", looking)
