@@ -139,7 +139,7 @@ def test_outcome_recorded_when_the_guard_halts_the_next_message(
     assert report.stopped == "halted" and world.run_status() == "halted"
     assert len(world.smtp.accepted) == 2
     _assert_every_accepted_message_recorded(world)
-    assert sorted(status for status, _ in _rows(world).values()).count("held") == 1
+    assert sorted(status for status, _ in _rows(world).values()).count("set_aside") == 1
 
 
 def test_failures_recorded_when_smtp_keeps_failing(world: World) -> None:
