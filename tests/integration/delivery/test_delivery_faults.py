@@ -104,7 +104,7 @@ def test_one_bad_address_in_the_canary_does_not_strand_the_run(
     world: World = request.getfixturevalue(which)
     _plan(world)
     bad = _canary_address(world)
-    world.smtp.reject_rcpt[bad] = "550 5.1.1 <%s>: Recipient address rejected" % bad
+    world.smtp.reject_rcpt[bad] = f"550 5.1.1 <{bad}>: Recipient address rejected"
     report = world.send()
     assert report.stopped is None and report.status == "incomplete"
     assert sorted(_statuses(world).values()) == ["failed_permanent", "sent", "sent", "sent"]
