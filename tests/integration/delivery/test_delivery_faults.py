@@ -21,7 +21,7 @@ from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline import control
 from sealbill.pipeline import set_aside as set_asides
-from sealbill.pipeline.send import SendOptions, send_run
+from sealbill.pipeline.send import SendOptions, SendReport, send_run
 from sealbill.store import parties
 from sealbill.store.schema import contacts, delivery_envelopes, delivery_ledger, invoices, outbox
 from tests.integration.delivery.conftest import FAST, World
@@ -240,7 +240,7 @@ def test_a_relay_refusing_the_session_pauses_the_run_and_flags_nobody(
             for address in addresses:
                 world.smtp.reject_rcpt[address] = reply
 
-    def send(port: int) -> object:
+    def send(port: int) -> SendReport:
         return send_run(world.engine, world.org_id, world.run_id, transport=_transport(port),
                         signer=world.signer, options=FAST)
 
@@ -253,7 +253,7 @@ def test_a_relay_refusing_the_session_pauses_the_run_and_flags_nobody(
         report = send(port)
     else:
         report = send(world.smtp.port)
-    assert report.stopped == "smtp_session" and report.status == "paused"  # type: ignore[attr-defined]
+    assert report.stopped == "smtp_session" and report.status == "paused"
     with world.engine.begin() as conn:
         rows = conn.execute(sa.select(outbox.c.status, outbox.c.attempts)).all()
     assert sorted(rows) == [("queued", 0)] * 4  # no message charged an attempt
