@@ -101,6 +101,11 @@ def test_sigkill_of_the_sender_under_refusals_then_rerun_completes(
     assert missing["recipient"] == BOUNCING and missing["recipient_state"] == "bounced"
     assert "550 5.1.1" in missing["reply"] and missing["invoice"] and missing["account"]
     assert "--replan" in missing["next_step"]
+    if phase == "claimed":  # the operator tries `run retry`: a bounced-only message is not resent
+        retry = _cli(db, smtp_server.port, "run", "retry", str(run_id))
+        assert retry.returncode == 0, retry.stdout + retry.stderr
+        out = json.loads(retry.stdout)
+        assert out["queued"] == [] and out["skipped"][0]["invoice"] == missing["invoice"]
     engine = create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:
         assert ledger.verify(conn, 1).ok

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from sealbill.mail.config import SmtpConfig
-from sealbill.mail.smtp import SmtpSender
+from sealbill.mail.smtp import SendResult, SmtpSender
 from sealbill.pipeline import control
 from sealbill.pipeline import set_aside as set_asides
 from sealbill.pipeline.send import SendOptions, SendReport, send_run
@@ -267,5 +267,41 @@ def test_a_relay_refusing_the_session_pauses_the_run_and_flags_nobody(
 
     world.smtp.mail_reply = None  # the operator fixes the relay
     world.smtp.reject_rcpt.clear()
+    assert world.send().status == "sent"
+    assert_delivered_once_except(world, set())
+
+
+class _RefuseAfterCanary:
+    """The real client; once the canary is answered, the relay starts refusing the session."""
+
+    def __init__(self, world: World, reply: str) -> None:
+        self.inner, self.world, self.reply = world.transport(), world, reply
+
+    def send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> SendResult:
+        result = self.inner.send(mail_from, rcpt_to, data)
+        self.world.smtp.mail_reply = self.reply
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@BOTH
+def test_a_session_refusal_mid_run_pauses_every_sender(which: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    world: World = request.getfixturevalue(which)
+    _plan(world)
+    reply = "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied"
+    report = send_run(world.engine, world.org_id, world.run_id,
+                      transport=_RefuseAfterCanary(world, reply), signer=world.signer,
+                      options=SendOptions(max_attempts=4, backoff_seconds=0.05, senders=2),
+                      transport_factory=world.transport)
+    assert report.stopped == "smtp_session" and report.status == "paused"
+    assert sorted(_statuses(world).values()) == ["queued"] * 3 + ["sent"]
+    with world.engine.begin() as conn:
+        assert set(conn.execute(sa.select(outbox.c.attempts).where(
+            outbox.c.status == "queued")).scalars()) == {0}
+    assert _bounced(world) == [] and len(world.smtp.accepted) == 1
+    world.smtp.mail_reply = None
     assert world.send().status == "sent"
     assert_delivered_once_except(world, set())
