@@ -30,7 +30,11 @@ def check_canary(engine: Engine, org_id: int, run_id: int) -> str | None:
         rows = box.items(conn, org_id, run_id, canary=True,
                          statuses=("queued", "sending", "failed_temporary", "failed_permanent",
                                    "held", "set_aside"))
-        failed = [r for r in rows if r.status != "held" or r.recipients]
+        # a canary message an operator set aside (recorded) is out of the run; one the guard
+        # set aside and nobody confirmed still stops the rest
+        confirmed = box.operator_set_aside(conn, org_id, run_id)
+        failed = [r for r in rows if (r.status != "held" or r.recipients)
+                  and r.outbox_id not in confirmed]
         if not failed:
             return None
         plan_store.set_run_status(conn, org_id, run_id, "halted",
