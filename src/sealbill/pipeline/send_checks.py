@@ -47,19 +47,26 @@ def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2
         rows = box.items(conn, org_id, run_id, canary=True,
                          statuses=("queued", "sending", "sent", "failed_temporary",
                                    "failed_permanent", "held", "set_aside"))
-        size = sum(1 for r in rows if r.status not in ("held", "set_aside"))
         failed = [r for r in rows if r.status in FAILED]
-        systematic = any(rcpts.message_level(r.outcomes) for r in failed)
+        # a canary message an operator set aside (recorded) is out of the run; one the guard
+        # set aside and nobody confirmed (or held with recipients) still stops the rest
+        confirmed = box.operator_set_aside(conn, org_id, run_id)
+        size = sum(1 for r in rows if r.outbox_id not in confirmed
+                   and not (r.status == "held" and not r.recipients))
+        stopped = [r for r in rows if (r.status == "set_aside" and r.outbox_id not in confirmed)
+                   or (r.status == "held" and r.recipients)]
+        systematic = bool(stopped) or any(rcpts.message_level(r.outcomes) for r in failed)
         if not systematic and not canary_halts(len(failed), size, min_failures, share):
             return None
+        failed += stopped
         plan_store.set_run_status(conn, org_id, run_id, "halted",
                                   f"canary: {len(failed)} of {size} messages not delivered")
         replies = box.last_errors(conn, org_id, [r.outbox_id for r in failed])
         alerts.record(conn, org_id, cause="canary_failed", run_id=run_id,
                       message=f"{len(failed)} of {size} canary messages were not delivered "
                               "(a systematic failure); the rest of the run was not sent. "
-                              "Fix the cause, `sealbill run retry` them, then `sealbill resume "
-                              "--run`",
+                              "Fix the cause, then `sealbill run retry` them (or `sealbill "
+                              "resume --run`) and `sealbill run send`",
                       evidence={"messages": [{"message_id": r.message_id, "status": r.status,
                                               "reply": replies.get(r.outbox_id)}
                                              for r in failed]})
