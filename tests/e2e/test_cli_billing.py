@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.scenario import account_records
+from tests.support.scenario import account_records, allowed_domains
 
 ORG = {
     "slug": "acme", "legal_name": "Acme SAS", "address_line1": "1 rue A", "postcode": "75001",
@@ -16,6 +16,9 @@ ORG = {
     "iban": "FR7630006000011234567890189", "invoice_series": "F-", "default_locale": "fr",
     "default_currency": "EUR", "sender_email": "billing@acme.example",
     "sender_name": "Acme billing",
+    # the fixture's fictitious customer domains, listed exactly (address policy)
+    "address_policy": {"allowed_reserved_domains": ["acme.example",
+                                                    *allowed_domains(account_records(3))]},
 }
 
 

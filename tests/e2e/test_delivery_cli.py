@@ -58,12 +58,12 @@ def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Pa
         paused = sealbill(db, port, "pause", "--org", "acme-cloud", "--reason", "drill")
         assert paused.returncode == 0, paused.stderr
         stopped = sealbill(db, port, "run", "send", run, "--org", "acme-cloud", "--json")
-        assert stopped.returncode == 1 and json.loads(stopped.stdout)["stopped"] == "paused"
+        assert stopped.returncode == 5 and json.loads(stopped.stdout)["stopped"] == "paused"
         resumed = sealbill(db, port, "resume", "--org", "acme-cloud", "--reason", "go")
         assert resumed.returncode == 0, resumed.stderr
         sent = sealbill(db, port, "run", "send", run, "--org", "acme-cloud", "--json")
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        assert json.loads(sent.stdout)["outbox"] == {"sent": 3}
+        assert {k: v for k, v in json.loads(sent.stdout)["outbox"].items() if v} == {"sent": 3}
         status = sealbill(db, port, "run", "status", run, "--org", "acme-cloud", "--json")
         assert json.loads(status.stdout)["status"] == "sent"
         verified = sealbill(db, port, "ledger", "verify", "--org", "acme-cloud", "--json")

@@ -55,6 +55,20 @@ def account_records(count: int, *, country: str = "FR") -> list[dict[str, Any]]:
     ]
 
 
+# The fictitious domains the test suite's own contacts use besides its accounts' (a mandated
+# accountant, a new provider, an outsider a test links on purpose...): listed exactly, as a
+# deployment would list its fictitious demo domains. Reserved names outside this list, and
+# example.com, localhost and the like, are refused in tests as anywhere else.
+TEST_DOMAINS = (
+    "accountant.example", "accountant.test", "acme.example", "acme.test", "attacker.example",
+    "b.example", "bulk.example", "cabinet-compta.example", "cabinet-expert.example",
+    "client.example", "d.example", "else.example", "evil.example", "nowhere.example",
+    "one.test", "three.test", "two.test",
+    *(f"client{i}.example" for i in range(1, 101)),
+    *(f"new-provider-{i}.example" for i in range(1, 51)),
+)
+
+
 def allowed_domains(records: list[dict[str, Any]]) -> list[str]:
     """Exactly the reserved (.example/.test) domains the records' contacts use."""
     found = {str(c["email"]).rsplit("@", 1)[1].lower() for r in records
@@ -68,7 +82,7 @@ def organization(slug: str, records: list[dict[str, Any]],
     domains its records use (and ``extra_domains``, a test's own)."""
     base = ORGANIZATION["address_policy"]["allowed_reserved_domains"]
     return {**ORGANIZATION, "slug": slug, "address_policy": {"allowed_reserved_domains": sorted(
-        {*base, *allowed_domains(records), *extra_domains})}}
+        {*base, *TEST_DOMAINS, *allowed_domains(records), *extra_domains})}}
 
 
 def allow_domains(engine: Engine, org_id: int, *domains: str) -> None:

@@ -6,15 +6,24 @@ so a wrong-recipient check must look at all of them); ``accepted`` only those it
 ``250`` to. Faults for the *server* side (never for the guard):
 
 - ``faults.append("4xx" | "5xx" | "drop" | "slow")`` — the next DATA gets that answer;
-- ``reject_rcpt[address] = "550 ..."`` — RCPT TO for that address is refused.
+- ``reject_rcpt[address] = "550 ..."`` — RCPT TO for that address is refused, always;
+- ``rcpt_script[address] = deque(["450 ...", ...])`` — the next RCPT TOs for that address get
+  these replies, one each, then it is accepted (a mailbox that recovers);
+- ``mail_reply = "554 5.7.1 Client host rejected"`` — every MAIL FROM gets that reply (a
+  relay refusing the session), until set back to ``None``.
+
+``refusing_server(reply)`` is a bare TCP server whose greeting is ``reply`` (a relay refusing
+the connection itself, ``554 ...`` at connect).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +40,8 @@ class SmtpCapture:
     accepted: list[Received] = field(default_factory=list)
     faults: deque[str] = field(default_factory=deque)
     reject_rcpt: dict[str, str] = field(default_factory=dict)
+    rcpt_script: dict[str, deque[str]] = field(default_factory=dict)
+    mail_reply: str | None = None
     slow_seconds: float = 3.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,17 +56,34 @@ class SmtpCapture:
         """Every address any DATA was addressed to, accepted or not."""
         return {r.lower() for m in self.received for r in m.rcpt_tos}
 
+    def accepted_pairs(self) -> Counter[tuple[str | None, str]]:
+        """(Message-ID, recipient) -> how many times the server took that message for it."""
+        return Counter((m.message_id, r.lower()) for m in self.accepted for r in m.rcpt_tos)
+
 
 class _FaultyHandler(SinkHandler):
     def __init__(self, capture: SmtpCapture) -> None:
         super().__init__(maildir=None, on_message=None)
         self.capture = capture
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        if self.capture.mail_reply:
+            return self.capture.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         refusal = self.capture.reject_rcpt.get(address.lower())
         if refusal:
             return refusal
+        with self.capture.lock:
+            script = self.capture.rcpt_script.get(address.lower())
+            scripted = script.popleft() if script else None
+        if scripted:
+            return scripted
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -88,3 +116,31 @@ def smtp_server() -> Iterator[SmtpCapture]:
         yield capture
     finally:
         controller.stop()
+
+
+@contextmanager
+def refusing_server(reply: str) -> Iterator[int]:
+    """A TCP server on loopback that greets every connection with ``reply`` and hangs up (a
+    relay refusing the client at connect). Yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(f"{reply}\r\n".encode())
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        listener.close()

@@ -78,6 +78,7 @@ def merge(previous: Outcomes, attempt: Attempt, at: str) -> Merged:
         if (out.get(k) or {}).get("state") in SETTLED:
             continue  # never downgraded (the caller should not have sent to it)
         code: int | None
+        stage = "rcpt"
         if k in refused:
             code, reply = refused[k]
             state = BOUNCED if code >= 500 else DEFERRED
@@ -85,21 +86,34 @@ def merge(previous: Outcomes, attempt: Attempt, at: str) -> Merged:
                 bounced_now.append(address)
         elif k in accepted:
             state = {"sent": DELIVERED, "temporary": DEFERRED}.get(attempt.outcome, REFUSED)
-            code, reply = attempt.code, attempt.detail
+            code, reply, stage = attempt.code, attempt.detail, "data"
             if state == DELIVERED:
                 delivered_now.append(address)
         else:  # not answered individually (a session that broke before RCPT): try again
-            state, code, reply = DEFERRED, attempt.code, attempt.detail
-        out[k] = {"state": state, "code": code, "reply": reply[:300], "at": at}
+            state, code, reply, stage = DEFERRED, attempt.code, attempt.detail, "data"
+        out[k] = {"state": state, "code": code, "reply": reply[:300], "at": at, "stage": stage}
     return Merged(out, tuple(delivered_now), tuple(bounced_now))
 
 
-def status(rcpt_to: Sequence[str], outcomes: Outcomes) -> str:
-    """The message's outbox status, from its recipients' outcomes."""
+def status(rcpt_to: Sequence[str], outcomes: Outcomes,
+           counted: Iterable[str] | None = None) -> str:
+    """The message's outbox status, from its recipients' outcomes: ``failed_temporary`` while
+    one is pending; else ``sent`` when one of ``counted`` (the customer's recipients; all by
+    default — the archive copy alone does not make an invoice delivered) got it; else
+    ``failed_permanent`` (no customer received it: a re-plan may rebuild it)."""
     states = [(outcomes.get(key(r)) or {}).get("state") for r in rcpt_to]
     if any(s not in (DELIVERED, BOUNCED, REFUSED) for s in states):
         return "failed_temporary"
-    return "sent" if DELIVERED in states else "failed_permanent"
+    wanted = {key(r) for r in (rcpt_to if counted is None else counted)}
+    delivered = any((outcomes.get(k) or {}).get("state") == DELIVERED for k in wanted)
+    return "sent" if delivered else "failed_permanent"
+
+
+def message_level(outcomes: Outcomes) -> bool:
+    """Did the server fail the message itself (DATA refused or deferred: the same would happen
+    to every message), rather than refuse an address?"""
+    return any(v.get("stage") == "data" and v.get("state") in (DEFERRED, REFUSED)
+               for v in outcomes.values())
 
 
 def reopen(outcomes: Outcomes) -> dict[str, dict[str, Any]]:

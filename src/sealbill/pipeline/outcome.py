@@ -54,7 +54,7 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
     merged = rcpts.merge(item.outcomes, rcpts.Attempt(
         result.outcome.value, tried, tuple(accepted), result.refused, result.code,
         result.detail), at.isoformat())
-    status = rcpts.status(full, merged.outcomes)
+    status = rcpts.status(full, merged.outcomes, [e for _, e in item.recipients])
     contact_of = {rcpts.key(e): c for c, e in item.recipients}
     bounced = [contact_of[rcpts.key(a)] for a in merged.bounced_now if rcpts.key(a) in contact_of]
     error = _summary(merged.outcomes, result)

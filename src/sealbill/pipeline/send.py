@@ -17,13 +17,17 @@ phase (:mod:`sealbill.pipeline.pending`):
 4. kept pending, and written at the start of the next message's step 2 — or on its own before
    the sender lists its rows again, waits, returns or raises, whatever the reason: ``sent`` +
    the ledger row, or ``failed_temporary`` with a backoff, or ``failed_permanent`` with the
-   refused contacts flagged (:mod:`sealbill.pipeline.outcome`).
+   refused contacts flagged — per recipient (:mod:`sealbill.pipeline.outcome`).
 
 Invariants:
 - nothing reaches SMTP that the guard did not pass in the transaction just before it;
 - a run in ``held`` or ``halted`` sends nothing; ``sealbill run approve`` / ``sealbill resume``
   are the only ways forward, and both are recorded;
-- the canary slice is sent, and must come out all ``sent``, before any other message;
+- the canary slice is sent before any other message, and the rest goes only if the canary did
+  not fail systematically (N of M, or the message itself refused: :mod:`send_checks`);
+- SMTP is given only the recipients of the message not yet delivered nor bounced (a subset of
+  those the guard judged); a refusal of the *session* (relay or configuration) pauses the run
+  (``smtp_session``) without charging the message (:mod:`sealbill.pipeline.outcome`);
 - after a crash the row left in ``sending`` is sent again with its Message-ID (at most that one
   message per sender process may arrive twice, identical: a crash between SMTP accepting
   message k and the claim of k + 1, or the end of the slice); everything else is sent once;
@@ -55,10 +59,10 @@ from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
 from sealbill.pipeline import examine as reader
-from sealbill.pipeline.forked import WorkerDied, run_forked
 from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
+from sealbill.pipeline.send_forked import send_forked
 from sealbill.store import address_rules, alerts, contact_log, policy_facts, seal_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
@@ -393,7 +397,10 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                        options.canary_failure_share)
             if stopped is None and options.senders > 1 and transport_factory is not None:
                 transport.close()
-                stopped = _send_forked(sender, transport_factory, options.senders)
+                stopped = send_forked(sender, transport_factory, options.senders,
+                                      lambda k, n, progress: _Sender(
+                                          sender.engine, org_id, run_id, transport_factory(),
+                                          signer, options, progress, sender.index, (k, n)))
             elif stopped is None:
                 stopped = sender.phase(canary=None)
         finally:
@@ -438,41 +445,3 @@ def _history_problems(engine: Engine, org_id: int, run_id: int) -> dict[str, Any
                               f"does not verify")
         return evidence
 
-
-_STOP_PRIORITY = ("halted", "crashed", "smtp_session", "paused", "smtp_failing")
-
-
-def _send_forked(lead: _Sender, transport_factory: Callable[[], Transport],
-                 count: int) -> str | None:
-    """The rest of the run in ``count`` forked senders; their reports folded into the lead's."""
-    lead.engine.dispose()  # no child may inherit a pooled connection
-
-    def work(k: int, progress: Callable[[int], None]) -> dict[str, Any]:
-        cpu = time.process_time()
-        sender = _Sender(lead.engine, lead.org_id, lead.run_id, transport_factory(),
-                         lead.signer, lead.options, progress, lead.index, (k, count))
-        try:
-            stopped = sender.phase(canary=None)
-        finally:
-            sender.transport.close()
-        r = sender.report
-        return {"stopped": stopped, "attempted": r.attempted, "guard_seconds": r.guard_seconds,
-                "seal_seconds": r.seal_seconds,
-                "violations": r.violations, "cpu_seconds": time.process_time() - cpu}
-
-    report = lead.report
-    report.senders = count
-    reasons: list[str] = []
-    for result in run_forked(count, work, lead.on_progress):
-        if isinstance(result, WorkerDied):
-            reasons.append("crashed")
-            continue
-        report.attempted += result["attempted"]
-        report.guard_seconds += result["guard_seconds"]
-        report.seal_seconds += result["seal_seconds"]
-        report.cpu_seconds += result["cpu_seconds"]
-        report.violations += result["violations"]
-        if result["stopped"]:
-            reasons.append(str(result["stopped"]))
-    known = [r for r in _STOP_PRIORITY if r in reasons]
-    return known[0] if known else (reasons[0] if reasons else None)

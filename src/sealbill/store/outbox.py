@@ -424,6 +424,13 @@ def unclaim(conn: Connection, org_id: int, item: OutboxItem) -> None:
          next_attempt_at=item.next_attempt_at)
 
 
+def operator_set_aside(conn: Connection, org_id: int, run_id: int) -> set[int]:
+    """Outbox ids of the run's messages an operator set aside (or confirmed as set aside)."""
+    return {int(i) for i in conn.execute(sa.select(outbox.c.id).where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+        outbox.c.status == "set_aside", outbox.c.set_aside_by != "guard")).scalars()}
+
+
 def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
     """Give another chance to the messages the guard stopped (the guard checks them again)
     and to those whose temporary failures ran out of retries (a wrong SMTP password, a relay

@@ -36,7 +36,7 @@ from sealbill.store.schema import (
 )
 
 TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
-NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: nobody received it
+NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: no customer received it
 
 
 def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:

@@ -99,7 +99,8 @@ def test_temporary_smtp_faults_are_retried_and_nothing_is_lost(world: World, fau
     assert world.wrong_deliveries() == [] and world.ledger_ok()
 
 
-def test_a_5xx_data_refusal_is_permanent_and_a_refused_recipient_is_flagged(world: World) -> None:
+def test_a_refused_recipient_is_flagged_and_the_archive_copy_alone_is_not_a_delivery(
+        world: World) -> None:
     world.smtp.reject_rcpt["billing2@client2.example"] = "550 5.1.1 no such mailbox"
     world.plan()
     world.send()
@@ -107,8 +108,14 @@ def test_a_5xx_data_refusal_is_permanent_and_a_refused_recipient_is_flagged(worl
         statuses = dict(conn.execute(sa.select(outbox.c.message_id, outbox.c.status)).all())
         bounced = conn.execute(sa.select(contacts.c.email).where(
             contacts.c.bounced_at.is_not(None))).scalars().all()
+        ledger_rows = conn.execute(sa.select(delivery_ledger.c.message_id,
+                                             delivery_ledger.c.recipients)).all()
+    # the customer's only address refused it: not delivered (the archive copy went)
     assert sorted(statuses.values()).count("failed_permanent") == 1
     assert bounced == ["billing2@client2.example"]
+    [failed] = [m for m, s in statuses.items() if s == "failed_permanent"]
+    assert [r for m, r in ledger_rows if m == failed] == [
+        [{"contact_id": None, "email": world.archive(), "role": "archive"}]]
     assert world.wrong_deliveries() == [] and world.ledger_ok()
 
 

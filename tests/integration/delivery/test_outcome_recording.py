@@ -139,7 +139,7 @@ def test_outcome_recorded_when_the_guard_halts_the_next_message(
     assert report.stopped == "halted" and world.run_status() == "halted"
     assert len(world.smtp.accepted) == 2
     _assert_every_accepted_message_recorded(world)
-    assert sorted(status for status, _ in _rows(world).values()).count("held") == 1
+    assert sorted(status for status, _ in _rows(world).values()).count("set_aside") == 1
 
 
 def test_failures_recorded_when_smtp_keeps_failing(world: World) -> None:
@@ -164,14 +164,14 @@ def test_canary_outcomes_recorded_before_canary_check(
     assert world.plan(canary_share=0.5).verdict == "proceed"
     real, seen = send_module.check_canary, []
 
-    def looking(engine: Any, org_id: int, run_id: int) -> str | None:
+    def looking(engine: Any, org_id: int, run_id: int, *rule: Any) -> str | None:
         with engine.begin() as conn:
             seen.extend(conn.execute(
                 sa.select(outbox.c.message_id, outbox.c.status)
                 .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
                 .where(delivery_envelopes.c.is_canary.is_(True))).all())
         seen_ledger.update(_ledger(world))
-        return real(engine, org_id, run_id)
+        return real(engine, org_id, run_id, *rule)
 
     seen_ledger: set[str] = set()
     monkeypatch.setattr(send_module, "check_canary", looking)

@@ -287,7 +287,7 @@ def test_a_run_the_guard_halted_is_resumed_then_replanned_and_finished(world: Wo
     world.entitled[stale] = {f"accounts{s}@client{s}.example"}
     report = world.send()
     assert report.status == "halted" and report.violations
-    assert envelopes(world)[stale]["status"] == "held"
+    assert envelopes(world)[stale]["status"] == "set_aside"
     sent_before = {m: r for m, r in received_by_message(world).items()}
     assert f"billing{s}@client{s}.example" not in world.smtp.all_recipients()
 

@@ -355,8 +355,8 @@ def test_a_wrong_password_delivers_nothing_and_is_a_result_not_a_crash(
     result = send_once(SmtpConfig(port=running.port, security=mode, user=USER,
                                   password="not-the-password", ca_file=str(pki.ca_file),
                                   timeout=5))
-    # temporary for the message: retried once the configuration is fixed, never a bounce
-    assert result.outcome is Outcome.TEMPORARY and not result.refused
+    # a session fault: the run pauses until the configuration is fixed; never a bounce
+    assert result.outcome is Outcome.SESSION and not result.refused
     assert result.code == 535 and "credentials invalid" in result.detail.lower(), result
     assert running.server.delivered == []
     assert running.server.auth_attempts and not any(
@@ -450,8 +450,9 @@ def test_auth_without_tls_to_a_remote_host_is_a_configuration_error(host: str) -
 def test_a_wrong_password_stops_the_run_and_a_resume_finishes_it(
         serve: Serve, pki: Pki, sqlite_engine: Any, tmp_path: Path,
         smtp_server: Any, dkim_signer: Any) -> None:
-    """The canary cannot be sent (535 at login): the run halts with nothing delivered and no
-    message written off; once the password is fixed, a recorded resume finishes the run."""
+    """The canary cannot be sent (535 at login): the run pauses as a configuration problem with
+    nothing delivered, no attempt charged and no contact flagged; once the password is fixed,
+    a recorded resume (or `run send` again) finishes the run."""
     from sealbill.pipeline import control
     from sealbill.pipeline.send import send_run
     from tests.integration.delivery.conftest import FAST, make_world
@@ -470,11 +471,12 @@ def test_a_wrong_password_stops_the_run_and_a_resume_finishes_it(
                         options=FAST)
 
     failed = send("not-the-password")
-    assert failed.stopped == "canary_failed" and failed.status == "halted"
+    assert failed.stopped == "smtp_session" and failed.status == "paused"
     assert running.server.delivered == []
-    assert failed.counts == {"failed_temporary": 1, "queued": 2}  # nothing written off
+    assert failed.counts == {"queued": 3}  # nothing charged, nothing written off
+    assert "535" in world.alert_text() and "smtp_session" in world.alert_causes()
     assert control.resume(world.engine, world.org_id, actor="ops", run_id=world.run_id,
-                          reason="SMTP password rotated")["requeued"] == 1
+                          reason="SMTP password rotated")["requeued"] == 0
     done = send(PASSWORD)
     assert done.status == "sent" and done.counts == {"sent": 3}
     assert len(running.server.delivered) == 3

@@ -35,7 +35,13 @@ def create_org(conn: Connection, slug: str = "acme", *, dpo: bool = True) -> int
         postcode="75002", city="Paris", country="FR", invoice_series="F2026-",
         default_locale="fr", default_currency="EUR", sender_email=f"billing@{slug}.test",
         sender_name=f"{slug.title()} billing", archive_email=f"archive@{slug}.test",
-        website=f"https://{slug}.test", created_at=at(-100_000))
+        website=f"https://{slug}.test", created_at=at(-100_000),
+        # the fictitious domains of this world, listed exactly (address policy)
+        address_policy={"allowed_reserved_domains": [
+            f"{slug}.test", "one.test", "two.test", "three.test", "accountant.test",
+            "customer1.test", "customer2.test", "customer3.test", "stranger.test",
+            "elsewhere.test", "x.test", "accountants.test", "seller.test",
+            *(f"customer{i}.test" for i in range(4, 41))]})
     if dpo:
         values.update(dpo_name="Dana Protect", dpo_email=f"dpo@{slug}.test")
     return parties.create_organization(conn, **values)

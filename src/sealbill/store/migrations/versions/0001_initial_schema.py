@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:23:19.689535
+Create Date: 2026-12-06 20:23:31.856119
 """
 
 from alembic import op
