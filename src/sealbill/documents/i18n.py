@@ -105,6 +105,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "category_G": "Exonération (export)",
         "category_E": "Exonération",
         "category_Z": "Taux zéro",
+        "category_O": "Hors champ de la TVA",
         "total_excl": "Total HT",
         "total_vat": "Total TVA",
         "total_incl": "Total TTC",
@@ -150,6 +151,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "(art. 262 I du CGI ; prestations de services : art. 259-1 du CGI)."
         ),
         "exempt_E": "Exonération de TVA.",
+        "exempt_O": "TVA non applicable : prestation hors du champ de la TVA française.",
     },
     "en": {
         "invoice": "Invoice",
@@ -186,6 +188,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "category_G": "Exempt (export)",
         "category_E": "Exempt",
         "category_Z": "Zero rated",
+        "category_O": "Outside the scope of VAT",
         "total_excl": "Total excl. VAT",
         "total_vat": "Total VAT",
         "total_incl": "Total incl. VAT",
@@ -226,5 +229,6 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "(French Tax Code art. 262 I; services: art. 259-1)."
         ),
         "exempt_E": "VAT exempt.",
+        "exempt_O": "VAT not applicable: supply outside the scope of French VAT.",
     },
 }

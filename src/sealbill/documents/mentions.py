@@ -122,7 +122,8 @@ def exemption_reason(subtotal: TaxSubtotal, locale: str) -> str | None:
     """BT-120 text: the subtotal's own reason, else the legal mention for its category."""
     if subtotal.exemption_reason:
         return subtotal.exemption_reason
-    if subtotal.category in (VatCategory.REVERSE_CHARGE, VatCategory.EXPORT, VatCategory.EXEMPT):
+    if subtotal.category in (VatCategory.REVERSE_CHARGE, VatCategory.EXPORT, VatCategory.EXEMPT,
+                             VatCategory.OUT_OF_SCOPE):
         return label(locale, f"exempt_{subtotal.category.value}")
     return None
 
@@ -217,7 +218,7 @@ def _check_parties(invoice: Invoice, where: str) -> list[str]:
     if electronic_address(invoice.buyer) is None:
         problems.append(f"{where}: buyer has no electronic address nor email (BR-FR-12)")
     categories = {s.category for s in invoice.tax_subtotals}
-    if categories - {VatCategory.ZERO} and not invoice.seller.vat_id:
+    if categories - {VatCategory.ZERO, VatCategory.OUT_OF_SCOPE} and not invoice.seller.vat_id:
         problems.append(f"{where}: seller VAT id required (BR-S-02, BR-AE-02, BR-G-02)")
     if VatCategory.REVERSE_CHARGE in categories and not invoice.buyer.vat_id:
         problems.append(f"{where}: reverse charge requires the buyer's VAT id (BR-AE-02)")

@@ -40,9 +40,10 @@ class VatCategory(StrEnum):
 
     STANDARD = "S"
     REVERSE_CHARGE = "AE"
-    EXPORT = "G"
+    EXPORT = "G"  # export of goods outside the EU (not produced for services)
     EXEMPT = "E"
     ZERO = "Z"
+    OUT_OF_SCOPE = "O"  # services whose place of supply is outside the EU (no VAT, no rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,7 @@ class InvoiceHeading:
 EXEMPTION_CODES: dict[VatCategory, str] = {
     VatCategory.REVERSE_CHARGE: "VATEX-EU-AE",
     VatCategory.EXPORT: "VATEX-EU-G",
+    VatCategory.OUT_OF_SCOPE: "VATEX-EU-O",
 }
 
 
