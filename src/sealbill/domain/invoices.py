@@ -178,6 +178,8 @@ class Invoice:
     notes: tuple[tuple[str, str], ...] = field(default=())  # (subject code, text): PMT, PMD, AAB
     payment_terms: str = ""
     vat_accounting: VatAccounting | None = None  # BT-6/BT-111 when not invoiced in EUR
+    #: OSS: the member state whose VAT the lines carry (a consumer there, threshold crossed)
+    oss_country: str | None = None
 
     @property
     def type_code(self) -> str:

@@ -6,7 +6,8 @@ account, contact and link is written in one transaction.
 
 CSV columns: reference, name, address_line1, address_line2, postcode, city, country,
 is_business, vat_id, siren, currency, locale, payment_kind, payment_display,
-electronic_address, billing_emails (``;``-separated), internal_test. JSON: a list of objects
+electronic_address, billing_emails (``;``-separated), internal_test, ip_country and
+bank_country (evidence of a consumer's place of supply, OSS). JSON: a list of objects
 with the same keys, and ``contacts`` as a list of ``{"email", "name", "role", "verified"}``
 where ``verified`` is ``{"by": ..., "reason": ...}`` for an operator confirmation.
 """
@@ -99,9 +100,15 @@ def check_record(where: str, item: Row, defaults: Mapping[str, str]
             problems.append(f"{label}: contacts[{index}].email: {exc}")
         if contact.get("role", "billing") not in parties.ROLES:
             problems.append(f"{label}: contacts[{index}].role: expected one of {parties.ROLES}")
+    evidence = {}
+    for name in ("ip_country", "bank_country"):  # place-of-supply evidence (OSS)
+        code = str(item.get(name) or "").strip().upper() or None
+        if code and not (len(code) == 2 and code.isascii() and code.isalpha()):
+            problems.append(f"{label}: field {name!r}: not an ISO 3166-1 alpha-2 code")
+        evidence[name] = code
     if problems:
         return None, problems
-    values = {
+    values = {**evidence,
         "reference": str(item["reference"]).strip(), "name": str(item["name"]).strip(),
         "address_line1": str(item["address_line1"]).strip(),
         "address_line2": str(item.get("address_line2") or "").strip(),
