@@ -1,8 +1,10 @@
 """``sealbill import rates`` (exchange rates for the VAT in euros of invoices in another
-currency)."""
+currency) and ``sealbill oss return`` (the quarterly OSS figures)."""
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +19,10 @@ from sealbill.cli.common import (
     engine_for,
     fail,
     org_id_for,
+    usage_error,
 )
+from sealbill.domain.money import Money, format_plain
+from sealbill.pipeline.oss_return import oss_return
 from sealbill.pipeline.rates_import import RatesRejected, import_rates
 
 
@@ -25,6 +30,7 @@ def register(app: typer.Typer) -> None:
     from sealbill.cli.setup import import_app
 
     import_app.command("rates")(import_rates_command)
+    app.add_typer(oss_app, name="oss")
 
 
 def import_rates_command(
@@ -48,3 +54,46 @@ def import_rates_command(
     else:
         console.print(f"{result['imported']} rates stored, {result['duplicates']} already "
                       "present")
+
+
+oss_app = typer.Typer(help="OSS (EU One-Stop Shop) figures.", no_args_is_help=True)
+
+
+@oss_app.command("return")
+def oss_return_command(
+    quarter: Annotated[str, typer.Option(help="Quarter, YYYY-Qn (e.g. 2026-Q4).")],
+    org: OrgOption,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", help="Write the return as CSV to this file ('-': stdout).")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per member state and rate: taxable amount and VAT (EUR) of the quarter's OSS
+    invoices, credit notes deducted."""
+    engine = engine_for(db)
+    org_id = org_id_for(engine, org, as_json)
+    try:
+        with engine.begin() as conn:
+            rows = oss_return(conn, org_id, quarter)
+    except ValueError as exc:
+        usage_error(str(exc), as_json=as_json)
+    figures = [{**r, "taxable_eur": format_plain(Money(r["taxable_eur_minor"], "EUR")),
+                "vat_eur": format_plain(Money(r["vat_eur_minor"], "EUR"))} for r in rows]
+    if as_json:
+        emit_json({"ok": True, "quarter": quarter.upper(), "rows": figures})
+        return
+    if csv_out is not None:
+        columns = ["country", "rate", "taxable_eur", "vat_eur", "documents"]
+        handle = sys.stdout if str(csv_out) == "-" else csv_out.open("w", newline="",
+                                                                     encoding="utf-8")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(figures)
+        if handle is not sys.stdout:
+            handle.close()
+        return
+    for r in figures:
+        console.print(f"{r['country']}  {r['rate']:>5} %  taxable {r['taxable_eur']:>12} EUR"
+                      f"  VAT {r['vat_eur']:>10} EUR  ({r['documents']} documents)")
+    if not figures:
+        console.print(f"no OSS sales in {quarter.upper()}")

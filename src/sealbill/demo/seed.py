@@ -121,6 +121,8 @@ def account_record(index: int, rng: random.Random) -> dict[str, Any]:
         "address_line1": f"{rng.randrange(1, 200)} {rng.choice(ids.STREETS)}",
         "is_business": business, "payment_kind": "card",
         "payment_display": f"Visa •••• {rng.randrange(0, 9999):04d}",
+        # OSS evidence beside the billing country: where the signup IP address geolocates.
+        "ip_country": country,
     }
     person = rng.choice(ids.FIRST)
     if business:

@@ -34,6 +34,7 @@ from sealbill.domain.invoices import (
     Party,
     Seller,
     TaxSubtotal,
+    VatCategory,
 )
 from sealbill.domain.money import document_digits, to_major
 
@@ -150,7 +151,8 @@ def _line(transaction: Element, line: InvoiceLine, currency: str) -> None:
     tax = _el(settlement, "ApplicableTradeTax")
     _el(tax, "TypeCode", "VAT")
     _el(tax, "CategoryCode", line.vat_category.value)
-    _el(tax, "RateApplicablePercent", rate_code(line.vat_rate))
+    if line.vat_category is not VatCategory.OUT_OF_SCOPE:  # BR-O-05: no rate
+        _el(tax, "RateApplicablePercent", rate_code(line.vat_rate))
     if line.period_start or line.period_end:
         _period(settlement, line.period_start, line.period_end)
     _el(_el(settlement, "SpecifiedTradeSettlementLineMonetarySummation"), "LineTotalAmount",
@@ -165,7 +167,8 @@ def _period(parent: Element, start: date | None, end: date | None) -> None:
         _date(period, "EndDateTime", end)
 
 
-def _party(parent: Element, tag: str, party: Party, identifier: str | None = None) -> Element:
+def _party(parent: Element, tag: str, party: Party, identifier: str | None = None,
+           vat_id: bool = True) -> Element:
     node = _el(parent, tag)
     if identifier:
         _el(node, "ID", identifier)
@@ -190,7 +193,7 @@ def _party(parent: Element, tag: str, party: Party, identifier: str | None = Non
     endpoint = electronic_address(party)
     if endpoint:
         _el(_el(node, "URIUniversalCommunication"), "URIID", endpoint[0], schemeID=endpoint[1])
-    if party.vat_id:
+    if party.vat_id and vat_id:
         _el(_el(node, "SpecifiedTaxRegistration"), "ID", party.vat_id, schemeID="VA")
     return node
 
@@ -207,8 +210,12 @@ def _contact(node: Element, party: Party) -> None:
 
 
 def _agreement(agreement: Element, invoice: Invoice) -> None:
-    _party(agreement, "SellerTradeParty", invoice.seller)
-    _party(agreement, "BuyerTradeParty", invoice.buyer, identifier=invoice.account_reference)
+    # BR-O-02: an invoice with "not subject to VAT" lines carries no seller or buyer VAT id
+    # (the PDF still prints the seller's, as French law wants).
+    vat_ids = all(line.vat_category is not VatCategory.OUT_OF_SCOPE for line in invoice.lines)
+    _party(agreement, "SellerTradeParty", invoice.seller, vat_id=vat_ids)
+    _party(agreement, "BuyerTradeParty", invoice.buyer, identifier=invoice.account_reference,
+           vat_id=vat_ids)
 
 
 def _delivery(delivery: Element, invoice: Invoice) -> None:
@@ -291,4 +298,5 @@ def _tax_subtotal(settlement: Element, subtotal: TaxSubtotal, invoice: Invoice) 
     code = exemption_code(subtotal)
     if code:
         _el(tax, "ExemptionReasonCode", code)
-    _el(tax, "RateApplicablePercent", rate_code(subtotal.rate))
+    if subtotal.category is not VatCategory.OUT_OF_SCOPE:  # BR-O rules: no rate
+        _el(tax, "RateApplicablePercent", rate_code(subtotal.rate))

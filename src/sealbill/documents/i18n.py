@@ -121,6 +121,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "category_G": "Exonération (export)",
         "category_E": "Exonération",
         "category_Z": "Taux zéro",
+        "category_O": "Hors champ de la TVA",
         "total_excl": "Total HT",
         "total_vat": "Total TVA",
         "total_incl": "Total TTC",
@@ -155,6 +156,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "la date d'échéance (art. L441-10 du Code de commerce)."
         ),
         "note_AAB": "Pas d'escompte pour paiement anticipé.",
+        "oss_note": "TVA de l'État membre du client ({country}) : services fournis par voie "
+                    "électronique à un non-assujetti, art. 259 D du CGI, déclarée via le "
+                    "guichet unique (OSS).",
         "exchange_rate_note": "Taux de change : 1 {accounting} = {rate} {currency} ({source}, "
                               "{date}) ; montant de la TVA : {vat} {accounting}.",
         "exempt_AE": (
@@ -166,6 +170,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "(art. 262 I du CGI ; prestations de services : art. 259-1 du CGI)."
         ),
         "exempt_E": "Exonération de TVA.",
+        "exempt_O": "TVA non applicable : prestation hors du champ de la TVA française.",
     },
     "en": {
         "invoice": "Invoice",
@@ -202,6 +207,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "category_G": "Exempt (export)",
         "category_E": "Exempt",
         "category_Z": "Zero rated",
+        "category_O": "Outside the scope of VAT",
         "total_excl": "Total excl. VAT",
         "total_vat": "Total VAT",
         "total_incl": "Total incl. VAT",
@@ -231,6 +237,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "points, due from the day after the due date (French Commercial Code, art. L441-10)."
         ),
         "note_AAB": "No discount for early payment.",
+        "oss_note": "VAT of the customer's member state ({country}): electronically supplied "
+                    "services to a non-taxable person, art. 259 D of the French tax code, "
+                    "declared through the One-Stop Shop (OSS).",
         "exchange_rate_note": "Exchange rate: 1 {accounting} = {rate} {currency} ({source}, "
                               "{date}); VAT amount: {vat} {accounting}.",
         "exempt_AE": (
@@ -242,5 +251,6 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "(French Tax Code art. 262 I; services: art. 259-1)."
         ),
         "exempt_E": "VAT exempt.",
+        "exempt_O": "VAT not applicable: supply outside the scope of French VAT.",
     },
 }

@@ -99,10 +99,14 @@ def legal_notes(invoice: Invoice) -> tuple[tuple[str, str], ...]:
         "AAB": label(invoice.locale, "note_AAB"),
     }
     notes = [(code, own.get(code, defaults[code])) for code in MANDATORY_NOTES]
+    tax_notes = [text for text in (
+        label(invoice.locale, "oss_note").format(country=invoice.oss_country)
+        if invoice.oss_country else "",
+        exchange_rate_note(invoice) if invoice.vat_accounting is not None else "") if text]
     if "TXD" in own:
         notes.append(("TXD", own["TXD"]))
-    elif invoice.vat_accounting is not None:
-        notes.append(("TXD", exchange_rate_note(invoice)))
+    elif tax_notes:
+        notes.append(("TXD", " ".join(tax_notes)))
     return tuple(notes) + tuple(others)
 
 
@@ -122,7 +126,8 @@ def exemption_reason(subtotal: TaxSubtotal, locale: str) -> str | None:
     """BT-120 text: the subtotal's own reason, else the legal mention for its category."""
     if subtotal.exemption_reason:
         return subtotal.exemption_reason
-    if subtotal.category in (VatCategory.REVERSE_CHARGE, VatCategory.EXPORT, VatCategory.EXEMPT):
+    if subtotal.category in (VatCategory.REVERSE_CHARGE, VatCategory.EXPORT, VatCategory.EXEMPT,
+                             VatCategory.OUT_OF_SCOPE):
         return label(locale, f"exempt_{subtotal.category.value}")
     return None
 
@@ -217,7 +222,7 @@ def _check_parties(invoice: Invoice, where: str) -> list[str]:
     if electronic_address(invoice.buyer) is None:
         problems.append(f"{where}: buyer has no electronic address nor email (BR-FR-12)")
     categories = {s.category for s in invoice.tax_subtotals}
-    if categories - {VatCategory.ZERO} and not invoice.seller.vat_id:
+    if categories - {VatCategory.ZERO, VatCategory.OUT_OF_SCOPE} and not invoice.seller.vat_id:
         problems.append(f"{where}: seller VAT id required (BR-S-02, BR-AE-02, BR-G-02)")
     if VatCategory.REVERSE_CHARGE in categories and not invoice.buyer.vat_id:
         problems.append(f"{where}: reverse charge requires the buyer's VAT id (BR-AE-02)")
@@ -241,6 +246,7 @@ def _check_amounts(invoice: Invoice, where: str) -> list[str]:
         problems.append(f"{where}: an amount finer than 2 decimals of {invoice.currency} "
                         "(EN 16931 BR-DEC, BR-FR-DEC-01)")
     for sub in invoice.tax_subtotals:
-        if sub.category is VatCategory.STANDARD and rate_code(sub.rate) not in FRENCH_VAT_RATES:
+        if (sub.category is VatCategory.STANDARD and rate_code(sub.rate) not in FRENCH_VAT_RATES
+                and invoice.oss_country is None):  # OSS: the consumer's country's rate
             problems.append(f"{where}: VAT rate {sub.rate} is not a French rate (BR-FR-16)")
     return problems

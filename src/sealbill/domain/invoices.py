@@ -40,9 +40,10 @@ class VatCategory(StrEnum):
 
     STANDARD = "S"
     REVERSE_CHARGE = "AE"
-    EXPORT = "G"
+    EXPORT = "G"  # export of goods outside the EU (not produced for services)
     EXEMPT = "E"
     ZERO = "Z"
+    OUT_OF_SCOPE = "O"  # services whose place of supply is outside the EU (no VAT, no rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,8 @@ class Invoice:
     notes: tuple[tuple[str, str], ...] = field(default=())  # (subject code, text): PMT, PMD, AAB
     payment_terms: str = ""
     vat_accounting: VatAccounting | None = None  # BT-6/BT-111 when not invoiced in EUR
+    #: OSS: the member state whose VAT the lines carry (a consumer there, threshold crossed)
+    oss_country: str | None = None
 
     @property
     def type_code(self) -> str:
@@ -207,6 +210,7 @@ class InvoiceHeading:
 EXEMPTION_CODES: dict[VatCategory, str] = {
     VatCategory.REVERSE_CHARGE: "VATEX-EU-AE",
     VatCategory.EXPORT: "VATEX-EU-G",
+    VatCategory.OUT_OF_SCOPE: "VATEX-EU-O",
 }
 
 

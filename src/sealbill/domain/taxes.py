@@ -13,7 +13,10 @@ Rules (seller established in France, services):
   directive 2006/112/CE);
 - buyer in another EU member state without both of those (consumer, or business without a valid
   VAT number) → French VAT, category ``S``;
-- buyer outside the EU → ``G`` at 0 %, "TVA non applicable, art. 259-1 du CGI".
+- buyer outside the EU → out of scope of French VAT, category ``O`` (EN 16931 "not subject to
+  VAT": a service whose place of supply is at the customer, outside the EU), no VAT, with the
+  mention "TVA non applicable, art. 259-1 du CGI" for a business and "art. 259 B du CGI" for a
+  consumer (electronically supplied services to a non-EU consumer).
 
 Invariants: a 0 % treatment always carries both mentions and an exemption reason; a taxed
 treatment carries none; the rate is a ``Decimal`` percent.
@@ -26,7 +29,7 @@ Decimal('20')
 >>> determine_vat("FR", "BE", True, False, VatRateClass.REDUCED).rate
 Decimal('5.5')
 >>> determine_vat("FR", "US", True, False, VatRateClass.STANDARD).category.value
-'G'
+'O'
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ REVERSE_CHARGE_MENTION_FR = (
 REVERSE_CHARGE_MENTION_EN = "Reverse charge - article 196 of Council Directive 2006/112/EC"
 EXPORT_MENTION_FR = "TVA non applicable, article 259-1 du CGI"
 EXPORT_MENTION_EN = "VAT not applicable, article 259-1 of the French tax code (CGI)"
+OUTSIDE_EU_CONSUMER_MENTION_FR = "TVA non applicable, article 259 B du CGI"
+OUTSIDE_EU_CONSUMER_MENTION_EN = ("VAT not applicable, article 259 B of the French tax code "
+                                  "(CGI): services supplied outside the EU")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +179,11 @@ def determine_vat(
                 REVERSE_CHARGE_MENTION_FR,
             )
         return VatTreatment(VatCategory.STANDARD, rate_class.rate)
-    return VatTreatment(
-        VatCategory.EXPORT, Decimal("0"), EXPORT_MENTION_FR, EXPORT_MENTION_EN, EXPORT_MENTION_FR
-    )
+    if buyer_is_business:
+        return VatTreatment(VatCategory.OUT_OF_SCOPE, Decimal("0"), EXPORT_MENTION_FR,
+                            EXPORT_MENTION_EN, EXPORT_MENTION_FR)
+    return VatTreatment(VatCategory.OUT_OF_SCOPE, Decimal("0"), OUTSIDE_EU_CONSUMER_MENTION_FR,
+                        OUTSIDE_EU_CONSUMER_MENTION_EN, OUTSIDE_EU_CONSUMER_MENTION_FR)
 
 
 @dataclass(frozen=True, slots=True)

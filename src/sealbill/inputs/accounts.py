@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sealbill import validation
 from sealbill.domain.money import CURRENCY_EXPONENTS
-from sealbill.inputs.fields import MAYBE_EMPTY, TEXT_ONLY, Country, YesNo, checked
+from sealbill.inputs.fields import (
+    MAYBE_EMPTY,
+    TEXT_ONLY,
+    Country,
+    OptionalCountry,
+    YesNo,
+    checked,
+)
 from sealbill.inputs.files import not_text, open_text, read_text
 from sealbill.inputs.problems import InputRejected
 
@@ -27,7 +34,7 @@ MAX_RECORDS = 1_000_000
 CSV_COLUMNS = ("reference", "name", "address_line1", "address_line2", "postcode", "city",
                "country", "is_business", "vat_id", "siren", "currency", "locale",
                "payment_kind", "payment_display", "electronic_address", "billing_emails",
-               "internal_test")
+               "internal_test", "ip_country", "bank_country")
 CSV_REQUIRED = ("reference", "name", "address_line1", "postcode", "city", "country")
 
 
@@ -74,6 +81,9 @@ class AccountIn(_Strict):
     payment_display: Annotated[str, MAYBE_EMPTY, checked(60, required=False)] = ""
     electronic_address: Annotated[str, MAYBE_EMPTY, checked(254, required=False)] = ""
     internal_test: YesNo = False
+    # Evidence of a consumer's place of supply (OSS, art. 24b of regulation 282/2011).
+    ip_country: OptionalCountry = None
+    bank_country: OptionalCountry = None
     contacts: list[ContactIn] = Field(default_factory=list, max_length=MAX_CONTACTS)
 
     @field_validator("vat_id")

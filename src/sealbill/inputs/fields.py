@@ -60,6 +60,15 @@ def _country(value: Any) -> str:
 Country = Annotated[str, BeforeValidator(_country)]
 
 
+def _optional_country(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, str) and not value.strip()) \
+        else _country(value)
+
+
+OptionalCountry = Annotated[str | None, BeforeValidator(_optional_country)]
+"""A country code that may be absent (empty or null): place-of-supply evidence."""
+
+
 def _yes_no(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value

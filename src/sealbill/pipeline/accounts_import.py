@@ -11,7 +11,8 @@ siren, currency, locale, payment_kind, payment_display, electronic_address, bill
 (``;``-separated), internal_test. JSON: a list of objects with the same keys, and ``contacts``
 as a list of ``{"email", "name", "role", "verified"}`` where ``verified`` is
 ``{"by": ..., "reason": ...}`` for an operator confirmation. Files are UTF-8 (a BOM accepted)
-or UTF-16 with a BOM.
+or UTF-16 with a BOM. ``ip_country`` and ``bank_country`` (optional) are evidence of a
+consumer's place of supply (OSS).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def check_record(where: str, item: Any, defaults: Mapping[str, str],
         "payment_display": account.payment_display or None,
         "electronic_address": account.electronic_address or None,
         "is_internal_test": bool(account.internal_test),
+        "ip_country": account.ip_country, "bank_country": account.bank_country,
     }
     contacts = [contact.model_dump() for contact in account.contacts]
     problems = _address_refusals(_label(where, item), contacts, bool(account.internal_test),

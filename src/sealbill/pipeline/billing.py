@@ -31,6 +31,7 @@ from sealbill.domain.invoices import DocumentKind, plain_rate
 from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Aggregation
 from sealbill.domain.usage_windows import usage_window_start
+from sealbill.pipeline.oss import apply_oss, year_totals
 from sealbill.pipeline.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.rate_chunks import ChunkInput, RatingContext, rated_chunks
 from sealbill.store import catalog as catalog_store
@@ -112,6 +113,7 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
             raise BillingError("the price catalog has problems; nothing was billed", problems)
         run_id = None if dry_run else open_run(conn, org_id, period, start, end, actor)
         result = BillingResult(run_id, period, dry_run=dry_run)
+        oss_year = year_totals(conn, org_id, start.year, bool(org.get("oss_opt_in")))
         at = datetime.now(UTC)
         # Read once, before this run inserts anything: the unique billing key still refuses a
         # second invoice if another run bills the same account meanwhile.
@@ -124,7 +126,8 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         for rated in rated_chunks(jobs, ctx, expected_chunks=expected, workers=workers):
             result.problems.extend(rated.problems)
             result.skipped_zero += rated.skipped_zero
-            _record(conn, org_id, run_id, rated.drafts, at, result, dry_run)
+            drafts = apply_oss(conn, org_id, oss_year, start, rated.drafts, result.problems)
+            _record(conn, org_id, run_id, drafts, at, result, dry_run)
             if on_progress:
                 on_progress(rated.accounts)
         for problem in result.problems:
@@ -230,7 +233,7 @@ def _preview(draft: DraftInvoice) -> dict[str, Any]:
         "account_reference": draft.account_reference, "kind": draft.kind.value,
         "currency": draft.currency,
         "total_excl_minor": draft.total_excl_minor, "tax_total_minor": draft.tax_total_minor,
-        "total_incl_minor": draft.total_incl_minor,
+        "total_incl_minor": draft.total_incl_minor, "tax_facts": draft.tax_facts,
         "lines": [{"description": line.description, "quantity": str(line.quantity),
                    "unit_price": str(line.unit_price), "amount_minor": line.amount_minor,
                    "vat": f"{line.vat_category.value} {plain_rate(line.vat_rate)}"}

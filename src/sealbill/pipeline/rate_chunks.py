@@ -22,6 +22,7 @@ from sealbill.domain.invoices import DocumentKind, tax_breakdown, totals
 from sealbill.domain.rating import RatingError, ZeroAmountRule
 from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Metric, UsageEvent
+from sealbill.pipeline.oss import candidate_facts
 from sealbill.pipeline.rate import account_context, merge, rate_one, subscriptions_from_rows
 from sealbill.store.invoices import DraftInvoice
 from sealbill.store.usage import event_fields
@@ -80,7 +81,8 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
         if not rated:
             out.skipped_zero += 1
             continue
-        draft = merge(account_id, f"{account_id}:{ctx.period}", period, rated)
+        draft = replace(merge(account_id, f"{account_id}:{ctx.period}", period, rated),
+                        tax_facts=candidate_facts(row))
         if draft.total_incl_minor < 0:
             out.drafts.append(as_credit_note(draft))  # e.g. after an immediate cancellation
         elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):

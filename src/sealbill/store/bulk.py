@@ -31,7 +31,7 @@ _INVOICE_COLUMNS = (
     "organization_id", "run_id", "account_id", "kind", "status", "billing_key",
     "period_start", "period_end", "currency", "locale", "total_excl_minor",
     "tax_total_minor", "total_incl_minor", "corrects_invoice_id", "account_reference",
-    "created_at",
+    "created_at", "oss_eur_minor", "tax_facts",
 )
 _LINE_COLUMNS = (
     "organization_id", "invoice_id", "position", "description", "quantity", "unit_price",
@@ -92,7 +92,7 @@ def _invoice_row(org_id: int, run_id: int | None, d: Any, day: Any, created: Any
     return (org_id, run_id, d.account_id, d.kind.value, "draft", d.billing_key,
             day(d.period_start), day(d.period_end), d.currency, d.locale, d.total_excl_minor,
             d.tax_total_minor, d.total_incl_minor, d.corrects_invoice_id, d.account_reference,
-            created)
+            created, d.oss_eur_minor, json.dumps(d.tax_facts))
 
 
 def insert_drafts(conn: Connection, org_id: int, run_id: int | None, drafts: Sequence[Any],

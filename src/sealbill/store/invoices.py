@@ -78,6 +78,10 @@ class DraftInvoice:
     total_incl_minor: int
     kind: DocumentKind = DocumentKind.INVOICE
     corrects_invoice_id: int | None = None
+    #: OSS: euro cents counted towards the threshold, and the tax facts (scheme, country,
+    #: evidence) stored with the invoice; ``None`` outside cross-border consumer sales.
+    oss_eur_minor: int | None = None
+    tax_facts: dict[str, Any] | None = None
 
 
 def ensure_series(conn: Connection, org_id: int, prefix: str) -> None:
@@ -321,4 +325,9 @@ def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
         corrected_invoice_date=corrected.issue_date if corrected else None,
         notes=tuple((code, text) for code, text in (row["notes"] or [])),
         vat_accounting=accounting_from_json(row.get("vat_accounting")),
+        oss_country=_oss_country(row.get("tax_facts")),
     )
+
+
+def _oss_country(facts: dict[str, Any] | None) -> str | None:
+    return str(facts["country"]) if facts and facts.get("scheme") == "oss" else None

@@ -61,7 +61,7 @@ def _reference_insert(conn: Connection, org_id: int, run_id: int | None,
             locale=d.locale, total_excl_minor=d.total_excl_minor,
             tax_total_minor=d.tax_total_minor, total_incl_minor=d.total_incl_minor,
             corrects_invoice_id=d.corrects_invoice_id, account_reference=d.account_reference,
-            created_at=AT))))
+            created_at=AT, oss_eur_minor=d.oss_eur_minor, tax_facts=d.tax_facts))))
     for invoice_id, d in zip(ids, drafts, strict=True):
         for line in d.lines:
             conn.execute(sa.insert(invoice_lines).values(

@@ -74,3 +74,32 @@ def test_vat_in_another_currency_without_a_rate_is_refused_with_the_reason() -> 
     invoice = replace(with_vat_in_euros("USD"), vat_accounting=None)
     problems = check_renderable(invoice)
     assert any("BT-111" in p and "exchange rate" in p for p in problems)
+
+
+@pytest.mark.parametrize(("buyer", "article"), [("business", "259-1"), ("consumer", "259 B")])
+def test_a_customer_outside_the_eu_is_out_of_scope_category_o_with_the_mention(
+        buyer: str, article: str, schematron: Validator) -> None:
+    from sealbill.domain.invoices import VatCategory
+    from sealbill.domain.taxes import VatContext, VatRateClass
+    from tests.unit.documents.samples import RTL_BUYER, US_BUYER
+
+    treatment = VatContext("US", buyer == "business", False).treatment(VatRateClass.STANDARD)
+    party = US_BUYER if buyer == "business" else RTL_BUYER
+    invoice = build_invoice(f"F-O-{buyer}", [
+        line(1, "Abonnement", "1", "49.00", treatment.category, "0", currency="USD")],
+        party, currency="USD", locale="en")
+    # As rating stores it: the mention is the breakdown's exemption reason (BT-120).
+    invoice = replace(invoice, tax_subtotals=tuple(
+        replace(t, exemption_reason=treatment.exemption_reason) for t in invoice.tax_subtotals))
+    assert invoice.tax_subtotals[0].category is VatCategory.OUT_OF_SCOPE
+    rendered = render_invoice(invoice)
+    findings = check_pdf(rendered.pdf)
+    assert findings == [], "\n".join(map(str, findings))
+    root = etree.fromstring(rendered.xml)
+    assert root.xpath("//ram:CategoryCode/text()", namespaces=NS) == ["O", "O"]
+    assert root.xpath("//ram:ExemptionReasonCode/text()", namespaces=NS) == ["VATEX-EU-O"]
+    assert root.xpath("//ram:SellerTradeParty/ram:SpecifiedTaxRegistration",
+                      namespaces=NS) == []
+    text = squash("".join(pages_text(rendered.pdf)))
+    assert squash(f"article {article}") in text
+    assert invoice.seller.vat_id and squash(invoice.seller.vat_id) in text

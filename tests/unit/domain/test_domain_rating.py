@@ -138,10 +138,10 @@ def test_an_eu_business_is_reverse_charged_with_the_legal_mention() -> None:
     assert len(draft.mentions) == 1 and draft.mentions[0].startswith("Autoliquidation")
 
 
-def test_a_buyer_outside_the_eu_gets_an_export_invoice() -> None:
+def test_a_buyer_outside_the_eu_is_out_of_scope_of_french_vat() -> None:
     draft = rate_account(account("US", "en"), subscription(), CATALOG, APRIL, march_usage())
     assert draft.tax_total_minor == 0
-    assert draft.tax_subtotals[0].exemption_code == "VATEX-EU-G"
+    assert draft.tax_subtotals[0].exemption_code == "VATEX-EU-O"
     assert draft.mentions == ("VAT not applicable, article 259-1 of the French tax code (CGI)",)
 
 

@@ -55,11 +55,13 @@ def test_eu_consumers_and_businesses_without_valid_vat_number_pay_french_vat(
 
 
 @pytest.mark.parametrize("country", ["US", "CH", "GB", "NO", "JP"])
-def test_buyers_outside_the_eu_are_not_charged_french_vat(country: str) -> None:
-    treatment = determine_vat("FR", country, False, False, VatRateClass.STANDARD)
-    assert (treatment.category, treatment.rate) == (VatCategory.EXPORT, D(0))
-    assert "259-1" in treatment.mention_fr and treatment.mention_fr.startswith("TVA non")
-    assert treatment.exemption_reason
+@pytest.mark.parametrize(("business", "article"), [(True, "259-1"), (False, "259 B")])
+def test_buyers_outside_the_eu_are_out_of_scope_of_french_vat(
+        country: str, business: bool, article: str) -> None:
+    treatment = determine_vat("FR", country, business, False, VatRateClass.STANDARD)
+    assert (treatment.category, treatment.rate) == (VatCategory.OUT_OF_SCOPE, D(0))
+    assert article in treatment.mention_fr and treatment.mention_fr.startswith("TVA non")
+    assert article in treatment.mention_en and treatment.exemption_reason
 
 
 def test_the_eu_has_27_member_states_and_greece_answers_to_el() -> None:
@@ -85,7 +87,7 @@ def test_zero_rated_treatments_always_carry_their_legal_mentions(
     country: str, business: bool, valid: bool, rate_class: VatRateClass
 ) -> None:
     treatment = VatContext(country, business, valid).treatment(rate_class)
-    zero_rated = treatment.category in (VatCategory.REVERSE_CHARGE, VatCategory.EXPORT)
+    zero_rated = treatment.category in (VatCategory.REVERSE_CHARGE, VatCategory.OUT_OF_SCOPE)
     assert (treatment.rate == 0) == zero_rated
     assert bool(treatment.mention_fr and treatment.mention_en
                 and treatment.exemption_reason) == zero_rated

@@ -55,6 +55,11 @@ invoices = sa.Table(
     # BT-6/BT-111 of an invoice not in EUR with VAT: {currency, rate, rate_date, source,
     # tax_total_minor}, fixed at finalization from the operator's rate table.
     sa.Column("vat_accounting", sa.JSON),
+    # Sales to EU consumers in another member state (OSS): the amount in euro cents counted
+    # towards the seller's €10,000 threshold of the run's year, and the tax facts:
+    # {"scheme": "oss" | "below_threshold", "country", "evidence": {...}}.
+    sa.Column("oss_eur_minor", sa.BigInteger),
+    sa.Column("tax_facts", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("finalized_at", UtcDateTime),
     sa.Column("voided_at", UtcDateTime),

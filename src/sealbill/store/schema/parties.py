@@ -44,6 +44,9 @@ organizations = sa.Table(
     sa.Column("website", sa.String(200)),
     sa.Column("payment_terms_days", sa.Integer, nullable=False, server_default="30"),
     sa.Column("zero_amount_rule", sa.String(10), nullable=False, server_default="skip"),
+    # OSS (art. 59c): the seller opted to tax EU consumers at their country's rate from the
+    # first euro, below the €10,000 threshold.
+    sa.Column("oss_opt_in", sa.Boolean, nullable=False, default=False),
     sa.Column("dpo_name", sa.String(200)),
     sa.Column("dpo_email", sa.String(254)),
     # {"allowed_reserved_domains": [exact .example/.test names], "denied_local_parts": [...]}
@@ -69,6 +72,10 @@ accounts = sa.Table(
     sa.Column("is_business", sa.Boolean, nullable=False),
     sa.Column("vat_id", sa.String(20)),
     sa.Column("vat_id_valid", sa.Boolean, nullable=False, default=False),
+    # Place-of-supply evidence for consumers (art. 24b of regulation 282/2011): the country of
+    # the IP address and of the bank, beside the billing country.
+    sa.Column("ip_country", sa.String(2)),
+    sa.Column("bank_country", sa.String(2)),
     sa.Column("siren", sa.String(9)),
     sa.Column("electronic_address", sa.String(254)),  # BT-49
     sa.Column("electronic_address_scheme", sa.String(8), nullable=False, server_default="EM"),

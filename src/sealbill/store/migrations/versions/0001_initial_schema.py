@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:23:31.856119
+Create Date: 2026-12-06 20:23:48.527701
 """
 
 from alembic import op
@@ -62,6 +62,7 @@ def upgrade() -> None:
     sa.Column('website', sa.String(length=200), nullable=True),
     sa.Column('payment_terms_days', sa.Integer(), server_default='30', nullable=False),
     sa.Column('zero_amount_rule', sa.String(length=10), server_default='skip', nullable=False),
+    sa.Column('oss_opt_in', sa.Boolean(), nullable=False),
     sa.Column('dpo_name', sa.String(length=200), nullable=True),
     sa.Column('dpo_email', sa.String(length=254), nullable=True),
     sa.Column('address_policy', sa.JSON(), nullable=True),
@@ -85,6 +86,8 @@ def upgrade() -> None:
     sa.Column('is_business', sa.Boolean(), nullable=False),
     sa.Column('vat_id', sa.String(length=20), nullable=True),
     sa.Column('vat_id_valid', sa.Boolean(), nullable=False),
+    sa.Column('ip_country', sa.String(length=2), nullable=True),
+    sa.Column('bank_country', sa.String(length=2), nullable=True),
     sa.Column('siren', sa.String(length=9), nullable=True),
     sa.Column('electronic_address', sa.String(length=254), nullable=True),
     sa.Column('electronic_address_scheme', sa.String(length=8), server_default='EM', nullable=False),
@@ -467,6 +470,8 @@ def upgrade() -> None:
     sa.Column('business_process', sa.String(length=10), server_default='S1', nullable=False),
     sa.Column('notes', sa.JSON(), nullable=True),
     sa.Column('vat_accounting', sa.JSON(), nullable=True),
+    sa.Column('oss_eur_minor', sa.BigInteger(), nullable=True),
+    sa.Column('tax_facts', sa.JSON(), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('finalized_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
     sa.Column('voided_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),

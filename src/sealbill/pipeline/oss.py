@@ -1,0 +1,114 @@
+"""OSS in a billing run: the seller's running total of cross-border consumer sales, and the
+drafts it moves to the consumer's country rate (``domain/oss.py`` holds the rules).
+
+The drafts are decided in the order the run records them (account id order), in the main
+process, so the supply that crosses €10,000 is the same in a dry run and in the real run, and
+on a rerun (the totals of the year are read back from the invoices already stored).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from datetime import date
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.invoices import VatCategory, tax_breakdown, totals
+from sealbill.domain.money import to_major, to_minor
+from sealbill.domain.oss import Evidence, OssYear, RateTable, rate_class_of
+from sealbill.domain.taxes import EU_MEMBER_STATES, FRENCH_VAT_TERRITORY, TaxError
+from sealbill.store.exchange_rates import rate_on
+from sealbill.store.invoices import DraftInvoice
+from sealbill.store.schema import billing_runs, invoices
+
+
+@functools.cache
+def rate_table() -> RateTable:
+    """The member states' rates shipped with sealbill (``domain/data/eu_vat_rates.json``)."""
+    text = resources.files("sealbill.domain").joinpath("data/eu_vat_rates.json").read_text(
+        encoding="utf-8")
+    return RateTable.from_json(text)
+
+
+def candidate_facts(account: dict[str, Any]) -> dict[str, Any] | None:
+    """Tax facts of a consumer in another member state (``None`` for anyone else)."""
+    country = str(account["country"]).upper()
+    consumer = not (account["is_business"] and account["vat_id_valid"])
+    if not consumer or country not in EU_MEMBER_STATES or country in FRENCH_VAT_TERRITORY:
+        return None
+    evidence = Evidence(country, account.get("ip_country"), account.get("bank_country"))
+    return {"country": country, "evidence": evidence.as_dict()}
+
+
+def year_totals(conn: Connection, org_id: int, year: int, opted_in: bool) -> OssYear:
+    """This year's and last year's totals from the invoices already stored."""
+    def total(of_year: int) -> int:
+        return int(conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(invoices.c.oss_eur_minor), 0))
+            .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
+            .where(invoices.c.organization_id == org_id,
+                   billing_runs.c.period.like(f"{of_year}-%"))).scalar_one())
+    return OssYear(year, total(year - 1), total(year), opted_in)
+
+
+def apply_oss(conn: Connection, org_id: int, year: OssYear, supply_day: date,
+              drafts: list[DraftInvoice], problems: list[str]) -> list[DraftInvoice]:
+    """Decide each candidate draft in order; a draft that cannot be decided (no exchange
+    rate, contradictory evidence, no rate recorded) is dropped and reported."""
+    out = []
+    for draft in drafts:
+        if draft.tax_facts is None:
+            out.append(draft)
+            continue
+        try:
+            out.append(_decide(conn, org_id, year, supply_day, draft))
+        except (TaxError, LookupError) as error:
+            problems.append(f"account {draft.account_reference}: {error}")
+    return out
+
+
+def _decide(conn: Connection, org_id: int, year: OssYear, supply_day: date,
+            draft: DraftInvoice) -> DraftInvoice:
+    facts = dict(draft.tax_facts or {})
+    counted = max(_in_euros(conn, org_id, draft, supply_day), 0)
+    if draft.total_excl_minor < 0 or draft.kind.value == "credit_note":
+        counted = 0  # a credit does not count towards the threshold
+    if not year.destination_applies(counted):
+        return replace(draft, oss_eur_minor=counted,
+                       tax_facts={**facts, "scheme": "below_threshold"})
+    try:
+        evidence = facts["evidence"]
+        country = Evidence(evidence["billing_country"], evidence["ip_country"],
+                           evidence["bank_country"]).place_of_supply()
+        retaxed = _retax(draft, country, supply_day)
+    except TaxError:
+        year.total -= counted
+        raise
+    return replace(retaxed, oss_eur_minor=counted, tax_facts={**facts, "scheme": "oss"})
+
+
+def _in_euros(conn: Connection, org_id: int, draft: DraftInvoice, day: date) -> int:
+    if draft.currency == "EUR":
+        return draft.total_excl_minor
+    found = rate_on(conn, org_id, draft.currency, day)
+    if found is None:
+        raise LookupError(f"OSS threshold: no EUR exchange rate for {draft.currency} on or "
+                          f"before {day}; import one with `sealbill import rates FILE`")
+    return to_minor(to_major(draft.total_excl_minor, draft.currency) / found[0], "EUR")
+
+
+def _retax(draft: DraftInvoice, country: str, day: date) -> DraftInvoice:
+    """The draft's French-VAT lines at ``country``'s rate of the same class."""
+    table = rate_table()
+    lines = [replace(line, vat_rate=table.rate(country, rate_class_of(line.vat_rate), day))
+             if line.vat_category is VatCategory.STANDARD else line for line in draft.lines]
+    reasons = {t.category: t.exemption_reason for t in draft.tax_subtotals
+               if t.exemption_reason}
+    subtotals = tax_breakdown(lines, draft.currency, reasons)
+    excl, tax, incl = totals(subtotals)
+    return replace(draft, lines=lines, tax_subtotals=subtotals, total_excl_minor=excl,
+                   tax_total_minor=tax, total_incl_minor=incl)

@@ -1,0 +1,106 @@
+"""OSS on both databases: consumers in another member state pay French VAT until the seller's
+cross-border sales of the year exceed €10,000, their own country's rate from the supply that
+crosses it; the evidence is stored with the invoice; the quarterly return adds it up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from sealbill.documents.render import render_invoice
+from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
+from sealbill.pipeline.billing import bill_period
+from sealbill.pipeline.finalize import finalize_run
+from sealbill.pipeline.oss_return import oss_return
+from sealbill.store import catalog as catalog_store
+from sealbill.store.invoices import load_invoice
+from tests.support.facturx_check import check_pdf
+from tests.support.scenario import Scenario, account_records, build_scenario
+
+
+def _consumers(ip: list[str]) -> list[dict[str, object]]:
+    records = account_records(len(ip), country="DE")
+    for record, country in zip(records, ip, strict=True):
+        record.update(is_business=False, ip_country=country, postcode="10115", city="Berlin",
+                      name=f"Kunde {record['reference']}")
+    return records
+
+
+def _oss_scenario(engine: Engine, tmp_path: Path, ip: list[str]) -> Scenario:
+    s = build_scenario(engine, accounts=len(ip), files_dir=tmp_path, render=False,
+                       records=_consumers(ip))
+    with engine.begin() as conn:  # from November, 4,000 EUR a month
+        catalog_store.add_plan(conn, s.org_id, Plan(
+            "basic", "Basic", Interval.MONTH, "EUR", 2, date(2026, 11, 1), (
+                Charge("base", ChargeModel.FLAT, "Abonnement", "Subscription",
+                       ChargeProperties(amount=Decimal("4000.00"))),)), datetime.now(UTC))
+    return s
+
+
+def test_the_supply_that_crosses_10000_euros_and_the_next_ones_pay_the_consumer_rate(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = _oss_scenario(any_engine, tmp_path, ["DE", "DE", "DE", "US"])
+    preview = bill_period(any_engine, s.org_id, "2026-11", actor="t", dry_run=True)
+    result = bill_period(any_engine, s.org_id, "2026-11", actor="t")
+    assert preview.previews == [p for p in preview.previews]  # same code path
+    assert (preview.totals, preview.problems) == (result.totals, result.problems)
+    # October (4 × 19.90) + 4,000 + 4,000 stay below; the third 4,000 crosses it.
+    assert len(result.problems) == 1 and "A0004" in result.problems[0]
+    assert "second agreeing piece of evidence" in result.problems[0]
+    done = finalize_run(any_engine, s.org_id, result.run_id or 0,
+                        issue_date=date(2026, 11, 1))
+    with any_engine.begin() as conn:
+        invoices = sorted((load_invoice(conn, s.org_id, i) for i, _ in done),
+                          key=lambda inv: inv.account_reference)
+    assert [inv.tax_subtotals[0].rate for inv in invoices] == [Decimal(20), Decimal(20),
+                                                               Decimal(19)]
+    assert [inv.oss_country for inv in invoices] == [None, None, "DE"]
+    assert invoices[2].tax_total_minor == 76000
+    pdf = render_invoice(invoices[2]).pdf
+    findings = [f for f in check_pdf(pdf) if f.source != "fr-ctc"]
+    assert findings == [], "\n".join(map(str, findings))
+    with any_engine.begin() as conn:
+        figures = oss_return(conn, s.org_id, "2026-Q4")
+        facts = conn.exec_driver_sql(
+            "SELECT tax_facts FROM invoices WHERE number = ?" if
+            any_engine.dialect.name == "sqlite" else
+            "SELECT tax_facts FROM invoices WHERE number = %s",
+            (invoices[2].number,)).scalar_one()
+    assert figures == [{"country": "DE", "rate": "19", "taxable_eur_minor": 400000,
+                        "vat_eur_minor": 76000, "documents": 1}]
+    stored = facts if isinstance(facts, dict) else json.loads(facts)
+    assert stored["scheme"] == "oss" and stored["evidence"]["ip_country"] == "DE"
+    assert "VIES not consulted" in stored["evidence"]["notes"][0]
+    # December: the threshold is crossed for the rest of the year, from the first supply.
+    december = bill_period(any_engine, s.org_id, "2026-12", actor="t", dry_run=True)
+    rates = {p["account_reference"]: {line["vat"] for line in p["lines"]}
+             for p in december.previews}
+    assert rates["A0001"] == rates["A0002"] == {"S 19"}
+
+
+def test_oss_return_from_the_command_line_as_csv_and_json(
+        sqlite_engine: Engine, sqlite_url: str, tmp_path: Path) -> None:
+    s = _oss_scenario(sqlite_engine, tmp_path, ["DE", "DE", "DE"])
+    finalize_run(sqlite_engine, s.org_id,
+                 bill_period(sqlite_engine, s.org_id, "2026-11", actor="t").run_id or 0,
+                 issue_date=date(2026, 11, 1))
+    sqlite_engine.dispose()
+    base = [sys.executable, "-m", "sealbill", "oss", "return", "--quarter", "2026-Q4",
+            "--org", s.org_slug, "--db", sqlite_url]
+    as_json = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)["rows"]
+    assert [(r["country"], r["rate"], r["taxable_eur"], r["vat_eur"]) for r in rows] == [
+        ("DE", "19", "4000.00", "760.00")]
+    as_csv = subprocess.run([*base, "--csv", "-"], capture_output=True, text=True, timeout=60)
+    assert as_csv.stdout.splitlines() == ["country,rate,taxable_eur,vat_eur,documents",
+                                          "DE,19,4000.00,760.00,1"]
+    bad = subprocess.run([*base[:-4], "--quarter", "2026-Q5", "--org", s.org_slug, "--db",
+                          sqlite_url], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "quarter" in bad.stderr
