@@ -16,6 +16,7 @@ import atexit
 import hashlib
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,6 +29,7 @@ from sealbill.documents.cii import build_cii
 from sealbill.documents.facturx import make_facturx
 from sealbill.documents.mentions import DocumentError, check_renderable
 from sealbill.domain.invoices import Invoice
+from sealbill.processes import exit_with_parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,10 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
     if _pool is None:
         # spawn, not fork: a forked child would inherit typst's thread state mid-flight.
         context = multiprocessing.get_context("spawn")
-        _pool = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+        # Workers end when this process dies, even by SIGKILL (sealbill.processes).
+        _pool = (os.getpid(), workers, ProcessPoolExecutor(
+            workers, mp_context=context, initializer=exit_with_parent,
+            initargs=(os.getpid(), threading.current_thread() is threading.main_thread())))
     return _pool[2]
 
 
