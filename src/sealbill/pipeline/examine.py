@@ -8,6 +8,9 @@ fresh from the database, searching every text for the run's identifiers
 (:mod:`sealbill.pipeline.identifier_search`). It reads only the bytes: it is done
 before the sender takes the write lock, so senders run it side by side.
 
+The PDF must be whole (:mod:`sealbill.pipeline.pdf_whole`: header, ``%%EOF``, a
+``startxref`` pointing at a cross-reference section) before its XML is read.
+
 Invariants: it never raises (a failure is recorded in ``Examined.error`` and refused by the
 verdict: fail closed); nothing it returns comes from the objects the message was built from.
 
@@ -25,6 +28,7 @@ from sealbill.domain import guard
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.readback import parse_message
 from sealbill.pipeline.compose import extract_facturx_xml
+from sealbill.pipeline.pdf_whole import pdf_problem
 
 XmlExtractor = Callable[[bytes], bytes]
 _NS = {
@@ -51,8 +55,9 @@ def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_factur
             if len(found) == 1:
                 bodies[kind] = found[0].payload.decode("utf-8", "replace")
         pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
-        xml = (read_xml_facts(pdfs[0].payload, extract_xml) if len(pdfs) == 1
-               else guard.XmlFacts(error="no single PDF part"))
+        damaged = pdf_problem(pdfs[0].payload) if len(pdfs) == 1 else "no single PDF part"
+        xml = (guard.XmlFacts(error=damaged) if damaged
+               else read_xml_facts(pdfs[0].payload, extract_xml))
         return guard.Examined(outgoing, parsed, xml, bodies)
     except Exception as exc:  # fail closed: recorded, refused by the verdict
         return guard.Examined(outgoing, None, guard.XmlFacts(error="not examined"), {},
