@@ -37,6 +37,7 @@ def test_render_workers_exit_when_their_parent_is_killed() -> None:
     env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
     parent = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE,
                               text=True, env=env, cwd=root)
+    workers: list[int] = []
     try:
         assert parent.stdout is not None
         workers = [int(pid) for pid in parent.stdout.readline().split()]
@@ -49,3 +50,6 @@ def test_render_workers_exit_when_their_parent_is_killed() -> None:
         assert not any(_alive(pid) for pid in workers)
     finally:
         parent.kill()
+        for pid in workers:  # on failure, the orphans this test made go too
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
