@@ -208,6 +208,16 @@ usage("empty_value_sum.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:
       "line 2", "value")
 usage("formula_event_id.csv", f"{USAGE_CSV}\n\"=HYPERLINK(\"\"x\"\")\x07\",A0001,api_calls,"
       "2026-10-01T10:00:00Z,1\n", "line 2", "event_id")
+# --- organization file (sealbill init --organization)
+(HERE / "organization").mkdir(exist_ok=True)
+(HERE / "organization" / "latin1.json").write_bytes(
+    json.dumps({"slug": "neu", "legal_name": "Müller"}, ensure_ascii=False).encode("latin-1"))
+(HERE / "organization" / "list.json").write_text("[]\n")
+argument("organization_latin1", ["init", "--organization",
+                                 "{corpus}/organization/latin1.json"], "line 1", "not UTF-8")
+argument("organization_not_an_object", ["init", "--organization",
+                                        "{corpus}/organization/list.json"], "list.json",
+         "expected a JSON object")
 # --- command arguments
 argument("void_reason_bidi", ["void", "F-000001", "--org", "acme", "--reason",
                               "erreur \u202eetrauqes"], "--reason")
