@@ -31,6 +31,19 @@ from sealbill.pipeline.compose import extract_facturx_xml
 from sealbill.pipeline.pdf_whole import pdf_problem
 
 XmlExtractor = Callable[[bytes], bytes]
+
+
+class DamagedPdf(ValueError):
+    """The attachment is not a whole PDF."""
+
+
+def whole_pdf_xml(pdf: bytes) -> bytes:
+    """The embedded Factur-X XML of a PDF that is whole (the guard's default reader)."""
+    problem = pdf_problem(pdf)
+    if problem:
+        raise DamagedPdf(problem)
+    return extract_facturx_xml(pdf)
+
 _NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
@@ -42,7 +55,7 @@ _TEXT_NODES = etree.XPath("//text()")
 _BODY_TYPES = (("text", "text/plain"), ("html", "text/html"))
 
 
-def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_facturx_xml
+def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = whole_pdf_xml
             ) -> guard.Examined:
     """Parse the exact bytes back: headers, parts, the texts (subject, bodies) and what the
     XML in the PDF says. Never raises: a failure is recorded in ``error`` (and refused by the
@@ -55,9 +68,8 @@ def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_factur
             if len(found) == 1:
                 bodies[kind] = found[0].payload.decode("utf-8", "replace")
         pdfs = [p for p in parsed.parts if p.content_type == "application/pdf"]
-        damaged = pdf_problem(pdfs[0].payload) if len(pdfs) == 1 else "no single PDF part"
-        xml = (guard.XmlFacts(error=damaged) if damaged
-               else read_xml_facts(pdfs[0].payload, extract_xml))
+        xml = (read_xml_facts(pdfs[0].payload, extract_xml) if len(pdfs) == 1
+               else guard.XmlFacts(error="no single PDF part"))
         return guard.Examined(outgoing, parsed, xml, bodies)
     except Exception as exc:  # fail closed: recorded, refused by the verdict
         return guard.Examined(outgoing, None, guard.XmlFacts(error="not examined"), {},
@@ -66,13 +78,13 @@ def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_factur
 
 def check(envelope: guard.Envelope, fresh: guard.Fresh, outgoing: guard.Outgoing,
           identifiers: IdentifierSearch | None,
-          extract_xml: XmlExtractor = extract_facturx_xml) -> list[guard.Violation]:
+          extract_xml: XmlExtractor = whole_pdf_xml) -> list[guard.Violation]:
     """Every violation of the guard's four rules; an empty list means this message may be
     sent. The same as ``verdict(envelope, fresh, examine(outgoing), identifiers)``."""
     return guard.verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)
 
 
-def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = extract_facturx_xml
+def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = whole_pdf_xml
                    ) -> guard.XmlFacts:
     """The identity the Factur-X XML inside the PDF gives, and its text for the id search."""
     try:
