@@ -108,6 +108,8 @@ account_csv("iban_dashes_in_name.csv", "line 2", "'name'",
             name="DE89-3704-0044-0532-0130-00")
 account_csv("amex_pan_in_payment_display.csv", "line 2", "'payment_display'",
             payment_display="Amex 3782 822463 10005")
+account_csv("payment_display_not_masked.csv", "line 2", "'payment_display'",
+            payment_display="Visa 4111 1111 1111 1112")
 account_csv("control_char_in_name.csv", "line 2", "'name'", name="Nouveau\x07SARL")
 account_csv("escape_in_city.csv", "line 2", "'city'", city="Paris\x1b[31m")
 account_csv("bidi_override_in_name.csv", "line 2", "'name'", name="Nouveau \u202eLRAS")
