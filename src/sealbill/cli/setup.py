@@ -19,6 +19,8 @@ from sealbill.cli.common import (
     fail,
     usage_error,
 )
+from sealbill.inputs.files import read_text
+from sealbill.inputs.problems import InputRejected
 from sealbill.pipeline.accounts_import import ImportRejected, import_accounts
 from sealbill.pipeline.organizations import create_org
 from sealbill.store import parties
@@ -48,9 +50,14 @@ def init(
     result: dict[str, Any] = {"ok": True, "database": engine.url.render_as_string()}
     if organization is not None:
         try:
-            values = json.loads(organization.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            usage_error(f"{organization}: {exc}", as_json=as_json)
+            values = json.loads(read_text(organization))
+        except InputRejected as exc:
+            usage_error("; ".join(exc.problems), as_json=as_json)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            usage_error(f"{organization}: not valid JSON ({exc})", as_json=as_json)
+        if not isinstance(values, dict):
+            usage_error(f"{organization}: expected a JSON object describing the organization",
+                        as_json=as_json)
         try:
             with engine.begin() as conn:
                 result["organization_id"] = create_org(conn, values)

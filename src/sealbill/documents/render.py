@@ -21,6 +21,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,6 +37,7 @@ from sealbill.documents.fastpdf import NoFit, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
 from sealbill.documents.mentions import DocumentError, check_renderable
 from sealbill.domain.invoices import Invoice
+from sealbill.processes import exit_with_parent
 
 FAST: Final = "fast"
 TYPST: Final = "typst"
@@ -127,7 +129,10 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
     if _pool is None:
         # spawn, not fork: a forked child would inherit typst's thread state mid-flight.
         context = multiprocessing.get_context("spawn")
-        _pool = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+        # Workers end when this process dies, even by SIGKILL (sealbill.processes).
+        _pool = (os.getpid(), workers, ProcessPoolExecutor(
+            workers, mp_context=context, initializer=exit_with_parent,
+            initargs=(os.getpid(), threading.current_thread() is threading.main_thread())))
     return _pool[2]
 
 

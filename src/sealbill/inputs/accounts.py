@@ -30,6 +30,7 @@ from sealbill.inputs.files import not_text, open_text, read_text
 from sealbill.inputs.problems import InputRejected
 
 MAX_CONTACTS = 20
+MAX_SHOWN_DIGITS = 6  # last 4, plus an IBAN's check digits
 MAX_RECORDS = 1_000_000
 CSV_COLUMNS = ("reference", "name", "address_line1", "address_line2", "postcode", "city",
                "country", "is_business", "vat_id", "siren", "currency", "locale",
@@ -98,6 +99,15 @@ class AccountIn(_Strict):
     def _siren(cls, value: str) -> str:
         if value and (problem := validation.siren_problem(value)):
             raise ValueError(problem)
+        return value
+
+    @field_validator("payment_display")
+    @classmethod
+    def _masked(cls, value: str) -> str:
+        # Masked means the last digits only: "Visa •••• 4242", "IBAN FR76 •••• 0189".
+        if sum(ch.isdigit() for ch in value) > MAX_SHOWN_DIGITS:
+            raise ValueError(f"a masked payment method shows at most {MAX_SHOWN_DIGITS} "
+                             "digits (brand + last 4, e.g. 'Visa •••• 4242')")
         return value
 
     @field_validator("currency")

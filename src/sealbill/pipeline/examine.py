@@ -8,6 +8,9 @@ fresh from the database, searching every text for the run's identifiers
 (:mod:`sealbill.pipeline.identifier_search`). It reads only the bytes: it is done
 before the sender takes the write lock, so senders run it side by side.
 
+The PDF must be whole (:mod:`sealbill.pipeline.pdf_whole`: header, ``%%EOF``, a
+``startxref`` pointing at a cross-reference section) before its XML is read.
+
 Invariants: it never raises (a failure is recorded in ``Examined.error`` and refused by the
 verdict: fail closed); nothing it returns comes from the objects the message was built from.
 
@@ -25,8 +28,22 @@ from sealbill.domain import guard
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.readback import parse_message
 from sealbill.pipeline.compose import extract_facturx_xml
+from sealbill.pipeline.pdf_whole import pdf_problem
 
 XmlExtractor = Callable[[bytes], bytes]
+
+
+class DamagedPdf(ValueError):
+    """The attachment is not a whole PDF."""
+
+
+def whole_pdf_xml(pdf: bytes) -> bytes:
+    """The embedded Factur-X XML of a PDF that is whole (the guard's default reader)."""
+    problem = pdf_problem(pdf)
+    if problem:
+        raise DamagedPdf(problem)
+    return extract_facturx_xml(pdf)
+
 _NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
@@ -38,7 +55,7 @@ _TEXT_NODES = etree.XPath("//text()")
 _BODY_TYPES = (("text", "text/plain"), ("html", "text/html"))
 
 
-def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_facturx_xml
+def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = whole_pdf_xml
             ) -> guard.Examined:
     """Parse the exact bytes back: headers, parts, the texts (subject, bodies) and what the
     XML in the PDF says. Never raises: a failure is recorded in ``error`` (and refused by the
@@ -61,13 +78,13 @@ def examine(outgoing: guard.Outgoing, extract_xml: XmlExtractor = extract_factur
 
 def check(envelope: guard.Envelope, fresh: guard.Fresh, outgoing: guard.Outgoing,
           identifiers: IdentifierSearch | None,
-          extract_xml: XmlExtractor = extract_facturx_xml) -> list[guard.Violation]:
+          extract_xml: XmlExtractor = whole_pdf_xml) -> list[guard.Violation]:
     """Every violation of the guard's four rules; an empty list means this message may be
     sent. The same as ``verdict(envelope, fresh, examine(outgoing), identifiers)``."""
     return guard.verdict(envelope, fresh, examine(outgoing, extract_xml), identifiers)
 
 
-def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = extract_facturx_xml
+def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = whole_pdf_xml
                    ) -> guard.XmlFacts:
     """The identity the Factur-X XML inside the PDF gives, and its text for the id search."""
     try:

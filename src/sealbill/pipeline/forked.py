@@ -15,10 +15,13 @@ Invariants:
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from sealbill.processes import exit_with_parent
 
 Progress = Callable[[int], None]
 
@@ -40,7 +43,8 @@ def run_forked(count: int, work: Callable[[int, Progress], Any],
     processes = []
     for worker in range(count):
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(work, worker, counter, send),
+        process = context.Process(target=_child, args=(work, worker, counter, send,
+                                                        os.getpid()),
                                   name=f"sealbill-sender-{worker}")
         process.start()
         send.close()
@@ -75,7 +79,8 @@ def _report(counter: Any, reported: int, on_progress: Progress | None) -> int:
 
 
 def _child(work: Callable[[int, Progress], Any], worker: int, counter: Any,
-           pipe: Connection) -> None:
+           pipe: Connection, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # a sender never outlives a killed `run send`
     def progress(n: int) -> None:
         with counter.get_lock():
             counter.value += n

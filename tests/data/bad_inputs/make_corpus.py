@@ -108,6 +108,8 @@ account_csv("iban_dashes_in_name.csv", "line 2", "'name'",
             name="DE89-3704-0044-0532-0130-00")
 account_csv("amex_pan_in_payment_display.csv", "line 2", "'payment_display'",
             payment_display="Amex 3782 822463 10005")
+account_csv("payment_display_not_masked.csv", "line 2", "'payment_display'",
+            payment_display="Visa 4111 1111 1111 1112")
 account_csv("control_char_in_name.csv", "line 2", "'name'", name="Nouveau\x07SARL")
 account_csv("escape_in_city.csv", "line 2", "'city'", city="Paris\x1b[31m")
 account_csv("bidi_override_in_name.csv", "line 2", "'name'", name="Nouveau \u202eLRAS")
@@ -208,6 +210,16 @@ usage("empty_value_sum.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:
       "line 2", "value")
 usage("formula_event_id.csv", f"{USAGE_CSV}\n\"=HYPERLINK(\"\"x\"\")\x07\",A0001,api_calls,"
       "2026-10-01T10:00:00Z,1\n", "line 2", "event_id")
+# --- organization file (sealbill init --organization)
+(HERE / "organization").mkdir(exist_ok=True)
+(HERE / "organization" / "latin1.json").write_bytes(
+    json.dumps({"slug": "neu", "legal_name": "Müller"}, ensure_ascii=False).encode("latin-1"))
+(HERE / "organization" / "list.json").write_text("[]\n")
+argument("organization_latin1", ["init", "--organization",
+                                 "{corpus}/organization/latin1.json"], "line 1", "not UTF-8")
+argument("organization_not_an_object", ["init", "--organization",
+                                        "{corpus}/organization/list.json"], "list.json",
+         "expected a JSON object")
 # --- command arguments
 argument("void_reason_bidi", ["void", "F-000001", "--org", "acme", "--reason",
                               "erreur \u202eetrauqes"], "--reason")

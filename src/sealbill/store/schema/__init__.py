@@ -33,6 +33,7 @@ from sealbill.store.schema.delivery import (
     verification_tokens,
 )
 from sealbill.store.schema.incident import incident_events, incidents, link_corrections
+from sealbill.store.schema.locks import send_locks
 from sealbill.store.schema.parties import (
     account_public_ids,
     accounts,
@@ -76,6 +77,7 @@ __all__ = [
     "outbox",
     "outbox_recipients",
     "plans",
+    "send_locks",
     "sending_switches",
     "subscription_phases",
     "subscriptions",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:23:48.527701
+Create Date: 2026-12-06 20:23:59.429228
 """
 
 from alembic import op
@@ -304,6 +304,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('plans', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_plans_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('send_locks',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('run_id', sa.BigInteger(), nullable=False),
+    sa.Column('holder', sa.String(length=200), nullable=False),
+    sa.Column('acquired_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_send_locks_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_locks')),
+    sa.UniqueConstraint('organization_id', 'run_id', name=op.f('uq_send_locks_organization_id_run_id'))
+    )
+    with op.batch_alter_table('send_locks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_send_locks_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('sending_switches',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -899,6 +912,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sending_switches_organization_id'))
 
     op.drop_table('sending_switches')
+    with op.batch_alter_table('send_locks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_send_locks_organization_id'))
+
+    op.drop_table('send_locks')
     with op.batch_alter_table('plans', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_plans_organization_id'))
 
