@@ -46,7 +46,7 @@ class Canvas:
         try:
             return sum(map(widths.__getitem__, text)) * size / 1000
         except KeyError:
-            raise NoFit(f"characters without a glyph in {text!r}") from None
+            raise NoFit(f"characters the template cannot print in {text!r}") from None
 
     def check(self, text: str, style: Style) -> None:
         bad = style.unprintable(text)
@@ -74,9 +74,13 @@ class Canvas:
         if tracking != self._spacing:
             self._spacing = tracking
             ops.append(f"{_num(tracking)} Tc")
-        ops.append(f"1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
+        # One text object per piece of text, as Typst writes them: text extraction (pypdf)
+        # separates text objects reliably, positions inside one object less so.
+        ops.append(f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
+        self._font = None
         if style.primary_chars.issuperset(text):
             self._show(style.primary, text.translate(style.primary.table), size)
+            ops.append("ET")
             return
         self.check(text, style)
         run: list[str] = []
@@ -91,6 +95,7 @@ class Canvas:
             run.append(face.cids[ord(char)])
         if run and current is not None:
             self._show(current, "".join(run), size)
+        ops.append("ET")
 
     def _show(self, face: Face, hex_text: str, size: float) -> None:
         name = self._resource(face)
@@ -107,20 +112,19 @@ class Canvas:
     def rule(self, x1: float, x2: float, y: float, thickness: float, color: Color) -> None:
         """A horizontal line from ``x1`` to ``x2`` at ``y`` (from the top)."""
         y_pdf = _num(PAGE_HEIGHT - y)
-        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
-                        f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S BT")
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
+                        f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S")
 
     def box(self, x: float, top: float, width: float, height: float, color: Color) -> None:
         """A filled rectangle whose top-left corner is at (``x``, ``top``)."""
         self._fill = None  # the fill colour changes: the next text sets its own again
-        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
                         f"{_num(x)} {_num(PAGE_HEIGHT - top - height)} {_num(width)} "
-                        f"{_num(height)} re f BT")
+                        f"{_num(height)} re f")
 
     def stream(self) -> bytes:
-        """The content stream (uncompressed): one text object around everything."""
-        body = "\n".join(self.ops)
-        return f"BT\n{body}\nET".encode("latin-1")
+        """The content stream (uncompressed)."""
+        return "\n".join(self.ops).encode("latin-1")
 
 
 def wrap(canvas: Canvas, text: str, style: Style, size: float, width: float) -> list[str]:
