@@ -59,30 +59,33 @@ class Canvas:
             found = self.faces[id(face)] = (f"F{len(self.faces) + 1}", face)
         return found[0]
 
+
     def _set_fill(self, color: Color) -> None:
-        if color != self._fill:
-            self._fill = color
-            self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
+        self._fill = color
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
 
     def text(self, x: float, baseline: float, text: str, style: Style, size: float,
              color: Color, tracking: float = 0.0) -> None:
         """Draw ``text`` with its baseline at ``baseline`` (from the top), starting at ``x``."""
         if not text:
             return
-        self._set_fill(color)
-        ops = self.ops
+        if color != self._fill:
+            self._set_fill(color)
         if tracking != self._spacing:
             self._spacing = tracking
-            ops.append(f"{_num(tracking)} Tc")
+            self.ops.append(f"{_num(tracking)} Tc")
         # One text object per piece of text, as Typst writes them: text extraction (pypdf)
         # separates text objects reliably, positions inside one object less so.
-        ops.append(f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
-        self._font = None
-        if style.primary_chars.issuperset(text):
-            self._show(style.primary, text.translate(style.primary.table), size)
-            ops.append("ET")
+        position = f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm"
+        primary = style.primary
+        if style.primary_chars.issuperset(text):  # the usual case: one face, one operator
+            name = self._resource(primary)
+            self.ops.append(f"{position} /{name} {size:.2f} Tf <{text.translate(primary.table)}>"
+                            " Tj ET")
             return
         self.check(text, style)
+        self.ops.append(position)
+        self._font = None
         run: list[str] = []
         current: Face | None = None
         for char in text:
@@ -95,7 +98,7 @@ class Canvas:
             run.append(face.cids[ord(char)])
         if run and current is not None:
             self._show(current, "".join(run), size)
-        ops.append("ET")
+        self.ops.append("ET")
 
     def _show(self, face: Face, hex_text: str, size: float) -> None:
         name = self._resource(face)
