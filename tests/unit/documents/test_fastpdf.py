@@ -108,7 +108,7 @@ def printed_strings(view: object) -> list[str]:
 
 def check_fast_pdf(invoice: Invoice, pdf: bytes, xml: bytes) -> None:
     fast, typst = extracted_text(pdf), extracted_text(make_facturx(invoice, xml))
-    assert Counter(fast) == Counter(typst)  # the same characters, as many times
+    assert Counter(fast) == Counter(typst), (fast, typst)  # the same characters, as often
     fast, typst = fast.casefold(), typst.casefold()  # titles and captions print in capitals
     for printed in printed_strings(invoice_view(invoice)):
         assert squeeze(printed).casefold() in fast  # each text whole: names, amounts, mentions
