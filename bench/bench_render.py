@@ -1,8 +1,15 @@
-"""Benchmark of document rendering: sealbill (Typst + pikepdf) vs WeasyPrint + factur-x.
+"""Benchmark of document rendering: the compiled template vs Typst, and vs WeasyPrint + factur-x.
 
 Usage:
     python bench/bench_render.py [--count 10000] [--baseline-count 200] [--single 300]
-                                 [--workers N]
+                                 [--workers N] [--renderers 500] [--renderers-only]
+
+First, the compiled template (``documents/fastpdf``) against the Typst path it replaces,
+on the same 1-page invoices of 3 to 12 lines (French and English, distinct numbers, buyers
+and amounts), interleaved invoice by invoice, CPU time of this process (``process_time``,
+all threads): the Factur-X PDF alone (CII XML + PDF/A-3b with the XML embedded) and the whole
+``render_invoice`` (plus mail bodies, subject, digests); then both in a pool of one worker
+per core (invoices/s). Fallbacks to Typst are counted.
 
 Side by side in the same run, for the same 10-line invoices (distinct numbers, buyers and
 amounts, as a billing run produces):
@@ -65,8 +72,8 @@ SELLER = Seller(
 RATES = ("20", "20", "10", "5.5", "20")
 
 
-def sample_invoice(i: int) -> Invoice:
-    """Invoice number ``i``: 10 lines, mixed rates, its own buyer and amounts."""
+def sample_invoice(i: int, count: int = 10) -> Invoice:
+    """Invoice number ``i``: ``count`` lines, mixed rates, its own buyer and amounts."""
     lines = [
         InvoiceLine(
             position=k, description=f"Service {k} — abonnement {i % 97}",
@@ -75,7 +82,7 @@ def sample_invoice(i: int) -> Invoice:
                                   "EUR"),
             vat_category=VatCategory.STANDARD, vat_rate=Decimal(RATES[k % len(RATES)]),
         )
-        for k in range(1, 11)
+        for k in range(1, count + 1)
     ]
     subtotals = tax_breakdown(lines, "EUR")
     excl, tax, incl = totals(subtotals)
@@ -96,6 +103,11 @@ def sample_invoice(i: int) -> Invoice:
 
 def invoices(count: int, start: int = 0) -> Iterator[Invoice]:
     return (sample_invoice(i) for i in range(start, start + count))
+
+
+def varied_invoices(count: int, start: int = 0) -> Iterator[Invoice]:
+    """3 to 12 lines each, as the cycle benchmark of issue 16 asks."""
+    return (sample_invoice(i, 3 + i % 10) for i in range(start, start + count))
 
 
 # ---- baseline: WeasyPrint HTML -> PDF/A-3b, then factur-x's generate_from_binary ----
@@ -200,6 +212,88 @@ def pools(count: int, baseline_count: int, workers: int, rounds: int = 20) -> tu
     return ours, base
 
 
+def renderers(count: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """CPU seconds per invoice of each path on the same invoices, interleaved one by one;
+    and how many invoices each renderer made in ``render_invoice``."""
+    from sealbill.documents.cii_text import build_cii_text
+    from sealbill.documents.facturx import make_facturx
+    from sealbill.documents.fastpdf import render_pdf
+    from sealbill.documents.render import FAST, TYPST
+
+    cpu = time.process_time
+    times: dict[str, list[float]] = {"fast pdf": [], "typst pdf": [], "fast render": [],
+                                     "typst render": []}
+    used: dict[str, int] = {}
+    # Each Typst measurement gets an invoice Typst has not seen: it memoizes compilations,
+    # and a second compile of the same invoice would be cheaper than a real one.
+    pairs = zip(varied_invoices(count, 200_000), varied_invoices(count, 400_000), strict=True)
+    for invoice, other in pairs:
+        begin = cpu()
+        render_pdf(invoice, build_cii_text(invoice))
+        times["fast pdf"].append(cpu() - begin)
+        begin = cpu()
+        make_facturx(invoice, build_cii(invoice))  # the path before the compiled template
+        times["typst pdf"].append(cpu() - begin)
+        invoice = other
+        begin = cpu()
+        rendered = render_invoice(invoice, FAST)
+        times["fast render"].append(cpu() - begin)
+        used[rendered.renderer] = used.get(rendered.renderer, 0) + 1
+        begin = cpu()
+        render_invoice(invoice, TYPST)
+        times["typst render"].append(cpu() - begin)
+    return times, used
+
+
+def renderer_pools(count: int, workers: int, rounds: int = 10) -> dict[str, float]:
+    """Wall seconds for ``count`` invoices through ``render_many`` with each renderer,
+    alternating in ``rounds`` slices."""
+    seconds = {"fast": 0.0, "typst": 0.0}
+    for renderer in seconds:  # start the pool and each renderer's caches
+        list(render_many(varied_invoices(workers * 8, 30_000_000), workers=workers,
+                         renderer=renderer))
+    done = 0
+    for k in range(1, rounds + 1):
+        n = count * k // rounds - done
+        for renderer in seconds:
+            begin = time.perf_counter()
+            made = sum(1 for r in render_many(varied_invoices(n, 300_000 + done),
+                                              workers=workers, renderer=renderer) if r.pdf)
+            seconds[renderer] += time.perf_counter() - begin
+            assert made == n
+        done += n
+    return seconds
+
+
+def print_renderers(count: int, workers: int) -> None:
+    validity = validate(render_invoice(sample_invoice(7, 5)).pdf)
+    render_invoice(sample_invoice(8, 5), "typst")  # warm both paths
+    times, used = renderers(count)
+    pools_s = renderer_pools(max(count, 200), workers)
+    load = os.getloadavg()
+    print(f"compiled template vs Typst, {count} invoices of 3-12 lines, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    print("| path | CPU ms median | CPU ms mean | CPU ms p95 |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, values in times.items():
+        ordered = sorted(values)
+        print(f"| {name} | {1000 * statistics.median(values):.2f} | "
+              f"{1000 * statistics.fmean(values):.2f} | "
+              f"{1000 * ordered[int(0.95 * (len(ordered) - 1))]:.2f} |")
+    ratio = statistics.median(times["typst pdf"]) / statistics.median(times["fast pdf"])
+    ratio_all = statistics.median(times["typst render"]) / statistics.median(
+        times["fast render"])
+    print(f"\nFactur-X PDF: compiled template {ratio:.1f}× less CPU than Typst (median); "
+          f"whole render_invoice {ratio_all:.1f}×")
+    print(f"renderers used by render_invoice: {used} (fallbacks to Typst: "
+          f"{used.get('typst-fallback', 0)})")
+    n = max(count, 200)
+    print(f"pool ×{workers}, {n} invoices each: compiled {n / pools_s['fast']:.0f}/s, "
+          f"Typst {n / pools_s['typst']:.0f}/s")
+    print(f"validation of a compiled-template PDF (XSD + EN 16931 + FR-CTC + container): "
+          f"{validity}\n")
+
+
 def embedding_step(count: int) -> tuple[float, float]:
     """Median ms of the Factur-X step alone: pikepdf XMP patch of a Typst PDF that already
     carries factur-x.xml (sealbill) vs factur-x's generate_from_binary on a plain PDF."""
@@ -232,7 +326,15 @@ def main() -> None:
     parser.add_argument("--baseline-count", type=int, default=200, help="baseline pool invoices")
     parser.add_argument("--single", type=int, default=300, help="single-process invoices")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--renderers", type=int, default=500,
+                        help="invoices for the compiled template vs Typst comparison")
+    parser.add_argument("--renderers-only", action="store_true",
+                        help="only the compiled template vs Typst comparison")
     args = parser.parse_args()
+    print_renderers(args.renderers, args.workers)
+    if args.renderers_only:
+        shutdown_pool()
+        return
 
     ours_check = validate(render_invoice(sample_invoice(0)).pdf)
     base_check = validate(baseline_render(sample_invoice(0)))

@@ -481,3 +481,20 @@ def test_a_wrong_password_stops_the_run_and_a_resume_finishes_it(
     assert done.status == "sent" and done.counts == {"sent": 3}
     assert len(running.server.delivered) == 3
     assert world.ledger_ok()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_the_smtp_socket_sends_small_tls_records_without_delay(serve: Serve, pki: Pki,
+                                                               mode: str) -> None:
+    """TCP_NODELAY on the client socket, after TLS too: Nagle's algorithm meeting delayed
+    ACKs made each TLS message wait ~48 ms (issue 16)."""
+    running = serve(mode)
+    sender = SmtpSender(SmtpConfig(port=running.port, security=mode, user=USER,
+                                   password=PASSWORD, ca_file=str(pki.ca_file), timeout=5))
+    try:
+        assert sender.send(MAIL_FROM, RCPT_TO, DATA).outcome is Outcome.SENT
+        conn = sender._conn
+        assert conn is not None and isinstance(conn.sock, ssl.SSLSocket)
+        assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sender.close()

@@ -46,7 +46,7 @@ class Canvas:
         try:
             return sum(map(widths.__getitem__, text)) * size / 1000
         except KeyError:
-            raise NoFit(f"characters without a glyph in {text!r}") from None
+            raise NoFit(f"characters the template cannot print in {text!r}") from None
 
     def check(self, text: str, style: Style) -> None:
         bad = style.unprintable(text)
@@ -59,26 +59,33 @@ class Canvas:
             found = self.faces[id(face)] = (f"F{len(self.faces) + 1}", face)
         return found[0]
 
+
     def _set_fill(self, color: Color) -> None:
-        if color != self._fill:
-            self._fill = color
-            self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
+        self._fill = color
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
 
     def text(self, x: float, baseline: float, text: str, style: Style, size: float,
              color: Color, tracking: float = 0.0) -> None:
         """Draw ``text`` with its baseline at ``baseline`` (from the top), starting at ``x``."""
         if not text:
             return
-        self._set_fill(color)
-        ops = self.ops
+        if color != self._fill:
+            self._set_fill(color)
         if tracking != self._spacing:
             self._spacing = tracking
-            ops.append(f"{_num(tracking)} Tc")
-        ops.append(f"1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
-        if style.primary_chars.issuperset(text):
-            self._show(style.primary, text.translate(style.primary.table), size)
+            self.ops.append(f"{_num(tracking)} Tc")
+        # One text object per piece of text, as Typst writes them: text extraction (pypdf)
+        # separates text objects reliably, positions inside one object less so.
+        position = f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm"
+        primary = style.primary
+        if style.primary_chars.issuperset(text):  # the usual case: one face, one operator
+            name = self._resource(primary)
+            self.ops.append(f"{position} /{name} {size:.2f} Tf <{text.translate(primary.table)}>"
+                            " Tj ET")
             return
         self.check(text, style)
+        self.ops.append(position)
+        self._font = None
         run: list[str] = []
         current: Face | None = None
         for char in text:
@@ -91,6 +98,7 @@ class Canvas:
             run.append(face.cids[ord(char)])
         if run and current is not None:
             self._show(current, "".join(run), size)
+        self.ops.append("ET")
 
     def _show(self, face: Face, hex_text: str, size: float) -> None:
         name = self._resource(face)
@@ -107,20 +115,19 @@ class Canvas:
     def rule(self, x1: float, x2: float, y: float, thickness: float, color: Color) -> None:
         """A horizontal line from ``x1`` to ``x2`` at ``y`` (from the top)."""
         y_pdf = _num(PAGE_HEIGHT - y)
-        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
-                        f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S BT")
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
+                        f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S")
 
     def box(self, x: float, top: float, width: float, height: float, color: Color) -> None:
         """A filled rectangle whose top-left corner is at (``x``, ``top``)."""
         self._fill = None  # the fill colour changes: the next text sets its own again
-        self.ops.append(f"ET {_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
+        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
                         f"{_num(x)} {_num(PAGE_HEIGHT - top - height)} {_num(width)} "
-                        f"{_num(height)} re f BT")
+                        f"{_num(height)} re f")
 
     def stream(self) -> bytes:
-        """The content stream (uncompressed): one text object around everything."""
-        body = "\n".join(self.ops)
-        return f"BT\n{body}\nET".encode("latin-1")
+        """The content stream (uncompressed)."""
+        return "\n".join(self.ops).encode("latin-1")
 
 
 def wrap(canvas: Canvas, text: str, style: Style, size: float, width: float) -> list[str]:

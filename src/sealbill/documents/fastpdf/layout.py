@@ -31,12 +31,11 @@ MUTED: Final = (95 / 255,) * 3
 HAIRLINE: Final = (190 / 255,) * 3
 SHADE: Final = (246 / 255,) * 3
 CAP: Final = {"regular": 0.658, "bold": 0.645}  # cap heights (em) of Libertinus Serif
-LEADING: Final = 0.5  # em, par(leading: 0.5em)
 BODY: Final = 9.5
-
-
-def _line_height(st: Style, size: float) -> float:
-    return size * (CAP[st.name] + LEADING)
+# par(leading: 0.5em), the em being the text size where the paragraph starts: 9.5 pt for
+# most, 8.5 pt in the seller block (its paragraph starts after `set text(8.5pt)`).
+LEADING: Final = 0.5 * BODY
+SAFETY: Final = 6.0  # pt kept free above the bottom margin: never fit what Typst would not
 
 
 class Page:
@@ -49,32 +48,32 @@ class Page:
         self.bold = style("bold")
 
     def draw(self) -> Canvas:
+        # Gaps between blocks measured on the Typst PDF (v(…) + block spacing).
         y = self._header(TOP)
-        y = self._buyer(y + 13)
-        y = self._lines(y + 15)
-        y = self._totals(y + 13)
-        y = self._notices(y + 15)
-        if y > BOTTOM:
+        y = self._buyer(y + 13.6)
+        y = self._lines(y + 13.7)
+        y = self._totals(y + 13.7)
+        y = self._notices(y + 15.5)
+        if y > BOTTOM - SAFETY:
             raise NoFit("the invoice does not fit on one page")
         self._footer()
         return self.c
 
     # ---- paragraphs of stacked lines ----
     def _stack(self, x: float, top: float, width: float, texts: list[str], st: Style,
-               size: float, color: tuple[float, float, float], right: bool = False) -> float:
-        """Draw ``texts`` (each wrapped) one under the other; returns the last baseline."""
+               size: float, color: tuple[float, float, float], leading: float = LEADING
+               ) -> float:
+        """Draw ``texts`` (each wrapped) one under the other, their first line's cap height
+        at ``top``; returns the last baseline."""
         c, baseline = self.c, top
         first = True
         for text in texts:
             if not text:
                 continue
             for line in wrap(c, text, st, size, width):
-                baseline += size * CAP[st.name] if first else _line_height(st, size)
+                baseline += size * CAP[st.name] + (0 if first else leading)
                 first = False
-                if right:
-                    c.right(x + width, baseline, line, st, size, color)
-                else:
-                    c.text(x, baseline, line, st, size, color)
+                c.text(x, baseline, line, st, size, color)
         return baseline
 
     def _caption(self, x: float, baseline: float, text: str) -> None:
@@ -94,14 +93,15 @@ class Page:
         left_w = WIDTH - right_w - 14
         seller = v["seller"]
         y = self._stack(LEFT, top, left_w, [seller["name"]], bold, 14, ACCENT)
-        y = self._stack(LEFT, y + 5.6, left_w, seller["address"], regular, 8.5, BLACK)
-        y = self._stack(LEFT, y + 4.25, left_w, seller["ids"], regular, 8.5, MUTED)
-        left_end = self._stack(LEFT, y + 4.25, left_w, seller["contact"], regular, 8.5, MUTED)
+        y = self._stack(LEFT, y + 9.2, left_w, seller["address"], regular, 8.5, BLACK, 4.25)
+        y = self._stack(LEFT, y + 4.25, left_w, seller["ids"], regular, 8.5, MUTED, 4.25)
+        left_end = self._stack(LEFT, y + 4.25, left_w, seller["contact"], regular, 8.5, MUTED,
+                               4.25)
         baseline = top + 19 * CAP["bold"]
         c.right(RIGHT, baseline, title, bold, 19, ACCENT)
-        row_top = baseline + 5.6
+        row_top = baseline + 13.2
         for key, value in meta:
-            base = row_top + 1.6 + 8.5 * CAP["bold"]
+            base = row_top + 1.6 + 8.5 * CAP["regular"]
             c.right(RIGHT - val_w - 10, base, key, regular, 8.5, MUTED)
             c.right(RIGHT, base, value, bold, 8.5, BLACK)
             row_top = base + 1.6
@@ -130,8 +130,7 @@ class Page:
     def _stack_after(self, x: float, baseline: float, width: float, texts: list[str],
                      st: Style, size: float, color: tuple[float, float, float]) -> float:
         """Lines continuing a paragraph whose last baseline is ``baseline``."""
-        top = baseline + LEADING * BODY
-        return self._stack(x, top, width, texts, st, size, color)
+        return self._stack(x, baseline + LEADING, width, texts, st, size, color)
 
     def _lines(self, top: float) -> float:
         v, c, regular, bold = self.view, self.c, self.regular, self.bold
@@ -187,7 +186,7 @@ class Page:
         # left: caption and VAT table
         baseline = top + 7.5 * CAP["bold"]
         self._caption(LEFT, baseline, vat["heading"])
-        y = baseline + 4
+        y = baseline + 7.5
         base = y + 3 + 8 * CAP["regular"]
         c.right(LEFT + name_w + base_w - 4, base, cols[1], regular, 8, MUTED)
         c.right(LEFT + left_w - 4, base, cols[2], regular, 8, MUTED)
@@ -227,7 +226,7 @@ class Page:
 
     def _footer(self) -> None:
         v, c = self.view, self.c
-        top = BOTTOM + 0.3 * 22 * MM - 8
+        top = BOTTOM + 0.3 * 22 * MM - 2
         c.rule(LEFT, RIGHT, top, 0.4, HAIRLINE)
         page = f"{v['labels']['page']} 1/1"
         page_w = c.width(page, self.regular, 7.5)
@@ -237,4 +236,4 @@ class Page:
         if len(lines) > 2:
             raise NoFit("footer too long")
         self._stack(LEFT, top + 4, WIDTH - page_w - 12, [v["footer"]], self.regular, 7.5,
-                    MUTED)
+                    MUTED, 3.75)

@@ -1,0 +1,251 @@
+"""The whole billing cycle, as an operator waits for it, and the library pipeline beside it.
+
+    .venv/bin/python bench/bench_cycle.py [--accounts 100000] [--senders 2] [--sample 200]
+                                          [--workdir DIR] [--sink auto|aiosmtpd|postfix]
+                                          [--json]
+
+One run on an embedded SQLite database: seed (the demo's organization: plans of every charge
+model, accounts in several countries and currencies, one verified billing contact each and an
+accountant on some), meter (the month's usage from JSONL), rate + invoice, finalize, render
+(PDF/A-3b Factur-X, mail bodies; compiled template, Typst for what does not fit — counted),
+plan, guard + DKIM + send to a loopback SMTP server in its own process (``--senders`` sender
+processes) + ledger, and the ledger verified at the end. For each stage: wall and CPU seconds
+(this process and its reaped children: the render pool is shut down at the end of its stage,
+the senders are forked and reaped, so their CPU is counted), and the peak RSS.
+
+Then, on ``--sample`` invoices of the same run, the straightforward pipeline of the same
+libraries in two processes, no database, no guard: Typst → ``facturx.generate_from_binary`` →
+``EmailMessage`` → dkimpy → smtplib, to the same SMTP server.
+
+Prints a Markdown table (and ``--json`` the figures); paste it into bench/RESULTS.md with the
+machine, load average and date. The seed and the usage file are not part of the cycle figure
+(an operator's accounts and usage exist before the cycle starts); they are printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import smtplib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
+
+from bench_delivery import Sink, _pick_sink  # noqa: E402
+
+from sealbill.demo.seed import seed_organization  # noqa: E402
+from sealbill.documents.render import shutdown_pool  # noqa: E402
+from sealbill.mail.config import SmtpConfig  # noqa: E402
+from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key  # noqa: E402
+from sealbill.mail.smtp import SmtpSender  # noqa: E402
+from sealbill.pipeline.billing import bill_period, period_bounds  # noqa: E402
+from sealbill.pipeline.finalize import finalize_run  # noqa: E402
+from sealbill.pipeline.plan import plan_run  # noqa: E402
+from sealbill.pipeline.render import RenderCounts, render_run  # noqa: E402
+from sealbill.pipeline.send import SendOptions, send_run  # noqa: E402
+from sealbill.pipeline.usage_import import import_usage_file  # noqa: E402
+from sealbill.store import ledger  # noqa: E402
+from sealbill.store.db import create_engine  # noqa: E402
+from sealbill.store.invoices import load_invoice  # noqa: E402
+from sealbill.store.migrate import upgrade  # noqa: E402
+
+PERIOD = "2026-11"
+SELECTOR, DOMAIN = "bench", "acme-cloud.example"
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _peak_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+@dataclass
+class Stages:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    _wall: float = 0.0
+    _cpu: float = 0.0
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), _cpu()
+
+    def done(self, name: str, **facts: Any) -> None:
+        self.rows.append({"stage": name, "wall_s": round(time.perf_counter() - self._wall, 2),
+                          "cpu_s": round(_cpu() - self._cpu, 2),
+                          "peak_rss_mb": round(_peak_mb()), **facts})
+
+
+def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tuple[
+        Stages, dict[str, Any]]:
+    url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    start, _ = period_bounds(PERIOD)
+    stages = Stages()
+    stages.start()
+    with engine.begin() as conn:
+        seeded = seed_organization(conn, accounts, date(start.year, start.month, 1), workdir)
+    org_id = int(seeded["org_id"])
+    stages.done("seed (not in the cycle)", accounts=accounts)
+    stages.start()
+    usage = import_usage_file(engine, org_id, seeded["usage_file"])
+    stages.done("meter", events=usage.get("inserted"))
+    stages.start()
+    billed = bill_period(engine, org_id, PERIOD, actor="bench")
+    assert billed.run_id is not None
+    stages.done("rate + invoice", drafted=billed.drafted)
+    stages.start()
+    finalized = finalize_run(engine, org_id, billed.run_id, issue_date=start)
+    stages.done("finalize", invoices=len(finalized))
+    stages.start()
+    counts = RenderCounts()
+    rendered = render_run(engine, org_id, billed.run_id, workdir / "files", counts=counts)
+    shutdown_pool()  # reaps the workers: their CPU is counted in this stage
+    stages.done("render", invoices=rendered, renderers=counts.by_renderer,
+                fallback_reasons=counts.fallback_reasons[:3])
+    stages.start()
+    plan = plan_run(engine, org_id, billed.run_id, actor="bench")
+    stages.done("plan", envelopes=plan.envelopes, verdict=plan.verdict)
+    key = generate_key(workdir / "dkim.pem")
+    signer = DkimSigner(DkimKey(SELECTOR, DOMAIN, key))
+    config = SmtpConfig(port=sink_port, timeout=30)
+    stages.start()
+    sent = send_run(engine, org_id, billed.run_id, transport=SmtpSender(config), signer=signer,
+                    options=SendOptions(senders=senders),
+                    transport_factory=lambda: SmtpSender(config))
+    stages.done("guard + DKIM + send + ledger", status=sent.status, outbox=sent.counts)
+    stages.start()
+    with engine.begin() as conn:
+        checked = ledger.verify(conn, org_id)
+    stages.done("ledger verify", rows=checked.rows, ok=checked.ok)
+    engine.dispose()
+    return stages, {"url": url, "org_id": org_id, "run_id": billed.run_id, "key": key,
+                    "invoices": len(finalized)}
+
+
+# ---- the library pipeline: Typst -> factur-x -> EmailMessage -> dkimpy -> smtplib ----
+
+_worker: dict[str, Any] = {}
+
+
+def _library_init(port: int, key_path: str) -> None:
+    _worker["smtp"] = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    _worker["key"] = Path(key_path).read_bytes()
+
+
+def _library_one(invoice: Any) -> int:
+    import dkim
+    from facturx import generate_from_binary
+
+    from sealbill.documents.cii import build_cii
+    from sealbill.documents.pdf import compile_pdf
+
+    xml = build_cii(invoice)
+    pdf = generate_from_binary(compile_pdf(invoice), xml, flavor="factur-x", level="en16931",
+                               check_xsd=False)
+    message = EmailMessage()
+    message["From"], message["To"] = "billing@acme-cloud.example", invoice.buyer.email or "x@y"
+    message["Subject"] = f"Invoice {invoice.number}"
+    message.set_content(f"Invoice {invoice.number} attached.")
+    message.add_attachment(pdf, maintype="application", subtype="pdf",
+                           filename=f"{invoice.number}.pdf")
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    signature = dkim.sign(data, SELECTOR.encode(), DOMAIN.encode(), _worker["key"],
+                          include_headers=[b"from", b"to", b"subject"])
+    _worker["smtp"].sendmail("billing@acme-cloud.example", [message["To"]], signature + data)
+    return len(data)
+
+
+def library_pipeline(facts: dict[str, Any], sample: int, port: int, workdir: Path) -> float:
+    """Seconds for ``sample`` invoices of the run through the library pipeline (2 processes)."""
+    engine = create_engine(facts["url"])
+    with engine.begin() as conn:
+        ids = [int(i) for i in conn.exec_driver_sql(
+            "SELECT id FROM invoices WHERE run_id = ? ORDER BY id LIMIT ?",
+            (facts["run_id"], sample)).scalars()]
+        invoices = [load_invoice(conn, facts["org_id"], i) for i in ids]
+    engine.dispose()
+    key_path = workdir / "dkim.pem"
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2, _library_init, (port, str(key_path))) as pool:
+        pool.map(_library_one, invoices[:4])  # start: imports, fonts, connections
+        begin = time.perf_counter()
+        sizes = pool.map(_library_one, invoices, chunksize=4)
+        seconds = time.perf_counter() - begin
+    assert all(sizes)
+    return len(invoices) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=200, help="library pipeline invoices")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--sink", default="auto", choices=["auto", "aiosmtpd", "postfix"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sealbill-cycle-"))
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    sink = Sink(_pick_sink(args.sink))
+    try:
+        load_before = os.getloadavg()
+        stages, facts = run_cycle(workdir, args.accounts, args.senders, sink.port)
+        library_rate = library_pipeline(facts, args.sample, sink.port, workdir)
+    finally:
+        sink.stop()
+    cycle = [row for row in stages.rows if not row["stage"].startswith("seed")]
+    wall, cpu = sum(r["wall_s"] for r in cycle), sum(r["cpu_s"] for r in cycle)
+    rate = facts["invoices"] / wall
+    summary = {
+        "date": date.today().isoformat(), "python": platform.python_version(),
+        "nproc": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
+        "accounts": args.accounts, "invoices": facts["invoices"], "sink": sink.kind,
+        "cycle_wall_s": round(wall, 1), "cycle_cpu_s": round(cpu, 1),
+        "invoices_per_s": round(rate, 1), "cpu_ms_per_invoice": round(1000 * cpu /
+                                                                      facts["invoices"], 2),
+        "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
+        "peak_rss_mb": round(_peak_mb()), "stages": stages.rows,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+        return
+    print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
+          f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
+          f"sink {sink.kind}\n")
+    print("| stage | wall s | CPU s | peak RSS MB | facts |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for row in stages.rows:
+        facts_text = ", ".join(f"{k}={v}" for k, v in row.items()
+                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb"))
+        print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mb']} | "
+              f"{facts_text} |")
+    print(f"\ncycle (meter → ledger verify): {facts['invoices']} invoices in {wall:.1f} s wall, "
+          f"{cpu:.1f} s CPU → {rate:.0f} invoices/s, {summary['cpu_ms_per_invoice']} ms CPU "
+          f"per invoice; library pipeline (Typst → factur-x → EmailMessage → dkimpy → smtplib, "
+          f"2 processes, {args.sample} invoices): {library_rate:.0f}/s → "
+          f"{rate / library_rate:.1f}×; peak RSS {summary['peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()
