@@ -61,6 +61,7 @@ class Site:
     operators: dict[str, Operator]
     held_run: str  # public id of the run alice started, held by the plan's policy
     first_run: str
+    app: object = None  # the web application (its routes are walked by the security tests)
 
     @property
     def org_id(self) -> int:
@@ -150,4 +151,4 @@ def build_site(template: Path, tmp: Path, smtp: SmtpCapture) -> tuple[Site, uvic
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    return Site(url, engine, scenario, smtp, team, second, first), server
+    return Site(url, engine, scenario, smtp, team, second, first, app), server

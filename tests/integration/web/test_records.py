@@ -84,7 +84,6 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     screenshot(page, "console-incident")
     with page.expect_download() as info:
         page.get_by_role("link", name="Download the drafts").click()
-    data = open(info.value.path(), "rb").read()
-    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    names = zipfile.ZipFile(io.BytesIO(info.value.path().read_bytes())).namelist()
     assert any("art33" in n and n.endswith(".pdf") for n in names), names
     assert any(n.endswith(".md") for n in names)
