@@ -17,7 +17,7 @@ import hashlib
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -54,14 +54,15 @@ class RenderedDocuments:
         return h.hexdigest()
 
 
-def render_invoice(invoice: Invoice) -> RenderedDocuments:
-    """Factur-X PDF, CII XML, mail bodies and subject of ``invoice``."""
+def render_invoice(invoice: Invoice, report_url: str | None = None) -> RenderedDocuments:
+    """Factur-X PDF, CII XML, mail bodies and subject of ``invoice`` (the bodies with its
+    signed "not for me" link when given)."""
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
     xml = build_cii(invoice)
     pdf = make_facturx(invoice, xml)
-    html, text = mail_bodies(invoice)
+    html, text = mail_bodies(invoice, report_url)
     return RenderedDocuments(
         number=invoice.number,
         pdf=pdf,
@@ -74,8 +75,10 @@ def render_invoice(invoice: Invoice) -> RenderedDocuments:
     )
 
 
-def _render_chunk(chunk: list[Invoice]) -> list[RenderedDocuments]:
-    return [render_invoice(invoice) for invoice in chunk]
+def _render_chunk(chunk: list[Invoice], report_urls: Mapping[str, str] | None = None
+                  ) -> list[RenderedDocuments]:
+    urls = report_urls or {}
+    return [render_invoice(invoice, urls.get(invoice.number)) for invoice in chunk]
 
 
 _pool: tuple[int, int, ProcessPoolExecutor] | None = None  # (pid, workers, executor)
@@ -111,6 +114,7 @@ def render_many(
     workers: int | None = None,
     chunk_size: int = 8,
     prefetch: int = 2,
+    report_urls: Mapping[str, str] | None = None,
 ) -> Generator[RenderedDocuments, None, None]:
     """Render ``invoices`` on a process pool (one worker per core by default), in order.
 
@@ -122,7 +126,7 @@ def render_many(
     count = workers or os.cpu_count() or 1
     source = iter(invoices)
     if count == 1:
-        yield from map(render_invoice, source)
+        yield from (_render_chunk([invoice], report_urls)[0] for invoice in source)
         return
     pool = _shared_pool(count)
     pending: deque[Future[list[RenderedDocuments]]] = deque()
@@ -132,7 +136,9 @@ def render_many(
                 chunk = list(islice(source, chunk_size))
                 if not chunk:
                     break
-                pending.append(pool.submit(_render_chunk, chunk))
+                urls = {i.number: report_urls[i.number] for i in chunk
+                        if report_urls and i.number in report_urls}
+                pending.append(pool.submit(_render_chunk, chunk, urls))
             if not pending:
                 return
             yield from pending.popleft().result()

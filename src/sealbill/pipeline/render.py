@@ -17,9 +17,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sealbill import settings
 from sealbill.documents.filestore import FileStore
 from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import RenderedDocuments, render_many
+from sealbill.domain import report_link
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
 from sealbill.store.schema import documents, invoices
@@ -80,8 +82,9 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         with engine.begin() as conn:
             loaded = [load_invoice(conn, org_id, i) for i in chunk]
         rows: list[dict[str, object]] = []
-        for invoice_id, rendered in zip(chunk, render_many(iter(loaded), workers=workers),
-                                        strict=True):
+        urls = report_urls(org_id, slug, [i.number for i in loaded], files_dir)
+        for invoice_id, rendered in zip(chunk, render_many(iter(loaded), workers=workers,
+                                                           report_urls=urls), strict=True):
             rows.extend(_store(store, slug, org_id, invoice_id, rendered))
         with engine.begin() as conn:
             conn.execute(sa.insert(documents), rows)
@@ -89,6 +92,19 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         if on_progress:
             on_progress(len(chunk))
     return count
+
+
+def report_urls(org_id: int, slug: str, numbers: list[str], files_dir: Path
+                ) -> dict[str, str] | None:
+    """The signed "not for me" link of each invoice, when the portal's address is configured
+    (``SEALBILL_PUBLIC_URL``); signed with the installation's key (the one the portal checks)."""
+    base = settings.public_url()
+    if base is None:
+        return None
+    from sealbill.pipeline.verify import secret_key
+
+    key = secret_key(files_dir)
+    return {n: report_link.url(base, slug, key, org_id, n) for n in numbers}
 
 
 def _store(store: FileStore, slug: str, org_id: int, invoice_id: int,
