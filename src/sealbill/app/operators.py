@@ -136,15 +136,16 @@ def list_keys(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]
 def authenticate(engine: Engine, key: str, channel: str) -> tuple[Actor, int]:
     """The actor a key stands for, and its internal id; Unauthenticated otherwise."""
     refused = Unauthenticated("missing, unknown or revoked API key")
-    prefix, sep, _ = key.strip().rpartition("_")
-    if not sep or not prefix.startswith(KEY_PREFIX):
+    key = key.strip()
+    prefix = key[:len(KEY_PREFIX) + 12]  # sbk_ + 12 hex; the secret after "_" may hold "_"
+    if not prefix.startswith(KEY_PREFIX) or key[len(prefix):len(prefix) + 1] != "_":
         raise refused
     with engine.begin() as conn:
         row = conn.execute(sa.select(api_keys, operators.c.email, operators.c.disabled_at)
                            .join(operators, operators.c.id == api_keys.c.operator_id)
                            .where(api_keys.c.prefix == prefix)).first()
     if row is None or row.revoked_at is not None or row.disabled_at is not None or \
-            not hmac.compare_digest(row.secret_sha256, _digest(key.strip())):
+            not hmac.compare_digest(row.secret_sha256, _digest(key)):
         raise refused
     actor = Actor(name=f"operator:{row.email}", role=row.role,
                   org_id=int(row.organization_id), operator_id=int(row.operator_id),
