@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -52,6 +52,8 @@ class ApproveIn(Model):
 
 class PlanRunIn(Model):
     replan: bool = False
+    policy: dict[str, Any] | None = Field(None, description="Delivery policy overrides, e.g. "
+                                          '{"first_cycle": "hold"}.')
 
 
 class ApplyIn(Model):

@@ -87,7 +87,8 @@ def render_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
 @router.post("/runs/{run_id}/plan", response_model=schemas.Run, tags=["runs"])
 def plan_run(run_id: str, body: PlanRunIn, actor: ActorDep, engine: EngineDep) -> Any:
     """Build the delivery plan and judge it against the previous cycle (may hold it)."""
-    return runs.plan(engine, actor, org(actor), _run(run_id), replan=body.replan)
+    return runs.plan(engine, actor, org(actor), _run(run_id), replan=body.replan,
+                     policy=body.policy)
 
 
 @router.post("/runs/{run_id}/approve", response_model=schemas.Run, tags=["runs"])
