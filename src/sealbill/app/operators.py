@@ -59,10 +59,13 @@ def create_operator(engine: Engine, actor: Actor, email: str, name: str, passwor
 
 def login(engine: Engine, email: str, password: str, totp_code: str) -> dict[str, Any]:
     """Check password and TOTP; the operator's id, email and name, or Unauthenticated."""
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(operators).where(
-            operators.c.email == email.strip().lower())).first()
     refused = Unauthenticated("wrong e-mail, password or code")
+    try:
+        email = parties.normalize_email(email)
+    except ValueError:
+        raise refused from None
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(operators).where(operators.c.email == email)).first()
     if row is None or row.disabled_at is not None:
         _hasher.hash(password)  # the same time whether the operator exists or not
         raise refused
@@ -73,6 +76,13 @@ def login(engine: Engine, email: str, password: str, totp_code: str) -> dict[str
     if not pyotp.TOTP(row.totp_secret).verify(totp_code, valid_window=1):
         raise refused
     return {"operator_id": int(row.id), "email": row.email, "name": row.name}
+
+
+def _normal(email: str) -> str:
+    try:
+        return parties.normalize_email(email)
+    except ValueError:
+        return email
 
 
 def _digest(secret: str) -> str:
@@ -90,7 +100,7 @@ def create_key(engine: Engine, actor: Actor, org_id: int, operator_email: str, r
     key = f"{prefix}_{secrets.token_urlsafe(24)}"
     with engine.begin() as conn:
         operator = conn.execute(sa.select(operators.c.id).where(
-            operators.c.email == operator_email.strip().lower())).scalar()
+            operators.c.email == _normal(operator_email))).scalar()
         if operator is None:
             raise NotFound(f"operator {operator_email!r} not found (sealbill operators create)")
         key_id = conn.execute(sa.insert(api_keys).values(
