@@ -22,6 +22,7 @@ from sealbill.cli import (
     incident,
     operators,
     organizations,
+    serve,
     setup,
     subscriptions,
     usage,
@@ -65,6 +66,7 @@ contacts.register(delivery.contacts_app)
 subscriptions.register(app)
 usage.register(app)
 operators.register(app)
+serve.register(app)
 
 
 def main() -> None:
