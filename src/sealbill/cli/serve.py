@@ -20,7 +20,8 @@ def serve(
     rate: Annotated[float, typer.Option(help="Requests per second per API key.")] = 50.0,
     burst: Annotated[int, typer.Option(help="Requests at once per API key.")] = 100,
 ) -> None:
-    """Serve the HTTP API (/v1, OpenAPI at /openapi.json, docs at /docs).
+    """Serve the HTTP API (/v1, OpenAPI at /openapi.json, docs at /docs), the operator
+    console (/console) and the customer portal (/portal/ORG/).
 
     Example: sealbill serve --db sqlite:///sealbill.sqlite --port 8000
     """
@@ -29,7 +30,10 @@ def serve(
     from sealbill.api.app import create_app
     from sealbill.store.migrate import upgrade
 
+    from sealbill.web import mount
+
     engine = engine_for(db)
     upgrade(engine)
-    uvicorn.run(create_app(engine, rate=rate, burst=burst), host=host, port=port,
-                log_level="warning")
+    app = create_app(engine, rate=rate, burst=burst)
+    mount(app, engine)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

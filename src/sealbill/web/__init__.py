@@ -65,4 +65,10 @@ def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
     return app
 
 
-__all__ = ["WebConfig", "create_web_app"]
+def mount(api: FastAPI, engine: Engine, config: WebConfig | None = None) -> None:
+    """Serve the console and the portal from the API's process: mounted at ``/`` after the
+    API's own routes (``/v1``, ``/openapi.json``, ``/docs`` keep answering first)."""
+    api.mount("/", create_web_app(engine, config or WebConfig.from_environment()))
+
+
+__all__ = ["WebConfig", "create_web_app", "mount"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 19:57:32.943428
+Create Date: 2026-12-06 20:11:17.140883
 """
 
 from alembic import op
