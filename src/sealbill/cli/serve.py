@@ -29,7 +29,6 @@ def serve(
 
     from sealbill.api.app import create_app
     from sealbill.store.migrate import upgrade
-
     from sealbill.web import mount
 
     engine = engine_for(db)
