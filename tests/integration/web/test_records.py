@@ -9,13 +9,13 @@ import zipfile
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
-from sealbill.app import misdelivery, runs
+from sealbill.app import catalog, misdelivery, runs, usage
 from sealbill.app.invoices import run_row_id
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.send import send_run
 from sealbill.store import parties
-from sealbill.store.schema import alerts, contact_links, contacts
+from sealbill.store.schema import alerts, contact_links, contacts, usage_events
 from tests.integration.web.conftest import axe_violations, screenshot
 from tests.integration.web.site import FAST, SECRET, Site
 from tests.integration.web.test_console import run_status, sign_in
@@ -79,7 +79,17 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Misdelivery reported")
     expect(page.locator(".clock .remaining")).to_contain_text("left")
     expect(page.get_by_role("table", name="Data subjects × unintended recipients")
-           ).to_be_visible()
+           ).to_contain_text("No unintended recipient")
+    # The operator judges that billing2 was never entitled to A0002 (the report says so).
+    page.get_by_text("Mark a link as never entitled").click()
+    page.get_by_label("Contact address").fill("billing2@client2.example")
+    page.get_by_label("Account reference").fill("A0002")
+    page.get_by_label("Reason (required)").fill("the recipient reported it; not Client 2")
+    page.get_by_role("button", name="Record the correction").click()
+    matrix = page.get_by_role("table", name="Who received whose data")
+    expect(matrix.get_by_role("row", name="A0002")).to_contain_text("●")
+    expect(page.get_by_role("table", name="Data subjects × unintended recipients")
+           ).to_contain_text("billing2@client2.example")
     assert axe_violations(page) == []
     screenshot(page, "console-incident")
     with page.expect_download() as info:
@@ -87,3 +97,29 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     names = zipfile.ZipFile(io.BytesIO(info.value.path().read_bytes())).namelist()
     assert any("art33" in n and n.endswith(".pdf") for n in names), names
     assert any(n.endswith(".md") for n in names)
+
+
+def test_usage_is_voided_with_a_reason_by_a_role_that_may_and_not_offered_to_read_only(
+        site: Site, page: Page) -> None:
+    alice, org = site.actor("alice"), site.org_id
+    catalog.create_metric(site.engine, alice, org, {"code": "api_calls", "name": "API calls",
+                                                    "aggregation": "count"})
+    usage.record(site.engine, alice, org, {"event_id": "evt-bad-1", "account": "A0003",
+                                           "metric": "api_calls",
+                                           "timestamp": "2026-11-03T10:00:00+00:00"})
+    sign_in(page, site, "carol")
+    page.goto(f"{site.url}/console/accounts/A0003")
+    expect(page.get_by_role("row", name="evt-bad-1")).to_be_visible()
+    expect(page.get_by_role("button", name="Void evt-bad-1")).to_have_count(0)
+    page.context.clear_cookies()
+    sign_in(page, site, "alice")
+    page.goto(f"{site.url}/console/accounts/A0003")
+    page.get_by_label("Reason to void evt-bad-1").fill("duplicate of a batch import")
+    page.get_by_role("button", name="Void evt-bad-1").click()
+    expect(page.get_by_role("row", name="evt-bad-1")).to_contain_text(
+        "duplicate of a batch import")
+    assert axe_violations(page) == []
+    with site.engine.begin() as conn:
+        voided = conn.execute(sa.select(usage_events.c.voided_by).where(
+            usage_events.c.event_id == "evt-bad-1")).scalar_one()
+    assert voided == "operator:alice@acme-cloud.example"
