@@ -117,7 +117,8 @@ def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
     token = misdelivery.signed_token(site.engine, site.org_id, site.scenario.invoice_ids[0],
                                      SECRET)
     values = {"slug": site.slug, "run_ref": site.held_run, "report_id": "1",
-              "contact_ref": foreign_ids(site)["contact_ref"], "token": token}
+              "contact_ref": foreign_ids(site)["contact_ref"], "token": token, "ref": "A0001",
+              "event_ref": "use_x", "incident_id": "1"}
     with site.engine.begin() as conn:
         audit_before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
     posts = [r for r in routes(site) if "POST" in (r.methods or ())]
