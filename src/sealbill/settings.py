@@ -51,3 +51,10 @@ def files_dir(explicit: str | Path | None = None, *, db_url: str | None = None) 
         path = Path(configured).expanduser()
         return path if path.is_absolute() else (data_dir(db_url) / path).resolve()
     return data_dir(db_url) / "files"
+
+
+def public_url() -> str | None:
+    """Where browsers reach the web portal (``SEALBILL_PUBLIC_URL``): invoice mails carry a
+    "not for me" link to it; unset, they carry none (never a link to nowhere)."""
+    value = os.environ.get("SEALBILL_PUBLIC_URL", "").strip().rstrip("/")
+    return value or None

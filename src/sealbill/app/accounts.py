@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit
 from sealbill.app.audit import page
-from sealbill.app.common import check_if_match
+from sealbill.app.common import check_if_match, refuse_nulls
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Gone, NotFound, Problem, StateError
 from sealbill.app.inputs import AccountIn, AccountPatch, parse
@@ -81,6 +81,7 @@ def update(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any, *,
     actor.require_org(org_id)
     patch = parse(AccountPatch, data, "account")
     changes = patch.model_dump(exclude_unset=True)
+    refuse_nulls(accounts, changes, "account")
     if "vat_id" in changes:
         changes["vat_id_valid"] = bool(changes["vat_id"])
     with engine.begin() as conn:

@@ -35,3 +35,13 @@ def check_if_match(if_match: str | None, current: Any) -> None:
     if if_match is not None and if_match.strip() not in ("*", etag(current)):
         raise PreconditionFailed("the object changed since it was read (If-Match does not "
                                  "match its current ETag); read it again")
+
+
+def refuse_nulls(table: Any, changes: dict[str, Any], record: str) -> None:
+    """A patch may clear an optional field (``null``), never a required one."""
+    from sealbill.app.errors import Invalid, Problem
+
+    problems = [Problem(name, "cannot be empty") for name, value in changes.items()
+                if value is None and name in table.c and not table.c[name].nullable]
+    if problems:
+        raise Invalid(f"{record}: {len(problems)} problem(s); nothing was written", problems)

@@ -236,3 +236,46 @@ def list_contacts(engine: Engine, actor: Actor, org_id: int, *, account_ref: str
                 contact_links.c.account_id == account["id"])))
         rows = conn.execute(query.order_by(contacts.c.email)).all()
         return [view(conn, org_id, r._mapping, history=history) for r in rows]
+
+
+def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
+                      *, link_base: str | None = None) -> dict[str, Any]:
+    """Mail a single-use code to the contact's address (SMTP settings of the environment)."""
+    from sealbill import settings
+    from sealbill.mail import config as mail_config
+    from sealbill.mail.smtp import SmtpSender
+
+    _write(actor, org_id)
+    with engine.begin() as conn:
+        row = contact_row(conn, org_id, ref)
+        account = account_row(conn, org_id, account_ref)
+    try:
+        started = verify.start(engine, org_id, str(row["email"]), str(account["reference"]),
+                               actor=actor.name,
+                               transport=SmtpSender(mail_config.smtp_config()), signer=None,
+                               key=verify.secret_key(settings.files_dir(None)),
+                               link_base=link_base)
+    except (verify.VerificationError, mail_config.ConfigError) as exc:
+        raise StateError(str(exc)) from None
+    with engine.begin() as conn:
+        public = ids.encode(conn, org_id, "contact", int(row["id"]))
+        audit.record(conn, actor, org_id, "contact.verification_sent", "contact", public,
+                     after={"account": account["reference"], "expires_at": started.expires_at})
+    return {"contact_id": public, "sent_to": started.email, "expires_at": started.expires_at}
+
+
+def confirm_code(engine: Engine, actor: Actor, org_id: int, code: str) -> dict[str, Any]:
+    """Redeem a verification code: the billing link becomes verified (method email_token)."""
+    from sealbill import settings
+
+    _write(actor, org_id)
+    try:
+        done = verify.confirm(engine, org_id, code, actor=actor.name,
+                              key=verify.secret_key(settings.files_dir(None)))
+    except verify.VerificationError as exc:
+        raise StateError(str(exc)) from None
+    with engine.begin() as conn:
+        result = view(conn, org_id, parties_contact(conn, org_id, done.contact_id))
+        audit.record(conn, actor, org_id, "contact.verify", "contact", result["id"],
+                     after={"status": "verified", "method": "email_token"})
+    return result

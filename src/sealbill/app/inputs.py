@@ -39,6 +39,7 @@ def _no_float(value: Any) -> Any:
 Dec = Annotated[Decimal, BeforeValidator(_no_float)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
@@ -297,7 +298,7 @@ class PlanIn(Model):
 class SubscriptionIn(Model):
     account: str  # account reference or acc_ public id
     plan: Code
-    external_id: Code | None = None
+    external_id: ExternalId | None = None
     started_on: date
     trial_days: int | None = Field(None, ge=0, le=365)
 

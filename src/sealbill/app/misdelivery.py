@@ -1,8 +1,9 @@
 """"Not for me": a recipient reports an invoice mail that was not meant for them.
 
-Every invoice mail can carry a signed link naming its invoice (:func:`signed_token`: the
-invoice's public id and an HMAC of it under the installation's secret key; no state, nothing to
-look up until someone clicks). Clicking shows a confirmation page; confirming records a
+Every invoice mail carries a signed link naming its invoice (:mod:`sealbill.domain.report_link`:
+the invoice number and an HMAC under the installation's secret key; no state, nothing to look up
+until someone clicks) when ``SEALBILL_PUBLIC_URL`` says where the portal is.
+Clicking shows a confirmation page; confirming records a
 :data:`misdelivery_reports` row pointing at the invoice's ledger rows, and an alert (cause
 ``misdelivery_report``) for the operators; the page then asks the person to delete the mail and
 records when they say they did. An operator opens an incident from the report
@@ -15,17 +16,16 @@ by hypothesis, not entitled to it).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids
+from sealbill.app import audit
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, NotFound, StateError
+from sealbill.domain import report_link
 from sealbill.pipeline import incident as incidents_pipeline
 from sealbill.store import alerts as alert_store
 from sealbill.store.schema import delivery_ledger, invoices, misdelivery_reports
@@ -33,23 +33,22 @@ from sealbill.store.schema import delivery_ledger, invoices, misdelivery_reports
 CAUSE = "misdelivery_report"
 
 
-def _mac(key: bytes, org_id: int, public: str) -> str:
-    return hmac.new(key, f"not-for-me|{org_id}|{public}".encode(),
-                    hashlib.sha256).hexdigest()[:32]
-
-
 def signed_token(engine: Engine, org_id: int, invoice_id: int, key: bytes) -> str:
+    """The token of the invoice's link (the one its mail carries)."""
     with engine.begin() as conn:
-        public = ids.encode(conn, org_id, "invoice", invoice_id)
-    return f"{public}.{_mac(key, org_id, public)}"
+        number = conn.execute(sa.select(invoices.c.number).where(
+            invoices.c.organization_id == org_id, invoices.c.id == invoice_id)).scalar_one()
+    return report_link.token(key, org_id, str(number))
 
 
 def _invoice(engine: Engine, org_id: int, token: str, key: bytes) -> int:
-    public, _, mac = token.partition(".")
-    if not hmac.compare_digest(mac, _mac(key, org_id, public)):
-        raise NotFound("unknown link")
+    number = report_link.number_of(key, org_id, token)
     with engine.begin() as conn:
-        return ids.decode(conn, org_id, "invoice", public)
+        found = None if number is None else conn.execute(sa.select(invoices.c.id).where(
+            invoices.c.organization_id == org_id, invoices.c.number == number)).scalar()
+    if found is None:
+        raise NotFound("unknown link")
+    return int(found)
 
 
 def check(engine: Engine, org_id: int, token: str, key: bytes) -> None:

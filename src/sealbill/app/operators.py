@@ -59,10 +59,13 @@ def create_operator(engine: Engine, actor: Actor, email: str, name: str, passwor
 
 def login(engine: Engine, email: str, password: str, totp_code: str) -> dict[str, Any]:
     """Check password and TOTP; the operator's id, email and name, or Unauthenticated."""
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(operators).where(
-            operators.c.email == email.strip().lower())).first()
     refused = Unauthenticated("wrong e-mail, password or code")
+    try:
+        email = parties.normalize_email(email)
+    except ValueError:
+        raise refused from None
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(operators).where(operators.c.email == email)).first()
     if row is None or row.disabled_at is not None:
         _hasher.hash(password)  # the same time whether the operator exists or not
         raise refused
@@ -73,6 +76,13 @@ def login(engine: Engine, email: str, password: str, totp_code: str) -> dict[str
     if not pyotp.TOTP(row.totp_secret).verify(totp_code, valid_window=1):
         raise refused
     return {"operator_id": int(row.id), "email": row.email, "name": row.name}
+
+
+def _normal(email: str) -> str:
+    try:
+        return parties.normalize_email(email)
+    except ValueError:
+        return email
 
 
 def _digest(secret: str) -> str:
@@ -90,7 +100,7 @@ def create_key(engine: Engine, actor: Actor, org_id: int, operator_email: str, r
     key = f"{prefix}_{secrets.token_urlsafe(24)}"
     with engine.begin() as conn:
         operator = conn.execute(sa.select(operators.c.id).where(
-            operators.c.email == operator_email.strip().lower())).scalar()
+            operators.c.email == _normal(operator_email))).scalar()
         if operator is None:
             raise NotFound(f"operator {operator_email!r} not found (sealbill operators create)")
         key_id = conn.execute(sa.insert(api_keys).values(
@@ -136,15 +146,16 @@ def list_keys(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]
 def authenticate(engine: Engine, key: str, channel: str) -> tuple[Actor, int]:
     """The actor a key stands for, and its internal id; Unauthenticated otherwise."""
     refused = Unauthenticated("missing, unknown or revoked API key")
-    prefix, sep, _ = key.strip().rpartition("_")
-    if not sep or not prefix.startswith(KEY_PREFIX):
+    key = key.strip()
+    prefix = key[:len(KEY_PREFIX) + 12]  # sbk_ + 12 hex; the secret after "_" may hold "_"
+    if not prefix.startswith(KEY_PREFIX) or key[len(prefix):len(prefix) + 1] != "_":
         raise refused
     with engine.begin() as conn:
         row = conn.execute(sa.select(api_keys, operators.c.email, operators.c.disabled_at)
                            .join(operators, operators.c.id == api_keys.c.operator_id)
                            .where(api_keys.c.prefix == prefix)).first()
     if row is None or row.revoked_at is not None or row.disabled_at is not None or \
-            not hmac.compare_digest(row.secret_sha256, _digest(key.strip())):
+            not hmac.compare_digest(row.secret_sha256, _digest(key)):
         raise refused
     actor = Actor(name=f"operator:{row.email}", role=row.role,
                   org_id=int(row.organization_id), operator_id=int(row.operator_id),

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, ids
-from sealbill.app.common import check_if_match, org_id_by_slug
+from sealbill.app.common import check_if_match, org_id_by_slug, refuse_nulls
 from sealbill.app.context import ORG_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Forbidden, Invalid, Problem
 from sealbill.app.inputs import (
@@ -89,6 +89,7 @@ def update(engine: Engine, actor: Actor, org_id: int, section: str, data: Any, *
     actor.require_org(org_id)
     patch = parse(SECTIONS[section], data, f"organization {section}")
     changes = patch.model_dump(exclude_unset=True)
+    refuse_nulls(organizations, changes, f"organization {section}")
     with engine.begin() as conn:
         before = view(conn, parties.organization(conn, org_id))
         check_if_match(if_match, before)

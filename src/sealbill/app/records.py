@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.app import audit, ids
-from sealbill.app.context import READ, RUNS_APPROVE, Actor
-from sealbill.app.errors import Invalid, NotFound, Problem, StateError
+from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
+from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.incident.radius_report import radius_to_dict
 from sealbill.incident.summary import status_dict
 from sealbill.pipeline import control
@@ -136,6 +136,28 @@ def incident_detail(engine: Engine, actor: Actor, org_id: int, incident_id: int
             "messages_in_scope": radius["messages_in_scope"],
             "events": [{"at": e["at"], "event": e["event"], "actor": e["actor"]}
                        for e in dossier.events]}
+
+
+def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, contact: str,
+                 account: str, reason: str) -> None:
+    """The operator's retroactive judgement: this contact was never entitled to this account's
+    invoices (kept with its reason and author, used by the blast radius)."""
+    if not (actor.can(RUNS_APPROVE) or actor.can(RUNS_WRITE)):
+        raise Forbidden(f"role {actor.role!r} may not correct links")
+    actor.require_org(org_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("correction: 1 problem(s)", [Problem("reason", "give a reason")])
+    _incident_id(engine, org_id, incident_id)
+    try:
+        incidents_pipeline.correct_link(engine, org_id, incident_id, contact=contact.strip(),
+                                        account=account.strip(), entitled=False,
+                                        reason=reason.strip(), actor=actor.name)
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    with engine.begin() as conn:
+        audit.record(conn, actor, org_id, "incident.correct_link", "incident",
+                     str(incident_id), after={"contact": contact, "account": account,
+                                              "entitled": False, "reason": reason})
 
 
 def incident_drafts(engine: Engine, actor: Actor, org_id: int, incident_id: int

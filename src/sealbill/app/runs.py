@@ -82,21 +82,31 @@ def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
     return {**_view(engine, org_id, run_id), **after}
 
 
-def render(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+def render(engine: Engine, actor: Actor, org_id: int, ref: str, *, workers: int | None = 1
+           ) -> dict[str, Any]:
+    """Render the run's documents (in this process by default: a request thread must not
+    fork a pool)."""
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
     try:
-        count = render_run(engine, org_id, run_id, settings.files_dir(None))
+        count = render_run(engine, org_id, run_id, settings.files_dir(None), workers=workers)
     except RenderError as exc:
         raise StateError(str(exc), [Problem("", p) for p in exc.problems]) from None
     audit_step(engine, actor, org_id, run_id, "run.render", {"rendered": count})
     return {**_view(engine, org_id, run_id), "rendered": count}
 
 
-def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = False
-         ) -> dict[str, Any]:
+def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = False,
+         policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plan the delivery; ``policy`` overrides thresholds (e.g. ``{"first_cycle": "hold"}``)."""
+    from sealbill.domain.delivery_plan import DeliveryPolicy
+
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
     try:
-        plan_run(engine, org_id, run_id, actor=actor.name, replan=replan)
+        rules = DeliveryPolicy.from_mapping(policy) if policy else None
+    except (ValueError, TypeError) as exc:
+        raise Invalid(f"policy: {exc}", [Problem("policy", str(exc))]) from None
+    try:
+        plan_run(engine, org_id, run_id, actor=actor.name, replan=replan, policy=rules)
         summary = plan_summary(engine, org_id, run_id)
     except (PlanError, LookupError) as exc:
         raise StateError(str(exc)) from None

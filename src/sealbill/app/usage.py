@@ -31,7 +31,8 @@ _NO_VALUE = ("count", "unique_count")
 def view(conn: Connection, org_id: int, row: Any) -> dict[str, Any]:
     return {"id": ids.encode(conn, org_id, "usage", int(row.id)), "event_id": row.event_id,
             "account": row.reference, "metric": row.metric_code,
-            "timestamp": row.occurred_at, "value": row.value,
+            "timestamp": row.occurred_at,
+            "value": None if row.value is None else str(row.value),
             "properties": row.properties or {}, "voided_at": row.voided_at,
             "voided_by": row.voided_by, "void_reason": row.void_reason}
 

@@ -28,6 +28,7 @@ from sealbill.cli import (
     operators,
     organizations,
     seals,
+    serve,
     set_aside,
     setup,
     subscriptions,
@@ -88,6 +89,7 @@ subscriptions.register(app)
 usage.register(app)
 operators.register(app)
 seals.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -214,21 +213,21 @@ def show(
     number: Annotated[str, typer.Argument(help="Invoice or credit note number.")],
     org: OrgOption,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one finalized invoice with its lines, VAT breakdown and totals."""
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        with engine.begin() as conn:
-            invoice = load_invoice(conn, org_id, queries.invoice_id_by_number(conn, org_id,
-                                                                              number))
-    except (LookupError, InvoiceStateError) as exc:
-        fail(str(exc), as_json=as_json)
+    """Show one finalized invoice with its lines, VAT breakdown and totals.
+
+    Example: sealbill invoices show F-000001 --org acme
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    data = call(lambda: app_invoices.show(engine, actor, org_id, number), as_json)
     if as_json:
-        emit_json(asdict(invoice))
+        emit_json(data)
         return
-    print_invoice(console, invoice)
+    with engine.begin() as conn:
+        print_invoice(console, load_invoice(conn, org_id,
+                                            queries.invoice_id_by_number(conn, org_id, number)))
 
 
 def credit_note(

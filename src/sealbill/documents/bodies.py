@@ -56,6 +56,7 @@ MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
         "contact": "Une question ? Contactez-nous :",
         "attachment": "Le document électronique (PDF Factur-X) est joint à ce message.",
         "signoff": "Cordialement,",
+        "not_for_me": "Ce message ne vous est pas destiné ? Signalez-le :",
         "colon": "\u00a0:",  # French typography: non-breaking space before a colon
     },
     "en": {
@@ -72,6 +73,7 @@ MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
         "contact": "Questions? Contact us:",
         "attachment": "The electronic document (Factur-X PDF) is attached to this message.",
         "signoff": "Kind regards,",
+        "not_for_me": "Not meant for you? Tell us:",
         "colon": ":",
     },
 }
@@ -92,8 +94,9 @@ def mail_subject(invoice: Invoice | InvoiceHeading) -> str:
     return one_line(f"{title} {heading.number} — {heading.seller_name} — {amount}")
 
 
-def mail_context(invoice: Invoice) -> dict[str, Any]:
-    """The values the mail templates print; every key exists (None when absent)."""
+def mail_context(invoice: Invoice, report_url: str | None = None) -> dict[str, Any]:
+    """The values the mail templates print; every key exists (None when absent).
+    ``report_url``: the signed "not for me" link of this invoice, when the portal is set up."""
     loc = invoice.locale
     lang = i18n.language(loc)
     labels = MAIL_LABELS[lang]
@@ -118,6 +121,7 @@ def mail_context(invoice: Invoice) -> dict[str, Any]:
         "seller_name": seller.name,
         "seller_email": seller.email,
         "seller_phone": seller.phone,
+        "report_url": report_url,
     }
 
 
@@ -126,9 +130,9 @@ def render_template(name: str, context: dict[str, Any]) -> str:
     return ENV.get_template(name).render(context)
 
 
-def mail_bodies(invoice: Invoice) -> tuple[str, str]:
+def mail_bodies(invoice: Invoice, report_url: str | None = None) -> tuple[str, str]:
     """(HTML body, plain-text body) of the mail that carries ``invoice``."""
-    context = mail_context(invoice)
+    context = mail_context(invoice, report_url)
     return render_template("mail_invoice.html.j2", context), render_template(
         "mail_invoice.txt.j2", context
     )

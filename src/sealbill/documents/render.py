@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -90,14 +90,16 @@ def make_pdf(invoice: Invoice, xml: bytes, renderer: str | None = None
         return make_facturx(invoice, xml), FALLBACK, str(reason)
 
 
-def render_invoice(invoice: Invoice, renderer: str | None = None) -> RenderedDocuments:
-    """Factur-X PDF, CII XML, mail bodies and subject of ``invoice``."""
+def render_invoice(invoice: Invoice, renderer: str | None = None,
+                   report_url: str | None = None) -> RenderedDocuments:
+    """Factur-X PDF, CII XML, mail bodies and subject of ``invoice`` (the bodies with its
+    signed "not for me" link when given)."""
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
     xml = build_cii_text(invoice)
     pdf, used, reason = make_pdf(invoice, xml, renderer)
-    html, text = mail_bodies(invoice)
+    html, text = mail_bodies(invoice, report_url)
     return RenderedDocuments(
         number=invoice.number,
         pdf=pdf,
@@ -112,9 +114,10 @@ def render_invoice(invoice: Invoice, renderer: str | None = None) -> RenderedDoc
     )
 
 
-def _render_chunk(chunk: list[Invoice], renderer: str | None = None
-                  ) -> list[RenderedDocuments]:
-    return [render_invoice(invoice, renderer) for invoice in chunk]
+def _render_chunk(chunk: list[Invoice], renderer: str | None = None,
+                  report_urls: Mapping[str, str] | None = None) -> list[RenderedDocuments]:
+    urls = report_urls or {}
+    return [render_invoice(invoice, renderer, urls.get(invoice.number)) for invoice in chunk]
 
 
 _pool: tuple[int, int, ProcessPoolExecutor] | None = None  # (pid, workers, executor)
@@ -154,6 +157,7 @@ def render_many(
     chunk_size: int = 8,
     prefetch: int = 2,
     renderer: str | None = None,
+    report_urls: Mapping[str, str] | None = None,
 ) -> Generator[RenderedDocuments, None, None]:
     """Render ``invoices`` on a process pool (one worker per core by default), in order.
 
@@ -167,7 +171,7 @@ def render_many(
     # Resolved here, not in the workers: they keep the environment they were spawned with.
     renderer = renderer or os.environ.get(RENDERER_ENV, FAST)
     if count == 1:
-        yield from (render_invoice(invoice, renderer) for invoice in source)
+        yield from (_render_chunk([invoice], renderer, report_urls)[0] for invoice in source)
         return
     pool = _shared_pool(count)
     pending: deque[Future[list[RenderedDocuments]]] = deque()
@@ -177,7 +181,9 @@ def render_many(
                 chunk = list(islice(source, chunk_size))
                 if not chunk:
                     break
-                pending.append(pool.submit(_render_chunk, chunk, renderer))
+                urls = {i.number: report_urls[i.number] for i in chunk
+                        if report_urls and i.number in report_urls}
+                pending.append(pool.submit(_render_chunk, chunk, renderer, urls))
             if not pending:
                 return
             yield from pending.popleft().result()

@@ -21,9 +21,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sealbill import settings
 from sealbill.documents.filestore import FileStore
 from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import FALLBACK, RenderedDocuments, render_many
+from sealbill.domain import report_link
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
 from sealbill.store.schema import documents, invoices
@@ -106,7 +108,9 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         with engine.begin() as conn:
             loaded = [load_invoice(conn, org_id, i) for i in chunk]
         rows: list[dict[str, object]] = []
-        results = render_many(iter(loaded), workers=workers, renderer=renderer)
+        urls = report_urls(org_id, slug, [i.number for i in loaded], files_dir)
+        results = render_many(iter(loaded), workers=workers, renderer=renderer,
+                              report_urls=urls)
         for invoice_id, rendered in zip(chunk, results, strict=True):
             counts.add(rendered)
             rows.extend(_store(store, slug, org_id, invoice_id, rendered))
@@ -119,6 +123,19 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         log.info("%d of %d invoices rendered by Typst (did not fit the compiled template)",
                  counts.fallbacks, count)
     return count
+
+
+def report_urls(org_id: int, slug: str, numbers: list[str], files_dir: Path
+                ) -> dict[str, str] | None:
+    """The signed "not for me" link of each invoice, when the portal's address is configured
+    (``SEALBILL_PUBLIC_URL``); signed with the installation's key (the one the portal checks)."""
+    base = settings.public_url()
+    if base is None:
+        return None
+    from sealbill.pipeline.verify import secret_key
+
+    key = secret_key(files_dir)
+    return {n: report_link.url(base, slug, key, org_id, n) for n in numbers}
 
 
 def _store(store: FileStore, slug: str, org_id: int, invoice_id: int,

@@ -70,12 +70,6 @@ def load(engine: Engine, secret: str | None, kind: str) -> WebSession | None:
                       row.contact_id, row.account_id, row.csrf_token, row.locale)
 
 
-def set_locale(engine: Engine, session_id: int, locale: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(sa.update(web_sessions).where(web_sessions.c.id == session_id)
-                     .values(locale=locale))
-
-
 def end(engine: Engine, session_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(sa.update(web_sessions).where(web_sessions.c.id == session_id,

@@ -18,12 +18,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from sealbill.app.errors import AppError, Unauthenticated
-from sealbill.store import web_sessions
 from sealbill.web import base, console, console_records, portal_routes
 from sealbill.web.config import WebConfig
 from sealbill.web.security import SecurityHeaders, safe_next, set_cookie
 
 STATIC = Path(__file__).parent / "static"
+ROUTERS = (console.router, console_records.router, portal_routes.router)
 
 
 def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
@@ -32,9 +32,8 @@ def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
     app.state.web_config = config
     app.add_middleware(SecurityHeaders, secure=config.secure_cookies)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(console.router)
-    app.include_router(console_records.router)
-    app.include_router(portal_routes.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/")
     async def root() -> Response:
@@ -42,12 +41,10 @@ def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
 
     @app.post("/lang")
     async def choose_language(request: Request) -> Response:
-        who = await base.console(request)
-        session = who.session if who else None
-        form = await base.posted(request, session)
+        # The language form carries the pre-session token: it works signed in or not, on
+        # every page, whatever the path of the session cookie.
+        form = await base.posted(request, None)
         lang = form.get("lang") if form.get("lang") in ("en", "fr") else "en"
-        if session is not None:
-            web_sessions.set_locale(engine, session.id, str(lang))
         response = base.redirect(safe_next(form.get("next"), "/"))
         set_cookie(response, base.LANG_COOKIE, str(lang), path="/",
                    secure=config.secure_cookies, max_age=365 * 86400)
@@ -68,4 +65,10 @@ def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:
     return app
 
 
-__all__ = ["WebConfig", "create_web_app"]
+def mount(api: FastAPI, engine: Engine, config: WebConfig | None = None) -> None:
+    """Serve the console and the portal from the API's process: mounted at ``/`` after the
+    API's own routes (``/v1``, ``/openapi.json``, ``/docs`` keep answering first)."""
+    api.mount("/", create_web_app(engine, config or WebConfig.from_environment()))
+
+
+__all__ = ["WebConfig", "create_web_app", "mount"]

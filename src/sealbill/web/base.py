@@ -34,11 +34,13 @@ def config(request: Request) -> WebConfig:
 
 
 def language(request: Request, session: web_sessions.WebSession | None = None) -> str:
-    if session is not None:
-        return session.locale
+    """The reader's choice (the language form's cookie), else the session's language (chosen
+    at sign-in), else the browser's preference."""
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen in render.LANGUAGES:
         return str(chosen)
+    if session is not None:
+        return session.locale
     accept = request.headers.get("accept-language", "").lower()
     return "fr" if accept.startswith("fr") else "en"
 
@@ -93,7 +95,8 @@ async def portal(request: Request, slug: str) -> Portal | None:
 def show(request: Request, template: str, session: web_sessions.WebSession | None = None,
          status: int = 200, **context: Any) -> HTMLResponse:
     csrf = session.csrf_token if session is not None else pre_token(request)
-    return render.page(template, {"csrf": csrf, "path": request.url.path, **context},
+    return render.page(template, {"csrf": csrf, "pre_csrf": pre_token(request),
+                                  "path": request.url.path, **context},
                        language(request, session), status)
 
 

@@ -22,7 +22,7 @@ from sealbill.web import base
 from sealbill.web.security import set_cookie
 
 router = APIRouter(prefix="/console")
-Handler = Callable[[Request, base.Console], Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response]]
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

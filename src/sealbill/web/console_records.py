@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import accounts, contacts, invoices, misdelivery, records
+from sealbill.app import accounts, contacts, invoices, misdelivery, records, subscriptions, usage
 from sealbill.app.errors import AppError, Invalid, Problem
 from sealbill.web import base
 from sealbill.web.console import call, show, signed_in
@@ -64,8 +64,21 @@ async def account_detail(request: Request, who: base.Console, ref: str) -> Respo
                         history=True)
     docs = await call(invoices.list_invoices, db, who.actor, org,
                       account=account["reference"], limit=100)
+    subs = await call(subscriptions.list_subscriptions, db, who.actor, org, account_ref=ref)
+    events = await call(usage.list_events, db, who.actor, org, account=ref, limit=100)
     return show(request, who, "console/account.html", account=account, contacts=people,
-                invoices=docs["items"])
+                invoices=docs["items"], subscriptions=subs, usage=events)
+
+
+@router.post("/accounts/{ref}/usage/{event_ref}/void")
+@signed_in
+async def void_usage(request: Request, who: base.Console, ref: str, event_ref: str
+                     ) -> Response:
+    """Void one usage event with a reason (kept, no longer rated: ``sealbill usage void``)."""
+    form = await base.posted(request, who.session)
+    await call(usage.void, base.engine(request), who.actor, who.session.org_id, event_ref,
+               {"reason": form.get("reason", "")})
+    return base.redirect(f"/console/accounts/{ref}")
 
 
 @router.get("/invoices")
@@ -129,6 +142,18 @@ async def incident_detail(request: Request, who: base.Console, incident_id: int)
     data = await call(records.incident_detail, base.engine(request), who.actor,
                       who.session.org_id, incident_id)
     return show(request, who, "console/incident.html", incident_id=incident_id, data=data)
+
+
+@router.post("/incidents/{incident_id}/correct-link")
+@signed_in
+async def correct_link(request: Request, who: base.Console, incident_id: int) -> Response:
+    """Mark a contact's link to an account as never entitled (``incident correct-link``): the
+    blast radius is then judged with the correction."""
+    form = await base.posted(request, who.session)
+    await call(records.correct_link, base.engine(request), who.actor, who.session.org_id,
+               incident_id, form.get("contact", ""), form.get("account", ""),
+               form.get("reason", ""))
+    return base.redirect(f"/console/incidents/{incident_id}")
 
 
 @router.get("/incidents/{incident_id}/drafts.zip")

@@ -45,9 +45,12 @@ def money(amount_minor: int, currency: str, lang: str = "en") -> str:
                            locale=LOCALES[lang])
 
 
-def when(value: datetime | date | None, lang: str = "en") -> str:
+def when(value: datetime | date | str | None, lang: str = "en") -> str:
+    """A date or an aware time (an ISO 8601 string too) in the reader's language."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         return format_datetime(value, "yyyy-MM-dd HH:mm:ss zzz", tzinfo=value.tzinfo,
                                locale=LOCALES[lang])

@@ -10,6 +10,7 @@ and keys of ``sealbill.app.operators``, contact changes of ``sealbill.app.contac
 from __future__ import annotations
 
 import email
+import os
 import re
 import shutil
 import socket
@@ -61,6 +62,7 @@ class Site:
     operators: dict[str, Operator]
     held_run: str  # public id of the run alice started, held by the plan's policy
     first_run: str
+    app: object = None  # the web application (its routes are walked by the security tests)
 
     @property
     def org_id(self) -> int:
@@ -104,6 +106,24 @@ def _operator(engine: Engine, org_id: int, name: str, role: str) -> Operator:
 
 
 def build_site(template: Path, tmp: Path, smtp: SmtpCapture) -> tuple[Site, uvicorn.Server]:
+    """The site; invoice mails carry their "not for me" link to it (rendered with
+    ``SEALBILL_PUBLIC_URL`` and ``SEALBILL_SECRET_KEY`` set, as in production)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("SEALBILL_PUBLIC_URL", "SEALBILL_SECRET_KEY")}
+    os.environ.update(SEALBILL_PUBLIC_URL=url, SEALBILL_SECRET_KEY=SECRET.decode())
+    try:
+        return _build(template, tmp, smtp, port, url)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _build(template: Path, tmp: Path, smtp: SmtpCapture, port: int, url: str
+           ) -> tuple[Site, uvicorn.Server]:
     db = tmp / "web.sqlite"
     shutil.copyfile(template, db)
     engine = create_engine(f"sqlite:///{db}")
@@ -137,8 +157,6 @@ def build_site(template: Path, tmp: Path, smtp: SmtpCapture) -> tuple[Site, uvic
     planned = runs.plan(engine, alice, org, second)
     assert planned["verdict"] == "hold", planned["report"]
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     app = create_web_app(engine, WebConfig(public_url=url, secret_key=SECRET,
                                            transport=transport, secure_cookies=True))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -150,4 +168,4 @@ def build_site(template: Path, tmp: Path, smtp: SmtpCapture) -> tuple[Site, uvic
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    return Site(url, engine, scenario, smtp, team, second, first), server
+    return Site(url, engine, scenario, smtp, team, second, first, app), server

@@ -97,3 +97,19 @@ def test_runs_list_and_progress_show_counts_per_state_and_the_canary(
     expect(progress).to_contain_text("Canary: passed")
     assert axe_violations(page) == []
     screenshot(page, "console-run")
+
+
+def test_sign_in_and_navigation_work_with_the_keyboard_alone(site: Site, page: Page) -> None:
+    who = site.operators["carol"]
+    page.goto(f"{site.url}/console/sign-in")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Organization").focus()
+    for value in (site.slug, who.email, PASSWORD, who.code()):
+        page.keyboard.type(value)
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # on the Sign in button
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.get_by_role("link", name="Runs", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:24:09.593017
+Create Date: 2026-12-06 20:24:29.524602
 """
 
 from alembic import op

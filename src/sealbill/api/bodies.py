@@ -1,0 +1,61 @@
+"""Request bodies of the action routes (the resource bodies are :mod:`sealbill.app.inputs`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from sealbill.app.inputs import Model, Role
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+
+
+class ChangeAddressIn(Model):
+    email: str
+
+
+class SetRoleIn(Model):
+    account: str
+    role: Role
+    from_role: Role | None = None
+
+
+class UnlinkIn(Model):
+    account: str
+    role: Role | None = None
+
+
+class VouchIn(Model):
+    account: str
+    reason: Reason
+
+
+class VerifyIn(Model):
+    account: str
+    link_base: str | None = None
+
+
+class ConfirmCodeIn(Model):
+    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=200)]
+
+
+class RunIn(Model):
+    period: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")]
+    dry_run: bool = False
+
+
+class ApproveIn(Model):
+    reason: Reason
+
+
+class PlanRunIn(Model):
+    replan: bool = False
+    policy: dict[str, Any] | None = Field(None, description="Delivery policy overrides, e.g. "
+                                          '{"first_cycle": "hold"}.')
+
+
+class ApplyIn(Model):
+    catalog: Annotated[str, Field(description="The catalog YAML (metrics, plans).")]
+    dry_run: bool = False

@@ -1,0 +1,163 @@
+"""One middleware in front of every ``/v1`` route: authenticate the key, limit its rate, and
+make its POSTs idempotent.
+
+- Authentication: ``Authorization: Bearer sbk_…`` (or ``X-API-Key``); the actor is put on
+  ``request.state`` for the routes; a missing or bad key is a 401 from the route dependency.
+- Rate limit: a token bucket per key (``rate`` requests per second, ``burst`` at once), in
+  this process; an empty bucket answers 429 with ``Retry-After`` (whole seconds).
+- Idempotency: a POST with ``Idempotency-Key`` first inserts ``(key id, Idempotency-Key)``
+  into ``idempotency_keys`` (unique): the request that inserts it runs, the others wait for
+  its response and replay it; the same key with another body (method, path, body hashed) is
+  a 409. So two requests sent at once with one key have one effect. A 5xx is not kept (the
+  client may retry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+from fastapi import Request
+from sqlalchemy.engine import Engine
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import Response
+
+from sealbill.api.problems import problem
+from sealbill.app import operators
+from sealbill.app.errors import Unauthenticated
+from sealbill.store.schema import idempotency_keys
+
+WAIT_SECONDS = 30.0
+
+
+class TokenBuckets:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when a request may go now, else the seconds until one may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._state.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._state[key] = (tokens - 1, now)
+                return 0.0
+            self._state[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+class ApiGuard(BaseHTTPMiddleware):
+    def __init__(self, app: Any, engine: Engine, buckets: TokenBuckets) -> None:
+        super().__init__(app)
+        self.engine, self.buckets = engine, buckets
+
+    async def dispatch(self, request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.actor = None
+        if not request.url.path.startswith("/v1"):
+            return await call_next(request)
+        key = _bearer(request)
+        if key:
+            try:
+                actor, key_id = await anyio.to_thread.run_sync(
+                    operators.authenticate, self.engine, key, "api")
+            except Unauthenticated:
+                actor, key_id = None, None
+            if actor is not None:
+                request.state.actor = actor
+                wait = self.buckets.take(actor.key_prefix or "")
+                if wait > 0:
+                    return problem(429, "Too many requests",
+                                   f"rate limit of this key: {self.buckets.rate}/s",
+                                   headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                idem = request.headers.get("idempotency-key")
+                if request.method == "POST" and idem and key_id is not None:
+                    return await self._idempotent(request, call_next, key_id, idem)
+        return await call_next(request)
+
+    async def _idempotent(self, request: Request,
+                          call_next: Callable[[Request], Awaitable[Response]],
+                          key_id: int, idem: str) -> Response:
+        if len(idem) > 200:
+            return problem(400, "Bad request", "Idempotency-Key is longer than 200 characters",
+                           [{"field": "Idempotency-Key", "message": "at most 200 characters"}])
+        body = await request.body()
+        digest = hashlib.sha256(b"%s %s\n" % (request.method.encode(),
+                                              request.url.path.encode()) + body).hexdigest()
+        first = await anyio.to_thread.run_sync(self._claim, key_id, idem, digest)
+        if not first:
+            return await self._replay(key_id, idem, digest)
+        response = await call_next(request)
+        content = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+        await anyio.to_thread.run_sync(self._store, key_id, idem, response.status_code,
+                                       content, response.headers.get("content-type", ""))
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(content, status_code=response.status_code, headers=headers)
+
+    def _claim(self, key_id: int, idem: str, digest: str) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(idempotency_keys).values(
+                    api_key_id=key_id, key=idem, request_sha256=digest,
+                    created_at=datetime.now(UTC)))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def _store(self, key_id: int, idem: str, status: int, content: bytes,
+               media_type: str) -> None:
+        where = (idempotency_keys.c.api_key_id == key_id, idempotency_keys.c.key == idem)
+        with self.engine.begin() as conn:
+            if status >= 500:  # not an answer worth replaying: let the client retry
+                conn.execute(sa.delete(idempotency_keys).where(*where))
+                return
+            conn.execute(sa.update(idempotency_keys).where(*where).values(
+                status_code=status,
+                response={"body": content.decode("utf-8", "replace"),
+                          "media_type": media_type}))
+
+    def _read(self, key_id: int, idem: str) -> Any:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.select(idempotency_keys).where(
+                idempotency_keys.c.api_key_id == key_id,
+                idempotency_keys.c.key == idem)).first()
+
+    async def _replay(self, key_id: int, idem: str, digest: str) -> Response:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            row = await anyio.to_thread.run_sync(self._read, key_id, idem)
+            if row is None:  # the first attempt failed (5xx) and was forgotten
+                return problem(409, "Conflict", "the first request with this "
+                               "Idempotency-Key failed; send it again")
+            if row.request_sha256 != digest:
+                return problem(409, "Conflict", "this Idempotency-Key was used with another "
+                               "request", [{"field": "Idempotency-Key",
+                                            "message": "reused with a different body"}])
+            if row.status_code is not None:
+                data = row.response if isinstance(row.response, dict) else json.loads(
+                    row.response)
+                return Response(data["body"].encode(), status_code=row.status_code,
+                                media_type=data["media_type"] or None,
+                                headers={"Idempotent-Replayed": "true"})
+            if time.monotonic() > deadline:
+                return problem(409, "Conflict", "a request with this Idempotency-Key is "
+                               "still in progress; retry later")
+            await anyio.sleep(0.05)

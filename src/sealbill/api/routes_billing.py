@@ -1,0 +1,132 @@
+"""``/v1/usage``, ``/v1/runs``, ``/v1/invoices``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from sealbill.api import schemas
+from sealbill.api.bodies import ApproveIn, PlanRunIn, RunIn
+from sealbill.api.deps import ActorDep, EngineDep, org
+from sealbill.api.problems import PROBLEM_RESPONSES
+from sealbill.api.routes_setup import _public
+from sealbill.app import invoices, runs, usage
+from sealbill.app.inputs import UsageEventIn, VoidIn
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("/usage", response_model=schemas.UsageEvent, status_code=201, tags=["usage"])
+def record_usage(body: UsageEventIn, actor: ActorDep, engine: EngineDep,
+                 response: Response) -> Any:
+    """Record one event; the same ``event_id`` and payload again is a no-op (200)."""
+    _public(body.account, "acc_")
+    result = usage.record(engine, actor, org(actor), body)
+    if result["duplicate"]:
+        response.status_code = 200
+    return result
+
+
+@router.get("/usage", response_model=schemas.Page[schemas.UsageEvent], tags=["usage"])
+def list_usage(actor: ActorDep, engine: EngineDep, account_id: str | None = None,
+               metric: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, include_voided: bool = True,
+               limit: Limit = 100, cursor: str | None = None) -> Any:
+    return usage.list_events(engine, actor, org(actor),
+                             account=_public(account_id, "acc_") if account_id else None,
+                             metric=metric, since=since, until=until,
+                             include_voided=include_voided, limit=limit,
+                             cursor=_public(cursor, "use_") if cursor else None)
+
+
+@router.post("/usage/{usage_id}/void", response_model=schemas.UsageEvent, tags=["usage"])
+def void_usage(usage_id: str, body: VoidIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Void one event with a reason: kept, excluded from rating."""
+    return usage.void(engine, actor, org(actor), _public(usage_id, "use_"), body)
+
+
+def _run(value: str) -> str:
+    return _public(value, "run_")
+
+
+@router.get("/runs", response_model=list[schemas.Run], tags=["runs"])
+def list_runs(actor: ActorDep, engine: EngineDep) -> Any:
+    return runs.list_runs(engine, actor, org(actor))
+
+
+@router.post("/runs", response_model=schemas.Run | dict[str, Any], status_code=201,
+             tags=["runs"])
+def start_run(body: RunIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Bill a period: one draft invoice per account (``dry_run`` writes nothing)."""
+    result = runs.start(engine, actor, org(actor), body.period, dry_run=body.dry_run)
+    if result.get("run_id"):
+        return {**runs.show(engine, actor, org(actor), result["run_id"]), "billing": result}
+    return result
+
+
+@router.get("/runs/{run_id}", response_model=schemas.Run, tags=["runs"])
+def get_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    return runs.show(engine, actor, org(actor), _run(run_id))
+
+
+@router.post("/runs/{run_id}/finalize", response_model=schemas.Run, tags=["runs"])
+def finalize_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    """Number the drafts (gapless) and make them immutable."""
+    return runs.finalize(engine, actor, org(actor), _run(run_id))
+
+
+@router.post("/runs/{run_id}/render", response_model=schemas.Run, tags=["runs"])
+def render_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    """Render the PDF/A-3 Factur-X documents and mail bodies."""
+    return runs.render(engine, actor, org(actor), _run(run_id))
+
+
+@router.post("/runs/{run_id}/plan", response_model=schemas.Run, tags=["runs"])
+def plan_run(run_id: str, body: PlanRunIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Build the delivery plan and judge it against the previous cycle (may hold it)."""
+    return runs.plan(engine, actor, org(actor), _run(run_id), replan=body.replan,
+                     policy=body.policy)
+
+
+@router.post("/runs/{run_id}/approve", response_model=schemas.Run, tags=["runs"])
+def approve_run(run_id: str, body: ApproveIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Approve a held run: an operator other than the one who started it."""
+    return runs.approve(engine, actor, org(actor), _run(run_id), body.reason)
+
+
+@router.post("/runs/{run_id}/send", response_model=schemas.Run, tags=["runs"])
+def send_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    """Send: canary first, the guard before every message, the ledger after."""
+    return runs.send(engine, actor, org(actor), _run(run_id))
+
+
+@router.get("/invoices", response_model=schemas.Page[schemas.InvoiceSummary],
+            tags=["invoices"])
+def list_invoices(actor: ActorDep, engine: EngineDep, run_id: str | None = None,
+                  status: Literal["draft", "finalized", "void"] | None = None,
+                  kind: Literal["invoice", "credit_note"] | None = None,
+                  account_reference: str | None = None, limit: Limit = 100,
+                  cursor: str | None = None) -> Any:
+    """Invoices and credit notes, a page at a time (``next_cursor`` until the end)."""
+    return invoices.list_invoices(engine, actor, org(actor),
+                                  run=_run(run_id) if run_id else None, status=status,
+                                  kind=kind, account=account_reference, limit=limit,
+                                  cursor=_public(cursor, "inv_") if cursor else None)
+
+
+@router.get("/invoices/{invoice_id}", tags=["invoices"])
+def get_invoice(invoice_id: str, actor: ActorDep, engine: EngineDep) -> dict[str, Any]:
+    """A finalized invoice with lines, VAT breakdown and totals."""
+    return invoices.show(engine, actor, org(actor), _public(invoice_id, "inv_"))
+
+
+@router.get("/invoices/{invoice_id}/pdf", tags=["invoices"],
+            responses={200: {"content": {"application/pdf": {}},
+                             "description": "The PDF/A-3 Factur-X document."}})
+def get_invoice_pdf(invoice_id: str, actor: ActorDep, engine: EngineDep) -> Response:
+    name, data = invoices.download(engine, actor, org(actor), _public(invoice_id, "inv_"))
+    return Response(data, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,151 @@
+"""Response models (published in the OpenAPI document; extra fields allowed and kept)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class Organization(Out):
+    id: str
+    slug: str
+    legal_name: str
+    country: str
+    invoice_series: str
+    credit_note_series: str
+    sender_email: str
+    archive_email: str | None = None
+
+
+class Metric(Out):
+    id: str
+    code: str
+    name: str
+    aggregation: str
+    field: str | None = None
+
+
+class PriceVersion(Out):
+    version: int
+    effective_from: date
+    charges: list[dict[str, Any]]
+
+
+class Plan(Out):
+    id: str
+    code: str
+    name: str
+    interval: str
+    currency: str
+    trial_days: int
+    prices: list[PriceVersion]
+
+
+class Change(Out):
+    kind: str
+    code: str
+    action: str
+
+
+class ApplyResult(Out):
+    dry_run: bool
+    applied: bool
+    changes: list[Change]
+    create: int
+    change: int
+    unchanged: int
+
+
+class Account(Out):
+    id: str
+    reference: str
+    name: str
+    country: str
+    currency: str
+    locale: str
+    archived_at: datetime | None = None
+
+
+class Link(Out):
+    account: str
+    account_id: str
+    role: str
+    status: str
+
+
+class Contact(Out):
+    id: str
+    email: str
+    links: list[Link]
+
+
+class VerificationSent(Out):
+    contact_id: str
+    sent_to: str
+    expires_at: datetime
+
+
+class Phase(Out):
+    plan: str
+    start_on: date
+    end_on: date | None = None
+
+
+class Subscription(Out):
+    id: str
+    external_id: str
+    account: str
+    account_id: str
+    plan: str
+    started_on: date
+    ends_on: date | None = None
+    phases: list[Phase]
+
+
+class UsageEvent(Out):
+    id: str
+    event_id: str
+    account: str
+    metric: str
+    timestamp: datetime
+    value: str | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class Run(Out):
+    run_id: str
+    period: str
+    status: str
+
+
+class InvoiceSummary(Out):
+    id: str
+    number: str | None = None
+    kind: str
+    status: str
+    account_reference: str
+    currency: str
+    total_incl_minor: int
+
+
+class AuditEntry(Out):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    object_kind: str
+    object_id: str

@@ -1,0 +1,163 @@
+"""Use cases of the application layer on real databases: what the CLI and the API rely on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyotp
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from sealbill.app import apply, contacts, ids, invoices, operators, organizations, runs, usage
+from sealbill.app.context import Actor, local_actor
+from sealbill.app.errors import Forbidden, Invalid, NotFound, Unauthenticated
+from sealbill.store.db import create_engine
+from sealbill.store.migrate import upgrade
+from sealbill.store.schema import audit_log
+from sealbill.store.schema import invoices as invoice_table
+from tests.e2e.catalog_fixture import CATALOG_YAML
+from tests.integration.api.world import build_org
+from tests.support.scenario import build_scenario
+
+ROOT = local_actor()
+
+
+def test_invoice_pages_reach_every_invoice_however_small_the_page(sqlite_engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    scenario = build_scenario(sqlite_engine, accounts=5, files_dir=tmp_path, render=False)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = invoices.list_invoices(sqlite_engine, ROOT, scenario.org_id, limit=2,
+                                      cursor=cursor)
+        seen += [item["number"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    with sqlite_engine.begin() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(invoice_table)).scalar()
+    assert pages == 3 and len(seen) == len(set(seen)) == total == 5
+
+
+def test_a_voided_event_is_kept_but_never_rated(any_engine: Engine) -> None:
+    org = build_org(any_engine, "alpha", 1)  # bills 2026-11 with one event of 10 calls
+    extra = usage.record(any_engine, ROOT, org.org_id, {
+        "event_id": "huge", "account": org.ids["account_id"], "metric": "api_calls",
+        "timestamp": "2026-11-20T00:00:00Z", "value": "1000000"})
+    usage.record(any_engine, ROOT, org.org_id, {
+        "event_id": "small", "account": org.ids["account_id"], "metric": "api_calls",
+        "timestamp": "2026-11-21T00:00:00Z", "value": "2000"})
+    usage.void(any_engine, ROOT, org.org_id, extra["id"], {"reason": "counter reset"})
+    with pytest.raises(Exception, match="already voided"):
+        usage.void(any_engine, ROOT, org.org_id, "huge", {"reason": "again"})
+    runs.start(any_engine, ROOT, org.org_id, "2026-12")
+    page = invoices.list_invoices(any_engine, ROOT, org.org_id, run="2026-12")
+    assert [i["total_excl_minor"] for i in page["items"]] == [3000 + 200]  # 2 000 × 0.001
+    listed = usage.list_events(any_engine, ROOT, org.org_id)["items"]
+    voided = [e for e in listed if e["event_id"] == "huge"]
+    assert voided[0]["void_reason"] == "counter reset" and voided[0]["value"] == "1000000"
+
+
+def test_apply_refuses_to_rewrite_a_stored_price_version_and_names_it(sqlite_engine: Engine
+                                                                      ) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    changed = CATALOG_YAML.replace('amount: "30.00"', 'amount: "31.00"')
+    with pytest.raises(Invalid) as refused:
+        apply.apply(sqlite_engine, ROOT, org.org_id, changed, dry_run=True)
+    assert [p.field for p in refused.value.problems] == ["plans[0].prices[0]"]
+    newer = CATALOG_YAML.replace("  - code: pro", """      - effective_from: 2027-01-01
+        charges:
+          - {code: base, model: flat, description_fr: A, description_en: A, amount: "32"}
+  - code: pro""")
+    preview = apply.apply(sqlite_engine, ROOT, org.org_id, newer, dry_run=True)
+    assert [(c["code"], c["action"]) for c in preview["changes"]] == [
+        ("api_calls", "unchanged"), ("starter", "change"), ("pro", "unchanged")]
+    assert apply.apply(sqlite_engine, ROOT, org.org_id, newer, dry_run=False)["change"] == 1
+    assert apply.apply(sqlite_engine, ROOT, org.org_id, newer, dry_run=True)["change"] == 0
+
+
+def test_a_changed_address_must_be_verified_again(sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    moved = contacts.change_address(sqlite_engine, ROOT, org.org_id, org.ids["contact_id"],
+                                    "New.Box@Alpha.example")
+    assert moved["email"] == "New.Box@alpha.example"
+    assert [link["status"] for link in moved["links"]] == ["pending"]
+    history = contacts.show(sqlite_engine, ROOT, org.org_id, moved["id"])["history"]
+    assert [e["event"] for e in history][-2:] == ["address_changed", "pending"]
+
+
+def test_approval_needs_an_authenticated_operator_other_than_the_starter(
+        sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    billing, _ = operators.authenticate(sqlite_engine, org.keys["billing"], "cli")
+    approver, _ = operators.authenticate(sqlite_engine, org.keys["approver"], "cli")
+    run = runs.start(sqlite_engine, billing, org.org_id, "2026-12")["run_id"]
+    with pytest.raises(Unauthenticated):
+        runs.approve(sqlite_engine, ROOT, org.org_id, run, "a local user is nobody")
+    same = Actor(billing.name, "approver", org.org_id, billing.operator_id, "x", "cli")
+    with pytest.raises(Forbidden, match="cannot approve"):
+        runs.approve(sqlite_engine, same, org.org_id, run, "my own run")
+    with pytest.raises(Exception, match="no delivery plan"):  # past identity: the run's state
+        runs.approve(sqlite_engine, approver, org.org_id, run, "someone else")
+
+
+def test_an_operator_signs_in_with_password_and_totp_only(sqlite_engine: Engine) -> None:
+    made = operators.create_operator(sqlite_engine, ROOT, "Ops@Acme.example", "Ops",
+                                     "a long enough password")
+    code = pyotp.TOTP(made["totp_secret"]).now()
+    who = operators.login(sqlite_engine, "Ops@ACME.example", "a long enough password", code)
+    assert who["email"] == "Ops@acme.example"
+    for password, totp in (("wrong password!!", code), ("a long enough password", "000000")):
+        with pytest.raises(Unauthenticated):
+            operators.login(sqlite_engine, "Ops@acme.example", password, totp)
+
+
+def test_a_slug_taken_is_a_conflict_and_writes_nothing(sqlite_engine: Engine) -> None:
+    build_org(sqlite_engine, "alpha", 1)
+    with sqlite_engine.begin() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+    from tests.e2e.catalog_fixture import ORG
+
+    with pytest.raises(Exception, match="taken"):
+        organizations.create(sqlite_engine, ROOT, {**ORG, "slug": "alpha"})
+    with sqlite_engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar() == \
+            before
+
+
+@pytest.fixture(scope="module")
+def id_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('ids') / 'ids.sqlite'}")
+    upgrade(engine)
+    return engine
+
+
+@settings(max_examples=200, deadline=None)
+@given(org=st.integers(1, 2**32 - 1), row=st.integers(1, 2**63 - 1),
+       kind=st.sampled_from(sorted(ids.KINDS)), other=st.integers(1, 2**32 - 1))
+def test_public_ids_decode_only_for_their_organization_and_kind(
+        id_engine: Engine, org: int, row: int, kind: str, other: int) -> None:
+    with id_engine.begin() as conn:
+        public = ids.encode(conn, org, kind, row)
+        assert ids.decode(conn, org, kind, public) == row
+        assert str(row) not in public.split("_", 1)[1] or row < 1000  # no counter shows
+        if other != org:
+            with pytest.raises(NotFound):
+                ids.decode(conn, other, kind, public)
+        wrong = "audit" if kind != "audit" else "plan"
+        with pytest.raises(NotFound):
+            ids.decode(conn, org, wrong, ids.KINDS[wrong][1] + public[public.index("_"):])
+
+
+def test_audit_rows_name_the_time_actor_and_change(sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    with sqlite_engine.begin() as conn:
+        row = conn.execute(sa.select(audit_log).where(
+            audit_log.c.action == "usage.record")).one()
+    assert row.actor == "local:" + ROOT.name.split(":", 1)[1]
+    assert row.after["event_id"] == "ev-alpha" and row.at <= datetime.now(UTC)
+    assert org.ids["usage_id"] == row.object_id
