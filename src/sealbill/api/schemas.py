@@ -149,3 +149,16 @@ class AuditEntry(Out):
     action: str
     object_kind: str
     object_id: str
+
+
+class WebhookEndpoint(Out):
+    id: str
+    url: str
+    events: list[str]
+    secret: str
+
+
+class WebhookMessage(Out):
+    msg_id: str
+    type: str
+    attempts: int

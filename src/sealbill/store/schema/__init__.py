@@ -41,6 +41,7 @@ from sealbill.store.schema.parties import (
     organizations,
 )
 from sealbill.store.schema.usage import usage_events
+from sealbill.store.schema.webhooks import webhook_endpoints, webhook_messages
 
 __all__ = [
     "account_public_ids",
@@ -77,4 +78,6 @@ __all__ = [
     "subscriptions",
     "usage_events",
     "verification_tokens",
+    "webhook_endpoints",
+    "webhook_messages",
 ]
