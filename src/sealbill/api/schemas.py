@@ -162,3 +162,9 @@ class WebhookMessage(Out):
     msg_id: str
     type: str
     attempts: int
+
+
+class IngestResult(Out):
+    received: int
+    inserted: int
+    duplicates: int

@@ -91,7 +91,7 @@ MUTATION_ORDER = (
     "/v1/accounts", "/v1/accounts/{account_id}", "/v1/accounts/{account_id}/contacts",
     "/v1/contacts/{contact_id}/verify", "/v1/contacts/{contact_id}/set-role",
     "/v1/contacts/{contact_id}/vouch", "/v1/contacts/{contact_id}/unlink",
-    "/v1/contacts/{contact_id}/change-address", "/v1/usage", "/v1/usage/{usage_id}/void",
+    "/v1/contacts/{contact_id}/change-address", "/v1/usage", "/v1/usage/batch", "/v1/usage/{usage_id}/void",
     "/v1/subscriptions", "/v1/subscriptions/{subscription_id}/change-plan",
     "/v1/subscriptions/{subscription_id}/cancel", "/v1/runs/{run_id}/render",
     "/v1/runs/{run_id}/plan", "/v1/runs/{run_id}/send", "/v1/runs",
