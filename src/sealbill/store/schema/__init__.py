@@ -9,6 +9,8 @@ from sealbill.store.schema.access import (
     audit_log,
     idempotency_keys,
     instance_secrets,
+    operator_roles,
+    operator_sessions,
     operators,
 )
 from sealbill.store.schema.base import metadata
@@ -68,6 +70,8 @@ __all__ = [
     "metadata",
     "metrics",
     "number_series",
+    "operator_roles",
+    "operator_sessions",
     "operators",
     "organizations",
     "outbox",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:08:54.898563
+Create Date: 2026-12-06 20:17:24.214903
 """
 
 from alembic import op
@@ -259,6 +259,33 @@ def upgrade() -> None:
     with op.batch_alter_table('number_series', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_number_series_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('operator_roles',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('granted_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_operator_roles_operator_id_operators')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_operator_roles_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_roles')),
+    sa.UniqueConstraint('operator_id', 'organization_id', name=op.f('uq_operator_roles_operator_id_organization_id'))
+    )
+    with op.batch_alter_table('operator_roles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_operator_roles_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('operator_sessions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_operator_sessions_operator_id_operators')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_operator_sessions_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_operator_sessions_token_sha256'))
+    )
     op.create_table('plans',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -853,6 +880,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_plans_organization_id'))
 
     op.drop_table('plans')
+    op.drop_table('operator_sessions')
+    with op.batch_alter_table('operator_roles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_operator_roles_organization_id'))
+
+    op.drop_table('operator_roles')
     with op.batch_alter_table('number_series', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_number_series_organization_id'))
 
