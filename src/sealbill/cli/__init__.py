@@ -34,6 +34,7 @@ from sealbill.cli import (
     subscriptions,
     taxes,
     usage,
+    webhooks,
 )
 from sealbill.cli.arguments import CheckedGroup
 
@@ -90,6 +91,7 @@ usage.register(app)
 operators.register(app)
 seals.register(app)
 serve.register(app)
+webhooks.register(app)
 
 
 def main() -> None:

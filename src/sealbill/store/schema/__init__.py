@@ -9,6 +9,8 @@ from sealbill.store.schema.access import (
     audit_log,
     idempotency_keys,
     instance_secrets,
+    operator_roles,
+    operator_sessions,
     operators,
 )
 from sealbill.store.schema.base import metadata
@@ -44,6 +46,7 @@ from sealbill.store.schema.parties import (
 )
 from sealbill.store.schema.usage import usage_events
 from sealbill.store.schema.web import misdelivery_reports, web_sessions
+from sealbill.store.schema.webhooks import webhook_endpoints, webhook_messages
 
 __all__ = [
     "account_public_ids",
@@ -72,6 +75,8 @@ __all__ = [
     "metrics",
     "misdelivery_reports",
     "number_series",
+    "operator_roles",
+    "operator_sessions",
     "operators",
     "organizations",
     "outbox",
@@ -84,4 +89,6 @@ __all__ = [
     "usage_events",
     "verification_tokens",
     "web_sessions",
+    "webhook_endpoints",
+    "webhook_messages",
 ]
