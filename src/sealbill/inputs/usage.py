@@ -1,6 +1,6 @@
 """Usage events as they enter sealbill: the limits every stored event respects.
 
-The domain's parser (:func:`sealbill.domain.usage.parse_usage_record`) turns a row into a
+The domain's parser (:func:`sealbill.domain.usage_records.parse_usage_record`) turns a row into a
 :class:`UsageEvent`; :func:`event_problems` then checks what an event must satisfy to be
 billable later, so that a row accepted today can never block a billing run:
 
@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from sealbill.domain.money import MoneyError, parse_decimal
-from sealbill.domain.usage import UsageEvent, UsageRowError, parse_usage_record
+from sealbill.domain.usage import UsageEvent, UsageRowError
+from sealbill.domain.usage_records import parse_usage_record
 from sealbill.inputs.text import text_problem
 
 MAX_INTEGER_DIGITS = 15

@@ -1,7 +1,7 @@
 """Usage file rows to stored rows: a fast path for the common shapes, the domain's for the rest.
 
 The careful path is the domain's: ``json.loads`` (``parse_float=Decimal``), then
-:func:`~sealbill.domain.usage.parse_usage_record` and the reference checks; it names every
+:func:`~sealbill.domain.usage_records.parse_usage_record` and the reference checks; it names every
 problem of a row (line and field). The fast path decodes a JSONL line with msgspec into a typed
 struct (floats as ``Decimal``, from the number's text, never through ``float``) and converts the
 common shapes itself. Any row it is not sure about — a decoding or type error, an unknown field,
