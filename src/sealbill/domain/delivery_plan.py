@@ -148,6 +148,9 @@ class Evaluation:
         head = f"verdict: {self.verdict.upper()}" + (" (first cycle)" if self.first_cycle else "")
         out = [head]
         for f in self.findings:
+            if f.kind == "archive":  # a fact to show, not a count
+                out.append(f"[info] {f.description}")
+                continue
             mark = "HOLD" if f.holds else ("info" if f.limit is None else "ok")
             limit = "" if f.limit is None else f" (limit {f.limit})"
             out.append(f"[{mark}] {f.description}: {f.count}{limit}")
