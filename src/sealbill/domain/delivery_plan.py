@@ -138,7 +138,9 @@ class Evaluation:
             "first_cycle": self.first_cycle,
             "findings": [
                 {"kind": f.kind, "description": f.description, "count": f.count,
-                 "limit": f.limit, "holds": f.holds, "items": list(f.items)}
+                 "limit": f.limit, "holds": f.holds, "items": list(f.items),
+                 "why_it_matters": changes.GUIDANCE.get(f.kind, ("", ""))[0] or None,
+                 "what_to_do": changes.GUIDANCE.get(f.kind, ("", ""))[1] or None}
                 for f in self.findings
             ],
             "lines": self.lines(),
