@@ -318,7 +318,7 @@ def test_a_disconnect_or_slow_reply_on_a_message_of_several_recipients_is_retrie
     for i in range(1, 5):
         _add_billing_contact(world, f"A{i:04d}", f"ap{i}@client{i}.example")
     _plan(world)
-    world.smtp.slow_seconds = 1.5  # longer than the client's 1 s timeout
+    world.smtp.slow_seconds = 1.2  # longer than the client's 1 s timeout
     world.smtp.faults.extend([fault, fault])
     assert world.send().status == "sent"
     pairs = world.smtp.accepted_pairs()
