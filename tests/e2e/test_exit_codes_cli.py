@@ -38,6 +38,9 @@ def test_held_halted_set_aside_and_delivered_each_have_their_exit_code(
     held = sealbill(db, port, "run", "plan", run, *ORG)
     assert held.returncode == 3, held.stdout + held.stderr
     assert "HOLD" in held.stdout and "run approve" in held.stdout
+    shown = json.loads(sealbill(db, port, "run", "plan", run, *ORG, "--json").stdout)
+    holding = [f for f in shown["report"]["findings"] if f["holds"]]
+    assert holding and all(f["why_it_matters"] and f["what_to_do"] for f in holding)
     status = sealbill(db, port, "run", "status", run, *ORG)
     assert status.returncode == 3 and "what to do" in status.stdout
     approved = sealbill(db, port, "run", "approve", run, *ORG, "--by", "reviewer",
@@ -54,6 +57,9 @@ def test_held_halted_set_aside_and_delivered_each_have_their_exit_code(
     assert payload["outbox"]["set_aside"] == 1 and payload["status"] == "halted"
     assert set(payload["outbox"]) >= {"queued", "sent", "set_aside", "failed_permanent"}
     assert "noreply@client2.example" not in smtp_server.all_recipients()
+    [aside_item] = payload["set_aside"]
+    assert aside_item["by"] == "guard" and "run set-aside" in aside_item["what_to_do"]
+    assert any(v["rule"] == "address_policy" for v in aside_item["violations"])
 
     aside = sealbill(db, port, "run", "set-aside", run, *ORG, "--invoice", "F-000002",
                      "--reason", "placeholder address", "--by", "ops")

@@ -194,8 +194,8 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
         console.print(f"run {run_id}: {report.status}; outbox {report.counts}", markup=False)
         if report.stopped:
             console.print(f"stopped: {report.stopped}", markup=False)
-        for line in undelivered_lines(after):
-            console.print(line, markup=False, highlight=False)
+        for line in undelivered_lines(after):  # one line each, however narrow the terminal
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         for line in report_lines(after, run):
             console.print(line, markup=False, highlight=False)
     raise typer.Exit(code)
@@ -242,7 +242,7 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     if payload["plan"]:
         console.print(f"  archive copy: {payload['plan']['archive'] or 'none'}", markup=False)
     for line in undelivered_lines(payload):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for line in report_lines(payload, run):
         console.print(line, markup=False, highlight=False)
     raise typer.Exit(payload["exit_code"])

@@ -138,7 +138,9 @@ class Evaluation:
             "first_cycle": self.first_cycle,
             "findings": [
                 {"kind": f.kind, "description": f.description, "count": f.count,
-                 "limit": f.limit, "holds": f.holds, "items": list(f.items)}
+                 "limit": f.limit, "holds": f.holds, "items": list(f.items),
+                 "why_it_matters": changes.GUIDANCE.get(f.kind, ("", ""))[0] or None,
+                 "what_to_do": changes.GUIDANCE.get(f.kind, ("", ""))[1] or None}
                 for f in self.findings
             ],
             "lines": self.lines(),
@@ -148,6 +150,9 @@ class Evaluation:
         head = f"verdict: {self.verdict.upper()}" + (" (first cycle)" if self.first_cycle else "")
         out = [head]
         for f in self.findings:
+            if f.kind == "archive":  # a fact to show, not a count
+                out.append(f"[info] {f.description}")
+                continue
             mark = "HOLD" if f.holds else ("info" if f.limit is None else "ok")
             limit = "" if f.limit is None else f" (limit {f.limit})"
             out.append(f"[{mark}] {f.description}: {f.count}{limit}")

@@ -15,6 +15,10 @@ no contact is flagged (:mod:`sealbill.mail.smtp`, :mod:`sealbill.pipeline.outcom
 - ``bounced`` — any other 5xx: this recipient will not take it;
 - ``deferred`` — any other 4xx: this recipient, later.
 
+When in doubt the verdict leans to ``session`` (a ``5.7.0``/``5.7.1`` policy refusal without
+recipient wording, say): a wrongly paused run costs the operator one look at the reply; a
+wrongly flagged contact silently stops a customer's invoices.
+
 Invariant: ``bounced`` is never answered for a reply that names the client rather than the
 recipient, whatever its code — a wrong judgement there would mark customers' contacts as bounced
 for a relay's misconfiguration. A reply that names the recipient explicitly (``Recipient
@@ -41,7 +45,9 @@ _RECIPIENT_WORDS = re.compile(
     r"recipient address rejected|user unknown|no such user|mailbox (unavailable|not found|"
     r"full|disabled)|unknown user|does not exist|over quota|undeliverable address",
     re.IGNORECASE)
-SESSION_CODES = frozenset({421, 454, 503, 530, 534, 535, 538})
+# 421 (the server closing the channel, often throttling) is left out: the recipient is
+# deferred and retried with backoff rather than the whole run paused.
+SESSION_CODES = frozenset({454, 503, 530, 534, 535, 538})
 
 
 def enhanced_status(text: str) -> str | None:

@@ -148,10 +148,10 @@ def _import_contact(conn: Connection, org_id: int, account_id: int,
     contact_id = parties.add_contact(conn, org_id, contact["email"],
                                      name=contact.get("name", ""), actor=actor, policy=policy)
     link_id = parties.link_contact(conn, org_id, contact_id, account_id,
-                                   contact.get("role", "billing"), actor=actor)
+                                   contact.get("role", "billing"), actor=actor, policy=policy)
     verified = contact.get("verified")
     if not verified:
         return 0
     parties.set_link_status(conn, org_id, link_id, "verified", actor=verified["by"],
-                            method="operator", reason=verified["reason"])
+                            method="operator", reason=verified["reason"], policy=policy)
     return 1

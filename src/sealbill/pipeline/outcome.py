@@ -28,6 +28,7 @@ from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
 from sealbill.store import alerts, ledger
 from sealbill.store import outbox as box
+from sealbill.store import outbox_outcomes as outcomes_store
 from sealbill.store import plans as plan_store
 
 PAUSED = "paused"  # the run's status after a session fault
@@ -59,7 +60,7 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
     bounced = [contact_of[rcpts.key(a)] for a in merged.bounced_now if rcpts.key(a) in contact_of]
     error = _summary(merged.outcomes, result)
     if bounced:
-        box.flag_bounced(conn, org_id, bounced, error)
+        outcomes_store.flag_bounced(conn, org_id, bounced, error)
     if any(rcpts.key(a) not in contact_of for a in merged.bounced_now):
         alerts.record(conn, org_id, cause="archive_bounced", run_id=item.run_id,
                       envelope_id=item.envelope_id, message=f"the archive copy was refused: "
@@ -69,7 +70,7 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
     if status == "failed_temporary":
         attempts = item.attempts + 1
         if attempts >= max_attempts:
-            box.record_outcomes(conn, org_id, item.outbox_id, status=status,
+            outcomes_store.record_outcomes(conn, org_id, item.outbox_id, status=status,
                                 outcomes=merged.outcomes, error=f"retries exhausted: {error}")
             alerts.record(conn, org_id, cause="retries_exhausted", run_id=item.run_id,
                           envelope_id=item.envelope_id, message=error,
@@ -77,18 +78,18 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
         else:
             first, cap = backoff
             delay = min(first * 2 ** (attempts - 1), cap)
-            box.record_outcomes(conn, org_id, item.outbox_id, status=status,
+            outcomes_store.record_outcomes(conn, org_id, item.outbox_id, status=status,
                                 outcomes=merged.outcomes, error=error,
                                 next_attempt_at=at + timedelta(seconds=delay))
     elif status == "sent":
-        box.record_outcomes(conn, org_id, item.outbox_id, status=status,
+        outcomes_store.record_outcomes(conn, org_id, item.outbox_id, status=status,
                             outcomes=merged.outcomes, error=error if result.refused else None,
                             sent_at=at)
-        box.release_claims(conn, item.outbox_id, keep=delivered)
+        outcomes_store.release_claims(conn, item.outbox_id, keep=delivered)
     else:
-        box.record_outcomes(conn, org_id, item.outbox_id, status=status,
+        outcomes_store.record_outcomes(conn, org_id, item.outbox_id, status=status,
                             outcomes=merged.outcomes, error=error)
-        box.release_claims(conn, item.outbox_id, keep=delivered)
+        outcomes_store.release_claims(conn, item.outbox_id, keep=delivered)
     if not merged.delivered_now:
         return None
     before = sum(1 for v in item.outcomes.values() if v.get("state") == rcpts.DELIVERED)
@@ -97,7 +98,7 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
 
 def _pause(conn: Any, org_id: int, item: box.OutboxItem, result: SendResult) -> None:
     reply = f"{result.code or ''} {result.detail}".strip()
-    box.unclaim(conn, org_id, item)
+    outcomes_store.unclaim(conn, org_id, item)
     run = plan_store.run_row(conn, org_id, item.run_id)
     if run["status"] == "sending":
         plan_store.set_run_status(conn, org_id, item.run_id, PAUSED,

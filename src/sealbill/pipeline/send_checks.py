@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.store import alerts
 from sealbill.store import outbox as box
+from sealbill.store import outbox_outcomes as outcomes_store
 from sealbill.store import plans as plan_store
 
 
@@ -61,7 +62,7 @@ def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2
         failed += stopped
         plan_store.set_run_status(conn, org_id, run_id, "halted",
                                   f"canary: {len(failed)} of {size} messages not delivered")
-        replies = box.last_errors(conn, org_id, [r.outbox_id for r in failed])
+        replies = outcomes_store.last_errors(conn, org_id, [r.outbox_id for r in failed])
         alerts.record(conn, org_id, cause="canary_failed", run_id=run_id,
                       message=f"{len(failed)} of {size} canary messages were not delivered "
                               "(a systematic failure); the rest of the run was not sent. "

@@ -201,6 +201,11 @@ def set_aside_list(conn: Connection, org_id: int, run_id: int) -> list[dict[str,
             "invoice": r.number, "account": r.account_reference, "message_id": r.message_id,
             "by": r.set_aside_by, "at": r.set_aside_at, "reason": r.set_aside_reason,
             "recipients": [x["email"] for x in r.recipients or ()],
+            "what_to_do": (f"confirm: sealbill run set-aside RUN --invoice {r.number} --reason "
+                           "TEXT, then sealbill run send RUN; or fix the cause, then sealbill "
+                           f"run retry RUN --invoice {r.number}")
+            if r.set_aside_by == "guard" else
+            f"sealbill run retry RUN --invoice {r.number} re-queues it for a fresh guard check",
             "violations": [{"rule": v.get("rule"), "message": v.get("message"),
                             "evidence": v.get("evidence")}
                            for v in (guard or {}).get("violations", [])]})

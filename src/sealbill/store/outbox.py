@@ -39,7 +39,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
-from sealbill.store import contact_log
 from sealbill.store.plans import TEXT_KINDS
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
@@ -346,12 +345,6 @@ def mark_sent(conn: Connection, org_id: int, outbox_id: int, at: datetime) -> No
     _SENT_ONCE.run(conn, {"org": org_id, "outbox": outbox_id, "at": at})
 
 
-def mark_temporary(conn: Connection, org_id: int, outbox_id: int, error: str,
-                   next_attempt_at: datetime | None) -> None:
-    _set(conn, org_id, outbox_id, status="failed_temporary", last_error=error[:1000],
-         next_attempt_at=next_attempt_at)
-
-
 def mark_held(conn: Connection, org_id: int, outbox_id: int, reason: str) -> None:
     _set(conn, org_id, outbox_id, status="held", last_error=reason[:1000])
 
@@ -368,60 +361,6 @@ def mark_set_aside(conn: Connection, org_id: int, outbox_id: int, *, by: str, re
         values["set_aside_evidence"] = json.loads(json.dumps(evidence, default=str))
     _set(conn, org_id, outbox_id, **values)
     conn.execute(sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id))
-
-
-def mark_permanent(conn: Connection, org_id: int, item: OutboxItem, error: str,
-                   bounced: Sequence[int],
-                   outcomes: Mapping[str, Any] | None = None) -> None:
-    """Never retried; its claims are released (nothing was accepted); refused contacts are
-    flagged so no later plan resolves them until someone looks."""
-    _set(conn, org_id, item.outbox_id, status="failed_permanent", last_error=error[:1000],
-         **({} if outcomes is None else {"recipient_outcomes": dict(outcomes)}))
-    release_claims(conn, item.outbox_id)
-    flag_bounced(conn, org_id, bounced, error)
-
-
-def release_claims(conn: Connection, outbox_id: int,
-                   keep: Sequence[int] = ()) -> None:
-    """Drop the message's (invoice, contact) claims but those of ``keep`` (the contacts it was
-    delivered to: those pairs stay taken for the run)."""
-    query = sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id)
-    if keep:
-        query = query.where(outbox_recipients.c.contact_id.not_in(list(keep)))
-    conn.execute(query)
-
-
-def flag_bounced(conn: Connection, org_id: int, bounced: Sequence[int], error: str) -> None:
-    """The contacts a server refused permanently: no later plan resolves them until someone
-    looks (and each flag is in the contact's history)."""
-    at = now()
-    for contact_id in bounced:
-        conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
-                                               contacts.c.id == contact_id)
-                     .values(bounced_at=at))
-        contact_log.append(conn, org_id, contact_id, "bounced", "sealbill-sender", at,
-                           method="smtp", reason=error[:500])
-
-
-def record_outcomes(conn: Connection, org_id: int, outbox_id: int, *, status: str,
-                    outcomes: Mapping[str, Any], error: str | None,
-                    next_attempt_at: datetime | None = None,
-                    sent_at: datetime | None = None) -> None:
-    """The message's status with its per-recipient outcomes (a partial delivery, a bounce)."""
-    values: dict[str, Any] = {"status": status, "recipient_outcomes": dict(outcomes),
-                              "last_error": None if error is None else error[:1000],
-                              "next_attempt_at": next_attempt_at}
-    if sent_at is not None:
-        values["sent_at"] = sent_at
-    _set(conn, org_id, outbox_id, **values)
-
-
-def unclaim(conn: Connection, org_id: int, item: OutboxItem) -> None:
-    """Undo a claim whose SMTP session could not even start (a relay or configuration fault):
-    the row returns to the state and attempt count it was claimed from — the message was not
-    tried, so it is charged nothing."""
-    _set(conn, org_id, item.outbox_id, status=item.status, attempts=item.attempts,
-         next_attempt_at=item.next_attempt_at)
 
 
 def operator_set_aside(conn: Connection, org_id: int, run_id: int) -> set[int]:
@@ -449,15 +388,6 @@ def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
                                 outbox.c.next_attempt_at.is_(None))
         .values(status="queued", attempts=0, updated_at=now())).rowcount
     return int(held) + int(exhausted)
-
-
-def last_errors(conn: Connection, org_id: int, outbox_ids: Sequence[int]) -> dict[int, str]:
-    if not outbox_ids:
-        return {}
-    return {int(i): str(e) for i, e in conn.execute(
-        sa.select(outbox.c.id, outbox.c.last_error).where(
-            outbox.c.organization_id == org_id, outbox.c.id.in_(list(outbox_ids))))
-        if e is not None}
 
 
 def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:

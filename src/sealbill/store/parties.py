@@ -205,13 +205,14 @@ def normalize_email(email: str) -> str:
 
 
 def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int, role: str,
-                 *, actor: str, at: datetime | None = None) -> int:
+                 *, actor: str, at: datetime | None = None,
+                 policy: AddressPolicy | None = None) -> int:
     """Link a contact to an account with a role, ``pending`` until verified."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     account(conn, org_id, account_id)  # the account must be this tenant's
     if role == "billing":
-        _check_billing(conn, org_id, contact_id, account_id)
+        _check_billing(conn, org_id, contact_id, account_id, policy)
     at = at or now()
     existing = conn.execute(
         sa.select(contact_links.c.id).where(
@@ -240,7 +241,7 @@ def link_contact(conn: Connection, org_id: int, contact_id: int, account_id: int
 
 def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *, actor: str,
                     method: str | None = None, reason: str | None = None,
-                    at: datetime | None = None) -> None:
+                    at: datetime | None = None, policy: AddressPolicy | None = None) -> None:
     """Verify, revoke or reset a link; an operator verification needs a reason."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}")
@@ -258,7 +259,7 @@ def set_link_status(conn: Connection, org_id: int, link_id: int, status: str, *,
     email = conn.execute(sa.select(contacts.c.email).where(
         contacts.c.organization_id == org_id, contacts.c.id == row.contact_id)).scalar_one()
     if status == "verified" and row.role == "billing":
-        _check_billing(conn, org_id, int(row.contact_id), int(row.account_id))
+        _check_billing(conn, org_id, int(row.contact_id), int(row.account_id), policy)
     sealed = {"verification_method": method if status == "verified"
               else row.verification_method, "verified_at": at if status == "verified" else None,
               "verified_email": email if status == "verified" else None}
@@ -308,14 +309,15 @@ def change_contact_email(conn: Connection, org_id: int, contact_id: int, new_ema
                         reason="address changed", at=at)
 
 
-def _check_billing(conn: Connection, org_id: int, contact_id: int, account_id: int) -> None:
+def _check_billing(conn: Connection, org_id: int, contact_id: int, account_id: int,
+                   policy: AddressPolicy | None = None) -> None:
     """A billing link receives invoices: its address must pass the policy for that account
     (the organization's own addresses only on an internal test account)."""
     email = conn.execute(sa.select(contacts.c.email).where(
         contacts.c.organization_id == org_id, contacts.c.id == contact_id)).scalar()
     if email is None:
         raise NotFound(f"contact {contact_id} not found")
-    address_rules.check(conn, org_id, str(email), account_id=account_id,
+    address_rules.check(conn, org_id, str(email), account_id=account_id, policy=policy,
                         where=f"contact {email} (billing for account {account_id}): "
                               "field 'email'")
 

@@ -52,8 +52,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     return folder / "db.sqlite", scenario.run_id
 
 
-def _cli(db: Path, port: int, *args: str, kill_at: str | None = None
-         ) -> subprocess.CompletedProcess[str]:
+def _cli(db: Path, port: int, *args: str, kill_at: str | None = None,
+         as_json: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "2",
            "PYTHONPATH": str(ROOT / "src")}
     env.pop("SEALBILL_DKIM_KEY", None)
@@ -61,7 +61,7 @@ def _cli(db: Path, port: int, *args: str, kill_at: str | None = None
     if kill_at:
         env["SEALBILL_TEST_KILL_AT"] = kill_at
     return subprocess.run([sys.executable, "-m", "sealbill", *args, "--org", "acme-cloud",
-                           "--db", f"sqlite:///{db}", "--json"],
+                           "--db", f"sqlite:///{db}", *(["--json"] if as_json else [])],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -101,6 +101,10 @@ def test_sigkill_of_the_sender_under_refusals_then_rerun_completes(
     assert missing["recipient"] == BOUNCING and missing["recipient_state"] == "bounced"
     assert "550 5.1.1" in missing["reply"] and missing["invoice"] and missing["account"]
     assert "--replan" in missing["next_step"]
+    if phase == "smtp_done":  # the same, as a person reads it
+        text = _cli(db, smtp_server.port, "run", "status", str(run_id), as_json=False).stdout
+        assert f"{missing['invoice']} account {missing['account']} -> {BOUNCING}: bounced" in text
+        assert "550 5.1.1" in text and "next: " in text and "--replan" in text
     if phase == "claimed":  # the operator tries `run retry`: a bounced-only message is not resent
         retry = _cli(db, smtp_server.port, "run", "retry", str(run_id))
         assert retry.returncode == 0, retry.stdout + retry.stderr

@@ -175,7 +175,7 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
     with world.engine.connect() as conn:
         status = conn.execute(sa.select(outbox.c.status).where(
             outbox.c.id == raced[0])).scalar_one()
-    assert status == "held"
+    assert status == "set_aside"
     numbers = {invoice_number_in(m.data) for m in world.smtp.accepted}
     with world.engine.connect() as conn:
         target_number = conn.execute(sa.text("SELECT number FROM invoices WHERE id = :i"),

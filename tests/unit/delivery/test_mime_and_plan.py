@@ -82,7 +82,7 @@ def test_first_cycle_proceeds_by_default_and_can_be_held() -> None:
 
 def test_a_swap_between_accounts_holds_through_the_contact_history() -> None:
     plan = [_env(1, ["b@c.example"])]
-    assert _kinds(plan, None, explained=False) == {"unexplained_links"}
+    assert _kinds(plan, None, explained=False) == {"unexplained_links", "fan_in_unexplained"}
 
 
 def test_fan_in_growth_and_recipient_changes_hold() -> None:

@@ -20,6 +20,7 @@ from sealbill.domain.smtp_replies import names_client, rcpt_verdict
     (554, "5.7.1 <a@b.example>: Recipient address rejected: Access denied", "bounced"),
     (450, "4.2.1 mailbox busy", "deferred"),
     (451, "4.3.0 temporary failure", "deferred"),
+    (421, "too many concurrent messages, try again later", "deferred"),
     (554, "5.7.1 <host[10.0.0.1]>: Client host rejected: Access denied", "session"),
     (450, "4.7.1 Client host rejected: cannot find your hostname", "session"),
     (530, "5.7.0 Must issue a STARTTLS command first", "session"),

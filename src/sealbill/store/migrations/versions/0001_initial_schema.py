@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:24:37.158262
+Create Date: 2026-12-06 20:50:53.684029
 """
 
 from alembic import op
