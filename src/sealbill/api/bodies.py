@@ -59,3 +59,8 @@ class PlanRunIn(Model):
 class ApplyIn(Model):
     catalog: Annotated[str, Field(description="The catalog YAML (metrics, plans).")]
     dry_run: bool = False
+
+
+class WebhookIn(Model):
+    url: Annotated[str, StringConstraints(max_length=2000)]
+    events: list[str] = Field(min_length=1, description='Event types, or ["*"].')

@@ -33,6 +33,7 @@ from starlette.responses import Response
 from sealbill.api.problems import problem
 from sealbill.app import operators
 from sealbill.app.errors import Unauthenticated
+from sealbill.store.db import read_transaction
 from sealbill.store.schema import idempotency_keys
 
 WAIT_SECONDS = 30.0
@@ -135,7 +136,7 @@ class ApiGuard(BaseHTTPMiddleware):
                           "media_type": media_type}))
 
     def _read(self, key_id: int, idem: str) -> Any:
-        with self.engine.begin() as conn:
+        with read_transaction(self.engine) as conn:
             return conn.execute(sa.select(idempotency_keys).where(
                 idempotency_keys.c.api_key_id == key_id,
                 idempotency_keys.c.key == idem)).first()

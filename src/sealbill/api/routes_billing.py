@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
 
 from sealbill.api import schemas
 from sealbill.api.bodies import ApproveIn, PlanRunIn, RunIn
 from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
-from sealbill.app import invoices, runs, usage
+from sealbill.app import ingest, invoices, runs, usage
 from sealbill.app.inputs import UsageEventIn, VoidIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -28,6 +29,29 @@ def record_usage(body: UsageEventIn, actor: ActorDep, engine: EngineDep,
     if result["duplicate"]:
         response.status_code = 200
     return result
+
+
+_BATCH_ITEM = {
+    "type": "object", "additionalProperties": False,
+    "required": ["event_id", "account_reference", "metric_code", "timestamp"],
+    "properties": {
+        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "account_reference": {"type": "string"}, "metric_code": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "value": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+        "properties": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
+
+
+@router.post("/usage/batch", response_model=schemas.IngestResult, tags=["usage"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "array", "minItems": 1,
+                                                 "maxItems": ingest.MAX_EVENTS,
+                                                 "items": _BATCH_ITEM}}}}})
+async def ingest_usage(request: Request, actor: ActorDep, engine: EngineDep) -> Any:
+    """Up to 10,000 events, each idempotent by ``event_id``; all or nothing."""
+    body = await request.body()
+    return await anyio.to_thread.run_sync(ingest.ingest, engine, actor, org(actor), body)
 
 
 @router.get("/usage", response_model=schemas.Page[schemas.UsageEvent], tags=["usage"])

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response
 
 from sealbill.api import schemas
-from sealbill.api.bodies import ApplyIn
+from sealbill.api.bodies import ApplyIn, WebhookIn
 from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
-from sealbill.app import apply, audit, catalog, organizations
+from sealbill.app import apply, audit, catalog, organizations, webhooks
 from sealbill.app.common import etag
 from sealbill.app.inputs import (
     MetricIn,
@@ -124,3 +124,18 @@ def _public(value: str, prefix: str) -> str:
 
 
 Kind = Literal["pdf", "xml"]
+
+
+@router.post("/webhooks", response_model=schemas.WebhookEndpoint, status_code=201,
+             tags=["webhooks"])
+def add_webhook(body: WebhookIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Subscribe an https endpoint (public addresses only); the signing secret is in this
+    answer only (Standard Webhooks)."""
+    return webhooks.add_endpoint(engine, actor, org(actor), body.url, body.events)
+
+
+@router.get("/webhooks/messages", response_model=list[schemas.WebhookMessage],
+            tags=["webhooks"])
+def webhook_messages(actor: ActorDep, engine: EngineDep) -> Any:
+    """The outbox: every message, its attempts and outcome."""
+    return webhooks.messages(engine, actor, org(actor))

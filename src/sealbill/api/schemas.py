@@ -149,3 +149,22 @@ class AuditEntry(Out):
     action: str
     object_kind: str
     object_id: str
+
+
+class WebhookEndpoint(Out):
+    id: str
+    url: str
+    events: list[str]
+    secret: str
+
+
+class WebhookMessage(Out):
+    msg_id: str
+    type: str
+    attempts: int
+
+
+class IngestResult(Out):
+    received: int
+    inserted: int
+    duplicates: int

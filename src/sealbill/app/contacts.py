@@ -10,6 +10,7 @@ history are kept); every change is audited.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -194,25 +195,42 @@ def unlink(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str
 
 def confirm_by_operator(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
                         reason: str) -> dict[str, Any]:
-    """An operator vouches for the address as the account's billing contact (reason kept)."""
+    """An operator vouches for the address as the account's billing contact (reason kept);
+    the link, its history, the audit entry and the ``contact.verified`` webhook are written
+    in one transaction."""
+    from sealbill.app import webhooks
+
     _write(actor, org_id)
     if len(reason.strip()) < 3:
         raise Invalid("confirmation: 1 problem(s)", [Problem("reason", "give a reason")])
     with engine.begin() as conn:
         row = contact_row(conn, org_id, ref)
         account = account_row(conn, org_id, account_ref)
-        email, reference = str(row["email"]), str(account["reference"])
-    try:
-        verify.operator_confirm(engine, org_id, email, reference, actor=actor.name,
-                                reason=reason)
-    except verify.VerificationError as exc:
-        raise StateError(str(exc)) from None
-    with engine.begin() as conn:
+        link = conn.execute(sa.select(contact_links.c.id).where(
+            contact_links.c.organization_id == org_id,
+            contact_links.c.contact_id == row["id"],
+            contact_links.c.account_id == account["id"],
+            contact_links.c.role == "billing")).scalar()
+        if link is None:
+            raise StateError(f"{row['email']} is not a billing contact of "
+                             f"{account['reference']}: add it first")
+        parties.set_link_status(conn, org_id, int(link), "verified", actor=actor.name,
+                                method="operator", reason=reason)
         result = view(conn, org_id, row)
         audit.record(conn, actor, org_id, "contact.confirm", "contact", result["id"],
-                     after={"account": reference, "role": "billing", "status": "verified",
-                            "method": "operator", "reason": reason})
+                     after={"account": account["reference"], "role": "billing",
+                            "status": "verified", "method": "operator", "reason": reason})
+        _verified_event(conn, org_id, result["id"], account, "operator", webhooks)
     return result
+
+
+def _verified_event(conn: Connection, org_id: int, contact_id: str, account: Any,
+                    method: str, webhooks: Any) -> None:
+    webhooks.emit(conn, org_id, "contact.verified",
+                  f"contact.verified:{contact_id}:{account['public_id']}:"
+                  f"{datetime.now(UTC).isoformat()}",
+                  {"contact_id": contact_id, "account_id": account["public_id"],
+                   "account": account["reference"], "method": method})
 
 
 def show(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
@@ -274,8 +292,13 @@ def confirm_code(engine: Engine, actor: Actor, org_id: int, code: str) -> dict[s
                               key=verify.secret_key(settings.files_dir(None)))
     except verify.VerificationError as exc:
         raise StateError(str(exc)) from None
+    from sealbill.app import webhooks
+    from sealbill.store import parties as store_parties
+
     with engine.begin() as conn:
         result = view(conn, org_id, parties_contact(conn, org_id, done.contact_id))
         audit.record(conn, actor, org_id, "contact.verify", "contact", result["id"],
                      after={"status": "verified", "method": "email_token"})
+        account = store_parties.account(conn, org_id, done.account_id)
+        _verified_event(conn, org_id, result["id"], account, "email_token", webhooks)
     return result

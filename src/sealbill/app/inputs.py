@@ -62,6 +62,13 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
+def _full_iban(text: str) -> bool:
+    """A whole, valid IBAN (sealbill keeps only a masked payment method)."""
+    compact = text.replace(" ", "")
+    return len(compact) >= 15 and compact[:2].isalpha() and compact[2:4].isdigit() and \
+        validation.iban_problem(compact) is None
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -207,9 +214,7 @@ class AccountIn(Model):
     @field_validator("payment_display")
     @classmethod
     def _masked(cls, v: str | None) -> str | None:
-        from sealbill.pipeline.accounts_import import _has_full_iban
-
-        if v and (validation.looks_like_full_card_number(v) or _has_full_iban(v)):
+        if v and (validation.looks_like_full_card_number(v) or _full_iban(v)):
             raise ValueError("looks like a full card number or IBAN; sealbill stores only "
                              "the masked form (brand + last 4)")
         return v or None

@@ -26,6 +26,7 @@ from sealbill.app import audit, ids
 from sealbill.app.context import ORG_WRITE, ROLES, Actor
 from sealbill.app.errors import Conflict, Forbidden, Invalid, NotFound, Problem, Unauthenticated
 from sealbill.store import parties
+from sealbill.store.db import read_transaction
 from sealbill.store.schema import api_keys, operators
 
 KEY_PREFIX = "sbk_"
@@ -150,7 +151,7 @@ def authenticate(engine: Engine, key: str, channel: str) -> tuple[Actor, int]:
     prefix = key[:len(KEY_PREFIX) + 12]  # sbk_ + 12 hex; the secret after "_" may hold "_"
     if not prefix.startswith(KEY_PREFIX) or key[len(prefix):len(prefix) + 1] != "_":
         raise refused
-    with engine.begin() as conn:
+    with read_transaction(engine) as conn:  # no write lock on SQLite for a read
         row = conn.execute(sa.select(api_keys, operators.c.email, operators.c.disabled_at)
                            .join(operators, operators.c.id == api_keys.c.operator_id)
                            .where(api_keys.c.prefix == prefix)).first()

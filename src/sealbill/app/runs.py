@@ -79,6 +79,7 @@ def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
     after = {"finalized": len(done), "first_number": numbers[0] if numbers else None,
              "last_number": numbers[-1] if numbers else None}
     audit_step(engine, actor, org_id, run_id, "run.finalize", after)
+    emit_run_events(engine, org_id, run_id)
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -113,6 +114,7 @@ def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = 
     after = {"verdict": summary["verdict"], "envelopes": len(summary["envelopes"]),
              "report": summary["report"].get("lines", [])}
     audit_step(engine, actor, org_id, run_id, "run.plan", after)
+    emit_run_events(engine, org_id, run_id)
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -159,6 +161,7 @@ def send(engine: Engine, actor: Actor, org_id: int, ref: str, *, max_attempts: i
     after = {"status": report.status, "stopped": report.stopped, "outbox": report.counts,
              "violations": report.violations}
     audit_step(engine, actor, org_id, run_id, "run.send", after)
+    emit_run_events(engine, org_id, run_id)
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -175,3 +178,44 @@ def list_runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]
         return [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
                  "status": r.status, "started_by": r.started_by, "created_at": r.created_at}
                 for r in rows]
+
+
+def emit_run_events(engine: Engine, org_id: int, run_id: int) -> None:
+    """Queue the webhooks a pipeline stage's committed state implies (each event once per
+    endpoint: ``event_key`` is unique): finalized invoices, ledger rows (delivered), a held or
+    halted run, guard alerts. The stages own their transactions, so this runs right after
+    they commit; running it again queues nothing new."""
+    from sealbill.app import webhooks
+    from sealbill.store.schema import alerts, delivery_ledger, invoices
+
+    with engine.begin() as conn:
+        run = conn.execute(sa.select(billing_runs).where(billing_runs.c.id == run_id)).one()
+        public_run = ids.encode(conn, org_id, "run", run_id)
+        for inv in conn.execute(sa.select(invoices.c.id, invoices.c.number,
+                                          invoices.c.account_reference,
+                                          invoices.c.total_incl_minor, invoices.c.currency)
+                                .where(invoices.c.organization_id == org_id,
+                                       invoices.c.run_id == run_id,
+                                       invoices.c.number.is_not(None))):
+            public = ids.encode(conn, org_id, "invoice", int(inv.id))
+            webhooks.emit(conn, org_id, "invoice.finalized", f"invoice.finalized:{public}", {
+                "invoice_id": public, "number": inv.number, "account": inv.account_reference,
+                "total_incl_minor": inv.total_incl_minor, "currency": inv.currency,
+                "run_id": public_run})
+        for row in conn.execute(sa.select(delivery_ledger).where(
+                delivery_ledger.c.organization_id == org_id,
+                delivery_ledger.c.run_id == run_id)):
+            webhooks.emit(conn, org_id, "invoice.delivered", f"delivered:{row.message_id}", {
+                "invoice_id": ids.encode(conn, org_id, "invoice", int(row.invoice_id)),
+                "number": row.invoice_number, "account": row.account_reference,
+                "recipients": len(row.recipients), "sent_at": row.sent_at})
+        if run.status in ("held", "halted"):
+            webhooks.emit(conn, org_id, f"run.{run.status}",
+                          f"run.{run.status}:{public_run}:{run.halted_reason or ''}"[:200],
+                          {"run_id": public_run, "period": run.period,
+                           "reason": run.halted_reason})
+        for alert in conn.execute(sa.select(alerts).where(alerts.c.organization_id == org_id,
+                                                          alerts.c.run_id == run_id)):
+            webhooks.emit(conn, org_id, "guard.violation", f"alert:{alert.id}", {
+                "run_id": public_run, "cause": alert.cause, "message": alert.message,
+                "created_at": alert.created_at})

@@ -26,6 +26,7 @@ from sealbill.cli import (
     setup,
     subscriptions,
     usage,
+    webhooks,
 )
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ subscriptions.register(app)
 usage.register(app)
 operators.register(app)
 serve.register(app)
+webhooks.register(app)
 
 
 def main() -> None:

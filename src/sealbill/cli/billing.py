@@ -93,6 +93,19 @@ def bill(
         console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
 
 
+@run_app.command("list")
+def list_runs(org: OrgOption, db: DbOption = None, key: KeyOption = None,
+              as_json: JsonOption = False) -> None:
+    """List the organization's billing runs with their status and starter.
+
+    Example: sealbill run list --org acme --json
+    """
+    from sealbill.cli.operate import output
+
+    engine, actor, org_id = context(db, org, key, as_json)
+    output(call(lambda: app_runs.list_runs(engine, actor, org_id), as_json), as_json)
+
+
 @run_app.command("finalize")
 def finalize(
     run: Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")],

@@ -56,6 +56,25 @@ def create_operator(
     console.print(f"authenticator URI: {result['totp_uri']}", markup=False)
 
 
+@operators_app.command("grant")
+def grant(
+    org: OrgOption,
+    operator: Annotated[str, typer.Option(help="The operator's e-mail.")],
+    role: Annotated[str, typer.Option(help="admin, billing, approver, auditor or "
+                                      "read-only.")],
+    db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False,
+) -> None:
+    """Give an operator a role in an organization, for signing in with password + TOTP.
+
+    Example: sealbill operators grant --org acme --operator bob@acme.example --role approver
+    """
+    from sealbill.app import sessions
+
+    engine, actor, org_id = context(db, org, key, as_json)
+    output(call(lambda: sessions.grant(engine, actor, org_id, operator, role), as_json),
+           as_json)
+
+
 @keys_app.command("create")
 def create_key(
     org: OrgOption,

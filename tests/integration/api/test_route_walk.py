@@ -79,9 +79,10 @@ def test_a_read_only_key_is_403_on_every_mutation(world: tuple[TestClient, Org, 
     assert {k: v for k, v in answers.items() if v[0] != 403} == {}
     reads = [(m, p) for m, p in routes(client) if m == "GET"]
     answers = {(m, p): _call(client, m, p, a, a.keys["read-only"], a)[0] for m, p in reads}
-    # 409: a PDF not rendered yet; the audit log is for auditors and administrators.
+    # 409: a PDF not rendered yet; the audit log is for auditors and administrators, the
+    # webhook outbox for administrators.
     assert {k: v for k, v in answers.items() if v not in (200, 409)} == {
-        ("GET", "/v1/audit"): 403}
+        ("GET", "/v1/audit"): 403, ("GET", "/v1/webhooks/messages"): 403}
 
 
 MUTATION_ORDER = (
@@ -90,11 +91,12 @@ MUTATION_ORDER = (
     "/v1/accounts", "/v1/accounts/{account_id}", "/v1/accounts/{account_id}/contacts",
     "/v1/contacts/{contact_id}/verify", "/v1/contacts/{contact_id}/set-role",
     "/v1/contacts/{contact_id}/vouch", "/v1/contacts/{contact_id}/unlink",
-    "/v1/contacts/{contact_id}/change-address", "/v1/usage", "/v1/usage/{usage_id}/void",
+    "/v1/contacts/{contact_id}/change-address", "/v1/usage", "/v1/usage/batch",
+    "/v1/usage/{usage_id}/void",
     "/v1/subscriptions", "/v1/subscriptions/{subscription_id}/change-plan",
     "/v1/subscriptions/{subscription_id}/cancel", "/v1/runs/{run_id}/render",
     "/v1/runs/{run_id}/plan", "/v1/runs/{run_id}/send", "/v1/runs",
-    "/v1/runs/{run_id}/finalize", "/v1/accounts/{account_id}/archive",
+    "/v1/runs/{run_id}/finalize", "/v1/accounts/{account_id}/archive", "/v1/webhooks",
 )
 
 

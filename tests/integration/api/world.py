@@ -106,6 +106,10 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/runs/{run_id}/plan": {"replan": False},
         "/v1/runs/{run_id}/approve": {"reason": "checked"},
         "/v1/runs/{run_id}/send": None,
+        "/v1/usage/batch": [{"event_id": "batch-1", "account_reference": "C001",
+                             "metric_code": "api_calls", "timestamp": "2026-10-03T00:00:00Z",
+                             "value": "7"}],
+        "/v1/webhooks": {"url": "https://93.184.216.34/hooks", "events": ["*"]},
     }
     return bodies.get(path) if method in ("POST", "PATCH") else None
 

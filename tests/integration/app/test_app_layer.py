@@ -161,3 +161,32 @@ def test_audit_rows_name_the_time_actor_and_change(sqlite_engine: Engine) -> Non
     assert row.actor == "local:" + ROOT.name.split(":", 1)[1]
     assert row.after["event_id"] == "ev-alpha" and row.at <= datetime.now(UTC)
     assert org.ids["usage_id"] == row.object_id
+
+
+def test_a_session_needs_password_totp_and_a_role_and_keeps_the_four_eyes_identity(
+        sqlite_engine: Engine) -> None:
+    from sealbill.app import sessions
+
+    org = build_org(sqlite_engine, "alpha", 1)
+    made = operators.create_operator(sqlite_engine, ROOT, "carol@ops.example", "Carol",
+                                     "a long enough password")
+    code = pyotp.TOTP(made["totp_secret"]).now()
+    with pytest.raises(Unauthenticated):  # no role in the organization yet
+        sessions.sign_in(sqlite_engine, "carol@ops.example", "a long enough password", code,
+                         "alpha")
+    sessions.grant(sqlite_engine, ROOT, org.org_id, "carol@ops.example", "billing")
+    token, actor = sessions.sign_in(sqlite_engine, "carol@ops.example",
+                                    "a long enough password", code, "alpha")
+    assert sessions.session_actor(sqlite_engine, token) == actor
+    assert (actor.name, actor.role, actor.org_id) == ("operator:carol@ops.example", "billing",
+                                                      org.org_id)
+    run = runs.start(sqlite_engine, actor, org.org_id, "2026-12")["run_id"]
+    sessions.grant(sqlite_engine, ROOT, org.org_id, "carol@ops.example", "approver")
+    key = operators.create_key(sqlite_engine, ROOT, org.org_id, "carol@ops.example",
+                               "approver")["key"]
+    by_key, _ = operators.authenticate(sqlite_engine, key, "api")
+    with pytest.raises(Forbidden, match="cannot approve"):  # same person, another door
+        runs.approve(sqlite_engine, by_key, org.org_id, run, "my own run")
+    sessions.sign_out(sqlite_engine, token)
+    with pytest.raises(Unauthenticated):
+        sessions.session_actor(sqlite_engine, token)

@@ -9,6 +9,8 @@ from sealbill.store.schema.access import (
     audit_log,
     idempotency_keys,
     instance_secrets,
+    operator_roles,
+    operator_sessions,
     operators,
 )
 from sealbill.store.schema.base import metadata
@@ -41,7 +43,8 @@ from sealbill.store.schema.parties import (
     organizations,
 )
 from sealbill.store.schema.usage import usage_events
-from sealbill.store.schema.web import misdelivery_reports, web_sessions
+from sealbill.store.schema.web import misdelivery_reports, portal_sessions
+from sealbill.store.schema.webhooks import webhook_endpoints, webhook_messages
 
 __all__ = [
     "account_public_ids",
@@ -69,15 +72,19 @@ __all__ = [
     "metrics",
     "misdelivery_reports",
     "number_series",
+    "operator_roles",
+    "operator_sessions",
     "operators",
     "organizations",
     "outbox",
     "outbox_recipients",
     "plans",
+    "portal_sessions",
     "sending_switches",
     "subscription_phases",
     "subscriptions",
     "usage_events",
     "verification_tokens",
-    "web_sessions",
+    "webhook_endpoints",
+    "webhook_messages",
 ]

@@ -76,3 +76,30 @@ instance_secrets = sa.Table(
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
 )
+
+# An operator's role in an organization, for interactive sign-in (the console); API keys carry
+# their own role.
+operator_roles = sa.Table(
+    "operator_roles",
+    metadata,
+    id_column(),
+    sa.Column("operator_id", BigId, sa.ForeignKey("operators.id"), nullable=False),
+    sa.Column("organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False,
+              index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("granted_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("operator_id", "organization_id"),
+)
+
+# Server-side sessions after password + TOTP; only the token's SHA-256 is stored.
+operator_sessions = sa.Table(
+    "operator_sessions",
+    metadata,
+    id_column(),
+    sa.Column("operator_id", BigId, sa.ForeignKey("operators.id"), nullable=False),
+    sa.Column("organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:11:17.140883
+Create Date: 2026-12-06 20:22:40.913880
 """
 
 from alembic import op
@@ -259,6 +259,33 @@ def upgrade() -> None:
     with op.batch_alter_table('number_series', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_number_series_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('operator_roles',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('granted_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_operator_roles_operator_id_operators')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_operator_roles_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_roles')),
+    sa.UniqueConstraint('operator_id', 'organization_id', name=op.f('uq_operator_roles_operator_id_organization_id'))
+    )
+    with op.batch_alter_table('operator_roles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_operator_roles_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('operator_sessions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_operator_sessions_operator_id_operators')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_operator_sessions_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_operator_sessions_token_sha256'))
+    )
     op.create_table('plans',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -290,6 +317,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('sending_switches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sending_switches_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('event_types', sa.JSON(), nullable=False),
+    sa.Column('allow_loopback', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('disabled_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_webhook_endpoints_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints'))
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('account_public_ids',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -472,6 +514,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_link_corrections_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_link_corrections_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('portal_sessions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('locale', sa.String(length=2), server_default='en', nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_portal_sessions_account_id_accounts')),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_portal_sessions_contact_id_contacts')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_portal_sessions_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_portal_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_portal_sessions_token_sha256'))
+    )
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_portal_sessions_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_portal_sessions_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_portal_sessions_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('subscriptions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -534,29 +599,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_verification_tokens_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_verification_tokens_organization_id'), ['organization_id'], unique=False)
 
-    op.create_table('web_sessions',
+    op.create_table('webhook_messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('token_sha256', sa.String(length=64), nullable=False),
-    sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('csrf_token', sa.String(length=64), nullable=False),
-    sa.Column('locale', sa.String(length=2), server_default='en', nullable=False),
+    sa.Column('endpoint_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('msg_id', sa.String(length=40), nullable=False),
+    sa.Column('event_key', sa.String(length=200), nullable=False),
+    sa.Column('event_type', sa.String(length=40), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_web_sessions_account_id_accounts')),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_web_sessions_contact_id_contacts')),
-    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_web_sessions_operator_id_operators')),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_web_sessions_organization_id_organizations')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_sessions')),
-    sa.UniqueConstraint('token_sha256', name=op.f('uq_web_sessions_token_sha256'))
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('failed_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('last_status', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], name=op.f('fk_webhook_messages_endpoint_id_webhook_endpoints')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_webhook_messages_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_messages')),
+    sa.UniqueConstraint('endpoint_id', 'event_key', name=op.f('uq_webhook_messages_endpoint_id_event_key')),
+    sa.UniqueConstraint('msg_id', name=op.f('uq_webhook_messages_msg_id'))
     )
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_web_sessions_organization_id'), ['organization_id'], unique=False)
+    with op.batch_alter_table('webhook_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_messages_endpoint_id'), ['endpoint_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_messages_next_attempt_at'), ['next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_messages_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('delivery_envelopes',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -785,10 +852,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_account_id'))
 
     op.drop_table('delivery_envelopes')
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_web_sessions_organization_id'))
+    with op.batch_alter_table('webhook_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_messages_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_messages_next_attempt_at'))
+        batch_op.drop_index(batch_op.f('ix_webhook_messages_endpoint_id'))
 
-    op.drop_table('web_sessions')
+    op.drop_table('webhook_messages')
     with op.batch_alter_table('verification_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_verification_tokens_organization_id'))
         batch_op.drop_index(batch_op.f('ix_verification_tokens_contact_id'))
@@ -804,6 +873,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscriptions_account_id'))
 
     op.drop_table('subscriptions')
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_account_id'))
+
+    op.drop_table('portal_sessions')
     with op.batch_alter_table('link_corrections', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_corrections_organization_id'))
         batch_op.drop_index(batch_op.f('ix_link_corrections_contact_id'))
@@ -847,6 +922,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_account_public_ids_account_id'))
 
     op.drop_table('account_public_ids')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_organization_id'))
+
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('sending_switches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sending_switches_organization_id'))
 
@@ -855,6 +934,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_plans_organization_id'))
 
     op.drop_table('plans')
+    op.drop_table('operator_sessions')
+    with op.batch_alter_table('operator_roles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_operator_roles_organization_id'))
+
+    op.drop_table('operator_roles')
     with op.batch_alter_table('number_series', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_number_series_organization_id'))
 

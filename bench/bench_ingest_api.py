@@ -1,0 +1,158 @@
+"""Benchmark of usage ingestion over HTTP (``POST /v1/usage/batch``) beside the file import.
+
+Usage:
+    python bench/bench_ingest_api.py [--events 300000] [--batch 1000] [--clients 4]
+                                     [--accounts 1000] [--db sqlite|postgresql]
+
+In one run, on one fresh database: ``sealbill import usage`` of a JSONL file (in process),
+then the same number of other events through the API — ``sealbill serve`` (uvicorn, one
+process) in a subprocess, and a load generator here: ``--clients`` concurrent HTTP/1.1
+keep-alive connections posting pre-encoded batches of ``--batch`` events. Both run on the same
+machine (the load generator's CPU counts against the server's). PostgreSQL: a throwaway
+cluster at default durability. Prints a Markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _event(n: int, accounts: int, prefix: str) -> dict[str, str]:
+    moment = datetime(2026, 10, 1, tzinfo=UTC) + timedelta(seconds=(n * 7919) % (30 * 86400))
+    return {"event_id": f"{prefix}-{n}", "account_reference": f"A{1 + n % accounts:07d}",
+            "metric_code": "api_calls", "timestamp": moment.isoformat(),
+            "value": str(1 + n % 500)}
+
+
+def _key(url: str) -> str:
+    from sealbill.app import operators
+    from sealbill.app.context import local_actor
+    from sealbill.store.db import create_engine
+
+    engine = create_engine(url)
+    root = local_actor()
+    operators.create_operator(engine, root, "bench@acme.example", "Bench",
+                              "bench password 123")
+    key = str(operators.create_key(engine, root, 1, "bench@acme.example", "billing")["key"])
+    engine.dispose()
+    return key
+
+
+def _import_file(url: str, workdir: Path, events: int, accounts: int) -> float:
+    from sealbill.pipeline.usage_import import import_usage_file
+    from sealbill.store.db import create_engine
+
+    path = workdir / "usage.jsonl"
+    with path.open("w") as handle:
+        for n in range(events):
+            handle.write(json.dumps(_event(n, accounts, "file")) + "\n")
+    engine = create_engine(url)
+    started = time.perf_counter()
+    result = import_usage_file(engine, 1, path)
+    seconds = time.perf_counter() - started
+    assert result["inserted"] == events, result
+    engine.dispose()
+    return events / seconds
+
+
+async def _load(base: str, key: str, bodies: list[bytes], clients: int) -> float:
+    import httpx
+
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            while not queue.empty():
+                body = queue.get_nowait()
+                response = await client.post("/v1/usage/batch", content=body,
+                                             headers=headers)
+                assert response.status_code == 200, response.text[:300]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return time.perf_counter() - started
+
+
+def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen([sys.executable, "-m", "sealbill", "serve", "--db", url,
+                               "--port", str(port), "--rate", "1000000000",
+                               "--burst", "1000000000"],
+                              env={**__import__("os").environ,
+                                   "PYTHONPATH": str(ROOT / "src")})
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("sealbill serve did not start")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_billing import _setup, _url
+
+    from sealbill.mail.sink import free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, cluster = _url(args.db, Path(tmp))
+        try:
+            _setup(url, args.accounts, Path(tmp))
+            key = _key(url)
+            file_rate = _import_file(url, Path(tmp), args.events, args.accounts)
+            bodies = [json.dumps([_event(n, args.accounts, "api")
+                                  for n in range(start, min(start + args.batch,
+                                                            args.events))]).encode()
+                      for start in range(0, args.events, args.batch)]
+            port = free_port()
+            server = _serve(url, port)
+            try:
+                seconds = asyncio.run(_load(f"http://127.0.0.1:{port}", key, bodies,
+                                            args.clients))
+            finally:
+                server.terminate()
+                server.wait(30)
+        finally:
+            if cluster:
+                cluster.stop()
+    return {"db": args.db, "events": args.events, "batch": args.batch,
+            "clients": args.clients, "api_events_per_s": round(args.events / seconds),
+            "file_events_per_s": round(file_rate), "api_seconds": round(seconds, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    result = run(parser.parse_args())
+    print(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} | {result['db']} | "
+          f"{result['events']:,} | {result['batch']} | {result['clients']} | "
+          f"{result['api_events_per_s']:,} | {result['file_events_per_s']:,} |")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Usage ingestion by batches (the HTTP ``POST /v1/usage/batch``): up to 10,000 events, each
+idempotent by its ``event_id``, checked by the same parser as ``sealbill import usage``.
+
+Invariants: a batch is applied whole or not at all (one transaction); an event already stored
+with the same payload is a duplicate (counted, not stored again), with another payload a
+conflict that refuses the batch; every problem is reported with the event's index and field.
+The organization's reference → account map is cached in the process and reloaded when a
+batch names an account it does not know, so a new account is usable at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Engine
+
+from sealbill.app import audit
+from sealbill.app.context import USAGE_WRITE, Actor
+from sealbill.app.errors import Conflict, Invalid, Problem
+from sealbill.pipeline.usage_rows import Batch, RowParser
+from sealbill.store import parties
+from sealbill.store.catalog import load_metrics
+from sealbill.store.usage_ingest import Ingester
+
+MAX_EVENTS = 10_000
+_decode_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_parsers: dict[tuple[str, int], RowParser] = {}
+_lock = threading.Lock()
+
+
+def _parser(engine: Engine, org_id: int, *, fresh: bool) -> RowParser:
+    key = (engine.url.render_as_string(hide_password=False), org_id)
+    with _lock:
+        cached = _parsers.get(key)
+    if cached is not None and not fresh:
+        return cached
+    with engine.begin() as conn:
+        parser = RowParser(parties.account_ids_by_reference(conn, org_id),
+                           set(load_metrics(conn, org_id)))
+    with _lock:
+        _parsers[key] = parser
+    return parser
+
+
+def _parse(engine: Engine, org_id: int, items: list[str]) -> Batch:
+    batch = _parser(engine, org_id, fresh=False).parse(0, items)
+    if batch.bad:  # perhaps an account or metric created since the map was read
+        batch = _parser(engine, org_id, fresh=True).parse(0, items)
+    return batch
+
+
+def ingest(engine: Engine, actor: Actor, org_id: int, body: bytes) -> dict[str, Any]:
+    """``body``: a JSON array of events shaped as the JSONL import's lines (``event_id``,
+    ``account_reference``, ``metric_code``, ``timestamp`` with offset, ``value`` as a string
+    or integer, ``properties``)."""
+    actor.require(USAGE_WRITE)
+    actor.require_org(org_id)
+    try:
+        raws = _decode_items(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Invalid("usage batch: expected a JSON array of events",
+                      [Problem("", str(exc))]) from None
+    if not 1 <= len(raws) <= MAX_EVENTS:
+        raise Invalid("usage batch: 1 problem(s)", [Problem(
+            "", f"a batch holds 1 to {MAX_EVENTS} events, not {len(raws)}")])
+    items = [bytes(raw).decode("utf-8", "surrogatepass") for raw in raws]
+    batch = _parse(engine, org_id, items)
+    if batch.bad:
+        problems = [Problem(f"[{line}]", message.split(": ", 1)[1] if ": " in message
+                            else message) for line, _, message in batch.bad]
+        raise Invalid(f"usage batch: {len(problems)} problem(s); nothing was written",
+                      problems)
+    with engine.begin() as conn:
+        inserted, duplicates, conflicts = Ingester(conn, org_id).insert(batch.rows)
+        if conflicts:
+            raise Conflict(f"usage batch: {len(conflicts)} event id(s) already stored with "
+                           "another payload; nothing was written",
+                           [Problem(f"[{c.index}].event_id", f"{c.event_id!r} differs from "
+                                    "the stored event") for c in conflicts])
+        audit.record(conn, actor, org_id, "usage.ingest", "usage_batch",
+                     f"{batch.rows[0][1]}..{batch.rows[-1][1]}"[:80],
+                     after={"received": len(items), "inserted": inserted,
+                            "duplicates": duplicates})
+    return {"received": len(items), "inserted": inserted, "duplicates": duplicates}
