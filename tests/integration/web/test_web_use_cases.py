@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import misdelivery, operators, portal, sessions
+from sealbill.app import misdelivery, operators, portal, sessions, webhooks
 from sealbill.app.context import Actor, local_actor
 from sealbill.app.errors import Forbidden, NotFound, Unauthenticated
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.store import portal_sessions
-from sealbill.store.schema import alerts, contacts
+from sealbill.store.schema import alerts, contacts, webhook_messages
 from sealbill.store.schema import portal_sessions as sessions_table
 from tests.support.scenario import build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
@@ -111,7 +111,12 @@ def test_not_for_me_report_alerts_and_only_allowed_roles_open_an_incident(
     approver = operator(any_engine, s.org_id, s.org_slug, "finn", "approver")
     with pytest.raises(Forbidden):
         misdelivery.open_incident(any_engine, reader, s.org_id, report_id)
+    webhooks.add_endpoint(any_engine, local_actor(), s.org_id, "http://127.0.0.1:9/hook",
+                          ["incident.opened"], allow_loopback=True)
     incident = misdelivery.open_incident(any_engine, approver, s.org_id, report_id)
     assert misdelivery.reports(any_engine, reader, s.org_id)[0]["incident_id"] == incident
+    with any_engine.begin() as conn:  # queued for the subscribed endpoint
+        payload = conn.execute(sa.select(webhook_messages.c.payload)).scalar_one()
+    assert payload["type"] == "incident.opened" and payload["data"]["incident"] == incident
     with any_engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar() == 1
