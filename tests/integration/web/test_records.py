@@ -123,3 +123,42 @@ def test_usage_is_voided_with_a_reason_by_a_role_that_may_and_not_offered_to_rea
         voided = conn.execute(sa.select(usage_events.c.voided_by).where(
             usage_events.c.event_id == "evt-bad-1")).scalar_one()
     assert voided == "operator:alice@acme-cloud.example"
+
+
+CATALOG = """\
+metrics:
+  - code: storage_gb
+    name: Storage
+    aggregation: max
+plans:
+  - code: archive
+    name: Archive
+    currency: EUR
+    prices:
+      - effective_from: 2026-01-01
+        charges:
+          - {code: base, model: flat, description_fr: Abonnement, description_en: Subscription,
+             amount: "12.00"}
+"""
+
+
+def test_catalog_file_is_previewed_without_writing_then_applied(site: Site, page: Page) -> None:
+    sign_in(page, site, "carol")
+    page.goto(f"{site.url}/console/catalog")
+    expect(page.get_by_role("heading", name="Plans")).to_be_visible()
+    expect(page.get_by_label("Catalog file (YAML, as for sealbill apply -f)")).to_have_count(0)
+    page.context.clear_cookies()
+    sign_in(page, site, "alice")
+    page.goto(f"{site.url}/console/catalog")
+    page.get_by_label("Catalog file (YAML, as for sealbill apply -f)").fill(CATALOG)
+    page.get_by_role("button", name="Preview the changes").click()
+    preview = page.get_by_role("table", name="Preview: nothing written")
+    expect(preview.get_by_role("row", name="archive")).to_contain_text("create")
+    expect(page.get_by_role("heading", name="archive · Archive")).to_have_count(0)
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Apply this file").click()
+    expect(page.get_by_role("heading", name="archive · Archive · month · EUR")).to_be_visible()
+    page.get_by_label("Catalog file (YAML, as for sealbill apply -f)").fill(
+        CATALOG.replace("max", "sum"))
+    page.get_by_role("button", name="Preview the changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot change")
