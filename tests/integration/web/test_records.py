@@ -15,7 +15,13 @@ from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.send import send_run
 from sealbill.store import parties
-from sealbill.store.schema import alerts, contact_links, contacts, usage_events
+from sealbill.store.schema import (
+    alerts,
+    contact_links,
+    contacts,
+    sending_switches,
+    usage_events,
+)
 from tests.integration.web.conftest import axe_violations, screenshot
 from tests.integration.web.site import FAST, SECRET, Site
 from tests.integration.web.test_console import run_status, sign_in
@@ -90,6 +96,22 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     expect(matrix.get_by_role("row", name="A0002")).to_contain_text("●")
     expect(page.get_by_role("table", name="Data subjects × unintended recipients")
            ).to_contain_text("billing2@client2.example")
+    page.get_by_label("Cause of the breach").fill("contact swapped by a data migration")
+    page.get_by_label("How it was detected").fill("the recipient clicked 'not for me'")
+    page.get_by_role("button", name="Record the facts").click()
+    page.get_by_label("yes").check()
+    page.get_by_label("Reasoning (required)").fill("invoice data of a customer disclosed")
+    page.get_by_label("Communication to the data subjects (Art. 34)").select_option("planned")
+    page.get_by_role("button", name="Record the decision").click()
+    expect(page.get_by_text("Notify the authority: yes")).to_be_visible()
+    page.get_by_role("button", name="Pause all sending (kill switch)").click()
+    expect(page.get_by_text("Sending paused")).to_be_visible()
+    timeline = page.locator("h2:text('Timeline') + ul")
+    for event in ("updated", "decided", "sending_paused"):
+        expect(timeline).to_contain_text(event)
+    with site.engine.begin() as conn:
+        assert conn.execute(sa.select(sending_switches.c.paused).where(
+            sending_switches.c.organization_id == site.org_id)).scalar_one() is True
     assert axe_violations(page) == []
     screenshot(page, "console-incident")
     with page.expect_download() as info:
