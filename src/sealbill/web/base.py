@@ -9,6 +9,8 @@ session). Portal sessions are :mod:`sealbill.store.portal_sessions`, with a stor
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +116,22 @@ def show(request: Request, template: str, csrf: str | None = None, *, status: in
 
 async def posted(request: Request, csrf: str | None) -> dict[str, str]:
     return await require_csrf(request, csrf)
+
+
+def as_route(wrapper: Callable[..., Awaitable[Response]], handler: Callable[..., Any],
+             extra: tuple[str, type] | None = None) -> Callable[..., Awaitable[Response]]:
+    """``wrapper`` with the signature FastAPI should see: the handler's parameters without
+    ``who`` (which the wrapper supplies), plus ``extra`` (a path parameter it consumes)."""
+    sig = inspect.signature(handler)
+    params = [p for name, p in sig.parameters.items() if name != "who"]
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[1:]]
+    if extra is not None:
+        rest.insert(0, inspect.Parameter(extra[0], inspect.Parameter.KEYWORD_ONLY,
+                                         annotation=extra[1]))
+    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[params[0], *rest])
+    wrapper.__name__ = handler.__name__
+    return wrapper
 
 
 def redirect(url: str) -> Response:

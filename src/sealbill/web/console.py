@@ -36,17 +36,7 @@ def signed_in(handler: Handler) -> Callable[..., Awaitable[Response]]:
             return base.redirect("/console/sign-in")
         request.state.console = who
         return await handler(request, who, **params)
-    wrapper.__name__ = handler.__name__
-    wrapper.__signature__ = _signature(handler)  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _signature(handler: Handler) -> Any:
-    import inspect
-
-    sig = inspect.signature(handler)
-    params = [p for name, p in sig.parameters.items() if name != "who"]
-    return sig.replace(parameters=params)
+    return base.as_route(wrapper, handler)
 
 
 def show(request: Request, who: base.Console, template: str, **context: Any) -> Response:
@@ -137,9 +127,7 @@ async def decide(request: Request, who: base.Console, run_ref: str) -> Response:
     db, org = base.engine(request), who.org_id
     try:
         if decision == "approve":
-            if len(reason.strip()) < 3:
-                raise AppError("a reason is required")
-            await call(runs.approve, db, who.actor, org, run_ref, reason.strip())
+            await call(runs.approve, db, who.actor, org, run_ref, reason)
         elif decision == "reject":
             await call(run_review.reject, db, who.actor, org, run_ref, reason)
         else:

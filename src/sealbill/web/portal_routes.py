@@ -27,21 +27,13 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def customer(handler: Handler) -> Handler:
+    """Run ``handler`` with the request's portal session, or send to the sign-in page."""
     async def wrapper(request: Request, slug: str, **params: Any) -> Response:
         who = await base.portal(request, slug)
         if who is None:
             return base.redirect(f"/portal/{slug}/")
         return await handler(request, who, **params)
-    import inspect
-
-    sig = inspect.signature(handler)
-    params = [p for name, p in sig.parameters.items() if name != "who"]
-    slug_param = inspect.Parameter("slug", inspect.Parameter.KEYWORD_ONLY, annotation=str)
-    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[params[0], slug_param, *[p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-                                              for p in params[1:]]])
-    wrapper.__name__ = handler.__name__
-    return wrapper
+    return base.as_route(wrapper, handler, extra=("slug", str))
 
 
 def show(request: Request, who: base.Portal, template: str, **context: Any) -> Response:
