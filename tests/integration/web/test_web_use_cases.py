@@ -72,9 +72,11 @@ def test_magic_link_opens_one_account_once_and_never_another_accounts_documents(
     assert portal.request_link(any_engine, s.org_slug, "nobody@nowhere.example",
                                portal_base="https://b.example", transport=transport,
                                key=KEY) == 0
-    assert portal.request_link(any_engine, s.org_slug, "billing1@client1.example",
-                               portal_base="https://b.example", transport=transport,
-                               key=KEY) == 1
+    for sent in (1, 0):  # asked twice in a row: one mail
+        assert portal.request_link(any_engine, s.org_slug, "billing1@client1.example",
+                                   portal_base="https://b.example", transport=transport,
+                                   key=KEY) == sent
+    assert len(smtp_server.received) == 1
     message = email.message_from_bytes(smtp_server.received[-1].data, policy=default)
     assert message["To"] == "billing1@client1.example"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
