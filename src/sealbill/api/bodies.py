@@ -64,3 +64,13 @@ class ApplyIn(Model):
 class WebhookIn(Model):
     url: Annotated[str, StringConstraints(max_length=2000)]
     events: list[str] = Field(min_length=1, description='Event types, or ["*"].')
+
+
+class CreditNoteIn(Model):
+    reason: Reason
+    amount: Annotated[str | None, Field(description="Major units excluding VAT, as a string; "
+                                        "the whole invoice when absent.")] = None
+
+
+class VoidInvoiceIn(Model):
+    reason: Reason

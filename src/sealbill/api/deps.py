@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -36,6 +36,3 @@ def org(a: Actor) -> int:
     assert a.org_id is not None  # every API key is scoped to one organization
     return a.org_id
 
-
-def page_params(limit: int, cursor: str | None) -> dict[str, Any]:
-    return {"limit": limit, "cursor": cursor}

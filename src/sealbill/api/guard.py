@@ -3,6 +3,8 @@ make its POSTs idempotent.
 
 - Authentication: ``Authorization: Bearer sbk_…`` (or ``X-API-Key``); the actor is put on
   ``request.state`` for the routes; a missing or bad key is a 401 from the route dependency.
+  A good key is remembered for :data:`AUTH_CACHE_SECONDS` (a revocation takes effect within
+  that delay); a bad one is checked against the database every time.
 - Rate limit: a token bucket per key (``rate`` requests per second, ``burst`` at once), in
   this process; an empty bucket answers 429 with ``Retry-After`` (whole seconds).
 - Idempotency: a POST with ``Idempotency-Key`` first inserts ``(key id, Idempotency-Key)``
@@ -65,10 +67,26 @@ def _bearer(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+AUTH_CACHE_SECONDS = 5.0
+
+
 class ApiGuard(BaseHTTPMiddleware):
     def __init__(self, app: Any, engine: Engine, buckets: TokenBuckets) -> None:
         super().__init__(app)
         self.engine, self.buckets = engine, buckets
+        # key -> (actor, key id, until): a revoked key stops working within this delay.
+        self._known: dict[str, tuple[Any, int, float]] = {}
+
+    def _authenticate(self, key: str) -> tuple[Any, int]:
+        cached = self._known.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        actor, key_id = operators.authenticate(self.engine, key, "api")
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[key] = (actor, key_id, now + AUTH_CACHE_SECONDS)
+        return actor, key_id
 
     async def dispatch(self, request: Request,
                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -78,8 +96,7 @@ class ApiGuard(BaseHTTPMiddleware):
         key = _bearer(request)
         if key:
             try:
-                actor, key_id = await anyio.to_thread.run_sync(
-                    operators.authenticate, self.engine, key, "api")
+                actor, key_id = await anyio.to_thread.run_sync(self._authenticate, key)
             except Unauthenticated:
                 actor, key_id = None, None
             if actor is not None:

@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from sealbill.api import schemas
-from sealbill.api.bodies import ApproveIn, PlanRunIn, RunIn
+from sealbill.api.bodies import ApproveIn, CreditNoteIn, PlanRunIn, RunIn, VoidInvoiceIn
 from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
@@ -154,3 +154,21 @@ def get_invoice_pdf(invoice_id: str, actor: ActorDep, engine: EngineDep) -> Resp
     name, data = invoices.download(engine, actor, org(actor), _public(invoice_id, "inv_"))
     return Response(data, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/invoices/{invoice_id}/credit-notes", response_model=schemas.CreditNote,
+             status_code=201, tags=["invoices"])
+def credit_note(invoice_id: str, body: CreditNoteIn, actor: ActorDep,
+                engine: EngineDep) -> Any:
+    """A numbered credit note against a finalized invoice (invoices never change)."""
+    return invoices.credit_note(engine, actor, org(actor), _public(invoice_id, "inv_"),
+                                reason=body.reason, amount=body.amount)
+
+
+@router.post("/invoices/{invoice_id}/void", response_model=schemas.CreditNote,
+             tags=["invoices"])
+def void_invoice(invoice_id: str, body: VoidInvoiceIn, actor: ActorDep,
+                 engine: EngineDep) -> Any:
+    """Void: a full credit note is issued; the invoice is kept, marked void."""
+    return invoices.void(engine, actor, org(actor), _public(invoice_id, "inv_"),
+                         reason=body.reason)

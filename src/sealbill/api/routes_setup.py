@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -122,8 +122,6 @@ def _public(value: str, prefix: str) -> str:
         raise NotFound(f"{value!r} not found")
     return value
 
-
-Kind = Literal["pdf", "xml"]
 
 
 @router.post("/webhooks", response_model=schemas.WebhookEndpoint, status_code=201,

@@ -168,3 +168,9 @@ class IngestResult(Out):
     received: int
     inserted: int
     duplicates: int
+
+
+class CreditNote(Out):
+    id: str
+    number: str
+    corrects: str

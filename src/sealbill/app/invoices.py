@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,74 @@ def download(engine: Engine, actor: Actor, org_id: int, ref: str, kind: str = "p
     if hashlib.sha256(data).hexdigest() != doc.sha256:
         raise AppError(f"the stored {kind} of {number} does not match its recorded digest")
     return f"{number}.{kind}", data
+
+
+def _number(conn: Connection, org_id: int, ref: str) -> tuple[int, str, str]:
+    row_id = invoice_row_id(conn, org_id, ref)
+    row = conn.execute(sa.select(invoices.c.number, invoices.c.currency).where(
+        invoices.c.id == row_id)).one()
+    if row.number is None:
+        raise StateError(f"invoice {ref!r} is a draft: finalize it first")
+    return row_id, str(row.number), str(row.currency)
+
+
+def credit_note(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str,
+                amount: str | None = None) -> dict[str, Any]:
+    """A numbered credit note against a finalized invoice, in full or for ``amount`` (major
+    units, excluding VAT); the note and its audit entry commit together."""
+    from sealbill.app import audit
+    from sealbill.app.context import RUNS_WRITE
+    from sealbill.app.errors import Invalid, Problem
+    from sealbill.domain.money import Money, MoneyError, parse_decimal
+    from sealbill.pipeline.finalize import credit_note_in
+
+    actor.require(RUNS_WRITE)
+    actor.require_org(org_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("credit note: 1 problem(s)", [Problem("reason", "give a reason")])
+    with engine.begin() as conn:
+        row_id, number, currency = _number(conn, org_id, ref)
+        try:
+            minor = None if amount is None else Money.from_decimal(
+                parse_decimal(amount, field="amount"), currency).amount_minor
+        except MoneyError as exc:
+            raise Invalid("credit note: 1 problem(s)", [Problem("amount", str(exc))]) from None
+        try:
+            credit_id, credit_number = credit_note_in(
+                conn, org_id, number, reason=reason, amount_minor=minor,
+                issue_date=datetime.now(UTC).date())
+        except (InvoiceStateError, ValueError, LookupError) as exc:
+            raise StateError(str(exc)) from None
+        public = ids.encode(conn, org_id, "invoice", credit_id)
+        audit.record(conn, actor, org_id, "invoice.credit_note", "invoice",
+                     ids.encode(conn, org_id, "invoice", row_id),
+                     after={"credit_note": credit_number, "credit_note_id": public,
+                            "amount_minor": minor, "reason": reason})
+    return {"id": public, "number": credit_number, "corrects": number}
+
+
+def void(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str
+         ) -> dict[str, Any]:
+    """Void a finalized invoice: a full credit note is issued and the invoice kept, marked."""
+    from sealbill.app.audit import record
+    from sealbill.app.context import RUNS_WRITE
+    from sealbill.app.errors import Invalid, Problem
+    from sealbill.pipeline.finalize import void_invoice
+
+    actor.require(RUNS_WRITE)
+    actor.require_org(org_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("void: 1 problem(s)", [Problem("reason", "give a reason")])
+    with engine.begin() as conn:
+        row_id, number, _ = _number(conn, org_id, ref)
+    try:
+        credit_id, credit_number = void_invoice(engine, org_id, number, reason=reason)
+    except (InvoiceStateError, ValueError, LookupError) as exc:
+        raise StateError(str(exc)) from None
+    with engine.begin() as conn:
+        public = ids.encode(conn, org_id, "invoice", credit_id)
+        record(conn, actor, org_id, "invoice.void", "invoice",
+               ids.encode(conn, org_id, "invoice", row_id),
+               before={"status": "finalized"},
+               after={"status": "void", "credit_note": credit_number, "reason": reason})
+    return {"id": public, "number": credit_number, "corrects": number, "voided": number}

@@ -7,7 +7,8 @@ Clicking shows a confirmation page; confirming records a
 :data:`misdelivery_reports` row pointing at the invoice's ledger rows, and an alert (cause
 ``misdelivery_report``) for the operators; the page then asks the person to delete the mail and
 records when they say they did. An operator opens an incident from the report
-(:func:`open_incident`), scoped to the ledger messages of that invoice, aware since the report.
+(:func:`open_incident`), scoped to the ledger messages of that invoice, aware since the report;
+the ``incident.opened`` webhook is queued in the transaction that links the report to it.
 
 Invariants: the ledger is never edited (the report refers to it); a forged or altered token is
 refused like an unknown one; the confirmation page shows no data of the invoice (the person is,
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit
+from sealbill.app import audit, webhooks
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, NotFound, StateError
 from sealbill.domain import report_link
@@ -133,6 +134,10 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, report_id: int) -> 
     with engine.begin() as conn:
         conn.execute(sa.update(misdelivery_reports).where(
             misdelivery_reports.c.id == report_id).values(incident_id=incident_id))
+        webhooks.emit(conn, org_id, "incident.opened", f"incident:{incident_id}",
+                      {"incident": incident_id, "source": "misdelivery_report",
+                       "invoice": row.number, "aware_at": row.reported_at,
+                       "messages": len(message_ids)})
         audit.record(conn, actor, org_id, "incident.open", "incident", str(incident_id),
                      after={"from_report": report_id, "messages": list(message_ids)})
     return incident_id

@@ -40,6 +40,9 @@ from sealbill.store.schema import (
 
 LOGIN = "portal_login"
 LOGIN_TTL = timedelta(minutes=15)
+# At most one sign-in mail per contact and account in this interval: asking again and again
+# cannot turn the portal into a way to flood someone's mailbox.
+RESEND_AFTER = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ def org_by_slug(engine: Engine, slug: str) -> tuple[int, Any]:
 
 def request_link(engine: Engine, slug: str, email: str, *, portal_base: str,
                  transport: TransportFactory, key: bytes) -> int:
-    """Mail a sign-in link for each account where ``email`` is verified; the count of mails
-    sent (for tests and logs only: the page says the same thing whatever it is)."""
+    """Mail a sign-in link for each account where ``email`` is verified (not again within
+    ``RESEND_AFTER``); the count of mails sent (for tests and logs only: the page says the
+    same thing whatever it is)."""
     org_id, org = org_by_slug(engine, slug)
     try:
         address = parties.normalize_email(email)
@@ -88,6 +92,14 @@ def request_link(engine: Engine, slug: str, email: str, *, portal_base: str,
                    contact_links.c.status == "verified", accounts.c.archived_at.is_(None))
             .distinct()).all()
         for r in rows:
+            recent = conn.execute(sa.select(verification_tokens.c.id).where(
+                verification_tokens.c.organization_id == org_id,
+                verification_tokens.c.contact_id == r.id,
+                verification_tokens.c.account_id == r.account_id,
+                verification_tokens.c.purpose == LOGIN,
+                verification_tokens.c.created_at > now() - RESEND_AFTER)).first()
+            if recent is not None:
+                continue
             code, expires = tokens.issue(conn, org_id, int(r.id), int(r.account_id), key,
                                          ttl=LOGIN_TTL, purpose=LOGIN)
             link = f"{portal_base}/portal/{quote(slug)}/enter?code={quote(code, safe='')}"

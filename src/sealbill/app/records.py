@@ -134,6 +134,8 @@ def incident_detail(engine: Engine, actor: Actor, org_id: int, incident_id: int
     radius = radius_to_dict(dossier.radius)
     return {"status": status_dict(dossier), "radius": radius["as_corrected"],
             "messages_in_scope": radius["messages_in_scope"],
+            "facts": dict(dossier.record.get("facts") or {}),
+            "containment": dossier.record.get("containment"),
             "events": [{"at": e["at"], "event": e["event"], "actor": e["actor"]}
                        for e in dossier.events]}
 

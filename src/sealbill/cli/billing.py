@@ -28,14 +28,14 @@ from sealbill.cli.common import (
 )
 from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
-from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal
+from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError
 from sealbill.pipeline.billing import BillingError, bill_period
-from sealbill.pipeline.finalize import draft_ids, finalize_run, issue_credit_note, void_invoice
+from sealbill.pipeline.finalize import draft_ids, finalize_run
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
 from sealbill.store.exchange_rates import MissingExchangeRate
-from sealbill.store.invoices import InvoiceStateError, load_invoice
+from sealbill.store.invoices import load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
                       no_args_is_help=True)
@@ -250,29 +250,20 @@ def credit_note(
     amount: Annotated[str | None, typer.Option(help="Partial amount excluding VAT, in major "
                                                "units (default: the whole invoice).")] = None,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue a numbered credit note against a finalized invoice (invoices never change)."""
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        amount_minor = None
-        if amount is not None:
-            with engine.begin() as conn:
-                currency = queries.invoice_currency(conn, org_id, invoice)
-            try:
-                amount_minor = Money.from_decimal(parse_decimal(amount, field="amount"),
-                                                  currency).amount_minor
-            except MoneyError as exc:
-                usage_error(str(exc), as_json=as_json)
-        credit_id, number = issue_credit_note(engine, org_id, invoice, reason=reason,
-                                              amount_minor=amount_minor)
-    except (LookupError, InvoiceStateError, ValueError) as exc:
-        fail(str(exc), as_json=as_json)
+    """Issue a numbered credit note against a finalized invoice (invoices never change).
+
+    Example: sealbill credit-note F-000012 --org acme --reason "goodwill" --amount 5.00
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_invoices.credit_note(engine, actor, org_id, invoice,
+                                                   reason=reason, amount=amount), as_json)
     if as_json:
-        emit_json({"ok": True, "credit_note": number, "id": credit_id})
+        emit_json({"ok": True, "credit_note": result["number"], "id": result["id"]})
     else:
-        console.print(f"credit note {number} issued against {invoice}")
+        console.print(f"credit note {result['number']} issued against {invoice}")
 
 
 def void(
@@ -280,19 +271,20 @@ def void(
     org: OrgOption,
     reason: Annotated[str, typer.Option(help="Why (recorded).")],
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Void a finalized invoice: a full credit note is issued; the invoice is kept."""
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        _, number = void_invoice(engine, org_id, invoice, reason=reason)
-    except (LookupError, InvoiceStateError) as exc:
-        fail(str(exc), as_json=as_json)
+    """Void a finalized invoice: a full credit note is issued; the invoice is kept.
+
+    Example: sealbill void F-000012 --org acme --reason "billed the wrong customer"
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_invoices.void(engine, actor, org_id, invoice, reason=reason),
+                  as_json)
     if as_json:
-        emit_json({"ok": True, "voided": invoice, "credit_note": number})
+        emit_json({"ok": True, "voided": invoice, "credit_note": result["number"]})
     else:
-        console.print(f"{invoice} voided; credit note {number}")
+        console.print(f"{invoice} voided; credit note {result['number']}")
 
 
 def import_usage(

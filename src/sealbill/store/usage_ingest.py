@@ -78,6 +78,7 @@ class Ingester:
             row = f"({self.org_id},?,?,?,?,?,?)"  # the organization id inline: an int
             self._values = _VALUES.format(rows=",".join([row] * self._per_statement))
             self._one = _VALUES.format(rows=row)
+            self._by_size: dict[int, str] = {}
 
     def insert(self, rows: Sequence[Row]) -> tuple[int, int, list[Conflict]]:
         """(inserted, duplicates, conflicts): a duplicate is a row whose id is stored with the
@@ -93,8 +94,12 @@ class Ingester:
                     cursor.execute(self._values, list(chain.from_iterable(
                         rows[start:start + per])))
                     inserted += cursor.rowcount
-                if full < len(rows):
-                    cursor.executemany(self._one, rows[full:])
+                rest = rows[full:]
+                if len(rest) > 1:  # one statement sized to the rest (an API batch, a tail)
+                    cursor.execute(self._sized(len(rest)), list(chain.from_iterable(rest)))
+                    inserted += cursor.rowcount
+                elif rest:
+                    cursor.executemany(self._one, rest)
                     inserted += cursor.rowcount
             else:
                 cursor.execute(_INSERT_PG, (self.org_id, msgspec.json.encode(rows).decode()))
@@ -105,6 +110,14 @@ class Ingester:
             return inserted, 0, []
         conflicts = self._conflicts(rows)
         return inserted, len(rows) - inserted - len(conflicts), conflicts
+
+    def _sized(self, count: int) -> str:
+        """The multi-row INSERT for ``count`` rows (SQLite), built once per size."""
+        statement = self._by_size.get(count)
+        if statement is None:
+            row = f"({self.org_id},?,?,?,?,?,?)"
+            statement = self._by_size[count] = _VALUES.format(rows=",".join([row] * count))
+        return statement
 
     def _conflicts(self, rows: Sequence[Row]) -> list[Conflict]:
         ids = [row[1] for row in rows]

@@ -18,12 +18,20 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from sealbill.app.errors import AppError, Unauthenticated
-from sealbill.web import base, console, console_records, portal_routes
+from sealbill.web import (
+    base,
+    console,
+    console_catalog,
+    console_incidents,
+    console_records,
+    portal_routes,
+)
 from sealbill.web.config import WebConfig
 from sealbill.web.security import SecurityHeaders, safe_next, set_cookie
 
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (console.router, console_records.router, portal_routes.router)
+ROUTERS = (console.router, console_records.router, console_catalog.router,
+           console_incidents.router, portal_routes.router)
 
 
 def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:

@@ -14,10 +14,9 @@ import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import console_auth, dashboard, run_review, runs
+from sealbill.app import dashboard, run_review, runs, sessions
 from sealbill.app.context import RUNS_APPROVE
 from sealbill.app.errors import AppError, Unauthenticated
-from sealbill.store import web_sessions
 from sealbill.web import base
 from sealbill.web.security import set_cookie
 
@@ -37,21 +36,11 @@ def signed_in(handler: Handler) -> Callable[..., Awaitable[Response]]:
             return base.redirect("/console/sign-in")
         request.state.console = who
         return await handler(request, who, **params)
-    wrapper.__name__ = handler.__name__
-    wrapper.__signature__ = _signature(handler)  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _signature(handler: Handler) -> Any:
-    import inspect
-
-    sig = inspect.signature(handler)
-    params = [p for name, p in sig.parameters.items() if name != "who"]
-    return sig.replace(parameters=params)
+    return base.as_route(wrapper, handler)
 
 
 def show(request: Request, who: base.Console, template: str, **context: Any) -> Response:
-    return base.show(request, template, who.session, actor=who.actor, **context)
+    return base.show(request, template, who.csrf, actor=who.actor, **context)
 
 
 @router.get("/sign-in")
@@ -64,15 +53,13 @@ async def sign_in(request: Request) -> Response:
     form = await base.posted(request, None)
     db = base.engine(request)
     try:
-        identity = await call(console_auth.sign_in, db, form.get("email", ""),
+        token, _ = await call(sessions.sign_in, db, form.get("email", ""),
                               form.get("password", ""), form.get("code", ""),
                               form.get("organization", ""))
     except Unauthenticated as exc:
         return base.show(request, "console/sign_in.html", status=401, error=exc.message)
-    secret = await call(web_sessions.create, db, kind="operator", org_id=identity.org_id,
-                        operator_id=identity.operator_id, locale=base.language(request))
     response = base.redirect("/console/")
-    set_cookie(response, base.CONSOLE_COOKIE, secret, path="/console",
+    set_cookie(response, base.CONSOLE_COOKIE, token, path="/console",
                secure=base.config(request).secure_cookies)
     return response
 
@@ -80,8 +67,9 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 @signed_in
 async def sign_out(request: Request, who: base.Console) -> Response:
-    await base.posted(request, who.session)
-    await call(web_sessions.end, base.engine(request), who.session.id)
+    await base.posted(request, who.csrf)
+    await call(sessions.sign_out, base.engine(request),
+               request.cookies.get(base.CONSOLE_COOKIE, ""))
     response = base.redirect("/console/sign-in")
     response.delete_cookie(base.CONSOLE_COOKIE, path="/console")
     return response
@@ -91,7 +79,7 @@ async def sign_out(request: Request, who: base.Console) -> Response:
 @signed_in
 async def home(request: Request, who: base.Console) -> Response:
     data = await call(dashboard.overview, base.engine(request), who.actor,
-                      who.session.org_id)
+                      who.org_id)
     return show(request, who, "console/dashboard.html", data=data,
                 bars=dashboard.chart_bars(data["cycles"]))
 
@@ -99,7 +87,7 @@ async def home(request: Request, who: base.Console) -> Response:
 @router.get("/runs")
 @signed_in
 async def run_list(request: Request, who: base.Console) -> Response:
-    items = await call(dashboard.runs, base.engine(request), who.actor, who.session.org_id)
+    items = await call(dashboard.runs, base.engine(request), who.actor, who.org_id)
     return show(request, who, "console/runs.html", runs=items)
 
 
@@ -107,7 +95,7 @@ async def run_list(request: Request, who: base.Console) -> Response:
 @signed_in
 async def run_detail(request: Request, who: base.Console, run_ref: str) -> Response:
     data = await call(dashboard.progress, base.engine(request), who.actor,
-                      who.session.org_id, run_ref)
+                      who.org_id, run_ref)
     return show(request, who, "console/run.html", run=data)
 
 
@@ -116,7 +104,7 @@ async def run_detail(request: Request, who: base.Console, run_ref: str) -> Respo
 async def run_progress(request: Request, who: base.Console, run_ref: str) -> Response:
     """The progress fragment htmx polls every two seconds while the run is not finished."""
     data = await call(dashboard.progress, base.engine(request), who.actor,
-                      who.session.org_id, run_ref)
+                      who.org_id, run_ref)
     return show(request, who, "console/_progress.html", run=data)
 
 
@@ -124,7 +112,7 @@ async def run_progress(request: Request, who: base.Console, run_ref: str) -> Res
 @signed_in
 async def run_review_page(request: Request, who: base.Console, run_ref: str) -> Response:
     data = await call(run_review.review, base.engine(request), who.actor,
-                      who.session.org_id, run_ref)
+                      who.org_id, run_ref)
     may_decide = (who.actor.can(RUNS_APPROVE) and data["status"] == "held"
                   and data["started_by"] != who.actor.name)
     return show(request, who, "console/review.html", review=data, may_decide=may_decide,
@@ -134,21 +122,19 @@ async def run_review_page(request: Request, who: base.Console, run_ref: str) -> 
 @router.post("/runs/{run_ref}/decide")
 @signed_in
 async def decide(request: Request, who: base.Console, run_ref: str) -> Response:
-    form = await base.posted(request, who.session)
+    form = await base.posted(request, who.csrf)
     reason, decision = form.get("reason", ""), form.get("decision", "")
-    db, org = base.engine(request), who.session.org_id
+    db, org = base.engine(request), who.org_id
     try:
         if decision == "approve":
-            if len(reason.strip()) < 3:
-                raise AppError("a reason is required")
-            await call(runs.approve, db, who.actor, org, run_ref, reason.strip())
+            await call(runs.approve, db, who.actor, org, run_ref, reason)
         elif decision == "reject":
             await call(run_review.reject, db, who.actor, org, run_ref, reason)
         else:
             raise AppError("choose approve or reject")
     except AppError as exc:
         data = await call(run_review.review, db, who.actor, org, run_ref)
-        return base.show(request, "console/review.html", who.session, status=exc.status,
+        return base.show(request, "console/review.html", who.csrf, status=exc.status,
                          actor=who.actor, review=data, may_decide=False,
                          is_starter=data["started_by"] == who.actor.name, error=exc.message)
     return base.redirect(f"/console/runs/{run_ref}/review")

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/console")
 @router.get("/alerts")
 @signed_in
 async def alert_list(request: Request, who: base.Console) -> Response:
-    db, org = base.engine(request), who.session.org_id
+    db, org = base.engine(request), who.org_id
     items = await call(records.alert_list, db, who.actor, org)
     reports = await call(misdelivery.reports, db, who.actor, org)
     return show(request, who, "console/alerts.html", alerts=items, reports=reports,
@@ -30,8 +30,8 @@ async def alert_list(request: Request, who: base.Console) -> Response:
 @router.post("/alerts/resume")
 @signed_in
 async def resume(request: Request, who: base.Console) -> Response:
-    form = await base.posted(request, who.session)
-    await call(records.resume_run, base.engine(request), who.actor, who.session.org_id,
+    form = await base.posted(request, who.csrf)
+    await call(records.resume_run, base.engine(request), who.actor, who.org_id,
                form.get("run", ""), form.get("reason", ""))
     return base.redirect("/console/alerts")
 
@@ -40,9 +40,9 @@ async def resume(request: Request, who: base.Console) -> Response:
 @signed_in
 async def incident_from_report(request: Request, who: base.Console, report_id: int
                                ) -> Response:
-    await base.posted(request, who.session)
+    await base.posted(request, who.csrf)
     incident_id = await call(misdelivery.open_incident, base.engine(request), who.actor,
-                             who.session.org_id, report_id)
+                             who.org_id, report_id)
     return base.redirect(f"/console/incidents/{incident_id}")
 
 
@@ -51,14 +51,14 @@ async def incident_from_report(request: Request, who: base.Console, report_id: i
 async def account_list(request: Request, who: base.Console, cursor: str | None = None
                        ) -> Response:
     data = await call(accounts.list_accounts, base.engine(request), who.actor,
-                      who.session.org_id, limit=50, cursor=cursor)
+                      who.org_id, limit=50, cursor=cursor)
     return show(request, who, "console/accounts.html", page=data)
 
 
 @router.get("/accounts/{ref}")
 @signed_in
 async def account_detail(request: Request, who: base.Console, ref: str) -> Response:
-    db, org = base.engine(request), who.session.org_id
+    db, org = base.engine(request), who.org_id
     account = await call(accounts.show, db, who.actor, org, ref)
     people = await call(contacts.list_contacts, db, who.actor, org, account_ref=ref,
                         history=True)
@@ -75,8 +75,8 @@ async def account_detail(request: Request, who: base.Console, ref: str) -> Respo
 async def void_usage(request: Request, who: base.Console, ref: str, event_ref: str
                      ) -> Response:
     """Void one usage event with a reason (kept, no longer rated: ``sealbill usage void``)."""
-    form = await base.posted(request, who.session)
-    await call(usage.void, base.engine(request), who.actor, who.session.org_id, event_ref,
+    form = await base.posted(request, who.csrf)
+    await call(usage.void, base.engine(request), who.actor, who.org_id, event_ref,
                {"reason": form.get("reason", "")})
     return base.redirect(f"/console/accounts/{ref}")
 
@@ -86,7 +86,7 @@ async def void_usage(request: Request, who: base.Console, ref: str, event_ref: s
 async def invoice_list(request: Request, who: base.Console, cursor: str | None = None
                        ) -> Response:
     data = await call(invoices.list_invoices, base.engine(request), who.actor,
-                      who.session.org_id, limit=50, cursor=cursor)
+                      who.org_id, limit=50, cursor=cursor)
     return show(request, who, "console/invoices.html", page=data)
 
 
@@ -96,7 +96,7 @@ async def invoice_file(request: Request, who: base.Console, ref: str, kind: str)
     if kind not in ("pdf", "xml"):
         raise AppError("pdf or xml")
     name, data = await call(invoices.download, base.engine(request), who.actor,
-                            who.session.org_id, ref, kind)
+                            who.org_id, ref, kind)
     return attachment(name, data, kind)
 
 
@@ -122,7 +122,7 @@ async def ledger(request: Request, who: base.Console, address: str = "", account
     rows = None
     if any(v.strip() for v in criteria.values()):
         rows = await call(records.ledger_search, base.engine(request), who.actor,
-                          who.session.org_id, address=address, account=account,
+                          who.org_id, address=address, account=account,
                           invoice=invoice, since=_time(since, "since"),
                           until=_time(until, "until"))
     return show(request, who, "console/ledger.html", criteria=criteria, rows=rows)
@@ -132,7 +132,7 @@ async def ledger(request: Request, who: base.Console, address: str = "", account
 @signed_in
 async def incident_list(request: Request, who: base.Console) -> Response:
     items = await call(records.incident_list, base.engine(request), who.actor,
-                       who.session.org_id)
+                       who.org_id)
     return show(request, who, "console/incidents.html", incidents=items)
 
 
@@ -140,7 +140,7 @@ async def incident_list(request: Request, who: base.Console) -> Response:
 @signed_in
 async def incident_detail(request: Request, who: base.Console, incident_id: int) -> Response:
     data = await call(records.incident_detail, base.engine(request), who.actor,
-                      who.session.org_id, incident_id)
+                      who.org_id, incident_id)
     return show(request, who, "console/incident.html", incident_id=incident_id, data=data)
 
 
@@ -149,8 +149,8 @@ async def incident_detail(request: Request, who: base.Console, incident_id: int)
 async def correct_link(request: Request, who: base.Console, incident_id: int) -> Response:
     """Mark a contact's link to an account as never entitled (``incident correct-link``): the
     blast radius is then judged with the correction."""
-    form = await base.posted(request, who.session)
-    await call(records.correct_link, base.engine(request), who.actor, who.session.org_id,
+    form = await base.posted(request, who.csrf)
+    await call(records.correct_link, base.engine(request), who.actor, who.org_id,
                incident_id, form.get("contact", ""), form.get("account", ""),
                form.get("reason", ""))
     return base.redirect(f"/console/incidents/{incident_id}")
@@ -160,5 +160,5 @@ async def correct_link(request: Request, who: base.Console, incident_id: int) ->
 @signed_in
 async def incident_drafts(request: Request, who: base.Console, incident_id: int) -> Response:
     name, data = await call(records.incident_drafts, base.engine(request), who.actor,
-                            who.session.org_id, incident_id)
+                            who.org_id, incident_id)
     return attachment(name, data, "zip")

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from sealbill.app import misdelivery, portal, portal_contacts
 from sealbill.app.errors import AppError, NotFound
-from sealbill.store import web_sessions
+from sealbill.store import portal_sessions
 from sealbill.web import base
 from sealbill.web.console import call
 from sealbill.web.downloads import attachment
@@ -27,25 +27,18 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def customer(handler: Handler) -> Handler:
+    """Run ``handler`` with the request's portal session, or send to the sign-in page."""
     async def wrapper(request: Request, slug: str, **params: Any) -> Response:
         who = await base.portal(request, slug)
         if who is None:
             return base.redirect(f"/portal/{slug}/")
         return await handler(request, who, **params)
-    import inspect
-
-    sig = inspect.signature(handler)
-    params = [p for name, p in sig.parameters.items() if name != "who"]
-    slug_param = inspect.Parameter("slug", inspect.Parameter.KEYWORD_ONLY, annotation=str)
-    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[params[0], slug_param, *[p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-                                              for p in params[1:]]])
-    wrapper.__name__ = handler.__name__
-    return wrapper
+    return base.as_route(wrapper, handler, extra=("slug", str))
 
 
 def show(request: Request, who: base.Portal, template: str, **context: Any) -> Response:
-    return base.show(request, template, who.session, user=who.user, slug=who.slug, **context)
+    return base.show(request, template, who.csrf, locale=who.session.locale, user=who.user,
+                     slug=who.slug, **context)
 
 
 @router.get("/")
@@ -77,9 +70,8 @@ async def enter(request: Request, slug: str) -> Response:
     org_id, _ = await call(portal.org_by_slug, db, slug)
     contact_id, account_id = await call(portal.redeem_link, db, org_id,
                                         form.get("code", ""), cfg.secret_key)
-    secret = await call(web_sessions.create, db, kind="portal", org_id=org_id,
-                        contact_id=contact_id, account_id=account_id,
-                        locale=base.language(request))
+    secret = await call(portal_sessions.create, db, org_id=org_id, contact_id=contact_id,
+                        account_id=account_id, locale=base.language(request))
     response = base.redirect(f"/portal/{slug}/invoices")
     set_cookie(response, base.PORTAL_COOKIE, secret, path="/portal",
                secure=cfg.secure_cookies)
@@ -89,8 +81,8 @@ async def enter(request: Request, slug: str) -> Response:
 @router.post("/sign-out")
 @customer
 async def sign_out(request: Request, who: base.Portal) -> Response:
-    await base.posted(request, who.session)
-    await call(web_sessions.end, base.engine(request), who.session.id)
+    await base.posted(request, who.csrf)
+    await call(portal_sessions.end, base.engine(request), who.session.id)
     response = base.redirect(f"/portal/{who.slug}/")
     response.delete_cookie(base.PORTAL_COOKIE, path="/portal")
     return response
@@ -132,7 +124,7 @@ async def _contacts_after(request: Request, who: base.Portal, action: Callable[[
     except AppError as exc:
         people = await call(portal_contacts.account_contacts, base.engine(request), who.user)
         problems = "; ".join(str(p) for p in exc.problems) or exc.message
-        return base.show(request, "portal/contacts.html", who.session, status=exc.status,
+        return base.show(request, "portal/contacts.html", who.csrf, status=exc.status,
                          user=who.user, slug=who.slug, contacts=people, notice=None,
                          error=problems)
     people = await call(portal_contacts.account_contacts, base.engine(request), who.user)
@@ -143,7 +135,7 @@ async def _contacts_after(request: Request, who: base.Portal, action: Callable[[
 @router.post("/contacts/invite")
 @customer
 async def invite(request: Request, who: base.Portal) -> Response:
-    form = await base.posted(request, who.session)
+    form = await base.posted(request, who.csrf)
     db, cfg = base.engine(request), base.config(request)
     return await _contacts_after(request, who, lambda: portal_contacts.invite(
         db, who.user, form.get("email", ""), form.get("name", ""), slug=who.slug,
@@ -154,7 +146,7 @@ async def invite(request: Request, who: base.Portal) -> Response:
 @router.post("/contacts/change-address")
 @customer
 async def change_address(request: Request, who: base.Portal) -> Response:
-    form = await base.posted(request, who.session)
+    form = await base.posted(request, who.csrf)
     db, cfg = base.engine(request), base.config(request)
     return await _contacts_after(request, who, lambda: portal_contacts.change_own_address(
         db, who.user, form.get("email", ""), slug=who.slug, portal_base=cfg.public_url,
@@ -164,7 +156,7 @@ async def change_address(request: Request, who: base.Portal) -> Response:
 @router.post("/contacts/{contact_ref}/remove")
 @customer
 async def remove(request: Request, who: base.Portal, contact_ref: str) -> Response:
-    await base.posted(request, who.session)
+    await base.posted(request, who.csrf)
     db = base.engine(request)
     return await _contacts_after(request, who, lambda: portal_contacts.remove(
         db, who.user, contact_ref), "removed")

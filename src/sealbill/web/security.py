@@ -79,6 +79,12 @@ async def require_csrf(request: Request, expected: str | None) -> dict[str, str]
     return {k: str(v) for k, v in form.items() if isinstance(v, str)}
 
 
+def derived_token(key: bytes, session_secret: str) -> str:
+    """The CSRF token of a session whose secret is ``session_secret`` (an HMAC under the
+    installation key: unguessable without the cookie, and different for every session)."""
+    return hmac.new(key, b"csrf|" + session_secret.encode(), "sha256").hexdigest()
+
+
 def safe_next(path: str | None, default: str) -> str:
     """A local path to go back to (never another site: ``//evil`` or ``https://…``)."""
     if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:

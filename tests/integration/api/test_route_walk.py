@@ -97,6 +97,7 @@ MUTATION_ORDER = (
     "/v1/subscriptions/{subscription_id}/cancel", "/v1/runs/{run_id}/render",
     "/v1/runs/{run_id}/plan", "/v1/runs/{run_id}/send", "/v1/runs",
     "/v1/runs/{run_id}/finalize", "/v1/accounts/{account_id}/archive", "/v1/webhooks",
+    "/v1/invoices/{invoice_id}/credit-notes", "/v1/invoices/{invoice_id}/void",
 )
 
 
@@ -116,13 +117,26 @@ def test_every_mutation_leaves_an_audit_entry_naming_the_keys_operator(world: tu
         if path == "/v1/catalog/apply":  # a real change (a dry run is not one)
             body = {"catalog": CATALOG_YAML.replace(
                 "metrics:\n", "metrics:\n  - {code: sms, name: SMS, aggregation: count}\n")}
-        response = client.request(method, fill(path, a), headers=headers, json=body)
+        target = _fresh_invoice(client, headers, a) if path == \
+            "/v1/invoices/{invoice_id}/void" else a
+        response = client.request(method, fill(path, target), headers=headers, json=body)
         assert response.status_code < 300, (path, response.text)
         entries = client.get("/v1/audit?limit=1000", headers=headers).json()["items"]
         new = entries[before:]
         if not new or any(e["api_key"] != a.keys["admin"][:16] for e in new):
             missing.append(path)
     assert missing == []
+
+
+def _fresh_invoice(client: TestClient, headers: dict[str, str], org: Org) -> Org:
+    """The organization with, as its invoice, one finalized and never credited (the walk
+    has credited the first one already): the 2026-12 run it billed, finalized now."""
+    listed = client.get("/v1/runs", headers=headers).json()
+    run = next(r["run_id"] for r in listed
+                if r["period"] == "2026-12")
+    assert client.post(f"/v1/runs/{run}/finalize", headers=headers).status_code == 200
+    invoice = client.get(f"/v1/invoices?run_id={run}", headers=headers).json()["items"][0]
+    return Org(org.org_id, org.slug, org.keys, {**org.ids, "invoice_id": invoice["id"]})
 
 
 def _audit_count(client: TestClient, headers: dict[str, str]) -> int:

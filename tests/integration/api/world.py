@@ -109,6 +109,8 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/usage/batch": [{"event_id": "batch-1", "account_reference": "C001",
                              "metric_code": "api_calls", "timestamp": "2026-10-03T00:00:00Z",
                              "value": "7"}],
+        "/v1/invoices/{invoice_id}/credit-notes": {"reason": "goodwill", "amount": "1.00"},
+        "/v1/invoices/{invoice_id}/void": {"reason": "wrong customer"},
         "/v1/webhooks": {"url": "https://93.184.216.34/hooks", "events": ["*"]},
     }
     return bodies.get(path) if method in ("POST", "PATCH") else None

@@ -36,7 +36,7 @@ def test_operator_signs_in_with_password_and_totp_and_a_wrong_code_is_refused(
     who = site.operators["carol"]
     wrong = f"{(int(pyotp.TOTP(who.totp).now()) + 500000) % 1000000:06d}"
     sign_in(page, site, "carol", code=wrong)
-    expect(page.get_by_role("alert")).to_contain_text("wrong e-mail, password, code")
+    expect(page.get_by_role("alert")).to_contain_text("wrong e-mail, password or code")
     assert "sb_console" not in {c["name"] for c in page.context.cookies()}
     sign_in(page, site, "carol")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()

@@ -15,7 +15,13 @@ from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.send import send_run
 from sealbill.store import parties
-from sealbill.store.schema import alerts, contact_links, contacts, usage_events
+from sealbill.store.schema import (
+    alerts,
+    contact_links,
+    contacts,
+    sending_switches,
+    usage_events,
+)
 from tests.integration.web.conftest import axe_violations, screenshot
 from tests.integration.web.site import FAST, SECRET, Site
 from tests.integration.web.test_console import run_status, sign_in
@@ -90,6 +96,22 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     expect(matrix.get_by_role("row", name="A0002")).to_contain_text("●")
     expect(page.get_by_role("table", name="Data subjects × unintended recipients")
            ).to_contain_text("billing2@client2.example")
+    page.get_by_label("Cause of the breach").fill("contact swapped by a data migration")
+    page.get_by_label("How it was detected").fill("the recipient clicked 'not for me'")
+    page.get_by_role("button", name="Record the facts").click()
+    page.get_by_label("yes").check()
+    page.get_by_label("Reasoning (required)").fill("invoice data of a customer disclosed")
+    page.get_by_label("Communication to the data subjects (Art. 34)").select_option("planned")
+    page.get_by_role("button", name="Record the decision").click()
+    expect(page.get_by_text("Notify the authority: yes")).to_be_visible()
+    page.get_by_role("button", name="Pause all sending (kill switch)").click()
+    expect(page.get_by_text("Sending paused")).to_be_visible()
+    timeline = page.locator("h2:text('Timeline') + ul")
+    for event in ("updated", "decided", "sending_paused"):
+        expect(timeline).to_contain_text(event)
+    with site.engine.begin() as conn:
+        assert conn.execute(sa.select(sending_switches.c.paused).where(
+            sending_switches.c.organization_id == site.org_id)).scalar_one() is True
     assert axe_violations(page) == []
     screenshot(page, "console-incident")
     with page.expect_download() as info:
@@ -123,3 +145,42 @@ def test_usage_is_voided_with_a_reason_by_a_role_that_may_and_not_offered_to_rea
         voided = conn.execute(sa.select(usage_events.c.voided_by).where(
             usage_events.c.event_id == "evt-bad-1")).scalar_one()
     assert voided == "operator:alice@acme-cloud.example"
+
+
+CATALOG = """\
+metrics:
+  - code: storage_gb
+    name: Storage
+    aggregation: max
+plans:
+  - code: archive
+    name: Archive
+    currency: EUR
+    prices:
+      - effective_from: 2026-01-01
+        charges:
+          - {code: base, model: flat, description_fr: Abonnement, description_en: Subscription,
+             amount: "12.00"}
+"""
+
+
+def test_catalog_file_is_previewed_without_writing_then_applied(site: Site, page: Page) -> None:
+    sign_in(page, site, "carol")
+    page.goto(f"{site.url}/console/catalog")
+    expect(page.get_by_role("heading", name="Plans")).to_be_visible()
+    expect(page.get_by_label("Catalog file (YAML, as for sealbill apply -f)")).to_have_count(0)
+    page.context.clear_cookies()
+    sign_in(page, site, "alice")
+    page.goto(f"{site.url}/console/catalog")
+    page.get_by_label("Catalog file (YAML, as for sealbill apply -f)").fill(CATALOG)
+    page.get_by_role("button", name="Preview the changes").click()
+    preview = page.get_by_role("table", name="Preview: nothing written")
+    expect(preview.get_by_role("row", name="archive")).to_contain_text("create")
+    expect(page.get_by_role("heading", name="archive · Archive")).to_have_count(0)
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Apply this file").click()
+    expect(page.get_by_role("heading", name="archive · Archive · month · EUR")).to_be_visible()
+    page.get_by_label("Catalog file (YAML, as for sealbill apply -f)").fill(
+        CATALOG.replace("max", "sum"))
+    page.get_by_role("button", name="Preview the changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot change")

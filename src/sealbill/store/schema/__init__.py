@@ -45,7 +45,7 @@ from sealbill.store.schema.parties import (
     organizations,
 )
 from sealbill.store.schema.usage import usage_events
-from sealbill.store.schema.web import misdelivery_reports, web_sessions
+from sealbill.store.schema.web import misdelivery_reports, portal_sessions
 from sealbill.store.schema.webhooks import webhook_endpoints, webhook_messages
 
 __all__ = [
@@ -82,13 +82,13 @@ __all__ = [
     "outbox",
     "outbox_recipients",
     "plans",
+    "portal_sessions",
     "send_locks",
     "sending_switches",
     "subscription_phases",
     "subscriptions",
     "usage_events",
     "verification_tokens",
-    "web_sessions",
     "webhook_endpoints",
     "webhook_messages",
 ]

@@ -1,10 +1,9 @@
-"""Web console and customer portal: server-side sessions and "not for me" reports.
+"""Customer portal: server-side sessions and "not for me" reports.
 
-- ``web_sessions``: one row per signed-in browser. The cookie carries a random secret; only its
-  SHA-256 is stored. An operator session names an operator and an organization (the role is
-  read again from the operator's keys on every request, so a revoked key ends console access);
-  a portal session names one contact and exactly one account. The CSRF token of the session is
-  stored with it and every form posts it back.
+- ``portal_sessions``: one row per browser signed in by a magic link. The cookie carries a
+  random secret; only its SHA-256 is stored. A session names one contact and exactly one
+  account; its CSRF token is stored with it and every form posts it back. (Operators' console
+  sessions are ``operator_sessions``, of the application layer.)
 - ``misdelivery_reports``: someone who received an invoice not meant for them said so through
   the signed link of the mail. The ledger stays append-only: the report points at the ledger
   rows of that invoice instead of editing them.
@@ -15,17 +14,14 @@ import sqlalchemy as sa
 from sealbill.store.schema.base import id_column, metadata, org_column, ref
 from sealbill.store.types import BigId, UtcDateTime
 
-web_sessions = sa.Table(
-    "web_sessions",
+portal_sessions = sa.Table(
+    "portal_sessions",
     metadata,
     id_column(),
+    org_column(),
     sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
-    sa.Column("kind", sa.String(10), nullable=False),  # operator | portal
-    sa.Column("organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False,
-              index=True),
-    sa.Column("operator_id", BigId, sa.ForeignKey("operators.id")),
-    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id")),
-    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id")),
+    ref("contacts"),
+    ref("accounts"),
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("locale", sa.String(2), nullable=False, server_default="en"),
     sa.Column("created_at", UtcDateTime, nullable=False),

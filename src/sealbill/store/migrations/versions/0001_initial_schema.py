@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:50:53.684029
+Create Date: 2026-12-06 20:51:04.097281
 """
 
 from alembic import op
@@ -569,6 +569,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_link_corrections_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_link_corrections_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('portal_sessions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('locale', sa.String(length=2), server_default='en', nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_portal_sessions_account_id_accounts')),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_portal_sessions_contact_id_contacts')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_portal_sessions_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_portal_sessions')),
+    sa.UniqueConstraint('token_sha256', name=op.f('uq_portal_sessions_token_sha256'))
+    )
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_portal_sessions_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_portal_sessions_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_portal_sessions_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('subscriptions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -630,30 +653,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_verification_tokens_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_verification_tokens_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_verification_tokens_organization_id'), ['organization_id'], unique=False)
-
-    op.create_table('web_sessions',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('token_sha256', sa.String(length=64), nullable=False),
-    sa.Column('kind', sa.String(length=10), nullable=False),
-    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('operator_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('csrf_token', sa.String(length=64), nullable=False),
-    sa.Column('locale', sa.String(length=2), server_default='en', nullable=False),
-    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_web_sessions_account_id_accounts')),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_web_sessions_contact_id_contacts')),
-    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_web_sessions_operator_id_operators')),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_web_sessions_organization_id_organizations')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_sessions')),
-    sa.UniqueConstraint('token_sha256', name=op.f('uq_web_sessions_token_sha256'))
-    )
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_web_sessions_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('webhook_messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -920,10 +919,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_webhook_messages_endpoint_id'))
 
     op.drop_table('webhook_messages')
-    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_web_sessions_organization_id'))
-
-    op.drop_table('web_sessions')
     with op.batch_alter_table('verification_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_verification_tokens_organization_id'))
         batch_op.drop_index(batch_op.f('ix_verification_tokens_contact_id'))
@@ -939,6 +934,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscriptions_account_id'))
 
     op.drop_table('subscriptions')
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_account_id'))
+
+    op.drop_table('portal_sessions')
     with op.batch_alter_table('link_corrections', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_link_corrections_organization_id'))
         batch_op.drop_index(batch_op.f('ix_link_corrections_contact_id'))
