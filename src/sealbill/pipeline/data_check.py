@@ -69,10 +69,13 @@ def _texts(conn: Connection, table: sa.Table, org_column: sa.Column[int], org_id
 
 def _usage(conn: Connection, org_id: int) -> Iterator[Finding]:
     rules = {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()}
-    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
+    # Streamed in batches (an organization may hold millions of events); the option is set on
+    # the statement: on the connection it would stay for the caller's next statements.
+    rows = conn.execute(
         sa.select(usage_events.c.event_id, usage_events.c.metric_code,
                   sa.type_coerce(usage_events.c.value, sa.String()))
-        .where(usage_events.c.organization_id == org_id).order_by(usage_events.c.id))
+        .where(usage_events.c.organization_id == org_id).order_by(usage_events.c.id)
+        .execution_options(yield_per=5000))
     for event_id, metric, raw in rows:
         rule = rules.get(metric, MetricRule())
         record = repr(event_id)

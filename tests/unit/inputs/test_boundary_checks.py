@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from stdnum import luhn
 
+from sealbill.inputs.accounts import AccountIn
 from sealbill.inputs.secrets import has_card_number, has_iban, payment_secret_problem
-from sealbill.inputs.text import TextProblem, clean_text
+from sealbill.inputs.text import BIDI_CONTROLS, INVISIBLE, TextProblem, clean_text
 from sealbill.inputs.urls import link_base_problem
 from sealbill.outputs.csv_cells import csv_text, neutralize
 from sealbill.outputs.files import OutputError, output_folder, write_output
@@ -118,3 +121,20 @@ def test_an_output_folder_that_is_a_file_or_unwritable_is_a_clear_error(
     ("ftp://billing.example/", False)])
 def test_only_https_links_or_loopback_http_are_mailed(url: str, ok: bool) -> None:
     assert (link_base_problem(url) is None) is ok
+
+
+@settings(deadline=None)
+@given(st.text(max_size=60))
+def test_an_accepted_name_is_nfc_bounded_and_free_of_invisible_characters(name: str) -> None:
+    record = {"reference": "R1", "name": name, "address_line1": "1 rue", "postcode": "75011",
+              "city": "Paris", "country": "FR"}
+    try:
+        stored = AccountIn.model_validate(record).name
+    except ValidationError as exc:
+        assert all(error["loc"] == ("name",) for error in exc.errors())
+        return
+    assert stored == unicodedata.normalize("NFC", stored) and stored == stored.strip()
+    assert stored and len(stored) <= 200
+    assert not any(ch in BIDI_CONTROLS or ch in INVISIBLE or unicodedata.category(ch) == "Cc"
+                   for ch in stored)
+    assert not has_card_number(stored)
