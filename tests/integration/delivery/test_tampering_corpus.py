@@ -119,6 +119,8 @@ def test_no_raw_edit_gets_a_message_to_an_address_not_entitled_by_sealed_evidenc
     assert unentitled(world, run_id) == [], what
     if operator:  # nothing held it for good: the seal rule is what stopped it
         assert any("seal" in cause for cause in world.alert_causes()), world.alert_text()
+    else:  # the edit never passes unnoticed: the plan holds it or the guard halts the run
+        assert world.run_status(run_id) in ("held", "halted"), what
 
 
 @ONE_EXAMPLE
