@@ -49,7 +49,7 @@ from sqlalchemy.engine import Engine
 
 from sealbill.domain import guard, seal_guard
 from sealbill.domain.identifiers import IdentifierSearch
-from sealbill.keys import KeyMissing, for_connection
+from sealbill.keys import KeyMissing, for_connection, refresh
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
@@ -250,6 +250,8 @@ class _Sender:
             keys = for_connection(conn).keys
             evidence = seal_facts.evidence(conn, self.org_id, item.account_id,
                                            [cid for cid, _ in item.recipients])
+            if not seal_guard.key_ids(evidence) <= set(keys.by_id):
+                keys = refresh(conn).keys  # rotated by another process since we loaded it
         except KeyMissing as exc:
             return [guard.Violation("seal", str(exc), {})]
         violations = seal_guard.verdict(keys, item.account_id, item.recipients,
