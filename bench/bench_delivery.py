@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import statistics
 import subprocess
@@ -201,9 +202,12 @@ class PostgresCopies:
 
 @contextmanager
 def _guard_bypassed() -> Iterator[None]:
-    """The bench only: the guard's steps (reading the bytes back, the fresh read, the verdict)
-    replaced by no-ops, to see what they cost. The product has no switch to skip them."""
+    """The bench only: the guard's steps (reading the bytes back, the fresh read, the verdict,
+    the seal rule) replaced by no-ops, to see what they cost. The product has no switch to
+    skip them."""
     saved = reader.examine, box.send_facts, guard.verdict
+    sealed = send_module._Sender._sealed
+    send_module._Sender._sealed = lambda *a, **k: []  # type: ignore[method-assign]
     nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
     reader.examine = lambda *a, **k: nothing
     # (the fresh read also carries the kill switch: skipped here too, a few µs)
@@ -213,6 +217,7 @@ def _guard_bypassed() -> Iterator[None]:
         yield
     finally:
         reader.examine, box.send_facts, guard.verdict = saved
+        send_module._Sender._sealed = sealed  # type: ignore[method-assign]
 
 
 def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: int,
@@ -294,6 +299,8 @@ def _cached(work: Path, n: int, dbs: SqliteCopies | PostgresCopies) -> tuple[int
 def main(n: int, cache: Path | None, sink_kind: str, skip_noguard: bool,
          senders: int, rounds: int, db: str) -> None:
     work = cache or Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+    # the sealing key and checkpoints beside the prepared cycle (kept with --cache)
+    os.environ.setdefault("SEALBILL_KEYRING_DIR", str(work / "keyring"))
     if db == "postgresql":
         work = work / "postgresql"  # its documents apart from the SQLite cache's
     work.mkdir(parents=True, exist_ok=True)

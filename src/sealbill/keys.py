@@ -187,6 +187,18 @@ def for_connection(conn: Connection, directory: Path | None = None) -> Keyring:
     return found
 
 
+def refresh(conn: Connection) -> Keyring:
+    """Read the connection's keyring directory again (a ``keys rotate`` run by another
+    process since this one loaded it): the new keyring is bound from then on. Old keys are
+    never dropped by a rotation, so this only ever adds keys."""
+    current = for_connection(conn)
+    found = load(current.directory)
+    if found is None:
+        return current
+    _BOUND[conn.engine] = found
+    return found
+
+
 def describe(keyring: Keyring) -> dict[str, Any]:
     return {"active": keyring.keys.active, "keys": sorted(keyring.keys.by_id),
             "directory": str(keyring.directory)}

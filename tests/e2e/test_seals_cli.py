@@ -1,5 +1,5 @@
-"""`sealbill keys show|rotate` and `sealbill contacts verify-log` as an operator runs them, and
-what a missing key does: a clear error, never a fresh key."""
+"""`sealbill keys show|rotate` and `sealbill contacts verify-log|verify-seals` as an operator
+runs them, and what a missing key does: a clear error, never a fresh key."""
 
 from __future__ import annotations
 
@@ -53,6 +53,20 @@ def test_rotate_then_verify_log_then_a_cut_history_and_a_missing_key(
                       "--keyring-dir", ring, "--json")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert as_json(intact)["ok"] is True and as_json(intact)["events"] > 0
+
+    clean = sealbill("contacts", "verify-seals", "--org", "acme-cloud", "--db", sqlite_url,
+                     "--keyring-dir", ring, "--json")
+    assert clean.returncode == 0 and as_json(clean)["problems"] == [], clean.stdout
+    with engine.begin() as conn:
+        victim = conn.execute(sa.select(sa.func.min(contacts.c.id))).scalar_one()
+        conn.execute(sa.update(contacts).where(contacts.c.id == victim)
+                     .values(email="attacker@evil-corp.com"))
+    tampered = sealbill("contacts", "verify-seals", "--org", "acme-cloud", "--db", sqlite_url,
+                        "--keyring-dir", ring, "--json")
+    assert tampered.returncode == 1
+    assert as_json(tampered)["problems"] == [
+        {"kind": "contact", "id": victim, "seal": "mismatch", "key_id": out["active"],
+         "email": "attacker@evil-corp.com"}]
 
     with engine.begin() as conn:
         last = conn.execute(sa.select(sa.func.max(contact_events.c.seq))).scalar_one()

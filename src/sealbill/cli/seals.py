@@ -1,4 +1,4 @@
-"""Seal commands: ``keys show|rotate``, ``contacts verify-log``.
+"""Seal commands: ``keys show|rotate``, ``contacts verify-log|verify-seals``.
 
 Exit codes: 0 done (or the history is intact); 1 a key is missing, or the history does not
 verify; 2 bad usage.
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(keys_app, name="keys")
     contacts_app.command("verify-log")(verify_log)
+    contacts_app.command("verify-seals")(verify_seals)
 
 
 def _bound(db: str | None, directory: Path | None, as_json: bool) -> Engine:
@@ -98,3 +99,24 @@ def verify_log(org: OrgOption, db: DbOption = None, keyring_dir: KeyringOption =
              details=[f"seq {p.get('seq')}: {p['problem']} — {p['detail']}"
                       for p in report.problems])
     raise typer.Exit(0 if report.ok else 1)
+
+
+def verify_seals(org: OrgOption, db: DbOption = None, keyring_dir: KeyringOption = None,
+                 as_json: JsonOption = False) -> None:
+    """List every organization, contact and link row whose seal does not verify (changed
+    outside sealbill, sealed with an unknown key, or never sealed): what the guard refuses."""
+    engine = _bound(db, keyring_dir, as_json)
+    org_id = org_id_for(engine, org, as_json)
+    try:
+        with engine.begin() as conn:
+            found = seals.audit(conn, org_id)
+    except keys.KeyMissing as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": not found, "problems": found})
+    elif not found:
+        console.print("every organization, contact and link row matches its seal", markup=False)
+    else:
+        fail(f"{len(found)} row(s) do not match their seal",
+             details=[", ".join(f"{k}={v}" for k, v in p.items()) for p in found])
+    raise typer.Exit(0 if not found else 1)

@@ -47,6 +47,14 @@ class SealEvidence:
     recipients: Mapping[int, RecipientRows]  # by contact id
 
 
+def key_ids(evidence: SealEvidence) -> set[str]:
+    """Every key id the evidence's rows were sealed with."""
+    rows = [evidence.organization] + [row for r in evidence.recipients.values()
+                                      for row in (r.contact, r.link, r.last_event)]
+    return {str(row["seal_key_id"]) for row in rows
+            if row is not None and row.get("seal_key_id")}
+
+
 def _norm(address: object) -> str | None:
     return normalize_address(str(address)) if address else None
 

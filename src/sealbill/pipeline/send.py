@@ -51,19 +51,19 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain import guard, seal_guard, send_policy
+from sealbill.domain import guard, send_policy
 from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.identifiers import IdentifierSearch
-from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
 from sealbill.pipeline import compose as composer
 from sealbill.pipeline import examine as reader
+from sealbill.pipeline import seal_checks
 from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
 from sealbill.pipeline.send_forked import send_forked
-from sealbill.store import address_rules, alerts, contact_log, policy_facts, seal_facts, switches
+from sealbill.store import address_rules, alerts, policy_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
 from sealbill.store.db import is_postgres
@@ -264,24 +264,15 @@ class _Sender:
                                       + prepared.examine_seconds)
         return violations
 
-    def _sealed(self, conn: Any, item: box.OutboxItem,
-                prepared: _Prepared) -> list[guard.Violation]:
-        """The seal rule (``domain/seal_guard.py``) on rows read in this transaction; its
-        time is added to the guard's and reported on its own (``seal_seconds``)."""
-        started = time.process_time()
-        outgoing = prepared.composed.outgoing
-        try:
-            keys = for_connection(conn).keys
-            evidence = seal_facts.evidence(conn, self.org_id, item.account_id,
-                                           [cid for cid, _ in item.recipients])
-        except KeyMissing as exc:
-            return [guard.Violation("seal", str(exc), {})]
-        violations = seal_guard.verdict(keys, item.account_id, item.recipients,
-                                        outgoing.mail_from, outgoing.rcpt_to, evidence)
-        spent = time.process_time() - started
-        self.report.seal_seconds += spent
+    def _sealed(self, conn: Any, item: box.OutboxItem, prepared: _Prepared) -> list[Any]:
+        """The seal rule (:mod:`sealbill.pipeline.seal_checks`), timed in the guard's CPU."""
+        started, out = time.process_time(), prepared.composed.outgoing
+        found = seal_checks.message_violations(conn, self.org_id, item.account_id,
+                                               item.recipients, out.mail_from, out.rcpt_to)
+        self.report.seal_seconds += (spent := time.process_time() - started)
         self.report.guard_seconds += spent
-        return violations
+        return found
+
     def _policy(self, conn: Any, item: box.OutboxItem,
                 prepared: _Prepared) -> list[guard.Violation]:
         """The guard's policy rules (address policy, archive, approval), on facts read now."""
@@ -382,12 +373,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                              "`sealbill resume --run`"}.get(
                                        str(run["status"]), "nothing to send"))
             plan_store.set_run_status(conn, org_id, run_id, "sending")
-        history = _history_problems(engine, org_id, run_id)
-        if history is not None:
-            report = SendReport(run_id, status="halted", stopped="halted",
-                                violations=[history])
-            report.seconds = time.perf_counter() - started
-            return report
+        if (history := seal_checks.history_halt(engine, org_id, run_id)) is not None:
+            return SendReport(run_id, status="halted", stopped="halted", violations=[history])
         sender = _Sender(engine, org_id, run_id, transport, signer, options, on_progress)
         report = sender.report
         try:
@@ -422,26 +409,4 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
     gc.unfreeze()  # a long-lived caller (a server) gets its objects collectable again
     return report
 
-
-def _history_problems(engine: Engine, org_id: int, run_id: int) -> dict[str, Any] | None:
-    """The whole sealed contact history checked once before the run sends anything (the
-    per-message seal rule reads only each link's latest event): an edited, forged, deleted or
-    cut event halts the run, with the findings as evidence. ``None``: the history is sound."""
-    with engine.begin() as conn:
-        try:
-            found = contact_log.verify(conn, org_id).problems
-        except KeyMissing as exc:
-            found = [{"problem": "no key", "detail": str(exc)}]
-        if not found:
-            return None
-        evidence = {"violations": [{"rule": "seal", "message": "the contact history does "
-                                    "not verify (sealbill contacts verify-log)",
-                                    "evidence": {"problems": found[:50]}}]}
-        plan_store.set_run_status(conn, org_id, run_id, "halted",
-                                  f"seal: the contact history does not verify "
-                                  f"({len(found)} problem(s))")
-        alerts.record(conn, org_id, cause="guard:seal", run_id=run_id, evidence=evidence,
-                      message=f"run {run_id} halted before sending: contact history "
-                              f"does not verify")
-        return evidence
 

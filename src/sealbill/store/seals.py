@@ -76,3 +76,23 @@ def reseal_all(conn: Connection) -> dict[str, dict[str, int]]:
                 tally["resealed"] += 1
         counts[kind] = tally
     return counts
+
+
+def audit(conn: Connection, org_id: int) -> list[dict[str, Any]]:
+    """Every organization, contact and link row of ``org_id`` whose seal does not verify now
+    (``sealbill contacts verify-seals``): what the guard would refuse, listed before a send."""
+    keys = for_connection(conn).keys
+    found: list[dict[str, Any]] = []
+    for kind, table in TABLES.items():
+        scope = table.c.id if kind == "organization" else table.c.organization_id
+        for row in conn.execute(sa.select(table).where(scope == org_id)).all():
+            check = check_row(keys, kind, row._mapping)
+            if check is not seals.Check.VALID:
+                found.append({"kind": kind, "id": int(row.id), "seal": check.value,
+                              "key_id": row._mapping["seal_key_id"],
+                              **({"email": row._mapping["email"]} if kind == "contact" else {}),
+                              **({"contact_id": int(row._mapping["contact_id"]),
+                                  "account_id": int(row._mapping["account_id"]),
+                                  "role": row._mapping["role"],
+                                  "status": row._mapping["status"]} if kind == "link" else {})})
+    return found

@@ -27,9 +27,11 @@ from sqlalchemy.engine import Engine
 from sealbill import keys
 from sealbill.mail.dkim import DkimSigner
 from sealbill.pipeline import control
+from sealbill.pipeline.send import send_run
 from sealbill.store import contact_log, parties, seals
+from sealbill.store.db import create_engine
 from sealbill.store.schema import contact_events, contact_links, invoices, outbox
-from tests.integration.delivery.conftest import World, invoice_number_in, second_cycle
+from tests.integration.delivery.conftest import FAST, World, invoice_number_in, second_cycle
 from tests.support.scenario import account_records, build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
 from tests.support.tampering import CORPUS
@@ -119,6 +121,8 @@ def test_no_raw_edit_gets_a_message_to_an_address_not_entitled_by_sealed_evidenc
     assert unentitled(world, run_id) == [], what
     if operator:  # nothing held it for good: the seal rule is what stopped it
         assert any("seal" in cause for cause in world.alert_causes()), world.alert_text()
+    else:  # the edit never passes unnoticed: the plan holds it or the guard halts the run
+        assert world.run_status(run_id) in ("held", "halted"), what
 
 
 @ONE_EXAMPLE
@@ -229,3 +233,54 @@ def test_legitimate_changes_through_sealbill_deliver_normally(fresh: Any) -> Non
     assert len(delivered_invoices(world, run_id)) == ACCOUNTS
     with engine.begin() as conn:
         assert contact_log.verify(conn, org).ok
+
+
+class _RotateAfterFirst:
+    """A transport that, once the first message is accepted, has "another process" rotate
+    the key and re-seal every row (its own engine, bound to the new keyring)."""
+
+    def __init__(self, inner: Any, rotate: Any) -> None:
+        self.inner, self.rotate, self.done = inner, rotate, False
+
+    def send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> Any:
+        result = self.inner.send(mail_from, rcpt_to, data)
+        if not self.done:
+            self.done = True
+            self.rotate()
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_key_rotation_mid_run_by_another_process_keeps_the_run_going(
+        fresh: Any, tmp_path: Path) -> None:
+    """The sender loaded the keyring before the rotation; rows re-sealed with the new key
+    name a key id it does not hold, so it reads its keyring directory again (never a
+    refusal of legitimate mail, never an acceptance of an unknown key it cannot read)."""
+    world = fresh()
+    directory = tmp_path / f"keyring-{world.scenario.org_slug}"
+    directory.mkdir()
+    first = keys.load(directory)
+    assert first is not None
+    keys.use(world.engine, first)
+    rotated_to: list[str] = []
+
+    def rotate() -> None:
+        rotated, _ = keys.rotate(directory)
+        other = create_engine(world.engine.url.render_as_string(hide_password=False))
+        keys.use(other, rotated)
+        with other.begin() as conn:
+            assert seals.reseal_all(conn)["link"]["resealed"] > 0
+        other.dispose()
+        rotated_to.append(rotated.keys.active)
+
+    world.plan()
+    report = send_run(world.engine, world.org_id, world.run_id, signer=world.signer,
+                      transport=_RotateAfterFirst(world.transport(), rotate),
+                      options=FAST)
+    assert rotated_to and report.violations == [], report.violations
+    assert report.status == "sent" and len(delivered_invoices(world, world.run_id)) == ACCOUNTS
+    assert unentitled(world, world.run_id) == []
+    with world.engine.begin() as conn:
+        assert keys.for_connection(conn).keys.active == rotated_to[0]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:51:12.093066
+Create Date: 2026-12-06 20:51:23.544322
 """
 
 from alembic import op
