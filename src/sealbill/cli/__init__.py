@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sealbill import logs
-from sealbill.cli import billing, delivery, demo, documents, incident, setup, taxes
+from sealbill.cli import balances, billing, delivery, demo, documents, incident, setup, taxes
 
 app = typer.Typer(
     name="sealbill",
@@ -45,6 +45,7 @@ documents.register(app)
 incident.register(app)
 delivery.register(app)
 taxes.register(app)
+balances.register(app)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ row, and every query in ``sealbill.store`` filters on it.
 
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
+    account_balance_entries,
     billing_runs,
     exchange_rates,
     invoice_lines,
@@ -37,6 +38,7 @@ from sealbill.store.schema.parties import (
 from sealbill.store.schema.usage import usage_events
 
 __all__ = [
+    "account_balance_entries",
     "account_public_ids",
     "accounts",
     "alerts",
