@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean postgres-binaries chromium
+.PHONY: demo test test-deep lint bench clean postgres-binaries chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(STAMP)
 
 test: $(STAMP) postgres-binaries chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/sealbill/domain tests
+
+# The billing oracle's deep run: 10,000 generated cases (SEALBILL_ORACLE_EXAMPLES to change).
+test-deep: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m deep tests/oracle
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

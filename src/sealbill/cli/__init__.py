@@ -16,6 +16,7 @@ import typer
 from sealbill import logs
 from sealbill.cli import (
     accounts,
+    balances,
     billing,
     catalog,
     check,
@@ -92,6 +93,7 @@ operators.register(app)
 seals.register(app)
 serve.register(app)
 webhooks.register(app)
+balances.register(accounts.app)
 
 
 def main() -> None:

@@ -251,7 +251,9 @@ def _settlement(settlement: Element, invoice: Invoice) -> None:
         _el(sums, "TaxTotalAmount", _amount(accounting.tax_total_minor if accounting else 0,
                                             TAX_CURRENCY), currencyID=TAX_CURRENCY)
     _el(sums, "GrandTotalAmount", _amount(invoice.total_incl_minor, currency))
-    _el(sums, "DuePayableAmount", _amount(invoice.total_incl_minor, currency))
+    if invoice.prepaid_minor:  # BT-113: the customer's credit applied
+        _el(sums, "TotalPrepaidAmount", _amount(invoice.prepaid_minor, currency))
+    _el(sums, "DuePayableAmount", _amount(invoice.amount_due_minor, currency))
     if invoice.kind is DocumentKind.CREDIT_NOTE and invoice.corrected_invoice_number:
         ref = _el(settlement, "InvoiceReferencedDocument")
         _el(ref, "IssuerAssignedID", invoice.corrected_invoice_number)

@@ -156,6 +156,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "la date d'échéance (art. L441-10 du Code de commerce)."
         ),
         "note_AAB": "Pas d'escompte pour paiement anticipé.",
+        "credit_applied": "Avoir imputé",
         "oss_note": "TVA de l'État membre du client ({country}) : services fournis par voie "
                     "électronique à un non-assujetti, art. 259 D du CGI, déclarée via le "
                     "guichet unique (OSS).",
@@ -237,6 +238,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
             "points, due from the day after the due date (French Commercial Code, art. L441-10)."
         ),
         "note_AAB": "No discount for early payment.",
+        "credit_applied": "Credit applied",
         "oss_note": "VAT of the customer's member state ({country}): electronically supplied "
                     "services to a non-taxable person, art. 259 D of the French tax code, "
                     "declared through the One-Stop Shop (OSS).",

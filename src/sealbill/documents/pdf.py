@@ -208,9 +208,11 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
             [lab(loc, "total_excl"), i18n.money_text(invoice.total_excl_minor, cur, loc)],
             [lab(loc, "total_vat"), i18n.money_text(invoice.tax_total_minor, cur, loc)],
             [lab(loc, "total_incl"), i18n.money_text(invoice.total_incl_minor, cur, loc)],
+            *([[lab(loc, "credit_applied"), i18n.money_text(-invoice.prepaid_minor, cur, loc)]]
+              if invoice.prepaid_minor else []),
         ],
         "grand": [lab(loc, "amount_credited" if credit else "amount_due"),
-                  i18n.money_text(invoice.total_incl_minor, cur, loc)],
+                  i18n.money_text(invoice.amount_due_minor, cur, loc)],
         "payment": {"heading": lab(loc, "payment"), "lines": payment_lines(invoice, loc)},
         "mentions": {"heading": lab(loc, "mentions"), "lines": _mentions(invoice, loc)},
         "footer": _footer(invoice),

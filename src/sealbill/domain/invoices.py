@@ -180,6 +180,13 @@ class Invoice:
     vat_accounting: VatAccounting | None = None  # BT-6/BT-111 when not invoiced in EUR
     #: OSS: the member state whose VAT the lines carry (a consumer there, threshold crossed)
     oss_country: str | None = None
+    #: BT-113: the customer's credit applied to this invoice at finalization (0 .. total)
+    prepaid_minor: int = 0
+
+    @property
+    def amount_due_minor(self) -> int:
+        """BT-115: what remains to pay once the customer's credit is applied."""
+        return self.total_incl_minor - self.prepaid_minor
 
     @property
     def type_code(self) -> str:
@@ -212,6 +219,16 @@ EXEMPTION_CODES: dict[VatCategory, str] = {
     VatCategory.EXPORT: "VATEX-EU-G",
     VatCategory.OUT_OF_SCOPE: "VATEX-EU-O",
 }
+
+
+def credit_to_apply(balance_minor: int, total_incl_minor: int) -> int:
+    """The part of a customer's credit an invoice takes: all of it up to the invoice's total,
+    never more, never below zero (a debit balance is not a credit).
+
+    >>> credit_to_apply(500, 2000), credit_to_apply(5000, 2000), credit_to_apply(-10, 2000)
+    (500, 2000, 0)
+    """
+    return max(0, min(balance_minor, total_incl_minor))
 
 
 def plain_rate(rate: Decimal) -> Decimal:
@@ -285,6 +302,9 @@ def check_invoice(invoice: Invoice) -> list[str]:
         problems.append(f"{where}: tax_total {invoice.tax_total_minor} != subtotals {tax_sum}")
     if invoice.total_excl_minor + invoice.tax_total_minor != invoice.total_incl_minor:
         problems.append(f"{where}: total_incl is not total_excl + tax_total")
+    if not 0 <= invoice.prepaid_minor <= max(invoice.total_incl_minor, 0):
+        problems.append(f"{where}: credit applied {invoice.prepaid_minor} outside "
+                        f"[0, {invoice.total_incl_minor}]")
     if invoice.kind is DocumentKind.CREDIT_NOTE and not invoice.corrected_invoice_number:
         problems.append(f"{where}: a credit note must reference the invoice it corrects")
     for line in invoice.lines:

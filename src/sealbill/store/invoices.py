@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from sealbill.domain.invoices import (
     VatCategory,
 )
 from sealbill.store import bulk, parties
+from sealbill.store.balances import settle_finalized
 from sealbill.store.db import Row, ids_in
 from sealbill.store.exchange_rates import (
     MissingExchangeRate,
@@ -152,7 +154,7 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
     drafts = conn.execute(
         sa.select(invoices.c.id, invoices.c.kind, invoices.c.account_id,
                   invoices.c.account_reference, invoices.c.currency,
-                  invoices.c.tax_total_minor)
+                  invoices.c.tax_total_minor, invoices.c.total_incl_minor)
         .join(accounts, accounts.c.id == invoices.c.account_id)
         .where(invoices.c.organization_id == org_id,
                ids_in(conn, invoices.c.id, invoice_ids), invoices.c.status == "draft")
@@ -188,6 +190,10 @@ def finalize(conn: Connection, org_id: int, invoice_ids: Sequence[int], *, issue
     for invoice_id, value in accounting.items():
         conn.execute(sa.update(invoices).where(invoices.c.id == invoice_id).values(
             vat_accounting=accounting_to_json(value)))
+    given = dict(done)
+    by_number = sorted(drafts, key=lambda row: (row.kind, given[int(row.id)]))
+    settle_finalized(conn, org_id, [SimpleNamespace(**row._mapping, number=given[int(row.id)])
+                                    for row in by_number], at)
     return done
 
 
@@ -326,6 +332,7 @@ def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
         notes=tuple((code, text) for code, text in (row["notes"] or [])),
         vat_accounting=accounting_from_json(row.get("vat_accounting")),
         oss_country=_oss_country(row.get("tax_facts")),
+        prepaid_minor=int(row.get("prepaid_minor") or 0),
     )
 
 

@@ -81,6 +81,24 @@ def test_carried_level_is_replaced_by_the_events_of_the_period(
     assert _usage_lines(any_engine, s.org_id, result.run_id or 0, "A0001") == [1000]
 
 
+def test_carried_levels_are_kept_per_group_key(any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        catalog_store.add_metric(conn, s.org_id, "storage_gb", "Storage", "time_weighted_sum",
+                                 group_by="bucket")
+        catalog_store.add_plan(conn, s.org_id, _storage_plan(), NOW)
+        sub_id = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.account_id == s.account_ids["A0001"])).scalar_one()
+        catalog_store.change_plan(conn, s.org_id, sub_id, "store", date(2026, 9, 1), NOW)
+    record_usage(any_engine, s.org_id, [  # two buckets, each last set before October
+        UsageEvent("b1", "A0001", "storage_gb", _at(2, 8), Decimal(100), {"bucket": "a"}),
+        UsageEvent("b2", "A0001", "storage_gb", _at(9, 9), Decimal(300), {"bucket": "a"}),
+        UsageEvent("b3", "A0001", "storage_gb", _at(20, 9), Decimal(200), {"bucket": "b"})])
+    result = bill_period(any_engine, s.org_id, "2026-11", actor="t")
+    # 300 + 200 GB all October: 500 GB-months at 0.10
+    assert _usage_lines(any_engine, s.org_id, result.run_id or 0, "A0001") == [5000]
+
+
 def _cancel_now(engine: Engine, s: Scenario, reference: str) -> None:
     with engine.begin() as conn:
         sub_id = conn.execute(sa.select(subscriptions.c.id).where(

@@ -15,6 +15,7 @@ from sealbill.store.schema.access import (
 )
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
+    account_balance_entries,
     billing_runs,
     exchange_rates,
     invoice_lines,
@@ -49,6 +50,7 @@ from sealbill.store.schema.web import misdelivery_reports, portal_sessions
 from sealbill.store.schema.webhooks import webhook_endpoints, webhook_messages
 
 __all__ = [
+    "account_balance_entries",
     "account_public_ids",
     "accounts",
     "alerts",

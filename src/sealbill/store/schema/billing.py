@@ -59,6 +59,8 @@ invoices = sa.Table(
     # towards the seller's €10,000 threshold of the run's year, and the tax facts:
     # {"scheme": "oss" | "below_threshold", "country", "evidence": {...}}.
     sa.Column("oss_eur_minor", sa.BigInteger),
+    # BT-113: the customer's credit applied at finalization (BT-115 = total_incl - this).
+    sa.Column("prepaid_minor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tax_facts", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("finalized_at", UtcDateTime),
@@ -131,4 +133,23 @@ exchange_rates = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("organization_id", "currency", "rate_date"),
+)
+
+# A customer's balance, append-only: credit notes (+), manual credits (+), credit applied to an
+# invoice at its finalization (-). The balance of an account in a currency is the sum; it never
+# goes below zero (an invoice takes at most what is there).
+account_balance_entries = sa.Table(
+    "account_balance_entries",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("accounts"),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # credit_note | manual | applied
+    sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id")),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_account_balance_entries_account", "account_id"),
 )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:51:23.544322
+Create Date: 2026-12-06 20:51:37.466586
 """
 
 from alembic import op
@@ -526,6 +526,7 @@ def upgrade() -> None:
     sa.Column('notes', sa.JSON(), nullable=True),
     sa.Column('vat_accounting', sa.JSON(), nullable=True),
     sa.Column('oss_eur_minor', sa.BigInteger(), nullable=True),
+    sa.Column('prepaid_minor', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('tax_facts', sa.JSON(), nullable=True),
     sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('finalized_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
@@ -679,6 +680,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_webhook_messages_endpoint_id'), ['endpoint_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_messages_next_attempt_at'), ['next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_messages_organization_id'), ['organization_id'], unique=False)
+
+    op.create_table('account_balance_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('amount_minor', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('invoice_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('created_by', sa.String(length=100), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_account_balance_entries_account_id_accounts')),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_account_balance_entries_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_account_balance_entries_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_balance_entries'))
+    )
+    with op.batch_alter_table('account_balance_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_account_balance_entries_account', ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_account_balance_entries_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_account_balance_entries_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('delivery_envelopes',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -913,6 +935,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_account_id'))
 
     op.drop_table('delivery_envelopes')
+    with op.batch_alter_table('account_balance_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_account_balance_entries_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_account_balance_entries_account_id'))
+        batch_op.drop_index('ix_account_balance_entries_account')
+
+    op.drop_table('account_balance_entries')
     with op.batch_alter_table('webhook_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_messages_organization_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_messages_next_attempt_at'))

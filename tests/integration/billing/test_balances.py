@@ -1,0 +1,74 @@
+"""Customer balances on both databases: credit notes and manual credits become credit that the
+next invoices apply automatically (BT-113 paid, BT-115 due), never below zero."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from lxml import etree
+from sqlalchemy.engine import Engine
+
+from sealbill.documents.cii import NS
+from sealbill.documents.render import render_invoice
+from sealbill.pipeline.billing import bill_period
+from sealbill.pipeline.finalize import finalize_run, void_invoice
+from sealbill.store import balances
+from sealbill.store.invoices import load_invoice
+from tests.support.facturx_check import check_pdf
+from tests.support.scenario import build_scenario
+
+SUMS = "//ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+
+
+def test_credit_is_applied_to_the_next_invoices_and_never_goes_below_zero(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=3, files_dir=tmp_path, render=False)
+    with any_engine.begin() as conn:
+        october = [load_invoice(conn, s.org_id, i) for i in s.invoice_ids]
+        balances.add_entry(conn, s.org_id, s.account_ids["A0002"], "EUR", 1000,
+                           kind="manual", reason="goodwill", actor="test",
+                           at=datetime.now(UTC))
+    void_invoice(any_engine, s.org_id, october[0].number, reason="billed twice")  # A0001
+    run = bill_period(any_engine, s.org_id, "2026-11", actor="t").run_id or 0
+    done = finalize_run(any_engine, s.org_id, run, issue_date=date(2026, 11, 1))
+    with any_engine.begin() as conn:
+        november = {inv.account_reference: inv for inv in
+                    (load_invoice(conn, s.org_id, i) for i, _ in done)}
+        left = balances.balances(conn, s.org_id, list(s.account_ids.values()))
+    full = october[0].total_incl_minor  # 23.88: the voided invoice, credited in full
+    assert (november["A0001"].prepaid_minor, november["A0001"].amount_due_minor) == (full, 0)
+    assert (november["A0002"].prepaid_minor, november["A0002"].amount_due_minor) == (
+        1000, november["A0002"].total_incl_minor - 1000)
+    assert november["A0003"].prepaid_minor == 0
+    assert left == {}  # everything applied, nothing below zero
+    rendered = render_invoice(november["A0002"])
+    assert check_pdf(rendered.pdf) == []
+    root = etree.fromstring(rendered.xml)
+    assert root.xpath(f"{SUMS}/ram:TotalPrepaidAmount/text()", namespaces=NS) == ["10.00"]
+    assert root.xpath(f"{SUMS}/ram:DuePayableAmount/text()", namespaces=NS) == [
+        f"{(november['A0002'].total_incl_minor - 1000) / 100:.2f}"]
+
+
+def test_accounts_balance_and_credit_from_the_command_line(
+        sqlite_engine: Engine, sqlite_url: str, tmp_path: Path) -> None:
+    s = build_scenario(sqlite_engine, accounts=1, files_dir=tmp_path, render=False)
+    sqlite_engine.dispose()
+    cli = [sys.executable, "-m", "sealbill", "accounts"]
+    common = ["--org", s.org_slug, "--db", sqlite_url, "--json"]
+    given = subprocess.run([*cli, "credit", "A0001", "--amount", "5.00", "--reason",
+                            "late delivery", *common], capture_output=True, text=True,
+                           timeout=60)
+    assert given.returncode == 0, given.stderr
+    bad = subprocess.run([*cli, "credit", "A0001", "--amount", "5.001", "--reason", "x",
+                          *common], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    shown = subprocess.run([*cli, "balance", "A0001", *common], capture_output=True,
+                           text=True, timeout=60)
+    payload = json.loads(shown.stdout)
+    assert payload["balance_minor"] == {"EUR": 500}
+    assert [(e["kind"], e["amount_minor"], e["reason"]) for e in payload["history"]] == [
+        ("manual", 500, "late delivery")]
