@@ -13,7 +13,11 @@ Invariants:
   the name exists, so two concurrent writers cannot overwrite each other (``os.replace``
   would silently clobber); where hard links are unsupported it falls back to ``os.replace``
   after an existence check;
-- published files are read-only (0444).
+- published files are read-only (0444);
+- :meth:`FileStore.put_many` keeps all of this for a batch: every file is fsynced before it is
+  published and its folder is fsynced before the call returns; the fsyncs of a batch run
+  concurrently on a few threads (the filesystem commits them together), where one after the
+  other they cost a rendering run ~10 ms a document.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -80,6 +86,35 @@ class FileStore:
             return self._same_or_raise(path, digest)
         _fsync_dir(path.parent)
         return path, digest
+
+    def put_many(self, items: Sequence[tuple[str, str, str, bytes]], threads: int = 16
+                 ) -> list[tuple[Path, str]]:
+        """``put`` of each (org slug, invoice number, kind, data), in order, as one batch.
+
+        Returns (path, sha256 hex) per item. Files already present are checked as ``put``
+        checks them; the new ones are written and fsynced concurrently, then published, then
+        their folders fsynced once each.
+        """
+        paths = [self.path_for(slug, number, kind) for slug, number, kind, _ in items]
+        digests = [hashlib.sha256(data).hexdigest() for *_, data in items]
+        fresh = [k for k, path in enumerate(paths) if not path.exists()]
+        for folder in {paths[k].parent for k in fresh}:
+            folder.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max(1, min(threads, len(fresh)))) as pool:
+            temps = list(pool.map(lambda k: self._write_temp(paths[k].parent, items[k][3]),
+                                  fresh))
+        try:
+            published = [_publish(tmp, paths[k]) for k, tmp in zip(fresh, temps, strict=True)]
+        finally:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+        for folder in {paths[k].parent for k, done in zip(fresh, published, strict=True)
+                       if done}:
+            _fsync_dir(folder)
+        lost = {k for k, done in zip(fresh, published, strict=True) if not done}
+        written = set(fresh) - lost
+        return [(path, digest) if k in written else self._same_or_raise(path, digest)
+                for k, (path, digest) in enumerate(zip(paths, digests, strict=True))]
 
     @staticmethod
     def _same_or_raise(path: Path, digest: str) -> tuple[Path, str]:

@@ -3,8 +3,8 @@
 Invariants:
 - documents are produced once: an invoice that already has its ``documents`` rows is not
   rendered again, so a finalized invoice can never be re-rendered differently;
-- the files are stored before their rows are written, and each row records the SHA-256 of
-  its file; the delivery stage reads the digests from these rows;
+- the files are stored (fsynced, a chunk at a time) before their rows are written, and each
+  row records the SHA-256 of its file; the delivery stage reads the digests from these rows;
 - rendering runs in a pool of worker processes, in chunks, with memory flat;
 - each invoice's PDF comes from the compiled template, or from Typst when it does not fit
   (or when ``SEALBILL_RENDERER=typst``); :class:`RenderCounts` says how many went which way.
@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,13 +107,12 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         chunk = ids[start:start + CHUNK]
         with engine.begin() as conn:
             loaded = [load_invoice(conn, org_id, i) for i in chunk]
-        rows: list[dict[str, object]] = []
         urls = report_urls(org_id, slug, [i.number for i in loaded], files_dir)
-        results = render_many(iter(loaded), workers=workers, renderer=renderer,
-                              report_urls=urls)
-        for invoice_id, rendered in zip(chunk, results, strict=True):
+        results = list(render_many(iter(loaded), workers=workers, renderer=renderer,
+                                   report_urls=urls))
+        for rendered in results:
             counts.add(rendered)
-            rows.extend(_store(store, slug, org_id, invoice_id, rendered))
+        rows = _store(store, slug, org_id, chunk, results)
         with engine.begin() as conn:
             conn.execute(sa.insert(documents), rows)
         count += len(chunk)
@@ -138,12 +137,19 @@ def report_urls(org_id: int, slug: str, numbers: list[str], files_dir: Path
     return {n: report_link.url(base, slug, key, org_id, n) for n in numbers}
 
 
-def _store(store: FileStore, slug: str, org_id: int, invoice_id: int,
-           rendered: RenderedDocuments) -> Iterator[dict[str, object]]:
+def _store(store: FileStore, slug: str, org_id: int, invoice_ids: list[int],
+           results: list[RenderedDocuments]) -> list[dict[str, object]]:
+    """Store a chunk's files (durably, before any row names them); their ``documents`` rows."""
     at = datetime.now(UTC)
-    files = {"pdf": rendered.pdf, "xml": rendered.xml, "html": rendered.html.encode(),
-             "text": rendered.text.encode(), "subject": rendered.subject.encode()}
-    for kind, data in files.items():
-        path, digest = store.put(slug, rendered.number, kind, data)
-        yield {"organization_id": org_id, "invoice_id": invoice_id, "kind": kind,
-               "path": str(path), "sha256": digest, "size": len(data), "created_at": at}
+    items: list[tuple[str, str, str, bytes]] = []
+    owners: list[tuple[int, str, int]] = []
+    for invoice_id, rendered in zip(invoice_ids, results, strict=True):
+        files = {"pdf": rendered.pdf, "xml": rendered.xml, "html": rendered.html.encode(),
+                 "text": rendered.text.encode(), "subject": rendered.subject.encode()}
+        for kind, data in files.items():
+            items.append((slug, rendered.number, kind, data))
+            owners.append((invoice_id, kind, len(data)))
+    stored = store.put_many(items)
+    return [{"organization_id": org_id, "invoice_id": invoice_id, "kind": kind,
+             "path": str(path), "sha256": digest, "size": size, "created_at": at}
+            for (invoice_id, kind, size), (path, digest) in zip(owners, stored, strict=True)]

@@ -119,6 +119,8 @@ def check_fast_pdf(invoice: Invoice, pdf: bytes, xml: bytes) -> None:
     assert name == "factur-x.xml" and get_level(etree.fromstring(found)) == "en16931"
     assert check_pdf_container(pdf) == []
     with pikepdf.open(io.BytesIO(pdf)) as doc:
+        assert doc.check_pdf_syntax() == []  # qpdf reads every object and stream
+        assert doc.open_metadata().pdfa_status == "3B"
         spec = doc.Root.AF[0]
         assert spec.AFRelationship == "/Data" and spec.EF.F.Subtype == "/text/xml"
         assert doc.Root.OutputIntents[0].S == "/GTS_PDFA1"

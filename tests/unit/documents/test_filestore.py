@@ -89,3 +89,30 @@ def test_concurrent_writers_cannot_overwrite_each_other(tmp_path: Path) -> None:
     assert outcomes.count(stored) == 8
     assert not [p for p in (tmp_path / "acme").iterdir() if p.name.startswith(".tmp-")]
     assert os.listdir(tmp_path / "acme") == ["FA-RACE.pdf"]
+
+
+def test_a_batch_stores_what_put_stores_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    batch = FileStore(tmp_path / "batch")
+    single = FileStore(tmp_path / "single")
+    items = [("acme", f"F-{n:03d}", kind, f"{kind} of {n}".encode())
+             for n in range(30) for kind in ("pdf", "xml", "text")]
+    stored = batch.put_many(items)
+    for (slug, number, kind, data), (path, digest) in zip(items, stored, strict=True):
+        assert path.read_bytes() == data and digest == hashlib.sha256(data).hexdigest()
+        assert path.relative_to(tmp_path / "batch") == single.put(
+            slug, number, kind, data)[0].relative_to(tmp_path / "single")
+        assert not stat.S_IMODE(path.stat().st_mode) & 0o222
+    assert not [p for p in (tmp_path / "batch" / "acme").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_batch_is_idempotent_and_refuses_changed_bytes(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("acme", "F-001", "pdf", b"first")
+    again = store.put_many([("acme", "F-001", "pdf", b"first"), ("acme", "F-002", "pdf", b"x"),
+                            ("acme", "F-002", "pdf", b"x")])
+    assert [path.name for path, _ in again] == ["F-001.pdf", "F-002.pdf", "F-002.pdf"]
+    with pytest.raises(ImmutableFileError):
+        store.put_many([("acme", "F-003", "pdf", b"new"), ("acme", "F-001", "pdf", b"changed")])
+    with pytest.raises(ImmutableFileError):
+        store.put_many([("acme", "F-004", "xml", b"a"), ("acme", "F-004", "xml", b"b")])
+    assert store.read("acme", "F-001", "pdf") == b"first"

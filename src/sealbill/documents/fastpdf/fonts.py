@@ -72,7 +72,8 @@ def _subset(program: bytes, codepoints: list[int]) -> TTFont:
     options.name_IDs = ["*"]
     options.notdef_outline = True
     options.hinting = False
-    options.drop_tables += ["GSUB", "GPOS", "GDEF", "MATH", "BASE", "JSTF", "kern", "DSIG"]
+    options.drop_tables += ["GSUB", "GPOS", "GDEF", "MATH", "BASE", "JSTF", "kern", "DSIG",
+                            "FFTM", "PfEd"]  # the last two: fontTools would warn, then drop
     subsetter = subset.Subsetter(options)
     font = TTFont(io.BytesIO(program), recalcTimestamp=False)  # same bytes in every process
     subsetter.populate(unicodes=codepoints)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:51:37.466586
+Create Date: 2026-12-06 20:51:50.736874
 """
 
 from alembic import op
