@@ -3,7 +3,7 @@
 Keys live **outside the database**, in the keyring directory (``SEALBILL_KEYRING_DIR``, else
 the files directory, ``SEALBILL_FILES_DIR`` / ``var/files``):
 
-- ``keyring.json`` (mode 0600), written by ``sealbill keys rotate``: every key ever active
+- ``keyring.json`` (mode 0600), written by ``sealbill sealing-keys rotate``: every key ever active
   (hex), and which one seals now. Old keys stay, so seals made before a rotation still verify;
 - without it, the one secret sealbill always had: ``SEALBILL_SECRET_KEY``, else
   ``secret.key`` (the key of :func:`sealbill.pipeline.verify.secret_key`);
@@ -188,7 +188,7 @@ def for_connection(conn: Connection, directory: Path | None = None) -> Keyring:
 
 
 def refresh(conn: Connection) -> Keyring:
-    """Read the connection's keyring directory again (a ``keys rotate`` run by another
+    """Read the connection's keyring directory again (a ``sealing-keys rotate`` run by another
     process since this one loaded it): the new keyring is bound from then on. Old keys are
     never dropped by a rotation, so this only ever adds keys."""
     current = for_connection(conn)

@@ -12,6 +12,7 @@ from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 from sealbill.store.schema import contacts
 from tests.e2e.test_delivery_cli import sealbill
+from tests.support.operators import approver_key
 from tests.support.scenario import build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
 
@@ -31,6 +32,7 @@ def test_held_halted_set_aside_and_delivered_each_have_their_exit_code(
     engine = create_engine(db)
     upgrade(engine)
     scenario = build_scenario(engine, accounts=3, files_dir=tmp_path / "files")
+    reviewer = approver_key(engine, scenario.org_id)
     engine.dispose()
     port, run = smtp_server.port, str(scenario.run_id)
     _raw_email(db, "billing2@client2.example", "noreply@client2.example")
@@ -43,7 +45,7 @@ def test_held_halted_set_aside_and_delivered_each_have_their_exit_code(
     assert holding and all(f["why_it_matters"] and f["what_to_do"] for f in holding)
     status = sealbill(db, port, "run", "status", run, *ORG)
     assert status.returncode == 3 and "what to do" in status.stdout
-    approved = sealbill(db, port, "run", "approve", run, *ORG, "--by", "reviewer",
+    approved = sealbill(db, port, "run", "approve", run, *ORG, "--key", reviewer,
                         "--reason", "looked at it")
     assert approved.returncode == 0, approved.stderr
 

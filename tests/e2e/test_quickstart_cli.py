@@ -137,11 +137,11 @@ def _cycle(cli: Cli, period: str, alice: str, bob: str, policy: Path | None) -> 
     planned = CliRunner().invoke(app, ["run", "plan", period, "--org", "acme", "--db", cli.db,
                                        "--json", *extra], env=cli.env)
     if policy is not None:
-        assert planned.exit_code == 1, planned.output  # held for a first-cycle approval
+        assert planned.exit_code == 3, planned.output  # held for a first-cycle approval (exit 3)
         refused = cli("run", "approve", period, "--org", "acme", "--reason", "looks right",
                       key=alice, code=1)
         assert "cannot approve" in refused["error"]
-    if planned.exit_code == 1:
+    if planned.exit_code == 3:
         cli("run", "approve", period, "--org", "acme", "--reason", "checked the diff",
             key=bob)
     cli("run", "send", period, "--org", "acme")

@@ -1,4 +1,4 @@
-"""`sealbill keys show|rotate` and `sealbill contacts verify-log|verify-seals` as an operator
+"""`sealbill sealing-keys show|rotate` and `sealbill contacts verify-log|verify-seals` as an operator
 runs them, and what a missing key does: a clear error, never a fresh key."""
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def test_rotate_then_verify_log_then_a_cut_history_and_a_missing_key(
     keys.use(engine, keyring)
     build_scenario(engine, accounts=2, files_dir=tmp_path / "files", render=False)
 
-    shown = sealbill("keys", "show", "--keyring-dir", ring, "--json")
+    shown = sealbill("sealing-keys", "show", "--keyring-dir", ring, "--json")
     assert shown.returncode == 0, shown.stderr
     before = as_json(shown)["active"]
 
-    rotated = sealbill("keys", "rotate", "--db", sqlite_url, "--keyring-dir", ring, "--json")
+    rotated = sealbill("sealing-keys", "rotate", "--db", sqlite_url, "--keyring-dir", ring, "--json")
     assert rotated.returncode == 0, rotated.stderr
     out = as_json(rotated)
     assert out["previous"] == before and out["active"] != before

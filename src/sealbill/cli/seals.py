@@ -1,4 +1,4 @@
-"""Seal commands: ``keys show|rotate``, ``contacts verify-log|verify-seals``.
+"""Seal commands: ``sealing-keys show|rotate``, ``contacts verify-log|verify-seals``.
 
 Exit codes: 0 done (or the history is intact); 1 a key is missing, or the history does not
 verify; 2 bad usage.
@@ -35,7 +35,7 @@ KeyringOption = Annotated[Path | None, typer.Option(
 def register(app: typer.Typer) -> None:
     from sealbill.cli.delivery import contacts_app
 
-    app.add_typer(keys_app, name="keys")
+    app.add_typer(keys_app, name="sealing-keys")
     contacts_app.command("verify-log")(verify_log)
     contacts_app.command("verify-seals")(verify_seals)
 

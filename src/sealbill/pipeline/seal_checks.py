@@ -3,7 +3,7 @@
 - :func:`message_violations`, in each message's claiming transaction: the organization's row
   and, per recipient, the contact, its billing link and the link's latest history event, read
   fresh and judged against their seals. A row naming a key id this process does not hold makes
-  it read its keyring directory again first (a ``keys rotate`` run elsewhere mid-send); a
+  it read its keyring directory again first (a ``sealing-keys rotate`` run elsewhere mid-send); a
   missing key is a violation, never a fresh key.
 - :func:`history_halt`, once per ``run send`` before anything is sent: the whole sealed contact
   history (chain, seals, checkpoints). A damaged history halts the run with the findings.
