@@ -32,7 +32,7 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path, smtp_server: SmtpCapture) -> Cli:  # noqa: F811
-    env = {"SEALBILL_SMTP_HOST": "127.0.0.1", "SEALBILL_SMTP_PORT": str(smtp_server.port),
+    env = {"SEALBILL_DKIM": "off", "SEALBILL_SMTP_HOST": "127.0.0.1", "SEALBILL_SMTP_PORT": str(smtp_server.port),
            "SEALBILL_SMTP_TIMEOUT": "5", "SEALBILL_FILES_DIR": str(tmp_path / "files"),
            "SEALBILL_OPERATOR_PASSWORD": PASSWORD, "SEALBILL_API_KEY": ""}
     return Cli(f"sqlite:///{tmp_path / 'sealbill.sqlite'}", env)
@@ -73,21 +73,21 @@ def test_a_billing_setup_built_from_nothing_with_the_cli_bills_sends_and_prorate
                 for x in ("--set", f"{k}={v}")]
         cli("accounts", "create", account["reference"], "--org", "acme", "--name",
             account["name"], *sets, key=alice)
-    cli("contacts", "add", "ap@client-un.example", "--account", "C001", "--org", "acme",
+    cli("contacts", "add", "ap@client-un.fr", "--account", "C001", "--org", "acme",
         key=alice)
-    cli("contacts", "add", "ap@client-deux.example", "--account", "C002", "--org", "acme",
+    cli("contacts", "add", "ap@client-deux.fr", "--account", "C002", "--org", "acme",
         key=alice)
-    cli("contacts", "verify", "ap@client-un.example", "--account", "C001", "--org", "acme",
+    cli("contacts", "verify", "ap@client-un.fr", "--account", "C001", "--org", "acme",
         "--files-dir", str(tmp_path / "files"))
     cli("contacts", "confirm", "--org", "acme", "--code", _code(smtp_server.accepted[-1].data),
         "--files-dir", str(tmp_path / "files"))
-    cli("contacts", "vouch", "ap@client-deux.example", "--account", "C002", "--org", "acme",
+    cli("contacts", "vouch", "ap@client-deux.fr", "--account", "C002", "--org", "acme",
         "--reason", "confirmed by phone with the CFO", key=alice)
     listed = cli("contacts", "list", "--org", "acme", "--history", key=alice)
     assert {c["links"][0]["status"] for c in listed} == {"verified"}
     verified_by = {c["email"]: c["links"][0]["verification_method"] for c in listed}
-    assert verified_by == {"ap@client-un.example": "email_token",
-                           "ap@client-deux.example": "operator"}
+    assert verified_by == {"ap@client-un.fr": "email_token",
+                           "ap@client-deux.fr": "operator"}
 
     for ref in ("C001", "C002"):
         cli("subscriptions", "create", "--org", "acme", "--account", ref, "--plan", "starter",
@@ -108,7 +108,7 @@ def test_a_billing_setup_built_from_nothing_with_the_cli_bills_sends_and_prorate
     totals = {i["account_reference"]: i["total_excl_minor"] for i in first["items"]}
     assert totals == {"C001": 3500, "C002": 3100}  # 30 + 5 000 × 0.001; the void row unrated
     assert sorted(r.lower() for m in smtp_server.accepted[1:] for r in m.rcpt_tos) == [
-        "ap@client-deux.example", "ap@client-un.example"]
+        "ap@client-deux.fr", "ap@client-un.fr"]
     pdf = tmp_path / "first.pdf"
     cli("invoices", "download", first["items"][0]["number"], "--org", "acme", "--out",
         str(pdf), key=alice)

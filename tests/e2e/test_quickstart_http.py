@@ -40,6 +40,7 @@ class Api:
 @pytest.fixture
 def keys(tmp_path: Path, smtp_server: SmtpCapture,  # noqa: F811
          monkeypatch: pytest.MonkeyPatch) -> tuple[TestClient, str, str]:
+    monkeypatch.setenv("SEALBILL_DKIM", "off")  # the test server checks no signature
     monkeypatch.setenv("SEALBILL_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SEALBILL_SMTP_PORT", str(smtp_server.port))
     monkeypatch.setenv("SEALBILL_FILES_DIR", str(tmp_path / "files"))
@@ -69,7 +70,7 @@ def test_the_quick_start_through_http_only(keys: tuple[TestClient, str, str],
         created = alice("POST", "/v1/accounts", account, status=201)
         assert created["id"].startswith("acc_")
         account_ids[account["reference"]] = created["id"]
-        email = f"ap@{account['reference'].lower()}.example"
+        email = f"ap@{account['reference'].lower()}-client.fr"
         contact = alice("POST", f"/v1/accounts/{created['id']}/contacts", {"email": email},
                         status=201)
         contact_ids[account["reference"]] = contact["id"]
