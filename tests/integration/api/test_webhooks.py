@@ -56,7 +56,7 @@ def test_a_verified_contact_is_delivered_signed_and_the_reference_library_accept
     endpoint = webhooks.add_endpoint(any_engine, ROOT, org.org_id, url, ["contact.verified"],
                                      allow_loopback=True)
     added = contacts.add(any_engine, ROOT, org.org_id, org.ids["account_id"],
-                         {"email": "new@alpha.example"})
+                         {"email": "new@alpha-billing.fr"})
     contacts.confirm_by_operator(any_engine, ROOT, org.org_id, added["id"],
                                  org.ids["account_id"], "called the customer")
     state.answers = [500]  # the first attempt fails: the message waits for its retry
@@ -78,7 +78,7 @@ def test_the_event_and_its_message_commit_together_or_not_at_all(sqlite_engine: 
     org = build_org(sqlite_engine, "alpha", 1)
     webhooks.add_endpoint(sqlite_engine, ROOT, org.org_id, "https://93.184.216.34/h", ["*"])
     added = contacts.add(sqlite_engine, ROOT, org.org_id, org.ids["account_id"],
-                         {"email": "new@alpha.example"})
+                         {"email": "new@alpha-billing.fr"})
     with sqlite_engine.begin() as conn:  # the outbox refuses writes: a fault in the database
         conn.exec_driver_sql("CREATE TRIGGER outbox_down BEFORE INSERT ON webhook_messages "
                              "BEGIN SELECT RAISE(ABORT, 'outbox down'); END")

@@ -48,7 +48,7 @@ def build_org(engine: Engine, slug: str, index: int) -> Org:
         org.keys[role] = operators.create_key(engine, root, org_id, email, role)["key"]
     apply.apply(engine, root, org_id, CATALOG_YAML, dry_run=False)
     acc = accounts.create(engine, root, org_id, ACCOUNTS[0])
-    contact = contacts.add(engine, root, org_id, acc["id"], {"email": f"ap@{slug}.example"})
+    contact = contacts.add(engine, root, org_id, acc["id"], {"email": f"ap@{slug}-billing.fr"})
     contacts.confirm_by_operator(engine, root, org_id, contact["id"], acc["id"], "phone call")
     sub = subscriptions.create(engine, root, org_id, {"account": acc["id"], "plan": "starter",
                                                       "started_on": "2026-10-01"})
@@ -86,8 +86,8 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/accounts": {**ACCOUNTS[1]},
         "/v1/accounts/{account_id}": {"city": "Nice"},
         "/v1/accounts/{account_id}/archive": None,
-        "/v1/accounts/{account_id}/contacts": {"email": "new@client.example"},
-        "/v1/contacts/{contact_id}/change-address": {"email": "moved@client.example"},
+        "/v1/accounts/{account_id}/contacts": {"email": "new@client-billing.fr"},
+        "/v1/contacts/{contact_id}/change-address": {"email": "moved@client-billing.fr"},
         "/v1/contacts/{contact_id}/set-role": {"account": acc, "role": "admin"},
         "/v1/contacts/{contact_id}/unlink": {"account": acc},
         "/v1/contacts/{contact_id}/vouch": {"account": acc, "reason": "phone call"},

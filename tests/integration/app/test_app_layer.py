@@ -83,8 +83,8 @@ def test_apply_refuses_to_rewrite_a_stored_price_version_and_names_it(sqlite_eng
 def test_a_changed_address_must_be_verified_again(sqlite_engine: Engine) -> None:
     org = build_org(sqlite_engine, "alpha", 1)
     moved = contacts.change_address(sqlite_engine, ROOT, org.org_id, org.ids["contact_id"],
-                                    "New.Box@Alpha.example")
-    assert moved["email"] == "New.Box@alpha.example"
+                                    "New.Box@Alpha-Billing.fr")
+    assert moved["email"] == "New.Box@alpha-billing.fr"
     assert [link["status"] for link in moved["links"]] == ["pending"]
     history = contacts.show(sqlite_engine, ROOT, org.org_id, moved["id"])["history"]
     assert [e["event"] for e in history][-2:] == ["address_changed", "pending"]

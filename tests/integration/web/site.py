@@ -145,8 +145,8 @@ def _build(template: Path, tmp: Path, smtp: SmtpCapture, port: int, url: str
     # recipient domains change, which the default policy holds (more than two).
     for i in (1, 2, 3):
         contacts.add(engine, alice, org, f"A000{i}",
-                     {"email": f"ap{i}@outsourced-ap.example", "role": "billing"})
-        contacts.confirm_by_operator(engine, alice, org, f"ap{i}@outsourced-ap.example",
+                     {"email": f"ap{i}@outsourced-ap.fr", "role": "billing"})
+        contacts.confirm_by_operator(engine, alice, org, f"ap{i}@outsourced-ap.fr",
                                      f"A000{i}", "customer asked by phone")
     second = runs.start(engine, alice, org, "2026-11")["run_id"]
     runs.finalize(engine, alice, org, second)

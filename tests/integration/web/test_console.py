@@ -55,7 +55,7 @@ def test_held_run_is_refused_to_its_starter_and_approved_by_a_second_operator(
     # Before -> after per account, with the evidence of who vouched for the new address.
     row = page.get_by_role("row", name="A0002")
     expect(row).to_contain_text("billing2@client2.example")
-    expect(row).to_contain_text("ap2@outsourced-ap.example")
+    expect(row).to_contain_text("ap2@outsourced-ap.fr")
     expect(row).to_contain_text("customer asked by phone")
     expect(page.get_by_role("button", name="Approve and let it send")).to_be_disabled()
     assert axe_violations(page) == []

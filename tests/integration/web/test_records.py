@@ -51,7 +51,7 @@ def test_a_guard_alert_is_shown_with_its_evidence_and_resolved_with_a_reason(
     with site.engine.begin() as conn:  # the customer revoked ap1 after the plan was made
         link = conn.execute(sa.select(contact_links.c.id).join(
             contacts, contacts.c.id == contact_links.c.contact_id).where(
-            contacts.c.email == "ap1@outsourced-ap.example")).scalar_one()
+            contacts.c.email == "ap1@outsourced-ap.fr")).scalar_one()
         parties.set_link_status(conn, org, int(link), "revoked", actor="customer",
                                 reason="left the company")
         run_id = run_row_id(conn, org, site.held_run)
@@ -60,13 +60,13 @@ def test_a_guard_alert_is_shown_with_its_evidence_and_resolved_with_a_reason(
     assert report.status == "halted"
     sign_in(page, site, "alice")
     page.goto(f"{site.url}/console/alerts")
-    card = page.locator("article.card").filter(has_text="ap1@outsourced-ap.example")
+    card = page.locator("article.card").filter(has_text="ap1@outsourced-ap.fr")
     expect(card).to_have_count(1)
     assert axe_violations(page) == []
     screenshot(page, "console-alerts")
     card.get_by_label("Reason for resuming (cause fixed)").fill("replanned without ap1")
     card.get_by_role("button", name="Resume the run").click()
-    expect(page.locator("article.card").filter(has_text="ap1@outsourced-ap.example")
+    expect(page.locator("article.card").filter(has_text="ap1@outsourced-ap.fr")
            ).to_have_count(0)
     assert run_status(site, site.held_run) == "approved"
     with site.engine.begin() as conn:
