@@ -35,6 +35,7 @@ from sealbill.cli import (
     taxes,
     usage,
     webhooks,
+    workers,
 )
 from sealbill.cli.arguments import CheckedGroup
 
@@ -92,6 +93,7 @@ operators.register(app)
 seals.register(app)
 serve.register(app)
 webhooks.register(app)
+workers.register(app)
 
 
 def main() -> None:

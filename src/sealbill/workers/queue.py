@@ -1,0 +1,99 @@
+"""The Procrastinate app, the worker's database engine, and deferring inside our transaction.
+
+Invariants:
+- the queue lives in the sealbill PostgreSQL database itself (Procrastinate's tables beside
+  ours): nothing else to operate, and a job can be enqueued in the very transaction that makes
+  the state change calling for it (:func:`defer_in`);
+- on SQLite there is no queue: :func:`require_postgres` refuses with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import procrastinate
+from procrastinate.jobs import Job
+from procrastinate.testing import InMemoryConnector
+from sqlalchemy.engine import Connection, Engine
+
+from sealbill.store.db import create_engine
+
+QUEUE = "sealbill"
+DB_ENV = "SEALBILL_DATABASE_URL"
+
+
+class NeedsPostgres(RuntimeError):
+    """The distributed path was asked for on a database that is not PostgreSQL."""
+
+
+def require_postgres(url: str) -> None:
+    if not url.startswith(("postgresql", "postgres:")):
+        raise NeedsPostgres(
+            "the distributed cycle (sealbill worker, run start) needs PostgreSQL: its job "
+            "queue lives in the database; on SQLite run the cycle in one command instead "
+            "(sealbill run bill / finalize / render / plan / send)")
+
+
+def conninfo(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as a libpq connection string."""
+    scheme, _, rest = url.partition("://")
+    return "postgresql://" + rest if scheme.startswith("postgres") else url
+
+
+_engines: dict[str, Engine] = {}
+
+
+def database_url() -> str:
+    url = os.environ.get(DB_ENV)
+    if not url:
+        raise NeedsPostgres(f"{DB_ENV} is not set: workers need the database URL")
+    return url
+
+
+def engine() -> Engine:
+    """The worker process's engine (one per URL, created on first use)."""
+    url = database_url()
+    if url not in _engines:
+        _engines[url] = create_engine(url)
+    return _engines[url]
+
+
+#: Where the tasks are declared (``@tasks.task``); :func:`make_app` gives it a real connector.
+tasks = procrastinate.App(connector=InMemoryConnector())
+
+
+def make_app(url: str) -> procrastinate.App:
+    """The app with every sealbill task registered, on a psycopg 3 connector."""
+    require_postgres(url)
+    from sealbill.workers import periodic, stages  # noqa: F401 - they declare the tasks
+
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    # The same tasks and periodic schedule, on this connector (what the deprecated
+    # ``App.with_connector`` did; deferring always goes through the returned app by name).
+    app.tasks = tasks.tasks
+    app.periodic_registry = tasks.periodic_registry
+    return app
+
+
+def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
+             lock: str | None = None, queueing_lock: str | None = None,
+             **kwargs: Any) -> int | None:
+    """Enqueue ``task_name(**kwargs)`` on ``conn``'s own psycopg connection, so the job exists
+    if and only if the caller's transaction commits.
+
+    ``queueing_lock``: at most one such job waiting; a second one asked for while it waits is
+    dropped (returns None) — the waiting job will do the work. ``lock``: jobs sharing it never
+    run at the same time (one sender per slice of a run)."""
+    job: Job = app.configure_task(task_name, allow_unknown=False, lock=lock,
+                                  queueing_lock=queueing_lock, queue=QUEUE
+                                  ).make_new_job(**kwargs)
+    raw = conn.connection.driver_connection
+    try:
+        # A savepoint: a refused duplicate (queueing lock) must not abort the caller's work.
+        with raw.transaction():  # type: ignore[union-attr]
+            deferred = app.job_manager.defer_job(job=job, connection=raw)
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return None
+    return deferred.id
