@@ -14,6 +14,7 @@ from typing import Any
 
 import procrastinate
 from procrastinate.jobs import Job
+from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.testing import InMemoryConnector
 from sqlalchemy.engine import Connection, Engine
 
@@ -59,22 +60,26 @@ def engine() -> Engine:
     return _engines[url]
 
 
-#: Where the tasks are declared (``@tasks.task``); :func:`make_app` gives it a real connector.
+#: The app the tasks are declared on (``@tasks.task``); :func:`make_app` binds it to the
+#: database. One database per process: the tasks (and the periodic deferrer) refer to it.
 tasks = procrastinate.App(connector=InMemoryConnector())
+_bound: list[str] = []
 
 
 def make_app(url: str) -> procrastinate.App:
-    """The app with every sealbill task registered, on a psycopg 3 connector."""
+    """The app with every sealbill task registered, on a psycopg 3 connector to ``url``
+    (bound once per URL; binding it again to the same URL keeps the open connector)."""
     require_postgres(url)
     from sealbill.workers import periodic, stages  # noqa: F401 - they declare the tasks
 
-    app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
-    # The same tasks and periodic schedule, on this connector (what the deprecated
-    # ``App.with_connector`` did; deferring always goes through the returned app by name).
-    app.tasks = tasks.tasks
-    app.periodic_registry = tasks.periodic_registry
-    return app
+    target = conninfo(url)
+    if _bound != [target]:
+        # What App.replace_connector does, kept: the tasks keep pointing at this app.
+        connector = procrastinate.PsycopgConnector(conninfo=target)
+        tasks.connector = connector
+        tasks.job_manager.connector = connector
+        _bound[:] = [target]
+    return tasks
 
 
 def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
@@ -90,10 +95,17 @@ def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
                                   queueing_lock=queueing_lock, queue=QUEUE
                                   ).make_new_job(**kwargs)
     raw = conn.connection.driver_connection
+    # Procrastinate's own query (its ``procrastinate_defer_jobs_v1`` function), run on our
+    # connection by its synchronous psycopg connector: a worker's app holds the asynchronous
+    # one, which cannot use a caller's synchronous connection.
+    query = app.job_manager._defer_jobs_query_kwargs(jobs=[job])
     try:
         # A savepoint: a refused duplicate (queueing lock) must not abort the caller's work.
         with raw.transaction():  # type: ignore[union-attr]
-            deferred = app.job_manager.defer_job(job=job, connection=raw)
-    except procrastinate.exceptions.AlreadyEnqueued:
+            rows = _SYNC.execute_query_all_with_connection(raw, **query)
+    except procrastinate.exceptions.UniqueViolation:
         return None
-    return deferred.id
+    return int(rows[0]["id"])
+
+
+_SYNC = SyncPsycopgConnector()
