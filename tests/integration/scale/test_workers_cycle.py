@@ -42,7 +42,8 @@ class Workers:
     def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sealbill", "worker", "--concurrency", str(CONCURRENCY), "--name", name],
+            [sys.executable, "-m", "sealbill", "worker", "--concurrency", str(CONCURRENCY),
+             "--name", name],
             env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
