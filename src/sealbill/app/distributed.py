@@ -92,14 +92,14 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
 
     with engine.begin() as conn:
         run = conn.execute(billing_runs.select().where(billing_runs.c.id == run_id)).one()
-        by_status = dict(conn.execute(
+        by_status: dict[str, int] = dict(conn.execute(
             sa.select(invoices.c.status, sa.func.count()).where(
                 invoices.c.organization_id == org_id, invoices.c.run_id == run_id)
             .group_by(invoices.c.status)).all())
         rendered = conn.execute(sa.select(sa.func.count()).select_from(documents.join(
             invoices, invoices.c.id == documents.c.invoice_id)).where(
             invoices.c.run_id == run_id, documents.c.kind == "pdf")).scalar_one()
-        jobs = dict(conn.execute(sa.text(
+        jobs: dict[str, int] = dict(conn.execute(sa.text(
             "SELECT status::text, count(*) FROM procrastinate_jobs "
             "WHERE (args->>'run_id')::bigint = :run GROUP BY status"), {"run": run_id}).all())
         return {"run_id": ids.encode(conn, org_id, "run", run_id), "period": run.period,

@@ -10,9 +10,10 @@ Invariants:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import procrastinate
+import psycopg
 from procrastinate.jobs import Job
 from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from procrastinate.testing import InMemoryConnector
@@ -94,14 +95,14 @@ def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
     job: Job = app.configure_task(task_name, allow_unknown=False, lock=lock,
                                   queueing_lock=queueing_lock, queue=QUEUE
                                   ).make_new_job(**kwargs)
-    raw = conn.connection.driver_connection
+    raw = cast(psycopg.Connection[Any], conn.connection.driver_connection)
     # Procrastinate's own query (its ``procrastinate_defer_jobs_v1`` function), run on our
     # connection by its synchronous psycopg connector: a worker's app holds the asynchronous
     # one, which cannot use a caller's synchronous connection.
     query = app.job_manager._defer_jobs_query_kwargs(jobs=[job])
     try:
         # A savepoint: a refused duplicate (queueing lock) must not abort the caller's work.
-        with raw.transaction():  # type: ignore[union-attr]
+        with raw.transaction():
             rows = _SYNC.execute_query_all_with_connection(raw, **query)
     except procrastinate.exceptions.UniqueViolation:
         return None

@@ -27,6 +27,8 @@ import logging
 import os
 import signal
 
+import procrastinate
+
 from sealbill import settings
 from sealbill.pipeline.billing import bill_period
 from sealbill.pipeline.finalize import finalize_run
@@ -35,16 +37,14 @@ from sealbill.pipeline.render import render_run
 from sealbill.store import ledger, parties
 from sealbill.workers import advance as adv
 from sealbill.workers import send_jobs
-from sealbill.workers.queue import defer_in, engine, make_app, tasks
+from sealbill.workers.queue import database_url, defer_in, engine, make_app, tasks
 
 log = logging.getLogger(__name__)
 KILL_RENDER_ENV = "SEALBILL_TEST_KILL_RENDER"  # test hook: "<n>" -> SIGKILL mid n-th render job
 _render_jobs = 0
 
 
-def _app():  # type: ignore[no-untyped-def]
-    from sealbill.workers.queue import database_url
-
+def _app() -> procrastinate.App:
     return make_app(database_url())
 
 
