@@ -51,6 +51,10 @@ class Wanted:
     kwargs: dict[str, Any]
     queueing_lock: str
     lock: str | None = None
+    #: Procrastinate takes the highest priority first, then the oldest. Chunk i of a run gets
+    #: -i: a small run's first chunks go before a large run's later ones (round robin between
+    #: runs, so one organization's large run does not starve another's small one).
+    priority: int = 0
 
 
 def _unrendered(conn: Connection, org_id: int, run_id: int) -> list[int]:
@@ -85,7 +89,8 @@ def wanted(conn: Connection, org_id: int, run_id: int) -> list[Wanted]:
             return [Wanted("sealbill.plan", base, f"plan:{key}")]
         size = render_chunk_size()
         return [Wanted("sealbill.render", {**base, "invoice_ids": ids[i:i + size]},
-                       f"render:{key}:{ids[i]}") for i in range(0, len(ids), size)]
+                       f"render:{key}:{ids[i]}", priority=-(i // size))
+                for i in range(0, len(ids), size)]
     if status == "approved":
         return [Wanted("sealbill.canary", base, f"canary:{key}", lock=f"send:{key}")]
     if status == "sending":
@@ -95,7 +100,7 @@ def wanted(conn: Connection, org_id: int, run_id: int) -> list[Wanted]:
             n = send_slices()
             # lock: one sender per slice at a time, whatever retries the queue makes
             return [Wanted("sealbill.send", {**base, "part": k, "parts": n},
-                           f"send:{key}:{k}/{n}", lock=f"send:{key}:{k}/{n}")
+                           f"send:{key}:{k}/{n}", lock=f"send:{key}:{k}/{n}", priority=-k)
                     for k in range(n)]
         return [Wanted("sealbill.close", base, f"close:{key}")]
     if status in ("sent", "incomplete"):
@@ -109,6 +114,6 @@ def advance(conn: Connection, app: procrastinate.App, org_id: int, run_id: int) 
     done: list[str] = []
     for job in wanted(conn, org_id, run_id):
         if defer_in(conn, app, job.task, lock=job.lock, queueing_lock=job.queueing_lock,
-                    **job.kwargs) is not None:
+                    priority=job.priority, **job.kwargs) is not None:
             done.append(job.task)
     return done

@@ -84,7 +84,7 @@ def make_app(url: str) -> procrastinate.App:
 
 
 def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
-             lock: str | None = None, queueing_lock: str | None = None,
+             lock: str | None = None, queueing_lock: str | None = None, priority: int = 0,
              **kwargs: Any) -> int | None:
     """Enqueue ``task_name(**kwargs)`` on ``conn``'s own psycopg connection, so the job exists
     if and only if the caller's transaction commits.
@@ -93,7 +93,8 @@ def defer_in(conn: Connection, app: procrastinate.App, task_name: str, *,
     dropped (returns None) — the waiting job will do the work. ``lock``: jobs sharing it never
     run at the same time (one sender per slice of a run)."""
     job: Job = app.configure_task(task_name, allow_unknown=False, lock=lock,
-                                  queueing_lock=queueing_lock, queue=QUEUE
+                                  queueing_lock=queueing_lock, queue=QUEUE,
+                                  priority=priority
                                   ).make_new_job(**kwargs)
     raw = cast(psycopg.Connection[Any], conn.connection.driver_connection)
     # Procrastinate's own query (its ``procrastinate_defer_jobs_v1`` function), run on our

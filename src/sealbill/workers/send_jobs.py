@@ -14,10 +14,12 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from sealbill.mail import config as mail_config
+from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.send import SendError, SendOptions, _history_problems, _Sender
 from sealbill.pipeline.send_checks import check_canary, retryable_left
 from sealbill.store import outbox as box
+from sealbill.store import parties
 from sealbill.store import plans as plan_store
 from sealbill.store.send_lock import run_lock
 
@@ -28,10 +30,25 @@ def _options() -> SendOptions:
     return SendOptions()
 
 
+def signer(engine: Engine, org_id: int) -> DkimSigner | None:
+    """DKIM as ``sealbill run send`` signs: the configured key; without one, unsigned only
+    when ``SEALBILL_DKIM=off`` says so (else the job fails, saying why)."""
+    with engine.begin() as conn:
+        sender_email = str(parties.organization(conn, org_id)["sender_email"] or "")
+    domain = sender_email.rpartition("@")[2]
+    cfg = mail_config.dkim_config()
+    if cfg is None:
+        if mail_config.unsigned_allowed():
+            return None
+        raise mail_config.ConfigError(mail_config.signing_summary(domain))
+    return DkimSigner(DkimKey(cfg.selector, cfg.domain or domain, cfg.key_path.read_bytes()))
+
+
 def _sender(engine: Engine, org_id: int, run_id: int,
             part: tuple[int, int] | None) -> _Sender:
     transport = SmtpSender(mail_config.smtp_config())
-    return _Sender(engine, org_id, run_id, transport, None, _options(), None, part=part)
+    return _Sender(engine, org_id, run_id, transport, signer(engine, org_id), _options(),
+                   None, part=part)
 
 
 def canary(engine: Engine, org_id: int, run_id: int) -> str | None:

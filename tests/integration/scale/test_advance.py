@@ -17,6 +17,7 @@ from sealbill.app.errors import StateError
 from sealbill.pipeline.plan import plan_run
 from sealbill.store.schema import billing_runs, verification_tokens
 from sealbill.workers import advance, links
+from sealbill.workers.queue import make_app
 from sealbill.workers.run import init_schema
 from tests.support.scenario import build_scenario, seed_organization
 
@@ -84,3 +85,22 @@ def test_run_start_on_sqlite_says_the_distributed_path_needs_postgresql(
                            "--period", "2026-10", "--db", f"sqlite:///{tmp_path / 'x.db'}"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "needs PostgreSQL" in done.stderr
+
+
+def test_a_small_run_is_not_queued_behind_a_large_one(
+        pg_engine: Engine, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    init_schema(pg_url)
+    monkeypatch.setenv(advance.RENDER_CHUNK_ENV, "2")
+    large = build_scenario(pg_engine, accounts=6, files_dir=tmp_path / "l", slug="large",
+                           render=False)
+    small = build_scenario(pg_engine, accounts=2, files_dir=tmp_path / "s", slug="small",
+                           render=False)
+    app = make_app(pg_url)
+    with pg_engine.begin() as conn:  # the large run asked first
+        assert advance.advance(conn, app, large.org_id, large.run_id) == ["sealbill.render"] * 3
+        assert advance.advance(conn, app, small.org_id, small.run_id) == ["sealbill.render"]
+        # Procrastinate's fetch order: highest priority first, then the oldest.
+        order = [int(r) for r in conn.execute(sa.text(
+            "SELECT (args->>'run_id')::bigint FROM procrastinate_jobs "
+            "ORDER BY priority DESC, id")).scalars()]
+    assert order == [large.run_id, small.run_id, large.run_id, large.run_id]

@@ -67,7 +67,7 @@ def workers(pg_url: str, smtp_server: SmtpCapture,  # noqa: F811
            "SEALBILL_DATABASE_URL": pg_url, "SEALBILL_FILES_DIR": str(tmp_path / "documents"),
            "SEALBILL_SMTP_HOST": smtp_server.host, "SEALBILL_SMTP_PORT": str(smtp_server.port),
            "SEALBILL_SMTP_TIMEOUT": "5", "SEALBILL_RENDER_CHUNK": "8",
-           "SEALBILL_SEND_SLICES": "4", "SEALBILL_STALLED_SECONDS": "3",
+           "SEALBILL_SEND_SLICES": "4", "SEALBILL_STALLED_SECONDS": "3", "SEALBILL_DKIM": "off",
            "SEALBILL_LOG_LEVEL": "info"}
     env.pop("SEALBILL_TEST_KILL_AT", None)
     pool = Workers(env, tmp_path)
