@@ -10,8 +10,13 @@ from sqlalchemy.engine import Engine
 
 from sealbill.documents import docstore
 from sealbill.documents.filestore import FileStore, FileStoreError, ImmutableFileError
-from sealbill.store.schema import document_blobs
-from tests.support.scenario import seed_organization
+from sealbill.mail.config import SmtpConfig
+from sealbill.mail.smtp import SmtpSender
+from sealbill.pipeline.plan import plan_run
+from sealbill.pipeline.send import send_run
+from sealbill.store.schema import document_blobs, documents
+from tests.support.scenario import build_scenario, seed_organization
+from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
 
 
 def test_the_default_store_is_the_files_directory(sqlite_engine: Engine, tmp_path: Path,
@@ -58,3 +63,21 @@ def test_the_database_store_keeps_documents_once_and_checks_them(
         conn.execute(sa.update(document_blobs).values(data=b"%PDF edited"))
         with pytest.raises(docstore.DocumentDigestError):
             docstore.read(conn, str(location), digest)
+
+
+def test_a_cycle_rendered_into_the_database_is_sent_from_it(
+        pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        smtp_server: SmtpCapture) -> None:  # noqa: F811
+    monkeypatch.setenv(docstore.STORE_ENV, "database")
+    world = build_scenario(pg_engine, accounts=3, files_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.pdf"))  # nothing in the files directory
+    with pg_engine.begin() as conn:
+        paths = list(conn.execute(sa.select(documents.c.path)).scalars())
+    assert len(paths) == 15 and all(p.startswith("db:acme-cloud/") for p in paths)
+    plan_run(pg_engine, world.org_id, world.run_id, actor="planner")
+    report = send_run(pg_engine, world.org_id, world.run_id, signer=None,
+                      transport=SmtpSender(SmtpConfig(host=smtp_server.host,
+                                                      port=smtp_server.port, timeout=2.0)))
+    assert report.status == "sent"
+    assert {r for m in smtp_server.received for r in m.rcpt_tos} >= {
+        f"billing{i}@client{i}.example" for i in (1, 2, 3)}
