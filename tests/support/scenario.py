@@ -95,10 +95,12 @@ def allow_domains(engine: Engine, org_id: int, *domains: str) -> None:
                      .values(address_policy={**row, "allowed_reserved_domains": allowed}))
 
 
-def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10",
-                   files_dir: Path, slug: str = "acme-cloud", render: bool = True,
-                   records: list[dict[str, Any]] | None = None,
-                   extra_domains: tuple[str, ...] = ()) -> Scenario:
+def seed_organization(engine: Engine, *, accounts: int = 3, period: str = "2026-10",
+                      files_dir: Path, slug: str = "acme-cloud",
+                      records: list[dict[str, Any]] | None = None,
+                      extra_domains: tuple[str, ...] = ()) -> tuple[int, dict[str, int]]:
+    """An organization with its plan, ``accounts`` accounts with their contacts, and their
+    subscriptions; nothing billed. Returns (organization id, reference -> account id)."""
     start, _ = period_bounds(period)
     at = datetime.now(UTC)
     files_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,17 @@ def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10"
             {"account_id": account_id, "external_id": f"sub-{ref}", "plan_code": "basic",
              "started_on": start - timedelta(days=400)}
             for ref, account_id in sorted(account_ids.items())], at)
+    return org_id, account_ids
+
+
+def build_scenario(engine: Engine, *, accounts: int = 3, period: str = "2026-10",
+                   files_dir: Path, slug: str = "acme-cloud", render: bool = True,
+                   records: list[dict[str, Any]] | None = None,
+                   extra_domains: tuple[str, ...] = ()) -> Scenario:
+    start, _ = period_bounds(period)
+    org_id, account_ids = seed_organization(engine, accounts=accounts, period=period,
+                                            files_dir=files_dir, slug=slug, records=records,
+                                            extra_domains=extra_domains)
     result = bill_period(engine, org_id, period, actor="test-runner")
     assert result.run_id is not None
     done = finalize_run(engine, org_id, result.run_id, issue_date=start)

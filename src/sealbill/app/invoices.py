@@ -6,10 +6,8 @@ bytes still match the SHA-256 recorded at rendering (the file store is immutable
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +17,7 @@ from sealbill.app import ids
 from sealbill.app.audit import page
 from sealbill.app.context import READ, Actor
 from sealbill.app.errors import AppError, NotFound, StateError
+from sealbill.documents import docstore
 from sealbill.store import queries
 from sealbill.store.invoices import InvoiceStateError, load_invoice
 from sealbill.store.schema import accounts, billing_runs, documents, invoices
@@ -124,9 +123,12 @@ def download(engine: Engine, actor: Actor, org_id: int, ref: str, kind: str = "p
             documents.c.kind == kind)).first()
     if doc is None:
         raise StateError(f"invoice {ref!r} has no {kind} yet (sealbill documents render)")
-    data = Path(doc.path).read_bytes()
-    if hashlib.sha256(data).hexdigest() != doc.sha256:
-        raise AppError(f"the stored {kind} of {number} does not match its recorded digest")
+    try:
+        with engine.begin() as conn:
+            data = docstore.read(conn, str(doc.path), str(doc.sha256))
+    except docstore.DocumentDigestError:
+        raise AppError(f"the stored {kind} of {number} does not match its recorded "
+                       "digest") from None
     return f"{number}.{kind}", data
 
 

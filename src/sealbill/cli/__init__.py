@@ -36,6 +36,7 @@ from sealbill.cli import (
     taxes,
     usage,
     webhooks,
+    workers,
 )
 from sealbill.cli.arguments import CheckedGroup
 
@@ -94,6 +95,7 @@ seals.register(app)
 serve.register(app)
 webhooks.register(app)
 balances.register(accounts.app)
+workers.register(app)
 
 
 def main() -> None:

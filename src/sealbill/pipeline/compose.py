@@ -10,7 +10,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ import pikepdf
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.documents import docstore
 from sealbill.documents.bodies import mail_subject
 from sealbill.documents.embedded import embedded_xml
 from sealbill.domain.invoices import InvoiceHeading
@@ -82,11 +82,10 @@ def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, byte
         kind = "text" if kind in TEXT_KINDS else kind
         if kind not in ("pdf", "html", "text"):
             continue
-        with open(path, "rb", buffering=0) as file:  # unbuffered: one read, no copy
-            data = file.readall()
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise DocumentMismatch(f"{path} does not match its recorded sha256")
-        out[kind] = data
+        try:  # a file, or a row of the database store; the digest checked either way
+            out[kind] = docstore.read(conn, str(path), str(sha))
+        except docstore.DocumentDigestError as exc:
+            raise DocumentMismatch(str(exc)) from None
     missing = {"pdf", "html", "text"} - set(out)
     if missing:
         raise DocumentMismatch(f"invoice {invoice_id} lacks documents {sorted(missing)}")

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill import settings
-from sealbill.documents.filestore import FileStore
+from sealbill.documents.docstore import DocumentStore, store_for
 from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import FALLBACK, RenderedDocuments, render_many
 from sealbill.domain import report_link
@@ -100,7 +100,7 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         raise RenderError(problems)
     with engine.begin() as conn:
         slug = str(parties.organization(conn, org_id)["slug"])
-    store = FileStore(Path(files_dir).resolve())  # absolute paths stored: any cwd finds them
+    store = store_for(engine, files_dir)  # SEALBILL_DOCUMENT_STORE (default: files_dir)
     counts = counts if counts is not None else RenderCounts()
     count = 0
     for start in range(0, len(ids), CHUNK):
@@ -137,7 +137,7 @@ def report_urls(org_id: int, slug: str, numbers: list[str], files_dir: Path
     return {n: report_link.url(base, slug, key, org_id, n) for n in numbers}
 
 
-def _store(store: FileStore, slug: str, org_id: int, invoice_ids: list[int],
+def _store(store: DocumentStore, slug: str, org_id: int, invoice_ids: list[int],
            results: list[RenderedDocuments]) -> list[dict[str, object]]:
     """Store a chunk's files (durably, before any row names them); their ``documents`` rows."""
     at = datetime.now(UTC)

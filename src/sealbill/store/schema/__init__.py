@@ -23,6 +23,7 @@ from sealbill.store.schema.billing import (
     invoices,
     number_series,
 )
+from sealbill.store.schema.blobs import document_blobs
 from sealbill.store.schema.catalog import metrics, plans, subscription_phases, subscriptions
 from sealbill.store.schema.delivery import (
     alerts,
@@ -63,6 +64,7 @@ __all__ = [
     "delivery_envelopes",
     "delivery_ledger",
     "delivery_plans",
+    "document_blobs",
     "documents",
     "exchange_rates",
     "idempotency_keys",

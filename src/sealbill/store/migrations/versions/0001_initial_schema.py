@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 20:51:50.736874
+Create Date: 2026-12-06 21:12:25.553837
 """
 
 from alembic import op
@@ -226,6 +226,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_delivery_ledger_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_ledger_organization_id'), ['organization_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_ledger_sent_at'), ['sent_at'], unique=False)
+
+    op.create_table('document_blobs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('location', sa.String(length=500), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_document_blobs_organization_id_organizations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_document_blobs')),
+    sa.UniqueConstraint('location', name=op.f('uq_document_blobs_location'))
+    )
+    with op.batch_alter_table('document_blobs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_blobs_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('exchange_rates',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -1048,6 +1062,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_exchange_rates_organization_id'))
 
     op.drop_table('exchange_rates')
+    with op.batch_alter_table('document_blobs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_blobs_organization_id'))
+
+    op.drop_table('document_blobs')
     with op.batch_alter_table('delivery_ledger', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_ledger_sent_at'))
         batch_op.drop_index(batch_op.f('ix_delivery_ledger_organization_id'))

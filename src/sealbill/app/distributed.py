@@ -1,0 +1,113 @@
+"""The distributed cycle's use cases: start (or resume) a run on the queue, approve a held run
+and let the workers continue, read a run's progress. PostgreSQL only.
+
+``start``: the run's row and its first job (``rate``) are written in ONE transaction, so a run
+exists with its job or not at all. Starting a period that has a run already resumes it: the
+jobs its state calls for are enqueued (:mod:`sealbill.workers.advance`), none twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sealbill.app import ids
+from sealbill.app import runs as app_runs
+from sealbill.app.context import READ, RUNS_WRITE, Actor
+from sealbill.app.errors import Invalid, Problem, StateError
+from sealbill.pipeline.billing import BillingError, open_run, period_bounds
+from sealbill.store.db import is_postgres
+from sealbill.store.schema import billing_runs, documents, invoices
+from sealbill.workers.queue import NeedsPostgres, defer_in, make_app
+
+
+def _require_postgres(engine: Engine) -> None:
+    if not is_postgres(engine):
+        raise StateError(str(_needs()))
+
+
+def _needs() -> NeedsPostgres:
+    try:
+        from sealbill.workers.queue import require_postgres
+
+        require_postgres("sqlite")
+    except NeedsPostgres as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tuple[int, list[str]]:
+    """The run of ``period`` (created if new, with its ``rate`` job in the same transaction),
+    or the jobs an existing run's state calls for; returns (run id, tasks enqueued)."""
+    from sealbill.workers.advance import advance
+
+    start, end = period_bounds(period)
+    app = make_app(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(billing_runs.c.id).where(
+            billing_runs.c.organization_id == org_id, billing_runs.c.period == period)).scalar()
+        if found is not None:
+            return int(found), advance(conn, app, org_id, int(found))
+        run_id = open_run(conn, org_id, period, start, end, actor)
+        defer_in(conn, app, "sealbill.rate", queueing_lock=f"rate:{org_id}:{run_id}",
+                 org_id=org_id, run_id=run_id)
+        return run_id, ["sealbill.rate"]
+
+
+def start(engine: Engine, actor: Actor, org_id: int, period: str) -> dict[str, Any]:
+    """Enqueue the period's run for the workers (see the module)."""
+    actor.require(RUNS_WRITE)
+    actor.require_org(org_id)
+    _require_postgres(engine)
+    try:
+        run_id, enqueued = enqueue_run(engine, org_id, period, actor=actor.name)
+    except BillingError as exc:
+        raise Invalid(str(exc), [Problem("period", str(exc))]) from None
+    app_runs.audit_step(engine, actor, org_id, run_id, "run.enqueue",
+                        {"period": period, "enqueued": enqueued})
+    return {**progress_of(engine, org_id, run_id), "enqueued": enqueued}
+
+
+def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
+            ) -> dict[str, Any]:
+    """Approve a held run (four-eyes, as :func:`sealbill.app.runs.approve`), then enqueue
+    its canary. Two transactions: if this process dies between them, ``run start`` on the
+    period (or the hourly ``retry_bounced`` sweep once it sends) enqueues what is missing."""
+    from sealbill.workers.advance import advance
+
+    _require_postgres(engine)
+    data = app_runs.approve(engine, actor, org_id, ref, reason)
+    run_id = app_runs._resolve(engine, actor, org_id, ref, READ)
+    with engine.begin() as conn:
+        data["enqueued"] = advance(conn, make_app(engine.url.render_as_string(
+            hide_password=False)), org_id, run_id)
+    return data
+
+
+def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
+    """How far the run is: invoices by status, rendered, outbox by status, jobs by status."""
+    from sealbill.store import outbox as box
+
+    with engine.begin() as conn:
+        run = conn.execute(billing_runs.select().where(billing_runs.c.id == run_id)).one()
+        by_status: dict[str, int] = dict(conn.execute(
+            sa.select(invoices.c.status, sa.func.count()).where(
+                invoices.c.organization_id == org_id, invoices.c.run_id == run_id)
+            .group_by(invoices.c.status)).all())
+        rendered = conn.execute(sa.select(sa.func.count()).select_from(documents.join(
+            invoices, invoices.c.id == documents.c.invoice_id)).where(
+            invoices.c.run_id == run_id, documents.c.kind == "pdf")).scalar_one()
+        jobs: dict[str, int] = dict(conn.execute(sa.text(
+            "SELECT status::text, count(*) FROM procrastinate_jobs "
+            "WHERE (args->>'run_id')::bigint = :run GROUP BY status"), {"run": run_id}).all())
+        return {"run_id": ids.encode(conn, org_id, "run", run_id), "period": run.period,
+                "status": run.status, "invoices": {str(k): int(v) for k, v in by_status.items()},
+                "rendered": int(rendered), "outbox": box.counts(conn, org_id, run_id),
+                "jobs": {str(k): int(v) for k, v in jobs.items()}}
+
+
+def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+    _require_postgres(engine)
+    return progress_of(engine, org_id, app_runs._resolve(engine, actor, org_id, ref, READ))
