@@ -46,7 +46,7 @@ class DocumentStore(Protocol):
         """Store ``data``; (location, sha256). Idempotent for identical bytes."""
 
     def put_many(self, items: Sequence[tuple[str, str, str, bytes]]
-                 ) -> list[tuple[str | Path, str]]:
+                 ) -> Sequence[tuple[str | Path, str]]:
         """``put`` of each (org slug, invoice number, kind, data), in order."""
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.send import SendError, SendOptions, _history_problems, _Sender
+from sealbill.pipeline.seal_checks import history_halt
+from sealbill.pipeline.send import SendError, SendOptions, _Sender
 from sealbill.pipeline.send_checks import check_canary, retryable_left
 from sealbill.store import outbox as box
 from sealbill.store import parties
@@ -60,7 +61,7 @@ def canary(engine: Engine, org_id: int, run_id: int) -> str | None:
             if status not in SENDABLE:
                 raise SendError(f"run {run_id} is {status}: nothing to send")
             plan_store.set_run_status(conn, org_id, run_id, "sending")
-        if _history_problems(engine, org_id, run_id) is not None:
+        if history_halt(engine, org_id, run_id) is not None:
             return "halted"
         sender = _sender(engine, org_id, run_id, None)
         try:
