@@ -19,7 +19,10 @@ from tests.e2e.catalog_fixture import ORG
 
 def test_serve_answers_the_api_the_console_and_the_portal(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'sealbill.sqlite'}"
-    env = {**os.environ, "SEALBILL_FILES_DIR": str(tmp_path / "files"),
+    # No session-wide key here: the installation key is made in the files folder, once.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("SEALBILL_SECRET_KEY", "SEALBILL_KEYRING_DIR")}
+    env = {**inherited, "SEALBILL_FILES_DIR": str(tmp_path / "files"),
            "SEALBILL_PUBLIC_URL": "https://billing.example"}
     (tmp_path / "org.json").write_text(json.dumps(ORG))
     subprocess.run([sys.executable, "-m", "sealbill", "organizations", "create", "-f",

@@ -49,7 +49,7 @@ def test_the_import_names_each_refused_address_and_writes_nothing(any_engine: En
         import_accounts(conn, s.org_id, path, actor="ops")
     problems = refused.value.problems
     assert len(problems) == 3
-    assert "record 0 (account A0002): contacts[0].email: 'test@example.com'" in problems[0]
+    assert "record 0 (account 'A0002'): contacts[0].email: 'test@example.com'" in problems[0]
     assert "reserved_name" in problems[0] and "billing@localhost" in problems[1]
     assert "own_address" in problems[2]
     with any_engine.begin() as conn:

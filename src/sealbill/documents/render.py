@@ -31,7 +31,7 @@ from itertools import islice
 from typing import Final
 
 from sealbill.documents.bodies import mail_bodies, mail_subject
-from sealbill.documents.cii_text import build_cii_text
+from sealbill.documents.cii import build_cii
 from sealbill.documents.facturx import make_facturx
 from sealbill.documents.fastpdf import NoFit, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
@@ -97,7 +97,7 @@ def render_invoice(invoice: Invoice, renderer: str | None = None,
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
-    xml = build_cii_text(invoice)
+    xml = build_cii(invoice)
     pdf, used, reason = make_pdf(invoice, xml, renderer)
     html, text = mail_bodies(invoice, report_url)
     return RenderedDocuments(

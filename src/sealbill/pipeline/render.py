@@ -13,6 +13,8 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from sealbill.store.invoices import load_invoice
 from sealbill.store.schema import documents, invoices
 
 CHUNK = 200
+KILL_ENV = "SEALBILL_TEST_RENDER_KILL"  # test hook: "after_files" -> SIGKILL there
 log = logging.getLogger(__name__)
 
 
@@ -113,6 +116,8 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
         for rendered in results:
             counts.add(rendered)
         rows = _store(store, slug, org_id, chunk, results)
+        if os.environ.get(KILL_ENV) == "after_files":  # test hook: a crash before the rows
+            os.kill(os.getpid(), signal.SIGKILL)
         with engine.begin() as conn:
             conn.execute(sa.insert(documents), rows)
         count += len(chunk)

@@ -18,11 +18,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from sealbill.domain.delivery_plan import DeliveryPolicy
 from sealbill.pipeline import set_aside
 from sealbill.pipeline.control import status
 from sealbill.pipeline.plan import plan_summary
 from sealbill.store import parties
-from sealbill.store.schema import contacts, delivery_envelopes, organizations, outbox
+from sealbill.store.schema import (
+    contact_links,
+    contacts,
+    delivery_envelopes,
+    organizations,
+    outbox,
+)
 from tests.integration.delivery.conftest import World, second_cycle
 
 
@@ -176,9 +183,18 @@ def test_one_outsider_on_one_account_holds_the_run(both: World) -> None:
 
 def test_an_envelope_widened_after_approval_is_set_aside(both: World) -> None:
     world = both
-    raw_email(world, "billing4@client4.example", "billing4b@client4.example")
-    world.entitled["A0004"] = {"billing4b@client4.example"}
-    assert world.plan().verdict == "hold"
+    with world.engine.begin() as conn:  # a change made through sealbill: sealed, and held
+        cid = conn.execute(sa.select(contacts.c.id).where(
+            contacts.c.email == "billing4@client4.example")).scalar_one()
+        parties.change_contact_email(conn, world.org_id, cid, "billing4b@client3.example",
+                                     actor="ops")
+        link = conn.execute(sa.select(contact_links.c.id).where(
+            contact_links.c.contact_id == cid)).scalar_one()
+        parties.set_link_status(conn, world.org_id, link, "verified", actor="ops",
+                                method="operator", reason="phoned the customer")
+    world.entitled["A0004"] = {"billing4b@client3.example"}
+    strict = DeliveryPolicy(first_cycle="hold")  # the first cycle of the world: held
+    assert world.plan(policy=strict).verdict == "hold"
     world.approve()
     with world.engine.begin() as conn:  # after approval: a verified contact slipped in
         contact = parties.add_contact(conn, world.org_id, "grab@evil.example", actor="x")

@@ -198,12 +198,12 @@ def test_legitimate_changes_through_sealbill_deliver_normally(fresh: Any) -> Non
     ids = world.scenario.account_ids
     at = datetime.now(UTC)
     with engine.begin() as conn:
-        added = parties.add_contact(conn, org, "new-accountant@firm.example", actor="ops")
+        added = parties.add_contact(conn, org, "new-accountant@firm-comptable.fr", actor="ops")
         link = parties.link_contact(conn, org, added, ids["A0001"], "billing", actor="ops")
         parties.set_link_status(conn, org, link, "verified", actor="ops", method="operator",
                                 reason="mandate letter", at=at)
         two = world.scenario.contact_ids["billing2@client2.example"]
-        parties.change_contact_email(conn, org, two, "billing2@client2-new.example", actor="ops")
+        parties.change_contact_email(conn, org, two, "billing2@client2-new.fr", actor="ops")
         relink = conn.execute(sa.select(contact_links.c.id).where(
             contact_links.c.contact_id == two, contact_links.c.role == "billing")).scalar_one()
         parties.set_link_status(conn, org, relink, "verified", actor="ops", method="operator",
@@ -220,8 +220,8 @@ def test_legitimate_changes_through_sealbill_deliver_normally(fresh: Any) -> Non
         moved = parties.link_contact(conn, org, three, ids["A0004"], "billing", actor="ops")
         parties.set_link_status(conn, org, moved, "verified", actor="ops", method="operator",
                                 reason="moved to the parent company")
-    world.entitled["A0001"].add("new-accountant@firm.example")
-    world.entitled["A0002"] = {"billing2@client2-new.example"}
+    world.entitled["A0001"].add("new-accountant@firm-comptable.fr")
+    world.entitled["A0002"] = {"billing2@client2-new.fr"}
     world.entitled["A0003"] = {"billing3-new@client3.example"}
     world.entitled["A0004"].add("billing3@client3.example")
     run_id = second_cycle(world)
