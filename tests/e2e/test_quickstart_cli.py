@@ -32,7 +32,8 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path, smtp_server: SmtpCapture) -> Cli:  # noqa: F811
-    env = {"SEALBILL_DKIM": "off", "SEALBILL_SMTP_HOST": "127.0.0.1", "SEALBILL_SMTP_PORT": str(smtp_server.port),
+    env = {"SEALBILL_DKIM": "off", "SEALBILL_SMTP_HOST": "127.0.0.1",
+           "SEALBILL_SMTP_PORT": str(smtp_server.port),
            "SEALBILL_SMTP_TIMEOUT": "5", "SEALBILL_FILES_DIR": str(tmp_path / "files"),
            "SEALBILL_OPERATOR_PASSWORD": PASSWORD, "SEALBILL_API_KEY": ""}
     return Cli(f"sqlite:///{tmp_path / 'sealbill.sqlite'}", env)

@@ -1,5 +1,5 @@
-"""`sealbill sealing-keys show|rotate` and `sealbill contacts verify-log|verify-seals` as an operator
-runs them, and what a missing key does: a clear error, never a fresh key."""
+"""`sealbill sealing-keys show|rotate` and `sealbill contacts verify-log|verify-seals` as an
+operator runs them, and what a missing key does: a clear error, never a fresh key."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def test_rotate_then_verify_log_then_a_cut_history_and_a_missing_key(
     assert shown.returncode == 0, shown.stderr
     before = as_json(shown)["active"]
 
-    rotated = sealbill("sealing-keys", "rotate", "--db", sqlite_url, "--keyring-dir", ring, "--json")
+    rotated = sealbill("sealing-keys", "rotate", "--db", sqlite_url, "--keyring-dir", ring,
+                       "--json")
     assert rotated.returncode == 0, rotated.stderr
     out = as_json(rotated)
     assert out["previous"] == before and out["active"] != before

@@ -54,7 +54,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 def _cli(db: Path, port: int, *args: str, kill_at: str | None = None,
          as_json: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SEALBILL_DKIM": "off", "SEALBILL_SMTP_PORT": str(port), "SEALBILL_SMTP_TIMEOUT": "2",
+    env = {**os.environ, "SEALBILL_DKIM": "off", "SEALBILL_SMTP_PORT": str(port),
+           "SEALBILL_SMTP_TIMEOUT": "2",
            "PYTHONPATH": str(ROOT / "src")}
     env.pop("SEALBILL_DKIM_KEY", None)
     env.pop("SEALBILL_TEST_KILL_AT", None)
