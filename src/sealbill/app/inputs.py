@@ -62,13 +62,6 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
-def _full_iban(text: str) -> bool:
-    """A whole, valid IBAN (sealbill keeps only a masked payment method)."""
-    compact = text.replace(" ", "")
-    return len(compact) >= 15 and compact[:2].isalpha() and compact[2:4].isdigit() and \
-        validation.iban_problem(compact) is None
-
-
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

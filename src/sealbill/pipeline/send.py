@@ -44,7 +44,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -63,6 +63,8 @@ from sealbill.pipeline.identifier_search import AutomatonSearch
 from sealbill.pipeline.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.send_checks import check_canary, retryable_left
 from sealbill.pipeline.send_forked import send_forked
+from sealbill.pipeline.send_settings import SendOptions as SendOptions
+from sealbill.pipeline.send_settings import SendReport as SendReport
 from sealbill.store import address_rules, alerts, policy_facts, switches
 from sealbill.store import outbox as box
 from sealbill.store import plans as plan_store
@@ -84,42 +86,12 @@ class Transport(Protocol):
 
 
 @dataclass(frozen=True)
-class SendOptions:
-    max_attempts: int = 5
-    backoff_seconds: float = 30.0
-    backoff_max_seconds: float = 900.0
-    wait_for_retries: bool = True
-    max_consecutive_failures: int = 20
-    recipient_cap: int = guard.DEFAULT_RECIPIENT_CAP
-    senders: int = 1  # sender processes after the canary (each: own connections, own slice)
-    # The canary halts the run when at least this many of its messages failed *and* at least
-    # this share of them: a systematic failure, not one bad address (send_checks.py).
-    canary_min_failures: int = 2
-    canary_failure_share: float = 0.3
-
-
-@dataclass(frozen=True)
 class _Prepared:
     composed: composer.Composed
     examined: guard.Examined
     examine_seconds: float
     rcpt_to: tuple[str, ...]  # the recipients to send to now (not delivered nor bounced yet)
     settled: frozenset[str]
-
-
-@dataclass
-class SendReport:
-    run_id: int
-    status: str = ""
-    stopped: str | None = None  # paused | halted | canary_failed | smtp_failing | smtp_session
-    counts: dict[str, int] = field(default_factory=dict)
-    attempted: int = 0
-    violations: list[dict[str, Any]] = field(default_factory=list)
-    guard_seconds: float = 0.0  # CPU time of the guard's steps, summed over the senders
-    seal_seconds: float = 0.0  # of which the seal rule (reading the rows, checking the MACs)
-    cpu_seconds: float = 0.0  # CPU time of the sender processes, summed
-    seconds: float = 0.0
-    senders: int = 1
 
 
 class _Sender:
