@@ -1,7 +1,7 @@
 """The keyring that seals entitlement facts, and where a database finds it.
 
 Keys live **outside the database**, in the keyring directory (``SEALBILL_KEYRING_DIR``, else
-the files directory, ``SEALBILL_FILES_DIR`` / ``var/files``):
+the files directory of the database, ``SEALBILL_FILES_DIR`` / ``<data dir>/files``):
 
 - ``keyring.json`` (mode 0600), written by ``sealbill sealing-keys rotate``: every key ever active
   (hex), and which one seals now. Old keys stay, so seals made before a rotation still verify;
@@ -61,8 +61,11 @@ class Keyring:
         return self.directory / "checkpoints" / f"{database}.jsonl"
 
 
-def keyring_dir(explicit: str | Path | None = None) -> Path:
-    return Path(explicit or os.environ.get("SEALBILL_KEYRING_DIR") or settings.files_dir())
+def keyring_dir(explicit: str | Path | None = None, *, db_url: str | None = None) -> Path:
+    """``explicit``, else ``SEALBILL_KEYRING_DIR``, else the files directory of the database
+    ``db_url`` (or of the one the command named): the key is found from any folder."""
+    return Path(explicit or os.environ.get("SEALBILL_KEYRING_DIR")
+                or settings.files_dir(db_url=db_url))
 
 
 def _legacy_secret(directory: Path) -> bytes | None:
@@ -174,7 +177,8 @@ def for_connection(conn: Connection, directory: Path | None = None) -> Keyring:
     bound = _BOUND.get(engine)
     if bound is not None:
         return bound
-    where = directory or keyring_dir()
+    where = directory or keyring_dir(
+        db_url=engine.url.render_as_string(hide_password=False))
     found = load(where)
     if found is None:
         if sealed_rows_exist(conn):

@@ -17,6 +17,17 @@ from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///sealbill.sqlite"
 
+# The database this process was told to work on (the CLI's ``--db``): the data directory, the
+# documents, the verification secret and the sealing keyring all follow it, whichever code
+# path asks without naming a database.
+_chosen_database: str | None = None
+
+
+def use_database(db_url: str | None) -> None:
+    """Record the database a command named (``--db``); ``None`` keeps the environment's."""
+    global _chosen_database
+    _chosen_database = db_url
+
 
 def _sqlite_file(db_url: str) -> Path | None:
     from sqlalchemy.engine import make_url
@@ -32,7 +43,8 @@ def data_dir(db_url: str | None = None) -> Path:
     explicit = os.environ.get("SEALBILL_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser().resolve()
-    url = db_url or os.environ.get("SEALBILL_DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = (db_url or _chosen_database or os.environ.get("SEALBILL_DATABASE_URL")
+           or DEFAULT_DATABASE_URL)
     database = _sqlite_file(url)
     if database is not None:
         return database.expanduser().resolve().parent

@@ -53,6 +53,10 @@ def link_base_option(value: str | None) -> str | None:
 
 
 def engine_for(db: str | None) -> Engine:
+    """The command's database; the data directory (documents, keys) follows it."""
+    from sealbill import settings
+
+    settings.use_database(db)
     return create_engine(db)
 
 

@@ -42,16 +42,17 @@ def register(app: typer.Typer) -> None:
 
 def _bound(db: str | None, directory: Path | None, as_json: bool) -> Engine:
     engine = engine_for(db)
-    found = keys.load(keys.keyring_dir(directory))
+    found = keys.load(keys.keyring_dir(directory, db_url=db))
     if found is not None:
         keys.use(engine, found)
     return engine
 
 
 @keys_app.command("show")
-def keys_show(keyring_dir: KeyringOption = None, as_json: JsonOption = False) -> None:
+def keys_show(keyring_dir: KeyringOption = None, db: DbOption = None,
+              as_json: JsonOption = False) -> None:
     """The key ids of the keyring and the active one (never the keys)."""
-    found = keys.load(keys.keyring_dir(keyring_dir))
+    found = keys.load(keys.keyring_dir(keyring_dir, db_url=db))
     if found is None:
         fail("no sealing key (SEALBILL_SECRET_KEY, keyring.json or secret.key)",
              as_json=as_json)
@@ -65,7 +66,7 @@ def keys_rotate(db: DbOption = None, keyring_dir: KeyringOption = None,
     """Add a new active key (older keys stay for verification), then re-seal with it every
     organization, contact and link whose seal verifies now; rows that do not verify keep
     their seal and are counted as not valid (never laundered)."""
-    directory = keys.keyring_dir(keyring_dir)
+    directory = keys.keyring_dir(keyring_dir, db_url=db)
     engine = engine_for(db)
     try:
         rotated, previous = keys.rotate(directory)
