@@ -51,7 +51,7 @@ def demo(
     typer.echo(f"\ndatabase:  {report.database_url}")
     typer.echo(f"documents: {report.workdir / 'files'}")
     typer.echo(f"mails:     {report.workdir / 'maildir'} (one file per message in new/)")
-    typer.echo(f"keys:      {report.workdir / 'files'} (sealing key and checkpoints: set "
-               f"SEALBILL_KEYRING_DIR={report.workdir / 'files'} for commands on this database)")
+    typer.echo(f"keys:      {report.workdir / 'files'} (sealing key and checkpoints, found "
+               "from the database's folder by every command with this --db)")
     typer.echo(f"try:       sealbill --help; sealbill invoices list --org {report.org_slug} "
                f"--db {report.database_url}")
