@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -107,12 +108,21 @@ def credit_note_in(conn: Connection, org_id: int, invoice_number: str, *, reason
         billing_key=f"credit:{row.id}:{count + 1}", currency=original.currency,
         locale=original.locale, period_start=row.period_start, period_end=row.period_end,
         lines=lines, tax_subtotals=subtotals, total_excl_minor=excl, tax_total_minor=tax,
-        total_incl_minor=incl, kind=DocumentKind.CREDIT_NOTE, corrects_invoice_id=row.id)
+        total_incl_minor=incl, kind=DocumentKind.CREDIT_NOTE, corrects_invoice_id=row.id,
+        oss_eur_minor=None if row.oss_eur_minor is None else 0,
+        tax_facts=_credit_facts(row.tax_facts, invoice_number))
     at = datetime.now(UTC)
     [credit_id] = invoice_store.insert_drafts(conn, org_id, row.run_id, [draft], at)
     [(_, number)] = invoice_store.finalize(conn, org_id, [credit_id],
                                            issue_date=issue_date, at=at)
     return credit_id, number
+
+
+def _credit_facts(facts: dict[str, Any] | None, invoice_number: str) -> dict[str, Any] | None:
+    """The corrected invoice's tax facts (OSS scheme, country, evidence), so the credit note
+    is taxed, rendered and reported like it: the OSS return deducts it in the quarter of the
+    credit note's own issue date. A credit adds nothing to the OSS threshold (0 counted)."""
+    return None if facts is None else {**facts, "corrects": invoice_number}
 
 
 def _credited_so_far(conn: Connection, org_id: int, invoice_id: int) -> int:

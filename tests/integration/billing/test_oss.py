@@ -11,15 +11,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import render_invoice
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
+from sealbill.pipeline.finalize import finalize_run, issue_credit_note
+from sealbill.pipeline.oss import year_totals
 from sealbill.pipeline.oss_return import oss_return
 from sealbill.store import catalog as catalog_store
 from sealbill.store.invoices import load_invoice
+from sealbill.store.schema import invoices
 from tests.support.facturx_check import check_pdf
 from tests.support.scenario import Scenario, account_records, build_scenario
 
@@ -104,3 +108,38 @@ def test_oss_return_from_the_command_line_as_csv_and_json(
     bad = subprocess.run([*base[:-4], "--quarter", "2026-Q5", "--org", s.org_slug, "--db",
                           sqlite_url], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "quarter" in bad.stderr
+
+
+def test_a_manual_credit_note_carries_the_oss_facts_and_is_deducted_in_its_own_quarter(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = _oss_scenario(any_engine, tmp_path, ["DE", "DE", "DE"])
+    done = finalize_run(any_engine, s.org_id,
+                        bill_period(any_engine, s.org_id, "2026-11", actor="t").run_id or 0,
+                        issue_date=date(2026, 11, 1))
+    with any_engine.begin() as conn:
+        [invoice] = [i for i in (load_invoice(conn, s.org_id, n) for n, _ in done)
+                     if i.oss_country == "DE"]
+    # A partial credit of 1,000.00 EUR issued in the next quarter (2027-Q1).
+    credit_id, _ = issue_credit_note(any_engine, s.org_id, invoice.number, reason="Geste",
+                                     amount_minor=100000, issue_date=date(2027, 1, 15))
+    with any_engine.begin() as conn:
+        note = load_invoice(conn, s.org_id, credit_id)
+        q4, q1 = oss_return(conn, s.org_id, "2026-Q4"), oss_return(conn, s.org_id, "2027-Q1")
+        year = year_totals(conn, s.org_id, 2026, False)
+        facts = conn.execute(sa.select(invoices.c.tax_facts, invoices.c.oss_eur_minor).where(
+            invoices.c.id == credit_id)).one()
+    assert note.oss_country == "DE" and [t.rate for t in note.tax_subtotals] == [Decimal(19)]
+    assert note.tax_total_minor == 19000
+    stored = facts.tax_facts if isinstance(facts.tax_facts, dict) else json.loads(
+        facts.tax_facts)
+    assert stored["scheme"] == "oss" and stored["country"] == "DE"
+    assert stored["evidence"]["ip_country"] == "DE" and stored["corrects"] == invoice.number
+    assert facts.oss_eur_minor == 0  # a credit does not move the threshold
+    assert year.total == 3 * 1990 + 3 * 400000
+    assert q4 == [{"country": "DE", "rate": "19", "taxable_eur_minor": 400000,
+                   "vat_eur_minor": 76000, "documents": 1}]
+    assert q1 == [{"country": "DE", "rate": "19", "taxable_eur_minor": -100000,
+                   "vat_eur_minor": -19000, "documents": 1}]
+    assert check_renderable(note) == []  # the consumer's rate is allowed (OSS facts carried)
+    findings = [f for f in check_pdf(render_invoice(note).pdf) if f.source != "fr-ctc"]
+    assert findings == [], "\n".join(map(str, findings))
