@@ -13,8 +13,10 @@ Invariants:
   taxed at the destination rate iff the seller opted in, or last year's total exceeded the
   threshold, or this year's total *including this supply* does;
 - rates come from a versioned :class:`RateTable` (a data file of the package, one entry per
-  change with its effective date); a rate class with no recorded rate in a member state is an
-  error naming the country, never a guess;
+  change with its effective date); a reduced class is billed at the state's rate for
+  e-publications, or at its standard rate where the data says the state has none
+  (``"standard"``); a period whose rate is not recorded (``null``) is an error naming the
+  country, never a guess;
 - the place of supply needs two non-contradictory pieces of evidence (art. 24b of regulation
   282/2011): the billing country and an IP or bank country that agrees with it.
 
@@ -42,11 +44,41 @@ VIES_NOTE = "VAT id checked by format and checksum (python-stdnum); VIES not con
 _FRENCH_CLASS = {rate_class.rate: rate_class for rate_class in VatRateClass}
 
 
+#: The version of ``data/eu_vat_rates.json`` this module reads.
+RATES_SCHEMA = "sealbill.eu_vat_rates.v2"
+#: The value of ``reduced`` that says a state taxes such e-services at its standard rate.
+STANDARD_ONLY = "standard"
+
+
 @dataclass(frozen=True, slots=True)
 class RateEntry:
+    """One period of a member state's rates. ``reduced`` is ``None`` when the period's rate
+    is not recorded; ``standard_only`` when the state applies its standard rate to the
+    e-services a reduced French class stands for (then ``reduced`` equals ``standard``)."""
+
     effective_from: date
     standard: Decimal
     reduced: Decimal | None
+    standard_only: bool = False
+
+
+def _percent(text: object, what: str) -> Decimal:
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: a rate is a string such as \"5.5\", got {text!r}")
+    value = Decimal(text)
+    if not value.is_finite() or not 0 <= value < 100:
+        raise ValueError(f"{what}: {text!r} is not a percentage")
+    return value
+
+
+def _entry(row: Mapping[str, object]) -> RateEntry:
+    """One entry of the data file; ``reduced`` must be present (a rate, "standard" or null)."""
+    standard = _percent(row["standard"], "standard")
+    reduced = row["reduced"]
+    if reduced == STANDARD_ONLY:
+        return RateEntry(date.fromisoformat(str(row["from"])), standard, standard, True)
+    return RateEntry(date.fromisoformat(str(row["from"])), standard,
+                     None if reduced is None else _percent(reduced, "reduced"))
 
 
 @dataclass(frozen=True)
@@ -59,29 +91,36 @@ class RateTable:
     def from_json(cls, text: str) -> RateTable:
         """Parse the data file; a malformed entry raises naming the country."""
         data = json.loads(text)
+        if data.get("schema") != RATES_SCHEMA:
+            raise TaxError(f"rate table: schema {data.get('schema')!r}, expected {RATES_SCHEMA}")
         entries: dict[str, tuple[RateEntry, ...]] = {}
         for country, rows in data["rates"].items():
             try:
-                parsed = sorted((RateEntry(date.fromisoformat(r["from"]), Decimal(r["standard"]),
-                                           None if r["reduced"] is None else Decimal(r["reduced"]))
-                                 for r in rows), key=lambda e: e.effective_from)
+                parsed = sorted((_entry(r) for r in rows), key=lambda e: e.effective_from)
             except (KeyError, TypeError, ValueError, ArithmeticError) as error:
-                raise TaxError(f"rate table: {country}: {error}") from None
+                raise TaxError(f"rate table: {country}: {error!s} "
+                               f"({type(error).__name__})") from None
             entries[normalize_country(country)] = tuple(parsed)
         return cls(entries)
 
-    def rate(self, country: str, rate_class: VatRateClass, on: date) -> Decimal:
-        """The rate of ``country`` for a charge of ``rate_class`` on ``on``."""
+    def entry(self, country: str, on: date) -> RateEntry:
+        """The entry of ``country`` in force on ``on``."""
         country = normalize_country(country)
         in_force = [e for e in self.entries.get(country, ()) if e.effective_from <= on]
         if not in_force:
             raise TaxError(f"OSS: no VAT rate recorded for {country} on {on}")
-        entry = in_force[-1]
+        return in_force[-1]
+
+    def rate(self, country: str, rate_class: VatRateClass, on: date) -> Decimal:
+        """The rate of ``country`` for a charge of ``rate_class`` on ``on``: the standard
+        rate, or for a reduced class the state's rate for e-publications (its standard rate
+        where it has none)."""
+        entry = self.entry(country, on)
         if rate_class is VatRateClass.STANDARD:
             return entry.standard
         if entry.reduced is None:
-            raise TaxError(f"OSS: no reduced rate recorded for {country} on {on} "
-                           f"(charge of class {rate_class.value})")
+            raise TaxError(f"OSS: no reduced rate recorded for {normalize_country(country)} "
+                           f"on {on} (charge of class {rate_class.value})")
         return entry.reduced
 
 

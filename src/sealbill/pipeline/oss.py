@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.domain.invoices import VatCategory, tax_breakdown, totals
+from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
 from sealbill.domain.money import to_major, to_minor
 from sealbill.domain.oss import Evidence, OssYear, RateTable, rate_class_of
 from sealbill.domain.taxes import EU_MEMBER_STATES, FRENCH_VAT_TERRITORY, TaxError
@@ -104,7 +105,7 @@ def _in_euros(conn: Connection, org_id: int, draft: DraftInvoice, day: date) -> 
 def _retax(draft: DraftInvoice, country: str, day: date) -> DraftInvoice:
     """The draft's French-VAT lines at ``country``'s rate of the same class."""
     table = rate_table()
-    lines = [replace(line, vat_rate=table.rate(country, rate_class_of(line.vat_rate), day))
+    lines = [_at_rate(line, table.rate(country, rate_class_of(line.vat_rate), day))
              if line.vat_category is VatCategory.STANDARD else line for line in draft.lines]
     reasons = {t.category: t.exemption_reason for t in draft.tax_subtotals
                if t.exemption_reason}
@@ -112,3 +113,10 @@ def _retax(draft: DraftInvoice, country: str, day: date) -> DraftInvoice:
     excl, tax, incl = totals(subtotals)
     return replace(draft, lines=lines, tax_subtotals=subtotals, total_excl_minor=excl,
                    tax_total_minor=tax, total_incl_minor=incl)
+
+
+def _at_rate(line: InvoiceLine, rate: Decimal) -> InvoiceLine:
+    """``line`` at a destination rate; a 0 % rate (e-books in Ireland, books in Czechia) is
+    category Z, zero rated (EN 16931 BR-S-05 wants a standard rate above zero)."""
+    category = VatCategory.ZERO if rate == 0 else VatCategory.STANDARD
+    return replace(line, vat_rate=rate, vat_category=category)

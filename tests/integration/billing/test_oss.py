@@ -17,15 +17,22 @@ from sqlalchemy.engine import Engine
 from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import render_invoice
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
+from sealbill.domain.taxes import EU_MEMBER_STATES, VatRateClass
 from sealbill.pipeline.billing import bill_period
 from sealbill.pipeline.finalize import finalize_run, issue_credit_note
-from sealbill.pipeline.oss import year_totals
+from sealbill.pipeline.oss import rate_table, year_totals
 from sealbill.pipeline.oss_return import oss_return
 from sealbill.store import catalog as catalog_store
 from sealbill.store.invoices import load_invoice
-from sealbill.store.schema import invoices
-from tests.support.facturx_check import check_pdf
+from sealbill.store.schema import invoices, organizations
+from tests.support.facturx_check import Finding, check_pdf
 from tests.support.scenario import Scenario, account_records, build_scenario
+
+
+def fr_ctc_aside(findings: list[Finding]) -> list[Finding]:
+    """The findings of an OSS document but the French CTC's list of French VAT rates
+    (BR-FR-16), which a foreign rate always fails (see README, "OSS and the French CTC")."""
+    return [f for f in findings if not (f.source == "fr-ctc" and f.rule.startswith("BR-FR-16"))]
 
 
 def _consumers(ip: list[str]) -> list[dict[str, object]]:
@@ -143,3 +150,53 @@ def test_a_manual_credit_note_carries_the_oss_facts_and_is_deducted_in_its_own_q
     assert check_renderable(note) == []  # the consumer's rate is allowed (OSS facts carried)
     findings = [f for f in check_pdf(render_invoice(note).pdf) if f.source != "fr-ctc"]
     assert findings == [], "\n".join(map(str, findings))
+
+
+def _opted_in_with_reduced_charges(engine: Engine, tmp_path: Path,
+                                   countries: list[str]) -> Scenario:
+    """One consumer per country (billing and IP country agree), the organization opted in
+    to OSS, and from November a plan with a standard, a reduced and a super-reduced charge."""
+    records = account_records(len(countries))
+    for record, country in zip(records, countries, strict=True):
+        record.update(country=country, ip_country=country, is_business=False,
+                      name=f"Consumer {country}", city="City", postcode="1000")
+    s = build_scenario(engine, accounts=len(countries), files_dir=tmp_path, render=False,
+                       records=records)
+    with engine.begin() as conn:
+        conn.execute(sa.update(organizations).where(organizations.c.id == s.org_id)
+                     .values(oss_opt_in=True))
+        catalog_store.add_plan(conn, s.org_id, Plan(
+            "basic", "Basic", Interval.MONTH, "EUR", 2, date(2026, 11, 1), (
+                Charge("base", ChargeModel.FLAT, "Abonnement", "Subscription",
+                       ChargeProperties(amount=Decimal("30.00"))),
+                Charge("books", ChargeModel.FLAT, "Livres numériques", "E-books",
+                       ChargeProperties(amount=Decimal("10.00")),
+                       vat_rate_class=VatRateClass.REDUCED),
+                Charge("press", ChargeModel.FLAT, "Presse en ligne", "Online press",
+                       ChargeProperties(amount=Decimal("5.00")),
+                       vat_rate_class=VatRateClass.SUPER_REDUCED))), datetime.now(UTC))
+    return s
+
+
+def test_a_reduced_rate_charge_is_billed_in_every_member_state(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    countries = sorted(EU_MEMBER_STATES - {"FR"})
+    s = _opted_in_with_reduced_charges(sqlite_engine, tmp_path, countries)
+    result = bill_period(sqlite_engine, s.org_id, "2026-11", actor="t")
+    assert result.problems == []
+    done = finalize_run(sqlite_engine, s.org_id, result.run_id or 0,
+                        issue_date=date(2026, 11, 1))
+    table, day = rate_table(), date(2026, 11, 1)
+    with sqlite_engine.begin() as conn:
+        invoices_by_country = {i.oss_country: i for i in
+                               (load_invoice(conn, s.org_id, n) for n, _ in done)}
+    assert sorted(invoices_by_country) == countries
+    for country, invoice in invoices_by_country.items():
+        standard = table.rate(country, VatRateClass.STANDARD, day)
+        reduced = table.rate(country, VatRateClass.REDUCED, day)
+        taxed = {(line.vat_category.value, line.vat_rate) for line in invoice.lines}
+        expected = {("S", standard), ("Z" if reduced == 0 else "S", reduced)}
+        assert taxed == expected and len(invoice.lines) == 3, (country, invoice.lines)
+    for country in ("IE", "CZ", "DK", "DE"):  # zero rated, standard only, reduced
+        findings = fr_ctc_aside(check_pdf(render_invoice(invoices_by_country[country]).pdf))
+        assert findings == [], "\n".join(map(str, findings))
