@@ -20,11 +20,14 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
 from sealbill.domain.money import to_major, to_minor
-from sealbill.domain.oss import Evidence, OssYear, RateTable, rate_class_of
+from sealbill.domain.oss import VIES_NOTE, Evidence, OssYear, RateTable, rate_class_of
 from sealbill.domain.taxes import EU_MEMBER_STATES, FRENCH_VAT_TERRITORY, TaxError
 from sealbill.store.exchange_rates import rate_on
 from sealbill.store.invoices import DraftInvoice
 from sealbill.store.schema import billing_runs, invoices
+
+#: The scheme of a buyer outside the EU (out of scope of French VAT, category O).
+OUTSIDE_EU = "outside_eu"
 
 
 @functools.cache
@@ -36,13 +39,26 @@ def rate_table() -> RateTable:
 
 
 def candidate_facts(account: dict[str, Any]) -> dict[str, Any] | None:
-    """Tax facts of a consumer in another member state (``None`` for anyone else)."""
+    """Tax facts stored with the invoice of a buyer outside France (``None`` in France):
+
+    - an EU business with a valid VAT id (reverse charge): ``scheme`` ``reverse_charge`` and
+      how the id was checked (format and checksum; VIES not consulted);
+    - an EU consumer: the country and the evidence; :func:`apply_oss` decides the scheme;
+    - outside the EU: ``scheme`` ``outside_eu``; a consumer's evidence too, which
+      :func:`apply_oss` requires to agree (art. 24b of regulation 282/2011).
+    """
     country = str(account["country"]).upper()
-    consumer = not (account["is_business"] and account["vat_id_valid"])
-    if not consumer or country not in EU_MEMBER_STATES or country in FRENCH_VAT_TERRITORY:
+    if country in FRENCH_VAT_TERRITORY:
         return None
     evidence = Evidence(country, account.get("ip_country"), account.get("bank_country"))
-    return {"country": country, "evidence": evidence.as_dict()}
+    if country in EU_MEMBER_STATES:
+        if account["is_business"] and account["vat_id_valid"]:
+            return {"scheme": "reverse_charge", "country": country, "vat_id_check": VIES_NOTE}
+        return {"country": country, "evidence": evidence.as_dict()}
+    if account["is_business"]:
+        return {"scheme": OUTSIDE_EU, "country": country, "customer": "business"}
+    return {"scheme": OUTSIDE_EU, "country": country, "customer": "consumer",
+            "evidence": evidence.as_dict()}
 
 
 def year_totals(conn: Connection, org_id: int, year: int, opted_in: bool) -> OssYear:
@@ -62,11 +78,16 @@ def apply_oss(conn: Connection, org_id: int, year: OssYear, supply_day: date,
     rate, contradictory evidence, no rate recorded) is dropped and reported."""
     out = []
     for draft in drafts:
-        if draft.tax_facts is None:
+        facts = draft.tax_facts or {}
+        if "evidence" not in facts:  # France, a reverse charge, a business outside the EU
             out.append(draft)
             continue
         try:
-            out.append(_decide(conn, org_id, year, supply_day, draft))
+            if facts.get("scheme") == OUTSIDE_EU:
+                _evidence(facts).place_of_supply()  # two agreeing pieces, or reported
+                out.append(draft)
+            else:
+                out.append(_decide(conn, org_id, year, supply_day, draft))
         except (TaxError, LookupError) as error:
             problems.append(f"account {draft.account_reference}: {error}")
     return out
@@ -82,14 +103,17 @@ def _decide(conn: Connection, org_id: int, year: OssYear, supply_day: date,
         return replace(draft, oss_eur_minor=counted,
                        tax_facts={**facts, "scheme": "below_threshold"})
     try:
-        evidence = facts["evidence"]
-        country = Evidence(evidence["billing_country"], evidence["ip_country"],
-                           evidence["bank_country"]).place_of_supply()
+        country = _evidence(facts).place_of_supply()
         retaxed = _retax(draft, country, supply_day)
     except TaxError:
         year.total -= counted
         raise
     return replace(retaxed, oss_eur_minor=counted, tax_facts={**facts, "scheme": "oss"})
+
+
+def _evidence(facts: dict[str, Any]) -> Evidence:
+    found = facts["evidence"]
+    return Evidence(found["billing_country"], found["ip_country"], found["bank_country"])
 
 
 def _in_euros(conn: Connection, org_id: int, draft: DraftInvoice, day: date) -> int:
