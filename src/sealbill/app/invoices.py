@@ -106,6 +106,9 @@ def show(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
         except InvoiceStateError as exc:
             raise StateError(str(exc)) from None
         data["public_id"] = ids.encode(conn, org_id, "invoice", row_id)
+        # What decided the VAT (scheme, country, evidence, how the VAT id was checked).
+        data["tax_facts"] = conn.execute(sa.select(invoices.c.tax_facts).where(
+            invoices.c.id == row_id)).scalar_one()
         return data
 
 

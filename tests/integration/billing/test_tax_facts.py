@@ -14,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sealbill.app import invoices as invoice_use_cases
+from sealbill.app.context import local_actor
 from sealbill.documents.render import render_invoice
 from sealbill.domain.invoices import VatCategory
 from sealbill.pipeline.billing import bill_period
@@ -71,6 +73,10 @@ def test_tax_facts_and_evidence_are_stored_with_invoices_outside_france(
                           "A0005": {VatCategory.OUT_OF_SCOPE}}
     assert "259 B" in (documents["A0002"].tax_subtotals[0].exemption_reason or "")
     assert "259-1" in (documents["A0005"].tax_subtotals[0].exemption_reason or "")
+    # `invoices show` (CLI --json, API) gives the operator the facts with the invoice.
+    shown = invoice_use_cases.show(any_engine, local_actor(), org_id,
+                                   documents["A0002"].number)
+    assert shown["tax_facts"] == facts["A0002"]
     for invoice in documents.values():  # every schematron, the French CTC's included
         findings = check_pdf(render_invoice(invoice).pdf)
         assert findings == [], "\n".join(map(str, findings))
