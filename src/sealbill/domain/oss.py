@@ -60,6 +60,8 @@ class RateEntry:
     standard: Decimal
     reduced: Decimal | None
     standard_only: bool = False
+    #: E-press (newspapers, periodicals) where its rate differs from ``reduced``.
+    press: Decimal | None = None
 
 
 def _percent(text: object, what: str) -> Decimal:
@@ -74,11 +76,12 @@ def _percent(text: object, what: str) -> Decimal:
 def _entry(row: Mapping[str, object]) -> RateEntry:
     """One entry of the data file; ``reduced`` must be present (a rate, "standard" or null)."""
     standard = _percent(row["standard"], "standard")
-    reduced = row["reduced"]
+    reduced, day = row["reduced"], date.fromisoformat(str(row["from"]))
+    press = None if row.get("press") is None else _percent(row["press"], "press")
     if reduced == STANDARD_ONLY:
-        return RateEntry(date.fromisoformat(str(row["from"])), standard, standard, True)
-    return RateEntry(date.fromisoformat(str(row["from"])), standard,
-                     None if reduced is None else _percent(reduced, "reduced"))
+        return RateEntry(day, standard, standard, True, press)
+    return RateEntry(day, standard, None if reduced is None else _percent(reduced, "reduced"),
+                     press=press)
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,13 @@ class RateTable:
     def rate(self, country: str, rate_class: VatRateClass, on: date) -> Decimal:
         """The rate of ``country`` for a charge of ``rate_class`` on ``on``: the standard
         rate, or for a reduced class the state's rate for e-publications (its standard rate
-        where it has none)."""
+        where it has none); the super-reduced class (French press) takes the state's e-press
+        rate where the data records one apart."""
         entry = self.entry(country, on)
         if rate_class is VatRateClass.STANDARD:
             return entry.standard
+        if rate_class is VatRateClass.SUPER_REDUCED and entry.press is not None:
+            return entry.press
         if entry.reduced is None:
             raise TaxError(f"OSS: no reduced rate recorded for {normalize_country(country)} "
                            f"on {on} (charge of class {rate_class.value})")

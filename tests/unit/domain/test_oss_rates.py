@@ -51,6 +51,17 @@ def test_states_without_a_reduced_rate_for_e_services_say_so() -> None:
     assert all(table.entry(c, date(2026, 1, 1)).standard_only for c in standard_only)
 
 
+@pytest.mark.parametrize(("country", "press", "books"), [
+    ("PL", "8", "5"), ("LT", "5", "9"), ("FI", "10", "14"), ("DE", "7", "7"), ("DK", "25", "25"),
+])
+def test_the_press_class_takes_the_e_press_rate_where_it_differs(
+        country: str, press: str, books: str) -> None:
+    table, day = rate_table(), date(2026, 11, 1)
+    assert table.rate(country, VatRateClass.SUPER_REDUCED, day) == Decimal(press)
+    assert table.rate(country, VatRateClass.REDUCED, day) == Decimal(books)
+    assert table.rate(country, VatRateClass.INTERMEDIATE, day) == Decimal(books)
+
+
 def test_rates_change_on_their_effective_date() -> None:
     table = rate_table()
     assert table.rate("EE", VatRateClass.STANDARD, date(2025, 6, 30)) == 22
@@ -60,6 +71,8 @@ def test_rates_change_on_their_effective_date() -> None:
     assert table.rate("IE", VatRateClass.REDUCED, date(2024, 12, 31)) == 9
     assert table.rate("IE", VatRateClass.REDUCED, date(2025, 1, 1)) == 0
     assert table.rate("AT", VatRateClass.SUPER_REDUCED, date(2021, 12, 31)) == 5
+    assert table.rate("FI", VatRateClass.SUPER_REDUCED, date(2024, 12, 31)) == 10
+    assert table.rate("FI", VatRateClass.REDUCED, date(2024, 12, 31)) == 10
 
 
 def test_a_period_without_a_recorded_rate_is_refused_naming_the_state() -> None:
@@ -73,6 +86,7 @@ def test_a_period_without_a_recorded_rate_is_refused_naming_the_state() -> None:
     ({"from": "2026-01-01", "standard": "20"}, "'reduced'"),
     ({"from": "2026-01-01", "standard": "20", "reduced": 7}, "a rate is a string"),
     ({"from": "2026-01-01", "standard": "120", "reduced": "7"}, "not a percentage"),
+    ({"from": "2026-01-01", "standard": "20", "reduced": "7", "press": "-1"}, "press"),
 ])
 def test_a_malformed_entry_is_refused_naming_the_country(row: dict[str, object],
                                                          message: str) -> None:
