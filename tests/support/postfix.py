@@ -178,15 +178,18 @@ def _wait_listening(ports: dict[str, int], process: subprocess.Popen[bytes],
 
 
 @contextmanager
-def start_postfix(folder: Path) -> Iterator[PostfixRelay]:
+def start_postfix(folder: Path, relay_port: int | None = None) -> Iterator[PostfixRelay]:
     """A running relay in ``folder`` (see the module); stopped, and its queue removed, at the
-    end."""
+    end. ``relay_port``: relay to that port instead (a bench's own sink; ``sink`` then stays
+    empty)."""
     why = postfix_available()
     if why:
         raise RuntimeError(why)
-    sink = SmtpCapture(host="127.0.0.1", port=0)
-    controller = start_sink(_FaultyHandler(sink), host="127.0.0.1")
-    sink.port = int(controller.port)
+    sink = SmtpCapture(host="127.0.0.1", port=relay_port or 0)
+    controller = None
+    if relay_port is None:
+        controller = start_sink(_FaultyHandler(sink), host="127.0.0.1")
+        sink.port = int(controller.port)
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("queue", "data"):
         (folder / sub).mkdir(exist_ok=True)
@@ -207,18 +210,19 @@ def start_postfix(folder: Path) -> Iterator[PostfixRelay]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        controller.stop()
+        if controller is not None:
+            controller.stop()
         shutil.rmtree(folder / "queue", ignore_errors=True)
 
 
 @contextmanager
-def throwaway_postfix() -> Iterator[PostfixRelay]:
+def throwaway_postfix(relay_port: int | None = None) -> Iterator[PostfixRelay]:
     """:func:`start_postfix` in a fresh folder of its own, removed at the end (pytest's
     temporary folders are private to root: the ``postfix`` user could not reach its queue)."""
     folder = Path(tempfile.mkdtemp(prefix="sealbill-postfix-"))
     folder.chmod(0o755)
     try:
-        with start_postfix(folder / "relay") as relay:
+        with start_postfix(folder / "relay", relay_port) as relay:
             yield relay
     finally:
         shutil.rmtree(folder, ignore_errors=True)
