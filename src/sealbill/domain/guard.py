@@ -18,8 +18,9 @@ Rules (each violation names its rule):
    message settled (``Envelope.settled``: delivered, or bounced), never more;
 3. ``content`` — exactly one PDF, whose digest is the invoice's rendered PDF; text and HTML
    bodies whose digests are the rendered ones; the Factur-X XML in that PDF is, byte for byte,
-   the rendered one (its digest) and has this invoice's number and this buyer; subject and bodies name this invoice and this account; and no other
-   account's reference nor another invoice's number appears anywhere;
+   the rendered one (its digest) and has this invoice's number and this buyer; subject and
+   bodies name this invoice and this account; and no other account's reference nor another
+   invoice's number appears anywhere;
 4. ``run_limits`` — no (invoice, recipient) pair was already claimed in this run by another
    message; no address gets more messages in this run than the invoices of the accounts it is
    verified for; at most ``cap`` recipients.
