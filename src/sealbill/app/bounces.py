@@ -12,7 +12,8 @@ Invariants:
 - a 4.x.x or ``delayed`` report is recorded on the recipient's outcome only: its state does not
   change, so nothing is re-sent and nobody is flagged;
 - a DSN for an unknown message, or naming an address that message was never sent to, changes
-  nothing and is reported as such; the same DSN imported twice changes nothing the second time;
+  nothing and is reported as such; a recipient already bounced (at RCPT, or by an earlier DSN:
+  the same DSN imported twice) is left as it is;
 - the message's status, attempts and claims stay as the send left them (the relay accepted
   it: the ledger row stands); every change is audited.
 
@@ -108,8 +109,9 @@ def _apply(conn: Connection, actor: Actor, org_id: int, dsn: Dsn) -> list[dict[s
         report = {"action": r.action, "status": r.status, "reply": r.diagnostic[:300],
                   "reporting_mta": dsn.reporting_mta, "at": at}
         if r.permanent_failure:
-            if mine.get("state") == rcpts.BOUNCED and mine.get("status") == r.status:
-                results.append(_result(dsn, r, ALREADY, "this bounce is already recorded", row))
+            if mine.get("state") == rcpts.BOUNCED:  # by this DSN, another, or at RCPT
+                results.append(_result(dsn, r, ALREADY, "this recipient's bounce is already "
+                                       "recorded", row))
                 continue
             outcomes[address] = {"state": rcpts.BOUNCED, "code": r.reply_code,
                                  "reply": r.diagnostic[:300], "at": at, "stage": "dsn",

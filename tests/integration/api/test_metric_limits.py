@@ -83,3 +83,21 @@ def test_catalog_apply_sets_and_changes_a_metrics_limits(sqlite_engine: Engine) 
     disk = next(m for m in client.get("/v1/metrics", headers=headers).json()
                 if m["code"] == "disk")
     assert disk["max_value"] == "200" and disk["decimal_places"] == 2
+
+
+def test_metrics_create_on_the_command_line_takes_the_limits(sqlite_engine: Engine) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sealbill.cli import app as cli
+
+    build_org(sqlite_engine, "alpha", 1)
+    done = CliRunner().invoke(cli, [
+        "metrics", "create", "disk", "--org", "alpha", "--name", "Disk", "--aggregation", "max",
+        "--min", "0", "--max", "10.5", "--decimal-places", "1", "--json",
+        "--db", sqlite_engine.url.render_as_string(hide_password=False)])
+    assert done.exit_code == 0, done.output
+    created = json.loads(done.output)
+    assert (created["min_value"], created["max_value"], created["decimal_places"],
+            created["allows_negative"]) == ("0", "10.5", 1, False)
