@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-deep lint bench clean postgres-binaries chromium
+.PHONY: demo test test-deep lint bench clean postgres-binaries chromium postfix
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ chromium:
 	@test -x /usr/bin/chromium || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's Postfix for the relay tests (tests/support/postfix.py starts a throwaway instance
+# with its own configuration and queue on loopback; the machine's own Postfix is not started).
+postfix:
+	@test -x /usr/sbin/postfix || \
+	  { echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+
 demo: $(STAMP)
 	$(PY) -m sealbill demo --workdir var/demo $(if $(SMTP),--smtp $(SMTP))
 
@@ -32,7 +39,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) postgres-binaries chromium lint
+test: $(STAMP) postgres-binaries chromium postfix lint
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/sealbill/domain tests
 
 # The billing oracle's deep run: 10,000 generated cases (SEALBILL_ORACLE_EXAMPLES to change).

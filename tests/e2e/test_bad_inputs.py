@@ -12,6 +12,7 @@ import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ TEN_MB = 10 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Organization ``acme``: accounts A0001..A0003, metrics api_calls (sum) and users
-    (count), incident 1 open (aware an hour ago), incident 2 closed."""
+    """Organization ``acme``: accounts A0001..A0003, metrics api_calls (sum), users
+    (count), gb_hours (sum, 0 to 1000, 2 decimal places) and seats (max, integers 1 to 500),
+    incident 1 open (aware an hour ago), incident 2 closed."""
     folder = tmp_path_factory.mktemp("bad-inputs")
     path = folder / "prepared.sqlite"
     engine = create_engine(f"sqlite:///{path}")
@@ -49,6 +51,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         import_accounts(conn, org_id, accounts, actor="test")
         catalog.add_metric(conn, org_id, "api_calls", "API calls", "sum")
         catalog.add_metric(conn, org_id, "users", "Users", "count")
+        catalog.add_metric(conn, org_id, "gb_hours", "GB hours", "sum", min_value=Decimal(0),
+                           max_value=Decimal(1000), decimal_places=2)
+        catalog.add_metric(conn, org_id, "seats", "Seats", "max", min_value=Decimal(1),
+                           max_value=Decimal(500), decimal_places=0)
     aware = datetime.now(UTC) - timedelta(hours=1)
     for title in ("open one", "closed one"):
         incidents.open_incident(engine, org_id, title=title, aware_at=aware,

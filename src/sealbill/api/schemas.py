@@ -36,6 +36,10 @@ class Metric(Out):
     name: str
     aggregation: str
     field: str | None = None
+    allows_negative: bool = False
+    min_value: str | None = None
+    max_value: str | None = None
+    decimal_places: int | None = None
 
 
 class PriceVersion(Out):

@@ -91,9 +91,10 @@ def _diff(conn: Connection, org_id: int, wanted: CatalogFile) -> list[dict[str, 
         elif (row["aggregation"], row["field"]) != (m.aggregation, m.field):
             problems.append(Problem(f"metrics[{i}].aggregation", f"metric {m.code!r} is "
                                     f"{row['aggregation']}/{row['field']}; it cannot change"))
-        elif row["name"] != m.name:
+        elif row["name"] != m.name or catalog.limits_view(row) != catalog.limits_view(
+                m.limits()):
             changes.append({"kind": "metric", "code": m.code, "action": "change",
-                            "detail": f"name {row['name']!r} -> {m.name!r}"})
+                            "detail": _metric_change(row, m)})
         else:
             changes.append({"kind": "metric", "code": m.code, "action": "unchanged"})
     for i, p in enumerate(wanted.plans):
@@ -140,3 +141,11 @@ def _execute(conn: Connection, actor: Actor, org_id: int, wanted: CatalogFile,
             stored = len(catalog._versions(conn, org_id, p.code))
             for price in p.prices[stored:]:
                 catalog.add_price_in(conn, actor, org_id, p.code, price)
+
+
+def _metric_change(row: Any, wanted: MetricIn) -> str:
+    """What changes in a stored metric: ``name 'A' -> 'B'; max_value None -> '100'``."""
+    before = {"name": row["name"], **catalog.limits_view(row)}
+    after = {"name": wanted.name, **catalog.limits_view(wanted.limits())}
+    return "; ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in before
+                     if before[k] != after[k])

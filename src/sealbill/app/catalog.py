@@ -36,9 +36,22 @@ _PROPERTY_FIELDS = ("amount", "unit_price", "package_size", "free_units", "rate"
                     "min_per_transaction", "max_per_transaction")
 
 
+_LIMITS = ("allows_negative", "min_value", "max_value", "decimal_places")
+
+
 def metric_view(conn: Connection, org_id: int, row: Any) -> dict[str, Any]:
     return {"id": ids.encode(conn, org_id, "metric", int(row["id"])), "code": row["code"],
-            "name": row["name"], "aggregation": row["aggregation"], "field": row["field"]}
+            "name": row["name"], "aggregation": row["aggregation"], "field": row["field"],
+            **limits_view(row)}
+
+
+def limits_view(row: Any) -> dict[str, Any]:
+    """A metric's range and precision as shown (decimals as strings, absent as None)."""
+    view = {name: row[name] for name in _LIMITS}
+    view["allows_negative"] = bool(view["allows_negative"])
+    for name in ("min_value", "max_value"):
+        view[name] = None if view[name] is None else format(Decimal(view[name]), "f")
+    return view
 
 
 def list_metrics(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
@@ -65,7 +78,8 @@ def create_metric_in(conn: Connection, actor: Actor, org_id: int, metric: Metric
                      ) -> dict[str, Any]:
     if metric.code in store.load_metrics(conn, org_id):
         raise Conflict(f"metric {metric.code!r} exists", [Problem("code", "already used")])
-    store.add_metric(conn, org_id, metric.code, metric.name, metric.aggregation, metric.field)
+    store.add_metric(conn, org_id, metric.code, metric.name, metric.aggregation, metric.field,
+                     **metric.limits())
     result = metric_view(conn, org_id, store.load_metrics(conn, org_id)[metric.code])
     audit.record(conn, actor, org_id, "metric.create", "metric", result["id"], after=result)
     return result
@@ -73,7 +87,9 @@ def create_metric_in(conn: Connection, actor: Actor, org_id: int, metric: Metric
 
 def update_metric(engine: Engine, actor: Actor, org_id: int, code: str, data: Any
                   ) -> dict[str, Any]:
-    """Change a metric's name (its code, aggregation and field are what past usage means)."""
+    """Change a metric's name or its range and precision (its code, aggregation and field are
+    what past usage means; new limits govern later imports, ``sealbill check`` reports stored
+    values outside them)."""
     actor.require(CATALOG_WRITE)
     actor.require_org(org_id)
     metric = parse(MetricIn, data, "metric")
@@ -92,8 +108,9 @@ def update_metric_in(conn: Connection, actor: Actor, org_id: int, code: str, met
                        "already recorded means what they said); create a new metric",
                        [Problem("aggregation", "cannot change")])
     conn.execute(sa.update(metrics).where(metrics.c.organization_id == org_id,
-                                          metrics.c.code == code).values(name=metric.name))
-    after = {**before, "name": metric.name}
+                                          metrics.c.code == code)
+                 .values(name=metric.name, **metric.limits()))
+    after = {**before, "name": metric.name, **limits_view(metric.limits())}
     audit.record(conn, actor, org_id, "metric.update", "metric", before["id"],
                  before=before, after=after)
     return after

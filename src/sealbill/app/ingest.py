@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sealbill.app import audit
 from sealbill.app.context import USAGE_WRITE, Actor
 from sealbill.app.errors import Conflict, Invalid, Problem
+from sealbill.inputs.usage import MetricRule
 from sealbill.pipeline.usage_rows import Batch, RowParser
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
@@ -38,7 +39,8 @@ def _parser(engine: Engine, org_id: int, *, fresh: bool) -> RowParser:
         return cached
     with engine.begin() as conn:
         parser = RowParser(parties.account_ids_by_reference(conn, org_id),
-                           set(load_metrics(conn, org_id)))
+                           {code: MetricRule.of(row)
+                            for code, row in load_metrics(conn, org_id).items()})
     with _lock:
         _parsers[key] = parser
     return parser

@@ -21,11 +21,13 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from sealbill import validation
 from sealbill.app.errors import Invalid, Problem
 from sealbill.domain.money import CURRENCY_EXPONENTS
+from sealbill.inputs.usage import decimal_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -247,10 +249,38 @@ class ContactIn(Model):
 
 
 class MetricIn(Model):
+    """A metric; ``min_value``/``max_value`` (inclusive) and ``decimal_places`` (0: integers
+    only) bound the usage values accepted at import."""
+
     code: Code
     name: Text
     aggregation: Literal["sum", "count", "max", "unique_count", "latest", "time_weighted_sum"]
     field: str | None = None
+    allows_negative: bool = False
+    min_value: Dec | None = None
+    max_value: Dec | None = None
+    decimal_places: Annotated[int, Field(ge=0, le=12, strict=True)] | None = None
+
+    @field_validator("min_value", "max_value")
+    @classmethod
+    def _limit(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None:
+            _check(decimal_problem(value, allows_negative=True))
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> MetricIn:
+        low, high = self.min_value, self.max_value
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_value {low} is above max_value {high}")
+        if low is not None and low < 0 and not self.allows_negative:
+            raise ValueError(f"min_value {low} is negative: set allows_negative: true")
+        return self
+
+    def limits(self) -> dict[str, Any]:
+        """The columns of the metric's range and precision."""
+        return {"allows_negative": self.allows_negative, "min_value": self.min_value,
+                "max_value": self.max_value, "decimal_places": self.decimal_places}
 
 
 class TierIn(Model):

@@ -22,6 +22,8 @@ from sealbill.app.audit import page
 from sealbill.app.context import READ, USAGE_WRITE, Actor
 from sealbill.app.errors import Conflict, Invalid, NotFound, Problem, StateError
 from sealbill.app.inputs import UsageEventIn, VoidIn, parse
+from sealbill.domain.usage import UsageEvent
+from sealbill.inputs.usage import MetricRule, event_problems
 from sealbill.store import catalog as catalog_store
 from sealbill.store.schema import accounts, usage_events
 
@@ -74,6 +76,11 @@ def record(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[str, An
                                     f"property {metric['field']!r}"))
         if event.value is not None and not event.value.is_finite():
             problems.append(Problem("value", "must be a finite number"))
+        elif metric is not None and not problems:
+            problems += [Problem(name, why) for name, why in event_problems(
+                UsageEvent(event.event_id, account["reference"], event.metric,
+                           event.timestamp.astimezone(UTC), event.value, event.properties),
+                MetricRule.of(metric))]
         if problems:
             raise Invalid(f"usage event {event.event_id!r}: {len(problems)} problem(s); "
                           "nothing was written", problems)

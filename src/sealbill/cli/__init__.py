@@ -18,6 +18,7 @@ from sealbill.cli import (
     accounts,
     balances,
     billing,
+    bounces,
     catalog,
     check,
     contacts,
@@ -96,6 +97,7 @@ serve.register(app)
 webhooks.register(app)
 balances.register(accounts.app)
 workers.register(app)
+bounces.register(app)
 
 
 def main() -> None:

@@ -34,14 +34,25 @@ def metric_create(
                                              "time_weighted_sum.")],
     field: Annotated[str | None, typer.Option(help="Property counted by unique_count.")]
     = None,
+    min_value: Annotated[str | None, typer.Option("--min", help="Smallest value accepted at "
+                                                  "import (inclusive).")] = None,
+    max_value: Annotated[str | None, typer.Option("--max", help="Largest value accepted at "
+                                                  "import (inclusive).")] = None,
+    decimal_places: Annotated[int | None, typer.Option(help="Decimal places a value may have "
+                                                       "(0: integers only; default 12).")]
+    = None,
+    allows_negative: Annotated[bool, typer.Option(help="Accept values below zero.")] = False,
     db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False,
 ) -> None:
     """Create a metric.
 
     Example: sealbill metrics create api_calls --org acme --name "API calls" --aggregation sum
+    --min 0 --max 1000000 --decimal-places 0
     """
     engine, actor, org_id = context(db, org, key, as_json)
-    data = {"code": code, "name": name, "aggregation": aggregation, "field": field}
+    data = {"code": code, "name": name, "aggregation": aggregation, "field": field,
+            "min_value": min_value, "max_value": max_value, "decimal_places": decimal_places,
+            "allows_negative": allows_negative}
     output(call(lambda: catalog.create_metric(engine, actor, org_id, data), as_json), as_json)
 
 

@@ -17,9 +17,10 @@ Rules (each violation names its rule):
    optionally, the organization's archive mailbox — less those an earlier attempt of this
    message settled (``Envelope.settled``: delivered, or bounced), never more;
 3. ``content`` — exactly one PDF, whose digest is the invoice's rendered PDF; text and HTML
-   bodies whose digests are the rendered ones; the Factur-X XML in that PDF has this invoice's
-   number and this buyer; subject and bodies name this invoice and this account; and no other
-   account's reference nor another invoice's number appears anywhere;
+   bodies whose digests are the rendered ones; the Factur-X XML in that PDF is, byte for byte,
+   the rendered one (its digest) and has this invoice's number and this buyer; subject and
+   bodies name this invoice and this account; and no other account's reference nor another
+   invoice's number appears anywhere;
 4. ``run_limits`` — no (invoice, recipient) pair was already claimed in this run by another
    message; no address gets more messages in this run than the invoices of the accounts it is
    verified for; at most ``cap`` recipients.
@@ -98,6 +99,9 @@ class Fresh:
     # contact id -> invoices of this run whose account has it as a verified billing contact
     explained_invoices: Mapping[int, int] | None
     cap: int = DEFAULT_RECIPIENT_CAP
+    # SHA-256 of the Factur-X XML rendered (and planned) with the PDF: the XML embedded in the
+    # PDF about to leave must be exactly it (None: unknown, refused)
+    xml_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class XmlFacts:
     buyer_id: str | None = None
     text: str = ""
     error: str | None = None
+    sha256: str | None = None  # of the embedded XML's bytes
 
 
 @dataclass(frozen=True)
@@ -237,9 +242,12 @@ def _content(env: Envelope, fresh: Fresh, examined: Examined,
                               "other": others}))
         return out
     pdf, text, html = pdfs[0], texts[0], htmls[0]
-    digests = {"pdf": (pdf.sha256, fresh.pdf_sha256), "text": (text.sha256, fresh.text_sha256),
-               "html": (html.sha256, fresh.html_sha256),
-               "planned_pdf": (pdf.sha256, env.attachment_sha256)}
+    digests: dict[str, tuple[str | None, str | None]] = {
+        "pdf": (pdf.sha256, fresh.pdf_sha256), "text": (text.sha256, fresh.text_sha256),
+        "html": (html.sha256, fresh.html_sha256),
+        "planned_pdf": (pdf.sha256, env.attachment_sha256)}
+    if examined.xml.error is None:  # unreadable XML is reported below, by _xml_identity
+        digests["embedded_xml"] = (examined.xml.sha256, fresh.xml_sha256)
     wrong = {k: {"sent": a, "rendered": b} for k, (a, b) in digests.items() if a != b}
     if wrong:
         out.append(Violation("content", "a part is not this invoice's rendered document", wrong))

@@ -9,8 +9,10 @@ billable later, so that a row accepted today can never block a billing run:
 - at most 32 properties, names of 1–64 and values of at most 200 such characters;
 - a value is a finite decimal with at most 15 integer digits and 12 decimal places
   (``1e400`` and 38-digit numbers are refused), not negative unless the metric allows it,
-  and present when the metric reads it (``sum``, ``max``, ``latest``, ``time_weighted_sum``
-  without a property); a metric that reads a property needs it, as such a decimal.
+  within the metric's declared range (``min_value`` ≤ value ≤ ``max_value``) and precision
+  (``decimal_places``; 0 for an integer-only metric), and present when the metric reads it
+  (``sum``, ``max``, ``latest``, ``time_weighted_sum`` without a property); a metric that
+  reads a property needs it, as such a decimal.
 
 :class:`UsageIn` is the same check as a Pydantic model, for one event built by a caller.
 """
@@ -38,20 +40,52 @@ _READS_NO_VALUE = frozenset({"count", "unique_count"})
 
 @dataclass(frozen=True)
 class MetricRule:
-    """What a metric needs from an event."""
+    """What a metric needs from an event: ``min_value``/``max_value`` bound a value
+    (inclusive, ``None`` for no bound), ``decimal_places`` caps its precision (``None``: the
+    sealbill-wide 12; 0: integers only)."""
 
     needs_value: bool = False
     numeric_property: str | None = None
     allows_negative: bool = False
+    min_value: Decimal | None = None
+    max_value: Decimal | None = None
+    decimal_places: int | None = None
 
     @classmethod
     def of(cls, metric: Mapping[str, Any]) -> MetricRule:
-        """The rule of a ``metrics`` row (aggregation, field, allows_negative)."""
+        """The rule of a ``metrics`` row (aggregation, field, allows_negative, min_value,
+        max_value, decimal_places)."""
         aggregation, field = str(metric["aggregation"]), metric.get("field")
         reads_property = bool(field) and aggregation != "unique_count"
+        low, high, places = (metric.get("min_value"), metric.get("max_value"),
+                             metric.get("decimal_places"))
         return cls(needs_value=aggregation not in _READS_NO_VALUE and not field,
                    numeric_property=str(field) if reads_property else None,
-                   allows_negative=bool(metric.get("allows_negative", False)))
+                   allows_negative=bool(metric.get("allows_negative", False)),
+                   min_value=None if low is None else Decimal(str(low)),
+                   max_value=None if high is None else Decimal(str(high)),
+                   decimal_places=None if places is None else int(places))
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the metric declares a range or a precision of its own."""
+        return not (self.min_value is None and self.max_value is None
+                    and self.decimal_places is None)
+
+    def value_problem(self, value: Decimal) -> str | None:
+        """Why ``value`` cannot be a quantity of this metric, or None."""
+        problem = decimal_problem(value, allows_negative=self.allows_negative)
+        if problem is not None or not self.bounded:
+            return problem
+        if self.min_value is not None and value < self.min_value:
+            return f"below this metric's minimum {self.min_value}, got {value}"
+        if self.max_value is not None and value > self.max_value:
+            return f"above this metric's maximum {self.max_value}, got {value}"
+        places = self.decimal_places
+        if places is not None and value != round(value, places):
+            return ("an integer (this metric counts whole units)" if places == 0 else
+                    f"at most {places} decimal places for this metric") + f", got {value}"
+        return None
 
 
 ANY_METRIC = MetricRule()
@@ -100,7 +134,7 @@ def event_problems(event: UsageEvent, rule: MetricRule = ANY_METRIC) -> list[tup
     if event.value is None:
         if rule.needs_value:
             problems.append(("value", f"required by metric {event.metric_code!r}"))
-    elif problem := decimal_problem(event.value, allows_negative=rule.allows_negative):
+    elif problem := rule.value_problem(event.value):
         problems.append(("value", problem))
     name = rule.numeric_property
     if name is not None:
@@ -113,7 +147,7 @@ def event_problems(event: UsageEvent, rule: MetricRule = ANY_METRIC) -> list[tup
             except MoneyError as exc:
                 problems.append((f"properties.{name}", str(exc).split(": ", 1)[-1]))
             else:
-                if why := decimal_problem(number, allows_negative=rule.allows_negative):
+                if why := rule.value_problem(number):
                     problems.append((f"properties.{name}", why))
     return problems
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.inputs.secrets import payment_secret_problem
 from sealbill.inputs.text import text_problem
-from sealbill.inputs.usage import MetricRule, decimal_problem
+from sealbill.inputs.usage import MetricRule
 from sealbill.store.catalog import load_metrics
 from sealbill.store.schema import accounts, contacts, organizations, usage_events
 
@@ -91,7 +91,7 @@ def _usage(conn: Connection, org_id: int) -> Iterator[Finding]:
         except InvalidOperation:
             yield Finding("usage_events", record, "value", f"not a number: {raw!r}")
             continue
-        if problem := decimal_problem(value, allows_negative=rule.allows_negative):
+        if problem := rule.value_problem(value):
             yield Finding("usage_events", record, "value", problem)
 
 

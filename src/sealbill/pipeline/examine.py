@@ -9,7 +9,10 @@ fresh from the database, searching every text for the run's identifiers
 before the sender takes the write lock, so senders run it side by side.
 
 The PDF must be whole (:mod:`sealbill.pipeline.pdf_whole`: header, ``%%EOF``, a
-``startxref`` pointing at a cross-reference section) before its XML is read.
+``startxref`` pointing at a cross-reference section) before its XML is read, and the XML it
+embeds must be, byte for byte, the one rendered with it (its SHA-256 against the ``xml``
+document's, read fresh): a PDF rewritten with its stored digest updated to match still
+carries an XML that is not the planned one.
 
 Invariants: it never raises (a failure is recorded in ``Examined.error`` and refused by the
 verdict: fail closed); nothing it returns comes from the objects the message was built from.
@@ -20,6 +23,7 @@ entity expansion and network access off.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from lxml import etree
@@ -88,7 +92,8 @@ def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = whole_pdf_xml
                    ) -> guard.XmlFacts:
     """The identity the Factur-X XML inside the PDF gives, and its text for the id search."""
     try:
-        root = etree.fromstring(extract_xml(pdf), _PARSER)
+        data = extract_xml(pdf)
+        root = etree.fromstring(data, _PARSER)
     except Exception as exc:  # fail closed: no readable XML, no send
         return guard.XmlFacts(error=f"{type(exc).__name__}: {exc}")
     if root.getroottree().docinfo.internalDTD is not None:
@@ -99,4 +104,5 @@ def read_xml_facts(pdf: bytes, extract_xml: XmlExtractor = whole_pdf_xml
         number=root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=_NS),
         buyer_name=party.findtext("ram:Name", namespaces=_NS) if party is not None else None,
         buyer_id=party.findtext("ram:ID", namespaces=_NS) if party is not None else None,
-        text=" ".join(_TEXT_NODES(root)))  # a space: text nodes never join into one token
+        text=" ".join(_TEXT_NODES(root)),  # a space: text nodes never join into one token
+        sha256=hashlib.sha256(data).hexdigest())

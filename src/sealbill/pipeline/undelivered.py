@@ -51,7 +51,7 @@ def undelivered(conn: Connection, org_id: int, run_id: int, run_status: str,
                      "recipient": address or None, "message_id": row.message_id,
                      "status": row.status, "recipient_state": state or row.status,
                      "reply": reply, "attempts": int(row.attempts),
-                     "next_attempt_at": row.next_attempt_at}
+                     "next_attempt_at": row.next_attempt_at, "stage": mine.get("stage")}
             entry["next_step"] = next_step(entry, run_status, run_reason, run_ref)
             out.append(entry)
     return out
@@ -63,6 +63,11 @@ def next_step(entry: dict[str, Any], run_status: str, run_reason: str | None,
     number, state, status = entry["invoice"], entry["recipient_state"], entry["status"]
     retry = f"`sealbill run retry {run} --invoice {number}`"
     if state == rcpts.BOUNCED:
+        if entry.get("stage") == "dsn":
+            return ("the relay took it, then a DSN reported the address failed "
+                    f"({entry['reply']}): correct the contact (`sealbill contacts verify NEW "
+                    f"--account {entry['account']}`) or, once fixed, `sealbill contacts "
+                    "clear-bounce ADDRESS --reason ...`; it is not re-sent in this run")
         if status == "sent":
             return ("the address refused it (the other recipients have it): correct the "
                     "contact before the next cycle")

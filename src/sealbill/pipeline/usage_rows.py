@@ -30,7 +30,6 @@ from sealbill.inputs.usage import (
     MAX_INTEGER_DIGITS,
     MAX_PROPERTIES,
     MetricRule,
-    decimal_problem,
     event_problems,
 )
 from sealbill.store.usage_ingest import Row, canonical_properties, stored_row, utc_text
@@ -166,22 +165,23 @@ class RowParser:
         else:
             kind = type(value)
             if kind is str:
-                if not (value.isdigit() and value.isascii() and value[0] != "0"
-                        and len(value) <= MAX_INTEGER_DIGITS):
+                if rule.bounded or not (value.isdigit() and value.isascii() and value[0] != "0"
+                                        and len(value) <= MAX_INTEGER_DIGITS):
                     try:
                         number = parse_decimal(value)
                     except MoneyError:
                         return None
-                    if decimal_problem(number, allows_negative=rule.allows_negative):
+                    if rule.value_problem(number):
                         return None
                     value = str(number)
             elif kind is int:
                 if not (0 <= value < 10 ** MAX_INTEGER_DIGITS or (
-                        rule.allows_negative and -value < 10 ** MAX_INTEGER_DIGITS)):
+                        rule.allows_negative and -value < 10 ** MAX_INTEGER_DIGITS)) or (
+                        rule.bounded and rule.value_problem(Decimal(value))):
                     return None
                 value = str(value)
             elif kind is Decimal:
-                if decimal_problem(value, allows_negative=rule.allows_negative):
+                if rule.value_problem(value):
                     return None
                 value = str(value)  # a JSON number: from its text, always finite
             else:
@@ -253,8 +253,7 @@ def _plain_properties(props: Mapping[str, str], rule: MetricRule) -> bool:
         if raw is None:
             return False
         try:
-            return decimal_problem(parse_decimal(raw), allows_negative=rule.allows_negative
-                                   ) is None
+            return rule.value_problem(parse_decimal(raw)) is None
         except MoneyError:
             return False
     return True

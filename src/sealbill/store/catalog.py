@@ -113,10 +113,13 @@ def load_catalog(conn: Connection, org_id: int) -> PlanCatalog:
 
 def add_metric(conn: Connection, org_id: int, code: str, name: str, aggregation: str,
                field: str | None = None, *, group_by: str | None = None,
-               allows_negative: bool = False) -> None:
+               allows_negative: bool = False, min_value: Decimal | None = None,
+               max_value: Decimal | None = None, decimal_places: int | None = None) -> None:
     conn.execute(sa.insert(metrics).values(organization_id=org_id, code=code, name=name,
                                            aggregation=aggregation, field=field,
-                                           group_by=group_by, allows_negative=allows_negative))
+                                           group_by=group_by, allows_negative=allows_negative,
+                                           min_value=min_value, max_value=max_value,
+                                           decimal_places=decimal_places))
 
 
 def load_metrics(conn: Connection, org_id: int) -> dict[str, Row]:

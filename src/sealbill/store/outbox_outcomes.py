@@ -36,16 +36,37 @@ def release_claims(conn: Connection, outbox_id: int,
     conn.execute(query)
 
 
-def flag_bounced(conn: Connection, org_id: int, bounced: Sequence[int], error: str) -> None:
-    """The contacts a server refused permanently: no later plan resolves them until someone
-    looks (and each flag is in the contact's history)."""
+def flag_bounced(conn: Connection, org_id: int, bounced: Sequence[int], error: str, *,
+                 method: str = "smtp", actor: str = "sealbill-sender") -> None:
+    """The contacts a server refused permanently (``method`` ``smtp``: at RCPT; ``dsn``: a
+    delivery status notification mailed back later): no later plan resolves them until
+    someone looks (and each flag is in the contact's history)."""
     at = now()
     for contact_id in bounced:
         conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
                                                contacts.c.id == contact_id)
                      .values(bounced_at=at))
-        contact_log.append(conn, org_id, contact_id, "bounced", "sealbill-sender", at,
-                           method="smtp", reason=error[:500])
+        contact_log.append(conn, org_id, contact_id, "bounced", actor, at,
+                           method=method, reason=error[:500])
+
+
+def clear_bounce(conn: Connection, org_id: int, contact_id: int, actor: str,
+                 reason: str) -> None:
+    """Lift a contact's bounced flag: later plans resolve it again; the clearing, who did it
+    and why are in the contact's history."""
+    at = now()
+    conn.execute(sa.update(contacts).where(contacts.c.organization_id == org_id,
+                                           contacts.c.id == contact_id)
+                 .values(bounced_at=None))
+    contact_log.append(conn, org_id, contact_id, "bounce_cleared", actor, at,
+                       method="operator", reason=reason[:500])
+
+
+def set_outcomes(conn: Connection, org_id: int, outbox_id: int,
+                 outcomes: Mapping[str, Any]) -> None:
+    """Rewrite a message's per-recipient outcomes only (a DSN learnt after the send: the
+    status, attempts and claims stay as the send left them)."""
+    _set(conn, org_id, outbox_id, recipient_outcomes=dict(outcomes))
 
 
 def record_outcomes(conn: Connection, org_id: int, outbox_id: int, *, status: str,

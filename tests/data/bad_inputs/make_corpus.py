@@ -6,7 +6,8 @@ made by the test itself from the ``generate`` entries of cases.json.
 
 Each case: the command (``args``, with ``{file}`` for the corpus file), and the texts the error
 must contain (the record and the field). Accounts A0001..A0003 and metrics ``api_calls``
-(sum) and ``users`` (count) exist; incident 1 is open (aware an hour ago), incident 2 closed.
+(sum), ``users`` (count), ``gb_hours`` (sum, 0 to 1000, 2 decimal places) and ``seats`` (max,
+integers 1 to 500) exist; incident 1 is open (aware an hour ago), incident 2 closed.
 """
 
 from __future__ import annotations
@@ -210,6 +211,43 @@ usage("empty_value_sum.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:
       "line 2", "value")
 usage("formula_event_id.csv", f"{USAGE_CSV}\n\"=HYPERLINK(\"\"x\"\")\x07\",A0001,api_calls,"
       "2026-10-01T10:00:00Z,1\n", "line 2", "event_id")
+# --- usage against a metric's declared range and precision
+usage_line("above_metric_max.jsonl", "line 1", "value", "maximum 1000", metric_code="gb_hours",
+           value="1000.01")
+usage_line("above_metric_max_number.jsonl", "line 1", "value", "maximum 1000",
+           metric_code="gb_hours", value=1001)
+usage_line("too_many_places_for_metric.jsonl", "line 1", "value", "2 decimal places",
+           metric_code="gb_hours", value="1.234")
+usage_line("fraction_for_integer_metric.jsonl", "line 1", "value", "integer",
+           metric_code="seats", value="2.5")
+usage_line("below_metric_min.jsonl", "line 1", "value", "minimum 1", metric_code="seats",
+           value=0)
+usage("fraction_for_integer_metric.csv", f"{USAGE_CSV}\nu1,A0001,seats,2026-10-01T10:00:00Z,"
+      "3\nu2,A0001,seats,2026-10-01T11:00:00Z,1.5\n", "line 3", "value", "integer")
+argument("usage_record_above_metric_max", [
+    "usage", "record", "--org", "acme", "--event-id", "r1", "--account", "A0001",
+    "--metric", "gb_hours", "--timestamp", "2026-10-01T10:00:00Z", "--value", "5000"],
+    "r1", "value", "maximum 1000")
+argument("usage_record_fraction_for_integer_metric", [
+    "usage", "record", "--org", "acme", "--event-id", "r2", "--account", "A0001",
+    "--metric", "seats", "--timestamp", "2026-10-01T10:00:00Z", "--value", "1.5"],
+    "r2", "value", "integer")
+argument("metric_min_above_max", ["metrics", "create", "disk", "--org", "acme", "--name",
+                                  "Disk", "--aggregation", "max", "--min", "10", "--max", "5"],
+         "metric", "min_value 10 is above max_value 5")
+argument("metric_decimal_places_13", ["metrics", "create", "disk", "--org", "acme", "--name",
+                                      "Disk", "--aggregation", "max", "--decimal-places", "13"],
+         "decimal_places", "12")
+(HERE / "catalog").mkdir(exist_ok=True)
+(HERE / "catalog" / "negative_min.yaml").write_text(
+    "metrics:\n  - code: disk\n    name: Disk\n    aggregation: max\n    min_value: '-1'\n")
+(HERE / "catalog" / "max_1e400.yaml").write_text(
+    "metrics:\n  - code: disk\n    name: Disk\n    aggregation: max\n    max_value: 1e400\n")
+argument("catalog_negative_min_without_allows_negative", [
+    "apply", "-f", "{corpus}/catalog/negative_min.yaml", "--org", "acme"],
+    "metrics.0", "allows_negative")
+argument("catalog_max_1e400", ["apply", "-f", "{corpus}/catalog/max_1e400.yaml", "--org",
+                               "acme"], "metrics.0.max_value", "15 digits")
 # --- organization file (sealbill init --organization)
 (HERE / "organization").mkdir(exist_ok=True)
 (HERE / "organization" / "latin1.json").write_bytes(

@@ -86,7 +86,7 @@ def reference_fresh_facts(conn: Connection, org_id: int, item: box.OutboxItem,
         pdf_sha256=docs.get("pdf"), text_sha256=docs.get("text"), html_sha256=docs.get("html"),
         archive_email=archive, message_id=message_id,
         pair_claims=pair_claims, claimed_invoices=claimed, explained_invoices=explained,
-        cap=cap)
+        cap=cap, xml_sha256=docs.get("xml"))
 
 
 def _tangled(engine: Engine, tmp_path: Path) -> tuple[int, list[box.OutboxItem]]:

@@ -64,7 +64,8 @@ FRESH = guard.Fresh(
     invoice_run_id=3, invoice_status="finalized", invoice_number="F-000007",
     account_reference="A0007", buyer_name="Client 7 SARL", pdf_sha256=_sha(PDF),
     text_sha256=_sha(TEXT), html_sha256=_sha(HTML), archive_email="archive@seller.example",
-    message_id=MID, pair_claims={11: 0}, claimed_invoices={11: 0}, explained_invoices={11: 1})
+    message_id=MID, pair_claims={11: 0}, claimed_invoices={11: 0}, explained_invoices={11: 1},
+    xml_sha256=_sha(XML))
 # the search the sender uses (the token index is its reference: test_identifier_search.py)
 INDEX = AutomatonSearch(IdentifierIndex.build([("reference", "A0007", "account:7"),
                                                ("reference", "A0008", "account:8"),
@@ -127,6 +128,19 @@ def test_another_invoices_xml_in_the_pdf_is_refused() -> None:
     assert any("Factur-X XML is another" in v.message for v in violations)
 
 
+def test_a_pdf_whose_digests_were_updated_but_whose_xml_is_not_the_planned_one_is_refused(
+        ) -> None:
+    # the same invoice and buyer, another amount: the PDF's stored and planned digests were
+    # updated to match the new file; only the embedded XML's digest can tell
+    pdf = PDF.replace(b"</rsm:SupplyChainTradeTransaction>",
+                      b"<ram:Amount>999.00</ram:Amount></rsm:SupplyChainTradeTransaction>")
+    fresh = replace(FRESH, pdf_sha256=_sha(pdf))
+    envelope = replace(ENVELOPE, attachment_sha256=_sha(pdf))
+    [violation] = _check(envelope, fresh, _message(pdf=pdf))
+    assert violation.rule == "content" and set(violation.evidence) == {"embedded_xml"}
+    assert violation.evidence["embedded_xml"]["rendered"] == _sha(XML)
+
+
 def test_a_pdf_that_is_not_the_rendered_one_is_refused() -> None:
     assert any("rendered document" in v.message
                for v in _check(fresh=replace(FRESH, pdf_sha256="0" * 64)))
@@ -139,7 +153,7 @@ def test_run_limits_pair_twice_fan_in_and_cap() -> None:
 
 
 @pytest.mark.parametrize("field", ["verified_contacts", "invoice_number", "pdf_sha256",
-                                   "pair_claims", "explained_invoices"])
+                                   "pair_claims", "explained_invoices", "xml_sha256"])
 def test_a_missing_fact_refuses(field: str) -> None:
     violations = _check(fresh=replace(FRESH, **{field: None}))
     assert _rules(violations) == {"undecidable"}

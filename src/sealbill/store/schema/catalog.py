@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from sealbill.store.schema.base import id_column, metadata, org_column, ref
-from sealbill.store.types import UtcDateTime
+from sealbill.store.types import DecimalText, UtcDateTime
 
 metrics = sa.Table(
     "metrics",
@@ -19,6 +19,11 @@ metrics = sa.Table(
     # Usage values below zero are refused at import unless the metric says they make sense
     # (a correction event, a balance): sealbill.inputs.usage.
     sa.Column("allows_negative", sa.Boolean, nullable=False, default=False),
+    # The metric's declared range (inclusive; NULL: no bound) and precision (decimal places;
+    # 0 for an integer-only metric; NULL: sealbill's 12): checked at every import.
+    sa.Column("min_value", DecimalText),
+    sa.Column("max_value", DecimalText),
+    sa.Column("decimal_places", sa.Integer),
     sa.UniqueConstraint("organization_id", "code"),
 )
 

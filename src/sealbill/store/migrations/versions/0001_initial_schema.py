@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 21:12:25.553837
+Create Date: 2026-12-06 22:44:26.330323
 """
 
 from alembic import op
@@ -282,6 +282,9 @@ def upgrade() -> None:
     sa.Column('field', sa.String(length=64), nullable=True),
     sa.Column('group_by', sa.String(length=64), nullable=True),
     sa.Column('allows_negative', sa.Boolean(), nullable=False),
+    sa.Column('min_value', sealbill.store.types.DecimalText(length=64), nullable=True),
+    sa.Column('max_value', sealbill.store.types.DecimalText(length=64), nullable=True),
+    sa.Column('decimal_places', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_metrics_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_metrics')),
     sa.UniqueConstraint('organization_id', 'code', name=op.f('uq_metrics_organization_id_code'))
