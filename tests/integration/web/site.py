@@ -26,18 +26,19 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from sealbill.app import contacts, ids, operators, runs, sessions
+from sealbill.app import contacts, ids, misdelivery, operators, runs, sessions
 from sealbill.app.context import Actor, local_actor
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.billing import bill_period
+from sealbill.pipeline.finalize import finalize_run
 from sealbill.pipeline.incident import Scope, open_incident
 from sealbill.pipeline.plan import plan_run
 from sealbill.pipeline.render import render_run
 from sealbill.pipeline.send import SendOptions, send_run
 from sealbill.store import parties
 from sealbill.store.db import create_engine
-from sealbill.store.schema import contact_links, invoices, subscriptions
+from sealbill.store.schema import contact_links, subscriptions
 from sealbill.web import WebConfig, create_web_app
 from tests.support.scenario import (
     Scenario,
@@ -196,6 +197,9 @@ def _other_organization(engine: Engine, tmp: Path) -> dict[str, str]:
                                          records=records)
     run = bill_period(engine, org, "2026-10", actor="test-runner").run_id
     assert run is not None
+    [(invoice, _)] = finalize_run(engine, org, run)
+    report = misdelivery.report(engine, org, misdelivery.signed_token(
+        engine, org, invoice, SECRET), SECRET, "not mine either")
     incident = open_incident(engine, org, title="other organization's incident",
                              aware_at=datetime.now(UTC), scope=Scope(), actor="test")
     with engine.begin() as conn:
@@ -204,11 +208,9 @@ def _other_organization(engine: Engine, tmp: Path) -> dict[str, str]:
             contact_links.c.account_id == account_id)).scalars().first()
         sub = conn.execute(sa.select(subscriptions.c.id).where(
             subscriptions.c.organization_id == org)).scalars().first()
-        invoice = conn.execute(sa.select(invoices.c.id).where(
-            invoices.c.organization_id == org)).scalars().first()
         return {"ref": str(parties.account(conn, org, account_id)["public_id"]),
                 "contact_ref": ids.encode(conn, org, "contact", int(contact)),
                 "sub_ref": ids.encode(conn, org, "subscription", int(sub)),
                 "run_ref": ids.encode(conn, org, "run", int(run)),
                 "invoice_ref": ids.encode(conn, org, "invoice", int(invoice)),
-                "incident_id": str(incident)}
+                "incident_id": str(incident), "report_id": str(report)}
