@@ -49,6 +49,19 @@ def signed_in(handler: Handler) -> Callable[..., Awaitable[Response]]:
     return base.as_route(wrapper, handler)
 
 
+async def act(request: Request, who: base.Console, form_name: str,
+              action: Callable[[Any, dict[str, str]], Any],
+              page: Callable[[Failed], Awaitable[Response]], done: str) -> Response:
+    """Run one use case with the posted form (CSRF checked first): on to ``done``, or the
+    ``page`` again with the refusal next to the form's fields."""
+    form = await base.posted(request, who.csrf)
+    try:
+        await call(action, base.engine(request), form)
+    except AppError as exc:
+        return await page(failed(form_name, exc, form))
+    return base.redirect(done)
+
+
 def show(request: Request, who: base.Console, template: str, **context: Any) -> Response:
     return base.show(request, template, who.csrf, actor=who.actor, **context)
 

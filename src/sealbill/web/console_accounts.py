@@ -18,7 +18,7 @@ from sealbill.app import accounts, catalog, contacts, invoices, seal_status, sub
 from sealbill.app.errors import AppError
 from sealbill.app.inputs import Role
 from sealbill.web import base
-from sealbill.web.console import call, show, signed_in
+from sealbill.web.console import act, call, show, signed_in
 from sealbill.web.forms import Failed, failed, given
 
 router = APIRouter(prefix="/console/accounts")
@@ -83,14 +83,9 @@ async def account_detail(request: Request, who: base.Console, ref: str) -> Respo
 
 async def _act(request: Request, who: base.Console, ref: str, form_name: str,
                action: Callable[[Any, dict[str, str]], Any]) -> Response:
-    """Run one use case with the posted form; back to the account page, or the page again
-    with the refusal next to the form's fields."""
-    form = await base.posted(request, who.csrf)
-    try:
-        await call(action, base.engine(request), form)
-    except AppError as exc:
-        return await _page(request, who, ref, failed(form_name, exc, form))
-    return base.redirect(f"/console/accounts/{ref}")
+    return await act(request, who, form_name, action,
+                     lambda refused: _page(request, who, ref, refused),
+                     f"/console/accounts/{ref}")
 
 
 @router.post("/{ref}/edit")

@@ -15,11 +15,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from sealbill.app import incident_actions, records
-from sealbill.app.errors import AppError
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.web import base
-from sealbill.web.console import call, signed_in
-from sealbill.web.forms import Failed, failed
+from sealbill.web.console import act, call, signed_in
+from sealbill.web.forms import Failed
 
 router = APIRouter(prefix="/console/incidents/{incident_id}")
 
@@ -36,12 +35,9 @@ async def incident_page(request: Request, who: base.Console, incident_id: int,
 
 async def _act(request: Request, who: base.Console, incident_id: int, form_name: str,
                action: Callable[[Any, dict[str, str]], Any]) -> Response:
-    form = await base.posted(request, who.csrf)
-    try:
-        await call(action, base.engine(request), form)
-    except AppError as exc:
-        return await incident_page(request, who, incident_id, failed(form_name, exc, form))
-    return base.redirect(f"/console/incidents/{incident_id}")
+    return await act(request, who, form_name, action,
+                     lambda refused: incident_page(request, who, incident_id, refused),
+                     f"/console/incidents/{incident_id}")
 
 
 @router.post("/facts")

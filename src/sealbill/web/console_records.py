@@ -11,7 +11,7 @@ from starlette.responses import Response
 from sealbill.app import invoices, misdelivery, records, usage
 from sealbill.app.errors import AppError, Invalid, Problem
 from sealbill.web import base
-from sealbill.web.console import alerts_page, call, show, signed_in
+from sealbill.web.console import act, alerts_page, call, show, signed_in
 from sealbill.web.console_incidents import incident_page
 from sealbill.web.downloads import attachment
 from sealbill.web.forms import failed
@@ -125,11 +125,11 @@ async def incident_detail(request: Request, who: base.Console, incident_id: int)
 async def correct_link(request: Request, who: base.Console, incident_id: int) -> Response:
     """Mark a contact's link to an account as never entitled (``incident correct-link``): the
     blast radius is then judged with the correction."""
-    form = await base.posted(request, who.csrf)
-    await call(records.correct_link, base.engine(request), who.actor, who.org_id,
-               incident_id, form.get("contact", ""), form.get("account", ""),
-               form.get("reason", ""))
-    return base.redirect(f"/console/incidents/{incident_id}")
+    return await act(request, who, "correct-link", lambda db, form: records.correct_link(
+        db, who.actor, who.org_id, incident_id, form.get("contact", ""),
+        form.get("account", ""), form.get("reason", "")),
+        lambda refused: incident_page(request, who, incident_id, refused),
+        f"/console/incidents/{incident_id}")
 
 
 @router.get("/incidents/{incident_id}/drafts.zip")

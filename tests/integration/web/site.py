@@ -39,6 +39,7 @@ from sealbill.pipeline.send import SendOptions, send_run
 from sealbill.store import parties
 from sealbill.store.db import create_engine
 from sealbill.store.schema import contact_links, subscriptions
+from sealbill.store.schema import contacts as contacts_table
 from sealbill.web import WebConfig, create_web_app
 from tests.support.scenario import (
     Scenario,
@@ -88,6 +89,25 @@ class Site:
         """The operator as a console session makes them act."""
         who = self.operators[name]
         return Actor(f"operator:{who.email}", who.role, self.org_id, who.id, channel="web")
+
+    def halt_by_revoking(self, address: str) -> int:
+        """The customer revokes ``address`` after the plan was approved; sending the held run
+        then halts on the guard. Returns the run's row id."""
+        from sealbill.app.invoices import run_row_id
+
+        with self.engine.begin() as conn:
+            link = conn.execute(sa.select(contact_links.c.id).join(
+                contacts_table, contacts_table.c.id == contact_links.c.contact_id).where(
+                contacts_table.c.email == address, contact_links.c.status != "revoked")
+            ).scalar_one()
+            parties.set_link_status(conn, self.org_id, int(link), "revoked",
+                                    actor="customer", reason="left the company")
+            run_id = run_row_id(conn, self.org_id, self.held_run)
+        report = send_run(self.engine, self.org_id, run_id, signer=None, options=FAST,
+                          transport=SmtpSender(SmtpConfig(host=self.smtp.host,
+                                                          port=self.smtp.port, timeout=2.0)))
+        assert report.status == "halted"
+        return run_id
 
     def mails_to(self, address: str) -> list[email.message.EmailMessage]:
         return [email.message_from_bytes(m.data, policy=default)  # type: ignore[misc]

@@ -10,10 +10,6 @@ import sqlalchemy as sa
 from playwright.sync_api import Locator, Page, expect
 
 from sealbill.app.invoices import run_row_id
-from sealbill.mail.config import SmtpConfig
-from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.send import send_run
-from sealbill.store import parties
 from sealbill.store.schema import (
     alerts,
     audit_log,
@@ -24,7 +20,7 @@ from sealbill.store.schema import (
     outbox,
 )
 from tests.integration.web.conftest import axe_violations
-from tests.integration.web.site import FAST, Site
+from tests.integration.web.site import Site
 from tests.integration.web.test_console import run_status, sign_in
 
 SET_ASIDE_REASON = re.compile("Reason to set aside")
@@ -169,15 +165,7 @@ def test_set_aside_approve_and_edit_a_contact_with_the_keyboard_alone(
 
 def test_a_guard_alert_message_is_set_aside_and_the_halted_run_released(
         site: Site, page: Page) -> None:
-    org = site.org_id
-    link = link_of(site, "ap2@outsourced-ap.fr")
-    with site.engine.begin() as conn:  # the customer revoked ap2 after the plan was approved
-        parties.set_link_status(conn, org, link, "revoked", actor="customer",
-                                reason="left the company")
-        run_id = run_row_id(conn, org, site.held_run)
-    report = send_run(site.engine, org, run_id, signer=None, options=FAST, transport=SmtpSender(
-        SmtpConfig(host=site.smtp.host, port=site.smtp.port, timeout=2.0)))
-    assert report.status == "halted"
+    run_id = site.halt_by_revoking("ap2@outsourced-ap.fr")
     sign_in(page, site, "alice")
     page.goto(f"{site.url}/console/alerts")
     card = page.locator("article.card").filter(has_text="ap2@outsourced-ap.fr").filter(
