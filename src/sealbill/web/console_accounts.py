@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import accounts, catalog, contacts, invoices, seal_status, subscriptions, usage
+from sealbill.app import (
+    accounts,
+    catalog,
+    contacts,
+    invoices,
+    organizations,
+    seal_status,
+    subscriptions,
+    usage,
+)
 from sealbill.app.errors import AppError
 from sealbill.app.inputs import Role
 from sealbill.web import base
@@ -143,6 +153,23 @@ async def unlink(request: Request, who: base.Console, ref: str, contact_ref: str
     return await _act(request, who, ref, f"unlink-{contact_ref}",
                       lambda db, form: contacts.unlink(db, who.actor, who.org_id,
                                                        contact_ref, ref))
+
+
+@router.post("/{ref}/contacts/{contact_ref}/verify")
+@signed_in
+async def send_code(request: Request, who: base.Console, ref: str, contact_ref: str
+                    ) -> Response:
+    """Mail the contact a single-use code, with a link to the portal's verification page
+    (after an address change, or for a contact added here)."""
+    web = base.config(request)
+
+    def action(db: Any, form: dict[str, str]) -> Any:
+        slug = organizations.show_id(db, who.actor, who.org_id)["slug"]
+        return contacts.send_verification(
+            db, who.actor, who.org_id, contact_ref, ref,
+            link_base=f"{web.public_url}/portal/{quote(slug)}/verify",
+            transport=web.transport(), key=web.secret_key)
+    return await _act(request, who, ref, f"verify-{contact_ref}", action)
 
 
 @router.post("/{ref}/subscriptions")

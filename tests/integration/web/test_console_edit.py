@@ -1,7 +1,8 @@
-"""Editing in the console, in a real Chromium: accounts (create, update, archive), contacts (add,
-new address and its re-verification, role, unlink), subscriptions (create, change plan, cancel)
-and an incident's severity, measures, notification and closing — each through its use case,
-refused inputs shown next to their fields, read-only operators refused, every change audited."""
+"""Editing in the console, in a real Chromium: accounts (create, update, archive), contacts
+(add, new address and its re-verification by a mailed code, role, unlink), subscriptions
+(create, change plan, cancel) and an incident's severity, measures, notification and closing —
+each through its use case, refused inputs shown next to their fields, read-only operators
+refused, every change audited."""
 
 from __future__ import annotations
 
@@ -96,6 +97,20 @@ def test_contacts_are_added_readdressed_for_reverification_reroled_and_unlinked(
     expect(card).to_contain_text("billing: pending")
     expect(card).to_contain_text("verification required before anything is sent to it")
     assert link_states(site, "invoices@client3.example") == [("billing", "pending")]
+    # The console mails the new address a code; its link opens the portal's verification page.
+    card.get_by_role("button", name="Send a verification code").click()
+    link = site.last_link("invoices@client3.example", "/verify?code=")
+    other = page.context.browser.new_context()  # type: ignore[union-attr]
+    theirs = other.new_page()
+    theirs.goto(link)
+    theirs.get_by_role("button", name="Confirm").click()
+    expect(theirs.get_by_role("status")).to_contain_text("A0003")
+    other.close()
+    assert link_states(site, "invoices@client3.example") == [("billing", "verified")]
+    page.reload()
+    card = page.get_by_role("article", name="invoices@client3.example")
+    expect(card).to_contain_text("billing: verified")
+    expect(card).to_contain_text("link seal: verified")
 
     card.locator("summary").filter(has_text="Edit the contact").click()
     card.get_by_label("Role instead of billing").select_option("admin")
@@ -108,11 +123,13 @@ def test_contacts_are_added_readdressed_for_reverification_reroled_and_unlinked(
     card.get_by_role("button", name="Unlink from this account").click()
     expect(page.get_by_role("article", name="invoices@client3.example")).to_contain_text(
         "admin: revoked")
-    assert {e["action"] for e in (*audited(site, "contact.add"),
+    assert {e["action"] for e in (*audited(site, "contact.verification_sent"),
+                                  *audited(site, "contact.add"),
                                   *audited(site, "contact.change_address"),
                                   *audited(site, "contact.set_role"),
                                   *audited(site, "contact.unlink"))} == {
-        "contact.add", "contact.change_address", "contact.set_role", "contact.unlink"}
+        "contact.verification_sent", "contact.add", "contact.change_address",
+        "contact.set_role", "contact.unlink"}
     assert axe_violations(page) == []
 
 
