@@ -170,24 +170,36 @@ async def decide(request: Request, who: base.Console, run_ref: str) -> Response:
     return base.redirect(f"/console/runs/{run_ref}/review")
 
 
-@router.post("/runs/{run_ref}/set-aside")
-@signed_in
-async def set_aside(request: Request, who: base.Console, run_ref: str) -> Response:
-    """Set one message of the run aside with a reason (from the held-run review or a guard
-    alert: ``from`` says which page to go back to)."""
+async def _message_action(request: Request, who: base.Console, run_ref: str,
+                          use_case: Callable[..., Any], name: str) -> Response:
     form = await base.posted(request, who.csrf)
     back = "alerts" if form.get("from") == "alerts" else "review"
-    db, org = base.engine(request), who.org_id
     try:
-        await call(message_actions.set_aside, db, who.actor, org, run_ref,
+        await call(use_case, base.engine(request), who.actor, who.org_id, run_ref,
                    form.get("invoice", ""), form.get("reason", ""))
     except AppError as exc:
-        refused = failed(f"set-aside-{form.get('invoice', '')}", exc, form)
+        refused = failed(f"{name}-{form.get('invoice', '')}", exc, form)
         if back == "alerts":
             return await alerts_page(request, who, refused)
         return await review_page(request, who, run_ref, refused)
     return base.redirect("/console/alerts" if back == "alerts"
                          else f"/console/runs/{run_ref}/review")
+
+
+@router.post("/runs/{run_ref}/set-aside")
+@signed_in
+async def set_aside(request: Request, who: base.Console, run_ref: str) -> Response:
+    """Set one message of the run aside with a reason (from the held-run review or a guard
+    alert: ``from`` says which page to go back to)."""
+    return await _message_action(request, who, run_ref, message_actions.set_aside,
+                                 "set-aside")
+
+
+@router.post("/runs/{run_ref}/retry")
+@signed_in
+async def retry(request: Request, who: base.Console, run_ref: str) -> Response:
+    """Queue a set-aside message again, with a reason: the next send checks it afresh."""
+    return await _message_action(request, who, run_ref, message_actions.retry, "retry")
 
 
 async def alerts_page(request: Request, who: base.Console, refused: Failed | None = None

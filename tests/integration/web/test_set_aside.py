@@ -1,6 +1,7 @@
 """The held-run screen and the guard alerts in a real Chromium: each recipient's seal status in
 the evidence, a message set aside (reason required, allowed roles only, audited) from the
-review and from a guard alert, and the main actions done with the keyboard alone."""
+review and from a guard alert, queued again, and the main actions done with the keyboard
+alone."""
 
 from __future__ import annotations
 
@@ -113,7 +114,8 @@ def test_a_message_is_set_aside_from_the_held_run_only_with_a_reason_and_an_allo
     row.get_by_label(SET_ASIDE_REASON).fill("customer disputes the invoice; hold it")
     row.get_by_role("button", name=re.compile("Set aside")).click()
     expect(page.get_by_role("row", name="A0003")).to_contain_text("set_aside")
-    expect(page.get_by_role("row", name="A0003").get_by_role("button")).to_have_count(0)
+    expect(page.get_by_role("row", name="A0003").get_by_role(
+        "button", name=re.compile("Set aside"))).to_have_count(0)
     assert message_status(site, "A0003") == "set_aside"
     assert run_status(site, site.held_run) == "held"  # setting aside approves nothing
     with site.engine.begin() as conn:
@@ -185,3 +187,18 @@ def test_a_guard_alert_message_is_set_aside_and_the_halted_run_released(
             audit_log.c.action == "run.set_aside").order_by(audit_log.c.id.desc())
         ).scalars().first()
     assert released is not None and released["run_released"] is True
+
+
+def test_a_set_aside_message_is_queued_again_for_a_fresh_guard_check(
+        site: Site, page: Page) -> None:
+    sign_in(page, site, "alice")
+    page.goto(f"{site.url}/console/runs/{site.held_run}/review")
+    row = page.get_by_role("row", name="A0003")
+    row.get_by_label(re.compile("Reason to queue again")).fill("dispute settled by phone")
+    row.get_by_role("button", name=re.compile("Queue again for a fresh guard check")).click()
+    expect(page.get_by_role("row", name="A0003")).to_contain_text("queued")
+    assert message_status(site, "A0003") == "queued"
+    with site.engine.begin() as conn:
+        entry = conn.execute(sa.select(audit_log).where(audit_log.c.action == "run.retry")).one()
+    assert entry.after["reason"] == "dispute settled by phone"
+    assert axe_violations(page) == []
