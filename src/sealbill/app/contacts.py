@@ -257,8 +257,10 @@ def list_contacts(engine: Engine, actor: Actor, org_id: int, *, account_ref: str
 
 
 def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
-                      *, link_base: str | None = None) -> dict[str, Any]:
-    """Mail a single-use code to the contact's address (SMTP settings of the environment)."""
+                      *, link_base: str | None = None, transport: Any = None,
+                      key: bytes | None = None) -> dict[str, Any]:
+    """Mail a single-use code to the contact's address (by default through the SMTP settings
+    of the environment, signed with the installation's key; the web passes its own)."""
     from sealbill import settings
     from sealbill.mail import config as mail_config
     from sealbill.mail.smtp import SmtpSender
@@ -270,8 +272,9 @@ def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, accou
     try:
         started = verify.start(engine, org_id, str(row["email"]), str(account["reference"]),
                                actor=actor.name,
-                               transport=SmtpSender(mail_config.smtp_config()), signer=None,
-                               key=verify.secret_key(settings.files_dir(None)),
+                               transport=transport or SmtpSender(mail_config.smtp_config()),
+                               signer=None,
+                               key=key or verify.secret_key(settings.files_dir(None)),
                                link_base=link_base)
     except (verify.VerificationError, mail_config.ConfigError) as exc:
         raise StateError(str(exc)) from None

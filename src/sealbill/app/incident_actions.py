@@ -1,7 +1,10 @@
 """What an operator records on an incident from the console: the facts (cause, detection),
-the decision to notify or not with its reasoning and the Art. 34 plan, and containment (the
-kill switch). Each goes through the same pipeline function as the CLI (``sealbill incident
-update|decide``, ``sealbill pause``), so it lands in the incident's timeline, and is audited.
+the severity (ENISA inputs, each change justified), the measures taken and proposed with the
+dates the deletion was requested and the customers warned, the notification (type, date, why
+late), the decision to notify or not with its reasoning and the Art. 34 plan, containment (the
+kill switch) and the closing. Each goes through the same pipeline function as the CLI
+(``sealbill incident update|assess|decide|close``, ``sealbill pause``), so it lands in the
+incident's timeline, and is audited.
 
 Invariant: only roles that may act on runs (``runs.write`` or ``runs.approve``) record
 anything here; a refused input changes nothing (the pipeline validates before writing).
@@ -9,6 +12,9 @@ anything here; a refused input changes nothing (the pipeline validates before wr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -16,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sealbill.app import audit
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
+from sealbill.domain.severity import INPUT_NAMES
 from sealbill.pipeline import incident as pipeline
 from sealbill.store import incidents as store
 from sealbill.store.db import transaction
@@ -47,9 +54,8 @@ def record_facts(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
     if not facts:
         raise Invalid("facts: 1 problem(s)", [Problem("cause", "give the cause or how the "
                                                       "breach was detected")])
-    pipeline.update(engine, org_id, incident_id, pipeline.FactsUpdate(facts=facts),
-                    actor=actor.name)
-    _audit(engine, actor, org_id, incident_id, "incident.update", facts)
+    _update(engine, actor, org_id, incident_id, pipeline.FactsUpdate(facts=facts),
+            "incident.update")
 
 
 def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notify: bool,
@@ -80,3 +86,108 @@ def contain(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> None
                             {"containment": {"at": store.now().isoformat(), "by": actor.name}},
                             event="sending_paused", actor=actor.name)
     _audit(engine, actor, org_id, incident_id, "incident.contain", {"paused": True})
+
+
+def _refused(what: str, field: str, exc: ValueError) -> Invalid:
+    return Invalid(f"{what}: 1 problem(s); nothing was written", [Problem(field, str(exc))])
+
+
+def _time(value: str, field: str) -> datetime | None:
+    """An ISO 8601 instant with its offset (a form's blank: nothing to record)."""
+    if not value.strip():
+        return None
+    try:
+        return pipeline.parse_time(value, field)
+    except ValueError as exc:
+        raise _refused("incident", field, exc) from None
+
+
+def assess(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
+           changes: Mapping[str, str], justifications: Mapping[str, str],
+           recipients_known: bool = True) -> dict[str, Any]:
+    """Severity by the ENISA method: proposed from the blast radius, with the operator's
+    changes (a blank value keeps the proposal; a change needs its justification)."""
+    _may_act(engine, actor, org_id, incident_id)
+    numbers: dict[str, Decimal | int] = {}
+    problems = []
+    for name, text in changes.items():
+        if name not in INPUT_NAMES or not text.strip():
+            continue
+        try:
+            numbers[name] = int(text) if name == "dpc" else Decimal(text.strip())
+        except (ValueError, InvalidOperation):
+            problems.append(Problem(name, f"not a number: {text!r}"))
+    if problems:
+        raise Invalid(f"severity: {len(problems)} problem(s); nothing was written", problems)
+    try:
+        assessment = pipeline.assess(
+            engine, org_id, incident_id, changes=numbers,
+            justifications={k: v.strip() for k, v in justifications.items() if v.strip()},
+            recipients_known=recipients_known, actor=actor.name)
+    except ValueError as exc:
+        raise _refused("severity", "justification", exc) from None
+    result = assessment.to_dict()
+    _audit(engine, actor, org_id, incident_id, "incident.assess",
+           {"score": result["score"], "level": result["level"],
+            "adjustments": result["adjustments"]})
+    return result
+
+
+def record_measures(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
+                    taken: str = "", proposed: str = "", deletion_requested_at: str = "",
+                    customers_warned_at: str = "") -> None:
+    """Append a measure taken and/or proposed; record when the recipients were asked to
+    delete the mail and when the customers were warned (times with their offset)."""
+    _may_act(engine, actor, org_id, incident_id)
+    change = pipeline.FactsUpdate(
+        measures_taken=(taken.strip(),) if taken.strip() else (),
+        measures_proposed=(proposed.strip(),) if proposed.strip() else (),
+        deletion_requested_at=_time(deletion_requested_at, "deletion_requested_at"),
+        customers_warned_at=_time(customers_warned_at, "customers_warned_at"))
+    if change == pipeline.FactsUpdate():
+        raise Invalid("measures: 1 problem(s); nothing was written",
+                      [Problem("taken", "give a measure or a date")])
+    _update(engine, actor, org_id, incident_id, change, "incident.measures")
+
+
+def record_notification(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
+                        notification_type: str = "", notified_at: str = "",
+                        delay_reason: str = "") -> None:
+    """The notification to the authority: its type, when it was made (the incident becomes
+    ``notified``), and the reasons for a delay past 72 hours."""
+    _may_act(engine, actor, org_id, incident_id)
+    change = pipeline.FactsUpdate(
+        notification_type=notification_type.strip() or None,
+        notified_at=_time(notified_at, "notified_at"),
+        delay_reason=delay_reason.strip() or None)
+    if change == pipeline.FactsUpdate():
+        raise Invalid("notification: 1 problem(s); nothing was written",
+                      [Problem("notified_at", "give the type, the date or the delay reason")])
+    _update(engine, actor, org_id, incident_id, change, "incident.notification")
+
+
+def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
+            change: pipeline.FactsUpdate, action: str) -> None:
+    try:
+        pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
+    except ValueError as exc:
+        field = ("notification_type" if "notification type" in str(exc) else
+                 str(exc).split(":")[0].lstrip("-").replace("-", "_")
+                 if str(exc).startswith("--") else "")
+        raise _refused("incident", field, exc) from None
+    _audit(engine, actor, org_id, incident_id, action,
+           {k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in vars(change).items() if v not in (None, (), {})})
+
+
+def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: str) -> None:
+    """Close the incident (it stays in the register with everything it recorded)."""
+    _may_act(engine, actor, org_id, incident_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("closing: 1 problem(s); nothing was written",
+                      [Problem("reason", "give a reason")])
+    try:
+        pipeline.close(engine, org_id, incident_id, reason=reason, actor=actor.name)
+    except ValueError as exc:
+        raise _refused("closing", "", exc) from None
+    _audit(engine, actor, org_id, incident_id, "incident.close", {"reason": reason.strip()})

@@ -5,7 +5,8 @@ the invoice number and an HMAC under the installation's secret key; no state, no
 until someone clicks) when ``SEALBILL_PUBLIC_URL`` says where the portal is.
 Clicking shows a confirmation page; confirming records a
 :data:`misdelivery_reports` row pointing at the invoice's ledger rows, and an alert (cause
-``misdelivery_report``) for the operators; the page then asks the person to delete the mail and
+``misdelivery_report``) for the operators and the ``misdelivery.reported`` webhook, in one
+transaction; the page then asks the person to delete the mail and
 records when they say they did. An operator opens an incident from the report
 (:func:`open_incident`), scoped to the ledger messages of that invoice, aware since the report;
 the ``incident.opened`` webhook is queued in the transaction that links the report to it.
@@ -80,6 +81,11 @@ def report(engine: Engine, org_id: int, token: str, key: bytes, note: str = "") 
             organization_id=org_id, invoice_id=invoice_id, ledger_seqs=[r.seq for r in ledger],
             reported_at=now, reporter_note=note[:500], alert_id=alert_id)
             .returning(misdelivery_reports.c.id)).scalar_one()
+        # No data of the reporter (who is, by hypothesis, not entitled to anything here):
+        # the invoice, when, and the ledger messages the report points at.
+        webhooks.emit(conn, org_id, "misdelivery.reported", f"misdelivery:{report_id}",
+                      {"report": int(report_id), "invoice": number, "reported_at": now,
+                       "ledger_seqs": [r.seq for r in ledger], "alert": alert_id})
     return int(report_id)
 
 

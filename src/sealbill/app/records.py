@@ -26,7 +26,7 @@ from sealbill.incident.summary import status_dict
 from sealbill.pipeline import control
 from sealbill.pipeline import incident as incidents_pipeline
 from sealbill.store import incidents as incident_store
-from sealbill.store.schema import alerts, delivery_ledger
+from sealbill.store.schema import alerts, delivery_envelopes, delivery_ledger, invoices, outbox
 
 LEDGER_LIMIT = 200
 
@@ -40,13 +40,19 @@ def alert_list(engine: Engine, actor: Actor, org_id: int, *, open_only: bool = T
                ) -> list[dict[str, Any]]:
     _read(actor, org_id)
     with engine.begin() as conn:
-        query = sa.select(alerts).where(alerts.c.organization_id == org_id)
+        # The stopped message (invoice, outbox state), so the alert can set it aside.
+        query = (sa.select(alerts, invoices.c.number, outbox.c.status.label("message_status"))
+                 .outerjoin(delivery_envelopes, delivery_envelopes.c.id == alerts.c.envelope_id)
+                 .outerjoin(invoices, invoices.c.id == delivery_envelopes.c.invoice_id)
+                 .outerjoin(outbox, outbox.c.envelope_id == delivery_envelopes.c.id)
+                 .where(alerts.c.organization_id == org_id))
         if open_only:
             query = query.where(alerts.c.resolved_at.is_(None))
         rows = conn.execute(query.order_by(alerts.c.id.desc()).limit(200)).all()
         return [{"id": int(r.id), "cause": r.cause, "message": r.message,
                  "evidence": r.evidence, "created_at": r.created_at,
                  "resolved_at": r.resolved_at, "resolved_by": r.resolved_by,
+                 "invoice": r.number, "message_status": r.message_status,
                  "run_id": None if r.run_id is None else ids.encode(conn, org_id, "run",
                                                                     int(r.run_id))}
                 for r in rows]
@@ -135,6 +141,10 @@ def incident_detail(engine: Engine, actor: Actor, org_id: int, incident_id: int
     return {"status": status_dict(dossier), "radius": radius["as_corrected"],
             "messages_in_scope": radius["messages_in_scope"],
             "facts": dict(dossier.record.get("facts") or {}),
+            "severity": dossier.record.get("severity"),
+            "measures": dict(dossier.record.get("measures") or {}),
+            "notification": dict(dossier.record.get("notification") or {}),
+            "closed": dossier.incident["status"] == "closed",
             "containment": dossier.record.get("containment"),
             "events": [{"at": e["at"], "event": e["event"], "actor": e["actor"]}
                        for e in dossier.events]}

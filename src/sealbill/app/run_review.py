@@ -2,7 +2,9 @@
 the reviewer's decision.
 
 For each account whose recipients differ from the previous plan: the recipients before and
-after, and for every added address the contact history (who changed what, when, verified how).
+after, and for every added address the contact history (who changed what, when, verified how);
+the account's message (invoice, outbox state) and each recipient's seal status (contact, link
+and latest history event verified, or what fails), as the guard would judge it now.
 ``reject`` keeps the run held (nothing is sent) and records who rejected it and why; after the
 cause is fixed, the run is re-planned (``sealbill run plan RUN --replan``), which judges it again.
 
@@ -13,12 +15,13 @@ decision is in the audit log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids
+from sealbill.app import audit, ids, seal_status
 from sealbill.app.context import READ, RUNS_APPROVE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
@@ -38,8 +41,9 @@ def review(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
             return {"run_id": public, "period": run["period"], "status": run["status"],
                     "started_by": run["started_by"], "plan": None, "changes": [],
                     "decisions": []}
-        now = {row["reference"]: [r["email"] for r in row["recipients"]]
-               for row in plan_store.envelope_rows(conn, org_id, int(plan["id"]))}
+        envelopes = {row["reference"]: row
+                     for row in plan_store.envelope_rows(conn, org_id, int(plan["id"]))}
+        now = {ref: [r["email"] for r in row["recipients"]] for ref, row in envelopes.items()}
         previous = plan_store.previous_plan(conn, org_id, str(run["period"]))
         before = {} if previous is None else {
             e.account_reference: [email for _, email in e.recipients] for e in previous[1]}
@@ -51,7 +55,8 @@ def review(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
             added = [e for e in new if e not in old]
             changes.append({"account": account, "before": old, "after": new,
                             "added": added, "removed": [e for e in old if e not in new],
-                            "evidence": _history(conn, org_id, added)})
+                            "evidence": _history(conn, org_id, added),
+                            **_message(conn, org_id, envelopes.get(account))})
         decisions = conn.execute(sa.select(audit_log).where(
             audit_log.c.organization_id == org_id, audit_log.c.object_id == public,
             audit_log.c.action.in_(("run.approve", "run.reject")))
@@ -65,6 +70,17 @@ def review(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
             "changes": changes,
             "decisions": [{"at": d.at, "actor": d.actor, "action": d.action,
                            "reason": (d.after or {}).get("reason")} for d in decisions]}
+
+
+def _message(conn: Any, org_id: int, envelope: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The account's planned message (invoice, outbox state) and the seal status of each of
+    its recipients, as the guard would judge them now."""
+    if envelope is None:
+        return {"invoice": None, "message_status": None, "seals": []}
+    planned = [(int(r["contact_id"]), str(r["email"])) for r in envelope["recipients"]]
+    return {"invoice": envelope["number"], "message_status": envelope["outbox_status"],
+            "seals": seal_status.recipients(conn, org_id, int(envelope["account_id"]),
+                                            planned)}
 
 
 def _history(conn: Any, org_id: int, emails: list[str]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Webhooks following the Standard Webhooks specification (``standardwebhooks``).
 
 Events: ``invoice.finalized``, ``invoice.delivered``, ``run.held``, ``run.halted``,
-``guard.violation``, ``contact.verified``, ``incident.opened``. Invariants:
+``guard.violation``, ``contact.verified``, ``incident.opened``, ``misdelivery.reported``.
+Invariants:
 - :func:`emit` writes one outbox row per subscribed endpoint in the caller's transaction, keyed
   by ``(endpoint, event_key)``: an event is queued once per endpoint, whatever retries emit it;
 - :func:`deliver` signs each message (``webhook-id``, ``webhook-timestamp``,
@@ -36,7 +37,8 @@ from sealbill.app.errors import Invalid, Problem
 from sealbill.store.schema import webhook_endpoints, webhook_messages
 
 EVENTS = ("invoice.finalized", "invoice.delivered", "run.held", "run.halted",
-          "guard.violation", "contact.verified", "incident.opened")
+          "guard.violation", "contact.verified", "incident.opened",
+          "misdelivery.reported")
 BACKOFF = (timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30),
            timedelta(hours=2), timedelta(hours=5), timedelta(hours=10))
 Resolver = Callable[[str], list[str]]

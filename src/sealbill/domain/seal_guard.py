@@ -101,7 +101,18 @@ def _organization(keys: Keys, mail_from: str, org: Mapping[str, Any] | None,
 
 def _recipient(keys: Keys, account_id: int, contact_id: int, email: str, rows: RecipientRows,
                out: list[Violation]) -> bool:
-    where = {"contact_id": contact_id, "email": email, "account_id": account_id}
+    problems = recipient_problems(keys, account_id, email, rows)
+    if problems:
+        out.append(Violation(RULE, "recipient not entitled by sealed evidence",
+                             {"contact_id": contact_id, "email": email,
+                              "account_id": account_id, "problems": problems}))
+    return not problems
+
+
+def recipient_problems(keys: Keys, account_id: int, email: str, rows: RecipientRows
+                       ) -> list[str]:
+    """Why ``email`` is not entitled to ``account_id``'s invoices by sealed evidence (rule 2
+    above); empty: the contact, its billing link and the link's latest event all verify."""
     problems: list[str] = []
     contact, link, event = rows.contact, rows.link, rows.last_event
     address = _norm(email)
@@ -130,7 +141,4 @@ def _recipient(keys: Keys, account_id: int, contact_id: int, email: str, rows: R
             problems.append(f"the history's latest event for this link is "
                             f"{event['event']!r} for {event['new_value']!r}, not a "
                             "verification of this address")
-    if problems:
-        out.append(Violation(RULE, "recipient not entitled by sealed evidence",
-                             {**where, "problems": problems}))
-    return not problems
+    return problems

@@ -21,6 +21,7 @@ from sealbill.app.errors import AppError, Unauthenticated
 from sealbill.web import (
     base,
     console,
+    console_accounts,
     console_catalog,
     console_incidents,
     console_records,
@@ -30,8 +31,8 @@ from sealbill.web.config import WebConfig
 from sealbill.web.security import SecurityHeaders, safe_next, set_cookie
 
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (console.router, console_records.router, console_catalog.router,
-           console_incidents.router, portal_routes.router)
+ROUTERS = (console.router, console_accounts.router, console_records.router,
+           console_catalog.router, console_incidents.router, portal_routes.router)
 
 
 def create_web_app(engine: Engine, config: WebConfig) -> FastAPI:

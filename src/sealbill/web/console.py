@@ -1,4 +1,5 @@
-"""Operator console: sign-in, dashboard, runs (with live progress), the held-run review.
+"""Operator console: sign-in, dashboard, runs (with live progress), the held-run review, open
+alerts, and setting a message aside (from the review or an alert).
 
 Handlers translate HTTP to one use case of :mod:`sealbill.app` each and render the result; the
 rules (roles, four-eyes, reasons, audit) live in the use cases. A request without a live console
@@ -14,10 +15,19 @@ import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import dashboard, run_review, runs, sessions
+from sealbill.app import (
+    dashboard,
+    message_actions,
+    misdelivery,
+    records,
+    run_review,
+    runs,
+    sessions,
+)
 from sealbill.app.context import RUNS_APPROVE
 from sealbill.app.errors import AppError, Unauthenticated
 from sealbill.web import base
+from sealbill.web.forms import Failed, failed
 from sealbill.web.security import set_cookie
 
 router = APIRouter(prefix="/console")
@@ -37,6 +47,19 @@ def signed_in(handler: Handler) -> Callable[..., Awaitable[Response]]:
         request.state.console = who
         return await handler(request, who, **params)
     return base.as_route(wrapper, handler)
+
+
+async def act(request: Request, who: base.Console, form_name: str,
+              action: Callable[[Any, dict[str, str]], Any],
+              page: Callable[[Failed], Awaitable[Response]], done: str) -> Response:
+    """Run one use case with the posted form (CSRF checked first): on to ``done``, or the
+    ``page`` again with the refusal next to the form's fields."""
+    form = await base.posted(request, who.csrf)
+    try:
+        await call(action, base.engine(request), form)
+    except AppError as exc:
+        return await page(failed(form_name, exc, form))
+    return base.redirect(done)
 
 
 def show(request: Request, who: base.Console, template: str, **context: Any) -> Response:
@@ -108,15 +131,23 @@ async def run_progress(request: Request, who: base.Console, run_ref: str) -> Res
     return show(request, who, "console/_progress.html", run=data)
 
 
-@router.get("/runs/{run_ref}/review")
-@signed_in
-async def run_review_page(request: Request, who: base.Console, run_ref: str) -> Response:
+async def review_page(request: Request, who: base.Console, run_ref: str,
+                      refused: Failed | None = None, error: str | None = None) -> Response:
     data = await call(run_review.review, base.engine(request), who.actor,
                       who.org_id, run_ref)
     may_decide = (who.actor.can(RUNS_APPROVE) and data["status"] == "held"
-                  and data["started_by"] != who.actor.name)
-    return show(request, who, "console/review.html", review=data, may_decide=may_decide,
-                is_starter=data["started_by"] == who.actor.name, error=None)
+                  and data["started_by"] != who.actor.name and error is None)
+    status = refused.status if refused else 200
+    return base.show(request, "console/review.html", who.csrf, status=status,
+                     actor=who.actor, review=data, may_decide=may_decide,
+                     is_starter=data["started_by"] == who.actor.name, error=error,
+                     failed=refused)
+
+
+@router.get("/runs/{run_ref}/review")
+@signed_in
+async def run_review_page(request: Request, who: base.Console, run_ref: str) -> Response:
+    return await review_page(request, who, run_ref)
 
 
 @router.post("/runs/{run_ref}/decide")
@@ -133,8 +164,50 @@ async def decide(request: Request, who: base.Console, run_ref: str) -> Response:
         else:
             raise AppError("choose approve or reject")
     except AppError as exc:
-        data = await call(run_review.review, db, who.actor, org, run_ref)
-        return base.show(request, "console/review.html", who.csrf, status=exc.status,
-                         actor=who.actor, review=data, may_decide=False,
-                         is_starter=data["started_by"] == who.actor.name, error=exc.message)
+        page = await review_page(request, who, run_ref, error=exc.message)
+        page.status_code = exc.status
+        return page
     return base.redirect(f"/console/runs/{run_ref}/review")
+
+
+async def _message_action(request: Request, who: base.Console, run_ref: str,
+                          use_case: Callable[..., Any], name: str) -> Response:
+    form = await base.posted(request, who.csrf)
+    back = "alerts" if form.get("from") == "alerts" else "review"
+    try:
+        await call(use_case, base.engine(request), who.actor, who.org_id, run_ref,
+                   form.get("invoice", ""), form.get("reason", ""))
+    except AppError as exc:
+        refused = failed(f"{name}-{form.get('invoice', '')}", exc, form)
+        if back == "alerts":
+            return await alerts_page(request, who, refused)
+        return await review_page(request, who, run_ref, refused)
+    return base.redirect("/console/alerts" if back == "alerts"
+                         else f"/console/runs/{run_ref}/review")
+
+
+@router.post("/runs/{run_ref}/set-aside")
+@signed_in
+async def set_aside(request: Request, who: base.Console, run_ref: str) -> Response:
+    """Set one message of the run aside with a reason (from the held-run review or a guard
+    alert: ``from`` says which page to go back to)."""
+    return await _message_action(request, who, run_ref, message_actions.set_aside,
+                                 "set-aside")
+
+
+@router.post("/runs/{run_ref}/retry")
+@signed_in
+async def retry(request: Request, who: base.Console, run_ref: str) -> Response:
+    """Queue a set-aside message again, with a reason: the next send checks it afresh."""
+    return await _message_action(request, who, run_ref, message_actions.retry, "retry")
+
+
+async def alerts_page(request: Request, who: base.Console, refused: Failed | None = None
+                      ) -> Response:
+    db, org = base.engine(request), who.org_id
+    items = await call(records.alert_list, db, who.actor, org)
+    reports = await call(misdelivery.reports, db, who.actor, org)
+    return base.show(request, "console/alerts.html", who.csrf,
+                     status=refused.status if refused else 200, actor=who.actor,
+                     alerts=items, reports=reports, failed=refused,
+                     error=refused.message if refused else None)

@@ -1,5 +1,5 @@
-"""Operator console: guard alerts and "not for me" reports, accounts and contacts, invoices,
-the ledger search, incidents (blast radius, 72-hour clock, drafts)."""
+"""Operator console: guard alerts and "not for me" reports, usage voids, invoices, the ledger
+search, incidents (blast radius, 72-hour clock, drafts)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import accounts, contacts, invoices, misdelivery, records, subscriptions, usage
+from sealbill.app import invoices, misdelivery, records, usage
 from sealbill.app.errors import AppError, Invalid, Problem
 from sealbill.web import base
-from sealbill.web.console import call, show, signed_in
+from sealbill.web.console import act, alerts_page, call, show, signed_in
+from sealbill.web.console_incidents import incident_page
 from sealbill.web.downloads import attachment
+from sealbill.web.forms import failed
 
 router = APIRouter(prefix="/console")
 
@@ -20,19 +22,19 @@ router = APIRouter(prefix="/console")
 @router.get("/alerts")
 @signed_in
 async def alert_list(request: Request, who: base.Console) -> Response:
-    db, org = base.engine(request), who.org_id
-    items = await call(records.alert_list, db, who.actor, org)
-    reports = await call(misdelivery.reports, db, who.actor, org)
-    return show(request, who, "console/alerts.html", alerts=items, reports=reports,
-                error=None)
+    return await alerts_page(request, who)
 
 
 @router.post("/alerts/resume")
 @signed_in
 async def resume(request: Request, who: base.Console) -> Response:
     form = await base.posted(request, who.csrf)
-    await call(records.resume_run, base.engine(request), who.actor, who.org_id,
-               form.get("run", ""), form.get("reason", ""))
+    try:
+        await call(records.resume_run, base.engine(request), who.actor, who.org_id,
+                   form.get("run", ""), form.get("reason", ""))
+    except AppError as exc:
+        return await alerts_page(request, who, failed(f"resume-{form.get('run', '')}", exc,
+                                                      form))
     return base.redirect("/console/alerts")
 
 
@@ -44,30 +46,6 @@ async def incident_from_report(request: Request, who: base.Console, report_id: i
     incident_id = await call(misdelivery.open_incident, base.engine(request), who.actor,
                              who.org_id, report_id)
     return base.redirect(f"/console/incidents/{incident_id}")
-
-
-@router.get("/accounts")
-@signed_in
-async def account_list(request: Request, who: base.Console, cursor: str | None = None
-                       ) -> Response:
-    data = await call(accounts.list_accounts, base.engine(request), who.actor,
-                      who.org_id, limit=50, cursor=cursor)
-    return show(request, who, "console/accounts.html", page=data)
-
-
-@router.get("/accounts/{ref}")
-@signed_in
-async def account_detail(request: Request, who: base.Console, ref: str) -> Response:
-    db, org = base.engine(request), who.org_id
-    account = await call(accounts.show, db, who.actor, org, ref)
-    people = await call(contacts.list_contacts, db, who.actor, org, account_ref=ref,
-                        history=True)
-    docs = await call(invoices.list_invoices, db, who.actor, org,
-                      account=account["reference"], limit=100)
-    subs = await call(subscriptions.list_subscriptions, db, who.actor, org, account_ref=ref)
-    events = await call(usage.list_events, db, who.actor, org, account=ref, limit=100)
-    return show(request, who, "console/account.html", account=account, contacts=people,
-                invoices=docs["items"], subscriptions=subs, usage=events)
 
 
 @router.post("/accounts/{ref}/usage/{event_ref}/void")
@@ -139,9 +117,7 @@ async def incident_list(request: Request, who: base.Console) -> Response:
 @router.get("/incidents/{incident_id}")
 @signed_in
 async def incident_detail(request: Request, who: base.Console, incident_id: int) -> Response:
-    data = await call(records.incident_detail, base.engine(request), who.actor,
-                      who.org_id, incident_id)
-    return show(request, who, "console/incident.html", incident_id=incident_id, data=data)
+    return await incident_page(request, who, incident_id)
 
 
 @router.post("/incidents/{incident_id}/correct-link")
@@ -149,11 +125,11 @@ async def incident_detail(request: Request, who: base.Console, incident_id: int)
 async def correct_link(request: Request, who: base.Console, incident_id: int) -> Response:
     """Mark a contact's link to an account as never entitled (``incident correct-link``): the
     blast radius is then judged with the correction."""
-    form = await base.posted(request, who.csrf)
-    await call(records.correct_link, base.engine(request), who.actor, who.org_id,
-               incident_id, form.get("contact", ""), form.get("account", ""),
-               form.get("reason", ""))
-    return base.redirect(f"/console/incidents/{incident_id}")
+    return await act(request, who, "correct-link", lambda db, form: records.correct_link(
+        db, who.actor, who.org_id, incident_id, form.get("contact", ""),
+        form.get("account", ""), form.get("reason", "")),
+        lambda refused: incident_page(request, who, incident_id, refused),
+        f"/console/incidents/{incident_id}")
 
 
 @router.get("/incidents/{incident_id}/drafts.zip")

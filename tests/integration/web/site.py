@@ -17,23 +17,36 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.policy import default
 from pathlib import Path
 
 import pyotp
+import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from sealbill.app import contacts, operators, runs, sessions
+from sealbill.app import contacts, ids, misdelivery, operators, runs, sessions
 from sealbill.app.context import Actor, local_actor
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
+from sealbill.pipeline.billing import bill_period
+from sealbill.pipeline.finalize import finalize_run
+from sealbill.pipeline.incident import Scope, open_incident
 from sealbill.pipeline.plan import plan_run
 from sealbill.pipeline.render import render_run
 from sealbill.pipeline.send import SendOptions, send_run
+from sealbill.store import parties
 from sealbill.store.db import create_engine
+from sealbill.store.schema import contact_links, subscriptions
+from sealbill.store.schema import contacts as contacts_table
 from sealbill.web import WebConfig, create_web_app
-from tests.support.scenario import Scenario, build_scenario
+from tests.support.scenario import (
+    Scenario,
+    account_records,
+    build_scenario,
+    seed_organization,
+)
 from tests.support.smtp import SmtpCapture
 
 PASSWORD = "correct horse battery staple"
@@ -62,6 +75,7 @@ class Site:
     held_run: str  # public id of the run alice started, held by the plan's policy
     first_run: str
     app: object = None  # the web application (its routes are walked by the security tests)
+    other_org: dict[str, str] | None = None  # public ids of another organization's objects
 
     @property
     def org_id(self) -> int:
@@ -75,6 +89,25 @@ class Site:
         """The operator as a console session makes them act."""
         who = self.operators[name]
         return Actor(f"operator:{who.email}", who.role, self.org_id, who.id, channel="web")
+
+    def halt_by_revoking(self, address: str) -> int:
+        """The customer revokes ``address`` after the plan was approved; sending the held run
+        then halts on the guard. Returns the run's row id."""
+        from sealbill.app.invoices import run_row_id
+
+        with self.engine.begin() as conn:
+            link = conn.execute(sa.select(contact_links.c.id).join(
+                contacts_table, contacts_table.c.id == contact_links.c.contact_id).where(
+                contacts_table.c.email == address, contact_links.c.status != "revoked")
+            ).scalar_one()
+            parties.set_link_status(conn, self.org_id, int(link), "revoked",
+                                    actor="customer", reason="left the company")
+            run_id = run_row_id(conn, self.org_id, self.held_run)
+        report = send_run(self.engine, self.org_id, run_id, signer=None, options=FAST,
+                          transport=SmtpSender(SmtpConfig(host=self.smtp.host,
+                                                          port=self.smtp.port, timeout=2.0)))
+        assert report.status == "halted"
+        return run_id
 
     def mails_to(self, address: str) -> list[email.message.EmailMessage]:
         return [email.message_from_bytes(m.data, policy=default)  # type: ignore[misc]
@@ -159,6 +192,7 @@ def _build(template: Path, tmp: Path, smtp: SmtpCapture, port: int, url: str
     planned = runs.plan(engine, alice, org, second)
     assert planned["verdict"] == "hold", planned["report"]
 
+    other = _other_organization(engine, tmp)
     app = create_web_app(engine, WebConfig(public_url=url, secret_key=SECRET,
                                            transport=transport, secure_cookies=True))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -170,4 +204,33 @@ def _build(template: Path, tmp: Path, smtp: SmtpCapture, port: int, url: str
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    return Site(url, engine, scenario, smtp, team, second, first, app), server
+    return Site(url, engine, scenario, smtp, team, second, first, app, other), server
+
+
+def _other_organization(engine: Engine, tmp: Path) -> dict[str, str]:
+    """A second organization (its account, contact, subscription, run and incident), whose
+    objects no operator of the first may reach: their public ids, by route parameter."""
+    records = account_records(1)
+    records[0].update(reference="Z0001", name="Other Org Client")
+    records[0]["contacts"][0]["email"] = "billing@client99.example"
+    org, account_ids = seed_organization(engine, files_dir=tmp / "other", slug="other-org",
+                                         records=records)
+    run = bill_period(engine, org, "2026-10", actor="test-runner").run_id
+    assert run is not None
+    [(invoice, _)] = finalize_run(engine, org, run)
+    report = misdelivery.report(engine, org, misdelivery.signed_token(
+        engine, org, invoice, SECRET), SECRET, "not mine either")
+    incident = open_incident(engine, org, title="other organization's incident",
+                             aware_at=datetime.now(UTC), scope=Scope(), actor="test")
+    with engine.begin() as conn:
+        account_id = next(iter(account_ids.values()))
+        contact = conn.execute(sa.select(contact_links.c.contact_id).where(
+            contact_links.c.account_id == account_id)).scalars().first()
+        sub = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.organization_id == org)).scalars().first()
+        return {"ref": str(parties.account(conn, org, account_id)["public_id"]),
+                "contact_ref": ids.encode(conn, org, "contact", int(contact)),
+                "sub_ref": ids.encode(conn, org, "subscription", int(sub)),
+                "run_ref": ids.encode(conn, org, "run", int(run)),
+                "invoice_ref": ids.encode(conn, org, "invoice", int(invoice)),
+                "incident_id": str(incident), "report_id": str(report)}

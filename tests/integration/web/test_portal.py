@@ -127,7 +127,8 @@ def test_not_for_me_records_a_report_alerts_operators_and_the_deletion(
     page.get_by_role("button", name="I deleted the mail").click()
     expect(page.get_by_role("status")).to_contain_text("deleted is recorded")
     with site.engine.begin() as conn:
-        report = conn.execute(sa.select(misdelivery_reports)).one()
+        report = conn.execute(sa.select(misdelivery_reports).where(
+            misdelivery_reports.c.organization_id == site.org_id)).one()
         cause = conn.execute(sa.select(alerts.c.cause).where(
             alerts.c.id == report.alert_id)).scalar_one()
     assert cause == "misdelivery_report" and report.deletion_confirmed_at is not None

@@ -10,20 +10,13 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from sealbill.app import catalog, misdelivery, runs, usage
-from sealbill.app.invoices import run_row_id
-from sealbill.mail.config import SmtpConfig
-from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.send import send_run
-from sealbill.store import parties
 from sealbill.store.schema import (
     alerts,
-    contact_links,
-    contacts,
     sending_switches,
     usage_events,
 )
 from tests.integration.web.conftest import axe_violations, screenshot
-from tests.integration.web.site import FAST, SECRET, Site
+from tests.integration.web.site import SECRET, Site
 from tests.integration.web.test_console import run_status, sign_in
 
 
@@ -48,16 +41,7 @@ def test_a_guard_alert_is_shown_with_its_evidence_and_resolved_with_a_reason(
         site: Site, page: Page) -> None:
     org = site.org_id
     runs.approve(site.engine, site.actor("bob"), org, site.held_run, "reviewed")
-    with site.engine.begin() as conn:  # the customer revoked ap1 after the plan was made
-        link = conn.execute(sa.select(contact_links.c.id).join(
-            contacts, contacts.c.id == contact_links.c.contact_id).where(
-            contacts.c.email == "ap1@outsourced-ap.fr")).scalar_one()
-        parties.set_link_status(conn, org, int(link), "revoked", actor="customer",
-                                reason="left the company")
-        run_id = run_row_id(conn, org, site.held_run)
-    report = send_run(site.engine, org, run_id, signer=None, options=FAST, transport=SmtpSender(
-        SmtpConfig(host=site.smtp.host, port=site.smtp.port, timeout=2.0)))
-    assert report.status == "halted"
+    run_id = site.halt_by_revoking("ap1@outsourced-ap.fr")
     sign_in(page, site, "alice")
     page.goto(f"{site.url}/console/alerts")
     card = page.locator("article.card").filter(has_text="ap1@outsourced-ap.fr")

@@ -116,6 +116,44 @@ def test_every_portal_route_answers_404_for_another_accounts_ids(
     assert own.status_code == 200 and "F-0000" in own.text
 
 
+FORM = {"reason": "a reason long enough", "invoice": "F-000001", "email": "new@client99.example",
+        "role": "admin", "plan": "basic", "when": "now", "started_on": "2026-12-01",
+        "name": "Renamed", "city": "Elsewhere", "notify": "no", "cause": "a cause",
+        "taken": "a measure", "notification_type": "initial",
+        "contact": "billing@client99.example", "account": "Z0001", "decision": "reject"}
+
+
+def test_no_console_route_reaches_another_organizations_objects(site: Site) -> None:
+    """Alice administers acme-cloud; every console route with an id in its URL, given the
+    ids of another organization's account, contact, subscription, run, invoice, incident and
+    report, answers 404 (as for an id that does not exist) and changes nothing there."""
+    other = site.other_org
+    assert other is not None
+    alice = operator_session(site, "alice")
+    with site.engine.begin() as conn:
+        audit_before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+    walked = set()
+    for route in routes(site):
+        names = set(route.param_convertors) - {"kind"}
+        if not route.path.startswith("/console/") or not names:
+            continue
+        values = {**other, "kind": "pdf", "event_ref": "use_x"}
+        if route.path.startswith("/console/invoices/"):
+            values["ref"] = other["invoice_ref"]
+        path = fill(route.path, values)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            answer = alice.get(path) if method == "GET" else alice.post(
+                path, {"csrf": alice.csrf, **FORM})
+            assert answer.status_code == 404, (method, path, answer.status_code)
+            for private in ("Other Org Client", "billing@client99.example", "Z0001"):
+                assert private not in answer.text, (method, path, private)
+            walked.add(route.path)
+    assert len(walked) >= 25, sorted(walked)
+    with site.engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)
+                            ).scalar() == audit_before
+
+
 def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
         site: Site, customer: Browserless) -> None:
     operator = operator_session(site, "alice")
@@ -123,7 +161,7 @@ def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
                                      SECRET)
     values = {"slug": site.slug, "run_ref": site.held_run, "report_id": "1",
               "contact_ref": foreign_ids(site)["contact_ref"], "token": token, "ref": "A0001",
-              "event_ref": "use_x", "incident_id": "1"}
+              "event_ref": "use_x", "incident_id": "1", "sub_ref": "sub-A0001"}
     with site.engine.begin() as conn:
         audit_before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
     posts = [r for r in routes(site) if "POST" in (r.methods or ())]
@@ -164,7 +202,8 @@ def test_every_page_carries_the_csp_and_security_headers(
 
 CONSOLE_PAGES = ["/console/", "/console/runs", "/console/runs/{first_run}",
                  "/console/runs/{held_run}/review", "/console/alerts", "/console/accounts",
-                 "/console/accounts/A0001", "/console/invoices", "/console/ledger",
+                 "/console/accounts/new", "/console/accounts/A0001", "/console/invoices",
+                 "/console/ledger",
                  "/console/ledger?account=A0001", "/console/incidents", "/console/catalog"]
 PORTAL_PAGES = ["/portal/{slug}/invoices", "/portal/{slug}/deliveries",
                 "/portal/{slug}/contacts", "/portal/{slug}/verify?code=unknown"]

@@ -122,3 +122,64 @@ def test_not_for_me_report_alerts_and_only_allowed_roles_open_an_incident(
     assert payload["type"] == "incident.opened" and payload["data"]["incident"] == incident
     with any_engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar() == 1
+
+
+def test_a_confirmed_not_for_me_report_queues_the_misdelivery_webhook_with_the_report(
+        any_engine: Engine, tmp_path: Path) -> None:
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    webhooks.add_endpoint(any_engine, local_actor(), s.org_id, "http://127.0.0.1:9/hook",
+                          ["misdelivery.reported"], allow_loopback=True)
+    token = misdelivery.signed_token(any_engine, s.org_id, s.invoice_ids[0], KEY)
+    with pytest.raises(NotFound):  # a forged link records nothing, queues nothing
+        misdelivery.report(any_engine, s.org_id, token[:-2] + "00", KEY)
+    with any_engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(webhook_messages)
+                            ).scalar() == 0
+    report_id = misdelivery.report(any_engine, s.org_id, token, KEY, "I am not this client")
+    with any_engine.begin() as conn:
+        row = conn.execute(sa.select(webhook_messages)).one()
+        alert_id = conn.execute(sa.select(alerts.c.id)).scalar_one()
+    assert row.event_type == "misdelivery.reported"
+    assert row.event_key == f"misdelivery:{report_id}"
+    data = row.payload["data"]
+    assert data["report"] == report_id and data["alert"] == alert_id
+    assert data["invoice"].startswith("F-")
+    assert "I am not this client" not in str(row.payload)  # the reporter's words stay inside
+
+
+def test_a_message_is_set_aside_only_by_an_approver_with_a_reason_and_audited(
+        any_engine: Engine, tmp_path: Path) -> None:
+    from sealbill.app import message_actions
+    from sealbill.app.errors import Invalid
+    from sealbill.pipeline.plan import plan_run
+    from sealbill.store.schema import audit_log, outbox
+
+    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=True)
+    plan_run(any_engine, s.org_id, s.run_id, actor="test-runner")
+    reader = operator(any_engine, s.org_id, s.org_slug, "gina", "read-only")
+    billing = operator(any_engine, s.org_id, s.org_slug, "hugo", "billing")
+    approver = operator(any_engine, s.org_id, s.org_slug, "ines", "approver")
+    with any_engine.begin() as conn:
+        run = message_actions.ids.encode(conn, s.org_id, "run", s.run_id)
+    for who in (reader, billing):
+        with pytest.raises(Forbidden):
+            message_actions.set_aside(any_engine, who, s.org_id, run, "F-000001", "why not")
+    with pytest.raises(Unauthenticated):
+        message_actions.set_aside(any_engine, local_actor(), s.org_id, run, "F-000001",
+                                  "no key, no console session")
+    with pytest.raises(Invalid) as refused:
+        message_actions.set_aside(any_engine, approver, s.org_id, run, "F-000001", " ")
+    assert [p.field for p in refused.value.problems] == ["reason"]
+    with pytest.raises(NotFound):  # another organization's operator finds no such run
+        message_actions.set_aside(any_engine, approver, s.org_id + 1000, run, "F-000001",
+                                  "wrong organization")
+    done = message_actions.set_aside(any_engine, approver, s.org_id, run, "F-000001",
+                                     "customer asked for a paper copy only")
+    assert done["run_id"] == run and done["invoice"] == "F-000001"
+    with any_engine.begin() as conn:
+        states = sorted(conn.execute(sa.select(outbox.c.status)).scalars())
+        entry = conn.execute(sa.select(audit_log).where(
+            audit_log.c.action == "run.set_aside")).one()
+    assert states == ["queued", "set_aside"]
+    assert entry.actor == "operator:ines@ops.example"
+    assert entry.after["reason"] == "customer asked for a paper copy only"
