@@ -90,11 +90,15 @@ def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
 
 
 def on_queue(engine: Engine, org_id: int, run_id: int) -> bool:
-    """Whether the run was started on the queue (it has rating chunks)."""
-    from sealbill.pipeline.billing_chunks import chunk_ids
-
+    """Whether the run is in the workers' hands: it has jobs in the queue (started with
+    ``run start``, or resumed by it after embedded stages)."""
     with engine.begin() as conn:
-        return bool(chunk_ids(conn, org_id, run_id))
+        if conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
+            return False
+        return conn.execute(sa.text(
+            "SELECT 1 FROM procrastinate_jobs WHERE (args->>'run_id')::bigint = :run "
+            "AND (args->>'org_id')::bigint = :org LIMIT 1"),
+            {"run": run_id, "org": org_id}).first() is not None
 
 
 def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:

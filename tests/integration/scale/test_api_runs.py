@@ -67,3 +67,25 @@ def test_on_sqlite_enqueueing_is_a_problem_saying_postgresql_is_needed(
     assert [r["period"] for r in client.get("/v1/runs", headers=headers).json()] == ["2026-11"]
     progress = client.get(f"/v1/runs/{a.ids['run_id']}/progress", headers=headers)
     assert progress.status_code == 409 and "needs PostgreSQL" in progress.json()["detail"]
+
+
+def test_approving_a_held_run_in_the_workers_hands_enqueues_its_canary(
+        pg_engine: Engine, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEALBILL_FILES_DIR", str(tmp_path / "files"))
+    init_schema(pg_url)
+    a = build_org(pg_engine, "alpha", 1)  # its 2026-11 run is billed and finalized already
+    client = TestClient(create_app(pg_engine, rate=10_000, burst=10_000))
+    admin, run = {"Authorization": f"Bearer {a.keys['admin']}"}, a.ids["run_id"]
+    resumed = client.post("/v1/runs/enqueue", headers=admin, json={"period": "2026-11"})
+    assert resumed.status_code == 202 and resumed.json()["enqueued"] == ["sealbill.render"]
+    # The stages a worker would run, run here through the API instead.
+    assert client.post(f"/v1/runs/{run}/render", headers=admin).status_code == 200
+    held = client.post(f"/v1/runs/{run}/plan", headers=admin,
+                       json={"policy": {"first_cycle": "hold"}})
+    assert held.status_code == 200, held.text
+    assert client.get(f"/v1/runs/{run}/progress", headers=admin).json()["status"] == "held"
+    approved = client.post(f"/v1/runs/{run}/approve", json={"reason": "diff checked"},
+                           headers={"Authorization": f"Bearer {a.keys['approver']}"})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["enqueued"] == ["sealbill.canary"]
+    assert ("sealbill.canary", "todo") in _jobs(pg_engine)
