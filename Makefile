@@ -42,9 +42,10 @@ lint: $(STAMP)
 test: $(STAMP) postgres-binaries chromium postfix lint
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/sealbill/domain tests
 
-# The billing oracle's deep run: 10,000 generated cases (SEALBILL_ORACLE_EXAMPLES to change).
-test-deep: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -m deep tests/oracle
+# The deep runs: the billing oracle's 10,000 generated cases (SEALBILL_ORACLE_EXAMPLES to change)
+# and the 2,000-account cycle on three killed-and-replaced workers (tests/integration/scale).
+test-deep: $(STAMP) postgres-binaries
+	$(PY) -m pytest -q -p no:cacheprovider -m deep tests/oracle tests/integration/scale
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

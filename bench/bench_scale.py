@@ -1,5 +1,6 @@
 """The whole cycle on the queue (``sealbill worker``) with 1 and 2 workers: invoices/s, speed-up,
-and what PostgreSQL does per invoice (WAL bytes, commits, rows written), for the projection in
+and what PostgreSQL does per invoice (WAL bytes, commits, rows written and by which tables, the
+time its backends spent executing statements, the peak of connections), for the projection in
 bench/RESULTS.md.
 
 Each worker count gets a fresh database on one throwaway PostgreSQL cluster at its default
@@ -44,15 +45,31 @@ def _serve(port: int) -> None:
 
 
 def _db_counters(engine: sa.Engine) -> dict[str, int]:
+    """Cumulative counters of the database; ``active_ms``: the time all its backends spent
+    executing statements (PostgreSQL 14+, reported when a session ends or every second)."""
     with engine.connect() as conn:
         wal = conn.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").scalar()
-        commits = conn.exec_driver_sql(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-        ).scalar()
+        commits, active = conn.exec_driver_sql(
+            "SELECT xact_commit, active_time FROM pg_stat_database "
+            "WHERE datname = current_database()").one()
         rows = conn.exec_driver_sql(
             "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
         ).scalar()
-    return {"wal": int(wal or 0), "commits": int(commits or 0), "rows": int(rows or 0)}
+    return {"wal": int(wal or 0), "commits": int(commits or 0), "rows": int(rows or 0),
+            "active_ms": int(active or 0)}
+
+
+def _table_writes(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {str(t): int(n) for t, n in conn.exec_driver_sql(
+            "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables")}
+
+
+def _connections(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).scalar_one())
 
 
 def one(base: str, work: Path, accounts: int, workers: int, concurrency: int,
@@ -72,6 +89,7 @@ def one(base: str, work: Path, accounts: int, workers: int, concurrency: int,
            "SEALBILL_SMTP_HOST": "127.0.0.1", "SEALBILL_SMTP_PORT": str(smtp_port),
            "SEALBILL_DKIM": "off", "SEALBILL_SEND_SLICES": str(max(2, workers * concurrency)),
            "SEALBILL_RENDER_CHUNK": "50", "SEALBILL_LOG_LEVEL": "warning"}
+    os.environ["SEALBILL_RATE_CHUNK"] = "250"  # this process enqueues (and chunks) the run
     procs = [subprocess.Popen([sys.executable, "-m", "sealbill", "worker", "--concurrency",
                                str(concurrency), "--name", f"w{i}"], env=env,
                               stdout=subprocess.DEVNULL,
@@ -79,10 +97,12 @@ def one(base: str, work: Path, accounts: int, workers: int, concurrency: int,
              for i in range(workers)]
     try:
         time.sleep(2.0)  # the workers are up (imports) before the clock starts
-        before = _db_counters(engine)
+        before, tables_before = _db_counters(engine), _table_writes(engine)
         started = time.perf_counter()
         run_id, _ = enqueue_run(engine, org_id, "2026-10", actor="bench")
+        peak = 0
         while True:
+            peak = max(peak, _connections(engine))
             with engine.connect() as conn:
                 done = conn.execute(sa.text(
                     "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'sealbill.verify'"
@@ -93,7 +113,6 @@ def one(base: str, work: Path, accounts: int, workers: int, concurrency: int,
                 break
             time.sleep(0.2)
         seconds = time.perf_counter() - started
-        after = _db_counters(engine)
         with engine.connect() as conn:
             sent = conn.execute(sa.text(
                 "SELECT count(*) FROM outbox WHERE run_id = :r AND status = 'sent'"),
@@ -103,11 +122,16 @@ def one(base: str, work: Path, accounts: int, workers: int, concurrency: int,
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
-        engine.dispose()
-        admin.dispose()
+    time.sleep(1.5)  # the workers' sessions ended: their statistics are reported
+    after, tables_after = _db_counters(engine), _table_writes(engine)
+    engine.dispose()
+    admin.dispose()
+    writes = sorted(((tables_after[t] - tables_before.get(t, 0)) / accounts, t)
+                    for t in tables_after)
     return {"workers": workers, "concurrency": concurrency, "seconds": seconds,
             "sent": int(sent), "failed_jobs": int(failed or 0),
-            "per_s": accounts / seconds,
+            "per_s": accounts / seconds, "peak_connections": peak,
+            "top_tables": [(t, round(n, 1)) for n, t in reversed(writes[-8:])],
             **{f"{k}_per_invoice": (after[k] - before[k]) / accounts for k in after}}
 
 
@@ -133,14 +157,18 @@ def main() -> None:
         cluster.stop()
         sink.terminate()
     first = results[0]["per_s"]
-    print(f"{args.accounts} accounts, {os.cpu_count()} CPUs, concurrency {args.concurrency}")
+    print(f"{args.accounts} accounts, {os.cpu_count()} CPUs, concurrency {args.concurrency}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("workers  seconds  invoices/s  speed-up  sent  failed-jobs  WAL B/inv  "
-          "commits/inv  rows/inv")
+          "commits/inv  rows/inv  DB ms/inv  peak conns")
     for r in results:
         print(f"{r['workers']:>7}  {r['seconds']:7.1f}  {r['per_s']:10.1f}  "
               f"{r['per_s'] / first:8.2f}  {r['sent']:>4}  {r['failed_jobs']:>11}  "
               f"{r['wal_per_invoice']:9.0f}  {r['commits_per_invoice']:11.1f}  "
-              f"{r['rows_per_invoice']:8.1f}")
+              f"{r['rows_per_invoice']:8.1f}  {r['active_ms_per_invoice']:9.2f}  "
+              f"{r['peak_connections']:>10}")
+    for r in results:
+        print(f"rows written per invoice by table ({r['workers']} workers): {r['top_tables']}")
 
 
 if __name__ == "__main__":

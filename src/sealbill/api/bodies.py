@@ -46,6 +46,10 @@ class RunIn(Model):
     dry_run: bool = False
 
 
+class QueueRunIn(Model):
+    period: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")]
+
+
 class ApproveIn(Model):
     reason: Reason
 

@@ -9,11 +9,18 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from sealbill.api import schemas
-from sealbill.api.bodies import ApproveIn, CreditNoteIn, PlanRunIn, RunIn, VoidInvoiceIn
+from sealbill.api.bodies import (
+    ApproveIn,
+    CreditNoteIn,
+    PlanRunIn,
+    QueueRunIn,
+    RunIn,
+    VoidInvoiceIn,
+)
 from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
-from sealbill.app import ingest, invoices, runs, usage
+from sealbill.app import distributed, ingest, invoices, runs, usage
 from sealbill.app.inputs import UsageEventIn, VoidIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -91,6 +98,29 @@ def start_run(body: RunIn, actor: ActorDep, engine: EngineDep) -> Any:
     return result
 
 
+def _progress(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "progress_url": f"/v1/runs/{data['run_id']}/progress"}
+
+
+@router.post("/runs/enqueue", response_model=schemas.RunProgress, status_code=202,
+             tags=["runs"])
+def enqueue_run(body: QueueRunIn, actor: ActorDep, engine: EngineDep,
+                response: Response) -> Any:
+    """Start a period's run on the workers' queue (``sealbill worker``, PostgreSQL), or
+    resume it: rating chunks, finalization, render chunks, plan, canary, send chunks and
+    the ledger check follow as jobs. 202 with the run's progress; follow ``progress_url``
+    (also in ``Location``). On SQLite: 409, the distributed cycle needs PostgreSQL."""
+    data = _progress(distributed.start(engine, actor, org(actor), body.period))
+    response.headers["Location"] = data["progress_url"]
+    return data
+
+
+@router.get("/runs/{run_id}/progress", response_model=schemas.RunProgress, tags=["runs"])
+def run_progress(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    """How far a run on the queue is: chunks rated, invoices, rendered, outbox, jobs."""
+    return _progress(distributed.progress(engine, actor, org(actor), _run(run_id)))
+
+
 @router.get("/runs/{run_id}", response_model=schemas.Run, tags=["runs"])
 def get_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
     return runs.show(engine, actor, org(actor), _run(run_id))
@@ -117,8 +147,9 @@ def plan_run(run_id: str, body: PlanRunIn, actor: ActorDep, engine: EngineDep) -
 
 @router.post("/runs/{run_id}/approve", response_model=schemas.Run, tags=["runs"])
 def approve_run(run_id: str, body: ApproveIn, actor: ActorDep, engine: EngineDep) -> Any:
-    """Approve a held run: an operator other than the one who started it."""
-    return runs.approve(engine, actor, org(actor), _run(run_id), body.reason)
+    """Approve a held run: an operator other than the one who started it (a run on the
+    queue then has the rest of its jobs enqueued)."""
+    return distributed.approve(engine, actor, org(actor), _run(run_id), body.reason)
 
 
 @router.post("/runs/{run_id}/send", response_model=schemas.Run, tags=["runs"])

@@ -136,6 +136,21 @@ class Run(Out):
     status: str
 
 
+class RunProgress(Out):
+    """A run on the workers' queue: how far each stage is (read from the database)."""
+
+    run_id: str
+    period: str
+    status: str
+    rating: dict[str, Any]
+    invoices: dict[str, int]
+    rendered: int
+    outbox: dict[str, int]
+    jobs: dict[str, int]
+    progress_url: str
+    enqueued: list[str] = []
+
+
 class InvoiceSummary(Out):
     id: str
     number: str | None = None

@@ -1,9 +1,10 @@
 """The distributed cycle's use cases: start (or resume) a run on the queue, approve a held run
 and let the workers continue, read a run's progress. PostgreSQL only.
 
-``start``: the run's row and its first job (``rate``) are written in ONE transaction, so a run
-exists with its job or not at all. Starting a period that has a run already resumes it: the
-jobs its state calls for are enqueued (:mod:`sealbill.workers.advance`), none twice.
+``start``: the run's row, its rating chunks and their jobs (``rate``, one per chunk of
+accounts) are written in ONE transaction, so a run exists with its jobs or not at all.
+Starting a period that has a run already resumes it: the jobs its state calls for are
+enqueued (:mod:`sealbill.workers.advance`), none twice.
 """
 
 from __future__ import annotations
@@ -20,27 +21,29 @@ from sealbill.app.errors import Invalid, Problem, StateError
 from sealbill.pipeline.billing import BillingError, open_run, period_bounds
 from sealbill.store.db import is_postgres
 from sealbill.store.schema import billing_runs, documents, invoices
-from sealbill.workers.queue import NeedsPostgres, defer_in, make_app
+from sealbill.workers.queue import NeedsPostgres as QueueNeedsPostgres
+from sealbill.workers.queue import make_app, require_postgres
+
+
+class NeedsPostgres(StateError):
+    """Asked for the distributed cycle on a database that is not PostgreSQL (HTTP 409)."""
+
+    title = "The distributed cycle needs PostgreSQL"
 
 
 def _require_postgres(engine: Engine) -> None:
     if not is_postgres(engine):
-        raise StateError(str(_needs()))
-
-
-def _needs() -> NeedsPostgres:
-    try:
-        from sealbill.workers.queue import require_postgres
-
-        require_postgres("sqlite")
-    except NeedsPostgres as exc:
-        return exc
-    raise AssertionError("unreachable")
+        try:
+            require_postgres(engine.url.drivername)
+        except QueueNeedsPostgres as exc:
+            raise NeedsPostgres(str(exc)) from None
 
 
 def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tuple[int, list[str]]:
-    """The run of ``period`` (created if new, with its ``rate`` job in the same transaction),
-    or the jobs an existing run's state calls for; returns (run id, tasks enqueued)."""
+    """The run of ``period`` (created if new, with its rating chunks and their ``rate`` jobs
+    in the same transaction), or the jobs an existing run's state calls for; returns (run
+    id, tasks enqueued)."""
+    from sealbill.pipeline.billing_chunks import plan_chunks, rate_chunk_size
     from sealbill.workers.advance import advance
 
     start, end = period_bounds(period)
@@ -51,9 +54,8 @@ def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tupl
         if found is not None:
             return int(found), advance(conn, app, org_id, int(found))
         run_id = open_run(conn, org_id, period, start, end, actor)
-        defer_in(conn, app, "sealbill.rate", queueing_lock=f"rate:{org_id}:{run_id}",
-                 org_id=org_id, run_id=run_id)
-        return run_id, ["sealbill.rate"]
+        plan_chunks(conn, org_id, run_id, rate_chunk_size())
+        return run_id, advance(conn, app, org_id, run_id)
 
 
 def start(engine: Engine, actor: Actor, org_id: int, period: str) -> dict[str, Any]:
@@ -72,22 +74,37 @@ def start(engine: Engine, actor: Actor, org_id: int, period: str) -> dict[str, A
 
 def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
             ) -> dict[str, Any]:
-    """Approve a held run (four-eyes, as :func:`sealbill.app.runs.approve`), then enqueue
-    its canary. Two transactions: if this process dies between them, ``run start`` on the
-    period (or the hourly ``retry_bounced`` sweep once it sends) enqueues what is missing."""
+    """Approve a held run (four-eyes, as :func:`sealbill.app.runs.approve`); a run started on
+    the queue then has its canary enqueued (``enqueued``). Two transactions: if this process
+    dies between them, ``run start`` on the period (or the hourly ``retry_bounced`` sweep once
+    it sends) enqueues what is missing. A run of the embedded mode is only approved."""
     from sealbill.workers.advance import advance
 
-    _require_postgres(engine)
     data = app_runs.approve(engine, actor, org_id, ref, reason)
     run_id = app_runs._resolve(engine, actor, org_id, ref, READ)
-    with engine.begin() as conn:
-        data["enqueued"] = advance(conn, make_app(engine.url.render_as_string(
-            hide_password=False)), org_id, run_id)
+    if is_postgres(engine) and on_queue(engine, org_id, run_id):
+        with engine.begin() as conn:
+            data["enqueued"] = advance(conn, make_app(engine.url.render_as_string(
+                hide_password=False)), org_id, run_id)
     return data
 
 
+def on_queue(engine: Engine, org_id: int, run_id: int) -> bool:
+    """Whether the run is in the workers' hands: it has jobs in the queue (started with
+    ``run start``, or resumed by it after embedded stages)."""
+    with engine.begin() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
+            return False
+        return conn.execute(sa.text(
+            "SELECT 1 FROM procrastinate_jobs WHERE (args->>'run_id')::bigint = :run "
+            "AND (args->>'org_id')::bigint = :org LIMIT 1"),
+            {"run": run_id, "org": org_id}).first() is not None
+
+
 def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
-    """How far the run is: invoices by status, rendered, outbox by status, jobs by status."""
+    """How far the run is: rating chunks rated (and the accounts left unbilled, with why),
+    invoices by status, rendered, outbox by status, jobs by status."""
+    from sealbill.pipeline.billing_chunks import chunk_ids, problems_of
     from sealbill.store import outbox as box
 
     with engine.begin() as conn:
@@ -102,12 +119,20 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
         jobs: dict[str, int] = dict(conn.execute(sa.text(
             "SELECT status::text, count(*) FROM procrastinate_jobs "
             "WHERE (args->>'run_id')::bigint = :run GROUP BY status"), {"run": run_id}).all())
+        chunks = len(chunk_ids(conn, org_id, run_id))
+        rated = chunks - len(chunk_ids(conn, org_id, run_id, unrated=True))
         return {"run_id": ids.encode(conn, org_id, "run", run_id), "period": run.period,
-                "status": run.status, "invoices": {str(k): int(v) for k, v in by_status.items()},
+                "status": run.status,
+                "rating": {"chunks": chunks, "rated": rated,
+                           "not_billed": problems_of(conn, org_id, run_id)},
+                "invoices": {str(k): int(v) for k, v in by_status.items()},
                 "rendered": int(rendered), "outbox": box.counts(conn, org_id, run_id),
                 "jobs": {str(k): int(v) for k, v in jobs.items()}}
 
 
 def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+    """The run's progress (another organization's run, or none: not found, whatever the
+    database; then, on SQLite, the problem saying the queue needs PostgreSQL)."""
+    run_id = app_runs._resolve(engine, actor, org_id, ref, READ)
     _require_postgres(engine)
-    return progress_of(engine, org_id, app_runs._resolve(engine, actor, org_id, ref, READ))
+    return progress_of(engine, org_id, run_id)

@@ -6,8 +6,9 @@ nothing, because the next :func:`advance` reads the tables again and asks for th
 (each with a queueing lock, so a job already waiting is not enqueued twice).
 
 State -> jobs (``billing_runs.status``):
-- ``drafted``   -> ``rate`` (rating again skips every account already billed), which enqueues
-  ``finalize`` when it is done;
+- ``drafted``   -> one ``rate`` job per rating chunk not rated yet
+  (:mod:`sealbill.pipeline.billing_chunks`); all rated (or a run drafted by the embedded
+  ``run bill``, which has no chunks) -> ``finalize``;
 - ``finalized`` -> one ``render`` job per chunk of unrendered invoices; none left -> ``plan``;
 - ``held``      -> nothing: the diff gate waits for an operator (approval calls advance);
 - ``approved``  -> ``canary``;
@@ -27,12 +28,14 @@ import procrastinate
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.pipeline.billing_chunks import chunk_ids
 from sealbill.pipeline.send import SendOptions
 from sealbill.store import outbox as box
 from sealbill.store.schema import billing_runs, documents, invoices
 from sealbill.workers.queue import defer_in
 
 RENDER_CHUNK_ENV, SEND_SLICES_ENV = "SEALBILL_RENDER_CHUNK", "SEALBILL_SEND_SLICES"
+SEND_CHUNK_ENV = "SEALBILL_SEND_CHUNK"
 
 
 def render_chunk_size() -> int:
@@ -43,6 +46,16 @@ def send_slices() -> int:
     return max(1, int(os.environ.get(SEND_SLICES_ENV, "4")))
 
 
+def send_parts(conn: Connection, org_id: int, run_id: int) -> int:
+    """How many send jobs share the run: at least ``SEALBILL_SEND_SLICES``, and one per
+    ``SEALBILL_SEND_CHUNK`` messages (default 200), so that no send job holds a worker slot
+    for long and another organization's jobs are taken in between. Counted on the whole
+    outbox of the run, fixed once planned: every call names the same slices."""
+    size = max(1, int(os.environ.get(SEND_CHUNK_ENV, "200")))
+    total = sum(box.counts(conn, org_id, run_id).values())
+    return max(send_slices(), -(-total // size))
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One job the state calls for (its queueing lock names the work, not the attempt)."""
@@ -51,9 +64,10 @@ class Wanted:
     kwargs: dict[str, Any]
     queueing_lock: str
     lock: str | None = None
-    #: Procrastinate takes the highest priority first, then the oldest. Chunk i of a run gets
-    #: -i: a small run's first chunks go before a large run's later ones (round robin between
-    #: runs, so one organization's large run does not starve another's small one).
+    #: Procrastinate takes the highest priority first, then the oldest. Chunk i of a stage gets
+    #: -i, i.e. minus the work its own run has queued before it: a small run's chunks go
+    #: before a large run's later ones (round robin between runs), so one organization's
+    #: large run never starves another's small one, and every job stays short (chunks).
     priority: int = 0
 
 
@@ -82,7 +96,12 @@ def wanted(conn: Connection, org_id: int, run_id: int) -> list[Wanted]:
     base = {"org_id": org_id, "run_id": run_id}
     key = f"{org_id}:{run_id}"
     if status == "drafted":
-        return [Wanted("sealbill.rate", base, f"rate:{key}")]
+        chunks = chunk_ids(conn, org_id, run_id)
+        todo = set(chunk_ids(conn, org_id, run_id, unrated=True))
+        if todo:
+            return [Wanted("sealbill.rate", {**base, "chunk_id": c}, f"rate:{key}:{c}",
+                           priority=-i) for i, c in enumerate(chunks) if c in todo]
+        return [Wanted("sealbill.finalize", base, f"finalize:{key}", lock=f"finalize:{key}")]
     if status == "finalized":
         ids = _unrendered(conn, org_id, run_id)
         if not ids:
@@ -97,7 +116,7 @@ def wanted(conn: Connection, org_id: int, run_id: int) -> list[Wanted]:
         if unsettled(conn, org_id, run_id, canary=True):
             return [Wanted("sealbill.canary", base, f"canary:{key}", lock=f"send:{key}")]
         if unsettled(conn, org_id, run_id):
-            n = send_slices()
+            n = send_parts(conn, org_id, run_id)
             # lock: one sender per slice at a time, whatever retries the queue makes
             return [Wanted("sealbill.send", {**base, "part": k, "parts": n},
                            f"send:{key}:{k}/{n}", lock=f"send:{key}:{k}/{n}", priority=-k)

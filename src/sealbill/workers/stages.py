@@ -1,11 +1,13 @@
 """The stage jobs: each calls the pipeline function the embedded CLI calls, on a run or a chunk.
 
 Idempotency, job by job (any job may run twice: a retry after its worker died mid-way):
-- ``rate``: :func:`bill_period` skips every account that already has its invoice (unique
-  billing key); it then enqueues ``finalize`` in a transaction of its own — if the worker dies
-  before, the retried job bills nothing new and enqueues it then;
-- ``finalize``: one job per run (queueing lock), numbering in the pipeline's transactions, so
-  numbers stay gapless and sequential per series; a rerun finds no draft and numbers nothing;
+- ``rate``: one job per chunk of accounts (:func:`bill_chunk`): the chunk's drafts and its
+  "rated" mark commit together under the chunk's row lock, so a rerun writes nothing, and the
+  unique billing key refuses a second invoice for an account whatever happens;
+- ``finalize``: one job per run (queueing lock, and a ``lock`` so two never run at once),
+  only once every chunk is rated; numbering in the pipeline's transactions under the series
+  lock, so numbers stay gapless and sequential per series; a rerun finds no draft and numbers
+  nothing;
 - ``render``: a chunk's invoices still without documents; the file store accepts identical
   bytes again and refuses different ones, and the rows are written after the files;
 - ``plan``: :func:`plan_run` returns the existing plan when there is one;
@@ -30,14 +32,14 @@ import signal
 import procrastinate
 
 from sealbill import settings
-from sealbill.pipeline.billing import bill_period
+from sealbill.pipeline.billing_chunks import bill_chunk, chunk_ids
 from sealbill.pipeline.finalize import finalize_run
 from sealbill.pipeline.plan import plan_run
 from sealbill.pipeline.render import render_run
 from sealbill.store import ledger, parties
 from sealbill.workers import advance as adv
 from sealbill.workers import send_jobs
-from sealbill.workers.queue import database_url, defer_in, engine, make_app, tasks
+from sealbill.workers.queue import database_url, engine, make_app, tasks
 
 log = logging.getLogger(__name__)
 KILL_RENDER_ENV = "SEALBILL_TEST_KILL_RENDER"  # test hook: "<n>" -> SIGKILL mid n-th render job
@@ -55,20 +57,19 @@ def _advance(org_id: int, run_id: int) -> None:
 
 
 @tasks.task(name="sealbill.rate", queue="sealbill", retry=2)
-def rate(org_id: int, run_id: int) -> None:
-    eng = engine()
-    with eng.begin() as conn:
-        from sealbill.store.schema import billing_runs
-
-        run = conn.execute(billing_runs.select().where(billing_runs.c.id == run_id)).one()
-    bill_period(eng, org_id, str(run.period), actor=str(run.started_by), workers=1)
-    with eng.begin() as conn:
-        defer_in(conn, _app(), "sealbill.finalize", queueing_lock=f"finalize:{org_id}:{run_id}",
-                 org_id=org_id, run_id=run_id)
+def rate(org_id: int, run_id: int, chunk_id: int) -> None:
+    bill_chunk(engine(), org_id, chunk_id)
+    with engine().begin() as conn:
+        last = not chunk_ids(conn, org_id, run_id, unrated=True)
+    if last:
+        _advance(org_id, run_id)
 
 
 @tasks.task(name="sealbill.finalize", queue="sealbill", retry=2)
 def finalize(org_id: int, run_id: int) -> None:
+    with engine().begin() as conn:
+        if chunk_ids(conn, org_id, run_id, unrated=True):
+            return  # not every chunk rated: the last one to be enqueues this job again
     finalize_run(engine(), org_id, run_id)
     _advance(org_id, run_id)
 

@@ -101,6 +101,7 @@ def body_for(method: str, path: str, org: Org) -> Any:
                       "timestamp": "2026-10-03T00:00:00Z", "value": "1"},
         "/v1/usage/{usage_id}/void": {"reason": "wrong counter"},
         "/v1/runs": {"period": "2026-12"},
+        "/v1/runs/enqueue": {"period": "2027-01"},
         "/v1/runs/{run_id}/finalize": None,
         "/v1/runs/{run_id}/render": None,
         "/v1/runs/{run_id}/plan": {"replan": False},

@@ -22,6 +22,7 @@ from sealbill.store.schema.billing import (
     invoice_tax_lines,
     invoices,
     number_series,
+    rating_chunks,
 )
 from sealbill.store.schema.blobs import document_blobs
 from sealbill.store.schema.catalog import metrics, plans, subscription_phases, subscriptions
@@ -87,6 +88,7 @@ __all__ = [
     "outbox_recipients",
     "plans",
     "portal_sessions",
+    "rating_chunks",
     "send_locks",
     "sending_switches",
     "subscription_phases",

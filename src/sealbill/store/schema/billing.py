@@ -22,6 +22,24 @@ billing_runs = sa.Table(
     sa.UniqueConstraint("organization_id", "period"),
 )
 
+# The rating chunks of a run started on the queue (``sealbill run start``): account id ranges
+# [first_account_id, next_account_id), the last one open-ended (accounts created meanwhile fall
+# in it). Written with the run, in its transaction; ``rated_at`` is set in the transaction that
+# inserts the chunk's drafts, so a chunk is rated whole or not at all, and once.
+rating_chunks = sa.Table(
+    "rating_chunks",
+    metadata,
+    id_column(),
+    org_column(),
+    ref("billing_runs", name="run_id"),
+    sa.Column("first_account_id", BigId, nullable=False),
+    sa.Column("next_account_id", BigId),  # exclusive; NULL: to the last account
+    sa.Column("rated_at", UtcDateTime),
+    sa.Column("drafted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("problems", sa.Text),  # one line per account left unbilled (JSON list)
+    sa.UniqueConstraint("run_id", "first_account_id"),
+)
+
 invoices = sa.Table(
     "invoices",
     metadata,

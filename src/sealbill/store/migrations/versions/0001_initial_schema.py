@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 22:44:26.330323
+Create Date: 2026-12-06 23:35:56.075664
 """
 
 from alembic import op
@@ -610,6 +610,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_portal_sessions_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_portal_sessions_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('rating_chunks',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('run_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('first_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('next_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('rated_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('drafted', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('problems', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_rating_chunks_organization_id_organizations')),
+    sa.ForeignKeyConstraint(['run_id'], ['billing_runs.id'], name=op.f('fk_rating_chunks_run_id_billing_runs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rating_chunks')),
+    sa.UniqueConstraint('run_id', 'first_account_id', name=op.f('uq_rating_chunks_run_id_first_account_id'))
+    )
+    with op.batch_alter_table('rating_chunks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rating_chunks_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_rating_chunks_run_id'), ['run_id'], unique=False)
+
     op.create_table('subscriptions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -979,6 +997,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscriptions_account_id'))
 
     op.drop_table('subscriptions')
+    with op.batch_alter_table('rating_chunks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rating_chunks_run_id'))
+        batch_op.drop_index(batch_op.f('ix_rating_chunks_organization_id'))
+
+    op.drop_table('rating_chunks')
     with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_portal_sessions_organization_id'))
         batch_op.drop_index(batch_op.f('ix_portal_sessions_contact_id'))
