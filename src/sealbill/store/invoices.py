@@ -262,12 +262,15 @@ def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
 
 
 # Read for every message sent: prepared once (see store.prepared).
+_CORRECTED = invoices.alias("corrected")
 _HEADING = Prepared(sa.select(
     invoices.c.status, invoices.c.kind, invoices.c.number, invoices.c.currency,
     invoices.c.locale, invoices.c.seller_snapshot, invoices.c.buyer_snapshot,
     invoices.c.account_reference, invoices.c.total_incl_minor, invoices.c.payment_snapshot,
-).where(invoices.c.organization_id == sa.bindparam("org"),
-        invoices.c.id == sa.bindparam("invoice")))
+    invoices.c.prepaid_minor, _CORRECTED.c.number.label("corrected_number"),
+).select_from(invoices.outerjoin(_CORRECTED, _CORRECTED.c.id == invoices.c.corrects_invoice_id))
+    .where(invoices.c.organization_id == sa.bindparam("org"),
+           invoices.c.id == sa.bindparam("invoice")))
 
 
 def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> InvoiceHeading:
@@ -282,7 +285,8 @@ def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> Invo
         locale=row.locale, seller_name=seller_from(row.seller_snapshot).name,
         buyer=party_from(row.buyer_snapshot), account_reference=row.account_reference,
         total_incl_minor=row.total_incl_minor,
-        payment_method=payment_from(row.payment_snapshot))
+        payment_method=payment_from(row.payment_snapshot),
+        corrected_invoice_number=row.corrected_number, prepaid_minor=int(row.prepaid_minor or 0))
 
 def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
     lines = conn.execute(
