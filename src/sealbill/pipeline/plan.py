@@ -1,8 +1,10 @@
 """Plan a run's delivery, compare it with the previous cycle, hold it or let it proceed.
 
-After rendering: one envelope per finalized invoice of the run — its account, the recipients
-resolved *now* from :func:`~sealbill.store.parties.verified_billing_recipients`, and the digests
-of the rendered documents from the ``documents`` rows. The plan is evaluated against the
+After rendering: one envelope per finalized document of the run — an invoice, or a credit
+note (the run's own, or a manual one the run took, ``store/credit_delivery.py``) — its
+account (a credit note's is its corrected invoice's), the recipients resolved *now* from
+:func:`~sealbill.store.parties.verified_billing_recipients`, and the digests of the rendered
+documents from the ``documents`` rows. The plan is evaluated against the
 previous cycle's plan by :func:`sealbill.domain.delivery_plan.evaluate`; a ``hold`` verdict puts
 the run in ``held`` until someone other than the person who started it approves.
 
@@ -264,7 +266,8 @@ def plan_summary(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
         if plan is None:
             raise PlanError(f"run {run_id} has no delivery plan")
         envelopes = [
-            {"envelope_id": row["id"], "invoice": row["number"], "account": row["reference"],
+            {"envelope_id": row["id"], "invoice": row["number"], "kind": row["kind"],
+             "account": row["reference"],
              "recipients": [r["email"] for r in row["recipients"]],
              # what SMTP will be told: the recipients, plus the archive copy
              "smtp_recipients": [r["email"] for r in row["recipients"]]

@@ -108,12 +108,14 @@ def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
 def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
     """Accounts that already have a document of the billing run of ``period`` (YYYY-MM): an
     invoice, or the credit note of a period whose credits exceeded its charges (both hold the
-    period's billing key)."""
+    period's billing key). A manual credit note delivered by that run (billing key
+    ``credit:…``) bills nothing there: it does not count."""
     return {int(i) for i in conn.execute(
         sa.select(invoices.c.account_id)
         .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
         .where(invoices.c.organization_id == org_id,
-               billing_runs.c.organization_id == org_id, billing_runs.c.period == period)
+               billing_runs.c.organization_id == org_id, billing_runs.c.period == period,
+               ~invoices.c.billing_key.startswith("credit:"))
     ).scalars()}
 
 

@@ -1,8 +1,9 @@
 """Delivery plans and envelopes in the database, and the facts the plan policy reads.
 
 Invariants:
-- one plan per run (unique ``run_id``); one envelope per invoice of the plan; each envelope
-  gets exactly one outbox row whose Message-ID derives from the envelope id;
+- one plan per run (unique ``run_id``); one envelope per finalized document of the run —
+  invoice or credit note (``store/credit_delivery.py``: which run a credit note is in); each
+  envelope gets exactly one outbox row whose Message-ID derives from the envelope id;
 - envelope recipients are written from :func:`~sealbill.store.parties.verified_billing_recipients`
   only (contact id + address), never from another column or a free-form string;
 - a replan rebuilds only envelopes whose message never left (outbox ``queued`` or ``held``);
@@ -214,7 +215,7 @@ def previous_plan(conn: Connection, org_id: int, period: str
 
 def envelope_rows(conn: Connection, org_id: int, plan_id: int) -> list[Mapping[str, Any]]:
     rows = conn.execute(
-        sa.select(delivery_envelopes, invoices.c.number, accounts.c.reference,
+        sa.select(delivery_envelopes, invoices.c.number, invoices.c.kind, accounts.c.reference,
                   outbox.c.status.label("outbox_status"), outbox.c.message_id)
         .join(invoices, invoices.c.id == delivery_envelopes.c.invoice_id)
         .join(accounts, accounts.c.id == delivery_envelopes.c.account_id)
