@@ -114,6 +114,7 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
     policy = policy or DeliveryPolicy()
     now = now or datetime.now(UTC)
     with engine.begin() as conn:
+        store.lock_run(conn, org_id, run_id)  # against a credit note joining the run meanwhile
         run = store.run_row(conn, org_id, run_id)
         existing = store.plan_row(conn, org_id, run_id)
         if existing is not None and not replan:

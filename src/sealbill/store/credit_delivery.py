@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.plans import lock_run
 from sealbill.store.schema import billing_runs, delivery_plans, invoices
 
 # A waiting credit note: finalized, of no run yet.
@@ -30,6 +31,9 @@ _WAITING = (invoices.c.kind == "credit_note", invoices.c.status == "finalized",
 
 
 def _unplanned(conn: Connection, org_id: int, run_id: int) -> bool:
+    """Whether the run has no plan, holding its row until commit (``plans.lock_run``: a plan
+    being built for it meanwhile either includes what this transaction adds, or is seen)."""
+    lock_run(conn, org_id, run_id)
     return conn.execute(sa.select(delivery_plans.c.id).where(
         delivery_plans.c.organization_id == org_id,
         delivery_plans.c.run_id == run_id)).first() is None
@@ -46,7 +50,9 @@ def delivering_run(conn: Connection, org_id: int, corrected_run_id: int | None) 
         .outerjoin(delivery_plans, delivery_plans.c.run_id == billing_runs.c.id)
         .where(billing_runs.c.organization_id == org_id, delivery_plans.c.id.is_(None))
         .order_by(billing_runs.c.id.desc()).limit(1)).scalar()
-    return None if newest is None else int(newest)
+    if newest is None or not _unplanned(conn, org_id, int(newest)):
+        return None  # (planned since it was read: wait for the next run)
+    return int(newest)
 
 
 def waiting_numbers(conn: Connection, org_id: int) -> list[str]:

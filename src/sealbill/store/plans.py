@@ -48,6 +48,15 @@ def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
     return dict(row._mapping)
 
 
+def lock_run(conn: Connection, org_id: int, run_id: int) -> None:
+    """Hold the run's row until commit (PostgreSQL ``FOR UPDATE``; SQLite has one writer):
+    a credit note given to the run (``store/credit_delivery.py``) is either in its plan or
+    sees the plan and goes to another run."""
+    conn.execute(sa.select(billing_runs.c.id).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id
+    ).with_for_update()).first()
+
+
 def set_run_status(conn: Connection, org_id: int, run_id: int, status: str,
                    halted_reason: str | None = None) -> None:
     conn.execute(sa.update(billing_runs).where(
