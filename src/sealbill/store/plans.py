@@ -243,7 +243,7 @@ def to_planned(row: Mapping[str, Any]) -> PlannedEnvelope:
     recipients = tuple((int(r["contact_id"]), str(r["email"])) for r in row["recipients"])
     return PlannedEnvelope(int(row["invoice_id"]), str(row["number"]), int(row["account_id"]),
                            str(row["reference"]), recipients, int(row["amount_minor"]),
-                           str(row["currency"]))
+                           str(row["currency"]), str(row.get("kind") or "invoice"))
 
 
 def create_plan(conn: Connection, org_id: int, run_id: int, previous_plan_id: int | None,
