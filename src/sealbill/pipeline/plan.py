@@ -132,8 +132,9 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
         unrendered = [i["number"] for i in invoices
                       if any(k not in digests.get(int(i["id"]), {}) for k in DOCUMENT_KINDS)]
         if unrendered:
-            raise PlanError(f"{len(unrendered)} invoices are not rendered yet "
-                            f"(first: {unrendered[0]}); run the render stage first")
+            raise PlanError(f"{len(unrendered)} documents are not rendered yet "
+                            f"(first: {unrendered[0]}); run the render stage first "
+                            "(`sealbill documents render RUN`)")
         previous = store.previous_plan(conn, org_id, str(run["period"]))
         was_canary: set[int] = set()
         if existing is None:

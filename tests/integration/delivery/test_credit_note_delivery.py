@@ -252,3 +252,19 @@ def test_the_blast_radius_counts_credit_notes(world: World) -> None:
     assert {e.document_kind for e in view.exposures if e.invoice_number == credit} == {
         "credit_note"}
     assert "credit_note" in view.data_categories
+
+
+def test_issuing_a_credit_note_says_which_run_will_mail_it(world: World) -> None:
+    from sealbill.app import invoices as app_invoices
+    from sealbill.app.context import local_actor
+
+    actor = local_actor()
+    before_plan = app_invoices.credit_note(world.engine, actor, world.org_id, "F-000001",
+                                           reason="erreur", amount="1.00")
+    assert before_plan["delivery"]["period"] == "2026-10"
+    render_run(world.engine, world.org_id, world.run_id,
+               world.scenario.files_dir / "documents", workers=1)
+    _send_all(world)
+    after_send = app_invoices.void(world.engine, actor, world.org_id, "F-000002",
+                                   reason="wrong customer")
+    assert after_send["delivery"] == {"run_id": None, "period": None}
