@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from sealbill.mail.sink import free_port, read_maildir
-from sealbill.store.db import create_engine
-from sealbill.store.migrate import upgrade
-from tests.e2e.test_delivery_cli import _wait_for_port, sealbill
-from tests.support.scenario import build_scenario
+from sealbill.mail.sink import read_maildir
+from tests.e2e.test_delivery_cli import rendered_database, sealbill, smtp_sink
 
 ORG = ("--org", "acme-cloud")
 
@@ -27,18 +23,9 @@ def _json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
 
 
 def test_a_manual_credit_note_is_mailed_by_the_next_run_from_the_cli(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    engine = create_engine(db)
-    upgrade(engine)
-    scenario = build_scenario(engine, accounts=2, files_dir=tmp_path / "files")
-    engine.dispose()
-    port = free_port()
+    db, scenario = rendered_database(tmp_path, 2)
     maildir = tmp_path / "maildir"
-    sink = subprocess.Popen([sys.executable, "-m", "sealbill", "smtp-sink", "--maildir",
-                             str(maildir), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        _wait_for_port(port)
+    with smtp_sink(maildir) as port:
         october = str(scenario.run_id)
         _json(sealbill(db, port, "run", "plan", october, *ORG, "--json"))
         _json(sealbill(db, port, "run", "send", october, *ORG, "--json"))
@@ -60,9 +47,6 @@ def test_a_manual_credit_note_is_mailed_by_the_next_run_from_the_cli(tmp_path: P
         sent = _json(sealbill(db, port, "run", "send", run, *ORG, "--json"))
         outbox: dict[str, int] = sent["outbox"]  # type: ignore[assignment]
         assert {k: v for k, v in outbox.items() if v} == {"sent": 3}
-    finally:
-        sink.terminate()
-        sink.wait(10)
     subjects = [str(make_header(decode_header(message_from_bytes(raw)["Subject"])))
                 for _, raw in read_maildir(maildir)]
     credit = [s for s in subjects if "AV-000001" in s]
