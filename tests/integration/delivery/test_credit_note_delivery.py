@@ -268,3 +268,37 @@ def test_issuing_a_credit_note_says_which_run_will_mail_it(world: World) -> None
     after_send = app_invoices.void(world.engine, actor, world.org_id, "F-000002",
                                    reason="wrong customer")
     assert after_send["delivery"] == {"run_id": None, "period": None}
+
+
+def test_a_credit_note_issued_while_its_run_is_being_planned_waits_for_the_plan(
+        pg_engine: Any, tmp_path: Any) -> None:
+    """PostgreSQL, two transactions: the plan holds the run's row; the credit note issued
+    meanwhile waits for it, sees the plan, and goes to a later run instead of into a plan
+    already built without it (on SQLite one writer at a time gives the same order)."""
+    import threading
+    import time
+
+    from sealbill.store import plans as plan_store
+    from tests.support.scenario import build_scenario
+
+    s = build_scenario(pg_engine, accounts=2, files_dir=tmp_path, render=False)
+    locked = threading.Event()
+
+    def planner() -> None:
+        with pg_engine.begin() as conn:
+            plan_store.lock_run(conn, s.org_id, s.run_id)
+            locked.set()
+            time.sleep(1.0)
+            plan_store.create_plan(conn, s.org_id, s.run_id, None, "planner")
+
+    thread = threading.Thread(target=planner)
+    thread.start()
+    assert locked.wait(10)
+    started = time.monotonic()
+    credit_id, _ = issue_credit_note(pg_engine, s.org_id, "F-000001", reason="erreur")
+    waited = time.monotonic() - started
+    thread.join(10)
+    with pg_engine.begin() as conn:
+        run_id = conn.execute(sa.select(invoices.c.run_id).where(
+            invoices.c.id == credit_id)).scalar()
+    assert waited >= 0.5 and run_id is None  # waits for the next run, not lost in this one
