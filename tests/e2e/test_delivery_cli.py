@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ from sealbill.mail.sink import free_port, read_maildir
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 from sealbill.store.schema import delivery_ledger
-from tests.support.scenario import build_scenario
+from tests.support.scenario import Scenario, build_scenario
 
 
 def sealbill(db: str, port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,19 +40,35 @@ def _wait_for_port(port: int, seconds: float = 30.0) -> None:
     raise AssertionError(f"smtp-sink did not listen on port {port} within {seconds} s")
 
 
-def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    engine = create_engine(db)
-    upgrade(engine)
-    scenario = build_scenario(engine, accounts=3, files_dir=tmp_path / "files")
-    engine.dispose()
+@contextmanager
+def smtp_sink(maildir: Path) -> Iterator[int]:
+    """``sealbill smtp-sink`` writing into ``maildir``, listening: its port."""
     port = free_port()
-    maildir = tmp_path / "maildir"
     sink = subprocess.Popen([sys.executable, "-m", "sealbill", "smtp-sink", "--maildir",
                              str(maildir), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for_port(port)
+        yield port
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+def rendered_database(tmp_path: Path, accounts: int) -> tuple[str, Scenario]:
+    """A migrated SQLite file with a billed, finalized, rendered first run: (URL, scenario)."""
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_engine(db)
+    upgrade(engine)
+    scenario = build_scenario(engine, accounts=accounts, files_dir=tmp_path / "files")
+    engine.dispose()
+    return db, scenario
+
+
+def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Path) -> None:
+    db, scenario = rendered_database(tmp_path, 3)
+    maildir = tmp_path / "maildir"
+    with smtp_sink(maildir) as port:
         run = str(scenario.run_id)
         planned = sealbill(db, port, "run", "plan", run, "--org", "acme-cloud", "--json")
         assert planned.returncode == 0, planned.stderr
@@ -68,9 +86,6 @@ def test_plan_send_status_and_ledger_through_the_cli_into_a_maildir(tmp_path: Pa
         assert json.loads(status.stdout)["status"] == "sent"
         verified = sealbill(db, port, "ledger", "verify", "--org", "acme-cloud", "--json")
         assert verified.returncode == 0 and json.loads(verified.stdout)["rows"] == 3
-    finally:
-        sink.terminate()
-        sink.wait(10)
     messages = read_maildir(maildir)
     assert len(messages) == 3
     for envelope, raw in messages:

@@ -176,7 +176,20 @@ def credit_note(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: 
                      ids.encode(conn, org_id, "invoice", row_id),
                      after={"credit_note": credit_number, "credit_note_id": public,
                             "amount_minor": minor, "reason": reason})
-    return {"id": public, "number": credit_number, "corrects": number}
+        delivery = delivered_by(conn, org_id, credit_id)
+    return {"id": public, "number": credit_number, "corrects": number, "delivery": delivery}
+
+
+def delivered_by(conn: Connection, org_id: int, credit_id: int) -> dict[str, Any]:
+    """The run that mails a credit note (``store/credit_delivery.py``): ``{"run_id",
+    "period"}``, both ``None`` while it waits for the next ``run bill``."""
+    row = conn.execute(sa.select(billing_runs.c.id, billing_runs.c.period)
+                       .join(invoices, invoices.c.run_id == billing_runs.c.id)
+                       .where(invoices.c.organization_id == org_id,
+                              invoices.c.id == credit_id)).first()
+    if row is None:
+        return {"run_id": None, "period": None}
+    return {"run_id": ids.encode(conn, org_id, "run", int(row.id)), "period": str(row.period)}
 
 
 def void(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str
@@ -203,4 +216,6 @@ def void(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str
                ids.encode(conn, org_id, "invoice", row_id),
                before={"status": "finalized"},
                after={"status": "void", "credit_note": credit_number, "reason": reason})
-    return {"id": public, "number": credit_number, "corrects": number, "voided": number}
+        delivery = delivered_by(conn, org_id, credit_id)
+    return {"id": public, "number": credit_number, "corrects": number, "voided": number,
+            "delivery": delivery}

@@ -108,8 +108,8 @@ def ledger_search(engine: Engine, actor: Actor, org_id: int, *, address: str = "
             continue
         out.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
                     "account": r.account_reference, "invoice": r.invoice_number,
-                    "recipients": emails, "data_categories": list(r.data_categories),
-                    "row_hash": r.row_hash})
+                    "document_kind": r.document_kind, "recipients": emails,
+                    "data_categories": list(r.data_categories), "row_hash": r.row_hash})
     return out
 
 

@@ -1,5 +1,5 @@
-"""``sealbill accounts balance|credit``: a customer's credit (credit notes, manual credits) and
-where it was applied."""
+"""``sealbill accounts balance|credit|refund``: a customer's credit (credit notes, manual
+credits), where it was applied, and what was paid back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import Engine
 
+from sealbill.app import balances as app_balances
 from sealbill.cli.common import (
     ActorOption,
     DbOption,
@@ -21,6 +22,7 @@ from sealbill.cli.common import (
     org_id_for,
     usage_error,
 )
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal, to_minor
 from sealbill.store import balances, parties
 
@@ -28,7 +30,7 @@ accounts_app = typer.Typer(help="Customer accounts: balance and credits.", no_ar
 
 
 def register(accounts_group: typer.Typer) -> None:
-    """Add ``balance`` and ``credit`` to the ``accounts`` group (``cli/accounts.py``)."""
+    """Add ``balance``, ``credit`` and ``refund`` to the ``accounts`` group."""
     accounts_group.registered_commands.extend(accounts_app.registered_commands)
 
 
@@ -101,3 +103,30 @@ def credit(
         emit_json({"ok": True, "account": account, "credited_minor": minor, "currency": cur})
     else:
         console.print(f"{account}: credited {format_plain(Money(minor, cur))} {cur}")
+
+
+@accounts_app.command("refund")
+def refund(
+    account: Annotated[str, typer.Argument(help="Account reference (or acc_… id).")],
+    amount: Annotated[str, typer.Argument(help="Amount paid back, in major units: 10.00.")],
+    org: OrgOption,
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")],
+    currency: Annotated[str | None, typer.Option(help="Default: the account's.")] = None,
+    db: DbOption = None,
+    key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a refund of the account's credit (never more than the credit there is).
+
+    Example: sealbill accounts refund C000042 10.00 --org acme --reason "paid back by transfer"
+    """
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_balances.refund(engine, actor, org_id, account, amount=amount,
+                                              reason=reason, currency=currency), as_json)
+    if as_json:
+        emit_json({"ok": True, **result})
+        return
+    cur = result["currency"]
+    console.print(f"{result['account']}: refunded "
+                  f"{format_plain(Money(result['refunded_minor'], cur))} {cur}; credit left "
+                  f"{format_plain(Money(result['balance_minor'], cur))} {cur}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -97,6 +97,9 @@ def bill(
                       "zero-amount skipped")
     for currency, total in sorted(result.totals.items()):
         console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
+    if result.credit_notes_to_deliver:
+        console.print(f"  credit notes {'to be ' if dry_run else ''}mailed with this run: "
+                      + ", ".join(result.credit_notes_to_deliver))
     _report_problems(result.problems, as_json)
 
 
@@ -261,9 +264,11 @@ def credit_note(
     result = call(lambda: app_invoices.credit_note(engine, actor, org_id, invoice,
                                                    reason=reason, amount=amount), as_json)
     if as_json:
-        emit_json({"ok": True, "credit_note": result["number"], "id": result["id"]})
+        emit_json({"ok": True, "credit_note": result["number"], "id": result["id"],
+                   "delivery": result["delivery"]})
     else:
-        console.print(f"credit note {result['number']} issued against {invoice}")
+        console.print(f"credit note {result['number']} issued against {invoice}; "
+                      f"{delivery_text(result['delivery'])}")
 
 
 def void(
@@ -282,9 +287,19 @@ def void(
     result = call(lambda: app_invoices.void(engine, actor, org_id, invoice, reason=reason),
                   as_json)
     if as_json:
-        emit_json({"ok": True, "voided": invoice, "credit_note": result["number"]})
+        emit_json({"ok": True, "voided": invoice, "credit_note": result["number"],
+                   "delivery": result["delivery"]})
     else:
-        console.print(f"{invoice} voided; credit note {result['number']}")
+        console.print(f"{invoice} voided; credit note {result['number']}; "
+                      f"{delivery_text(result['delivery'])}")
+
+
+def delivery_text(delivery: dict[str, Any]) -> str:
+    """How a manual credit note reaches the customer, in one clause."""
+    if delivery["period"] is None:
+        return "it will be mailed with the next billing run (`sealbill run bill`)"
+    return (f"it will be mailed with run {delivery['run_id']} ({delivery['period']}): "
+            "render, plan and send that run")
 
 
 def import_usage(

@@ -116,6 +116,11 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
         console.print(f"{len(summary['envelopes'])} envelopes; canary: "
                       f"{sum(1 for e in summary['envelopes'] if e['canary'])}; archive copy "
                       f"on each: {summary['archive'] or 'none'}", markup=False)
+        credits = [e["invoice"] for e in summary["envelopes"] if e["kind"] == "credit_note"]
+        if credits:
+            console.print(f"credit notes among them: {', '.join(credits[:20])}"
+                          + (f" (+{len(credits) - 20})" if len(credits) > 20 else ""),
+                          markup=False)
         if held:
             console.print("held: read each change above; if every one is expected, "
                           f"`sealbill run approve {run} --reason TEXT --key KEY` (an operator "

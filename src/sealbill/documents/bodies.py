@@ -45,11 +45,14 @@ MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
     "fr": {
         "greeting": "Bonjour,",
         "intro_invoice": "Veuillez trouver ci-joint la facture {number} émise par {seller}.",
-        "intro_credit_note": "Veuillez trouver ci-joint l'avoir {number} émis par {seller}.",
-        "corrects": "Il porte sur la facture {number}.",
+        "intro_credit_note": "Veuillez trouver ci-joint l'avoir n° {number} émis par {seller}.",
+        "corrects": "Il corrige la facture n° {number}.",
+        "subject_credit_note": "Avoir n° {number} corrigeant la facture n° {corrected}",
         "number": "Numéro",
         "amount_invoice": "Montant TTC",
         "amount_credit_note": "Montant de l'avoir",
+        "credit_applied": "Avoir déduit",
+        "amount_due": "Montant à payer",
         "due_date": "Échéance",
         "account_reference": "Référence client",
         "how_to_pay": "Règlement",
@@ -63,10 +66,13 @@ MAIL_LABELS: Final[dict[str, dict[str, str]]] = {
         "greeting": "Hello,",
         "intro_invoice": "Please find attached invoice {number} from {seller}.",
         "intro_credit_note": "Please find attached credit note {number} from {seller}.",
-        "corrects": "It relates to invoice {number}.",
+        "corrects": "It corrects invoice {number}.",
+        "subject_credit_note": "Credit note {number} correcting invoice {corrected}",
         "number": "Number",
         "amount_invoice": "Total incl. VAT",
         "amount_credit_note": "Amount credited",
+        "credit_applied": "Credit applied",
+        "amount_due": "Amount due",
         "due_date": "Due date",
         "account_reference": "Customer reference",
         "how_to_pay": "Payment",
@@ -86,12 +92,34 @@ def one_line(text: str) -> str:
 
 
 def mail_subject(invoice: Invoice | InvoiceHeading) -> str:
-    """``Facture FA-2025-0001 — Atelier Numérique SAS — 148,20 €`` (one line)."""
+    """``Facture FA-2025-0001 — Atelier Numérique SAS — 148,20 €`` (one line); a credit note
+    names the invoice it corrects: ``Avoir n° AV-2025-0001 corrigeant la facture n°
+    FA-2025-0001 — …``. The amount is what the buyer has to pay (BT-115: the total less the
+    credit applied), or the amount credited."""
     heading = invoice.heading() if isinstance(invoice, Invoice) else invoice
-    kind = "credit_note" if heading.kind is DocumentKind.CREDIT_NOTE else "invoice"
-    amount = i18n.money_text(heading.total_incl_minor, heading.currency, heading.locale)
-    title = i18n.label(heading.locale, kind)
-    return one_line(f"{title} {heading.number} — {heading.seller_name} — {amount}")
+    amount = i18n.money_text(heading.amount_due_minor, heading.currency, heading.locale)
+    if heading.kind is DocumentKind.CREDIT_NOTE and heading.corrected_invoice_number:
+        title = MAIL_LABELS[i18n.language(heading.locale)]["subject_credit_note"].format(
+            number=heading.number, corrected=heading.corrected_invoice_number)
+    else:
+        kind = "credit_note" if heading.kind is DocumentKind.CREDIT_NOTE else "invoice"
+        title = f"{i18n.label(heading.locale, kind)} {heading.number}"
+    return one_line(f"{title} — {heading.seller_name} — {amount}")
+
+
+def amount_rows(invoice: Invoice, labels: dict[str, str]) -> list[tuple[str, str, bool]]:
+    """(label, amount, emphasized) rows of the mail: the total, and when the customer's
+    credit was applied (BT-113) the credit and the amount due (BT-115), emphasized."""
+    kind = "credit_note" if invoice.kind is DocumentKind.CREDIT_NOTE else "invoice"
+    loc = invoice.locale
+    total = i18n.money_text(invoice.total_incl_minor, invoice.currency, loc)
+    if invoice.prepaid_minor <= 0:
+        return [(labels[f"amount_{kind}"], total, True)]
+    return [(labels[f"amount_{kind}"], total, False),
+            (labels["credit_applied"],
+             i18n.money_text(-invoice.prepaid_minor, invoice.currency, loc), False),
+            (labels["amount_due"],
+             i18n.money_text(invoice.amount_due_minor, invoice.currency, loc), True)]
 
 
 def mail_context(invoice: Invoice, report_url: str | None = None) -> dict[str, Any]:
@@ -112,8 +140,7 @@ def mail_context(invoice: Invoice, report_url: str | None = None) -> dict[str, A
         "intro": labels[f"intro_{kind}"].format(number=invoice.number, seller=seller.name),
         "corrects": corrects,
         "number": invoice.number,
-        "amount_label": labels[f"amount_{kind}"],
-        "amount": i18n.money_text(invoice.total_incl_minor, invoice.currency, loc),
+        "amounts": amount_rows(invoice, labels),
         "due_date": (i18n.date_text(invoice.due_date, loc)
                      if invoice.kind is DocumentKind.INVOICE else None),
         "account_reference": invoice.account_reference,

@@ -71,6 +71,7 @@ class LedgerMessage:
     recipients: tuple[SentRecipient, ...]
     data_categories: tuple[str, ...]
     sent_at: datetime
+    document_kind: str = "invoice"  # or "credit_note": what the message carried
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Exposure:
     contact_id: int | None
     data_categories: tuple[str, ...]
     reason: Reason
+    document_kind: str = "invoice"
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,13 @@ class RadiusView:
     def record_count(self) -> int:
         """Invoices (messages) that reached at least one unintended recipient."""
         return len({exposure.message_id for exposure in self.exposures})
+
+    @property
+    def records_by_kind(self) -> dict[str, int]:
+        """Those messages per document kind: ``{"invoice": 3, "credit_note": 1}``."""
+        kinds = {exposure.message_id: exposure.document_kind for exposure in self.exposures}
+        return {kind: sum(1 for k in kinds.values() if k == kind)
+                for kind in sorted(set(kinds.values()))}
 
     @property
     def disclosure_count(self) -> int:
@@ -292,7 +301,7 @@ def _exposure(message: LedgerMessage, recipient: SentRecipient, verdict: Verdict
     return Exposure(message.sent_at, message.message_id, message.account_id,
                     message.account_reference, message.invoice_number, recipient.email,
                     recipient.contact_id, tuple(sorted(set(message.data_categories))),
-                    verdict.reason)
+                    verdict.reason, message.document_kind)
 
 
 def derive_view(exposures: Iterable[Exposure], subjects: Mapping[int, Subject]) -> RadiusView:

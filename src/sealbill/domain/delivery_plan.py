@@ -41,6 +41,18 @@ class PlannedEnvelope:
     recipients: tuple[tuple[int, str], ...]  # (contact id, address), ordered by contact id
     amount_minor: int
     currency: str
+    kind: str = "invoice"  # or "credit_note": a correction, not the cycle's amount
+
+
+def _per_account(envelopes: Sequence[PlannedEnvelope]) -> dict[int, PlannedEnvelope]:
+    """One envelope per account, its invoice's when it has one: an account with an invoice
+    and a credit note in a run is one account whose recipients changed or not, listed once;
+    amounts are compared between invoices only."""
+    out: dict[int, PlannedEnvelope] = {}
+    for env in envelopes:
+        if env.account_id not in out or out[env.account_id].kind != "invoice":
+            out[env.account_id] = env
+    return out
 
 
 @dataclass(frozen=True)
@@ -253,10 +265,10 @@ def _absolute(plan: Sequence[PlannedEnvelope], links: Sequence[LinkFact],
 def _diff(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope],
           policy: DeliveryPolicy) -> list[Finding]:
     n = len(plan)
-    prev_by_account = {e.account_id: e for e in previous}
-    cur_by_account = {e.account_id: e for e in plan}
+    prev_by_account = _per_account(previous)
+    cur_by_account = _per_account(plan)
     new_pairs, domains, more, far = [], [], [], []
-    for env in plan:
+    for env in cur_by_account.values():
         before = prev_by_account.get(env.account_id)
         if before is None:
             continue
@@ -272,12 +284,12 @@ def _diff(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope],
         if len(env.recipients) > len(before.recipients):
             more.append({"account": env.account_reference, "before": len(before.recipients),
                          "now": len(env.recipients)})
-        if _far(env, before, policy.amount_ratio):
+        if env.kind == before.kind == "invoice" and _far(env, before, policy.amount_ratio):
             far.append({"account": env.account_reference, "before": before.amount_minor,
                         "now": env.amount_minor, "currency": env.currency})
-    appearing = [{"account": e.account_reference} for e in plan
+    appearing = [{"account": e.account_reference} for e in cur_by_account.values()
                  if e.account_id not in prev_by_account]
-    disappearing = [{"account": e.account_reference} for e in previous
+    disappearing = [{"account": e.account_reference} for e in prev_by_account.values()
                     if e.account_id not in cur_by_account]
     fan_now, fan_before = _fan_in(plan), _fan_in(previous)
     growth = sorted(((a, len(fan_before.get(a, ())), len(s)) for a, s in fan_now.items()

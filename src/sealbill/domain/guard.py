@@ -20,7 +20,9 @@ Rules (each violation names its rule):
    bodies whose digests are the rendered ones; the Factur-X XML in that PDF is, byte for byte,
    the rendered one (its digest) and has this invoice's number and this buyer; subject and
    bodies name this invoice and this account; and no other account's reference nor another
-   invoice's number appears anywhere;
+   invoice's number appears anywhere (a credit note's corrected invoice, BT-25, is its own
+   account's: it may be named). A credit note is a document like an invoice here: the same
+   rules, its own number and buyer;
 4. ``run_limits`` — no (invoice, recipient) pair was already claimed in this run by another
    message; no address gets more messages in this run than the invoices of the accounts it is
    verified for; at most ``cap`` recipients.
@@ -73,6 +75,10 @@ class Envelope:
                      if normalize_address(e) not in self.settled)
 
 
+# Facts whose absence is a fact: no archive copy; an invoice corrects nothing.
+OPTIONAL_FACTS = ("archive_email", "corrected_invoice_id")
+
+
 @dataclass(frozen=True)
 class Fresh:
     """Read from the database inside the sending transaction, just before the send.
@@ -102,6 +108,9 @@ class Fresh:
     # SHA-256 of the Factur-X XML rendered (and planned) with the PDF: the XML embedded in the
     # PDF about to leave must be exactly it (None: unknown, refused)
     xml_sha256: str | None = None
+    # a credit note's corrected invoice (same account, BT-25): its number is this
+    # document's own, not another's, when both are in the run
+    corrected_invoice_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ def verdict(envelope: Envelope, fresh: Fresh, examined: Examined,
     """Every violation of the four rules by the examined bytes, given the fresh facts."""
     violations: list[Violation] = []
     missing = [name for name, value in vars(fresh).items()
-               if value is None and name not in ("archive_email",)]
+               if value is None and name not in OPTIONAL_FACTS]
     if missing or identifiers is None:
         return [Violation("undecidable", "facts missing: the guard cannot decide",
                           {"missing": missing + ([] if identifiers else ["identifiers"])})]
@@ -261,6 +270,8 @@ def _content(env: Envelope, fresh: Fresh, examined: Examined,
             out.append(Violation("content", f"the {where} does not name this invoice/account",
                                  {"where": where, "absent": absent}))
     own = {f"account:{env.account_id}", f"invoice:{env.invoice_id}"}
+    if fresh.corrected_invoice_id is not None:
+        own.add(f"invoice:{fresh.corrected_invoice_id}")
     for where, body in {**bodies, "xml": examined.xml.text}.items():
         hits = index.foreign_hits(body, own)
         if hits:

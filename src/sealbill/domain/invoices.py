@@ -195,7 +195,8 @@ class Invoice:
     def heading(self) -> InvoiceHeading:
         return InvoiceHeading(self.kind, self.number, self.currency, self.locale,
                               self.seller.name, self.buyer, self.account_reference,
-                              self.total_incl_minor, self.payment_method)
+                              self.total_incl_minor, self.payment_method,
+                              self.corrected_invoice_number, self.prepaid_minor)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,13 @@ class InvoiceHeading:
     account_reference: str
     total_incl_minor: int
     payment_method: PaymentMethod | None = None
+    corrected_invoice_number: str | None = None  # BT-25 of a credit note
+    prepaid_minor: int = 0  # BT-113: the customer's credit applied
+
+    @property
+    def amount_due_minor(self) -> int:
+        """BT-115: what remains to pay once the customer's credit is applied."""
+        return self.total_incl_minor - self.prepaid_minor
 
 
 EXEMPTION_CODES: dict[VatCategory, str] = {

@@ -33,7 +33,8 @@ CB_LOSS_VALUES = (Decimal("0"), Decimal("0.25"), Decimal("0.5"))
 CB_MALICIOUS_VALUES = (Decimal("0"), Decimal("0.5"))
 
 #: Ledger data categories that make an invoice financial data (DPC base 3).
-FINANCIAL_CATEGORIES = frozenset({"amount", "payment_method", "invoice", "invoice_lines", "iban"})
+FINANCIAL_CATEGORIES = frozenset({"amount", "payment_method", "invoice", "credit_note",
+                                  "invoice_lines", "iban"})
 #: Categories that identify a person directly (EI maximum): a name with a postal address.
 DIRECT_IDENTIFIERS = frozenset({"name", "postal_address", "billing_address"})
 #: Categories that identify with some effort (EI significant).

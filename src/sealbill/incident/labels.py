@@ -27,6 +27,7 @@ DATA_CATEGORIES: dict[str, dict[str, str]] = {
     "payment_method": {"en": "payment method (masked)", "fr": "moyen de paiement (masqué)"},
     "amount": {"en": "invoice amount", "fr": "montant de la facture"},
     "invoice": {"en": "invoice document", "fr": "facture"},
+    "credit_note": {"en": "credit note document", "fr": "avoir"},
     "invoice_lines": {"en": "invoice lines (services and usage)",
                       "fr": "lignes de facture (services et consommation)"},
     "vat_id": {"en": "VAT number", "fr": "numéro de TVA"},

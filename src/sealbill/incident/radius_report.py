@@ -22,11 +22,16 @@ CSV_COLUMNS = ("sent_at", "message_id", "invoice_number", "account_reference", "
                "reason_as_corrected", "correction_note")
 
 
+_KIND_WORDS = {"invoice": "invoice", "credit_note": "credit note"}
+
+
 def summary_sentence(view: RadiusView, messages_in_scope: int) -> str:
     if not view.has_leak:
         return (f"No unintended recipient: all recipients of the {messages_in_scope} "
                 "message(s) in scope were entitled.")
-    return (f"{view.record_count} invoice(s) of {view.subject_count} customer(s) reached "
+    kinds = view.records_by_kind
+    documents = " and ".join(f"{n} {_KIND_WORDS.get(k, k)}(s)" for k, n in kinds.items())
+    return (f"{documents} of {view.subject_count} customer(s) reached "
             f"{len(view.recipients)} unintended recipient(s) ({view.disclosure_count} "
             f"disclosure(s)) between {when(view.first_sent_at)} and {when(view.last_sent_at)}.")
 
@@ -42,6 +47,7 @@ def view_to_dict(view: RadiusView, messages_in_scope: int) -> dict[str, Any]:
         "counts": {"subjects": view.subject_count, "consumers": view.consumer_count,
                    "records": view.record_count, "disclosures": view.disclosure_count,
                    "unintended_recipients": len(view.recipients)},
+        "records_by_kind": view.records_by_kind,
         "span": {"first_sent_at": _iso(view.first_sent_at),
                  "last_sent_at": _iso(view.last_sent_at)},
         "member_states": list(view.member_states),
@@ -63,7 +69,8 @@ def view_to_dict(view: RadiusView, messages_in_scope: int) -> dict[str, Any]:
         "exposures": [
             {"sent_at": e.sent_at.isoformat(), "message_id": e.message_id,
              "account_id": e.account_id, "account_reference": e.account_reference,
-             "invoice_number": e.invoice_number, "email": e.email, "contact_id": e.contact_id,
+             "invoice_number": e.invoice_number, "document_kind": e.document_kind,
+             "email": e.email, "contact_id": e.contact_id,
              "data_categories": list(e.data_categories), "reason": e.reason.value}
             for e in view.exposures],
     }

@@ -12,7 +12,9 @@ Invariants:
   whose interval sealbill does not bill, a credit with no invoice to correct) is reported in
   ``BillingResult.problems`` with the reason and left unbilled; the other accounts are billed.
   A rerun after the fix bills it (its billing key is still free);
-- memory stays flat: accounts, their phases and their usage are read one chunk at a time.
+- memory stays flat: accounts, their phases and their usage are read one chunk at a time;
+- the manual credit notes waiting for a run (``store/credit_delivery.py``) are taken into this
+  run, to be rendered, planned and mailed with it; a dry run lists them and takes nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sealbill.pipeline.oss import apply_oss, year_totals
 from sealbill.pipeline.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.rate_chunks import ChunkInput, RatingContext, rated_chunks
 from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
+from sealbill.store import credit_delivery, parties
 from sealbill.store.db import Row, inserted_id
 from sealbill.store.invoices import (
     DraftInvoice,
@@ -68,13 +70,16 @@ class BillingResult:
     #: One line per account left unbilled, naming it and the reason.
     problems: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: Manual credit notes issued since the last planned run, that this run delivers.
+    credit_notes_to_deliver: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": not self.problems, "run_id": self.run_id, "period": self.period,
                 "drafted": self.drafted, "already_billed": self.already_billed,
                 "skipped_zero": self.skipped_zero, "not_billed": len(self.problems),
                 "problems": self.problems, "totals_incl_minor": self.totals,
-                "dry_run": self.dry_run, "previews": self.previews}
+                "dry_run": self.dry_run, "previews": self.previews,
+                "credit_notes_to_deliver": self.credit_notes_to_deliver}
 
 
 def period_bounds(period: str) -> tuple[date, date]:
@@ -130,6 +135,9 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
             _record(conn, org_id, run_id, drafts, at, result, dry_run)
             if on_progress:
                 on_progress(rated.accounts)
+        # manual credit notes waiting for a run are delivered by this one (credit_delivery)
+        result.credit_notes_to_deliver = credit_delivery.would_take(conn, org_id, period) \
+            if run_id is None else credit_delivery.take_waiting(conn, org_id, run_id)
         for problem in result.problems:
             log.warning("account not billed", extra={"fields": {
                 "stage": "rate", "run_id": run_id, "problem": problem}})

@@ -101,7 +101,8 @@ def display_names(conn: Connection, org_id: int, contact_ids: list[int]) -> dict
 
 
 def pdf_filename(invoice: InvoiceHeading) -> str:
-    stem = "facture" if invoice.locale == "fr" else "invoice"
+    stems = {"invoice": ("facture", "invoice"), "credit_note": ("avoir", "credit-note")}
+    stem = stems[invoice.kind.value][0 if invoice.locale == "fr" else 1]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in invoice.number)
     return f"{stem}-{safe}.pdf"
 
@@ -153,8 +154,8 @@ def compose(conn: Connection, org_id: int, item: OutboxItem,
 
 def data_categories(invoice: InvoiceHeading) -> list[str]:
     """What personal data of the account the message discloses (names as the incident
-    tooling labels them)."""
-    found = ["account_reference", "name", "amount", "invoice", "invoice_lines"]
+    tooling labels them): the document itself is ``invoice`` or ``credit_note``."""
+    found = ["account_reference", "name", "amount", invoice.kind.value, "invoice_lines"]
     if invoice.buyer.address.line1:
         found.append("postal_address")
     if invoice.buyer.email:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.invoices import DocumentKind, InvoiceLine, tax_breakdown, totals
 from sealbill.domain.money import document_step, to_major
+from sealbill.store import credit_delivery
 from sealbill.store import invoices as invoice_store
 from sealbill.store.schema import billing_runs, invoices
 
@@ -70,7 +71,8 @@ def issue_credit_note(engine: Engine, org_id: int, invoice_number: str, *,
                       reason: str, amount_minor: int | None = None,
                       issue_date: date | None = None) -> tuple[int, str]:
     """A numbered credit note against a finalized invoice: in full, or for ``amount_minor``
-    excluding VAT (then one line at the invoice's main VAT rate)."""
+    excluding VAT (then one line at the invoice's main VAT rate). It is mailed by the run
+    :func:`sealbill.store.credit_delivery.delivering_run` gives it."""
     with engine.begin() as conn:
         return credit_note_in(conn, org_id, invoice_number, reason=reason,
                               amount_minor=amount_minor,
@@ -112,7 +114,9 @@ def credit_note_in(conn: Connection, org_id: int, invoice_number: str, *, reason
         oss_eur_minor=None if row.oss_eur_minor is None else 0,
         tax_facts=_credit_facts(row.tax_facts, invoice_number))
     at = datetime.now(UTC)
-    [credit_id] = invoice_store.insert_drafts(conn, org_id, row.run_id, [draft], at)
+    # delivered by the corrected invoice's run if not planned yet, else by a later run
+    run_id = credit_delivery.delivering_run(conn, org_id, row.run_id)
+    [credit_id] = invoice_store.insert_drafts(conn, org_id, run_id, [draft], at)
     [(_, number)] = invoice_store.finalize(conn, org_id, [credit_id],
                                            issue_date=issue_date, at=at)
     return credit_id, number

@@ -133,4 +133,5 @@ def _entry(item: box.OutboxItem, composed: composer.Composed, delivered: tuple[s
         invoice_id=item.invoice_id, invoice_number=composed.invoice.number,
         recipients=recipients, data_categories=composer.data_categories(composed.invoice),
         attachment_sha256=item.attachment_sha256, body_sha256=item.body_sha256,
-        queued_at=item.queued_at, sent_at=at, part=part)
+        queued_at=item.queued_at, sent_at=at, part=part,
+        document_kind=composed.invoice.kind.value)

@@ -1,8 +1,10 @@
 """Plan a run's delivery, compare it with the previous cycle, hold it or let it proceed.
 
-After rendering: one envelope per finalized invoice of the run — its account, the recipients
-resolved *now* from :func:`~sealbill.store.parties.verified_billing_recipients`, and the digests
-of the rendered documents from the ``documents`` rows. The plan is evaluated against the
+After rendering: one envelope per finalized document of the run — an invoice, or a credit
+note (the run's own, or a manual one the run took, ``store/credit_delivery.py``) — its
+account (a credit note's is its corrected invoice's), the recipients resolved *now* from
+:func:`~sealbill.store.parties.verified_billing_recipients`, and the digests of the rendered
+documents from the ``documents`` rows. The plan is evaluated against the
 previous cycle's plan by :func:`sealbill.domain.delivery_plan.evaluate`; a ``hold`` verdict puts
 the run in ``held`` until someone other than the person who started it approves.
 
@@ -112,6 +114,7 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
     policy = policy or DeliveryPolicy()
     now = now or datetime.now(UTC)
     with engine.begin() as conn:
+        store.lock_run(conn, org_id, run_id)  # against a credit note joining the run meanwhile
         run = store.run_row(conn, org_id, run_id)
         existing = store.plan_row(conn, org_id, run_id)
         if existing is not None and not replan:
@@ -129,8 +132,9 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
         unrendered = [i["number"] for i in invoices
                       if any(k not in digests.get(int(i["id"]), {}) for k in DOCUMENT_KINDS)]
         if unrendered:
-            raise PlanError(f"{len(unrendered)} invoices are not rendered yet "
-                            f"(first: {unrendered[0]}); run the render stage first")
+            raise PlanError(f"{len(unrendered)} documents are not rendered yet "
+                            f"(first: {unrendered[0]}); run the render stage first "
+                            "(`sealbill documents render RUN`)")
         previous = store.previous_plan(conn, org_id, str(run["period"]))
         was_canary: set[int] = set()
         if existing is None:
@@ -264,7 +268,8 @@ def plan_summary(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
         if plan is None:
             raise PlanError(f"run {run_id} has no delivery plan")
         envelopes = [
-            {"envelope_id": row["id"], "invoice": row["number"], "account": row["reference"],
+            {"envelope_id": row["id"], "invoice": row["number"], "kind": row["kind"],
+             "account": row["reference"],
              "recipients": [r["email"] for r in row["recipients"]],
              # what SMTP will be told: the recipients, plus the archive copy
              "smtp_recipients": [r["email"] for r in row["recipients"]]

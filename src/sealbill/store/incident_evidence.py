@@ -74,7 +74,7 @@ def _message(row: Mapping[str, Any]) -> LedgerMessage:
                           str(r["email"]))
             for r in row["recipients"]),
         data_categories=tuple(str(c) for c in categories),
-        sent_at=row["sent_at"],
+        sent_at=row["sent_at"], document_kind=str(row.get("document_kind") or "invoice"),
     )
 
 

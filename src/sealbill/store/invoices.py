@@ -108,12 +108,14 @@ def insert_drafts(conn: Connection, org_id: int, run_id: int | None,
 def billed_account_ids(conn: Connection, org_id: int, period: str) -> set[int]:
     """Accounts that already have a document of the billing run of ``period`` (YYYY-MM): an
     invoice, or the credit note of a period whose credits exceeded its charges (both hold the
-    period's billing key)."""
+    period's billing key). A manual credit note delivered by that run (billing key
+    ``credit:…``) bills nothing there: it does not count."""
     return {int(i) for i in conn.execute(
         sa.select(invoices.c.account_id)
         .join(billing_runs, billing_runs.c.id == invoices.c.run_id)
         .where(invoices.c.organization_id == org_id,
-               billing_runs.c.organization_id == org_id, billing_runs.c.period == period)
+               billing_runs.c.organization_id == org_id, billing_runs.c.period == period,
+               ~invoices.c.billing_key.startswith("credit:"))
     ).scalars()}
 
 
@@ -262,12 +264,15 @@ def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
 
 
 # Read for every message sent: prepared once (see store.prepared).
+_CORRECTED = invoices.alias("corrected")
 _HEADING = Prepared(sa.select(
     invoices.c.status, invoices.c.kind, invoices.c.number, invoices.c.currency,
     invoices.c.locale, invoices.c.seller_snapshot, invoices.c.buyer_snapshot,
     invoices.c.account_reference, invoices.c.total_incl_minor, invoices.c.payment_snapshot,
-).where(invoices.c.organization_id == sa.bindparam("org"),
-        invoices.c.id == sa.bindparam("invoice")))
+    invoices.c.prepaid_minor, _CORRECTED.c.number.label("corrected_number"),
+).select_from(invoices.outerjoin(_CORRECTED, _CORRECTED.c.id == invoices.c.corrects_invoice_id))
+    .where(invoices.c.organization_id == sa.bindparam("org"),
+           invoices.c.id == sa.bindparam("invoice")))
 
 
 def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> InvoiceHeading:
@@ -282,7 +287,8 @@ def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> Invo
         locale=row.locale, seller_name=seller_from(row.seller_snapshot).name,
         buyer=party_from(row.buyer_snapshot), account_reference=row.account_reference,
         total_incl_minor=row.total_incl_minor,
-        payment_method=payment_from(row.payment_snapshot))
+        payment_method=payment_from(row.payment_snapshot),
+        corrected_invoice_number=row.corrected_number, prepaid_minor=int(row.prepaid_minor or 0))
 
 def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
     lines = conn.execute(

@@ -1,9 +1,9 @@
 """The delivery ledger: one append-only row per message accepted by SMTP, hash-chained per org.
 
 Each row records who received what about whom: the Message-ID, the run, the account (the data
-subject), the invoice, the recipients, the categories of personal data disclosed, the digests of
-the attachment and body, and the times. The incident tooling computes blast radius from this
-table alone.
+subject), the document (an invoice or a credit note, ``document_kind``), the recipients, the
+categories of personal data disclosed, the digests of the attachment and body, and the times.
+The incident tooling computes blast radius from this table alone.
 
 Invariants:
 - one row per acceptance: a message accepted for some recipients, then (a retry) for the
@@ -49,7 +49,7 @@ _LOCK_NAMESPACE = 0x5EA1  # advisory lock keys: (namespace, org id)
 CONTENT_FIELDS = ("organization_id", "seq", "message_id", "run_id", "account_id",
                   "account_reference", "invoice_id", "invoice_number", "recipients",
                   "data_categories", "attachment_sha256", "body_sha256", "queued_at",
-                  "sent_at", "prev_hash", "part")
+                  "sent_at", "prev_hash", "part", "document_kind")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class LedgerEntry:
     queued_at: datetime
     sent_at: datetime
     part: int = 1  # > 1: the rest of a message accepted earlier for some recipients
+    document_kind: str = "invoice"  # or "credit_note": what the message carried
 
 
 def _iso(value: datetime) -> str:
@@ -113,7 +114,7 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "attachment_sha256": entry.attachment_sha256, "body_sha256": entry.body_sha256,
         "queued_at": entry.queued_at, "sent_at": entry.sent_at,
         "prev_hash": GENESIS if last is None else str(last.row_hash),
-        "part": entry.part,
+        "part": entry.part, "document_kind": entry.document_kind,
     }
     content["row_hash"] = row_hash(content)
     content["seal"], content["seal_key_id"] = for_connection(conn).keys.seal(

@@ -157,6 +157,7 @@ _FACTS_ROW = (
     sa.select(organizations.c.archive_email, outbox.c.message_id, invoices.c.account_id,
               invoices.c.run_id, invoices.c.status, invoices.c.number,
               invoices.c.account_reference, invoices.c.buyer_snapshot,
+              invoices.c.corrects_invoice_id,
               *(_document_sha(kind).label(f"sha_{kind}") for kind in ("pdf", "html", "xml",
                                                                         *TEXT_KINDS)),
               # the kill switch and the run's status: read in the same statement
@@ -283,7 +284,9 @@ def send_facts(conn: Connection, org_id: int, item: OutboxItem,
         message_id=row.message_id if row else None,
         pair_claims=per_recipient["pair"], claimed_invoices=per_recipient["claimed"],
         explained_invoices=per_recipient["explained"], cap=cap,
-        xml_sha256=row.sha_xml if row else None)
+        xml_sha256=row.sha_xml if row else None,
+        corrected_invoice_id=None if inv is None or inv.corrects_invoice_id is None
+        else int(inv.corrects_invoice_id))
     if row is None or row.run_status is None:
         stop: str | None = "missing"
     elif row.paused:

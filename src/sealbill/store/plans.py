@@ -1,8 +1,9 @@
 """Delivery plans and envelopes in the database, and the facts the plan policy reads.
 
 Invariants:
-- one plan per run (unique ``run_id``); one envelope per invoice of the plan; each envelope
-  gets exactly one outbox row whose Message-ID derives from the envelope id;
+- one plan per run (unique ``run_id``); one envelope per finalized document of the run —
+  invoice or credit note (``store/credit_delivery.py``: which run a credit note is in); each
+  envelope gets exactly one outbox row whose Message-ID derives from the envelope id;
 - envelope recipients are written from :func:`~sealbill.store.parties.verified_billing_recipients`
   only (contact id + address), never from another column or a free-form string;
 - a replan rebuilds only envelopes whose message never left (outbox ``queued`` or ``held``);
@@ -45,6 +46,15 @@ def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
     if row is None:
         raise LookupError(f"billing run {run_id} not found")
     return dict(row._mapping)
+
+
+def lock_run(conn: Connection, org_id: int, run_id: int) -> None:
+    """Hold the run's row until commit (PostgreSQL ``FOR UPDATE``; SQLite has one writer):
+    a credit note given to the run (``store/credit_delivery.py``) is either in its plan or
+    sees the plan and goes to another run."""
+    conn.execute(sa.select(billing_runs.c.id).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id
+    ).with_for_update()).first()
 
 
 def set_run_status(conn: Connection, org_id: int, run_id: int, status: str,
@@ -214,7 +224,7 @@ def previous_plan(conn: Connection, org_id: int, period: str
 
 def envelope_rows(conn: Connection, org_id: int, plan_id: int) -> list[Mapping[str, Any]]:
     rows = conn.execute(
-        sa.select(delivery_envelopes, invoices.c.number, accounts.c.reference,
+        sa.select(delivery_envelopes, invoices.c.number, invoices.c.kind, accounts.c.reference,
                   outbox.c.status.label("outbox_status"), outbox.c.message_id)
         .join(invoices, invoices.c.id == delivery_envelopes.c.invoice_id)
         .join(accounts, accounts.c.id == delivery_envelopes.c.account_id)
@@ -233,7 +243,7 @@ def to_planned(row: Mapping[str, Any]) -> PlannedEnvelope:
     recipients = tuple((int(r["contact_id"]), str(r["email"])) for r in row["recipients"])
     return PlannedEnvelope(int(row["invoice_id"]), str(row["number"]), int(row["account_id"]),
                            str(row["reference"]), recipients, int(row["amount_minor"]),
-                           str(row["currency"]))
+                           str(row["currency"]), str(row.get("kind") or "invoice"))
 
 
 def create_plan(conn: Connection, org_id: int, run_id: int, previous_plan_id: int | None,

@@ -210,3 +210,26 @@ def test_foreign_hits_with_tokens_given_is_foreign_hits(text: str) -> None:
                                    ("reference", "A 07", "account:2")])
     for own in (set(), {"invoice:7"}, {"account:2"}):
         assert index.foreign_hits(text, own, tokens(text)) == index.foreign_hits(text, own)
+
+
+def test_a_credit_note_may_name_its_corrected_invoice_and_no_other() -> None:
+    # AV-000009 corrects F-000007 (same account, same run): naming it is not a leak; naming
+    # F-000008 (another account's invoice) still is.
+    credit = replace(FRESH, invoice_number="AV-000009", corrected_invoice_id=7)
+    envelope = replace(ENVELOPE, invoice_id=9)
+    xml = XML.replace(b"F-000007</ram:ID>", b"AV-000009</ram:ID>")
+    for corrected, expected in (("F-000007", set()), ("F-000008", {"content"})):
+        text = f"Avoir AV-000009 corrigeant la facture {corrected}, compte A0007\n".encode()
+        html = f"<p>Avoir AV-000009 / {corrected} / A0007</p>\n".encode()
+        pdf = b"%PDF-fake " + xml
+        fresh = replace(credit, pdf_sha256=_sha(pdf), text_sha256=_sha(text),
+                        html_sha256=_sha(html))
+        out = mime.build_message(
+            sender=mime.Sender("Seller", "billing@seller.example"), recipients=[ALICE],
+            display_names={11: "Alice"}, archive_email="archive@seller.example",
+            message_id=MID, date=datetime(2026, 11, 1, tzinfo=UTC),
+            content=mime.Content("Avoir n° AV-000009 corrigeant la facture n° F-000007",
+                                 text, html, pdf, "avoir-AV-000009.pdf"))
+        violations = examine.check(replace(envelope, attachment_sha256=_sha(pdf)), fresh,
+                                   guard.Outgoing(out.data, out.rcpt_to), INDEX, _extract)
+        assert _rules(violations) == expected, violations

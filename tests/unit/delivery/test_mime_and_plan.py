@@ -105,3 +105,25 @@ def test_policy_overrides_refuse_unknown_settings() -> None:
     assert policy.max_fan_in == 3 and policy.new_pairs_on_existing_accounts.count == 1
     with pytest.raises(ValueError, match="unknown"):
         DeliveryPolicy.from_mapping({"max_fanin": 3})
+
+
+def test_credit_notes_are_not_compared_as_the_cycles_amount_nor_counted_twice() -> None:
+    """A run with small credit notes beside the invoices: amounts are compared invoice to
+    invoice; an account with two documents is one account for the recipient findings."""
+    from dataclasses import replace
+
+    before = [_env(i, [f"b{i}@c{i}.example"], amount=100_000) for i in range(1, 6)]
+    credits = [replace(_env(i, [f"b{i}@c{i}.example", f"x{i}@n{i}.example"], amount=100),
+                       invoice_id=100 + i, invoice_number=f"AV-{i}", kind="credit_note")
+               for i in range(1, 6)]
+    invoices = [_env(i, [f"b{i}@c{i}.example", f"x{i}@n{i}.example"], amount=100_000)
+                for i in range(1, 6)]
+    result = evaluate([*invoices, *credits], before, _links([*invoices, *credits]),
+                      DeliveryPolicy(amounts_far=Threshold(0)), NOW)
+    found = {f.kind: f for f in result.findings}
+    assert found["amounts_far"].count == 0
+    assert found["new_pairs"].count == 5  # one per account, not one per document
+    only_credit = [credits[0]]  # an account whose only document this cycle is a credit note
+    result = evaluate(only_credit, before[:1], _links(only_credit),
+                      DeliveryPolicy(amounts_far=Threshold(0)), NOW)
+    assert {f.kind: f for f in result.findings}["amounts_far"].count == 0

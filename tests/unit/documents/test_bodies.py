@@ -79,7 +79,7 @@ def test_credit_note_body_has_no_due_date_and_names_the_original_invoice() -> No
 
 def test_missing_template_value_raises_instead_of_printing_nothing() -> None:
     context = mail_context(samples.domestic())
-    del context["amount"]
+    del context["amounts"]
     for name in ("mail_invoice.html.j2", "mail_invoice.txt.j2"):
         with pytest.raises(UndefinedError):
             render_template(name, context)
@@ -91,3 +91,29 @@ def test_subject_is_one_line_with_kind_number_seller_and_amount() -> None:
     assert "\n" not in subject and "\r" not in subject
     assert subject == "Facture FA-2025-0001 — Atelier Bcc: victim@example.org — 148,20\u00a0€"
     assert mail_subject(samples.credit_note("en")).startswith("Credit note AV-2025-0001")
+
+
+@pytest.mark.parametrize(("locale", "title"), [
+    ("fr", "Avoir n° AV-2025-0001 corrigeant la facture n° FA-2025-0001 — "),
+    ("en", "Credit note AV-2025-0001 correcting invoice FA-2025-0001 — "),
+])
+def test_credit_note_subject_and_bodies_name_the_invoice_it_corrects(
+        locale: str, title: str) -> None:
+    credit = samples.credit_note(locale)
+    assert mail_subject(credit).startswith(title)
+    corrects = {"fr": "Il corrige la facture n° FA-2025-0001.",
+                "en": "It corrects invoice FA-2025-0001."}[locale]
+    for body in mail_bodies(credit):
+        assert corrects in body
+
+
+def test_bodies_and_subject_state_the_amount_due_after_the_credit_applied() -> None:
+    invoice = replace(samples.domestic(), prepaid_minor=5000)  # 148.20 total, 50.00 credit
+    html, text = mail_bodies(invoice)
+    assert "Montant à payer : 98,20\u00a0€" in text.replace(" :", " :").replace(
+        "\u00a0:", " :")
+    assert "Avoir déduit : -50,00\u00a0€" in text.replace("\u00a0:", " :")
+    assert "98,20\u00a0€" in html and "-50,00\u00a0€" in html
+    assert mail_subject(invoice).endswith("— 98,20\u00a0€")
+    plain = mail_bodies(samples.domestic())[1]  # no credit: the total, no credit line
+    assert "Avoir déduit" not in plain and "Montant à payer" not in plain

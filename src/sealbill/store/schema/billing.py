@@ -153,9 +153,9 @@ exchange_rates = sa.Table(
     sa.UniqueConstraint("organization_id", "currency", "rate_date"),
 )
 
-# A customer's balance, append-only: credit notes (+), manual credits (+), credit applied to an
-# invoice at its finalization (-). The balance of an account in a currency is the sum; it never
-# goes below zero (an invoice takes at most what is there).
+# A customer's balance, append-only: credit notes (+), manual credits (+), refunds (-), credit
+# applied to an invoice at its finalization (-). The balance of an account in a currency is the
+# sum; it never goes below zero (an invoice takes at most what is there, a refund too).
 account_balance_entries = sa.Table(
     "account_balance_entries",
     metadata,
@@ -164,7 +164,7 @@ account_balance_entries = sa.Table(
     ref("accounts"),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),  # credit_note | manual | applied
+    sa.Column("kind", sa.String(20), nullable=False),  # credit_note | manual | applied | refund
     sa.Column("invoice_id", BigId, sa.ForeignKey("invoices.id")),
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Column("created_by", sa.String(100), nullable=False),

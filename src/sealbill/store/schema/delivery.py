@@ -128,6 +128,8 @@ delivery_ledger = sa.Table(
     sa.Column("account_reference", sa.String(64), nullable=False),
     sa.Column("invoice_id", BigId, nullable=False),
     sa.Column("invoice_number", sa.String(40), nullable=False),
+    # What the message carried: "invoice" or "credit_note" (part of the row's hash).
+    sa.Column("document_kind", sa.String(20), nullable=False, server_default="invoice"),
     sa.Column("recipients", sa.JSON, nullable=False),  # [{"contact_id":..,"email":..}]
     sa.Column("data_categories", sa.JSON, nullable=False),
     sa.Column("attachment_sha256", sa.String(64), nullable=False),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 23:35:56.075664
+Create Date: 2026-12-06 23:41:47.745748
 """
 
 from alembic import op
@@ -206,6 +206,7 @@ def upgrade() -> None:
     sa.Column('account_reference', sa.String(length=64), nullable=False),
     sa.Column('invoice_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('invoice_number', sa.String(length=40), nullable=False),
+    sa.Column('document_kind', sa.String(length=20), server_default='invoice', nullable=False),
     sa.Column('recipients', sa.JSON(), nullable=False),
     sa.Column('data_categories', sa.JSON(), nullable=False),
     sa.Column('attachment_sha256', sa.String(length=64), nullable=False),
