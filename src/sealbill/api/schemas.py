@@ -147,6 +147,8 @@ class RunProgress(Out):
     rendered: int
     outbox: dict[str, int]
     jobs: dict[str, int]
+    stages: list[dict[str, Any]] = []  # each stage's jobs: done, total, waiting, failed, ...
+    workers: list[dict[str, Any]] = []  # the workers running the run's jobs now
     progress_url: str
     enqueued: list[str] = []
 

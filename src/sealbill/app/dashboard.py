@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import ids
+from sealbill.app import distributed, ids
 from sealbill.app.context import READ, Actor
 from sealbill.app.invoices import run_row_id
 from sealbill.pipeline import control
@@ -75,15 +75,18 @@ def chart_bars(cycles: list[dict[str, Any]], height: int = 120) -> list[dict[str
 
 
 def runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
-    """Every run, newest first, with its outbox counts per state."""
+    """Every run, newest first, with its outbox counts per state (and, for a run in the
+    workers' hands, its queue jobs done / total / failed)."""
     _read(actor, org_id)
+    queued = distributed.queue_totals(engine, org_id)
     with engine.begin() as conn:
         rows = conn.execute(sa.select(billing_runs).where(
             billing_runs.c.organization_id == org_id)
             .order_by(billing_runs.c.period.desc())).all()
         return [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
                  "status": r.status, "started_by": r.started_by, "created_at": r.created_at,
-                 "outbox": box.counts(conn, org_id, int(r.id))} for r in rows]
+                 "outbox": box.counts(conn, org_id, int(r.id)),
+                 "queue": queued.get(int(r.id))} for r in rows]
 
 
 def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
@@ -109,6 +112,9 @@ def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, A
     data["total"] = sum(data["outbox"].values())
     data["throughput"] = _rate(first, last, int(sent))
     data["done"] = data["status"] in ("sent", "halted", "held")
+    data["queue"] = distributed.queue_of(engine, org_id, run_id)
+    if data["queue"] and any(s["waiting"] or s["running"] for s in data["queue"]["stages"]):
+        data["done"] = data["status"] == "held"  # the workers still have the run's jobs
     return data
 
 

@@ -103,7 +103,9 @@ def on_queue(engine: Engine, org_id: int, run_id: int) -> bool:
 
 def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
     """How far the run is: rating chunks rated (and the accounts left unbilled, with why),
-    invoices by status, rendered, outbox by status, jobs by status."""
+    invoices by status, rendered, outbox by status, jobs by status, each stage's jobs and the
+    workers running the run's jobs now (:mod:`sealbill.app.queue_stages`)."""
+    from sealbill.app import queue_stages
     from sealbill.pipeline.billing_chunks import chunk_ids, problems_of
     from sealbill.store import outbox as box
 
@@ -127,7 +129,9 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
                            "not_billed": problems_of(conn, org_id, run_id)},
                 "invoices": {str(k): int(v) for k, v in by_status.items()},
                 "rendered": int(rendered), "outbox": box.counts(conn, org_id, run_id),
-                "jobs": {str(k): int(v) for k, v in jobs.items()}}
+                "jobs": {str(k): int(v) for k, v in jobs.items()},
+                "stages": queue_stages.stages(conn, org_id, run_id),
+                "workers": queue_stages.workers(conn, org_id, run_id)}
 
 
 def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
@@ -136,3 +140,25 @@ def progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, A
     run_id = app_runs._resolve(engine, actor, org_id, ref, READ)
     _require_postgres(engine)
     return progress_of(engine, org_id, run_id)
+
+
+def queue_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any] | None:
+    """The progress of a run in the workers' hands (:func:`progress_of`), or None: on SQLite
+    (no queue) and for a run of the embedded mode, whose pages and reports stay as they are.
+    The caller has checked the actor may read the run."""
+    if not is_postgres(engine) or not on_queue(engine, org_id, run_id):
+        return None
+    return progress_of(engine, org_id, run_id)
+
+
+def queue_totals(engine: Engine, org_id: int) -> dict[int, dict[str, int]]:
+    """Jobs done / total / failed of each queued run of the organization, by run row id
+    (empty on SQLite or before the queue's schema exists)."""
+    from sealbill.app import queue_stages
+
+    if not is_postgres(engine):
+        return {}
+    with engine.begin() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
+            return {}
+        return queue_stages.totals_by_run(conn, org_id)

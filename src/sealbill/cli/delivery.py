@@ -33,6 +33,7 @@ from sealbill.cli.common import (
 )
 from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.set_aside import EXIT_HELP, report_lines
+from sealbill.cli.workers import queue_lines, queued_progress
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
 from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail import config as mail_config
@@ -233,6 +234,7 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     why, the switch, open alerts; the exit code says the same (0 only when all delivered)."""
     engine, org_id, run_id = _context(db, org, run, as_json)
     payload = control.status(engine, org_id, run_id, run)
+    payload.update(queued_progress(engine, org_id, run_id))
     if as_json:
         emit_json(payload)
         raise typer.Exit(payload["exit_code"])
@@ -246,6 +248,8 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
                       markup=False)
     if payload["plan"]:
         console.print(f"  archive copy: {payload['plan']['archive'] or 'none'}", markup=False)
+    for line in queue_lines(payload.get("queue")):
+        console.print(line, markup=False, highlight=False)
     for line in undelivered_lines(payload):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for line in report_lines(payload, run):

@@ -4,9 +4,10 @@ held run and let the workers continue). PostgreSQL only; on SQLite they say so (
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy.engine import Engine
 
 from sealbill.app import distributed
 from sealbill.cli.common import DbOption, JsonOption, OrgOption, console, emit_json, usage_error
@@ -95,6 +96,28 @@ def release(org: OrgOption, run: Annotated[str, typer.Option(help="Run id.")],
     engine, who, org_id = context(db, org, key, as_json)
     _show(call(lambda: distributed.approve(engine, who, org_id, run, reason), as_json),
           as_json)
+
+
+def queued_progress(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
+    """``{"queue": progress}`` for ``run status`` of a run in the workers' hands; nothing on
+    SQLite or for a run of the embedded mode (its report stays as it was)."""
+    found = distributed.queue_of(engine, org_id, run_id)
+    return {} if found is None else {"queue": found}
+
+
+def queue_lines(queue: dict[str, Any] | None) -> list[str]:
+    """The queue's stages and workers as ``run status`` prints them."""
+    if not queue:
+        return []
+    out = ["  queue (jobs done/total per stage):"]
+    for s in queue["stages"]:
+        extra = "".join(f", {s[k]} {k}" for k in ("waiting", "running", "failed", "retried")
+                        if s[k])
+        out.append(f"    {s['stage']}: {s['state']}, {s['done']}/{s['total']} done{extra}")
+    workers = ", ".join(f"worker {w['worker']} ({w['running']} running, heartbeat "
+                        f"{w['heartbeat_seconds_ago']} s ago)" for w in queue["workers"])
+    out.append(f"    workers on this run now: {workers or 'none'}")
+    return out
 
 
 def _show(data: dict[str, object], as_json: bool) -> None:

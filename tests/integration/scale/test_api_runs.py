@@ -35,6 +35,8 @@ def test_a_run_enqueued_through_the_api_is_202_with_its_progress_once_per_key(
     body = RunProgress.model_validate(first.json())
     assert body.status == "drafted" and body.enqueued == ["sealbill.rate"]
     assert body.jobs == {"todo": 1} and body.rating["chunks"] == 1
+    assert (body.stages[0]["stage"], body.stages[0]["waiting"], body.workers) == (
+        "rating", 1, [])
     assert first.headers["location"] == body.progress_url == f"/v1/runs/{body.run_id}/progress"
     again = client.post("/v1/runs/enqueue", headers=headers, json={"period": "2026-12"})
     assert (again.status_code, again.json()) == (202, first.json())  # replayed, not redone
