@@ -223,7 +223,7 @@ def test_a_credit_note_may_name_its_corrected_invoice_and_no_other() -> None:
         html = f"<p>Avoir AV-000009 / {corrected} / A0007</p>\n".encode()
         pdf = b"%PDF-fake " + xml
         fresh = replace(credit, pdf_sha256=_sha(pdf), text_sha256=_sha(text),
-                        html_sha256=_sha(html))
+                        html_sha256=_sha(html), xml_sha256=_sha(xml))
         out = mime.build_message(
             sender=mime.Sender("Seller", "billing@seller.example"), recipients=[ALICE],
             display_names={11: "Alice"}, archive_email="archive@seller.example",
