@@ -62,6 +62,8 @@ class Change(Out):
     kind: str
     code: str
     action: str
+    detail: str | None = None
+    stored_outside: int | None = None  # a metric's stored events its new limits refuse
 
 
 class ApplyResult(Out):
