@@ -111,10 +111,10 @@ def stored_outside(conn: Connection, org_id: int, metric: Mapping[str, Any]) -> 
     count = 0
     for (raw,) in rows:
         try:
-            bad = rule.needs_value if raw is None else rule.value_problem(Decimal(raw))
+            bad = rule.needs_value if raw is None else bool(rule.value_problem(Decimal(raw)))
         except InvalidOperation:
             bad = True
-        count += bool(bad)
+        count += bad
     return count
 
 
