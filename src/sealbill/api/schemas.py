@@ -98,6 +98,24 @@ class Contact(Out):
     links: list[Link]
 
 
+class BounceResult(Out):
+    source: str
+    result: str
+    detail: str | None = None
+
+
+class BouncesImported(Out):
+    mails: int
+    bounced: int
+    delayed_recorded: int
+    recorded: int
+    already_recorded: int
+    unknown_message: int
+    not_sent_to_that_address: int
+    not_a_dsn: int
+    results: list[BounceResult]
+
+
 class VerificationSent(Out):
     contact_id: str
     sent_to: str
