@@ -26,11 +26,13 @@ chromium:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Debian's Postfix for the relay tests (tests/support/postfix.py starts a throwaway instance
-# with its own configuration and queue on loopback; the machine's own Postfix is not started).
+# with its own configuration and queue on loopback; the machine's own Postfix is not started),
+# and Cyrus SASL (saslpasswd2, the sasldb plugin) for its AUTH listener.
 postfix:
-	@test -x /usr/sbin/postfix || \
+	@test -x /usr/sbin/postfix -a -x /usr/sbin/saslpasswd2 || \
 	  { echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      postfix sasl2-bin libsasl2-modules >/dev/null; }
 
 demo: $(STAMP)
 	$(PY) -m sealbill demo --workdir var/demo $(if $(SMTP),--smtp $(SMTP))

@@ -1,4 +1,6 @@
-"""An output folder the operator cannot write: one line of error, exit 2, nothing written.
+"""An output folder the operator cannot write: one line of error, exit 2, nothing written —
+for every command that writes a file (``incident drafts --out``, ``documents render --out``,
+``invoices download --out``, ``import usage --rejects``, ``oss return --csv``).
 
 The suite runs as root, for whom every folder is writable, so the CLI runs here as ``nobody``
 (``runuser -u nobody --``) against a folder that belongs to root. The virtual environment's
@@ -22,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from sealbill.pipeline import incident as incidents
-from sealbill.pipeline.organizations import create_org
+from sealbill.pipeline.render import render_run
+from sealbill.store.catalog import add_metric
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
-from tests.e2e.test_cli_billing import ORG
+from tests.support.scenario import build_scenario
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
@@ -44,7 +47,9 @@ def _why_not() -> str | None:
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    """A data folder that ``nobody`` owns (database, key), with ``locked/`` owned by root."""
+    """A data folder that ``nobody`` owns (database, key, documents): organization ``acme``
+    with a finalized run of two invoices (the first rendered), a metric, an incident, a usage
+    file with one good and one bad row; ``locked/`` is owned by root."""
     why = _why_not()
     if why:
         pytest.skip(why)
@@ -53,12 +58,20 @@ def folder() -> Iterator[Path]:
         base.chmod(0o755)
         engine = create_engine(f"sqlite:///{base / 'sealbill.sqlite'}")
         upgrade(engine)
+        scenario = build_scenario(engine, accounts=2, files_dir=base / "scratch", slug="acme",
+                                  render=False)
+        render_run(engine, scenario.org_id, None, base / "files", workers=1,
+                   invoice_ids=scenario.invoice_ids[:1])
         with engine.begin() as conn:
-            org_id = create_org(conn, ORG)
-        incidents.open_incident(engine, org_id, title="lost laptop",
+            add_metric(conn, scenario.org_id, "api_calls", "API calls", "sum")
+        incidents.open_incident(engine, scenario.org_id, title="lost laptop",
                                 aware_at=datetime.now(UTC) - timedelta(hours=1),
                                 scope=incidents.Scope(), actor="test")
         engine.dispose()
+        (base / "usage.csv").write_text(
+            "event_id,account_reference,metric_code,timestamp,value\n"
+            "u1,A0001,api_calls,2026-10-01T10:00:00+02:00,3\n"
+            "u2,A0001,no_such_metric,2026-10-01T10:00:00+02:00,3\n")
         (base / "locked").mkdir(mode=0o755)
         (base / "keyring").mkdir(mode=0o700)
         for path in [base, *base.rglob("*")]:
@@ -88,12 +101,31 @@ def _dump(path: Path) -> list[str]:
         return list(conn.iterdump())
 
 
-@pytest.mark.parametrize("target", ["locked", "locked/drafts"])
+# Every command that writes a file, with the path it is given ({out}: under locked/).
+COMMANDS = {
+    "incident drafts": ["incident", "drafts", "1", "--org", "acme", "--no-pdf",
+                        "--out", "{out}"],
+    "documents render": ["documents", "render", "2026-10", "--org", "acme", "--workers", "1",
+                         "--out", "{out}"],
+    "invoices download": ["invoices", "download", "F-000001", "--org", "acme",
+                          "--out", "{out}/F-000001.pdf"],
+    "import usage --rejects": ["import", "usage", "{base}/usage.csv", "--org", "acme",
+                               "--rejects", "{out}/rejects.csv"],
+    "oss return --csv": ["oss", "return", "--quarter", "2026-Q4", "--org", "acme",
+                         "--csv", "{out}/oss.csv"],
+}
+TARGETS = [("incident drafts", "locked"), ("incident drafts", "locked/drafts"),
+           ("documents render", "locked"), ("documents render", "locked/files"),
+           ("invoices download", "locked"), ("import usage --rejects", "locked"),
+           ("oss return --csv", "locked")]
+
+
+@pytest.mark.parametrize(("command", "target"), TARGETS)
 def test_an_unwritable_output_folder_is_one_line_exit_2_and_nothing_written(
-        folder: Path, target: str) -> None:
+        folder: Path, command: str, target: str) -> None:
     before = _dump(folder / "sealbill.sqlite")
-    done = _as_nobody(folder, "incident", "drafts", "1", "--org", "acme", "--no-pdf",
-                      "--out", str(folder / target))
+    args = [a.format(out=folder / target, base=folder) for a in COMMANDS[command]]
+    done = _as_nobody(folder, *args)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr + done.stdout
     assert "Traceback" not in done.stderr + done.stdout

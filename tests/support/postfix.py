@@ -10,12 +10,16 @@ start-fg`` as a child process. Every listener is on 127.0.0.1, on a free port:
 - ``smtps``: TLS from the first byte (``smtpd_tls_wrappermode = yes``);
 - ``reject``: ``smtpd_client_restrictions = reject`` — every session refused (554, at RCPT
   since Postfix delays the client check by default), naming the client, not a recipient;
-- ``encrypt``: ``smtpd_tls_security_level = encrypt`` — 530 until STARTTLS.
+- ``encrypt``: ``smtpd_tls_security_level = encrypt`` — 530 until STARTTLS;
+- ``auth``: STARTTLS then SASL AUTH required (Cyrus SASL, a ``sasldb2`` of its own holding
+  :data:`SASL_USER` / :data:`SASL_PASSWORD`; ``smtpd_tls_auth_only = yes``, and
+  ``smtpd_recipient_restrictions = permit_sasl_authenticated, reject``: a client that did not
+  log in is refused at RCPT, naming the relay policy). Present when :func:`sasl_available`.
 
 Postfix relays everything to ``[127.0.0.1]:<sink port>`` (an aiosmtpd capture of
 :mod:`tests.support.smtp`), so a test sees what reached the far side of the relay. Postfix
 needs root (its master drops to the ``postfix`` user): :func:`postfix_available` says whether
-it can run here. ``make postfix`` installs it.
+it can run here. ``make postfix`` installs it (and ``sasl2-bin`` for the ``auth`` listener).
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ LISTENERS = {
     "reject": "-o smtpd_client_restrictions=reject",
     "encrypt": "-o smtpd_tls_security_level=encrypt",
 }
+SASLPASSWD = shutil.which("saslpasswd2", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/saslpasswd2"
+SASL_USER, SASL_PASSWORD = "billing", "relay-secret-7"
+AUTH_LISTENER = ("-o smtpd_tls_security_level=encrypt -o smtpd_tls_auth_only=yes "
+                 "-o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=cyrus "
+                 "-o smtpd_sasl_path=smtpd -o smtpd_sasl_security_options=noanonymous "
+                 "-o smtpd_client_restrictions= "
+                 "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject "
+                 "-o smtpd_recipient_restrictions=permit_sasl_authenticated,reject")
 _SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -66,6 +78,34 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+
+def sasl_available() -> str | None:
+    """None when the ``auth`` listener can be set up (Cyrus ``saslpasswd2`` and its sasldb
+    plugin), else why not."""
+    if not Path(SASLPASSWD).exists():
+        return "Cyrus SASL's saslpasswd2 is not installed (make postfix: sasl2-bin)"
+    if not any(Path(d).glob("libsasldb.so*") for d in ("/usr/lib/x86_64-linux-gnu/sasl2",
+                                                         "/usr/lib/aarch64-linux-gnu/sasl2",
+                                                         "/usr/lib/sasl2")):
+        return "Cyrus SASL's sasldb plugin is missing (make postfix: libsasl2-modules)"
+    return None
+
+
+def _sasl(folder: Path) -> None:
+    """The Cyrus configuration ``smtpd.conf`` and the user database beside it, readable by
+    the ``postfix`` user (smtpd is not chrooted here). Debian's Postfix reads
+    ``$cyrus_sasl_config_path`` with ``/sasl`` appended, so the file goes in both places."""
+    db = folder / "sasldb2"
+    (folder / "sasl").mkdir(exist_ok=True)
+    for conf in (folder / "smtpd.conf", folder / "sasl" / "smtpd.conf"):
+        conf.write_text(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+            f"sasldb_path: {db}\n")
+    subprocess.run([SASLPASSWD, "-c", "-p", "-f", str(db), "-u", "relay.sealbill.test",
+                    SASL_USER], input=SASL_PASSWORD.encode(), check=True, capture_output=True)
+    shutil.chown(db, "postfix", "postfix")
+    db.chmod(0o600)
 
 
 def postfix_available() -> str | None:
@@ -149,12 +189,18 @@ message_size_limit = 52428800
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
+cyrus_sasl_config_path = {folder}
+smtpd_sasl_local_domain = relay.sealbill.test
 """
+
+
+def _listeners() -> dict[str, str]:
+    return {**LISTENERS, "auth": AUTH_LISTENER} if sasl_available() is None else LISTENERS
 
 
 def _master_cf(ports: dict[str, int]) -> str:
     lines = [f"127.0.0.1:{ports[name]} inet n - n - - smtpd {options}".rstrip()
-             for name, options in LISTENERS.items()]
+             for name, options in _listeners().items()]
     return "\n".join(lines) + "\n" + _SERVICES
 
 
@@ -195,7 +241,9 @@ def start_postfix(folder: Path, relay_port: int | None = None) -> Iterator[Postf
         (folder / sub).mkdir(exist_ok=True)
     shutil.chown(folder / "data", "postfix", "postfix")
     key, cert = _certificate(folder)
-    ports = {name: free_port("127.0.0.1") for name in LISTENERS}
+    ports = {name: free_port("127.0.0.1") for name in _listeners()}
+    if "auth" in ports:
+        _sasl(folder)
     (folder / "main.cf").write_text(_main_cf(folder, sink.port, key, cert))
     (folder / "master.cf").write_text(_master_cf(ports))
     process = subprocess.Popen([POSTFIX, "-c", str(folder), "start-fg"],

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from sealbill.api import problems, routes_billing, routes_customers, routes_setup
+from sealbill.api import (
+    problems,
+    routes_billing,
+    routes_bounces,
+    routes_customers,
+    routes_setup,
+)
 from sealbill.api.guard import ApiGuard, TokenBuckets
 
 
@@ -20,6 +26,6 @@ def create_app(engine: Engine, *, rate: float = 50.0, burst: int = 100) -> FastA
     app.state.engine = engine
     app.add_middleware(ApiGuard, engine=engine, buckets=TokenBuckets(rate, burst))
     problems.install(app)
-    for module in (routes_setup, routes_customers, routes_billing):
+    for module in (routes_setup, routes_customers, routes_billing, routes_bounces):
         app.include_router(module.router)
     return app

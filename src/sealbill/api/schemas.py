@@ -62,6 +62,8 @@ class Change(Out):
     kind: str
     code: str
     action: str
+    detail: str | None = None
+    stored_outside: int | None = None  # a metric's stored events its new limits refuse
 
 
 class ApplyResult(Out):
@@ -94,6 +96,24 @@ class Contact(Out):
     id: str
     email: str
     links: list[Link]
+
+
+class BounceResult(Out):
+    source: str
+    result: str
+    detail: str | None = None
+
+
+class BouncesImported(Out):
+    mails: int
+    bounced: int
+    delayed_recorded: int
+    recorded: int
+    already_recorded: int
+    unknown_message: int
+    not_sent_to_that_address: int
+    not_a_dsn: int
+    results: list[BounceResult]
 
 
 class VerificationSent(Out):

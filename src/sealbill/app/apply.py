@@ -22,6 +22,7 @@ from sealbill.app import catalog
 from sealbill.app.context import CATALOG_WRITE, Actor
 from sealbill.app.errors import Invalid, Problem
 from sealbill.app.inputs import MetricIn, Model, PlanIn, parse
+from sealbill.pipeline.data_check import stored_outside
 from sealbill.store import catalog as store
 from sealbill.store.catalog import plan_to_json
 
@@ -93,8 +94,7 @@ def _diff(conn: Connection, org_id: int, wanted: CatalogFile) -> list[dict[str, 
                                     f"{row['aggregation']}/{row['field']}; it cannot change"))
         elif row["name"] != m.name or catalog.limits_view(row) != catalog.limits_view(
                 m.limits()):
-            changes.append({"kind": "metric", "code": m.code, "action": "change",
-                            "detail": _metric_change(row, m)})
+            changes.append(_metric_change(conn, org_id, row, m))
         else:
             changes.append({"kind": "metric", "code": m.code, "action": "unchanged"})
     for i, p in enumerate(wanted.plans):
@@ -143,9 +143,18 @@ def _execute(conn: Connection, actor: Actor, org_id: int, wanted: CatalogFile,
                 catalog.add_price_in(conn, actor, org_id, p.code, price)
 
 
-def _metric_change(row: Any, wanted: MetricIn) -> str:
-    """What changes in a stored metric: ``name 'A' -> 'B'; max_value None -> '100'``."""
+def _metric_change(conn: Connection, org_id: int, row: Any, wanted: MetricIn
+                   ) -> dict[str, Any]:
+    """What changes in a stored metric (``name 'A' -> 'B'; max_value None -> '100'``) and how
+    many stored events the new limits would refuse (``stored_outside``: they stay stored)."""
     before = {"name": row["name"], **catalog.limits_view(row)}
     after = {"name": wanted.name, **catalog.limits_view(wanted.limits())}
-    return "; ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in before
-                     if before[k] != after[k])
+    detail = "; ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in before
+                       if before[k] != after[k])
+    outside = stored_outside(conn, org_id, {**row, **wanted.limits()})
+    if outside:
+        detail += (f"; {outside} stored usage event(s) outside the new limits (they stay "
+                   "stored; `sealbill check data` lists them, `sealbill usage void` sets one "
+                   "aside)")
+    return {"kind": "metric", "code": wanted.code, "action": "change", "detail": detail,
+            "stored_outside": outside}

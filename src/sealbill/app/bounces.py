@@ -25,21 +25,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from pydantic import Field, StringConstraints
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit
 from sealbill.app.contacts import contact_row, view
 from sealbill.app.context import ACCOUNTS_WRITE, RUNS_WRITE, Actor
 from sealbill.app.errors import StateError
-from sealbill.app.inputs import VoidIn, parse
+from sealbill.app.inputs import Model, VoidIn, parse
 from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.dsn import Dsn, DsnRecipient, NotADsn, parse_dsn
 from sealbill.store import outbox_outcomes
 from sealbill.store.schema import contacts, delivery_envelopes, delivery_ledger, invoices, outbox
 
+MAX_DSN_BYTES = 5_000_000  # a DSN returning the whole message (a PDF attached) fits
+MAX_DSNS = 100
 BOUNCED, DELAYED, NOTED = "bounced", "delayed_recorded", "recorded"
 ALREADY, UNKNOWN, NOT_SENT, NOT_DSN = ("already_recorded", "unknown_message",
                                        "not_sent_to_that_address", "not_a_dsn")
@@ -62,7 +65,24 @@ def import_dsns(engine: Engine, actor: Actor, org_id: int,
             results += [{"source": source, **r} for r in _apply(conn, actor, org_id, dsn)]
     counts = {name: sum(1 for r in results if r["result"] == name)
               for name in (BOUNCED, DELAYED, NOTED, ALREADY, UNKNOWN, NOT_SENT, NOT_DSN)}
+    with engine.begin() as conn:  # who imported which mails, even when they changed nothing
+        audit.record(conn, actor, org_id, "bounces.import", "organization", str(org_id),
+                     after={"mails": [source for source, _ in mails][:100], **counts})
     return {"mails": len(mails), **counts, "results": results}
+
+
+class DsnMailsIn(Model):
+    """The API's JSON form of ``POST /v1/bounces``: the DSN mails as text (RFC 5322)."""
+
+    messages: Annotated[list[Annotated[str, StringConstraints(
+        min_length=1, max_length=MAX_DSN_BYTES)]], Field(min_length=1, max_length=MAX_DSNS)]
+
+
+def dsn_mails(data: Any) -> list[tuple[str, bytes]]:
+    """(source, bytes) of each mail of the JSON form, named ``messages[i]``."""
+    mails = parse(DsnMailsIn, data, "bounces").messages
+    return [(f"messages[{i}]", m.encode("utf-8", "surrogateescape")) for i, m in
+            enumerate(mails)]
 
 
 def _message(conn: Connection, org_id: int, message_id: str) -> Any:

@@ -29,7 +29,7 @@ from sealbill.cli.common import (
 from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, format_plain
-from sealbill.outputs.files import OutputError
+from sealbill.outputs.files import OutputError, check_writable, write_output
 from sealbill.pipeline.billing import BillingError, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
@@ -217,7 +217,10 @@ def download(
     name, data = call(lambda: app_invoices.download(engine, actor, org_id, number, kind),
                       as_json)
     target = out / name if out.is_dir() else out
-    target.write_bytes(data)
+    try:
+        write_output(target, data)
+    except OutputError as exc:
+        usage_error(f"--out: {exc}", as_json=as_json)
     if as_json:
         emit_json({"ok": True, "file": str(target), "bytes": len(data)})
     else:
@@ -315,6 +318,8 @@ def import_usage(
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:
+        if rejects is not None:
+            check_writable(rejects)  # before the progress bar: one line, nothing imported
         with progress(not as_json, "importing", None) as bar:
             result = import_usage_file(engine, org_id, file, rejects=rejects,
                                        on_progress=bar.advance)

@@ -21,7 +21,7 @@ from sealbill.cli.common import (
     progress,
     usage_error,
 )
-from sealbill.outputs.files import OutputError
+from sealbill.outputs.files import OutputError, check_writable, output_folder
 from sealbill.pipeline.render import RenderError, render_run, unrendered_ids
 from sealbill.store import parties, queries
 
@@ -57,6 +57,8 @@ def render(
             else:
                 run_id, invoice_ids = int(queries.run_by_ref(conn, org_id, ref)["id"]), None
         total = len(unrendered_ids(engine, org_id, run_id, invoice_ids))
+        if out is not None and total:  # the folder named: one line before the progress bar
+            check_writable(output_folder(settings.files_dir(out, db_url=db), org) / "probe")
         with progress(not as_json, "rendering", total) as bar:
             count = render_run(engine, org_id, run_id, settings.files_dir(out, db_url=db),
                                invoice_ids=invoice_ids, workers=workers,

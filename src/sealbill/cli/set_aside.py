@@ -78,7 +78,8 @@ def retry_command(run: RunArg, org: OrgOption,
     """Queue again a set-aside message (--invoice), or failed messages after a fix (retries
     exhausted, or refused by the server): the next `run send` checks each with the whole
     guard, on the data as it is then, and sends it only to its recipients not yet delivered
-    (same Message-ID)."""
+    (same Message-ID). A sent message (--invoice) whose bounced contact was corrected since
+    (new address verified, bounce cleared) goes to that corrected address only."""
     engine, org_id, run_id = _run(db, org, run, as_json)
     try:
         done = set_asides.retry(engine, org_id, run_id, invoice, actor=by, reason=reason)
@@ -93,6 +94,9 @@ def retry_command(run: RunArg, org: OrgOption,
     if not done["queued"]:
         console.print("nothing to retry", markup=False)
         return
+    for old, new in done.get("corrected", []):
+        console.print(f"{done['invoice']}: {old} -> {new} (only {new} gets it; the others "
+                      "already have it)", markup=False)
     console.print(f"{', '.join(done['queued'])} queued again; `sealbill run send {run}` checks "
                   "and sends", markup=False)
 

@@ -4,6 +4,7 @@ currency) and ``sealbill oss return`` (the quarterly OSS figures)."""
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from sealbill.cli.common import (
     usage_error,
 )
 from sealbill.domain.money import Money, format_plain
+from sealbill.outputs.files import OutputError, write_output
 from sealbill.pipeline.oss_return import oss_return
 from sealbill.pipeline.rates_import import RatesRejected, import_rates
 
@@ -84,13 +86,17 @@ def oss_return_command(
         return
     if csv_out is not None:
         columns = ["country", "rate", "taxable_eur", "vat_eur", "documents"]
-        handle = sys.stdout if str(csv_out) == "-" else csv_out.open("w", newline="",
-                                                                     encoding="utf-8")
+        handle = io.StringIO(newline="")
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(figures)
-        if handle is not sys.stdout:
-            handle.close()
+        if str(csv_out) == "-":
+            sys.stdout.write(handle.getvalue())
+            return
+        try:
+            write_output(csv_out, handle.getvalue().encode("utf-8"))
+        except OutputError as exc:
+            usage_error(f"--csv: {exc}", as_json=as_json)
         return
     for r in figures:
         console.print(f"{r['country']}  {r['rate']:>5} %  taxable {r['taxable_eur']:>12} EUR"

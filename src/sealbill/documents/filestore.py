@@ -98,8 +98,8 @@ class FileStore:
         paths = [self.path_for(slug, number, kind) for slug, number, kind, _ in items]
         digests = [hashlib.sha256(data).hexdigest() for *_, data in items]
         fresh = [k for k, path in enumerate(paths) if not path.exists()]
-        for folder in {paths[k].parent for k in fresh}:
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in {paths[k].parent for k in fresh}:  # never a planted link; an
+            output_folder(self.root, folder.relative_to(self.root))  # OutputError, not a trace
         with ThreadPoolExecutor(max(1, min(threads, len(fresh)))) as pool:
             temps = list(pool.map(lambda k: self._write_temp(paths[k].parent, items[k][3]),
                                   fresh))

@@ -47,14 +47,35 @@ def output_folder(root: Path, relative: str | Path = "") -> Path:
     return folder
 
 
+def check_writable(path: Path) -> None:
+    """Raise :class:`OutputError` now if :func:`write_output` could not write ``path``: a
+    command that writes its file after changing the database checks first, so a bad path
+    changes nothing. (A probe file is created and removed in the folder.)"""
+    folder = _folder_of(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".sealbill-probe.", suffix=".part")
+    except PermissionError:
+        raise OutputError(f"{folder}: permission denied; choose a folder you can write to"
+                          ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _folder_of(path: Path) -> Path:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: no such folder")
+    return folder
+
+
 def write_output(path: Path, data: bytes, *, root: Path | None = None) -> Path:
     """Write ``data`` at ``path`` (under ``root`` when given: its subfolders are checked)."""
     if root is not None:
         folder = output_folder(root, path.parent.relative_to(root))
     else:
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise OutputError(f"{folder}: no such folder")
+        folder = _folder_of(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     try:

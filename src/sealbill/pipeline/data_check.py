@@ -11,9 +11,10 @@ before a billing run or a send trips over them.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -93,6 +94,28 @@ def _usage(conn: Connection, org_id: int) -> Iterator[Finding]:
             continue
         if problem := rule.value_problem(value):
             yield Finding("usage_events", record, "value", problem)
+
+
+def stored_outside(conn: Connection, org_id: int, metric: Mapping[str, Any]) -> int:
+    """How many stored, not voided, events of ``metric`` (a ``metrics`` row, or the row a
+    change would leave: aggregation, field and the new limits) its rule would refuse: what a
+    narrower range leaves behind. They stay stored; ``check data`` lists them and an operator
+    may void them."""
+    rule = MetricRule.of(metric)
+    rows = conn.execute(
+        sa.select(sa.type_coerce(usage_events.c.value, sa.String()))
+        .where(usage_events.c.organization_id == org_id,
+               usage_events.c.metric_code == metric["code"],
+               usage_events.c.voided_at.is_(None))
+        .execution_options(yield_per=5000))
+    count = 0
+    for (raw,) in rows:
+        try:
+            bad = rule.needs_value if raw is None else bool(rule.value_problem(Decimal(raw)))
+        except InvalidOperation:
+            bad = True
+        count += bad
+    return count
 
 
 def check_stored_data(conn: Connection, org_id: int) -> list[Finding]:

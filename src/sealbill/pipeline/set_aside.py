@@ -128,10 +128,14 @@ def retry(engine: Engine, org_id: int, run_id: int, number: str | None, *, actor
     messages the server refused). The next ``run send`` checks each from scratch, with the
     whole guard; a failed message goes again only to its recipients neither delivered nor
     bounced (same Message-ID). A message whose recipients all bounced is not re-queued: its
-    contacts must be corrected first (then ``run plan --replan``)."""
+    contacts must be corrected first (then ``run plan --replan``). A ``sent`` message
+    (``number``) with a bounced recipient whose contact was corrected since goes again to that
+    corrected address only (:mod:`sealbill.pipeline.resend`)."""
     with engine.begin() as conn:
         if number is not None:
             row = _row(conn, org_id, run_id, number)
+            if row.status == "sent":  # delivered to some: the corrected contacts only
+                return _resend(conn, org_id, run_id, row, actor=actor, reason=reason)
             if row.status not in RETRY_FROM:
                 raise SetAsideError(f"the message of {number} is {row.status}: only a "
                                     "set-aside or failed message can be retried")
@@ -167,6 +171,21 @@ def retry(engine: Engine, org_id: int, run_id: int, number: str | None, *, actor
                                          f"retry {number or 'failed messages'}")
     return {"run_id": run_id, "invoice": number, "status": "queued", "queued": queued,
             "skipped": skipped, "run_released": released}
+
+
+def _resend(conn: Connection, org_id: int, run_id: int, row: Any, *, actor: str,
+            reason: str) -> dict[str, Any]:
+    from sealbill.pipeline.resend import ResendError, resend_corrected
+
+    try:
+        done = resend_corrected(conn, org_id, run_id, row, actor=actor, reason=reason)
+    except ResendError as exc:
+        raise SetAsideError(str(exc)) from None
+    run = plan_store.run_row(conn, org_id, run_id)
+    if run["status"] in ("sent", "incomplete"):
+        plan_store.set_run_status(conn, org_id, run_id, "approved")
+    return {"run_id": run_id, "invoice": row.number, "status": "queued",
+            "queued": [row.number], "skipped": [], "run_released": False, **done}
 
 
 def _recipients(row: Any) -> list[tuple[int | None, str]]:

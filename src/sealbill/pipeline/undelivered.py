@@ -6,7 +6,9 @@ account, the address, the message's state and this recipient's (``deferred``, ``
 delivered to some recipients but bounced by others is listed for the bounced ones.
 
 Invariant: a row is listed unless the outbox says ``sent`` *and* every recipient of it is
-delivered — nothing undelivered is left out (tested against the SMTP server's own record).
+delivered — nothing undelivered is left out (tested against the SMTP server's own record);
+a bounced address whose contact was corrected and re-sent to (``replaced_by``) is no longer
+listed: the corrected address is, until delivered.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def undelivered(conn: Connection, org_id: int, run_id: int, run_status: str,
         for address in addresses:
             mine = outcomes.get(rcpts.key(address)) or {}
             state = mine.get("state")
-            if state == rcpts.DELIVERED or (row.status == "sent" and not mine):
+            if state == rcpts.DELIVERED or (row.status == "sent" and not mine) \
+                    or mine.get("replaced_by"):  # bounced, then re-sent to its correction
                 continue
             reply = (f"{mine.get('code') or ''} {mine.get('reply') or ''}".strip()
                      if mine else (row.last_error or ""))
@@ -63,14 +66,15 @@ def next_step(entry: dict[str, Any], run_status: str, run_reason: str | None,
     number, state, status = entry["invoice"], entry["recipient_state"], entry["status"]
     retry = f"`sealbill run retry {run} --invoice {number}`"
     if state == rcpts.BOUNCED:
+        corrected = (f"correct the contact (`sealbill contacts change-address`, `contacts "
+                     f"verify NEW --account {entry['account']}`, `contacts clear-bounce`), then "
+                     f"{retry} sends it to the corrected address only")
         if entry.get("stage") == "dsn":
             return ("the relay took it, then a DSN reported the address failed "
-                    f"({entry['reply']}): correct the contact (`sealbill contacts verify NEW "
-                    f"--account {entry['account']}`) or, once fixed, `sealbill contacts "
-                    "clear-bounce ADDRESS --reason ...`; it is not re-sent in this run")
+                    f"({entry['reply']}): {corrected}; or, once the mailbox works again, "
+                    "`sealbill contacts clear-bounce ADDRESS --reason ...`")
         if status == "sent":
-            return ("the address refused it (the other recipients have it): correct the "
-                    "contact before the next cycle")
+            return f"the address refused it (the other recipients have it): {corrected}"
         return ("the address refused it: correct the contact (`sealbill contacts verify NEW "
                 f"--account {entry['account']}`), then `sealbill run plan {run} --replan`")
     if status == "set_aside":

@@ -32,7 +32,7 @@ from sealbill.domain.usage import UsageEvent
 from sealbill.inputs.files import not_text, open_text
 from sealbill.inputs.problems import InputRejected
 from sealbill.inputs.usage import MetricRule
-from sealbill.outputs.files import write_output
+from sealbill.outputs.files import check_writable, write_output
 from sealbill.pipeline.usage_rows import Batch, RowParser, reject_row
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
@@ -159,6 +159,8 @@ class _Rollback(Exception):
 
 def import_usage_file(engine: Engine, org_id: int, path: Path, *, rejects: Path | None = None,
                       on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    if rejects is not None:
+        check_writable(rejects)  # written after the commit: a bad path must stop us first
     with engine.begin() as conn:
         parser = _parser(conn, org_id)
     state = _Import(keep_going=rejects is not None)

@@ -4,6 +4,8 @@ record and the field named, nothing written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -101,3 +103,63 @@ def test_metrics_create_on_the_command_line_takes_the_limits(sqlite_engine: Engi
     created = json.loads(done.output)
     assert (created["min_value"], created["max_value"], created["decimal_places"],
             created["allows_negative"]) == ("0", "10.5", 1, False)
+
+
+def test_narrowing_a_metrics_range_reports_the_stored_usage_left_outside(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    """``apply --dry-run`` with a narrower range says how many stored events fall outside;
+    they stay stored, ``check data`` lists them, and voiding one lowers the count."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sealbill.cli import app as cli
+
+    org = build_org(sqlite_engine, "alpha", 1)
+    client = TestClient(create_app(sqlite_engine))
+    admin = {"Authorization": f"Bearer {org.keys['admin']}"}
+    billing = {"Authorization": f"Bearer {org.keys['billing']}"}
+    yaml = ("metrics:\n  - code: seats\n    name: Seats\n    aggregation: max\n"
+            "    min_value: '1'\n    max_value: '{max}'\n    decimal_places: 0\n")
+    assert client.post("/v1/catalog/apply", json={"catalog": yaml.format(max=500)},
+                       headers=admin).status_code == 200
+    stored = client.post("/v1/usage/batch", json=[_event("s-1", "3"), _event("s-2", "450"),
+                                                   _event("s-3", "480")], headers=billing)
+    assert stored.status_code == 200 and stored.json()["inserted"] == 3
+    before = _count(sqlite_engine)
+
+    dry = client.post("/v1/catalog/apply", json={"catalog": yaml.format(max=400),
+                                                 "dry_run": True}, headers=admin)
+    change = dry.json()["changes"][0]
+    assert dry.status_code == 200 and change["stored_outside"] == 2, dry.text
+    assert "2 stored usage event(s) outside the new limits" in change["detail"]
+    assert "check data" in change["detail"]
+    seats = next(m for m in client.get("/v1/metrics", headers=admin).json()
+                 if m["code"] == "seats")
+    assert seats["max_value"] == "500"  # the dry run wrote nothing
+
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.format(max=400))
+    db = sqlite_engine.url.render_as_string(hide_password=False)
+    printed = CliRunner().invoke(cli, ["apply", "-f", str(catalog), "--org", "alpha",
+                                       "--dry-run", "--db", db])
+    assert printed.exit_code == 0, printed.output
+    assert "2 stored usage event(s) outside the new limits" in " ".join(printed.output.split())
+
+    applied = client.post("/v1/catalog/apply", json={"catalog": yaml.format(max=400)},
+                          headers=admin)
+    assert applied.status_code == 200 and applied.json()["changes"][0]["stored_outside"] == 2
+    assert _count(sqlite_engine) == before  # the events stay
+    checked = CliRunner().invoke(cli, ["check", "data", "--org", "alpha", "--json",
+                                       "--db", db])
+    findings = json.loads(checked.output)["findings"]
+    assert sorted(f["record"] for f in findings if f["field"] == "value") == ["'s-2'", "'s-3'"]
+
+    usage = client.get("/v1/usage", headers=billing).json()["items"]
+    s2 = next(u["id"] for u in usage if u["event_id"] == "s-2")
+    voided = client.post(f"/v1/usage/{s2}/void", json={"reason": "counter glitch"},
+                         headers=billing)
+    assert voided.status_code == 200, voided.text
+    again = client.post("/v1/catalog/apply", json={"catalog": yaml.format(max=300),
+                                                   "dry_run": True}, headers=admin)
+    assert again.json()["changes"][0]["stored_outside"] == 1  # s-3; s-2 is voided

@@ -98,6 +98,7 @@ MUTATION_ORDER = (
     "/v1/runs/{run_id}/plan", "/v1/runs/{run_id}/send", "/v1/runs",
     "/v1/runs/{run_id}/finalize", "/v1/accounts/{account_id}/archive", "/v1/webhooks",
     "/v1/invoices/{invoice_id}/credit-notes", "/v1/invoices/{invoice_id}/void",
+    "/v1/bounces", "/v1/contacts/{contact_id}/clear-bounce",
 )
 
 
@@ -122,6 +123,8 @@ def test_every_mutation_leaves_an_audit_entry_naming_the_keys_operator(world: tu
                 "metrics:\n", "metrics:\n  - {code: sms, name: SMS, aggregation: count}\n")}
         target = _fresh_invoice(client, headers, a) if path == \
             "/v1/invoices/{invoice_id}/void" else a
+        if path == "/v1/contacts/{contact_id}/clear-bounce":  # a flagged contact to clear
+            _flag_bounced(client, a)
         response = client.request(method, fill(path, target), headers=headers, json=body)
         assert response.status_code < 300, (path, response.text)
         entries = client.get("/v1/audit?limit=1000", headers=headers).json()["items"]
@@ -129,6 +132,17 @@ def test_every_mutation_leaves_an_audit_entry_naming_the_keys_operator(world: tu
         if not new or any(e["api_key"] != a.keys["admin"][:16] for e in new):
             missing.append(path)
     assert missing == []
+
+
+def _flag_bounced(client: TestClient, org: Org) -> None:
+    """The organization's contact flagged bounced, as the sender flags a refused address."""
+    from sealbill.app import ids
+    from sealbill.store.outbox_outcomes import flag_bounced
+
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        contact = ids.decode(conn, org.org_id, "contact", org.ids["contact_id"])
+        flag_bounced(conn, org.org_id, [contact], "550 5.1.1 user unknown")
 
 
 def _fresh_invoice(client: TestClient, headers: dict[str, str], org: Org) -> Org:

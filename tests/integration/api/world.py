@@ -4,6 +4,7 @@ keys of their operators: what the API tests walk."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -67,6 +68,11 @@ def build_org(engine: Engine, slug: str, index: int) -> Org:
     return org
 
 
+# A Postfix DSN for a message no organization sent: read, matched to nothing, changes nothing.
+DSN_SAMPLE = (Path(__file__).resolve().parents[2] / "data" / "dsn" /
+              "postfix_5xx_user_unknown.eml").read_text(encoding="utf-8")
+
+
 def body_for(method: str, path: str, org: Org) -> Any:
     """A valid body for the route, naming ``org``'s objects where it names any."""
     acc = org.ids["account_id"]
@@ -113,6 +119,8 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/invoices/{invoice_id}/credit-notes": {"reason": "goodwill", "amount": "1.00"},
         "/v1/invoices/{invoice_id}/void": {"reason": "wrong customer"},
         "/v1/webhooks": {"url": "https://93.184.216.34/hooks", "events": ["*"]},
+        "/v1/bounces": {"messages": [DSN_SAMPLE]},
+        "/v1/contacts/{contact_id}/clear-bounce": {"reason": "mailbox fixed, checked by phone"},
     }
     return bodies.get(path) if method in ("POST", "PATCH") else None
 

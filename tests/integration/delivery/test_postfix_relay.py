@@ -7,6 +7,10 @@ the *session* — ``smtpd_client_restrictions = reject`` (554 naming the client)
 ``smtpd_tls_security_level = encrypt`` without STARTTLS (530) — pauses the run as a
 configuration problem: no message charged an attempt, no contact flagged; once the settings
 are fixed, sending again delivers everything once.
+
+Through Postfix's own SASL (Cyrus, a sasldb of its own, ``smtpd_tls_auth_only``): a run sent
+with STARTTLS and AUTH arrives once with DKIM verifying; a wrong password (``535 5.7.8``) pauses
+the run the same way, and after the password is fixed everything is delivered once.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ from sealbill.pipeline.send import SendReport, send_run
 from sealbill.store.schema import contacts, outbox
 from tests.integration.delivery.conftest import FAST, World, make_world
 from tests.integration.delivery.test_delivery_faults import assert_delivered_once_except
-from tests.support.postfix import PostfixRelay, postfix_relay  # noqa: F401 - pytest fixture
+from tests.support.postfix import (
+    SASL_PASSWORD,
+    SASL_USER,
+    PostfixRelay,
+    postfix_relay,  # noqa: F401 - pytest fixture
+)
 
 ACCOUNTS = 4
 
@@ -42,9 +51,11 @@ def relayed(sqlite_engine: Engine, tmp_path: Path, postfix_relay: PostfixRelay, 
     return world
 
 
-def _send(world: World, relay: PostfixRelay, listener: str, security: str) -> SendReport:
+def _send(world: World, relay: PostfixRelay, listener: str, security: str,
+          password: str | None = None) -> SendReport:
     config = SmtpConfig(host="127.0.0.1", port=relay.ports[listener], security=security,
-                        ca_file=relay.ca_file, timeout=10.0)
+                        ca_file=relay.ca_file, timeout=10.0,
+                        user=SASL_USER if password else None, password=password)
     return send_run(world.engine, world.org_id, world.run_id,
                     transport=SmtpSender(config), signer=world.signer, options=FAST)
 
@@ -87,3 +98,51 @@ def test_a_session_refused_by_postfix_pauses_the_run_and_resumes_after_the_fix(
     assert _send(relayed, postfix_relay, "starttls", "starttls").status == "sent"
     postfix_relay.wait_for(ACCOUNTS)
     assert_delivered_once_except(relayed, set())
+
+
+def _auth_listener(relay: PostfixRelay) -> None:
+    if "auth" not in relay.ports:
+        pytest.skip("Cyrus SASL is not installed (make postfix)")
+
+
+def _assert_relayed_with_dkim(relay: PostfixRelay, signer: DkimSigner) -> None:
+    record = signer.dns_txt_record().encode()
+    for message in relay.sink.accepted:
+        text = message.data.decode("ascii", "replace")
+        assert "with ESMTPSA" in text  # over TLS *and* authenticated (RFC 3848)
+        assert dkim.verify(message.data, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_a_run_sent_with_starttls_and_auth_through_postfix_sasl_arrives_once(
+        relayed: World, postfix_relay: PostfixRelay,  # noqa: F811
+        dkim_signer: DkimSigner) -> None:
+    _auth_listener(postfix_relay)
+    report = _send(relayed, postfix_relay, "auth", "starttls", password=SASL_PASSWORD)
+    assert report.status == "sent" and report.stopped is None
+    postfix_relay.wait_for(ACCOUNTS)
+    assert_delivered_once_except(relayed, set())
+    _assert_relayed_with_dkim(postfix_relay, dkim_signer)
+    assert f"sasl_username={SASL_USER}" in postfix_relay.log()
+
+
+def test_a_wrong_password_at_postfix_pauses_the_run_and_the_fixed_one_delivers_once(
+        relayed: World, postfix_relay: PostfixRelay,  # noqa: F811
+        dkim_signer: DkimSigner) -> None:
+    _auth_listener(postfix_relay)
+    report = _send(relayed, postfix_relay, "auth", "starttls", password="wrong-password")
+    assert report.stopped == "smtp_session" and report.status == "paused"
+    with relayed.engine.begin() as conn:
+        rows = conn.execute(sa.select(outbox.c.status, outbox.c.attempts)).all()
+        bounced = conn.execute(sa.select(contacts.c.email).where(
+            contacts.c.bounced_at.is_not(None))).scalars().all()
+    assert sorted(rows) == [("queued", 0)] * ACCOUNTS  # no message consumed
+    assert bounced == []
+    assert "535" in relayed.alert_text()
+    assert "authentication failed" in postfix_relay.log()  # Postfix refused it, not sealbill
+    assert postfix_relay.sink.accepted == []
+
+    fixed = _send(relayed, postfix_relay, "auth", "starttls", password=SASL_PASSWORD)
+    assert fixed.status == "sent"
+    postfix_relay.wait_for(ACCOUNTS)
+    assert_delivered_once_except(relayed, set())
+    _assert_relayed_with_dkim(postfix_relay, dkim_signer)
