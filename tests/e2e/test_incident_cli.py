@@ -214,8 +214,11 @@ def test_an_unknown_incident_is_a_failure(small_world_db: str) -> None:
 def test_a_window_without_leak_says_so(small_world_db: str) -> None:
     window = (at(8).isoformat(), at(12).isoformat())
     opened = ok_json(small_world_db, "incident", "open", "--org", "acme", "--title", "alarm",
-                     "--aware-at", at(0).isoformat(), "--window", *window)
+                     "--aware-at", at(0).isoformat(), "--window", *window,
+                     "--description", "an alarm from the mail relay")
     incident = str(opened["incident_id"])
+    [entry] = ok_json(small_world_db, "incident", "register", "--org", "acme")["incidents"]
+    assert entry["facts"]["description"] == "an alarm from the mail relay"
 
     table = sealbill(small_world_db, "incident", "radius", incident, "--org", "acme")
     status = sealbill(small_world_db, "incident", "status", incident, "--org", "acme")

@@ -76,3 +76,33 @@ def retry(engine: Engine, actor: Actor, org_id: int, run_ref: str, invoice: str,
                      after={"invoice": invoice.strip(), "reason": reason.strip(),
                             "queued": done["queued"]})
     return {**done, "run_id": public}
+
+
+def retry_failed(engine: Engine, actor: Actor, org_id: int, run_ref: str,
+                 reason: str) -> dict[str, Any]:
+    """Queue again every failed message of the run (retries exhausted, or refused by the
+    server), each to its recipients neither delivered nor bounced; the next send passes each
+    through the whole guard (``sealbill run retry RUN`` without ``--invoice``). A message
+    whose recipients all bounced is skipped, with why."""
+    if not actor.authenticated:
+        raise Unauthenticated("retry needs an authenticated operator")
+    actor.require(RUNS_APPROVE)
+    actor.require_org(org_id)
+    with engine.begin() as conn:  # an unknown run is not found, before any input is judged
+        run_id = run_row_id(conn, org_id, run_ref)
+        public = ids.encode(conn, org_id, "run", run_id)
+    if len(reason.strip()) < 3:
+        raise Invalid("retry: 1 problem(s); nothing was written",
+                      [Problem("reason", "give a reason (recorded)")])
+    try:
+        done = pipeline.retry(engine, org_id, run_id, None, actor=actor.name,
+                              reason=reason.strip())
+    except pipeline.SetAsideError as exc:
+        raise StateError(str(exc)) from None
+    if not done["queued"] and not done["skipped"]:
+        raise StateError("no failed message in this run: nothing to queue again")
+    with engine.begin() as conn:
+        audit.record(conn, actor, org_id, "run.retry", "run", public,
+                     after={"reason": reason.strip(), "queued": done["queued"],
+                            "skipped": done["skipped"]})
+    return {**done, "run_id": public}

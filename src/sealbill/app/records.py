@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids
+from sealbill.app import audit, ids, ledger_query
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.incident.radius_report import radius_to_dict
@@ -26,7 +26,8 @@ from sealbill.incident.summary import status_dict
 from sealbill.pipeline import control
 from sealbill.pipeline import incident as incidents_pipeline
 from sealbill.store import incidents as incident_store
-from sealbill.store.schema import alerts, delivery_envelopes, delivery_ledger, invoices, outbox
+from sealbill.store import switches
+from sealbill.store.schema import alerts, delivery_envelopes, invoices, outbox
 
 LEDGER_LIMIT = 200
 
@@ -86,31 +87,16 @@ def ledger_search(engine: Engine, actor: Actor, org_id: int, *, address: str = "
     """Ledger rows matching every criterion given (newest first, at most 200): who received
     which invoice, of which data subject, with which categories of personal data."""
     _read(actor, org_id)
-    query = sa.select(delivery_ledger).where(delivery_ledger.c.organization_id == org_id)
-    if account.strip():
-        query = query.where(delivery_ledger.c.account_reference == account.strip())
-    if invoice.strip():
-        query = query.where(delivery_ledger.c.invoice_number == invoice.strip())
-    if since is not None:
-        query = query.where(delivery_ledger.c.sent_at >= since)
-    if until is not None:
-        query = query.where(delivery_ledger.c.sent_at < until)
-    wanted = address.strip().lower()
-    if wanted:  # narrowed in SQL on the JSON text, decided exactly below
-        query = query.where(sa.cast(delivery_ledger.c.recipients, sa.Text).contains(wanted))
+    criteria = ledger_query.Criteria(address.strip().lower(), account.strip(), invoice.strip(),
+                                     since, until)
     with engine.begin() as conn:
-        rows = conn.execute(query.order_by(delivery_ledger.c.seq.desc())
-                            .limit(LEDGER_LIMIT)).all()
-    out = []
-    for r in rows:
-        emails = [str(x["email"]) for x in r.recipients]
-        if wanted and wanted not in (e.lower() for e in emails):
-            continue
-        out.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
-                    "account": r.account_reference, "invoice": r.invoice_number,
-                    "document_kind": r.document_kind, "recipients": emails,
-                    "data_categories": list(r.data_categories), "row_hash": r.row_hash})
-    return out
+        rows = ledger_query.matching(conn, org_id, criteria, LEDGER_LIMIT)
+    return [{"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
+             "account": r.account_reference, "invoice": r.invoice_number,
+             "document_kind": r.document_kind,
+             "recipients": [str(x["email"]) for x in r.recipients],
+             "data_categories": list(r.data_categories), "row_hash": r.row_hash}
+            for r in rows]
 
 
 def incident_list(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
@@ -146,8 +132,18 @@ def incident_detail(engine: Engine, actor: Actor, org_id: int, incident_id: int
             "notification": dict(dossier.record.get("notification") or {}),
             "closed": dossier.incident["status"] == "closed",
             "containment": dossier.record.get("containment"),
+            "sending_paused": _paused(engine, org_id),
+            "revocations": list(dossier.record.get("revocations") or []),
+            "rotations": list(dossier.record.get("rotations") or []),
+            "scope": dict(dossier.incident["scope"] or {}),
             "events": [{"at": e["at"], "event": e["event"], "actor": e["actor"]}
                        for e in dossier.events]}
+
+
+def _paused(engine: Engine, org_id: int) -> bool:
+    """The kill switch as it is now (an incident's pause may have been lifted since)."""
+    with engine.begin() as conn:
+        return switches.is_paused(conn, org_id)
 
 
 def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, contact: str,

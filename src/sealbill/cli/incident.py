@@ -87,6 +87,8 @@ def open_command(
         "--message-id", help="Only these messages (repeatable).")] = None,
     pause_sending: Annotated[bool, typer.Option(
         "--pause-sending", help="Pause all sending of the organization (kill switch).")] = False,
+    description: Annotated[str, typer.Option(
+        "--description", help="What happened, as known now (recorded with the opening).")] = "",
     db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
 ) -> None:
     """Open an incident; the scope criteria combine (a message must match all of them)."""
@@ -97,7 +99,8 @@ def open_command(
             run_id=run, message_ids=tuple(message_id or ()))
         return pipeline.open_incident(engine, org_id, title=title,
                                       aware_at=pipeline.parse_time(aware_at, "--aware-at"),
-                                      scope=scope, actor=actor, pause=pause_sending)
+                                      scope=scope, actor=actor, pause=pause_sending,
+                                      description=description)
 
     incident_id = _run(db, org, as_json, action)
     if as_json:

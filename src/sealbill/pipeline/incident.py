@@ -70,12 +70,18 @@ class Scope:
 
 
 def open_incident(engine: Engine, org_id: int, *, title: str, aware_at: datetime,
-                  scope: Scope, actor: str, pause: bool = False) -> int:
-    """Open the incident; with ``pause``, halt the organization's sending in the same breath."""
+                  scope: Scope, actor: str, pause: bool = False,
+                  description: str = "") -> int:
+    """Open the incident (with its description, if given); with ``pause``, halt the
+    organization's sending in the same breath."""
     not_future(require_aware(aware_at, "aware_at"), "--aware-at")
     with transaction(engine) as conn:
         incident_id = store.open_incident(conn, org_id, title=title, aware_at=aware_at,
                                           scope=scope.to_json(), actor=actor)
+        if description.strip():
+            facts = {**store.empty_record()["facts"], "description": description.strip()}
+            store.update_record(conn, org_id, incident_id, {"facts": facts},
+                                event="updated", actor=actor)
         if pause:
             at = datetime.now(UTC)
             pause_sending(conn, org_id, actor=actor, reason=f"incident {incident_id}: {title}")

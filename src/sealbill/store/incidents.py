@@ -54,6 +54,7 @@ def empty_record() -> dict[str, Any]:
         "decision": None,
         "containment": None,
         "rotations": [],
+        "revocations": [],
     }
 
 

@@ -114,12 +114,34 @@ async def run_list(request: Request, who: base.Console) -> Response:
     return show(request, who, "console/runs.html", runs=items)
 
 
+async def run_page(request: Request, who: base.Console, run_ref: str,
+                   refused: Failed | None = None, done: dict[str, Any] | None = None
+                   ) -> Response:
+    data = await call(dashboard.progress, base.engine(request), who.actor,
+                      who.org_id, run_ref)
+    return base.show(request, "console/run.html", who.csrf,
+                     status=refused.status if refused else 200, actor=who.actor, run=data,
+                     failed=refused, done=done)
+
+
 @router.get("/runs/{run_ref}")
 @signed_in
 async def run_detail(request: Request, who: base.Console, run_ref: str) -> Response:
-    data = await call(dashboard.progress, base.engine(request), who.actor,
-                      who.org_id, run_ref)
-    return show(request, who, "console/run.html", run=data)
+    return await run_page(request, who, run_ref)
+
+
+@router.post("/runs/{run_ref}/retry-failed")
+@signed_in
+async def retry_failed(request: Request, who: base.Console, run_ref: str) -> Response:
+    """Queue every failed message of the run again, with a reason (``run retry`` without
+    ``--invoice``); the page says what was queued and what was skipped, and why."""
+    form = await base.posted(request, who.csrf)
+    try:
+        done = await call(message_actions.retry_failed, base.engine(request), who.actor,
+                          who.org_id, run_ref, form.get("reason", ""))
+    except AppError as exc:
+        return await run_page(request, who, run_ref, failed("retry-failed", exc, form))
+    return await run_page(request, who, run_ref, done=done)
 
 
 @router.get("/runs/{run_ref}/progress")

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from sealbill.app import (
     accounts,
     catalog,
+    contact_vouch,
     contacts,
     invoices,
     organizations,
@@ -170,6 +171,17 @@ async def send_code(request: Request, who: base.Console, ref: str, contact_ref: 
             link_base=f"{web.public_url}/portal/{quote(slug)}/verify",
             transport=web.transport(), key=web.secret_key)
     return await _act(request, who, ref, f"verify-{contact_ref}", action)
+
+
+@router.post("/{ref}/contacts/{contact_ref}/vouch")
+@signed_in
+async def vouch(request: Request, who: base.Console, ref: str, contact_ref: str) -> Response:
+    """Verify the billing contact on an operator's word, with the method and the evidence
+    (``sealbill contacts vouch``)."""
+    return await _act(request, who, ref, f"vouch-{contact_ref}", lambda db, form: (
+        contact_vouch.vouch(db, who.actor, who.org_id, contact_ref, ref,
+                            method=form.get("method", ""),
+                            evidence=form.get("evidence", ""))))
 
 
 @router.post("/{ref}/subscriptions")

@@ -1,5 +1,6 @@
 """Operator console: what is recorded on an incident page (facts, severity, measures, the
-notification, decision, containment, closing).
+notification, decision, containment — kill switch, token revocation, rotation —, widening the
+scope, closing).
 
 Each form calls one use case of :mod:`sealbill.app.incident_actions` (role check, the same
 pipeline function as the CLI, the incident's timeline, audit); a refused form is shown again
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import incident_actions, records
+from sealbill.app import incident_actions, incident_open, records
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.web import base
 from sealbill.web.console import act, call, signed_in
@@ -106,3 +107,26 @@ async def close(request: Request, who: base.Console, incident_id: int) -> Respon
     return await _act(request, who, incident_id, "close", lambda db, form: (
         incident_actions.close(db, who.actor, who.org_id, incident_id,
                                form.get("reason", ""))))
+
+
+@router.post("/widen")
+@signed_in
+async def widen(request: Request, who: base.Console, incident_id: int) -> Response:
+    """Add the messages of a ledger search to the scope, with a reason."""
+    return await _act(request, who, incident_id, "widen", lambda db, form: (
+        incident_open.widen(db, who.actor, who.org_id, incident_id, search=form,
+                            reason=form.get("reason", ""))))
+
+
+@router.post("/revoke-tokens")
+@signed_in
+async def revoke_tokens(request: Request, who: base.Console, incident_id: int) -> Response:
+    return await _act(request, who, incident_id, "revoke-tokens", lambda db, form: (
+        incident_open.revoke_tokens(db, who.actor, who.org_id, incident_id)))
+
+
+@router.post("/rotate")
+@signed_in
+async def rotate(request: Request, who: base.Console, incident_id: int) -> Response:
+    return await _act(request, who, incident_id, "rotate", lambda db, form: (
+        incident_open.rotate(db, who.actor, who.org_id, incident_id)))

@@ -3,18 +3,18 @@ search, incidents (blast radius, 72-hour clock, drafts)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sealbill.app import invoices, misdelivery, records, usage
+from sealbill.app import incident_open, invoices, misdelivery, records, usage
 from sealbill.app.errors import AppError, Invalid, Problem
 from sealbill.web import base
 from sealbill.web.console import act, alerts_page, call, show, signed_in
 from sealbill.web.console_incidents import incident_page
 from sealbill.web.downloads import attachment
-from sealbill.web.forms import failed
+from sealbill.web.forms import Failed, failed
 
 router = APIRouter(prefix="/console")
 
@@ -91,19 +91,49 @@ def _time(value: str, name: str) -> datetime | None:
     return parsed
 
 
+async def ledger_page(request: Request, who: base.Console, criteria: dict[str, str],
+                      refused: Failed | None = None) -> Response:
+    rows = None
+    if any(v.strip() for v in criteria.values()):
+        rows = await call(records.ledger_search, base.engine(request), who.actor,
+                          who.org_id, address=criteria["address"],
+                          account=criteria["account"], invoice=criteria["invoice"],
+                          since=_time(criteria["since"], "since"),
+                          until=_time(criteria["until"], "until"))
+    return base.show(request, "console/ledger.html", who.csrf,
+                     status=refused.status if refused else 200, actor=who.actor,
+                     criteria=criteria, rows=rows, failed=refused,
+                     now=datetime.now(UTC).replace(microsecond=0).isoformat())
+
+
 @router.get("/ledger")
 @signed_in
 async def ledger(request: Request, who: base.Console, address: str = "", account: str = "",
                  invoice: str = "", since: str = "", until: str = "") -> Response:
-    criteria = {"address": address, "account": account, "invoice": invoice, "since": since,
-                "until": until}
-    rows = None
-    if any(v.strip() for v in criteria.values()):
-        rows = await call(records.ledger_search, base.engine(request), who.actor,
-                          who.org_id, address=address, account=account,
-                          invoice=invoice, since=_time(since, "since"),
-                          until=_time(until, "until"))
-    return show(request, who, "console/ledger.html", criteria=criteria, rows=rows)
+    return await ledger_page(request, who, {"address": address, "account": account,
+                                            "invoice": invoice, "since": since,
+                                            "until": until})
+
+
+@router.post("/incidents")
+@signed_in
+async def open_incident(request: Request, who: base.Console) -> Response:
+    """Open an incident on the messages of a ledger search (the search's criteria come
+    with the form), with its description; the kill switch at once if asked."""
+    form = await base.posted(request, who.csrf)
+    try:
+        incident_id = await call(
+            incident_open.open_from_ledger, base.engine(request), who.actor, who.org_id,
+            title=form.get("title", ""), description=form.get("description", ""),
+            aware_at=form.get("aware_at", ""), search=form, pause=form.get("pause") == "yes")
+    except AppError as exc:
+        criteria = {k: form.get(k, "") for k in incident_open.SEARCH_FIELDS}
+        try:
+            return await ledger_page(request, who, criteria, failed("open", exc, form))
+        except AppError:  # the criteria themselves were refused: show them unsearched
+            return await ledger_page(request, who, dict.fromkeys(criteria, ""),
+                                     failed("open", exc, form))
+    return base.redirect(f"/console/incidents/{incident_id}")
 
 
 @router.get("/incidents")

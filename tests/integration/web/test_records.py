@@ -89,7 +89,7 @@ def test_an_incident_opens_from_a_not_for_me_report_with_its_clock_and_drafts(
     page.get_by_role("button", name="Record the decision").click()
     expect(page.get_by_text("Notify the authority: yes")).to_be_visible()
     page.get_by_role("button", name="Pause all sending (kill switch)").click()
-    expect(page.get_by_text("Sending paused")).to_be_visible()
+    expect(page.get_by_text("Paused for this incident")).to_be_visible()
     timeline = page.locator("h2:text('Timeline') + ul")
     for event in ("updated", "decided", "sending_paused"):
         expect(timeline).to_contain_text(event)

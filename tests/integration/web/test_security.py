@@ -149,6 +149,11 @@ def test_no_console_route_reaches_another_organizations_objects(site: Site) -> N
                 assert private not in answer.text, (method, path, private)
             walked.add(route.path)
     assert len(walked) >= 25, sorted(walked)
+    assert {"/console/incidents/{incident_id}/widen",
+            "/console/incidents/{incident_id}/revoke-tokens",
+            "/console/incidents/{incident_id}/rotate",
+            "/console/runs/{run_ref}/retry-failed",
+            "/console/accounts/{ref}/contacts/{contact_ref}/vouch"} <= walked
     with site.engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)
                             ).scalar() == audit_before
@@ -166,6 +171,7 @@ def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
         audit_before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
     posts = [r for r in routes(site) if "POST" in (r.methods or ())]
     assert len(posts) >= 14
+    assert "/console/incidents" in {r.path for r in posts}  # opening from the ledger
     for route in posts:
         who = operator if route.path.startswith("/console") else customer
         path = fill(route.path, values)

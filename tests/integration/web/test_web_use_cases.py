@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.policy import default
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pyotp
@@ -183,3 +184,121 @@ def test_a_message_is_set_aside_only_by_an_approver_with_a_reason_and_audited(
     assert states == ["queued", "set_aside"]
     assert entry.actor == "operator:ines@ops.example"
     assert entry.after["reason"] == "customer asked for a paper copy only"
+
+
+def _sent_scenario(engine: Engine, tmp_path: Path, smtp: SmtpCapture) -> tuple[Any, str]:
+    """Two accounts whose first run was sent (the ledger has a row per invoice)."""
+    from sealbill.pipeline.plan import plan_run
+    from sealbill.pipeline.send import SendOptions, send_run
+
+    s = build_scenario(engine, accounts=2, files_dir=tmp_path, render=True)
+    plan_run(engine, s.org_id, s.run_id, actor="test-runner")
+    send_run(engine, s.org_id, s.run_id, signer=None,
+             transport=SmtpSender(SmtpConfig(host=smtp.host, port=smtp.port)),
+             options=SendOptions(max_attempts=1, backoff_seconds=0.01))
+    return s, s.org_slug
+
+
+def test_an_incident_opens_on_exactly_the_messages_of_a_ledger_search_and_only_widens(
+        any_engine: Engine, tmp_path: Path, smtp_server: SmtpCapture) -> None:  # noqa: F811
+    from sealbill.app import incident_open
+    from sealbill.app.errors import Invalid
+    from sealbill.store.schema import delivery_ledger, incident_events, incidents
+
+    s, slug = _sent_scenario(any_engine, tmp_path, smtp_server)
+    approver = operator(any_engine, s.org_id, slug, "jon", "approver")
+    billing = operator(any_engine, s.org_id, slug, "kim", "billing")
+    with any_engine.begin() as conn:
+        by_account = {r.account_reference: r.message_id for r in conn.execute(
+            sa.select(delivery_ledger))}
+        recipient = conn.execute(sa.select(delivery_ledger.c.recipients).where(
+            delivery_ledger.c.account_reference == "A0001")).scalar_one()[0]["email"]
+    with pytest.raises(Invalid) as refused:  # part of an address matches nothing
+        incident_open.open_from_ledger(
+            any_engine, approver, s.org_id, title="t", description="",
+            aware_at=datetime.now(UTC).isoformat(), search={"address": recipient[:-3]})
+    assert [p.field for p in refused.value.problems] == ["address"]
+    incident = incident_open.open_from_ledger(
+        any_engine, billing, s.org_id, title="Wrong address", description="one customer",
+        aware_at=datetime.now(UTC).isoformat(), search={"address": recipient.upper()})
+    with any_engine.begin() as conn:
+        scope = conn.execute(sa.select(incidents.c.scope)).scalar_one()
+    assert scope["message_ids"] == [by_account["A0001"]]
+    with pytest.raises(Invalid):  # nothing new: refused, nothing written
+        incident_open.widen(any_engine, approver, s.org_id, incident,
+                            search={"account": "A0001"}, reason="same again")
+    done = incident_open.widen(any_engine, approver, s.org_id, incident,
+                               search={"account": "A0002"}, reason="same clerk")
+    assert done == {"added": 1, "messages": 2}
+    assert incident_open.revoke_tokens(any_engine, approver, s.org_id, incident) == 0
+    with any_engine.begin() as conn:
+        scope = conn.execute(sa.select(incidents.c.scope)).scalar_one()
+        events = conn.execute(sa.select(incident_events.c.event).order_by(
+            incident_events.c.id)).scalars().all()
+    assert sorted(scope["message_ids"]) == sorted(by_account.values())
+    assert events == ["opened", "updated", "scope_changed", "tokens_revoked"]
+    reader = operator(any_engine, s.org_id, slug, "lou", "read-only")
+    for use_case in (incident_open.revoke_tokens, incident_open.rotate):
+        with pytest.raises(Forbidden):
+            use_case(any_engine, reader, s.org_id, incident)
+
+
+def test_vouching_needs_an_admin_other_than_who_entered_the_address(
+        any_engine: Engine, tmp_path: Path) -> None:
+    from sealbill.app import contact_vouch
+    from sealbill.app import contacts as contact_cases
+    from sealbill.app.errors import Invalid
+
+    s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
+    first = operator(any_engine, s.org_id, s.org_slug, "max", "admin")
+    second = operator(any_engine, s.org_id, s.org_slug, "nia", "admin")
+    billing = operator(any_engine, s.org_id, s.org_slug, "oto", "billing")
+    contact_cases.add(any_engine, first, s.org_id, "A0001",
+                      {"email": "cfo@client1.example", "role": "billing"})
+    with pytest.raises(Forbidden):
+        contact_vouch.vouch(any_engine, billing, s.org_id, "cfo@client1.example", "A0001",
+                            method="phone", evidence="called the known number")
+    with pytest.raises(Forbidden):
+        contact_vouch.vouch(any_engine, first, s.org_id, "cfo@client1.example", "A0001",
+                            method="phone", evidence="called the known number")
+    with pytest.raises(Invalid) as refused:
+        contact_vouch.vouch(any_engine, second, s.org_id, "cfo@client1.example", "A0001",
+                            method="telepathy", evidence="")
+    assert sorted(p.field for p in refused.value.problems) == ["evidence", "method"]
+    with pytest.raises(NotFound):
+        contact_vouch.vouch(any_engine, second, s.org_id, "nobody@client1.example", "A0001",
+                            method="phone", evidence="called the known number")
+    done = contact_vouch.vouch(any_engine, second, s.org_id, "cfo@client1.example", "A0001",
+                               method="phone", evidence="called the known number")
+    [link] = [x for x in done["links"] if x["account"] == "A0001"]
+    assert (link["status"], link["verification_method"]) == ("verified", "operator")
+
+
+def test_every_failed_message_of_a_run_is_queued_again_by_an_approver_and_audited(
+        any_engine: Engine, tmp_path: Path, smtp_server: SmtpCapture) -> None:  # noqa: F811
+    from collections import deque
+
+    from sealbill.app import message_actions
+    from sealbill.app.errors import Invalid, StateError
+    from sealbill.store.schema import audit_log, outbox
+
+    smtp_server.faults = deque(["accept", "5xx"])  # the server refuses the second message
+    s, slug = _sent_scenario(any_engine, tmp_path, smtp_server)
+    with any_engine.begin() as conn:
+        assert sorted(conn.execute(sa.select(outbox.c.status)).scalars()) == [
+            "failed_permanent", "sent"]
+        run = message_actions.ids.encode(conn, s.org_id, "run", s.run_id)
+    billing = operator(any_engine, s.org_id, slug, "pia", "billing")
+    approver = operator(any_engine, s.org_id, slug, "quin", "approver")
+    with pytest.raises(Forbidden):
+        message_actions.retry_failed(any_engine, billing, s.org_id, run, "relay fixed")
+    with pytest.raises(Invalid):
+        message_actions.retry_failed(any_engine, approver, s.org_id, run, "")
+    done = message_actions.retry_failed(any_engine, approver, s.org_id, run, "relay fixed")
+    assert len(done["queued"]) == 1 and done["skipped"] == []
+    with any_engine.begin() as conn:
+        assert sorted(conn.execute(sa.select(outbox.c.status)).scalars()) == ["queued", "sent"]
+        assert conn.execute(sa.select(audit_log.c.actor).where(
+            audit_log.c.action == "run.retry")).scalar_one() == "operator:quin@ops.example"
+    with pytest.raises(StateError):
+        message_actions.retry_failed(any_engine, approver, s.org_id, run, "once more")
