@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from sealbill.api import problems, routes_billing, routes_customers, routes_setup
+from sealbill.api import (
+    problems,
+    routes_billing,
+    routes_customers,
+    routes_incidents,
+    routes_ledger,
+    routes_setup,
+)
 from sealbill.api.guard import ApiGuard, TokenBuckets
 
 
@@ -20,6 +27,7 @@ def create_app(engine: Engine, *, rate: float = 50.0, burst: int = 100) -> FastA
     app.state.engine = engine
     app.add_middleware(ApiGuard, engine=engine, buckets=TokenBuckets(rate, burst))
     problems.install(app)
-    for module in (routes_setup, routes_customers, routes_billing):
+    for module in (routes_setup, routes_customers, routes_billing, routes_incidents,
+                   routes_ledger):
         app.include_router(module.router)
     return app
