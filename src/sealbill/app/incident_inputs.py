@@ -11,7 +11,7 @@ from sealbill.app.inputs import Model, Text
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
-Notes = Annotated[list[Note], Field(max_length=50)]
+Notes = Annotated[list[Note], Field(max_length=50, default_factory=list)]
 
 
 class IncidentIn(Model):
@@ -22,7 +22,7 @@ class IncidentIn(Model):
     window_to: AwareDatetime | None = None
     run_id: Annotated[str | None, Field(description="Only this billing run (run_…).")] = None
     message_ids: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=300)]],
-                           Field(max_length=1000)] = []
+                           Field(max_length=1000, default_factory=list)]
     pause_sending: bool = False
 
 
@@ -34,11 +34,12 @@ class IncidentUpdateIn(Model):
     detection: Note | None = None
     breach_start: AwareDatetime | None = None
     breach_end: AwareDatetime | None = None
-    nature: Notes = []
-    consequences: Notes = []
-    measures_taken: Annotated[list[Note], Field(max_length=50, description="Containment "
-                                                "steps taken (appended).")] = []
-    measures_proposed: Notes = []
+    nature: Notes
+    consequences: Notes
+    measures_taken: Annotated[list[Note], Field(max_length=50, default_factory=list,
+                                                description="Containment steps taken "
+                                                "(appended).")]
+    measures_proposed: Notes
     deletion_requested_at: AwareDatetime | None = None
     customers_warned_at: AwareDatetime | None = None
     notification_type: Literal["initial", "complementary", "complete"] | None = None

@@ -29,6 +29,7 @@ from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn
 from sealbill.app.inputs import parse
 from sealbill.pipeline import incident as pipeline
 from sealbill.store import incidents as store
+from sealbill.store import parties
 
 T = TypeVar("T")
 
@@ -71,10 +72,11 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[
     with engine.begin() as conn:
         run_id = (ids.decode(conn, org_id, "run", request.run_id)
                   if request.run_id else None)
-    window = (request.window_from, request.window_to) if request.window_from else None
     if (request.window_from is None) != (request.window_to is None):
         raise Invalid("incident: 1 problem(s)", [Problem(
             "window_to", "give both window_from and window_to, or neither")])
+    window = ((request.window_from, request.window_to)
+              if request.window_from and request.window_to else None)
     scope = _checked("window_from", lambda: pipeline.Scope(
         window=window, run_id=run_id, message_ids=tuple(request.message_ids)))
 
@@ -115,11 +117,29 @@ def _detail(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> dict
     with engine.begin() as conn:
         public = ids.encode(conn, org_id, "incident", incident_id)
         row = store.incident(conn, org_id, incident_id)
+        detail["radius"] = _public_ids(conn, org_id, detail["radius"])
     status = detail["status"]
     status["incident"] = {**status["incident"], "id": public}
     return {"id": public, "title": row["title"], "state": row["status"],
             "aware_at": row["aware_at"], "opened_by": row["opened_by"],
             "measures": dict(row["record"].get("measures") or {}), **detail}
+
+
+def _public_ids(conn: Connection, org_id: int, value: Any) -> Any:
+    """``value`` with every ``account_id`` and ``contact_id`` row id replaced by its public id
+    (``acc_…``, ``con_…``): the API never shows a database counter."""
+    if isinstance(value, list):
+        return [_public_ids(conn, org_id, item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "account_id" and isinstance(item, int):
+            item = parties.account(conn, org_id, item)["public_id"]
+        elif key == "contact_id" and isinstance(item, int):
+            item = ids.encode(conn, org_id, "contact", item)
+        out[key] = _public_ids(conn, org_id, item)
+    return out
 
 
 def update(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> dict[str, Any]:

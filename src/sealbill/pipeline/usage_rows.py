@@ -142,7 +142,7 @@ class RowParser:
             lines = _decode_lines(body)
         except _DECODE_ERRORS:
             return None
-        fast, rows = self._fast, []
+        fast, rows = self._fast, list[Row]()
         append = rows.append
         for line in lines:
             row = fast(line)
