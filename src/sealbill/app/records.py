@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids
+from sealbill.app import audit, ids, ledger
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.incident.radius_report import radius_to_dict
@@ -26,7 +26,7 @@ from sealbill.incident.summary import status_dict
 from sealbill.pipeline import control
 from sealbill.pipeline import incident as incidents_pipeline
 from sealbill.store import incidents as incident_store
-from sealbill.store.schema import alerts, delivery_ledger
+from sealbill.store.schema import alerts
 
 LEDGER_LIMIT = 200
 
@@ -79,32 +79,9 @@ def ledger_search(engine: Engine, actor: Actor, org_id: int, *, address: str = "
                   until: datetime | None = None) -> list[dict[str, Any]]:
     """Ledger rows matching every criterion given (newest first, at most 200): who received
     which invoice, of which data subject, with which categories of personal data."""
-    _read(actor, org_id)
-    query = sa.select(delivery_ledger).where(delivery_ledger.c.organization_id == org_id)
-    if account.strip():
-        query = query.where(delivery_ledger.c.account_reference == account.strip())
-    if invoice.strip():
-        query = query.where(delivery_ledger.c.invoice_number == invoice.strip())
-    if since is not None:
-        query = query.where(delivery_ledger.c.sent_at >= since)
-    if until is not None:
-        query = query.where(delivery_ledger.c.sent_at < until)
-    wanted = address.strip().lower()
-    if wanted:  # narrowed in SQL on the JSON text, decided exactly below
-        query = query.where(sa.cast(delivery_ledger.c.recipients, sa.Text).contains(wanted))
-    with engine.begin() as conn:
-        rows = conn.execute(query.order_by(delivery_ledger.c.seq.desc())
-                            .limit(LEDGER_LIMIT)).all()
-    out = []
-    for r in rows:
-        emails = [str(x["email"]) for x in r.recipients]
-        if wanted and wanted not in (e.lower() for e in emails):
-            continue
-        out.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
-                    "account": r.account_reference, "invoice": r.invoice_number,
-                    "recipients": emails, "data_categories": list(r.data_categories),
-                    "row_hash": r.row_hash})
-    return out
+    return list(ledger.search(engine, actor, org_id, address=address, account=account,
+                              invoice=invoice, since=since, until=until,
+                              limit=LEDGER_LIMIT)["items"])
 
 
 def incident_list(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
