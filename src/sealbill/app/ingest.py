@@ -3,7 +3,8 @@ idempotent by its ``event_id``, checked by the same parser as ``sealbill import 
 
 Invariants: a batch is applied whole or not at all (one transaction); an event already stored
 with the same payload is a duplicate (counted, not stored again), with another payload a
-conflict that refuses the batch; every problem is reported with the event's index and field.
+conflict that refuses the batch, as does an event for an archived account; every problem is
+reported with the event's index and field.
 The organization's reference → account map and metric rules are cached in the process and
 reloaded when a batch names an account or metric it does not know, so a new one is usable at
 once (the per-metric rules are those of ``sealbill import usage``).
@@ -22,15 +23,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit
 from sealbill.app.context import USAGE_WRITE, Actor
-from sealbill.app.errors import Conflict, Invalid, Problem
+from sealbill.app.errors import Conflict, Invalid, Problem, StateError
 from sealbill.inputs.usage import MetricRule
 from sealbill.pipeline.usage_rows import Batch, RowParser
 from sealbill.store import parties
 from sealbill.store.catalog import load_metrics
+from sealbill.store.db import ids_in
+from sealbill.store.schema import accounts
 from sealbill.store.usage_ingest import Ingester, Row
 
 MAX_EVENTS = 10_000
@@ -75,6 +79,18 @@ def _write_turn(engine: Engine) -> Iterator[None]:
         yield
 
 
+def _archived(conn: Connection, org_id: int, rows: list[Row]) -> list[Problem]:
+    """The events naming an archived account (no new usage after an archive, as for one
+    event), read in the writing transaction: an account archived meanwhile counts."""
+    account_ids = sorted({row[0] for row in rows})
+    found = {int(account_id): str(reference) for account_id, reference in conn.execute(
+        sa.select(accounts.c.id, accounts.c.reference).where(
+            accounts.c.organization_id == org_id, ids_in(conn, accounts.c.id, account_ids),
+            accounts.c.archived_at.is_not(None)))}
+    return [Problem(f"[{index}].account_reference", f"account {found[row[0]]!r} is archived")
+            for index, row in enumerate(rows) if row[0] in found]
+
+
 def _rows(engine: Engine, org_id: int, body: bytes) -> tuple[int, list[Row]]:
     """(events received, their rows), or :class:`Invalid` naming each bad event and field."""
     rows = _parser(engine, org_id, fresh=False).parse_array(body)
@@ -106,6 +122,10 @@ def ingest(engine: Engine, actor: Actor, org_id: int, body: bytes) -> dict[str, 
     actor.require_org(org_id)
     received, rows = _rows(engine, org_id, body)
     with _write_turn(engine), engine.begin() as conn:
+        archived = _archived(conn, org_id, rows)
+        if archived:
+            raise StateError(f"usage batch: {len(archived)} event(s) for archived accounts; "
+                             "nothing was written", archived)
         inserted, duplicates, conflicts = Ingester(conn, org_id).insert(rows)
         if conflicts:
             raise Conflict(f"usage batch: {len(conflicts)} event id(s) already stored with "

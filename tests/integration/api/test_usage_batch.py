@@ -75,3 +75,18 @@ def test_a_batch_obeys_the_metrics_rules_as_the_file_import_does(sqlite_engine: 
     assert [e["field"] for e in refused.json()["errors"]] == ["[1]", "[2]"]
     assert "value" in refused.json()["errors"][0]["message"]
     assert _count(sqlite_engine) == before
+
+
+def test_a_batch_naming_an_archived_account_is_refused_like_a_single_event(
+        any_engine: Engine) -> None:
+    org = build_org(any_engine, "alpha", 1)
+    client = TestClient(create_app(any_engine))
+    headers = {"Authorization": f"Bearer {org.keys['billing']}"}
+    assert client.post(f"/v1/accounts/{org.ids['account_id']}/archive",
+                       headers=headers).status_code == 200
+    before = _count(any_engine)
+    refused = client.post("/v1/usage/batch", json=_events(2, start=40), headers=headers)
+    assert refused.status_code == 409
+    assert [e["field"] for e in refused.json()["errors"]] == [
+        "[0].account_reference", "[1].account_reference"]
+    assert _count(any_engine) == before
