@@ -10,6 +10,8 @@ from sealbill.api import (
     routes_billing,
     routes_bounces,
     routes_customers,
+    routes_incidents,
+    routes_ledger,
     routes_setup,
 )
 from sealbill.api.guard import ApiGuard, TokenBuckets
@@ -26,6 +28,7 @@ def create_app(engine: Engine, *, rate: float = 50.0, burst: int = 100) -> FastA
     app.state.engine = engine
     app.add_middleware(ApiGuard, engine=engine, buckets=TokenBuckets(rate, burst))
     problems.install(app)
-    for module in (routes_setup, routes_customers, routes_billing, routes_bounces):
+    for module in (routes_setup, routes_customers, routes_billing, routes_bounces,
+                   routes_incidents, routes_ledger):
         app.include_router(module.router)
     return app

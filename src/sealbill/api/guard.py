@@ -95,10 +95,14 @@ class ApiGuard(BaseHTTPMiddleware):
             return await call_next(request)
         key = _bearer(request)
         if key:
-            try:
-                actor, key_id = await anyio.to_thread.run_sync(self._authenticate, key)
-            except Unauthenticated:
-                actor, key_id = None, None
+            cached = self._known.get(key)
+            if cached is not None and cached[2] > time.monotonic():
+                actor, key_id = cached[0], cached[1]  # no thread hop for a known key
+            else:
+                try:
+                    actor, key_id = await anyio.to_thread.run_sync(self._authenticate, key)
+                except Unauthenticated:
+                    actor, key_id = None, None
             if actor is not None:
                 request.state.actor = actor
                 wait = self.buckets.take(actor.key_prefix or "")

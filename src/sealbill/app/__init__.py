@@ -7,3 +7,7 @@ it checks the actor's role, runs in one transaction, appends an audit entry for 
 that same transaction, and returns plain data. Entrypoints (``cli/``, ``api/``) only translate
 arguments and errors; no business rule lives there.
 """
+
+# Every process that uses the application layer queues the stages' webhooks in their own
+# transactions (see run_events).
+from sealbill.app import run_events  # noqa: F401

@@ -27,7 +27,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "organization": (1, "org"), "metric": (2, "met"), "plan": (3, "plan"),
     "subscription": (4, "sub"), "contact": (5, "con"), "usage": (6, "use"),
     "invoice": (7, "inv"), "run": (8, "run"), "api_key": (9, "key"), "audit": (10, "aud"),
-    "link": (11, "lnk"), "webhook": (12, "whk"),
+    "link": (11, "lnk"), "webhook": (12, "whk"), "incident": (13, "inc"),
 }
 _LAYOUT = struct.Struct(">IBQ3s")
 _cache: dict[str, bytes] = {}

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, webhooks
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
@@ -133,11 +133,8 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, report_id: int) -> 
         message_ids = tuple(conn.execute(sa.select(delivery_ledger.c.message_id).where(
             delivery_ledger.c.organization_id == org_id,
             delivery_ledger.c.seq.in_(list(row.ledger_seqs)))).scalars())
-    incident_id = incidents_pipeline.open_incident(
-        engine, org_id, title=f"Misdelivery reported for invoice {row.number}",
-        aware_at=row.reported_at, scope=incidents_pipeline.Scope(message_ids=message_ids),
-        actor=actor.name)
-    with engine.begin() as conn:
+    def opened(conn: Connection, incident_id: int) -> None:
+        # In the incident's own transaction: the report's link, the webhook, the audit entry.
         conn.execute(sa.update(misdelivery_reports).where(
             misdelivery_reports.c.id == report_id).values(incident_id=incident_id))
         webhooks.emit(conn, org_id, "incident.opened", f"incident:{incident_id}",
@@ -146,4 +143,8 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, report_id: int) -> 
                        "messages": len(message_ids)})
         audit.record(conn, actor, org_id, "incident.open", "incident", str(incident_id),
                      after={"from_report": report_id, "messages": list(message_ids)})
-    return incident_id
+
+    return incidents_pipeline.open_incident(
+        engine, org_id, title=f"Misdelivery reported for invoice {row.number}",
+        aware_at=row.reported_at, scope=incidents_pipeline.Scope(message_ids=message_ids),
+        actor=actor.name, then=opened)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids, ledger_query
+from sealbill.app import audit, ids, ledger
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.incident.radius_report import radius_to_dict
@@ -86,17 +86,9 @@ def ledger_search(engine: Engine, actor: Actor, org_id: int, *, address: str = "
                   until: datetime | None = None) -> list[dict[str, Any]]:
     """Ledger rows matching every criterion given (newest first, at most 200): who received
     which invoice, of which data subject, with which categories of personal data."""
-    _read(actor, org_id)
-    criteria = ledger_query.Criteria(address.strip().lower(), account.strip(), invoice.strip(),
-                                     since, until)
-    with engine.begin() as conn:
-        rows = ledger_query.matching(conn, org_id, criteria, LEDGER_LIMIT)
-    return [{"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
-             "account": r.account_reference, "invoice": r.invoice_number,
-             "document_kind": r.document_kind,
-             "recipients": [str(x["email"]) for x in r.recipients],
-             "data_categories": list(r.data_categories), "row_hash": r.row_hash}
-            for r in rows]
+    return list(ledger.search(engine, actor, org_id, address=address, account=account,
+                              invoice=invoice, since=since, until=until,
+                              limit=LEDGER_LIMIT)["items"])
 
 
 def incident_list(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 Four-eyes by identity: a held run is approved by an authenticated operator (an API key, in the
 CLI too) whose identity differs from the run's starter (``started_by`` records the actor's
 name, ``operator:<email>`` or ``local:<user>``). The pipeline stages keep their own
-transactions; the audit entry of each step is written right after the step commits.
+transactions; each step's audit entry and webhooks are written inside them
+(:mod:`sealbill.app.run_events`), so they commit with the state change they record.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill import settings
-from sealbill.app import audit, ids
+from sealbill.app import audit, ids, run_events
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
@@ -71,15 +72,16 @@ def start(engine: Engine, actor: Actor, org_id: int, period: str, *, dry_run: bo
 def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
              issue_date: date | None = None) -> dict[str, Any]:
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
-    try:
-        done = finalize_run(engine, org_id, run_id, issue_date=issue_date)
-    except LookupError as exc:
-        raise StateError(str(exc)) from None
-    numbers = [n for _, n in done]
-    after = {"finalized": len(done), "first_number": numbers[0] if numbers else None,
-             "last_number": numbers[-1] if numbers else None}
-    audit_step(engine, actor, org_id, run_id, "run.finalize", after)
-    emit_run_events(engine, org_id, run_id)
+    after: dict[str, Any] = {}
+    with run_events.audited(engine, actor, org_id, run_id, "run.finalize", ("finalized",),
+                            after):
+        try:
+            done = finalize_run(engine, org_id, run_id, issue_date=issue_date)
+        except LookupError as exc:
+            raise StateError(str(exc)) from None
+        numbers = [n for _, n in done]
+        after.update({"finalized": len(done), "first_number": numbers[0] if numbers else None,
+                      "last_number": numbers[-1] if numbers else None})
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -106,15 +108,16 @@ def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = 
         rules = DeliveryPolicy.from_mapping(policy) if policy else None
     except (ValueError, TypeError) as exc:
         raise Invalid(f"policy: {exc}", [Problem("policy", str(exc))]) from None
-    try:
-        plan_run(engine, org_id, run_id, actor=actor.name, replan=replan, policy=rules)
-        summary = plan_summary(engine, org_id, run_id)
-    except (PlanError, LookupError) as exc:
-        raise StateError(str(exc)) from None
-    after = {"verdict": summary["verdict"], "envelopes": len(summary["envelopes"]),
-             "report": summary["report"].get("lines", [])}
-    audit_step(engine, actor, org_id, run_id, "run.plan", after)
-    emit_run_events(engine, org_id, run_id)
+    after: dict[str, Any] = {}
+    with run_events.audited(engine, actor, org_id, run_id, "run.plan", ("held", "approved"),
+                            after):
+        try:
+            plan_run(engine, org_id, run_id, actor=actor.name, replan=replan, policy=rules)
+            summary = plan_summary(engine, org_id, run_id)
+        except (PlanError, LookupError) as exc:
+            raise StateError(str(exc)) from None
+        after.update({"verdict": summary["verdict"], "envelopes": len(summary["envelopes"]),
+                      "report": summary["report"].get("lines", [])})
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -131,11 +134,12 @@ def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
     if str(started_by) == actor.name:
         raise Forbidden(f"{actor.name} started this run and cannot approve it: another "
                         "operator must review the plan")
-    try:
-        approve_run(engine, org_id, run_id, actor=actor.name, reason=reason)
-    except PlanError as exc:
-        raise StateError(str(exc)) from None
-    audit_step(engine, actor, org_id, run_id, "run.approve", {"reason": reason})
+    with run_events.audited(engine, actor, org_id, run_id, "run.approve", ("approved",),
+                            {"reason": reason}):
+        try:
+            approve_run(engine, org_id, run_id, actor=actor.name, reason=reason)
+        except PlanError as exc:
+            raise StateError(str(exc)) from None
     return _view(engine, org_id, run_id)
 
 
@@ -153,15 +157,17 @@ def send(engine: Engine, actor: Actor, org_id: int, ref: str, *, max_attempts: i
     except mail_config.ConfigError as exc:
         raise Invalid(str(exc), [Problem("smtp", str(exc))]) from None
     options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff)
-    try:
-        report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp), signer=None,
-                          options=options, transport_factory=lambda: SmtpSender(smtp))
-    except (SendError, RunBusy) as exc:
-        raise StateError(str(exc)) from None
-    after = {"status": report.status, "stopped": report.stopped, "outbox": report.counts,
-             "violations": report.violations}
-    audit_step(engine, actor, org_id, run_id, "run.send", after)
-    emit_run_events(engine, org_id, run_id)
+    after: dict[str, Any] = {}
+    with run_events.audited(engine, actor, org_id, run_id, "run.send",
+                            ("sent", "incomplete", "halted"), after):
+        try:
+            report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
+                              signer=None, options=options,
+                              transport_factory=lambda: SmtpSender(smtp))
+        except (SendError, RunBusy) as exc:
+            raise StateError(str(exc)) from None
+        after.update({"status": report.status, "stopped": report.stopped,
+                      "outbox": report.counts, "violations": report.violations})
     return {**_view(engine, org_id, run_id), **after}
 
 
@@ -178,44 +184,3 @@ def list_runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]
         return [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
                  "status": r.status, "started_by": r.started_by, "created_at": r.created_at}
                 for r in rows]
-
-
-def emit_run_events(engine: Engine, org_id: int, run_id: int) -> None:
-    """Queue the webhooks a pipeline stage's committed state implies (each event once per
-    endpoint: ``event_key`` is unique): finalized invoices, ledger rows (delivered), a held or
-    halted run, guard alerts. The stages own their transactions, so this runs right after
-    they commit; running it again queues nothing new."""
-    from sealbill.app import webhooks
-    from sealbill.store.schema import alerts, delivery_ledger, invoices
-
-    with engine.begin() as conn:
-        run = conn.execute(sa.select(billing_runs).where(billing_runs.c.id == run_id)).one()
-        public_run = ids.encode(conn, org_id, "run", run_id)
-        for inv in conn.execute(sa.select(invoices.c.id, invoices.c.number,
-                                          invoices.c.account_reference,
-                                          invoices.c.total_incl_minor, invoices.c.currency)
-                                .where(invoices.c.organization_id == org_id,
-                                       invoices.c.run_id == run_id,
-                                       invoices.c.number.is_not(None))):
-            public = ids.encode(conn, org_id, "invoice", int(inv.id))
-            webhooks.emit(conn, org_id, "invoice.finalized", f"invoice.finalized:{public}", {
-                "invoice_id": public, "number": inv.number, "account": inv.account_reference,
-                "total_incl_minor": inv.total_incl_minor, "currency": inv.currency,
-                "run_id": public_run})
-        for row in conn.execute(sa.select(delivery_ledger).where(
-                delivery_ledger.c.organization_id == org_id,
-                delivery_ledger.c.run_id == run_id)):
-            webhooks.emit(conn, org_id, "invoice.delivered", f"delivered:{row.message_id}", {
-                "invoice_id": ids.encode(conn, org_id, "invoice", int(row.invoice_id)),
-                "number": row.invoice_number, "account": row.account_reference,
-                "recipients": len(row.recipients), "sent_at": row.sent_at})
-        if run.status in ("held", "halted"):
-            webhooks.emit(conn, org_id, f"run.{run.status}",
-                          f"run.{run.status}:{public_run}:{run.halted_reason or ''}"[:200],
-                          {"run_id": public_run, "period": run.period,
-                           "reason": run.halted_reason})
-        for alert in conn.execute(sa.select(alerts).where(alerts.c.organization_id == org_id,
-                                                          alerts.c.run_id == run_id)):
-            webhooks.emit(conn, org_id, "guard.violation", f"alert:{alert.id}", {
-                "run_id": public_run, "cause": alert.cause, "message": alert.message,
-                "created_at": alert.created_at})

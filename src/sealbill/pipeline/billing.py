@@ -126,8 +126,8 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         ctx = RatingContext(org, catalog, metrics_from_rows(metric_rows), start, end, period)
         window = LoadWindow.of(catalog, metric_rows, start, end)
         jobs = (_load_chunk(conn, org_id, chunk, start, end, billed, result, window)
-                for chunk in _account_chunks(conn, org_id))
-        expected = -(-_account_count(conn, org_id) // CHUNK)
+                for chunk in _account_chunks(conn, org_id, start))
+        expected = -(-_account_count(conn, org_id, start) // CHUNK)
         for rated in rated_chunks(jobs, ctx, expected_chunks=expected, workers=workers):
             result.problems.extend(rated.problems)
             result.skipped_zero += rated.skipped_zero
@@ -176,16 +176,23 @@ def _attach_credit_notes(conn: Connection, org_id: int, drafts: list[DraftInvoic
             ], problems
 
 
-def _account_count(conn: Connection, org_id: int) -> int:
+def _billable(start: date) -> sa.ColumnElement[bool]:
+    """An account is billed for a period unless it was archived before the period began (one
+    archived during the period gets its last invoice for it)."""
+    return sa.or_(accounts.c.archived_at.is_(None),
+                  accounts.c.archived_at >= midnight(start))
+
+
+def _account_count(conn: Connection, org_id: int, start: date) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(accounts).where(
-        accounts.c.organization_id == org_id)).scalar_one())
+        accounts.c.organization_id == org_id, _billable(start))).scalar_one())
 
 
-def _account_chunks(conn: Connection, org_id: int) -> Iterator[list[Row]]:
+def _account_chunks(conn: Connection, org_id: int, start: date) -> Iterator[list[Row]]:
     last_id = 0
     while True:
         rows = conn.execute(sa.select(accounts).where(
-            accounts.c.organization_id == org_id, accounts.c.id > last_id,
+            accounts.c.organization_id == org_id, accounts.c.id > last_id, _billable(start),
         ).order_by(accounts.c.id).limit(CHUNK)).all()
         if not rows:
             return

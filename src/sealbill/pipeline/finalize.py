@@ -19,6 +19,7 @@ from sealbill.domain.invoices import DocumentKind, InvoiceLine, tax_breakdown, t
 from sealbill.domain.money import document_step, to_major
 from sealbill.store import credit_delivery
 from sealbill.store import invoices as invoice_store
+from sealbill.store import stage_events
 from sealbill.store.schema import billing_runs, invoices
 
 CHUNK = 1000
@@ -46,17 +47,21 @@ def finalize_run(engine: Engine, org_id: int, run_id: int, *, issue_date: date |
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         with engine.begin() as conn:
-            done.extend(invoice_store.finalize(conn, org_id, chunk, issue_date=issue_date,
-                                               at=datetime.now(UTC)))
+            numbered = invoice_store.finalize(conn, org_id, chunk, issue_date=issue_date,
+                                              at=datetime.now(UTC))
+            stage_events.publish(conn, org_id, stage_events.INVOICES_FINALIZED, {
+                "run_id": run_id, "invoice_ids": [invoice_id for invoice_id, _ in numbered]})
+            done.extend(numbered)
         if on_progress:
             on_progress(len(chunk))
     with engine.begin() as conn:
         remaining = draft_ids(conn, org_id, run_id)
-        if not remaining:
-            conn.execute(sa.update(billing_runs).where(
+        if not remaining and conn.execute(sa.update(billing_runs).where(
                 billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id,
                 billing_runs.c.status == "drafted",
-            ).values(status="finalized", finalized_at=datetime.now(UTC)))
+        ).values(status="finalized", finalized_at=datetime.now(UTC))).rowcount:
+            stage_events.publish(conn, org_id, stage_events.RUN_STATUS,
+                                 {"run_id": run_id, "status": "finalized", "reason": None})
     return done
 
 

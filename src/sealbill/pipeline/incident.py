@@ -14,7 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -71,9 +71,12 @@ class Scope:
 
 def open_incident(engine: Engine, org_id: int, *, title: str, aware_at: datetime,
                   scope: Scope, actor: str, pause: bool = False,
-                  description: str = "") -> int:
+                  description: str = "",
+                  then: Callable[[Connection, int], None] | None = None) -> int:
     """Open the incident (with its description, if given); with ``pause``, halt the
-    organization's sending in the same breath."""
+    organization's sending in the same breath. ``then(conn, incident_id)`` runs in the same
+    transaction (the application layer writes the audit entry and the ``incident.opened``
+    webhook there: all or nothing)."""
     not_future(require_aware(aware_at, "aware_at"), "--aware-at")
     with transaction(engine) as conn:
         incident_id = store.open_incident(conn, org_id, title=title, aware_at=aware_at,
@@ -88,6 +91,8 @@ def open_incident(engine: Engine, org_id: int, *, title: str, aware_at: datetime
             store.update_record(conn, org_id, incident_id,
                                 {"containment": {"at": at.isoformat(), "by": actor}},
                                 event="sending_paused", actor=actor, at=at)
+        if then is not None:
+            then(conn, incident_id)
     return incident_id
 
 

@@ -45,6 +45,7 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode = msgspec.json.Decoder(_Line, float_hook=Decimal).decode
+_decode_lines = msgspec.json.Decoder(list[_Line], float_hook=Decimal).decode
 _fromisoformat = datetime.fromisoformat
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate
@@ -129,6 +130,25 @@ class RowParser:
                     continue
             append(row)
         return batch
+
+    def parse_array(self, body: bytes) -> list[Row] | None:
+        """The rows of a JSON array of events (an API batch) decoded in one call, when every
+        event takes the fast path; ``None`` otherwise (then :meth:`parse` of the items names
+        each problem). Stores the same rows as :meth:`parse` of the array's items."""
+        if b"\\u" in body and _SURROGATE.search(body.decode("utf-8", "replace")):
+            return None  # a lone surrogate escape: the careful path names it
+        try:
+            lines = _decode_lines(body)
+        except _DECODE_ERRORS:
+            return None
+        fast, rows = self._fast, list[Row]()
+        append = rows.append
+        for line in lines:
+            row = fast(line)
+            if row is None:
+                return None
+            append(row)
+        return rows
 
     def event_row(self, event: UsageEvent) -> Row | str:
         """The row of an event built in Python, or the problem of its references."""

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store import stage_events
 from sealbill.store.db import inserted_id
 from sealbill.store.schema import alerts
 
@@ -25,10 +26,15 @@ def _jsonable(value: Any) -> Any:
 def record(conn: Connection, org_id: int, *, cause: str, message: str,
            evidence: Mapping[str, Any], run_id: int | None = None,
            envelope_id: int | None = None) -> int:
-    return inserted_id(conn.execute(sa.insert(alerts).values(
+    at = datetime.now(UTC)
+    alert_id = inserted_id(conn.execute(sa.insert(alerts).values(
         organization_id=org_id, run_id=run_id, envelope_id=envelope_id, cause=cause[:60],
-        message=message[:2000], evidence=_jsonable(evidence), created_at=datetime.now(UTC),
+        message=message[:2000], evidence=_jsonable(evidence), created_at=at,
     )))
+    stage_events.publish(conn, org_id, stage_events.ALERT_RECORDED, {
+        "alert_id": alert_id, "run_id": run_id, "cause": cause[:60],
+        "message": message[:2000], "created_at": at})
+    return alert_id
 
 
 def open_alerts(conn: Connection, org_id: int, run_id: int | None = None) -> list[dict[str, Any]]:

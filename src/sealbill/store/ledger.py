@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.seals import Check, chained_fields
 from sealbill.keys import for_connection
-from sealbill.store import chain
+from sealbill.store import chain, stage_events
 from sealbill.store.db import is_postgres
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import delivery_ledger, outbox
@@ -121,6 +121,11 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "ledger_row", chained_fields(org_id, seq, content["row_hash"]))
     _INSERT.run(conn, content)
     chain.note_head(conn, CHAIN, org_id, seq, content["row_hash"])
+    stage_events.publish(conn, org_id, stage_events.LEDGER_APPENDED, {
+        "seq": seq, "message_id": entry.message_id, "run_id": entry.run_id,
+        "invoice_id": entry.invoice_id, "invoice_number": entry.invoice_number,
+        "account_reference": entry.account_reference, "recipients": len(entry.recipients),
+        "sent_at": entry.sent_at})
     return seq
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
 from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
+from sealbill.store import stage_events
 from sealbill.store.db import inserted_id
 from sealbill.store.schema import (
     accounts,
@@ -62,6 +63,8 @@ def set_run_status(conn: Connection, org_id: int, run_id: int, status: str,
     conn.execute(sa.update(billing_runs).where(
         billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id
     ).values(status=status, halted_reason=halted_reason))
+    stage_events.publish(conn, org_id, stage_events.RUN_STATUS,
+                         {"run_id": run_id, "status": status, "reason": halted_reason})
 
 
 def run_invoices(conn: Connection, org_id: int, run_id: int) -> list[Mapping[str, Any]]:

@@ -59,3 +59,34 @@ def test_a_bad_event_or_a_conflict_refuses_the_whole_batch_naming_it(sqlite_engi
                            headers={**headers, "content-type": "application/json"})
     assert too_many.status_code == 422
     assert _count(sqlite_engine) == before
+
+
+def test_a_batch_obeys_the_metrics_rules_as_the_file_import_does(sqlite_engine: Engine
+                                                                 ) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    client = TestClient(create_app(sqlite_engine))
+    headers = {"Authorization": f"Bearer {org.keys['billing']}"}
+    before = _count(sqlite_engine)
+    events = _events(3, start=30)
+    del events[1]["value"]  # api_calls is a sum: it needs a value
+    events[2]["value"] = "-2"  # and does not allow negative ones
+    refused = client.post("/v1/usage/batch", json=events, headers=headers)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["[1]", "[2]"]
+    assert "value" in refused.json()["errors"][0]["message"]
+    assert _count(sqlite_engine) == before
+
+
+def test_a_batch_naming_an_archived_account_is_refused_like_a_single_event(
+        any_engine: Engine) -> None:
+    org = build_org(any_engine, "alpha", 1)
+    client = TestClient(create_app(any_engine))
+    headers = {"Authorization": f"Bearer {org.keys['billing']}"}
+    assert client.post(f"/v1/accounts/{org.ids['account_id']}/archive",
+                       headers=headers).status_code == 200
+    before = _count(any_engine)
+    refused = client.post("/v1/usage/batch", json=_events(2, start=40), headers=headers)
+    assert refused.status_code == 409
+    assert [e["field"] for e in refused.json()["errors"]] == [
+        "[0].account_reference", "[1].account_reference"]
+    assert _count(any_engine) == before

@@ -62,9 +62,14 @@ def build_org(engine: Engine, slug: str, index: int) -> Org:
 
     invoice = invoices.list_invoices(engine, root, org_id)["items"][0]["id"]
     plan = catalog.show_plan(engine, root, org_id, "starter")["id"]
+    from sealbill.app import incidents
+
+    incident = incidents.open_incident(engine, root, org_id, {
+        "title": f"Invoices of {slug} misdelivered?", "aware_at": "2026-11-20T09:00:00Z",
+        "run_id": run})["id"]
     org.ids = {"account_id": acc["id"], "contact_id": contact["id"], "plan_id": plan,
                "subscription_id": sub["id"], "usage_id": event["id"], "run_id": run,
-               "invoice_id": invoice}
+               "invoice_id": invoice, "incident_id": incident}
     return org
 
 
@@ -121,6 +126,15 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/webhooks": {"url": "https://93.184.216.34/hooks", "events": ["*"]},
         "/v1/bounces": {"messages": [DSN_SAMPLE]},
         "/v1/contacts/{contact_id}/clear-bounce": {"reason": "mailbox fixed, checked by phone"},
+        "/v1/incidents": {"title": "Wrong recipient reported", "run_id": org.ids["run_id"],
+                          "aware_at": "2026-11-21T10:00:00+01:00"},
+        "/v1/incidents/{incident_id}/updates": {"cause": "stale contact",
+                                                "measures_taken": ["contact unlinked"]},
+        "/v1/incidents/{incident_id}/contain": None,
+        "/v1/incidents/{incident_id}/drafts": None,
+        "/v1/incidents/{incident_id}/close": {"reason": "no exposure found"},
+        "/v1/sending/pause": {"reason": "checking a report"},
+        "/v1/sending/resume": {"reason": "report checked"},
     }
     return bodies.get(path) if method in ("POST", "PATCH") else None
 

@@ -157,3 +157,16 @@ def test_utc_text_by_slicing_equals_the_conversion(moment: datetime, spec: str,
     if zulu:
         text = text.replace("+00:00", "Z")
     assert fast_utc_text(text) == utc_text(datetime.fromisoformat(text))
+
+
+@settings(max_examples=300)
+@given(st.lists(rows(), min_size=1, max_size=5))
+def test_a_batch_decoded_at_once_stores_what_its_events_parsed_one_by_one_store(
+        events: list[dict[str, Any]]) -> None:
+    """The API's one-call decode of a JSON array (``parse_array``) either declines (then the
+    events are parsed one by one, naming the bad ones) or gives exactly their rows."""
+    body = json.dumps(events, cls=_Exact, ensure_ascii=bool(len(events) % 2))
+    at_once = PARSER.parse_array(body.encode())
+    one_by_one = PARSER.parse(0, [json.dumps(e, cls=_Exact) for e in events])
+    if at_once is not None:
+        assert (at_once, one_by_one.bad) == (one_by_one.rows, [])

@@ -4,6 +4,7 @@ Every table but ``organizations`` carries ``organization_id``: tenancy is a colu
 row, and every query in ``sealbill.store`` filters on it.
 """
 
+from sealbill.store.schema import append_only  # noqa: F401 - the append-only triggers
 from sealbill.store.schema.access import (
     api_keys,
     audit_log,

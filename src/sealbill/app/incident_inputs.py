@@ -1,0 +1,55 @@
+"""Bodies of the incident and sending-switch use cases (validated before anything is written;
+times must carry their offset: a naive time is refused, never guessed)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from sealbill.app.inputs import Model, Text
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+Notes = Annotated[list[Note], Field(max_length=50, default_factory=list)]
+
+
+class IncidentIn(Model):
+    title: Text
+    aware_at: Annotated[AwareDatetime, Field(description="When the controller became aware "
+                                             "(the 72-hour clock starts here).")]
+    window_from: AwareDatetime | None = None
+    window_to: AwareDatetime | None = None
+    run_id: Annotated[str | None, Field(description="Only this billing run (run_…).")] = None
+    message_ids: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=300)]],
+                           Field(max_length=1000, default_factory=list)]
+    pause_sending: bool = False
+
+
+class IncidentUpdateIn(Model):
+    """Facts replace; lists (nature, consequences, measures) are appended to."""
+
+    description: Note | None = None
+    cause: Note | None = None
+    detection: Note | None = None
+    breach_start: AwareDatetime | None = None
+    breach_end: AwareDatetime | None = None
+    nature: Notes
+    consequences: Notes
+    measures_taken: Annotated[list[Note], Field(max_length=50, default_factory=list,
+                                                description="Containment steps taken "
+                                                "(appended).")]
+    measures_proposed: Notes
+    deletion_requested_at: AwareDatetime | None = None
+    customers_warned_at: AwareDatetime | None = None
+    notification_type: Literal["initial", "complementary", "complete"] | None = None
+    notified_at: AwareDatetime | None = None
+    delay_reason: Note | None = None
+
+
+class ReasonIn(Model):
+    reason: Reason
+
+
+class PauseIn(Model):
+    reason: Reason | None = None

@@ -1,0 +1,160 @@
+"""Incidents, the kill switch and the delivery ledger over HTTP: opened with its
+``incident.opened`` webhook in one transaction, read with its blast radius and clock, facts and
+containment steps recorded, drafts written, closed; the ledger searched and verified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from sealbill.api.app import create_app
+from sealbill.app import incidents, operators, webhooks
+from sealbill.app.context import local_actor
+from sealbill.store.schema import incidents as incidents_table
+from sealbill.store.schema import webhook_messages
+from tests.integration.incident.world import at, swapped_world
+
+ROOT = local_actor()
+
+
+def _client(engine: Engine) -> tuple[TestClient, int, dict[str, dict[str, str]]]:
+    """The incident world (a swapped-contacts run in the ledger) and a key per role."""
+    world = swapped_world(engine)
+    keys = {}
+    for role in ("admin", "billing", "read-only"):
+        email = f"{role}@ops.example"
+        operators.create_operator(engine, ROOT, email, role, "correct horse battery")
+        key = operators.create_key(engine, ROOT, world.org_id, email, role)["key"]
+        keys[role] = {"Authorization": f"Bearer {key}"}
+    return TestClient(create_app(engine, rate=10_000, burst=10_000)), world.org_id, keys
+
+
+def _open(client: TestClient, headers: dict[str, str], **extra: Any) -> Any:
+    body = {"title": "Invoices sent to the wrong customers",
+            "aware_at": at(60).isoformat(), "window_from": at(-1).isoformat(),
+            "window_to": at(30).isoformat(), **extra}
+    return client.post("/v1/incidents", json=body, headers=headers)
+
+
+def test_an_incident_opened_over_http_shows_its_radius_and_queues_its_webhook(
+        any_engine: Engine) -> None:
+    client, org_id, keys = _client(any_engine)
+    endpoint = webhooks.add_endpoint(any_engine, ROOT, org_id, "https://93.184.216.34/h",
+                                     ["incident.opened"])
+    opened = _open(client, keys["billing"])
+    assert opened.status_code == 201, opened.text
+    incident = opened.json()
+    assert incident["id"].startswith("inc_") and incident["state"] == "open"
+    assert incident["messages_in_scope"] == 4
+    assert incident["status"]["clock"]["aware_at"] == at(60).isoformat()
+    shown = client.get(f"/v1/incidents/{incident['id']}", headers=keys["read-only"]).json()
+    assert shown["radius"] == incident["radius"] and shown["radius"]["exposures"]
+    assert {e["account_id"][:4] for e in shown["radius"]["exposures"]} == {"acc_"}
+    assert {e["contact_id"][:4] for e in shown["radius"]["exposures"]} == {"con_"}
+    assert [e["event"] for e in shown["events"]] == ["opened"]
+    with any_engine.begin() as conn:
+        message = conn.execute(sa.select(webhook_messages)).one()
+    assert message.event_type == "incident.opened"
+    assert message.payload["data"]["incident_id"] == incident["id"]
+    assert message.endpoint_id is not None and endpoint["id"].startswith("whk_")
+    listed = client.get("/v1/incidents", headers=keys["read-only"]).json()
+    assert [i["id"] for i in listed] == [incident["id"]]
+
+
+def test_an_incident_and_its_webhook_commit_together_or_not_at_all(sqlite_engine: Engine
+                                                                   ) -> None:
+    world = swapped_world(sqlite_engine)
+    webhooks.add_endpoint(sqlite_engine, ROOT, world.org_id, "https://93.184.216.34/h", ["*"])
+    with sqlite_engine.begin() as conn:  # the outbox refuses writes: a fault in the database
+        conn.exec_driver_sql("CREATE TRIGGER outbox_down BEFORE INSERT ON webhook_messages "
+                             "BEGIN SELECT RAISE(ABORT, 'outbox down'); END")
+    with pytest.raises(sa.exc.IntegrityError, match="outbox down"):
+        incidents.open_incident(sqlite_engine, ROOT, world.org_id, {
+            "title": "Wrong recipients", "aware_at": at(60).isoformat(),
+            "pause_sending": True})
+    with sqlite_engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(incidents_table)
+                            ).scalar() == 0  # no incident without its event
+
+
+def test_facts_containment_steps_and_closing_are_recorded_refused_when_wrong(
+        sqlite_engine: Engine) -> None:
+    client, _, keys = _client(sqlite_engine)
+    naive = client.post("/v1/incidents", headers=keys["admin"], json={
+        "title": "x", "aware_at": "2026-05-14T13:00:00"})
+    assert naive.status_code == 422
+    assert [e["field"] for e in naive.json()["errors"]] == ["aware_at"]
+    future = _open(client, keys["admin"], aware_at="2999-01-01T00:00:00Z")
+    assert future.status_code == 422 and future.json()["errors"][0]["field"] == "aware_at"
+    ref = _open(client, keys["admin"]).json()["id"]
+    assert client.post(f"/v1/incidents/{ref}/updates", headers=keys["read-only"],
+                       json={"cause": "x"}).status_code == 403
+    updated = client.post(f"/v1/incidents/{ref}/updates", headers=keys["billing"], json={
+        "cause": "a migration swapped contacts", "measures_taken": ["links corrected"]})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["facts"]["cause"] == "a migration swapped contacts"
+    assert updated.json()["measures"]["taken"] == ["links corrected"]
+    contained = client.post(f"/v1/incidents/{ref}/contain", headers=keys["billing"]).json()
+    assert contained["containment"]["by"] == "operator:billing@ops.example"
+    assert client.get("/v1/sending", headers=keys["read-only"]).json()["paused"] is True
+    drafts = client.post(f"/v1/incidents/{ref}/drafts", headers=keys["billing"]).json()
+    assert any(f["kind"] == "art33" and f["lang"] == "fr" and f["text"]
+               for f in drafts["files"])
+    closed = client.post(f"/v1/incidents/{ref}/close", headers=keys["billing"],
+                         json={"reason": "customers warned, links corrected"})
+    assert closed.json()["state"] == "closed"
+    again = client.post(f"/v1/incidents/{ref}/close", headers=keys["billing"],
+                        json={"reason": "twice"})
+    assert again.status_code == 409
+    events = [e["event"] for e in closed.json()["events"]]
+    assert events == ["opened", "updated", "sending_paused", "drafts_written", "closed"]
+    audit = client.get("/v1/audit?limit=100", headers=keys["admin"]).json()["items"]
+    assert {"incident.open", "incident.update", "incident.contain", "incident.drafts",
+            "incident.close"} <= {e["action"] for e in audit}
+
+
+def test_pause_is_for_those_who_run_billing_and_resume_needs_an_approver(
+        sqlite_engine: Engine) -> None:
+    client, _, keys = _client(sqlite_engine)
+    paused = client.post("/v1/sending/pause", headers=keys["billing"],
+                         json={"reason": "a customer reported a stranger's invoice"})
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    refused = client.post("/v1/sending/resume", headers=keys["billing"],
+                          json={"reason": "checked"})
+    assert refused.status_code == 403
+    assert client.post("/v1/sending/resume", headers=keys["admin"],
+                       json={"reason": ""}).status_code == 422
+    resumed = client.post("/v1/sending/resume", headers=keys["admin"],
+                          json={"reason": "report checked"}).json()
+    assert resumed == {**resumed, "paused": False, "changed_by": "operator:admin@ops.example",
+                       "reason": "report checked"}
+
+
+def test_the_ledger_is_searched_by_address_account_invoice_and_time_a_page_at_a_time(
+        any_engine: Engine) -> None:
+    client, _, keys = _client(any_engine)
+    headers = keys["read-only"]
+    every = client.get("/v1/ledger?limit=3", headers=headers).json()
+    assert [r["account"] for r in every["items"]] == ["ACC-4", "ACC-3", "ACC-2"]
+    rest = client.get(f"/v1/ledger?limit=3&cursor={every['next_cursor']}",
+                      headers=headers).json()
+    assert [r["account"] for r in rest["items"]] == ["ACC-1"] and rest["next_cursor"] is None
+    accountant = client.get("/v1/ledger?address=BOOKS@accountant.test",
+                            headers=headers).json()["items"]
+    assert [r["account"] for r in accountant] == ["ACC-4", "ACC-3"]
+    assert [r["account"] for r in client.get(
+        "/v1/ledger", params={"account": "ACC-2"}, headers=headers).json()["items"]] == ["ACC-2"]
+    invoice = every["items"][0]["invoice"]
+    assert [r["invoice"] for r in client.get(
+        "/v1/ledger", params={"invoice": invoice}, headers=headers).json()["items"]] == [invoice]
+    window = client.get("/v1/ledger", params={"since": at(5).isoformat(),
+                                              "until": at(10).isoformat()},
+                        headers=headers).json()["items"]
+    assert [r["account"] for r in window] == ["ACC-3", "ACC-2"]
+    assert client.get("/v1/ledger?cursor=zz", headers=headers).status_code == 422
+    verified = client.get("/v1/ledger/verify", headers=headers).json()
+    assert verified == {"ok": True, "rows": 4, "problems": []}
