@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, ledger_query, webhooks
+from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem
 from sealbill.app.incident_actions import _may_act
@@ -67,21 +68,26 @@ def open_from_ledger(engine: Engine, actor: Actor, org_id: int, *, title: str,
     ids = _message_ids(engine, org_id, criteria)
     scope = (pipeline.Scope(window=(criteria.since, criteria.until))  # type: ignore[arg-type]
              if criteria.window_only else pipeline.Scope(message_ids=tuple(sorted(ids))))
+    searched = {k: v.strip() for k, v in search.items() if k in SEARCH_FIELDS and v.strip()}
+
+    def opened(conn: Connection, incident_id: int) -> None:
+        # in the incident's own transaction: the webhook and the audit entry, all or nothing
+        public = public_ids.encode(conn, org_id, "incident", incident_id)
+        webhooks.emit(conn, org_id, "incident.opened", f"incident:{incident_id}",
+                      {"incident_id": public, "source": "ledger_search", "search": searched,
+                       "aware_at": aware, "messages": len(ids)})
+        audit.record(conn, actor, org_id, "incident.open", "incident", public,
+                     after={"search": searched, "messages": len(ids), "paused": pause,
+                            "scope": scope.to_json()})
+
     try:
         incident_id = pipeline.open_incident(engine, org_id, title=title.strip()[:200],
                                              aware_at=aware, scope=scope, actor=actor.name,
-                                             pause=pause, description=description)
+                                             pause=pause, description=description,
+                                             then=opened)
     except ValueError as exc:
         raise Invalid("incident: 1 problem(s); nothing was written",
                       [Problem("aware_at", str(exc))]) from None
-    searched = {k: v.strip() for k, v in search.items() if k in SEARCH_FIELDS and v.strip()}
-    with engine.begin() as conn:
-        webhooks.emit(conn, org_id, "incident.opened", f"incident:{incident_id}",
-                      {"incident": incident_id, "source": "ledger_search", "search": searched,
-                       "aware_at": aware, "messages": len(ids)})
-        audit.record(conn, actor, org_id, "incident.open", "incident", str(incident_id),
-                     after={"search": searched, "messages": len(ids), "paused": pause,
-                            "scope": scope.to_json()})
     return incident_id
 
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, webhooks
+from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, NotFound, StateError
 from sealbill.domain import report_link
@@ -137,11 +138,12 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, report_id: int) -> 
         # In the incident's own transaction: the report's link, the webhook, the audit entry.
         conn.execute(sa.update(misdelivery_reports).where(
             misdelivery_reports.c.id == report_id).values(incident_id=incident_id))
+        public = public_ids.encode(conn, org_id, "incident", incident_id)
         webhooks.emit(conn, org_id, "incident.opened", f"incident:{incident_id}",
-                      {"incident": incident_id, "source": "misdelivery_report",
+                      {"incident_id": public, "source": "misdelivery_report",
                        "invoice": row.number, "aware_at": row.reported_at,
                        "messages": len(message_ids)})
-        audit.record(conn, actor, org_id, "incident.open", "incident", str(incident_id),
+        audit.record(conn, actor, org_id, "incident.open", "incident", public,
                      after={"from_report": report_id, "messages": list(message_ids)})
 
     return incidents_pipeline.open_incident(

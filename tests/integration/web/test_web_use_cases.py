@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import misdelivery, operators, portal, sessions, webhooks
+from sealbill.app import ids, misdelivery, operators, portal, sessions, webhooks
 from sealbill.app.context import Actor, local_actor
 from sealbill.app.errors import Forbidden, NotFound, Unauthenticated
 from sealbill.mail.config import SmtpConfig
@@ -120,7 +120,9 @@ def test_not_for_me_report_alerts_and_only_allowed_roles_open_an_incident(
     assert misdelivery.reports(any_engine, reader, s.org_id)[0]["incident_id"] == incident
     with any_engine.begin() as conn:  # queued for the subscribed endpoint
         payload = conn.execute(sa.select(webhook_messages.c.payload)).scalar_one()
-    assert payload["type"] == "incident.opened" and payload["data"]["incident"] == incident
+    with any_engine.begin() as conn:  # the same public id as the API's incidents
+        public = ids.encode(conn, s.org_id, "incident", incident)
+    assert payload["type"] == "incident.opened" and payload["data"]["incident_id"] == public
     with any_engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar() == 1
 
