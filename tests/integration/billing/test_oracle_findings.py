@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.demo.seed import ORGANIZATION
@@ -15,17 +16,14 @@ from sealbill.pipeline.organizations import create_org
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.invoices import load_invoice
+from sealbill.store.schema import subscriptions
 
 AT = datetime(2025, 9, 1, tzinfo=UTC)
 
 
-def test_a_yearly_plan_cancelled_months_before_its_anniversary_is_credited_at_the_anniversary(
-        any_engine: Engine) -> None:
-    """The invoice opening a yearly period credits the unused days of the year before; the
-    run must read the phases of that whole year, not only of the last month (it used to
-    skip the subscription silently: no credit, no problem reported)."""
-    with any_engine.begin() as conn:
-        org_id = create_org(conn, {**ORGANIZATION, "slug": "yearly-cancel"})
+def _yearly_customer(engine: Engine, slug: str, started: date) -> tuple[int, int]:
+    with engine.begin() as conn:
+        org_id = create_org(conn, {**ORGANIZATION, "slug": slug})
         catalog_store.add_plan(conn, org_id, Plan(
             "annual", "Annual", Interval.YEAR, "EUR", 1, date(2020, 1, 1),
             (Charge("fee", ChargeModel.FLAT, "Abonnement", "Subscription",
@@ -34,8 +32,28 @@ def test_a_yearly_plan_cancelled_months_before_its_anniversary_is_credited_at_th
             conn, org_id, reference="Y1", name="Client Y1", address_line1="1 rue A",
             postcode="75001", city="Paris", country="FR", is_business=True, currency="EUR",
             locale="fr", vat_id_valid=False, is_internal_test=False)
-        sub_id = catalog_store.add_subscription(conn, org_id, account_id, "sub-y1", "annual",
-                                                date(2025, 10, 1), AT)
+        return org_id, catalog_store.add_subscription(conn, org_id, account_id, "sub-y1",
+                                                      "annual", started, AT)
+
+
+def test_a_yearly_plan_cancelled_at_period_end_runs_to_the_end_of_its_year(
+        any_engine: Engine) -> None:
+    """"At period end" is the end of the subscription's billing period: a year on a yearly
+    plan (it used to end the 1st of the next month, as if every plan were monthly)."""
+    org_id, sub_id = _yearly_customer(any_engine, "yearly-end", date(2026, 3, 10))
+    with any_engine.begin() as conn:
+        catalog_store.cancel(conn, org_id, sub_id, on=date(2026, 10, 15), at_period_end=True)
+        ends_on = conn.execute(sa.select(subscriptions.c.ends_on).where(
+            subscriptions.c.id == sub_id)).scalar_one()
+    assert ends_on == date(2027, 3, 1)
+
+
+def test_a_yearly_plan_cancelled_months_before_its_anniversary_is_credited_at_the_anniversary(
+        any_engine: Engine) -> None:
+    """The invoice opening a yearly period credits the unused days of the year before; the
+    run must read the phases of that whole year, not only of the last month (it used to
+    skip the subscription silently: no credit, no problem reported)."""
+    org_id, sub_id = _yearly_customer(any_engine, "yearly-cancel", date(2025, 10, 1))
     first = bill_period(any_engine, org_id, "2025-10", actor="test", workers=1)
     finalize_run(any_engine, org_id, first.run_id or 0, issue_date=date(2025, 10, 1))
     with any_engine.begin() as conn:
