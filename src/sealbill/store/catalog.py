@@ -184,8 +184,9 @@ def period_end(conn: Connection, org_id: int, subscription_id: int, on: date) ->
         .order_by(plans.c.effective_from.desc()).limit(1)).scalar()
     started: date = row.started_on
     anchor = date(started.year, started.month, 1)
-    known = interval in {i.value for i in Interval}  # an unknown one is refused at billing
-    return period_containing(anchor, Interval(interval) if known else Interval.MONTH, on).end
+    known = str(interval) in {i.value for i in Interval}  # an unknown one: refused at billing
+    return period_containing(anchor, Interval(str(interval)) if known else Interval.MONTH,
+                             on).end
 
 
 def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date,
