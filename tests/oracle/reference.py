@@ -1,23 +1,41 @@
-"""A plainly written reference calculator for the invoice of one billing run, sharing no code
-with ``sealbill.domain``: it reads the rules as the README states them and computes with
-``fractions.Fraction`` (exact) and one half-up rounding to cents per line and per VAT group.
+"""A plainly written reference calculator for the documents of a monthly billing run, sharing no
+code with ``sealbill.domain``: it reads the rules as the README and issue 12 state them and
+computes with ``fractions.Fraction`` (exact), rounding once per line and once per VAT group.
 
-Scope (what the oracle test generates): monthly plans in EUR with an optional flat fixed fee
-and usage charges (per unit, graduated, volume, package) on three metrics (``calls`` summed,
-``peak`` maximum, ``gb`` time-weighted with its level carried from before the month); one
-subscription per account started long ago, with an optional plan change and an optional
-cancellation in the usage month, an optional trial ending in the billed month; French business
-buyers (VAT S 20 %) and buyers outside the EU (O, no VAT). The run bills November 2026: the
-November fee in advance, October's prorations and October's usage in arrears.
+The rules it implements (``reference_tax.py`` holds VAT, OSS, currencies and credit):
+
+- a subscription's billing periods start on the 1st of the month it started in and last one
+  month or, on a yearly plan, twelve; the run of calendar month ``M`` bills, per subscription,
+  the fixed fees of its own period if that period starts on ``M`` (in advance) with the
+  proration lines of the previous period, and every usage window that ends on ``M``: a
+  monthly window for charges on the monthly cadence (the default, also on a yearly plan), the
+  subscription's yearly period for charges billed yearly;
+- in advance: the plan of the first billable day of the period, from that day to the period
+  end; the part of a fee for days ``[a, b)`` of a period is ``share(b) - share(a)`` with
+  ``share(d) = fee × d / period days`` rounded half-up, in whole invoice units of the currency;
+  the next period's invoice credits the unused days of the plan billed in advance and charges
+  each later plan for its days (upgrades, downgrades, immediate cancellations);
+- trial days (before the trial's end) are free; a cancellation "at period end" ends the
+  subscription at the end of its billing period (a year on a yearly plan);
+- usage is split at every plan change, each part rated with the plan in force then; a
+  time-weighted metric holds each group's level (``group_by``) from its last event, carried
+  over from any earlier time, and its quantity is the integral of the summed levels over the
+  part divided by the length of the whole usage window;
+- charge models: per unit, graduated and volume tiers (with flat fees per tier reached),
+  package (started packages beyond free units), percentage (of the metric's total), and
+  percentage per transaction (rate + fixed fee per transaction, clamped to a minimum and a
+  maximum when set: then one line of the clamped fees);
+- a late event (recorded after a run) counts in every run after it was recorded: the windows
+  billed then, and the levels carried into them; a window already billed is not reopened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
-OCT, NOV, DEC = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)
+from tests.oracle.reference_tax import half_up, to_minor_units
 
 
 @dataclass(frozen=True)
@@ -29,125 +47,160 @@ class RefTier:
 
 @dataclass(frozen=True)
 class RefCharge:
-    model: str  # "fee", "unit", "graduated", "volume", "package"
+    #: fee, unit, graduated, volume, package, percentage, per_transaction
+    model: str
     metric: str | None = None
     price: Fraction = Fraction(0)  # fee amount, unit price, package price
     tiers: tuple[RefTier, ...] = ()
     package_size: int = 1
     free_units: int = 0
+    rate: Fraction = Fraction(0)  # percent
+    fixed: Fraction = Fraction(0)  # per transaction
+    low: Fraction | None = None  # min per transaction
+    high: Fraction | None = None  # max per transaction
+    vat_class: str = "standard"
+    yearly_usage: bool = False  # usage billed on the yearly cadence
 
 
 @dataclass(frozen=True)
 class RefPlan:
     code: str
+    yearly: bool
     charges: tuple[RefCharge, ...]
 
 
 @dataclass(frozen=True)
 class RefEvent:
+    event_id: str
     metric: str
     at: datetime
-    value: Fraction
+    value: Fraction | None
+    props: tuple[tuple[str, str], ...] = ()
+    late: bool = False  # recorded after the first run
 
 
 @dataclass
 class RefAccount:
     reference: str
-    outside_eu: bool
+    kind: str  # see reference_tax.KINDS
+    country: str
     first_plan: str
-    change: tuple[date, str] | None = None  # (day, new plan) in October
-    cancel: tuple[date, bool] | None = None  # (day, at period end) in October
-    trial_end: date | None = None  # first billed day, in November
+    start: date
+    change: tuple[date, str] | None = None
+    cancel: tuple[date, bool] | None = None  # (day, at period end)
+    trial_end: date | None = None  # first billed day
     events: list[RefEvent] = field(default_factory=list)
+    credits: tuple[int, int] = (0, 0)  # manual credit (minor units) before each finalization
 
 
 @dataclass(frozen=True)
-class RefInvoice:
-    kind: str  # "invoice" | "credit_note"
-    line_amounts: tuple[int, ...]  # cents, sorted
-    vat: tuple[tuple[str, str, int, int], ...]  # (category, rate, base, tax) sorted
-    total_excl: int
-    total_vat: int
-    total_incl: int
+class RefLine:
+    amount: int  # ISO minor units
+    vat_class: str
+    start: date
+    end: date  # exclusive
 
 
-def cents(value: Fraction) -> int:
-    """Half-up (away from zero) to whole cents."""
-    sign = -1 if value < 0 else 1
-    scaled = abs(value) * 100
-    whole = scaled.numerator // scaled.denominator
-    if scaled - whole >= Fraction(1, 2):
-        whole += 1
-    return sign * whole
+Span = tuple[date, date]
+AGGREGATION = {"calls": "sum", "pay": "sum", "hits": "count", "peak": "max",
+               "users": "unique_count", "last": "latest", "gb": "time_weighted_sum",
+               "seats": "time_weighted_sum"}
+FIELD = {"users": "user"}
+GROUP_BY = {"seats": "pool"}
 
 
-def _half_up_day_share(fee: int, days: int, period_days: int) -> int:
-    whole, rest = divmod(abs(fee) * days, period_days)
-    if 2 * rest >= period_days:
-        whole += 1
-    return whole if fee >= 0 else -whole
+def add_months(first_of_month: date, months: int) -> date:
+    year, month = divmod(first_of_month.year * 12 + first_of_month.month - 1 + months, 12)
+    return date(year, month + 1, 1)
 
 
-def _segment(fee: int, start: date, end: date, period: tuple[date, date]) -> int:
-    """The README's rule: the part of ``fee`` for [start, end) is share(end) - share(start)."""
-    p_start, p_end = period
-    total = (p_end - p_start).days
+def own_period(anchor: date, months: int, day: date) -> Span:
+    """The period of ``months`` months from ``anchor`` (a 1st) that contains ``day``."""
+    elapsed = day.year * 12 + day.month - anchor.year * 12 - anchor.month
+    start = add_months(anchor, (elapsed // months) * months)
+    return start, add_months(start, months)
+
+
+class Subscription:
+    """One account's subscription as the oracle sees it."""
+
+    def __init__(self, acc: RefAccount, plans: dict[str, RefPlan]) -> None:
+        self.acc, self.plans = acc, plans
+        self.months = 12 if plans[acc.first_plan].yearly else 1
+        self.anchor = acc.start.replace(day=1)
+
+    def period(self, day: date) -> Span:
+        return own_period(self.anchor, self.months, day)
+
+    def phases(self) -> list[tuple[str, date, date | None]]:
+        acc = self.acc
+        if acc.change:
+            phases = [(acc.first_plan, acc.start, acc.change[0]),
+                      (acc.change[1], acc.change[0], None)]
+        else:
+            phases = [(acc.first_plan, acc.start, None)]
+        if acc.cancel:
+            day, at_end = acc.cancel
+            ends = self.period(day)[1] if at_end else day
+            phases = [(p, s, ends if e is None else min(e, ends)) for p, s, e in phases
+                      if s < ends]
+        return phases
+
+    def billed(self, span: Span) -> list[tuple[str, date, date]]:
+        """(plan, start, end) of each phase's billable days in ``span`` (trial excluded)."""
+        free_until = max(span[0], self.acc.trial_end or span[0])
+        out = []
+        for plan, start, end in self.phases():
+            s = max(free_until, start)
+            e = span[1] if end is None else min(span[1], end)
+            if s < e:
+                out.append((plan, s, e))
+        return out
+
+
+def _share(fee: int, days: int, period_days: int) -> int:
+    return (fee * days) // period_days + (1 if 2 * ((fee * days) % period_days) >= period_days
+                                          else 0)
+
+
+def _part(fee: int, start: date, end: date, period: Span) -> int:
+    total = (period[1] - period[0]).days
 
     def index(day: date) -> int:
-        return min(max((day - p_start).days, 0), total)
+        return min(max((day - period[0]).days, 0), total)
 
-    return (_half_up_day_share(fee, index(end), total)
-            - _half_up_day_share(fee, index(start), total))
-
-
-def _phases(acc: RefAccount) -> list[tuple[str, date, date | None]]:
-    phases: list[tuple[str, date, date | None]] = []
-    if acc.change:
-        phases = [(acc.first_plan, date(2026, 1, 1), acc.change[0]),
-                  (acc.change[1], acc.change[0], None)]
-    else:
-        phases = [(acc.first_plan, date(2026, 1, 1), None)]
-    if acc.cancel:
-        day, at_end = acc.cancel
-        ends = NOV if at_end else day
-        phases = [(p, s, ends if e is None else min(e, ends)) for p, s, e in phases if s < ends]
-    return phases
+    return _share(fee, index(end), total) - _share(fee, index(start), total)
 
 
-def _billed(acc: RefAccount, period: tuple[date, date]) -> list[tuple[str, date, date]]:
-    free_until = max(period[0], acc.trial_end or period[0])
-    out = []
-    for plan, start, end in _phases(acc):
-        s = max(free_until, start)
-        e = period[1] if end is None else min(period[1], end)
-        if s < e:
-            out.append((plan, s, e))
-    return out
+def _fees(plan: RefPlan) -> list[RefCharge]:
+    return [c for c in plan.charges if c.model == "fee"]
 
 
-def _fee(plan: RefPlan) -> int | None:
-    fees = [c for c in plan.charges if c.model == "fee"]
-    return cents(fees[0].price) if fees else None
-
-
-def _fixed_lines(acc: RefAccount, plans: dict[str, RefPlan]) -> list[int]:
+def fee_lines(sub: Subscription, own: Span, currency: str) -> list[RefLine]:
+    """Advance fees of ``own`` and the prorations of the period before it."""
+    step = to_minor_units(1, currency)
     lines = []
-    november = _billed(acc, (NOV, DEC))
-    if november:
-        plan, start, _ = november[0]
-        fee = _fee(plans[plan])
-        if fee is not None:
-            lines.append(_segment(fee, start, DEC, (NOV, DEC)))
-    october = _billed(acc, (OCT, NOV))
-    if october:
-        first_plan, _, first_end = october[0]
-        fee = _fee(plans[first_plan])
-        if fee is not None and (credit := _segment(fee, first_end, NOV, (OCT, NOV))):
-            lines.append(-credit)
-        for plan, start, end in october[1:]:
-            fee = _fee(plans[plan])
-            if fee is not None and (charge := _segment(fee, start, end, (OCT, NOV))):
-                lines.append(charge)
+    advance = sub.billed(own)
+    if advance:
+        plan, start, _ = advance[0]
+        for fee in _fees(sub.plans[plan]):
+            units = half_up(fee.price, currency)
+            lines.append(RefLine(_part(units, start, own[1], own) * step, fee.vat_class,
+                                 start, own[1]))
+    previous = sub.period(own[0] - timedelta(days=1))
+    segments = sub.billed(previous)
+    if not segments:
+        return lines
+    plan, _, first_end = segments[0]
+    for fee in _fees(sub.plans[plan]):
+        credit = _part(half_up(fee.price, currency), first_end, previous[1], previous)
+        if credit:
+            lines.append(RefLine(-credit * step, fee.vat_class, first_end, previous[1]))
+    for plan, start, end in segments[1:]:
+        for fee in _fees(sub.plans[plan]):
+            charge = _part(half_up(fee.price, currency), start, end, previous)
+            if charge:
+                lines.append(RefLine(charge * step, fee.vat_class, start, end))
     return lines
 
 
@@ -155,79 +208,121 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _quantity(metric: str, events: list[RefEvent], start: date, end: date) -> Fraction:
-    lo, hi = _midnight(start), _midnight(end)
-    mine = sorted((e for e in events if e.metric == metric), key=lambda e: e.at)
+def _micros(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+def _key(event: RefEvent) -> tuple[datetime, str]:
+    return event.at, event.event_id
+
+
+def quantity(metric: str, events: list[RefEvent], span: Span, window: Span) -> Fraction:
+    """The metric's aggregate over ``span`` (part of the usage ``window``)."""
+    lo, hi = _midnight(span[0]), _midnight(span[1])
+    mine = sorted((e for e in events if e.metric == metric), key=_key)
     inside = [e for e in mine if lo <= e.at < hi]
-    if metric == "calls":
-        return sum((e.value for e in inside), Fraction(0))
-    if metric == "peak":
-        return max((e.value for e in inside), default=Fraction(0))
-    # gb: the level held since the last event before `lo`, integrated over [lo, hi), divided
-    # by the whole month's length.
-    before = [e for e in mine if e.at < lo]
-    level = before[-1].value if before else Fraction(0)
+    how = AGGREGATION[metric]
+    if how == "sum":
+        return sum((e.value or Fraction(0) for e in inside), Fraction(0))
+    if how == "count":
+        return Fraction(len(inside))
+    if how == "max":
+        return max((e.value or Fraction(0) for e in inside), default=Fraction(0))
+    if how == "unique_count":
+        return Fraction(len({dict(e.props)[FIELD[metric]] for e in inside}))
+    if how == "latest":
+        return (inside[-1].value or Fraction(0)) if inside else Fraction(0)
+    group = GROUP_BY.get(metric)
+    levels: dict[str, Fraction] = {}
+    for event in mine:
+        if event.at < lo:  # sorted: the last one of each group wins
+            levels[dict(event.props).get(group or "", "") if group else ""] = \
+                event.value or Fraction(0)
     since, area = lo, Fraction(0)
     for event in inside:
-        area += level * int((event.at - since).total_seconds() * 1_000_000)
-        level, since = event.value, event.at
-    area += level * int((hi - since).total_seconds() * 1_000_000)
-    month = int((_midnight(NOV) - _midnight(OCT)).total_seconds() * 1_000_000)
-    return area / month
+        area += sum(levels.values(), Fraction(0)) * _micros(event.at - since)
+        levels[dict(event.props).get(group or "", "") if group else ""] = \
+            event.value or Fraction(0)
+        since = event.at
+    area += sum(levels.values(), Fraction(0)) * _micros(hi - since)
+    return area / _micros(_midnight(window[1]) - _midnight(window[0]))
 
 
-def _usage_amounts(charge: RefCharge, q: Fraction) -> list[int]:
-    if q == 0:
-        return []
-    if charge.model == "unit":
-        return [cents(q * charge.price)]
-    if charge.model == "package":
-        over = max(Fraction(0), q - charge.free_units)
-        packs = -(-over.numerator // (over.denominator * charge.package_size)) if over else 0
-        return [cents(packs * charge.price)] if packs else []
+def _tiered(charge: RefCharge, q: Fraction) -> list[Fraction]:
     amounts, lower = [], Fraction(0)
     for tier in charge.tiers:
         top = q if tier.up_to is None else min(q, Fraction(tier.up_to))
-        inside = tier.up_to is None or q <= tier.up_to
-        if charge.model == "graduated":
-            amounts.append(cents((top - lower) * tier.price))
+        reached = tier.up_to is None or q <= tier.up_to
+        if charge.model == "graduated" or reached:
+            amounts.append((top - lower if charge.model == "graduated" else q) * tier.price)
             if tier.flat:
-                amounts.append(cents(tier.flat))
-        elif inside:
-            amounts.append(cents(q * tier.price))
-            if tier.flat:
-                amounts.append(cents(tier.flat))
-        if inside:
+                amounts.append(tier.flat)
+        if reached:
             return amounts
         lower = Fraction(tier.up_to or 0)
     raise AssertionError("the last tier is open")
 
 
-def _usage_lines(acc: RefAccount, plans: dict[str, RefPlan]) -> list[int]:
+def usage_amounts(charge: RefCharge, events: list[RefEvent], span: Span,
+                  window: Span) -> list[Fraction]:
+    """The exact amount of each line ``charge`` bills for ``span``."""
+    if charge.model == "per_transaction":
+        lo, hi = _midnight(span[0]), _midnight(span[1])
+        paid = [e.value or Fraction(0) for e in events
+                if e.metric == charge.metric and lo <= e.at < hi]
+        if not paid:
+            return []
+        if charge.low is None and charge.high is None:
+            base = [sum(paid, Fraction(0)) * charge.rate / 100]
+            return base + ([len(paid) * charge.fixed] if charge.fixed else [])
+        fees = []
+        for amount in paid:
+            fee = amount * charge.rate / 100 + charge.fixed
+            fee = fee if charge.low is None else max(fee, charge.low)
+            fees.append(fee if charge.high is None else min(fee, charge.high))
+        return [sum(fees, Fraction(0))]
+    q = quantity(charge.metric or "", events, span, window)
+    if q == 0:
+        return []
+    if charge.model == "unit":
+        return [q * charge.price]
+    if charge.model == "percentage":
+        return [q * charge.rate / 100]
+    if charge.model == "package":
+        over = max(Fraction(0), q - charge.free_units)
+        packs = -(-over.numerator // (over.denominator * charge.package_size))
+        return [packs * charge.price] if packs else []
+    return _tiered(charge, q)
+
+
+def usage_lines(sub: Subscription, run: date, events: list[RefEvent],
+                currency: str) -> list[RefLine]:
+    """Usage of every window ending when the run's month starts, split at plan changes."""
     lines = []
-    for plan, start, end in _billed(acc, (OCT, NOV)):
-        for charge in plans[plan].charges:
-            if charge.model != "fee":
-                q = _quantity(charge.metric or "", acc.events, start, end)
-                lines += _usage_amounts(charge, q)
+    for yearly, months in ((False, 1), (True, 12)):
+        window = own_period(sub.anchor, months, run - timedelta(days=1))
+        if window[1] != run:
+            continue
+        for plan, start, end in sub.billed(window):
+            for charge in sub.plans[plan].charges:
+                if charge.model == "fee" or charge.yearly_usage != yearly:
+                    continue
+                lines += [RefLine(to_minor_units(half_up(amount, currency), currency),
+                                  charge.vat_class, start, end)
+                          for amount in usage_amounts(charge, events, (start, end), window)]
     return lines
 
 
-def reference_invoice(acc: RefAccount, plans: dict[str, RefPlan]) -> RefInvoice | None:
-    """The document the November run issues for ``acc`` (``None``: nothing issued)."""
-    lines = _fixed_lines(acc, plans) + _usage_lines(acc, plans)
-    if not lines:
-        return None
-    category, rate = ("O", "0") if acc.outside_eu else ("S", "20")
-    base = sum(lines)
-    vat = cents(Fraction(base) / 100 * Fraction(rate) / 100) if rate != "0" else 0
-    kind = "invoice"
-    if base + vat < 0:  # credits exceed charges: a credit note with the signs turned
-        lines = [-amount for amount in lines]
-        base = -base
-        vat = cents(Fraction(base) / 100 * Fraction(rate) / 100) if rate != "0" else 0
-        kind = "credit_note"
-    if base + vat == 0:
-        return None  # zero amounts are skipped
-    return RefInvoice(kind, tuple(sorted(lines)), ((category, rate, base, vat),), base, vat,
-                      base + vat)
+def account_lines(acc: RefAccount, plans: dict[str, RefPlan], run: date, currency: str,
+                  with_late: bool) -> list[RefLine]:
+    """The lines of ``acc``'s document in the run of the month starting ``run``;
+    ``with_late``: the late events were recorded before this run."""
+    sub = Subscription(acc, plans)
+    own = sub.period(run)
+    fees_due = own[0] == run
+    events = acc.events if with_late else [e for e in acc.events if not e.late]
+    usage = usage_lines(sub, run, events, currency)
+    lines = fee_lines(sub, own, currency) if fees_due else []
+    return lines + usage
+
+

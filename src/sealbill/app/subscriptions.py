@@ -12,7 +12,7 @@ end" is the 1st of the next month; every change is audited with before and after
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,10 +26,6 @@ from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.app.inputs import CancelIn, PlanChangeIn, SubscriptionIn, parse
 from sealbill.store import catalog as store
 from sealbill.store.schema import accounts, plans, subscription_phases, subscriptions
-
-
-def next_period_start(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def sub_row(conn: Connection, org_id: int, ref: str) -> Any:
@@ -126,7 +122,7 @@ def change_plan(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any
                 "plan", f"plan {code!r} is not priced in {account['currency']}")])
         on = change.on or today
         if change.at_period_end:
-            on = next_period_start(on)
+            on = store.period_end(conn, org_id, int(row["id"]), on)
         last_start = max(p["start_on"] for p in before["phases"])
         if on <= last_start:
             raise Invalid("plan change: 1 problem(s)", [Problem(

@@ -202,11 +202,14 @@ def _account_chunks(conn: Connection, org_id: int, start: date) -> Iterator[list
 
 @dataclass(frozen=True)
 class LoadWindow:
-    """What a run reads besides accounts and phases: usage from ``first_day``, and the last
-    level before it of the time-weighted metrics (code -> grouping property)."""
+    """What a run reads besides accounts: phases from ``phases_from`` (the previous period of
+    a yearly plan starts a year back: its changes are prorated now), usage from
+    ``first_day``, and the last level before it of the time-weighted metrics (code ->
+    grouping property)."""
 
     first_day: date
     time_weighted: dict[str, str | None]
+    phases_from: date
 
     @classmethod
     def of(cls, catalog: PlanCatalog, metric_rows: Mapping[str, Row], start: date,
@@ -215,7 +218,10 @@ class LoadWindow:
                      for plan in catalog.versions(code) for c in plan.usage_charges)
         tws = {code: row.get("group_by") for code, row in metric_rows.items()
                if row["aggregation"] == Aggregation.TIME_WEIGHTED_SUM.value}
-        return cls(usage_window_start(Period(start, end), yearly), tws)
+        yearly_plans = any(plan.interval is not Interval.MONTH for code in catalog.codes()
+                           for plan in catalog.versions(code))
+        return cls(usage_window_start(Period(start, end), yearly), tws,
+                   usage_window_start(Period(start, end), yearly_plans))
 
 
 def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, end: date,
@@ -229,7 +235,8 @@ def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, en
     # Phases of the previous period too: its changes are prorated on this invoice; and of
     # the usage windows billed now (a year back when a charge is billed yearly).
     phases = catalog_store.phases_by_account(
-        conn, org_id, ids, min(previous_period(start)[0], window.first_day), end)
+        conn, org_id, ids, min(previous_period(start)[0], window.first_day,
+                               window.phases_from), end)
     # Usage is billed in arrears: this run's invoice carries the windows ending at its start.
     usage_start, usage_end = midnight(window.first_day), midnight(start)
     events: dict[int, list[tuple[Any, ...]]] = {}

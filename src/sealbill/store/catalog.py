@@ -24,6 +24,7 @@ from sealbill.domain.catalog import (
     PlanCatalog,
     Tier,
 )
+from sealbill.domain.subscriptions import period_containing
 from sealbill.domain.taxes import VatRateClass
 from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
 from sealbill.store.schema import metrics, plans, subscription_phases, subscriptions
@@ -171,11 +172,31 @@ def change_plan(conn: Connection, org_id: int, subscription_id: int, plan_code: 
         start_on=on, created_at=at))
 
 
+def period_end(conn: Connection, org_id: int, subscription_id: int, on: date) -> date:
+    """The end of the subscription's billing period containing ``on``: its periods start on
+    the 1st of the month it started in (``pipeline.rate``) and last its current plan's
+    interval — a year on a yearly plan, not the end of the month."""
+    row = conn.execute(
+        sa.select(subscriptions.c.started_on, subscription_phases.c.plan_code)
+        .join(subscription_phases, subscription_phases.c.subscription_id == subscriptions.c.id)
+        .where(subscriptions.c.organization_id == org_id, subscriptions.c.id == subscription_id)
+        .order_by(subscription_phases.c.start_on.desc()).limit(1)).one()
+    interval = conn.execute(
+        sa.select(plans.c.interval).where(plans.c.organization_id == org_id,
+                                          plans.c.code == row.plan_code)
+        .order_by(plans.c.effective_from.desc()).limit(1)).scalar()
+    started: date = row.started_on
+    anchor = date(started.year, started.month, 1)
+    known = str(interval) in {i.value for i in Interval}  # an unknown one: refused at billing
+    return period_containing(anchor, Interval(str(interval)) if known else Interval.MONTH,
+                             on).end
+
+
 def cancel(conn: Connection, org_id: int, subscription_id: int, *, on: date,
            at_period_end: bool) -> None:
     """Cancel on ``on`` (the open phase closed that day), or at the end of the billing period
-    containing ``on`` (periods are calendar months: the 1st of the next month)."""
-    ends_on = date(on.year + on.month // 12, on.month % 12 + 1, 1) if at_period_end else on
+    containing ``on`` (:func:`period_end`)."""
+    ends_on = period_end(conn, org_id, subscription_id, on) if at_period_end else on
     conn.execute(sa.update(subscription_phases).where(
         subscription_phases.c.organization_id == org_id,
         subscription_phases.c.subscription_id == subscription_id,
