@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, 
 
 from sealbill.domain.money import CURRENCY_EXPONENTS
 from sealbill.inputs.fields import TEXT_ONLY, checked
+from sealbill.inputs.problems import message_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -82,9 +83,8 @@ def parse(model: type[M], data: Any, record: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [Problem(".".join(str(p) for p in err["loc"]),
-                            str(err["msg"]).removeprefix("Value error, "))
-                    for err in exc.errors()]
+        problems = [Problem(".".join(str(p) for p in err["loc"]), message_of(err))
+                    for err in exc.errors(include_url=False)]
         label = f"{record}: " if record else ""
         raise Invalid(f"{label}{len(problems)} problem(s); nothing was written",
                       problems) from None
