@@ -1,4 +1,4 @@
-"""Request bodies of the action routes (the resource bodies are :mod:`sealbill.app.inputs`)."""
+"""Request bodies of the action routes (the resource bodies are in :mod:`sealbill.inputs`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from sealbill.app.inputs import Model, Role
+from sealbill.inputs.accounts import Role
+from sealbill.inputs.models import Model
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 

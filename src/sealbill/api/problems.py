@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from sealbill.app.errors import AppError
+from sealbill.inputs.problems import message_of
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -47,7 +48,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": ".".join(str(p) for p in e["loc"][1:] or e["loc"]),
-                   "message": str(e["msg"]).removeprefix("Value error, ")}
+                   "message": message_of(e)}  # the CLI's and the file import's text
                   for e in exc.errors()]
         return problem(422, "Invalid input", f"{len(errors)} problem(s); nothing was written",
                        errors)

@@ -21,7 +21,7 @@ from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
 from sealbill.app import distributed, ingest, invoices, runs, usage
-from sealbill.app.inputs import UsageEventIn, VoidIn
+from sealbill.inputs.usage import UsageEventIn, VoidIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=1000)]

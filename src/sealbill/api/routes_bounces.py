@@ -21,7 +21,7 @@ from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
 from sealbill.app import bounces
 from sealbill.app.errors import Invalid, Problem
-from sealbill.app.inputs import VoidIn
+from sealbill.inputs.usage import VoidIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 RFC822 = "message/rfc822"

@@ -20,14 +20,8 @@ from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
 from sealbill.app import accounts, contacts, subscriptions
 from sealbill.app.common import etag
-from sealbill.app.inputs import (
-    AccountIn,
-    AccountPatch,
-    CancelIn,
-    ContactIn,
-    PlanChangeIn,
-    SubscriptionIn,
-)
+from sealbill.inputs.accounts import AccountIn, AccountPatch, ContactIn
+from sealbill.inputs.subscriptions import CancelIn, PlanChangeIn, SubscriptionIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=1000)]

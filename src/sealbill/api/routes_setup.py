@@ -12,13 +12,11 @@ from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.app import apply, audit, catalog, organizations, webhooks
 from sealbill.app.common import etag
-from sealbill.app.inputs import (
-    MetricIn,
+from sealbill.inputs.catalog import MetricIn, PlanIn, PriceVersionIn
+from sealbill.inputs.organizations import (
     OrganizationIdentity,
     OrganizationSending,
     OrganizationSeries,
-    PlanIn,
-    PriceVersionIn,
 )
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)

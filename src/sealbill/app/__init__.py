@@ -2,7 +2,7 @@
 
 One module per area (organizations, catalog, accounts, contacts, subscriptions, usage, runs,
 invoices, operators, audit). A use case is a function taking plain inputs (or a Pydantic model
-of :mod:`sealbill.app.inputs`), an engine and the :class:`~sealbill.app.context.Actor` doing it;
+of :mod:`sealbill.inputs`), an engine and the :class:`~sealbill.app.context.Actor` doing it;
 it checks the actor's role, runs in one transaction, appends an audit entry for every change in
 that same transaction, and returns plain data. Entrypoints (``cli/``, ``api/``) only translate
 arguments and errors; no business rule lives there.

@@ -20,7 +20,8 @@ from sealbill.app.audit import page
 from sealbill.app.common import check_if_match, refuse_nulls
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Gone, NotFound, Problem, StateError
-from sealbill.app.inputs import AccountIn, AccountPatch, parse
+from sealbill.inputs.accounts import AccountIn, AccountPatch
+from sealbill.inputs.models import parse
 from sealbill.store import catalog as catalog_store
 from sealbill.store import parties
 from sealbill.store.schema import accounts, subscriptions

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import catalog
 from sealbill.app.context import CATALOG_WRITE, Actor
 from sealbill.app.errors import Invalid, Problem
-from sealbill.app.inputs import MetricIn, Model, PlanIn, parse
+from sealbill.inputs.catalog import MetricIn, PlanIn
+from sealbill.inputs.models import Model, parse
 from sealbill.pipeline.data_check import stored_outside
 from sealbill.store import catalog as store
 from sealbill.store.catalog import plan_to_json

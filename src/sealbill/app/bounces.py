@@ -35,9 +35,10 @@ from sealbill.app import audit
 from sealbill.app.contacts import contact_row, view
 from sealbill.app.context import ACCOUNTS_WRITE, RUNS_WRITE, Actor
 from sealbill.app.errors import StateError
-from sealbill.app.inputs import Model, VoidIn, parse
 from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.dsn import Dsn, DsnRecipient, NotADsn, parse_dsn
+from sealbill.inputs.models import Model, parse
+from sealbill.inputs.usage import VoidIn
 from sealbill.store import outbox_outcomes
 from sealbill.store.schema import contacts, delivery_envelopes, delivery_ledger, invoices, outbox
 

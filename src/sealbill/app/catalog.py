@@ -18,7 +18,6 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import audit, ids
 from sealbill.app.context import CATALOG_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Invalid, NotFound, Problem
-from sealbill.app.inputs import ChargeIn, MetricIn, PlanIn, PriceVersionIn, parse
 from sealbill.domain.catalog import (
     Charge,
     ChargeModel,
@@ -29,6 +28,8 @@ from sealbill.domain.catalog import (
     validate_plan,
 )
 from sealbill.domain.taxes import VatRateClass
+from sealbill.inputs.catalog import ChargeIn, MetricIn, PlanIn, PriceVersionIn
+from sealbill.inputs.models import parse
 from sealbill.store import catalog as store
 from sealbill.store.schema import metrics, plans
 

@@ -20,7 +20,8 @@ from sealbill.app import audit, ids
 from sealbill.app.accounts import account_row
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
-from sealbill.app.inputs import ContactIn, Role, parse
+from sealbill.inputs.accounts import ContactIn, Role
+from sealbill.inputs.models import parse
 from sealbill.pipeline import verify
 from sealbill.store import parties
 from sealbill.store.schema import accounts, contact_events, contact_links, contacts

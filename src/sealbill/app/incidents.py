@@ -26,7 +26,7 @@ from sealbill.app import audit, ids, incident_actions, records, webhooks
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn
-from sealbill.app.inputs import parse
+from sealbill.inputs.models import parse
 from sealbill.pipeline import incident as pipeline
 from sealbill.store import incidents as store
 from sealbill.store import parties

@@ -61,8 +61,8 @@ def search(engine: Engine, actor: Actor, org_id: int, *, address: str = "",
             continue
         items.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
                       "account": r.account_reference, "invoice": r.invoice_number,
-                      "document_kind": r.document_kind, "recipients": emails, "data_categories": list(r.data_categories),
-                      "row_hash": r.row_hash})
+                      "document_kind": r.document_kind, "recipients": emails,
+                      "data_categories": list(r.data_categories), "row_hash": r.row_hash})
     more = len(rows) > limit
     return {"items": items, "next_cursor": str(rows[limit - 1].seq) if more else None}
 

@@ -17,12 +17,12 @@ from sealbill.app import audit, ids
 from sealbill.app.common import check_if_match, org_id_by_slug, refuse_nulls
 from sealbill.app.context import ORG_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Forbidden, Invalid, Problem
-from sealbill.app.inputs import (
+from sealbill.inputs.models import parse
+from sealbill.inputs.organizations import (
     OrganizationIdentity,
     OrganizationIn,
     OrganizationSending,
     OrganizationSeries,
-    parse,
 )
 from sealbill.store import parties
 from sealbill.store.invoices import ensure_series

@@ -26,6 +26,8 @@ from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.app.portal import PortalUser, org_by_slug
 from sealbill.app.portal_mail import TransportFactory, send_text
 from sealbill.documents.verification_mail import verification_text
+from sealbill.inputs.accounts import ContactIn
+from sealbill.inputs.models import parse
 from sealbill.store import parties
 from sealbill.store import verification as tokens
 from sealbill.store.schema import accounts, contact_links, contacts, verification_tokens
@@ -50,23 +52,18 @@ def account_contacts(engine: Engine, user: PortalUser) -> list[dict[str, Any]]:
 
 
 def _address(email: str) -> str:
-    try:
-        return parties.normalize_email(email)
-    except ValueError as exc:
-        raise Invalid("contact: 1 problem(s); nothing was written",
-                      [Problem("email", str(exc))]) from None
+    return parse(ContactIn, {"email": email}, "contact").email
 
 
 def invite(engine: Engine, user: PortalUser, email: str, name: str, *, slug: str,
            portal_base: str, transport: TransportFactory, key: bytes,
            purpose: str = tokens.PURPOSE) -> str:
     """Link ``email`` as a pending billing contact and mail it a verification code and link."""
-    address = _address(email)
-    if len(name) > 200:
-        raise Invalid("contact: 1 problem(s)", [Problem("name", "at most 200 characters")])
+    contact = parse(ContactIn, {"email": email, "name": name}, "contact")
+    address, name = contact.email, contact.name
     actor = user.actor
     with engine.begin() as conn:
-        contact_id = parties.add_contact(conn, user.org_id, address, name=name.strip(),
+        contact_id = parties.add_contact(conn, user.org_id, address, name=name,
                                          actor=actor.name)
         link_id = parties.link_contact(conn, user.org_id, contact_id, user.account_id,
                                        "billing", actor=actor.name)

@@ -23,7 +23,8 @@ from sealbill.app.accounts import account_row
 from sealbill.app.catalog import plan_code
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
-from sealbill.app.inputs import CancelIn, PlanChangeIn, SubscriptionIn, parse
+from sealbill.inputs.models import parse
+from sealbill.inputs.subscriptions import CancelIn, PlanChangeIn, SubscriptionIn
 from sealbill.store import catalog as store
 from sealbill.store.schema import accounts, plans, subscription_phases, subscriptions
 

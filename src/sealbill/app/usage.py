@@ -21,13 +21,10 @@ from sealbill.app.accounts import account_row
 from sealbill.app.audit import page
 from sealbill.app.context import READ, USAGE_WRITE, Actor
 from sealbill.app.errors import Conflict, Invalid, NotFound, Problem, StateError
-from sealbill.app.inputs import UsageEventIn, VoidIn, parse
-from sealbill.domain.usage import UsageEvent
-from sealbill.inputs.usage import MetricRule, event_problems
+from sealbill.inputs.models import parse
+from sealbill.inputs.usage import MetricRule, UsageEventIn, VoidIn, rule_problems
 from sealbill.store import catalog as catalog_store
 from sealbill.store.schema import accounts, usage_events
-
-_NO_VALUE = ("count", "unique_count")
 
 
 def view(conn: Connection, org_id: int, row: Any) -> dict[str, Any]:
@@ -65,22 +62,11 @@ def record(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[str, An
     with engine.begin() as conn:
         account = account_row(conn, org_id, event.account)
         metric = catalog_store.load_metrics(conn, org_id).get(event.metric)
-        problems = []
         if metric is None:
-            problems.append(Problem("metric", f"unknown metric {event.metric!r}"))
-        elif metric["aggregation"] not in _NO_VALUE and event.value is None:
-            problems.append(Problem("value", f"metric {event.metric!r} "
-                                    f"({metric['aggregation']}) needs a value"))
-        elif metric["field"] and metric["field"] not in event.properties:
-            problems.append(Problem("properties", f"metric {event.metric!r} needs the "
-                                    f"property {metric['field']!r}"))
-        if event.value is not None and not event.value.is_finite():
-            problems.append(Problem("value", "must be a finite number"))
-        elif metric is not None and not problems:
-            problems += [Problem(name, why) for name, why in event_problems(
-                UsageEvent(event.event_id, account["reference"], event.metric,
-                           event.timestamp.astimezone(UTC), event.value, event.properties),
-                MetricRule.of(metric))]
+            problems = [Problem("metric", f"unknown metric {event.metric!r}")]
+        else:  # the rule a file's row meets (inputs/usage.py)
+            problems = [Problem(field, message) for field, message in rule_problems(
+                event.metric, event.value, event.properties, MetricRule.of(metric))]
         if problems:
             raise Invalid(f"usage event {event.event_id!r}: {len(problems)} problem(s); "
                           "nothing was written", problems)

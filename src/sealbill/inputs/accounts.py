@@ -1,20 +1,30 @@
-"""Accounts and their contacts as they enter sealbill: the Pydantic models and the file reader.
+"""Accounts and their contacts as they enter sealbill, by any door: the models and the file reader.
 
-``AccountIn.model_validate(record)`` checks one record (a JSON object, or a CSV row already
-mapped to the same keys); :func:`read_account_file` reads a CSV or JSON file into
-``(where, record)`` pairs and refuses, naming the line and the column, what cannot be a record
-(unknown or missing columns, extra cells, not JSON, not a list of objects).
+:class:`AccountIn`, :class:`AccountPatch` and :class:`ContactIn` are the only rules for an
+account and a contact: the CLI and API create/update commands (through the application layer)
+and :class:`AccountRecordIn`, a record of an import file (an account with its contacts), all
+validate with them, so the same value is accepted or refused — naming the same field — by each.
+:func:`read_account_file` reads a CSV or JSON file into ``(where, record)`` pairs and refuses,
+naming the line and the column, what cannot be a record (unknown or missing columns, extra
+cells, not JSON, not a list of objects).
+
+Invariants of a validated account: text is NFC, bounded by its column's size and free of
+control/bidi/zero-width characters and of card numbers/IBANs; the reference is letters, digits
+and ``_ . -``; country codes are ISO 3166 (pycountry); VAT id and SIREN pass python-stdnum;
+a payment display is masked; an electronic address and contact addresses are one e-mail
+address each; an absent optional value is ``None``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, Field, field_validator, model_validator
 
 from sealbill import validation
 from sealbill.domain.money import CURRENCY_EXPONENTS
@@ -24,9 +34,11 @@ from sealbill.inputs.fields import (
     Country,
     OptionalCountry,
     YesNo,
+    YesNoFalse,
     checked,
 )
 from sealbill.inputs.files import not_text, open_text, read_text
+from sealbill.inputs.models import CustomerRecord, one_email
 from sealbill.inputs.problems import InputRejected
 
 MAX_CONTACTS = 20
@@ -37,95 +49,158 @@ CSV_COLUMNS = ("reference", "name", "address_line1", "address_line2", "postcode"
                "payment_kind", "payment_display", "electronic_address", "billing_emails",
                "internal_test", "ip_country", "bank_country")
 CSV_REQUIRED = ("reference", "name", "address_line1", "postcode", "city", "country")
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+Role = Literal["billing", "admin", "technical"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _reference(value: str) -> str:
+    if not _REFERENCE.fullmatch(value):
+        raise ValueError("letters, digits, '_', '.' and '-' only, starting with a letter or "
+                         f"a digit (at most 64), got {value!r:.70}")
+    return value
 
 
-class OperatorVerification(_Strict):
+def _none_if_empty(value: str) -> str | None:
+    return value or None
+
+
+Name = Annotated[str, TEXT_ONLY, checked(200)]
+AddressLine = Annotated[str, TEXT_ONLY, checked(200)]
+OptionalLine = Annotated[str, MAYBE_EMPTY, checked(200, required=False)]
+Postcode = Annotated[str, TEXT_ONLY, checked(20)]
+City = Annotated[str, TEXT_ONLY, checked(100)]
+Reference = Annotated[str, TEXT_ONLY, checked(64), AfterValidator(_reference)]
+# Optional customer text: checked, and None when absent or empty.
+_NONE_IF_EMPTY = AfterValidator(_none_if_empty)
+VatId = Annotated[str | None, MAYBE_EMPTY, checked(20, required=False), _NONE_IF_EMPTY]
+Siren = Annotated[str | None, MAYBE_EMPTY, checked(9, required=False), _NONE_IF_EMPTY]
+Currency = Annotated[str | None, MAYBE_EMPTY, checked(3, required=False), _NONE_IF_EMPTY]
+Locale = Annotated[str | None, MAYBE_EMPTY, checked(2, required=False), _NONE_IF_EMPTY]
+PaymentKind = Annotated[str | None, MAYBE_EMPTY, checked(20, required=False), _NONE_IF_EMPTY]
+PaymentDisplay = Annotated[str | None, MAYBE_EMPTY, checked(60, required=False),
+                           _NONE_IF_EMPTY]
+ElectronicAddress = Annotated[str | None, MAYBE_EMPTY, checked(254, required=False),
+                              _NONE_IF_EMPTY]
+
+
+def _vat(value: str | None) -> str | None:
+    if value and (problem := validation.vat_id_problem(value)):
+        raise ValueError(problem)
+    return validation.normalize_vat_id(value) if value else None
+
+
+def _siren(value: str | None) -> str | None:
+    if value and (problem := validation.siren_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+def _masked(value: str | None) -> str | None:
+    # Masked means the last digits only: "Visa •••• 4242", "IBAN FR76 •••• 0189".
+    if value and sum(ch.isdigit() for ch in value) > MAX_SHOWN_DIGITS:
+        raise ValueError(f"a masked payment method shows at most {MAX_SHOWN_DIGITS} "
+                         "digits (brand + last 4, e.g. 'Visa •••• 4242')")
+    return value
+
+
+def _currency(value: str | None) -> str | None:
+    if value and value.upper() not in CURRENCY_EXPONENTS:
+        raise ValueError(f"unknown currency {value!r} (an ISO 4217 code sealbill knows)")
+    return value.upper() if value else None
+
+
+def _locale(value: str | None) -> str | None:
+    if value and value.lower() not in ("fr", "en"):
+        raise ValueError(f"expected fr or en, got {value!r}")
+    return value.lower() if value else None
+
+
+class OperatorVerification(CustomerRecord):
     by: Annotated[str, TEXT_ONLY, checked(100)]
     reason: Annotated[str, TEXT_ONLY, checked(500)]
 
 
-class ContactIn(_Strict):
+class ContactIn(CustomerRecord):
+    """A contact of an account: one e-mail address, an optional name, a role."""
+
     email: Annotated[str, TEXT_ONLY, checked(254)]
     name: Annotated[str, MAYBE_EMPTY, checked(200, required=False)] = ""
-    role: Literal["billing", "admin", "technical"] = "billing"
+    role: Role = "billing"
+
+    _email = field_validator("email")(one_email)
+
+
+class ImportedContactIn(ContactIn):
+    """A contact in an import file, which may carry an operator's verification."""
+
     verified: OperatorVerification | None = None
 
-    @field_validator("email")
-    @classmethod
-    def _one_address(cls, value: str) -> str:
-        from sealbill.store.parties import normalize_email
 
-        return normalize_email(value)
-
-
-class AccountIn(_Strict):
-    """One customer account. Text is NFC, bounded and free of control/bidi/zero-width
+class AccountIn(CustomerRecord):
+    """One customer account (create). Text is NFC, bounded and free of control/bidi/zero-width
     characters and of card numbers/IBANs; identifiers are checked with python-stdnum."""
 
-    reference: Annotated[str, TEXT_ONLY, checked(64)]
-    name: Annotated[str, TEXT_ONLY, checked(200)]
-    address_line1: Annotated[str, TEXT_ONLY, checked(200)]
-    address_line2: Annotated[str, MAYBE_EMPTY, checked(200, required=False)] = ""
-    postcode: Annotated[str, TEXT_ONLY, checked(20)]
-    city: Annotated[str, TEXT_ONLY, checked(100)]
+    reference: Reference
+    name: Name
+    address_line1: AddressLine
+    address_line2: OptionalLine = ""
+    postcode: Postcode
+    city: City
     country: Country
-    is_business: YesNo = None
-    vat_id: Annotated[str, MAYBE_EMPTY, checked(20, required=False)] = ""
-    siren: Annotated[str, MAYBE_EMPTY, checked(9, required=False)] = ""
-    currency: Annotated[str, MAYBE_EMPTY, checked(3, required=False)] = ""
-    locale: Annotated[str, MAYBE_EMPTY, checked(2, required=False)] = ""
-    payment_kind: Annotated[str, MAYBE_EMPTY, checked(20, required=False)] = ""
-    payment_display: Annotated[str, MAYBE_EMPTY, checked(60, required=False)] = ""
-    electronic_address: Annotated[str, MAYBE_EMPTY, checked(254, required=False)] = ""
-    internal_test: YesNo = False
+    is_business: YesNo = None  # None: a business when it has a VAT id
+    vat_id: VatId = None
+    siren: Siren = None
+    currency: Currency = None
+    locale: Locale = None
+    payment_kind: PaymentKind = None
+    payment_display: PaymentDisplay = None
+    electronic_address: ElectronicAddress = None
+    is_internal_test: YesNoFalse = Field(
+        False, validation_alias=AliasChoices("is_internal_test", "internal_test"))
     # Evidence of a consumer's place of supply (OSS, art. 24b of regulation 282/2011).
     ip_country: OptionalCountry = None
     bank_country: OptionalCountry = None
-    contacts: list[ContactIn] = Field(default_factory=list, max_length=MAX_CONTACTS)
 
-    @field_validator("vat_id")
-    @classmethod
-    def _vat(cls, value: str) -> str:
-        if value and (problem := validation.vat_id_problem(value)):
-            raise ValueError(problem)
-        return validation.normalize_vat_id(value) if value else ""
+    _vat = field_validator("vat_id")(_vat)
+    _siren = field_validator("siren")(_siren)
+    _masked = field_validator("payment_display")(_masked)
+    _currency = field_validator("currency")(_currency)
+    _locale = field_validator("locale")(_locale)
+    _email = field_validator("electronic_address")(one_email)
 
-    @field_validator("siren")
-    @classmethod
-    def _siren(cls, value: str) -> str:
-        if value and (problem := validation.siren_problem(value)):
-            raise ValueError(problem)
-        return value
 
-    @field_validator("payment_display")
-    @classmethod
-    def _masked(cls, value: str) -> str:
-        # Masked means the last digits only: "Visa •••• 4242", "IBAN FR76 •••• 0189".
-        if sum(ch.isdigit() for ch in value) > MAX_SHOWN_DIGITS:
-            raise ValueError(f"a masked payment method shows at most {MAX_SHOWN_DIGITS} "
-                             "digits (brand + last 4, e.g. 'Visa •••• 4242')")
-        return value
+class AccountPatch(CustomerRecord):
+    """The fields of an account an update may change, with :class:`AccountIn`'s rules."""
 
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        if value and value.upper() not in CURRENCY_EXPONENTS:
-            raise ValueError(f"unknown currency {value!r} (an ISO 4217 code sealbill knows)")
-        return value.upper()
+    name: Name | None = None
+    address_line1: AddressLine | None = None
+    address_line2: OptionalLine | None = None
+    postcode: Postcode | None = None
+    city: City | None = None
+    country: Country | None = None
+    is_business: YesNo = None
+    vat_id: VatId = None
+    siren: Siren = None
+    locale: Locale = None
+    payment_kind: PaymentKind = None
+    payment_display: PaymentDisplay = None
+    electronic_address: ElectronicAddress = None
 
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, value: str) -> str:
-        if value and value.lower() not in ("fr", "en"):
-            raise ValueError(f"expected fr or en, got {value!r}")
-        return value.lower()
+    _vat = field_validator("vat_id")(_vat)
+    _siren = field_validator("siren")(_siren)
+    _masked = field_validator("payment_display")(_masked)
+    _locale = field_validator("locale")(_locale)
+    _email = field_validator("electronic_address")(one_email)
+
+
+class AccountRecordIn(AccountIn):
+    """A record of an import file: an account with its contacts."""
+
+    contacts: list[ImportedContactIn] = Field(default_factory=list, max_length=MAX_CONTACTS)
 
     @model_validator(mode="after")
-    def _one_role_per_address(self) -> AccountIn:
+    def _one_role_per_address(self) -> AccountRecordIn:
         seen = [(c.email.lower(), c.role) for c in self.contacts]
         if len(set(seen)) != len(seen):
             raise ValueError("contacts: the same address twice with the same role")

@@ -20,13 +20,15 @@ _TRUE = frozenset({"true", "yes", "y", "1", "oui"})
 _FALSE = frozenset({"false", "no", "n", "0", "non"})
 
 
-def checked(max_length: int, *, required: bool = True, free_text: bool = False) -> Any:
-    """The validator of customer text of at most ``max_length`` characters."""
+def checked(max_length: int, *, required: bool = True, free_text: bool = False,
+            secrets: bool = True) -> Any:
+    """The validator of customer text of at most ``max_length`` characters (and, unless
+    ``secrets`` is False, holding no full card number or IBAN)."""
     def check(value: str) -> str:
         text = clean_text(value, max_length=max_length, free_text=free_text)
         if required and not text:
             raise ValueError("required, must not be empty")
-        if problem := payment_secret_problem(text):
+        if secrets and (problem := payment_secret_problem(text)):
             raise ValueError(problem)
         return text
     return AfterValidator(check)
@@ -84,3 +86,11 @@ def _yes_no(value: Any) -> Any:
 
 
 YesNo = Annotated[bool | None, BeforeValidator(_yes_no)]
+
+
+def _yes_no_false(value: Any) -> bool:
+    return bool(_yes_no(value))
+
+
+YesNoFalse = Annotated[bool, BeforeValidator(_yes_no_false)]
+"""A flag whose absence (empty or null) is False."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -35,19 +36,23 @@ def _shorten(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
+def message_of(item: Mapping[str, Any]) -> str:
+    """What is expected, for one error of a Pydantic validation: the same text whichever door
+    (file import, CLI, API) the value came in by."""
+    message = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if item["type"] == "extra_forbidden":
+        return "unknown field (a typo in a column name?)"
+    if item["type"] == "missing":
+        return "required"
+    if "input" in item and item["type"] not in ("value_error",):
+        return f"{message}, got {_shorten(item['input'])}"
+    return message
+
+
 def field_problems(error: ValidationError) -> list[tuple[str, str]]:
     """(field, what is expected) for each error of a Pydantic validation."""
-    out = []
-    for item in error.errors(include_url=False):
-        message = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (a typo in a column name?)"
-        elif item["type"] == "missing":
-            message = "required"
-        elif "input" in item and item["type"] not in ("value_error",):
-            message = f"{message}, got {_shorten(item['input'])}"
-        out.append((_field(item["loc"]), message))
-    return out
+    return [(_field(item["loc"]), message_of(item))
+            for item in error.errors(include_url=False)]
 
 
 def label_problems(label: str, error: ValidationError) -> list[str]:

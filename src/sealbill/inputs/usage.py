@@ -14,21 +14,35 @@ billable later, so that a row accepted today can never block a billing run:
   (``sum``, ``max``, ``latest``, ``time_weighted_sum`` without a property); a metric that
   reads a property needs it, as such a decimal.
 
-:class:`UsageIn` is the same check as a Pydantic model, for one event built by a caller.
+:class:`UsageIn` is the same check as a Pydantic model, for one event built by a caller;
+:class:`UsageEventIn` is one event recorded through the CLI or the API (``account`` and
+``metric`` are the file's ``account_reference`` and ``metric_code``), checked with the same
+limits, then — once its metric is known — with :func:`rule_problems`, as a file's row is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from sealbill.domain.money import MoneyError, parse_decimal
 from sealbill.domain.usage import UsageEvent, UsageRowError
 from sealbill.domain.usage_records import parse_usage_record
+from sealbill.inputs.fields import TEXT_ONLY, checked
+from sealbill.inputs.models import Code, Dec, Model
 from sealbill.inputs.text import text_problem
 
 MAX_INTEGER_DIGITS = 15
@@ -131,16 +145,23 @@ def event_problems(event: UsageEvent, rule: MetricRule = ANY_METRIC) -> list[tup
             problems += [found for found in (
                 _text_problem(f"properties.{key[:64]}", key, 64),
                 _text_problem(f"properties.{key[:64]}", text, 200, empty_ok=True)) if found]
-    if event.value is None:
+    return problems + rule_problems(event.metric_code, event.value, properties, rule)
+
+
+def rule_problems(metric_code: str, value: Decimal | None, properties: Mapping[str, str],
+                  rule: MetricRule = ANY_METRIC) -> list[tuple[str, str]]:
+    """Every (field, problem) of an event's value and properties against its metric's rule."""
+    problems = []
+    if value is None:
         if rule.needs_value:
-            problems.append(("value", f"required by metric {event.metric_code!r}"))
-    elif problem := rule.value_problem(event.value):
+            problems.append(("value", f"required by metric {metric_code!r}"))
+    elif problem := rule.value_problem(value):
         problems.append(("value", problem))
     name = rule.numeric_property
     if name is not None:
         raw = properties.get(name)
         if raw is None:
-            problems.append((f"properties.{name}", f"required by metric {event.metric_code!r}"))
+            problems.append((f"properties.{name}", f"required by metric {metric_code!r}"))
         else:
             try:
                 number = parse_decimal(raw, field=f"properties.{name}")
@@ -184,3 +205,55 @@ class UsageIn(BaseModel):
             return {"event": parse_event(data, 1)}
         except UsageRowError as exc:
             raise ValueError("; ".join(f"{f}: {m}" for f, m in exc.problems)) from None
+
+
+def _limited(field: str, limit: int, *, empty_ok: bool = False) -> AfterValidator:
+    def check(text: str) -> str:
+        if found := _text_problem(field, text, limit, empty_ok=empty_ok):
+            raise ValueError(found[1])
+        return text
+    return AfterValidator(check)
+
+
+def _some_properties(value: Any) -> Any:
+    if isinstance(value, Mapping) and len(value) > MAX_PROPERTIES:
+        raise ValueError(f"at most {MAX_PROPERTIES} properties, got {len(value)}")
+    return value
+
+
+def _usage_value(value: Decimal | None) -> Decimal | None:
+    # The sign and presence depend on the metric: rule_problems, once it is known.
+    if value is not None and (problem := decimal_problem(value, allows_negative=True)):
+        raise ValueError(problem)
+    return value
+
+
+class UsageEventIn(Model):
+    """One usage event recorded through the CLI or the API, with the limits of a file's row."""
+
+    event_id: Annotated[str, TEXT_ONLY, _limited("event_id", ID_LIMITS["event_id"])]
+    account: Annotated[str, TEXT_ONLY, _limited("account", ID_LIMITS["account_reference"])]
+    metric: Code
+    timestamp: datetime
+    value: Dec | None = None
+    properties: dict[Annotated[str, _limited("properties", 64)],
+                     Annotated[str, _limited("properties", 200, empty_ok=True)]] = Field(
+        default_factory=dict)
+
+    _value = field_validator("value")(_usage_value)
+    _count = field_validator("properties", mode="before")(_some_properties)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("a timestamp needs its UTC offset (e.g. 2026-10-01T08:00:00Z)")
+        return v
+
+
+class VoidIn(Model):
+    """Voiding a usage event: the reason, kept with it."""
+
+    reason: Annotated[str, TEXT_ONLY, StringConstraints(strip_whitespace=True, min_length=3,
+                                                        max_length=500),
+                      checked(500, free_text=True)]

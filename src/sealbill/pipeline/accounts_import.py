@@ -1,18 +1,18 @@
 """Import accounts with their contacts from CSV or JSON: every problem reported, all or nothing.
 
-A record is checked whole (:class:`sealbill.inputs.accounts.AccountIn`) before anything is
-written; the first problem does not hide the others (each names the file, the record — line or
-index and reference — and the field). Then every account, contact and link is written in one
-transaction.
+A record is checked whole (:class:`sealbill.inputs.accounts.AccountRecordIn`: the CLI and
+API's ``AccountIn`` with its ``ContactIn`` contacts) before anything is written; the first
+problem does not hide the others (each names the file, the record — line or index and
+reference — and the field). Then every account, contact and link is written in one transaction.
 
 CSV columns (a header line; unknown, repeated or missing required columns are refused):
 reference, name, address_line1, address_line2, postcode, city, country, is_business, vat_id,
 siren, currency, locale, payment_kind, payment_display, electronic_address, billing_emails
-(``;``-separated), internal_test. JSON: a list of objects with the same keys, and ``contacts``
-as a list of ``{"email", "name", "role", "verified"}`` where ``verified`` is
-``{"by": ..., "reason": ...}`` for an operator confirmation. Files are UTF-8 (a BOM accepted)
-or UTF-16 with a BOM. ``ip_country`` and ``bank_country`` (optional) are evidence of a
-consumer's place of supply (OSS).
+(``;``-separated), internal_test. JSON: a list of objects with the same keys (or the API's
+``is_internal_test``), and ``contacts`` as a list of ``{"email", "name", "role", "verified"}``
+where ``verified`` is ``{"by": ..., "reason": ...}`` for an operator confirmation. Files are
+UTF-8 (a BOM accepted) or UTF-16 with a BOM. ``ip_country`` and ``bank_country`` (optional)
+are evidence of a consumer's place of supply (OSS).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.address_policy import AddressPolicy
-from sealbill.inputs.accounts import AccountIn, is_shape_problem, read_account_file
+from sealbill.inputs.accounts import AccountRecordIn, is_shape_problem, read_account_file
 from sealbill.inputs.problems import InputRejected, label_problems
 from sealbill.store import address_rules, parties
 from sealbill.store.db import Row
@@ -63,7 +63,7 @@ def check_record(where: str, item: Any, defaults: Mapping[str, str],
         return None, [f"{where}: expected an object with the account's fields, got "
                       f"{type(item).__name__}"]
     try:
-        account = AccountIn.model_validate(item)
+        account = AccountRecordIn.model_validate(item)
     except ValidationError as exc:
         return None, label_problems(_label(where, item), exc)
     values = {
@@ -79,11 +79,11 @@ def check_record(where: str, item: Any, defaults: Mapping[str, str],
         "payment_kind": account.payment_kind or None,
         "payment_display": account.payment_display or None,
         "electronic_address": account.electronic_address or None,
-        "is_internal_test": bool(account.internal_test),
+        "is_internal_test": account.is_internal_test,
         "ip_country": account.ip_country, "bank_country": account.bank_country,
     }
     contacts = [contact.model_dump() for contact in account.contacts]
-    problems = _address_refusals(_label(where, item), contacts, bool(account.internal_test),
+    problems = _address_refusals(_label(where, item), contacts, account.is_internal_test,
                                  policy or AddressPolicy())
     if problems:
         return None, problems

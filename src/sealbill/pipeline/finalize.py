@@ -17,9 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.invoices import DocumentKind, InvoiceLine, tax_breakdown, totals
 from sealbill.domain.money import document_step, to_major
-from sealbill.store import credit_delivery
+from sealbill.store import credit_delivery, stage_events
 from sealbill.store import invoices as invoice_store
-from sealbill.store import stage_events
 from sealbill.store.schema import billing_runs, invoices
 
 CHUNK = 1000

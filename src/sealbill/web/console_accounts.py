@@ -27,7 +27,7 @@ from sealbill.app import (
     usage,
 )
 from sealbill.app.errors import AppError
-from sealbill.app.inputs import Role
+from sealbill.inputs.accounts import Role
 from sealbill.web import base
 from sealbill.web.console import act, call, show, signed_in
 from sealbill.web.forms import Failed, failed, given
