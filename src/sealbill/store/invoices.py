@@ -37,7 +37,8 @@ from sealbill.store.exchange_rates import (
     accounting_to_json,
     vat_accounting_for,
 )
-from sealbill.store.invoice_reads import InvoiceStateError, check_issued, invoice_from_parts
+from sealbill.store.invoice_reads import InvoiceStateError as InvoiceStateError
+from sealbill.store.invoice_reads import check_issued, invoice_from_parts
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
     accounts,
