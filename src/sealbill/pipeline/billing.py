@@ -168,6 +168,12 @@ def _attach_credit_notes(conn: Connection, org_id: int, drafts: list[DraftInvoic
             ], problems
 
 
+def account_count(engine: Engine, org_id: int) -> int:
+    """How many accounts a billing run of the organization goes through (its progress)."""
+    with engine.begin() as conn:
+        return _account_count(conn, org_id)
+
+
 def _account_count(conn: Connection, org_id: int) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(accounts).where(
         accounts.c.organization_id == org_id)).scalar_one())
