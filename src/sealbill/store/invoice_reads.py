@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.invoices import DocumentKind, Invoice, InvoiceLine, TaxSubtotal, VatCategory
-from sealbill.store.db import Row, ids_in
+from sealbill.store.db import Row, ids_in, read_transaction
 from sealbill.store.exchange_rates import accounting_from_json
 from sealbill.store.parties import NotFound
 from sealbill.store.schema import invoice_lines, invoice_tax_lines, invoices
@@ -126,9 +126,11 @@ def _grouped(conn: Connection, table: sa.Table, invoice_ids: Sequence[int],
 
 def stream_invoices(engine: Engine, org_id: int, invoice_ids: Sequence[int],
                     chunk: int = CHUNK) -> Iterator[tuple[list[int], list[Invoice]]]:
-    """(ids, invoices) a chunk at a time, each chunk read in its own short transaction."""
+    """(ids, invoices) a chunk at a time, each chunk read in its own short read-only
+    transaction (on SQLite it takes no write lock: a renderer storing documents meanwhile
+    does not wait for it)."""
     for start in range(0, len(invoice_ids), chunk):
         ids = list(invoice_ids[start:start + chunk])
-        with engine.begin() as conn:
+        with read_transaction(engine) as conn:
             loaded = load_invoices(conn, org_id, ids)
         yield ids, loaded
