@@ -130,13 +130,23 @@ def test_a_billing_setup_built_from_nothing_with_the_cli_bills_sends_and_prorate
     assert [e["actor"] for e in log["items"]] == ["operator:bob@acme.example"]
 
 
+def _stage(output: dict[str, Any], count: str | None = None) -> None:
+    """``--json`` gives the stage's figures: seconds, CPU seconds, items, items per second."""
+    figures = output["stage"]
+    assert set(figures) == {"seconds", "cpu_seconds", "items", "per_second"}, figures
+    assert figures["items"] >= 1 and figures["seconds"] > 0 and figures["cpu_seconds"] >= 0
+    if count:
+        assert figures["items"] == output[count], (count, output)
+
+
 def _cycle(cli: Cli, period: str, alice: str, bob: str, policy: Path | None) -> None:
-    cli("run", "bill", "--org", "acme", "--period", period, key=alice)
-    cli("run", "finalize", period, "--org", "acme")
-    cli("documents", "render", period, "--org", "acme", "--workers", "1")
+    _stage(cli("run", "bill", "--org", "acme", "--period", period, key=alice))
+    _stage(cli("run", "finalize", period, "--org", "acme"), "finalized")
+    _stage(cli("documents", "render", period, "--org", "acme", "--workers", "1"), "rendered")
     extra = ["--policy", str(policy)] if policy else []
     planned = CliRunner().invoke(app, ["run", "plan", period, "--org", "acme", "--db", cli.db,
                                        "--json", *extra], env=cli.env)
+    _stage(json.loads(planned.stdout))
     if policy is not None:
         assert planned.exit_code == 3, planned.output  # held for a first-cycle approval (exit 3)
         refused = cli("run", "approve", period, "--org", "acme", "--reason", "looks right",
@@ -145,4 +155,4 @@ def _cycle(cli: Cli, period: str, alice: str, bob: str, policy: Path | None) -> 
     if planned.exit_code == 3:
         cli("run", "approve", period, "--org", "acme", "--reason", "checked the diff",
             key=bob)
-    cli("run", "send", period, "--org", "acme")
+    _stage(cli("run", "send", period, "--org", "acme"))

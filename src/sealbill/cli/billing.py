@@ -30,7 +30,7 @@ from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError, check_writable, write_output
-from sealbill.pipeline.billing import BillingError, bill_period
+from sealbill.pipeline.billing import BillingError, account_count, bill_period
 from sealbill.pipeline.finalize import draft_ids, finalize_run
 from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
@@ -73,7 +73,7 @@ def bill(
     call(lambda: who.require(RUNS_WRITE), as_json)
     actor = who.name
     try:
-        with progress(not as_json, "rating", None) as bar:
+        with progress(not as_json, "rating", account_count(engine, org_id, period)) as bar:
             result = bill_period(engine, org_id, period, actor=actor, dry_run=dry_run,
                                  on_progress=bar.advance)
     except BillingError as exc:
@@ -84,7 +84,7 @@ def bill(
         app_runs.audit_step(engine, who, org_id, int(result.run_id), "run.start",
                             {"period": period, "drafted": result.drafted})
     if as_json:
-        emit_json(result.as_dict())
+        emit_json({**result.as_dict(), "stage": bar.figures()})
         _report_problems(result.problems, as_json)
         return
     if dry_run:
@@ -158,6 +158,7 @@ def finalize(
         fail(str(exc), as_json=as_json)
     numbers = [number for _, number in done]
     payload = {"ok": True, "run_id": run_row["id"], "finalized": len(done),
+               "stage": bar.figures(),
                "first_number": numbers[0] if numbers else None,
                "last_number": numbers[-1] if numbers else None}
     if as_json:

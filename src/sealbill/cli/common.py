@@ -7,7 +7,9 @@ usage (Typer's own code for a wrong option, and ours for a wrong argument value)
 from __future__ import annotations
 
 import json
+import resource
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -17,7 +19,17 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from sqlalchemy.engine import Engine
 
 from sealbill.store.db import create_engine
@@ -109,29 +121,62 @@ def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
 
 
 @contextmanager
-def progress(enabled: bool, description: str, total: int | None) -> Iterator[Any]:
-    """A Rich progress bar on stderr, or a no-op when disabled (``--json``, not a TTY)."""
+def progress(enabled: bool, description: str, total: int | None) -> Iterator[StageProgress]:
+    """A Rich progress bar on stderr (count, rate, elapsed, ETA), or none when disabled
+    (``--json``, not a TTY); either way the stage's figures (:meth:`StageProgress.figures`)."""
+    tracker = StageProgress()
     if not enabled:
-        yield _NoProgress()
+        yield tracker
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+               RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield _TaskAdvance(bar, task)
+        tracker.bind(bar, bar.add_task(description, total=total))
+        yield tracker
 
 
-class _NoProgress:
-    def advance(self, n: int = 1) -> None:
-        return None
+class RateColumn(ProgressColumn):
+    """Items per second over the task's recent window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
 
 
-class _TaskAdvance:
-    def __init__(self, bar: Progress, task: Any) -> None:
+class StageProgress:
+    """Counts what a stage did and when; advances a Rich bar when one is bound."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self.done = 0
+        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
+
+    def bind(self, bar: Progress, task: Any) -> None:
         self._bar, self._task = bar, task
 
+    def total(self, n: int) -> None:
+        """The number of items, once the stage knows it (the ETA needs it)."""
+        if self._bar is not None:
+            self._bar.update(self._task, total=n)
+
     def advance(self, n: int = 1) -> None:
-        self._bar.advance(self._task, n)
+        self.done += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def figures(self) -> dict[str, float | int]:
+        """Wall and CPU seconds since the bar started (CPU: this process and the child
+        processes it has reaped), items done, items per second of wall time."""
+        seconds = time.perf_counter() - self._wall
+        return {"seconds": round(seconds, 3), "cpu_seconds": round(_cpu_seconds() - self._cpu, 3),
+                "items": self.done, "per_second": round(self.done / seconds, 1) if seconds else 0}
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def tracked(items: Iterable[T], bar: Any) -> Iterator[T]:

@@ -100,8 +100,9 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
     except (OSError, ValueError, TypeError) as exc:
         usage_error(f"--policy: {exc}", as_json=as_json)
     try:
-        plan_run(engine, org_id, run_id, actor=by, policy=rules, canary_share=canary_share,
-                 replan=replan)
+        with progress(not as_json, "planning", None) as bar:
+            plan_run(engine, org_id, run_id, actor=by, policy=rules, canary_share=canary_share,
+                     replan=replan, on_progress=bar.advance, on_total=bar.total)
         summary = plan_summary(engine, org_id, run_id)
     except (PlanError, LookupError) as exc:
         fail(str(exc), as_json=as_json)
@@ -109,7 +110,8 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
     code = set_asides.EXIT_HELD if held else 0
     signing = mail_config.signing_summary(_org_domain(engine, org_id))
     if as_json:
-        emit_json({"ok": not held, "exit_code": code, **summary, "signing": signing})
+        emit_json({"ok": not held, "exit_code": code, **summary, "signing": signing,
+                   "stage": bar.figures()})
     else:
         console.print(signing, highlight=False, markup=False)
         for line in summary["report"].get("lines", []):
@@ -193,7 +195,8 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
     payload = {"ok": code == 0, "exit_code": code, "run_id": run_id, "status": report.status,
                "stopped": report.stopped, "outbox": set_asides.all_counts(report.counts),
                "violations": report.violations, "seconds": round(report.seconds, 3),
-               "senders": report.senders, "undelivered": after["undelivered"]}
+               "senders": report.senders, "undelivered": after["undelivered"],
+               "stage": bar.figures()}
     if as_json:
         emit_json(payload)
     else:

@@ -70,6 +70,7 @@ def render(
     except RenderError as exc:
         fail(str(exc), as_json=as_json, details=exc.problems)
     if as_json:
-        emit_json({"ok": True, "rendered": count, "files": str(settings.files_dir(out, db_url=db))})
+        emit_json({"ok": True, "rendered": count, "files": str(settings.files_dir(out, db_url=db)),
+                   "stage": bar.figures()})
     else:
         console.print(f"rendered {count} invoice(s) into {settings.files_dir(out, db_url=db)}")

@@ -4,7 +4,12 @@
 the very same serialization with string joins. Every value comes from the same helpers
 (``legal_notes``, ``_quantity_and_price``, ``rate_code``, ``format_plain``...), so the two
 cannot disagree on content — only on serialization, which the tests compare byte for byte
-over generated invoices (``tests/unit/documents/test_cii_text.py``).
+over generated invoices (``tests/unit/documents/test_cii_text.py`` for hostile texts,
+``test_cii_text_cases.py`` for every tax case: OSS, category O, BT-6/BT-111, BT-113/BT-115,
+JPY/KWD, credit notes). The functions follow :mod:`cii`'s one for one (same names, same
+order of elements): a change there is made here the same way, and the tests say if not.
+
+:func:`sealbill.documents.render.render_invoice` writes the XML with this module.
 
 Invariants:
 - text is escaped as lxml escapes it (``&`` ``<`` ``>``, and CR as ``&#13;``) after the
@@ -31,8 +36,15 @@ from sealbill.documents.mentions import (
     legal_notes,
     rate_code,
 )
-from sealbill.domain.invoices import DocumentKind, Invoice, InvoiceLine, Party, Seller
-from sealbill.domain.money import exponent
+from sealbill.domain.invoices import (
+    DocumentKind,
+    Invoice,
+    InvoiceLine,
+    Party,
+    Seller,
+    VatCategory,
+)
+from sealbill.domain.money import document_digits, exponent
 
 _HEAD: Final = (
     "<?xml version='1.0' encoding='UTF-8'?>\n<rsm:CrossIndustryInvoice "
@@ -75,6 +87,8 @@ def _date(tag: str, value: date, qualified: bool = False) -> str:
 
 def _amount(minor: int, currency: str) -> str:
     digits = exponent(currency)
+    if digits != document_digits(currency):  # KWD, BHD, TND: 2 of their 3 decimals
+        return cii._amount(minor, currency)
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), 10 ** digits)
     return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
@@ -100,8 +114,11 @@ def _build(invoice: Invoice) -> str:
                    f"{_leaf('SubjectCode', code)}</ram:IncludedNote>")
     out.append("</rsm:ExchangedDocument><rsm:SupplyChainTradeTransaction>")
     out += [_line(line, invoice.currency) for line in invoice.lines]
-    out += ["<ram:ApplicableHeaderTradeAgreement>", _party("SellerTradeParty", invoice.seller),
-            _party("BuyerTradeParty", invoice.buyer, invoice.account_reference),
+    # BR-O-02: an invoice with "not subject to VAT" lines carries no seller or buyer VAT id.
+    vat_ids = all(line.vat_category is not VatCategory.OUT_OF_SCOPE for line in invoice.lines)
+    out += ["<ram:ApplicableHeaderTradeAgreement>",
+            _party("SellerTradeParty", invoice.seller, vat_id=vat_ids),
+            _party("BuyerTradeParty", invoice.buyer, invoice.account_reference, vat_ids),
             "</ram:ApplicableHeaderTradeAgreement><ram:ApplicableHeaderTradeDelivery>"
             "<ram:ActualDeliverySupplyChainEvent>",
             _date("OccurrenceDateTime", invoice.period_end or invoice.issue_date),
@@ -126,8 +143,10 @@ def _line(line: InvoiceLine, currency: str) -> str:
             _leaf("BilledQuantity", cii._decimal(quantity), unitCode=line.unit_code),
             "</ram:SpecifiedLineTradeDelivery><ram:SpecifiedLineTradeSettlement>"
             "<ram:ApplicableTradeTax><ram:TypeCode>VAT</ram:TypeCode>",
-            _leaf("CategoryCode", line.vat_category.value),
-            _leaf("RateApplicablePercent", rate_code(line.vat_rate)), "</ram:ApplicableTradeTax>"]
+            _leaf("CategoryCode", line.vat_category.value)]
+    if line.vat_category is not VatCategory.OUT_OF_SCOPE:  # BR-O-05: no rate
+        out.append(_leaf("RateApplicablePercent", rate_code(line.vat_rate)))
+    out.append("</ram:ApplicableTradeTax>")
     if line.period_start or line.period_end:
         out.append(_period(line.period_start, line.period_end))
     out += ["<ram:SpecifiedTradeSettlementLineMonetarySummation>",
@@ -143,7 +162,7 @@ def _period(start: date | None, end: date | None) -> str:
     return f"<ram:BillingSpecifiedPeriod>{inner}</ram:BillingSpecifiedPeriod>"
 
 
-def _party(tag: str, party: Party, identifier: str | None = None) -> str:
+def _party(tag: str, party: Party, identifier: str | None = None, vat_id: bool = True) -> str:
     seller = party if isinstance(party, Seller) else None
     out = [f"<ram:{tag}>"]
     if identifier:
@@ -180,7 +199,7 @@ def _party(tag: str, party: Party, identifier: str | None = None) -> str:
         out.append("<ram:URIUniversalCommunication>"
                    + _leaf("URIID", endpoint[0], schemeID=endpoint[1])
                    + "</ram:URIUniversalCommunication>")
-    if party.vat_id:
+    if party.vat_id and vat_id:
         out.append("<ram:SpecifiedTaxRegistration>" + _leaf("ID", party.vat_id, schemeID="VA")
                    + "</ram:SpecifiedTaxRegistration>")
     out.append(f"</ram:{tag}>")
@@ -206,23 +225,29 @@ def _settlement(invoice: Invoice) -> str:
         code = exemption_code(subtotal)
         if code:
             out.append(_leaf("ExemptionReasonCode", code))
-        out += [_leaf("RateApplicablePercent", rate_code(subtotal.rate)),
-                "</ram:ApplicableTradeTax>"]
+        if subtotal.category is not VatCategory.OUT_OF_SCOPE:  # BR-O rules: no rate
+            out.append(_leaf("RateApplicablePercent", rate_code(subtotal.rate)))
+        out.append("</ram:ApplicableTradeTax>")
     if invoice.period_start or invoice.period_end:
         out.append(_period(invoice.period_start, invoice.period_end))
     out.append("<ram:SpecifiedTradePaymentTerms>")
     if invoice.payment_terms:
         out.append(_leaf("Description", invoice.payment_terms))
     excl = _amount(invoice.total_excl_minor, currency)
-    incl = _amount(invoice.total_incl_minor, currency)
     out += [_date("DueDateDateTime", invoice.due_date), "</ram:SpecifiedTradePaymentTerms>"
             "<ram:SpecifiedTradeSettlementHeaderMonetarySummation>",
             _leaf("LineTotalAmount", excl), _leaf("TaxBasisTotalAmount", excl),
             _leaf("TaxTotalAmount", _amount(invoice.tax_total_minor, currency),
                   currencyID=currency)]
-    if currency != cii.TAX_CURRENCY:
-        out.append(_leaf("TaxTotalAmount", "0.00", currencyID=cii.TAX_CURRENCY))
-    out += [_leaf("GrandTotalAmount", incl), _leaf("DuePayableAmount", incl),
+    if currency != cii.TAX_CURRENCY:  # BT-111: the VAT in euros fixed at finalization
+        accounting = invoice.vat_accounting
+        out.append(_leaf("TaxTotalAmount", _amount(
+            accounting.tax_total_minor if accounting else 0, cii.TAX_CURRENCY),
+            currencyID=cii.TAX_CURRENCY))
+    out.append(_leaf("GrandTotalAmount", _amount(invoice.total_incl_minor, currency)))
+    if invoice.prepaid_minor:  # BT-113: the customer's credit applied
+        out.append(_leaf("TotalPrepaidAmount", _amount(invoice.prepaid_minor, currency)))
+    out += [_leaf("DuePayableAmount", _amount(invoice.amount_due_minor, currency)),
             "</ram:SpecifiedTradeSettlementHeaderMonetarySummation>"]
     if invoice.kind is DocumentKind.CREDIT_NOTE and invoice.corrected_invoice_number:
         out += ["<ram:InvoiceReferencedDocument>",

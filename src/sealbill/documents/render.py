@@ -7,8 +7,9 @@ Invariants:
   each result says which renderer made it (``renderer``) and why it fell back;
 - :func:`render_invoice` refuses an invoice :func:`check_renderable` rejects
   (:class:`DocumentError` lists every problem) instead of producing an invalid document;
-- the PDF embeds exactly the XML returned next to it, and both are pure functions of the
-  invoice: rendering it twice, in any process, gives the same bytes and digests;
+- the PDF embeds exactly the XML returned next to it (:mod:`cii_text`'s, byte for byte
+  :func:`cii.build_cii`'s), and both are pure functions of the invoice: rendering it twice,
+  in any process, gives the same bytes and digests;
 - :func:`render_many` yields results in input order and keeps at most
   ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
   and the input iterable is consumed lazily (``Pool.imap`` would read it all up front).
@@ -31,7 +32,7 @@ from itertools import islice
 from typing import Final
 
 from sealbill.documents.bodies import mail_bodies, mail_subject
-from sealbill.documents.cii import build_cii
+from sealbill.documents.cii_text import build_cii_text
 from sealbill.documents.facturx import make_facturx
 from sealbill.documents.fastpdf import NoFit, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
@@ -97,7 +98,7 @@ def render_invoice(invoice: Invoice, renderer: str | None = None,
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
-    xml = build_cii(invoice)
+    xml = build_cii_text(invoice)  # the bytes of cii.build_cii, written as text
     pdf, used, reason = make_pdf(invoice, xml, renderer)
     html, text = mail_bodies(invoice, report_url)
     return RenderedDocuments(

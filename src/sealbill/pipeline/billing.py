@@ -183,6 +183,13 @@ def _billable(start: date) -> sa.ColumnElement[bool]:
                   accounts.c.archived_at >= midnight(start))
 
 
+def account_count(engine: Engine, org_id: int, period: str) -> int:
+    """How many accounts a billing run of the organization goes through (its progress)."""
+    start, _ = period_bounds(period)
+    with engine.begin() as conn:
+        return _account_count(conn, org_id, start)
+
+
 def _account_count(conn: Connection, org_id: int, start: date) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(accounts).where(
         accounts.c.organization_id == org_id, _billable(start))).scalar_one())

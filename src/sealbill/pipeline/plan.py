@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +47,8 @@ from sealbill.store.parties import Recipient
 
 PLANNABLE = ("finalized", "rendered", "planned", "held", "approved")
 REPLANNABLE = (*PLANNABLE, "sending")  # a halted run is resumed (recorded) first
+RECIPIENT_CHUNK = 1000  # accounts per read of their verified billing contacts
+PROGRESS_EVERY = 500  # envelopes between two progress reports
 DOCUMENT_KINDS = ("pdf", "xml", "html", "text")
 FINISHED = ("sent", "failed_permanent")  # outbox states a message never leaves again
 
@@ -65,9 +67,16 @@ class PlanResult:
     replanned: int
 
 
-def resolve_recipients(conn: Connection, org_id: int, account_id: int) -> list[Recipient]:
-    """The account's recipients for the plan (a seam the fault-injection tests replace)."""
-    return parties.verified_billing_recipients(conn, org_id, account_id)
+def resolve_recipients(conn: Connection, org_id: int, account_ids: Sequence[int]
+                       ) -> dict[int, list[Recipient]]:
+    """Each account's recipients for the plan, read for a chunk of accounts at once (a seam
+    the fault-injection tests replace)."""
+    found: dict[int, list[Recipient]] = {}
+    for start in range(0, len(account_ids), RECIPIENT_CHUNK):
+        for account_id, recipient in parties.verified_billing_recipients_many(
+                conn, org_id, account_ids[start:start + RECIPIENT_CHUNK]):
+            found.setdefault(account_id, []).append(recipient)
+    return found
 
 
 def body_digest(text_sha256: str, html_sha256: str) -> str:
@@ -109,8 +118,12 @@ def _replan_canary(run_id: int, rows: Sequence[Mapping[str, Any]], share: float,
 
 def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              policy: DeliveryPolicy | None = None, canary_share: float = 0.01,
-             replan: bool = False, now: datetime | None = None) -> PlanResult:
-    """Build (or, with ``replan``, rebuild the unsent part of) the run's delivery plan."""
+             replan: bool = False, now: datetime | None = None,
+             on_progress: Callable[[int], None] | None = None,
+             on_total: Callable[[int], None] | None = None) -> PlanResult:
+    """Build (or, with ``replan``, rebuild the unsent part of) the run's delivery plan.
+
+    ``on_total`` is told how many envelopes will be built, ``on_progress`` each one built."""
     policy = policy or DeliveryPolicy()
     now = now or datetime.now(UTC)
     with engine.begin() as conn:
@@ -152,10 +165,13 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
         archive = str(org["archive_email"]).strip().lower() if org["archive_email"] else None
         store.set_archive(conn, org_id, plan_id, archive)
         rows: list[dict[str, Any]] = []
-        for inv in invoices:
-            if int(inv["id"]) not in todo:
-                continue
-            recipients = resolve_recipients(conn, org_id, int(inv["account_id"]))
+        planned = [inv for inv in invoices if int(inv["id"]) in todo]
+        if on_total:
+            on_total(len(planned))
+        by_account = resolve_recipients(conn, org_id, sorted({int(inv["account_id"])
+                                                              for inv in planned}))
+        for inv in planned:
+            recipients = by_account.get(int(inv["account_id"]), [])
             docs = digests[int(inv["id"])]
             rows.append({
                 "organization_id": org_id, "plan_id": plan_id, "run_id": run_id,
@@ -167,6 +183,8 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
                 "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
                 "is_internal_test": bool(inv["is_internal_test"]), "created_at": now,
             })
+            if on_progress and len(rows) % PROGRESS_EVERY == 0:
+                on_progress(PROGRESS_EVERY)
         canary = _replan_canary(run_id, rows, canary_share, was_canary, todo) if existing \
             else _canary_ids(run_id, rows, canary_share)
         for row in rows:
@@ -180,6 +198,8 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              "last_error": None if row["recipients"] else "no verified billing contact",
              "attempts": 0, "updated_at": now}
             for env_id, row in zip(envelope_ids, rows, strict=True)])
+        if on_progress and len(rows) % PROGRESS_EVERY:
+            on_progress(len(rows) % PROGRESS_EVERY)
         verdict, report = _evaluate(conn, org_id, plan_id, previous, policy, now, archive)
         if existing is not None:  # who rebuilt it, kept with the verdict it led to
             report = {**report, "replanned_by": actor, "replanned_at": now.isoformat(),

@@ -28,17 +28,17 @@ from sealbill.domain.invoices import (
     InvoiceLine,
     TaxSubtotal,
     VatAccounting,
-    VatCategory,
 )
 from sealbill.store import bulk, parties
 from sealbill.store.balances import settle_finalized
 from sealbill.store.db import Row, ids_in
 from sealbill.store.exchange_rates import (
     MissingExchangeRate,
-    accounting_from_json,
     accounting_to_json,
     vat_accounting_for,
 )
+from sealbill.store.invoice_reads import InvoiceStateError as InvoiceStateError
+from sealbill.store.invoice_reads import check_issued, invoice_from_parts
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import (
     accounts,
@@ -56,10 +56,6 @@ from sealbill.store.snapshots import (
     seller_from,
     seller_snapshot,
 )
-
-
-class InvoiceStateError(RuntimeError):
-    """An operation that the invoice's state forbids (e.g. editing a finalized invoice)."""
 
 
 @dataclass(frozen=True)
@@ -250,17 +246,13 @@ def _first_billing_emails(conn: Connection, org_id: int,
 
 
 def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
-    """The finalized invoice as the domain object every document is rendered from."""
+    """The finalized invoice as the domain object every document is rendered from (a chunk
+    at a time: ``store.invoice_reads.load_invoices``)."""
     row = conn.execute(
         sa.select(invoices).where(invoices.c.organization_id == org_id,
                                   invoices.c.id == invoice_id)
     ).first()
-    if row is None:
-        raise parties.NotFound(f"invoice {invoice_id} not found")
-    if row.status not in ("finalized", "void") or row.number is None:
-        raise InvoiceStateError(f"invoice {invoice_id} is a draft; finalize it first")
-    return invoice_from_rows(conn, row._mapping)
-
+    return invoice_from_rows(conn, check_issued(row._mapping if row else None, invoice_id))
 
 
 # Read for every message sent: prepared once (see store.prepared).
@@ -290,6 +282,7 @@ def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> Invo
         payment_method=payment_from(row.payment_snapshot),
         corrected_invoice_number=row.corrected_number, prepaid_minor=int(row.prepaid_minor or 0))
 
+
 def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
     lines = conn.execute(
         sa.select(invoice_lines).where(invoice_lines.c.invoice_id == row["id"])
@@ -305,42 +298,4 @@ def invoice_from_rows(conn: Connection, row: Row) -> Invoice:
             sa.select(invoices.c.number, invoices.c.issue_date)
             .where(invoices.c.id == row["corrects_invoice_id"])
         ).first()
-    return Invoice(
-        kind=DocumentKind(row["kind"]),
-        number=row["number"],
-        issue_date=row["issue_date"],
-        due_date=row["due_date"],
-        currency=row["currency"],
-        locale=row["locale"],
-        seller=seller_from(row["seller_snapshot"]),
-        buyer=party_from(row["buyer_snapshot"]),
-        account_reference=row["account_reference"],
-        lines=tuple(
-            InvoiceLine(line.position, line.description, line.quantity, line.unit_price,
-                        line.amount_minor, VatCategory(line.vat_category), line.vat_rate,
-                        period_start=line.period_start, period_end=line.period_end)
-            for line in lines
-        ),
-        tax_subtotals=tuple(
-            TaxSubtotal(VatCategory(t.vat_category), t.vat_rate, t.base_minor, t.tax_minor,
-                        t.exemption_reason, t.exemption_code)
-            for t in taxes
-        ),
-        total_excl_minor=row["total_excl_minor"],
-        tax_total_minor=row["tax_total_minor"],
-        total_incl_minor=row["total_incl_minor"],
-        period_start=row["period_start"],
-        period_end=row["period_end"],
-        payment_method=payment_from(row["payment_snapshot"]),
-        business_process=row["business_process"],
-        corrected_invoice_number=corrected.number if corrected else None,
-        corrected_invoice_date=corrected.issue_date if corrected else None,
-        notes=tuple((code, text) for code, text in (row["notes"] or [])),
-        vat_accounting=accounting_from_json(row.get("vat_accounting")),
-        oss_country=_oss_country(row.get("tax_facts")),
-        prepaid_minor=int(row.get("prepaid_minor") or 0),
-    )
-
-
-def _oss_country(facts: dict[str, Any] | None) -> str | None:
-    return str(facts["country"]) if facts and facts.get("scheme") == "oss" else None
+    return invoice_from_parts(row, lines, taxes, corrected)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.seal_guard import RecipientRows, SealEvidence
 from sealbill.store.contact_log import LINK_EVENTS
+from sealbill.store.db import not_indexed
 from sealbill.store.prepared import Prepared
 from sealbill.store.schema import contact_events, contact_links, contacts, organizations
 
@@ -39,9 +40,11 @@ def _per_contact(count: int) -> tuple[Prepared, Prepared]:
             contact_links.c.contact_id == contacts.c.id,
             contact_links.c.account_id == _P("account"), contact_links.c.role == "billing")))
         .where(contacts.c.organization_id == _P("org"), contacts.c.id.in_(ids)))
+    # The organization is kept out of SQLite's index choice: with (organization, seq) it
+    # walked the organization's whole history for every message (20 ms at 10,000 events).
     latest = (sa.select(contact_events)
               .where(contact_events.c.contact_id.in_(ids),
-                     contact_events.c.organization_id == _P("org"),
+                     not_indexed(contact_events.c.organization_id) == _P("org"),
                      contact_events.c.account_id == _P("account"),
                      contact_events.c.role == "billing",
                      contact_events.c.event.in_([sa.literal(e) for e in LINK_EVENTS]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ def _send_through(world: World) -> Any:
     return world.send()
 
 
+def per_account(lookup: Callable[[Any, int, int], list[Recipient]]
+                ) -> Callable[[Any, int, Sequence[int]], dict[int, list[Recipient]]]:
+    """The plan's batched recipient seam, answered by a faulty per-account lookup."""
+    return lambda conn, org_id, account_ids: {
+        account_id: lookup(conn, org_id, account_id) for account_id in account_ids}
+
+
 def _assert_stopped(world: World, *, cause: str, status: str = "halted") -> None:
     assert world.wrong_deliveries() == []
     assert world.run_status() == status
@@ -53,7 +61,7 @@ def test_recipient_list_not_cleared_between_iterations(world: World,
         kept.extend(real(conn, org_id, account_id))  # the bug: never reset
         return list(kept)
 
-    monkeypatch.setattr(plan, "resolve_recipients", leaky)
+    monkeypatch.setattr(plan, "resolve_recipients", per_account(leaky))
     _send_through(world)
     _assert_stopped(world, cause="not now a verified billing contact")
 
@@ -94,7 +102,7 @@ def test_off_by_one_recipient_lookup(world: World, monkeypatch: pytest.MonkeyPat
     def off_by_one(conn: Any, org_id: int, account_id: int) -> list[Recipient]:
         return real(conn, org_id, ids[(ids.index(account_id) + 1) % len(ids)])
 
-    monkeypatch.setattr(plan, "resolve_recipients", off_by_one)
+    monkeypatch.setattr(plan, "resolve_recipients", per_account(off_by_one))
     _send_through(world)
     _assert_stopped(world, cause="not now a verified billing contact")
 
@@ -195,7 +203,7 @@ def test_unverified_or_placeholder_address(world: World, monkeypatch: pytest.Mon
                 contact_links.c.account_id == account_id, contact_links.c.role == "billing"))
             return [Recipient(int(i), str(e)) for i, e in rows]  # the bug: status ignored
 
-        monkeypatch.setattr(plan, "resolve_recipients", any_status)
+        monkeypatch.setattr(plan, "resolve_recipients", per_account(any_status))
         _send_through(world)
         _assert_stopped(world, cause="not now a verified billing contact")
     else:
@@ -222,7 +230,7 @@ def test_recipients_from_the_wrong_column(world: World, monkeypatch: pytest.Monk
             contact_links.c.status == "verified"))
         return [Recipient(int(i), str(e)) for i, e in rows]
 
-    monkeypatch.setattr(plan, "resolve_recipients", wrong_role)
+    monkeypatch.setattr(plan, "resolve_recipients", per_account(wrong_role))
     _send_through(world)
     _assert_stopped(world, cause="not now a verified billing contact")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from pypdf import PdfReader
 from sqlalchemy.engine import Engine
@@ -44,3 +45,34 @@ def test_typst_can_be_forced_for_a_run(any_engine: Engine, tmp_path: Path) -> No
                counts=counts, renderer=TYPST)
     assert counts.by_renderer == {TYPST: 2}
     assert all(b"Typst" in pdf for pdf in _pdfs(any_engine, scenario.org_id))
+
+
+def test_a_problem_stops_the_rendering_and_every_problem_is_listed(sqlite_engine: Engine,
+                                                                   tmp_path: Path) -> None:
+    """Each invoice is read once: an invoice that cannot become a valid document stops the
+    rendering at its chunk; the rest is still checked and every problem named."""
+    from sealbill.pipeline import render as render_pipeline
+    from sealbill.store.schema import invoices
+
+    scenario = build_scenario(sqlite_engine, accounts=5, files_dir=tmp_path, render=False)
+    ids = sorted(scenario.invoice_ids)
+    with sqlite_engine.begin() as conn:
+        for bad in (ids[2], ids[4]):  # no buyer address to send the e-invoice to (BR-FR-12)
+            snapshot = dict(conn.execute(sa.select(invoices.c.buyer_snapshot).where(
+                invoices.c.id == bad)).scalar_one())
+            snapshot.update(email=None, electronic_address=None)
+            conn.execute(sa.update(invoices).where(invoices.c.id == bad)
+                         .values(buyer_snapshot=snapshot))
+    original = render_pipeline.CHUNK
+    render_pipeline.CHUNK = 2
+    try:
+        with pytest.raises(render_pipeline.RenderError) as raised:
+            render_run(sqlite_engine, scenario.org_id, scenario.run_id, tmp_path / "files",
+                       workers=1)
+    finally:
+        render_pipeline.CHUNK = original
+    assert len([p for p in raised.value.problems if "BR-FR-12" in p]) == 2
+    assert raised.value.rendered == 2 and "2 invoice(s)" in str(raised.value)
+    with sqlite_engine.begin() as conn:
+        rendered = set(conn.execute(sa.select(documents.c.invoice_id)).scalars())
+    assert rendered == set(ids[:2])  # the first chunk; nothing from the one with a problem
