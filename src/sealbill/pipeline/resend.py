@@ -48,8 +48,9 @@ def resend_corrected(conn: Connection, org_id: int, run_id: int, row: Any, *, ac
         delivery_envelopes.c.id == row.envelope_id)).one()._mapping
     outcomes = row.recipient_outcomes or {}
     delivered = _delivered(conn, org_id, int(env["invoice_id"]), outcomes)
-    now = {r.contact_id: r.email for r in resolve_recipients(conn, org_id,
-                                                             int(env["account_id"]))}
+    account_id = int(env["account_id"])
+    now = {r.contact_id: r.email
+           for r in resolve_recipients(conn, org_id, [account_id]).get(account_id, [])}
     recipients: list[dict[str, Any]] = []
     corrected: list[list[str]] = []
     for entry in env["recipients"] or ():
