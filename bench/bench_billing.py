@@ -51,8 +51,8 @@ def _write_usage(path: Path, accounts: int, events: int) -> None:
 
 def _setup(url: str, accounts: int, workdir: Path) -> int:
     from sealbill.demo.seed import METRICS, ORGANIZATION, plans
-    from sealbill.pipeline.organizations import create_org
-    from sealbill.store import catalog as catalog_store
+    from sealbill.pipeline.parties.organizations import create_org
+    from sealbill.store.billing import catalog as catalog_store
     from sealbill.store.db import create_engine
     from sealbill.store.migrate import upgrade
     from sealbill.store.schema import accounts as accounts_table
@@ -111,9 +111,9 @@ def _cpu_s(server_pid: int | None) -> float:
 
 def case(url: str, accounts: int, events: int, workdir: Path, baseline: int,
          import_only: bool = False, server_pid: int | None = None) -> dict[str, Any]:
-    from sealbill.pipeline.billing import bill_period
-    from sealbill.pipeline.finalize import finalize_run
-    from sealbill.pipeline.usage_import import import_usage_file
+    from sealbill.pipeline.billing.finalize import finalize_run
+    from sealbill.pipeline.billing.invoice import bill_period
+    from sealbill.pipeline.billing.usage_import import import_usage_file
     from sealbill.store.db import create_engine
 
     org_id = _setup(url, accounts, workdir)
@@ -150,7 +150,7 @@ def case(url: str, accounts: int, events: int, workdir: Path, baseline: int,
 def _baseline(engine: Any, org_id: int, usage: Path, sample: int) -> float:
     """One INSERT per event through SQLAlchemy, each event parsed by the domain."""
     from sealbill.domain.usage_records import parse_usage_record
-    from sealbill.store import parties
+    from sealbill.store.parties import records as parties
     from sealbill.store.schema import usage_events
 
     with engine.begin() as conn:

@@ -51,15 +51,15 @@ from sealbill.documents.render import shutdown_pool  # noqa: E402
 from sealbill.mail.config import SmtpConfig  # noqa: E402
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key  # noqa: E402
 from sealbill.mail.smtp import SmtpSender  # noqa: E402
-from sealbill.pipeline.billing import bill_period, period_bounds  # noqa: E402
-from sealbill.pipeline.finalize import finalize_run  # noqa: E402
-from sealbill.pipeline.plan import plan_run  # noqa: E402
-from sealbill.pipeline.render import RenderCounts, render_run  # noqa: E402
-from sealbill.pipeline.send import SendOptions, send_run  # noqa: E402
-from sealbill.pipeline.usage_import import import_usage_file  # noqa: E402
-from sealbill.store import ledger  # noqa: E402
+from sealbill.pipeline.billing.finalize import finalize_run  # noqa: E402
+from sealbill.pipeline.billing.invoice import bill_period, period_bounds  # noqa: E402
+from sealbill.pipeline.billing.render import RenderCounts, render_run  # noqa: E402
+from sealbill.pipeline.billing.usage_import import import_usage_file  # noqa: E402
+from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
+from sealbill.pipeline.delivery.send import SendOptions, send_run  # noqa: E402
+from sealbill.store.billing.invoices import load_invoice  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
-from sealbill.store.invoices import load_invoice  # noqa: E402
+from sealbill.store.delivery import ledger  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
 
 PERIOD = "2026-11"

@@ -53,12 +53,12 @@ from sealbill.mail.config import SmtpConfig  # noqa: E402
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key  # noqa: E402
 from sealbill.mail.sink import DiscardHandler, free_port, start_sink  # noqa: E402
 from sealbill.mail.smtp import SmtpSender  # noqa: E402
-from sealbill.pipeline import examine as reader  # noqa: E402
-from sealbill.pipeline import send as send_module  # noqa: E402
-from sealbill.pipeline.plan import plan_run  # noqa: E402
-from sealbill.pipeline.render import render_run  # noqa: E402
-from sealbill.store import outbox as box  # noqa: E402
+from sealbill.pipeline.billing.render import render_run  # noqa: E402
+from sealbill.pipeline.delivery import examine as reader  # noqa: E402
+from sealbill.pipeline.delivery import send as send_module  # noqa: E402
+from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
+from sealbill.store.delivery import outbox as box  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
 
 SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")

@@ -56,7 +56,7 @@ def _key(url: str) -> str:
 
 
 def _import_file(url: str, workdir: Path, events: int, accounts: int) -> float:
-    from sealbill.pipeline.usage_import import import_usage_file
+    from sealbill.pipeline.billing.usage_import import import_usage_file
     from sealbill.store.db import create_engine
 
     path = workdir / "usage.jsonl"

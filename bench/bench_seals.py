@@ -32,11 +32,11 @@ from sealbill import keys  # noqa: E402
 from sealbill.mail.config import SmtpConfig  # noqa: E402
 from sealbill.mail.sink import DiscardHandler, start_sink  # noqa: E402
 from sealbill.mail.smtp import SmtpSender  # noqa: E402
-from sealbill.pipeline.plan import plan_run  # noqa: E402
-from sealbill.pipeline.send import SendOptions, send_run  # noqa: E402
-from sealbill.store import contact_log  # noqa: E402
+from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
+from sealbill.pipeline.delivery.send import SendOptions, send_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
+from sealbill.store.parties import contact_log  # noqa: E402
 
 
 def main() -> None:

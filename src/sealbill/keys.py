@@ -6,7 +6,7 @@ the files directory of the database, ``SEALBILL_FILES_DIR`` / ``<data dir>/files
 - ``keyring.json`` (mode 0600), written by ``sealbill sealing-keys rotate``: every key ever active
   (hex), and which one seals now. Old keys stay, so seals made before a rotation still verify;
 - without it, the one secret sealbill always had: ``SEALBILL_SECRET_KEY``, else
-  ``secret.key`` (the key of :func:`sealbill.pipeline.verify.secret_key`);
+  ``secret.key`` (the key of :func:`sealbill.pipeline.parties.verify.secret_key`);
 - ``checkpoints/<database>.jsonl``: sealed heads of the hash chains (:mod:`sealbill.store.chain`).
 
 How a write finds its keyring: the store's write functions take a ``Connection``; they ask

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from sealbill.cli import app
 from sealbill.cli.common import err_console
-from sealbill.pipeline import incident as incidents
-from sealbill.pipeline.accounts_import import import_accounts
-from sealbill.pipeline.organizations import create_org
-from sealbill.store import catalog
+from sealbill.pipeline.incident import actions as incidents
+from sealbill.pipeline.parties.accounts_import import import_accounts
+from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store.billing import catalog
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 from tests.e2e.test_cli_billing import ORG

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-from sealbill.store import catalog as catalog_store
+from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.schema import subscriptions
 from tests.support.scenario import build_scenario
 

@@ -106,7 +106,7 @@ def test_contacts_verify_mails_a_bilingual_code_that_confirms_once(tmp_path: Pat
     from email import message_from_bytes
     from email.policy import default
 
-    from sealbill.store import parties
+    from sealbill.store.parties import records as parties
 
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     engine = create_engine(db)

@@ -26,10 +26,11 @@ from sqlalchemy.engine import Engine
 from sealbill.domain import guard, seal_guard
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.plan import approve_run, plan_run
-from sealbill.pipeline.send import SendOptions, send_run
-from sealbill.store import parties, switches
+from sealbill.pipeline.delivery.plan import approve_run, plan_run
+from sealbill.pipeline.delivery.send import SendOptions, send_run
 from sealbill.store.db import create_engine
+from sealbill.store.delivery import switches
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links, invoices
 from tests.integration.delivery.conftest import invoice_number_in
 from tests.integration.incident.expected import LABELS

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline import control
-from sealbill.pipeline.plan import plan_summary
-from sealbill.pipeline.send import SendOptions, send_run
-from sealbill.store import parties
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.plan import plan_summary
+from sealbill.pipeline.delivery.send import SendOptions, send_run
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links
 from tests.e2e.test_delivery_cli import sealbill
 from tests.support.scenario import build_scenario

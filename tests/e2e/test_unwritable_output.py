@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from sealbill.pipeline import incident as incidents
-from sealbill.pipeline.render import render_run
-from sealbill.store.catalog import add_metric
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.incident import actions as incidents
+from sealbill.store.billing.catalog import add_metric
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 from tests.support.scenario import build_scenario

@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.mail.smtp import Outcome, SendResult
-from sealbill.pipeline import verify
-from sealbill.pipeline.accounts_import import ImportRejected, import_accounts
-from sealbill.pipeline.organizations import create_org
-from sealbill.store import parties
-from sealbill.store.address_rules import AddressRefused
+from sealbill.pipeline.parties import verify
+from sealbill.pipeline.parties.accounts_import import ImportRejected, import_accounts
+from sealbill.pipeline.parties.organizations import create_org
 from sealbill.store.db import inserted_id
+from sealbill.store.parties import records as parties
+from sealbill.store.parties.address_rules import AddressRefused
 from sealbill.store.schema import accounts, contact_links, contacts
 from tests.support.scenario import account_records, build_scenario, organization
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.store.prepared import Prepared
+from sealbill.store.delivery.prepared import Prepared
 from sealbill.store.schema import delivery_ledger, invoices, outbox
 from tests.support.scenario import build_scenario
 

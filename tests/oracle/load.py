@@ -19,14 +19,15 @@ from sealbill.documents.cii import NS, build_cii
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan, Tier
 from sealbill.domain.taxes import VatRateClass
 from sealbill.domain.usage import UsageEvent
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.organizations import create_org
-from sealbill.pipeline.usage_import import record_usage
-from sealbill.store import balances, parties
-from sealbill.store import catalog as catalog_store
-from sealbill.store.exchange_rates import add_rates
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.usage_import import record_usage
+from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store.billing import balances
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.exchange_rates import add_rates
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties import records as parties
 from tests.oracle.reference import AGGREGATION, FIELD, GROUP_BY, RefAccount, RefCharge
 from tests.oracle.reference_run import RUNS, RefCase, RefDocument
 from tests.oracle.reference_tax import EXCHANGE, KINDS

@@ -20,13 +20,13 @@ from sqlalchemy.engine import Engine
 from sealbill.demo.seed import ORGANIZATION
 from sealbill.domain.address_policy import allowable_reserved
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-from sealbill.pipeline.accounts_import import import_accounts
-from sealbill.pipeline.billing import bill_period, period_bounds
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.organizations import create_org
-from sealbill.pipeline.render import render_run
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period, period_bounds
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.parties.accounts_import import import_accounts
+from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contacts, organizations
 
 

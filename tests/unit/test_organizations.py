@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sealbill.demo.seed import ORGANIZATION
-from sealbill.pipeline.organizations import organization_problems
+from sealbill.pipeline.parties.organizations import organization_problems
 
 
 def test_a_valid_organization_has_no_problem() -> None:

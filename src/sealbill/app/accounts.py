@@ -22,8 +22,8 @@ from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Conflict, Gone, NotFound, Problem, StateError
 from sealbill.inputs.accounts import AccountIn, AccountPatch
 from sealbill.inputs.models import parse
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import accounts, subscriptions
 
 _HIDDEN = ("id", "organization_id", "vat_id_valid")

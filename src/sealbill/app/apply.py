@@ -24,8 +24,8 @@ from sealbill.app.errors import Invalid, Problem
 from sealbill.inputs.catalog import MetricIn, PlanIn
 from sealbill.inputs.models import Model, parse
 from sealbill.pipeline.data_check import stored_outside
-from sealbill.store import catalog as store
-from sealbill.store.catalog import plan_to_json
+from sealbill.store.billing import catalog as store
+from sealbill.store.billing.catalog import plan_to_json
 
 
 class CatalogFile(Model):

@@ -21,8 +21,9 @@ from sealbill.app.accounts import account_row
 from sealbill.app.context import ACCOUNTS_WRITE, Actor
 from sealbill.app.errors import Invalid, Problem
 from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal, to_minor
-from sealbill.store import balances, parties
-from sealbill.store.invoices import ensure_series
+from sealbill.store.billing import balances
+from sealbill.store.billing.invoices import ensure_series
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import number_series
 
 

@@ -39,7 +39,7 @@ from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.dsn import Dsn, DsnRecipient, NotADsn, parse_dsn
 from sealbill.inputs.models import Model, parse
 from sealbill.inputs.usage import VoidIn
-from sealbill.store import outbox_outcomes
+from sealbill.store.delivery import outbox_outcomes
 from sealbill.store.schema import contacts, delivery_envelopes, delivery_ledger, invoices, outbox
 
 MAX_DSN_BYTES = 5_000_000  # a DSN returning the whole message (a PDF attached) fits

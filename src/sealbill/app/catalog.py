@@ -30,7 +30,7 @@ from sealbill.domain.catalog import (
 from sealbill.domain.taxes import VatRateClass
 from sealbill.inputs.catalog import ChargeIn, MetricIn, PlanIn, PriceVersionIn
 from sealbill.inputs.models import parse
-from sealbill.store import catalog as store
+from sealbill.store.billing import catalog as store
 from sealbill.store.schema import metrics, plans
 
 _PROPERTY_FIELDS = ("amount", "unit_price", "package_size", "free_units", "rate", "fixed_fee",

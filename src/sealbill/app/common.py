@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sealbill.app.audit import jsonable
 from sealbill.app.context import Actor
 from sealbill.app.errors import NotFound, PreconditionFailed
-from sealbill.store import parties
+from sealbill.store.parties import records as parties
 
 
 def org_id_by_slug(conn: Connection, actor: Actor, slug: str) -> int:

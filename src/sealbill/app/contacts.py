@@ -1,6 +1,7 @@
 """Contacts of accounts: add, change address, set role, unlink, list with state and history.
 
-Every write goes through :mod:`sealbill.store.parties` (which appends ``contact_events`` and,
+Every write goes through :mod:`sealbill.store.parties.records` (which appends ``contact_events``
+and,
 after the seal work, seals the rows), never raw SQL here. Invariants: a new link is
 ``pending`` — nothing is sent to an address before it is verified; changing an address returns
 every link of the contact to ``pending`` (re-verification required); a role change revokes the
@@ -22,8 +23,8 @@ from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.inputs.accounts import ContactIn, Role
 from sealbill.inputs.models import parse
-from sealbill.pipeline import verify
-from sealbill.store import parties
+from sealbill.pipeline.parties import verify
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import accounts, contact_events, contact_links, contacts
 
 
@@ -297,7 +298,7 @@ def confirm_code(engine: Engine, actor: Actor, org_id: int, code: str) -> dict[s
     except verify.VerificationError as exc:
         raise StateError(str(exc)) from None
     from sealbill.app import webhooks
-    from sealbill.store import parties as store_parties
+    from sealbill.store.parties import records as store_parties
 
     with engine.begin() as conn:
         result = view(conn, org_id, parties_contact(conn, org_id, done.contact_id))

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sealbill.app import distributed, ids
 from sealbill.app.context import READ, Actor
 from sealbill.app.invoices import run_row_id
-from sealbill.pipeline import control
-from sealbill.store import outbox as box
+from sealbill.pipeline.delivery import control
+from sealbill.store.delivery import outbox as box
 from sealbill.store.schema import (
     alerts,
     billing_runs,

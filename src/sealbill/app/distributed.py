@@ -18,7 +18,7 @@ from sealbill.app import ids
 from sealbill.app import runs as app_runs
 from sealbill.app.context import READ, RUNS_WRITE, Actor
 from sealbill.app.errors import Invalid, Problem, StateError
-from sealbill.pipeline.billing import BillingError, open_run, period_bounds
+from sealbill.pipeline.billing.invoice import BillingError, open_run, period_bounds
 from sealbill.store.db import is_postgres
 from sealbill.store.schema import billing_runs, documents, invoices
 from sealbill.workers.queue import NeedsPostgres as QueueNeedsPostgres
@@ -43,7 +43,7 @@ def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tupl
     """The run of ``period`` (created if new, with its rating chunks and their ``rate`` jobs
     in the same transaction), or the jobs an existing run's state calls for; returns (run
     id, tasks enqueued)."""
-    from sealbill.pipeline.billing_chunks import plan_chunks, rate_chunk_size
+    from sealbill.pipeline.billing.queued_rating import plan_chunks, rate_chunk_size
     from sealbill.workers.advance import advance
 
     start, end = period_bounds(period)
@@ -106,8 +106,8 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
     invoices by status, rendered, outbox by status, jobs by status, each stage's jobs and the
     workers running the run's jobs now (:mod:`sealbill.app.queue_stages`)."""
     from sealbill.app import queue_stages
-    from sealbill.pipeline.billing_chunks import chunk_ids, problems_of
-    from sealbill.store import outbox as box
+    from sealbill.pipeline.billing.queued_rating import chunk_ids, problems_of
+    from sealbill.store.delivery import outbox as box
 
     with engine.begin() as conn:
         run = conn.execute(billing_runs.select().where(billing_runs.c.id == run_id)).one()

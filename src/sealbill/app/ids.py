@@ -5,7 +5,7 @@ three zero bytes), under a key kept in the database (``instance_secrets``), in l
 Invariants: it reveals neither the row id nor how many rows exist; it decodes only for its
 own organization and kind (anything else is :class:`~sealbill.app.errors.NotFound`), so an id
 of another organization is indistinguishable from a made-up one; it needs no stored mapping.
-Accounts keep their own random, rotatable ``public_id`` (``acc_…``, ``store/parties.py``).
+Accounts keep their own random, rotatable ``public_id`` (``acc_…``, ``store/parties/records.py``).
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from sealbill.app import audit
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
 from sealbill.domain.severity import INPUT_NAMES
-from sealbill.pipeline import incident as pipeline
-from sealbill.store import incidents as store
+from sealbill.pipeline.incident import actions as pipeline
 from sealbill.store.db import transaction
-from sealbill.store.incident_containment import pause_sending
+from sealbill.store.incident import incidents as store
+from sealbill.store.incident.containment import pause_sending
 
 
 def _may_act(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> None:

@@ -2,7 +2,8 @@
 that act on the affected accounts (revoking outstanding tokens, rotating public ids).
 
 The same pipeline functions as ``sealbill incident open|rotate`` (and, for the steps the CLI
-has no command of its own for, :mod:`sealbill.pipeline.incident_steps`), so every step lands
+has no command of its own for, :mod:`sealbill.pipeline.incident.incident_steps`), so every step
+lands
 in the incident's timeline; each is audited.
 
 Invariants: only roles that may act on runs (``runs.write`` or ``runs.approve``) open or act;
@@ -24,8 +25,8 @@ from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem
 from sealbill.app.incident_actions import _may_act
-from sealbill.pipeline import incident as pipeline
-from sealbill.pipeline import incident_steps
+from sealbill.pipeline.incident import actions as pipeline
+from sealbill.pipeline.incident import incident_steps
 
 SEARCH_FIELDS = ("address", "account", "invoice", "since", "until")
 

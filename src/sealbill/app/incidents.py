@@ -27,9 +27,9 @@ from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn
 from sealbill.inputs.models import parse
-from sealbill.pipeline import incident as pipeline
-from sealbill.store import incidents as store
-from sealbill.store import parties
+from sealbill.pipeline.incident import actions as pipeline
+from sealbill.store.incident import incidents as store
+from sealbill.store.parties import records as parties
 
 T = TypeVar("T")
 

@@ -30,12 +30,12 @@ from sealbill.app import audit
 from sealbill.app.context import USAGE_WRITE, Actor
 from sealbill.app.errors import Conflict, Invalid, Problem, StateError
 from sealbill.inputs.usage import MetricRule
-from sealbill.pipeline.usage_rows import Batch, RowParser
-from sealbill.store import parties
-from sealbill.store.catalog import load_metrics
+from sealbill.pipeline.billing.usage_rows import Batch, RowParser
+from sealbill.store.billing.catalog import load_metrics
+from sealbill.store.billing.usage_ingest import Ingester, Row
 from sealbill.store.db import ids_in
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import accounts
-from sealbill.store.usage_ingest import Ingester, Row
 
 MAX_EVENTS = 10_000
 _decode_items = msgspec.json.Decoder(list[msgspec.Raw]).decode

@@ -19,7 +19,7 @@ from sealbill.app.context import READ, Actor
 from sealbill.app.errors import AppError, NotFound, StateError
 from sealbill.documents import docstore
 from sealbill.store import queries
-from sealbill.store.invoices import InvoiceStateError, load_invoice
+from sealbill.store.billing.invoices import InvoiceStateError, load_invoice
 from sealbill.store.schema import accounts, billing_runs, documents, invoices
 
 MAX_LIMIT = 1000
@@ -152,7 +152,7 @@ def credit_note(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: 
     from sealbill.app.context import RUNS_WRITE
     from sealbill.app.errors import Invalid, Problem
     from sealbill.domain.money import Money, MoneyError, parse_decimal
-    from sealbill.pipeline.finalize import credit_note_in
+    from sealbill.pipeline.billing.finalize import credit_note_in
 
     actor.require(RUNS_WRITE)
     actor.require_org(org_id)
@@ -181,7 +181,7 @@ def credit_note(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: 
 
 
 def delivered_by(conn: Connection, org_id: int, credit_id: int) -> dict[str, Any]:
-    """The run that mails a credit note (``store/credit_delivery.py``): ``{"run_id",
+    """The run that mails a credit note (``store/billing/credit_delivery.py``): ``{"run_id",
     "period"}``, both ``None`` while it waits for the next ``run bill``."""
     row = conn.execute(sa.select(billing_runs.c.id, billing_runs.c.period)
                        .join(invoices, invoices.c.run_id == billing_runs.c.id)
@@ -198,7 +198,7 @@ def void(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str
     from sealbill.app.audit import record
     from sealbill.app.context import RUNS_WRITE
     from sealbill.app.errors import Invalid, Problem
-    from sealbill.pipeline.finalize import void_invoice
+    from sealbill.pipeline.billing.finalize import void_invoice
 
     actor.require(RUNS_WRITE)
     actor.require_org(org_id)

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from sealbill.app.context import READ, Actor
 from sealbill.app.errors import Invalid, Problem, StateError
 from sealbill.keys import KeyMissing
-from sealbill.store import ledger as store
 from sealbill.store.db import read_transaction
+from sealbill.store.delivery import ledger as store
 from sealbill.store.schema import delivery_ledger
 
 MAX_LIMIT = 1000

@@ -1,7 +1,8 @@
 """Setting one message of a run aside, from the console (the held-run review or a guard alert),
 and queueing a set-aside message again (``retry``).
 
-The same pipeline function as ``sealbill run set-aside`` (:mod:`sealbill.pipeline.set_aside`):
+The same pipeline function as ``sealbill run set-aside``
+(:mod:`sealbill.pipeline.delivery.set_aside`):
 the message is excluded from the run (or the guard's set-aside of it is confirmed), recorded on
 the outbox row and as a resolved alert; once every guard set-aside of a halted run is confirmed,
 the run goes back to ``approved`` and the next send sends the rest.
@@ -22,7 +23,7 @@ from sealbill.app import audit, ids
 from sealbill.app.context import RUNS_APPROVE, Actor
 from sealbill.app.errors import Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
-from sealbill.pipeline import set_aside as pipeline
+from sealbill.pipeline.delivery import set_aside as pipeline
 
 
 def _checked(engine: Engine, actor: Actor, org_id: int, run_ref: str, invoice: str,

@@ -29,8 +29,8 @@ from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, NotFound, StateError
 from sealbill.domain import report_link
-from sealbill.pipeline import incident as incidents_pipeline
-from sealbill.store import alerts as alert_store
+from sealbill.pipeline.incident import actions as incidents_pipeline
+from sealbill.store.delivery import alerts as alert_store
 from sealbill.store.schema import delivery_ledger, invoices, misdelivery_reports
 
 CAUSE = "misdelivery_report"

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 from sealbill.app import audit, ids
 from sealbill.app.context import ORG_WRITE, ROLES, Actor
 from sealbill.app.errors import Conflict, Forbidden, Invalid, NotFound, Problem, Unauthenticated
-from sealbill.store import parties
 from sealbill.store.db import read_transaction
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import api_keys, operators
 
 KEY_PREFIX = "sbk_"

@@ -24,8 +24,8 @@ from sealbill.inputs.organizations import (
     OrganizationSending,
     OrganizationSeries,
 )
-from sealbill.store import parties
-from sealbill.store.invoices import ensure_series
+from sealbill.store.billing.invoices import ensure_series
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import organizations
 
 SECTIONS: dict[str, type[OrganizationIdentity | OrganizationSending | OrganizationSeries]] = {

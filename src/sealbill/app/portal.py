@@ -2,7 +2,7 @@
 
 Access: a contact asks for a link with their address; for every account on which that address
 is a *verified* contact, a single-use link valid 15 minutes is mailed to that address only
-(a code of :mod:`sealbill.store.verification`, purpose ``portal_login``, signed over the
+(a code of :mod:`sealbill.store.parties.verification`, purpose ``portal_login``, signed over the
 contact's current address). Redeeming it opens a session on exactly that one account. The
 answer to a request never says whether the address is known.
 
@@ -27,8 +27,8 @@ from sealbill.app import invoices as invoice_use_cases
 from sealbill.app.context import Actor
 from sealbill.app.errors import NotFound, Unauthenticated
 from sealbill.app.portal_mail import TransportFactory, login_text, send_text
-from sealbill.store import parties
-from sealbill.store import verification as tokens
+from sealbill.store.parties import records as parties
+from sealbill.store.parties import verification as tokens
 from sealbill.store.schema import (
     accounts,
     contact_links,

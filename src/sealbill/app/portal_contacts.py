@@ -10,7 +10,8 @@ Invariants:
   themselves;
 - a code is confirmed with a POST from the verification page (a mail scanner fetching the link
   confirms nothing); a code of another purpose (a sign-in link) is refused there;
-- every change is in ``contact_events`` (through :mod:`sealbill.store.parties`) and the audit log.
+- every change is in ``contact_events`` (through :mod:`sealbill.store.parties.records`) and the
+audit log.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from sealbill.app.portal_mail import TransportFactory, send_text
 from sealbill.documents.verification_mail import verification_text
 from sealbill.inputs.accounts import ContactIn
 from sealbill.inputs.models import parse
-from sealbill.store import parties
-from sealbill.store import verification as tokens
+from sealbill.store.parties import records as parties
+from sealbill.store.parties import verification as tokens
 from sealbill.store.schema import accounts, contact_links, contacts, verification_tokens
 
 REPLACE = "replace:"

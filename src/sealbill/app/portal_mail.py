@@ -1,5 +1,6 @@
 """Mails of the customer portal (sign-in links, verification of invited addresses): built like
-the verification mail of :mod:`sealbill.pipeline.verify`, sent by the same transports, to one
+the verification mail of :mod:`sealbill.pipeline.parties.verify`, sent by the same transports, to
+one
 address only, built from its contact record."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from sealbill.app.errors import StateError
 from sealbill.mail.smtp import Outcome
-from sealbill.pipeline.send import Transport
+from sealbill.pipeline.delivery.send import Transport
 
 TransportFactory = Callable[[], Transport]
 

@@ -23,10 +23,10 @@ from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.incident.radius_report import radius_to_dict
 from sealbill.incident.summary import status_dict
-from sealbill.pipeline import control
-from sealbill.pipeline import incident as incidents_pipeline
-from sealbill.store import incidents as incident_store
-from sealbill.store import switches
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.incident import actions as incidents_pipeline
+from sealbill.store.delivery import switches
+from sealbill.store.incident import incidents as incident_store
 from sealbill.store.schema import alerts, delivery_envelopes, invoices, outbox
 
 LEDGER_LIMIT = 200

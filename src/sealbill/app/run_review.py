@@ -25,7 +25,7 @@ from sealbill.app import audit, ids, seal_status
 from sealbill.app.context import READ, RUNS_APPROVE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
-from sealbill.store import plans as plan_store
+from sealbill.store.delivery import plans as plan_store
 from sealbill.store.schema import audit_log, billing_runs, contact_events, contacts
 
 

@@ -20,11 +20,11 @@ from sealbill.app import audit, ids, run_events
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
-from sealbill.pipeline import control
-from sealbill.pipeline.billing import BillingError, bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.plan import PlanError, approve_run, plan_run, plan_summary
-from sealbill.pipeline.render import RenderError, render_run
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import BillingError, bill_period
+from sealbill.pipeline.billing.render import RenderError, render_run
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.plan import PlanError, approve_run, plan_run, plan_summary
 from sealbill.store.schema import billing_runs
 
 
@@ -148,8 +148,8 @@ def send(engine: Engine, actor: Actor, org_id: int, ref: str, *, max_attempts: i
     """Send the run with the SMTP settings of the environment (``SEALBILL_SMTP_*``)."""
     from sealbill.mail import config as mail_config
     from sealbill.mail.smtp import SmtpSender
-    from sealbill.pipeline.send import SendError, SendOptions, send_run
-    from sealbill.store.send_lock import RunBusy
+    from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
+    from sealbill.store.delivery.send_lock import RunBusy
 
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
     try:

@@ -2,7 +2,8 @@
 a contact's history.
 
 The same checks as the guard's seal rule (:mod:`sealbill.domain.seal_guard`, rows read by
-:mod:`sealbill.store.seal_facts`), run on the rows as they are now, so the held-run screen shows
+:mod:`sealbill.store.delivery.seal_facts`), run on the rows as they are now, so the held-run screen
+shows
 what the send would find: ``sealed`` True only when the contact, its billing link and the
 link's latest history event all verify for that address. Reading only; a missing keyring is
 reported as a failing seal, never answered by making a key.
@@ -22,7 +23,7 @@ from sealbill.app.context import READ, Actor
 from sealbill.domain import seal_guard
 from sealbill.domain.seals import Check, Keys, check_event, check_row
 from sealbill.keys import KeyMissing, for_connection, refresh
-from sealbill.store import seal_facts
+from sealbill.store.delivery import seal_facts
 from sealbill.store.schema import contact_events, contact_links, contacts
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sealbill.app import audit
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden
-from sealbill.store import switches
 from sealbill.store.db import read_transaction
+from sealbill.store.delivery import switches
 
 
 def state(engine: Engine, actor: Actor, org_id: int) -> dict[str, Any]:

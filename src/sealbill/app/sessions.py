@@ -22,8 +22,8 @@ from sealbill.app.common import org_id_by_slug
 from sealbill.app.context import ORG_WRITE, ROLES, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, Unauthenticated
 from sealbill.app.operators import login
-from sealbill.store import parties
 from sealbill.store.db import read_transaction
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import operator_roles, operator_sessions, operators
 
 LIFETIME = timedelta(hours=12)

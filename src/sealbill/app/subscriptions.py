@@ -25,7 +25,7 @@ from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.inputs.models import parse
 from sealbill.inputs.subscriptions import CancelIn, PlanChangeIn, SubscriptionIn
-from sealbill.store import catalog as store
+from sealbill.store.billing import catalog as store
 from sealbill.store.schema import accounts, plans, subscription_phases, subscriptions
 
 

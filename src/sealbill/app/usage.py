@@ -4,7 +4,7 @@ Invariants: the same event id with the same payload is stored once (a replay ans
 ``duplicate``), with another payload it is a :class:`Conflict` (as the batch import); the
 metric must exist and the account must not be archived; a voided event is never deleted — it
 keeps its values plus who voided it, when and why, and the rating reads skip it
-(``store/usage.py``), so one bad row never blocks a run; every record and void is audited.
+(``store/billing/usage.py``), so one bad row never blocks a run; every record and void is audited.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sealbill.app.context import READ, USAGE_WRITE, Actor
 from sealbill.app.errors import Conflict, Invalid, NotFound, Problem, StateError
 from sealbill.inputs.models import parse
 from sealbill.inputs.usage import MetricRule, UsageEventIn, VoidIn, rule_problems
-from sealbill.store import catalog as catalog_store
+from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.schema import accounts, usage_events
 
 

@@ -24,7 +24,8 @@ from sealbill.cli.common import (
 )
 from sealbill.cli.operate import KeyOption, call, context
 from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal, to_minor
-from sealbill.store import balances, parties
+from sealbill.store.billing import balances
+from sealbill.store.parties import records as parties
 
 accounts_app = typer.Typer(help="Customer accounts: balance and credits.", no_args_is_help=True)
 

@@ -30,12 +30,12 @@ from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError, check_writable, write_output
-from sealbill.pipeline.billing import BillingError, account_count, bill_period
-from sealbill.pipeline.finalize import draft_ids, finalize_run
-from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
+from sealbill.pipeline.billing.finalize import draft_ids, finalize_run
+from sealbill.pipeline.billing.invoice import BillingError, account_count, bill_period
+from sealbill.pipeline.billing.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
-from sealbill.store.exchange_rates import MissingExchangeRate
-from sealbill.store.invoices import load_invoice
+from sealbill.store.billing.exchange_rates import MissingExchangeRate
+from sealbill.store.billing.invoices import load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
                       no_args_is_help=True)

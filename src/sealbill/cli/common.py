@@ -74,7 +74,7 @@ def engine_for(db: str | None) -> Engine:
 
 def org_id_for(engine: Engine, slug: str, as_json: bool) -> int:
     """The organization's id, or a failure (exit 1) that says it does not exist."""
-    from sealbill.store import parties
+    from sealbill.store.parties import records as parties
 
     try:
         with engine.begin() as conn:

@@ -39,12 +39,15 @@ from sealbill.keys import KeyMissing, for_connection
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline import control, verify
-from sealbill.pipeline import set_aside as set_asides
-from sealbill.pipeline.plan import PlanError, plan_run, plan_summary
-from sealbill.pipeline.send import SendError, SendOptions, send_run
-from sealbill.store import ledger, parties, queries
-from sealbill.store.send_lock import RunBusy
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery import set_aside as set_asides
+from sealbill.pipeline.delivery.plan import PlanError, plan_run, plan_summary
+from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
+from sealbill.pipeline.parties import verify
+from sealbill.store import queries
+from sealbill.store.delivery import ledger
+from sealbill.store.delivery.send_lock import RunBusy
+from sealbill.store.parties import records as parties
 
 ledger_app = typer.Typer(help="The delivery ledger (who received what).", no_args_is_help=True)
 contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)

@@ -22,8 +22,9 @@ from sealbill.cli.common import (
     usage_error,
 )
 from sealbill.outputs.files import OutputError, check_writable, output_folder
-from sealbill.pipeline.render import RenderError, render_run, unrendered_ids
-from sealbill.store import parties, queries
+from sealbill.pipeline.billing.render import RenderError, render_run, unrendered_ids
+from sealbill.store import queries
+from sealbill.store.parties import records as parties
 
 RUN_REF = re.compile(r"\d+|\d{4}-\d{2}")  # a run id or a period; anything else: a number
 documents_app = typer.Typer(help="Invoice documents: PDF/A-3 Factur-X, XML, mail bodies.",

@@ -33,8 +33,8 @@ from sealbill.cli.incident_views import print_radius, print_register, print_stat
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.incident.radius_report import radius_csv, radius_to_dict
 from sealbill.incident.summary import register_csv, register_entry, status_dict
-from sealbill.pipeline import incident as pipeline
-from sealbill.store import parties
+from sealbill.pipeline.incident import actions as pipeline
+from sealbill.store.parties import records as parties
 
 app = typer.Typer(help="Incident response: blast radius from the ledger, GDPR drafts, "
                        "72-hour clock, breach register, rotation.", no_args_is_help=True)

@@ -23,7 +23,7 @@ from sealbill.cli.common import (
     fail,
     org_id_for,
 )
-from sealbill.store import contact_log, seals
+from sealbill.store.parties import contact_log, seals
 
 keys_app = typer.Typer(help="The keyring that seals entitlement facts (kept outside the "
                             "database).", no_args_is_help=True)

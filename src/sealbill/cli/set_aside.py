@@ -25,7 +25,7 @@ from sealbill.cli.common import (
     fail,
     org_id_for,
 )
-from sealbill.pipeline import set_aside as set_asides
+from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.store import queries
 
 RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]

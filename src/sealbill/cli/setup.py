@@ -21,10 +21,10 @@ from sealbill.cli.common import (
 )
 from sealbill.inputs.files import read_text
 from sealbill.inputs.problems import InputRejected
-from sealbill.pipeline.accounts_import import ImportRejected, import_accounts
-from sealbill.pipeline.organizations import create_org
-from sealbill.store import parties
+from sealbill.pipeline.parties.accounts_import import ImportRejected, import_accounts
+from sealbill.pipeline.parties.organizations import create_org
 from sealbill.store.migrate import upgrade
+from sealbill.store.parties import records as parties
 
 import_app = typer.Typer(help="Import accounts or usage from files (all or nothing).",
                          no_args_is_help=True)

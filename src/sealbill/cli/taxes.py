@@ -24,8 +24,8 @@ from sealbill.cli.common import (
 )
 from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError, write_output
-from sealbill.pipeline.oss_return import oss_return
-from sealbill.pipeline.rates_import import RatesRejected, import_rates
+from sealbill.pipeline.billing.oss_return import oss_return
+from sealbill.pipeline.billing.rates_import import RatesRejected, import_rates
 
 
 def register(app: typer.Typer) -> None:

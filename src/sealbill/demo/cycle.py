@@ -17,10 +17,10 @@ from typing import Any
 
 from sealbill import keys
 from sealbill.demo.seed import seed_organization
-from sealbill.pipeline.billing import bill_period, period_bounds
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.render import render_run
-from sealbill.pipeline.usage_import import import_usage_file
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period, period_bounds
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.billing.usage_import import import_usage_file
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 

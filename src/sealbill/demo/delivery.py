@@ -12,9 +12,9 @@ from sealbill.mail.config import SmtpConfig
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
 from sealbill.mail.sink import SinkHandler, bound_port, start_sink
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.send import send_run
-from sealbill.store import ledger
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.pipeline.delivery.send import send_run
+from sealbill.store.delivery import ledger
 
 
 def deliver_to_sink(maildir: Path, say: Callable[[str], None], *,

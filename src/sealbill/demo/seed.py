@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan, Tier
-from sealbill.pipeline.organizations import create_org
-from sealbill.pipeline.rate import previous_period
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
+from sealbill.pipeline.billing.rate import previous_period
+from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.parties import records as parties
 
 from . import identities as ids
 
@@ -160,7 +160,7 @@ def seed_organization(conn: Connection, accounts: int, period_start: date, workd
     accounts_file = workdir / "accounts.json"
     accounts_file.write_text(json.dumps(records, ensure_ascii=False, indent=1),
                              encoding="utf-8")
-    from sealbill.pipeline.accounts_import import import_accounts
+    from sealbill.pipeline.parties.accounts_import import import_accounts
 
     import_accounts(conn, org_id, accounts_file, actor="demo-seed")
     account_ids = parties.account_ids_by_reference(conn, org_id)

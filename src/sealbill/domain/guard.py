@@ -1,6 +1,7 @@
 """The send-time guard: the last check before one message goes to SMTP (pure, standard library).
 
-The caller reads the exact bytes it is about to send back (:mod:`sealbill.pipeline.examine`:
+The caller reads the exact bytes it is about to send back
+(:mod:`sealbill.pipeline.delivery.examine`:
 headers, parts, the texts, what the Factur-X XML says — before taking the write lock),
 gathers plain facts from a *fresh* database read (not the plan, not a cache) inside the claiming
 transaction, and gets back from :func:`verdict` the list of violations. An empty list is the
@@ -133,7 +134,8 @@ class XmlFacts:
 
 @dataclass(frozen=True)
 class Examined:
-    """What the outgoing bytes say, read back once (:func:`sealbill.pipeline.examine.examine`):
+    """What the outgoing bytes say, read back once
+    (:func:`sealbill.pipeline.delivery.examine.examine`):
     a function of the bytes alone.
 
     It needs no database, so a sender computes it before taking the write lock; the rules

@@ -4,7 +4,8 @@ The guard must prove that a message carries its own account's identifiers and no
 Searching each of a run's 10,000 identifiers in each body would cost O(n) per message, so the
 text is cut into tokens once and each token is looked up in a dictionary (O(text) per message).
 That is :class:`IdentifierIndex`, the reference. The sender searches with an automaton over the
-same identifiers instead (:mod:`sealbill.pipeline.identifier_search`, about ten times faster),
+same identifiers instead (:mod:`sealbill.pipeline.delivery.identifier_search`, about ten times
+faster),
 keeping an occurrence only when :func:`is_whole_token` says it is a token there: the same
 answers (a property test compares the two).
 

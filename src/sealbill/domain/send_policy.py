@@ -1,7 +1,7 @@
 """The guard's policy rules, beside its four rules of :mod:`sealbill.domain.guard` (pure).
 
 Judged for each message in the claiming transaction, on facts read fresh there
-(:mod:`sealbill.store.policy_facts`) and on the SMTP recipients of the exact bytes:
+(:mod:`sealbill.store.delivery.policy_facts`) and on the SMTP recipients of the exact bytes:
 
 5. ``address_policy`` — every recipient, and the archive copy, passes the organization's address
    policy (:mod:`sealbill.domain.address_policy`) *now*, whatever the contact rows say: a

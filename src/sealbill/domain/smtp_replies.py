@@ -4,7 +4,7 @@ Only a refusal of a *recipient* says anything about a customer's address; everyt
 refuses the *client* — the relay does not accept us (``554 Client host rejected``), wants TLS
 (``530 Must issue a STARTTLS command first``), wants a login, refuses to relay, refuses our
 ``MAIL FROM`` — is a configuration problem: the run pauses, no message is charged an attempt and
-no contact is flagged (:mod:`sealbill.mail.smtp`, :mod:`sealbill.pipeline.outcome`).
+no contact is flagged (:mod:`sealbill.mail.smtp`, :mod:`sealbill.pipeline.delivery.outcome`).
 
 :func:`rcpt_verdict` judges one reply to ``RCPT TO``:
 

@@ -44,10 +44,10 @@ def problem_check(problem: str | None) -> None:
 
 
 def one_email(value: str | None) -> str | None:
-    """One e-mail address, normalized (:func:`sealbill.store.parties.normalize_email`)."""
+    """One e-mail address, normalized (:func:`sealbill.store.parties.records.normalize_email`)."""
     if value is None:
         return None
-    from sealbill.store.parties import normalize_email
+    from sealbill.store.parties.records import normalize_email
 
     return normalize_email(value)
 

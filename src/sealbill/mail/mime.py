@@ -1,7 +1,7 @@
 """Build the one MIME message of one invoice for one account, from resolved recipients.
 
 Invariants:
-- recipients are :class:`~sealbill.store.parties.Recipient` objects (a contact id and the
+- recipients are :class:`~sealbill.store.parties.records.Recipient` objects (a contact id and the
   address read from that contact row), never bare strings: anything else is refused;
 - ``To:`` lists exactly those recipients; there is no ``Cc:`` and no ``Bcc:`` header, ever;
 - the organization's archive mailbox, when configured, is the only extra copy, and it is
@@ -46,7 +46,7 @@ from typing import Any
 
 import pybase64
 
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 
 # Unicode characters that some clients render as a line break even though they are not CR/LF.
 _LINE_LIKE = {"\u0085", "\u2028", "\u2029"}

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sealbill.inputs.secrets import payment_secret_problem
 from sealbill.inputs.text import text_problem
 from sealbill.inputs.usage import MetricRule
-from sealbill.store.catalog import load_metrics
+from sealbill.store.billing.catalog import load_metrics
 from sealbill.store.schema import accounts, contacts, organizations, usage_events
 
 ACCOUNT_TEXT = ("reference", "name", "address_line1", "address_line2", "postcode", "city",

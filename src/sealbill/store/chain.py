@@ -1,7 +1,9 @@
 """Sealed hash chains and their checkpoints outside the database.
 
-Two tables are hash chains per organization: ``contact_events`` (:mod:`sealbill.store.contact_log`)
-and ``delivery_ledger`` (:mod:`sealbill.store.ledger`). Each row carries ``seq`` (1, 2, 3...),
+Two tables are hash chains per organization: ``contact_events``
+(:mod:`sealbill.store.parties.contact_log`)
+and ``delivery_ledger`` (:mod:`sealbill.store.delivery.ledger`). Each row carries ``seq`` (1, 2,
+3...),
 ``prev_hash``, ``row_hash`` (SHA-256 over its content and ``prev_hash``) and a **seal**: the
 HMAC of (organization, seq, row_hash) with the keyring's active key (``domain/seals.py``). A row
 edited and re-hashed by someone without the key has a seal that no longer matches; a row

@@ -4,7 +4,7 @@ console's and the portal's sessions, and the rendering of a page with its CSRF t
 Console sessions are the application layer's (:mod:`sealbill.app.sessions`: password + TOTP,
 the operator's role in the organization, stored hashed); their CSRF token is derived from the
 session's secret with the installation key (nothing more to store, and it dies with the
-session). Portal sessions are :mod:`sealbill.store.portal_sessions`, with a stored token.
+session). Portal sessions are :mod:`sealbill.store.parties.portal_sessions`, with a stored token.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sealbill.app import sessions
 from sealbill.app.context import Actor
 from sealbill.app.errors import NotFound, Unauthenticated
 from sealbill.app.portal import PortalUser, org_by_slug, portal_user
-from sealbill.store import portal_sessions
+from sealbill.store.parties import portal_sessions
 from sealbill.web import render
 from sealbill.web.config import WebConfig
 from sealbill.web.security import derived_token, pre_token, require_csrf

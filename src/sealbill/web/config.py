@@ -34,7 +34,7 @@ class WebConfig:
 
     @classmethod
     def from_environment(cls) -> WebConfig:
-        from sealbill.pipeline.verify import secret_key
+        from sealbill.pipeline.parties.verify import secret_key
 
         return cls(public_url=os.environ.get("SEALBILL_PUBLIC_URL", "http://127.0.0.1:8000")
                    .rstrip("/"),

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from sealbill.app import misdelivery, portal, portal_contacts
 from sealbill.app.errors import AppError, NotFound
-from sealbill.store import portal_sessions
+from sealbill.store.parties import portal_sessions
 from sealbill.web import base
 from sealbill.web.console import call
 from sealbill.web.downloads import attachment

@@ -7,7 +7,7 @@ nothing, because the next :func:`advance` reads the tables again and asks for th
 
 State -> jobs (``billing_runs.status``):
 - ``drafted``   -> one ``rate`` job per rating chunk not rated yet
-  (:mod:`sealbill.pipeline.billing_chunks`); all rated (or a run drafted by the embedded
+  (:mod:`sealbill.pipeline.billing.queued_rating`); all rated (or a run drafted by the embedded
   ``run bill``, which has no chunks) -> ``finalize``;
 - ``finalized`` -> one ``render`` job per chunk of unrendered invoices; none left -> ``plan``;
 - ``held``      -> nothing: the diff gate waits for an operator (approval calls advance);
@@ -28,9 +28,9 @@ import procrastinate
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.pipeline.billing_chunks import chunk_ids
-from sealbill.pipeline.send import SendOptions
-from sealbill.store import outbox as box
+from sealbill.pipeline.billing.queued_rating import chunk_ids
+from sealbill.pipeline.delivery.send import SendOptions
+from sealbill.store.delivery import outbox as box
 from sealbill.store.schema import billing_runs, documents, invoices
 from sealbill.workers.queue import defer_in
 

@@ -1,8 +1,9 @@
 """The send stage split into jobs: the canary, the slices of the rest, the closing status.
 
-The embedded :func:`sealbill.pipeline.send.send_run` does all three in one process under the
+The embedded :func:`sealbill.pipeline.delivery.send.send_run` does all three in one process under
+the
 run's lock; here each part is its own job, possibly on another machine, and uses the same
-sender (:class:`sealbill.pipeline.send._Sender`): the guard before every message, the kill
+sender (:class:`sealbill.pipeline.delivery.send._Sender`): the guard before every message, the kill
 switch and run status read in every claiming transaction, outcomes and ledger rows per
 message. Slice k of n owns the outbox rows whose id is k modulo n (as a forked sender does);
 the queue never runs two jobs of one slice at once (Procrastinate ``lock``), and the per-run
@@ -16,13 +17,13 @@ from sqlalchemy.engine import Engine
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.seal_checks import history_halt
-from sealbill.pipeline.send import SendError, SendOptions, _Sender
-from sealbill.pipeline.send_checks import check_canary, retryable_left
-from sealbill.store import outbox as box
-from sealbill.store import parties
-from sealbill.store import plans as plan_store
-from sealbill.store.send_lock import run_lock
+from sealbill.pipeline.delivery.seal_checks import history_halt
+from sealbill.pipeline.delivery.send import SendError, SendOptions, _Sender
+from sealbill.pipeline.delivery.send_checks import check_canary, retryable_left
+from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import plans as plan_store
+from sealbill.store.delivery.send_lock import run_lock
+from sealbill.store.parties import records as parties
 
 SENDABLE = ("approved", "sending")
 

@@ -32,11 +32,12 @@ import signal
 import procrastinate
 
 from sealbill import settings
-from sealbill.pipeline.billing_chunks import bill_chunk, chunk_ids
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.render import render_run
-from sealbill.store import ledger, parties
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.queued_rating import bill_chunk, chunk_ids
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.store.delivery import ledger
+from sealbill.store.parties import records as parties
 from sealbill.workers import advance as adv
 from sealbill.workers import send_jobs
 from sealbill.workers.queue import database_url, engine, make_app, tasks

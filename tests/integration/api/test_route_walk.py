@@ -140,7 +140,7 @@ def test_every_mutation_leaves_an_audit_entry_naming_the_keys_operator(world: tu
 def _flag_bounced(client: TestClient, org: Org) -> None:
     """The organization's contact flagged bounced, as the sender flags a refused address."""
     from sealbill.app import ids
-    from sealbill.store.outbox_outcomes import flag_bounced
+    from sealbill.store.delivery.outbox_outcomes import flag_bounced
 
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:

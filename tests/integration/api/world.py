@@ -39,7 +39,7 @@ def build_org(engine: Engine, slug: str, index: int) -> Org:
     created = organizations.create(engine, root, {**ORG, "slug": slug})
     del created
     with engine.begin() as conn:
-        from sealbill.store import parties
+        from sealbill.store.parties import records as parties
 
         org_id = int(parties.organization_by_slug(conn, slug)["id"])
     org = Org(org_id, slug)

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 
 from sealbill.documents.cii import NS
 from sealbill.documents.render import render_invoice
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run, void_invoice
-from sealbill.store import balances
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run, void_invoice
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.store.billing import balances
+from sealbill.store.billing.invoices import load_invoice
 from tests.support.facturx_check import check_pdf
 from tests.support.scenario import build_scenario
 

@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.store import catalog, parties
-from sealbill.store.usage import stream_period_raw
+from sealbill.store.billing import catalog
+from sealbill.store.billing.usage import stream_period_raw
+from sealbill.store.parties import records as parties
 
 
 @contextmanager

@@ -15,12 +15,13 @@ from sqlalchemy.engine import Engine
 
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.domain.usage import UsageEvent
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.usage_import import record_usage
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties, queries
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.usage_import import record_usage
+from sealbill.store import queries
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import invoice_lines, invoice_tax_lines, invoices, subscriptions
 from tests.support.scenario import Scenario, build_scenario
 
@@ -287,7 +288,7 @@ def test_a_plan_with_an_interval_sealbill_does_not_bill_blocks_only_its_subscrip
 
 def test_bill_finalize_credit_rerun_dry_run_and_rerun_after_a_plan_change_never_duplicate(
         any_engine: Engine, tmp_path: Path) -> None:
-    from sealbill.pipeline.finalize import issue_credit_note
+    from sealbill.pipeline.billing.finalize import issue_credit_note
 
     s = build_scenario(any_engine, accounts=3, files_dir=tmp_path, render=False)
     _cancel_now(any_engine, s, "A0001")  # November: a credit note for A0001

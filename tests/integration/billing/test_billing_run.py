@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain.invoices import check_invoice
-from sealbill.pipeline.billing import BillingError, bill_period
-from sealbill.pipeline.finalize import finalize_run, issue_credit_note, void_invoice
-from sealbill.store import parties, queries
-from sealbill.store.invoices import InvoiceStateError, load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run, issue_credit_note, void_invoice
+from sealbill.pipeline.billing.invoice import BillingError, bill_period
+from sealbill.store import queries
+from sealbill.store.billing.invoices import InvoiceStateError, load_invoice
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import invoices
 from tests.support.scenario import build_scenario
 
@@ -113,7 +114,7 @@ def test_plan_change_mid_period_is_prorated_on_the_next_invoice(any_engine: Engi
     from decimal import Decimal
 
     from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-    from sealbill.store import catalog as catalog_store
+    from sealbill.store.billing import catalog as catalog_store
     from sealbill.store.schema import subscriptions
 
     s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
@@ -147,7 +148,7 @@ def test_a_yearly_subscription_is_billed_once_a_year_in_its_anniversary_month(
     from decimal import Decimal
 
     from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-    from sealbill.store import catalog as catalog_store
+    from sealbill.store.billing import catalog as catalog_store
 
     s = build_scenario(any_engine, accounts=1, files_dir=tmp_path, render=False)
     with any_engine.begin() as conn:
@@ -172,7 +173,7 @@ def test_a_yearly_subscription_is_billed_once_a_year_in_its_anniversary_month(
 
 def test_rating_in_worker_processes_gives_the_same_invoices_as_inline(
         sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sealbill.pipeline import billing
+    from sealbill.pipeline.billing import invoice as billing
 
     s = build_scenario(sqlite_engine, accounts=9, files_dir=tmp_path, render=False)
     monkeypatch.setattr(billing, "CHUNK", 2)  # 5 chunks: enough for the pool
@@ -190,7 +191,7 @@ def test_cancellation_stops_billing_at_period_end_or_credits_the_rest_now(
     from datetime import date
     from decimal import Decimal
 
-    from sealbill.store import catalog as catalog_store
+    from sealbill.store.billing import catalog as catalog_store
     from sealbill.store.schema import subscriptions
 
     s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)

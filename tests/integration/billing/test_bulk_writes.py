@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.invoices import DocumentKind, InvoiceLine, TaxSubtotal, VatCategory
-from sealbill.store import bulk
+from sealbill.store.billing import bulk
+from sealbill.store.billing.invoices import DraftInvoice
 from sealbill.store.db import inserted_id
-from sealbill.store.invoices import DraftInvoice
 from sealbill.store.schema import invoice_lines, invoice_tax_lines, invoices
 from tests.support.scenario import account_records, build_scenario
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from sealbill.pipeline.billing import bill_period
-from sealbill.store import invoices as invoice_store
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.store.billing import invoices as invoice_store
 from sealbill.store.db import create_engine
 from sealbill.store.schema import invoices
 from tests.support.scenario import build_scenario

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.pipeline.data_check import check_stored_data
-from sealbill.store import catalog
+from sealbill.store.billing import catalog
 from sealbill.store.schema import accounts, contacts, usage_events
 from tests.support.scenario import build_scenario
 

@@ -16,14 +16,14 @@ from sqlalchemy.engine import Engine
 
 from sealbill.documents.render import render_invoice
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-from sealbill.pipeline.accounts_import import import_accounts
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.rates_import import RatesRejected, import_rates
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
-from sealbill.store.exchange_rates import MissingExchangeRate
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.rates_import import RatesRejected, import_rates
+from sealbill.pipeline.parties.accounts_import import import_accounts
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.exchange_rates import MissingExchangeRate
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties import records as parties
 from tests.support.facturx_check import check_pdf
 from tests.support.scenario import account_records, build_scenario
 

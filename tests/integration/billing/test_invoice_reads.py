@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.pipeline.finalize import issue_credit_note
-from sealbill.store.invoice_reads import InvoiceStateError, load_invoices, stream_invoices
-from sealbill.store.invoices import load_invoice
-from sealbill.store.parties import NotFound
+from sealbill.pipeline.billing.finalize import issue_credit_note
+from sealbill.store.billing.invoice_reads import InvoiceStateError, load_invoices, stream_invoices
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties.records import NotFound
 from sealbill.store.schema import invoices
 from tests.support.scenario import build_scenario
 

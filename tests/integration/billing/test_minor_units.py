@@ -20,13 +20,14 @@ from sealbill.documents.cii import NS
 from sealbill.documents.render import render_invoice
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.domain.invoices import Invoice
-from sealbill.pipeline.accounts_import import import_accounts
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run, issue_credit_note
-from sealbill.pipeline.rates_import import import_rates
-from sealbill.store import balances, parties
-from sealbill.store import catalog as catalog_store
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run, issue_credit_note
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.rates_import import import_rates
+from sealbill.pipeline.parties.accounts_import import import_accounts
+from sealbill.store.billing import balances
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties import records as parties
 from tests.support.facturx_check import check_pdf
 from tests.support.scenario import account_records, build_scenario
 from tests.unit.documents.test_pdf import pages_text, squash

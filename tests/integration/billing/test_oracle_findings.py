@@ -10,12 +10,12 @@ from sqlalchemy.engine import Engine
 
 from sealbill.demo.seed import ORGANIZATION
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.organizations import create_org
-from sealbill.store import catalog as catalog_store
-from sealbill.store import parties
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import subscriptions
 
 AT = datetime(2025, 9, 1, tzinfo=UTC)

@@ -18,12 +18,12 @@ from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import render_invoice
 from sealbill.domain.catalog import Charge, ChargeModel, ChargeProperties, Interval, Plan
 from sealbill.domain.taxes import EU_MEMBER_STATES, VatRateClass
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run, issue_credit_note
-from sealbill.pipeline.oss import rate_table, year_totals
-from sealbill.pipeline.oss_return import oss_return
-from sealbill.store import catalog as catalog_store
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run, issue_credit_note
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.oss import rate_table, year_totals
+from sealbill.pipeline.billing.oss_return import oss_return
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.invoices import load_invoice
 from sealbill.store.schema import invoices, organizations
 from tests.support.facturx_check import Finding, check_pdf
 from tests.support.scenario import Scenario, account_records, build_scenario

@@ -18,9 +18,9 @@ from sealbill.app import invoices as invoice_use_cases
 from sealbill.app.context import local_actor
 from sealbill.documents.render import render_invoice
 from sealbill.domain.invoices import VatCategory
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.store.billing.invoices import load_invoice
 from sealbill.store.schema import invoices
 from tests.support.facturx_check import check_pdf
 from tests.support.scenario import account_records, seed_organization

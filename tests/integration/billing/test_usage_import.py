@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from sealbill.pipeline.usage_import import UsageImportRejected, import_usage_file
-from sealbill.store import catalog as catalog_store
+from sealbill.pipeline.billing.usage_import import UsageImportRejected, import_usage_file
+from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.schema import usage_events
 from tests.support.scenario import build_scenario
 
@@ -90,7 +90,7 @@ def test_stored_events_read_back_exactly(any_engine: Engine, org: int, tmp_path:
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from sealbill.store.usage import stream_period
+    from sealbill.store.billing.usage import stream_period
 
     row = _event(1, value="0.000012")
     row["properties"] = {"region": "eu-west", "user": "Zoë"}  # type: ignore[assignment]
@@ -106,7 +106,7 @@ def test_stored_events_read_back_exactly(any_engine: Engine, org: int, tmp_path:
 def test_a_bad_row_in_a_later_chunk_undoes_the_chunks_already_inserted(
         any_engine: Engine, org: int, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from sealbill.pipeline import usage_import
+    from sealbill.pipeline.billing import usage_import
 
     monkeypatch.setattr(usage_import, "CHUNK", 4)
     rows = [_event(n) for n in range(20)]
@@ -122,7 +122,7 @@ def test_events_recorded_from_python_follow_the_same_rules(any_engine: Engine, o
     from decimal import Decimal
 
     from sealbill.domain.usage import UsageEvent
-    from sealbill.pipeline.usage_import import record_usage
+    from sealbill.pipeline.billing.usage_import import record_usage
 
     when = datetime(2026, 10, 3, tzinfo=UTC)
     events = [UsageEvent(f"py{n}", "A0001", "api_calls", when, Decimal(n)) for n in range(3)]
@@ -137,7 +137,7 @@ def test_the_raw_stream_converts_to_exactly_what_the_typed_stream_reads(
         any_engine: Engine, org: int, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from sealbill.store.usage import event_fields, stream_period, stream_period_raw
+    from sealbill.store.billing.usage import event_fields, stream_period, stream_period_raw
 
     rows = [_event(n, value=f"{n}.000120") for n in range(6)]
     rows[2]["properties"] = {"user": "Zoë", "region": "eu"}  # type: ignore[assignment]
@@ -178,7 +178,7 @@ def test_the_same_payload_in_another_form_is_a_duplicate(
 def test_an_id_repeated_later_in_the_file_with_another_payload_is_a_bad_row(
         any_engine: Engine, org: int, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from sealbill.pipeline import usage_import
+    from sealbill.pipeline.billing import usage_import
 
     monkeypatch.setattr(usage_import, "CHUNK", 4)  # the repeat is in a later chunk
     rows = [_event(n) for n in range(8)]
@@ -234,7 +234,7 @@ def test_the_fast_path_and_the_careful_path_store_the_same_rows(
     from decimal import Decimal
 
     from sealbill.domain.usage_records import parse_usage_record
-    from sealbill.pipeline.usage_import import record_usage
+    from sealbill.pipeline.billing.usage_import import record_usage
 
     rows = [{"event_id": f"h{n}", "account_reference": account, "metric_code": "api_calls",
              "timestamp": stamp, "value": value, "properties": props}
@@ -266,7 +266,7 @@ def test_a_csv_file_takes_the_careful_path_with_the_same_rules(
     assert [p.split(":")[:2] for p in caught.value.problems] == [["line 3", " timestamp"]]
     result = import_usage_file(any_engine, org, path, rejects=tmp_path / "rejects.jsonl")
     assert (result["inserted"], result["rejected"]) == (2, 1)
-    from sealbill.store.usage_ingest import utc_text
+    from sealbill.store.billing.usage_ingest import utc_text
 
     stored = _stored_rows(any_engine)
     assert [(r[0], r[3] if isinstance(r[3], str) else utc_text(r[3]), r[4], r[5])  # type: ignore[arg-type]

@@ -20,13 +20,13 @@ from sealbill.mail.config import SmtpConfig
 from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
 from sealbill.mail.readback import parse_message
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.compose import extract_facturx_xml
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.plan import PlanResult, approve_run, plan_run
-from sealbill.pipeline.render import render_run
-from sealbill.pipeline.send import SendOptions, SendReport, send_run
-from sealbill.store import ledger
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.delivery.compose import extract_facturx_xml
+from sealbill.pipeline.delivery.plan import PlanResult, approve_run, plan_run
+from sealbill.pipeline.delivery.send import SendOptions, SendReport, send_run
+from sealbill.store.delivery import ledger
 from sealbill.store.schema import alerts, billing_runs, invoices, organizations, outbox
 from tests.support.scenario import Scenario, build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture

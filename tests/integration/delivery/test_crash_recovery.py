@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sealbill.pipeline.plan import plan_run
-from sealbill.store import ledger
+from sealbill.pipeline.delivery.plan import plan_run
 from sealbill.store.db import create_engine
+from sealbill.store.delivery import ledger
 from sealbill.store.migrate import upgrade
 from sealbill.store.schema import delivery_ledger, invoices, outbox
 from tests.support.scenario import build_scenario

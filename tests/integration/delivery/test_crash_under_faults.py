@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from sealbill.pipeline.plan import plan_run
-from sealbill.store import ledger, parties
+from sealbill.pipeline.delivery.plan import plan_run
 from sealbill.store.db import create_engine
+from sealbill.store.delivery import ledger
 from sealbill.store.migrate import upgrade
+from sealbill.store.parties import records as parties
 from tests.support.scenario import build_scenario
 from tests.support.smtp import SmtpCapture
 

@@ -14,16 +14,17 @@ from lxml import etree
 
 from sealbill.documents.cii import NS
 from sealbill.mail.readback import parse_message
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.compose import extract_facturx_xml
-from sealbill.pipeline.finalize import issue_credit_note
-from sealbill.pipeline.incident import radius_in
-from sealbill.pipeline.plan import plan_summary
-from sealbill.pipeline.render import render_run
-from sealbill.pipeline.send import SendError
-from sealbill.store import catalog as catalog_store
-from sealbill.store import incident_evidence, parties
-from sealbill.store.invoices import load_invoice
+from sealbill.pipeline.billing.finalize import issue_credit_note
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.delivery.compose import extract_facturx_xml
+from sealbill.pipeline.delivery.plan import plan_summary
+from sealbill.pipeline.delivery.send import SendError
+from sealbill.pipeline.incident.actions import radius_in
+from sealbill.store.billing import catalog as catalog_store
+from sealbill.store.billing.invoices import load_invoice
+from sealbill.store.incident import evidence as incident_evidence
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import delivery_ledger, documents, invoices, outbox, subscriptions
 from tests.integration.delivery.conftest import World, second_cycle
 from tests.support.smtp import Received
@@ -150,7 +151,7 @@ def test_a_manual_credit_note_after_its_run_was_sent_is_mailed_by_the_next_run(
     result = bill_period(world.engine, world.org_id, "2026-11", actor="t")
     assert result.credit_notes_to_deliver == [credit] and result.drafted == 4
     run = result.run_id or 0
-    from sealbill.pipeline.finalize import finalize_run
+    from sealbill.pipeline.billing.finalize import finalize_run
 
     finalize_run(world.engine, world.org_id, run)
     render_run(world.engine, world.org_id, run, world.scenario.files_dir / "documents",
@@ -239,7 +240,7 @@ def test_the_blast_radius_counts_credit_notes(world: World) -> None:
         # the operator later learns the accountant was never entitled to A0001
         contact_id = conn.execute(sa.text(
             "SELECT id FROM contacts WHERE email = :e"), {"e": ACCOUNTANT}).scalar_one()
-        from sealbill.store import incidents
+        from sealbill.store.incident import incidents
 
         incidents.add_correction(conn, world.org_id, contact_id=int(contact_id),
                                  account_id=world.scenario.account_ids["A0001"],
@@ -278,7 +279,7 @@ def test_a_credit_note_issued_while_its_run_is_being_planned_waits_for_the_plan(
     import threading
     import time
 
-    from sealbill.store import plans as plan_store
+    from sealbill.store.delivery import plans as plan_store
     from tests.support.scenario import build_scenario
 
     s = build_scenario(pg_engine, accounts=2, files_dir=tmp_path, render=False)

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SendResult, SmtpSender
-from sealbill.pipeline import control
-from sealbill.pipeline import set_aside as set_asides
-from sealbill.pipeline.send import SendOptions, SendReport, send_run
-from sealbill.store import parties
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery import set_aside as set_asides
+from sealbill.pipeline.delivery.send import SendOptions, SendReport, send_run
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contacts, delivery_envelopes, delivery_ledger, invoices, outbox
 from tests.integration.delivery.conftest import FAST, World
 from tests.support.smtp import refusing_server

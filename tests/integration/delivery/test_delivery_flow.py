@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.readback import parse_message
-from sealbill.pipeline import control
-from sealbill.pipeline.plan import PlanError, approve_run
-from sealbill.pipeline.send import SendError
-from sealbill.store import parties
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.plan import PlanError, approve_run
+from sealbill.pipeline.delivery.send import SendError
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contacts, delivery_ledger, outbox
 from tests.integration.delivery.conftest import World, make_world
 from tests.support.smtp import SmtpCapture
@@ -165,14 +165,14 @@ def test_ledger_verify_reports_edits_and_deletions(world: World) -> None:
     assert not world.ledger_ok()
     with world.engine.begin() as conn:
         conn.execute(sa.delete(delivery_ledger).where(delivery_ledger.c.seq == 2))
-        from sealbill.store import ledger
+        from sealbill.store.delivery import ledger
 
         problems = ledger.verify(conn, world.org_id).problems
     assert {"gap", "chain broken", "missing"} <= {p["problem"] for p in problems}
     with world.engine.begin() as conn:
         last = conn.execute(sa.select(sa.func.max(delivery_ledger.c.seq))).scalar()
         conn.execute(sa.delete(delivery_ledger).where(delivery_ledger.c.seq == last))
-        from sealbill.store import ledger as ledger_store
+        from sealbill.store.delivery import ledger as ledger_store
 
         tail = ledger_store.verify(conn, world.org_id).problems
     assert any(p["problem"] == "missing" for p in tail)

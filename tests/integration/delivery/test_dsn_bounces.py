@@ -19,8 +19,8 @@ from sealbill.app import bounces
 from sealbill.app.context import local_actor
 from sealbill.app.errors import StateError
 from sealbill.cli import app as cli
-from sealbill.pipeline import control
-from sealbill.store import contact_log
+from sealbill.pipeline.delivery import control
+from sealbill.store.parties import contact_log
 from sealbill.store.schema import (
     audit_log,
     contact_events,

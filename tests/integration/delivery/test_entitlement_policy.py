@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from sealbill.domain.delivery_plan import DeliveryPolicy
-from sealbill.pipeline import set_aside
-from sealbill.pipeline.control import status
-from sealbill.pipeline.plan import plan_summary
-from sealbill.store import parties
+from sealbill.pipeline.delivery import set_aside
+from sealbill.pipeline.delivery.control import status
+from sealbill.pipeline.delivery.plan import plan_summary
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import (
     contact_links,
     contacts,

@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimSigner
-from sealbill.pipeline import compose, plan
-from sealbill.store import parties
-from sealbill.store import plans as plan_store
-from sealbill.store.address_rules import AddressRefused
+from sealbill.pipeline.delivery import compose, plan
 from sealbill.store.db import inserted_id
-from sealbill.store.parties import Recipient
+from sealbill.store.delivery import plans as plan_store
+from sealbill.store.parties import records as parties
+from sealbill.store.parties.address_rules import AddressRefused
+from sealbill.store.parties.records import Recipient
 from sealbill.store.schema import contact_links, contacts, documents
 from tests.integration.delivery.conftest import World, make_world, second_cycle
 from tests.support.smtp import SmtpCapture

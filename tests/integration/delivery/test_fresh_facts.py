@@ -20,11 +20,11 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
-from sealbill.pipeline import compose
-from sealbill.pipeline.plan import plan_run
-from sealbill.store import outbox as box
-from sealbill.store import parties
-from sealbill.store.plans import TEXT_KINDS
+from sealbill.pipeline.delivery import compose
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery.plans import TEXT_KINDS
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import (
     contact_links,
     contacts,

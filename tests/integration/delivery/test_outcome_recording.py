@@ -1,7 +1,8 @@
 """The outcome of a message is written with the next message's claim — and never lost.
 
 A sender keeps what SMTP answered for message k pending and records it in the transaction that
-claims message k + 1 (:mod:`sealbill.pipeline.pending`). Proven here, against real databases and
+claims message k + 1 (:mod:`sealbill.pipeline.delivery.pending`). Proven here, against real
+databases and
 a real SMTP server: whatever stops the sender after message k — the kill switch, a guard
 violation on k + 1, a database error while composing k + 1, SMTP failing, the canary check, a
 wait for retries — k's outcome is in the database (``sent`` and its ledger row, or the
@@ -19,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from sealbill.mail.smtp import SendResult
-from sealbill.pipeline import compose, control
-from sealbill.pipeline import send as send_module
-from sealbill.pipeline.send import SendOptions, send_run
-from sealbill.store import parties
+from sealbill.pipeline.delivery import compose, control
+from sealbill.pipeline.delivery import send as send_module
+from sealbill.pipeline.delivery.send import SendOptions, send_run
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links, delivery_envelopes, delivery_ledger, outbox
 from tests.integration.delivery.conftest import FAST, World, make_world
 

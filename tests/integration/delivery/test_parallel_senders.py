@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sealbill.pipeline import compose
-from sealbill.pipeline.send import SendOptions, SendReport, send_run
-from sealbill.store import ledger
+from sealbill.pipeline.delivery import compose
+from sealbill.pipeline.delivery.send import SendOptions, SendReport, send_run
 from sealbill.store.db import create_engine
+from sealbill.store.delivery import ledger
 from sealbill.store.schema import delivery_ledger, outbox
 from tests.integration.delivery.conftest import FAST, World, invoice_number_in, make_world
 from tests.support.smtp import SmtpCapture
@@ -144,7 +144,7 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
     message is not sent. The other sender is simulated: its claim is committed, on a connection
     of its own, just before this sender records its claims; and a rival that has not committed
     yet is waited for (the next test)."""
-    from sealbill.store import outbox as box
+    from sealbill.store.delivery import outbox as box
     from sealbill.store.schema import outbox_recipients
 
     world = pg_world
@@ -191,7 +191,7 @@ def test_a_claim_held_by_an_uncommitted_sender_is_waited_for_then_refused(
     refused. Run directly on the claiming statement, with two connections."""
     import threading
 
-    from sealbill.store import outbox as box
+    from sealbill.store.delivery import outbox as box
     from sealbill.store.schema import outbox_recipients
 
     world = pg_world

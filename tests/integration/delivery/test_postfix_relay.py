@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline import control
-from sealbill.pipeline.send import SendReport, send_run
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.send import SendReport, send_run
 from sealbill.store.schema import contacts, outbox
 from tests.integration.delivery.conftest import FAST, World, make_world
 from tests.integration.delivery.test_delivery_faults import assert_delivered_once_except

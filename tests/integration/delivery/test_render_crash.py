@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.render import KILL_ENV
-from sealbill.pipeline.send import send_run
+from sealbill.pipeline.billing.render import KILL_ENV
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.pipeline.delivery.send import send_run
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
 from sealbill.store.schema import documents

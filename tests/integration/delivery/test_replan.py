@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from sealbill.domain.delivery_plan import DeliveryPolicy
-from sealbill.pipeline import control
-from sealbill.pipeline.plan import PlanError, plan_summary
-from sealbill.pipeline.send import SendError, SendReport, send_run
-from sealbill.store import parties
-from sealbill.store import plans as plan_store
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.plan import PlanError, plan_summary
+from sealbill.pipeline.delivery.send import SendError, SendReport, send_run
+from sealbill.store.delivery import plans as plan_store
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links, contacts, delivery_ledger, outbox
 from tests.integration.delivery.conftest import FAST, World, second_cycle
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sealbill.app import bounces
 from sealbill.app import contacts as app_contacts
 from sealbill.app.context import local_actor
-from sealbill.pipeline import set_aside as set_asides
+from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.store.schema import alerts as alert_rows
 from tests.integration.delivery.conftest import World
 from tests.integration.delivery.test_delivery_faults import (

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from sealbill.domain.seals import event_hash
-from sealbill.store import contact_log, ledger
+from sealbill.store.delivery import ledger
+from sealbill.store.parties import contact_log
 from sealbill.store.schema import contact_events, delivery_ledger, outbox
 from tests.integration.delivery.conftest import World
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.store.db import create_engine
+from sealbill.store.delivery.send_lock import RunBusy, holder_id, run_lock
 from sealbill.store.schema import send_locks
-from sealbill.store.send_lock import RunBusy, holder_id, run_lock
 from tests.support.scenario import build_scenario
 
 

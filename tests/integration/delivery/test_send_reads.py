@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from sealbill.store import seal_facts
+from sealbill.store.delivery import seal_facts
 
 
 @pytest.mark.parametrize("recipients", [1, 2, 3])

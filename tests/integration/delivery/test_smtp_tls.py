@@ -453,8 +453,8 @@ def test_a_wrong_password_stops_the_run_and_a_resume_finishes_it(
     """The canary cannot be sent (535 at login): the run pauses as a configuration problem with
     nothing delivered, no attempt charged and no contact flagged; once the password is fixed,
     a recorded resume (or `run send` again) finishes the run."""
-    from sealbill.pipeline import control
-    from sealbill.pipeline.send import send_run
+    from sealbill.pipeline.delivery import control
+    from sealbill.pipeline.delivery.send import send_run
     from tests.integration.delivery.conftest import FAST, make_world
 
     running = serve("starttls")

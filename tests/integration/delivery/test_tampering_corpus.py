@@ -26,10 +26,11 @@ from sqlalchemy.engine import Engine
 
 from sealbill import keys
 from sealbill.mail.dkim import DkimSigner
-from sealbill.pipeline import control
-from sealbill.pipeline.send import send_run
-from sealbill.store import contact_log, parties, seals
+from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery.send import send_run
 from sealbill.store.db import create_engine
+from sealbill.store.parties import contact_log, seals
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_events, contact_links, invoices, outbox
 from tests.integration.delivery.conftest import FAST, World, invoice_number_in, second_cycle
 from tests.support.scenario import account_records, build_scenario

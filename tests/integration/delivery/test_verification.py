@@ -11,9 +11,9 @@ from email.policy import default
 import pytest
 import sqlalchemy as sa
 
-from sealbill.pipeline import verify
-from sealbill.store import parties
-from sealbill.store import verification as tokens
+from sealbill.pipeline.parties import verify
+from sealbill.store.parties import records as parties
+from sealbill.store.parties import verification as tokens
 from sealbill.store.schema import accounts, contact_events, contact_links, verification_tokens
 from tests.integration.delivery.conftest import World
 

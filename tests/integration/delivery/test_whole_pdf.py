@@ -13,9 +13,9 @@ from sealbill.documents.render import render_invoice
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.readback import parse_message
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.pdf_whole import pdf_problem
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.send import SendOptions, send_run
+from sealbill.pipeline.delivery.pdf_whole import pdf_problem
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.pipeline.delivery.send import SendOptions, send_run
 from sealbill.store.schema import delivery_envelopes, documents
 from tests.support.scenario import build_scenario
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture
@@ -78,7 +78,7 @@ def _with_embedded_xml(pdf: bytes, xml: bytes) -> bytes:
 def test_a_whole_pdf_whose_xml_is_not_the_planned_one_halts_the_run_and_reaches_nobody(
         sqlite_engine: Engine, tmp_path: Path,
         smtp_server: SmtpCapture) -> None:  # noqa: F811
-    from sealbill.pipeline.compose import extract_facturx_xml
+    from sealbill.pipeline.delivery.compose import extract_facturx_xml
 
     scenario = build_scenario(sqlite_engine, accounts=2, files_dir=tmp_path / "files")
     with sqlite_engine.begin() as conn:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from sealbill.documents.embedded import embedded_xml
 from sealbill.documents.render import FAST, TYPST
-from sealbill.pipeline.render import RenderCounts, render_run
+from sealbill.pipeline.billing.render import RenderCounts, render_run
 from sealbill.store.schema import documents
 from tests.support.scenario import build_scenario
 
@@ -51,7 +51,7 @@ def test_a_problem_stops_the_rendering_and_every_problem_is_listed(sqlite_engine
                                                                    tmp_path: Path) -> None:
     """Each invoice is read once: an invoice that cannot become a valid document stops the
     rendering at its chunk; the rest is still checked and every problem named."""
-    from sealbill.pipeline import render as render_pipeline
+    from sealbill.pipeline.billing import render as render_pipeline
     from sealbill.store.schema import invoices
 
     scenario = build_scenario(sqlite_engine, accounts=5, files_dir=tmp_path, render=False)

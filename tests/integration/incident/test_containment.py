@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from sealbill.pipeline import incident as pipeline
-from sealbill.store import incidents as store
-from sealbill.store import parties, switches, verification
+from sealbill.pipeline.incident import actions as pipeline
+from sealbill.store.delivery import switches
+from sealbill.store.incident import incidents as store
+from sealbill.store.parties import records as parties
+from sealbill.store.parties import verification
 from tests.integration.incident.world import at, swapped_world
 
 KEY = b"k" * 32

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain.breach_notice import FIELD_LABELS
-from sealbill.pipeline import incident as pipeline
+from sealbill.pipeline.incident import actions as pipeline
 from sealbill.store.schema import accounts
 from tests.integration.incident.expected import LABELS
 from tests.integration.incident.world import at, swapped_world

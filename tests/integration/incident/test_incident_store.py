@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain.blast_radius import Reason
-from sealbill.pipeline import incident as pipeline
-from sealbill.store import incidents as store
-from sealbill.store import parties
+from sealbill.pipeline.incident import actions as pipeline
+from sealbill.store.incident import incidents as store
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import incident_events
 from tests.integration.incident.world import at, swapped_world
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from sealbill.incident.summary import register_csv, register_entry, status_dict
-from sealbill.pipeline import incident as pipeline
+from sealbill.pipeline.incident import actions as pipeline
 from tests.integration.incident.world import at, swapped_world
 
 

@@ -1,8 +1,8 @@
 """A small world for incident tests: an organization, customers with a contact history, and
 ledger rows written the way the sender would have written them.
 
-Contacts and links go through :mod:`sealbill.store.parties` (so ``contact_events`` is real);
-ledger rows are appended through :mod:`sealbill.store.ledger`, as the sender appends them.
+Contacts and links go through :mod:`sealbill.store.parties.records` (so ``contact_events`` is real);
+ledger rows are appended through :mod:`sealbill.store.delivery.ledger`, as the sender appends them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.store import ledger, parties
+from sealbill.store.delivery import ledger
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links
 
 T0 = datetime(2026, 5, 14, 11, 35, tzinfo=UTC)  # the seed's first misdirected mail (13:35 CEST)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sealbill.app import distributed
 from sealbill.app.context import Actor
 from sealbill.app.errors import StateError
-from sealbill.pipeline.plan import plan_run
+from sealbill.pipeline.delivery.plan import plan_run
 from sealbill.store.schema import billing_runs, verification_tokens
 from sealbill.workers import advance, links
 from sealbill.workers.queue import make_app

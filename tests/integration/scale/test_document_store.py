@@ -12,8 +12,8 @@ from sealbill.documents import docstore
 from sealbill.documents.filestore import FileStore, FileStoreError, ImmutableFileError
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.send import send_run
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.pipeline.delivery.send import send_run
 from sealbill.store.schema import document_blobs, documents
 from tests.support.scenario import build_scenario, seed_organization
 from tests.support.smtp import SmtpCapture, smtp_server  # noqa: F401 - pytest fixture

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sealbill.app import distributed
 from sealbill.app.context import Actor
 from sealbill.app.invoices import run_row_id
-from sealbill.pipeline.billing_chunks import RATE_CHUNK_ENV
+from sealbill.pipeline.billing.queued_rating import RATE_CHUNK_ENV
 from sealbill.workers.run import init_schema
 from tests.support.scenario import build_scenario, seed_organization
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.app.distributed import enqueue_run
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.billing_chunks import RATE_CHUNK_ENV, bill_chunk, chunk_ids
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.queued_rating import RATE_CHUNK_ENV, bill_chunk, chunk_ids
 from sealbill.store.schema import invoices, rating_chunks
 from sealbill.workers import advance
 from sealbill.workers.run import init_schema

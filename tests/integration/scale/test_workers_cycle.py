@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from sealbill.app import distributed, operators
 from sealbill.app.context import local_actor
-from sealbill.store import ledger
+from sealbill.store.delivery import ledger
 from sealbill.store.schema import delivery_ledger, invoices, outbox
 from tests.integration.scale.conftest import Workers
 from tests.support.scenario import seed_organization

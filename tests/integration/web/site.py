@@ -4,7 +4,7 @@ run, a ledger, a real SMTP sink and uvicorn on loopback.
 Built only through production code: the scenario of ``tests/support/scenario.py``, operators
 and keys of ``sealbill.app.operators``, contact changes of ``sealbill.app.contacts``, runs of
 ``sealbill.app.runs`` (so the second run's starter is the operator ``alice``), the sender of
-``pipeline/send.py`` for the first cycle.
+``pipeline/delivery/send.py`` for the first cycle.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from sealbill.app import contacts, ids, misdelivery, operators, runs, sessions
 from sealbill.app.context import Actor, local_actor
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.billing import bill_period
-from sealbill.pipeline.finalize import finalize_run
-from sealbill.pipeline.incident import Scope, open_incident
-from sealbill.pipeline.plan import plan_run
-from sealbill.pipeline.render import render_run
-from sealbill.pipeline.send import SendOptions, send_run
-from sealbill.store import parties
+from sealbill.pipeline.billing.finalize import finalize_run
+from sealbill.pipeline.billing.invoice import bill_period
+from sealbill.pipeline.billing.render import render_run
+from sealbill.pipeline.delivery.plan import plan_run
+from sealbill.pipeline.delivery.send import SendOptions, send_run
+from sealbill.pipeline.incident.actions import Scope, open_incident
 from sealbill.store.db import create_engine
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links, subscriptions
 from sealbill.store.schema import contacts as contacts_table
 from sealbill.web import WebConfig, create_web_app

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from sealbill.app import catalog, subscriptions
-from sealbill.pipeline.incident import Scope, open_incident
+from sealbill.pipeline.incident.actions import Scope, open_incident
 from sealbill.store.schema import audit_log, contact_links, contacts, incidents
 from tests.integration.web.conftest import axe_violations, screenshot
 from tests.integration.web.site import Site

@@ -16,8 +16,8 @@ from sealbill.app import contact_vouch, contacts, message_actions, runs
 from sealbill.app.errors import Forbidden
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.send import send_run
-from sealbill.store import parties
+from sealbill.pipeline.delivery.send import send_run
+from sealbill.store.parties import records as parties
 from sealbill.store.schema import audit_log, contact_events, contact_links, outbox
 from sealbill.store.schema import contacts as contacts_table
 from tests.integration.web.conftest import axe_violations, screenshot

@@ -10,7 +10,8 @@ from playwright.sync_api import Page, expect
 
 from sealbill.app import incident_open
 from sealbill.app.errors import Forbidden
-from sealbill.store import switches, verification
+from sealbill.store.delivery import switches
+from sealbill.store.parties import verification
 from sealbill.store.schema import (
     accounts,
     audit_log,

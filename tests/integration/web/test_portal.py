@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from sealbill.app import misdelivery
 from sealbill.app.portal import LOGIN
-from sealbill.store import verification as tokens
+from sealbill.store.parties import verification as tokens
 from sealbill.store.schema import alerts, contact_links, contacts, invoices, misdelivery_reports
 from tests.integration.web.conftest import axe_violations, screenshot
 from tests.integration.web.site import SECRET, Site

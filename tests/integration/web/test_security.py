@@ -19,7 +19,7 @@ from playwright.sync_api import Page
 from starlette.routing import Route
 
 from sealbill.app import ids, misdelivery, sessions
-from sealbill.store import portal_sessions
+from sealbill.store.parties import portal_sessions
 from sealbill.store.schema import audit_log, contact_events, contacts, invoices
 from sealbill.web import ROUTERS
 from sealbill.web.security import CSP, derived_token

@@ -22,7 +22,7 @@ from sealbill.app.context import Actor, local_actor
 from sealbill.app.errors import Forbidden, NotFound, Unauthenticated
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SmtpSender
-from sealbill.store import portal_sessions
+from sealbill.store.parties import portal_sessions
 from sealbill.store.schema import alerts, contacts, webhook_messages
 from sealbill.store.schema import portal_sessions as sessions_table
 from tests.support.scenario import build_scenario
@@ -154,7 +154,7 @@ def test_a_message_is_set_aside_only_by_an_approver_with_a_reason_and_audited(
         any_engine: Engine, tmp_path: Path) -> None:
     from sealbill.app import message_actions
     from sealbill.app.errors import Invalid
-    from sealbill.pipeline.plan import plan_run
+    from sealbill.pipeline.delivery.plan import plan_run
     from sealbill.store.schema import audit_log, outbox
 
     s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=True)
@@ -190,8 +190,8 @@ def test_a_message_is_set_aside_only_by_an_approver_with_a_reason_and_audited(
 
 def _sent_scenario(engine: Engine, tmp_path: Path, smtp: SmtpCapture) -> tuple[Any, str]:
     """Two accounts whose first run was sent (the ledger has a row per invoice)."""
-    from sealbill.pipeline.plan import plan_run
-    from sealbill.pipeline.send import SendOptions, send_run
+    from sealbill.pipeline.delivery.plan import plan_run
+    from sealbill.pipeline.delivery.send import SendOptions, send_run
 
     s = build_scenario(engine, accounts=2, files_dir=tmp_path, render=True)
     plan_run(engine, s.org_id, s.run_id, actor="test-runner")

@@ -16,7 +16,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 from sealbill.mail.mime import Content, Outgoing, Sender, UnsafeHeaderValue
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 
 _LINE_LIKE = {"\u0085", "\u2028", "\u2029"}
 

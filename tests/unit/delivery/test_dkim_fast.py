@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sealbill.mail import mime
 from sealbill.mail.dkim import SIGNED_HEADERS, DkimKey, DkimSigner, _header_end, generate_key
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from sealbill.domain.identifiers import (
     tokens,
 )
 from sealbill.mail import mime
-from sealbill.pipeline import examine
-from sealbill.pipeline.identifier_search import AutomatonSearch
-from sealbill.store.parties import Recipient
+from sealbill.pipeline.delivery import examine
+from sealbill.pipeline.delivery.identifier_search import AutomatonSearch
+from sealbill.store.parties.records import Recipient
 
 XML = (b'<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:'
        b'CrossIndustryInvoice:100" xmlns:ram="urn:un:unece:uncefact:data:standard:'

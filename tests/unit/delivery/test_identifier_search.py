@@ -21,7 +21,7 @@ from sealbill.domain.identifiers import (
     occurs_as_token,
     tokens,
 )
-from sealbill.pipeline.identifier_search import AutomatonSearch
+from sealbill.pipeline.delivery.identifier_search import AutomatonSearch
 
 ENTRIES = [("number", "F-0007", "invoice:7"), ("number", "F-00071", "invoice:71"),
            ("reference", "A07x", "account:1"), ("reference", "A 07", "account:2"),

@@ -23,7 +23,7 @@ from sealbill.mail.dkim import DkimKey, DkimSigner, generate_key
 from sealbill.mail.readback import NotStrict as _NotStrict
 from sealbill.mail.readback import parse_message, parse_message_compat32
 from sealbill.mail.readback import parse_strict as _parse_strict
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 30
 

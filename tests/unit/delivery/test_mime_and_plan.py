@@ -15,7 +15,7 @@ from sealbill.domain.delivery_plan import (
     evaluate,
 )
 from sealbill.mail import mime
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 CONTENT = mime.Content("Facture F-1", b"text F-1", b"<p>F-1</p>", b"%PDF", "f.pdf")

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sealbill.mail import mime
-from sealbill.store.parties import Recipient
+from sealbill.store.parties.records import Recipient
 from tests.unit.delivery.reference_mime import build_message_reference
 
 NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)

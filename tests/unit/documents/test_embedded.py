@@ -10,7 +10,7 @@ import pytest
 from sealbill.documents.embedded import embedded_xml
 from sealbill.documents.render import RenderedDocuments
 from sealbill.domain.invoices import Invoice
-from sealbill.pipeline.compose import extract_facturx_xml
+from sealbill.pipeline.delivery.compose import extract_facturx_xml
 
 Corpus = dict[str, tuple[Invoice, RenderedDocuments]]
 

@@ -13,7 +13,7 @@ import pytest
 
 from sealbill.domain.oss import RateTable
 from sealbill.domain.taxes import EU_MEMBER_STATES, TaxError, VatRateClass
-from sealbill.pipeline.oss import rate_table
+from sealbill.pipeline.billing.oss import rate_table
 
 DATA = resources.files("sealbill.domain").joinpath("data/eu_vat_rates.json")
 REDUCED = [c for c in VatRateClass if c is not VatRateClass.STANDARD]

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from sealbill.inputs.accounts import CSV_COLUMNS, read_account_file
 from sealbill.inputs.problems import InputRejected
-from sealbill.pipeline.accounts_import import AccountRecord, check_record
-from sealbill.pipeline.usage_import import UsageImportRejected, _chunks
-from sealbill.pipeline.usage_rows import RowParser
+from sealbill.pipeline.billing.usage_import import UsageImportRejected, _chunks
+from sealbill.pipeline.billing.usage_rows import RowParser
+from sealbill.pipeline.parties.accounts_import import AccountRecord, check_record
 
 DEFAULTS = {"currency": "EUR", "locale": "fr"}
 PARSER = RowParser({"A1": 1}, {"api_calls", "seats"})

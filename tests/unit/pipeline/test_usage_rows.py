@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sealbill.pipeline.usage_rows import Batch, RowParser, fast_utc_text
-from sealbill.store.usage_ingest import utc_text
+from sealbill.pipeline.billing.usage_rows import Batch, RowParser, fast_utc_text
+from sealbill.store.billing.usage_ingest import utc_text
 
 ACCOUNTS = {"A1": 1, "A2": 2, " A3": 3}
 PARSER = RowParser(ACCOUNTS, {"api_calls", "seats"})

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from sealbill import keys
 from sealbill.domain.seals import Check, key_id
-from sealbill.store import parties, seals
+from sealbill.store.parties import records as parties
+from sealbill.store.parties import seals
 from sealbill.store.schema import contacts
 from tests.support.scenario import build_scenario
 

@@ -28,7 +28,7 @@ metrics = sa.Table(
 )
 
 # One row per price version of a plan; ``definition`` is the plan's charges as JSON
-# (sealbill.store.codecs), decimals as strings. A version never changes once written.
+# (sealbill.store.billing.catalog), decimals as strings. A version never changes once written.
 plans = sa.Table(
     "plans",
     metadata,

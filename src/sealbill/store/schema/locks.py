@@ -7,7 +7,7 @@ from sealbill.store.types import UtcDateTime
 
 # One row per run being sent (SQLite; PostgreSQL uses a session advisory lock). ``holder`` is
 # host:pid:process-start-time of the `run send` holding it: a row whose holder is dead (killed)
-# is taken over by the next sender (sealbill.store.send_lock).
+# is taken over by the next sender (sealbill.store.delivery.send_lock).
 send_locks = sa.Table(
     "send_locks",
     metadata,

@@ -19,7 +19,7 @@ usage_events = sa.Table(
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sa.Column("value", DecimalText),
     # Canonical JSON (sorted keys). The same id with another payload is refused by comparing
-    # these columns (store/usage_ingest.py), only for the ids already stored.
+    # these columns (store/billing/usage_ingest.py), only for the ids already stored.
     sa.Column("properties", sa.JSON),
     # A voided event is kept (with who, when and why) and excluded from rating.
     sa.Column("voided_at", UtcDateTime),

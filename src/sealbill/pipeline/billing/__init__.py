@@ -1,0 +1,1 @@
+"""Meter → rate → invoice → finalize → render: usage in, numbered documents out."""

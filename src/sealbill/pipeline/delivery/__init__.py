@@ -1,0 +1,1 @@
+"""Plan → guard → send → ledger: each document to the recipients entitled to it."""

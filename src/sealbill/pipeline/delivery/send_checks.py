@@ -1,0 +1,74 @@
+"""What ``run send`` checks about the run as a whole, between and after its sender phases.
+
+Invariants:
+- the canary is judged on *systematic* failure: the rest of the run is halted (with an alert
+  listing the failed canary messages and the servers' replies) when at least ``min_failures``
+  canary messages failed **and** they are at least ``share`` of the canary — so one bad address
+  (a 550 for one recipient) in a small canary never strands the rest of the run; the message
+  that failed stays listed by ``run status`` with its reply and the next step. A canary
+  message counts as failed when no customer received it (``failed_permanent``,
+  ``failed_temporary`` or left ``sending``); one delivered to some of its recipients (the
+  others bounced) does not count. A failure of the *message itself* — DATA refused, or
+  deferred until the retries ran out, which would happen to every message alike — halts on its
+  own, whatever the counts. The senders record every canary outcome
+  before this check (:mod:`sealbill.pipeline.delivery.pending`);
+- a run is ``sent`` only when no message is left that a later send would try again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from sealbill.domain import recipient_outcomes as rcpts
+from sealbill.store.delivery import alerts
+from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_outcomes as outcomes_store
+from sealbill.store.delivery import plans as plan_store
+
+
+def retryable_left(conn: Any, org_id: int, run_id: int, max_attempts: int) -> bool:
+    rows = box.items(conn, org_id, run_id, statuses=box.RETRYABLE)
+    return any(r.status != "failed_temporary" or r.attempts < max_attempts for r in rows)
+
+
+FAILED = ("sending", "failed_temporary", "failed_permanent")
+
+
+def canary_halts(failed: int, size: int, min_failures: int, share: float) -> bool:
+    """N of M: at least ``min_failures`` failed and at least ``share`` of the canary."""
+    return failed >= max(1, min_failures) and failed >= share * size
+
+
+def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2,
+                 share: float = 0.3) -> str | None:
+    """Halt the rest of the run when the canary failed systematically (see the module)."""
+    with engine.begin() as conn:
+        rows = box.items(conn, org_id, run_id, canary=True,
+                         statuses=("queued", "sending", "sent", "failed_temporary",
+                                   "failed_permanent", "held", "set_aside"))
+        failed = [r for r in rows if r.status in FAILED]
+        # a canary message an operator set aside (recorded) is out of the run; one the guard
+        # set aside and nobody confirmed (or held with recipients) still stops the rest
+        confirmed = box.operator_set_aside(conn, org_id, run_id)
+        size = sum(1 for r in rows if r.outbox_id not in confirmed
+                   and not (r.status == "held" and not r.recipients))
+        stopped = [r for r in rows if (r.status == "set_aside" and r.outbox_id not in confirmed)
+                   or (r.status == "held" and r.recipients)]
+        systematic = bool(stopped) or any(rcpts.message_level(r.outcomes) for r in failed)
+        if not systematic and not canary_halts(len(failed), size, min_failures, share):
+            return None
+        failed += stopped
+        plan_store.set_run_status(conn, org_id, run_id, "halted",
+                                  f"canary: {len(failed)} of {size} messages not delivered")
+        replies = outcomes_store.last_errors(conn, org_id, [r.outbox_id for r in failed])
+        alerts.record(conn, org_id, cause="canary_failed", run_id=run_id,
+                      message=f"{len(failed)} of {size} canary messages were not delivered "
+                              "(a systematic failure); the rest of the run was not sent. "
+                              "Fix the cause, then `sealbill run retry` them (or `sealbill "
+                              "resume --run`) and `sealbill run send`",
+                      evidence={"messages": [{"message_id": r.message_id, "status": r.status,
+                                              "reply": replies.get(r.outbox_id)}
+                                             for r in failed]})
+    return "canary_failed"

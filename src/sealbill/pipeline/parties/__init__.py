@@ -1,0 +1,1 @@
+"""The seller and its customers: organizations, account imports, address verification."""

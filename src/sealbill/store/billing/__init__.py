@@ -1,0 +1,1 @@
+"""Rows of billing: catalog, usage, invoices, balances, exchange rates."""

@@ -1,0 +1,1 @@
+"""Rows of delivery: plans, the outbox, the ledger, the switches and alerts."""

@@ -1,0 +1,310 @@
+"""Delivery plans and envelopes in the database, and the facts the plan policy reads.
+
+Invariants:
+- one plan per run (unique ``run_id``); one envelope per finalized document of the run —
+  invoice or credit note (``store/billing/credit_delivery.py``: which run a credit note is in); each
+  envelope gets exactly one outbox row whose Message-ID derives from the envelope id;
+- envelope recipients are written from
+:func:`~sealbill.store.parties.records.verified_billing_recipients`
+  only (contact id + address), never from another column or a free-form string;
+- a replan rebuilds only envelopes whose message never left (outbox ``queued`` or ``held``);
+  an envelope whose message is ``sending``, ``sent`` or ``failed_temporary`` is kept as is;
+- every read filters on ``organization_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
+from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
+from sealbill.store import stage_events
+from sealbill.store.db import inserted_id
+from sealbill.store.schema import (
+    accounts,
+    billing_runs,
+    contact_events,
+    contact_links,
+    contacts,
+    delivery_envelopes,
+    delivery_plans,
+    documents,
+    invoices,
+    outbox,
+)
+
+TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
+NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: no customer received it
+
+
+def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
+    row = conn.execute(sa.select(billing_runs).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id)).first()
+    if row is None:
+        raise LookupError(f"billing run {run_id} not found")
+    return dict(row._mapping)
+
+
+def lock_run(conn: Connection, org_id: int, run_id: int) -> None:
+    """Hold the run's row until commit (PostgreSQL ``FOR UPDATE``; SQLite has one writer):
+    a credit note given to the run (``store/billing/credit_delivery.py``) is either in its plan or
+    sees the plan and goes to another run."""
+    conn.execute(sa.select(billing_runs.c.id).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id
+    ).with_for_update()).first()
+
+
+def set_run_status(conn: Connection, org_id: int, run_id: int, status: str,
+                   halted_reason: str | None = None) -> None:
+    conn.execute(sa.update(billing_runs).where(
+        billing_runs.c.organization_id == org_id, billing_runs.c.id == run_id
+    ).values(status=status, halted_reason=halted_reason))
+    stage_events.publish(conn, org_id, stage_events.RUN_STATUS,
+                         {"run_id": run_id, "status": status, "reason": halted_reason})
+
+
+def run_invoices(conn: Connection, org_id: int, run_id: int) -> list[Mapping[str, Any]]:
+    """The run's finalized invoices (what must be delivered), with their account reference."""
+    rows = conn.execute(
+        sa.select(invoices.c.id, invoices.c.number, invoices.c.account_id,
+                  invoices.c.total_incl_minor, invoices.c.currency,
+                  accounts.c.reference, accounts.c.is_internal_test)
+        .join(accounts, sa.and_(accounts.c.id == invoices.c.account_id,
+                                accounts.c.organization_id == org_id))
+        .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
+               invoices.c.status == "finalized")
+        .order_by(invoices.c.id))
+    return [dict(row._mapping) for row in rows]
+
+
+def document_digests(conn: Connection, org_id: int,
+                     invoice_ids: Sequence[int]) -> dict[int, dict[str, tuple[str, str]]]:
+    """invoice id -> kind (pdf, xml, html, text) -> (path, sha256)."""
+    out: dict[int, dict[str, tuple[str, str]]] = {}
+    for start in range(0, len(invoice_ids), 500):
+        chunk = list(invoice_ids[start:start + 500])
+        rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
+                                      documents.c.path, documents.c.sha256)
+                            .where(documents.c.organization_id == org_id,
+                                   documents.c.invoice_id.in_(chunk)))
+        for invoice_id, kind, path, sha in rows:
+            kind = "text" if kind in TEXT_KINDS else kind
+            out.setdefault(int(invoice_id), {})[kind] = (str(path), str(sha))
+    return out
+
+
+def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
+               now: datetime, name_safe: Any) -> list[LinkFact]:
+    """For each (account, contact) pair: verification time, whether the contact history
+    explains the verified link and the current address, whether the name is header-safe."""
+    pairs = sorted(set(pairs))
+    contact_ids = sorted({cid for _, cid in pairs})
+    if not pairs:
+        return []
+    link_events: list[LinkEvent] = []
+    address_events: list[AddressEvent] = []
+    for start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[start:start + 500]
+        for row in conn.execute(sa.select(contact_events).where(
+                contact_events.c.organization_id == org_id,
+                contact_events.c.contact_id.in_(chunk))):
+            if row.event in ("added", "address_changed") and row.new_value:
+                address_events.append(AddressEvent(int(row.id), int(row.contact_id),
+                                                   str(row.new_value), row.at))
+            elif row.account_id is not None and row.role is not None:
+                link_events.append(LinkEvent(int(row.id), int(row.contact_id),
+                                             int(row.account_id), str(row.role),
+                                             str(row.event), row.at))
+    history = LinkHistory(link_events, address_events)
+    current = _current_links(conn, org_id, contact_ids)
+    facts = []
+    for account_id, contact_id in pairs:
+        email, name, verified_at = current.get((account_id, contact_id), (None, "", None))
+        why = _unexplained(history, contact_id, account_id, email, now)
+        facts.append(LinkFact(account_id, contact_id, verified_at, why == "", why,
+                              bool(name_safe(name))))
+    return facts
+
+
+def _unexplained(history: LinkHistory, contact_id: int, account_id: int, email: str | None,
+                 now: datetime) -> str:
+    if email is None:
+        return "no verified billing link now"
+    state = history.link_state(contact_id, account_id, "billing", now)
+    if state != "verified":
+        return f"history says the link is {state or 'absent'}, the table says verified"
+    recorded = history.address(contact_id, now)
+    if recorded is None or recorded.lower() != email.lower():
+        return f"history says the address is {recorded!r}, the table says {email!r}"
+    return ""
+
+
+def _current_links(conn: Connection, org_id: int, contact_ids: Sequence[int]
+                   ) -> dict[tuple[int, int], tuple[str, str, datetime | None]]:
+    out: dict[tuple[int, int], tuple[str, str, datetime | None]] = {}
+    for start in range(0, len(contact_ids), 500):
+        chunk = list(contact_ids[start:start + 500])
+        rows = conn.execute(
+            sa.select(contact_links.c.account_id, contact_links.c.contact_id, contacts.c.email,
+                      contacts.c.name, contact_links.c.verified_at)
+            .join(contacts, contacts.c.id == contact_links.c.contact_id)
+            .where(contact_links.c.organization_id == org_id,
+                   contacts.c.organization_id == org_id,
+                   contact_links.c.contact_id.in_(chunk), contact_links.c.role == "billing",
+                   contact_links.c.status == "verified"))
+        for account_id, contact_id, email, name, verified_at in rows:
+            out[(int(account_id), int(contact_id))] = (str(email), str(name or ""), verified_at)
+    return out
+
+
+def change_evidence(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]]
+                    ) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """For each (account, contact): the contact's history that concerns that account or its
+    address (added, address changed, linked, verified, revoked...), oldest first."""
+    pairs = set(pairs)
+    contact_ids = sorted({cid for _, cid in pairs})
+    by_contact: dict[int, list[Any]] = {}
+    for start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[start:start + 500]
+        for row in conn.execute(sa.select(contact_events).where(
+                contact_events.c.organization_id == org_id,
+                contact_events.c.contact_id.in_(chunk)).order_by(contact_events.c.id)):
+            by_contact.setdefault(int(row.contact_id), []).append(row)
+    out: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for account_id, contact_id in pairs:
+        out[(account_id, contact_id)] = [
+            {"contact_id": contact_id, "event": r.event, "actor": r.actor, "method": r.method,
+             "reason": r.reason, "old_value": r.old_value, "new_value": r.new_value,
+             "at": r.at.isoformat() if r.at else None}
+            for r in by_contact.get(contact_id, [])
+            if r.account_id is None or int(r.account_id) == account_id]
+    return out
+
+
+def set_archive(conn: Connection, org_id: int, plan_id: int, archive: str | None) -> None:
+    conn.execute(sa.update(delivery_plans).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
+    ).values(archive_email=archive))
+
+
+def plan_archive(conn: Connection, org_id: int, plan_id: int) -> str | None:
+    return conn.execute(sa.select(delivery_plans.c.archive_email).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id)).scalar()
+
+
+def approve_envelopes(conn: Connection, org_id: int, plan_id: int,
+                      digests: Mapping[int, str]) -> None:
+    """Record, per envelope, the digest of the recipients the approver saw."""
+    for envelope_id, digest in digests.items():
+        conn.execute(sa.update(delivery_envelopes).where(
+            delivery_envelopes.c.organization_id == org_id,
+            delivery_envelopes.c.plan_id == plan_id, delivery_envelopes.c.id == envelope_id
+        ).values(approved_sha256=digest))
+
+
+def plan_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any] | None:
+    row = conn.execute(sa.select(delivery_plans).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def previous_plan(conn: Connection, org_id: int, period: str
+                  ) -> tuple[int, list[PlannedEnvelope]] | None:
+    """The plan of the organization's latest run before ``period``, if any."""
+    row = conn.execute(
+        sa.select(delivery_plans.c.id, delivery_plans.c.run_id)
+        .join(billing_runs, billing_runs.c.id == delivery_plans.c.run_id)
+        .where(delivery_plans.c.organization_id == org_id, billing_runs.c.period < period)
+        .order_by(billing_runs.c.period.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return int(row.id), planned_envelopes(conn, org_id, int(row.id))
+
+
+def envelope_rows(conn: Connection, org_id: int, plan_id: int) -> list[Mapping[str, Any]]:
+    rows = conn.execute(
+        sa.select(delivery_envelopes, invoices.c.number, invoices.c.kind, accounts.c.reference,
+                  outbox.c.status.label("outbox_status"), outbox.c.message_id)
+        .join(invoices, invoices.c.id == delivery_envelopes.c.invoice_id)
+        .join(accounts, accounts.c.id == delivery_envelopes.c.account_id)
+        .outerjoin(outbox, outbox.c.envelope_id == delivery_envelopes.c.id)
+        .where(delivery_envelopes.c.organization_id == org_id,
+               delivery_envelopes.c.plan_id == plan_id)
+        .order_by(delivery_envelopes.c.id))
+    return [dict(row._mapping) for row in rows]
+
+
+def planned_envelopes(conn: Connection, org_id: int, plan_id: int) -> list[PlannedEnvelope]:
+    return [to_planned(row) for row in envelope_rows(conn, org_id, plan_id)]
+
+
+def to_planned(row: Mapping[str, Any]) -> PlannedEnvelope:
+    recipients = tuple((int(r["contact_id"]), str(r["email"])) for r in row["recipients"])
+    return PlannedEnvelope(int(row["invoice_id"]), str(row["number"]), int(row["account_id"]),
+                           str(row["reference"]), recipients, int(row["amount_minor"]),
+                           str(row["currency"]), str(row.get("kind") or "invoice"))
+
+
+def create_plan(conn: Connection, org_id: int, run_id: int, previous_plan_id: int | None,
+                actor: str) -> int:
+    return inserted_id(conn.execute(sa.insert(delivery_plans).values(
+        organization_id=org_id, run_id=run_id, previous_plan_id=previous_plan_id,
+        verdict="hold", report={}, created_by=actor, created_at=datetime.now(UTC),
+    )))
+
+
+def set_verdict(conn: Connection, org_id: int, plan_id: int, verdict: str,
+                report: Mapping[str, Any]) -> None:
+    conn.execute(sa.update(delivery_plans).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
+    ).values(verdict=verdict, report=dict(report), approved_by=None, approved_reason=None,
+             approved_at=None, approved_digest=None))
+
+
+def approve(conn: Connection, org_id: int, plan_id: int, actor: str, reason: str,
+            digest: str | None = None) -> None:
+    conn.execute(sa.update(delivery_plans).where(
+        delivery_plans.c.organization_id == org_id, delivery_plans.c.id == plan_id
+    ).values(approved_by=actor, approved_reason=reason, approved_at=datetime.now(UTC),
+             approved_digest=digest))
+
+
+def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> set[int]:
+    """Delete the envelopes (and outbox rows) whose message never left; returns their
+    invoice ids, to be planned again."""
+    rows = conn.execute(
+        sa.select(delivery_envelopes.c.id, delivery_envelopes.c.invoice_id, outbox.c.id)
+        .outerjoin(outbox, outbox.c.envelope_id == delivery_envelopes.c.id)
+        .where(delivery_envelopes.c.organization_id == org_id,
+               delivery_envelopes.c.plan_id == plan_id,
+               sa.or_(outbox.c.id.is_(None), outbox.c.status.in_(NEVER_LEFT)))).all()
+    envelope_ids = [int(e) for e, _, _ in rows]
+    outbox_ids = [int(o) for _, _, o in rows if o is not None]
+    for start in range(0, len(envelope_ids), 500):
+        if outbox_ids[start:start + 500]:
+            conn.execute(sa.delete(outbox).where(outbox.c.id.in_(outbox_ids[start:start + 500])))
+    for start in range(0, len(envelope_ids), 500):
+        conn.execute(sa.delete(delivery_envelopes).where(
+            delivery_envelopes.c.id.in_(envelope_ids[start:start + 500])))
+    return {int(i) for _, i, _ in rows}
+
+
+def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert envelopes, returning their ids in the order given."""
+    if not rows:
+        return []
+    result = conn.execute(
+        sa.insert(delivery_envelopes).returning(delivery_envelopes.c.id,
+                                                sort_by_parameter_order=True), list(rows))
+    return [int(i) for i in result.scalars()]
+
+
+def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.insert(outbox), list(rows))
+

@@ -1,0 +1,1 @@
+"""Rows of incidents: their timeline, evidence and containment."""

@@ -1,0 +1,1 @@
+"""Rows of the seller, its customers and their contacts, sealed where they entitle."""

@@ -1,0 +1,154 @@
+"""The contact history as an append-only, hash-chained, sealed log (``contact_events``).
+
+Every change to a contact or a link (added, address changed, linked, verified, pending,
+revoked, bounced, verification mails) is appended here by :func:`append`, in the transaction
+that makes the change — it is the only writer of ``contact_events``.
+
+Each row: ``seq`` (1, 2, 3... per organization), ``prev_hash`` (the previous row's
+``row_hash``; 64 zeros first), ``row_hash`` = SHA-256 of the canonical encoding
+(``domain/seals.encode("contact_event", ...)``) of :data:`EVENT_FIELDS`, and a seal over
+(organization, seq, row_hash). Appends of one organization are serialized (PostgreSQL advisory
+transaction lock; SQLite's single writer). The head is checkpointed outside the database
+(:mod:`sealbill.store.chain`).
+
+:func:`verify` (``sealbill contacts verify-log``) reports: a row whose content no longer
+matches its hash (``edited``), a row whose seal is missing, from an unknown key or wrong
+(``forged``), a row outside the chain (``unchained``), missing places (``deleted``), a broken
+link between rows (``chain broken``), a row whose id is out of order with its place
+(``re-inserted``: deleted and written back), and a tail shorter than a checkpoint
+(``truncated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.seals import EVENT_FIELDS, Check, chained_fields, check_event, event_hash
+from sealbill.keys import for_connection
+from sealbill.store import chain
+from sealbill.store.db import is_postgres
+from sealbill.store.delivery.prepared import Prepared
+from sealbill.store.schema import contact_events
+
+CHAIN = "contact_events"
+LINK_EVENTS = ("linked", "verified", "pending", "revoked")  # the events that set a link's status
+_LOCK_NAMESPACE = 0x5EA2
+_XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:ns, :org)")
+
+
+row_hash = event_hash
+
+
+_HEAD = Prepared(sa.select(contact_events.c.seq, contact_events.c.row_hash)
+                 .where(contact_events.c.organization_id == sa.bindparam("org"),
+                        contact_events.c.seq.is_not(None))
+                 .order_by(contact_events.c.seq.desc()).limit(1))
+_INSERT = Prepared(sa.insert(contact_events).values(
+    {name: sa.bindparam(name, type_=contact_events.c[name].type)
+     for name in (*EVENT_FIELDS, "row_hash", "seal", "seal_key_id")}))
+
+
+def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: str,
+           at: datetime, **extra: Any) -> int:
+    """Append one event (``extra``: account_id, role, method, reason, old/new value).
+
+    The head read at the first append of a transaction (under the lock) is kept for the rest
+    of it (:func:`sealbill.store.chain.transaction_head`): an import of a thousand accounts
+    reads it once."""
+    keyring = for_connection(conn)
+    head = chain.transaction_head(conn, CHAIN, org_id)
+    if head is None:
+        if is_postgres(conn):
+            conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
+        found = _HEAD.first(conn, {"org": org_id})
+        head = (0, chain.GENESIS) if found is None else (int(found.seq), str(found.row_hash))
+    seq = head[0] + 1
+    row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
+    row.update(extra)
+    row.update(organization_id=org_id, seq=seq, contact_id=contact_id, event=event,
+               actor=actor, at=at, prev_hash=head[1])
+    row["row_hash"] = row_hash(row)
+    row["seal"], row["seal_key_id"] = keyring.keys.seal(
+        "contact_event", chained_fields(org_id, seq, row["row_hash"]))
+    _INSERT.run(conn, row)
+    chain.note_head(conn, CHAIN, org_id, seq, row["row_hash"])
+    return seq
+
+
+def seal_check(conn: Connection, row: Any) -> Check:
+    """The seal of one stored event row, recomputed from its content."""
+    return check_event(for_connection(conn).keys, row)
+
+
+@dataclass(frozen=True)
+class LogReport:
+    rows: int
+    problems: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(conn: Connection, org_id: int) -> LogReport:
+    """Walk the organization's whole log (see the module docstring for what is reported)."""
+    keys = for_connection(conn).keys
+    problems: list[dict[str, Any]] = []
+    expected, prev = 1, chain.GENESIS
+    placed: list[tuple[int, dict[str, Any]]] = []  # (row id, where) in chain order
+    hashes: dict[int, str] = {}
+    count = 0
+    rows = conn.execute(sa.select(contact_events)
+                        .where(contact_events.c.organization_id == org_id)
+                        .order_by(contact_events.c.seq.is_(None), contact_events.c.seq,
+                                  contact_events.c.id))
+    for found in rows:
+        row = found._mapping
+        count += 1
+        where = {"id": int(row["id"]), "contact_id": int(row["contact_id"]),
+                 "event": row["event"]}
+        if row["seq"] is None:
+            problems.append({**where, "seq": None, "problem": "unchained", "detail":
+                             "an event outside the chain (written around sealbill)"})
+            continue
+        seq = int(row["seq"])
+        where["seq"] = seq
+        if seq != expected:
+            problems.append({**where, "problem": "deleted", "detail":
+                             f"events {expected}..{seq - 1} are missing"})
+        if row["prev_hash"] != prev:
+            problems.append({**where, "problem": "chain broken", "detail":
+                             "prev_hash is not the previous event's hash"})
+        computed = row_hash(row)
+        if computed != row["row_hash"]:
+            problems.append({**where, "problem": "edited", "detail":
+                             "content does not match its row_hash"})
+        check = keys.check("contact_event", chained_fields(org_id, seq, str(row["row_hash"])),
+                           row["seal"], row["seal_key_id"])
+        if check is not Check.VALID:
+            problems.append({**where, "problem": "forged", "detail":
+                             f"seal {check.value}: not written by sealbill with its key"})
+        placed.append((int(row["id"]), where))
+        hashes[seq] = str(row["row_hash"])
+        expected, prev = seq + 1, str(row["row_hash"])
+    problems += _reinserted(placed)
+    problems += chain.against_checkpoints(conn, CHAIN, org_id, hashes)
+    return LogReport(count, problems)
+
+
+def _reinserted(placed: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Ids grow with the chain; a row whose id is newer than a later row's was deleted and
+    written back (with its old content and place)."""
+    out: list[dict[str, Any]] = []
+    later_min: int | None = None
+    for row_id, where in reversed(placed):
+        if later_min is not None and row_id > later_min:
+            out.append({**where, "problem": "re-inserted", "detail":
+                        "its id is newer than a later event's: deleted and written back"})
+        later_min = row_id if later_min is None else min(later_min, row_id)
+    return out[::-1]
