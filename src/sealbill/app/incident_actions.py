@@ -166,10 +166,18 @@ def record_notification(engine: Engine, actor: Actor, org_id: int, incident_id: 
     _update(engine, actor, org_id, incident_id, change, "incident.notification")
 
 
+def update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
+           change: pipeline.FactsUpdate) -> dict[str, Any]:
+    """Any facts, measures and notification progress at once (``sealbill incident update``;
+    lists are appended to): the incident's record as it is now."""
+    _may_act(engine, actor, org_id, incident_id)
+    return _update(engine, actor, org_id, incident_id, change, "incident.update")
+
+
 def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
-            change: pipeline.FactsUpdate, action: str) -> None:
+            change: pipeline.FactsUpdate, action: str) -> dict[str, Any]:
     try:
-        pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
+        record = pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
     except ValueError as exc:
         field = ("notification_type" if "notification type" in str(exc) else
                  str(exc).split(":")[0].lstrip("-").replace("-", "_")
@@ -178,6 +186,7 @@ def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
     _audit(engine, actor, org_id, incident_id, action,
            {k: (v.isoformat() if isinstance(v, datetime) else v)
             for k, v in vars(change).items() if v not in (None, (), {})})
+    return record
 
 
 def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: str) -> None:

@@ -92,7 +92,8 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[
 
     incident_id = _checked("aware_at", lambda: pipeline.open_incident(
         engine, org_id, title=request.title, aware_at=request.aware_at, scope=scope,
-        actor=actor.name, pause=request.pause_sending, then=opened))
+        actor=actor.name, pause=request.pause_sending, description=request.description,
+        then=opened))
     return _detail(engine, actor, org_id, incident_id)
 
 
