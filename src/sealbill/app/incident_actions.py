@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit
+from sealbill.app import audit, ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
 from sealbill.domain.severity import INPUT_NAMES
@@ -40,10 +40,16 @@ def _may_act(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> Non
             raise NotFound(f"incident {incident_id} not found") from None
 
 
-def _audit(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
-           after: Any) -> None:
+def audit_incident(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
+                   after: Any) -> None:
+    """The audit entry of an act on an incident, named by its public id (``inc_…``) from
+    every door, so one incident's entries are found together."""
     with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "incident", str(incident_id), after=after)
+        audit.record(conn, actor, org_id, action, "incident",
+                     ids.encode(conn, org_id, "incident", incident_id), after=after)
+
+
+_audit = audit_incident
 
 
 def record_facts(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
