@@ -246,3 +246,40 @@ def test_a_late_status_asks_for_the_reasons_for_delay(small_world_db: str) -> No
     assert f"sealbill incident update {incident} --delay-reason TEXT" in flat
     assert after["clock"]["overdue"] and not after["clock"]["needs_delay_reason"]
     assert "delay_reason" not in [m["field"] for m in after["missing"]]
+
+
+def test_incident_commands_are_audited_under_the_public_id_and_queue_the_webhook(
+        small_world_db: str) -> None:
+    """Through the application layer, as over the API: ``incident.opened`` queued, every act
+    in the audit log under the incident's public id, a read-only key refused."""
+    from sealbill.app import ids, operators, webhooks
+    from sealbill.app.context import local_actor
+    from sealbill.store.schema import audit_log, webhook_messages
+
+    engine = create_engine(small_world_db)
+    with engine.begin() as conn:
+        org_id = int(parties.organization_by_slug(conn, "acme")["id"])
+    root = local_actor()
+    webhooks.add_endpoint(engine, root, org_id, "https://93.184.216.34/h", ["incident.opened"])
+    operators.create_operator(engine, root, "reader@ops.example", "read-only",
+                              "correct horse battery")
+    key = operators.create_key(engine, root, org_id, "reader@ops.example", "read-only")["key"]
+
+    opened = ok_json(small_world_db, "incident", "open", "--org", "acme", "--title", "swap",
+                     "--aware-at", at(0).isoformat())
+    incident = str(opened["incident_id"])
+    ok_json(small_world_db, "incident", "update", incident, "--org", "acme", "--cause",
+            "a bad migration")
+    refused = sealbill(small_world_db, "incident", "close", incident, "--org", "acme",
+                       "--reason", "done", "--key", key, "--json")
+    assert refused.returncode == 1 and "may not" in json.loads(refused.stdout)["error"]
+    ok_json(small_world_db, "incident", "close", incident, "--org", "acme", "--reason", "done")
+
+    with engine.begin() as conn:
+        public = ids.encode(conn, org_id, "incident", int(incident))
+        actions = list(conn.execute(sa.select(audit_log.c.action).where(
+            audit_log.c.object_kind == "incident", audit_log.c.object_id == public)
+            .order_by(audit_log.c.id)).scalars())
+        queued = conn.execute(sa.select(webhook_messages.c.payload)).scalars().all()
+    assert actions == ["incident.open", "incident.update", "incident.close"]
+    assert [p["data"]["incident_id"] for p in queued] == [public]

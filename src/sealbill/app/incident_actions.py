@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit
+from sealbill.app import audit, ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
 from sealbill.domain.severity import INPUT_NAMES
@@ -40,10 +40,16 @@ def _may_act(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> Non
             raise NotFound(f"incident {incident_id} not found") from None
 
 
-def _audit(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
-           after: Any) -> None:
+def audit_incident(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
+                   after: Any) -> None:
+    """The audit entry of an act on an incident, named by its public id (``inc_…``) from
+    every door, so one incident's entries are found together."""
     with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "incident", str(incident_id), after=after)
+        audit.record(conn, actor, org_id, action, "incident",
+                     ids.encode(conn, org_id, "incident", incident_id), after=after)
+
+
+_audit = audit_incident
 
 
 def record_facts(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
@@ -166,10 +172,18 @@ def record_notification(engine: Engine, actor: Actor, org_id: int, incident_id: 
     _update(engine, actor, org_id, incident_id, change, "incident.notification")
 
 
+def update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
+           change: pipeline.FactsUpdate) -> dict[str, Any]:
+    """Any facts, measures and notification progress at once (``sealbill incident update``;
+    lists are appended to): the incident's record as it is now."""
+    _may_act(engine, actor, org_id, incident_id)
+    return _update(engine, actor, org_id, incident_id, change, "incident.update")
+
+
 def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
-            change: pipeline.FactsUpdate, action: str) -> None:
+            change: pipeline.FactsUpdate, action: str) -> dict[str, Any]:
     try:
-        pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
+        record = pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
     except ValueError as exc:
         field = ("notification_type" if "notification type" in str(exc) else
                  str(exc).split(":")[0].lstrip("-").replace("-", "_")
@@ -178,6 +192,7 @@ def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
     _audit(engine, actor, org_id, incident_id, action,
            {k: (v.isoformat() if isinstance(v, datetime) else v)
             for k, v in vars(change).items() if v not in (None, (), {})})
+    return record
 
 
 def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: str) -> None:

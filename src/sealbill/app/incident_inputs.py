@@ -24,6 +24,8 @@ class IncidentIn(Model):
     message_ids: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=300)]],
                            Field(max_length=1000, default_factory=list)]
     pause_sending: bool = False
+    description: Annotated[str, Field(max_length=2000, description="What happened, as known "
+                                      "now (recorded with the opening).")] = ""
 
 
 class IncidentUpdateIn(Model):

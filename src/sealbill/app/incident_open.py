@@ -25,6 +25,7 @@ from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem
 from sealbill.app.incident_actions import _may_act
+from sealbill.app.incident_actions import audit_incident as _audit
 from sealbill.pipeline.incident import actions as pipeline
 from sealbill.pipeline.incident import incident_steps
 
@@ -134,9 +135,3 @@ def rotate(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> dict[
               "tokens_revoked": rotation.tokens_revoked}
     _audit(engine, actor, org_id, incident_id, "incident.rotate", result)
     return result
-
-
-def _audit(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
-           after: Any) -> None:
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "incident", str(incident_id), after=after)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import audit, ids, incident_actions, records, webhooks
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
+from sealbill.app.incident_actions import audit_incident as _audit
 from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn
 from sealbill.inputs.models import parse
 from sealbill.pipeline.incident import actions as pipeline
@@ -92,7 +93,8 @@ def open_incident(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[
 
     incident_id = _checked("aware_at", lambda: pipeline.open_incident(
         engine, org_id, title=request.title, aware_at=request.aware_at, scope=scope,
-        actor=actor.name, pause=request.pause_sending, then=opened))
+        actor=actor.name, pause=request.pause_sending, description=request.description,
+        then=opened))
     return _detail(engine, actor, org_id, incident_id)
 
 
@@ -200,10 +202,3 @@ def drafts(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
                 "text": (Path(tmp) / f.path).read_text(encoding="utf-8")} for f in files]
     _audit(engine, actor, org_id, incident_id, "incident.drafts", {"files": len(out)})
     return {"files": out, "missing_fields": list(dossier.missing)}
-
-
-def _audit(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
-           after: Any) -> None:
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "incident",
-                     ids.encode(conn, org_id, "incident", incident_id), after=after)

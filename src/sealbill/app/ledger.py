@@ -1,10 +1,10 @@
 """The delivery ledger through the application layer: search it (who received which invoice,
 about which data subject) a page at a time, and verify its hash chain and seals.
 
-Invariants: reading only; every query names the actor's organization; a page is the next
-``limit`` ledger rows (newest first) matching the SQL criteria, of which those whose recipients
-hold ``address`` exactly are returned — so a page may hold fewer items than ``limit``, but
-following ``next_cursor`` never skips a row (no silent cap).
+Invariants: reading only; every query names the actor's organization; the rows are selected by
+:func:`sealbill.app.ledger_query.matching`, the one matcher the console and the incidents use
+too (an address matches a recipient exactly, any case); a page is the next ``limit`` matching
+rows, newest first, and following ``next_cursor`` never skips a row (no silent cap).
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sealbill.app import ledger_query
 from sealbill.app.context import READ, Actor
 from sealbill.app.errors import Invalid, Problem, StateError
 from sealbill.keys import KeyMissing
 from sealbill.store.db import read_transaction
 from sealbill.store.delivery import ledger as store
-from sealbill.store.schema import delivery_ledger
 
 MAX_LIMIT = 1000
 
@@ -33,36 +32,22 @@ def search(engine: Engine, actor: Actor, org_id: int, *, address: str = "",
     ``next_cursor`` of the previous page."""
     actor.require(READ)
     actor.require_org(org_id)
-    table = delivery_ledger
-    query = sa.select(table).where(table.c.organization_id == org_id)
-    if account.strip():
-        query = query.where(table.c.account_reference == account.strip())
-    if invoice.strip():
-        query = query.where(table.c.invoice_number == invoice.strip())
-    if since is not None:
-        query = query.where(table.c.sent_at >= since)
-    if until is not None:
-        query = query.where(table.c.sent_at < until)
+    before = None
     if cursor:
         if not cursor.isdigit() or len(cursor) > 18:
             raise Invalid("ledger: 1 problem(s)", [Problem("cursor", "not a cursor of "
                                                                      "this listing")])
-        query = query.where(table.c.seq < int(cursor))
-    wanted = address.strip().lower()
-    if wanted:  # narrowed in SQL on the JSON text, decided exactly below
-        query = query.where(sa.cast(table.c.recipients, sa.Text).contains(wanted))
+        before = int(cursor)
     limit = max(1, min(limit, MAX_LIMIT))
+    wanted = ledger_query.criteria(address, account, invoice, since, until)
     with read_transaction(engine) as conn:
-        rows = conn.execute(query.order_by(table.c.seq.desc()).limit(limit + 1)).all()
-    items = []
-    for r in rows[:limit]:
-        emails = [str(x["email"]) for x in r.recipients]
-        if wanted and wanted not in (e.lower() for e in emails):
-            continue
-        items.append({"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
-                      "account": r.account_reference, "invoice": r.invoice_number,
-                      "document_kind": r.document_kind, "recipients": emails,
-                      "data_categories": list(r.data_categories), "row_hash": r.row_hash})
+        rows = ledger_query.matching(conn, org_id, wanted, limit=limit + 1, before_seq=before)
+    items = [{"seq": r.seq, "sent_at": r.sent_at, "message_id": r.message_id,
+              "account": r.account_reference, "invoice": r.invoice_number,
+              "document_kind": r.document_kind,
+              "recipients": [str(x["email"]) for x in r.recipients],
+              "data_categories": list(r.data_categories), "row_hash": r.row_hash}
+             for r in rows[:limit]]
     more = len(rows) > limit
     return {"items": items, "next_cursor": str(rows[limit - 1].seq) if more else None}
 

@@ -60,12 +60,20 @@ def parse(address: str = "", account: str = "", invoice: str = "", since: str = 
         problems.append(Problem("until", "the window's end must come after its start"))
     if problems:
         raise Invalid(f"search: {len(problems)} problem(s)", problems)
-    return Criteria(address.strip().lower(), account.strip(), invoice.strip(), start, end)
+    return criteria(address, account, invoice, start, end)
 
 
-def matching(conn: Connection, org_id: int, criteria: Criteria,
-             limit: int | None = None) -> list[Any]:
-    """Ledger rows matching every criterion, newest first (at most ``limit``)."""
+def criteria(address: str = "", account: str = "", invoice: str = "",
+             since: datetime | None = None, until: datetime | None = None) -> Criteria:
+    """Criteria from values already typed (the API's query): blanks trimmed, the address
+    lowered so it matches any case."""
+    return Criteria(address.strip().lower(), account.strip(), invoice.strip(), since, until)
+
+
+def matching(conn: Connection, org_id: int, criteria: Criteria, limit: int | None = None,
+             before_seq: int | None = None) -> list[Any]:
+    """Ledger rows matching every criterion, newest first (at most ``limit``; with
+    ``before_seq``, only rows older than that one — the next page of a listing)."""
     query = sa.select(delivery_ledger).where(delivery_ledger.c.organization_id == org_id)
     if criteria.account:
         query = query.where(delivery_ledger.c.account_reference == criteria.account)
@@ -75,11 +83,22 @@ def matching(conn: Connection, org_id: int, criteria: Criteria,
         query = query.where(delivery_ledger.c.sent_at >= criteria.since)
     if criteria.until is not None:
         query = query.where(delivery_ledger.c.sent_at < criteria.until)
+    if before_seq is not None:
+        query = query.where(delivery_ledger.c.seq < before_seq)
     wanted = criteria.address
     if wanted:  # narrowed in SQL on the JSON text, decided exactly below
         query = query.where(sa.cast(delivery_ledger.c.recipients, sa.Text).contains(wanted))
-    query = query.order_by(delivery_ledger.c.seq.desc())
-    rows = list(conn.execute(query).all())
-    if wanted:
-        rows = [r for r in rows if wanted in (str(x["email"]).lower() for x in r.recipients)]
-    return rows if limit is None else rows[:limit]
+    elif limit is not None:  # every row the SQL returns matches: the limit can go there
+        query = query.limit(limit)
+    rows: list[Any] = []
+    result = conn.execute(query.order_by(delivery_ledger.c.seq.desc()))
+    try:
+        for row in result:
+            if wanted and wanted not in (str(x["email"]).lower() for x in row.recipients):
+                continue
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    finally:
+        result.close()
+    return rows

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sealbill.app import audit, ids, ledger
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
+from sealbill.app.incident_actions import audit_incident
 from sealbill.incident.radius_report import radius_to_dict
 from sealbill.incident.summary import status_dict
 from sealbill.pipeline.delivery import control
@@ -154,10 +155,9 @@ def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, co
                                         reason=reason.strip(), actor=actor.name)
     except LookupError as exc:
         raise NotFound(str(exc)) from None
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, "incident.correct_link", "incident",
-                     str(incident_id), after={"contact": contact, "account": account,
-                                              "entitled": False, "reason": reason})
+    audit_incident(engine, actor, org_id, incident_id, "incident.correct_link",
+                   {"contact": contact, "account": account, "entitled": False,
+                    "reason": reason})
 
 
 def incident_drafts(engine: Engine, actor: Actor, org_id: int, incident_id: int
@@ -173,7 +173,6 @@ def incident_drafts(engine: Engine, actor: Actor, org_id: int, incident_id: int
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for f in files:
                 archive.write(Path(tmp) / f.path, f.path)
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, "incident.drafts", "incident", str(incident_id),
-                     after={"files": len(files)})
+    audit_incident(engine, actor, org_id, incident_id, "incident.drafts",
+                   {"files": len(files)})
     return f"incident-{incident_id}-drafts.zip", buffer.getvalue()

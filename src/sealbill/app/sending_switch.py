@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from sealbill.app import audit
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
-from sealbill.app.errors import Forbidden
+from sealbill.app.errors import Forbidden, Invalid, Problem
 from sealbill.store.db import read_transaction
 from sealbill.store.delivery import switches
 
@@ -38,6 +38,8 @@ def resume(engine: Engine, actor: Actor, org_id: int, reason: str) -> dict[str, 
     """Lift the kill switch (a halted run is released by ``sealbill resume --run``)."""
     actor.require(RUNS_APPROVE)
     actor.require_org(org_id)
+    if not (reason or "").strip():
+        raise Invalid("resume: 1 problem(s)", [Problem("reason", "give a reason")])
     return _set(engine, actor, org_id, False, reason)
 
 

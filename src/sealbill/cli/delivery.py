@@ -25,6 +25,7 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
+    err_console,
     fail,
     link_base_option,
     org_id_for,
@@ -35,7 +36,7 @@ from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.set_aside import EXIT_HELP, report_lines
 from sealbill.cli.workers import queue_lines, queued_progress
 from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
-from sealbill.keys import KeyMissing, for_connection
+from sealbill.keys import for_connection
 from sealbill.mail import config as mail_config
 from sealbill.mail.dkim import DkimKey, DkimSigner
 from sealbill.mail.smtp import SmtpSender
@@ -45,7 +46,6 @@ from sealbill.pipeline.delivery.plan import PlanError, plan_run, plan_summary
 from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
 from sealbill.pipeline.parties import verify
 from sealbill.store import queries
-from sealbill.store.delivery import ledger
 from sealbill.store.delivery.send_lock import RunBusy
 from sealbill.store.parties import records as parties
 
@@ -263,48 +263,67 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     raise typer.Exit(payload["exit_code"])
 
 
-def pause(org: OrgOption, by: ActorOption = "operator", db: DbOption = None,
+ByOption = Annotated[str | None, typer.Option(
+    "--by", envvar="SEALBILL_ACTOR", hidden=True,
+    help="No longer used: the records name the --key's operator, or local:<user>.")]
+
+
+def _by_ignored(by: str | None) -> None:
+    if by:
+        err_console.print("note: --by is no longer used; recorded as the --key's operator "
+                          "or local:<user>", markup=False, highlight=False)
+
+
+def pause(org: OrgOption, key: KeyOption = None, db: DbOption = None,
           reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-          as_json: JsonOption = False) -> None:
-    """Kill switch: stop all sending of the organization within one message."""
-    engine, org_id, _ = _context(db, org, None, as_json)
-    control.pause(engine, org_id, actor=by, reason=reason)
+          by: ByOption = None, as_json: JsonOption = False) -> None:
+    """Kill switch: stop all sending of the organization within one message (audited; with
+    --key, for the roles that act on runs)."""
+    from sealbill.app import sending_switch
+
+    _by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    call(lambda: sending_switch.pause(engine, actor, org_id, reason), as_json)
     emit_json({"ok": True, "paused": True}) if as_json else console.print("sending paused")
 
 
 def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (recorded).")],
-           by: ActorOption = "operator", db: DbOption = None,
+           key: KeyOption = None, db: DbOption = None,
            run: Annotated[str | None, typer.Option(help="Also release this halted run.")] = None,
-           as_json: JsonOption = False) -> None:
-    """Lift the kill switch; with --run, release a run the guard halted."""
-    engine, org_id, run_id = _context(db, org, run, as_json)
-    try:
-        out = control.resume(engine, org_id, actor=by, reason=reason, run_id=run_id or None)
-    except (control.ControlError, LookupError) as exc:
-        fail(str(exc), as_json=as_json)
+           by: ByOption = None, as_json: JsonOption = False) -> None:
+    """Lift the kill switch; with --run, release a run the guard halted (audited; with --key,
+    for approvers and administrators)."""
+    from sealbill.app import records, sending_switch
+
+    _by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    if run:
+        out = call(lambda: records.resume_run(engine, actor, org_id, run, reason), as_json)
+    else:
+        call(lambda: sending_switch.resume(engine, actor, org_id, reason), as_json)
+        out = {"paused": False, "run_id": None}
     emit_json({"ok": True, **out}) if as_json else console.print(f"resumed: {out}",
                                                                  markup=False)
 
 
 @ledger_app.command("verify")
-def ledger_verify(org: OrgOption, db: DbOption = None, as_json: JsonOption = False) -> None:
+def ledger_verify(org: OrgOption, key: KeyOption = None, db: DbOption = None,
+                  as_json: JsonOption = False) -> None:
     """Recompute the hash chain and the rows' seals, compare with the checkpoints kept
     outside the database; report any edited, re-hashed, appended, deleted or cut row."""
-    engine, org_id, _ = _context(db, org, None, as_json)
-    try:
-        with engine.begin() as conn:
-            report = ledger.verify(conn, org_id)
-    except KeyMissing as exc:
-        fail(str(exc), as_json=as_json)
+    from sealbill.app import ledger as app_ledger
+
+    engine, actor, org_id = context(db, org, key, as_json)
+    report = call(lambda: app_ledger.verify(engine, actor, org_id), as_json)
     if as_json:
-        emit_json({"ok": report.ok, "rows": report.rows, "problems": report.problems})
-    elif report.ok:
-        console.print(f"ledger intact: {report.rows} rows")
+        emit_json(report)
+    elif report["ok"]:
+        console.print(f"ledger intact: {report['rows']} rows")
     else:
-        fail(f"ledger damaged: {len(report.problems)} problems",
+        fail(f"ledger damaged: {len(report['problems'])} problems",
              details=[f"seq {p['seq']}: {p['problem']} — {p['detail']}" for p in
-                      report.problems])
-    raise typer.Exit(0 if report.ok else 1)
+                      report["problems"]])
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 def _sealing_key_present(engine: Any) -> None:

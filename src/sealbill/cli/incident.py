@@ -10,13 +10,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.engine import Engine
 
+from sealbill.app import ids, incident_actions, incidents
+from sealbill.app.context import Actor
 from sealbill.cli.common import (
     ActorOption,
     DbOption,
@@ -30,16 +32,23 @@ from sealbill.cli.common import (
     usage_error,
 )
 from sealbill.cli.incident_views import print_radius, print_register, print_status
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.incident.radius_report import radius_csv, radius_to_dict
 from sealbill.incident.summary import register_csv, register_entry, status_dict
 from sealbill.pipeline.incident import actions as pipeline
+from sealbill.pipeline.incident.actions import FactsUpdate
 from sealbill.store.parties import records as parties
 
 app = typer.Typer(help="Incident response: blast radius from the ledger, GDPR drafts, "
                        "72-hour clock, breach register, rotation.", no_args_is_help=True)
 
 IdArg = Annotated[int, typer.Argument(help="Incident id.")]
+ByOption = Annotated[str | None, typer.Option(
+    "--by", envvar="SEALBILL_ACTOR", hidden=True,
+    help="No longer used by open, assess, decide, update, close: the records name the "
+         "--key's operator, or local:<user>.")]
+T = TypeVar("T")
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV (for legal).")]
 
 
@@ -74,6 +83,21 @@ def _run(db: str | None, org: str, as_json: bool,
         return action(engine, _org(engine, org))
 
 
+def _use_case(db: str | None, org: str, key: str | None, as_json: bool,
+              action: Callable[[Engine, Actor, int], T]) -> T:
+    """Through the application layer, as the API: the --key's operator (or ``local:<user>``),
+    its role checked, the act audited; a bad value given here is bad usage (exit 2)."""
+    engine, actor, org_id = context(db, org, key, as_json)
+    with _errors(as_json):
+        return call(lambda: action(engine, actor, org_id), as_json)
+
+
+def _by_ignored(actor: str | None) -> None:
+    if actor:
+        err_console.print("note: --by is no longer used here; recorded as the --key's "
+                          "operator or local:<user>", markup=False, highlight=False)
+
+
 @app.command("open")
 def open_command(
     org: OrgOption,
@@ -89,20 +113,29 @@ def open_command(
         "--pause-sending", help="Pause all sending of the organization (kill switch).")] = False,
     description: Annotated[str, typer.Option(
         "--description", help="What happened, as known now (recorded with the opening).")] = "",
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Open an incident; the scope criteria combine (a message must match all of them)."""
-    def action(engine: Engine, org_id: int) -> int:
-        scope = pipeline.Scope(
-            window=(pipeline.parse_time(window[0], "--window FROM"),
-                    pipeline.parse_time(window[1], "--window TO")) if window else None,
-            run_id=run, message_ids=tuple(message_id or ()))
-        return pipeline.open_incident(engine, org_id, title=title,
-                                      aware_at=pipeline.parse_time(aware_at, "--aware-at"),
-                                      scope=scope, actor=actor, pause=pause_sending,
-                                      description=description)
+    """Open an incident; the scope criteria combine (a message must match all of them).
+    Audited, with its ``incident.opened`` webhook, as over the API."""
+    _by_ignored(actor)
 
-    incident_id = _run(db, org, as_json, action)
+    def action(engine: Engine, who: Actor, org_id: int) -> int:
+        data: dict[str, Any] = {
+            "title": title, "aware_at": _iso(aware_at, "--aware-at"),
+            "message_ids": list(message_id or ()), "pause_sending": pause_sending,
+            "description": description}
+        if window:
+            data["window_from"] = _iso(window[0], "--window FROM")
+            data["window_to"] = _iso(window[1], "--window TO")
+        with engine.begin() as conn:
+            if run is not None:
+                data["run_id"] = ids.encode(conn, org_id, "run", run)
+        opened = incidents.open_incident(engine, who, org_id, data)
+        with engine.begin() as conn:
+            return ids.decode(conn, org_id, "incident", opened["id"])
+
+    incident_id = _use_case(db, org, key, as_json, action)
     if as_json:
         emit_json({"ok": True, "incident_id": incident_id, "sending_paused": pause_sending})
         return
@@ -164,21 +197,23 @@ def assess_command(
     recipients_unknown: Annotated[bool, typer.Option(
         "--recipients-unknown", help="The data went to an unknown number of recipients.")
     ] = False,
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Severity by the ENISA method, proposed from the blast radius, adjusted with reasons."""
+    _by_ignored(actor)
     with _errors(as_json):
-        changes = {name: _number(name, value) for name, value in _pairs(set_ or [], "--set")}
+        changes = dict(_pairs(set_ or [], "--set"))
         justifications = dict(_pairs(justify or [], "--justify"))
-    assessment = _run(db, org, as_json, lambda engine, org_id: pipeline.assess(
-        engine, org_id, incident_id, changes=changes, justifications=justifications,
-        recipients_known=not recipients_unknown, actor=actor))
+    data = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions.assess(
+        engine, who, org_id, incident_id, changes=changes, justifications=justifications,
+        recipients_known=not recipients_unknown))
     if as_json:
-        emit_json(assessment.to_dict())
+        emit_json(data)
         return
-    data = assessment.to_dict()
+    cb = sum(Decimal(v) for k, v in data["inputs"].items() if k.startswith("cb_"))
     console.print(f"SE = {data['inputs']['dpc']} × {data['inputs']['ei']} + "
-                  f"{assessment.inputs.cb} = [bold]{data['score']}[/] ({data['level']})")
+                  f"{cb} = [bold]{data['score']}[/] ({data['level']})")
     for name, why in data["proposed_rationale"].items():
         change = data["adjustments"].get(name)
         if change:  # the operator's reason replaces the proposal's
@@ -196,13 +231,6 @@ def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _number(name: str, value: str) -> Decimal | int:
-    try:
-        return int(value) if name == "dpc" else Decimal(value)
-    except (ValueError, InvalidOperation) as exc:
-        raise ValueError(f"{name}: not a number: {value!r}") from exc
-
-
 @app.command("decide")
 def decide_command(
     incident_id: IdArg, org: OrgOption,
@@ -215,12 +243,16 @@ def decide_command(
     exemption: Annotated[str | None, typer.Option("--exemption",
                                                   help="Art. 34(3) point: a | b | c.")] = None,
     communication_reason: Annotated[str | None, typer.Option("--communication-reason")] = None,
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Record the decision to notify or not, with its reasoning (Art. 33(5))."""
-    decision = _run(db, org, as_json, lambda engine, org_id: pipeline.decide(
-        engine, org_id, incident_id, notify=notify, reason=reason, communication=communication,
-        exemption=exemption, communication_reason=communication_reason, actor=actor))
+    _by_ignored(actor)
+    decision = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
+                         .decide(engine, who, org_id, incident_id, notify=notify,
+                                 reason=reason, communication=communication,
+                                 exemption=exemption,
+                                 communication_reason=communication_reason or ""))
     if as_json:
         emit_json({"ok": True, "decision": decision})
         return
@@ -246,15 +278,18 @@ def update_command(
     notification_type: Annotated[str | None, typer.Option("--notification-type")] = None,
     notified_at: Annotated[str | None, typer.Option("--notified-at")] = None,
     delay_reason: Annotated[str | None, typer.Option("--delay-reason")] = None,
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Record facts, measures and the notification's progress (lists are appended to)."""
-    def action(engine: Engine, org_id: int) -> Any:
+    _by_ignored(actor)
+
+    def action(engine: Engine, who: Actor, org_id: int) -> Any:
         facts = {key: value for key, value in (
             ("description", description), ("cause", cause), ("detection", detection),
             ("breach_start", _iso(breach_start, "--breach-start")),
             ("breach_end", _iso(breach_end, "--breach-end"))) if value is not None}
-        change = pipeline.FactsUpdate(
+        change = FactsUpdate(
             facts=facts, nature=tuple(nature or ()), consequences=tuple(consequence or ()),
             measures_taken=tuple(measure_taken or ()),
             measures_proposed=tuple(measure_proposed or ()),
@@ -262,9 +297,9 @@ def update_command(
             customers_warned_at=_time(customers_warned_at, "--customers-warned-at"),
             notification_type=notification_type,
             notified_at=_time(notified_at, "--notified-at"), delay_reason=delay_reason)
-        return pipeline.update(engine, org_id, incident_id, change, actor=actor)
+        return incident_actions.update(engine, who, org_id, incident_id, change)
 
-    record = _run(db, org, as_json, action)
+    record = _use_case(db, org, key, as_json, action)
     if as_json:
         emit_json({"ok": True, "record": record})
     else:
@@ -343,11 +378,12 @@ def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
 @app.command("close")
 def close_command(incident_id: IdArg, org: OrgOption,
                   reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
-                  db: DbOption = None, actor: ActorOption = "operator",
+                  db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
                   as_json: JsonOption = False) -> None:
     """Close an incident; it stays in the register."""
-    _run(db, org, as_json, lambda engine, org_id: pipeline.close(
-        engine, org_id, incident_id, reason=reason, actor=actor))
+    _by_ignored(actor)
+    _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions.close(
+        engine, who, org_id, incident_id, reason))
     if as_json:
         emit_json({"ok": True, "incident_id": incident_id, "status": "closed"})
     else:

@@ -278,7 +278,7 @@ argument("incident_breach_end_before_start", [
     "--breach-end", "2026-10-01T00:00:00+00:00"], "--breach-end")
 argument("incident_update_after_close", ["incident", "update", "2", "--org", "acme",
                                          "--cause", "found later"], "incident 2", "closed")
-argument("incident_close_twice", ["incident", "close", "2", "--org", "acme", "--reason", "x"],
+argument("incident_close_twice", ["incident", "close", "2", "--org", "acme", "--reason", "again"],
          "incident 2", "closed")
 argument("link_base_javascript", ["contacts", "verify", "billing1@client1.example",
                                   "--account", "A0001", "--org", "acme",

@@ -158,3 +158,20 @@ def test_the_ledger_is_searched_by_address_account_invoice_and_time_a_page_at_a_
     assert client.get("/v1/ledger?cursor=zz", headers=headers).status_code == 422
     verified = client.get("/v1/ledger/verify", headers=headers).json()
     assert verified == {"ok": True, "rows": 4, "problems": []}
+
+
+def test_a_ledger_page_by_address_is_full_and_a_look_alike_address_has_no_next_page(
+        sqlite_engine: Engine) -> None:
+    """One matcher (app.ledger_query): a part of an address matches nothing, and the listing
+    says there is nothing more rather than handing out a cursor to an empty page."""
+    client, _, keys = _client(sqlite_engine)
+    headers = keys["read-only"]
+    first = client.get("/v1/ledger?address=books@accountant.test&limit=1",
+                       headers=headers).json()
+    assert [r["account"] for r in first["items"]] == ["ACC-4"]
+    assert {"document_kind", "recipients", "row_hash"} <= set(first["items"][0])
+    second = client.get(f"/v1/ledger?address=books@accountant.test&limit=1"
+                        f"&cursor={first['next_cursor']}", headers=headers).json()
+    assert [r["account"] for r in second["items"]] == ["ACC-3"]
+    part = client.get("/v1/ledger?address=s@accountant.test&limit=1", headers=headers).json()
+    assert part == {"items": [], "next_cursor": None}

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
-from sealbill.app import incident_open
+from sealbill.app import ids, incident_open
 from sealbill.app.errors import Forbidden
 from sealbill.store.delivery import switches
 from sealbill.store.parties import verification
@@ -119,7 +119,8 @@ def test_an_incident_opened_from_a_ledger_search_is_widened_and_contained_step_b
         ).scalars())
         audited = set(conn.execute(sa.select(audit_log.c.action).where(
             audit_log.c.object_kind == "incident",
-            audit_log.c.object_id == str(incident_id))).scalars())
+            audit_log.c.object_id == ids.encode(conn, site.org_id, "incident", incident_id)
+        )).scalars())
         switches.set_paused(conn, site.org_id, False, actor="test", reason="test over")
     assert events[:3] == ["opened", "updated", "scope_changed"]
     assert {"sending_paused", "tokens_revoked", "rotated"} <= set(events)
