@@ -9,7 +9,7 @@ BT-111, OSS country, and the same amounts in its Factur-X XML, parsed — must e
 reference calculator's (``reference*.py``) to the minor unit; the accounts it reports as not
 billed must be the ones the reference leaves unbilled.
 
-150 examples run in ``make test``; ``make test-deep`` runs 10,000 (marker ``deep``,
+300 examples run in ``make test``; ``make test-deep`` runs 10,000 (marker ``deep``,
 ``SEALBILL_ORACLE_EXAMPLES`` to change it).
 """
 
@@ -88,7 +88,7 @@ _SETTINGS: dict[str, Any] = dict(
                            HealthCheck.data_too_large])
 
 
-@settings(max_examples=int(os.environ.get("SEALBILL_ORACLE_QUICK", "150")), derandomize=True,
+@settings(max_examples=int(os.environ.get("SEALBILL_ORACLE_QUICK", "300")), derandomize=True,
           **_SETTINGS)
 @given(cases())
 def test_stored_documents_equal_the_reference_calculator(
