@@ -50,7 +50,10 @@ def balance(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The account's credit per currency, and its history (credits in, credit applied)."""
+    """The account's credit per currency, and its history (credits in, credit applied).
+
+    Example: sealbill accounts balance C000042 --org acme --json
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     account_id = _account_id(engine, org_id, account, as_json)
@@ -83,7 +86,11 @@ def credit(
     actor: ActorOption = "operator",
     as_json: JsonOption = False,
 ) -> None:
-    """Give the account a manual credit; its next invoices apply it automatically."""
+    """Give the account a manual credit; its next invoices apply it automatically.
+
+    Example: sealbill accounts credit C000042 --org acme --amount 25.00 --reason "goodwill for the
+    outage"
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     account_id = _account_id(engine, org_id, account, as_json)

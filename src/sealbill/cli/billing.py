@@ -137,7 +137,10 @@ def finalize(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Finalize every draft of the run: immutable, with gapless numbers."""
+    """Finalize every draft of the run: immutable, with gapless numbers.
+
+    Example: sealbill run finalize 2026-11 --org acme --issue-date 2026-12-01
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:
@@ -315,7 +318,10 @@ def import_usage(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Import usage events; the same event id twice is stored once."""
+    """Import usage events; the same event id twice is stored once.
+
+    Example: sealbill import usage usage.jsonl --org acme --rejects rejected.csv
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:

@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
 def check_data(org: OrgOption, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Report stored text and usage that the import checks would refuse today (control,
     bidi or zero-width characters, text not in NFC, card numbers or IBANs, usage values out
-    of range). Writes nothing; exit code 1 when there is anything to fix."""
+    of range). Writes nothing; exit code 1 when there is anything to fix.
+
+    Example: sealbill check data --org acme --json
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     with engine.begin() as conn:

@@ -96,7 +96,10 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
                                                      "delivery policy thresholds.")] = None,
          canary_share: Annotated[float, typer.Option(help="Canary slice (0.01 = 1 %).")] = 0.01,
          as_json: JsonOption = False) -> None:
-    """Build (or show) the delivery plan and its verdict against the previous cycle."""
+    """Build (or show) the delivery plan and its verdict against the previous cycle.
+
+    Example: sealbill run plan 2026-11 --org acme --json
+    """
     engine, org_id, run_id = _context(db, org, run, as_json)
     try:
         rules = DeliveryPolicy.from_mapping(json.loads(policy.read_text())) if policy else None
@@ -174,7 +177,10 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
     Per recipient: a message is delivered to the recipients the server accepts; a recipient
     refused with 5xx is flagged as bounced, with 4xx retried (only it). A refusal of the SMTP
     session (connection, TLS, AUTH, MAIL FROM, a reply naming the client) pauses the run as a
-    configuration problem: fix it, then run this command again."""
+    configuration problem: fix it, then run this command again.
+
+    Example: sealbill run send 2026-11 --org acme --senders 2
+    """
     engine, org_id, run_id = _context(db, org, run, as_json)
     try:
         smtp = mail_config.smtp_config()
@@ -237,7 +243,10 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
                as_json: JsonOption = False) -> None:
     """Where the run's delivery stands: every outbox state counted, every recipient not
     delivered (invoice, account, address, server reply, next step), the messages set aside and
-    why, the switch, open alerts; the exit code says the same (0 only when all delivered)."""
+    why, the switch, open alerts; the exit code says the same (0 only when all delivered).
+
+    Example: sealbill run status 2026-11 --org acme --json
+    """
     engine, org_id, run_id = _context(db, org, run, as_json)
     payload = control.status(engine, org_id, run_id, run)
     payload.update(queued_progress(engine, org_id, run_id))
@@ -278,7 +287,10 @@ def pause(org: OrgOption, key: KeyOption = None, db: DbOption = None,
           reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
           by: ByOption = None, as_json: JsonOption = False) -> None:
     """Kill switch: stop all sending of the organization within one message (audited; with
-    --key, for the roles that act on runs)."""
+    --key, for the roles that act on runs).
+
+    Example: sealbill pause --org acme --reason "checking a misdelivery report"
+    """
     from sealbill.app import sending_switch
 
     _by_ignored(by)
@@ -292,7 +304,10 @@ def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (record
            run: Annotated[str | None, typer.Option(help="Also release this halted run.")] = None,
            by: ByOption = None, as_json: JsonOption = False) -> None:
     """Lift the kill switch; with --run, release a run the guard halted (audited; with --key,
-    for approvers and administrators)."""
+    for approvers and administrators).
+
+    Example: sealbill resume --org acme --reason "report checked: no exposure"
+    """
     from sealbill.app import records, sending_switch
 
     _by_ignored(by)
@@ -310,7 +325,10 @@ def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (record
 def ledger_verify(org: OrgOption, key: KeyOption = None, db: DbOption = None,
                   as_json: JsonOption = False) -> None:
     """Recompute the hash chain and the rows' seals, compare with the checkpoints kept
-    outside the database; report any edited, re-hashed, appended, deleted or cut row."""
+    outside the database; report any edited, re-hashed, appended, deleted or cut row.
+
+    Example: sealbill ledger verify --org acme --json
+    """
     from sealbill.app import ledger as app_ledger
 
     engine, actor, org_id = context(db, org, key, as_json)
@@ -351,7 +369,10 @@ def contacts_verify(email: str, org: OrgOption,
                              "<URL>?code=..., besides the code.")] = None,
                     as_json: JsonOption = False) -> None:
     """Mail a single-use code to EMAIL (French and English), or (--operator --reason) confirm
-    it directly."""
+    it directly.
+
+    Example: sealbill contacts verify ap@client.example --org acme --account C000042
+    """
     engine, org_id, _ = _context(db, org, None, as_json)
     try:
         if operator:
@@ -378,7 +399,10 @@ def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The
                      files_dir: Annotated[str | None, typer.Option(
                          help="Documents folder (default: see contacts verify).")] = None,
                      as_json: JsonOption = False) -> None:
-    """Redeem a code sent by `contacts verify`: the link becomes verified."""
+    """Redeem a code sent by `contacts verify`: the link becomes verified.
+
+    Example: sealbill contacts confirm --org acme --code 7KQ4-M2XD
+    """
     engine, org_id, _ = _context(db, org, None, as_json)
     _sealing_key_present(engine)
     try:
@@ -393,7 +417,10 @@ def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The
 def smtp_sink(maildir: Annotated[Path, typer.Option(help="Maildir to write messages to.")],
               host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port to listen on.")] = 2525) -> None:
-    """A local SMTP server keeping every message (with its SMTP envelope) in a Maildir."""
+    """A local SMTP server keeping every message (with its SMTP envelope) in a Maildir.
+
+    Example: sealbill smtp-sink --maildir var/mail --port 2525
+    """
     from sealbill.mail.sink import SinkHandler, start_sink
 
     controller = start_sink(SinkHandler(maildir=maildir), host=host, port=port)

@@ -31,7 +31,10 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Seed an organization with customers, plans and a month of usage, then bill, finalize,
-    render and deliver it to a local SMTP sink. Prints where to look."""
+    render and deliver it to a local SMTP sink. Prints where to look.
+
+    Example: sealbill demo --workdir var/demo --accounts 200
+    """
     say = (lambda _: None) if as_json else err_console.print
     relay = None
     if smtp:

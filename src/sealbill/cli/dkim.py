@@ -33,7 +33,10 @@ def dns_record(
                                                "SEALBILL_DKIM_DOMAIN.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print the TXT record to publish at <selector>._domainkey.<domain> (zone-file form)."""
+    """Print the TXT record to publish at <selector>._domainkey.<domain> (zone-file form).
+
+    Example: sealbill dkim dns-record --key dkim.pem --selector s2026 --domain billing.acme.example
+    """
     path = key or (Path(os.environ["SEALBILL_DKIM_KEY"]) if os.environ.get("SEALBILL_DKIM_KEY")
                    else None)
     if path is None:

@@ -48,7 +48,10 @@ def render(
     as_json: JsonOption = False,
 ) -> None:
     """Render every finalized invoice of a run, or one invoice, once: documents are immutable,
-    so what is already rendered is left as it is."""
+    so what is already rendered is left as it is.
+
+    Example: sealbill documents render 2026-11 --org acme --workers 2
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:

@@ -117,7 +117,11 @@ def open_command(
     as_json: JsonOption = False,
 ) -> None:
     """Open an incident; the scope criteria combine (a message must match all of them).
-    Audited, with its ``incident.opened`` webhook, as over the API."""
+    Audited, with its ``incident.opened`` webhook, as over the API.
+
+    Example: sealbill incident open --org acme --title "Invoices mailed to the wrong customer"
+    --aware-at 2026-12-01T09:30:00+01:00 --run 12 --pause-sending
+    """
     _by_ignored(actor)
 
     def action(engine: Engine, who: Actor, org_id: int) -> int:
@@ -147,7 +151,10 @@ def open_command(
 @app.command("radius")
 def radius_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
                    as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
-    """Who received whose data: exposures judged against the links of the sending time."""
+    """Who received whose data: exposures judged against the links of the sending time.
+
+    Example: sealbill incident radius 3 --org acme --csv
+    """
     radius, check = _run(db, org, as_json, lambda engine, org_id: (
         pipeline.radius(engine, org_id, incident_id), pipeline.ledger_check(engine, org_id)))
     if check.problems:
@@ -175,7 +182,11 @@ def correct_link_command(
     valid_to: Annotated[str | None, typer.Option("--to")] = None,
     db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
 ) -> None:
-    """Mark a contact <-> account link as wrong (or right) retroactively."""
+    """Mark a contact <-> account link as wrong (or right) retroactively.
+
+    Example: sealbill incident correct-link 3 --org acme --contact ap@client.example --account
+    C000042 --not-entitled --reason "address belonged to another customer"
+    """
     correction_id = _run(db, org, as_json, lambda engine, org_id: pipeline.correct_link(
         engine, org_id, incident_id, contact=contact, account=account, entitled=entitled,
         reason=reason, actor=actor, valid_from=_time(valid_from, "--from"),
@@ -200,7 +211,11 @@ def assess_command(
     db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Severity by the ENISA method, proposed from the blast radius, adjusted with reasons."""
+    """Severity by the ENISA method, proposed from the blast radius, adjusted with reasons.
+
+    Example: sealbill incident assess 3 --org acme --set cb_confidentiality=0.5 --justify
+    "cb_confidentiality=encrypted at rest"
+    """
     _by_ignored(actor)
     with _errors(as_json):
         changes = dict(_pairs(set_ or [], "--set"))
@@ -246,7 +261,11 @@ def decide_command(
     db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record the decision to notify or not, with its reasoning (Art. 33(5))."""
+    """Record the decision to notify or not, with its reasoning (Art. 33(5)).
+
+    Example: sealbill incident decide 3 --org acme --notify --reason "names and amounts reached
+    other customers" --communication planned
+    """
     _by_ignored(actor)
     decision = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
                          .decide(engine, who, org_id, incident_id, notify=notify,
@@ -281,7 +300,11 @@ def update_command(
     db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record facts, measures and the notification's progress (lists are appended to)."""
+    """Record facts, measures and the notification's progress (lists are appended to).
+
+    Example: sealbill incident update 3 --org acme --cause "stale contact after a merge"
+    --measure-taken "contact unlinked"
+    """
     _by_ignored(actor)
 
     def action(engine: Engine, who: Actor, org_id: int) -> Any:
@@ -315,7 +338,10 @@ def _iso(text: str | None, name: str) -> str | None:
 @app.command("status")
 def status_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
                    as_json: JsonOption = False) -> None:
-    """Time left to the 72-hour deadline and what the notification still lacks."""
+    """Time left to the 72-hour deadline and what the notification still lacks.
+
+    Example: sealbill incident status 3 --org acme --json
+    """
     d = _run(db, org, as_json,
              lambda engine, org_id: pipeline.dossier(engine, org_id, incident_id))
     status = status_dict(d)
@@ -332,7 +358,10 @@ def drafts_command(
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also typeset PDFs.")] = True,
     db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
 ) -> None:
-    """Art. 33 notification, Art. 34 letters, deletion requests, phishing warning (FR, EN)."""
+    """Art. 33 notification, Art. 34 letters, deletion requests, phishing warning (FR, EN).
+
+    Example: sealbill incident drafts 3 --org acme --out drafts/ --pdf
+    """
     d, files = _run(db, org, as_json, lambda engine, org_id: pipeline.generate_drafts(
         engine, org_id, incident_id, out, actor=actor, pdf=pdf))
     if as_json:
@@ -349,7 +378,10 @@ def drafts_command(
 @app.command("register")
 def register_command(org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
                      as_csv: CsvOption = False) -> None:
-    """The Art. 33(5) register: every incident, notified or not."""
+    """The Art. 33(5) register: every incident, notified or not.
+
+    Example: sealbill incident register --org acme --csv
+    """
     dossiers = _run(db, org, as_json, pipeline.all_dossiers)
     entries = [register_entry(d) for d in dossiers]
     if as_json:
@@ -363,7 +395,10 @@ def register_command(org: OrgOption, db: DbOption = None, as_json: JsonOption = 
 @app.command("rotate")
 def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
                    actor: ActorOption = "operator", as_json: JsonOption = False) -> None:
-    """New public ids for the affected accounts; their outstanding tokens and links revoked."""
+    """New public ids for the affected accounts; their outstanding tokens and links revoked.
+
+    Example: sealbill incident rotate 3 --org acme --json
+    """
     rotation = _run(db, org, as_json,
                     lambda engine, org_id: pipeline.rotate(engine, org_id, incident_id,
                                                            actor=actor))
@@ -380,7 +415,11 @@ def close_command(incident_id: IdArg, org: OrgOption,
                   reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
                   db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
                   as_json: JsonOption = False) -> None:
-    """Close an incident; it stays in the register."""
+    """Close an incident; it stays in the register.
+
+    Example: sealbill incident close 3 --org acme --reason "notified, letters sent, contacts
+    corrected"
+    """
     _by_ignored(actor)
     _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions.close(
         engine, who, org_id, incident_id, reason))

@@ -51,7 +51,10 @@ def _bound(db: str | None, directory: Path | None, as_json: bool) -> Engine:
 @keys_app.command("show")
 def keys_show(keyring_dir: KeyringOption = None, db: DbOption = None,
               as_json: JsonOption = False) -> None:
-    """The key ids of the keyring and the active one (never the keys)."""
+    """The key ids of the keyring and the active one (never the keys).
+
+    Example: sealbill sealing-keys show --db sqlite:///billing.sqlite
+    """
     found = keys.load(keys.keyring_dir(keyring_dir, db_url=db))
     if found is None:
         fail("no sealing key (SEALBILL_SECRET_KEY, keyring.json or secret.key)",
@@ -65,7 +68,10 @@ def keys_rotate(db: DbOption = None, keyring_dir: KeyringOption = None,
                 as_json: JsonOption = False) -> None:
     """Add a new active key (older keys stay for verification), then re-seal with it every
     organization, contact and link whose seal verifies now; rows that do not verify keep
-    their seal and are counted as not valid (never laundered)."""
+    their seal and are counted as not valid (never laundered).
+
+    Example: sealbill sealing-keys rotate --db sqlite:///billing.sqlite
+    """
     directory = keys.keyring_dir(keyring_dir, db_url=db)
     engine = engine_for(db)
     try:
@@ -83,7 +89,10 @@ def keys_rotate(db: DbOption = None, keyring_dir: KeyringOption = None,
 def verify_log(org: OrgOption, db: DbOption = None, keyring_dir: KeyringOption = None,
                as_json: JsonOption = False) -> None:
     """Check the sealed, hash-chained contact history: edited, forged, unchained, deleted,
-    re-inserted events and a cut tail are reported."""
+    re-inserted events and a cut tail are reported.
+
+    Example: sealbill contacts verify-log --org acme --json
+    """
     engine = _bound(db, keyring_dir, as_json)
     org_id = org_id_for(engine, org, as_json)
     try:
@@ -105,7 +114,10 @@ def verify_log(org: OrgOption, db: DbOption = None, keyring_dir: KeyringOption =
 def verify_seals(org: OrgOption, db: DbOption = None, keyring_dir: KeyringOption = None,
                  as_json: JsonOption = False) -> None:
     """List every organization, contact and link row whose seal does not verify (changed
-    outside sealbill, sealed with an unknown key, or never sealed): what the guard refuses."""
+    outside sealbill, sealed with an unknown key, or never sealed): what the guard refuses.
+
+    Example: sealbill contacts verify-seals --org acme
+    """
     engine = _bound(db, keyring_dir, as_json)
     org_id = org_id_for(engine, org, as_json)
     try:

@@ -53,7 +53,11 @@ def set_aside_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
                       by: ActorOption = "operator", db: DbOption = None,
                       as_json: JsonOption = False) -> None:
     """Exclude one message from the run (or confirm the guard's set-aside of it), recorded;
-    once the guard's set-asides are confirmed, `run send` sends the rest."""
+    once the guard's set-asides are confirmed, `run send` sends the rest.
+
+    Example: sealbill run set-aside 2026-11 --org acme --invoice F-000042 --reason "buyer disputes
+    the address"
+    """
     engine, org_id, run_id = _run(db, org, run, as_json)
     try:
         done = set_asides.set_aside(engine, org_id, run_id, invoice, actor=by, reason=reason)
@@ -79,7 +83,10 @@ def retry_command(run: RunArg, org: OrgOption,
     exhausted, or refused by the server): the next `run send` checks each with the whole
     guard, on the data as it is then, and sends it only to its recipients not yet delivered
     (same Message-ID). A sent message (--invoice) whose bounced contact was corrected since
-    (new address verified, bounce cleared) goes to that corrected address only."""
+    (new address verified, bounce cleared) goes to that corrected address only.
+
+    Example: sealbill run retry 2026-11 --org acme --invoice F-000042 --reason "mailbox fixed"
+    """
     engine, org_id, run_id = _run(db, org, run, as_json)
     try:
         done = set_asides.retry(engine, org_id, run_id, invoice, actor=by, reason=reason)

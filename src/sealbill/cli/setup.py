@@ -44,7 +44,10 @@ def init(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create or upgrade the database schema; optionally create the seller organization."""
+    """Create or upgrade the database schema; optionally create the seller organization.
+
+    Example: sealbill init --db sqlite:///billing.sqlite
+    """
     engine = engine_for(db)
     upgrade(engine)
     result: dict[str, Any] = {"ok": True, "database": engine.url.render_as_string()}
@@ -80,7 +83,10 @@ def import_accounts_command(
     actor: ActorOption = "operator",
     as_json: JsonOption = False,
 ) -> None:
-    """Import accounts and their contacts; every problem is listed and nothing is written."""
+    """Import accounts and their contacts; every problem is listed and nothing is written.
+
+    Example: sealbill import accounts accounts.csv --org acme
+    """
     engine = engine_for(db)
     try:
         with engine.begin() as conn:

@@ -44,7 +44,10 @@ def import_rates_command(
     as_json: JsonOption = False,
 ) -> None:
     """Import exchange rates; finalizing an invoice in another currency with VAT takes the
-    latest rate on or before its issue date (BT-111, the VAT in euros)."""
+    latest rate on or before its issue date (BT-111, the VAT in euros).
+
+    Example: sealbill import rates ecb-2026-11.csv --org acme
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:
@@ -71,7 +74,10 @@ def oss_return_command(
     as_json: JsonOption = False,
 ) -> None:
     """Per member state and rate: taxable amount and VAT (EUR) of the quarter's OSS
-    invoices, credit notes deducted."""
+    invoices, credit notes deducted.
+
+    Example: sealbill oss return --org acme --quarter 2026-Q4 --csv oss-2026-Q4.csv
+    """
     engine = engine_for(db)
     org_id = org_id_for(engine, org, as_json)
     try:

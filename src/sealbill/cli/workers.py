@@ -62,7 +62,10 @@ def worker(
 
 @worker_app.command("init-schema")
 def init_schema(db: DbOption = None) -> None:
-    """Create the queue's tables (Procrastinate) in the database, if missing."""
+    """Create the queue's tables (Procrastinate) in the database, if missing.
+
+    Example: sealbill worker init-schema --db postgresql://sealbill@db/sealbill
+    """
     from sealbill.workers.run import init_schema as apply
 
     console.print("queue schema applied" if apply(_url(db)) else "queue schema already there")
@@ -82,7 +85,10 @@ def start(org: OrgOption, period: Annotated[str, typer.Option(help="YYYY-MM.")],
 
 def progress(org: OrgOption, run: Annotated[str, typer.Option(help="Run id.")],
              db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """How far a run is: invoices, rendered, outbox and queue jobs, by status."""
+    """How far a run is: invoices, rendered, outbox and queue jobs, by status.
+
+    Example: sealbill run progress --org acme --run 12 --db postgresql://sealbill@db/sealbill
+    """
     _url(db)
     engine, who, org_id = context(db, org, key, as_json)
     _show(call(lambda: distributed.progress(engine, who, org_id, run), as_json), as_json)
@@ -91,7 +97,10 @@ def progress(org: OrgOption, run: Annotated[str, typer.Option(help="Run id.")],
 def release(org: OrgOption, run: Annotated[str, typer.Option(help="Run id.")],
             reason: Annotated[str, typer.Option(help="Why (recorded).")],
             db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Approve a held run (four-eyes) and enqueue the rest of it for the workers."""
+    """Approve a held run (four-eyes) and enqueue the rest of it for the workers.
+
+    Example: sealbill run release --org acme --run 12 --reason "approved" --db postgresql://sealbill@db/sealbill
+    """
     _url(db)
     engine, who, org_id = context(db, org, key, as_json)
     _show(call(lambda: distributed.approve(engine, who, org_id, run, reason), as_json),
