@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import audit, ids
 from sealbill.app.accounts import account_row
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
-from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
+from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.pipeline.incident import actions as pipeline
 from sealbill.store.db import transaction
@@ -69,6 +69,11 @@ def record_facts(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
             "incident.update")
 
 
+# The pipeline's refusals of a decision, by the field they concern (the first that matches).
+_DECISION_FIELDS = (("data subjects needs", "communication_reason"),
+                    ("communication must", "communication"), ("exemption", "exemption"))
+
+
 def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notify: bool,
            reason: str, communication: str | None, communication_reason: str = "",
            exemption: str | None = None) -> dict[str, Any]:
@@ -80,7 +85,11 @@ def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notif
                                    communication_reason=communication_reason,
                                    actor=actor.name)
     except ValueError as exc:
-        raise Invalid("decision: 1 problem(s)", [Problem("reason", str(exc))]) from None
+        message = str(exc)
+        if "is closed" in message:
+            raise StateError(message) from None
+        field = next((name for hint, name in _DECISION_FIELDS if hint in message), "reason")
+        raise Invalid("decision: 1 problem(s)", [Problem(field, message)]) from None
     _audit(engine, actor, org_id, incident_id, "incident.decide",
            {"notify": notify, "reason": reason, "communication": communication})
     return decision

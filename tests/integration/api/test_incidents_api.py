@@ -207,6 +207,8 @@ def test_severity_and_decision_are_recorded_over_http_once_per_key_refused_when_
             "communication": "planned"}
     decided = client.post(f"{url}/decide", headers=once, json=body)
     replayed = client.post(f"{url}/decide", headers=once, json=body)
+    unexplained = client.post(f"{url}/decide", headers=keys["billing"], json={
+        **body, "communication": "not_required"})
 
     assert unjustified.status_code == 422 and unjustified.json()["errors"][0]["field"] == \
         "justification"
@@ -221,10 +223,17 @@ def test_severity_and_decision_are_recorded_over_http_once_per_key_refused_when_
     assert decided.status_code == 200, decided.text
     assert decided.json()["notify"] is True and decided.json()["recommended"]["reasoning"]
     assert replayed.json() == decided.json()
+    assert unexplained.status_code == 422
+    assert [e["field"] for e in unexplained.json()["errors"]] == ["communication_reason"]
+    closed = client.post(f"{url}/close", headers=keys["billing"], json={"reason": "handled"})
+    assert closed.status_code == 200
+    late = client.post(f"{url}/decide", headers=keys["billing"], json=body)
+    assert late.status_code == 409 and "closed" in late.json()["detail"]
     shown = client.get(url, headers=keys["read-only"]).json()
-    assert [e["event"] for e in shown["events"]] == ["opened", "assessed", "decided"]
+    assert [e["event"] for e in shown["events"]] == ["opened", "assessed", "decided",
+                                                     "closed"]
     assert _audited(any_engine, ref) == ["incident.open", "incident.assess",
-                                         "incident.decide"]
+                                         "incident.decide", "incident.close"]
 
 
 def test_a_link_corrected_over_http_moves_the_radius_and_rotation_retires_the_ids(
