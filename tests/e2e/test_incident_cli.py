@@ -283,3 +283,59 @@ def test_incident_commands_are_audited_under_the_public_id_and_queue_the_webhook
         queued = conn.execute(sa.select(webhook_messages.c.payload)).scalars().all()
     assert actions == ["incident.open", "incident.update", "incident.close"]
     assert [p["data"]["incident_id"] for p in queued] == [public]
+
+
+def test_correct_link_and_rotate_are_audited_under_the_public_id_and_refused_read_only(
+        small_world_db: str) -> None:
+    """``correct-link`` and ``rotate`` through the application layer: the correction moves
+    the corrected radius, the rotation retires the affected accounts' ids, both land in the
+    audit log under the incident's public id; a read-only key changes nothing."""
+    from sealbill.app import ids, operators
+    from sealbill.app.context import local_actor
+    from sealbill.store.schema import audit_log, link_corrections
+
+    engine = create_engine(small_world_db)
+    with engine.begin() as conn:
+        org_id = int(parties.organization_by_slug(conn, "acme")["id"])
+    root = local_actor()
+    operators.create_operator(engine, root, "reader@ops.example", "read-only",
+                              "correct horse battery")
+    key = operators.create_key(engine, root, org_id, "reader@ops.example", "read-only")["key"]
+    db = small_world_db
+    incident = str(ok_json(db, "incident", "open", "--org", "acme", "--title", "swap",
+                           "--aware-at", at(60).isoformat(), "--window", at(-1).isoformat(),
+                           at(30).isoformat())["incident_id"])
+    correction = ("incident", "correct-link", incident, "--org", "acme", "--contact",
+                  "books@accountant.test", "--account", "ACC-4", "--not-entitled",
+                  "--reason", "the mandate had ended", "--from", at(-1).isoformat(),
+                  "--to", at(30).isoformat())
+
+    refused = [sealbill(db, *correction, "--key", key, "--json"),
+               sealbill(db, "incident", "rotate", incident, "--org", "acme", "--key", key,
+                        "--json")]
+    backwards = sealbill(db, *correction[:-4], "--from", at(30).isoformat(), "--to",
+                         at(-1).isoformat(), "--json")
+    unknown = sealbill(db, *correction[:6], "nobody@nowhere.test", *correction[7:], "--json")
+    with engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(link_corrections)
+                            ).scalar() == 0  # nothing written by the refusals
+    before = ok_json(db, "incident", "radius", incident, "--org", "acme")["as_corrected"]
+    corrected = sealbill(db, *correction)
+    after = ok_json(db, "incident", "radius", incident, "--org", "acme")["as_corrected"]
+    rotated = ok_json(db, "incident", "rotate", incident, "--org", "acme")
+
+    assert [r.returncode for r in refused] == [1, 1]
+    assert all("may not" in json.loads(r.stdout)["error"] for r in refused)
+    assert backwards.returncode == 2 and "end must come after" in backwards.stdout
+    assert unknown.returncode == 1 and "not found" in json.loads(unknown.stdout)["error"]
+    assert corrected.returncode == 0 and "recorded" in corrected.stdout
+    assert "ACC-4" not in {s["reference"] for s in before["subjects"]}
+    assert "ACC-4" in {s["reference"] for s in after["subjects"]}
+    assert "ACC-4" in {a["reference"] for a in rotated["accounts"]}
+    with engine.begin() as conn:
+        public = ids.encode(conn, org_id, "incident", int(incident))
+        entries = conn.execute(sa.select(audit_log.c.action, audit_log.c.actor).where(
+            audit_log.c.object_kind == "incident", audit_log.c.object_id == public)
+            .order_by(audit_log.c.id)).all()
+    assert [e.action for e in entries] == ["incident.open", "incident.correct_link",
+                                           "incident.rotate"]

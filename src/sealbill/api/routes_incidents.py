@@ -1,5 +1,6 @@
 """``/v1/incidents``: open, list, read (clock, blast radius, timeline), record facts and
-containment steps, contain (kill switch), drafts, close."""
+containment steps, assess, decide, correct a link, rotate ids, contain (kill switch), drafts,
+close."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
 from sealbill.app import incidents
-from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn, ReasonIn
+from sealbill.app.incident_inputs import (
+    AssessIn,
+    DecisionIn,
+    IncidentIn,
+    IncidentUpdateIn,
+    LinkCorrectionIn,
+    ReasonIn,
+)
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["incidents"])
 
@@ -48,6 +56,37 @@ def update_incident(incident_id: str, body: IncidentUpdateIn, actor: ActorDep,
     """Record facts, containment steps (``measures_taken``), proposed measures and the
     notification's progress; lists are appended to."""
     return incidents.update(engine, actor, org(actor), _inc(incident_id), body)
+
+
+@router.post("/incidents/{incident_id}/assess", response_model=schemas.Assessment)
+def assess_incident(incident_id: str, body: AssessIn, actor: ActorDep,
+                    engine: EngineDep) -> Any:
+    """Severity by the ENISA method (SE = DPC x EI + CB), proposed from the blast radius;
+    every changed input needs its justification."""
+    return incidents.assess(engine, actor, org(actor), _inc(incident_id), body)
+
+
+@router.post("/incidents/{incident_id}/decide", response_model=schemas.Decision)
+def decide_incident(incident_id: str, body: DecisionIn, actor: ActorDep,
+                    engine: EngineDep) -> Any:
+    """Record the decision to notify the supervisory authority or not, with its reasoning
+    and the communication to the data subjects (Art. 33(5), Art. 34)."""
+    return incidents.decide(engine, actor, org(actor), _inc(incident_id), body)
+
+
+@router.post("/incidents/{incident_id}/correct-link", response_model=schemas.Incident)
+def correct_link(incident_id: str, body: LinkCorrectionIn, actor: ActorDep,
+                 engine: EngineDep) -> Any:
+    """Mark a contact <-> account link as wrong (or right) over a window, retroactively;
+    the incident's corrected blast radius uses it at once."""
+    return incidents.correct_link(engine, actor, org(actor), _inc(incident_id), body)
+
+
+@router.post("/incidents/{incident_id}/rotate", response_model=schemas.Rotation)
+def rotate_ids(incident_id: str, actor: ActorDep, engine: EngineDep) -> Any:
+    """New public ids for the affected accounts (the old ones answer 410 Gone); their
+    outstanding tokens and links revoked."""
+    return incidents.rotate(engine, actor, org(actor), _inc(incident_id))
 
 
 @router.post("/incidents/{incident_id}/contain", response_model=schemas.Incident)

@@ -35,6 +35,36 @@ class Incident(Out):
     events: list[IncidentEvent]
 
 
+class Assessment(Out):
+    method: str
+    proposed: dict[str, str]
+    proposed_rationale: dict[str, str]
+    inputs: dict[str, str]
+    adjustments: dict[str, dict[str, str]]
+    score: str
+    level: str
+
+
+class Decision(Out):
+    notify: bool
+    reason: str
+    by: str
+    at: datetime
+    recommended: dict[str, Any]
+    communication: dict[str, Any]
+
+
+class RotatedAccount(Out):
+    account_id: str
+    reference: str
+    retired_public_id: str
+
+
+class Rotation(Out):
+    accounts: list[RotatedAccount]
+    tokens_revoked: int
+
+
 class DraftDocument(Out):
     path: str
     kind: str

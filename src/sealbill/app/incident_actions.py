@@ -17,11 +17,12 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, ids
+from sealbill.app.accounts import account_row
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
-from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem
+from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.pipeline.incident import actions as pipeline
 from sealbill.store.db import transaction
@@ -40,13 +41,17 @@ def _may_act(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> Non
             raise NotFound(f"incident {incident_id} not found") from None
 
 
-def audit_incident(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
-                   after: Any) -> None:
+def audit_incident(engine: Engine | Connection, actor: Actor, org_id: int, incident_id: int,
+                   action: str, after: Any) -> None:
     """The audit entry of an act on an incident, named by its public id (``inc_…``) from
-    every door, so one incident's entries are found together."""
+    every door, so one incident's entries are found together. Given a connection, it is
+    written in that connection's transaction (the act's own)."""
+    if isinstance(engine, Connection):
+        audit.record(engine, actor, org_id, action, "incident",
+                     ids.encode(engine, org_id, "incident", incident_id), after=after)
+        return
     with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "incident",
-                     ids.encode(conn, org_id, "incident", incident_id), after=after)
+        audit_incident(conn, actor, org_id, incident_id, action, after)
 
 
 _audit = audit_incident
@@ -64,6 +69,11 @@ def record_facts(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
             "incident.update")
 
 
+# The pipeline's refusals of a decision, by the field they concern (the first that matches).
+_DECISION_FIELDS = (("data subjects needs", "communication_reason"),
+                    ("communication must", "communication"), ("exemption", "exemption"))
+
+
 def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notify: bool,
            reason: str, communication: str | None, communication_reason: str = "",
            exemption: str | None = None) -> dict[str, Any]:
@@ -75,7 +85,11 @@ def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notif
                                    communication_reason=communication_reason,
                                    actor=actor.name)
     except ValueError as exc:
-        raise Invalid("decision: 1 problem(s)", [Problem("reason", str(exc))]) from None
+        message = str(exc)
+        if "is closed" in message:
+            raise StateError(message) from None
+        field = next((name for hint, name in _DECISION_FIELDS if hint in message), "reason")
+        raise Invalid("decision: 1 problem(s)", [Problem(field, message)]) from None
     _audit(engine, actor, org_id, incident_id, "incident.decide",
            {"notify": notify, "reason": reason, "communication": communication})
     return decision
@@ -206,3 +220,58 @@ def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: s
     except ValueError as exc:
         raise _refused("closing", "", exc) from None
     _audit(engine, actor, org_id, incident_id, "incident.close", {"reason": reason.strip()})
+
+
+def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, contact: str,
+                 account: str, entitled: bool, reason: str, valid_from: datetime | None = None,
+                 valid_to: datetime | None = None) -> int:
+    """Mark a contact <-> account link as (not) entitled over [valid_from, valid_to),
+    retroactively, under this incident: the corrected blast radius uses it at once. The
+    contact is named by its public id (``con_…``), row id or address; the account by its
+    public id (``acc_…``), reference or row id. Correction, timeline event and audit entry
+    are one transaction."""
+    _may_act(engine, actor, org_id, incident_id)
+    contact_ref, account_ref = _link_refs(engine, org_id, contact, account)
+
+    def audited(conn: Connection, correction_id: int) -> None:
+        audit_incident(conn, actor, org_id, incident_id, "incident.correct_link", {
+            "contact": contact, "account": account, "entitled": entitled,
+            "reason": reason.strip(),
+            "valid_from": valid_from.isoformat() if valid_from else None,
+            "valid_to": valid_to.isoformat() if valid_to else None})
+
+    try:
+        return pipeline.correct_link(
+            engine, org_id, incident_id, contact=contact_ref, account=account_ref,
+            entitled=entitled, reason=reason, actor=actor.name, valid_from=valid_from,
+            valid_to=valid_to, then=audited)
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+    except ValueError as exc:
+        field = "reason" if "reason" in str(exc) else "valid_to"
+        raise _refused("link correction", field, exc) from None
+
+
+def _link_refs(engine: Engine, org_id: int, contact: str, account: str) -> tuple[str, str]:
+    """The contact and account as the pipeline names them: public ids become row ids."""
+    with engine.begin() as conn:
+        if contact.startswith("con_") and "@" not in contact:
+            contact = str(ids.decode(conn, org_id, "contact", contact))
+        if account.startswith("acc_"):
+            account = str(account_row(conn, org_id, account)["id"])  # or NotFound, Gone
+    return contact, account
+
+
+def rotate(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> pipeline.Rotation:
+    """New public ids for the accounts in the corrected blast radius, their outstanding
+    tokens and links revoked (old ids answer "gone"); rotation, timeline event and audit
+    entry are one transaction."""
+    _may_act(engine, actor, org_id, incident_id)
+
+    def audited(conn: Connection, rotation: pipeline.Rotation) -> None:
+        audit_incident(conn, actor, org_id, incident_id, "incident.rotate", {
+            "accounts": [a["reference"] for a in rotation.accounts],
+            "retired_public_ids": [a["retired_public_id"] for a in rotation.accounts],
+            "tokens_revoked": rotation.tokens_revoked})
+
+    return pipeline.rotate(engine, org_id, incident_id, actor=actor.name, then=audited)

@@ -55,3 +55,40 @@ class ReasonIn(Model):
 
 class PauseIn(Model):
     reason: Reason | None = None
+
+
+InputName = Literal["dpc", "ei", "cb_confidentiality", "cb_integrity", "cb_availability",
+                    "cb_malicious"]  # the ENISA inputs (domain.severity.INPUT_NAMES)
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+
+
+class AssessIn(Model):
+    """Changes to the proposed ENISA inputs (``dpc``, ``ei``, ``cb_*``), each justified."""
+
+    changes: Annotated[dict[InputName,
+                            Annotated[str, StringConstraints(max_length=20)]],
+                       Field(default_factory=dict)]
+    justifications: Annotated[dict[InputName, Note],
+                              Field(default_factory=dict)]
+    recipients_known: bool = True
+
+
+class DecisionIn(Model):
+    """The decision to notify the authority or not, with its reasoning (Art. 33(5))."""
+
+    notify: bool
+    reason: Reason
+    communication: Literal["done", "planned", "exempt", "not_required"] | None = None
+    exemption: Literal["a", "b", "c"] | None = None
+    communication_reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class LinkCorrectionIn(Model):
+    """A contact <-> account link judged (not) entitled over [valid_from, valid_to)."""
+
+    contact: Annotated[Short, Field(description="Contact public id (con_…) or address.")]
+    account: Annotated[Short, Field(description="Account public id (acc_…) or reference.")]
+    entitled: bool = False
+    reason: Reason
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.app import audit, ledger_query, webhooks
+from sealbill.app import audit, incident_actions, ledger_query, webhooks
 from sealbill.app import ids as public_ids
 from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem
@@ -129,9 +129,6 @@ def revoke_tokens(engine: Engine, actor: Actor, org_id: int, incident_id: int) -
 def rotate(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> dict[str, Any]:
     """New public ids for the affected accounts, their outstanding tokens revoked
     (``sealbill incident rotate``)."""
-    _may_act(engine, actor, org_id, incident_id)
-    rotation = pipeline.rotate(engine, org_id, incident_id, actor=actor.name)
-    result = {"accounts": [a["reference"] for a in rotation.accounts],
-              "tokens_revoked": rotation.tokens_revoked}
-    _audit(engine, actor, org_id, incident_id, "incident.rotate", result)
-    return result
+    rotation = incident_actions.rotate(engine, actor, org_id, incident_id)
+    return {"accounts": [a["reference"] for a in rotation.accounts],
+            "tokens_revoked": rotation.tokens_revoked}

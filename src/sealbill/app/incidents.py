@@ -1,5 +1,6 @@
 """Incidents through the application layer (the HTTP API's ``/v1/incidents``): open, list,
-read (72-hour clock, blast radius, timeline), record facts and containment steps, write the
+read (72-hour clock, blast radius, timeline), record facts and containment steps, assess the
+severity, decide on notifying, correct a link, rotate the affected accounts' ids, write the
 drafts, contain (the kill switch), close.
 
 Invariants:
@@ -26,7 +27,13 @@ from sealbill.app import audit, ids, incident_actions, records, webhooks
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.app.incident_actions import audit_incident as _audit
-from sealbill.app.incident_inputs import IncidentIn, IncidentUpdateIn
+from sealbill.app.incident_inputs import (
+    AssessIn,
+    DecisionIn,
+    IncidentIn,
+    IncidentUpdateIn,
+    LinkCorrectionIn,
+)
 from sealbill.inputs.models import parse
 from sealbill.pipeline.incident import actions as pipeline
 from sealbill.store.incident import incidents as store
@@ -202,3 +209,52 @@ def drafts(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
                 "text": (Path(tmp) / f.path).read_text(encoding="utf-8")} for f in files]
     _audit(engine, actor, org_id, incident_id, "incident.drafts", {"files": len(out)})
     return {"files": out, "missing_fields": list(dossier.missing)}
+
+
+def assess(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> dict[str, Any]:
+    """Severity by the ENISA method, proposed from the blast radius, with the operator's
+    justified changes; recorded in the timeline and audited."""
+    _act(actor, org_id)
+    request = parse(AssessIn, data, "severity")
+    incident_id = _row_id(engine, org_id, ref)
+    changes: dict[str, str] = dict(request.changes.items())
+    justifications: dict[str, str] = dict(request.justifications.items())
+    return _checked("changes", lambda: incident_actions.assess(
+        engine, actor, org_id, incident_id, changes=changes, justifications=justifications,
+        recipients_known=request.recipients_known))
+
+
+def decide(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> dict[str, Any]:
+    """The decision to notify the authority or not, with its reasoning (Art. 33(5))."""
+    _act(actor, org_id)
+    request = parse(DecisionIn, data, "decision")
+    incident_id = _row_id(engine, org_id, ref)
+    return _checked("reason", lambda: incident_actions.decide(
+        engine, actor, org_id, incident_id, notify=request.notify, reason=request.reason,
+        communication=request.communication, exemption=request.exemption,
+        communication_reason=request.communication_reason))
+
+
+def correct_link(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any
+                 ) -> dict[str, Any]:
+    """A link judged (not) entitled retroactively: the incident as corrected by it."""
+    _act(actor, org_id)
+    request = parse(LinkCorrectionIn, data, "link correction")
+    incident_id = _row_id(engine, org_id, ref)
+    _checked("contact", lambda: incident_actions.correct_link(
+        engine, actor, org_id, incident_id, contact=request.contact, account=request.account,
+        entitled=request.entitled, reason=request.reason, valid_from=request.valid_from,
+        valid_to=request.valid_to))
+    return _detail(engine, actor, org_id, incident_id)
+
+
+def rotate(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+    """New public ids for the affected accounts (shown with the ids they retire); their
+    outstanding tokens and links revoked."""
+    _act(actor, org_id)
+    incident_id = _row_id(engine, org_id, ref)
+    rotation = _checked("", lambda: incident_actions.rotate(engine, actor, org_id,
+                                                            incident_id))
+    with engine.begin() as conn:
+        accounts = _public_ids(conn, org_id, rotation.accounts)
+    return {"accounts": accounts, "tokens_revoked": rotation.tokens_revoked}

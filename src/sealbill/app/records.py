@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import audit, ids, ledger
+from sealbill.app import audit, ids, incident_actions, ledger
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.app.incident_actions import audit_incident
@@ -149,15 +149,9 @@ def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, co
     if len(reason.strip()) < 3:
         raise Invalid("correction: 1 problem(s)", [Problem("reason", "give a reason")])
     _incident_id(engine, org_id, incident_id)
-    try:
-        incidents_pipeline.correct_link(engine, org_id, incident_id, contact=contact.strip(),
-                                        account=account.strip(), entitled=False,
-                                        reason=reason.strip(), actor=actor.name)
-    except LookupError as exc:
-        raise NotFound(str(exc)) from None
-    audit_incident(engine, actor, org_id, incident_id, "incident.correct_link",
-                   {"contact": contact, "account": account, "entitled": False,
-                    "reason": reason})
+    incident_actions.correct_link(engine, actor, org_id, incident_id, contact=contact.strip(),
+                                  account=account.strip(), entitled=False,
+                                  reason=reason.strip())
 
 
 def incident_drafts(engine: Engine, actor: Actor, org_id: int, incident_id: int

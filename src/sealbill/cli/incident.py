@@ -46,8 +46,8 @@ app = typer.Typer(help="Incident response: blast radius from the ledger, GDPR dr
 IdArg = Annotated[int, typer.Argument(help="Incident id.")]
 ByOption = Annotated[str | None, typer.Option(
     "--by", envvar="SEALBILL_ACTOR", hidden=True,
-    help="No longer used by open, assess, decide, update, close: the records name the "
-         "--key's operator, or local:<user>.")]
+    help="No longer used by open, assess, decide, update, correct-link, rotate, close: the "
+         "records name the --key's operator, or local:<user>.")]
 T = TypeVar("T")
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV (for legal).")]
 
@@ -180,17 +180,21 @@ def correct_link_command(
                                            help="What the link should have been.")] = False,
     valid_from: Annotated[str | None, typer.Option("--from")] = None,
     valid_to: Annotated[str | None, typer.Option("--to")] = None,
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, actor: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Mark a contact <-> account link as wrong (or right) retroactively.
 
     Example: sealbill incident correct-link 3 --org acme --contact ap@client.example --account
     C000042 --not-entitled --reason "address belonged to another customer"
     """
-    correction_id = _run(db, org, as_json, lambda engine, org_id: pipeline.correct_link(
-        engine, org_id, incident_id, contact=contact, account=account, entitled=entitled,
-        reason=reason, actor=actor, valid_from=_time(valid_from, "--from"),
-        valid_to=_time(valid_to, "--to")))
+    _by_ignored(actor)
+    with _errors(as_json):
+        window = _time(valid_from, "--from"), _time(valid_to, "--to")
+    correction_id = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
+                              .correct_link(engine, who, org_id, incident_id, contact=contact,
+                                            account=account, entitled=entitled, reason=reason,
+                                            valid_from=window[0], valid_to=window[1]))
     if as_json:
         emit_json({"ok": True, "correction_id": correction_id})
     else:
@@ -394,14 +398,15 @@ def register_command(org: OrgOption, db: DbOption = None, as_json: JsonOption = 
 
 @app.command("rotate")
 def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
-                   actor: ActorOption = "operator", as_json: JsonOption = False) -> None:
+                   key: KeyOption = None, actor: ByOption = None,
+                   as_json: JsonOption = False) -> None:
     """New public ids for the affected accounts; their outstanding tokens and links revoked.
 
     Example: sealbill incident rotate 3 --org acme --json
     """
-    rotation = _run(db, org, as_json,
-                    lambda engine, org_id: pipeline.rotate(engine, org_id, incident_id,
-                                                           actor=actor))
+    _by_ignored(actor)
+    rotation = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
+                         .rotate(engine, who, org_id, incident_id))
     if as_json:
         emit_json({"ok": True, "accounts": rotation.accounts,
                    "tokens_revoked": rotation.tokens_revoked})

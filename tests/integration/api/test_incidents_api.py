@@ -175,3 +175,104 @@ def test_a_ledger_page_by_address_is_full_and_a_look_alike_address_has_no_next_p
     assert [r["account"] for r in second["items"]] == ["ACC-3"]
     part = client.get("/v1/ledger?address=s@accountant.test&limit=1", headers=headers).json()
     assert part == {"items": [], "next_cursor": None}
+
+
+def _audited(engine: Engine, ref: str) -> list[str]:
+    from sealbill.store.schema import audit_log
+
+    with engine.begin() as conn:
+        return list(conn.execute(sa.select(audit_log.c.action).where(
+            audit_log.c.object_kind == "incident", audit_log.c.object_id == ref)
+            .order_by(audit_log.c.id)).scalars())
+
+
+def test_severity_and_decision_are_recorded_over_http_once_per_key_refused_when_wrong(
+        any_engine: Engine) -> None:
+    client, _, keys = _client(any_engine)
+    ref = _open(client, keys["admin"]).json()["id"]
+    url = f"/v1/incidents/{ref}"
+    change = {"changes": {"cb_confidentiality": "0.5"}}
+    unjustified = client.post(f"{url}/assess", headers=keys["billing"], json=change)
+    read_only = client.post(f"{url}/assess", headers=keys["read-only"], json={
+        **change, "justifications": {"cb_confidentiality": "forwarded"}})
+    bad_name = client.post(f"{url}/assess", headers=keys["billing"],
+                           json={"changes": {"size": "3"}})
+    assessed = client.post(f"{url}/assess", headers=keys["billing"], json={
+        **change, "justifications": {"cb_confidentiality": "recipients may forward it"}})
+    bad_status = client.post(f"{url}/decide", headers=keys["billing"], json={
+        "notify": True, "reason": "invoices reached other customers",
+        "communication": "maybe"})
+    once = {**keys["billing"], "Idempotency-Key": "decide-1"}
+    body = {"notify": True, "reason": "invoices reached other customers",
+            "communication": "planned"}
+    decided = client.post(f"{url}/decide", headers=once, json=body)
+    replayed = client.post(f"{url}/decide", headers=once, json=body)
+    unexplained = client.post(f"{url}/decide", headers=keys["billing"], json={
+        **body, "communication": "not_required"})
+
+    assert unjustified.status_code == 422 and unjustified.json()["errors"][0]["field"] == \
+        "justification"
+    assert read_only.status_code == 403
+    assert bad_name.status_code == 422 and bad_name.json()["errors"][0]["field"].startswith(
+        "changes")
+    assert assessed.status_code == 200, assessed.text
+    assert assessed.json()["adjustments"]["cb_confidentiality"]["to"] == "0.5"
+    assert assessed.json()["level"] in ("low", "medium", "high", "very high")
+    assert bad_status.status_code == 422
+    assert [e["field"] for e in bad_status.json()["errors"]] == ["communication"]
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["notify"] is True and decided.json()["recommended"]["reasoning"]
+    assert replayed.json() == decided.json()
+    assert unexplained.status_code == 422
+    assert [e["field"] for e in unexplained.json()["errors"]] == ["communication_reason"]
+    closed = client.post(f"{url}/close", headers=keys["billing"], json={"reason": "handled"})
+    assert closed.status_code == 200
+    late = client.post(f"{url}/decide", headers=keys["billing"], json=body)
+    assert late.status_code == 409 and "closed" in late.json()["detail"]
+    shown = client.get(url, headers=keys["read-only"]).json()
+    assert [e["event"] for e in shown["events"]] == ["opened", "assessed", "decided",
+                                                     "closed"]
+    assert _audited(any_engine, ref) == ["incident.open", "incident.assess",
+                                         "incident.decide", "incident.close"]
+
+
+def test_a_link_corrected_over_http_moves_the_radius_and_rotation_retires_the_ids(
+        any_engine: Engine) -> None:
+    from sealbill.app import ids
+
+    client, org_id, keys = _client(any_engine)
+    ref = _open(client, keys["admin"]).json()["id"]
+    url = f"/v1/incidents/{ref}"
+    with any_engine.begin() as conn:
+        contact = ids.encode(conn, org_id, "contact", int(conn.execute(sa.text(
+            "SELECT id FROM contacts WHERE email = 'books@accountant.test'")).scalar_one()))
+    body = {"contact": contact, "account": "ACC-4", "entitled": False,
+            "reason": "the mandate had ended", "valid_from": at(-1).isoformat(),
+            "valid_to": at(30).isoformat()}
+    backwards = client.post(f"{url}/correct-link", headers=keys["billing"],
+                            json={**body, "valid_from": at(30).isoformat(),
+                                  "valid_to": at(-1).isoformat()})
+    unknown = client.post(f"{url}/correct-link", headers=keys["billing"],
+                          json={**body, "account": "acc_" + "a" * 26})
+    refused = [client.post(f"{url}/correct-link", headers=keys["read-only"], json=body),
+               client.post(f"{url}/rotate", headers=keys["read-only"])]
+    before = client.get(url, headers=keys["read-only"]).json()["radius"]
+    corrected = client.post(f"{url}/correct-link", headers=keys["billing"], json=body)
+    rotated = client.post(f"{url}/rotate", headers=keys["billing"])
+
+    assert backwards.status_code == 422
+    assert [e["field"] for e in backwards.json()["errors"]] == ["valid_to"]
+    assert unknown.status_code == 404
+    assert [r.status_code for r in refused] == [403, 403]
+    assert "ACC-4" not in {s["reference"] for s in before["subjects"]}
+    assert corrected.status_code == 200, corrected.text
+    assert "ACC-4" in {s["reference"] for s in corrected.json()["radius"]["subjects"]}
+    assert rotated.status_code == 200, rotated.text
+    moved = {a["reference"]: a for a in rotated.json()["accounts"]}
+    assert "ACC-4" in moved and rotated.json()["tokens_revoked"] >= 0
+    new, old = moved["ACC-4"]["account_id"], moved["ACC-4"]["retired_public_id"]
+    assert new.startswith("acc_") and new != old
+    assert client.get(f"/v1/accounts/{old}", headers=keys["read-only"]).status_code == 410
+    assert client.get(f"/v1/accounts/{new}", headers=keys["read-only"]).status_code == 200
+    assert _audited(any_engine, ref) == ["incident.open", "incident.correct_link",
+                                         "incident.rotate"]

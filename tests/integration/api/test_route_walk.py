@@ -99,7 +99,9 @@ MUTATION_ORDER = (
     "/v1/runs/{run_id}/finalize", "/v1/accounts/{account_id}/archive", "/v1/webhooks",
     "/v1/invoices/{invoice_id}/credit-notes", "/v1/invoices/{invoice_id}/void",
     "/v1/bounces", "/v1/contacts/{contact_id}/clear-bounce",
-    "/v1/incidents", "/v1/incidents/{incident_id}/updates", "/v1/incidents/{incident_id}/contain",
+    "/v1/incidents", "/v1/incidents/{incident_id}/updates", "/v1/incidents/{incident_id}/assess",
+    "/v1/incidents/{incident_id}/decide", "/v1/incidents/{incident_id}/correct-link",
+    "/v1/incidents/{incident_id}/rotate", "/v1/incidents/{incident_id}/contain",
     "/v1/incidents/{incident_id}/drafts", "/v1/incidents/{incident_id}/close",
     "/v1/sending/pause", "/v1/sending/resume",
 )

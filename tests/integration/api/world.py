@@ -130,6 +130,16 @@ def body_for(method: str, path: str, org: Org) -> Any:
                           "aware_at": "2026-11-21T10:00:00+01:00"},
         "/v1/incidents/{incident_id}/updates": {"cause": "stale contact",
                                                 "measures_taken": ["contact unlinked"]},
+        "/v1/incidents/{incident_id}/assess": {
+            "changes": {"cb_confidentiality": "0.5"},
+            "justifications": {"cb_confidentiality": "recipients may have forwarded it"}},
+        "/v1/incidents/{incident_id}/decide": {"notify": False, "reason": "no exposure found",
+                                               "communication": "not_required",
+                                               "communication_reason": "nothing exposed"},
+        "/v1/incidents/{incident_id}/correct-link": {
+            "contact": org.ids["contact_id"], "account": acc, "entitled": True,
+            "reason": "confirmed by phone", "valid_from": "2026-10-01T00:00:00Z"},
+        "/v1/incidents/{incident_id}/rotate": None,
         "/v1/incidents/{incident_id}/contain": None,
         "/v1/incidents/{incident_id}/drafts": None,
         "/v1/incidents/{incident_id}/close": {"reason": "no exposure found"},

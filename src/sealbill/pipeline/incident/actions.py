@@ -137,13 +137,19 @@ def dossier(engine: Engine, org_id: int, incident_id: int,
 
 def correct_link(engine: Engine, org_id: int, incident_id: int, *, contact: str, account: str,
                  entitled: bool, reason: str, actor: str, valid_from: datetime | None = None,
-                 valid_to: datetime | None = None) -> int:
+                 valid_to: datetime | None = None,
+                 then: Callable[[Connection, int], None] | None = None) -> int:
+    """Record a retroactive link correction under the incident; ``then(conn, correction_id)``
+    runs in the same transaction (the application layer's audit entry)."""
     with transaction(engine) as conn:
-        return store.add_correction(
+        correction_id = store.add_correction(
             conn, org_id, contact_id=store.contact_id_for(conn, org_id, contact),
             account_id=store.account_id_for(conn, org_id, account), entitled=entitled,
             reason=reason, actor=actor, incident_id=incident_id, valid_from=valid_from,
             valid_to=valid_to)
+        if then is not None:
+            then(conn, correction_id)
+    return correction_id
 
 
 def assess(engine: Engine, org_id: int, incident_id: int, *,
@@ -276,8 +282,10 @@ class Rotation:
     tokens_revoked: int
 
 
-def rotate(engine: Engine, org_id: int, incident_id: int, *, actor: str) -> Rotation:
-    """New public ids for the affected accounts; their outstanding tokens revoked."""
+def rotate(engine: Engine, org_id: int, incident_id: int, *, actor: str,
+           then: Callable[[Connection, Rotation], None] | None = None) -> Rotation:
+    """New public ids for the affected accounts; their outstanding tokens revoked.
+    ``then(conn, rotation)`` runs in the same transaction (the audit entry)."""
     with transaction(engine) as conn:
         incident = store.incident(conn, org_id, incident_id, for_update=True)
         view = radius_in(conn, org_id, incident["scope"]).effective
@@ -297,7 +305,10 @@ def rotate(engine: Engine, org_id: int, incident_id: int, *, actor: str) -> Rota
         rotations = [*incident["record"].get("rotations", []), entry]
         store.update_record(conn, org_id, incident_id, {"rotations": rotations},
                             event="rotated", actor=actor, detail=entry, at=at)
-    return Rotation(rotated, revoked)
+        rotation = Rotation(rotated, revoked)
+        if then is not None:
+            then(conn, rotation)
+    return rotation
 
 
 def close(engine: Engine, org_id: int, incident_id: int, *, reason: str, actor: str) -> None:
