@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -91,3 +93,39 @@ def test_a_refused_batch_in_a_group_is_rolled_back_alone(sqlite_engine: Engine) 
     assert _stored(sqlite_engine) == {
         **{f"g-{i}": "3" for i in range(3)}, **{f"g-{i}": "3" for i in range(200, 202)}}
     assert _audited(sqlite_engine) == audited + 2
+
+
+def _db_file_size(engine: Engine) -> int:
+    return Path(str(engine.url.database)).stat().st_size
+
+
+def test_a_group_commits_without_checkpoint_and_a_checkpoint_follows_every_n_events(
+        sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    raw = sqlite_engine.raw_connection()  # no transaction around the checkpoint
+    raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    raw.close()
+    size = _db_file_size(sqlite_engine)
+    monkeypatch.setattr(ingest, "CHECKPOINT_EVENTS", 10**9)
+    ingest.ingest(sqlite_engine, local_actor(), org.org_id, _body(range(0, 3000)))
+    assert _db_file_size(sqlite_engine) == size  # the new pages are in the WAL only
+    monkeypatch.setattr(ingest, "CHECKPOINT_EVENTS", 1000)
+    ingest.ingest(sqlite_engine, local_actor(), org.org_id, _body(range(3000, 4000)))
+    assert _db_file_size(sqlite_engine) > size  # checkpointed into the database file
+    assert len(_stored(sqlite_engine)) == 4000
+
+
+def test_the_connections_go_back_to_the_pool_with_sqlites_defaults(
+        sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    for start in range(0, 30, 10):
+        ingest.ingest(sqlite_engine, local_actor(), org.org_id, _body(range(start, start + 10)))
+    pooled = [sqlite_engine.raw_connection() for _ in range(2)]  # no BEGIN IMMEDIATE
+    try:
+        for raw in pooled:
+            driver: Any = raw.driver_connection
+            assert driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+            assert driver.execute("PRAGMA cache_size").fetchone()[0] == -2000
+    finally:
+        for raw in pooled:
+            raw.close()
