@@ -41,9 +41,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-# Two xdist workers: the suite's integration tests wait on PostgreSQL, SMTP and Chromium.
+# Two xdist workers: the suite's integration tests wait on PostgreSQL, SMTP and Chromium. A test
+# file stays on one worker (--dist loadfile): its module-scoped fixtures are built once, in order.
 test: $(STAMP) postgres-binaries chromium postfix lint
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --doctest-modules src/sealbill/domain tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --doctest-modules src/sealbill/domain tests
 
 # The deep runs: the billing oracle's 10,000 generated cases (SEALBILL_ORACLE_EXAMPLES to change)
 # and the 2,000-account cycle on three killed-and-replaced workers (tests/integration/scale).
