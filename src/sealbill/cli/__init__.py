@@ -30,6 +30,7 @@ from sealbill.cli import (
     operators,
     organizations,
     seals,
+    sending,
     serve,
     set_aside,
     setup,
@@ -83,6 +84,7 @@ incident.register(app)
 check.register(app)
 dkim.register(app)
 delivery.register(app)
+sending.register(app)
 set_aside.register(app)
 taxes.register(app)
 organizations.register(app)

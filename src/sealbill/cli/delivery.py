@@ -1,5 +1,5 @@
-"""Delivery commands: ``run plan|approve|send|status``, ``pause``, ``resume``,
-``ledger verify``, ``contacts verify|confirm``, ``smtp-sink``.
+"""Delivery commands: ``run plan|approve|send|status``, ``contacts verify|confirm``,
+``smtp-sink`` (the kill switch and the ledger: :mod:`sealbill.cli.sending`).
 
 Exit codes: 0 done (every message delivered); 1 failure (an error, a broken ledger, a refused
 code); 2 bad usage; run commands also 3 held awaiting approval, 4 halted by the guard or
@@ -25,7 +25,6 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
-    err_console,
     fail,
     link_base_option,
     org_id_for,
@@ -49,16 +48,12 @@ from sealbill.store import queries
 from sealbill.store.delivery.send_lock import RunBusy
 from sealbill.store.parties import records as parties
 
-ledger_app = typer.Typer(help="The delivery ledger (who received what).", no_args_is_help=True)
 contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)
 RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pause")(pause)
-    app.command("resume")(resume)
     app.command("smtp-sink")(smtp_sink)
-    app.add_typer(ledger_app, name="ledger")
     app.add_typer(contacts_app, name="contacts")
 
 
@@ -270,78 +265,6 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     for line in report_lines(payload, run):
         console.print(line, markup=False, highlight=False)
     raise typer.Exit(payload["exit_code"])
-
-
-ByOption = Annotated[str | None, typer.Option(
-    "--by", envvar="SEALBILL_ACTOR", hidden=True,
-    help="No longer used: the records name the --key's operator, or local:<user>.")]
-
-
-def _by_ignored(by: str | None) -> None:
-    if by:
-        err_console.print("note: --by is no longer used; recorded as the --key's operator "
-                          "or local:<user>", markup=False, highlight=False)
-
-
-def pause(org: OrgOption, key: KeyOption = None, db: DbOption = None,
-          reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-          by: ByOption = None, as_json: JsonOption = False) -> None:
-    """Kill switch: stop all sending of the organization within one message (audited; with
-    --key, for the roles that act on runs).
-
-    Example: sealbill pause --org acme --reason "checking a misdelivery report"
-    """
-    from sealbill.app import sending_switch
-
-    _by_ignored(by)
-    engine, actor, org_id = context(db, org, key, as_json)
-    call(lambda: sending_switch.pause(engine, actor, org_id, reason), as_json)
-    emit_json({"ok": True, "paused": True}) if as_json else console.print("sending paused")
-
-
-def resume(org: OrgOption, reason: Annotated[str, typer.Option(help="Why (recorded).")],
-           key: KeyOption = None, db: DbOption = None,
-           run: Annotated[str | None, typer.Option(help="Also release this halted run.")] = None,
-           by: ByOption = None, as_json: JsonOption = False) -> None:
-    """Lift the kill switch; with --run, release a run the guard halted (audited; with --key,
-    for approvers and administrators).
-
-    Example: sealbill resume --org acme --reason "report checked: no exposure"
-    """
-    from sealbill.app import records, sending_switch
-
-    _by_ignored(by)
-    engine, actor, org_id = context(db, org, key, as_json)
-    if run:
-        out = call(lambda: records.resume_run(engine, actor, org_id, run, reason), as_json)
-    else:
-        call(lambda: sending_switch.resume(engine, actor, org_id, reason), as_json)
-        out = {"paused": False, "run_id": None}
-    emit_json({"ok": True, **out}) if as_json else console.print(f"resumed: {out}",
-                                                                 markup=False)
-
-
-@ledger_app.command("verify")
-def ledger_verify(org: OrgOption, key: KeyOption = None, db: DbOption = None,
-                  as_json: JsonOption = False) -> None:
-    """Recompute the hash chain and the rows' seals, compare with the checkpoints kept
-    outside the database; report any edited, re-hashed, appended, deleted or cut row.
-
-    Example: sealbill ledger verify --org acme --json
-    """
-    from sealbill.app import ledger as app_ledger
-
-    engine, actor, org_id = context(db, org, key, as_json)
-    report = call(lambda: app_ledger.verify(engine, actor, org_id), as_json)
-    if as_json:
-        emit_json(report)
-    elif report["ok"]:
-        console.print(f"ledger intact: {report['rows']} rows")
-    else:
-        fail(f"ledger damaged: {len(report['problems'])} problems",
-             details=[f"seq {p['seq']}: {p['problem']} — {p['detail']}" for p in
-                      report["problems"]])
-    raise typer.Exit(0 if report["ok"] else 1)
 
 
 def _sealing_key_present(engine: Any) -> None:

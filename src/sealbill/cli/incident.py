@@ -6,12 +6,10 @@ usage (exit 2), never guessed. Unknown incident, contact or account: exit 1.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -20,22 +18,17 @@ from sqlalchemy.engine import Engine
 from sealbill.app import ids, incident_actions, incidents
 from sealbill.app.context import Actor
 from sealbill.cli.common import (
-    ActorOption,
     DbOption,
     JsonOption,
     OrgOption,
     console,
     emit_json,
     engine_for,
-    err_console,
     fail,
     usage_error,
 )
-from sealbill.cli.incident_views import print_radius, print_register, print_status
-from sealbill.cli.operate import KeyOption, call, context
+from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
 from sealbill.domain.severity import INPUT_NAMES
-from sealbill.incident.radius_report import radius_csv, radius_to_dict
-from sealbill.incident.summary import register_csv, register_entry, status_dict
 from sealbill.pipeline.incident import actions as pipeline
 from sealbill.pipeline.incident.actions import FactsUpdate
 from sealbill.store.parties import records as parties
@@ -44,15 +37,13 @@ app = typer.Typer(help="Incident response: blast radius from the ledger, GDPR dr
                        "72-hour clock, breach register, rotation.", no_args_is_help=True)
 
 IdArg = Annotated[int, typer.Argument(help="Incident id.")]
-ByOption = Annotated[str | None, typer.Option(
-    "--by", envvar="SEALBILL_ACTOR", hidden=True,
-    help="No longer used by open, assess, decide, update, correct-link, rotate, close: the "
-         "records name the --key's operator, or local:<user>.")]
 T = TypeVar("T")
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV (for legal).")]
 
 
 def register(root: typer.Typer) -> None:
+    from sealbill.cli import incident_reports  # noqa: F401  (its commands join this group)
+
     root.add_typer(app, name="incident")
 
 
@@ -92,12 +83,6 @@ def _use_case(db: str | None, org: str, key: str | None, as_json: bool,
         return call(lambda: action(engine, actor, org_id), as_json)
 
 
-def _by_ignored(actor: str | None) -> None:
-    if actor:
-        err_console.print("note: --by is no longer used here; recorded as the --key's "
-                          "operator or local:<user>", markup=False, highlight=False)
-
-
 @app.command("open")
 def open_command(
     org: OrgOption,
@@ -122,7 +107,7 @@ def open_command(
     Example: sealbill incident open --org acme --title "Invoices mailed to the wrong customer"
     --aware-at 2026-12-01T09:30:00+01:00 --run 12 --pause-sending
     """
-    _by_ignored(actor)
+    by_ignored(actor)
 
     def action(engine: Engine, who: Actor, org_id: int) -> int:
         data: dict[str, Any] = {
@@ -148,28 +133,6 @@ def open_command(
     console.print(f"next: sealbill incident radius {incident_id}")
 
 
-@app.command("radius")
-def radius_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
-                   as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
-    """Who received whose data: exposures judged against the links of the sending time.
-
-    Example: sealbill incident radius 3 --org acme --csv
-    """
-    radius, check = _run(db, org, as_json, lambda engine, org_id: (
-        pipeline.radius(engine, org_id, incident_id), pipeline.ledger_check(engine, org_id)))
-    if check.problems:
-        err_console.print(f"[bold red]warning:[/] the delivery ledger fails its integrity "
-                          f"check ({len(check.problems)} problem(s)): this radius may be "
-                          "incomplete")
-    if as_json:
-        emit_json({**radius_to_dict(radius),
-                   "ledger": {"rows": check.rows, "ok": check.ok, "problems": check.problems}})
-    elif as_csv:
-        sys.stdout.write(radius_csv(radius))
-    else:
-        print_radius(console, radius)
-
-
 @app.command("correct-link")
 def correct_link_command(
     incident_id: IdArg, org: OrgOption,
@@ -188,7 +151,7 @@ def correct_link_command(
     Example: sealbill incident correct-link 3 --org acme --contact ap@client.example --account
     C000042 --not-entitled --reason "address belonged to another customer"
     """
-    _by_ignored(actor)
+    by_ignored(actor)
     with _errors(as_json):
         window = _time(valid_from, "--from"), _time(valid_to, "--to")
     correction_id = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
@@ -220,7 +183,7 @@ def assess_command(
     Example: sealbill incident assess 3 --org acme --set cb_confidentiality=0.5 --justify
     "cb_confidentiality=encrypted at rest"
     """
-    _by_ignored(actor)
+    by_ignored(actor)
     with _errors(as_json):
         changes = dict(_pairs(set_ or [], "--set"))
         justifications = dict(_pairs(justify or [], "--justify"))
@@ -270,7 +233,7 @@ def decide_command(
     Example: sealbill incident decide 3 --org acme --notify --reason "names and amounts reached
     other customers" --communication planned
     """
-    _by_ignored(actor)
+    by_ignored(actor)
     decision = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
                          .decide(engine, who, org_id, incident_id, notify=notify,
                                  reason=reason, communication=communication,
@@ -309,7 +272,7 @@ def update_command(
     Example: sealbill incident update 3 --org acme --cause "stale contact after a merge"
     --measure-taken "contact unlinked"
     """
-    _by_ignored(actor)
+    by_ignored(actor)
 
     def action(engine: Engine, who: Actor, org_id: int) -> Any:
         facts = {key: value for key, value in (
@@ -339,63 +302,6 @@ def _iso(text: str | None, name: str) -> str | None:
     return moment.isoformat() if moment else None
 
 
-@app.command("status")
-def status_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
-                   as_json: JsonOption = False) -> None:
-    """Time left to the 72-hour deadline and what the notification still lacks.
-
-    Example: sealbill incident status 3 --org acme --json
-    """
-    d = _run(db, org, as_json,
-             lambda engine, org_id: pipeline.dossier(engine, org_id, incident_id))
-    status = status_dict(d)
-    if as_json:
-        emit_json(status)
-    else:
-        print_status(console, status)
-
-
-@app.command("drafts")
-def drafts_command(
-    incident_id: IdArg, org: OrgOption,
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the drafts into.")],
-    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also typeset PDFs.")] = True,
-    db: DbOption = None, actor: ActorOption = "operator", as_json: JsonOption = False,
-) -> None:
-    """Art. 33 notification, Art. 34 letters, deletion requests, phishing warning (FR, EN).
-
-    Example: sealbill incident drafts 3 --org acme --out drafts/ --pdf
-    """
-    d, files = _run(db, org, as_json, lambda engine, org_id: pipeline.generate_drafts(
-        engine, org_id, incident_id, out, actor=actor, pdf=pdf))
-    if as_json:
-        emit_json({"ok": True, "out": str(out), "files": [f.path for f in files],
-                   "missing_fields": list(d.missing)})
-        return
-    console.print(f"{len(files)} file(s) written to {out} (manifest.json lists them)",
-                  markup=False)
-    if d.missing:
-        console.print(f"[yellow]{len(d.missing)} required field(s) marked MISSING in the "
-                      f"notification:[/] {', '.join(d.missing)}")
-
-
-@app.command("register")
-def register_command(org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
-                     as_csv: CsvOption = False) -> None:
-    """The Art. 33(5) register: every incident, notified or not.
-
-    Example: sealbill incident register --org acme --csv
-    """
-    dossiers = _run(db, org, as_json, pipeline.all_dossiers)
-    entries = [register_entry(d) for d in dossiers]
-    if as_json:
-        emit_json({"incidents": entries})
-    elif as_csv:
-        sys.stdout.write(register_csv(entries))
-    else:
-        print_register(console, entries)
-
-
 @app.command("rotate")
 def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
                    key: KeyOption = None, actor: ByOption = None,
@@ -404,7 +310,7 @@ def rotate_command(incident_id: IdArg, org: OrgOption, db: DbOption = None,
 
     Example: sealbill incident rotate 3 --org acme --json
     """
-    _by_ignored(actor)
+    by_ignored(actor)
     rotation = _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions
                          .rotate(engine, who, org_id, incident_id))
     if as_json:
@@ -425,7 +331,7 @@ def close_command(incident_id: IdArg, org: OrgOption,
     Example: sealbill incident close 3 --org acme --reason "notified, letters sent, contacts
     corrected"
     """
-    _by_ignored(actor)
+    by_ignored(actor)
     _use_case(db, org, key, as_json, lambda engine, who, org_id: incident_actions.close(
         engine, who, org_id, incident_id, reason))
     if as_json:

@@ -25,6 +25,7 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
+    err_console,
     fail,
     to_json,
 )
@@ -34,6 +35,17 @@ T = TypeVar("T")
 KeyOption = Annotated[str | None, typer.Option(
     "--key", envvar="SEALBILL_API_KEY", show_default=False,
     help="Act as the operator of this API key (sbk_…), in its organization and role.")]
+# ``--by`` is still accepted by the commands that once recorded it, and ignored (with a note)
+ByOption = Annotated[str | None, typer.Option(
+    "--by", envvar="SEALBILL_ACTOR", hidden=True,
+    help="No longer used: the records name the --key's operator, or local:<user>.")]
+
+
+def by_ignored(by: str | None) -> None:
+    """Tell the user a ``--by`` they passed is not recorded (the actor is the key's operator)."""
+    if by:
+        err_console.print("note: --by is no longer used; recorded as the --key's operator "
+                          "or local:<user>", markup=False, highlight=False)
 
 
 def actor_for(engine: Engine, key: str | None, as_json: bool) -> Actor:
