@@ -55,6 +55,22 @@ class ApproveIn(Model):
     reason: Reason
 
 
+class SetAsideIn(Model):
+    invoice: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=64)]
+    reason: Reason
+
+
+class RetryIn(Model):
+    reason: Reason
+    invoice: Annotated[str | None, StringConstraints(strip_whitespace=True, min_length=1,
+                                                     max_length=64), Field(
+        description="The invoice number of the message to queue again (a set-aside or failed "
+                    "one, or a sent one whose bounced contact was corrected since: then only "
+                    "the corrected address gets it); absent: every failed message of the "
+                    "run.")] = None
+
+
 class PlanRunIn(Model):
     replan: bool = False
     policy: dict[str, Any] | None = Field(None, description="Delivery policy overrides, e.g. "

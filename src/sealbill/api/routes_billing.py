@@ -14,13 +14,15 @@ from sealbill.api.bodies import (
     CreditNoteIn,
     PlanRunIn,
     QueueRunIn,
+    RetryIn,
     RunIn,
+    SetAsideIn,
     VoidInvoiceIn,
 )
 from sealbill.api.deps import ActorDep, EngineDep, org
 from sealbill.api.problems import PROBLEM_RESPONSES
 from sealbill.api.routes_setup import _public
-from sealbill.app import distributed, ingest, invoices, runs, usage
+from sealbill.app import distributed, ingest, invoices, message_actions, runs, usage
 from sealbill.inputs.usage import UsageEventIn, VoidIn
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -156,6 +158,31 @@ def approve_run(run_id: str, body: ApproveIn, actor: ActorDep, engine: EngineDep
 def send_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
     """Send: canary first, the guard before every message, the ledger after."""
     return runs.send(engine, actor, org(actor), _run(run_id))
+
+
+@router.post("/runs/{run_id}/set-aside", response_model=schemas.SetAside, tags=["runs"])
+def set_aside_message(run_id: str, body: SetAsideIn, actor: ActorDep,
+                      engine: EngineDep) -> Any:
+    """Exclude one message from the run (or confirm the guard's set-aside of it), with a
+    reason; once the guard's set-asides of a halted run are confirmed, the next send sends
+    the rest. Approvers and administrators; the same use case as ``sealbill run
+    set-aside``."""
+    return message_actions.set_aside(engine, actor, org(actor), _run(run_id), body.invoice,
+                                     body.reason)
+
+
+@router.post("/runs/{run_id}/retry", response_model=schemas.Retried, tags=["runs"])
+def retry_run(run_id: str, body: RetryIn, actor: ActorDep, engine: EngineDep) -> Any:
+    """Queue a message again (``invoice``), or every failed message of the run (no
+    ``invoice``): the next send checks each with the whole guard and sends it only to its
+    recipients not yet delivered; a sent message whose bounced contact was corrected since
+    goes to that corrected address only. Approvers and administrators; the same use case as
+    ``sealbill run retry``."""
+    if body.invoice is None:
+        return message_actions.retry_failed(engine, actor, org(actor), _run(run_id),
+                                            body.reason)
+    return message_actions.retry(engine, actor, org(actor), _run(run_id), body.invoice,
+                                 body.reason)
 
 
 @router.get("/invoices", response_model=schemas.Page[schemas.InvoiceSummary],

@@ -156,6 +156,29 @@ class Run(Out):
     status: str
 
 
+class SetAside(Out):
+    """A message excluded from its run (or the guard's set-aside of it confirmed)."""
+
+    run_id: str
+    invoice: str
+    message_id: str
+    set_aside_by: str
+    run_released: bool
+
+
+class Retried(Out):
+    """What ``POST /v1/runs/{id}/retry`` queued again; the next send checks each message with
+    the whole guard."""
+
+    run_id: str
+    invoice: str | None = None
+    status: str
+    queued: list[str]
+    skipped: list[dict[str, str]] = []
+    run_released: bool = False
+    corrected: list[list[str]] = []  # [old address, new address] of a corrected contact
+
+
 class RunProgress(Out):
     """A run on the workers' queue: how far each stage is (read from the database)."""
 

@@ -14,19 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from sealbill.cli.billing import run_app
-from sealbill.cli.common import (
-    ActorOption,
-    DbOption,
-    JsonOption,
-    OrgOption,
-    console,
-    emit_json,
-    engine_for,
-    fail,
-    org_id_for,
-)
+from sealbill.app import message_actions
+from sealbill.cli.common import DbOption, JsonOption, OrgOption, console, emit_json
+from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
 from sealbill.pipeline.delivery import set_aside as set_asides
-from sealbill.store import queries
 
 RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
 InvoiceOption = Annotated[str, typer.Option("--invoice", help="The invoice number.")]
@@ -37,61 +28,56 @@ def register(app: typer.Typer) -> None:
     """Commands live on the ``run`` sub-app (registered by :mod:`sealbill.cli.billing`)."""
 
 
-def _run(db: str | None, org: str, run: str, as_json: bool) -> tuple[Any, int, int]:
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        with engine.begin() as conn:
-            return engine, org_id, int(queries.run_by_ref(conn, org_id, run)["id"])
-    except (LookupError, ValueError) as exc:
-        fail(str(exc), as_json=as_json)
-
-
 @run_app.command("set-aside", epilog=f"Exit codes: {EXIT_HELP}.")
 def set_aside_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
                       reason: Annotated[str, typer.Option(help="Why (recorded).")],
-                      by: ActorOption = "operator", db: DbOption = None,
+                      key: KeyOption = None, by: ByOption = None, db: DbOption = None,
                       as_json: JsonOption = False) -> None:
     """Exclude one message from the run (or confirm the guard's set-aside of it), recorded;
-    once the guard's set-asides are confirmed, `run send` sends the rest.
+    once the guard's set-asides are confirmed, `run send` sends the rest. With --key, for
+    approvers and administrators (the same use case as the console).
 
     Example: sealbill run set-aside 2026-11 --org acme --invoice F-000042 --reason "buyer disputes
     the address"
     """
-    engine, org_id, run_id = _run(db, org, run, as_json)
-    try:
-        done = set_asides.set_aside(engine, org_id, run_id, invoice, actor=by, reason=reason)
-    except set_asides.SetAsideError as exc:
-        fail(str(exc), as_json=as_json)
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    done = call(lambda: message_actions.set_aside(engine, actor, org_id, run, invoice, reason),
+                as_json)
     if as_json:
         emit_json({"ok": True, **done})
         return
-    console.print(f"{invoice} set aside by {by}" + (
-        f"; run {run_id} released: `sealbill run send {run}` sends the rest"
+    console.print(f"{invoice} set aside by {actor.name}" + (
+        f"; run {run} released: `sealbill run send {run}` sends the rest"
         if done["run_released"] else ""), markup=False)
 
 
 @run_app.command("retry", epilog=f"Exit codes: {EXIT_HELP}.")
 def retry_command(run: RunArg, org: OrgOption,
+                  reason: Annotated[str, typer.Option(help="Why (recorded; 3 characters or "
+                                                      "more).")],
                   invoice: Annotated[str | None, typer.Option(
                       "--invoice", help="The invoice number (default: every failed message "
                       "of the run).")] = None,
-                  by: ActorOption = "operator", db: DbOption = None,
-                  reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+                  key: KeyOption = None, by: ByOption = None, db: DbOption = None,
                   as_json: JsonOption = False) -> None:
     """Queue again a set-aside message (--invoice), or failed messages after a fix (retries
     exhausted, or refused by the server): the next `run send` checks each with the whole
     guard, on the data as it is then, and sends it only to its recipients not yet delivered
     (same Message-ID). A sent message (--invoice) whose bounced contact was corrected since
-    (new address verified, bounce cleared) goes to that corrected address only.
+    (new address verified, bounce cleared) goes to that corrected address only. The same use
+    case as `POST /v1/runs/{id}/retry`; with --key, for approvers and administrators.
 
     Example: sealbill run retry 2026-11 --org acme --invoice F-000042 --reason "mailbox fixed"
     """
-    engine, org_id, run_id = _run(db, org, run, as_json)
-    try:
-        done = set_asides.retry(engine, org_id, run_id, invoice, actor=by, reason=reason)
-    except set_asides.SetAsideError as exc:
-        fail(str(exc), as_json=as_json)
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    if invoice is None:
+        done = call(lambda: message_actions.retry_failed(engine, actor, org_id, run, reason),
+                    as_json)
+    else:
+        done = call(lambda: message_actions.retry(engine, actor, org_id, run, invoice, reason),
+                    as_json)
     if as_json:
         emit_json({"ok": True, **done})
         return
@@ -117,7 +103,7 @@ def report_lines(status: Mapping[str, Any], run: str) -> list[str]:
         out.append("HELD: the plan differs from the previous cycle beyond the policy.")
         out += [f"  {line}" for line in plan.get("report_lines", [])]
         out.append(f"  what to do: read each change above; if every one is expected, another "
-                   f"person runs `sealbill run approve {run} --by NAME --reason TEXT` (it "
+                   f"person runs `sealbill run approve {run} --reason TEXT --key KEY` (it "
                    "approves exactly these differences); otherwise fix the contacts and "
                    f"`sealbill run plan {run} --replan`.")
     for item in status.get("set_aside", []):

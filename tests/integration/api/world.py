@@ -60,7 +60,9 @@ def build_org(engine: Engine, slug: str, index: int) -> Org:
     runs.finalize(engine, root, org_id, run)
     from sealbill.app import invoices
 
-    invoice = invoices.list_invoices(engine, root, org_id)["items"][0]["id"]
+    first = invoices.list_invoices(engine, root, org_id)["items"][0]
+    invoice = first["id"]
+    org.refs["invoice_number"] = str(first["number"])
     plan = catalog.show_plan(engine, root, org_id, "starter")["id"]
     from sealbill.app import incidents
 
@@ -118,6 +120,10 @@ def body_for(method: str, path: str, org: Org) -> Any:
         "/v1/runs/{run_id}/plan": {"replan": False},
         "/v1/runs/{run_id}/approve": {"reason": "checked"},
         "/v1/runs/{run_id}/send": None,
+        "/v1/runs/{run_id}/set-aside": {"invoice": org.refs.get("invoice_number", "F-1"),
+                                        "reason": "customer asked us to wait"},
+        "/v1/runs/{run_id}/retry": {"invoice": org.refs.get("invoice_number", "F-1"),
+                                    "reason": "customer ready now"},
         "/v1/usage/batch": [{"event_id": "batch-1", "account_reference": "C001",
                              "metric_code": "api_calls", "timestamp": "2026-10-03T00:00:00Z",
                              "value": "7"}],

@@ -98,22 +98,29 @@ def _release_if_confirmed(conn: Connection, org_id: int, run_id: int, actor: str
 
 def set_aside(engine: Engine, org_id: int, run_id: int, number: str, *, actor: str,
               reason: str) -> dict[str, Any]:
+    with engine.begin() as conn:
+        return set_aside_in(conn, org_id, run_id, number, actor=actor, reason=reason)
+
+
+def set_aside_in(conn: Connection, org_id: int, run_id: int, number: str, *, actor: str,
+                 reason: str) -> dict[str, Any]:
+    """:func:`set_aside` in the caller's transaction (the caller's audit entry commits with
+    it)."""
     if not reason.strip() or not actor.strip():
         raise SetAsideError("setting a message aside needs --by and a --reason (recorded)")
-    with engine.begin() as conn:
-        row = _row(conn, org_id, run_id, number)
-        if row.status not in SET_ASIDE_FROM:
-            raise SetAsideError(f"the message of {number} is {row.status}: it cannot be set "
-                                "aside")
-        evidence = {"previous_status": row.status, "by": actor, "reason": reason,
-                    "guard": row.set_aside_evidence if row.set_aside_by == "guard" else None}
-        box.mark_set_aside(conn, org_id, int(row.id), by=actor,
-                           reason=f"set aside by {actor}: {reason}", evidence=evidence)
-        alerts.note(conn, org_id, cause="set_aside", actor=actor, run_id=run_id,
-                    envelope_id=int(row.envelope_id),
-                    message=f"{number} set aside by {actor}: {reason}", evidence=evidence)
-        released = _release_if_confirmed(conn, org_id, run_id, actor,
-                                         f"set aside {number} ({actor}: {reason})")
+    row = _row(conn, org_id, run_id, number)
+    if row.status not in SET_ASIDE_FROM:
+        raise SetAsideError(f"the message of {number} is {row.status}: it cannot be set "
+                            "aside")
+    evidence = {"previous_status": row.status, "by": actor, "reason": reason,
+                "guard": row.set_aside_evidence if row.set_aside_by == "guard" else None}
+    box.mark_set_aside(conn, org_id, int(row.id), by=actor,
+                       reason=f"set aside by {actor}: {reason}", evidence=evidence)
+    alerts.note(conn, org_id, cause="set_aside", actor=actor, run_id=run_id,
+                envelope_id=int(row.envelope_id),
+                message=f"{number} set aside by {actor}: {reason}", evidence=evidence)
+    released = _release_if_confirmed(conn, org_id, run_id, actor,
+                                     f"set aside {number} ({actor}: {reason})")
     return {"run_id": run_id, "invoice": number, "message_id": row.message_id,
             "set_aside_by": actor, "run_released": released}
 
@@ -132,43 +139,49 @@ def retry(engine: Engine, org_id: int, run_id: int, number: str | None, *, actor
     (``number``) with a bounced recipient whose contact was corrected since goes again to that
     corrected address only (:mod:`sealbill.pipeline.delivery.resend`)."""
     with engine.begin() as conn:
-        if number is not None:
-            row = _row(conn, org_id, run_id, number)
-            if row.status == "sent":  # delivered to some: the corrected contacts only
-                return _resend(conn, org_id, run_id, row, actor=actor, reason=reason)
-            if row.status not in RETRY_FROM:
-                raise SetAsideError(f"the message of {number} is {row.status}: only a "
-                                    "set-aside or failed message can be retried")
-            targets = [(number, row)]
-        else:
-            targets = _failed_rows(conn, org_id, run_id)
-        queued, skipped = [], []
-        for invoice_number, row in targets:
-            outcomes = rcpts.reopen(row.recipient_outcomes or {})
-            left = rcpts.pending([e for _, e in _recipients(row)], outcomes)
-            if row.status != "set_aside" and not left:
-                skipped.append({"invoice": invoice_number, "reason": "every recipient bounced"})
-                continue
-            conn.execute(sa.update(outbox).where(outbox.c.id == row.id).values(
-                status="queued", attempts=0, next_attempt_at=None, updated_at=box.now(),
-                recipient_outcomes=outcomes or None,
-                last_error=f"retry by {actor}: {reason or 'no reason given'}"[:1000]))
-            was = ({"by": row.set_aside_by, "reason": row.set_aside_reason}
-                   if row.status == "set_aside" else {"status": row.status,
-                                                     "reply": row.last_error})
-            alerts.note(conn, org_id, cause="retry", actor=actor, run_id=run_id,
-                        envelope_id=int(row.envelope_id),
-                        message=f"{invoice_number} queued again by {actor} for a fresh guard "
-                                "check", evidence={"was": was})
-            queued.append(invoice_number)
-        if number is not None and skipped:
-            raise SetAsideError(f"every recipient of {number} bounced: correct its contacts, "
-                                f"then `sealbill run plan {run_id} --replan`")
-        run = plan_store.run_row(conn, org_id, run_id)
-        if queued and run["status"] in ("sent", "incomplete"):
-            plan_store.set_run_status(conn, org_id, run_id, "approved")
-        released = _release_if_confirmed(conn, org_id, run_id, actor,
-                                         f"retry {number or 'failed messages'}")
+        return retry_in(conn, org_id, run_id, number, actor=actor, reason=reason)
+
+
+def retry_in(conn: Connection, org_id: int, run_id: int, number: str | None, *, actor: str,
+             reason: str = "") -> dict[str, Any]:
+    """:func:`retry` in the caller's transaction (the caller's audit entry commits with it)."""
+    if number is not None:
+        row = _row(conn, org_id, run_id, number)
+        if row.status == "sent":  # delivered to some: the corrected contacts only
+            return _resend(conn, org_id, run_id, row, actor=actor, reason=reason)
+        if row.status not in RETRY_FROM:
+            raise SetAsideError(f"the message of {number} is {row.status}: only a "
+                                "set-aside or failed message can be retried")
+        targets = [(number, row)]
+    else:
+        targets = _failed_rows(conn, org_id, run_id)
+    queued, skipped = [], []
+    for invoice_number, row in targets:
+        outcomes = rcpts.reopen(row.recipient_outcomes or {})
+        left = rcpts.pending([e for _, e in _recipients(row)], outcomes)
+        if row.status != "set_aside" and not left:
+            skipped.append({"invoice": invoice_number, "reason": "every recipient bounced"})
+            continue
+        conn.execute(sa.update(outbox).where(outbox.c.id == row.id).values(
+            status="queued", attempts=0, next_attempt_at=None, updated_at=box.now(),
+            recipient_outcomes=outcomes or None,
+            last_error=f"retry by {actor}: {reason or 'no reason given'}"[:1000]))
+        was = ({"by": row.set_aside_by, "reason": row.set_aside_reason}
+               if row.status == "set_aside" else {"status": row.status,
+                                                 "reply": row.last_error})
+        alerts.note(conn, org_id, cause="retry", actor=actor, run_id=run_id,
+                    envelope_id=int(row.envelope_id),
+                    message=f"{invoice_number} queued again by {actor} for a fresh guard "
+                            "check", evidence={"was": was})
+        queued.append(invoice_number)
+    if number is not None and skipped:
+        raise SetAsideError(f"every recipient of {number} bounced: correct its contacts, "
+                            f"then `sealbill run plan {run_id} --replan`")
+    run = plan_store.run_row(conn, org_id, run_id)
+    if queued and run["status"] in ("sent", "incomplete"):
+        plan_store.set_run_status(conn, org_id, run_id, "approved")
+    released = _release_if_confirmed(conn, org_id, run_id, actor,
+                                     f"retry {number or 'failed messages'}")
     return {"run_id": run_id, "invoice": number, "status": "queued", "queued": queued,
             "skipped": skipped, "run_released": released}
 
