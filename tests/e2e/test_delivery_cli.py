@@ -152,7 +152,11 @@ def test_contacts_verify_mails_a_bilingual_code_that_confirms_once(tmp_path: Pat
     confirmed = sealbill(db, port, "contacts", "confirm", "--org", "acme-cloud", "--code", code,
                          *files, "--json")
     assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
-    assert json.loads(confirmed.stdout)["contact_id"] == cid
+    from sealbill.app import ids
+
+    with engine.begin() as conn:  # the contact's public id, as the API names it
+        assert ids.decode(conn, scenario.org_id, "contact",
+                          json.loads(confirmed.stdout)["contact_id"]) == cid
     again = sealbill(db, port, "contacts", "confirm", "--org", "acme-cloud", "--code", code,
                      *files, "--json")
     assert again.returncode == 1 and "already used" in again.stdout + again.stderr

@@ -71,7 +71,8 @@ def test_held_halted_set_aside_and_delivered_each_have_their_exit_code(
     assert json.loads(rest.stdout)["outbox"]["sent"] == 2, rest.stdout
 
     _raw_email(db, "noreply@client2.example", "billing2@client2.example")
-    retried = sealbill(db, port, "run", "retry", run, *ORG, "--invoice", "F-000002")
+    retried = sealbill(db, port, "run", "retry", run, *ORG, "--invoice", "F-000002",
+                       "--reason", "address fixed")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     replanned = sealbill(db, port, "run", "plan", run, *ORG, "--replan")
     assert replanned.returncode == 0, replanned.stdout

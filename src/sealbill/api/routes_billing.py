@@ -154,10 +154,18 @@ def approve_run(run_id: str, body: ApproveIn, actor: ActorDep, engine: EngineDep
     return distributed.approve(engine, actor, org(actor), _run(run_id), body.reason)
 
 
-@router.post("/runs/{run_id}/send", response_model=schemas.Run, tags=["runs"])
-def send_run(run_id: str, actor: ActorDep, engine: EngineDep) -> Any:
-    """Send: canary first, the guard before every message, the ledger after."""
-    return runs.send(engine, actor, org(actor), _run(run_id))
+@router.post("/runs/{run_id}/send", response_model=schemas.Run, status_code=202,
+             tags=["runs"])
+def send_run(run_id: str, actor: ActorDep, engine: EngineDep, request: Request,
+             response: Response) -> Any:
+    """Start sending (canary first, the guard before every message, the ledger after) and
+    answer at once: 202 with the run, ``sending``. The send runs in the server's background
+    senders; follow it at ``Location`` (``GET /v1/runs/{id}``: ``sent``, ``incomplete``,
+    ``halted`` or ``paused``, with the outbox) or by the ``invoice.delivered`` and
+    ``run.halted`` webhooks. A run this server is sending already: 409."""
+    data = request.app.state.sends.start(engine, actor, org(actor), _run(run_id))
+    response.headers["Location"] = f"/v1/runs/{data['run_id']}"
+    return {**data, "status_url": f"/v1/runs/{data['run_id']}"}
 
 
 @router.post("/runs/{run_id}/set-aside", response_model=schemas.SetAside, tags=["runs"])

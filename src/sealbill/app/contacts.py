@@ -12,6 +12,7 @@ history are kept); every change is audited.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -258,12 +259,26 @@ def list_contacts(engine: Engine, actor: Actor, org_id: int, *, account_ref: str
         return [view(conn, org_id, r._mapping, history=history) for r in rows]
 
 
+def _secret_key(engine: Engine, files_dir: Path | None) -> bytes:
+    """The installation's verification key; a database with sealed rows and no sealing key
+    stops here (``KeyMissing``), never with a freshly made-up key."""
+    from sealbill import settings
+    from sealbill.keys import for_connection
+
+    with engine.begin() as conn:
+        for_connection(conn)
+    return verify.secret_key(settings.files_dir(files_dir, db_url=engine.url
+                                                .render_as_string(hide_password=False)))
+
+
 def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
                       *, link_base: str | None = None, transport: Any = None,
-                      key: bytes | None = None) -> dict[str, Any]:
+                      key: bytes | None = None, files_dir: Path | None = None
+                      ) -> dict[str, Any]:
     """Mail a single-use code to the contact's address (by default through the SMTP settings
-    of the environment, signed with the installation's key; the web passes its own)."""
-    from sealbill import settings
+    of the environment, DKIM-signed as the runs' mail is, with the installation's key; the
+    web passes its own transport and key)."""
+    from sealbill.app.run_sends import dkim_signer
     from sealbill.mail import config as mail_config
     from sealbill.mail.smtp import SmtpSender
 
@@ -275,8 +290,8 @@ def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, accou
         started = verify.start(engine, org_id, str(row["email"]), str(account["reference"]),
                                actor=actor.name,
                                transport=transport or SmtpSender(mail_config.smtp_config()),
-                               signer=None,
-                               key=key or verify.secret_key(settings.files_dir(None)),
+                               signer=None if transport else dkim_signer(engine, org_id),
+                               key=key or _secret_key(engine, files_dir),
                                link_base=link_base)
     except (verify.VerificationError, mail_config.ConfigError) as exc:
         raise StateError(str(exc)) from None
@@ -287,14 +302,13 @@ def send_verification(engine: Engine, actor: Actor, org_id: int, ref: str, accou
     return {"contact_id": public, "sent_to": started.email, "expires_at": started.expires_at}
 
 
-def confirm_code(engine: Engine, actor: Actor, org_id: int, code: str) -> dict[str, Any]:
+def confirm_code(engine: Engine, actor: Actor, org_id: int, code: str, *,
+                 files_dir: Path | None = None) -> dict[str, Any]:
     """Redeem a verification code: the billing link becomes verified (method email_token)."""
-    from sealbill import settings
-
     _write(actor, org_id)
     try:
         done = verify.confirm(engine, org_id, code, actor=actor.name,
-                              key=verify.secret_key(settings.files_dir(None)))
+                              key=_secret_key(engine, files_dir))
     except verify.VerificationError as exc:
         raise StateError(str(exc)) from None
     from sealbill.app import webhooks

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import ids
+from sealbill.app import audit, ids
 from sealbill.app import runs as app_runs
 from sealbill.app.context import READ, RUNS_WRITE, Actor
 from sealbill.app.errors import Invalid, Problem, StateError
@@ -39,10 +39,12 @@ def _require_postgres(engine: Engine) -> None:
             raise NeedsPostgres(str(exc)) from None
 
 
-def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tuple[int, list[str]]:
+def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str,
+                audited_as: Actor | None = None) -> tuple[int, list[str]]:
     """The run of ``period`` (created if new, with its rating chunks and their ``rate`` jobs
     in the same transaction), or the jobs an existing run's state calls for; returns (run
-    id, tasks enqueued)."""
+    id, tasks enqueued). With ``audited_as``, its ``run.enqueue`` audit entry commits in
+    that same transaction."""
     from sealbill.pipeline.billing.queued_rating import plan_chunks, rate_chunk_size
     from sealbill.workers.advance import advance
 
@@ -52,10 +54,16 @@ def enqueue_run(engine: Engine, org_id: int, period: str, *, actor: str) -> tupl
         found = conn.execute(sa.select(billing_runs.c.id).where(
             billing_runs.c.organization_id == org_id, billing_runs.c.period == period)).scalar()
         if found is not None:
-            return int(found), advance(conn, app, org_id, int(found))
-        run_id = open_run(conn, org_id, period, start, end, actor)
-        plan_chunks(conn, org_id, run_id, rate_chunk_size())
-        return run_id, advance(conn, app, org_id, run_id)
+            run_id = int(found)
+        else:
+            run_id = open_run(conn, org_id, period, start, end, actor)
+            plan_chunks(conn, org_id, run_id, rate_chunk_size())
+        enqueued = advance(conn, app, org_id, run_id)
+        if audited_as is not None:
+            audit.record(conn, audited_as, org_id, "run.enqueue", "run",
+                         ids.encode(conn, org_id, "run", run_id),
+                         after={"period": period, "enqueued": enqueued})
+        return run_id, enqueued
 
 
 def start(engine: Engine, actor: Actor, org_id: int, period: str) -> dict[str, Any]:
@@ -64,11 +72,10 @@ def start(engine: Engine, actor: Actor, org_id: int, period: str) -> dict[str, A
     actor.require_org(org_id)
     _require_postgres(engine)
     try:
-        run_id, enqueued = enqueue_run(engine, org_id, period, actor=actor.name)
+        run_id, enqueued = enqueue_run(engine, org_id, period, actor=actor.name,
+                                       audited_as=actor)
     except BillingError as exc:
         raise Invalid(str(exc), [Problem("period", str(exc))]) from None
-    app_runs.audit_step(engine, actor, org_id, run_id, "run.enqueue",
-                        {"period": period, "enqueued": enqueued})
     return {**progress_of(engine, org_id, run_id), "enqueued": enqueued}
 
 

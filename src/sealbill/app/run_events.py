@@ -7,8 +7,10 @@ Invariants:
   ``invoice.delivered``), once per endpoint (``event_key`` is unique), whichever door ran the
   stage (API, CLI, worker): this module subscribes when the application layer is imported;
 - inside :func:`audited`, the stage's audit entry is written in the transaction that moves
-  the run to one of the awaited statuses; a call that changes no status (a rerun with nothing
-  left to do, a refusal before any change) gets its entry right after, as before.
+  the run to one of the awaited statuses (finalize, plan, approve, send), that records the
+  run's drafts (``run.start``: the rating transaction), or — one entry per chunk — that
+  stores a chunk of rendered documents (``run.render``); a call that changes nothing (a rerun
+  with nothing left to do) gets its entry right after, as before.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class StepAudit:
 
     actor: Actor
     org_id: int
-    run_id: int
+    run_id: int | None  # None: the run the stage creates (``run.start``)
     action: str
     statuses: frozenset[str]
     facts: dict[str, Any] = field(default_factory=dict)
@@ -46,17 +48,17 @@ _step: ContextVar[StepAudit | None] = ContextVar("sealbill_step_audit", default=
 
 
 @contextmanager
-def audited(engine: Engine, actor: Actor, org_id: int, run_id: int, action: str,
+def audited(engine: Engine, actor: Actor, org_id: int, run_id: int | None, action: str,
             statuses: tuple[str, ...], after: dict[str, Any]) -> Iterator[StepAudit]:
-    """Run a stage whose audit entry commits with its status change; ``after`` (filled in by
-    the caller once the stage returned) is recorded when no awaited status was reached."""
+    """Run a stage whose audit entry commits with its change; ``after`` (filled in by the
+    caller once the stage returned) is recorded when the stage changed nothing."""
     step = StepAudit(actor, org_id, run_id, action, frozenset(statuses))
     token = _step.set(step)
     try:
         yield step
     finally:
         _step.reset(token)
-    if not step.written:
+    if not step.written and run_id is not None:
         with engine.begin() as conn:
             audit.record(conn, actor, org_id, action, "run",
                          ids.encode(conn, org_id, "run", run_id), after=after)
@@ -109,8 +111,29 @@ def _period(conn: Connection, run_id: Any) -> str:
 def _audit_step(conn: Connection, org_id: int, event: str, facts: Mapping[str, Any],
                 public_run: str | None) -> None:
     step = _step.get()
-    if step is None or step.written or step.org_id != org_id or facts.get("run_id") != (
-            step.run_id):
+    if step is None or step.org_id != org_id:
+        return
+    if event == stage_events.RUN_BILLED and step.action == "run.start" and not step.written:
+        step.run_id = int(facts["run_id"])
+        audit.record(conn, step.actor, org_id, step.action, "run", str(public_run),
+                     after={k: v for k, v in facts.items() if k != "run_id"})
+        step.written = True
+        return
+    if facts.get("run_id") != step.run_id:
+        return
+    if event == stage_events.DOCUMENTS_STORED and step.action == "run.render":
+        numbers = conn.execute(sa.select(invoices.c.number).where(
+            invoices.c.organization_id == org_id, invoices.c.id.in_(facts["invoice_ids"]))
+            .order_by(invoices.c.number)).scalars().all()
+        kind, public = ("run", str(public_run)) if public_run else (
+            "invoice", ids.encode(conn, org_id, "invoice", int(facts["invoice_ids"][0])))
+        audit.record(conn, step.actor, org_id, step.action, kind, public, after={
+            "rendered": len(facts["invoice_ids"]),
+            "first_number": numbers[0] if numbers else None,
+            "last_number": numbers[-1] if numbers else None})
+        step.written = True
+        return
+    if step.written:
         return
     if event == stage_events.INVOICES_FINALIZED:
         step.facts["finalized"] = step.facts.get("finalized", 0) + len(facts["invoice_ids"])

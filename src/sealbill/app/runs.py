@@ -9,23 +9,37 @@ transactions; each step's audit entry and webhooks are written inside them
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill import settings
-from sealbill.app import audit, ids, run_events
+from sealbill.app import ids, run_events
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
-from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
+from sealbill.app.errors import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    Problem,
+    StateError,
+    Unauthenticated,
+)
 from sealbill.app.invoices import run_row_id
-from sealbill.pipeline.billing.finalize import finalize_run
-from sealbill.pipeline.billing.invoice import BillingError, bill_period
-from sealbill.pipeline.billing.render import RenderError, render_run
+from sealbill.pipeline.billing.finalize import draft_ids, finalize_run
+from sealbill.pipeline.billing.invoice import BillingError, account_count, bill_period
+from sealbill.pipeline.billing.render import RenderError, render_run, unrendered_ids
 from sealbill.pipeline.delivery import control
 from sealbill.pipeline.delivery.plan import PlanError, approve_run, plan_run, plan_summary
-from sealbill.store.schema import billing_runs
+from sealbill.store import queries
+from sealbill.store.billing.exchange_rates import MissingExchangeRate
+from sealbill.store.schema import billing_runs, invoices
+
+RUN_REF = re.compile(r"\d+|\d{4}-\d{2}")  # a run id or a period; anything else: a number
 
 
 def _view(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
@@ -42,20 +56,19 @@ def _resolve(engine: Engine, actor: Actor, org_id: int, ref: str, capability: st
         return run_row_id(conn, org_id, ref)
 
 
-def audit_step(engine: Engine, actor: Actor, org_id: int, run_id: int, action: str,
-           after: Any) -> None:
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, action, "run",
-                     ids.encode(conn, org_id, "run", run_id), after=after)
-
-
-def start(engine: Engine, actor: Actor, org_id: int, period: str, *, dry_run: bool = False
+def start(engine: Engine, actor: Actor, org_id: int, period: str, *, dry_run: bool = False,
+          workers: int | None = None, on_progress: Callable[[int], None] | None = None
           ) -> dict[str, Any]:
-    """Bill the period: one draft per account (``dry_run`` writes nothing)."""
+    """Bill the period: one draft per account (``dry_run`` writes nothing). The audit entry
+    commits with the drafts (the rating transaction); ``on_progress`` gets the accounts rated
+    a chunk at a time (the CLI's bar)."""
     actor.require(RUNS_WRITE)
     actor.require_org(org_id)
+    after: dict[str, Any] = {}
     try:
-        result = bill_period(engine, org_id, period, actor=actor.name, dry_run=dry_run)
+        with run_events.audited(engine, actor, org_id, None, "run.start", (), after):
+            result = bill_period(engine, org_id, period, actor=actor.name, dry_run=dry_run,
+                                 workers=workers, on_progress=on_progress)
     except BillingError as exc:
         if "period" in str(exc):
             raise Invalid(str(exc), [Problem("period", str(exc))]) from None
@@ -64,19 +77,35 @@ def start(engine: Engine, actor: Actor, org_id: int, period: str, *, dry_run: bo
     if result.run_id is not None:
         with engine.begin() as conn:
             data["run_id"] = ids.encode(conn, org_id, "run", int(result.run_id))
-        audit_step(engine, actor, org_id, int(result.run_id), "run.start",
-               {k: v for k, v in data.items() if k != "previews"})
     return data
 
 
+def account_total(engine: Engine, actor: Actor, org_id: int, period: str) -> int:
+    """How many accounts a run of ``period`` rates (a progress bar's total)."""
+    actor.require(READ)
+    actor.require_org(org_id)
+    try:
+        return account_count(engine, org_id, period)
+    except BillingError as exc:
+        raise Invalid(str(exc), [Problem("period", str(exc))]) from None
+
+
 def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
-             issue_date: date | None = None) -> dict[str, Any]:
+             issue_date: date | None = None,
+             on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Number the run's drafts (gapless), immutable from then on; a missing exchange rate
+    refuses it (nothing numbered). The audit entry commits with the run marked finalized."""
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
     after: dict[str, Any] = {}
     with run_events.audited(engine, actor, org_id, run_id, "run.finalize", ("finalized",),
                             after):
         try:
-            done = finalize_run(engine, org_id, run_id, issue_date=issue_date)
+            done = finalize_run(engine, org_id, run_id, issue_date=issue_date,
+                                on_progress=on_progress)
+        except MissingExchangeRate as exc:
+            raise StateError("invoices in another currency with VAT need an exchange rate "
+                             "(sealbill import rates); nothing was finalized",
+                             [Problem("", p) for p in exc.problems]) from None
         except LookupError as exc:
             raise StateError(str(exc)) from None
         numbers = [n for _, n in done]
@@ -85,22 +114,65 @@ def finalize(engine: Engine, actor: Actor, org_id: int, ref: str,
     return {**_view(engine, org_id, run_id), **after}
 
 
-def render(engine: Engine, actor: Actor, org_id: int, ref: str, *, workers: int | None = 1
+def drafts_left(engine: Engine, actor: Actor, org_id: int, ref: str) -> int:
+    """How many drafts the run still has to finalize (a progress bar's total)."""
+    run_id = _resolve(engine, actor, org_id, ref, READ)
+    with engine.begin() as conn:
+        return len(draft_ids(conn, org_id, run_id))
+
+
+def _render_targets(engine: Engine, actor: Actor, org_id: int, ref: str
+                    ) -> tuple[int | None, list[int] | None]:
+    """(run, None) for a run (public id, id or period); (its run, [invoice]) for an
+    invoice or credit note number."""
+    actor.require(RUNS_WRITE)
+    actor.require_org(org_id)
+    with engine.begin() as conn:
+        if ref.startswith("run_") or RUN_REF.fullmatch(ref):
+            return run_row_id(conn, org_id, ref), None
+        try:
+            invoice_id = queries.invoice_id_by_number(conn, org_id, ref)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        run_id = conn.execute(sa.select(invoices.c.run_id).where(
+            invoices.c.id == invoice_id)).scalar()
+        return (None if run_id is None else int(run_id)), [invoice_id]
+
+
+def to_render(engine: Engine, actor: Actor, org_id: int, ref: str) -> int:
+    """How many documents of the run (or the one invoice) are not rendered yet."""
+    run_id, invoice_ids = _render_targets(engine, actor, org_id, ref)
+    return len(unrendered_ids(engine, org_id, run_id, invoice_ids))
+
+
+def render(engine: Engine, actor: Actor, org_id: int, ref: str, *, workers: int | None = 1,
+           files_dir: Path | None = None, on_progress: Callable[[int], None] | None = None
            ) -> dict[str, Any]:
-    """Render the run's documents (in this process by default: a request thread must not
-    fork a pool)."""
-    run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
+    """Render what is not rendered yet of a run, or of one invoice (``ref`` a number); in
+    this process by default (a request thread must not fork a pool). Documents are
+    immutable: what is rendered is left as it is. Each stored chunk commits with its own
+    ``run.render`` audit entry."""
+    run_id, invoice_ids = _render_targets(engine, actor, org_id, ref)
+    after: dict[str, Any] = {"rendered": 0}
     try:
-        count = render_run(engine, org_id, run_id, settings.files_dir(None), workers=workers)
+        with run_events.audited(engine, actor, org_id, run_id, "run.render", (), after):
+            after["rendered"] = render_run(engine, org_id, run_id,
+                                           files_dir or settings.files_dir(None),
+                                           invoice_ids=invoice_ids, workers=workers,
+                                           on_progress=on_progress)
     except RenderError as exc:
         raise StateError(str(exc), [Problem("", p) for p in exc.problems]) from None
-    audit_step(engine, actor, org_id, run_id, "run.render", {"rendered": count})
-    return {**_view(engine, org_id, run_id), "rendered": count}
+    if run_id is None:
+        return {"run_id": None, "rendered": after["rendered"]}
+    return {**_view(engine, org_id, run_id), "rendered": after["rendered"]}
 
 
 def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = False,
-         policy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Plan the delivery; ``policy`` overrides thresholds (e.g. ``{"first_cycle": "hold"}``)."""
+         policy: dict[str, Any] | None = None, canary_share: float = 0.01,
+         on_progress: Callable[[int], None] | None = None,
+         on_total: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Plan the delivery; ``policy`` overrides thresholds (e.g. ``{"first_cycle": "hold"}``).
+    The audit entry commits with the run held or approved."""
     from sealbill.domain.delivery_plan import DeliveryPolicy
 
     run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
@@ -112,7 +184,8 @@ def plan(engine: Engine, actor: Actor, org_id: int, ref: str, *, replan: bool = 
     with run_events.audited(engine, actor, org_id, run_id, "run.plan", ("held", "approved"),
                             after):
         try:
-            plan_run(engine, org_id, run_id, actor=actor.name, replan=replan, policy=rules)
+            plan_run(engine, org_id, run_id, actor=actor.name, replan=replan, policy=rules,
+                     canary_share=canary_share, on_progress=on_progress, on_total=on_total)
             summary = plan_summary(engine, org_id, run_id)
         except (PlanError, LookupError) as exc:
             raise StateError(str(exc)) from None
@@ -143,36 +216,38 @@ def approve(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
     return _view(engine, org_id, run_id)
 
 
-def send(engine: Engine, actor: Actor, org_id: int, ref: str, *, max_attempts: int = 5,
-         backoff: float = 30.0) -> dict[str, Any]:
-    """Send the run with the SMTP settings of the environment (``SEALBILL_SMTP_*``)."""
-    from sealbill.mail import config as mail_config
-    from sealbill.mail.smtp import SmtpSender
-    from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
-    from sealbill.store.delivery.send_lock import RunBusy
+def show(engine: Engine, actor: Actor, org_id: int, ref: str, *, label: str | None = None
+         ) -> dict[str, Any]:
+    """The run's delivery state (``control.status``: outbox counts, every recipient not
+    delivered with its next step, set-asides, alerts, exit code); ``label`` is how the next
+    steps name the run (the CLI's argument)."""
+    run_id = _resolve(engine, actor, org_id, ref, READ)
+    data = control.status(engine, org_id, run_id, label)
+    with engine.begin() as conn:
+        data["run_id"] = ids.encode(conn, org_id, "run", run_id)
+    return data
 
-    run_id = _resolve(engine, actor, org_id, ref, RUNS_WRITE)
+
+def queue_progress(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+    """``{"queue": progress}`` for a run in the workers' hands; nothing on SQLite or for a
+    run of the embedded mode."""
+    from sealbill.app import distributed
+
+    found = distributed.queue_of(engine, org_id, _resolve(engine, actor, org_id, ref, READ))
+    return {} if found is None else {"queue": found}
+
+
+def plan_report(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+    """The run's delivery plan as planned: verdict, approval, envelopes, archive copy, the
+    report's lines, and how its mail will be signed."""
+    from sealbill.app.run_sends import signing
+
+    run_id = _resolve(engine, actor, org_id, ref, READ)
     try:
-        smtp = mail_config.smtp_config()
-    except mail_config.ConfigError as exc:
-        raise Invalid(str(exc), [Problem("smtp", str(exc))]) from None
-    options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff)
-    after: dict[str, Any] = {}
-    with run_events.audited(engine, actor, org_id, run_id, "run.send",
-                            ("sent", "incomplete", "halted"), after):
-        try:
-            report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
-                              signer=None, options=options,
-                              transport_factory=lambda: SmtpSender(smtp))
-        except (SendError, RunBusy) as exc:
-            raise StateError(str(exc)) from None
-        after.update({"status": report.status, "stopped": report.stopped,
-                      "outbox": report.counts, "violations": report.violations})
-    return {**_view(engine, org_id, run_id), **after}
-
-
-def show(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
-    return _view(engine, org_id, _resolve(engine, actor, org_id, ref, READ))
+        summary = plan_summary(engine, org_id, run_id)
+    except (PlanError, LookupError) as exc:
+        raise StateError(str(exc)) from None
+    return {**summary, "signing": signing(engine, org_id)}
 
 
 def list_runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:

@@ -30,11 +30,8 @@ from sealbill.cli.operate import KeyOption, call, context
 from sealbill.cli.tables import invoice_table, preview_table, print_invoice
 from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError, check_writable, write_output
-from sealbill.pipeline.billing.finalize import draft_ids, finalize_run
-from sealbill.pipeline.billing.invoice import BillingError, account_count, bill_period
 from sealbill.pipeline.billing.usage_import import UsageImportRejected, import_usage_file
 from sealbill.store import queries
-from sealbill.store.billing.exchange_rates import MissingExchangeRate
 from sealbill.store.billing.invoices import load_invoice
 
 run_app = typer.Typer(help="Billing runs: bill a period, finalize, then deliver.",
@@ -71,36 +68,28 @@ def bill(
     """
     engine, who, org_id = context(db, org, key, as_json)
     call(lambda: who.require(RUNS_WRITE), as_json)
-    actor = who.name
-    try:
-        with progress(not as_json, "rating", account_count(engine, org_id, period)) as bar:
-            result = bill_period(engine, org_id, period, actor=actor, dry_run=dry_run,
-                                 on_progress=bar.advance)
-    except BillingError as exc:
-        if "period" in str(exc):
-            usage_error(str(exc), as_json=as_json)
-        fail(str(exc), as_json=as_json, details=exc.problems)
-    if result.run_id is not None:
-        app_runs.audit_step(engine, who, org_id, int(result.run_id), "run.start",
-                            {"period": period, "drafted": result.drafted})
+    total = call(lambda: app_runs.account_total(engine, who, org_id, period), as_json)
+    with progress(not as_json, "rating", total) as bar:
+        result = call(lambda: app_runs.start(engine, who, org_id, period, dry_run=dry_run,
+                                             on_progress=bar.advance), as_json)
     if as_json:
-        emit_json({**result.as_dict(), "stage": bar.figures()})
-        _report_problems(result.problems, as_json)
+        emit_json({**result, "stage": bar.figures()})
+        _report_problems(result["problems"], as_json)
         return
     if dry_run:
-        console.print(preview_table(result.previews[:50]))
-        console.print(f"dry run: {len(result.previews)} invoices would be drafted; "
+        console.print(preview_table(result["previews"][:50]))
+        console.print(f"dry run: {len(result['previews'])} invoices would be drafted; "
                       "nothing was written")
     else:
-        console.print(f"run {result.run_id} ({period}): {result.drafted} drafts, "
-                      f"{result.already_billed} already billed, {result.skipped_zero} "
+        console.print(f"run {result['run_id']} ({period}): {result['drafted']} drafts, "
+                      f"{result['already_billed']} already billed, {result['skipped_zero']} "
                       "zero-amount skipped")
-    for currency, total in sorted(result.totals.items()):
-        console.print(f"  total {currency}: {format_plain(Money(total, currency))}")
-    if result.credit_notes_to_deliver:
+    for currency, amount in sorted(result["totals_incl_minor"].items()):
+        console.print(f"  total {currency}: {format_plain(Money(amount, currency))}")
+    if result["credit_notes_to_deliver"]:
         console.print(f"  credit notes {'to be ' if dry_run else ''}mailed with this run: "
-                      + ", ".join(result.credit_notes_to_deliver))
-    _report_problems(result.problems, as_json)
+                      + ", ".join(result["credit_notes_to_deliver"]))
+    _report_problems(result["problems"], as_json)
 
 
 def _report_problems(problems: list[str], as_json: bool) -> None:
@@ -135,40 +124,30 @@ def finalize(
     issue_date: Annotated[str | None, typer.Option(help="Issue date, YYYY-MM-DD "
                                                     "(default: today).")] = None,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Finalize every draft of the run: immutable, with gapless numbers.
 
     Example: sealbill run finalize 2026-11 --org acme --issue-date 2026-12-01
     """
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
+    engine, who, org_id = context(db, org, key, as_json)
     try:
         day = date.fromisoformat(issue_date) if issue_date else None
     except ValueError:
         usage_error(f"--issue-date: not a date: {issue_date!r}", as_json=as_json)
-    try:
-        with engine.begin() as conn:
-            run_row = queries.run_by_ref(conn, org_id, run)
-            total = len(draft_ids(conn, org_id, run_row["id"]))
-        with progress(not as_json, "finalizing", total) as bar:
-            done = finalize_run(engine, org_id, run_row["id"], issue_date=day,
-                                on_progress=bar.advance)
-    except MissingExchangeRate as exc:
-        fail("invoices in another currency with VAT need an exchange rate (sealbill import "
-             "rates); nothing was finalized", as_json=as_json, details=exc.problems)
-    except LookupError as exc:
-        fail(str(exc), as_json=as_json)
-    numbers = [number for _, number in done]
-    payload = {"ok": True, "run_id": run_row["id"], "finalized": len(done),
-               "stage": bar.figures(),
-               "first_number": numbers[0] if numbers else None,
-               "last_number": numbers[-1] if numbers else None}
+    total = call(lambda: app_runs.drafts_left(engine, who, org_id, run), as_json)
+    with progress(not as_json, "finalizing", total) as bar:
+        done = call(lambda: app_runs.finalize(engine, who, org_id, run, day,
+                                              on_progress=bar.advance), as_json)
+    payload = {"ok": True, "run_id": done["run_id"], "finalized": done["finalized"],
+               "stage": bar.figures(), "first_number": done["first_number"],
+               "last_number": done["last_number"]}
     if as_json:
         emit_json(payload)
     else:
-        console.print(f"finalized {len(done)} invoices"
-                      + (f": {numbers[0]} .. {numbers[-1]}" if numbers else ""))
+        console.print(f"finalized {done['finalized']} invoices" + (
+            f": {done['first_number']} .. {done['last_number']}" if done["finalized"] else ""))
 
 
 @invoices_app.command("list")

@@ -15,38 +15,24 @@ from typing import Annotated, Any
 
 import typer
 
-from sealbill import settings
+from sealbill.app import runs as app_runs
 from sealbill.cli.billing import run_app
 from sealbill.cli.common import (
-    ActorOption,
     DbOption,
     JsonOption,
     OrgOption,
     console,
     emit_json,
-    engine_for,
-    fail,
     link_base_option,
-    org_id_for,
     progress,
     usage_error,
 )
-from sealbill.cli.operate import KeyOption, call, context
+from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
 from sealbill.cli.set_aside import EXIT_HELP, report_lines
-from sealbill.cli.workers import queue_lines, queued_progress
-from sealbill.domain.delivery_plan import HOLD, DeliveryPolicy
-from sealbill.keys import for_connection
-from sealbill.mail import config as mail_config
-from sealbill.mail.dkim import DkimKey, DkimSigner
-from sealbill.mail.smtp import SmtpSender
-from sealbill.pipeline.delivery import control
+from sealbill.cli.workers import queue_lines
+from sealbill.domain.delivery_plan import HOLD
 from sealbill.pipeline.delivery import set_aside as set_asides
-from sealbill.pipeline.delivery.plan import PlanError, plan_run, plan_summary
-from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
-from sealbill.pipeline.parties import verify
-from sealbill.store import queries
-from sealbill.store.delivery.send_lock import RunBusy
-from sealbill.store.parties import records as parties
+from sealbill.pipeline.delivery.send import SendOptions
 
 contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)
 RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
@@ -57,35 +43,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(contacts_app, name="contacts")
 
 
-def _context(db: str | None, org: str, run: str | None, as_json: bool) -> tuple[Any, int, int]:
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        with engine.begin() as conn:
-            run_id = int(queries.run_by_ref(conn, org_id, run)["id"]) if run else 0
-    except (LookupError, ValueError) as exc:
-        fail(str(exc), as_json=as_json)
-    return engine, org_id, run_id
-
-
-def _signer(org_domain: str) -> DkimSigner | None:
-    """The DKIM signer; without a key, ``None`` only when SEALBILL_DKIM=off says so."""
-    cfg = mail_config.dkim_config()
-    if cfg is None:
-        if mail_config.unsigned_allowed():
-            return None
-        raise mail_config.ConfigError(mail_config.signing_summary(org_domain).removeprefix(
-            "DKIM: REFUSED — "))
-    return DkimSigner(DkimKey(cfg.selector, cfg.domain or org_domain, cfg.key_path.read_bytes()))
-
-
-def _org_domain(engine: Any, org_id: int) -> str:
-    with engine.begin() as conn:
-        return str(parties.organization(conn, org_id)["sender_email"]).rsplit("@", 1)[1]
-
-
 @run_app.command("plan", epilog=f"Exit codes: {EXIT_HELP}.")
-def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption = None,
+def plan(run: RunArg, org: OrgOption, by: ByOption = None, key: KeyOption = None,
+         db: DbOption = None,
          replan: Annotated[bool, typer.Option(help="Rebuild the envelopes not sent yet.")] = False,
          policy: Annotated[Path | None, typer.Option(help="JSON file overriding the "
                                                      "delivery policy thresholds.")] = None,
@@ -95,26 +55,25 @@ def plan(run: RunArg, org: OrgOption, by: ActorOption = "operator", db: DbOption
 
     Example: sealbill run plan 2026-11 --org acme --json
     """
-    engine, org_id, run_id = _context(db, org, run, as_json)
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
     try:
-        rules = DeliveryPolicy.from_mapping(json.loads(policy.read_text())) if policy else None
-    except (OSError, ValueError, TypeError) as exc:
+        rules = json.loads(policy.read_text()) if policy else None
+    except (OSError, ValueError) as exc:
         usage_error(f"--policy: {exc}", as_json=as_json)
-    try:
-        with progress(not as_json, "planning", None) as bar:
-            plan_run(engine, org_id, run_id, actor=by, policy=rules, canary_share=canary_share,
-                     replan=replan, on_progress=bar.advance, on_total=bar.total)
-        summary = plan_summary(engine, org_id, run_id)
-    except (PlanError, LookupError) as exc:
-        fail(str(exc), as_json=as_json)
+    if rules is not None and not isinstance(rules, dict):
+        usage_error("--policy: a JSON object of thresholds", as_json=as_json)
+    with progress(not as_json, "planning", None) as bar:
+        call(lambda: app_runs.plan(engine, actor, org_id, run, replan=replan, policy=rules,
+                                   canary_share=canary_share, on_progress=bar.advance,
+                                   on_total=bar.total), as_json)
+    summary = call(lambda: app_runs.plan_report(engine, actor, org_id, run), as_json)
     held = summary["verdict"] == HOLD and not summary["approved_by"]
     code = set_asides.EXIT_HELD if held else 0
-    signing = mail_config.signing_summary(_org_domain(engine, org_id))
     if as_json:
-        emit_json({"ok": not held, "exit_code": code, **summary, "signing": signing,
-                   "stage": bar.figures()})
+        emit_json({"ok": not held, "exit_code": code, **summary, "stage": bar.figures()})
     else:
-        console.print(signing, highlight=False, markup=False)
+        console.print(summary["signing"], highlight=False, markup=False)
         for line in summary["report"].get("lines", []):
             console.print(line, highlight=False, markup=False)
         console.print(f"{len(summary['envelopes'])} envelopes; canary: "
@@ -153,7 +112,8 @@ def approve(run: RunArg, org: OrgOption,
 
 
 @run_app.command("send", epilog=f"Exit codes: {EXIT_HELP}.")
-def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption = False,
+def send(run: RunArg, org: OrgOption, db: DbOption = None, key: KeyOption = None,
+         by: ByOption = None, as_json: JsonOption = False,
          max_attempts: Annotated[int, typer.Option(help="Attempts per message.")] = 5,
          backoff: Annotated[float, typer.Option(help="First retry delay, seconds.")] = 30.0,
          senders: Annotated[int, typer.Option(
@@ -176,37 +136,32 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
 
     Example: sealbill run send 2026-11 --org acme --senders 2
     """
-    engine, org_id, run_id = _context(db, org, run, as_json)
-    try:
-        smtp = mail_config.smtp_config()
-        signer = _signer(_org_domain(engine, org_id))
-    except mail_config.ConfigError as exc:
-        usage_error(str(exc), as_json=as_json)
-    status = control.status(engine, org_id, run_id)
-    total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
+    from sealbill.app import run_sends
+
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
     options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders,
                           canary_min_failures=canary_min_failures,
                           canary_failure_share=canary_failure_share)
-    try:
-        with progress(not as_json, "sending", total) as bar:
-            report = send_run(engine, org_id, run_id, transport=SmtpSender(smtp),
-                              signer=signer, options=options, on_progress=bar.advance,
-                              transport_factory=lambda: SmtpSender(smtp))
-    except (SendError, RunBusy) as exc:
-        fail(str(exc), as_json=as_json)
-    after = control.status(engine, org_id, run_id, run)
+    total = call(lambda: run_sends.to_send(engine, actor, org_id, run), as_json)
+    with progress(not as_json, "sending", total) as bar:
+        report = call(lambda: run_sends.send(engine, actor, org_id, run, options=options,
+                                             on_progress=bar.advance), as_json)
+    after = call(lambda: app_runs.show(engine, actor, org_id, run, label=run), as_json)
     code = after["exit_code"]
-    payload = {"ok": code == 0, "exit_code": code, "run_id": run_id, "status": report.status,
-               "stopped": report.stopped, "outbox": set_asides.all_counts(report.counts),
-               "violations": report.violations, "seconds": round(report.seconds, 3),
-               "senders": report.senders, "undelivered": after["undelivered"],
+    payload = {"ok": code == 0, "exit_code": code, "run_id": report["run_id"],
+               "status": report["status"], "stopped": report["stopped"],
+               "outbox": set_asides.all_counts(report["outbox"]),
+               "violations": report["violations"], "seconds": round(report["seconds"], 3),
+               "senders": report["senders"], "undelivered": after["undelivered"],
                "stage": bar.figures()}
     if as_json:
         emit_json(payload)
     else:
-        console.print(f"run {run_id}: {report.status}; outbox {report.counts}", markup=False)
-        if report.stopped:
-            console.print(f"stopped: {report.stopped}", markup=False)
+        console.print(f"run {run}: {report['status']}; outbox {report['outbox']}",
+                      markup=False)
+        if report["stopped"]:
+            console.print(f"stopped: {report['stopped']}", markup=False)
         for line in undelivered_lines(after):  # one line each, however narrow the terminal
             console.print(line, markup=False, highlight=False, soft_wrap=True)
         for line in report_lines(after, run):
@@ -234,7 +189,7 @@ def undelivered_lines(status: dict[str, Any]) -> list[str]:
 
 
 @run_app.command("status", epilog=f"Exit codes: {EXIT_HELP}.")
-def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
+def run_status(run: RunArg, org: OrgOption, db: DbOption = None, key: KeyOption = None,
                as_json: JsonOption = False) -> None:
     """Where the run's delivery stands: every outbox state counted, every recipient not
     delivered (invoice, account, address, server reply, next step), the messages set aside and
@@ -242,13 +197,13 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
 
     Example: sealbill run status 2026-11 --org acme --json
     """
-    engine, org_id, run_id = _context(db, org, run, as_json)
-    payload = control.status(engine, org_id, run_id, run)
-    payload.update(queued_progress(engine, org_id, run_id))
+    engine, actor, org_id = context(db, org, key, as_json)
+    payload = call(lambda: app_runs.show(engine, actor, org_id, run, label=run), as_json)
+    payload.update(call(lambda: app_runs.queue_progress(engine, actor, org_id, run), as_json))
     if as_json:
         emit_json(payload)
         raise typer.Exit(payload["exit_code"])
-    console.print(f"run {run_id} ({payload['period']}): {payload['status']}", markup=False)
+    console.print(f"run {run} ({payload['period']}): {payload['status']}", markup=False)
     if payload["halted_reason"]:
         console.print(f"  reason: {payload['halted_reason']}", markup=False)
     console.print(f"  outbox: {payload['outbox']}", markup=False)
@@ -267,17 +222,10 @@ def run_status(run: RunArg, org: OrgOption, db: DbOption = None,
     raise typer.Exit(payload["exit_code"])
 
 
-def _sealing_key_present(engine: Any) -> None:
-    """Before ``verify.secret_key`` may create a key file: a database with sealed rows and no
-    key stops here (:class:`KeyMissing`, exit 1), never with a freshly made-up key."""
-    with engine.begin() as conn:
-        for_connection(conn)
-
-
 @contacts_app.command("verify")
 def contacts_verify(email: str, org: OrgOption,
                     account: Annotated[str, typer.Option(help="Account reference.")],
-                    by: ActorOption = "operator", db: DbOption = None,
+                    by: ByOption = None, key: KeyOption = None, db: DbOption = None,
                     operator: Annotated[bool, typer.Option(help="Confirm it yourself instead "
                                                            "of mailing a code.")] = False,
                     reason: Annotated[str | None, typer.Option(help="Required with "
@@ -292,33 +240,31 @@ def contacts_verify(email: str, org: OrgOption,
                              "<URL>?code=..., besides the code.")] = None,
                     as_json: JsonOption = False) -> None:
     """Mail a single-use code to EMAIL (French and English), or (--operator --reason) confirm
-    it directly.
+    it directly. The same use cases as `POST /v1/contacts/{id}/verify` and `/vouch`.
 
     Example: sealbill contacts verify ap@client.example --org acme --account C000042
     """
-    engine, org_id, _ = _context(db, org, None, as_json)
-    try:
-        if operator:
-            verify.operator_confirm(engine, org_id, email, account, actor=by,
-                                    reason=reason or "")
-            payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
-        else:
-            _sealing_key_present(engine)
-            key = verify.secret_key(settings.files_dir(files_dir, db_url=db))
-            started = verify.start(engine, org_id, email, account, actor=by,
-                                   transport=SmtpSender(mail_config.smtp_config()),
-                                   signer=_signer(_org_domain(engine, org_id)), key=key,
-                                   link_base=link_base)
-            payload = {"ok": True, "sent_to": started.email,
-                       "expires_at": started.expires_at.isoformat()}
-    except (verify.VerificationError, ValueError) as exc:
-        fail(str(exc), as_json=as_json)
+    from sealbill.app import contacts as app_contacts
+
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    if operator:
+        call(lambda: app_contacts.confirm_by_operator(engine, actor, org_id, email, account,
+                                                      reason or ""), as_json)
+        payload: dict[str, Any] = {"ok": True, "verified": email, "method": "operator"}
+    else:
+        folder = Path(files_dir) if files_dir else None
+        started = call(lambda: app_contacts.send_verification(
+            engine, actor, org_id, email, account, link_base=link_base, files_dir=folder),
+            as_json)
+        payload = {"ok": True, "sent_to": started["sent_to"],
+                   "expires_at": started["expires_at"].isoformat()}
     emit_json(payload) if as_json else console.print(payload, markup=False)
 
 
 @contacts_app.command("confirm")
 def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The code.")],
-                     by: ActorOption = "operator", db: DbOption = None,
+                     by: ByOption = None, key: KeyOption = None, db: DbOption = None,
                      files_dir: Annotated[str | None, typer.Option(
                          help="Documents folder (default: see contacts verify).")] = None,
                      as_json: JsonOption = False) -> None:
@@ -326,14 +272,14 @@ def contacts_confirm(org: OrgOption, code: Annotated[str, typer.Option(help="The
 
     Example: sealbill contacts confirm --org acme --code 7KQ4-M2XD
     """
-    engine, org_id, _ = _context(db, org, None, as_json)
-    _sealing_key_present(engine)
-    try:
-        done = verify.confirm(engine, org_id, code, actor=by,
-                              key=verify.secret_key(settings.files_dir(files_dir, db_url=db)))
-    except verify.VerificationError as exc:
-        fail(str(exc), as_json=as_json)
-    payload = {"ok": True, "contact_id": done.contact_id, "account_id": done.account_id}
+    from sealbill.app import contacts as app_contacts
+
+    by_ignored(by)
+    engine, actor, org_id = context(db, org, key, as_json)
+    folder = Path(files_dir) if files_dir else None
+    done = call(lambda: app_contacts.confirm_code(engine, actor, org_id, code,
+                                                  files_dir=folder), as_json)
+    payload = {"ok": True, "contact_id": done["id"], "account_id": done.get("account_id")}
     emit_json(payload) if as_json else console.print("address verified", markup=False)
 
 

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sealbill import settings
+from sealbill.app import runs as app_runs
 from sealbill.cli.common import (
     DbOption,
     JsonOption,
     OrgOption,
     console,
     emit_json,
-    engine_for,
-    fail,
-    org_id_for,
     progress,
     usage_error,
 )
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.outputs.files import OutputError, check_writable, output_folder
-from sealbill.pipeline.billing.render import RenderError, render_run, unrendered_ids
-from sealbill.store import queries
-from sealbill.store.parties import records as parties
 
-RUN_REF = re.compile(r"\d+|\d{4}-\d{2}")  # a run id or a period; anything else: a number
 documents_app = typer.Typer(help="Invoice documents: PDF/A-3 Factur-X, XML, mail bodies.",
                             no_args_is_help=True)
 
@@ -45,6 +39,7 @@ def render(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per "
                                                 "core).")] = None,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Render every finalized invoice of a run, or one invoice, once: documents are immutable,
@@ -52,29 +47,20 @@ def render(
 
     Example: sealbill documents render 2026-11 --org acme --workers 2
     """
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
+    engine, actor, org_id = context(db, org, key, as_json)
+    folder = settings.files_dir(out, db_url=db)
+    total = call(lambda: app_runs.to_render(engine, actor, org_id, ref), as_json)
     try:
-        with engine.begin() as conn:
-            if not RUN_REF.fullmatch(ref):
-                run_id, invoice_ids = None, [queries.invoice_id_by_number(conn, org_id, ref)]
-            else:
-                run_id, invoice_ids = int(queries.run_by_ref(conn, org_id, ref)["id"]), None
-        total = len(unrendered_ids(engine, org_id, run_id, invoice_ids))
         if out is not None and total:  # the folder named: one line before the progress bar
-            check_writable(output_folder(settings.files_dir(out, db_url=db), org) / "probe")
-        with progress(not as_json, "rendering", total) as bar:
-            count = render_run(engine, org_id, run_id, settings.files_dir(out, db_url=db),
-                               invoice_ids=invoice_ids, workers=workers,
-                               on_progress=bar.advance)
-    except (LookupError, parties.NotFound) as exc:
-        fail(str(exc), as_json=as_json)
+            check_writable(output_folder(folder, org) / "probe")
     except OutputError as exc:
         usage_error(f"--out: {exc}", as_json=as_json)
-    except RenderError as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems)
+    with progress(not as_json, "rendering", total) as bar:
+        count = call(lambda: app_runs.render(engine, actor, org_id, ref, workers=workers,
+                                             files_dir=folder, on_progress=bar.advance),
+                     as_json)["rendered"]
     if as_json:
-        emit_json({"ok": True, "rendered": count, "files": str(settings.files_dir(out, db_url=db)),
+        emit_json({"ok": True, "rendered": count, "files": str(folder),
                    "stage": bar.figures()})
     else:
-        console.print(f"rendered {count} invoice(s) into {settings.files_dir(out, db_url=db)}")
+        console.print(f"rendered {count} invoice(s) into {folder}")

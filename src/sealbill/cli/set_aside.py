@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from sealbill.cli.billing import run_app
 from sealbill.app import message_actions
+from sealbill.cli.billing import run_app
 from sealbill.cli.common import DbOption, JsonOption, OrgOption, console, emit_json
 from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
 from sealbill.pipeline.delivery import set_aside as set_asides
@@ -49,7 +49,7 @@ def set_aside_command(run: RunArg, org: OrgOption, invoice: InvoiceOption,
         return
     console.print(f"{invoice} set aside by {actor.name}" + (
         f"; run {run} released: `sealbill run send {run}` sends the rest"
-        if done["run_released"] else ""), markup=False)
+        if done["run_released"] else ""), markup=False, soft_wrap=True)
 
 
 @run_app.command("retry", epilog=f"Exit codes: {EXIT_HELP}.")

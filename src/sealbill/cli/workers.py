@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.engine import Engine
 
 from sealbill.app import distributed
 from sealbill.cli.common import DbOption, JsonOption, OrgOption, console, emit_json, usage_error
@@ -105,13 +104,6 @@ def release(org: OrgOption, run: Annotated[str, typer.Option(help="Run id.")],
     engine, who, org_id = context(db, org, key, as_json)
     _show(call(lambda: distributed.approve(engine, who, org_id, run, reason), as_json),
           as_json)
-
-
-def queued_progress(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
-    """``{"queue": progress}`` for ``run status`` of a run in the workers' hands; nothing on
-    SQLite or for a run of the embedded mode (its report stays as it was)."""
-    found = distributed.queue_of(engine, org_id, run_id)
-    return {} if found is None else {"queue": found}
 
 
 def queue_lines(queue: dict[str, Any] | None) -> list[str]:

@@ -1,5 +1,6 @@
 """Facts the pipeline stages publish *inside* the transaction that makes them true: an invoice
-numbered, a run's status changed, an alert recorded, a ledger row appended.
+numbered, a run's status changed, an alert recorded, a ledger row appended, a run's drafts
+recorded, a chunk of rendered documents stored.
 
 Invariant: :func:`publish` runs every subscriber on the caller's connection, in its
 transaction, so whatever a subscriber writes (the application layer writes the webhooks'
@@ -20,6 +21,9 @@ INVOICES_FINALIZED = "invoices.finalized"  # {"run_id", "invoice_ids"}
 RUN_STATUS = "run.status"  # {"run_id", "status", "reason"}
 ALERT_RECORDED = "alert.recorded"  # {"alert_id", "run_id", "cause", "message", "created_at"}
 LEDGER_APPENDED = "ledger.appended"  # {"seq", "message_id", "invoice_id", ...}
+RUN_BILLED = "run.billed"  # {"run_id", "period", "drafted", "already_billed", "skipped_zero",
+#                            "problems", "totals"}: the end of the rating transaction
+DOCUMENTS_STORED = "documents.stored"  # {"run_id", "invoice_ids"}: one rendered chunk stored
 
 Subscriber = Callable[[Connection, int, str, Mapping[str, Any]], None]
 _subscribers: list[Subscriber] = []

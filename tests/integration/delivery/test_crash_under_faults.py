@@ -108,7 +108,7 @@ def test_sigkill_of_the_sender_under_refusals_then_rerun_completes(
         assert f"{missing['invoice']} account {missing['account']} -> {BOUNCING}: bounced" in text
         assert "550 5.1.1" in text and "next: " in text and "--replan" in text
     if phase == "claimed":  # the operator tries `run retry`: a bounced-only message is not resent
-        retry = _cli(db, smtp_server.port, "run", "retry", str(run_id))
+        retry = _cli(db, smtp_server.port, "run", "retry", str(run_id), "--reason", "relay ok")
         assert retry.returncode == 0, retry.stdout + retry.stderr
         out = json.loads(retry.stdout)
         assert out["queued"] == [] and out["skipped"][0]["invoice"] == missing["invoice"]

@@ -168,7 +168,7 @@ def test_a_message_is_set_aside_only_by_an_approver_with_a_reason_and_audited(
         with pytest.raises(Forbidden):
             message_actions.set_aside(any_engine, who, s.org_id, run, "F-000001", "why not")
     with pytest.raises(Unauthenticated):
-        message_actions.set_aside(any_engine, local_actor(), s.org_id, run, "F-000001",
+        message_actions.set_aside(any_engine, local_actor("web"), s.org_id, run, "F-000001",
                                   "no key, no console session")
     with pytest.raises(Invalid) as refused:
         message_actions.set_aside(any_engine, approver, s.org_id, run, "F-000001", " ")

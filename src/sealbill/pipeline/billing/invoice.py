@@ -37,6 +37,7 @@ from sealbill.domain.usage_windows import usage_window_start
 from sealbill.pipeline.billing.oss import apply_oss, year_totals
 from sealbill.pipeline.billing.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.billing.rate_chunks import ChunkInput, RatingContext, rated_chunks
+from sealbill.store import stage_events
 from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.billing import credit_delivery
 from sealbill.store.billing.invoices import (
@@ -140,6 +141,12 @@ def bill_period(engine: Engine, org_id: int, period: str, *, actor: str,
         # manual credit notes waiting for a run are delivered by this one (credit_delivery)
         result.credit_notes_to_deliver = credit_delivery.would_take(conn, org_id, period) \
             if run_id is None else credit_delivery.take_waiting(conn, org_id, run_id)
+        if run_id is not None:  # the run's audit entry commits with its drafts
+            stage_events.publish(conn, org_id, stage_events.RUN_BILLED, {
+                "run_id": run_id, "period": period, "drafted": result.drafted,
+                "already_billed": result.already_billed,
+                "skipped_zero": result.skipped_zero, "problems": len(result.problems),
+                "totals": dict(result.totals)})
         for problem in result.problems:
             log.warning("account not billed", extra={"fields": {
                 "stage": "rate", "run_id": run_id, "problem": problem}})

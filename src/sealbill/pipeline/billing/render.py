@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from sealbill.documents.mentions import check_renderable
 from sealbill.documents.render import FALLBACK, RenderedDocuments, render_many
 from sealbill.domain import report_link
 from sealbill.domain.invoices import Invoice
+from sealbill.store import stage_events
 from sealbill.store.billing.invoice_reads import stream_invoices
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import documents, invoices
@@ -121,7 +123,7 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
 
     count = 0
     batch: list[tuple[int, RenderedDocuments]] = []
-    with _Writer(engine, store, slug, org_id, on_progress) as writer:
+    with _Writer(engine, store, slug, org_id, run_id, on_progress) as writer:
         for rendered in render_many(checked(), workers=workers, renderer=renderer,
                                     report_urls=urls, prefetch=4):
             urls.pop(rendered.number, None)
@@ -146,8 +148,9 @@ class _Writer:
     the first error of any chunk is raised."""
 
     def __init__(self, engine: Engine, store: DocumentStore, slug: str, org_id: int,
-                 on_progress: Callable[[int], None] | None) -> None:
+                 run_id: int | None, on_progress: Callable[[int], None] | None) -> None:
         self.engine, self.store, self.slug, self.org_id = engine, store, slug, org_id
+        self.run_id = run_id
         self.on_progress = on_progress
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="render-store")
         self.pending: deque[Future[int]] = deque()
@@ -158,7 +161,9 @@ class _Writer:
     def submit(self, batch: list[tuple[int, RenderedDocuments]]) -> int:
         while len(self.pending) >= 2:
             self._report(self.pending.popleft().result())
-        self.pending.append(self.pool.submit(self._write, batch))
+        # the caller's context (the application layer's audit step) goes with the chunk
+        self.pending.append(self.pool.submit(contextvars.copy_context().run, self._write,
+                                             batch))
         return len(batch)
 
     def _write(self, batch: list[tuple[int, RenderedDocuments]]) -> int:
@@ -166,8 +171,10 @@ class _Writer:
                       [r for _, r in batch])
         if os.environ.get(KILL_ENV) == "after_files":  # test hook: a crash before the rows
             os.kill(os.getpid(), signal.SIGKILL)
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # the chunk's audit entry commits with its rows
             conn.execute(sa.insert(documents), rows)
+            stage_events.publish(conn, self.org_id, stage_events.DOCUMENTS_STORED, {
+                "run_id": self.run_id, "invoice_ids": [i for i, _ in batch]})
         return len(batch)
 
     def _report(self, done: int) -> None:
