@@ -39,7 +39,7 @@ def create_app(engine: Engine, *, rate: float = 50.0, burst: int = 100) -> FastA
         openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.engine = engine
     app.state.sends = sends
-    app.add_middleware(ApiGuard, engine=engine, buckets=TokenBuckets(rate, burst))
+    app.add_middleware(ApiGuard, engine=engine, buckets=TokenBuckets(rate, burst, engine))
     problems.install(app)
     for module in (routes_setup, routes_customers, routes_billing, routes_bounces,
                    routes_incidents, routes_ledger):

@@ -5,8 +5,9 @@ make its POSTs idempotent.
   ``request.state`` for the routes; a missing or bad key is a 401 from the route dependency.
   A good key is remembered for :data:`AUTH_CACHE_SECONDS` (a revocation takes effect within
   that delay); a bad one is checked against the database every time.
-- Rate limit: a token bucket per key (``rate`` requests per second, ``burst`` at once), in
-  this process; an empty bucket answers 429 with ``Retry-After`` (whole seconds).
+- Rate limit: a token bucket per key (``rate`` requests per second, ``burst`` at once), kept
+  in the database so that every server process shares it (:class:`TokenBuckets`); an empty
+  bucket answers 429 with ``Retry-After`` (whole seconds).
 - Idempotency: a POST with ``Idempotency-Key`` first inserts ``(key id, Idempotency-Key)``
   into ``idempotency_keys`` (unique): the request that inserts it runs, the others wait for
   its response and replay it; the same key with another body (method, path, body hashed) is
@@ -35,6 +36,7 @@ from starlette.responses import Response
 from sealbill.api.problems import problem
 from sealbill.app import operators
 from sealbill.app.errors import Unauthenticated
+from sealbill.store import rate_limits
 from sealbill.store.db import read_transaction
 from sealbill.store.schema import idempotency_keys
 
@@ -42,22 +44,44 @@ WAIT_SECONDS = 30.0
 
 
 class TokenBuckets:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._state: dict[str, tuple[float, float]] = {}
+    """Each key's request budget (``rate`` a second, ``burst`` at once), shared by every
+    server process on the database (:mod:`sealbill.store.rate_limits`). To spare the
+    database a write per request, this process takes a lease of up to ``rate`` ×
+    :data:`LEASE_SECONDS` tokens at a time and spends it within that delay; the processes
+    together still never exceed the key's budget."""
+
+    LEASE_SECONDS = 0.1
+
+    def __init__(self, rate: float, burst: int, engine: Engine) -> None:
+        self.rate, self.burst, self.engine = rate, burst, engine
+        self.lease = max(1, min(burst, int(rate * self.LEASE_SECONDS)))
+        self._leases: dict[int, tuple[int, float]] = {}  # key id -> (tokens left, until)
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> float:
-        """0 when a request may go now, else the seconds until one may."""
-        now = time.monotonic()
+    def take_leased(self, key_id: int) -> bool:
+        """A token of this process's lease, if it holds one still valid (no I/O)."""
+        now = time.time()
         with self._lock:
-            tokens, last = self._state.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._state[key] = (tokens - 1, now)
-                return 0.0
-            self._state[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+            left, until = self._leases.get(key_id, (0, 0.0))
+            if left > 0 and now < until:
+                self._leases[key_id] = (left - 1, until)
+                return True
+            return False
+
+    def take(self, key_id: int) -> float:
+        """0 when a request may go now, else the seconds until one may (one statement)."""
+        if self.take_leased(key_id):
+            return 0.0
+        now = time.time()
+        granted, left = rate_limits.take(self.engine, key_id, now=now, rate=self.rate,
+                                         burst=self.burst, want=self.lease)
+        if granted == 0:
+            return (1 - left) / self.rate
+        with self._lock:
+            if len(self._leases) > 10_000:
+                self._leases.clear()
+            self._leases[key_id] = (granted - 1, now + self.LEASE_SECONDS)
+        return 0.0
 
 
 def _bearer(request: Request) -> str | None:
@@ -105,7 +129,8 @@ class ApiGuard(BaseHTTPMiddleware):
                     actor, key_id = None, None
             if actor is not None:
                 request.state.actor = actor
-                wait = self.buckets.take(actor.key_prefix or "")
+                wait = 0.0 if key_id is None or self.buckets.take_leased(key_id) else \
+                    await anyio.to_thread.run_sync(self.buckets.take, key_id)
                 if wait > 0:
                     return problem(429, "Too many requests",
                                    f"rate limit of this key: {self.buckets.rate}/s",

@@ -85,3 +85,23 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(sqlite_engine: Engine) ->
     assert [r.status_code for r in codes] == [200, 200, 200, 429]
     assert int(codes[-1].headers["retry-after"]) >= 1
     assert codes[-1].json()["status"] == 429
+
+
+def test_two_servers_on_one_database_share_each_keys_limit(any_engine: Engine) -> None:
+    """Two server instances (each its own engine, as two processes would have) on one
+    database: a key's budget is spent across both, not once per server."""
+    from sealbill.store.db import create_engine
+
+    key = _key(any_engine)
+    headers = {"Authorization": f"Bearer {key}"}
+    other = create_engine(any_engine.url.render_as_string(hide_password=False))
+    try:
+        with serving(any_engine, rate=0.05, burst=4) as first, \
+                serving(other, rate=0.05, burst=4) as second, \
+                httpx.Client(base_url=first) as a, httpx.Client(base_url=second) as b:
+            codes = [(a if i % 2 else b).get("/v1/accounts", headers=headers)
+                     for i in range(6)]
+    finally:
+        other.dispose()
+    assert [r.status_code for r in codes] == [200, 200, 200, 200, 429, 429]
+    assert all(int(r.headers["retry-after"]) >= 1 for r in codes[4:])

@@ -13,6 +13,7 @@ from sealbill.store.schema.access import (
     operator_roles,
     operator_sessions,
     operators,
+    rate_buckets,
 )
 from sealbill.store.schema.base import metadata
 from sealbill.store.schema.billing import (
@@ -89,6 +90,7 @@ __all__ = [
     "outbox_recipients",
     "plans",
     "portal_sessions",
+    "rate_buckets",
     "rating_chunks",
     "send_locks",
     "sending_switches",

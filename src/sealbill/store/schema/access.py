@@ -5,7 +5,8 @@ These tables belong to the application layer (``sealbill.app``) and the HTTP API
   operator and is scoped to one organization and one role; only the key's SHA-256 is stored;
 - ``audit_log`` is append-only: sealbill never updates or deletes a row of it;
 - ``idempotency_keys`` holds the first response to a POST per (API key, Idempotency-Key); its
-  unique constraint is what makes two concurrent requests with one key have one effect.
+  unique constraint is what makes two concurrent requests with one key have one effect;
+- ``rate_buckets`` holds each key's request budget, shared by every server process.
 """
 
 import sqlalchemy as sa
@@ -68,6 +69,17 @@ idempotency_keys = sa.Table(
     sa.Column("response", sa.JSON),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("api_key_id", "key"),
+)
+
+# One token bucket per API key, shared by every server process on the database: each request
+# (or a small lease of requests) takes its tokens in one INSERT ... ON CONFLICT DO UPDATE.
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("api_key_id", BigId, sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),  # left after this update
+    sa.Column("updated_at", sa.Float, nullable=False),  # seconds since the epoch
+    sa.Column("granted", sa.Integer, nullable=False),  # tokens the last update took
 )
 
 instance_secrets = sa.Table(

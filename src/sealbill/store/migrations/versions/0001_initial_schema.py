@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 23:41:47.745748
+Create Date: 2026-12-07 01:51:39.586778
 """
 
 from alembic import op
@@ -611,6 +611,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_portal_sessions_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_portal_sessions_organization_id'), ['organization_id'], unique=False)
 
+    op.create_table('rate_buckets',
+    sa.Column('api_key_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('updated_at', sa.Float(), nullable=False),
+    sa.Column('granted', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['api_key_id'], ['api_keys.id'], name=op.f('fk_rate_buckets_api_key_id_api_keys')),
+    sa.PrimaryKeyConstraint('api_key_id', name=op.f('pk_rate_buckets'))
+    )
     op.create_table('rating_chunks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('organization_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -1003,6 +1011,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_rating_chunks_organization_id'))
 
     op.drop_table('rating_chunks')
+    op.drop_table('rate_buckets')
     with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_portal_sessions_organization_id'))
         batch_op.drop_index(batch_op.f('ix_portal_sessions_contact_id'))
