@@ -6,13 +6,18 @@ kill switch) and the closing. Each goes through the same pipeline function as th
 (``sealbill incident update|assess|decide|close``, ``sealbill pause``), so it lands in the
 incident's timeline, and is audited.
 
-Invariant: only roles that may act on runs (``runs.write`` or ``runs.approve``) record
-anything here; a refused input changes nothing (the pipeline validates before writing).
+Invariants: only roles that may act on runs (``runs.write`` or ``runs.approve``) record
+anything here; a refused input changes nothing (the pipeline validates before writing); each
+act's audit entry is written in the transaction that appends its timeline event
+(:func:`audited`), so the act and its entry commit together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -25,6 +30,7 @@ from sealbill.app.context import RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
 from sealbill.domain.severity import INPUT_NAMES
 from sealbill.pipeline.incident import actions as pipeline
+from sealbill.store import stage_events
 from sealbill.store.db import transaction
 from sealbill.store.incident import incidents as store
 from sealbill.store.incident.containment import pause_sending
@@ -54,6 +60,48 @@ def audit_incident(engine: Engine | Connection, actor: Actor, org_id: int, incid
         audit_incident(conn, actor, org_id, incident_id, action, after)
 
 
+@dataclass
+class _Act:
+    """The audit entry an act on an incident owes, written in the transaction that appends
+    the act's timeline event (the first one), with that event's detail."""
+
+    actor: Actor
+    org_id: int
+    incident_id: int
+    action: str
+    after: dict[str, Any]
+    written: bool = False
+
+
+_act: ContextVar[_Act | None] = ContextVar("sealbill_incident_act", default=None)
+
+
+@contextmanager
+def audited(engine: Engine, actor: Actor, org_id: int, incident_id: int, action: str,
+            after: dict[str, Any]) -> Iterator[None]:
+    """Run an act whose audit entry commits with its timeline event; an act that appended
+    none (nothing changed) gets its entry right after."""
+    act = _Act(actor, org_id, incident_id, action, after)
+    token = _act.set(act)
+    try:
+        yield
+    finally:
+        _act.reset(token)
+    if not act.written:
+        audit_incident(engine, actor, org_id, incident_id, action, after)
+
+
+def _on_fact(conn: Connection, org_id: int, event: str, facts: Mapping[str, Any]) -> None:
+    act = _act.get()
+    if (event != stage_events.INCIDENT_EVENT or act is None or act.written
+            or act.org_id != org_id or act.incident_id != facts["incident_id"]):
+        return
+    audit_incident(conn, act.actor, org_id, act.incident_id, act.action,
+                   {**act.after, "event": facts["event"], "detail": facts["detail"]})
+    act.written = True
+
+
+stage_events.subscribe(_on_fact)
 _audit = audit_incident
 
 
@@ -79,7 +127,9 @@ def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notif
            exemption: str | None = None) -> dict[str, Any]:
     _may_act(engine, actor, org_id, incident_id)
     try:
-        decision = pipeline.decide(engine, org_id, incident_id, notify=notify, reason=reason,
+        with audited(engine, actor, org_id, incident_id, "incident.decide", {
+                "notify": notify, "reason": reason, "communication": communication}):
+            return pipeline.decide(engine, org_id, incident_id, notify=notify, reason=reason,
                                    communication=communication or None,
                                    exemption=exemption or None,
                                    communication_reason=communication_reason,
@@ -90,9 +140,6 @@ def decide(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, notif
             raise StateError(message) from None
         field = next((name for hint, name in _DECISION_FIELDS if hint in message), "reason")
         raise Invalid("decision: 1 problem(s)", [Problem(field, message)]) from None
-    _audit(engine, actor, org_id, incident_id, "incident.decide",
-           {"notify": notify, "reason": reason, "communication": communication})
-    return decision
 
 
 def contain(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> None:
@@ -105,7 +152,7 @@ def contain(engine: Engine, actor: Actor, org_id: int, incident_id: int) -> None
         store.update_record(conn, org_id, incident_id,
                             {"containment": {"at": store.now().isoformat(), "by": actor.name}},
                             event="sending_paused", actor=actor.name)
-    _audit(engine, actor, org_id, incident_id, "incident.contain", {"paused": True})
+        _audit(conn, actor, org_id, incident_id, "incident.contain", {"paused": True})
 
 
 def _refused(what: str, field: str, exc: ValueError) -> Invalid:
@@ -139,18 +186,16 @@ def assess(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
             problems.append(Problem(name, f"not a number: {text!r}"))
     if problems:
         raise Invalid(f"severity: {len(problems)} problem(s); nothing was written", problems)
+    reasons = {k: v.strip() for k, v in justifications.items() if v.strip()}
     try:
-        assessment = pipeline.assess(
-            engine, org_id, incident_id, changes=numbers,
-            justifications={k: v.strip() for k, v in justifications.items() if v.strip()},
-            recipients_known=recipients_known, actor=actor.name)
+        with audited(engine, actor, org_id, incident_id, "incident.assess",
+                     {"changes": numbers, "justifications": reasons}):
+            assessment = pipeline.assess(engine, org_id, incident_id, changes=numbers,
+                                         justifications=reasons,
+                                         recipients_known=recipients_known, actor=actor.name)
     except ValueError as exc:
         raise _refused("severity", "justification", exc) from None
-    result = assessment.to_dict()
-    _audit(engine, actor, org_id, incident_id, "incident.assess",
-           {"score": result["score"], "level": result["level"],
-            "adjustments": result["adjustments"]})
-    return result
+    return assessment.to_dict()
 
 
 def record_measures(engine: Engine, actor: Actor, org_id: int, incident_id: int, *,
@@ -196,17 +241,16 @@ def update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
 
 def _update(engine: Engine, actor: Actor, org_id: int, incident_id: int,
             change: pipeline.FactsUpdate, action: str) -> dict[str, Any]:
+    after = {k: (v.isoformat() if isinstance(v, datetime) else v)
+             for k, v in vars(change).items() if v not in (None, (), {})}
     try:
-        record = pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
+        with audited(engine, actor, org_id, incident_id, action, after):
+            return pipeline.update(engine, org_id, incident_id, change, actor=actor.name)
     except ValueError as exc:
         field = ("notification_type" if "notification type" in str(exc) else
                  str(exc).split(":")[0].lstrip("-").replace("-", "_")
                  if str(exc).startswith("--") else "")
         raise _refused("incident", field, exc) from None
-    _audit(engine, actor, org_id, incident_id, action,
-           {k: (v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in vars(change).items() if v not in (None, (), {})})
-    return record
 
 
 def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: str) -> None:
@@ -216,10 +260,11 @@ def close(engine: Engine, actor: Actor, org_id: int, incident_id: int, reason: s
         raise Invalid("closing: 1 problem(s); nothing was written",
                       [Problem("reason", "give a reason")])
     try:
-        pipeline.close(engine, org_id, incident_id, reason=reason, actor=actor.name)
+        with audited(engine, actor, org_id, incident_id, "incident.close",
+                     {"reason": reason.strip()}):
+            pipeline.close(engine, org_id, incident_id, reason=reason, actor=actor.name)
     except ValueError as exc:
         raise _refused("closing", "", exc) from None
-    _audit(engine, actor, org_id, incident_id, "incident.close", {"reason": reason.strip()})
 
 
 def correct_link(engine: Engine, actor: Actor, org_id: int, incident_id: int, *, contact: str,

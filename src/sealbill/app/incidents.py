@@ -26,7 +26,6 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import audit, ids, incident_actions, records, webhooks
 from sealbill.app.context import READ, RUNS_APPROVE, RUNS_WRITE, Actor
 from sealbill.app.errors import Forbidden, Invalid, NotFound, Problem, StateError
-from sealbill.app.incident_actions import audit_incident as _audit
 from sealbill.app.incident_inputs import (
     AssessIn,
     DecisionIn,
@@ -49,9 +48,10 @@ def _act(actor: Actor, org_id: int) -> None:
 
 
 def _row_id(engine: Engine, org_id: int, ref: str) -> int:
-    """The incident's row id, or :class:`NotFound`."""
+    """The incident's row id, or :class:`NotFound`; ``ref`` is its public id (``inc_…``), or
+    the number the CLI prints (the API takes public ids only)."""
     with engine.begin() as conn:
-        incident_id = ids.decode(conn, org_id, "incident", ref)
+        incident_id = int(ref) if ref.isdigit() else ids.decode(conn, org_id, "incident", ref)
         try:
             store.incident(conn, org_id, incident_id)
         except LookupError:
@@ -170,10 +170,10 @@ def update(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> di
         customers_warned_at=request.customers_warned_at,
         notification_type=request.notification_type, notified_at=request.notified_at,
         delay_reason=request.delay_reason)
-    _checked("measures_taken", lambda: pipeline.update(engine, org_id, incident_id, change,
-                                                       actor=actor.name))
-    _audit(engine, actor, org_id, incident_id, "incident.update",
-           request.model_dump(exclude_defaults=True))
+    with incident_actions.audited(engine, actor, org_id, incident_id, "incident.update",
+                                  request.model_dump(exclude_defaults=True)):
+        _checked("measures_taken", lambda: pipeline.update(engine, org_id, incident_id,
+                                                           change, actor=actor.name))
     return _detail(engine, actor, org_id, incident_id)
 
 
@@ -190,25 +190,33 @@ def close(engine: Engine, actor: Actor, org_id: int, ref: str, reason: str
     """Close the incident; it stays in the register with everything it recorded."""
     _act(actor, org_id)
     incident_id = _row_id(engine, org_id, ref)
-    _checked("reason", lambda: pipeline.close(engine, org_id, incident_id, reason=reason,
-                                              actor=actor.name))
-    _audit(engine, actor, org_id, incident_id, "incident.close", {"reason": reason})
+    with incident_actions.audited(engine, actor, org_id, incident_id, "incident.close",
+                                  {"reason": reason}):
+        _checked("reason", lambda: pipeline.close(engine, org_id, incident_id,
+                                                  reason=reason, actor=actor.name))
     return _detail(engine, actor, org_id, incident_id)
 
 
-def drafts(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
+def drafts(engine: Engine, actor: Actor, org_id: int, ref: str, *, out: Path | None = None,
+           pdf: bool = False) -> dict[str, Any]:
     """The Art. 33 notification, Art. 34 letters, deletion requests and phishing warning
-    (French and English, Markdown), as written now; recorded in the timeline."""
+    (French and English): as Markdown texts in the answer, or (``out``, the CLI) written as
+    files into that folder, with PDFs if ``pdf``; recorded in the timeline, audited in the
+    same transaction."""
     _act(actor, org_id)
     incident_id = _row_id(engine, org_id, ref)
     with TemporaryDirectory() as tmp:
-        dossier, files = pipeline.generate_drafts(engine, org_id, incident_id, Path(tmp),
-                                                  actor=actor.name, pdf=False)
-        out = [{"path": f.path, "kind": f.kind, "lang": f.lang, "format": f.format,
-                "addressee": f.addressee, "sha256": f.sha256,
-                "text": (Path(tmp) / f.path).read_text(encoding="utf-8")} for f in files]
-    _audit(engine, actor, org_id, incident_id, "incident.drafts", {"files": len(out)})
-    return {"files": out, "missing_fields": list(dossier.missing)}
+        folder = out or Path(tmp)
+        with incident_actions.audited(engine, actor, org_id, incident_id, "incident.drafts",
+                                      {"out": str(out) if out else None}):
+            dossier, files = pipeline.generate_drafts(engine, org_id, incident_id, folder,
+                                                      actor=actor.name, pdf=pdf and bool(out))
+        listed = [{"path": f.path, "kind": f.kind, "lang": f.lang, "format": f.format,
+                   "addressee": f.addressee, "sha256": f.sha256} for f in files]
+        if out is None:
+            for item in listed:
+                item["text"] = (folder / item["path"]).read_text(encoding="utf-8")
+    return {"files": listed, "missing_fields": list(dossier.missing)}
 
 
 def assess(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from sealbill.cli.common import (
     OrgOption,
     console,
     emit_json,
-    engine_for,
     fail,
     usage_error,
 )
@@ -60,18 +59,6 @@ def _errors(as_json: bool) -> Iterator[None]:
 
 def _time(text: str | None, name: str) -> datetime | None:
     return None if text is None else pipeline.parse_time(text, name)
-
-
-def _org(engine: Engine, slug: str) -> int:
-    with engine.connect() as conn:
-        return int(parties.organization_by_slug(conn, slug)["id"])
-
-
-def _run(db: str | None, org: str, as_json: bool,
-         action: Callable[[Engine, int], Any]) -> Any:
-    engine = engine_for(db)
-    with _errors(as_json):
-        return action(engine, _org(engine, org))
 
 
 def _use_case(db: str | None, org: str, key: str | None, as_json: bool,

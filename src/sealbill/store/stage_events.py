@@ -23,6 +23,7 @@ ALERT_RECORDED = "alert.recorded"  # {"alert_id", "run_id", "cause", "message", 
 LEDGER_APPENDED = "ledger.appended"  # {"seq", "message_id", "invoice_id", ...}
 RUN_BILLED = "run.billed"  # {"run_id", "period", "drafted", "already_billed", "skipped_zero",
 #                            "problems", "totals"}: the end of the rating transaction
+INCIDENT_EVENT = "incident.event"  # {"incident_id", "event", "detail"}: its timeline grew
 DOCUMENTS_STORED = "documents.stored"  # {"run_id", "invoice_ids"}: one rendered chunk stored
 
 Subscriber = Callable[[Connection, int, str, Mapping[str, Any]], None]

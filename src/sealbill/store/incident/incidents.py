@@ -20,6 +20,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store import stage_events
 from sealbill.store.db import inserted_id, is_postgres
 from sealbill.store.parties.records import NotFound
 from sealbill.store.schema import (
@@ -101,6 +102,9 @@ def append_event(conn: Connection, org_id: int, incident_id: int, event: str,
             actor=actor, at=at or now(),
         )
     )
+    # the act's audit entry (application layer) commits with its timeline event
+    stage_events.publish(conn, org_id, stage_events.INCIDENT_EVENT,
+                         {"incident_id": incident_id, "event": event, "detail": dict(detail)})
 
 
 def events(conn: Connection, org_id: int, incident_id: int) -> list[Mapping[str, Any]]:
