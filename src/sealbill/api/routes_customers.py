@@ -146,12 +146,15 @@ def _sub(value: str) -> str:
     return _public(value, "sub_")
 
 
-@router.get("/subscriptions", response_model=list[schemas.Subscription],
+@router.get("/subscriptions", response_model=schemas.Page[schemas.Subscription],
             tags=["subscriptions"])
-def list_subscriptions(actor: ActorDep, engine: EngineDep,
-                       account_id: str | None = None) -> Any:
-    return subscriptions.list_subscriptions(
-        engine, actor, org(actor), _acc(account_id) if account_id else None)
+def list_subscriptions(actor: ActorDep, engine: EngineDep, account_id: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       cursor: str | None = None) -> Any:
+    """Subscriptions in creation order, a page at a time (``next_cursor`` until the end)."""
+    return subscriptions.page_subscriptions(
+        engine, actor, org(actor), account_ref=_acc(account_id) if account_id else None,
+        limit=limit, cursor=_sub(cursor) if cursor else None)
 
 
 @router.post("/subscriptions", response_model=schemas.Subscription, status_code=201,

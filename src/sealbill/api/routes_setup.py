@@ -130,8 +130,11 @@ def add_webhook(body: WebhookIn, actor: ActorDep, engine: EngineDep) -> Any:
     return webhooks.add_endpoint(engine, actor, org(actor), body.url, body.events)
 
 
-@router.get("/webhooks/messages", response_model=list[schemas.WebhookMessage],
+@router.get("/webhooks/messages", response_model=schemas.Page[schemas.WebhookMessage],
             tags=["webhooks"])
-def webhook_messages(actor: ActorDep, engine: EngineDep) -> Any:
-    """The outbox: every message, its attempts and outcome."""
-    return webhooks.messages(engine, actor, org(actor))
+def webhook_messages(actor: ActorDep, engine: EngineDep,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     cursor: str | None = None) -> Any:
+    """The outbox, oldest first, a page at a time: each message, its attempts and outcome
+    (``next_cursor`` until the end)."""
+    return webhooks.messages(engine, actor, org(actor), limit=limit, cursor=cursor)

@@ -167,8 +167,31 @@ def show(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
         return view(conn, org_id, sub_row(conn, org_id, ref))
 
 
+def page_subscriptions(engine: Engine, actor: Actor, org_id: int, *,
+                       account_ref: str | None = None, limit: int = 100,
+                       cursor: str | None = None) -> dict[str, Any]:
+    """Subscriptions in the order they were created, a page at a time (``next_cursor`` until
+    the end: nothing is silently left out)."""
+    from sealbill.app.audit import page
+
+    actor.require(READ)
+    actor.require_org(org_id)
+    with engine.begin() as conn:
+        query = sa.select(subscriptions).where(subscriptions.c.organization_id == org_id)
+        if account_ref:
+            query = query.where(subscriptions.c.account_id ==
+                                account_row(conn, org_id, account_ref)["id"])
+        if cursor:
+            query = query.where(subscriptions.c.id > ids.decode(conn, org_id, "subscription",
+                                                                cursor))
+        rows = conn.execute(query.order_by(subscriptions.c.id).limit(limit + 1)).all()
+        items = [view(conn, org_id, r._mapping) for r in rows[:limit]]
+    return page(items, limit, len(rows) > limit)
+
+
 def list_subscriptions(engine: Engine, actor: Actor, org_id: int,
                        account_ref: str | None = None) -> list[dict[str, Any]]:
+    """Every subscription (of one account): the console's account page."""
     actor.require(READ)
     actor.require_org(org_id)
     with engine.begin() as conn:

@@ -183,12 +183,21 @@ def _record(engine: Engine, row: Any, status: int | None, error: str | None,
     return outcome
 
 
-def messages(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
+def messages(engine: Engine, actor: Actor, org_id: int, *, limit: int = 100,
+             cursor: str | None = None) -> dict[str, Any]:
+    """The outbox, oldest first, a page at a time (``cursor``: the ``msg_id`` the previous
+    page ended with, its ``next_cursor``)."""
     actor.require(ORG_WRITE)
     actor.require_org(org_id)
+    query = sa.select(webhook_messages).where(webhook_messages.c.organization_id == org_id)
+    if cursor:
+        query = query.where(webhook_messages.c.id > sa.select(webhook_messages.c.id).where(
+            webhook_messages.c.organization_id == org_id,
+            webhook_messages.c.msg_id == cursor).scalar_subquery())
     with engine.begin() as conn:
-        rows = conn.execute(sa.select(webhook_messages).where(
-            webhook_messages.c.organization_id == org_id).order_by(webhook_messages.c.id)).all()
-    return [{"msg_id": r.msg_id, "type": r.event_type, "attempts": r.attempts,
-             "delivered_at": r.delivered_at, "failed_at": r.failed_at,
-             "last_status": r.last_status, "last_error": r.last_error} for r in rows]
+        rows = conn.execute(query.order_by(webhook_messages.c.id).limit(limit + 1)).all()
+    items = [{"msg_id": r.msg_id, "type": r.event_type, "attempts": r.attempts,
+              "delivered_at": r.delivered_at, "failed_at": r.failed_at,
+              "last_status": r.last_status, "last_error": r.last_error} for r in rows[:limit]]
+    return {"items": items,
+            "next_cursor": items[-1]["msg_id"] if len(rows) > limit and items else None}

@@ -87,15 +87,21 @@ def cancel(
 @app.command("list")
 def list_subscriptions(org: OrgOption,
                        account: Annotated[str | None, typer.Option()] = None,
+                       limit: Annotated[int, typer.Option(min=1, max=1000,
+                                                          help="Rows per page.")] = 100,
+                       cursor: Annotated[str | None, typer.Option(
+                           help="next_cursor of the previous page.")] = None,
                        db: DbOption = None, key: KeyOption = None,
                        as_json: JsonOption = False) -> None:
-    """List subscriptions (of one account with --account).
+    """List subscriptions (of one account with --account) in creation order, a page at a
+    time; when more remain, the next page's cursor is printed (JSON: ``next_cursor``).
 
-    Example: sealbill subscriptions list --org acme --account C001
+    Example: sealbill subscriptions list --org acme --account C001 --limit 50
     """
     engine, actor, org_id = context(db, org, key, as_json)
-    output(call(lambda: subscriptions.list_subscriptions(engine, actor, org_id, account),
-                as_json), as_json, columns=COLUMNS)
+    output(call(lambda: subscriptions.page_subscriptions(
+        engine, actor, org_id, account_ref=account, limit=limit, cursor=cursor), as_json),
+        as_json, columns=COLUMNS)
 
 
 @app.command("show")

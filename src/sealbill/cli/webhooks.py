@@ -38,13 +38,18 @@ def add(url: str, org: OrgOption,
 
 @app.command("messages")
 def messages(org: OrgOption, db: DbOption = None, key: KeyOption = None,
+             limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 100,
+             cursor: Annotated[str | None, typer.Option(
+                 help="next_cursor of the previous page.")] = None,
              as_json: JsonOption = False) -> None:
-    """The outbox: each message with its attempts and outcome.
+    """The outbox, oldest first, a page at a time: each message with its attempts and
+    outcome; when more remain, the next page's cursor is printed.
 
-    Example: sealbill webhooks messages --org acme
+    Example: sealbill webhooks messages --org acme --limit 50
     """
     engine, actor, org_id = context(db, org, key, as_json)
-    output(call(lambda: webhooks.messages(engine, actor, org_id), as_json), as_json)
+    output(call(lambda: webhooks.messages(engine, actor, org_id, limit=limit, cursor=cursor),
+                as_json), as_json)
 
 
 @app.command("deliver")

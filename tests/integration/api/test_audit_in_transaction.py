@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sealbill.app import incidents, message_actions, runs
 from sealbill.app.context import local_actor
 from sealbill.app.errors import AppError
-from sealbill.store.schema import audit_log, billing_runs, documents, incidents as incident_rows
-from sealbill.store.schema import invoices, outbox
+from sealbill.store.schema import audit_log, billing_runs, documents, invoices, outbox
+from sealbill.store.schema import incidents as incident_rows
 from tests.integration.api.test_stage_events import _refuse_inserts, _restore
 from tests.integration.api.world import Org, build_org
 

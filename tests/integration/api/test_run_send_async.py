@@ -63,7 +63,8 @@ def _settled(client: TestClient, org: Org, run: str, seconds: float = 60.0) -> d
 
 
 def _events(client: TestClient, org: Org) -> list[str]:
-    return [m["type"] for m in client.get("/v1/webhooks/messages", headers=_admin(org)).json()]
+    return [m["type"] for m in client.get("/v1/webhooks/messages?limit=1000",
+                                           headers=_admin(org)).json()["items"]]
 
 
 def _audit(client: TestClient, org: Org, action: str) -> list[dict[str, Any]]:
