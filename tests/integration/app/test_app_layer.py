@@ -43,6 +43,35 @@ def test_invoice_pages_reach_every_invoice_however_small_the_page(sqlite_engine:
     assert pages == 3 and len(seen) == len(set(seen)) == total == 5
 
 
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_subscription_and_webhook_pages_reach_every_row_however_small_the_page(
+        sqlite_engine: Engine, tmp_path: Path, size: int) -> None:
+    from sealbill.app import subscriptions, webhooks
+
+    scenario = build_scenario(sqlite_engine, accounts=5, files_dir=tmp_path, render=False)
+    webhooks.add_endpoint(sqlite_engine, ROOT, scenario.org_id, "https://93.184.216.34/h",
+                          ["*"])
+    with sqlite_engine.begin() as conn:
+        for n in range(5):
+            webhooks.emit(conn, scenario.org_id, "run.held", f"held:{n}", {"n": n})
+
+    def walk(read: object) -> tuple[list[str], int]:
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = read(cursor)  # type: ignore[operator]
+            seen += [item.get("id") or item["msg_id"] for item in page["items"]]
+            pages, cursor = pages + 1, page["next_cursor"]
+            if cursor is None:
+                return seen, pages
+
+    subs, pages = walk(lambda c: subscriptions.page_subscriptions(
+        sqlite_engine, ROOT, scenario.org_id, limit=size, cursor=c))
+    assert len(subs) == len(set(subs)) == 5 and pages == -(-5 // size)  # no empty last page
+    messages, _ = walk(lambda c: webhooks.messages(sqlite_engine, ROOT, scenario.org_id,
+                                                   limit=size, cursor=c))
+    assert len(messages) == len(set(messages)) == 5
+
+
 def test_a_voided_event_is_kept_but_never_rated(any_engine: Engine) -> None:
     org = build_org(any_engine, "alpha", 1)  # bills 2026-11 with one event of 10 calls
     extra = usage.record(any_engine, ROOT, org.org_id, {
