@@ -3,29 +3,14 @@ credits), where it was applied, and what was paid back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import Engine
 
 from sealbill.app import balances as app_balances
-from sealbill.cli.common import (
-    ActorOption,
-    DbOption,
-    JsonOption,
-    OrgOption,
-    console,
-    emit_json,
-    engine_for,
-    fail,
-    org_id_for,
-    usage_error,
-)
-from sealbill.cli.operate import KeyOption, call, context
-from sealbill.domain.money import Money, MoneyError, format_plain, parse_decimal, to_minor
-from sealbill.store.billing import balances
-from sealbill.store.parties import records as parties
+from sealbill.cli.common import DbOption, JsonOption, OrgOption, console, emit_json
+from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
+from sealbill.domain.money import Money, format_plain
 
 accounts_app = typer.Typer(help="Customer accounts: balance and credits.", no_args_is_help=True)
 
@@ -35,32 +20,21 @@ def register(accounts_group: typer.Typer) -> None:
     accounts_group.registered_commands.extend(accounts_app.registered_commands)
 
 
-def _account_id(engine: Engine, org_id: int, reference: str, as_json: bool) -> int:
-    with engine.begin() as conn:
-        found = parties.account_ids_by_reference(conn, org_id).get(reference)
-    if found is None:
-        fail(f"account {reference!r} not found", as_json=as_json)
-    return int(found)
-
-
 @accounts_app.command("balance")
 def balance(
     account: Annotated[str, typer.Argument(help="Account reference.")],
     org: OrgOption,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The account's credit per currency, and its history (credits in, credit applied).
 
     Example: sealbill accounts balance C000042 --org acme --json
     """
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    account_id = _account_id(engine, org_id, account, as_json)
-    with engine.begin() as conn:
-        totals = balances.balances(conn, org_id, [account_id])
-        entries = balances.history(conn, org_id, account_id)
-    by_currency = {currency: total for (_, currency), total in sorted(totals.items())}
+    engine, actor, org_id = context(db, org, key, as_json)
+    found = call(lambda: app_balances.show(engine, actor, org_id, account), as_json)
+    by_currency, entries = found["balance_minor"], found["history"]
     if as_json:
         emit_json({"ok": True, "account": account, "balance_minor": by_currency,
                    "history": entries})
@@ -83,30 +57,21 @@ def credit(
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")],
     currency: Annotated[str | None, typer.Option(help="Default: the account's.")] = None,
     db: DbOption = None,
-    actor: ActorOption = "operator",
+    key: KeyOption = None,
+    actor: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Give the account a manual credit; its next invoices apply it automatically.
+    """Give the account a manual credit; its next invoices apply it automatically (audited,
+    the same use case as the refund's).
 
     Example: sealbill accounts credit C000042 --org acme --amount 25.00 --reason "goodwill for the
     outage"
     """
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    account_id = _account_id(engine, org_id, account, as_json)
-    with engine.begin() as conn:
-        cur = currency or str(parties.account(conn, org_id, account_id)["currency"])
-    try:
-        value = parse_decimal(amount, field="amount")
-        minor = to_minor(value, cur)
-    except MoneyError as exc:
-        usage_error(f"--amount: {exc}", as_json=as_json)
-    if minor <= 0 or Money(minor, cur).major != value:
-        usage_error(f"--amount: a positive amount in whole {cur} minor units, got {amount}",
-                    as_json=as_json)
-    with engine.begin() as conn:
-        balances.add_entry(conn, org_id, account_id, cur, minor, kind="manual", reason=reason,
-                           actor=actor, at=datetime.now(UTC))
+    by_ignored(actor)
+    engine, who, org_id = context(db, org, key, as_json)
+    done = call(lambda: app_balances.credit(engine, who, org_id, account, amount=amount,
+                                            reason=reason, currency=currency), as_json)
+    minor, cur = done["credited_minor"], done["currency"]
     if as_json:
         emit_json({"ok": True, "account": account, "credited_minor": minor, "currency": cur})
     else:
