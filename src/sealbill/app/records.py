@@ -70,15 +70,15 @@ def resume_run(engine: Engine, actor: Actor, org_id: int, run_ref: str, reason: 
         raise Invalid("resume: 1 problem(s)", [Problem("reason", "give a reason")])
     from sealbill.app.invoices import run_row_id
 
-    with engine.begin() as conn:
-        run_id = run_row_id(conn, org_id, run_ref)
     try:
-        out = control.resume(engine, org_id, actor=actor.name, reason=reason, run_id=run_id)
+        with engine.begin() as conn:  # the release and its audit entry commit together
+            run_id = run_row_id(conn, org_id, run_ref)
+            out = control.resume_in(conn, org_id, actor=actor.name, reason=reason,
+                                    run_id=run_id)
+            audit.record(conn, actor, org_id, "run.resume", "run", run_ref,
+                         after={"reason": reason, **out})
     except control.ControlError as exc:
         raise StateError(str(exc)) from None
-    with engine.begin() as conn:
-        audit.record(conn, actor, org_id, "run.resume", "run", run_ref,
-                     after={"reason": reason, **out})
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.pipeline.delivery.undelivered import undelivered
@@ -31,22 +31,28 @@ def pause(engine: Engine, org_id: int, *, actor: str, reason: str | None) -> Non
 def resume(engine: Engine, org_id: int, *, actor: str, reason: str,
            run_id: int | None = None) -> dict[str, Any]:
     """Lift the kill switch; with ``run_id``, also release a halted run."""
+    with engine.begin() as conn:
+        return resume_in(conn, org_id, actor=actor, reason=reason, run_id=run_id)
+
+
+def resume_in(conn: Connection, org_id: int, *, actor: str, reason: str,
+              run_id: int | None = None) -> dict[str, Any]:
+    """:func:`resume` in the caller's transaction (its audit entry commits with it)."""
     if not reason.strip():
         raise ControlError("resuming needs a --reason")
     out: dict[str, Any] = {"paused": False, "run_id": run_id}
-    with engine.begin() as conn:
-        switches.set_paused(conn, org_id, False, actor=actor, reason=reason)
-        if run_id is None:
-            return out
-        run = plan_store.run_row(conn, org_id, run_id)
-        if run["status"] not in ("halted", "sending", "paused"):
-            raise ControlError(f"run {run_id} is {run['status']}: neither halted, paused nor "
-                               "stopped while sending")
-        out["requeued"] = box.requeue_held(conn, org_id, run_id)
-        out["alerts_resolved"] = alerts.resolve(conn, org_id, run_id, actor=actor)
-        if run["status"] in ("halted", "paused"):
-            plan_store.set_run_status(conn, org_id, run_id, "approved",
-                                      f"resumed by {actor}: {reason}"[:500])
+    switches.set_paused(conn, org_id, False, actor=actor, reason=reason)
+    if run_id is None:
+        return out
+    run = plan_store.run_row(conn, org_id, run_id)
+    if run["status"] not in ("halted", "sending", "paused"):
+        raise ControlError(f"run {run_id} is {run['status']}: neither halted, paused nor "
+                           "stopped while sending")
+    out["requeued"] = box.requeue_held(conn, org_id, run_id)
+    out["alerts_resolved"] = alerts.resolve(conn, org_id, run_id, actor=actor)
+    if run["status"] in ("halted", "paused"):
+        plan_store.set_run_status(conn, org_id, run_id, "approved",
+                                  f"resumed by {actor}: {reason}"[:500])
     return out
 
 
