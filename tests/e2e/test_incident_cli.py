@@ -339,3 +339,37 @@ def test_correct_link_and_rotate_are_audited_under_the_public_id_and_refused_rea
             .order_by(audit_log.c.id)).all()
     assert [e.action for e in entries] == ["incident.open", "incident.correct_link",
                                            "incident.rotate"]
+
+
+def test_the_incident_reports_go_through_the_application_layer(small_world_db: str,
+                                                               tmp_path: Path) -> None:
+    """``radius|status|register`` read with the key's role checked; ``drafts`` is an act:
+    refused to a read-only key (nothing written), audited for the one who may."""
+    from sealbill.app import audit, operators
+    from sealbill.app.context import local_actor
+
+    opened = ok_json(small_world_db, "incident", "open", "--org", "acme", "--title", "alarm",
+                     "--aware-at", at(20).isoformat())
+    incident = str(opened["incident_id"])
+    engine = create_engine(small_world_db)
+    root = local_actor()
+    with engine.begin() as conn:
+        org_id = int(parties.organization_by_slug(conn, "acme")["id"])
+    operators.create_operator(engine, root, "reader@acme.example", "Reader",
+                              "a long enough password")
+    reader = operators.create_key(engine, root, org_id, "reader@acme.example",
+                                  "read-only")["key"]
+    for command in (("radius", incident), ("status", incident), ("register",)):
+        ok_json(small_world_db, "incident", *command, "--org", "acme", "--key", reader)
+    refused = sealbill(small_world_db, "incident", "drafts", incident, "--org", "acme",
+                       "--out", str(tmp_path / "refused"), "--no-pdf", "--key", reader,
+                       "--json")
+    assert refused.returncode == 1 and "may not act on incidents" in refused.stdout
+    assert not (tmp_path / "refused").exists()
+    done = ok_json(small_world_db, "incident", "drafts", incident, "--org", "acme",
+                   "--out", str(tmp_path / "drafts"), "--no-pdf")
+    assert done["files"] and (tmp_path / "drafts" / done["files"][0]).is_file()
+    [entry] = audit.entries(engine, root, org_id, action="incident.drafts")["items"]
+    assert entry["actor"].startswith("local:") and entry["after"]["detail"]["files"] == len(
+        done["files"])
+    engine.dispose()

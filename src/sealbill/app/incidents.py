@@ -55,7 +55,8 @@ def _row_id(engine: Engine, org_id: int, ref: str) -> int:
         try:
             store.incident(conn, org_id, incident_id)
         except LookupError:
-            raise NotFound(f"incident {ref!r} not found") from None
+            raise NotFound(f"incident {ref if ref.isdigit() else repr(ref)} not found"
+                           ) from None
     return incident_id
 
 
