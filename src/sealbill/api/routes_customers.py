@@ -166,19 +166,33 @@ def create_subscription(body: SubscriptionIn, actor: ActorDep, engine: EngineDep
 
 @router.get("/subscriptions/{subscription_id}", response_model=schemas.Subscription,
             tags=["subscriptions"])
-def get_subscription(subscription_id: str, actor: ActorDep, engine: EngineDep) -> Any:
-    return subscriptions.show(engine, actor, org(actor), _sub(subscription_id))
+def get_subscription(subscription_id: str, actor: ActorDep, engine: EngineDep,
+                     response: Response) -> Any:
+    """The subscription and its phases, with its ``ETag``."""
+    result = subscriptions.show(engine, actor, org(actor), _sub(subscription_id))
+    response.headers["ETag"] = etag(result)
+    return result
 
 
 @router.post("/subscriptions/{subscription_id}/change-plan",
              response_model=schemas.Subscription, tags=["subscriptions"])
 def change_plan(subscription_id: str, body: PlanChangeIn, actor: ActorDep,
-                engine: EngineDep) -> Any:
-    """Change plan on a day or at period end; the next invoice prorates by days."""
-    return subscriptions.change_plan(engine, actor, org(actor), _sub(subscription_id), body)
+                engine: EngineDep, response: Response, if_match: IfMatch = None) -> Any:
+    """Change plan on a day or at period end; the next invoice prorates by days. With
+    ``If-Match``, only if nobody changed the subscription since (412)."""
+    result = subscriptions.change_plan(engine, actor, org(actor), _sub(subscription_id), body,
+                                       if_match=if_match)
+    response.headers["ETag"] = etag(result)
+    return result
 
 
 @router.post("/subscriptions/{subscription_id}/cancel", response_model=schemas.Subscription,
              tags=["subscriptions"])
-def cancel(subscription_id: str, body: CancelIn, actor: ActorDep, engine: EngineDep) -> Any:
-    return subscriptions.cancel(engine, actor, org(actor), _sub(subscription_id), body)
+def cancel(subscription_id: str, body: CancelIn, actor: ActorDep, engine: EngineDep,
+           response: Response, if_match: IfMatch = None) -> Any:
+    """Cancel now, on a day or at period end. With ``If-Match``, only if nobody changed the
+    subscription since (412)."""
+    result = subscriptions.cancel(engine, actor, org(actor), _sub(subscription_id), body,
+                                  if_match=if_match)
+    response.headers["ETag"] = etag(result)
+    return result

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app import audit, ids
 from sealbill.app.accounts import account_row
 from sealbill.app.catalog import plan_code
+from sealbill.app.common import check_if_match
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.inputs.models import parse
@@ -101,16 +102,18 @@ def create(engine: Engine, actor: Actor, org_id: int, data: Any) -> dict[str, An
     return result
 
 
-def change_plan(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any
-                ) -> dict[str, Any]:
+def change_plan(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any, *,
+                if_match: str | None = None) -> dict[str, Any]:
     """Switch to another plan on a day (today by default) or at the end of the period; the
-    next invoice prorates by days."""
+    next invoice prorates by days. With ``if_match`` (an ETag read before), only if nobody
+    changed the subscription since (checked in the change's transaction)."""
     _write(actor, org_id)
     change = parse(PlanChangeIn, data, "plan change")
     today = datetime.now(UTC).date()
     with engine.begin() as conn:
         row = sub_row(conn, org_id, ref)
         before = view(conn, org_id, row)
+        check_if_match(if_match, before)
         if row["ends_on"] is not None:
             raise StateError(f"subscription {ref!r} is cancelled (ends {row['ends_on']})")
         code = plan_code(conn, org_id, change.plan)
@@ -136,14 +139,16 @@ def change_plan(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any
     return after
 
 
-def cancel(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any) -> dict[str, Any]:
+def cancel(engine: Engine, actor: Actor, org_id: int, ref: str, data: Any, *,
+           if_match: str | None = None) -> dict[str, Any]:
     """Cancel at the end of the period (default) or on a day (an immediate cancellation
-    credits the unused days on the next run)."""
+    credits the unused days on the next run); ``if_match`` as for :func:`change_plan`."""
     _write(actor, org_id)
     request = parse(CancelIn, data, "cancellation")
     today = datetime.now(UTC).date()
     with engine.begin() as conn:
         row = sub_row(conn, org_id, ref)
+        check_if_match(if_match, view(conn, org_id, row))
         if row["ends_on"] is not None:
             raise StateError(f"subscription {ref!r} is already cancelled "
                              f"(ends {row['ends_on']})")

@@ -49,13 +49,19 @@ def create(
     output(call(lambda: subscriptions.create(engine, actor, org_id, data), as_json), as_json)
 
 
+IfMatch = Annotated[str | None, typer.Option(
+    "--if-match", help="Only if the subscription's ETag is still this (GET "
+    "/v1/subscriptions/{id}); exit 1 if someone changed it since.")]
+
+
 @app.command("change-plan")
 def change_plan(
     subscription: str, org: OrgOption,
     plan: Annotated[str, typer.Option(help="New plan code.")],
     on: Annotated[str | None, typer.Option(help="Day of the change (default today).")] = None,
     at_period_end: Annotated[bool, typer.Option("--at-period-end/--now")] = False,
-    db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, if_match: IfMatch = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Change plan now (prorated by days on the next invoice) or at the end of the period.
 
@@ -63,8 +69,8 @@ def change_plan(
     """
     engine, actor, org_id = context(db, org, key, as_json)
     data = {"plan": plan, "on": _day(on, "--on", as_json), "at_period_end": at_period_end}
-    output(call(lambda: subscriptions.change_plan(engine, actor, org_id, subscription, data),
-                as_json), as_json)
+    output(call(lambda: subscriptions.change_plan(engine, actor, org_id, subscription, data,
+                                                  if_match=if_match), as_json), as_json)
 
 
 @app.command("cancel")
@@ -72,7 +78,8 @@ def cancel(
     subscription: str, org: OrgOption,
     on: Annotated[str | None, typer.Option(help="Day (default today).")] = None,
     at_period_end: Annotated[bool, typer.Option("--at-period-end/--now")] = True,
-    db: DbOption = None, key: KeyOption = None, as_json: JsonOption = False,
+    db: DbOption = None, key: KeyOption = None, if_match: IfMatch = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel at the end of the period (default) or now (unused days credited).
 
@@ -80,8 +87,8 @@ def cancel(
     """
     engine, actor, org_id = context(db, org, key, as_json)
     data = {"on": _day(on, "--on", as_json), "at_period_end": at_period_end}
-    output(call(lambda: subscriptions.cancel(engine, actor, org_id, subscription, data),
-                as_json), as_json)
+    output(call(lambda: subscriptions.cancel(engine, actor, org_id, subscription, data,
+                                             if_match=if_match), as_json), as_json)
 
 
 @app.command("list")
