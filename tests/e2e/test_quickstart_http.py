@@ -5,6 +5,7 @@ approved by a second operator, delivery to a real SMTP server, a prorated plan c
 
 from __future__ import annotations
 
+import time
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -124,6 +125,12 @@ def _cycle(alice: Api, bob: Api, period: str, *, hold_first: bool) -> str:
         refused = alice("POST", f"/v1/runs/{run}/approve", {"reason": "mine"}, status=403)
         assert "cannot approve" in refused["detail"]
         bob("POST", f"/v1/runs/{run}/approve", {"reason": "checked the diff"})
-    sent = alice("POST", f"/v1/runs/{run}/send")
+    accepted = alice("POST", f"/v1/runs/{run}/send", status=202)
+    assert accepted["status"] == "sending", accepted  # sent in the background: poll it
+    deadline = time.monotonic() + 60
+    sent = alice("GET", f"/v1/runs/{run}")
+    while sent["status"] == "sending" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        sent = alice("GET", f"/v1/runs/{run}")
     assert sent["status"] == "sent", sent
     return str(run)

@@ -185,8 +185,16 @@ class BackgroundSends:
             _send(engine, actor, org_id, run_id, smtp, signer, options)
         except StateError as exc:  # another sender holds the run: it finishes the send
             log.warning("run %s not sent here: %s", run_id, exc.message)
-        except Exception:  # the run stays `sending`: the next send resumes it
+        except Exception as exc:  # the run stays `sending`: the next send resumes it
             log.exception("sending run %s failed; POST /send again resumes it", run_id)
+            try:  # said where the client looks: the run's audit entries
+                with engine.begin() as conn:
+                    audit.record(conn, actor, org_id, "run.send", "run",
+                                 ids.encode(conn, org_id, "run", run_id),
+                                 after={"status": "sending", "error": str(exc)[:500],
+                                        "next": "send the run again to resume it"})
+            except Exception:
+                log.exception("could not record the failed send of run %s", run_id)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the sends started so far (tests, shutdown)."""
