@@ -24,6 +24,7 @@ def world(sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[tuple[TestClient, Org, Org]]:
     monkeypatch.setenv("SEALBILL_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SEALBILL_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("SEALBILL_DKIM", "off")  # the test server checks no signature
     monkeypatch.setenv("SEALBILL_FILES_DIR", str(tmp_path / "files"))
     a = build_org(sqlite_engine, "alpha", 1)
     b = build_org(sqlite_engine, "beta", 2)
