@@ -10,6 +10,7 @@ and after.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from sealbill.app import audit
 from sealbill.app.audit import page
 from sealbill.app.common import check_if_match, refuse_nulls
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
-from sealbill.app.errors import Conflict, Gone, NotFound, Problem, StateError
+from sealbill.app.errors import Conflict, Gone, Invalid, NotFound, Problem, StateError
 from sealbill.inputs.accounts import AccountIn, AccountPatch
 from sealbill.inputs.models import parse
 from sealbill.store.billing import catalog as catalog_store
@@ -147,3 +148,22 @@ def list_accounts(engine: Engine, actor: Actor, org_id: int, *, limit: int = 50,
         rows = conn.execute(query.order_by(accounts.c.reference).limit(limit + 1)).all()
         items = [view(r._mapping) for r in rows[:limit]]
     return page(items, limit, len(rows) > limit)
+
+
+def import_file(engine: Engine, actor: Actor, org_id: int, path: Path) -> dict[str, int]:
+    """Import accounts and their contacts from a CSV or JSON file: every record is checked
+    first, and one bad record refuses the file (each problem named, nothing written); the
+    accounts and the import's audit entry commit together (``sealbill import accounts``)."""
+    from sealbill.pipeline.parties.accounts_import import ImportRejected, import_accounts
+
+    actor.require(ACCOUNTS_WRITE)
+    actor.require_org(org_id)
+    try:
+        with engine.begin() as conn:
+            counts = import_accounts(conn, org_id, path, actor=actor.name)
+            slug = str(parties.organization(conn, org_id)["slug"])
+            audit.record(conn, actor, org_id, "accounts.import", "organization", slug,
+                         after={"file": path.name, **counts})
+    except ImportRejected as exc:
+        raise Invalid(str(exc), [Problem("", p) for p in exc.problems]) from None
+    return counts

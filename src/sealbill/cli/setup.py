@@ -10,7 +10,6 @@ import typer
 
 from sealbill.cli.common import (
     EXIT_USAGE,
-    ActorOption,
     DbOption,
     JsonOption,
     OrgOption,
@@ -19,12 +18,12 @@ from sealbill.cli.common import (
     fail,
     usage_error,
 )
+from sealbill.cli.operate import ByOption, KeyOption, by_ignored, call, context
 from sealbill.inputs.files import read_text
 from sealbill.inputs.problems import InputRejected
-from sealbill.pipeline.parties.accounts_import import ImportRejected, import_accounts
+from sealbill.pipeline.parties.accounts_import import ImportRejected
 from sealbill.pipeline.parties.organizations import create_org
 from sealbill.store.migrate import upgrade
-from sealbill.store.parties import records as parties
 
 import_app = typer.Typer(help="Import accounts or usage from files (all or nothing).",
                          no_args_is_help=True)
@@ -80,22 +79,20 @@ def import_accounts_command(
                                          help="CSV or JSON file of accounts with contacts.")],
     org: OrgOption,
     db: DbOption = None,
-    actor: ActorOption = "operator",
+    key: KeyOption = None,
+    actor: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Import accounts and their contacts; every problem is listed and nothing is written.
+    """Import accounts and their contacts; every problem is listed and nothing is written
+    (audited, as `accounts create`; with --key, for the roles that edit accounts).
 
     Example: sealbill import accounts accounts.csv --org acme
     """
-    engine = engine_for(db)
-    try:
-        with engine.begin() as conn:
-            org_id = int(parties.organization_by_slug(conn, org)["id"])
-            counts = import_accounts(conn, org_id, file, actor=actor)
-    except parties.NotFound as exc:
-        fail(str(exc), as_json=as_json)
-    except ImportRejected as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems, code=EXIT_USAGE)
+    from sealbill.app import accounts as app_accounts
+
+    by_ignored(actor)
+    engine, who, org_id = context(db, org, key, as_json)
+    counts = call(lambda: app_accounts.import_file(engine, who, org_id, file), as_json)
     if as_json:
         emit_json({"ok": True, **counts})
     else:

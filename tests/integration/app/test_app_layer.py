@@ -219,3 +219,36 @@ def test_a_session_needs_password_totp_and_a_role_and_keeps_the_four_eyes_identi
     sessions.sign_out(sqlite_engine, token)
     with pytest.raises(Unauthenticated):
         sessions.session_actor(sqlite_engine, token)
+
+
+def test_an_accounts_file_is_imported_with_its_audit_entry_or_refused_whole(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    import json
+
+    from sealbill.app import accounts as app_accounts
+    from sealbill.app import audit
+    from tests.support.scenario import account_records
+
+    org = build_org(sqlite_engine, "alpha", 1)
+    records = account_records(3)
+    for i, record in enumerate(records):
+        record["reference"] = f"IMP{i}"
+        record["contacts"] = [{"email": f"ap@imp{i}-billing.fr", "role": "billing"}]
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(records), encoding="utf-8")
+    bad.write_text(json.dumps([*records[:2], {**records[2], "country": "Atlantis"}]),
+                   encoding="utf-8")
+    reader = operators.authenticate(sqlite_engine, org.keys["read-only"], "cli")[0]
+    with pytest.raises(Forbidden):
+        app_accounts.import_file(sqlite_engine, reader, org.org_id, good)
+    with pytest.raises(Invalid) as refused:
+        app_accounts.import_file(sqlite_engine, ROOT, org.org_id, bad)
+    assert any("country" in str(p) for p in refused.value.problems)
+    assert audit.entries(sqlite_engine, ROOT, org.org_id,
+                         action="accounts.import")["items"] == []
+    counts = app_accounts.import_file(sqlite_engine, ROOT, org.org_id, good)
+    assert counts["accounts"] == 3
+    [entry] = audit.entries(sqlite_engine, ROOT, org.org_id, action="accounts.import")["items"]
+    assert entry["after"]["accounts"] == 3 and entry["after"]["file"] == "good.json"
+    listed = app_accounts.list_accounts(sqlite_engine, ROOT, org.org_id, limit=1000)["items"]
+    assert {"IMP0", "IMP1", "IMP2"} <= {a["reference"] for a in listed}
