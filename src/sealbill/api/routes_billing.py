@@ -85,9 +85,11 @@ def _run(value: str) -> str:
     return _public(value, "run_")
 
 
-@router.get("/runs", response_model=list[schemas.Run], tags=["runs"])
-def list_runs(actor: ActorDep, engine: EngineDep) -> Any:
-    return runs.list_runs(engine, actor, org(actor))
+@router.get("/runs", response_model=schemas.Page[schemas.Run], tags=["runs"])
+def list_runs(actor: ActorDep, engine: EngineDep, limit: Limit = 100,
+              cursor: str | None = None) -> Any:
+    """The runs by period, a page at a time (``next_cursor``: the last period shown)."""
+    return runs.page_runs(engine, actor, org(actor), limit=limit, cursor=cursor)
 
 
 @router.post("/runs", response_model=schemas.Run | dict[str, Any], status_code=201,

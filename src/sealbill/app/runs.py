@@ -251,11 +251,24 @@ def plan_report(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str
 
 
 def list_runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
+    """Every run of the organization, by period (the console's list)."""
+    return page_runs(engine, actor, org_id, limit=None)["items"]  # type: ignore[no-any-return]
+
+
+def page_runs(engine: Engine, actor: Actor, org_id: int, *, limit: int | None = 100,
+              cursor: str | None = None) -> dict[str, Any]:
+    """The runs by period, a page at a time (``cursor``: the period the previous page ended
+    with, its ``next_cursor``; None at the end: nothing is silently left out)."""
     actor.require(READ)
     actor.require_org(org_id)
+    query = sa.select(billing_runs).where(billing_runs.c.organization_id == org_id)
+    if cursor:
+        query = query.where(billing_runs.c.period > cursor)
+    query = query.order_by(billing_runs.c.period)
     with engine.begin() as conn:
-        rows = conn.execute(sa.select(billing_runs).where(
-            billing_runs.c.organization_id == org_id).order_by(billing_runs.c.period)).all()
-        return [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
-                 "status": r.status, "started_by": r.started_by, "created_at": r.created_at}
-                for r in rows]
+        rows = conn.execute(query if limit is None else query.limit(limit + 1)).all()
+        items = [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
+                  "status": r.status, "started_by": r.started_by, "created_at": r.created_at}
+                 for r in (rows if limit is None else rows[:limit])]
+    more = limit is not None and len(rows) > limit
+    return {"items": items, "next_cursor": items[-1]["period"] if more and items else None}

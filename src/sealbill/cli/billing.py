@@ -106,15 +106,20 @@ def _report_problems(problems: list[str], as_json: bool) -> None:
 
 @run_app.command("list")
 def list_runs(org: OrgOption, db: DbOption = None, key: KeyOption = None,
+              limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 100,
+              cursor: Annotated[str | None, typer.Option(
+                  help="next_cursor of the previous page (a period).")] = None,
               as_json: JsonOption = False) -> None:
-    """List the organization's billing runs with their status and starter.
+    """List the organization's billing runs by period with their status and starter, a page
+    at a time; when more remain, the next page's cursor is printed.
 
     Example: sealbill run list --org acme --json
     """
     from sealbill.cli.operate import output
 
     engine, actor, org_id = context(db, org, key, as_json)
-    output(call(lambda: app_runs.list_runs(engine, actor, org_id), as_json), as_json)
+    output(call(lambda: app_runs.page_runs(engine, actor, org_id, limit=limit, cursor=cursor),
+                as_json), as_json)
 
 
 @run_app.command("finalize")

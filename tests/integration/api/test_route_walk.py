@@ -155,7 +155,7 @@ def _flag_bounced(client: TestClient, org: Org) -> None:
 def _fresh_invoice(client: TestClient, headers: dict[str, str], org: Org) -> Org:
     """The organization with, as its invoice, one finalized and never credited (the walk
     has credited the first one already): the 2026-12 run it billed, finalized now."""
-    listed = client.get("/v1/runs", headers=headers).json()
+    listed = client.get("/v1/runs", headers=headers).json()["items"]
     run = next(r["run_id"] for r in listed
                 if r["period"] == "2026-12")
     assert client.post(f"/v1/runs/{run}/finalize", headers=headers).status_code == 200

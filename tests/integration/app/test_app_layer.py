@@ -252,3 +252,14 @@ def test_an_accounts_file_is_imported_with_its_audit_entry_or_refused_whole(
     assert entry["after"]["accounts"] == 3 and entry["after"]["file"] == "good.json"
     listed = app_accounts.list_accounts(sqlite_engine, ROOT, org.org_id, limit=1000)["items"]
     assert {"IMP0", "IMP1", "IMP2"} <= {a["reference"] for a in listed}
+
+
+def test_run_pages_follow_the_periods_to_the_end(sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)  # its run of 2026-11
+    for period in ("2026-12", "2027-01"):
+        runs.start(sqlite_engine, ROOT, org.org_id, period)
+    first = runs.page_runs(sqlite_engine, ROOT, org.org_id, limit=2)
+    assert [r["period"] for r in first["items"]] == ["2026-11", "2026-12"]
+    rest = runs.page_runs(sqlite_engine, ROOT, org.org_id, limit=2,
+                          cursor=first["next_cursor"])
+    assert [r["period"] for r in rest["items"]] == ["2027-01"] and rest["next_cursor"] is None

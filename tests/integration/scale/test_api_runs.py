@@ -66,7 +66,8 @@ def test_on_sqlite_enqueueing_is_a_problem_saying_postgresql_is_needed(
     problem = answer.json()
     assert problem["title"] == "The distributed cycle needs PostgreSQL"
     assert "needs PostgreSQL" in problem["detail"] and "run bill" in problem["detail"]
-    assert [r["period"] for r in client.get("/v1/runs", headers=headers).json()] == ["2026-11"]
+    listed = client.get("/v1/runs", headers=headers).json()
+    assert [r["period"] for r in listed["items"]] == ["2026-11"] and not listed["next_cursor"]
     progress = client.get(f"/v1/runs/{a.ids['run_id']}/progress", headers=headers)
     assert progress.status_code == 409 and "needs PostgreSQL" in progress.json()["detail"]
 
