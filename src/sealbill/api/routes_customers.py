@@ -93,31 +93,42 @@ def _con(value: str) -> str:
 
 
 @router.get("/contacts/{contact_id}", response_model=schemas.Contact, tags=["contacts"])
-def get_contact(contact_id: str, actor: ActorDep, engine: EngineDep) -> Any:
-    """A contact with its links and full history."""
-    return contacts.show(engine, actor, org(actor), _con(contact_id))
+def get_contact(contact_id: str, actor: ActorDep, engine: EngineDep,
+                response: Response) -> Any:
+    """A contact with its links and full history, with its ``ETag``."""
+    result = contacts.show(engine, actor, org(actor), _con(contact_id))
+    response.headers["ETag"] = etag(result)
+    return result
 
 
 @router.post("/contacts/{contact_id}/change-address", response_model=schemas.Contact,
              tags=["contacts"])
 def change_address(contact_id: str, body: ChangeAddressIn, actor: ActorDep,
-                   engine: EngineDep) -> Any:
-    """New address: every link back to pending (re-verification required)."""
-    return contacts.change_address(engine, actor, org(actor), _con(contact_id), body.email)
+                   engine: EngineDep, if_match: IfMatch = None) -> Any:
+    """New address: every link back to pending (re-verification required). With
+    ``If-Match`` (the ETag of ``GET``), only if nobody changed the contact since (412)."""
+    return contacts.change_address(engine, actor, org(actor), _con(contact_id), body.email,
+                                   if_match=if_match)
 
 
 @router.post("/contacts/{contact_id}/set-role", response_model=schemas.Contact,
              tags=["contacts"])
-def set_role(contact_id: str, body: SetRoleIn, actor: ActorDep, engine: EngineDep) -> Any:
+def set_role(contact_id: str, body: SetRoleIn, actor: ActorDep, engine: EngineDep,
+             if_match: IfMatch = None) -> Any:
+    """Move the contact's link on an account to another role (pending again); ``If-Match``
+    as for ``change-address``."""
     return contacts.set_role(engine, actor, org(actor), _con(contact_id), _acc(body.account),
-                             body.role, from_role=body.from_role)
+                             body.role, from_role=body.from_role, if_match=if_match)
 
 
 @router.post("/contacts/{contact_id}/unlink", response_model=schemas.Contact,
              tags=["contacts"])
-def unlink(contact_id: str, body: UnlinkIn, actor: ActorDep, engine: EngineDep) -> Any:
+def unlink(contact_id: str, body: UnlinkIn, actor: ActorDep, engine: EngineDep,
+           if_match: IfMatch = None) -> Any:
+    """Revoke the contact's links on an account (history kept); ``If-Match`` as for
+    ``change-address``."""
     return contacts.unlink(engine, actor, org(actor), _con(contact_id), _acc(body.account),
-                           body.role)
+                           body.role, if_match=if_match)
 
 
 @router.post("/contacts/{contact_id}/vouch", response_model=schemas.Contact,

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.app import audit, ids
 from sealbill.app.accounts import account_row
+from sealbill.app.common import check_if_match
 from sealbill.app.context import ACCOUNTS_WRITE, READ, Actor
 from sealbill.app.errors import Invalid, NotFound, Problem, StateError
 from sealbill.inputs.accounts import ContactIn, Role
@@ -104,13 +105,21 @@ def parties_contact(conn: Connection, org_id: int, contact_id: int) -> Any:
                                                   contacts.c.id == contact_id)).one()._mapping
 
 
-def change_address(engine: Engine, actor: Actor, org_id: int, ref: str, new_email: str
-                   ) -> dict[str, Any]:
+def _unchanged(conn: Connection, org_id: int, row: Any, if_match: str | None) -> None:
+    """``If-Match`` given: the contact as ``GET`` shows it (links and history) must still
+    have that ETag, checked in the change's transaction."""
+    if if_match is not None:
+        check_if_match(if_match, view(conn, org_id, row, history=True))
+
+
+def change_address(engine: Engine, actor: Actor, org_id: int, ref: str, new_email: str, *,
+                   if_match: str | None = None) -> dict[str, Any]:
     """New address; every link goes back to pending until the new address is verified."""
     _write(actor, org_id)
     new = parse(ContactIn, {"email": new_email}, "contact").email
     with engine.begin() as conn:
         row = contact_row(conn, org_id, ref)
+        _unchanged(conn, org_id, row, if_match)
         clash = conn.execute(sa.select(contacts.c.id).where(
             contacts.c.organization_id == org_id, contacts.c.email == new)).scalar()
         if clash is not None and int(clash) != int(row["id"]):
@@ -139,13 +148,15 @@ def _links(conn: Connection, org_id: int, contact_id: int, account_id: int) -> l
 
 
 def set_role(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
-             role: Role, *, from_role: Role | None = None) -> dict[str, Any]:
+             role: Role, *, from_role: Role | None = None,
+             if_match: str | None = None) -> dict[str, Any]:
     """Move the contact's link on the account to ``role`` (pending: a billing role must be
     verified before anything is sent to it)."""
     _write(actor, org_id)
     parse(ContactIn, {"email": "x@example.org", "role": role}, "contact")
     with engine.begin() as conn:
         row = contact_row(conn, org_id, ref)
+        _unchanged(conn, org_id, row, if_match)
         account = account_row(conn, org_id, account_ref)
         live = [link for link in _links(conn, org_id, int(row["id"]), int(account["id"]))
                 if link.status != "revoked" and (from_role is None or link.role == from_role)]
@@ -175,11 +186,12 @@ def set_role(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: s
 
 
 def unlink(engine: Engine, actor: Actor, org_id: int, ref: str, account_ref: str,
-           role: Role | None = None) -> dict[str, Any]:
+           role: Role | None = None, *, if_match: str | None = None) -> dict[str, Any]:
     """Revoke the contact's links on the account (all roles, or ``role``); history is kept."""
     _write(actor, org_id)
     with engine.begin() as conn:
         row = contact_row(conn, org_id, ref)
+        _unchanged(conn, org_id, row, if_match)
         account = account_row(conn, org_id, account_ref)
         live = [link for link in _links(conn, org_id, int(row["id"]), int(account["id"]))
                 if link.status != "revoked" and (role is None or link.role == role)]

@@ -52,3 +52,21 @@ def test_an_account_changed_since_it_was_read_is_a_412(
     stale = client.patch(path, headers={**headers, "If-Match": tag}, json={"city": "Lille"})
     assert stale.status_code == 412
     assert client.get(path, headers=headers).json()["city"] == "Nice"
+
+
+def test_a_contact_changed_since_it_was_read_is_a_412_and_keeps_its_links(
+        served: tuple[TestClient, Org, dict[str, str]]) -> None:
+    client, org, headers = served
+    path = f"/v1/contacts/{org.ids['contact_id']}"
+    tag = client.get(path, headers=headers).headers["etag"]
+    moved = client.post(f"{path}/change-address", headers={**headers, "If-Match": tag},
+                        json={"email": "ap-new@alpha-billing.fr"})
+    assert moved.status_code == 200, moved.text
+    stale = client.post(f"{path}/unlink", headers={**headers, "If-Match": tag},
+                        json={"account": org.ids["account_id"]})
+    assert stale.status_code == 412
+    links = client.get(path, headers=headers).json()["links"]
+    assert [link["status"] for link in links] == ["pending"]  # not revoked
+    fresh = client.get(path, headers=headers).headers["etag"]
+    assert client.post(f"{path}/unlink", headers={**headers, "If-Match": fresh},
+                       json={"account": org.ids["account_id"]}).status_code == 200
