@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.app import ids
+from sealbill.app import audit, ids
 from sealbill.app.audit import page
-from sealbill.app.context import READ, Actor
-from sealbill.app.errors import AppError, NotFound, StateError
+from sealbill.app.context import CATALOG_WRITE, READ, Actor
+from sealbill.app.errors import AppError, NotFound, Problem, StateError
 from sealbill.documents import docstore
 from sealbill.store import queries
 from sealbill.store.billing.invoices import InvoiceStateError, load_invoice
-from sealbill.store.schema import accounts, billing_runs, documents, invoices
+from sealbill.store.schema import accounts, billing_runs, documents, invoices, organizations
 
 MAX_LIMIT = 1000
 
@@ -219,3 +220,24 @@ def void(engine: Engine, actor: Actor, org_id: int, ref: str, *, reason: str
         delivery = delivered_by(conn, org_id, credit_id)
     return {"id": public, "number": credit_number, "corrects": number, "voided": number,
             "delivery": delivery}
+
+
+def import_rates(engine: Engine, actor: Actor, org_id: int, path: Path) -> dict[str, int]:
+    """Import exchange rates (currency, day, units for 1 EUR): a rate stored for a day is
+    never changed, one bad record refuses the file (each problem named, nothing written; a
+    state problem, exit 1, as before); the rates and the import's audit entry commit
+    together (``sealbill import rates``)."""
+    from sealbill.pipeline.billing.rates_import import RatesRejected, import_rates_in
+
+    actor.require(CATALOG_WRITE)
+    actor.require_org(org_id)
+    try:
+        with engine.begin() as conn:
+            counts = import_rates_in(conn, org_id, path)
+            slug = str(conn.execute(sa.select(organizations.c.slug).where(
+                organizations.c.id == org_id)).scalar_one())
+            audit.record(conn, actor, org_id, "exchange_rates.import", "organization", slug,
+                         after={"file": path.name, **counts})
+    except RatesRejected as exc:
+        raise StateError(str(exc), [Problem("", p) for p in exc.problems]) from None
+    return counts

@@ -18,14 +18,13 @@ from sealbill.cli.common import (
     console,
     emit_json,
     engine_for,
-    fail,
     org_id_for,
     usage_error,
 )
+from sealbill.cli.operate import KeyOption, call, context
 from sealbill.domain.money import Money, format_plain
 from sealbill.outputs.files import OutputError, write_output
 from sealbill.pipeline.billing.oss_return import oss_return
-from sealbill.pipeline.billing.rates_import import RatesRejected, import_rates
 
 
 def register(app: typer.Typer) -> None:
@@ -41,19 +40,19 @@ def import_rates_command(
         "source."))],
     org: OrgOption,
     db: DbOption = None,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Import exchange rates; finalizing an invoice in another currency with VAT takes the
-    latest rate on or before its issue date (BT-111, the VAT in euros).
+    latest rate on or before its issue date (BT-111, the VAT in euros). Audited; with --key,
+    for the roles that edit the catalog.
 
     Example: sealbill import rates ecb-2026-11.csv --org acme
     """
-    engine = engine_for(db)
-    org_id = org_id_for(engine, org, as_json)
-    try:
-        result = import_rates(engine, org_id, file)
-    except RatesRejected as exc:
-        fail(str(exc), as_json=as_json, details=exc.problems)
+    from sealbill.app import invoices as app_invoices
+
+    engine, actor, org_id = context(db, org, key, as_json)
+    result = call(lambda: app_invoices.import_rates(engine, actor, org_id, file), as_json)
     if as_json:
         emit_json({"ok": True, **result})
     else:

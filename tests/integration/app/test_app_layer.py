@@ -263,3 +263,20 @@ def test_run_pages_follow_the_periods_to_the_end(sqlite_engine: Engine) -> None:
     rest = runs.page_runs(sqlite_engine, ROOT, org.org_id, limit=2,
                           cursor=first["next_cursor"])
     assert [r["period"] for r in rest["items"]] == ["2027-01"] and rest["next_cursor"] is None
+
+
+def test_exchange_rates_are_imported_with_their_audit_entry_by_the_roles_that_may(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    from sealbill.app import audit
+
+    org = build_org(sqlite_engine, "alpha", 1)
+    path = tmp_path / "rates.csv"
+    path.write_text("currency,date,rate,source\nJPY,2026-10-30,162.5,BCE\n")
+    reader = operators.authenticate(sqlite_engine, org.keys["read-only"], "cli")[0]
+    with pytest.raises(Forbidden):
+        invoices.import_rates(sqlite_engine, reader, org.org_id, path)
+    assert invoices.import_rates(sqlite_engine, ROOT, org.org_id, path) == {
+        "imported": 1, "duplicates": 0}
+    [entry] = audit.entries(sqlite_engine, ROOT, org.org_id,
+                            action="exchange_rates.import")["items"]
+    assert entry["object_id"] == "alpha" and entry["after"]["imported"] == 1

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sealbill.domain.money import MoneyError, exponent, parse_decimal
 from sealbill.store.billing.exchange_rates import add_rates, rate_on
@@ -75,6 +75,12 @@ def parse_rate(record: dict[str, Any], where: str) -> tuple[Rate | None, list[st
 
 
 def import_rates(engine: Engine, org_id: int, path: Path) -> dict[str, int]:
+    with engine.begin() as conn:
+        return import_rates_in(conn, org_id, path)
+
+
+def import_rates_in(conn: Connection, org_id: int, path: Path) -> dict[str, int]:
+    """:func:`import_rates` in the caller's transaction (its audit entry commits with it)."""
     records = _records(path)
     rates: list[Rate] = []
     problems: list[str] = []
@@ -83,19 +89,18 @@ def import_rates(engine: Engine, org_id: int, path: Path) -> dict[str, int]:
         problems += found
         if rate is not None:
             rates.append(rate)
-    with engine.begin() as conn:
-        fresh: dict[tuple[str, date], Rate] = {}
-        for rate in rates:
-            currency, day, value, _ = rate
-            stored = rate_on(conn, org_id, currency, day)
-            same_day = stored is not None and stored[1] == day
-            if same_day and stored is not None and stored[0] != value:
-                problems.append(f"{currency} {day}: already stored as {stored[0]}, not changed")
-            elif (currency, day) in fresh and fresh[currency, day][2] != value:
-                problems.append(f"{currency} {day}: two different rates in the file")
-            elif not same_day:
-                fresh[currency, day] = rate
-        if problems:
-            raise RatesRejected(problems)
-        added = add_rates(conn, org_id, fresh.values(), datetime.now(UTC))
+    fresh: dict[tuple[str, date], Rate] = {}
+    for rate in rates:
+        currency, day, value, _ = rate
+        stored = rate_on(conn, org_id, currency, day)
+        same_day = stored is not None and stored[1] == day
+        if same_day and stored is not None and stored[0] != value:
+            problems.append(f"{currency} {day}: already stored as {stored[0]}, not changed")
+        elif (currency, day) in fresh and fresh[currency, day][2] != value:
+            problems.append(f"{currency} {day}: two different rates in the file")
+        elif not same_day:
+            fresh[currency, day] = rate
+    if problems:
+        raise RatesRejected(problems)
+    added = add_rates(conn, org_id, fresh.values(), datetime.now(UTC))
     return {"imported": added, "duplicates": len(rates) - added}
