@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import ingest
+from sealbill.app import ingest, ingest_group
 from sealbill.app.context import local_actor
 from sealbill.app.errors import AppError, Conflict
 from sealbill.store.schema import audit_log, usage_events
@@ -29,7 +29,7 @@ def _body(ids: range, value: str = "3") -> bytes:
 def _in_one_group(engine: Engine, org_id: int, bodies: list[bytes]) -> list[Any]:
     """Each body's answer (counts or the error), the bodies queued in this order while the
     writer's turn is held, so that one request writes them all in one transaction."""
-    writer = ingest._writer(engine)
+    writer = ingest_group.writer(engine)
     answers: list[Any] = [None] * len(bodies)
 
     def post(index: int) -> None:
@@ -106,10 +106,10 @@ def test_a_group_commits_without_checkpoint_and_a_checkpoint_follows_every_n_eve
     raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
     raw.close()
     size = _db_file_size(sqlite_engine)
-    monkeypatch.setattr(ingest, "CHECKPOINT_EVENTS", 10**9)
+    monkeypatch.setattr(ingest_group, "CHECKPOINT_EVENTS", 10**9)
     ingest.ingest(sqlite_engine, local_actor(), org.org_id, _body(range(0, 3000)))
     assert _db_file_size(sqlite_engine) == size  # the new pages are in the WAL only
-    monkeypatch.setattr(ingest, "CHECKPOINT_EVENTS", 1000)
+    monkeypatch.setattr(ingest_group, "CHECKPOINT_EVENTS", 1000)
     ingest.ingest(sqlite_engine, local_actor(), org.org_id, _body(range(3000, 4000)))
     assert _db_file_size(sqlite_engine) > size  # checkpointed into the database file
     assert len(_stored(sqlite_engine)) == 4000
