@@ -9,11 +9,11 @@ then the same number of other events through the API — ``sealbill serve`` (uvi
 process) in a subprocess, and a load generator here: ``--clients`` concurrent HTTP/1.1
 keep-alive connections posting pre-encoded batches of ``--batch`` events (each request built as
 bytes beforehand, sent on a raw asyncio stream: about 0.3 µs of client CPU per event, printed).
-Both run on the same machine (the load generator's CPU counts against the server's). Besides the wall-clock rate,
-the server's own CPU time during the load (``/proc/<pid>/stat``) gives events per second of
-server CPU, a figure less at the mercy of the machine's other load (printed with the load
-average). PostgreSQL: a throwaway cluster at default durability. Prints a Markdown table row
-for bench/RESULTS.md.
+Both run on the same machine (the load generator's CPU counts against the server's). Besides
+the wall-clock rate, the server's own CPU time during the load (``/proc/<pid>/stat``) gives
+events per second of server CPU, a figure less at the mercy of the machine's other load
+(printed with the load average). PostgreSQL: a throwaway cluster at default durability.
+Prints a Markdown table row for bench/RESULTS.md.
 """
 
 from __future__ import annotations

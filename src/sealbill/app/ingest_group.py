@@ -11,9 +11,10 @@ event falls with the number of events per commit (28 µs of writer CPU alone, 13
 batches together, on a table of 300,000 events). Hence:
 
 - **Group commit**: a batch parsed while another is writing joins a queue; whoever takes the
-  writer's turn next writes every queued batch in one transaction, and first waits a few
-  milliseconds (at most :data:`GATHER_SECONDS`) for the batches being parsed and, when the
-  queue is shorter than the last group, for the requests that group's answers let in.
+  writer's turn next writes every queued batch in one transaction. It first waits, at most
+  :data:`GATHER_SECONDS`, for the batches being parsed and — when fewer are queued than there
+  were requests at once during the last group — for the requests that group's answers let
+  in: with 4 clients, groups of 1-3 batches became mostly 3-4 (a lone client never waits).
 - **One statement per group**: the group's rows go in one ``INSERT``, sorted by the index key
   (each leaf is visited once, in order); only when that statement meets a stored id (a
   duplicate or a conflict) is it undone and each batch written in a savepoint of its own.
@@ -43,7 +44,7 @@ from sealbill.app.context import Actor
 from sealbill.store.billing.usage_ingest import Conflict, Ingester, Row
 
 CHECKPOINT_EVENTS = 20_000
-GATHER_SECONDS = 0.004
+GATHER_SECONDS = 0.008
 _WRITER_CACHE_KIB = -65536  # negative: KiB, not pages
 _index_key = itemgetter(0, 2, 3)  # (account_id, metric_code, occurred_at): the index's order
 _lock = threading.Lock()
@@ -78,7 +79,8 @@ class Writer:
     queue: list[Job] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=lambda: threading.Condition(_lock))
     parsing: int = 0  # requests received, not yet queued
-    last_group: int = 1
+    active: int = 0  # requests received, not yet answered
+    peak: int = 1  # the most requests active at once since the last group was formed
     uncheckpointed: int = 0  # events committed since the last checkpoint
     conn: Connection | None = None
 
@@ -103,7 +105,8 @@ def writer(engine: Engine) -> Writer:
         found = _writers.get(engine)
         if found is None:
             found = _writers[engine] = Writer(engine)
-            sa.event.listen(engine, "engine_disposed", _forget)
+            if not sa.event.contains(engine, "engine_disposed", _forget):
+                sa.event.listen(engine, "engine_disposed", _forget)
         return found
 
 
@@ -119,6 +122,8 @@ def parsing(engine: Engine, delta: int) -> None:
     found = writer(engine)
     with _lock:
         found.parsing += delta
+        found.active += delta
+        found.peak = max(found.peak, found.active)
         found.arrived.notify_all()
 
 
@@ -131,31 +136,37 @@ def write(engine: Engine, job: Job, write_one: WriteOne) -> None:
         found.parsing -= 1
         found.arrived.notify_all()
     group: list[Job] = []
-    with found.lock:
-        if job.outcome is None:  # not written yet by the group before: lead this one
-            with _lock:
-                _gather(found)
-                group, found.queue[:] = list(found.queue), []
-                found.last_group = len(group)
-            _write_group(found.connection(), group, write_one)
+    try:
+        with found.lock:
+            if job.outcome is None:  # not written yet by the group before: lead this one
+                with _lock:
+                    _gather(found)
+                    group, found.queue[:] = list(found.queue), []
+                    found.peak = found.active
+                _write_group(found, group, write_one)
+    finally:
+        with _lock:
+            found.active -= 1
     if group:
         _checkpoint_now_and_then(found, sum(len(j.rows) for j in group))
 
 
 def _gather(found: Writer) -> None:
     """Waits (``_lock`` held, released while waiting) for the batches being parsed and for as
-    many as the last group held, :data:`GATHER_SECONDS` at most."""
+    many batches as there were requests at once since the last group was formed,
+    :data:`GATHER_SECONDS` at most."""
     deadline = time.monotonic() + GATHER_SECONDS
-    while found.parsing > 0 or len(found.queue) < found.last_group:
+    while found.parsing > 0 or len(found.queue) < found.peak:
         left = deadline - time.monotonic()
         if left <= 0:
             return
         found.arrived.wait(left)
 
 
-def _write_group(conn: Connection, group: list[Job], write_one: WriteOne) -> None:
+def _write_group(found: Writer, group: list[Job], write_one: WriteOne) -> None:
     """One transaction for ``group``; a failure of the commit itself is every batch's error."""
     try:
+        conn = found.connection()
         with conn.begin():
             ingesters: dict[int, Ingester] = {}
             for job in group:

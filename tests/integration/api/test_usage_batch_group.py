@@ -13,15 +13,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.app import ingest, ingest_group
+from sealbill.app import accounts, ingest, ingest_group
 from sealbill.app.context import local_actor
-from sealbill.app.errors import AppError, Conflict
+from sealbill.app.errors import AppError, Conflict, StateError
+from sealbill.store.db import create_engine
 from sealbill.store.schema import audit_log, usage_events
 from tests.integration.api.world import build_org
 
 
-def _body(ids: range, value: str = "3") -> bytes:
-    return json.dumps([{"event_id": f"g-{i}", "account_reference": "C001",
+def _body(ids: range, value: str = "3", account: str = "C001") -> bytes:
+    return json.dumps([{"event_id": f"g-{i}", "account_reference": account,
                         "metric_code": "api_calls", "timestamp": "2026-10-03T00:00:00Z",
                         "value": value} for i in ids]).encode()
 
@@ -93,6 +94,50 @@ def test_a_refused_batch_in_a_group_is_rolled_back_alone(sqlite_engine: Engine) 
     assert _stored(sqlite_engine) == {
         **{f"g-{i}": "3" for i in range(3)}, **{f"g-{i}": "3" for i in range(200, 202)}}
     assert _audited(sqlite_engine) == audited + 2
+
+
+def test_a_group_of_new_events_is_stored_and_each_batch_answered_its_own_counts(
+        sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    audited = _audited(sqlite_engine)
+    answers = _in_one_group(sqlite_engine, org.org_id, [
+        _body(range(0, 5)), _body(range(5, 12)), _body(range(12, 13))])
+    assert answers == [{"received": n, "inserted": n, "duplicates": 0} for n in (5, 7, 1)]
+    assert sorted(_stored(sqlite_engine)) == sorted(f"g-{i}" for i in range(13))
+    assert _audited(sqlite_engine) == audited + 3
+
+
+def test_a_batch_for_an_archived_account_in_a_group_is_refused_alone(
+        sqlite_engine: Engine) -> None:
+    org = build_org(sqlite_engine, "alpha", 1)
+    from tests.e2e.catalog_fixture import ACCOUNTS
+
+    root = local_actor()
+    archived = accounts.create(sqlite_engine, root, org.org_id, ACCOUNTS[1])
+    accounts.archive(sqlite_engine, root, org.org_id, archived["id"])
+    first, refused, third = _in_one_group(sqlite_engine, org.org_id, [
+        _body(range(0, 2)), _body(range(10, 12), account="C002"), _body(range(20, 23))])
+    assert first == {"received": 2, "inserted": 2, "duplicates": 0}
+    assert isinstance(refused, StateError)
+    assert [p.field for p in refused.problems] == ["[0].account_reference",
+                                                   "[1].account_reference"]
+    assert third == {"received": 3, "inserted": 3, "duplicates": 0}
+    assert sorted(_stored(sqlite_engine)) == ["g-0", "g-1", "g-20", "g-21", "g-22"]
+
+
+def test_the_writers_connection_is_closed_when_its_engine_is_disposed(
+        sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    org = build_org(engine, "alpha", 1)
+    ingest.ingest(engine, local_actor(), org.org_id, _body(range(0, 3)))
+    kept = ingest_group.writer(engine).conn
+    assert kept is not None and not kept.closed
+    engine.dispose()
+    assert kept.closed
+    assert ingest_group.writer(engine).conn is None  # a fresh writer if used again
+    ingest.ingest(engine, local_actor(), org.org_id, _body(range(3, 5)))
+    assert len(_stored(engine)) == 5
+    engine.dispose()
 
 
 def _db_file_size(engine: Engine) -> int:
