@@ -356,6 +356,11 @@ def verified_billing_recipients_many(conn: Connection, org_id: int, account_ids:
     return [(int(aid), Recipient(int(cid), email)) for aid, cid, email in rows]
 
 
+def archived_references(conn: Connection, org_id: int) -> set[str]:
+    return set(conn.execute(sa.select(accounts.c.reference).where(
+        accounts.c.organization_id == org_id, accounts.c.archived_at.is_not(None))).scalars())
+
+
 def archived_among(conn: Connection, org_id: int, account_ids: Collection[int]
                    ) -> dict[int, str]:
     """The archived accounts among ``account_ids`` (id -> reference), in one statement with
