@@ -24,7 +24,9 @@ batches together, on a table of 300,000 events). Hence:
 - **Checkpoints off the commit**: the writer connection commits with ``wal_autocheckpoint=0``
   (the automatic checkpoint ran inside the commit, 20-200 ms with the turn held); the request
   that led a group runs a passive checkpoint on another connection once every
-  :data:`CHECKPOINT_EVENTS` events, after giving the turn to the next group.
+  :data:`CHECKPOINT_EVENTS` events, after giving the turn to the next group (a page dirtied by
+  several groups is copied once per checkpoint: 50,000 rather than 20,000 events between two
+  saved about 1.5 µs of CPU per event; the WAL grows to some hundred MB between them).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from sealbill.app.context import Actor
 from sealbill.store.billing.usage_ingest import Conflict, Ingester, Row
 
-CHECKPOINT_EVENTS = 20_000
+CHECKPOINT_EVENTS = 50_000
 GATHER_SECONDS = 0.008
 _WRITER_CACHE_KIB = -65536  # negative: KiB, not pages
 _index_key = itemgetter(0, 2, 3)  # (account_id, metric_code, occurred_at): the index's order
