@@ -111,10 +111,16 @@ def test_a_bad_row_in_a_later_chunk_undoes_the_chunks_already_inserted(
     monkeypatch.setattr(usage_import, "CHUNK", 4)
     rows = [_event(n) for n in range(20)]
     rows[17]["metric_code"] = "unknown_metric"
+    assert _refused(any_engine, org, tmp_path, rows) == [
+        "line 18: metric_code: unknown metric 'unknown_metric'"]
+
+
+def _refused(engine: Engine, org: int, folder: Path, rows: list[dict[str, str]]) -> list[str]:
+    """The problems of a file of ``rows``, which must be refused with nothing stored."""
     with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
-    assert caught.value.problems == ["line 18: metric_code: unknown metric 'unknown_metric'"]
-    assert _stored(any_engine) == 0
+        import_usage_file(engine, org, _events(folder / "u.jsonl", rows))
+    assert _stored(engine) == 0
+    return caught.value.problems
 
 
 def test_events_recorded_from_python_follow_the_same_rules(any_engine: Engine, org: int) -> None:
@@ -309,10 +315,8 @@ def test_usage_for_an_archived_account_refuses_the_whole_file_naming_line_and_fi
     _archive(any_engine, org, "A0002")
     rows = [_event(n) for n in range(10)]
     rows[6]["account_reference"] = "A0002"
-    with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
-    assert caught.value.problems == ["line 7: account_reference: account 'A0002' is archived"]
-    assert _stored(any_engine) == 0
+    assert _refused(any_engine, org, tmp_path, rows) == [
+        "line 7: account_reference: account 'A0002' is archived"]
 
 
 def test_usage_for_an_archived_account_goes_to_the_rejects_file(
