@@ -26,7 +26,7 @@ batches together, on a table of 300,000 events). Hence:
   nearly every commit); the request that led a group checkpoints once every
   :data:`CHECKPOINT_EVENTS` events, before giving the turn to the next group (a page dirtied
   by several groups is copied once per checkpoint: 50,000 rather than 20,000 events between
-  two saved about 1.5 µs of CPU per event; the WAL grows to about 120 MB between them, then
+  two saved about 1.5 µs of CPU per event; the WAL grows to some 150 MB between them, then
   starts again from its beginning). The requests of that group are answered after it.
 """
 
