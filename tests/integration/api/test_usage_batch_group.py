@@ -40,13 +40,17 @@ def _in_one_group(engine: Engine, org_id: int, bodies: list[bytes]) -> list[Any]
             answers[index] = exc
 
     threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
-    with writer.lock:
-        for index, thread in enumerate(threads):
-            thread.start()
-            deadline = time.monotonic() + 10
-            while len(writer.queue) < index + 1:
-                assert time.monotonic() < deadline, "batch never queued"
-                time.sleep(0.001)
+    with ingest_group._lock:  # the writer's turn taken: the batches queue
+        writer.busy = True
+    for index, thread in enumerate(threads):
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(writer.queue) < index + 1:
+            assert time.monotonic() < deadline, "batch never queued"
+            time.sleep(0.001)
+    with ingest_group._lock:
+        writer.busy = False
+        writer.arrived.notify_all()
     for thread in threads:
         thread.join(30)
     assert not writer.queue
