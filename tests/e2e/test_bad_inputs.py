@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sealbill.cli import app
@@ -27,6 +28,7 @@ from sealbill.pipeline.parties.organizations import create_org
 from sealbill.store.billing import catalog
 from sealbill.store.db import create_engine
 from sealbill.store.migrate import upgrade
+from sealbill.store.schema import accounts as accounts_table
 from tests.e2e.test_cli_billing import ORG
 from tests.support.scenario import account_records
 
@@ -37,18 +39,21 @@ TEN_MB = 10 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Organization ``acme``: accounts A0001..A0003, metrics api_calls (sum), users
-    (count), gb_hours (sum, 0 to 1000, 2 decimal places) and seats (max, integers 1 to 500),
-    incident 1 open (aware an hour ago), incident 2 closed."""
+    """Organization ``acme``: accounts A0001..A0003 and A0004 (archived), metrics api_calls
+    (sum), users (count), gb_hours (sum, 0 to 1000, 2 decimal places) and seats (max, integers
+    1 to 500), incident 1 open (aware an hour ago), incident 2 closed."""
     folder = tmp_path_factory.mktemp("bad-inputs")
     path = folder / "prepared.sqlite"
     engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
     accounts = folder / "accounts.json"
-    accounts.write_text(json.dumps(account_records(3)), encoding="utf-8")
+    archived = {**account_records(1)[0], "reference": "A0004", "contacts": []}
+    accounts.write_text(json.dumps([*account_records(3), archived]), encoding="utf-8")
     with engine.begin() as conn:
         org_id = create_org(conn, ORG)
         import_accounts(conn, org_id, accounts, actor="test")
+        conn.execute(sa.update(accounts_table).where(accounts_table.c.reference == "A0004")
+                     .values(archived_at=datetime.now(UTC)))
         catalog.add_metric(conn, org_id, "api_calls", "API calls", "sum")
         catalog.add_metric(conn, org_id, "users", "Users", "count")
         catalog.add_metric(conn, org_id, "gb_hours", "GB hours", "sum", min_value=Decimal(0),

@@ -5,9 +5,10 @@ checked in; only the inputs too big for a repository (10 MB values, 100,000-deep
 made by the test itself from the ``generate`` entries of cases.json.
 
 Each case: the command (``args``, with ``{file}`` for the corpus file), and the texts the error
-must contain (the record and the field). Accounts A0001..A0003 and metrics ``api_calls``
-(sum), ``users`` (count), ``gb_hours`` (sum, 0 to 1000, 2 decimal places) and ``seats`` (max,
-integers 1 to 500) exist; incident 1 is open (aware an hour ago), incident 2 closed.
+must contain (the record and the field). Accounts A0001..A0003 (and A0004, archived) and
+metrics ``api_calls`` (sum), ``users`` (count), ``gb_hours`` (sum, 0 to 1000, 2 decimal places)
+and ``seats`` (max, integers 1 to 500) exist; incident 1 is open (aware an hour ago), incident
+2 closed.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ usage_line("event_id_bidi.jsonl", "line 1", "event_id", event_id="e\u202e1")
 usage_line("event_id_129_chars.jsonl", "line 1", "event_id", event_id="e" * 129)
 usage_line("unknown_account.jsonl", "line 1", "account_reference", account_reference="NOPE")
 usage_line("unknown_metric.jsonl", "line 1", "metric_code", metric_code="nope")
+usage_line("archived_account.jsonl", "line 1", "account_reference", "'A0004' is archived",
+           account_reference="A0004")
 usage_line("property_zero_width.jsonl", "line 1", "properties.region",
            properties={"region": "eu\u200b"})
 usage_line("33_properties.jsonl", "line 1", "properties",
@@ -209,6 +212,9 @@ usage("negative.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:00Z,-5\
       "line 2", "value")
 usage("empty_value_sum.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:00Z,\n",
       "line 2", "value")
+usage("archived_account.csv", f"{USAGE_CSV}\nu1,A0001,api_calls,2026-10-01T10:00:00Z,3\n"
+      "u2,A0004,api_calls,2026-10-01T10:00:00Z,3\n", "line 3", "account_reference",
+      "'A0004' is archived")
 usage("formula_event_id.csv", f"{USAGE_CSV}\n\"=HYPERLINK(\"\"x\"\")\x07\",A0001,api_calls,"
       "2026-10-01T10:00:00Z,1\n", "line 2", "event_id")
 # --- usage against a metric's declared range and precision

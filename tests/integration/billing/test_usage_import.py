@@ -111,10 +111,16 @@ def test_a_bad_row_in_a_later_chunk_undoes_the_chunks_already_inserted(
     monkeypatch.setattr(usage_import, "CHUNK", 4)
     rows = [_event(n) for n in range(20)]
     rows[17]["metric_code"] = "unknown_metric"
+    assert _refused(any_engine, org, tmp_path, rows) == [
+        "line 18: metric_code: unknown metric 'unknown_metric'"]
+
+
+def _refused(engine: Engine, org: int, folder: Path, rows: list[dict[str, str]]) -> list[str]:
+    """The problems of a file of ``rows``, which must be refused with nothing stored."""
     with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows))
-    assert caught.value.problems == ["line 18: metric_code: unknown metric 'unknown_metric'"]
-    assert _stored(any_engine) == 0
+        import_usage_file(engine, org, _events(folder / "u.jsonl", rows))
+    assert _stored(engine) == 0
+    return caught.value.problems
 
 
 def test_events_recorded_from_python_follow_the_same_rules(any_engine: Engine, org: int) -> None:
@@ -291,3 +297,53 @@ def test_a_lone_surrogate_is_reported_with_its_line_and_field(
     counts = import_usage_file(any_engine, org, path, rejects=rejects)
     assert counts["inserted"] == 1 and counts["rejected"] == 1
     assert "event_id: not valid Unicode" in rejects.read_text(encoding="utf-8")
+
+
+def _archive(engine: Engine, org_id: int, reference: str) -> None:
+    from sealbill.app import accounts
+    from sealbill.app.context import local_actor
+
+    accounts.archive(engine, local_actor(), org_id, reference)
+
+
+def test_usage_for_an_archived_account_refuses_the_whole_file_naming_line_and_field(
+        any_engine: Engine, org: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbill.pipeline.billing import usage_import
+
+    monkeypatch.setattr(usage_import, "CHUNK", 4)  # the refused line in a later chunk
+    _archive(any_engine, org, "A0002")
+    rows = [_event(n) for n in range(10)]
+    rows[6]["account_reference"] = "A0002"
+    assert _refused(any_engine, org, tmp_path, rows) == [
+        "line 7: account_reference: account 'A0002' is archived"]
+
+
+def test_usage_for_an_archived_account_goes_to_the_rejects_file(
+        any_engine: Engine, org: int, tmp_path: Path) -> None:
+    _archive(any_engine, org, "A0002")
+    rows = [_event(0), _event(1, account="A0002"), _event(2)]
+    result = import_usage_file(any_engine, org, _events(tmp_path / "u.jsonl", rows),
+                               rejects=tmp_path / "rejects.jsonl")
+    assert (result["inserted"], result["rejected"]) == (2, 1)
+    [rejected] = [json.loads(line) for line in
+                  (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert rejected["row"]["event_id"] == "e1" and "archived" in rejected["problem"]
+
+
+def test_usage_recorded_from_python_for_an_archived_account_is_refused(
+        any_engine: Engine, org: int) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sealbill.domain.usage import UsageEvent
+    from sealbill.pipeline.billing.usage_import import record_usage
+
+    _archive(any_engine, org, "A0002")
+    when, one = datetime(2026, 10, 3, tzinfo=UTC), Decimal(1)
+    with pytest.raises(UsageImportRejected) as caught:
+        record_usage(any_engine, org, [UsageEvent("py1", "A0001", "api_calls", when, one),
+                                       UsageEvent("py2", "A0002", "api_calls", when, one)])
+    assert caught.value.problems == [
+        "event #2: account_reference: account 'A0002' is archived"]
+    assert _stored(any_engine) == 0

@@ -116,8 +116,12 @@ def _is_jsonl(path: Path) -> bool:
 
 
 def _parser(conn: Connection, org_id: int) -> RowParser:
+    """The parser of the organization's rows, read in the importing transaction: an account
+    archived takes no new usage (the same rule as the API's), and one archived meanwhile
+    counts."""
     return RowParser(parties.account_ids_by_reference(conn, org_id),
-                     {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()})
+                     {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()},
+                     archived=parties.archived_references(conn, org_id))
 
 
 def _conflict_problem(where: str, conflict: Conflict, place: str) -> str:
@@ -161,11 +165,10 @@ def import_usage_file(engine: Engine, org_id: int, path: Path, *, rejects: Path 
                       on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
     if rejects is not None:
         check_writable(rejects)  # written after the commit: a bad path must stop us first
-    with engine.begin() as conn:
-        parser = _parser(conn, org_id)
     state = _Import(keep_going=rejects is not None)
     try:
         with engine.begin() as conn, ThreadPoolExecutor(1, "usage-insert") as pool:
+            parser = _parser(conn, org_id)
             ingester = Ingester(conn, org_id)
             pending: tuple[Batch, Future[Any]] | None = None
             for first, raws in _chunks(path):

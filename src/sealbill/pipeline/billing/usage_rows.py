@@ -100,11 +100,19 @@ class Batch:
 
 class RowParser:
     """Parses rows against one organization's accounts (reference -> id) and metrics (codes,
-    or code -> :class:`MetricRule`: the limits of :mod:`sealbill.inputs.usage` apply)."""
+    or code -> :class:`MetricRule`: the limits of :mod:`sealbill.inputs.usage` apply).
+
+    ``archived``: references of accounts that take no new usage — a row naming one is a bad
+    row ("account 'X' is archived"), by the careful path (the fast path does not know them).
+    """
 
     def __init__(self, accounts: Mapping[str, int],
-                 metrics: Collection[str] | Mapping[str, MetricRule]) -> None:
-        self.accounts, self.metrics = dict(accounts), frozenset(metrics)
+                 metrics: Collection[str] | Mapping[str, MetricRule],
+                 archived: Collection[str] = ()) -> None:
+        self.archived = frozenset(archived)
+        self.accounts = {reference: account_id for reference, account_id in accounts.items()
+                         if reference not in self.archived}
+        self.metrics = frozenset(metrics)
         self.rules: dict[str, MetricRule] = (
             dict(metrics) if isinstance(metrics, Mapping) else {})
 
@@ -159,6 +167,8 @@ class RowParser:
             return wrong
         account_id = self.accounts.get(event.account_reference)
         if account_id is None:
+            if event.account_reference in self.archived:
+                return f"account_reference: account {event.account_reference!r} is archived"
             return f"account_reference: unknown account {event.account_reference!r}"
         if event.metric_code not in self.metrics:
             return f"metric_code: unknown metric {event.metric_code!r}"

@@ -16,8 +16,9 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -353,3 +354,29 @@ def verified_billing_recipients_many(conn: Connection, org_id: int, account_ids:
         .order_by(contact_links.c.account_id, contacts.c.id)
     )
     return [(int(aid), Recipient(int(cid), email)) for aid, cid, email in rows]
+
+
+def archived_references(conn: Connection, org_id: int) -> set[str]:
+    return set(conn.execute(sa.select(accounts.c.reference).where(
+        accounts.c.organization_id == org_id, accounts.c.archived_at.is_not(None))).scalars())
+
+
+def archived_among(conn: Connection, org_id: int, account_ids: Collection[int]
+                   ) -> dict[int, str]:
+    """The archived accounts among ``account_ids`` (id -> reference), in one statement with
+    one parameter whatever their number (on SQLite the ids as a JSON array)."""
+    if not account_ids:
+        return {}
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(_ARCHIVED_SQLITE, {"org": org_id, "ids": json.dumps(
+            [int(i) for i in account_ids])})
+    else:
+        rows = conn.execute(sa.select(accounts.c.id, accounts.c.reference).where(
+            accounts.c.organization_id == org_id, accounts.c.archived_at.is_not(None),
+            ids_in(conn, accounts.c.id, list(account_ids))))
+    return {int(account_id): str(reference) for account_id, reference in rows}
+
+
+_ARCHIVED_SQLITE = sa.text(
+    "SELECT id, reference FROM accounts WHERE organization_id = :org AND archived_at IS NOT "
+    "NULL AND id IN (SELECT value FROM json_each(:ids))")
