@@ -76,3 +76,24 @@ def test_pool_stops_on_the_first_invalid_invoice() -> None:
 def test_single_worker_renders_in_process() -> None:
     invoices = numbered(3)
     assert [r.number for r in render_many(invoices, workers=1)] == [i.number for i in invoices]
+
+
+def _worker_has_subsetter() -> bool:
+    import sys
+
+    return "fontTools.subset" in sys.modules
+
+
+def test_pool_workers_get_the_fonts_prepared_and_still_subset_what_they_lack() -> None:
+    from sealbill.documents.render import _shared_pool
+
+    invoices = numbered(4)
+    pooled = list(render_many(invoices, workers=2, chunk_size=1))
+    assert {r.renderer for r in pooled} == {"fast"}
+    # The common faces came from this process: no worker loaded fontTools' subsetter.
+    assert not any(_shared_pool(2).submit(_worker_has_subsetter).result() for _ in range(4))
+    greek = [replace(i, buyer=replace(i.buyer, name=f"Ωμέγα Ltd {k}"))
+             for k, i in enumerate(invoices)]
+    pooled = list(render_many(greek, workers=2, chunk_size=1))
+    assert {r.renderer for r in pooled} == {"fast"}
+    assert [r.digest for r in pooled] == [render_invoice(i).digest for i in greek]

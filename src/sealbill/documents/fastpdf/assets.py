@@ -15,16 +15,13 @@ Invariants:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 import struct
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
-
-import pikepdf
-import typst
-from fontTools.ttLib import TTFont
 
 # Full names (name id 4) of the faces the template uses, by style.
 FONT_NAMES: Final = {
@@ -38,8 +35,16 @@ class AssetError(RuntimeError):
     """A font or profile the compiled template needs could not be found."""
 
 
+def _package_folder(name: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise AssetError(f"package {name} is not installed")
+    return Path(spec.origin).parent
+
+
 def _typst_binary() -> bytes:
-    folder = Path(typst.__file__).parent
+    folder = _package_folder("typst")
     candidates = sorted(folder.glob("_typst*.so")) + sorted(folder.glob("_typst*.pyd"))
     if not candidates:
         raise AssetError(f"no typst extension module in {folder}")
@@ -63,6 +68,8 @@ def _sfnt_length(data: bytes, at: int) -> int | None:
 @lru_cache(maxsize=1)
 def typst_fonts() -> dict[str, bytes]:
     """Full name -> OpenType bytes of every CFF font inside the typst package."""
+    from fontTools.ttLib import TTFont  # here: workers given their faces never load it
+
     data = _typst_binary()
     fonts: dict[str, bytes] = {}
     at = data.find(b"OTTO")
@@ -91,7 +98,7 @@ def font_program(name: str) -> bytes:
 @lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
     """The sRGB ICC profile pikepdf ships for PDF/A output intents."""
-    path = Path(pikepdf.__file__).parent / "pdfa" / "data" / "sRGB.icc"
+    path = _package_folder("pikepdf") / "pdfa" / "data" / "sRGB.icc"
     if not path.is_file():
         raise AssetError(f"sRGB profile not found at {path}")
     return path.read_bytes()
