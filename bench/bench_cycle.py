@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_cycle.py [--accounts 100000] [--senders 2] [--sample 200]
                                           [--workdir DIR] [--sink auto|aiosmtpd|postfix]
-                                          [--json]
+                                          [--relay none|plain|starttls|smtps] [--json]
 
 One run on an embedded SQLite database: seed (the demo's organization: plans of every charge
 model, accounts in several countries and currencies, one verified billing contact each and an
@@ -13,9 +13,20 @@ processes) + ledger, and the ledger verified at the end. For each stage: wall an
 (this process and its reaped children: the render pool is shut down at the end of its stage,
 the senders are forked and reaped, so their CPU is counted), and the peak RSS.
 
+``--relay``: ``none`` (the default) sends straight to the sink; ``plain``, ``starttls`` and
+``smtps`` send through a real MTA instead — a throwaway Postfix on loopback
+(tests/support/postfix.py: its own configuration and queue, needs Postfix and root; ``make
+postfix``) that relays to the sink. ``starttls`` logs in (SASL AUTH over STARTTLS, the
+relay's ``auth`` listener: a client that did not log in is refused), ``smtps`` is TLS from the
+first byte without AUTH (the relay's ``smtps`` listener has none). The send stage then ends
+when Postfix has answered 250 for every message (queued and synced by Postfix); Postfix's
+own CPU is not in the figures (it is the far side, as the sink is).
+
 Then, on ``--sample`` invoices of the same run, the straightforward pipeline of the same
 libraries in two processes, no database, no guard: Typst → ``facturx.generate_from_binary`` →
-``EmailMessage`` → dkimpy → smtplib, to the same SMTP server.
+``EmailMessage`` → dkimpy → smtplib, to the same SMTP server with the same security and login
+(its socket has ``TCP_NODELAY`` too, so that over TLS the ratio compares the pipelines, not
+Nagle's algorithm).
 
 Prints a Markdown table (and ``--json`` the figures); paste it into bench/RESULTS.md with the
 machine, load average and date. The seed and the usage file are not part of the cycle figure
@@ -32,19 +43,30 @@ import platform
 import resource
 import shutil
 import smtplib
+import socket
+import ssl
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
 
 from bench_delivery import Sink, _pick_sink  # noqa: E402
+from tests.support.postfix import (  # noqa: E402
+    SASL_PASSWORD,
+    SASL_USER,
+    PostfixRelay,
+    postfix_available,
+    sasl_available,
+    throwaway_postfix,
+)
 
 from sealbill.demo.seed import seed_organization  # noqa: E402
 from sealbill.documents.render import shutdown_pool  # noqa: E402
@@ -64,6 +86,9 @@ from sealbill.store.migrate import upgrade  # noqa: E402
 
 PERIOD = "2026-11"
 SELECTOR, DOMAIN = "bench", "acme-cloud.example"
+# --relay -> (the throwaway Postfix's listener, SmtpConfig.security, log in)
+RELAYS: Final = {"plain": ("plain", "none", False), "starttls": ("auth", "starttls", True),
+                 "smtps": ("smtps", "ssl", False)}
 
 
 def _cpu() -> float:
@@ -93,7 +118,18 @@ class Stages:
                           "peak_rss_mb": round(_peak_mb()), **facts})
 
 
-def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tuple[
+def relay_config(relay: PostfixRelay | None, kind: str, sink_port: int) -> SmtpConfig:
+    """Where the cycle sends: the sink itself, or the relay's listener for ``kind``."""
+    if relay is None:
+        return SmtpConfig(port=sink_port, timeout=30)
+    listener, security, login = RELAYS[kind]
+    return SmtpConfig(host="127.0.0.1", port=relay.ports[listener], security=security,
+                      user=SASL_USER if login else None,
+                      password=SASL_PASSWORD if login else None,
+                      ca_file=relay.ca_file, timeout=30)
+
+
+def run_cycle(workdir: Path, accounts: int, senders: int, config: SmtpConfig) -> tuple[
         Stages, dict[str, Any]]:
     url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
     engine = create_engine(url)
@@ -126,7 +162,6 @@ def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tup
     stages.done("plan", envelopes=plan.envelopes, verdict=plan.verdict)
     key = generate_key(workdir / "dkim.pem")
     signer = DkimSigner(DkimKey(SELECTOR, DOMAIN, key))
-    config = SmtpConfig(port=sink_port, timeout=30)
     stages.start()
     sent = send_run(engine, org_id, billed.run_id, transport=SmtpSender(config), signer=signer,
                     options=SendOptions(senders=senders),
@@ -146,8 +181,20 @@ def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tup
 _worker: dict[str, Any] = {}
 
 
-def _library_init(port: int, key_path: str) -> None:
-    _worker["smtp"] = smtplib.SMTP("127.0.0.1", port, timeout=30)
+def _library_init(config: SmtpConfig, key_path: str) -> None:
+    context = ssl.create_default_context(cafile=config.ca_file)
+    smtp: smtplib.SMTP
+    if config.security == "ssl":
+        smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=30, context=context)
+    else:
+        smtp = smtplib.SMTP(config.host, config.port, timeout=30)
+    assert smtp.sock is not None
+    smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if config.security == "starttls":
+        smtp.starttls(context=context)
+    if config.user and config.password:
+        smtp.login(config.user, config.password)
+    _worker["smtp"] = smtp
     _worker["key"] = Path(key_path).read_bytes()
 
 
@@ -174,7 +221,8 @@ def _library_one(invoice: Any) -> int:
     return len(data)
 
 
-def library_pipeline(facts: dict[str, Any], sample: int, port: int, workdir: Path) -> float:
+def library_pipeline(facts: dict[str, Any], sample: int, config: SmtpConfig,
+                     workdir: Path) -> float:
     """Seconds for ``sample`` invoices of the run through the library pipeline (2 processes)."""
     engine = create_engine(facts["url"])
     with engine.begin() as conn:
@@ -185,7 +233,7 @@ def library_pipeline(facts: dict[str, Any], sample: int, port: int, workdir: Pat
     engine.dispose()
     key_path = workdir / "dkim.pem"
     context = multiprocessing.get_context("spawn")
-    with context.Pool(2, _library_init, (port, str(key_path))) as pool:
+    with context.Pool(2, _library_init, (config, str(key_path))) as pool:
         pool.map(_library_one, invoices[:4])  # start: imports, fonts, connections
         begin = time.perf_counter()
         sizes = pool.map(_library_one, invoices, chunksize=4)
@@ -201,17 +249,27 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="library pipeline invoices")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--sink", default="auto", choices=["auto", "aiosmtpd", "postfix"])
+    parser.add_argument("--relay", default="none", choices=["none", *RELAYS],
+                        help="send through a throwaway Postfix on loopback (see above)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    why = None if args.relay == "none" else postfix_available() or (
+        sasl_available() if RELAYS[args.relay][2] else None)
+    if why:
+        raise SystemExit(f"bench_cycle --relay {args.relay}: {why}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sealbill-cycle-"))
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     sink = Sink(_pick_sink(args.sink))
     try:
-        load_before = os.getloadavg()
-        stages, facts = run_cycle(workdir, args.accounts, args.senders, sink.port)
-        library_rate = library_pipeline(facts, args.sample, sink.port, workdir)
+        with ExitStack() as stack:
+            relay = None if args.relay == "none" else stack.enter_context(
+                throwaway_postfix(relay_port=sink.port))
+            config = relay_config(relay, args.relay, sink.port)
+            load_before = os.getloadavg()
+            stages, facts = run_cycle(workdir, args.accounts, args.senders, config)
+            library_rate = library_pipeline(facts, args.sample, config, workdir)
     finally:
         sink.stop()
     cycle = [row for row in stages.rows if not row["stage"].startswith("seed")]
@@ -221,6 +279,7 @@ def main() -> None:
         "date": date.today().isoformat(), "python": platform.python_version(),
         "nproc": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
         "accounts": args.accounts, "invoices": facts["invoices"], "sink": sink.kind,
+        "relay": args.relay,
         "cycle_wall_s": round(wall, 1), "cycle_cpu_s": round(cpu, 1),
         "invoices_per_s": round(rate, 1), "cpu_ms_per_invoice": round(1000 * cpu /
                                                                       facts["invoices"], 2),
@@ -232,7 +291,7 @@ def main() -> None:
         return
     print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
           f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
-          f"sink {sink.kind}\n")
+          f"sink {sink.kind} · relay {args.relay}\n")
     print("| stage | wall s | CPU s | peak RSS MB | facts |")
     print("| --- | ---: | ---: | ---: | --- |")
     for row in stages.rows:

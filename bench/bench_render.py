@@ -3,6 +3,7 @@
 Usage:
     python bench/bench_render.py [--count 10000] [--baseline-count 200] [--single 300]
                                  [--workers N] [--renderers 500] [--renderers-only]
+                                 [--pool-cpu N]
 
 First, the compiled template (``documents/fastpdf``) against the Typst path it replaces,
 on the same 1-page invoices of 3 to 12 lines (French and English, distinct numbers, buyers
@@ -10,6 +11,10 @@ and amounts), interleaved invoice by invoice, CPU time of this process (``proces
 all threads): the Factur-X PDF alone (CII XML + PDF/A-3b with the XML embedded) and the whole
 ``render_invoice`` (plus mail bodies, subject, digests); then both in a pool of one worker
 per core (invoices/s). Fallbacks to Typst are counted.
+
+``--pool-cpu N``: only the pool as a billing run starts it — N invoices through a fresh pool
+of ``--workers`` workers, its start-up included; CPU of this process and of its workers
+(reaped at the end) per invoice, and the wall time.
 
 Side by side in the same run, for the same 10-line invoices (distinct numbers, buyers and
 amounts, as a billing run produces):
@@ -294,6 +299,21 @@ def print_renderers(count: int, workers: int) -> None:
           f"{validity}\n")
 
 
+def pool_cpu(count: int, workers: int) -> None:
+    """CPU per invoice of a cold pool (start-up included): parent and reaped workers."""
+    def used() -> tuple[float, float]:
+        own, kids = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+    batch, (own, kids), begin = list(varied_invoices(count, 40_000_000)), used(), time.time()
+    made = sum(1 for r in render_many(batch, workers=workers) if r.pdf)
+    shutdown_pool()  # reaps the workers: their CPU is counted
+    wall, (parent, pool), load = time.time() - begin, used(), os.getloadavg()
+    print(f"cold pool ×{workers}, {made} invoices: wall {wall:.2f} s, CPU parent "
+          f"{parent - own:.2f} s + workers {pool - kids:.2f} s = "
+          f"{1000 * (parent - own + pool - kids) / made:.2f} ms an invoice; load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
 def embedding_step(count: int) -> tuple[float, float]:
     """Median ms of the Factur-X step alone: pikepdf XMP patch of a Typst PDF that already
     carries factur-x.xml (sealbill) vs factur-x's generate_from_binary on a plain PDF."""
@@ -330,7 +350,12 @@ def main() -> None:
                         help="invoices for the compiled template vs Typst comparison")
     parser.add_argument("--renderers-only", action="store_true",
                         help="only the compiled template vs Typst comparison")
+    parser.add_argument("--pool-cpu", type=int, default=0, metavar="N",
+                        help="only the CPU of a cold pool rendering N invoices")
     args = parser.parse_args()
+    if args.pool_cpu:
+        pool_cpu(args.pool_cpu, args.workers)
+        return
     print_renderers(args.renderers, args.workers)
     if args.renderers_only:
         shutdown_pool()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +80,43 @@ def test_pool_stops_on_the_first_invalid_invoice() -> None:
 def test_single_worker_renders_in_process() -> None:
     invoices = numbered(3)
     assert [r.number for r in render_many(invoices, workers=1)] == [i.number for i in invoices]
+
+
+def _worker_has_subsetter() -> bool:
+    import sys
+
+    return "fontTools.subset" in sys.modules
+
+
+def test_pool_workers_get_the_fonts_prepared_and_still_subset_what_they_lack() -> None:
+    from sealbill.documents.render import _shared_pool
+
+    invoices = numbered(4)
+    pooled = list(render_many(invoices, workers=2, chunk_size=1))
+    assert {r.renderer for r in pooled} == {"fast"}
+    # The common faces came from this process: no worker loaded fontTools' subsetter.
+    assert not any(_shared_pool(2).submit(_worker_has_subsetter).result() for _ in range(4))
+    greek = [replace(i, buyer=replace(i.buyer, name=f"Ωμέγα Ltd {k}"))
+             for k, i in enumerate(invoices)]
+    pooled = list(render_many(greek, workers=2, chunk_size=1))
+    assert {r.renderer for r in pooled} == {"fast"}
+    assert [r.digest for r in pooled] == [render_invoice(i).digest for i in greek]
+
+
+def test_pool_workers_do_not_run_the_parent_main_module_again(tmp_path: Path) -> None:
+    """A spawned worker would import the parent's main script again (the ``sealbill``
+    command: the whole CLI, ~1.4 s of CPU per worker); a renderer has no use for it."""
+    marker = tmp_path / "imported"
+    script = tmp_path / "main_script.py"
+    script.write_text(
+        "import pathlib\n"
+        f"if __name__ != '__main__':\n    pathlib.Path({str(marker)!r}).write_text(__name__)\n"
+        "from sealbill.documents.render import render_many, shutdown_pool\n"
+        "from tests.unit.documents.test_render import numbered\n"
+        "if __name__ == '__main__':\n"
+        "    assert len(list(render_many(numbered(4), workers=2, chunk_size=1))) == 4\n"
+        "    shutdown_pool()\n")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=120)
+    assert not marker.exists(), marker.read_text()

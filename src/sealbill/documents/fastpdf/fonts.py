@@ -27,12 +27,12 @@ import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final
-
-from fontTools import subset
-from fontTools.ttLib import TTFont
+from typing import TYPE_CHECKING, Final
 
 from sealbill.documents.fastpdf.assets import FONT_NAMES, font_program
+
+if TYPE_CHECKING:
+    from fontTools.ttLib import TTFont
 
 # What nearly every invoice prints: ASCII, Latin-1, the French ligatures, typographic
 # punctuation, spaces, the euro sign. Kept small, because every PDF embeds it.
@@ -67,6 +67,9 @@ class Face:
 
 
 def _subset(program: bytes, codepoints: list[int]) -> TTFont:
+    from fontTools import subset  # here, as below: a worker given its faces never loads it
+    from fontTools.ttLib import TTFont
+
     options = subset.Options()
     options.layout_features = []
     options.name_IDs = ["*"]
@@ -134,6 +137,8 @@ class Style:
     """A font chain (regular or bold): which face prints each character, and how wide it is."""
 
     def __init__(self, name: str) -> None:
+        from fontTools.ttLib import TTFont
+
         self.name = name
         self.fonts = FONT_NAMES[name]
         self._owner: dict[int, tuple[str, int]] = {}  # cp -> (font name, page)
@@ -178,6 +183,8 @@ class Style:
 
 @lru_cache(maxsize=8)
 def _full_widths(font_name: str) -> dict[int, float]:
+    from fontTools.ttLib import TTFont
+
     font = TTFont(io.BytesIO(font_program(font_name)), lazy=True)
     scale = 1000 / font["head"].unitsPerEm
     metrics = font["hmtx"].metrics
@@ -193,3 +200,15 @@ def style(name: str) -> Style:
     if found is None:
         found = _styles[name] = Style(name)
     return found
+
+
+def prepared() -> dict[str, Style]:
+    """Every style, ready (fonts read, common faces subset), for :func:`adopt` in a worker."""
+    return {name: style(name) for name in FONT_NAMES}
+
+
+def adopt(styles: dict[str, Style]) -> None:
+    """Use styles another process prepared (:func:`prepared`) instead of preparing them here:
+    a face's bytes depend only on its characters, so they are the ones this process would
+    subset (about half a second of a worker's start, and fontTools' import, saved)."""
+    _styles.update(styles)
