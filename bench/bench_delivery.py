@@ -56,6 +56,7 @@ from sealbill.mail.smtp import SmtpSender  # noqa: E402
 from sealbill.pipeline.billing.render import render_run  # noqa: E402
 from sealbill.pipeline.delivery import examine as reader  # noqa: E402
 from sealbill.pipeline.delivery import send as send_module  # noqa: E402
+from sealbill.pipeline.delivery import send_judging  # noqa: E402
 from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.delivery import outbox as box  # noqa: E402
@@ -206,8 +207,8 @@ def _guard_bypassed() -> Iterator[None]:
     the seal rule) replaced by no-ops, to see what they cost. The product has no switch to
     skip them."""
     saved = reader.examine, box.send_facts, guard.verdict
-    sealed = send_module._Sender._sealed
-    send_module._Sender._sealed = lambda *a, **k: []  # type: ignore[method-assign]
+    sealed = send_judging.Judge._sealed
+    send_judging.Judge._sealed = lambda *a, **k: []  # type: ignore[method-assign]
     nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
     reader.examine = lambda *a, **k: nothing
     # (the fresh read also carries the kill switch: skipped here too, a few µs)
@@ -217,7 +218,7 @@ def _guard_bypassed() -> Iterator[None]:
         yield
     finally:
         reader.examine, box.send_facts, guard.verdict = saved
-        send_module._Sender._sealed = sealed  # type: ignore[method-assign]
+        send_judging.Judge._sealed = sealed  # type: ignore[method-assign]
 
 
 def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: int,
