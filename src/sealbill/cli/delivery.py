@@ -43,6 +43,7 @@ from sealbill.pipeline.delivery import control
 from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.pipeline.delivery.plan import PlanError, plan_run, plan_summary
 from sealbill.pipeline.delivery.send import SendError, SendOptions, send_run
+from sealbill.pipeline.delivery.send_settings import MAX_BATCH
 from sealbill.pipeline.parties import verify
 from sealbill.store import queries
 from sealbill.store.delivery.send_lock import RunBusy
@@ -159,8 +160,13 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
          senders: Annotated[int, typer.Option(
              min=1, max=32, help="Sender processes after the canary, each with its own SMTP "
              "and database connections and the guard before each of its messages (one per "
-             "core is the fastest; a crash leaves at most one message per sender in flight)."
+             "core is the fastest; a crash may resend at most one batch per sender)."
          )] = 1,
+         batch: Annotated[int, typer.Option(
+             min=1, max=MAX_BATCH, help="Messages a sender judges in one transaction and sends "
+             "before writing their outcomes (and ledger rows) in one transaction; each still "
+             "goes at most 1 s after the guard's fresh read. A crash may send the ones SMTP "
+             "had accepted twice, identical (same Message-ID).")] = MAX_BATCH,
          canary_min_failures: Annotated[int, typer.Option(
              min=1, help="The canary halts the run when at least this many of its messages "
              "failed ...")] = 2,
@@ -185,6 +191,7 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, as_json: JsonOption =
     status = control.status(engine, org_id, run_id)
     total = sum(status["outbox"].get(s, 0) for s in ("queued", "sending", "failed_temporary"))
     options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders,
+                          batch=batch,
                           canary_min_failures=canary_min_failures,
                           canary_failure_share=canary_failure_share)
     try:

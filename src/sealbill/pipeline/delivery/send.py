@@ -192,15 +192,17 @@ class _Sender:
         after its fresh read (the rest judged again when the batch took longer). Returns why
         it stopped, and the messages released to be judged again."""
         queue, again = list(go), list[Entry]()
+        just_judged = True  # the first message after a judgment goes, however long it took
         while queue:
-            if time.monotonic() - judged_at > FRESH_SECONDS:
+            if not just_judged and time.monotonic() - judged_at > FRESH_SECONDS:
                 with self.db.write() as conn:  # also records the outcomes so far
                     judged_at = time.monotonic()
                     stopped, queue, later = self.judge.judge(conn, queue, claimed=True)
-                again = later + again
+                again, just_judged = later + again, True
                 if stopped:
                     return stopped, []
                 continue
+            just_judged = False
             entry = queue.pop(0)
             prepared = entry.prepared
             assert prepared is not None
