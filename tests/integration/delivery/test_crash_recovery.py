@@ -155,7 +155,7 @@ def test_a_crash_leaves_only_its_batch_unrecorded(
     shutil.copyfile(source, db)
     canary = _canary_size(db)
     start = batch_start(3, canary, batch)
-    end = min(start + batch - 1, canary if 3 <= canary else ACCOUNTS)
+    end = min(start + batch - 1, canary if canary >= 3 else ACCOUNTS)
     killed = _send(db, run_id, smtp_server.port, f"3:{phase}", batch)
     assert killed.returncode == -9, killed.stderr
     accepted = [str(m.message_id) for m in smtp_server.accepted]
