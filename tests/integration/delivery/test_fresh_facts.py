@@ -23,6 +23,7 @@ from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
 from sealbill.pipeline.delivery import compose
 from sealbill.pipeline.delivery.plan import plan_run
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import policy_facts, seal_facts
 from sealbill.store.delivery.plans import TEXT_KINDS
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import (
@@ -177,3 +178,39 @@ def test_no_per_message_read_walks_the_whole_run_on_sqlite(sqlite_engine: Engine
              # one row per organization (unique): the kill switch read with the facts
              and not s.startswith("SEARCH sending_switches")]
     assert walks == [], steps
+
+
+def _compare_batch_reads(engine: Engine, tmp_path: Path) -> None:
+    """A sender reads the seal rule's rows and the policy facts for its whole batch at once
+    (``seal_facts.evidence_many``, ``policy_facts.read_many``): the same as one read per
+    message, for the tangled rows above, a revoked link, an unknown envelope, in any order."""
+    org, items = _tangled(engine, tmp_path)
+    with engine.begin() as conn:
+        link = conn.execute(sa.select(contact_links.c.id).where(
+            contact_links.c.organization_id == org, contact_links.c.role == "billing")
+            .order_by(contact_links.c.id)).scalars().first()
+        assert link is not None
+        parties.set_link_status(conn, org, link, "revoked", actor="ops", reason="left")
+    items = [*items, replace(items[1], envelope_id=999_999), replace(items[2], account_id=0)]
+    for batch in (items, items[::-1], items[:1]):
+        with engine.begin() as conn:
+            wanted = [(i.account_id, [c for c, _ in i.recipients]) for i in batch]
+            assert seal_facts.evidence_many(conn, org, wanted) == [
+                seal_facts.evidence(conn, org, account, ids) for account, ids in wanted]
+            assert policy_facts.read_many(conn, org, [i.envelope_id for i in batch]) == {
+                i.envelope_id: policy_facts.read(conn, org, i.envelope_id) for i in batch}
+    with engine.begin() as conn:  # another organization's view: nothing of this one
+        assert seal_facts.evidence_many(conn, org + 1000, [(items[0].account_id, [1])]) == [
+            seal_facts.evidence(conn, org + 1000, items[0].account_id, [1])]
+        assert seal_facts.evidence_many(conn, org, []) == []
+
+
+def test_batch_reads_say_what_one_read_per_message_says_sqlite(sqlite_engine: Engine,
+                                                               tmp_path: Path) -> None:
+    _compare_batch_reads(sqlite_engine, tmp_path)
+
+
+@pytest.mark.postgres
+def test_batch_reads_say_what_one_read_per_message_says_postgres(pg_engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    _compare_batch_reads(pg_engine, tmp_path)

@@ -3,11 +3,12 @@
 :class:`Judge` takes a batch of prepared messages (:class:`Entry`: the outbox row, the bytes
 the guard read back, or why the message could not be built) and, for each in order, in the
 caller's transaction: reads the guard's facts fresh from the tables with the kill switch and
-the run's status, claims the row (``sending``, attempts + 1), judges the examined bytes against
-those facts (``guard.verdict``), the seal rule (:mod:`seal_checks`) and the policy rules
-(:mod:`sealbill.domain.send_policy`), and records the (invoice, recipient) claims — the claims
-of earlier messages of the batch are visible to the later ones' reads, exactly as when each
-message had a transaction of its own.
+the run's status (the rows the seal and policy rules judge, which the claims do not change,
+are read for the whole batch at the start of that transaction), claims the row (``sending``,
+attempts + 1), judges the examined bytes against those facts (``guard.verdict``), the seal
+rule (:mod:`seal_checks`) and the policy rules (:mod:`sealbill.domain.send_policy`), and
+records the (invoice, recipient) claims — the claims of earlier messages of the batch are
+visible to the later ones' reads, exactly as when each message had a transaction of its own.
 
 The same judgment runs again over the claimed messages not sent yet when their fresh read is
 older than the sender allows (``claimed=True``: nothing claimed again).
@@ -34,11 +35,13 @@ from typing import Any
 from sealbill.domain import guard, send_policy
 from sealbill.domain.address_policy import AddressPolicy
 from sealbill.domain.identifiers import IdentifierSearch
+from sealbill.domain.seal_guard import SealEvidence
+from sealbill.domain.send_policy import PolicyFacts
 from sealbill.pipeline.delivery import compose as composer
 from sealbill.pipeline.delivery import seal_checks
 from sealbill.pipeline.delivery.send_settings import SendOptions, SendReport
 from sealbill.store.db import is_postgres
-from sealbill.store.delivery import alerts, policy_facts
+from sealbill.store.delivery import alerts, policy_facts, seal_facts
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import outbox_outcomes as outcomes_store
 from sealbill.store.delivery import plans as plan_store
@@ -74,6 +77,7 @@ class Judge:
     def judge(self, conn: Any, entries: list[Entry], *, claimed: bool) -> Judged:
         """Claim (unless ``claimed``) and judge ``entries`` in order (see the module)."""
         ok: list[Entry] = []
+        policies, evidence = self._batch_facts(conn, entries)
         for j, entry in enumerate(entries):
             item = entry.item
             started = time.process_time()
@@ -90,8 +94,8 @@ class Judge:
             violations = list(entry.problems)
             if entry.prepared is not None:
                 violations += self._verdict(item, entry.prepared, facts, fresh_read_seconds)
-                violations += self._sealed(conn, item, entry.prepared)
-                violations += self._policy(conn, item, entry.prepared)
+                violations += self._sealed(conn, item, entry.prepared, evidence[j])
+                violations += self._policy(item, entry.prepared, policies[item.envelope_id])
             if not violations and not claimed:
                 violations = self._record_claims(conn, item, facts.claimed_by_this_message)
             if violations:
@@ -104,6 +108,21 @@ class Judge:
                 return "halted", [], []
             ok.append(entry)
         return None, ok, []
+
+    def _batch_facts(self, conn: Any, entries: list[Entry]
+                     ) -> tuple[dict[int, PolicyFacts], list[SealEvidence]]:
+        """The rows the policy and seal rules judge, for the whole batch at once (they do not
+        change with the claims this transaction writes; read in it, fresh)."""
+        started = time.process_time()
+        policies = policy_facts.read_many(conn, self.org_id,
+                                          [e.item.envelope_id for e in entries])
+        read_policies = time.process_time()
+        evidence = seal_facts.evidence_many(conn, self.org_id, [
+            (e.item.account_id, [c for c, _ in e.item.recipients]) for e in entries])
+        sealed = time.process_time() - read_policies
+        self.report.seal_seconds += sealed
+        self.report.guard_seconds += sealed + read_policies - started
+        return policies, evidence
 
     def _release(self, conn: Any, entries: list[Entry]) -> None:
         for entry in entries:
@@ -122,21 +141,23 @@ class Judge:
                                       + prepared.examine_seconds)
         return violations
 
-    def _sealed(self, conn: Any, item: box.OutboxItem, prepared: Prepared) -> list[Any]:
+    def _sealed(self, conn: Any, item: box.OutboxItem, prepared: Prepared,
+                evidence: SealEvidence) -> list[Any]:
         """The seal rule (:mod:`sealbill.pipeline.delivery.seal_checks`), timed in the guard's
         CPU."""
         started, out = time.process_time(), prepared.composed.outgoing
         found = seal_checks.message_violations(conn, self.org_id, item.account_id,
-                                               item.recipients, out.mail_from, out.rcpt_to)
+                                               item.recipients, out.mail_from, out.rcpt_to,
+                                               evidence)
         self.report.seal_seconds += (spent := time.process_time() - started)
         self.report.guard_seconds += spent
         return found
 
-    def _policy(self, conn: Any, item: box.OutboxItem,
-                prepared: Prepared) -> list[guard.Violation]:
-        """The guard's policy rules (address policy, archive, approval), on facts read now."""
+    def _policy(self, item: box.OutboxItem, prepared: Prepared,
+                facts: PolicyFacts) -> list[guard.Violation]:
+        """The guard's policy rules (address policy, archive, approval), on facts read in this
+        transaction."""
         started = time.process_time()
-        facts = policy_facts.read(conn, self.org_id, item.envelope_id)
         found = send_policy.violations(item.account_id, item.recipients, prepared.rcpt_to,
                                        self.address_policy, facts)
         self.report.guard_seconds += time.process_time() - started
