@@ -230,7 +230,8 @@ def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: i
     if real.counts != {"sent": n}:
         raise SystemExit(f"the run did not deliver everything: {real.status} {real.counts}")
     row.update(with_guard=n / real.seconds, cpu_ms=1000 * real_cpu / n,
-               guard_ms=1000 * real.guard_seconds / n)
+               guard_ms=1000 * real.guard_seconds / n,
+               judged_again=float(getattr(real, "judged_again", 0)))
     if not skip_noguard:
         with _guard_bypassed():
             bare, bare_cpu = _send(dbs.fresh("noguard"), org_id, run_id, port, signer,
@@ -252,7 +253,8 @@ def _dkim_gauge(signer: DkimSigner) -> float:
 def _print_round(r: int, row: dict[str, float]) -> None:
     print(f"round {r} (DKIM {row['dkim_ms']:.2f} ms/signature):")
     print(f"  with guard:    {row['with_guard']:.0f} msg/s; sender CPU {row['cpu_ms']:.2f} ms/msg,"
-          f" guard {row['guard_ms']:.2f} ms/msg = {100 * row['guard_ms'] / row['cpu_ms']:.1f} %")
+          f" guard {row['guard_ms']:.2f} ms/msg = {100 * row['guard_ms'] / row['cpu_ms']:.1f} %;"
+          f" judged again (batch older than 1 s): {row['judged_again']:.0f}")
     if "without" in row:
         print(f"  without guard: {row['without']:.0f} msg/s; sender CPU "
               f"{row['bare_cpu_ms']:.2f} ms/msg")

@@ -93,7 +93,8 @@ class Judge:
                 self.report.attempted += 1
             violations = list(entry.problems)
             if entry.prepared is not None:
-                violations += self._verdict(item, entry.prepared, facts, fresh_read_seconds)
+                violations += self._verdict(item, entry.prepared, facts,
+                                            fresh_read_seconds, again=claimed)
                 violations += self._sealed(conn, item, entry.prepared, evidence[j])
                 violations += self._policy(item, entry.prepared, policies[item.envelope_id])
             if not violations and not claimed:
@@ -129,16 +130,18 @@ class Judge:
             outcomes_store.unclaim(conn, self.org_id, entry.item)
 
     def _verdict(self, item: box.OutboxItem, prepared: Prepared, facts: box.SendFacts,
-                 fresh_read_seconds: float) -> list[guard.Violation]:
+                 fresh_read_seconds: float, *, again: bool) -> list[guard.Violation]:
         """The guard's verdict on the examined bytes; its time (reading the bytes, the fresh
-        read, the verdict) added to the report."""
+        read, the verdict) added to the report (the reading of the bytes once: ``again`` is a
+        message judged again because its fresh read grew old)."""
         started = time.process_time()
         violations = guard.verdict(
             guard.Envelope(item.run_id, item.envelope_id, item.invoice_id, item.account_id,
                            item.recipients, item.attachment_sha256, prepared.settled),
             facts.fresh, prepared.examined, self.index)
         self.report.guard_seconds += (time.process_time() - started + fresh_read_seconds
-                                      + prepared.examine_seconds)
+                                      + (0.0 if again else prepared.examine_seconds))
+        self.report.judged_again += again
         return violations
 
     def _sealed(self, conn: Any, item: box.OutboxItem, prepared: Prepared,

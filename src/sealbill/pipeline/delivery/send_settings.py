@@ -47,6 +47,7 @@ class SendReport:
     violations: list[dict[str, Any]] = field(default_factory=list)
     guard_seconds: float = 0.0  # CPU time of the guard's steps, summed over the senders
     seal_seconds: float = 0.0  # of which the seal rule (reading the rows, checking the MACs)
+    judged_again: int = 0  # messages judged again: their batch outlived the fresh read (1 s)
     cpu_seconds: float = 0.0  # CPU time of the sender processes, summed
     seconds: float = 0.0
     senders: int = 1
