@@ -214,3 +214,27 @@ def test_batch_reads_say_what_one_read_per_message_says_sqlite(sqlite_engine: En
 def test_batch_reads_say_what_one_read_per_message_says_postgres(pg_engine: Engine,
                                                                  tmp_path: Path) -> None:
     _compare_batch_reads(pg_engine, tmp_path)
+
+
+def test_no_batch_read_walks_the_whole_organization_on_sqlite(sqlite_engine: Engine) -> None:
+    """The batch's seal and policy reads go by contact, account and envelope too."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    with sqlite_engine.begin() as conn:
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        seal_facts.evidence_many(conn, 1, [(5, [5, 6]), (6, [7])])
+        policy_facts.read_many(conn, 1, [5, 6])
+        sa.event.remove(conn, "before_cursor_execute", capture)
+        steps = [str(row[3]) for statement, parameters in captured
+                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                 parameters)]
+    searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
+    assert len(captured) == 4 and searches, steps  # (the organization: a prepared read)
+    # a SCAN only of the ranked subquery's own rows (the latest event per link)
+    assert [s for s in searches if s.startswith("SCAN")
+            and not s.startswith(("SCAN (subquery", "SCAN anon_"))] == [], steps
+    assert [s for s in searches if "(organization_id=?)" in s or "(run_id=?)" in s] == [], steps
