@@ -101,13 +101,16 @@ def _pick_sink(kind: str) -> str:
     return "postfix" if any(Path(p).exists() for p in SMTP_SINK_PATHS) else "aiosmtpd"
 
 
+BATCH: dict[str, int] = {}  # --batch, when given (main's SendOptions has no batch)
+
+
 def _send(url: str, org_id: int, run_id: int, port: int,
           signer: DkimSigner, senders: int) -> tuple[Any, float]:
     engine = create_engine(url)
     config = SmtpConfig(port=port, timeout=30)
     report = send_module.send_run(
         engine, org_id, run_id, transport=SmtpSender(config), signer=signer,
-        options=send_module.SendOptions(senders=senders),
+        options=send_module.SendOptions(senders=senders, **BATCH),
         transport_factory=lambda: SmtpSender(config))
     engine.dispose()
     # the senders' own CPU time (all processes), whatever their neighbours do
@@ -367,6 +370,10 @@ if __name__ == "__main__":
                         help="alternate with/without guard this many times; medians at the end")
     parser.add_argument("--senders", type=int, default=2,
                         help="sender processes after the canary (default 2: one per core)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="messages a sender judges in one transaction (default: 100)")
     args = parser.parse_args()
+    if args.batch is not None:
+        BATCH["batch"] = args.batch
     main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
          args.senders, args.rounds, args.db)
