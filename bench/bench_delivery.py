@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
                                              [--skip-noguard] [--senders N] [--rounds N]
-                                             [--db sqlite|postgresql]
+                                             [--db sqlite|postgresql] [--batch N]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
@@ -17,6 +17,9 @@ shared machine wall time depends on the neighbours, CPU time much less) and DKIM
 signature both ways. ``--rounds N`` repeats the pair N times, alternating, and prints the
 medians: this host's speed drifts by up to 2x within an hour, so each round starts with the
 time of a DKIM signature as a gauge, and only figures of the same round are compared.
+
+``--batch N``: the messages a sender judges in one transaction and sends before writing their
+outcomes (default 100, the product's; not passed to a sender that predates batches unless given).
 
 ``--cache DIR`` keeps the prepared (planned, not yet sent) cycle in DIR and reuses it on the
 next run with the same count, so that iterating on the sender does not re-render 10,000 PDFs.
