@@ -267,3 +267,37 @@ def test_a_sender_holds_one_connection_and_writes_once_per_batch(
     # sealed history check, each phase's listings and last outcomes); one per message would
     # need 12 more
     assert len(write_transactions) <= 12 + 2, len(write_transactions)
+
+
+@BOTH
+def test_a_violation_inside_a_batch_lets_the_messages_before_it_go_and_halts_at_it(
+        which: str, request: pytest.FixtureRequest) -> None:
+    """Batch (2, 3, 4) after the canary; message 3's recipient is no longer verified when the
+    batch is judged. Message 2 was judged fine: it goes, and is recorded; message 3 is judged
+    again, first, in the next transaction (after 2's outcome), and halts the run there; message
+    4 is not sent and is charged nothing — as when each message was judged just before it went.
+    """
+    world: World = request.getfixturevalue(which)
+    assert world.plan().verdict == "proceed"
+    assert _canary_size(world) == 1
+    with world.engine.begin() as conn:
+        rest = conn.execute(
+            sa.select(outbox.c.message_id, delivery_envelopes.c.account_id)
+            .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
+            .where(outbox.c.organization_id == world.org_id,
+                   delivery_envelopes.c.is_canary.is_(False)).order_by(outbox.c.id)).all()
+        links = conn.execute(sa.select(contact_links.c.id).where(
+            contact_links.c.organization_id == world.org_id,
+            contact_links.c.account_id == rest[1].account_id)).scalars().all()
+        for link in links:
+            parties.set_link_status(conn, world.org_id, link, "revoked", actor="ops",
+                                    reason="left the company")
+    report = _send(world, lambda n: None)
+    assert report.stopped == "halted" and world.run_status() == "halted"
+    assert [str(m.message_id) for m in world.smtp.accepted][1:] == [str(rest[0].message_id)]
+    _assert_every_accepted_message_recorded(world)
+    rows = _rows(world)
+    assert rows[str(rest[1].message_id)][0] == "set_aside"
+    assert rows[str(rest[2].message_id)] == ("queued", 0)
+    assert len(report.violations) == 1
+    assert report.violations[0]["message_id"] == str(rest[1].message_id)
