@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_delivery.py [--count N] [--cache DIR] [--sink KIND]
                                              [--skip-noguard] [--senders N] [--rounds N]
-                                             [--db sqlite|postgresql]
+                                             [--db sqlite|postgresql] [--batch N]
 
 Prepares a real billing cycle of N accounts (bill, finalize, render — timed separately, not part
 of the figure), plans it, copies the database, then sends it twice to a sink that discards, in
@@ -17,6 +17,9 @@ shared machine wall time depends on the neighbours, CPU time much less) and DKIM
 signature both ways. ``--rounds N`` repeats the pair N times, alternating, and prints the
 medians: this host's speed drifts by up to 2x within an hour, so each round starts with the
 time of a DKIM signature as a gauge, and only figures of the same round are compared.
+
+``--batch N``: the messages a sender judges in one transaction and sends before writing their
+outcomes (default 100, the product's; not passed to a sender that predates batches unless given).
 
 ``--cache DIR`` keeps the prepared (planned, not yet sent) cycle in DIR and reuses it on the
 next run with the same count, so that iterating on the sender does not re-render 10,000 PDFs.
@@ -56,6 +59,7 @@ from sealbill.mail.smtp import SmtpSender  # noqa: E402
 from sealbill.pipeline.billing.render import render_run  # noqa: E402
 from sealbill.pipeline.delivery import examine as reader  # noqa: E402
 from sealbill.pipeline.delivery import send as send_module  # noqa: E402
+from sealbill.pipeline.delivery import send_judging  # noqa: E402
 from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.delivery import outbox as box  # noqa: E402
@@ -100,13 +104,16 @@ def _pick_sink(kind: str) -> str:
     return "postfix" if any(Path(p).exists() for p in SMTP_SINK_PATHS) else "aiosmtpd"
 
 
+BATCH: dict[str, int] = {}  # --batch, when given (main's SendOptions has no batch)
+
+
 def _send(url: str, org_id: int, run_id: int, port: int,
           signer: DkimSigner, senders: int) -> tuple[Any, float]:
     engine = create_engine(url)
     config = SmtpConfig(port=port, timeout=30)
     report = send_module.send_run(
         engine, org_id, run_id, transport=SmtpSender(config), signer=signer,
-        options=send_module.SendOptions(senders=senders),
+        options=send_module.SendOptions(senders=senders, **BATCH),
         transport_factory=lambda: SmtpSender(config))
     engine.dispose()
     # the senders' own CPU time (all processes), whatever their neighbours do
@@ -206,8 +213,8 @@ def _guard_bypassed() -> Iterator[None]:
     the seal rule) replaced by no-ops, to see what they cost. The product has no switch to
     skip them."""
     saved = reader.examine, box.send_facts, guard.verdict
-    sealed = send_module._Sender._sealed
-    send_module._Sender._sealed = lambda *a, **k: []  # type: ignore[method-assign]
+    sealed = send_judging.Judge._sealed
+    send_judging.Judge._sealed = lambda *a, **k: []  # type: ignore[method-assign]
     nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
     reader.examine = lambda *a, **k: nothing
     # (the fresh read also carries the kill switch: skipped here too, a few µs)
@@ -217,7 +224,7 @@ def _guard_bypassed() -> Iterator[None]:
         yield
     finally:
         reader.examine, box.send_facts, guard.verdict = saved
-        send_module._Sender._sealed = sealed  # type: ignore[method-assign]
+        send_judging.Judge._sealed = sealed  # type: ignore[method-assign]
 
 
 def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: int,
@@ -229,7 +236,8 @@ def _round(dbs: SqliteCopies | PostgresCopies, org_id: int, run_id: int, port: i
     if real.counts != {"sent": n}:
         raise SystemExit(f"the run did not deliver everything: {real.status} {real.counts}")
     row.update(with_guard=n / real.seconds, cpu_ms=1000 * real_cpu / n,
-               guard_ms=1000 * real.guard_seconds / n)
+               guard_ms=1000 * real.guard_seconds / n,
+               judged_again=float(getattr(real, "judged_again", 0)))
     if not skip_noguard:
         with _guard_bypassed():
             bare, bare_cpu = _send(dbs.fresh("noguard"), org_id, run_id, port, signer,
@@ -251,7 +259,8 @@ def _dkim_gauge(signer: DkimSigner) -> float:
 def _print_round(r: int, row: dict[str, float]) -> None:
     print(f"round {r} (DKIM {row['dkim_ms']:.2f} ms/signature):")
     print(f"  with guard:    {row['with_guard']:.0f} msg/s; sender CPU {row['cpu_ms']:.2f} ms/msg,"
-          f" guard {row['guard_ms']:.2f} ms/msg = {100 * row['guard_ms'] / row['cpu_ms']:.1f} %")
+          f" guard {row['guard_ms']:.2f} ms/msg = {100 * row['guard_ms'] / row['cpu_ms']:.1f} %;"
+          f" judged again (batch older than 1 s): {row['judged_again']:.0f}")
     if "without" in row:
         print(f"  without guard: {row['without']:.0f} msg/s; sender CPU "
               f"{row['bare_cpu_ms']:.2f} ms/msg")
@@ -364,6 +373,10 @@ if __name__ == "__main__":
                         help="alternate with/without guard this many times; medians at the end")
     parser.add_argument("--senders", type=int, default=2,
                         help="sender processes after the canary (default 2: one per core)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="messages a sender judges in one transaction (default: 100)")
     args = parser.parse_args()
+    if args.batch is not None:
+        BATCH["batch"] = args.batch
     main(args.count_opt or args.count or 10_000, args.cache, args.sink, args.skip_noguard,
          args.senders, args.rounds, args.db)

@@ -33,6 +33,7 @@ from sealbill.cli.workers import queue_lines
 from sealbill.domain.delivery_plan import HOLD
 from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.pipeline.delivery.send import SendOptions
+from sealbill.pipeline.delivery.send_settings import MAX_BATCH
 
 contacts_app = typer.Typer(help="Verify billing contacts' addresses.", no_args_is_help=True)
 RunArg = Annotated[str, typer.Argument(help="Run id or period (YYYY-MM).")]
@@ -119,8 +120,13 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, key: KeyOption = None
          senders: Annotated[int, typer.Option(
              min=1, max=32, help="Sender processes after the canary, each with its own SMTP "
              "and database connections and the guard before each of its messages (one per "
-             "core is the fastest; a crash leaves at most one message per sender in flight)."
+             "core is the fastest; a crash may resend at most one batch per sender)."
          )] = 1,
+         batch: Annotated[int, typer.Option(
+             min=1, max=MAX_BATCH, help="Messages a sender judges in one transaction and sends "
+             "before writing their outcomes (and ledger rows) in one transaction; each still "
+             "goes at most 1 s after the guard's fresh read. A crash may send the ones SMTP "
+             "had accepted twice, identical (same Message-ID).")] = MAX_BATCH,
          canary_min_failures: Annotated[int, typer.Option(
              min=1, help="The canary halts the run when at least this many of its messages "
              "failed ...")] = 2,
@@ -141,6 +147,7 @@ def send(run: RunArg, org: OrgOption, db: DbOption = None, key: KeyOption = None
     by_ignored(by)
     engine, actor, org_id = context(db, org, key, as_json)
     options = SendOptions(max_attempts=max_attempts, backoff_seconds=backoff, senders=senders,
+                          batch=batch,
                           canary_min_failures=canary_min_failures,
                           canary_failure_share=canary_failure_share)
     total = call(lambda: run_sends.to_send(engine, actor, org_id, run), as_json)

@@ -4,8 +4,10 @@ The embedded :func:`sealbill.pipeline.delivery.send.send_run` does all three in 
 the
 run's lock; here each part is its own job, possibly on another machine, and uses the same
 sender (:class:`sealbill.pipeline.delivery.send._Sender`): the guard before every message, the kill
-switch and run status read in every claiming transaction, outcomes and ledger rows per
-message. Slice k of n owns the outbox rows whose id is k modulo n (as a forked sender does);
+switch and run status read in every claiming transaction (one per batch of ≤ 100 messages,
+at most 1 s before each goes), outcomes and ledger rows written per batch (a killed worker
+resends at most the batch it had in flight, per job). Slice k of n owns the outbox rows whose
+id is k modulo n (as a forked sender does);
 the queue never runs two jobs of one slice at once (Procrastinate ``lock``), and the per-run
 unique (invoice, recipient) claim refuses a pair twice whatever happens.
 """

@@ -23,6 +23,7 @@ from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
 from sealbill.pipeline.delivery import compose
 from sealbill.pipeline.delivery.plan import plan_run
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import policy_facts, seal_facts
 from sealbill.store.delivery.plans import TEXT_KINDS
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import (
@@ -177,3 +178,63 @@ def test_no_per_message_read_walks_the_whole_run_on_sqlite(sqlite_engine: Engine
              # one row per organization (unique): the kill switch read with the facts
              and not s.startswith("SEARCH sending_switches")]
     assert walks == [], steps
+
+
+def _compare_batch_reads(engine: Engine, tmp_path: Path) -> None:
+    """A sender reads the seal rule's rows and the policy facts for its whole batch at once
+    (``seal_facts.evidence_many``, ``policy_facts.read_many``): the same as one read per
+    message, for the tangled rows above, a revoked link, an unknown envelope, in any order."""
+    org, items = _tangled(engine, tmp_path)
+    with engine.begin() as conn:
+        link = conn.execute(sa.select(contact_links.c.id).where(
+            contact_links.c.organization_id == org, contact_links.c.role == "billing")
+            .order_by(contact_links.c.id)).scalars().first()
+        assert link is not None
+        parties.set_link_status(conn, org, link, "revoked", actor="ops", reason="left")
+    items = [*items, replace(items[1], envelope_id=999_999), replace(items[2], account_id=0)]
+    for batch in (items, items[::-1], items[:1]):
+        with engine.begin() as conn:
+            wanted = [(i.account_id, [c for c, _ in i.recipients]) for i in batch]
+            assert seal_facts.evidence_many(conn, org, wanted) == [
+                seal_facts.evidence(conn, org, account, ids) for account, ids in wanted]
+            assert policy_facts.read_many(conn, org, [i.envelope_id for i in batch]) == {
+                i.envelope_id: policy_facts.read(conn, org, i.envelope_id) for i in batch}
+    with engine.begin() as conn:  # another organization's view: nothing of this one
+        assert seal_facts.evidence_many(conn, org + 1000, [(items[0].account_id, [1])]) == [
+            seal_facts.evidence(conn, org + 1000, items[0].account_id, [1])]
+        assert seal_facts.evidence_many(conn, org, []) == []
+
+
+def test_batch_reads_say_what_one_read_per_message_says_sqlite(sqlite_engine: Engine,
+                                                               tmp_path: Path) -> None:
+    _compare_batch_reads(sqlite_engine, tmp_path)
+
+
+@pytest.mark.postgres
+def test_batch_reads_say_what_one_read_per_message_says_postgres(pg_engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    _compare_batch_reads(pg_engine, tmp_path)
+
+
+def test_no_batch_read_walks_the_whole_organization_on_sqlite(sqlite_engine: Engine) -> None:
+    """The batch's seal and policy reads go by contact, account and envelope too."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    with sqlite_engine.begin() as conn:
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        seal_facts.evidence_many(conn, 1, [(5, [5, 6]), (6, [7])])
+        policy_facts.read_many(conn, 1, [5, 6])
+        sa.event.remove(conn, "before_cursor_execute", capture)
+        steps = [str(row[3]) for statement, parameters in captured
+                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                 parameters)]
+    searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
+    assert len(captured) == 4 and searches, steps  # (the organization: a prepared read)
+    # a SCAN only of the ranked subquery's own rows (the latest event per link)
+    assert [s for s in searches if s.startswith("SCAN")
+            and not s.startswith(("SCAN (subquery", "SCAN anon_"))] == [], steps
+    assert [s for s in searches if "(organization_id=?)" in s or "(run_id=?)" in s] == [], steps

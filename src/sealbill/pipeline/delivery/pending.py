@@ -1,29 +1,32 @@
-"""A sender's database connection, held for a whole phase, and the outcome not written yet.
+"""A sender's database connection, held for a whole phase, and the outcomes not written yet.
 
 Each transaction through ``engine.begin()`` checks a connection out of the pool and back in;
-for a sender that runs two or three small transactions per message, that was about a seventh
-of its CPU. A sender therefore holds one connection for a whole phase of the send, and runs
-its transactions on it (:meth:`SenderConnection.write`, :meth:`SenderConnection.read`).
+for a sender that runs small transactions for every batch of messages, that was about a
+seventh of its CPU. A sender therefore holds one connection for a whole phase of the send, and
+runs its transactions on it (:meth:`SenderConnection.write`, :meth:`SenderConnection.read`).
 
-It also saves a write transaction per message: what SMTP answered for message k (an
-:class:`Attempt`) is kept *pending* and written as the first statements of the next write
-transaction, the one that claims message k + 1 (on SQLite, one writer at a time: one lock wait
-per message less between parallel senders) — its ledger row as the *last* statement of that
-transaction: on PostgreSQL a ledger append holds the organization's chain lock until commit,
-and the claim, the fresh read and the verdict of k + 1 need not be inside it.
+A sender sends a *batch* of messages between two write transactions
+(:mod:`sealbill.pipeline.delivery.send`): what SMTP answered for each of them (an
+:class:`Attempt`) is kept *pending* and written, all of them together, as the first statements
+of the next write transaction — their ledger rows as the *last* statements of that
+transaction, in the order SMTP accepted the messages (:func:`~sealbill.store.delivery.ledger.
+append_many`: on PostgreSQL a ledger append holds the organization's chain lock until commit).
+Messages claimed for the batch but not given to SMTP (the batch stopped early) are *released*
+in the same transaction: back to the state and attempt count they were claimed from.
 
 Invariants:
-- at most one attempt is pending (a sender sends one message at a time);
-- a pending attempt's state is written before anything else in the next write transaction, so
-  that transaction reads the state it left (a contact it flagged as bounced, its row ``sent``);
-  its ledger row is appended in the same transaction, after the rest (``sent`` and its ledger
-  row still commit together);
-- it stops being pending only once the transaction that wrote it has committed: a transaction
-  that fails or rolls back leaves it pending, for the next write or :meth:`flush`;
+- at most one batch of attempts is pending (≤ the batch size, 100 by default);
+- the pending attempts' states are written before anything else in the next write
+  transaction, so that transaction reads the state they left (a contact flagged as bounced,
+  rows ``sent``); their ledger rows are appended in the same transaction, after the rest
+  (``sent`` and its ledger row still commit together);
+- they stop being pending only once the transaction that wrote them has committed: a
+  transaction that fails or rolls back leaves them pending, for the next write or
+  :meth:`flush`;
 - the sender flushes before it returns, raises or waits (see
-:mod:`sealbill.pipeline.delivery.send`):
-  until then the message is in ``sending``, and a crash makes it be sent again with its
-  Message-ID, as a crash between SMTP and the old separate outcome transaction did.
+  :mod:`sealbill.pipeline.delivery.send`): until then each message of the batch is in
+  ``sending``, and a crash makes it be sent again with its Message-ID — so a crash sends at
+  most the pending attempts SMTP accepted twice: at most one batch per sender.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sealbill.pipeline.delivery.outcome import record_state
 from sealbill.store.db import read_transaction_on
 from sealbill.store.delivery import ledger
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_outcomes as outcomes_store
 
 
 @dataclass(frozen=True)
@@ -62,20 +66,21 @@ class OutcomePolicy:
 
 
 class SenderConnection:
-    """One connection for a sender's phase, and the attempt it has not recorded yet."""
+    """One connection for a sender's phase, and the attempts it has not recorded yet."""
 
     def __init__(self, policy: OutcomePolicy,
                  on_recorded: Callable[[int], None] | None = None) -> None:
         self.policy = policy
-        self.on_recorded = on_recorded  # called (outside any transaction) with 1 per outcome
-        self.pending: Attempt | None = None
+        self.on_recorded = on_recorded  # called (outside any transaction) with the count
+        self.pending: list[Attempt] = []
+        self.releases: list[box.OutboxItem] = []  # claimed, not given to SMTP: to undo
         self._conn: Connection | None = None
 
     @contextmanager
     def held(self, engine: Engine) -> Iterator[None]:
         """Hold one connection of ``engine`` for the block (opened here: a forked sender must
         open its own after the fork). Whatever ends the block — its end, a return, an
-        exception — the pending attempt is recorded before the connection is closed."""
+        exception — the pending attempts are recorded before the connection is closed."""
         with engine.connect() as conn:
             self._conn = conn
             try:
@@ -94,27 +99,31 @@ class SenderConnection:
 
     def hold(self, attempt: Attempt) -> None:
         """Keep ``attempt`` to be written by the next write transaction (or :meth:`flush`)."""
-        if self.pending is not None:
-            raise RuntimeError("an earlier attempt is still unrecorded")
-        self.pending = attempt
+        self.pending.append(attempt)
+
+    def release(self, items: list[box.OutboxItem]) -> None:
+        """Claimed but not sent: returned to their claimed-from state by the next write."""
+        self.releases.extend(items)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction that begins by recording the pending attempt, if any.
+        """A write transaction that begins by recording the pending attempts and releases.
 
         Committed when the block ends (a ``return`` in it too); an exception rolls all of it
-        back, the pending attempt included, which then stays pending."""
-        pending = self.pending
+        back, the pending attempts included, which then stay pending."""
+        pending, releases = list(self.pending), list(self.releases)
         with self.conn.begin():
-            entry = self._record(pending) if pending is not None else None
+            for item in releases:
+                outcomes_store.unclaim(self.conn, self.policy.org_id, item)
+            entries = [e for e in (self._record(a) for a in pending) if e is not None]
             yield self.conn
-            if entry is not None:  # last: the chain lock (PostgreSQL) is held until commit
-                ledger.append(self.conn, self.policy.org_id, entry)
-        if pending is not None:
-            self.pending = None
-            if self.on_recorded is not None:
-                # after the commit: a callback may use other connections (SQLite: the lock)
-                self.on_recorded(1)
+            if entries:  # last: the chain lock (PostgreSQL) is held until commit
+                ledger.append_many(self.conn, self.policy.org_id, entries)
+        del self.pending[:len(pending)]
+        del self.releases[:len(releases)]
+        if pending and self.on_recorded is not None:
+            # after the commit: a callback may use other connections (SQLite: the lock)
+            self.on_recorded(len(pending))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -123,8 +132,8 @@ class SenderConnection:
             yield conn
 
     def flush(self) -> None:
-        """Record the pending attempt now, in a transaction of its own (nothing if none)."""
-        if self.pending is not None:
+        """Record the pending attempts now, in a transaction of their own (nothing if none)."""
+        if self.pending or self.releases:
             with self.write():
                 pass
 

@@ -2,7 +2,8 @@
 
 - :func:`message_violations`, in each message's claiming transaction: the organization's row
   and, per recipient, the contact, its billing link and the link's latest history event, read
-  fresh and judged against their seals. A row naming a key id this process does not hold makes
+  fresh (for a sender's whole batch at once, in the transaction that claims it) and judged
+  against their seals. A row naming a key id this process does not hold makes
   it read its keyring directory again first (a ``sealing-keys rotate`` run elsewhere mid-send); a
   missing key is a violation, never a fresh key.
 - :func:`history_halt`, once per ``run send`` before anything is sent: the whole sealed contact
@@ -26,10 +27,15 @@ from sealbill.store.parties import contact_log
 
 def message_violations(conn: Connection, org_id: int, account_id: int,
                        recipients: Sequence[tuple[int, str]], mail_from: str,
-                       rcpt_to: Sequence[str]) -> list[Violation]:
+                       rcpt_to: Sequence[str],
+                       evidence: seal_guard.SealEvidence | None = None) -> list[Violation]:
+    """The seal rule for one message; ``evidence``: its rows, when the caller read them for
+    a whole batch in this transaction (:func:`seal_facts.evidence_many`), else read here."""
     try:
         keys = for_connection(conn).keys
-        evidence = seal_facts.evidence(conn, org_id, account_id, [c for c, _ in recipients])
+        if evidence is None:
+            evidence = seal_facts.evidence(conn, org_id, account_id,
+                                           [c for c, _ in recipients])
         if not seal_guard.key_ids(evidence) <= set(keys.by_id):
             keys = refresh(conn).keys  # rotated by another process since we loaded it
     except KeyMissing as exc:

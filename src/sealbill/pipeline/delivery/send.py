@@ -1,36 +1,48 @@
 """Send a run: canary first, then the rest; the guard before every message; the ledger after.
 
-For each outbox row, in this order, on one database connection the sender holds for the whole
-phase (:mod:`sealbill.pipeline.delivery.pending`):
-1. without the write lock: read what the message needs (a read-only snapshot), compose it
-   (documents, MIME, DKIM) and let the guard read the exact bytes back (``examine.examine``:
-   headers, parts, digests, the XML in the PDF) — a message that cannot be built is a
-   violation;
-2. in one transaction: first the outcome of the previous message (step 4; its ledger row is
-   appended last, just before the commit), then read the guard's facts fresh from the tables
-   together with the kill switch and the run's status (paused or no longer sending -> stop,
-   before anything is claimed), claim the row
-   (``sending``), judge the examined bytes against those facts (``guard.verdict``); a
-   violation holds the message, **halts the run** and records an alert with the evidence, in
-   that same transaction; otherwise record the (invoice, recipient) claims;
-3. SMTP, with exactly the bytes and recipients the guard judged;
-4. kept pending, and written at the start of the next message's step 2 — or on its own before
-   the sender lists its rows again, waits, returns or raises, whatever the reason: ``sent`` +
-   the ledger row, or ``failed_temporary`` with a backoff, or ``failed_permanent`` with the
-   refused contacts flagged — per recipient (:mod:`sealbill.pipeline.delivery.outcome`).
+A sender works through its rows in **batches** of at most ``SendOptions.batch`` messages (100
+by default), on one database connection it holds for the whole phase
+(:mod:`sealbill.pipeline.delivery.pending`):
+1. without the write lock: read what the batch needs in one read-only snapshot, compose each
+   message (documents, MIME, DKIM) and let the guard read its exact bytes back
+   (``examine.examine``: headers, parts, digests, the XML in the PDF) — a message that cannot
+   be built is a violation;
+2. in one transaction: first the outcomes of the previous batch (step 4; their ledger rows
+   appended last, just before the commit), then for each message of the batch, in order
+   (:mod:`sealbill.pipeline.delivery.send_judging`): read the guard's facts fresh from the
+   tables together with the kill switch and the run's status (paused or no longer sending ->
+   stop, before anything more is claimed), claim the row (``sending``), judge the examined
+   bytes against those facts (``guard.verdict``), the seal rule and the policy rules; record
+   its (invoice, recipient) claims. A violation by the first message of the batch **halts the
+   run** and records an alert with the evidence in that same transaction; a violation by a
+   later one cuts the batch before it: the messages before it go, and it is judged again,
+   fresh and first, in the next transaction;
+3. SMTP, one message after the other on one connection, with exactly the bytes and recipients
+   the guard judged — each **at most** ``FRESH_SECONDS`` (1 s) after its fresh read: when the
+   batch has taken longer, the messages not sent yet are judged again first (a write
+   transaction that also records the outcomes so far);
+4. kept pending, and written at the start of the next write transaction — or on their own
+   before the sender lists its rows again, waits, returns or raises, whatever the reason:
+   ``sent`` + the ledger row, or ``failed_temporary`` with a backoff, or ``failed_permanent``
+   with the refused contacts flagged — per recipient
+   (:mod:`sealbill.pipeline.delivery.outcome`). Claimed messages the batch did not send (it
+   stopped early) are returned to the state they were claimed from in that transaction.
 
 Invariants:
-- nothing reaches SMTP that the guard did not pass in the transaction just before it;
+- nothing reaches SMTP that the guard did not pass on facts read at most one batch
+  (≤ ``batch`` messages) and at most ``FRESH_SECONDS`` before it goes;
 - a run in ``held`` or ``halted`` sends nothing; ``sealbill run approve`` / ``sealbill resume``
-  are the only ways forward, and both are recorded;
+  are the only ways forward, and both are recorded; a run halted or paused by another sender
+  or an operator stops this sender before its next batch, within ``FRESH_SECONDS``;
 - the canary slice is sent before any other message, and the rest goes only if the canary did
   not fail systematically (N of M, or the message itself refused: :mod:`send_checks`);
 - SMTP is given only the recipients of the message not yet delivered nor bounced (a subset of
   those the guard judged); a refusal of the *session* (relay or configuration) pauses the run
   (``smtp_session``) without charging the message (:mod:`sealbill.pipeline.delivery.outcome`);
-- after a crash the row left in ``sending`` is sent again with its Message-ID (at most that one
-  message per sender process may arrive twice, identical: a crash between SMTP accepting
-  message k and the claim of k + 1, or the end of the slice); everything else is sent once;
+- after a crash the rows left in ``sending`` are sent again with their Message-ID: **at most
+  one batch per sender process may arrive twice**, identical — the messages of the batch SMTP
+  accepted since the sender last wrote outcomes (≤ ``batch``); everything else is sent once,
+  and nothing is lost;
 - when :func:`send_run` returns, every message SMTP accepted has its ledger row;
 - with ``senders`` > 1, each forked sender owns the rows whose id is its number modulo the
   count; the guard's per-run rule "no (invoice, recipient) pair twice" is also a unique
@@ -44,14 +56,13 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.domain import guard, send_policy
+from sealbill.domain import guard
 from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.dkim import DkimSigner
@@ -63,10 +74,11 @@ from sealbill.pipeline.delivery.identifier_search import AutomatonSearch
 from sealbill.pipeline.delivery.pending import Attempt, OutcomePolicy, SenderConnection
 from sealbill.pipeline.delivery.send_checks import check_canary, retryable_left
 from sealbill.pipeline.delivery.send_forked import send_forked
+from sealbill.pipeline.delivery.send_judging import Entry, Judge
+from sealbill.pipeline.delivery.send_judging import Prepared as JudgedMessage
 from sealbill.pipeline.delivery.send_settings import SendOptions as SendOptions
 from sealbill.pipeline.delivery.send_settings import SendReport as SendReport
-from sealbill.store.db import is_postgres
-from sealbill.store.delivery import alerts, policy_facts, switches
+from sealbill.store.delivery import alerts, switches
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import plans as plan_store
 from sealbill.store.delivery.identifiers import identifier_index
@@ -75,6 +87,7 @@ from sealbill.store.parties import address_rules
 
 SENDABLE_RUN = ("approved", "sending", "paused")  # paused: a relay fault, fixed since
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
+FRESH_SECONDS = 1.0  # a message goes at most this long after the guard's fresh read for it
 
 
 class SendError(RuntimeError):
@@ -84,15 +97,6 @@ class SendError(RuntimeError):
 class Transport(Protocol):
     def send(self, mail_from: str, rcpt_to: tuple[str, ...], data: bytes) -> SendResult: ...
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    composed: composer.Composed
-    examined: guard.Examined
-    examine_seconds: float
-    rcpt_to: tuple[str, ...]  # the recipients to send to now (not delivered nor bounced yet)
-    settled: frozenset[str]
 
 
 class _Sender:
@@ -114,10 +118,12 @@ class _Sender:
         gc.collect()
         gc.freeze()
         self.failures_in_a_row = 0
+        self.given = 0  # messages given to SMTP by this sender (the test hook counts them)
         # The address policy is configuration (the allow-list may name thousands of domains):
         # read once per sender; the facts it is applied to are read fresh for each message.
         with engine.begin() as conn:
-            self.address_policy = address_rules.policy_for(conn, org_id)
+            address_policy = address_rules.policy_for(conn, org_id)
+        self.judge = Judge(org_id, run_id, options, self.report, self.index, address_policy)
         self.kill_at = _kill_point()
         self.db = SenderConnection(
             OutcomePolicy(org_id, options.max_attempts,
@@ -128,14 +134,14 @@ class _Sender:
 
         On one connection held for the whole phase, opened here (a forked sender opens its
         own after the fork). Whatever ends the phase (the slice done, a stop, an exception),
-        the outcome of its last message is recorded before it returns or raises."""
+        the outcomes of its last batch are recorded before it returns or raises."""
         with self.db.held(self.engine):
             return self._send_slice(canary)
 
     def _send_slice(self, canary: bool | None) -> str | None:
-        limit = self.options.max_attempts
+        limit, size = self.options.max_attempts, max(1, self.options.batch)
         while True:
-            # Also records the last message's outcome: listed again, it would still be sending.
+            # Also records the last batch's outcomes: listed again, they would still be sending.
             with self.db.write() as conn:
                 rows = box.items(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
                                  canary=canary)
@@ -146,8 +152,9 @@ class _Sender:
                      and r.next_attempt_at is not None]
             due = [r for r in rows if r.status != "failed_temporary"]
             due += [r for r in retry if r.next_attempt_at is not None and r.next_attempt_at <= at]
-            for item in sorted(due, key=lambda r: r.outbox_id):
-                stopped = self.deliver(item)
+            due.sort(key=lambda r: r.outbox_id)
+            for start in range(0, len(due), size):
+                stopped = self.deliver(due[start:start + size])
                 if stopped:
                     return stopped
             if due:
@@ -156,7 +163,7 @@ class _Sender:
                 return None
             wake = min(r.next_attempt_at for r in retry if r.next_attempt_at is not None)
             # Nothing waits unrecorded through the sleep (the listing above wrote the last
-            # outcome already: this keeps the rule from depending on it).
+            # outcomes already: this keeps the rule from depending on it).
             self.db.flush()
             time.sleep(max(0.0, min((wake - at).total_seconds(),
                                     self.options.backoff_max_seconds)) + 0.01)
@@ -164,134 +171,99 @@ class _Sender:
                 if switches.is_paused(conn, self.org_id):
                     return "paused"
 
-    def deliver(self, item: box.OutboxItem) -> str | None:
-        """Claim, judge and send one message; its outcome stays pending (see the module)."""
-        self.report.attempted += 1
-        n = self.report.attempted
-        prepared, violations = self._prepare(item)
-        # One transaction: the previous message's outcome first (db.write), then this claim.
-        with self.db.write() as conn:
-            started = time.process_time()
-            facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
-            fresh_read_seconds = time.process_time() - started
-            if facts.stop is not None:
-                # read before the claim: nothing to undo, and the previous outcome commits
-                return facts.stop
-            if not box.claim(conn, self.org_id, item):
-                return None  # changed since it was listed: not ours to send now
-            if prepared is not None:
-                violations = self._judge(item, prepared, facts, fresh_read_seconds)
-                violations += self._sealed(conn, item, prepared)
-                violations += self._policy(conn, item, prepared)
-            if not violations:
-                violations = self._record_claims(conn, item, facts.claimed_by_this_message)
-            if violations:
-                self._halt(conn, item, violations)
-                return "halted"
-        assert prepared is not None
-        outgoing = prepared.composed.outgoing
-        self._maybe_die(n, "claimed")
-        # only the recipients not yet delivered nor bounced: a subset of what the guard judged
-        result = self.transport.send(outgoing.mail_from, prepared.rcpt_to, outgoing.data)
-        self._maybe_die(n, "smtp_done")
-        self.db.hold(Attempt(item, prepared.composed, result, prepared.rcpt_to))
-        return self._breaker(result)
+    def deliver(self, items: list[box.OutboxItem]) -> str | None:
+        """Claim, judge and send one batch; its outcomes stay pending (see the module)."""
+        entries = self._prepare(items)
+        while entries:
+            # One transaction: the previous outcomes first (db.write), then the claims.
+            with self.db.write() as conn:
+                judged_at = time.monotonic()
+                stopped, go, entries = self.judge.judge(conn, entries, claimed=False)
+            if stopped:
+                return stopped
+            stopped, again = self._send(go, judged_at)
+            if stopped:
+                return stopped
+            entries = again + entries
+        return None
 
-    def _prepare(self, item: box.OutboxItem) -> tuple[_Prepared | None, list[guard.Violation]]:
-        """The message and the guard's reading of its bytes — or why it cannot be built (a
-        refusal: recorded as a violation, the run halted). Nothing here writes or takes the
-        write lock: reads run in a read-only snapshot, the rest is computation, so several
-        senders do it side by side. A database error is not a refusal: it propagates before
-        anything was claimed (the previous message's outcome is then recorded by phase())."""
+    def _send(self, go: list[Entry], judged_at: float) -> tuple[str | None, list[Entry]]:
+        """SMTP for each claimed and judged message, in order, each at most FRESH_SECONDS
+        after its fresh read (the rest judged again when the batch took longer). Returns why
+        it stopped, and the messages released to be judged again."""
+        queue, again = list(go), list[Entry]()
+        just_judged = True  # the first message after a judgment goes, however long it took
+        while queue:
+            if not just_judged and time.monotonic() - judged_at > FRESH_SECONDS:
+                with self.db.write() as conn:  # also records the outcomes so far
+                    judged_at = time.monotonic()
+                    stopped, queue, later = self.judge.judge(conn, queue, claimed=True)
+                again, just_judged = later + again, True
+                if stopped:
+                    return stopped, []
+                continue
+            just_judged = False
+            entry = queue.pop(0)
+            prepared = entry.prepared
+            assert prepared is not None
+            self.given += 1
+            self._maybe_die(self.given, "claimed")
+            outgoing = prepared.composed.outgoing
+            # only the recipients not yet delivered nor bounced: a subset of what was judged
+            result = self.transport.send(outgoing.mail_from, prepared.rcpt_to, outgoing.data)
+            self._maybe_die(self.given, "smtp_done")
+            self.db.hold(Attempt(entry.item, prepared.composed, result, prepared.rcpt_to))
+            stopped = self._breaker(result)
+            if stopped:
+                self.db.release([e.item for e in queue])
+                if stopped == "smtp_failing":
+                    with self.db.write() as conn:  # with the outcomes of the batch so far
+                        alerts.record(conn, self.org_id, cause="smtp_failing",
+                                      run_id=self.run_id,
+                                      message=f"{self.failures_in_a_row} SMTP failures in a "
+                                              "row", evidence={"last": result.detail})
+                return stopped, []
+        return None, again
+
+    def _prepare(self, items: list[box.OutboxItem]) -> list[Entry]:
+        """Each message and the guard's reading of its bytes — or why it cannot be built (a
+        refusal: recorded as a violation when its turn comes, the run halted). Nothing here
+        writes or takes the write lock: the batch's reads run in one read-only snapshot, the
+        rest is computation, so several senders do it side by side. A database error is not
+        a refusal: it propagates before anything of the batch was claimed (the previous
+        outcomes are then recorded by phase())."""
+        gathered: list[composer.Gathered | Exception] = []
+        with self.db.read() as conn:
+            for item in items:
+                try:
+                    gathered.append(composer.gather(conn, self.org_id, item))
+                except sa.exc.DBAPIError:
+                    raise
+                except Exception as exc:
+                    gathered.append(exc)
+        return [self._prepare_one(item, found) for item, found in zip(items, gathered,
+                                                                        strict=True)]
+
+    def _prepare_one(self, item: box.OutboxItem,
+                     gathered: composer.Gathered | Exception) -> Entry:
         try:
-            with self.db.read() as conn:
-                gathered = composer.gather(conn, self.org_id, item)
+            if isinstance(gathered, Exception):
+                raise gathered
             composed = composer.build(gathered, item, self.signer)
-        except sa.exc.DBAPIError:
-            raise
         except Exception as exc:
-            return None, [guard.Violation("build", f"cannot build the message: {exc}",
-                                          {"error": type(exc).__name__})]
+            return Entry(item, None, (guard.Violation(
+                "build", f"cannot build the message: {exc}", {"error": type(exc).__name__}),))
         started = time.process_time()
         rcpt_now = rcpts.pending(composed.outgoing.rcpt_to, item.outcomes)
         settled = frozenset(k for k, v in item.outcomes.items()
                             if v.get("state") in rcpts.SETTLED)
         if not rcpt_now:
-            return None, [guard.Violation("build", "every recipient of this message is already "
-                                          "delivered or bounced: nothing to send",
-                                          {"outcomes": dict(item.outcomes)})]
+            return Entry(item, None, (guard.Violation(
+                "build", "every recipient of this message is already delivered or bounced: "
+                "nothing to send", {"outcomes": dict(item.outcomes)}),))
         examined = reader.examine(guard.Outgoing(composed.outgoing.data, rcpt_now))
-        return _Prepared(composed, examined, time.process_time() - started, rcpt_now,
-                         settled), []
-
-    def _judge(self, item: box.OutboxItem, prepared: _Prepared, facts: box.SendFacts,
-               fresh_read_seconds: float) -> list[guard.Violation]:
-        """The guard's verdict on the examined bytes; its time (reading the bytes, the fresh
-        read, the verdict) added to the report."""
-        started = time.process_time()
-        violations = guard.verdict(
-            guard.Envelope(item.run_id, item.envelope_id, item.invoice_id, item.account_id,
-                           item.recipients, item.attachment_sha256, prepared.settled),
-            facts.fresh, prepared.examined, self.index)
-        self.report.guard_seconds += (time.process_time() - started + fresh_read_seconds
-                                      + prepared.examine_seconds)
-        return violations
-
-    def _sealed(self, conn: Any, item: box.OutboxItem, prepared: _Prepared) -> list[Any]:
-        """The seal rule (:mod:`sealbill.pipeline.delivery.seal_checks`), timed in the guard's
-        CPU."""
-        started, out = time.process_time(), prepared.composed.outgoing
-        found = seal_checks.message_violations(conn, self.org_id, item.account_id,
-                                               item.recipients, out.mail_from, out.rcpt_to)
-        self.report.seal_seconds += (spent := time.process_time() - started)
-        self.report.guard_seconds += spent
-        return found
-
-    def _policy(self, conn: Any, item: box.OutboxItem,
-                prepared: _Prepared) -> list[guard.Violation]:
-        """The guard's policy rules (address policy, archive, approval), on facts read now."""
-        started = time.process_time()
-        facts = policy_facts.read(conn, self.org_id, item.envelope_id)
-        found = send_policy.violations(item.account_id, item.recipients, prepared.rcpt_to,
-                                       self.address_policy, facts)
-        self.report.guard_seconds += time.process_time() - started
-        return found
-
-    def _record_claims(self, conn: Any, item: box.OutboxItem,
-                       have: frozenset[int]) -> list[guard.Violation]:
-        """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
-        reads at the same moment; the unique constraint then keeps the second from taking a
-        pair the first holds (``ON CONFLICT DO NOTHING``: it waits for the first to commit),
-        which is the guard's rule 4 and halts the run like any violation. SQLite's single
-        writer makes that race impossible."""
-        if not is_postgres(conn):
-            box.record_claims(conn, self.org_id, item, have)
-            return []
-        held_elsewhere = box.take_claims(conn, self.org_id, item, have)
-        if not held_elsewhere:
-            return []
-        return [guard.Violation("run_limits", "this invoice already went to this recipient "
-                                "(claimed by another sender)",
-                                {"invoice_id": item.invoice_id,
-                                 "contact_ids": sorted(held_elsewhere)})]
-
-    def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
-        rules = sorted({v.rule for v in violations})
-        summary = "; ".join(f"{v.rule}: {v.message}" for v in violations)
-        plan_store.set_run_status(conn, self.org_id, self.run_id, "halted",
-                                  f"guard stopped {item.message_id}: {summary}"[:500])
-        evidence = {"message_id": item.message_id, "envelope_id": item.envelope_id,
-                    "invoice_id": item.invoice_id, "account_id": item.account_id,
-                    "recipients": [{"contact_id": c, "email": e} for c, e in item.recipients],
-                    "violations": [{"rule": v.rule, "message": v.message,
-                                    "evidence": dict(v.evidence)} for v in violations]}
-        # this message only is set aside (with why); the run halts until an operator acts
-        box.mark_set_aside(conn, self.org_id, item.outbox_id, by="guard",
-                           reason=f"guard: {summary}", evidence=evidence)
-        alerts.record(conn, self.org_id, cause="guard:" + ",".join(rules),
-                      message=f"guard halted run {self.run_id}: {summary}", evidence=evidence,
-                      run_id=self.run_id, envelope_id=item.envelope_id)
-        self.report.violations.append(evidence)
+        return Entry(item, JudgedMessage(composed, examined, time.process_time() - started,
+                                         rcpt_now, settled))
 
     def _breaker(self, result: SendResult) -> str | None:
         if result.outcome is Outcome.SESSION:
@@ -299,10 +271,6 @@ class _Sender:
         self.failures_in_a_row = 0 if result.outcome is Outcome.SENT else (
             self.failures_in_a_row + 1)
         if self.failures_in_a_row >= self.options.max_consecutive_failures:
-            with self.db.write() as conn:  # with the outcome of the message that failed
-                alerts.record(conn, self.org_id, cause="smtp_failing", run_id=self.run_id,
-                              message=f"{self.failures_in_a_row} SMTP failures in a row",
-                              evidence={"last": result.detail})
             return "smtp_failing"
         return None
 
@@ -329,8 +297,8 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
     ``options.senders`` > 1 and a ``transport_factory`` is given: then that many forked
     sender processes share the rest (each its own slice of the outbox, own connections, the
     guard before each of its messages); a guard violation in one halts the run, and the others
-    stop before their next message (they read the run's status in every claiming
-    transaction). A crash leaves at most one message per sender in ``sending``.
+    stop before their next batch (they read the run's status in every claiming
+    transaction). A crash leaves at most one batch per sender in ``sending``.
     """
     options = options or SendOptions()
     started = time.perf_counter()

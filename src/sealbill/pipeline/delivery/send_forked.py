@@ -41,7 +41,7 @@ def send_forked(lead: _Sender, transport_factory: Callable[[], Any], count: int,
             sender.transport.close()
         r = sender.report
         return {"stopped": stopped, "attempted": r.attempted, "guard_seconds": r.guard_seconds,
-                "seal_seconds": r.seal_seconds,
+                "seal_seconds": r.seal_seconds, "judged_again": r.judged_again,
                 "violations": r.violations, "cpu_seconds": time.process_time() - cpu}
 
     report = lead.report
@@ -54,6 +54,7 @@ def send_forked(lead: _Sender, transport_factory: Callable[[], Any], count: int,
         report.attempted += result["attempted"]
         report.guard_seconds += result["guard_seconds"]
         report.seal_seconds += result["seal_seconds"]
+        report.judged_again += result["judged_again"]
         report.cpu_seconds += result["cpu_seconds"]
         report.violations += result["violations"]
         if result["stopped"]:

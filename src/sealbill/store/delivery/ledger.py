@@ -9,8 +9,8 @@ Invariants:
 - one row per acceptance: a message accepted for some recipients, then (a retry) for the
   others, has one row per acceptance (``part``), each listing exactly the recipients that
   accepted it then;
-- rows are only ever inserted (by :func:`append`, in the transaction that marks the outbox row
-  ``sent``); nothing in sealbill updates or deletes them;
+- rows are only ever inserted (by :func:`append` / :func:`append_many`, in the transaction that
+  marks the outbox rows ``sent``); nothing in sealbill updates or deletes them;
 - per organization, ``seq`` runs 1, 2, 3... without gaps, and ``row_hash`` is the SHA-256 of
   the row's canonical content (sorted-key JSON, UTC ISO times) *including* ``prev_hash``, the
   previous row's ``row_hash`` (64 zeros for the first). Appends of one organization are
@@ -101,10 +101,43 @@ def _lock(conn: Connection, org_id: int) -> None:
 
 def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
     """Append ``entry`` to the organization's chain; returns its ``seq``."""
+    return append_many(conn, org_id, [entry])[-1]
+
+
+def append_many(conn: Connection, org_id: int, entries: Sequence[LedgerEntry]) -> list[int]:
+    """Append ``entries``, in this order, to the organization's chain; returns their ``seq``.
+
+    One lock, one read of the head and one INSERT statement (``executemany``) for all of
+    them: each row's ``prev_hash`` is the ``row_hash`` of the one before it in the list, the
+    first's the head's; the transaction checkpoints the last head when it commits."""
+    if not entries:
+        return []
     _lock(conn, org_id)
     last = _HEAD.first(conn, {"org": org_id})
-    seq = 1 if last is None else int(last.seq) + 1
-    content: dict[str, Any] = {
+    seq = 0 if last is None else int(last.seq)
+    prev = GENESIS if last is None else str(last.row_hash)
+    keys = for_connection(conn).keys
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq += 1
+        content = _content(org_id, seq, prev, entry)
+        content["row_hash"] = prev = row_hash(content)
+        content["seal"], content["seal_key_id"] = keys.seal(
+            "ledger_row", chained_fields(org_id, seq, content["row_hash"]))
+        rows.append(content)
+    _INSERT.run_many(conn, rows)
+    chain.note_head(conn, CHAIN, org_id, seq, prev)
+    for content, entry in zip(rows, entries, strict=True):
+        stage_events.publish(conn, org_id, stage_events.LEDGER_APPENDED, {
+            "seq": content["seq"], "message_id": entry.message_id, "run_id": entry.run_id,
+            "invoice_id": entry.invoice_id, "invoice_number": entry.invoice_number,
+            "account_reference": entry.account_reference,
+            "recipients": len(entry.recipients), "sent_at": entry.sent_at})
+    return [int(r["seq"]) for r in rows]
+
+
+def _content(org_id: int, seq: int, prev_hash: str, entry: LedgerEntry) -> dict[str, Any]:
+    return {
         "organization_id": org_id, "seq": seq, "message_id": entry.message_id,
         "run_id": entry.run_id, "account_id": entry.account_id,
         "account_reference": entry.account_reference, "invoice_id": entry.invoice_id,
@@ -113,20 +146,8 @@ def append(conn: Connection, org_id: int, entry: LedgerEntry) -> int:
         "data_categories": sorted(entry.data_categories),
         "attachment_sha256": entry.attachment_sha256, "body_sha256": entry.body_sha256,
         "queued_at": entry.queued_at, "sent_at": entry.sent_at,
-        "prev_hash": GENESIS if last is None else str(last.row_hash),
-        "part": entry.part, "document_kind": entry.document_kind,
+        "prev_hash": prev_hash, "part": entry.part, "document_kind": entry.document_kind,
     }
-    content["row_hash"] = row_hash(content)
-    content["seal"], content["seal_key_id"] = for_connection(conn).keys.seal(
-        "ledger_row", chained_fields(org_id, seq, content["row_hash"]))
-    _INSERT.run(conn, content)
-    chain.note_head(conn, CHAIN, org_id, seq, content["row_hash"])
-    stage_events.publish(conn, org_id, stage_events.LEDGER_APPENDED, {
-        "seq": seq, "message_id": entry.message_id, "run_id": entry.run_id,
-        "invoice_id": entry.invoice_id, "invoice_number": entry.invoice_number,
-        "account_reference": entry.account_reference, "recipients": len(entry.recipients),
-        "sent_at": entry.sent_at})
-    return seq
 
 
 @dataclass(frozen=True)

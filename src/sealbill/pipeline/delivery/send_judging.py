@@ -1,0 +1,203 @@
+"""The guard's judgment of a batch of messages, in one write transaction of their sender.
+
+:class:`Judge` takes a batch of prepared messages (:class:`Entry`: the outbox row, the bytes
+the guard read back, or why the message could not be built) and, for each in order, in the
+caller's transaction: reads the guard's facts fresh from the tables with the kill switch and
+the run's status (the rows the seal and policy rules judge, which the claims do not change,
+are read for the whole batch at the start of that transaction), claims the row (``sending``,
+attempts + 1), judges the examined bytes against those facts (``guard.verdict``), the seal
+rule (:mod:`seal_checks`) and the policy rules (:mod:`sealbill.domain.send_policy`), and
+records the (invoice, recipient) claims — the claims of earlier messages of the batch are
+visible to the later ones' reads, exactly as when each message had a transaction of its own.
+
+The same judgment runs again over the claimed messages not sent yet when their fresh read is
+older than the sender allows (``claimed=True``: nothing claimed again).
+
+Invariants (what :meth:`Judge.judge` returns: the reason to stop, the messages that may go,
+the messages to judge again later):
+- a stop (kill switch, run no longer ``sending``) sends nothing more of the batch: every
+  message of it claimed and not sent is returned to the state it was claimed from;
+- the first message of the batch that violates a rule halts the run **if it is the first to
+  go**: it is set aside with the evidence and an alert, in this transaction, and nothing more
+  of the batch is sent. If messages before it passed, they go first and it is released (back
+  to its state before the claim), so that it is judged again — fresh, and first — in the next
+  transaction, after their outcomes are written: as when each message was judged just before
+  it went;
+- a message whose row changed since it was listed is not ours to send now: skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sealbill.domain import guard, send_policy
+from sealbill.domain.address_policy import AddressPolicy
+from sealbill.domain.identifiers import IdentifierSearch
+from sealbill.domain.seal_guard import SealEvidence
+from sealbill.domain.send_policy import PolicyFacts
+from sealbill.pipeline.delivery import compose as composer
+from sealbill.pipeline.delivery import seal_checks
+from sealbill.pipeline.delivery.send_settings import SendOptions, SendReport
+from sealbill.store.db import is_postgres
+from sealbill.store.delivery import alerts, policy_facts, seal_facts
+from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_outcomes as outcomes_store
+from sealbill.store.delivery import plans as plan_store
+
+
+@dataclass(frozen=True)
+class Prepared:
+    composed: composer.Composed
+    examined: guard.Examined
+    examine_seconds: float
+    rcpt_to: tuple[str, ...]  # the recipients to send to now (not delivered nor bounced yet)
+    settled: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message of a batch: built and read back, or why it could not be (a violation)."""
+
+    item: box.OutboxItem
+    prepared: Prepared | None
+    problems: tuple[guard.Violation, ...] = ()
+
+
+Judged = tuple[str | None, list[Entry], list[Entry]]  # (stop, may go, to judge again later)
+
+
+class Judge:
+    def __init__(self, org_id: int, run_id: int, options: SendOptions, report: SendReport,
+                 index: IdentifierSearch, address_policy: AddressPolicy) -> None:
+        self.org_id, self.run_id, self.options, self.report = org_id, run_id, options, report
+        self.index, self.address_policy = index, address_policy
+
+    def judge(self, conn: Any, entries: list[Entry], *, claimed: bool) -> Judged:
+        """Claim (unless ``claimed``) and judge ``entries`` in order (see the module)."""
+        ok: list[Entry] = []
+        policies, evidence = self._batch_facts(conn, entries)
+        for j, entry in enumerate(entries):
+            item = entry.item
+            started = time.process_time()
+            facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
+            fresh_read_seconds = time.process_time() - started
+            if facts.stop is not None:
+                # read before this message's claim: those claimed before it are undone
+                self._release(conn, ok + (entries[j:] if claimed else []))
+                return facts.stop, [], []
+            if not claimed:
+                if not box.claim(conn, self.org_id, item):
+                    continue  # changed since it was listed: not ours to send now
+                self.report.attempted += 1
+            violations = list(entry.problems)
+            if entry.prepared is not None:
+                violations += self._verdict(item, entry.prepared, facts,
+                                            fresh_read_seconds, again=claimed)
+                violations += self._sealed(conn, item, entry.prepared, evidence[j])
+                violations += self._policy(item, entry.prepared, policies[item.envelope_id])
+            if not violations and not claimed:
+                violations = self._record_claims(conn, item, facts.claimed_by_this_message)
+            if violations:
+                later = entries[j + 1:] if claimed else []
+                if ok:  # they go first; this one is judged again after their outcomes
+                    self._release(conn, [entry, *later])
+                    return None, ok, entries[j:]
+                self._release(conn, later)
+                self._halt(conn, item, violations)
+                return "halted", [], []
+            ok.append(entry)
+        return None, ok, []
+
+    def _batch_facts(self, conn: Any, entries: list[Entry]
+                     ) -> tuple[dict[int, PolicyFacts], list[SealEvidence]]:
+        """The rows the policy and seal rules judge, for the whole batch at once (they do not
+        change with the claims this transaction writes; read in it, fresh)."""
+        started = time.process_time()
+        policies = policy_facts.read_many(conn, self.org_id,
+                                          [e.item.envelope_id for e in entries])
+        read_policies = time.process_time()
+        evidence = seal_facts.evidence_many(conn, self.org_id, [
+            (e.item.account_id, [c for c, _ in e.item.recipients]) for e in entries])
+        sealed = time.process_time() - read_policies
+        self.report.seal_seconds += sealed
+        self.report.guard_seconds += sealed + read_policies - started
+        return policies, evidence
+
+    def _release(self, conn: Any, entries: list[Entry]) -> None:
+        for entry in entries:
+            outcomes_store.unclaim(conn, self.org_id, entry.item)
+
+    def _verdict(self, item: box.OutboxItem, prepared: Prepared, facts: box.SendFacts,
+                 fresh_read_seconds: float, *, again: bool) -> list[guard.Violation]:
+        """The guard's verdict on the examined bytes; its time (reading the bytes, the fresh
+        read, the verdict) added to the report (the reading of the bytes once: ``again`` is a
+        message judged again because its fresh read grew old)."""
+        started = time.process_time()
+        violations = guard.verdict(
+            guard.Envelope(item.run_id, item.envelope_id, item.invoice_id, item.account_id,
+                           item.recipients, item.attachment_sha256, prepared.settled),
+            facts.fresh, prepared.examined, self.index)
+        self.report.guard_seconds += (time.process_time() - started + fresh_read_seconds
+                                      + (0.0 if again else prepared.examine_seconds))
+        self.report.judged_again += again
+        return violations
+
+    def _sealed(self, conn: Any, item: box.OutboxItem, prepared: Prepared,
+                evidence: SealEvidence) -> list[Any]:
+        """The seal rule (:mod:`sealbill.pipeline.delivery.seal_checks`), timed in the guard's
+        CPU."""
+        started, out = time.process_time(), prepared.composed.outgoing
+        found = seal_checks.message_violations(conn, self.org_id, item.account_id,
+                                               item.recipients, out.mail_from, out.rcpt_to,
+                                               evidence)
+        self.report.seal_seconds += (spent := time.process_time() - started)
+        self.report.guard_seconds += spent
+        return found
+
+    def _policy(self, item: box.OutboxItem, prepared: Prepared,
+                facts: PolicyFacts) -> list[guard.Violation]:
+        """The guard's policy rules (address policy, archive, approval), on facts read in this
+        transaction."""
+        started = time.process_time()
+        found = send_policy.violations(item.account_id, item.recipients, prepared.rcpt_to,
+                                       self.address_policy, facts)
+        self.report.guard_seconds += time.process_time() - started
+        return found
+
+    def _record_claims(self, conn: Any, item: box.OutboxItem,
+                       have: frozenset[int]) -> list[guard.Violation]:
+        """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
+        reads at the same moment; the unique constraint then keeps the second from taking a
+        pair the first holds (``ON CONFLICT DO NOTHING``: it waits for the first to commit),
+        which is the guard's rule 4 and halts the run like any violation. SQLite's single
+        writer makes that race impossible."""
+        if not is_postgres(conn):
+            box.record_claims(conn, self.org_id, item, have)
+            return []
+        held_elsewhere = box.take_claims(conn, self.org_id, item, have)
+        if not held_elsewhere:
+            return []
+        return [guard.Violation("run_limits", "this invoice already went to this recipient "
+                                "(claimed by another sender)",
+                                {"invoice_id": item.invoice_id,
+                                 "contact_ids": sorted(held_elsewhere)})]
+
+    def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
+        rules = sorted({v.rule for v in violations})
+        summary = "; ".join(f"{v.rule}: {v.message}" for v in violations)
+        plan_store.set_run_status(conn, self.org_id, self.run_id, "halted",
+                                  f"guard stopped {item.message_id}: {summary}"[:500])
+        evidence = {"message_id": item.message_id, "envelope_id": item.envelope_id,
+                    "invoice_id": item.invoice_id, "account_id": item.account_id,
+                    "recipients": [{"contact_id": c, "email": e} for c, e in item.recipients],
+                    "violations": [{"rule": v.rule, "message": v.message,
+                                    "evidence": dict(v.evidence)} for v in violations]}
+        # this message only is set aside (with why); the run halts until an operator acts
+        box.mark_set_aside(conn, self.org_id, item.outbox_id, by="guard",
+                           reason=f"guard: {summary}", evidence=evidence)
+        alerts.record(conn, self.org_id, cause="guard:" + ",".join(rules),
+                      message=f"guard halted run {self.run_id}: {summary}", evidence=evidence,
+                      run_id=self.run_id, envelope_id=item.envelope_id)
+        self.report.violations.append(evidence)
