@@ -11,7 +11,10 @@ accountant on some), meter (the month's usage from JSONL), rate + invoice, final
 plan, guard + DKIM + send to a loopback SMTP server in its own process (``--senders`` sender
 processes) + ledger, and the ledger verified at the end. For each stage: wall and CPU seconds
 (this process and its reaped children: the render pool is shut down at the end of its stage,
-the senders are forked and reaped, so their CPU is counted), and the peak RSS.
+the senders are forked and reaped, so their CPU is counted), and the peak RSS: this process's
+during the stage (the kernel's high-water mark is reset at each stage's start, so the seed's
+peak does not hide the cycle's) and the largest reaped child's so far. The cycle's peak is the
+largest of those over the cycle's stages; the seed's is printed apart.
 
 Then, on ``--sample`` invoices of the same run, the straightforward pipeline of the same
 libraries in two processes, no database, no guard: Typst → ``facturx.generate_from_binary`` →
@@ -25,6 +28,8 @@ machine, load average and date. The seed and the usage file are not part of the 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import multiprocessing
 import os
@@ -72,10 +77,31 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _peak_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
+def _children_peak_mb() -> float:
+    """The largest RSS of any reaped child so far (render workers, forked senders)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _own_peak_mb() -> float:
+    """This process's peak RSS since the last :func:`_reset_peak` (Linux ``VmHWM``)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> None:
+    """Start a stage's peak afresh: what the previous stage freed is given back first, then
+    the kernel's high-water mark is reset (``/proc/self/clear_refs``), so that each stage's
+    peak is its own and the seed's does not hide the cycle's."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
 
 @dataclass
@@ -85,12 +111,15 @@ class Stages:
     _cpu: float = 0.0
 
     def start(self) -> None:
+        _reset_peak()
         self._wall, self._cpu = time.perf_counter(), _cpu()
 
     def done(self, name: str, **facts: Any) -> None:
         self.rows.append({"stage": name, "wall_s": round(time.perf_counter() - self._wall, 2),
                           "cpu_s": round(_cpu() - self._cpu, 2),
-                          "peak_rss_mb": round(_peak_mb()), **facts})
+                          "peak_rss_mb": round(_own_peak_mb()),
+                          "children_peak_mb": round(_children_peak_mb()), **facts})
+        print(f"{time.strftime('%H:%M:%S')} {self.rows[-1]}", file=sys.stderr, flush=True)
 
 
 def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tuple[
@@ -225,7 +254,8 @@ def main() -> None:
         "invoices_per_s": round(rate, 1), "cpu_ms_per_invoice": round(1000 * cpu /
                                                                       facts["invoices"], 2),
         "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
-        "peak_rss_mb": round(_peak_mb()), "stages": stages.rows,
+        "peak_rss_mb": max(max(r["peak_rss_mb"], r["children_peak_mb"]) for r in cycle),
+        "seed_peak_rss_mb": stages.rows[0]["peak_rss_mb"], "stages": stages.rows,
     }
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
@@ -233,18 +263,21 @@ def main() -> None:
     print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
           f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
           f"sink {sink.kind}\n")
-    print("| stage | wall s | CPU s | peak RSS MB | facts |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| stage | wall s | CPU s | peak RSS MB | children MB | facts |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for row in stages.rows:
         facts_text = ", ".join(f"{k}={v}" for k, v in row.items()
-                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb"))
+                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb",
+                                            "children_peak_mb"))
         print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mb']} | "
+              f"{row['children_peak_mb']} | "
               f"{facts_text} |")
     print(f"\ncycle (meter → ledger verify): {facts['invoices']} invoices in {wall:.1f} s wall, "
           f"{cpu:.1f} s CPU → {rate:.0f} invoices/s, {summary['cpu_ms_per_invoice']} ms CPU "
           f"per invoice; library pipeline (Typst → factur-x → EmailMessage → dkimpy → smtplib, "
           f"2 processes, {args.sample} invoices): {library_rate:.0f}/s → "
-          f"{rate / library_rate:.1f}×; peak RSS {summary['peak_rss_mb']} MB")
+          f"{rate / library_rate:.1f}×; peak RSS of the cycle {summary['peak_rss_mb']} MB "
+          f"(the seed's {summary['seed_peak_rss_mb']} MB)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ link between rows (``chain broken``), a row whose id is out of order with its pl
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,14 @@ def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
     The head read at the first append of a transaction (under the lock) is kept for the rest
     of it (:func:`sealbill.store.chain.transaction_head`): an import of a thousand accounts
     reads it once."""
+    return append_many(conn, org_id, [{"contact_id": contact_id, "event": event,
+                                       "actor": actor, "at": at, **extra}])
+
+
+def append_many(conn: Connection, org_id: int, events: Sequence[Mapping[str, Any]]) -> int:
+    """Append events in the order given (each: contact_id, event, actor, at and the extras of
+    :func:`append`), chained and sealed as :func:`append` chains them, in one statement.
+    Returns the new head's seq."""
     keyring = for_connection(conn)
     head = chain.transaction_head(conn, CHAIN, org_id)
     if head is None:
@@ -67,16 +76,24 @@ def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
             conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
         found = _HEAD.first(conn, {"org": org_id})
         head = (0, chain.GENESIS) if found is None else (int(found.seq), str(found.row_hash))
-    seq = head[0] + 1
-    row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
-    row.update(extra)
-    row.update(organization_id=org_id, seq=seq, contact_id=contact_id, event=event,
-               actor=actor, at=at, prev_hash=head[1])
-    row["row_hash"] = row_hash(row)
-    row["seal"], row["seal_key_id"] = keyring.keys.seal(
-        "contact_event", chained_fields(org_id, seq, row["row_hash"]))
-    _INSERT.run(conn, row)
-    chain.note_head(conn, CHAIN, org_id, seq, row["row_hash"])
+    if not events:
+        return head[0]
+    seq, prev = head
+    rows = []
+    for event in events:
+        seq += 1
+        row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
+        row.update(event)
+        row.update(organization_id=org_id, seq=seq, prev_hash=prev)
+        row["row_hash"] = prev = row_hash(row)
+        row["seal"], row["seal_key_id"] = keyring.keys.seal(
+            "contact_event", chained_fields(org_id, seq, row["row_hash"]))
+        rows.append(row)
+    if len(rows) == 1:
+        _INSERT.run(conn, rows[0])
+    else:
+        _INSERT.run_many(conn, rows)
+    chain.note_head(conn, CHAIN, org_id, seq, prev)
     return seq
 
 
