@@ -39,6 +39,7 @@ import shutil
 import smtplib
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -77,18 +78,51 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _children_peak_mb() -> float:
-    """The largest RSS of any reaped child so far (render workers, forked senders)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def _hwm_mb(pid: int | str = "self") -> float:
+    """A process's peak RSS (Linux ``VmHWM``; since the last :func:`_reset_peak` for this
+    one); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
-def _own_peak_mb() -> float:
-    """This process's peak RSS since the last :func:`_reset_peak` (Linux ``VmHWM``)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as found:
+            children = [int(c) for c in found.read().split()]
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
+class ChildrenPeak(threading.Thread):
+    """The largest peak RSS of any descendant process (render workers, rating workers, forked
+    senders) seen since :meth:`reset`, sampled every 0.2 s: a child's ``VmHWM`` is its own
+    high-water mark, so a sample shortly before it exits sees its peak. (``getrusage`` would
+    keep the largest child ever reaped, the seed's process included, for every later stage.)"""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0.0
+        self.ignored: set[int] = set()
+
+    def reset(self) -> None:
+        self.peak = 0.0
+
+    def run(self) -> None:
+        while True:
+            for pid in _descendants(os.getpid()):
+                if pid not in self.ignored:
+                    self.peak = max(self.peak, _hwm_mb(pid))
+            time.sleep(0.2)
+
+
+CHILDREN = ChildrenPeak()
 
 
 def _reset_peak() -> None:
@@ -112,14 +146,39 @@ class Stages:
 
     def start(self) -> None:
         _reset_peak()
+        CHILDREN.reset()
         self._wall, self._cpu = time.perf_counter(), _cpu()
 
     def done(self, name: str, **facts: Any) -> None:
         self.rows.append({"stage": name, "wall_s": round(time.perf_counter() - self._wall, 2),
                           "cpu_s": round(_cpu() - self._cpu, 2),
-                          "peak_rss_mb": round(_own_peak_mb()),
-                          "children_peak_mb": round(_children_peak_mb()), **facts})
+                          "peak_rss_mb": round(_hwm_mb()),
+                          "children_peak_mb": round(CHILDREN.peak), **facts})
         print(f"{time.strftime('%H:%M:%S')} {self.rows[-1]}", file=sys.stderr, flush=True)
+
+
+def _seed(url: str, accounts: int, start: date, workdir: Path, out: Any) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        seeded = seed_organization(conn, accounts, start, workdir)
+    engine.dispose()
+    out.send({"org_id": int(seeded["org_id"]), "usage_file": str(seeded["usage_file"]),
+              "peak_rss_mb": _hwm_mb()})
+
+
+def seed_apart(url: str, accounts: int, start: date, workdir: Path) -> dict[str, Any]:
+    """The seed in a process of its own (forked, reaped: its CPU is counted in its stage),
+    so that what it leaves in memory is not the cycle's starting point."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(
+        target=_seed, args=(url, accounts, start, workdir, send))
+    child.start()
+    send.close()  # a seed that dies closes the pipe: recv raises instead of waiting
+    seeded: dict[str, Any] = receive.recv()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the seed failed (exit code {child.exitcode})")
+    return seeded
 
 
 def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tuple[
@@ -127,15 +186,16 @@ def run_cycle(workdir: Path, accounts: int, senders: int, sink_port: int) -> tup
     url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
     engine = create_engine(url)
     upgrade(engine)
+    engine.dispose()  # no connection crosses the fork
     start, _ = period_bounds(PERIOD)
     stages = Stages()
     stages.start()
-    with engine.begin() as conn:
-        seeded = seed_organization(conn, accounts, date(start.year, start.month, 1), workdir)
+    seeded = seed_apart(url, accounts, date(start.year, start.month, 1), workdir)
     org_id = int(seeded["org_id"])
     stages.done("seed (not in the cycle)", accounts=accounts)
+    stages.rows[-1]["children_peak_mb"] = round(seeded["peak_rss_mb"])
     stages.start()
-    usage = import_usage_file(engine, org_id, seeded["usage_file"])
+    usage = import_usage_file(engine, org_id, Path(seeded["usage_file"]))
     stages.done("meter", events=usage.get("inserted"))
     stages.start()
     billed = bill_period(engine, org_id, PERIOD, actor="bench")
@@ -237,6 +297,8 @@ def main() -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     sink = Sink(_pick_sink(args.sink))
+    CHILDREN.ignored.update(_descendants(os.getpid()))  # the SMTP sink
+    CHILDREN.start()
     try:
         load_before = os.getloadavg()
         stages, facts = run_cycle(workdir, args.accounts, args.senders, sink.port)
@@ -255,7 +317,7 @@ def main() -> None:
                                                                       facts["invoices"], 2),
         "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
         "peak_rss_mb": max(max(r["peak_rss_mb"], r["children_peak_mb"]) for r in cycle),
-        "seed_peak_rss_mb": stages.rows[0]["peak_rss_mb"], "stages": stages.rows,
+        "seed_peak_rss_mb": stages.rows[0]["children_peak_mb"], "stages": stages.rows,
     }
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
