@@ -47,7 +47,7 @@ class NewAccount:
     ``{"email", "name", "role", "verified": {"by", "reason"} | None}``."""
 
     values: dict[str, Any]
-    contacts: list[Mapping[str, Any]] = field(default_factory=list)
+    contacts: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
 
 def write_accounts(conn: Connection, org_id: int, new: Sequence[NewAccount], *, actor: str,
