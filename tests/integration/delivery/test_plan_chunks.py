@@ -192,3 +192,26 @@ def test_planning_and_approving_never_read_more_than_a_chunk(
     assert counted == {"invoices": 2, "envelopes_of_accounts": 2, "envelope_chunks": 2}
     with busy.engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar()
+
+
+def test_the_review_read_by_groups_lists_what_the_whole_plan_lists(
+        busy: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealbill.app import ids, run_review
+    from sealbill.app.context import local_actor
+
+    plan_id = _plan(busy)["plan_id"]
+    with busy.engine.begin() as conn:
+        ref = ids.encode(conn, busy.org_id, "run", busy.run_id)
+        rows = store.envelope_rows(conn, busy.org_id, plan_id)
+        previous = store.previous_plan(conn, busy.org_id, "2026-11")
+    assert previous is not None
+    now = {r["reference"]: [x["email"] for x in r["recipients"]] for r in rows}
+    before = {e.account_reference: [m for _, m in e.recipients] for e in previous[1]}
+    expected = sorted(a for a in set(now) | set(before)
+                      if sorted(now.get(a, [])) != sorted(before.get(a, [])))
+    whole = run_review.review(busy.engine, local_actor(), busy.org_id, ref)
+    monkeypatch.setattr(run_review, "GROUP", 2)
+    grouped = run_review.review(busy.engine, local_actor(), busy.org_id, ref)
+    assert [c["account"] for c in grouped["changes"]] == expected
+    assert grouped == whole and len(expected) == 6
+
