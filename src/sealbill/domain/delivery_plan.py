@@ -184,15 +184,11 @@ def fan_in(envelopes: Iterable[PlannedEnvelope]) -> dict[str, set[int]]:
     return out
 
 
-def _sample(items: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
-    return tuple(items[:_SAMPLE])
-
-
 Counted = tuple[int, tuple[Mapping[str, Any], ...]]  # (how many, the first 20 in plan order)
 
 
 def counted(items: Sequence[Mapping[str, Any]]) -> Counted:
-    return len(items), _sample(items)
+    return len(items), tuple(items[:_SAMPLE])
 
 
 def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope] | None,
@@ -202,8 +198,7 @@ def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope
     """``archive``: the archive copy of this plan and of the previous one; ``evidence``: the
     contact history of each changed (account, contact) pair (:func:`changes.changed_pairs`).
     Every recipient change is listed (never sampled); thresholds only decide the verdict.
-    (:mod:`sealbill.domain.plan_tally` gives the same evaluation a group of accounts at a
-    time.)"""
+    :mod:`sealbill.domain.plan_tally` gives the same, a group of accounts at a time."""
     n = len(plan)
     first = previous is None
     findings = _absolute(plan, links, policy, now, first=first)
@@ -325,8 +320,7 @@ class AccountDiff:
 
 def account_diff(env: PlannedEnvelope, before: PlannedEnvelope,
                  policy: DeliveryPolicy) -> AccountDiff:
-    """``env`` and ``before``: the account's envelope now and in the previous plan, as
-    :func:`per_account` picks them."""
+    """The account's envelope now and before, as :func:`per_account` picks them."""
     old = {email.lower() for _, email in before.recipients}
     added = [email for _, email in env.recipients if email.lower() not in old]
     old_domains = {_domain(e) for e in old}
