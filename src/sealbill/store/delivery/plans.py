@@ -203,12 +203,16 @@ def plan_archive(conn: Connection, org_id: int, plan_id: int) -> str | None:
 
 def approve_envelopes(conn: Connection, org_id: int, plan_id: int,
                       digests: Mapping[int, str]) -> None:
-    """Record, per envelope, the digest of the recipients the approver saw."""
-    for envelope_id, digest in digests.items():
-        conn.execute(sa.update(delivery_envelopes).where(
-            delivery_envelopes.c.organization_id == org_id,
-            delivery_envelopes.c.plan_id == plan_id, delivery_envelopes.c.id == envelope_id
-        ).values(approved_sha256=digest))
+    """Record, per envelope, the digest of the recipients the approver saw (one statement,
+    executed for every envelope given)."""
+    if not digests:
+        return
+    conn.execute(sa.update(delivery_envelopes).where(
+        delivery_envelopes.c.organization_id == org_id,
+        delivery_envelopes.c.plan_id == plan_id,
+        delivery_envelopes.c.id == sa.bindparam("envelope_id")
+    ).values(approved_sha256=sa.bindparam("digest")),
+        [{"envelope_id": e, "digest": d} for e, d in digests.items()])
 
 
 def plan_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any] | None:
