@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
 from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
 from sealbill.store import stage_events
-from sealbill.store.db import inserted_id
+from sealbill.store.db import inserted_id, not_indexed
 from sealbill.store.schema import (
     accounts,
     billing_runs,
@@ -94,7 +94,7 @@ def document_digests(conn: Connection, org_id: int,
         chunk = list(invoice_ids[start:start + 500])
         rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
                                       documents.c.path, documents.c.sha256)
-                            .where(documents.c.organization_id == org_id,
+                            .where(not_indexed(documents.c.organization_id) == org_id,
                                    documents.c.invoice_id.in_(chunk)))
         for invoice_id, kind, path, sha in rows:
             kind = "text" if kind in TEXT_KINDS else kind
@@ -115,7 +115,7 @@ def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
     for start in range(0, len(contact_ids), 500):
         chunk = contact_ids[start:start + 500]
         for row in conn.execute(sa.select(contact_events).where(
-                contact_events.c.organization_id == org_id,
+                not_indexed(contact_events.c.organization_id) == org_id,
                 contact_events.c.contact_id.in_(chunk))):
             if row.event in ("added", "address_changed") and row.new_value:
                 address_events.append(AddressEvent(int(row.id), int(row.contact_id),
@@ -176,7 +176,7 @@ def change_evidence(conn: Connection, org_id: int, pairs: Iterable[tuple[int, in
     for start in range(0, len(contact_ids), 500):
         chunk = contact_ids[start:start + 500]
         for row in conn.execute(sa.select(contact_events).where(
-                contact_events.c.organization_id == org_id,
+                not_indexed(contact_events.c.organization_id) == org_id,
                 contact_events.c.contact_id.in_(chunk)).order_by(contact_events.c.id)):
             by_contact.setdefault(int(row.contact_id), []).append(row)
     out: dict[tuple[int, int], list[dict[str, Any]]] = {}
