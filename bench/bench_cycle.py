@@ -283,6 +283,15 @@ def library_pipeline(facts: dict[str, Any], sample: int, port: int, workdir: Pat
     return len(invoices) / seconds
 
 
+def fresh_workdir(given: Path | None, prefix: str) -> Path:
+    """``given`` emptied (or a new temporary folder)."""
+    workdir = given or Path(tempfile.mkdtemp(prefix=prefix))
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -292,10 +301,7 @@ def main() -> None:
     parser.add_argument("--sink", default="auto", choices=["auto", "aiosmtpd", "postfix"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sealbill-cycle-"))
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    workdir = fresh_workdir(args.workdir, "sealbill-cycle-")
     sink = Sink(_pick_sink(args.sink))
     CHILDREN.ignored.update(_descendants(os.getpid()))  # the SMTP sink
     CHILDREN.start()

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
 
 import sqlalchemy as sa  # noqa: E402
-from bench_cycle import _cpu, _hwm_mb, _reset_peak, seed_apart  # noqa: E402
+from bench_cycle import _cpu, _hwm_mb, _reset_peak, fresh_workdir, seed_apart  # noqa: E402
 
 from sealbill.pipeline.billing.invoice import open_run, period_bounds  # noqa: E402
 from sealbill.pipeline.delivery.plan import approve_run, plan_run  # noqa: E402
@@ -87,10 +86,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sealbill-plan-"))
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    workdir = fresh_workdir(args.workdir, "sealbill-plan-")
     url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
     engine = create_engine(url)
     upgrade(engine)
