@@ -11,7 +11,10 @@ accountant on some), meter (the month's usage from JSONL), rate + invoice, final
 plan, guard + DKIM + send to a loopback SMTP server in its own process (``--senders`` sender
 processes) + ledger, and the ledger verified at the end. For each stage: wall and CPU seconds
 (this process and its reaped children: the render pool is shut down at the end of its stage,
-the senders are forked and reaped, so their CPU is counted), and the peak RSS.
+the senders are forked and reaped, so their CPU is counted), and the peak RSS: this process's
+during the stage (the kernel's high-water mark is reset at each stage's start, so the seed's
+peak does not hide the cycle's) and the largest reaped child's so far. The cycle's peak is the
+largest of those over the cycle's stages; the seed's is printed apart.
 
 ``--relay``: ``none`` (the default) sends straight to the sink; ``plain``, ``starttls`` and
 ``smtps`` send through a real MTA instead — a throwaway Postfix on loopback
@@ -36,6 +39,8 @@ machine, load average and date. The seed and the usage file are not part of the 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import multiprocessing
 import os
@@ -47,6 +52,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -97,10 +103,64 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _peak_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
+def _hwm_mb(pid: int | str = "self") -> float:
+    """A process's peak RSS (Linux ``VmHWM``; since the last :func:`_reset_peak` for this
+    one); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as found:
+            children = [int(c) for c in found.read().split()]
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
+class ChildrenPeak(threading.Thread):
+    """The largest peak RSS of any descendant process (render workers, rating workers, forked
+    senders) seen since :meth:`reset`, sampled every 0.2 s: a child's ``VmHWM`` is its own
+    high-water mark, so a sample shortly before it exits sees its peak. (``getrusage`` would
+    keep the largest child ever reaped, the seed's process included, for every later stage.)"""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0.0
+        self.ignored: set[int] = set()
+
+    def reset(self) -> None:
+        self.peak = 0.0
+
+    def run(self) -> None:
+        while True:
+            for pid in _descendants(os.getpid()):
+                if pid not in self.ignored:
+                    self.peak = max(self.peak, _hwm_mb(pid))
+            time.sleep(0.2)
+
+
+CHILDREN = ChildrenPeak()
+
+
+def _reset_peak() -> None:
+    """Start a stage's peak afresh: what the previous stage freed is given back first, then
+    the kernel's high-water mark is reset (``/proc/self/clear_refs``), so that each stage's
+    peak is its own and the seed's does not hide the cycle's."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
 
 @dataclass
@@ -110,12 +170,40 @@ class Stages:
     _cpu: float = 0.0
 
     def start(self) -> None:
+        _reset_peak()
+        CHILDREN.reset()
         self._wall, self._cpu = time.perf_counter(), _cpu()
 
     def done(self, name: str, **facts: Any) -> None:
         self.rows.append({"stage": name, "wall_s": round(time.perf_counter() - self._wall, 2),
                           "cpu_s": round(_cpu() - self._cpu, 2),
-                          "peak_rss_mb": round(_peak_mb()), **facts})
+                          "peak_rss_mb": round(_hwm_mb()),
+                          "children_peak_mb": round(CHILDREN.peak), **facts})
+        print(f"{time.strftime('%H:%M:%S')} {self.rows[-1]}", file=sys.stderr, flush=True)
+
+
+def _seed(url: str, accounts: int, start: date, workdir: Path, out: Any) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        seeded = seed_organization(conn, accounts, start, workdir)
+    engine.dispose()
+    out.send({"org_id": int(seeded["org_id"]), "usage_file": str(seeded["usage_file"]),
+              "peak_rss_mb": _hwm_mb()})
+
+
+def seed_apart(url: str, accounts: int, start: date, workdir: Path) -> dict[str, Any]:
+    """The seed in a process of its own (forked, reaped: its CPU is counted in its stage),
+    so that what it leaves in memory is not the cycle's starting point."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(
+        target=_seed, args=(url, accounts, start, workdir, send))
+    child.start()
+    send.close()  # a seed that dies closes the pipe: recv raises instead of waiting
+    seeded: dict[str, Any] = receive.recv()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the seed failed (exit code {child.exitcode})")
+    return seeded
 
 
 def relay_config(relay: PostfixRelay | None, kind: str, sink_port: int) -> SmtpConfig:
@@ -134,15 +222,16 @@ def run_cycle(workdir: Path, accounts: int, senders: int, config: SmtpConfig) ->
     url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
     engine = create_engine(url)
     upgrade(engine)
+    engine.dispose()  # no connection crosses the fork
     start, _ = period_bounds(PERIOD)
     stages = Stages()
     stages.start()
-    with engine.begin() as conn:
-        seeded = seed_organization(conn, accounts, date(start.year, start.month, 1), workdir)
+    seeded = seed_apart(url, accounts, date(start.year, start.month, 1), workdir)
     org_id = int(seeded["org_id"])
     stages.done("seed (not in the cycle)", accounts=accounts)
+    stages.rows[-1]["children_peak_mb"] = round(seeded["peak_rss_mb"])
     stages.start()
-    usage = import_usage_file(engine, org_id, seeded["usage_file"])
+    usage = import_usage_file(engine, org_id, Path(seeded["usage_file"]))
     stages.done("meter", events=usage.get("inserted"))
     stages.start()
     billed = bill_period(engine, org_id, PERIOD, actor="bench")
@@ -242,6 +331,15 @@ def library_pipeline(facts: dict[str, Any], sample: int, config: SmtpConfig,
     return len(invoices) / seconds
 
 
+def fresh_workdir(given: Path | None, prefix: str) -> Path:
+    """``given`` emptied (or a new temporary folder)."""
+    workdir = given or Path(tempfile.mkdtemp(prefix=prefix))
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -257,11 +355,10 @@ def main() -> None:
         sasl_available() if RELAYS[args.relay][2] else None)
     if why:
         raise SystemExit(f"bench_cycle --relay {args.relay}: {why}")
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sealbill-cycle-"))
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    workdir = fresh_workdir(args.workdir, "sealbill-cycle-")
     sink = Sink(_pick_sink(args.sink))
+    CHILDREN.ignored.update(_descendants(os.getpid()))  # the SMTP sink
+    CHILDREN.start()
     try:
         with ExitStack() as stack:
             relay = None if args.relay == "none" else stack.enter_context(
@@ -284,7 +381,8 @@ def main() -> None:
         "invoices_per_s": round(rate, 1), "cpu_ms_per_invoice": round(1000 * cpu /
                                                                       facts["invoices"], 2),
         "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
-        "peak_rss_mb": round(_peak_mb()), "stages": stages.rows,
+        "peak_rss_mb": max(max(r["peak_rss_mb"], r["children_peak_mb"]) for r in cycle),
+        "seed_peak_rss_mb": stages.rows[0]["children_peak_mb"], "stages": stages.rows,
     }
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
@@ -292,18 +390,21 @@ def main() -> None:
     print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
           f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
           f"sink {sink.kind} · relay {args.relay}\n")
-    print("| stage | wall s | CPU s | peak RSS MB | facts |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| stage | wall s | CPU s | peak RSS MB | children MB | facts |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for row in stages.rows:
         facts_text = ", ".join(f"{k}={v}" for k, v in row.items()
-                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb"))
+                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb",
+                                            "children_peak_mb"))
         print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mb']} | "
+              f"{row['children_peak_mb']} | "
               f"{facts_text} |")
     print(f"\ncycle (meter → ledger verify): {facts['invoices']} invoices in {wall:.1f} s wall, "
           f"{cpu:.1f} s CPU → {rate:.0f} invoices/s, {summary['cpu_ms_per_invoice']} ms CPU "
           f"per invoice; library pipeline (Typst → factur-x → EmailMessage → dkimpy → smtplib, "
           f"2 processes, {args.sample} invoices): {library_rate:.0f}/s → "
-          f"{rate / library_rate:.1f}×; peak RSS {summary['peak_rss_mb']} MB")
+          f"{rate / library_rate:.1f}×; peak RSS of the cycle {summary['peak_rss_mb']} MB "
+          f"(the seed's {summary['seed_peak_rss_mb']} MB)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ decision is in the audit log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,8 @@ from sealbill.app import audit, ids, seal_status
 from sealbill.app.context import READ, RUNS_APPROVE, Actor
 from sealbill.app.errors import Forbidden, Invalid, Problem, StateError, Unauthenticated
 from sealbill.app.invoices import run_row_id
+from sealbill.pipeline.delivery.plan_judge import GROUP
+from sealbill.store.delivery import plan_reads
 from sealbill.store.delivery import plans as plan_store
 from sealbill.store.schema import audit_log, billing_runs, contact_events, contacts
 
@@ -41,35 +43,47 @@ def review(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any
             return {"run_id": public, "period": run["period"], "status": run["status"],
                     "started_by": run["started_by"], "plan": None, "changes": [],
                     "decisions": []}
-        envelopes = {row["reference"]: row
-                     for row in plan_store.envelope_rows(conn, org_id, int(plan["id"]))}
-        now = {ref: [r["email"] for r in row["recipients"]] for ref, row in envelopes.items()}
-        previous = plan_store.previous_plan(conn, org_id, str(run["period"]))
-        before = {} if previous is None else {
-            e.account_reference: [email for _, email in e.recipients] for e in previous[1]}
-        changes = []
-        for account in sorted(set(now) | set(before)):
-            old, new = before.get(account, []), now.get(account, [])
-            if previous is not None and sorted(old) == sorted(new):
-                continue
-            added = [e for e in new if e not in old]
-            changes.append({"account": account, "before": old, "after": new,
-                            "added": added, "removed": [e for e in old if e not in new],
-                            "evidence": _history(conn, org_id, added),
-                            **_message(conn, org_id, envelopes.get(account))})
+        previous_id = plan_store.previous_plan_id(conn, org_id, str(run["period"]))
+        changes = sorted(_changes(conn, org_id, int(plan["id"]), previous_id),
+                         key=lambda change: change["account"])
         decisions = conn.execute(sa.select(audit_log).where(
             audit_log.c.organization_id == org_id, audit_log.c.object_id == public,
             audit_log.c.action.in_(("run.approve", "run.reject")))
             .order_by(audit_log.c.id)).all()
     report = plan["report"]
     return {"run_id": public, "period": run["period"], "status": run["status"],
-            "started_by": run["started_by"], "first_cycle": previous is None,
+            "started_by": run["started_by"], "first_cycle": previous_id is None,
             "plan": {"verdict": plan["verdict"], "approved_by": plan["approved_by"],
                      "approved_reason": plan["approved_reason"],
                      "findings": report.get("findings", []), "lines": report.get("lines", [])},
             "changes": changes,
             "decisions": [{"at": d.at, "actor": d.actor, "action": d.action,
                            "reason": (d.after or {}).get("reason")} for d in decisions]}
+
+
+def _changes(conn: Any, org_id: int, plan_id: int, previous_id: int | None
+             ) -> Iterator[dict[str, Any]]:
+    """Each account whose recipients differ from the previous plan's (every account of the
+    plan on a first cycle), read a group of accounts at a time (``plan_judge.GROUP``)."""
+    plan_ids = [plan_id] if previous_id is None else [plan_id, previous_id]
+    account_ids = plan_reads.plan_accounts(conn, org_id, plan_ids)
+    for start in range(0, len(account_ids), GROUP):
+        group = account_ids[start:start + GROUP].tolist()
+        envelopes = {row["reference"]: row for row in
+                     plan_reads.envelopes_of_accounts(conn, org_id, plan_id, group)}
+        now = {ref: [r["email"] for r in row["recipients"]] for ref, row in envelopes.items()}
+        before = {} if previous_id is None else {
+            row["reference"]: [r["email"] for r in row["recipients"]] for row in
+            plan_reads.envelopes_of_accounts(conn, org_id, previous_id, group)}
+        for account in sorted(set(now) | set(before)):
+            old, new = before.get(account, []), now.get(account, [])
+            if previous_id is not None and sorted(old) == sorted(new):
+                continue
+            added = [e for e in new if e not in old]
+            yield {"account": account, "before": old, "after": new,
+                   "added": added, "removed": [e for e in old if e not in new],
+                   "evidence": _history(conn, org_id, added),
+                   **_message(conn, org_id, envelopes.get(account))}
 
 
 def _message(conn: Any, org_id: int, envelope: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class PlannedEnvelope:
     kind: str = "invoice"  # or "credit_note": a correction, not the cycle's amount
 
 
-def _per_account(envelopes: Sequence[PlannedEnvelope]) -> dict[int, PlannedEnvelope]:
+def per_account(envelopes: Sequence[PlannedEnvelope]) -> dict[int, PlannedEnvelope]:
     """One envelope per account, its invoice's when it has one: an account with an invoice
     and a credit note in a run is one account whose recipients changed or not, listed once;
     amounts are compared between invoices only."""
@@ -176,7 +176,7 @@ def _domain(email: str) -> str:
     return email.rsplit("@", 1)[-1].lower()
 
 
-def _fan_in(envelopes: Iterable[PlannedEnvelope]) -> dict[str, set[int]]:
+def fan_in(envelopes: Iterable[PlannedEnvelope]) -> dict[str, set[int]]:
     out: dict[str, set[int]] = defaultdict(set)
     for env in envelopes:
         for _, email in env.recipients:
@@ -184,8 +184,11 @@ def _fan_in(envelopes: Iterable[PlannedEnvelope]) -> dict[str, set[int]]:
     return out
 
 
-def _sample(items: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
-    return tuple(items[:_SAMPLE])
+Counted = tuple[int, tuple[Mapping[str, Any], ...]]  # (how many, the first 20 in plan order)
+
+
+def counted(items: Sequence[Mapping[str, Any]]) -> Counted:
+    return len(items), tuple(items[:_SAMPLE])
 
 
 def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope] | None,
@@ -194,25 +197,43 @@ def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope
              evidence: changes.Evidence | None = None) -> Evaluation:
     """``archive``: the archive copy of this plan and of the previous one; ``evidence``: the
     contact history of each changed (account, contact) pair (:func:`changes.changed_pairs`).
-    Every recipient change is listed (never sampled); thresholds only decide the verdict."""
+    Every recipient change is listed (never sampled); thresholds only decide the verdict.
+    :mod:`sealbill.domain.plan_tally` gives the same, a group of accounts at a time."""
     n = len(plan)
-    findings = [*_absolute(plan, links, policy, now, first=previous is None)]
-    unexplained = changes.fan_in_unexplained(plan, links)
-    findings.append(Finding("fan_in_unexplained", "addresses receiving for accounts their "
-                            "verified links do not explain", len(unexplained),
-                            policy.fan_in_unexplained.limit(0), tuple(unexplained)))
-    if previous is not None:
-        listed = changes.recipient_changes(plan, previous, evidence or {})
-        findings.append(Finding("recipient_changes", "accounts whose recipients changed since "
-                                "the previous cycle (every one listed)", len(listed), None,
-                                tuple(listed)))
-        moved = changes.archive_change(archive, previous_archive)
-        findings.append(Finding("archive_changed", "archive copy changed since the previous "
-                                "cycle", int(moved is not None),
-                                policy.archive_changed.limit(0),
-                                (moved,) if moved else ()))
-        findings += _diff(plan, previous, policy)
     first = previous is None
+    findings = _absolute(plan, links, policy, now, first=first)
+    findings.append(unexplained_finding(changes.fan_in_unexplained(plan, links), policy))
+    if previous is not None:
+        findings.append(changes_finding(changes.recipient_changes(plan, previous,
+                                                                  evidence or {})))
+        findings.append(archive_finding(archive, previous_archive, policy))
+        findings += _diff(plan, previous, policy)
+    return assemble(findings, n, archive, policy, first=first)
+
+
+def unexplained_finding(unexplained: Sequence[Mapping[str, Any]],
+                        policy: DeliveryPolicy) -> Finding:
+    return Finding("fan_in_unexplained", "addresses receiving for accounts their "
+                   "verified links do not explain", len(unexplained),
+                   policy.fan_in_unexplained.limit(0), tuple(unexplained))
+
+
+def changes_finding(listed: Sequence[Mapping[str, Any]]) -> Finding:
+    return Finding("recipient_changes", "accounts whose recipients changed since "
+                   "the previous cycle (every one listed)", len(listed), None, tuple(listed))
+
+
+def archive_finding(archive: str | None, previous_archive: str | None,
+                    policy: DeliveryPolicy) -> Finding:
+    moved = changes.archive_change(archive, previous_archive)
+    return Finding("archive_changed", "archive copy changed since the previous cycle",
+                   int(moved is not None), policy.archive_changed.limit(0),
+                   (moved,) if moved else ())
+
+
+def assemble(findings: list[Finding], n: int, archive: str | None, policy: DeliveryPolicy,
+             *, first: bool) -> Evaluation:
+    """The verdict over the findings, and the facts shown first (envelopes, archive)."""
     holds = any(f.holds for f in findings) or (first and policy.first_cycle == HOLD)
     if first and policy.first_cycle == HOLD:
         findings.insert(0, Finding("first_cycle", "first cycle: no previous plan to compare",
@@ -224,96 +245,146 @@ def evaluate(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope
     return Evaluation(HOLD if holds else PROCEED, tuple(findings), first)
 
 
+def no_recipient_item(env: PlannedEnvelope) -> dict[str, Any] | None:
+    return None if env.recipients else {"account": env.account_reference,
+                                        "invoice": env.invoice_number}
+
+
+def over_cap_item(env: PlannedEnvelope, policy: DeliveryPolicy) -> dict[str, Any] | None:
+    return ({"account": env.account_reference, "recipients": len(env.recipients)}
+            if len(env.recipients) > policy.recipient_cap else None)
+
+
+def link_items(lf: LinkFact, window: datetime) -> tuple[dict[str, Any] | None, ...]:
+    """The link's item, if any, in each of: unexplained, unsafe name, recently verified."""
+    return (
+        None if lf.explained else {"account_id": lf.account_id, "contact_id": lf.contact_id,
+                                   "why": lf.explanation},
+        None if lf.name_safe else {"account_id": lf.account_id, "contact_id": lf.contact_id},
+        {"account_id": lf.account_id, "contact_id": lf.contact_id,
+         "verified_at": lf.verified_at.isoformat()}
+        if lf.verified_at is not None and lf.verified_at >= window else None)
+
+
+def fan_in_over(fan: Mapping[str, set[int]], policy: DeliveryPolicy) -> list[dict[str, Any]]:
+    return [{"email": a, "accounts": len(s)}
+            for a, s in sorted(fan.items(), key=lambda kv: -len(kv[1]))
+            if len(s) > policy.max_fan_in]
+
+
+def absolute_findings(n: int, policy: DeliveryPolicy, *, first: bool, no_rcpt: Counted,
+                      over: Counted, big: Counted, unexplained: Counted, unsafe: Counted,
+                      recent: Counted) -> list[Finding]:
+    return [
+        Finding("no_recipient", "invoices without a verified billing contact (held)",
+                no_rcpt[0], None, no_rcpt[1]),
+        Finding("over_cap", f"envelopes over the cap of {policy.recipient_cap}",
+                over[0], policy.over_cap.limit(n), over[1]),
+        Finding("fan_in_over_max", f"addresses receiving for more than "
+                f"{policy.max_fan_in} accounts", big[0],
+                policy.fan_in_over_max.limit(n), big[1]),
+        Finding("unexplained_links", "verified links the contact history does not "
+                "explain (changed outside sealbill?)", unexplained[0],
+                policy.unexplained_links.limit(n), unexplained[1]),
+        Finding("unsafe_names", "contact names with control characters",
+                unsafe[0], policy.unsafe_names.limit(n), unsafe[1]),
+        Finding("recently_verified", f"recipients verified in the last "
+                f"{policy.recent_verification_hours:g} h", recent[0],
+                None if first else policy.recently_verified.limit(n), recent[1]),
+    ]
+
+
 def _absolute(plan: Sequence[PlannedEnvelope], links: Sequence[LinkFact],
               policy: DeliveryPolicy, now: datetime, *, first: bool) -> list[Finding]:
-    n = len(plan)
-    out = []
-    no_rcpt = [{"account": e.account_reference, "invoice": e.invoice_number}
-               for e in plan if not e.recipients]
-    out.append(Finding("no_recipient", "invoices without a verified billing contact (held)",
-                       len(no_rcpt), None, _sample(no_rcpt)))
-    over = [{"account": e.account_reference, "recipients": len(e.recipients)}
-            for e in plan if len(e.recipients) > policy.recipient_cap]
-    out.append(Finding("over_cap", f"envelopes over the cap of {policy.recipient_cap}",
-                       len(over), policy.over_cap.limit(n), _sample(over)))
-    fan = _fan_in(plan)
-    big = [{"email": a, "accounts": len(s)}
-           for a, s in sorted(fan.items(), key=lambda kv: -len(kv[1]))
-           if len(s) > policy.max_fan_in]
-    out.append(Finding("fan_in_over_max", f"addresses receiving for more than "
-                       f"{policy.max_fan_in} accounts", len(big),
-                       policy.fan_in_over_max.limit(n), _sample(big)))
-    unexplained = [{"account_id": lf.account_id, "contact_id": lf.contact_id,
-                    "why": lf.explanation} for lf in links if not lf.explained]
-    out.append(Finding("unexplained_links", "verified links the contact history does not "
-                       "explain (changed outside sealbill?)", len(unexplained),
-                       policy.unexplained_links.limit(n), _sample(unexplained)))
-    unsafe = [{"account_id": lf.account_id, "contact_id": lf.contact_id}
-              for lf in links if not lf.name_safe]
-    out.append(Finding("unsafe_names", "contact names with control characters",
-                       len(unsafe), policy.unsafe_names.limit(n), _sample(unsafe)))
     window = now - timedelta(hours=policy.recent_verification_hours)
-    recent = [{"account_id": lf.account_id, "contact_id": lf.contact_id,
-               "verified_at": lf.verified_at.isoformat()}
-              for lf in links if lf.verified_at is not None and lf.verified_at >= window]
-    out.append(Finding("recently_verified", f"recipients verified in the last "
-                       f"{policy.recent_verification_hours:g} h", len(recent),
-                       None if first else policy.recently_verified.limit(n), _sample(recent)))
-    return out
+    per_link = [link_items(lf, window) for lf in links]
+    return absolute_findings(
+        len(plan), policy, first=first,
+        no_rcpt=counted([i for e in plan if (i := no_recipient_item(e)) is not None]),
+        over=counted([i for e in plan if (i := over_cap_item(e, policy)) is not None]),
+        big=counted(fan_in_over(fan_in(plan), policy)),
+        unexplained=counted([t[0] for t in per_link if t[0] is not None]),
+        unsafe=counted([t[1] for t in per_link if t[1] is not None]),
+        recent=counted([t[2] for t in per_link if t[2] is not None]))
+
+
+@dataclass
+class AccountDiff:
+    """One account's differences with the previous cycle (each None when there is none)."""
+
+    new_pair: dict[str, Any] | None
+    domain: dict[str, Any] | None
+    more: dict[str, Any] | None
+    far: dict[str, Any] | None
+
+
+def account_diff(env: PlannedEnvelope, before: PlannedEnvelope,
+                 policy: DeliveryPolicy) -> AccountDiff:
+    """The account's envelope now and before, as :func:`per_account` picks them."""
+    old = {email.lower() for _, email in before.recipients}
+    added = [email for _, email in env.recipients if email.lower() not in old]
+    old_domains = {_domain(e) for e in old}
+    new_domains = {_domain(email) for _, email in env.recipients}
+    return AccountDiff(
+        {"account": env.account_reference, "added": added} if added else None,
+        {"account": env.account_reference, "before": sorted(old_domains),
+         "now": sorted(new_domains)} if old_domains and new_domains - old_domains else None,
+        {"account": env.account_reference, "before": len(before.recipients),
+         "now": len(env.recipients)} if len(env.recipients) > len(before.recipients) else None,
+        {"account": env.account_reference, "before": before.amount_minor,
+         "now": env.amount_minor, "currency": env.currency}
+        if env.kind == before.kind == "invoice" and _far(env, before, policy.amount_ratio)
+        else None)
+
+
+def fan_in_grown(fan_now: Mapping[str, set[int]], fan_before: Mapping[str, set[int]],
+                 policy: DeliveryPolicy) -> list[dict[str, Any]]:
+    growth = sorted(((a, len(fan_before.get(a, ())), len(s)) for a, s in fan_now.items()
+                     if len(s) - len(fan_before.get(a, ())) > policy.fan_in_growth),
+                    key=lambda t: -t[2])
+    return [{"email": a, "before": before, "now": now} for a, before, now in growth]
+
+
+def diff_findings(n: int, policy: DeliveryPolicy, *, new_pairs: Counted, grown: Counted,
+                  domains: Counted, more: Counted, appearing: Counted, disappearing: Counted,
+                  far: Counted) -> list[Finding]:
+    return [
+        Finding("new_pairs", "existing accounts with a new recipient", new_pairs[0],
+                policy.new_pairs_on_existing_accounts.limit(n), new_pairs[1]),
+        Finding("fan_in_grown", f"addresses receiving for more than {policy.fan_in_growth} "
+                "more accounts than last cycle", grown[0], policy.fan_in_grown.limit(n),
+                grown[1]),
+        Finding("domain_changes", "accounts whose recipient domain changed", domains[0],
+                policy.domain_changes.limit(n), domains[1]),
+        Finding("more_recipients", "envelopes with more recipients than last cycle",
+                more[0], policy.more_recipients.limit(n), more[1]),
+        Finding("accounts_appearing", "accounts not in the previous plan", appearing[0],
+                policy.accounts_appearing.limit(n), appearing[1]),
+        Finding("accounts_disappearing", "accounts of the previous plan missing now",
+                disappearing[0], policy.accounts_disappearing.limit(n), disappearing[1]),
+        Finding("amounts_far", f"amounts more than {policy.amount_ratio:g}x away from last "
+                "cycle", far[0], policy.amounts_far.limit(n), far[1]),
+    ]
 
 
 def _diff(plan: Sequence[PlannedEnvelope], previous: Sequence[PlannedEnvelope],
           policy: DeliveryPolicy) -> list[Finding]:
-    n = len(plan)
-    prev_by_account = _per_account(previous)
-    cur_by_account = _per_account(plan)
-    new_pairs, domains, more, far = [], [], [], []
-    for env in cur_by_account.values():
-        before = prev_by_account.get(env.account_id)
-        if before is None:
-            continue
-        old = {email.lower() for _, email in before.recipients}
-        added = [email for _, email in env.recipients if email.lower() not in old]
-        if added:
-            new_pairs.append({"account": env.account_reference, "added": added})
-        old_domains = {_domain(e) for e in old}
-        new_domains = {_domain(email) for _, email in env.recipients}
-        if old_domains and new_domains - old_domains:
-            domains.append({"account": env.account_reference, "before": sorted(old_domains),
-                            "now": sorted(new_domains)})
-        if len(env.recipients) > len(before.recipients):
-            more.append({"account": env.account_reference, "before": len(before.recipients),
-                         "now": len(env.recipients)})
-        if env.kind == before.kind == "invoice" and _far(env, before, policy.amount_ratio):
-            far.append({"account": env.account_reference, "before": before.amount_minor,
-                        "now": env.amount_minor, "currency": env.currency})
+    prev_by_account = per_account(previous)
+    cur_by_account = per_account(plan)
+    diffs = [account_diff(env, prev_by_account[env.account_id], policy)
+             for env in cur_by_account.values() if env.account_id in prev_by_account]
     appearing = [{"account": e.account_reference} for e in cur_by_account.values()
                  if e.account_id not in prev_by_account]
     disappearing = [{"account": e.account_reference} for e in prev_by_account.values()
                     if e.account_id not in cur_by_account]
-    fan_now, fan_before = _fan_in(plan), _fan_in(previous)
-    growth = sorted(((a, len(fan_before.get(a, ())), len(s)) for a, s in fan_now.items()
-                     if len(s) - len(fan_before.get(a, ())) > policy.fan_in_growth),
-                    key=lambda t: -t[2])
-    grown = [{"email": a, "before": before, "now": now} for a, before, now in growth]
-    return [
-        Finding("new_pairs", "existing accounts with a new recipient", len(new_pairs),
-                policy.new_pairs_on_existing_accounts.limit(n), _sample(new_pairs)),
-        Finding("fan_in_grown", f"addresses receiving for more than {policy.fan_in_growth} "
-                "more accounts than last cycle", len(grown), policy.fan_in_grown.limit(n),
-                _sample(grown)),
-        Finding("domain_changes", "accounts whose recipient domain changed", len(domains),
-                policy.domain_changes.limit(n), _sample(domains)),
-        Finding("more_recipients", "envelopes with more recipients than last cycle",
-                len(more), policy.more_recipients.limit(n), _sample(more)),
-        Finding("accounts_appearing", "accounts not in the previous plan", len(appearing),
-                policy.accounts_appearing.limit(n), _sample(appearing)),
-        Finding("accounts_disappearing", "accounts of the previous plan missing now",
-                len(disappearing), policy.accounts_disappearing.limit(n),
-                _sample(disappearing)),
-        Finding("amounts_far", f"amounts more than {policy.amount_ratio:g}x away from last "
-                "cycle", len(far), policy.amounts_far.limit(n), _sample(far)),
-    ]
+    return diff_findings(
+        len(plan), policy,
+        new_pairs=counted([d.new_pair for d in diffs if d.new_pair is not None]),
+        grown=counted(fan_in_grown(fan_in(plan), fan_in(previous), policy)),
+        domains=counted([d.domain for d in diffs if d.domain is not None]),
+        more=counted([d.more for d in diffs if d.more is not None]),
+        appearing=counted(appearing), disappearing=counted(disappearing),
+        far=counted([d.far for d in diffs if d.far is not None]))
 
 
 def _far(now: PlannedEnvelope, before: PlannedEnvelope, ratio: float) -> bool:

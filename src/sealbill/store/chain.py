@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,12 +133,15 @@ def checkpoints(conn: Connection, chain: str, org_id: int) -> list[Checkpoint]:
 
 
 def against_checkpoints(conn: Connection, chain: str, org_id: int,
-                        hashes: dict[int, str]) -> list[dict[str, Any]]:
-    """Problems of a chain (``hashes``: seq -> row_hash as stored) against its checkpoints:
-    a tail shorter than a checkpoint (truncated), or another row at a checkpointed place."""
+                        hashes: Mapping[int, str], *, head: int | None = None,
+                        points: list[Checkpoint] | None = None) -> list[dict[str, Any]]:
+    """Problems of a chain (``hashes``: seq -> row_hash as stored, at least at every
+    checkpointed place; ``head``: the last seq, the largest of ``hashes`` if not given)
+    against its checkpoints (``points``, read from the file if not given): a tail shorter
+    than a checkpoint (truncated), or another row at a checkpointed place."""
     problems: list[dict[str, Any]] = []
-    head = max(hashes, default=0)
-    for point in checkpoints(conn, chain, org_id):
+    head = max(hashes, default=0) if head is None else head
+    for point in checkpoints(conn, chain, org_id) if points is None else points:
         if point.check is not Check.VALID:
             problems.append({"seq": point.seq, "problem": "checkpoint not sealed",
                              "detail": f"a checkpoint line's seal is {point.check.value}"})

@@ -83,8 +83,8 @@ def test_mime_builder_accumulating_recipients(world: World,
 def test_invoice_account_mis_join(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     real = plan_store.run_invoices
 
-    def mis_joined(conn: Any, org_id: int, run_id: int) -> list[dict[str, Any]]:
-        rows = [dict(r) for r in real(conn, org_id, run_id)]
+    def mis_joined(conn: Any, org_id: int, run_id: int, **chunk: Any) -> list[dict[str, Any]]:
+        rows = [dict(r) for r in real(conn, org_id, run_id, **chunk)]
         accounts = [r["account_id"] for r in rows]
         for row, account_id in zip(rows, accounts[1:] + accounts[:1], strict=True):
             row["account_id"] = account_id  # a join that slipped by one row
@@ -243,8 +243,8 @@ def test_replay_of_an_old_runs_invoices(world: World, monkeypatch: pytest.Monkey
     real = plan_store.run_invoices
     old_run = world.run_id
 
-    def replay(conn: Any, org_id: int, run_id: int) -> list[dict[str, Any]]:
-        return [dict(r) for r in real(conn, org_id, old_run)]  # the refactor's bug
+    def replay(conn: Any, org_id: int, run_id: int, **chunk: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in real(conn, org_id, old_run, **chunk)]  # the refactor's bug
 
     monkeypatch.setattr(plan_store, "run_invoices", replay)
     result = world.plan(new_run)

@@ -20,12 +20,13 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
-import unicodedata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +36,11 @@ from sealbill.domain.delivery_plan import (
     HOLD,
     PROCEED,
     DeliveryPolicy,
-    PlannedEnvelope,
-    evaluate,
 )
-from sealbill.domain.entitlement_changes import changed_pairs
 from sealbill.domain.send_policy import envelope_digest
 from sealbill.mail.mime import message_id_for
-from sealbill.store.delivery import alerts
+from sealbill.pipeline.delivery.plan_judge import FINISHED, judge
+from sealbill.store.delivery import alerts, plan_reads
 from sealbill.store.delivery import plans as store
 from sealbill.store.parties import records as parties
 from sealbill.store.parties.records import Recipient
@@ -50,8 +49,8 @@ PLANNABLE = ("finalized", "rendered", "planned", "held", "approved")
 REPLANNABLE = (*PLANNABLE, "sending")  # a halted run is resumed (recorded) first
 RECIPIENT_CHUNK = 1000  # accounts per read of their verified billing contacts
 PROGRESS_EVERY = 500  # envelopes between two progress reports
+CHUNK = 1000  # invoices built and stored together
 DOCUMENT_KINDS = ("pdf", "xml", "html", "text")
-FINISHED = ("sent", "failed_permanent")  # outbox states a message never leaves again
 
 
 class PlanError(RuntimeError):
@@ -85,36 +84,59 @@ def body_digest(text_sha256: str, html_sha256: str) -> str:
     return hashlib.sha256(f"text:{text_sha256}\nhtml:{html_sha256}\n".encode()).hexdigest()
 
 
-def name_is_safe(name: str) -> bool:
-    return not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch == "\u0085"
-                   for ch in name)
+class CanaryPick:
+    """The canary slice chosen as the envelopes are built, a chunk at a time: the run's
+    internal test invoices that can be sent, if any; else the ``max(1, ceil(share x n))`` of
+    the ``n`` sendable ones whose hash of (run, invoice) is lowest. Holds at most
+    ``ceil(share x bound)`` hashes (``bound``: how many envelopes will be built)."""
+
+    def __init__(self, run_id: int, share: float, bound: int) -> None:
+        self.run_id, self.share = run_id, share
+        self.keep = max(1, math.ceil(share * bound))
+        self.sendable = 0
+        self.internal: set[int] = set()
+        self._lowest: list[tuple[str, int]] = []  # max-heap of (hash, invoice) by negation
+
+    def add(self, invoice_id: int, *, sendable: bool, internal: bool) -> None:
+        if not sendable:
+            return
+        self.sendable += 1
+        if internal:
+            self.internal.add(invoice_id)
+        rank = hashlib.sha256(f"{self.run_id}:{invoice_id}".encode()).hexdigest()
+        self._lowest.append((rank, invoice_id))
+        if len(self._lowest) > 2 * self.keep:
+            self._lowest = sorted(self._lowest)[:self.keep]
+
+    def chosen(self) -> set[int]:
+        if self.internal:
+            return set(self.internal)
+        if not self.sendable:
+            return set()
+        size = max(1, math.ceil(self.share * self.sendable))
+        return {invoice_id for _, invoice_id in sorted(self._lowest)[:size]}
 
 
-def _canary_ids(run_id: int, rows: Sequence[Mapping[str, Any]], share: float) -> set[int]:
-    sendable = [r for r in rows if r["recipients"]]
-    internal = {int(r["invoice_id"]) for r in sendable if r["is_internal_test"]}
-    if internal:
-        return internal
-    if not sendable:
-        return set()
-    size = max(1, math.ceil(share * len(sendable)))
-    ranked = sorted(sendable, key=lambda r: hashlib.sha256(
-        f"{run_id}:{r['invoice_id']}".encode()).hexdigest())
-    return {int(r["invoice_id"]) for r in ranked[:size]}
+@dataclass
+class _Build:
+    """What building the envelopes leaves: how many, the canary, the unrendered invoices."""
 
+    pick: CanaryPick
+    was_canary: set[int]
+    planned: int = 0
+    canary_rebuilt: set[int] = field(default_factory=set)
+    canary_reachable: bool = False  # a rebuilt canary envelope has a recipient
+    unrendered: int = 0
+    first_unrendered: str | None = None
 
-def _replan_canary(run_id: int, rows: Sequence[Mapping[str, Any]], share: float,
-                   was_canary: set[int], rebuilt: set[int]) -> set[int]:
-    """A replan keeps the canary slice: the rebuilt envelopes of canary invoices stay canary.
-    If no canary message has left yet and none of those can be sent any more (no verified
-    recipient now), the slice is chosen again among the rebuilt envelopes, so that the run
-    still starts with a canary."""
-    canary = {int(r["invoice_id"]) for r in rows if r["invoice_id"] in was_canary}
-    canary_left = bool(was_canary - rebuilt)
-    if not canary_left and not any(r["recipients"] for r in rows
-                                   if r["invoice_id"] in canary):
-        canary = _canary_ids(run_id, rows, share)
-    return canary
+    def canary(self, canary_left: bool, replan: bool) -> set[int]:
+        """A replan keeps the canary slice: the rebuilt envelopes of canary invoices stay
+        canary. If no canary message has left yet and none of those can be sent any more
+        (no verified recipient now), the slice is chosen again among the rebuilt envelopes,
+        so that the run still starts with a canary."""
+        if not replan or (not canary_left and not self.canary_reachable):
+            return self.pick.chosen()
+        return self.canary_rebuilt
 
 
 def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
@@ -122,7 +144,8 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
              replan: bool = False, now: datetime | None = None,
              on_progress: Callable[[int], None] | None = None,
              on_total: Callable[[int], None] | None = None) -> PlanResult:
-    """Build (or, with ``replan``, rebuild the unsent part of) the run's delivery plan.
+    """Build (or, with ``replan``, rebuild the unsent part of) the run's delivery plan,
+    :data:`CHUNK` invoices at a time, then judge it (``plan_judge.py``).
 
     ``on_total`` is told how many envelopes will be built, ``on_progress`` each one built."""
     policy = policy or DeliveryPolicy()
@@ -139,72 +162,43 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
                             f"{run_id} --reason ...` (recorded) before planning it again")
         if run["status"] not in allowed:
             raise PlanError(f"run {run_id} is {run['status']}: it cannot be planned now")
-        invoices = store.run_invoices(conn, org_id, run_id)
-        if not invoices:
+        if not store.run_invoices(conn, org_id, run_id, limit=1):
             raise PlanError(f"run {run_id} has no finalized invoice to deliver")
-        digests = store.document_digests(conn, org_id, [int(i["id"]) for i in invoices])
-        unrendered = [i["number"] for i in invoices
-                      if any(k not in digests.get(int(i["id"]), {}) for k in DOCUMENT_KINDS)]
-        if unrendered:
-            raise PlanError(f"{len(unrendered)} documents are not rendered yet "
-                            f"(first: {unrendered[0]}); run the render stage first "
-                            "(`sealbill documents render RUN`)")
-        previous = store.previous_plan(conn, org_id, str(run["period"]))
+        previous_id = store.previous_plan_id(conn, org_id, str(run["period"]))
+        todo: array[int] | None = None  # None: every invoice of the run
         was_canary: set[int] = set()
         if existing is None:
-            plan_id = store.create_plan(conn, org_id, run_id,
-                                        previous[0] if previous else None, actor)
-            todo = {int(i["id"]) for i in invoices}
+            plan_id = store.create_plan(conn, org_id, run_id, previous_id, actor)
         else:
             plan_id = int(existing["id"])
-            was_canary = {int(r["invoice_id"]) for r in store.envelope_rows(conn, org_id, plan_id)
-                          if r["is_canary"]}
+            was_canary = plan_reads.canary_invoice_ids(conn, org_id, plan_id)
             todo = store.drop_unsent(conn, org_id, plan_id)
         org = parties.organization(conn, org_id)
         domain = str(org["sender_email"]).rsplit("@", 1)[1].lower()
         # the archive copy is a recipient of every message: planned, shown, compared
         archive = str(org["archive_email"]).strip().lower() if org["archive_email"] else None
         store.set_archive(conn, org_id, plan_id, archive)
-        rows: list[dict[str, Any]] = []
-        planned = [inv for inv in invoices if int(inv["id"]) in todo]
+        total = plan_reads.count_run_invoices(conn, org_id, run_id, todo)
         if on_total:
-            on_total(len(planned))
-        by_account = resolve_recipients(conn, org_id, sorted({int(inv["account_id"])
-                                                              for inv in planned}))
-        for inv in planned:
-            recipients = by_account.get(int(inv["account_id"]), [])
-            docs = digests[int(inv["id"])]
-            rows.append({
-                "organization_id": org_id, "plan_id": plan_id, "run_id": run_id,
-                "invoice_id": int(inv["id"]), "account_id": int(inv["account_id"]),
-                "recipients": [{"contact_id": r.contact_id, "email": r.email}
-                               for r in recipients],
-                "attachment_sha256": docs["pdf"][1],
-                "body_sha256": body_digest(docs["text"][1], docs["html"][1]),
-                "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
-                "is_internal_test": bool(inv["is_internal_test"]), "created_at": now,
-            })
-            if on_progress and len(rows) % PROGRESS_EVERY == 0:
-                on_progress(PROGRESS_EVERY)
-        canary = _replan_canary(run_id, rows, canary_share, was_canary, todo) if existing \
-            else _canary_ids(run_id, rows, canary_share)
-        for row in rows:
-            row["is_canary"] = row["invoice_id"] in canary
-            del row["is_internal_test"]
-        envelope_ids = store.insert_envelopes(conn, rows)
-        store.insert_outbox(conn, [
-            {"organization_id": org_id, "run_id": run_id, "envelope_id": env_id,
-             "message_id": message_id_for(row["invoice_id"], env_id, domain),
-             "status": "queued" if row["recipients"] else "held",
-             "last_error": None if row["recipients"] else "no verified billing contact",
-             "attempts": 0, "updated_at": now}
-            for env_id, row in zip(envelope_ids, rows, strict=True)])
-        if on_progress and len(rows) % PROGRESS_EVERY:
-            on_progress(len(rows) % PROGRESS_EVERY)
-        verdict, report = _evaluate(conn, org_id, plan_id, previous, policy, now, archive)
+            on_total(total)
+        built = _Build(CanaryPick(run_id, canary_share, total), was_canary)
+        for chunk in _invoice_chunks(conn, org_id, run_id):
+            _build_chunk(conn, org_id, run_id, plan_id, chunk, todo, built, domain, now,
+                         on_progress)
+        if built.unrendered:
+            raise PlanError(f"{built.unrendered} documents are not rendered yet "
+                            f"(first: {built.first_unrendered}); run the render stage first "
+                            "(`sealbill documents render RUN`)")
+        canary_left = existing is not None and bool(
+            plan_reads.canary_invoice_ids(conn, org_id, plan_id))  # kept, already sent
+        plan_reads.mark_canary(conn, org_id, plan_id,
+                               sorted(built.canary(canary_left, existing is not None)))
+        if on_progress and built.planned % PROGRESS_EVERY:
+            on_progress(built.planned % PROGRESS_EVERY)
+        verdict, report = judge(conn, org_id, plan_id, previous_id, policy, now, archive)
         if existing is not None:  # who rebuilt it, kept with the verdict it led to
             report = {**report, "replanned_by": actor, "replanned_at": now.isoformat(),
-                      "replanned_envelopes": len(rows)}
+                      "replanned_envelopes": built.planned}
         store.set_verdict(conn, org_id, plan_id, verdict, report)
         store.set_run_status(conn, org_id, run_id, "held" if verdict == HOLD else "approved")
         if verdict == HOLD:
@@ -213,34 +207,83 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
                           or "delivery plan held", evidence=report)
         plan = store.plan_row(conn, org_id, run_id)
         assert plan is not None
-        return _result(conn, org_id, run_id, plan, replanned=len(rows) if existing else 0)
+        return _result(conn, org_id, run_id, plan,
+                       replanned=built.planned if existing else 0)
 
 
-def _evaluate(conn: Connection, org_id: int, plan_id: int,
-              previous: tuple[int, list[PlannedEnvelope]] | None, policy: DeliveryPolicy,
-              now: datetime, archive: str | None) -> tuple[str, dict[str, Any]]:
-    rows = store.envelope_rows(conn, org_id, plan_id)
-    planned = [store.to_planned(row) for row in rows]
-    # Links are judged as they are now only where a message may still go out: an envelope
-    # already sent (kept as is by a replan) went to contacts that were verified then.
-    pairs = [(e.account_id, cid) for e, row in zip(planned, rows, strict=True)
-             if row["outbox_status"] not in FINISHED for cid, _ in e.recipients]
-    links = store.link_facts(conn, org_id, pairs, now, name_is_safe)
-    before = previous[1] if previous else None
-    evidence = store.change_evidence(conn, org_id, changed_pairs(planned, before or []))
-    evaluation = evaluate(
-        planned, before, links, policy, now, archive=archive, evidence=evidence,
-        previous_archive=store.plan_archive(conn, org_id, previous[0]) if previous else None)
-    report = evaluation.report()
-    report["archive"] = archive
-    report["previous_plan_id"] = previous[0] if previous else None
-    report["policy"] = policy.as_dict()
-    return evaluation.verdict, report
+def _invoice_chunks(conn: Connection, org_id: int, run_id: int
+                    ) -> Iterator[Sequence[Mapping[str, Any]]]:
+    """The run's finalized invoices, :data:`CHUNK` at a time, in id order."""
+    after = 0
+    while True:
+        chunk = store.run_invoices(conn, org_id, run_id, after=after, limit=CHUNK)
+        if not chunk:
+            return
+        yield chunk
+        last = max(int(inv["id"]) for inv in chunk)
+        if len(chunk) < CHUNK or last <= after:
+            return
+        after = last
+
+
+def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
+                 invoices: Sequence[Mapping[str, Any]], todo: array[int] | None,
+                 built: _Build, domain: str, now: datetime,
+                 on_progress: Callable[[int], None] | None) -> None:
+    """Check that the chunk's invoices are rendered; build, store and count the envelopes of
+    those to plan (once an invoice is found unrendered, nothing more is stored: the plan
+    fails at the end, listing how many)."""
+    digests = store.document_digests(conn, org_id, [int(i["id"]) for i in invoices])
+    for inv in invoices:
+        if any(k not in digests.get(int(inv["id"]), {}) for k in DOCUMENT_KINDS):
+            built.unrendered += 1
+            built.first_unrendered = built.first_unrendered or str(inv["number"])
+    planned = [inv for inv in invoices if todo is None or _contains(todo, int(inv["id"]))]
+    if built.unrendered or not planned:
+        return
+    by_account = resolve_recipients(conn, org_id, sorted({int(inv["account_id"])
+                                                          for inv in planned}))
+    rows: list[dict[str, Any]] = []
+    for inv in planned:
+        recipients = by_account.get(int(inv["account_id"]), [])
+        docs = digests[int(inv["id"])]
+        invoice_id = int(inv["id"])
+        rows.append({
+            "organization_id": org_id, "plan_id": plan_id, "run_id": run_id,
+            "invoice_id": invoice_id, "account_id": int(inv["account_id"]),
+            "recipients": [{"contact_id": r.contact_id, "email": r.email}
+                           for r in recipients],
+            "attachment_sha256": docs["pdf"][1],
+            "body_sha256": body_digest(docs["text"][1], docs["html"][1]),
+            "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
+            "is_canary": False, "created_at": now,
+        })
+        built.pick.add(invoice_id, sendable=bool(recipients),
+                       internal=bool(inv["is_internal_test"]))
+        if invoice_id in built.was_canary:
+            built.canary_rebuilt.add(invoice_id)
+            built.canary_reachable = built.canary_reachable or bool(recipients)
+        built.planned += 1
+        if on_progress and built.planned % PROGRESS_EVERY == 0:
+            on_progress(PROGRESS_EVERY)
+    envelope_ids = store.insert_envelopes(conn, rows)
+    store.insert_outbox(conn, [
+        {"organization_id": org_id, "run_id": run_id, "envelope_id": env_id,
+         "message_id": message_id_for(row["invoice_id"], env_id, domain),
+         "status": "queued" if row["recipients"] else "held",
+         "last_error": None if row["recipients"] else "no verified billing contact",
+         "attempts": 0, "updated_at": now}
+        for env_id, row in zip(envelope_ids, rows, strict=True)])
+
+
+def _contains(ids: array[int], wanted: int) -> bool:
+    at = bisect.bisect_left(ids, wanted)
+    return at < len(ids) and ids[at] == wanted
 
 
 def _result(conn: Connection, org_id: int, run_id: int, plan: Mapping[str, Any], *,
             replanned: int) -> PlanResult:
-    count = len(store.envelope_rows(conn, org_id, int(plan["id"])))
+    count = plan_reads.count_envelopes(conn, org_id, int(plan["id"]))
     return PlanResult(run_id, int(plan["id"]), str(plan["verdict"]), plan["report"], count,
                       replanned)
 
@@ -264,11 +307,11 @@ def approve_run(engine: Engine, org_id: int, run_id: int, *, actor: str, reason:
         # exactly what the approver was shown: the listed differences, and per envelope the
         # recipients and archive copy (a message that differs at send time is set aside)
         store.approve(conn, org_id, plan_id, actor, reason, differences_digest(plan["report"]))
-        store.approve_envelopes(conn, org_id, plan_id, {
-            int(row["id"]): envelope_digest(int(row["account_id"]), store.to_planned(
-                row).recipients, archive)
-            for row in store.envelope_rows(conn, org_id, plan_id)
-            if row["outbox_status"] not in FINISHED})
+        for rows in plan_reads.envelope_chunks(conn, org_id, plan_id, CHUNK):
+            store.approve_envelopes(conn, org_id, plan_id, {
+                int(row["id"]): envelope_digest(int(row["account_id"]), store.to_planned(
+                    row).recipients, archive)
+                for row in rows if row["outbox_status"] not in FINISHED})
         store.set_run_status(conn, org_id, run_id, "approved")
         alerts.resolve(conn, org_id, run_id, actor=actor)
 

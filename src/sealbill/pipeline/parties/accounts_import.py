@@ -3,7 +3,8 @@
 A record is checked whole (:class:`sealbill.inputs.accounts.AccountRecordIn`: the CLI and
 API's ``AccountIn`` with its ``ContactIn`` contacts) before anything is written; the first
 problem does not hide the others (each names the file, the record — line or index and
-reference — and the field). Then every account, contact and link is written in one transaction.
+reference — and the field). Then every account, contact and link is written in one transaction,
+a chunk of accounts per group of statements (:mod:`sealbill.store.parties.bulk`).
 
 CSV columns (a header line; unknown, repeated or missing required columns are refused):
 reference, name, address_line1, address_line2, postcode, city, country, is_business, vat_id,
@@ -28,8 +29,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.address_policy import AddressPolicy
 from sealbill.inputs.accounts import AccountRecordIn, is_shape_problem, read_account_file
 from sealbill.inputs.problems import InputRejected, label_problems
-from sealbill.store.db import Row
-from sealbill.store.parties import address_rules
+from sealbill.store.parties import address_rules, bulk
 from sealbill.store.parties import records as parties
 
 
@@ -133,26 +133,5 @@ def import_accounts(conn: Connection, org_id: int, path: Path, *, actor: str) ->
                     for r in records if r.values["reference"] in existing)
     if problems:
         raise ImportRejected(problems)
-    counts = {"accounts": 0, "contacts": 0, "verified": 0}
-    for record in records:
-        account_id = parties.create_account(conn, org_id, **record.values)
-        counts["accounts"] += 1
-        for contact in record.contacts:
-            counts["verified"] += _import_contact(conn, org_id, account_id, contact, actor,
-                                                  policy)
-            counts["contacts"] += 1
-    return counts
-
-
-def _import_contact(conn: Connection, org_id: int, account_id: int,
-                    contact: Row, actor: str, policy: AddressPolicy) -> int:
-    contact_id = parties.add_contact(conn, org_id, contact["email"],
-                                     name=contact.get("name", ""), actor=actor, policy=policy)
-    link_id = parties.link_contact(conn, org_id, contact_id, account_id,
-                                   contact.get("role", "billing"), actor=actor, policy=policy)
-    verified = contact.get("verified")
-    if not verified:
-        return 0
-    parties.set_link_status(conn, org_id, link_id, "verified", actor=verified["by"],
-                            method="operator", reason=verified["reason"], policy=policy)
-    return 1
+    return bulk.write_accounts(conn, org_id, [bulk.NewAccount(r.values, r.contacts)
+                                              for r in records], actor=actor, policy=policy)

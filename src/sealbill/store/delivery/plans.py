@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
 from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
 from sealbill.store import stage_events
-from sealbill.store.db import inserted_id
+from sealbill.store.db import inserted_id, not_indexed
 from sealbill.store.schema import (
     accounts,
     billing_runs,
@@ -68,17 +69,20 @@ def set_run_status(conn: Connection, org_id: int, run_id: int, status: str,
                          {"run_id": run_id, "status": status, "reason": halted_reason})
 
 
-def run_invoices(conn: Connection, org_id: int, run_id: int) -> list[Mapping[str, Any]]:
-    """The run's finalized invoices (what must be delivered), with their account reference."""
-    rows = conn.execute(
+def run_invoices(conn: Connection, org_id: int, run_id: int, *, after: int = 0,
+                 limit: int | None = None) -> list[Mapping[str, Any]]:
+    """The run's finalized invoices (what must be delivered), with their account reference:
+    those with an id above ``after``, ``limit`` of them (all without), in id order."""
+    query = (
         sa.select(invoices.c.id, invoices.c.number, invoices.c.account_id,
                   invoices.c.total_incl_minor, invoices.c.currency,
                   accounts.c.reference, accounts.c.is_internal_test)
         .join(accounts, sa.and_(accounts.c.id == invoices.c.account_id,
                                 accounts.c.organization_id == org_id))
         .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
-               invoices.c.status == "finalized")
+               invoices.c.status == "finalized", invoices.c.id > after)
         .order_by(invoices.c.id))
+    rows = conn.execute(query if limit is None else query.limit(limit))
     return [dict(row._mapping) for row in rows]
 
 
@@ -90,7 +94,7 @@ def document_digests(conn: Connection, org_id: int,
         chunk = list(invoice_ids[start:start + 500])
         rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
                                       documents.c.path, documents.c.sha256)
-                            .where(documents.c.organization_id == org_id,
+                            .where(not_indexed(documents.c.organization_id) == org_id,
                                    documents.c.invoice_id.in_(chunk)))
         for invoice_id, kind, path, sha in rows:
             kind = "text" if kind in TEXT_KINDS else kind
@@ -111,7 +115,7 @@ def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
     for start in range(0, len(contact_ids), 500):
         chunk = contact_ids[start:start + 500]
         for row in conn.execute(sa.select(contact_events).where(
-                contact_events.c.organization_id == org_id,
+                not_indexed(contact_events.c.organization_id) == org_id,
                 contact_events.c.contact_id.in_(chunk))):
             if row.event in ("added", "address_changed") and row.new_value:
                 address_events.append(AddressEvent(int(row.id), int(row.contact_id),
@@ -172,7 +176,7 @@ def change_evidence(conn: Connection, org_id: int, pairs: Iterable[tuple[int, in
     for start in range(0, len(contact_ids), 500):
         chunk = contact_ids[start:start + 500]
         for row in conn.execute(sa.select(contact_events).where(
-                contact_events.c.organization_id == org_id,
+                not_indexed(contact_events.c.organization_id) == org_id,
                 contact_events.c.contact_id.in_(chunk)).order_by(contact_events.c.id)):
             by_contact.setdefault(int(row.contact_id), []).append(row)
     out: dict[tuple[int, int], list[dict[str, Any]]] = {}
@@ -199,12 +203,16 @@ def plan_archive(conn: Connection, org_id: int, plan_id: int) -> str | None:
 
 def approve_envelopes(conn: Connection, org_id: int, plan_id: int,
                       digests: Mapping[int, str]) -> None:
-    """Record, per envelope, the digest of the recipients the approver saw."""
-    for envelope_id, digest in digests.items():
-        conn.execute(sa.update(delivery_envelopes).where(
-            delivery_envelopes.c.organization_id == org_id,
-            delivery_envelopes.c.plan_id == plan_id, delivery_envelopes.c.id == envelope_id
-        ).values(approved_sha256=digest))
+    """Record, per envelope, the digest of the recipients the approver saw (one statement,
+    executed for every envelope given)."""
+    if not digests:
+        return
+    conn.execute(sa.update(delivery_envelopes).where(
+        delivery_envelopes.c.organization_id == org_id,
+        delivery_envelopes.c.plan_id == plan_id,
+        delivery_envelopes.c.id == sa.bindparam("envelope_id")
+    ).values(approved_sha256=sa.bindparam("digest")),
+        [{"envelope_id": e, "digest": d} for e, d in digests.items()])
 
 
 def plan_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any] | None:
@@ -216,14 +224,20 @@ def plan_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any] | 
 def previous_plan(conn: Connection, org_id: int, period: str
                   ) -> tuple[int, list[PlannedEnvelope]] | None:
     """The plan of the organization's latest run before ``period``, if any."""
+    plan_id = previous_plan_id(conn, org_id, period)
+    if plan_id is None:
+        return None
+    return plan_id, planned_envelopes(conn, org_id, plan_id)
+
+
+def previous_plan_id(conn: Connection, org_id: int, period: str) -> int | None:
+    """The id of the plan of the organization's latest run before ``period``, if any."""
     row = conn.execute(
         sa.select(delivery_plans.c.id, delivery_plans.c.run_id)
         .join(billing_runs, billing_runs.c.id == delivery_plans.c.run_id)
         .where(delivery_plans.c.organization_id == org_id, billing_runs.c.period < period)
         .order_by(billing_runs.c.period.desc()).limit(1)).first()
-    if row is None:
-        return None
-    return int(row.id), planned_envelopes(conn, org_id, int(row.id))
+    return None if row is None else int(row.id)
 
 
 def envelope_rows(conn: Connection, org_id: int, plan_id: int) -> list[Mapping[str, Any]]:
@@ -274,24 +288,26 @@ def approve(conn: Connection, org_id: int, plan_id: int, actor: str, reason: str
              approved_digest=digest))
 
 
-def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> set[int]:
+def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> array[int]:
     """Delete the envelopes (and outbox rows) whose message never left; returns their
-    invoice ids, to be planned again."""
-    rows = conn.execute(
-        sa.select(delivery_envelopes.c.id, delivery_envelopes.c.invoice_id, outbox.c.id)
-        .outerjoin(outbox, outbox.c.envelope_id == delivery_envelopes.c.id)
-        .where(delivery_envelopes.c.organization_id == org_id,
-               delivery_envelopes.c.plan_id == plan_id,
-               sa.or_(outbox.c.id.is_(None), outbox.c.status.in_(NEVER_LEFT)))).all()
-    envelope_ids = [int(e) for e, _, _ in rows]
-    outbox_ids = [int(o) for _, _, o in rows if o is not None]
-    for start in range(0, len(envelope_ids), 500):
-        if outbox_ids[start:start + 500]:
-            conn.execute(sa.delete(outbox).where(outbox.c.id.in_(outbox_ids[start:start + 500])))
-    for start in range(0, len(envelope_ids), 500):
+    invoice ids, ascending, packed (to be planned again). Works 500 envelopes at a time."""
+    dropped: array[int] = array("q")
+    while True:
+        rows = conn.execute(
+            sa.select(delivery_envelopes.c.id, delivery_envelopes.c.invoice_id, outbox.c.id)
+            .outerjoin(outbox, outbox.c.envelope_id == delivery_envelopes.c.id)
+            .where(delivery_envelopes.c.organization_id == org_id,
+                   delivery_envelopes.c.plan_id == plan_id,
+                   sa.or_(outbox.c.id.is_(None), outbox.c.status.in_(NEVER_LEFT)))
+            .order_by(delivery_envelopes.c.id).limit(500)).all()
+        if not rows:
+            return array("q", sorted(dropped))
+        outbox_ids = [int(o) for _, _, o in rows if o is not None]
+        if outbox_ids:
+            conn.execute(sa.delete(outbox).where(outbox.c.id.in_(outbox_ids)))
         conn.execute(sa.delete(delivery_envelopes).where(
-            delivery_envelopes.c.id.in_(envelope_ids[start:start + 500])))
-    return {int(i) for _, i, _ in rows}
+            delivery_envelopes.c.id.in_([int(e) for e, _, _ in rows])))
+        dropped.extend(int(i) for _, i, _ in rows)
 
 
 def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -21,6 +21,7 @@ link between rows (``chain broken``), a row whose id is out of order with its pl
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,14 @@ def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
     The head read at the first append of a transaction (under the lock) is kept for the rest
     of it (:func:`sealbill.store.chain.transaction_head`): an import of a thousand accounts
     reads it once."""
+    return append_many(conn, org_id, [{"contact_id": contact_id, "event": event,
+                                       "actor": actor, "at": at, **extra}])
+
+
+def append_many(conn: Connection, org_id: int, events: Sequence[Mapping[str, Any]]) -> int:
+    """Append events in the order given (each: contact_id, event, actor, at and the extras of
+    :func:`append`), chained and sealed as :func:`append` chains them, in one statement.
+    Returns the new head's seq."""
     keyring = for_connection(conn)
     head = chain.transaction_head(conn, CHAIN, org_id)
     if head is None:
@@ -67,16 +76,24 @@ def append(conn: Connection, org_id: int, contact_id: int, event: str, actor: st
             conn.execute(_XACT_LOCK, {"ns": _LOCK_NAMESPACE, "org": org_id})
         found = _HEAD.first(conn, {"org": org_id})
         head = (0, chain.GENESIS) if found is None else (int(found.seq), str(found.row_hash))
-    seq = head[0] + 1
-    row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
-    row.update(extra)
-    row.update(organization_id=org_id, seq=seq, contact_id=contact_id, event=event,
-               actor=actor, at=at, prev_hash=head[1])
-    row["row_hash"] = row_hash(row)
-    row["seal"], row["seal_key_id"] = keyring.keys.seal(
-        "contact_event", chained_fields(org_id, seq, row["row_hash"]))
-    _INSERT.run(conn, row)
-    chain.note_head(conn, CHAIN, org_id, seq, row["row_hash"])
+    if not events:
+        return head[0]
+    seq, prev = head
+    rows = []
+    for event in events:
+        seq += 1
+        row: dict[str, Any] = {name: None for name in EVENT_FIELDS}
+        row.update(event)
+        row.update(organization_id=org_id, seq=seq, prev_hash=prev)
+        row["row_hash"] = prev = row_hash(row)
+        row["seal"], row["seal_key_id"] = keyring.keys.seal(
+            "contact_event", chained_fields(org_id, seq, row["row_hash"]))
+        rows.append(row)
+    if len(rows) == 1:
+        _INSERT.run(conn, rows[0])
+    else:
+        _INSERT.run_many(conn, rows)
+    chain.note_head(conn, CHAIN, org_id, seq, prev)
     return seq
 
 
@@ -95,18 +112,26 @@ class LogReport:
         return not self.problems
 
 
+STREAM = {"stream_results": True, "yield_per": 2000}  # PostgreSQL: a server-side cursor
+
+
 def verify(conn: Connection, org_id: int) -> LogReport:
-    """Walk the organization's whole log (see the module docstring for what is reported)."""
+    """Walk the organization's whole log (see the module docstring for what is reported).
+
+    Memory does not grow with the log: rows are streamed, and only the hashes at the
+    checkpointed places are kept; re-inserted rows are found by a second, descending walk."""
     keys = for_connection(conn).keys
     problems: list[dict[str, Any]] = []
     expected, prev = 1, chain.GENESIS
-    placed: list[tuple[int, dict[str, Any]]] = []  # (row id, where) in chain order
-    hashes: dict[int, str] = {}
+    points = chain.checkpoints(conn, CHAIN, org_id)
+    wanted = {point.seq for point in points}
+    hashes: dict[int, str] = {}  # at the checkpointed places only
+    head = 0
     count = 0
     rows = conn.execute(sa.select(contact_events)
                         .where(contact_events.c.organization_id == org_id)
                         .order_by(contact_events.c.seq.is_(None), contact_events.c.seq,
-                                  contact_events.c.id))
+                                  contact_events.c.id), execution_options=STREAM)
     for found in rows:
         row = found._mapping
         count += 1
@@ -133,22 +158,31 @@ def verify(conn: Connection, org_id: int) -> LogReport:
         if check is not Check.VALID:
             problems.append({**where, "problem": "forged", "detail":
                              f"seal {check.value}: not written by sealbill with its key"})
-        placed.append((int(row["id"]), where))
-        hashes[seq] = str(row["row_hash"])
+        if seq in wanted:
+            hashes[seq] = str(row["row_hash"])
+        head = max(head, seq)
         expected, prev = seq + 1, str(row["row_hash"])
-    problems += _reinserted(placed)
-    problems += chain.against_checkpoints(conn, CHAIN, org_id, hashes)
+    problems += _reinserted(conn, org_id)
+    problems += chain.against_checkpoints(conn, CHAIN, org_id, hashes, head=head,
+                                          points=points)
     return LogReport(count, problems)
 
 
-def _reinserted(placed: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+def _reinserted(conn: Connection, org_id: int) -> list[dict[str, Any]]:
     """Ids grow with the chain; a row whose id is newer than a later row's was deleted and
-    written back (with its old content and place)."""
+    written back (with its old content and place). Walks the chain from its end."""
     out: list[dict[str, Any]] = []
     later_min: int | None = None
-    for row_id, where in reversed(placed):
+    rows = conn.execute(
+        sa.select(contact_events.c.id, contact_events.c.contact_id, contact_events.c.event,
+                  contact_events.c.seq)
+        .where(contact_events.c.organization_id == org_id, contact_events.c.seq.is_not(None))
+        .order_by(contact_events.c.seq.desc(), contact_events.c.id.desc()),
+        execution_options=STREAM)
+    for row_id, contact_id, event, seq in rows:
         if later_min is not None and row_id > later_min:
-            out.append({**where, "problem": "re-inserted", "detail":
+            out.append({"id": int(row_id), "contact_id": int(contact_id), "event": event,
+                        "seq": int(seq), "problem": "re-inserted", "detail":
                         "its id is newer than a later event's: deleted and written back"})
         later_min = row_id if later_min is None else min(later_min, row_id)
     return out[::-1]

@@ -14,7 +14,7 @@ not verify keeps its bad seal and is reported, never laundered into a valid one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,6 +55,19 @@ def seal_row(conn: Connection, kind: str, row_id: int,
     content = row if row is not None else _read(conn, kind, row_id)
     seal, kid = for_connection(conn).keys.seal(kind, fields_of(kind, {**content, "id": row_id}))
     _UPDATES[kind].run(conn, {"row_id": row_id, "seal": seal, "seal_key_id": kid})
+
+
+def seal_rows(conn: Connection, kind: str,
+              rows: Sequence[tuple[int, Mapping[Any, Any]]]) -> None:
+    """:func:`seal_row` for many rows just written (id, content), in one statement."""
+    if not rows:
+        return
+    keys = for_connection(conn).keys
+    params = []
+    for row_id, content in rows:
+        seal, kid = keys.seal(kind, fields_of(kind, {**content, "id": row_id}))
+        params.append({"row_id": row_id, "seal": seal, "seal_key_id": kid})
+    _UPDATES[kind].run_many(conn, params)
 
 
 def reseal_all(conn: Connection) -> dict[str, dict[str, int]]:
