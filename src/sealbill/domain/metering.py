@@ -169,6 +169,17 @@ class UsageMeter:
                 used = True
         self.ignored += 0 if used else 1
 
+    def measured(self, quantities: Mapping[str, Decimal]) -> UsageTotals:
+        """The totals of quantities aggregated elsewhere (by the database) over this meter's
+        scope: one per metric it aggregates; a charge priced per transaction needs events."""
+        problems = [f"metric {code}: no measured quantity"
+                    for code in sorted(self._aggregators.keys() - quantities.keys())]
+        problems += [f"charge {acc.charge.code}: priced per transaction, needs its events"
+                     for _, acc in self._transactions]
+        if problems:
+            raise RatingError(problems)
+        return UsageTotals({code: quantities[code] for code in self._aggregators}, {})
+
     def result(self) -> UsageTotals:
         return UsageTotals(
             {code: aggregator.result() for code, aggregator in self._aggregators.items()},
