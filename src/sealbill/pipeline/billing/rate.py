@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
+from sealbill.domain.metering import measured_totals
 from sealbill.domain.rating import (
     AccountContext,
     DraftInvoice,
@@ -111,11 +112,11 @@ def _meter(account: AccountContext, segment: UsageSegment, metrics: Mapping[str,
            measured: MeasuredUsage | None = None) -> UsageTotals:
     scope = segment.scope
     levels = _levels_at(scope, metrics, events, carried)
-    meter = UsageMeter(account.account_reference, scope, metrics.values(), levels)
     if measured is not None:
         codes = {charge.metric_code for charge in scope.plan.usage_charges}
-        return meter.measured(measured.quantities(
+        return measured_totals(scope, metrics.values(), measured.quantities(
             scope, [m for code, m in metrics.items() if code in codes], levels))
+    meter = UsageMeter(account.account_reference, scope, metrics.values(), levels)
     for event in events:
         if scope.start <= event.timestamp < scope.end:
             meter.add(event)
