@@ -332,14 +332,11 @@ def time_weighted_average(weighted: Decimal, length_micros: int) -> Decimal:
 
 def time_weighted_integral(levels: Levels, pieces: Iterable[tuple[str, int, int]],
                            start_micros: int, end_micros: int) -> Decimal:
-    """Σ level × microseconds over ``[start, end)`` of a time-weighted metric, from what a
-    database computed per group key: ``pieces`` = ``(group key, Σ value_i × (t_{i+1} − t_i)
-    over the group's events, t_{n+1} = end, t_1)`` (instants in microseconds); ``levels``:
-    the levels carried in at ``start``. Equals what :class:`TimeWeightedSumAggregator` sums
-    for the same events, to the ``Decimal`` exponent: the level is the sum of the groups'
-    levels, so the integral is the sum of the groups' integrals; before its first event a
-    group holds its carried level (none: 0), a group without events its carried level
-    throughout."""
+    """Σ level × µs over ``[start, end)`` from what a database computed per group key:
+    ``pieces`` = ``(key, Σ value_i × (t_{i+1} − t_i) with t_{n+1} = end, t_1)``; ``levels``:
+    carried in at ``start``. What :class:`TimeWeightedSumAggregator` sums for the same events,
+    to the exponent: the level is the sum of the groups' levels, each holding its carried level
+    (none: 0) until its first event, or throughout without events."""
     with localcontext(_EXACT):
         weighted = ZERO
         seen = set()
