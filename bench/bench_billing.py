@@ -33,20 +33,32 @@ sys.path.insert(0, str(ROOT))
 
 
 def _write_usage(path: Path, accounts: int, events: int) -> None:
+    """The usage file: the lines ``json.dumps`` wrote before, formatted directly (10 million
+    events took 48 s of CPU to generate through ``json.dumps`` and ``isoformat``)."""
     start = datetime(2026, 10, 1, tzinfo=UTC)
     per = max(1, events // accounts)
+    # One timestamp text per second of the 30 days would be 2.6 million strings: the day's
+    # text and the second of the day are formatted apart instead.
+    days = [(start + timedelta(days=d)).strftime("%Y-%m-%d") for d in range(30)]
     with path.open("w", encoding="utf-8") as handle:
         n = 0
         for a in range(1, accounts + 1):
+            reference = f"A{a:07d}"
+            lines = []
             for k in range(per):
                 if n >= events:
-                    return
-                moment = start + timedelta(seconds=(n * 7919) % (30 * 86400))
-                handle.write(json.dumps({
-                    "event_id": f"ev-{n}", "account_reference": f"A{a:07d}",
-                    "metric_code": "api_calls" if k % 2 else "storage_gb",
-                    "timestamp": moment.isoformat(), "value": str(1 + n % 500)}) + "\n")
+                    break
+                day, second = divmod((n * 7919) % (30 * 86400), 86400)
+                hour, rest = divmod(second, 3600)
+                metric = "api_calls" if k % 2 else "storage_gb"
+                lines.append(
+                    f'{{"event_id": "ev-{n}", "account_reference": "{reference}", '
+                    f'"metric_code": "{metric}", "timestamp": "{days[day]}T{hour:02d}:'
+                    f'{rest // 60:02d}:{rest % 60:02d}+00:00", "value": "{1 + n % 500}"}}\n')
                 n += 1
+            handle.writelines(lines)
+            if n >= events:
+                return
 
 
 def _setup(url: str, accounts: int, workdir: Path) -> int:

@@ -175,3 +175,24 @@ class UsageMeter:
             {acc.charge.code: acc.result() for _, acc in self._transactions},
         )
 
+
+
+def measured_totals(scope: UsageScope, metrics: Iterable[Metric],
+                    quantities: Mapping[str, Decimal]) -> UsageTotals:
+    """What a :class:`UsageMeter` of ``scope`` returns, from quantities aggregated elsewhere
+    (by the database) over that scope: the same checks, one quantity per metric of a charge
+    (a charge priced per transaction needs its events)."""
+    charges = scope.plan.usage_charges
+    needed = sorted({c.metric_code or "" for c in charges})
+    defined = {metric.code for metric in metrics}
+    problems = [f"plan {scope.plan.code}: metric {code!r} is not defined"
+                for code in needed if code not in defined]
+    if problems:
+        raise RatingError(problems)
+    problems = [f"charge {c.code}: priced per transaction, needs its events"
+                for c in charges if needs_transactions(c)]
+    problems += [f"metric {code}: no measured quantity" for code in needed
+                 if code not in quantities]
+    if problems:
+        raise RatingError(problems)
+    return UsageTotals({code: quantities[code] for code in needed})

@@ -316,11 +316,37 @@ class TimeWeightedSumAggregator(Aggregator):
 
     def result(self) -> Decimal:
         """Rounded to 28 significant digits: the one inexact aggregation (a division)."""
-        with localcontext(_EXACT) as exact:
+        with localcontext(_EXACT):
             weighted = self._weighted + self.current_value * _micros(self.end - self._since)
-            exact.traps[Inexact] = False
-            exact.prec = 28
-            return weighted / self._length
+        return time_weighted_average(weighted, self._length)
+
+
+def time_weighted_average(weighted: Decimal, length_micros: int) -> Decimal:
+    """``weighted`` (Σ level × microseconds, exact) over the period's length in microseconds,
+    rounded to 28 significant digits."""
+    with localcontext(_EXACT) as exact:
+        exact.traps[Inexact] = False
+        exact.prec = 28
+        return weighted / length_micros
+
+
+def time_weighted_integral(levels: Levels, pieces: Iterable[tuple[str, int, int]],
+                           start_micros: int, end_micros: int) -> Decimal:
+    """Σ level × µs over ``[start, end)`` from what a database computed per group key:
+    ``pieces`` = ``(key, Σ value_i × (t_{i+1} − t_i) with t_{n+1} = end, t_1)``; ``levels``:
+    carried in at ``start``. What :class:`TimeWeightedSumAggregator` sums for the same events,
+    to the exponent: the level is the sum of the groups' levels, each holding its carried level
+    (none: 0) until its first event, or throughout without events."""
+    with localcontext(_EXACT):
+        weighted = ZERO
+        seen = set()
+        for key, inside, first in pieces:
+            seen.add(key)
+            weighted += Decimal(inside) + levels.get(key, ZERO) * (first - start_micros)
+        for key, level in levels.items():
+            if key not in seen:
+                weighted += level * (end_micros - start_micros)
+        return weighted
 
 
 def carried_levels(metric: Metric, events: Iterable[UsageEvent],

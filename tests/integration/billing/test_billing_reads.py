@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.store.billing import catalog
 from sealbill.store.billing.usage import stream_period_raw
+from sealbill.store.billing.usage_aggregates import plain_aggregates, weighted_pieces
 from sealbill.store.parties import records as parties
 
 
@@ -58,3 +59,16 @@ def test_chunk_reads_use_the_per_account_indexes_on_sqlite(sqlite_engine: Engine
     assert [step for step in links if "ix_contact_links_account_id" in step], links
     for step in usage + phases + links:
         assert "(organization_id=?)" not in step and not step.startswith("SCAN"), step
+
+
+def test_aggregate_reads_use_the_per_account_index_on_sqlite(sqlite_engine: Engine) -> None:
+    """The grouped reads of rating from aggregates take the chunk's id range on the
+    (account, metric, time) index, never the organization's rows."""
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    plans = _plans(sqlite_engine, lambda conn: list(plain_aggregates(
+        conn, 1, start, end, 1, 1000, {"calls": None, "gb": "size"}, {"users": "user"})))
+    plans += _plans(sqlite_engine, lambda conn: list(weighted_pieces(
+        conn, 1, start, end, 0, 1, 1000, {"seats": None}, {"seats": "pool"})))
+    assert len([step for step in plans if "ix_usage_events_account_metric_time" in step]) == 2
+    for step in plans:
+        assert "(organization_id=?)" not in step and not step.startswith("SCAN usage_events")

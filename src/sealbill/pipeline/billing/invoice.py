@@ -37,6 +37,11 @@ from sealbill.domain.usage_windows import usage_window_start
 from sealbill.pipeline.billing.oss import apply_oss, year_totals
 from sealbill.pipeline.billing.rate import metrics_from_rows, midnight, previous_period
 from sealbill.pipeline.billing.rate_chunks import ChunkInput, RatingContext, rated_chunks
+from sealbill.pipeline.billing.usage_aggregates import (
+    AggregatePlan,
+    MeasuredUsage,
+    measure_chunk,
+)
 from sealbill.store import stage_events
 from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.billing import credit_delivery
@@ -226,6 +231,8 @@ class LoadWindow:
     first_day: date
     time_weighted: dict[str, str | None]
     phases_from: date
+    #: which accounts are rated from aggregates (None: every account from its events)
+    aggregates: AggregatePlan | None = None
 
     @classmethod
     def of(cls, catalog: PlanCatalog, metric_rows: Mapping[str, Row], start: date,
@@ -236,8 +243,10 @@ class LoadWindow:
                if row["aggregation"] == Aggregation.TIME_WEIGHTED_SUM.value}
         yearly_plans = any(plan.interval is not Interval.MONTH for code in catalog.codes()
                            for plan in catalog.versions(code))
-        return cls(usage_window_start(Period(start, end), yearly), tws,
-                   usage_window_start(Period(start, end), yearly_plans))
+        period = Period(start, end)
+        first_day = usage_window_start(period, yearly)
+        return cls(first_day, tws, usage_window_start(period, yearly_plans),
+                   AggregatePlan.of(catalog, metrics_from_rows(metric_rows), period, first_day))
 
 
 def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, end: date,
@@ -255,15 +264,31 @@ def _load_chunk(conn: Connection, org_id: int, chunk: list[Row], start: date, en
                                window.phases_from), end)
     # Usage is billed in arrears: this run's invoice carries the windows ending at its start.
     usage_start, usage_end = midnight(window.first_day), midnight(start)
+    measured = _measure(conn, org_id, todo, phases, window.aggregates)
     events: dict[int, list[tuple[Any, ...]]] = {}
-    for row in stream_period_raw(conn, org_id, usage_start, usage_end, ids):
+    for row in stream_period_raw(conn, org_id, usage_start, usage_end,
+                                 [i for i in ids if i not in measured]):
         # (account_id, event_id, metric_code, occurred_at, value, properties)
         events.setdefault(row[0], []).append(row[1:])
     carried: dict[int, list[tuple[Any, ...]]] = {}
     for row in carried_events_raw(conn, org_id, usage_start, ids, window.time_weighted):
         carried.setdefault(row[0], []).append(row[1:])
     return ChunkInput(todo, {k: [dict(r) for r in v] for k, v in phases.items()}, events,
-                      carried)
+                      carried, measured)
+
+
+def _measure(conn: Connection, org_id: int, todo: list[dict[str, Any]],
+             phases: Mapping[int, list[Row]], plan: AggregatePlan | None
+             ) -> dict[int, MeasuredUsage]:
+    """The usage of the chunk's accounts that the database aggregates (usage_aggregates)."""
+    if plan is None:
+        return {}
+    wanted = {}
+    for row in todo:
+        codes = plan.metrics_of(row["reference"], phases.get(int(row["id"]), []))
+        if codes is not None:
+            wanted[int(row["id"])] = codes
+    return measure_chunk(conn, org_id, plan, wanted)
 
 
 def _preview(draft: DraftInvoice) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
+from sealbill.domain.metering import measured_totals
 from sealbill.domain.rating import (
     AccountContext,
     DraftInvoice,
@@ -33,6 +35,9 @@ from sealbill.domain.usage import Aggregation, Levels, Metric, UsageEvent, carri
 from sealbill.domain.usage_windows import UsageSegment, usage_segments
 from sealbill.store.billing.invoices import DraftInvoice as StoredDraft
 from sealbill.store.db import Row
+
+if TYPE_CHECKING:
+    from sealbill.pipeline.billing.usage_aggregates import MeasuredUsage
 
 
 def previous_period(start: date) -> tuple[date, date]:
@@ -76,7 +81,8 @@ def subscriptions_from_rows(reference: str, rows: Sequence[Row],
 
 def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
              catalog: PlanCatalog, metrics: Sequence[Metric], events: Sequence[UsageEvent],
-             period: Period, carried: Sequence[UsageEvent] = ()) -> list[DraftInvoice]:
+             period: Period, carried: Sequence[UsageEvent] = (),
+             measured: MeasuredUsage | None = None) -> list[DraftInvoice]:
     """One domain draft per subscription with something due in ``period`` (rating errors
     propagate): its fixed fees when its own period opens with ``period`` (a yearly plan in its
     anniversary month), and the usage windows ending when ``period`` starts, on each charge's
@@ -84,7 +90,8 @@ def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
 
     ``events``: the account's events of the loaded usage window, in timestamp order;
     ``carried``: the last event of each (metric, group) before that window, which sets the
-    levels of time-weighted metrics until their first event."""
+    levels of time-weighted metrics until their first event; ``measured``: the account's
+    usage aggregated by the database (``usage_aggregates.py``), metered instead of ``events``."""
     by_code = {metric.code: metric for metric in metrics}
     drafts = []
     for subscription in subscriptions:
@@ -93,7 +100,7 @@ def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
         segments = usage_segments(subscription, catalog, period)
         if not fees_due and not segments:
             continue  # e.g. a yearly plan without usage charges in a month inside its year
-        rated = [(segment, _meter(account, segment, by_code, events, carried))
+        rated = [(segment, _meter(account, segment, by_code, events, carried, measured))
                  for segment in segments]
         drafts.append(rate_account(account, subscription, catalog,
                                    own if fees_due else period, rated, fees=fees_due))
@@ -101,10 +108,15 @@ def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
 
 
 def _meter(account: AccountContext, segment: UsageSegment, metrics: Mapping[str, Metric],
-           events: Sequence[UsageEvent], carried: Sequence[UsageEvent]) -> UsageTotals:
+           events: Sequence[UsageEvent], carried: Sequence[UsageEvent],
+           measured: MeasuredUsage | None = None) -> UsageTotals:
     scope = segment.scope
-    meter = UsageMeter(account.account_reference, scope, metrics.values(),
-                       _levels_at(scope, metrics, events, carried))
+    levels = _levels_at(scope, metrics, events, carried)
+    if measured is not None:
+        codes = {charge.metric_code for charge in scope.plan.usage_charges}
+        return measured_totals(scope, metrics.values(), measured.quantities(
+            scope, [m for code, m in metrics.items() if code in codes], levels))
+    meter = UsageMeter(account.account_reference, scope, metrics.values(), levels)
     for event in events:
         if scope.start <= event.timestamp < scope.end:
             meter.add(event)

@@ -24,6 +24,7 @@ from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Metric, UsageEvent
 from sealbill.pipeline.billing.oss import candidate_facts
 from sealbill.pipeline.billing.rate import account_context, merge, rate_one, subscriptions_from_rows
+from sealbill.pipeline.billing.usage_aggregates import MeasuredUsage
 from sealbill.store.billing.invoices import DraftInvoice
 from sealbill.store.billing.usage import event_fields
 
@@ -52,6 +53,8 @@ class ChunkInput:
     # account id -> the last event of each (time-weighted metric, group) before the window,
     # in the same shape (see store.usage.carried_events_raw)
     carried: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
+    # account id -> its usage aggregated by the database (then no events above)
+    measured: dict[int, MeasuredUsage] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,7 +77,8 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
             subscriptions = subscriptions_from_rows(reference, job.phases.get(account_id, []),
                                                     ctx.catalog)
             rated = rate_one(account_context(row, ctx.org), subscriptions, ctx.catalog,
-                             ctx.metrics, events, period, carried)
+                             ctx.metrics, events, period, carried,
+                             job.measured.get(account_id))
         except (RatingError, ValueError, LookupError) as exc:
             out.problems.append(f"account {reference}: {exc}")
             continue
