@@ -138,7 +138,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             _setup(url, args.accounts, Path(tmp))
             key = _key(url)
-            file_rate = _import_file(url, Path(tmp), args.events, args.accounts)
+            # Each side writes into the table as the other found it when it goes first:
+            # ``--api-first`` gives the API the empty table and the file import a table
+            # already holding the API's events (by default, the other way round).
+            if not args.api_first:
+                file_rate = _import_file(url, Path(tmp), args.events, args.accounts)
             bodies = [json.dumps([_event(n, args.accounts, "api")
                                   for n in range(start, min(start + args.batch,
                                                             args.events))]).encode()
@@ -159,11 +163,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 server.terminate()
                 server.wait(30)
+            if args.api_first:
+                file_rate = _import_file(url, Path(tmp), args.events, args.accounts)
         finally:
             if cluster:
                 cluster.stop()
     return {"db": args.db, "events": args.events, "batch": args.batch,
-            "clients": args.clients, "api_events_per_s": round(args.events / seconds),
+            "clients": args.clients, "api_first": args.api_first, "api_events_per_s": round(args.events / seconds),
             "file_events_per_s": round(file_rate), "api_seconds": round(seconds, 2),
             "server_cpu_seconds": round(server_cpu, 2),
             "client_cpu_seconds": round(client_cpu, 2),
@@ -178,6 +184,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--api-first", action="store_true",
+                        help="the API load before the file import (each then writes into the "
+                        "table as the other left it)")
     result = run(parser.parse_args())
     print(f"| {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.node()} | {result['db']} | "
           f"{result['events']:,} | {result['batch']} | {result['clients']} | "

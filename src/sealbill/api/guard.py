@@ -72,11 +72,19 @@ class TokenBuckets:
         """0 when a request may go now, else the seconds until one may (one statement)."""
         if self.take_leased(key_id):
             return 0.0
-        now = time.time()
-        granted, left = rate_limits.take(self.engine, key_id, now=now, rate=self.rate,
-                                         burst=self.burst, want=self.lease)
+        for _ in range(3):
+            now = time.time()
+            granted, left = rate_limits.take(self.engine, key_id, now=now, rate=self.rate,
+                                             burst=self.burst, want=self.lease)
+            wait = (1 - left) / self.rate
+            # Stamped before a concurrent update from another thread or process committed,
+            # this statement saw no time pass; when the next token is due within a lease's
+            # delay, ask again with a fresh stamp rather than answer 429 to a key that is
+            # within its limit.
+            if granted or wait > self.LEASE_SECONDS:
+                break
         if granted == 0:
-            return (1 - left) / self.rate
+            return wait
         with self._lock:
             if len(self._leases) > 10_000:
                 self._leases.clear()

@@ -25,7 +25,12 @@ def take(engine: Engine, key_id: int, *, now: float, rate: float, burst: int, wa
     one if it holds one, else none): (tokens taken, tokens left)."""
     want = max(1, min(want, burst))
     table = rate_buckets
-    refilled = table.c.tokens + (now - table.c.updated_at) * rate
+    # Clocks of several threads or processes: a statement may carry a ``now`` earlier than
+    # the row's last update (taken before a concurrent update committed). It refills
+    # nothing then, rather than a negative amount (which, at a high rate, emptied the bucket
+    # and answered 429 to a key far below its limit), and leaves ``updated_at`` where it is.
+    elapsed = sa.case((table.c.updated_at > now, 0.0), else_=now - table.c.updated_at)
+    refilled = table.c.tokens + elapsed * rate
     available = sa.case((refilled > burst, float(burst)), else_=refilled)
     granted = sa.case((available >= want, want), (available >= 1, 1), else_=0)
     insert: Any = (postgresql.insert(table) if engine.dialect.name == "postgresql"
@@ -33,7 +38,9 @@ def take(engine: Engine, key_id: int, *, now: float, rate: float, burst: int, wa
     statement = insert.values(api_key_id=key_id, tokens=float(burst - want), updated_at=now,
                               granted=want).on_conflict_do_update(
         index_elements=[table.c.api_key_id],
-        set_={"tokens": available - granted, "updated_at": now, "granted": granted},
+        set_={"tokens": available - granted, "granted": granted,
+              "updated_at": sa.case((table.c.updated_at > now, table.c.updated_at),
+                                    else_=now)},
     ).returning(table.c.granted, table.c.tokens)
     with engine.begin() as conn:
         row = conn.execute(statement).one()
