@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if cluster:
                 cluster.stop()
     return {"db": args.db, "events": args.events, "batch": args.batch,
-            "clients": args.clients, "api_first": args.api_first, "api_events_per_s": round(args.events / seconds),
+            "clients": args.clients, "api_first": args.api_first,
+            "api_events_per_s": round(args.events / seconds),
             "file_events_per_s": round(file_rate), "api_seconds": round(seconds, 2),
             "server_cpu_seconds": round(server_cpu, 2),
             "client_cpu_seconds": round(client_cpu, 2),
