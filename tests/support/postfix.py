@@ -139,6 +139,16 @@ class PostfixRelay:
         path = self.folder / "postfix.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_shows(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether ``text`` appears in Postfix's log within ``timeout`` seconds: Postfix's
+        log service writes a line a moment after the daemon answered the client."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def reset(self) -> None:
         with self.sink.lock:
             self.sink.received.clear()
