@@ -16,7 +16,7 @@ from sealbill.app import distributed, ids
 from sealbill.app.context import READ, Actor
 from sealbill.app.invoices import run_row_id
 from sealbill.pipeline.delivery import control
-from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_runs
 from sealbill.store.schema import (
     alerts,
     billing_runs,
@@ -85,7 +85,7 @@ def runs(engine: Engine, actor: Actor, org_id: int) -> list[dict[str, Any]]:
             .order_by(billing_runs.c.period.desc())).all()
         return [{"run_id": ids.encode(conn, org_id, "run", int(r.id)), "period": r.period,
                  "status": r.status, "started_by": r.started_by, "created_at": r.created_at,
-                 "outbox": box.counts(conn, org_id, int(r.id)),
+                 "outbox": outbox_runs.counts(conn, org_id, int(r.id)),
                  "queue": queued.get(int(r.id))} for r in rows]
 
 

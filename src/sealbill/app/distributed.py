@@ -114,7 +114,7 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
     workers running the run's jobs now (:mod:`sealbill.app.queue_stages`)."""
     from sealbill.app import queue_stages
     from sealbill.pipeline.billing.queued_rating import chunk_ids, problems_of
-    from sealbill.store.delivery import outbox as box
+    from sealbill.store.delivery import outbox_runs
 
     with engine.begin() as conn:
         run = conn.execute(billing_runs.select().where(billing_runs.c.id == run_id)).one()
@@ -135,7 +135,7 @@ def progress_of(engine: Engine, org_id: int, run_id: int) -> dict[str, Any]:
                 "rating": {"chunks": chunks, "rated": rated,
                            "not_billed": problems_of(conn, org_id, run_id)},
                 "invoices": {str(k): int(v) for k, v in by_status.items()},
-                "rendered": int(rendered), "outbox": box.counts(conn, org_id, run_id),
+                "rendered": int(rendered), "outbox": outbox_runs.counts(conn, org_id, run_id),
                 "jobs": {str(k): int(v) for k, v in jobs.items()},
                 "stages": queue_stages.stages(conn, org_id, run_id),
                 "workers": queue_stages.workers(conn, org_id, run_id)}

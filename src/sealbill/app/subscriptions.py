@@ -172,6 +172,15 @@ def show(engine: Engine, actor: Actor, org_id: int, ref: str) -> dict[str, Any]:
         return view(conn, org_id, sub_row(conn, org_id, ref))
 
 
+def _of_organization(conn: Connection, org_id: int, account_ref: str | None) -> Any:
+    """The organization's subscriptions (one account's, when ``account_ref`` names one)."""
+    query = sa.select(subscriptions).where(subscriptions.c.organization_id == org_id)
+    if account_ref:
+        query = query.where(subscriptions.c.account_id ==
+                            account_row(conn, org_id, account_ref)["id"])
+    return query
+
+
 def page_subscriptions(engine: Engine, actor: Actor, org_id: int, *,
                        account_ref: str | None = None, limit: int = 100,
                        cursor: str | None = None) -> dict[str, Any]:
@@ -182,10 +191,7 @@ def page_subscriptions(engine: Engine, actor: Actor, org_id: int, *,
     actor.require(READ)
     actor.require_org(org_id)
     with engine.begin() as conn:
-        query = sa.select(subscriptions).where(subscriptions.c.organization_id == org_id)
-        if account_ref:
-            query = query.where(subscriptions.c.account_id ==
-                                account_row(conn, org_id, account_ref)["id"])
+        query = _of_organization(conn, org_id, account_ref)
         if cursor:
             query = query.where(subscriptions.c.id > ids.decode(conn, org_id, "subscription",
                                                                 cursor))
@@ -200,9 +206,6 @@ def list_subscriptions(engine: Engine, actor: Actor, org_id: int,
     actor.require(READ)
     actor.require_org(org_id)
     with engine.begin() as conn:
-        query = sa.select(subscriptions).where(subscriptions.c.organization_id == org_id)
-        if account_ref:
-            query = query.where(subscriptions.c.account_id ==
-                                account_row(conn, org_id, account_ref)["id"])
+        query = _of_organization(conn, org_id, account_ref)
         rows = conn.execute(query.order_by(subscriptions.c.external_id)).all()
         return [view(conn, org_id, r._mapping) for r in rows]

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from sealbill.pipeline.billing.queued_rating import chunk_ids
 from sealbill.pipeline.delivery.send import SendOptions
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_runs
 from sealbill.store.schema import billing_runs, documents, invoices
 from sealbill.workers.queue import defer_in
 
@@ -52,7 +53,7 @@ def send_parts(conn: Connection, org_id: int, run_id: int) -> int:
     for long and another organization's jobs are taken in between. Counted on the whole
     outbox of the run, fixed once planned: every call names the same slices."""
     size = max(1, int(os.environ.get(SEND_CHUNK_ENV, "200")))
-    total = sum(box.counts(conn, org_id, run_id).values())
+    total = sum(outbox_runs.counts(conn, org_id, run_id).values())
     return max(send_slices(), -(-total // size))
 
 

@@ -22,7 +22,7 @@ from sealbill.mail.smtp import SmtpSender
 from sealbill.pipeline.delivery.seal_checks import history_halt
 from sealbill.pipeline.delivery.send import SendError, SendOptions, _Sender
 from sealbill.pipeline.delivery.send_checks import check_canary, retryable_left
-from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_runs
 from sealbill.store.delivery import plans as plan_store
 from sealbill.store.delivery.send_lock import run_lock
 from sealbill.store.parties import records as parties
@@ -96,7 +96,7 @@ def close(engine: Engine, org_id: int, run_id: int) -> str:
         if status != "sending" or retryable_left(conn, org_id, run_id,
                                                   _options().max_attempts):
             return status
-        counts = box.counts(conn, org_id, run_id)
+        counts = outbox_runs.counts(conn, org_id, run_id)
         left = ("set_aside", "failed_permanent", "failed_temporary")
         status = "incomplete" if any(counts.get(s) for s in left) else "sent"
         plan_store.set_run_status(conn, org_id, run_id, status)

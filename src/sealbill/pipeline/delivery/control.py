@@ -14,8 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.pipeline.delivery.undelivered import undelivered
-from sealbill.store.delivery import alerts, switches
-from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import alerts, outbox_runs, switches
 from sealbill.store.delivery import plans as plan_store
 
 
@@ -48,7 +47,7 @@ def resume_in(conn: Connection, org_id: int, *, actor: str, reason: str,
     if run["status"] not in ("halted", "sending", "paused"):
         raise ControlError(f"run {run_id} is {run['status']}: neither halted, paused nor "
                            "stopped while sending")
-    out["requeued"] = box.requeue_held(conn, org_id, run_id)
+    out["requeued"] = outbox_runs.requeue_held(conn, org_id, run_id)
     out["alerts_resolved"] = alerts.resolve(conn, org_id, run_id, actor=actor)
     if run["status"] in ("halted", "paused"):
         plan_store.set_run_status(conn, org_id, run_id, "approved",
@@ -64,7 +63,7 @@ def status(engine: Engine, org_id: int, run_id: int, run_ref: str | None = None
     with engine.begin() as conn:
         run = plan_store.run_row(conn, org_id, run_id)
         plan = plan_store.plan_row(conn, org_id, run_id)
-        counts = box.counts(conn, org_id, run_id)
+        counts = outbox_runs.counts(conn, org_id, run_id)
         missing = undelivered(conn, org_id, run_id, str(run["status"]), run["halted_reason"],
                               run_ref or str(run_id))
         code = set_asides.exit_code(str(run["status"]), counts)

@@ -78,7 +78,7 @@ from sealbill.pipeline.delivery.send_judging import Entry, Judge
 from sealbill.pipeline.delivery.send_judging import Prepared as JudgedMessage
 from sealbill.pipeline.delivery.send_settings import SendOptions as SendOptions
 from sealbill.pipeline.delivery.send_settings import SendReport as SendReport
-from sealbill.store.delivery import alerts, switches
+from sealbill.store.delivery import alerts, outbox_runs, switches
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import plans as plan_store
 from sealbill.store.delivery.identifiers import identifier_index
@@ -337,7 +337,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
         report.stopped = stopped
         report.cpu_seconds += time.process_time() - cpu
         with engine.begin() as conn:
-            report.counts = box.counts(conn, org_id, run_id)
+            report.counts = outbox_runs.counts(conn, org_id, run_id)
             status = str(plan_store.run_row(conn, org_id, run_id)["status"])
             if stopped is None and status == "sending" and not retryable_left(
                     conn, org_id, run_id, options.max_attempts):

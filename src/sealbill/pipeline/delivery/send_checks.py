@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from sealbill.domain import recipient_outcomes as rcpts
-from sealbill.store.delivery import alerts
+from sealbill.store.delivery import alerts, outbox_runs
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import outbox_outcomes as outcomes_store
 from sealbill.store.delivery import plans as plan_store
@@ -51,7 +51,7 @@ def check_canary(engine: Engine, org_id: int, run_id: int, min_failures: int = 2
         failed = [r for r in rows if r.status in FAILED]
         # a canary message an operator set aside (recorded) is out of the run; one the guard
         # set aside and nobody confirmed (or held with recipients) still stops the rest
-        confirmed = box.operator_set_aside(conn, org_id, run_id)
+        confirmed = outbox_runs.operator_set_aside(conn, org_id, run_id)
         size = sum(1 for r in rows if r.outbox_id not in confirmed
                    and not (r.status == "held" and not r.recipients))
         stopped = [r for r in rows if (r.status == "set_aside" and r.outbox_id not in confirmed)

@@ -367,37 +367,3 @@ def mark_set_aside(conn: Connection, org_id: int, outbox_id: int, *, by: str, re
         values["set_aside_evidence"] = json.loads(json.dumps(evidence, default=str))
     _set(conn, org_id, outbox_id, **values)
     conn.execute(sa.delete(outbox_recipients).where(outbox_recipients.c.outbox_id == outbox_id))
-
-
-def operator_set_aside(conn: Connection, org_id: int, run_id: int) -> set[int]:
-    """Outbox ids of the run's messages an operator set aside (or confirmed as set aside)."""
-    return {int(i) for i in conn.execute(sa.select(outbox.c.id).where(
-        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-        outbox.c.status == "set_aside", outbox.c.set_aside_by != "guard")).scalars()}
-
-
-def requeue_held(conn: Connection, org_id: int, run_id: int) -> int:
-    """Give another chance to the messages the guard stopped (the guard checks them again)
-    and to those whose temporary failures ran out of retries (a wrong SMTP password, a relay
-    down for hours): they start their retries afresh, with the same Message-ID."""
-    held = conn.execute(
-        sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-                                sa.or_(sa.and_(outbox.c.status == "held",
-                                               outbox.c.last_error.like("guard:%")),
-                                       # set aside by the guard, not confirmed by an operator
-                                       sa.and_(outbox.c.status == "set_aside",
-                                               outbox.c.set_aside_by == "guard")))
-        .values(status="queued", updated_at=now())).rowcount
-    exhausted = conn.execute(
-        sa.update(outbox).where(outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-                                outbox.c.status == "failed_temporary",
-                                outbox.c.next_attempt_at.is_(None))
-        .values(status="queued", attempts=0, updated_at=now())).rowcount
-    return int(held) + int(exhausted)
-
-
-def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:
-    rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).where(
-        outbox.c.organization_id == org_id, outbox.c.run_id == run_id
-    ).group_by(outbox.c.status))
-    return {str(status): int(n) for status, n in rows}
