@@ -1,6 +1,7 @@
 """Several organizations' runs at once on the same workers: a small organization's run started
 together with a large one's finishes long before it (its jobs are not queued behind the large
-run's; see ``sealbill.workers.advance``)."""
+run's; see ``sealbill.workers.advance``). "Long before" is counted in jobs the one worker
+started, which the machine's load cannot change."""
 
 from __future__ import annotations
 
@@ -54,7 +55,12 @@ def test_a_small_organizations_run_is_not_starved_by_a_large_ones(
     before = [t for t, r in order[:small_done] if r == large_run]
     assert len(before) <= 3, before
     assert len([t for t, r in order if r == large_run]) > 30
+    # Judged by the queue's order, not by wall-clock time: under a loaded machine the two
+    # durations say more about the scheduler than about fairness. The small run is done within
+    # its own jobs plus the large run's few, i.e. in the first fraction of all jobs.
+    print(f"\nsmall run done at job {small_done} of {len(order)}")
+    assert small_done < len(order) / 4, (small_done, len(order))
     small_took = (verified_at(pg_engine, small_run) or 0) - started
     large_took = (verified_at(pg_engine, large_run) or 0) - started
     print(f"\nsmall run {small_took:.1f} s, large run {large_took:.1f} s")
-    assert small_took < large_took / 2, (small_took, large_took)
+    assert (verified_at(pg_engine, small_run) or 0) < (verified_at(pg_engine, large_run) or 0)
