@@ -1,10 +1,12 @@
 """The whole billing cycle, as an operator waits for it, and the library pipeline beside it.
 
     .venv/bin/python bench/bench_cycle.py [--accounts 100000] [--senders 2] [--sample 200]
+                                          [--db sqlite|postgresql]
                                           [--workdir DIR] [--sink auto|aiosmtpd|postfix]
                                           [--relay none|plain|starttls|smtps] [--json]
 
-One run on an embedded SQLite database: seed (the demo's organization: plans of every charge
+One run on one database (``--db``: an SQLite file in the work folder, the default, or a
+throwaway PostgreSQL cluster — below): seed (the demo's organization: plans of every charge
 model, accounts in several countries and currencies, one verified billing contact each and an
 accountant on some), meter (the month's usage from JSONL), rate + invoice, finalize, render
 (PDF/A-3b Factur-X, mail bodies; compiled template, Typst for what does not fit — counted),
@@ -24,6 +26,15 @@ relay's ``auth`` listener: a client that did not log in is refused), ``smtps`` i
 first byte without AUTH (the relay's ``smtps`` listener has none). The send stage then ends
 when Postfix has answered 250 for every message (queued and synced by Postfix); Postfix's
 own CPU is not in the figures (it is the far side, as the sink is).
+
+``--db postgresql``: a new cluster of the PostgreSQL installed here (``initdb`` + ``pg_ctl``,
+as the tests start theirs: bench/cycle_db.py), on 127.0.0.1 on a free port, as the
+``postgres`` user when run as root, with PostgreSQL's default durability (fsync, synchronous
+commit and full-page writes on); stopped and removed at the end, error included. Everything
+else is the same (the seed, the usage, the sink). The header prints the server's version and
+settings. The server is another process: its CPU (all the cluster's processes, from
+``/proc``) is a column of its own, ``server CPU s``, and the cycle's line gives the CPU
+seconds without it and with it; on SQLite the database's work is in the bench's own CPU.
 
 Then, on ``--sample`` invoices of the same run, the straightforward pipeline of the same
 libraries in two processes, no database, no guard: Typst → ``facturx.generate_from_binary`` →
@@ -54,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
@@ -61,10 +73,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Final
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
 
 from bench_delivery import Sink, _pick_sink  # noqa: E402
+from cycle_db import Database, cycle_database  # noqa: E402
 from tests.support.postfix import (  # noqa: E402
     SASL_PASSWORD,
     SASL_USER,
@@ -166,17 +181,21 @@ def _reset_peak() -> None:
 @dataclass
 class Stages:
     rows: list[dict[str, Any]] = field(default_factory=list)
+    server: Callable[[], float] | None = None  # a database server's CPU seconds so far
     _wall: float = 0.0
     _cpu: float = 0.0
+    _server: float = 0.0
 
     def start(self) -> None:
         _reset_peak()
         CHILDREN.reset()
         self._wall, self._cpu = time.perf_counter(), _cpu()
+        self._server = self.server() if self.server else 0.0
 
     def done(self, name: str, **facts: Any) -> None:
+        server = {"server_cpu_s": round(self.server() - self._server, 2)} if self.server else {}
         self.rows.append({"stage": name, "wall_s": round(time.perf_counter() - self._wall, 2),
-                          "cpu_s": round(_cpu() - self._cpu, 2),
+                          "cpu_s": round(_cpu() - self._cpu, 2), **server,
                           "peak_rss_mb": round(_hwm_mb()),
                           "children_peak_mb": round(CHILDREN.peak), **facts})
         print(f"{time.strftime('%H:%M:%S')} {self.rows[-1]}", file=sys.stderr, flush=True)
@@ -217,14 +236,14 @@ def relay_config(relay: PostfixRelay | None, kind: str, sink_port: int) -> SmtpC
                       ca_file=relay.ca_file, timeout=30)
 
 
-def run_cycle(workdir: Path, accounts: int, senders: int, config: SmtpConfig) -> tuple[
-        Stages, dict[str, Any]]:
-    url = f"sqlite:///{workdir / 'sealbill.sqlite'}"
+def run_cycle(workdir: Path, db: Database, accounts: int, senders: int,
+              config: SmtpConfig) -> tuple[Stages, dict[str, Any]]:
+    url = db.url
     engine = create_engine(url)
     upgrade(engine)
     engine.dispose()  # no connection crosses the fork
     start, _ = period_bounds(PERIOD)
-    stages = Stages()
+    stages = Stages(server=db.server.seconds if db.server else None)
     stages.start()
     seeded = seed_apart(url, accounts, date(start.year, start.month, 1), workdir)
     org_id = int(seeded["org_id"])
@@ -315,9 +334,9 @@ def library_pipeline(facts: dict[str, Any], sample: int, config: SmtpConfig,
     """Seconds for ``sample`` invoices of the run through the library pipeline (2 processes)."""
     engine = create_engine(facts["url"])
     with engine.begin() as conn:
-        ids = [int(i) for i in conn.exec_driver_sql(
-            "SELECT id FROM invoices WHERE run_id = ? ORDER BY id LIMIT ?",
-            (facts["run_id"], sample)).scalars()]
+        ids = [int(i) for i in conn.execute(
+            sa.text("SELECT id FROM invoices WHERE run_id = :run ORDER BY id LIMIT :n"),
+            {"run": facts["run_id"], "n": sample}).scalars()]
         invoices = [load_invoice(conn, facts["org_id"], i) for i in ids]
     engine.dispose()
     key_path = workdir / "dkim.pem"
@@ -345,6 +364,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--sample", type=int, default=200, help="library pipeline invoices")
+    parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"],
+                        help="postgresql: a throwaway cluster on loopback (see above)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--sink", default="auto", choices=["auto", "aiosmtpd", "postfix"])
     parser.add_argument("--relay", default="none", choices=["none", *RELAYS],
@@ -364,48 +385,78 @@ def main() -> None:
             relay = None if args.relay == "none" else stack.enter_context(
                 throwaway_postfix(relay_port=sink.port))
             config = relay_config(relay, args.relay, sink.port)
+            db = stack.enter_context(cycle_database(args.db, workdir))
             load_before = os.getloadavg()
-            stages, facts = run_cycle(workdir, args.accounts, args.senders, config)
+            stages, facts = run_cycle(workdir, db, args.accounts, args.senders, config)
             library_rate = library_pipeline(facts, args.sample, config, workdir)
     finally:
         sink.stop()
+    summary = summarize(args, db, stages, facts, library_rate, load_before, sink.kind)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print_summary(summary, stages)
+
+
+def summarize(args: argparse.Namespace, db: Database, stages: Stages, facts: dict[str, Any],
+              library_rate: float, load_before: tuple[float, float, float],
+              sink: str) -> dict[str, Any]:
+    """The run's figures: the cycle's (meter → ledger verify) wall and CPU; on PostgreSQL
+    ``cycle_cpu_s`` is the bench's processes alone and ``cycle_cpu_with_server_s`` adds the
+    server's."""
     cycle = [row for row in stages.rows if not row["stage"].startswith("seed")]
     wall, cpu = sum(r["wall_s"] for r in cycle), sum(r["cpu_s"] for r in cycle)
-    rate = facts["invoices"] / wall
-    summary = {
+    server = sum(r.get("server_cpu_s", 0.0) for r in cycle)
+    invoices = facts["invoices"]
+    return {
         "date": date.today().isoformat(), "python": platform.python_version(),
         "nproc": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
-        "accounts": args.accounts, "invoices": facts["invoices"], "sink": sink.kind,
-        "relay": args.relay,
+        "accounts": args.accounts, "invoices": invoices, "sink": sink,
+        "relay": args.relay, "db": db.kind, "db_facts": db.facts,
         "cycle_wall_s": round(wall, 1), "cycle_cpu_s": round(cpu, 1),
-        "invoices_per_s": round(rate, 1), "cpu_ms_per_invoice": round(1000 * cpu /
-                                                                      facts["invoices"], 2),
+        "cycle_server_cpu_s": round(server, 1) if db.server else None,
+        "cycle_cpu_with_server_s": round(cpu + server, 1),
+        "invoices_per_s": round(invoices / wall, 1),
+        "cpu_ms_per_invoice": round(1000 * cpu / invoices, 2),
+        "cpu_ms_per_invoice_with_server": round(1000 * (cpu + server) / invoices, 2),
         "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
         "peak_rss_mb": max(max(r["peak_rss_mb"], r["children_peak_mb"]) for r in cycle),
         "seed_peak_rss_mb": stages.rows[0]["children_peak_mb"], "stages": stages.rows,
     }
-    if args.json:
-        print(json.dumps(summary, indent=1, default=str))
-        return
+
+
+def print_summary(summary: dict[str, Any], stages: Stages) -> None:
+    """The Markdown header, per-stage table and cycle line pasted into bench/RESULTS.md."""
+    load_before, on_server = summary["load_before"], summary["cycle_server_cpu_s"] is not None
     print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
           f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
-          f"sink {sink.kind} · relay {args.relay}\n")
-    print("| stage | wall s | CPU s | peak RSS MB | children MB | facts |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+          f"sink {summary['sink']} · relay {summary['relay']} · database {summary['db']}")
+    if summary["db_facts"]:
+        settings = dict(summary["db_facts"])
+        print(f"PostgreSQL {settings.pop('server')} · "
+              + " · ".join(f"{k} {v}" for k, v in settings.items()))
+    server_head = (" server CPU s |", " ---: |") if on_server else ("", "")
+    print(f"\n| stage | wall s | CPU s |{server_head[0]} peak RSS MB | children MB | facts |")
+    print(f"| --- | ---: | ---: |{server_head[1]} ---: | ---: | --- |")
+    shown = ("stage", "wall_s", "cpu_s", "server_cpu_s", "peak_rss_mb", "children_peak_mb")
     for row in stages.rows:
-        facts_text = ", ".join(f"{k}={v}" for k, v in row.items()
-                               if k not in ("stage", "wall_s", "cpu_s", "peak_rss_mb",
-                                            "children_peak_mb"))
-        print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} | {row['peak_rss_mb']} | "
-              f"{row['children_peak_mb']} | "
-              f"{facts_text} |")
-    print(f"\ncycle (meter → ledger verify): {facts['invoices']} invoices in {wall:.1f} s wall, "
-          f"{cpu:.1f} s CPU → {rate:.0f} invoices/s, {summary['cpu_ms_per_invoice']} ms CPU "
-          f"per invoice; library pipeline (Typst → factur-x → EmailMessage → dkimpy → smtplib, "
-          f"2 processes, {args.sample} invoices): {library_rate:.0f}/s → "
+        facts_text = ", ".join(f"{k}={v}" for k, v in row.items() if k not in shown)
+        server = f" {row['server_cpu_s']} |" if on_server else ""
+        print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} |{server} "
+              f"{row['peak_rss_mb']} | {row['children_peak_mb']} | {facts_text} |")
+    cpu = f"{summary['cycle_cpu_s']:.1f} s CPU"
+    per_invoice = f"{summary['cpu_ms_per_invoice']} ms CPU per invoice"
+    if on_server:
+        cpu += (f" (+ {summary['cycle_server_cpu_s']:.1f} s of the PostgreSQL server's = "
+                f"{summary['cycle_cpu_with_server_s']:.1f} s)")
+        per_invoice += f" ({summary['cpu_ms_per_invoice_with_server']} with the server's)"
+    rate, library_rate = summary["invoices_per_s"], summary["library_pipeline_per_s"]
+    print(f"\ncycle (meter → ledger verify): {summary['invoices']} invoices in "
+          f"{summary['cycle_wall_s']:.1f} s wall, {cpu} → {rate:.0f} invoices/s, "
+          f"{per_invoice}; library pipeline (Typst → factur-x → EmailMessage → dkimpy → "
+          f"smtplib, 2 processes, {summary['sample']} invoices): {library_rate:.0f}/s → "
           f"{rate / library_rate:.1f}×; peak RSS of the cycle {summary['peak_rss_mb']} MB "
           f"(the seed's {summary['seed_peak_rss_mb']} MB)")
-
 
 if __name__ == "__main__":
     main()
