@@ -11,6 +11,9 @@ The server's CPU: :class:`ServerCpu` sums ``utime + stime`` of the cluster's pro
 ``/proc`` — the postmaster, every live child (backends, checkpointer, WAL writer, autovacuum)
 and, through the postmaster's ``cutime + cstime``, the children it has already reaped (a
 backend whose connection closed during a stage, such as a forked sender's).
+
+After the seed, :func:`analyze_all` (in the seed's row, not the cycle's): an operator's
+accounts exist, and have been analyzed by autovacuum, long before a billing cycle.
 """
 
 from __future__ import annotations
@@ -89,6 +92,18 @@ def server_facts(url: str) -> dict[str, Any]:
     finally:
         engine.dispose()
     return facts
+
+
+def analyze_all(url: str) -> None:
+    """``ANALYZE`` every table: what autovacuum has done on an operator's database long before
+    the cycle, since the accounts and subscriptions were created (the seed is not in the
+    cycle's figures). Without it the cycle starts on the statistics of empty tables."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def _postmaster_pid(cluster: Cluster) -> int:

@@ -108,3 +108,27 @@ def test_the_import_leaves_the_rows_and_history_of_the_one_by_one_writers(
         # every row sealed over its content, the history a valid chain
         assert [p for p in seals.audit(conn, imported)] == []
         assert contact_log.verify(conn, imported).problems == []
+
+
+def _estimated_rows(conn: Connection, sql: str, **params: Any) -> float:
+    plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar_one()
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def test_a_large_import_on_postgresql_leaves_statistics_the_planner_can_use(
+        pg_engine: Engine, tmp_path: Path) -> None:
+    """Planned on the statistics of empty tables, the guard walked every contact of the
+    organization for each message (O(n^2) a run): a large import refreshes them itself."""
+    records = account_records(1000)
+    for index, record in enumerate(records):
+        record["contacts"][0]["email"] = f"billing{index}@client{index % 100 + 1}.example"
+    path = tmp_path / "accounts.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    with pg_engine.begin() as conn:
+        org_id = _org(conn, "large", records[:100])
+        import_accounts(conn, org_id, path, actor="test")
+    with pg_engine.begin() as conn:
+        for table in ("contacts", "contact_links", "accounts"):
+            estimate = _estimated_rows(
+                conn, f"SELECT id FROM {table} WHERE organization_id = :org", org=org_id)
+            assert estimate > 500, (table, estimate)  # 1,000 (+1) rows are there

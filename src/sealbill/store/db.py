@@ -104,6 +104,22 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+# Rows written at once from which a bulk writer refreshes the planner's statistics itself.
+ANALYZE_FROM_ROWS = 1000
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[sa.Table], rows: int) -> None:
+    """On PostgreSQL, ``ANALYZE`` the tables a bulk write just filled (``rows`` written, at
+    least ``ANALYZE_FROM_ROWS``), in the caller's transaction (ANALYZE counts the rows this
+    transaction inserted). Without it the planner keeps the statistics of the tables as they
+    were — often empty — until autovacuum comes by (a minute or more later): estimating one
+    row per organization, it walked every contact of the organization for each message sent,
+    O(n^2) over a run (bench/RESULTS.md, 2026-12-07, the cycle on PostgreSQL). SQLite: nothing
+    (no ANALYZE has ever run there, and its plans are steered by :func:`not_indexed`)."""
+    if rows >= ANALYZE_FROM_ROWS and is_postgres(conn):
+        conn.exec_driver_sql("ANALYZE " + ", ".join(table.name for table in tables))
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One atomic unit of work: committed whole on success, rolled back whole on error."""

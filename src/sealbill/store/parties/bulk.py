@@ -20,6 +20,10 @@ Invariants (what :func:`records.create_account`, :func:`records.add_contact`,
   verification's ``verified`` event, hash-chained as :func:`contact_log.append` chains them;
 - every row is written with ``organization_id`` and the accounts are new (the caller refuses
   a reference that exists).
+
+On PostgreSQL a large import ends by refreshing the planner's statistics of the tables it
+filled (:func:`sealbill.store.db.refresh_statistics`), so the cycle that follows it is planned
+for the rows that are there.
 """
 
 from __future__ import annotations
@@ -33,10 +37,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.address_policy import AddressPolicy
+from sealbill.store.db import refresh_statistics
 from sealbill.store.parties import contact_log, records
 from sealbill.store.parties.address_rules import AddressRefused
 from sealbill.store.parties.seals import seal_rows
-from sealbill.store.schema import account_public_ids, accounts, contact_links, contacts
+from sealbill.store.schema import (
+    account_public_ids,
+    accounts,
+    contact_events,
+    contact_links,
+    contacts,
+)
 
 CHUNK = 500  # accounts per group of statements
 
@@ -57,6 +68,8 @@ def write_accounts(conn: Connection, org_id: int, new: Sequence[NewAccount], *, 
     for start in range(0, len(new), CHUNK):
         chunk = new[start:start + CHUNK]
         _write_chunk(conn, org_id, chunk, actor, policy, at or records.now(), counts)
+    refresh_statistics(conn, [accounts, account_public_ids, contacts, contact_links,
+                              contact_events], len(new))
     return counts
 
 
