@@ -438,7 +438,7 @@ def print_summary(summary: dict[str, Any], stages: Stages) -> None:
     if summary["db_facts"]:
         settings = dict(summary["db_facts"])
         print(f"PostgreSQL {settings.pop('server')} · "
-              + " · ".join(f"{k} {v}" for k, v in settings.items()))
+              + " · ".join(f"{k} {v}" for k, v in settings.items() if k != "data_directory"))
     server_head = (" server CPU s |", " ---: |") if on_server else ("", "")
     print(f"\n| stage | wall s | CPU s |{server_head[0]} peak RSS MB | children MB | facts |")
     print(f"| --- | ---: | ---: |{server_head[1]} ---: | ---: | --- |")

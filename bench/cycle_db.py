@@ -87,7 +87,7 @@ def server_facts(url: str) -> dict[str, Any]:
         with engine.connect() as conn:
             facts: dict[str, Any] = {"server": conn.exec_driver_sql(
                 "SHOW server_version").scalar_one()}
-            for name in SETTINGS:
+            for name in (*SETTINGS, "data_directory"):  # the folder: in --json only
                 facts[name] = conn.exec_driver_sql(f"SHOW {name}").scalar_one()
     finally:
         engine.dispose()
