@@ -1,8 +1,8 @@
 """The whole billing cycle, as an operator waits for it, and the library pipeline beside it.
 
-    .venv/bin/python bench/bench_cycle.py [--accounts 100000] [--senders 2] [--sample 200]
-                                          [--db sqlite|postgresql]
-                                          [--workdir DIR] [--sink auto|aiosmtpd|postfix]
+    .venv/bin/python bench/bench_cycle.py [--accounts 100000] [--db sqlite|postgresql]
+                                          [--senders 2] [--sample 200] [--workdir DIR]
+                                          [--sink auto|aiosmtpd|postfix]
                                           [--relay none|plain|starttls|smtps] [--json]
 
 One run on one database (``--db``: an SQLite file in the work folder, the default, or a
@@ -27,16 +27,11 @@ first byte without AUTH (the relay's ``smtps`` listener has none). The send stag
 when Postfix has answered 250 for every message (queued and synced by Postfix); Postfix's
 own CPU is not in the figures (it is the far side, as the sink is).
 
-``--db postgresql``: a new cluster of the PostgreSQL installed here (``initdb`` + ``pg_ctl``,
-as the tests start theirs: bench/cycle_db.py), on 127.0.0.1 on a free port, as the
-``postgres`` user when run as root, with PostgreSQL's default durability (fsync, synchronous
-commit and full-page writes on); stopped and removed at the end, error included. Everything
-else is the same (the seed, the usage, the sink), but for an ``ANALYZE`` after the seed (in
-the seed's row): on an operator's database autovacuum has analyzed the accounts long before
-a cycle. The header prints the server's version and
-settings. The server is another process: its CPU (all the cluster's processes, from
-``/proc``) is a column of its own, ``server CPU s``, and the cycle's line gives the CPU
-seconds without it and with it; on SQLite the database's work is in the bench's own CPU.
+``--db postgresql``: a throwaway cluster of the PostgreSQL installed here, with its default
+durability, stopped at the end (bench/cycle_db.py, which says how); the same seed, usage and
+sink, and an ``ANALYZE`` after the seed. The header gives the server's version and settings;
+the server's CPU (all the cluster's processes) is the ``server CPU s`` column, and the cycle's
+line gives the CPU seconds without it and with it (on SQLite the database is in-process).
 
 Then, on ``--sample`` invoices of the same run, the straightforward pipeline of the same
 libraries in two processes, no database, no guard: Typst → ``facturx.generate_from_binary`` →
@@ -57,7 +52,6 @@ import gc
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import smtplib
@@ -82,6 +76,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
 
 from bench_delivery import Sink, _pick_sink  # noqa: E402
 from cycle_db import Database, analyze_all, cycle_database  # noqa: E402
+from cycle_report import print_summary, summarize  # noqa: E402
 from tests.support.postfix import (  # noqa: E402
     SASL_PASSWORD,
     SASL_USER,
@@ -240,16 +235,15 @@ def relay_config(relay: PostfixRelay | None, kind: str, sink_port: int) -> SmtpC
 
 def run_cycle(workdir: Path, db: Database, accounts: int, senders: int,
               config: SmtpConfig) -> tuple[Stages, dict[str, Any]]:
-    url = db.url
-    engine = create_engine(url)
+    engine = create_engine(url := db.url)
     upgrade(engine)
     engine.dispose()  # no connection crosses the fork
     start, _ = period_bounds(PERIOD)
     stages = Stages(server=db.server.seconds if db.server else None)
     stages.start()
     seeded = seed_apart(url, accounts, date(start.year, start.month, 1), workdir)
-    if db.server:
-        analyze_all(url)  # as autovacuum has, long before a cycle (cycle_db.py)
+    if db.server:  # analyzed, as autovacuum has done long before a cycle (cycle_db.py)
+        analyze_all(url)
     org_id = int(seeded["org_id"])
     stages.done("seed (not in the cycle)", accounts=accounts)
     stages.rows[-1]["children_peak_mb"] = round(seeded["peak_rss_mb"])
@@ -395,72 +389,12 @@ def main() -> None:
             library_rate = library_pipeline(facts, args.sample, config, workdir)
     finally:
         sink.stop()
-    summary = summarize(args, db, stages, facts, library_rate, load_before, sink.kind)
+    summary = summarize(args, db, stages.rows, facts, library_rate, load_before, sink.kind)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
     else:
-        print_summary(summary, stages)
+        print_summary(summary)
 
-
-def summarize(args: argparse.Namespace, db: Database, stages: Stages, facts: dict[str, Any],
-              library_rate: float, load_before: tuple[float, float, float],
-              sink: str) -> dict[str, Any]:
-    """The run's figures: the cycle's (meter → ledger verify) wall and CPU; on PostgreSQL
-    ``cycle_cpu_s`` is the bench's processes alone and ``cycle_cpu_with_server_s`` adds the
-    server's."""
-    cycle = [row for row in stages.rows if not row["stage"].startswith("seed")]
-    wall, cpu = sum(r["wall_s"] for r in cycle), sum(r["cpu_s"] for r in cycle)
-    server = sum(r.get("server_cpu_s", 0.0) for r in cycle)
-    invoices = facts["invoices"]
-    return {
-        "date": date.today().isoformat(), "python": platform.python_version(),
-        "nproc": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
-        "accounts": args.accounts, "invoices": invoices, "sink": sink,
-        "relay": args.relay, "db": db.kind, "db_facts": db.facts,
-        "cycle_wall_s": round(wall, 1), "cycle_cpu_s": round(cpu, 1),
-        "cycle_server_cpu_s": round(server, 1) if db.server else None,
-        "cycle_cpu_with_server_s": round(cpu + server, 1),
-        "invoices_per_s": round(invoices / wall, 1),
-        "cpu_ms_per_invoice": round(1000 * cpu / invoices, 2),
-        "cpu_ms_per_invoice_with_server": round(1000 * (cpu + server) / invoices, 2),
-        "library_pipeline_per_s": round(library_rate, 1), "sample": args.sample,
-        "peak_rss_mb": max(max(r["peak_rss_mb"], r["children_peak_mb"]) for r in cycle),
-        "seed_peak_rss_mb": stages.rows[0]["children_peak_mb"], "stages": stages.rows,
-    }
-
-
-def print_summary(summary: dict[str, Any], stages: Stages) -> None:
-    """The Markdown header, per-stage table and cycle line pasted into bench/RESULTS.md."""
-    load_before, on_server = summary["load_before"], summary["cycle_server_cpu_s"] is not None
-    print(f"date {summary['date']} · Python {summary['python']} · nproc {summary['nproc']} · "
-          f"load average before {load_before[0]:.2f} after {os.getloadavg()[0]:.2f} · "
-          f"sink {summary['sink']} · relay {summary['relay']} · database {summary['db']}")
-    if summary["db_facts"]:
-        settings = dict(summary["db_facts"])
-        print(f"PostgreSQL {settings.pop('server')} · "
-              + " · ".join(f"{k} {v}" for k, v in settings.items() if k != "data_directory"))
-    server_head = (" server CPU s |", " ---: |") if on_server else ("", "")
-    print(f"\n| stage | wall s | CPU s |{server_head[0]} peak RSS MB | children MB | facts |")
-    print(f"| --- | ---: | ---: |{server_head[1]} ---: | ---: | --- |")
-    shown = ("stage", "wall_s", "cpu_s", "server_cpu_s", "peak_rss_mb", "children_peak_mb")
-    for row in stages.rows:
-        facts_text = ", ".join(f"{k}={v}" for k, v in row.items() if k not in shown)
-        server = f" {row['server_cpu_s']} |" if on_server else ""
-        print(f"| {row['stage']} | {row['wall_s']} | {row['cpu_s']} |{server} "
-              f"{row['peak_rss_mb']} | {row['children_peak_mb']} | {facts_text} |")
-    cpu = f"{summary['cycle_cpu_s']:.1f} s CPU"
-    per_invoice = f"{summary['cpu_ms_per_invoice']} ms CPU per invoice"
-    if on_server:
-        cpu += (f" (+ {summary['cycle_server_cpu_s']:.1f} s of the PostgreSQL server's = "
-                f"{summary['cycle_cpu_with_server_s']:.1f} s)")
-        per_invoice += f" ({summary['cpu_ms_per_invoice_with_server']} with the server's)"
-    rate, library_rate = summary["invoices_per_s"], summary["library_pipeline_per_s"]
-    print(f"\ncycle (meter → ledger verify): {summary['invoices']} invoices in "
-          f"{summary['cycle_wall_s']:.1f} s wall, {cpu} → {rate:.0f} invoices/s, "
-          f"{per_invoice}; library pipeline (Typst → factur-x → EmailMessage → dkimpy → "
-          f"smtplib, 2 processes, {summary['sample']} invoices): {library_rate:.0f}/s → "
-          f"{rate / library_rate:.1f}×; peak RSS of the cycle {summary['peak_rss_mb']} MB "
-          f"(the seed's {summary['seed_peak_rss_mb']} MB)")
 
 if __name__ == "__main__":
     main()
