@@ -114,8 +114,10 @@ def refresh_statistics(conn: Connection, tables: Sequence[sa.Table], rows: int) 
     transaction inserted). Without it the planner keeps the statistics of the tables as they
     were — often empty — until autovacuum comes by (a minute or more later): estimating one
     row per organization, it walked every contact of the organization for each message sent,
-    O(n^2) over a run (bench/RESULTS.md, 2026-12-07, the cycle on PostgreSQL). SQLite: nothing
-    (no ANALYZE has ever run there, and its plans are steered by :func:`not_indexed`)."""
+    O(n^2) over a run (bench/RESULTS.md, 2026-12-07, the cycle on PostgreSQL). ANALYZE holds
+    a SHARE UPDATE EXCLUSIVE lock until the commit: it blocks no read or write, only another
+    ANALYZE or VACUUM of those tables. SQLite: nothing (no ANALYZE has ever run there, and its
+    plans are steered by :func:`not_indexed`)."""
     if rows >= ANALYZE_FROM_ROWS and is_postgres(conn):
         conn.exec_driver_sql("ANALYZE " + ", ".join(table.name for table in tables))
 
