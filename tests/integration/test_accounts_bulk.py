@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sealbill.pipeline.parties.accounts_import import import_accounts
 from sealbill.pipeline.parties.organizations import create_org
+from sealbill.store import db as store_db
 from sealbill.store.parties import bulk, contact_log, seals
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import accounts, contact_events, contact_links, contacts
@@ -132,3 +133,26 @@ def test_a_large_import_on_postgresql_leaves_statistics_the_planner_can_use(
             estimate = _estimated_rows(
                 conn, f"SELECT id FROM {table} WHERE organization_id = :org", org=org_id)
             assert estimate > 500, (table, estimate)  # 1,000 (+1) rows are there
+
+
+def test_a_long_import_refreshes_the_statistics_as_it_doubles_and_at_its_end(
+        pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own later chunks read the contacts that exist already: planned for empty tables,
+    each read walked every contact of the organization (O(n^2) over the import)."""
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    monkeypatch.setattr(store_db, "ANALYZE_FROM_ROWS", 2)
+    analyzed: list[str] = []
+
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("ANALYZE"):
+            analyzed.append(statement)
+
+    records = _records()
+    path = tmp_path / "accounts.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    sa.event.listen(pg_engine, "before_cursor_execute", _seen)
+    with pg_engine.begin() as conn:
+        import_accounts(conn, _org(conn, "doubling", records), path, actor="test")
+    # 7 accounts by 2: after 2 and 4 (doubled), not 6, and at the end (7)
+    assert len(analyzed) == 3
+    assert "contacts" in analyzed[0] and "contact_links" in analyzed[0]

@@ -108,18 +108,22 @@ def is_postgres(conn: Connection | Engine) -> bool:
 ANALYZE_FROM_ROWS = 1000
 
 
-def refresh_statistics(conn: Connection, tables: Sequence[sa.Table], rows: int) -> None:
+def refresh_statistics(conn: Connection, tables: Sequence[sa.Table], rows: int) -> bool:
     """On PostgreSQL, ``ANALYZE`` the tables a bulk write just filled (``rows`` written, at
     least ``ANALYZE_FROM_ROWS``), in the caller's transaction (ANALYZE counts the rows this
-    transaction inserted). Without it the planner keeps the statistics of the tables as they
-    were — often empty — until autovacuum comes by (a minute or more later): estimating one
-    row per organization, it walked every contact of the organization for each message sent,
-    O(n^2) over a run (bench/RESULTS.md, 2026-12-07, the cycle on PostgreSQL). ANALYZE holds
-    a SHARE UPDATE EXCLUSIVE lock until the commit: it blocks no read or write, only another
-    ANALYZE or VACUUM of those tables. SQLite: nothing (no ANALYZE has ever run there, and its
-    plans are steered by :func:`not_indexed`)."""
-    if rows >= ANALYZE_FROM_ROWS and is_postgres(conn):
-        conn.exec_driver_sql("ANALYZE " + ", ".join(table.name for table in tables))
+    transaction inserted); True when it did.
+
+    Without it the planner keeps the statistics of the tables as they were — often empty —
+    until autovacuum comes by (a minute or more later, and never within the writing
+    transaction): estimating one row per organization, it walked every contact of the
+    organization for each message sent, O(n^2) over a run (bench/RESULTS.md, 2026-12-07, the
+    cycle on PostgreSQL). ANALYZE holds a SHARE UPDATE EXCLUSIVE lock until the commit: it
+    blocks no read or write, only another ANALYZE or VACUUM of those tables. SQLite: nothing
+    (no ANALYZE has ever run there, and its plans are steered by :func:`not_indexed`)."""
+    if rows < ANALYZE_FROM_ROWS or not is_postgres(conn):
+        return False
+    conn.exec_driver_sql("ANALYZE " + ", ".join(table.name for table in tables))
+    return True
 
 
 @contextmanager

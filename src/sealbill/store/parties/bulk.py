@@ -21,9 +21,12 @@ Invariants (what :func:`records.create_account`, :func:`records.add_contact`,
 - every row is written with ``organization_id`` and the accounts are new (the caller refuses
   a reference that exists).
 
-On PostgreSQL a large import ends by refreshing the planner's statistics of the tables it
-filled (:func:`sealbill.store.db.refresh_statistics`), so the cycle that follows it is planned
-for the rows that are there.
+On PostgreSQL a large import refreshes the planner's statistics of the tables it fills
+(:func:`sealbill.store.db.refresh_statistics`) each time the accounts written have doubled
+and at its end, so that its own later chunks and the cycle that follows are planned for the
+rows that are there (planned for empty tables, each chunk's read of the existing contacts
+walked every contact of the organization: O(n^2), 4.3 s of 16.8 s of statements at 6,000
+accounts).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from sealbill.store.schema import (
 )
 
 CHUNK = 500  # accounts per group of statements
+_FILLED = (accounts, account_public_ids, contacts, contact_links, contact_events)
 
 
 @dataclass
@@ -65,11 +69,17 @@ def write_accounts(conn: Connection, org_id: int, new: Sequence[NewAccount], *, 
                    policy: AddressPolicy, at: datetime | None = None) -> dict[str, int]:
     """Create the accounts, their contacts and links, in the caller's transaction."""
     counts = {"accounts": 0, "contacts": 0, "verified": 0}
+    analyzed = 0  # accounts written when the statistics were last refreshed
     for start in range(0, len(new), CHUNK):
         chunk = new[start:start + CHUNK]
         _write_chunk(conn, org_id, chunk, actor, policy, at or records.now(), counts)
-    refresh_statistics(conn, [accounts, account_public_ids, contacts, contact_links,
-                              contact_events], len(new))
+        written = start + len(chunk)
+        # each time the accounts written have doubled, and at the end: the next chunks'
+        # reads (the contacts that exist already) are planned for the rows now there, and
+        # autovacuum cannot help: it does not see this transaction's rows
+        if (written >= 2 * analyzed or written == len(new)) and refresh_statistics(
+                conn, _FILLED, written):
+            analyzed = written
     return counts
 
 
