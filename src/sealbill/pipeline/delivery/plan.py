@@ -50,7 +50,7 @@ REPLANNABLE = (*PLANNABLE, "sending")  # a halted run is resumed (recorded) firs
 RECIPIENT_CHUNK = 1000  # accounts per read of their verified billing contacts
 PROGRESS_EVERY = 500  # envelopes between two progress reports
 CHUNK = 1000  # invoices built and stored together
-DOCUMENT_KINDS = ("pdf", "xml", "html", "text")
+DOCUMENT_KINDS = frozenset(("pdf", "xml", "html", "text"))
 
 
 class PlanError(RuntimeError):
@@ -235,7 +235,7 @@ def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
     fails at the end, listing how many)."""
     digests = store.document_digests(conn, org_id, [int(i["id"]) for i in invoices])
     for inv in invoices:
-        if any(k not in digests.get(int(inv["id"]), {}) for k in DOCUMENT_KINDS):
+        if not digests.get(inv["id"], {}).keys() >= DOCUMENT_KINDS:
             built.unrendered += 1
             built.first_unrendered = built.first_unrendered or str(inv["number"])
     planned = [inv for inv in invoices if todo is None or _contains(todo, int(inv["id"]))]
@@ -253,8 +253,8 @@ def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
             "invoice_id": invoice_id, "account_id": int(inv["account_id"]),
             "recipients": [{"contact_id": r.contact_id, "email": r.email}
                            for r in recipients],
-            "attachment_sha256": docs["pdf"][1],
-            "body_sha256": body_digest(docs["text"][1], docs["html"][1]),
+            "attachment_sha256": docs["pdf"],
+            "body_sha256": body_digest(docs["text"], docs["html"]),
             "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
             "is_canary": False, "created_at": now,
         })

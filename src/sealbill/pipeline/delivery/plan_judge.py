@@ -33,6 +33,9 @@ FINISHED = ("sent", "failed_permanent")  # outbox states a message never leaves 
 
 
 def name_is_safe(name: str) -> bool:
+    """No control character, line or paragraph separator (a header could be split on it)."""
+    if name.isprintable():  # no character of category C* or Z* but the ASCII space
+        return True
     return not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch == "\u0085"
                    for ch in name)
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
 from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
 from sealbill.store import stage_events
-from sealbill.store.db import inserted_id, not_indexed
+from sealbill.store.db import ids_as_one, inserted_id, not_indexed
 from sealbill.store.schema import (
     accounts,
     billing_runs,
@@ -41,6 +41,7 @@ from sealbill.store.schema import (
 
 TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
 NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: no customer received it
+_DIGESTED = ("pdf", "xml", "html", *TEXT_KINDS)  # the documents a plan reads digests of
 
 
 def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
@@ -82,23 +83,20 @@ def run_invoices(conn: Connection, org_id: int, run_id: int, *, after: int = 0,
         .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
                invoices.c.status == "finalized", invoices.c.id > after)
         .order_by(invoices.c.id))
-    rows = conn.execute(query if limit is None else query.limit(limit))
-    return [dict(row._mapping) for row in rows]
+    return list(conn.execute(query if limit is None else query.limit(limit)).mappings())
 
 
 def document_digests(conn: Connection, org_id: int,
-                     invoice_ids: Sequence[int]) -> dict[int, dict[str, tuple[str, str]]]:
-    """invoice id -> kind (pdf, xml, html, text) -> (path, sha256)."""
-    out: dict[int, dict[str, tuple[str, str]]] = {}
-    for start in range(0, len(invoice_ids), 500):
-        chunk = list(invoice_ids[start:start + 500])
-        rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
-                                      documents.c.path, documents.c.sha256)
-                            .where(not_indexed(documents.c.organization_id) == org_id,
-                                   documents.c.invoice_id.in_(chunk)))
-        for invoice_id, kind, path, sha in rows:
-            kind = "text" if kind in TEXT_KINDS else kind
-            out.setdefault(int(invoice_id), {})[kind] = (str(path), str(sha))
+                     invoice_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """invoice id -> kind (pdf, xml, html, text) -> sha256."""
+    out: dict[int, dict[str, str]] = {}
+    rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind, documents.c.sha256)
+                        .where(not_indexed(documents.c.organization_id) == org_id,
+                               ids_as_one(conn, documents.c.invoice_id, invoice_ids),
+                               documents.c.kind.in_(_DIGESTED)))
+    for invoice_id, kind, sha in rows:
+        kind = "text" if kind in TEXT_KINDS else kind
+        out.setdefault(invoice_id, {})[kind] = sha
     return out
 
 
@@ -112,18 +110,16 @@ def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
         return []
     link_events: list[LinkEvent] = []
     address_events: list[AddressEvent] = []
-    for start in range(0, len(contact_ids), 500):
-        chunk = contact_ids[start:start + 500]
-        for row in conn.execute(sa.select(contact_events).where(
-                not_indexed(contact_events.c.organization_id) == org_id,
-                contact_events.c.contact_id.in_(chunk))):
-            if row.event in ("added", "address_changed") and row.new_value:
-                address_events.append(AddressEvent(int(row.id), int(row.contact_id),
-                                                   str(row.new_value), row.at))
-            elif row.account_id is not None and row.role is not None:
-                link_events.append(LinkEvent(int(row.id), int(row.contact_id),
-                                             int(row.account_id), str(row.role),
-                                             str(row.event), row.at))
+    history_rows = conn.execute(sa.select(
+        contact_events.c.id, contact_events.c.contact_id, contact_events.c.account_id,
+        contact_events.c.role, contact_events.c.event, contact_events.c.new_value,
+        contact_events.c.at).where(not_indexed(contact_events.c.organization_id) == org_id,
+                                   ids_as_one(conn, contact_events.c.contact_id, contact_ids)))
+    for seq, contact_id, account_id, role, event, new_value, at in history_rows:
+        if event in ("added", "address_changed") and new_value:
+            address_events.append(AddressEvent(seq, contact_id, new_value, at))
+        elif account_id is not None and role is not None:
+            link_events.append(LinkEvent(seq, contact_id, account_id, role, event, at))
     history = LinkHistory(link_events, address_events)
     current = _current_links(conn, org_id, contact_ids)
     facts = []
@@ -151,18 +147,16 @@ def _unexplained(history: LinkHistory, contact_id: int, account_id: int, email: 
 def _current_links(conn: Connection, org_id: int, contact_ids: Sequence[int]
                    ) -> dict[tuple[int, int], tuple[str, str, datetime | None]]:
     out: dict[tuple[int, int], tuple[str, str, datetime | None]] = {}
-    for start in range(0, len(contact_ids), 500):
-        chunk = list(contact_ids[start:start + 500])
-        rows = conn.execute(
-            sa.select(contact_links.c.account_id, contact_links.c.contact_id, contacts.c.email,
-                      contacts.c.name, contact_links.c.verified_at)
-            .join(contacts, contacts.c.id == contact_links.c.contact_id)
-            .where(contact_links.c.organization_id == org_id,
-                   contacts.c.organization_id == org_id,
-                   contact_links.c.contact_id.in_(chunk), contact_links.c.role == "billing",
-                   contact_links.c.status == "verified"))
-        for account_id, contact_id, email, name, verified_at in rows:
-            out[(int(account_id), int(contact_id))] = (str(email), str(name or ""), verified_at)
+    rows = conn.execute(
+        sa.select(contact_links.c.account_id, contact_links.c.contact_id, contacts.c.email,
+                  contacts.c.name, contact_links.c.verified_at)
+        .join(contacts, contacts.c.id == contact_links.c.contact_id)
+        .where(contact_links.c.organization_id == org_id,
+               contacts.c.organization_id == org_id,
+               ids_as_one(conn, contact_links.c.contact_id, contact_ids),
+               contact_links.c.role == "billing", contact_links.c.status == "verified"))
+    for account_id, contact_id, email, name, verified_at in rows:
+        out[(account_id, contact_id)] = (email, name or "", verified_at)
     return out
 
 
@@ -311,13 +305,27 @@ def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> array[int]:
 
 
 def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert envelopes, returning their ids in the order given."""
+    """Insert envelopes of one plan, returning their ids in the order given.
+
+    One ``executemany`` without ``RETURNING`` (SQLite cannot order a multi-row
+    ``RETURNING``: SQLAlchemy would send one statement a row), then one read of the ids by the
+    plan's unique (plan, invoice) key."""
     if not rows:
         return []
-    result = conn.execute(
-        sa.insert(delivery_envelopes).returning(delivery_envelopes.c.id,
-                                                sort_by_parameter_order=True), list(rows))
-    return [int(i) for i in result.scalars()]
+    plan_ids = {int(row["plan_id"]) for row in rows}
+    if len(plan_ids) != 1:
+        raise ValueError(f"insert_envelopes: one plan at a time, got plans {sorted(plan_ids)}")
+    [plan_id] = plan_ids
+    org_id = int(rows[0]["organization_id"])
+    conn.execute(sa.insert(delivery_envelopes), list(rows))
+    found: dict[int, int] = {}
+    invoice_ids = [int(row["invoice_id"]) for row in rows]
+    found.update((invoice_id, envelope_id) for invoice_id, envelope_id in conn.execute(
+        sa.select(delivery_envelopes.c.invoice_id, delivery_envelopes.c.id).where(
+            not_indexed(delivery_envelopes.c.organization_id) == org_id,
+            delivery_envelopes.c.plan_id == plan_id,
+            ids_as_one(conn, delivery_envelopes.c.invoice_id, invoice_ids))))
+    return [found[i] for i in invoice_ids]
 
 
 def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
