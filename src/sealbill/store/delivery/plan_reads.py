@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -47,9 +47,9 @@ def envelope_chunks(conn: Connection, org_id: int, plan_id: int, size: int
     time, in id order."""
     after = 0
     while True:
-        rows = conn.execute(
+        rows = cast("list[Mapping[str, Any]]", conn.execute(
             _envelopes(org_id, plan_id).where(delivery_envelopes.c.id > after)
-            .order_by(delivery_envelopes.c.id).limit(size)).mappings().all()
+            .order_by(delivery_envelopes.c.id).limit(size)).mappings().all())
         if not rows:
             return
         yield rows
@@ -62,10 +62,10 @@ def envelopes_of_accounts(conn: Connection, org_id: int, plan_id: int,
     :data:`_ENVELOPE_COLUMNS`), in id order."""
     if not account_ids:
         return []
-    return conn.execute(
+    return cast("list[Mapping[str, Any]]", conn.execute(
         _envelopes(org_id, plan_id, by_account=True)
         .where(ids_as_one(conn, delivery_envelopes.c.account_id, account_ids))
-        .order_by(delivery_envelopes.c.id)).mappings().all()
+        .order_by(delivery_envelopes.c.id)).mappings().all())
 
 
 def plan_accounts(conn: Connection, org_id: int, plan_ids: Sequence[int]) -> array[int]:

@@ -17,21 +17,18 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
-from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
+from sealbill.domain.delivery_plan import PlannedEnvelope
 from sealbill.store import stage_events
 from sealbill.store.db import ids_as_one, inserted_id, not_indexed
 from sealbill.store.schema import (
     accounts,
     billing_runs,
     contact_events,
-    contact_links,
-    contacts,
     delivery_envelopes,
     delivery_plans,
     documents,
@@ -41,7 +38,8 @@ from sealbill.store.schema import (
 
 TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
 NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: no customer received it
-_DIGESTED = ("pdf", "xml", "html", *TEXT_KINDS)  # the documents a plan reads digests of
+_DIGESTED = {"pdf": ("pdf",), "xml": ("xml",), "html": ("html",),
+             "text": TEXT_KINDS}  # the documents a plan reads digests of, by kind
 
 
 def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
@@ -83,80 +81,24 @@ def run_invoices(conn: Connection, org_id: int, run_id: int, *, after: int = 0,
         .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
                invoices.c.status == "finalized", invoices.c.id > after)
         .order_by(invoices.c.id))
-    return list(conn.execute(query if limit is None else query.limit(limit)).mappings())
+    rows = conn.execute(query if limit is None else query.limit(limit)).mappings().all()
+    return cast("list[Mapping[str, Any]]", rows)
 
 
 def document_digests(conn: Connection, org_id: int,
                      invoice_ids: Sequence[int]) -> dict[int, dict[str, str]]:
     """invoice id -> kind (pdf, xml, html, text) -> sha256."""
     out: dict[int, dict[str, str]] = {}
-    rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind, documents.c.sha256)
+    # one row per invoice: its digest of each kind (None where the kind is missing)
+    per_kind = [sa.func.max(sa.case((documents.c.kind.in_(kinds), documents.c.sha256)))
+                for kinds in _DIGESTED.values()]
+    rows = conn.execute(sa.select(documents.c.invoice_id, *per_kind)
                         .where(not_indexed(documents.c.organization_id) == org_id,
-                               ids_as_one(conn, documents.c.invoice_id, invoice_ids),
-                               documents.c.kind.in_(_DIGESTED)))
-    for invoice_id, kind, sha in rows:
-        kind = "text" if kind in TEXT_KINDS else kind
-        out.setdefault(invoice_id, {})[kind] = sha
-    return out
-
-
-def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
-               now: datetime, name_safe: Any) -> list[LinkFact]:
-    """For each (account, contact) pair: verification time, whether the contact history
-    explains the verified link and the current address, whether the name is header-safe."""
-    pairs = sorted(set(pairs))
-    contact_ids = sorted({cid for _, cid in pairs})
-    if not pairs:
-        return []
-    link_events: list[LinkEvent] = []
-    address_events: list[AddressEvent] = []
-    history_rows = conn.execute(sa.select(
-        contact_events.c.id, contact_events.c.contact_id, contact_events.c.account_id,
-        contact_events.c.role, contact_events.c.event, contact_events.c.new_value,
-        contact_events.c.at).where(not_indexed(contact_events.c.organization_id) == org_id,
-                                   ids_as_one(conn, contact_events.c.contact_id, contact_ids)))
-    for seq, contact_id, account_id, role, event, new_value, at in history_rows:
-        if event in ("added", "address_changed") and new_value:
-            address_events.append(AddressEvent(seq, contact_id, new_value, at))
-        elif account_id is not None and role is not None:
-            link_events.append(LinkEvent(seq, contact_id, account_id, role, event, at))
-    history = LinkHistory(link_events, address_events)
-    current = _current_links(conn, org_id, contact_ids)
-    facts = []
-    for account_id, contact_id in pairs:
-        email, name, verified_at = current.get((account_id, contact_id), (None, "", None))
-        why = _unexplained(history, contact_id, account_id, email, now)
-        facts.append(LinkFact(account_id, contact_id, verified_at, why == "", why,
-                              bool(name_safe(name))))
-    return facts
-
-
-def _unexplained(history: LinkHistory, contact_id: int, account_id: int, email: str | None,
-                 now: datetime) -> str:
-    if email is None:
-        return "no verified billing link now"
-    state = history.link_state(contact_id, account_id, "billing", now)
-    if state != "verified":
-        return f"history says the link is {state or 'absent'}, the table says verified"
-    recorded = history.address(contact_id, now)
-    if recorded is None or recorded.lower() != email.lower():
-        return f"history says the address is {recorded!r}, the table says {email!r}"
-    return ""
-
-
-def _current_links(conn: Connection, org_id: int, contact_ids: Sequence[int]
-                   ) -> dict[tuple[int, int], tuple[str, str, datetime | None]]:
-    out: dict[tuple[int, int], tuple[str, str, datetime | None]] = {}
-    rows = conn.execute(
-        sa.select(contact_links.c.account_id, contact_links.c.contact_id, contacts.c.email,
-                  contacts.c.name, contact_links.c.verified_at)
-        .join(contacts, contacts.c.id == contact_links.c.contact_id)
-        .where(contact_links.c.organization_id == org_id,
-               contacts.c.organization_id == org_id,
-               ids_as_one(conn, contact_links.c.contact_id, contact_ids),
-               contact_links.c.role == "billing", contact_links.c.status == "verified"))
-    for account_id, contact_id, email, name, verified_at in rows:
-        out[(account_id, contact_id)] = (email, name or "", verified_at)
+                               ids_as_one(conn, documents.c.invoice_id, invoice_ids))
+                        .group_by(documents.c.invoice_id))
+    for invoice_id, *digests in rows:
+        out[invoice_id] = {kind: sha for kind, sha in zip(_DIGESTED, digests, strict=True)
+                           if sha is not None}
     return out
 
 
@@ -302,33 +244,3 @@ def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> array[int]:
         conn.execute(sa.delete(delivery_envelopes).where(
             delivery_envelopes.c.id.in_([int(e) for e, _, _ in rows])))
         dropped.extend(int(i) for _, i, _ in rows)
-
-
-def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert envelopes of one plan, returning their ids in the order given.
-
-    One ``executemany`` without ``RETURNING`` (SQLite cannot order a multi-row
-    ``RETURNING``: SQLAlchemy would send one statement a row), then one read of the ids by the
-    plan's unique (plan, invoice) key."""
-    if not rows:
-        return []
-    plan_ids = {int(row["plan_id"]) for row in rows}
-    if len(plan_ids) != 1:
-        raise ValueError(f"insert_envelopes: one plan at a time, got plans {sorted(plan_ids)}")
-    [plan_id] = plan_ids
-    org_id = int(rows[0]["organization_id"])
-    conn.execute(sa.insert(delivery_envelopes), list(rows))
-    found: dict[int, int] = {}
-    invoice_ids = [int(row["invoice_id"]) for row in rows]
-    found.update((invoice_id, envelope_id) for invoice_id, envelope_id in conn.execute(
-        sa.select(delivery_envelopes.c.invoice_id, delivery_envelopes.c.id).where(
-            not_indexed(delivery_envelopes.c.organization_id) == org_id,
-            delivery_envelopes.c.plan_id == plan_id,
-            ids_as_one(conn, delivery_envelopes.c.invoice_id, invoice_ids))))
-    return [found[i] for i in invoice_ids]
-
-
-def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(sa.insert(outbox), list(rows))
-
