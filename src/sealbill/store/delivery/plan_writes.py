@@ -61,7 +61,9 @@ def _moments() -> Callable[[datetime], str]:
     return moment
 
 
-def _executemany(conn: Connection, sql: str, rows: Any) -> None:
+def driver_executemany(conn: Connection, sql: str, rows: Any) -> None:
+    """``sql`` run for each of ``rows`` by the driver itself (SQLite's ``executemany``: no
+    per-row parameter processing; the values must be what the columns store)."""
     driver = conn.connection.driver_connection
     assert driver is not None
     cursor = driver.cursor()
@@ -87,7 +89,7 @@ def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[i
         conn.execute(sa.insert(delivery_envelopes), list(rows))
     else:
         moment = _moments()
-        _executemany(conn, _ENVELOPES_SQLITE, (
+        driver_executemany(conn, _ENVELOPES_SQLITE, (
             (row["organization_id"], row["plan_id"], row["run_id"], row["invoice_id"],
              row["account_id"], json.dumps(row["recipients"]), row["attachment_sha256"],
              row["body_sha256"], row["amount_minor"], row["currency"],
@@ -109,7 +111,7 @@ def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(sa.insert(outbox), list(rows))
         return
     moment = _moments()
-    _executemany(conn, _OUTBOX_SQLITE, (
+    driver_executemany(conn, _OUTBOX_SQLITE, (
         (row["organization_id"], row["run_id"], row["envelope_id"], row["message_id"],
          row["status"], row["last_error"], row["attempts"], moment(row["updated_at"]))
         for row in rows))
