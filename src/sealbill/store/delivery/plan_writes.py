@@ -9,7 +9,8 @@ SQLite spent storing them: each row's parameters went through the ``JSON`` and
 PostgreSQL keeps SQLAlchemy's statements (psycopg batches them itself).
 
 Invariants: the rows stored are those SQLAlchemy's ``insert`` would store
-(``tests/integration/delivery/test_plan_writes.py`` compares them on both databases);
+(``tests/integration/delivery/test_plan_writes.py``: SQLAlchemy's text for the times on
+SQLite, every value read back through the column types on both databases);
 :func:`insert_envelopes` gives the ids in the order of the rows given, read back by the plan's
 unique (plan, invoice) key; every read filters on ``organization_id``.
 """
