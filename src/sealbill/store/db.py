@@ -10,6 +10,7 @@ takes nor waits for the write lock.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -87,6 +88,19 @@ def ids_in(conn: Connection, column: sa.ColumnElement[Any], ids: Sequence[int]
         return column == sa.any_(sa.cast(sa.bindparam(None, [int(i) for i in ids],
                                                        type_=array), array))
     return column.in_(list(ids))
+
+
+def ids_as_one(conn: Connection, column: sa.ColumnElement[Any], ids: Sequence[int]
+               ) -> sa.ColumnElement[bool]:
+    """``column IN ids`` with the ids as one parameter on both databases: PostgreSQL as
+    :func:`ids_in`, SQLite a JSON array read by ``json_each`` (SQLite looks each value up in
+    ``column``'s index). The statement is compiled once for every chunk, where an ``IN`` list
+    of 500 ids cost SQLAlchemy about as much to render as the rows it read."""
+    if conn.dialect.name == "postgresql":
+        return ids_in(conn, column, ids)
+    values = sa.func.json_each(sa.bindparam(None, json.dumps([int(i) for i in ids]),
+                                            type_=sa.String)).table_valued("value")
+    return column.in_(sa.select(values.c.value))
 
 
 def not_indexed(column: Any) -> Any:

@@ -57,8 +57,9 @@ def test_chunk_reads_use_the_per_account_indexes_on_sqlite(sqlite_engine: Engine
     links = _plans(sqlite_engine,
                    lambda conn: parties.verified_billing_recipients_many(conn, 1, ids))
     assert [step for step in links if "ix_contact_links_account_id" in step], links
-    for step in usage + phases + links:
-        assert "(organization_id=?)" not in step and not step.startswith("SCAN"), step
+    for step in usage + phases + links:  # a scan of the id list itself (json_each) is fine
+        assert "(organization_id=?)" not in step, step
+        assert not step.startswith("SCAN") or "VIRTUAL TABLE" in step, step
 
 
 def test_aggregate_reads_use_the_per_account_index_on_sqlite(sqlite_engine: Engine) -> None:

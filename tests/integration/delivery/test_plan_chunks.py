@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sealbill.domain.delivery_plan import DeliveryPolicy, evaluate
 from sealbill.domain.entitlement_changes import changed_pairs
 from sealbill.domain.send_policy import envelope_digest
-from sealbill.pipeline.delivery import plan, plan_judge
-from sealbill.store.delivery import plan_reads
+from sealbill.pipeline.delivery import plan, plan_chunks, plan_judge
+from sealbill.store.delivery import plan_links, plan_reads
 from sealbill.store.delivery import plans as store
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import contact_links, contacts, delivery_plans
@@ -65,6 +65,7 @@ def busy(request: pytest.FixtureRequest, tmp_path: Any, smtp_server: Any,
 
 def _chunks(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     monkeypatch.setattr(plan, "CHUNK", size)
+    monkeypatch.setattr(plan_chunks, "CHUNK", size)
     monkeypatch.setattr(plan_judge, "GROUP", size)
 
 
@@ -80,7 +81,8 @@ def _whole_report(world: World, plan_id: int) -> dict[str, Any]:
                  if row["outbox_status"] not in ("sent", "failed_permanent")
                  for cid, _ in e.recipients]
         when = _parse(now)
-        links = store.link_facts(conn, world.org_id, pairs, when, plan_judge.name_is_safe)
+        links = plan_links.link_facts(conn, world.org_id, pairs, when,
+                                       plan_judge.name_is_safe)
         previous = store.previous_plan(conn, world.org_id, str(run["period"]))
         before = previous[1] if previous else None
         evidence = store.change_evidence(conn, world.org_id,

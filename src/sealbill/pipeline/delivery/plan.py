@@ -20,12 +20,11 @@ Invariants:
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import math
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +38,9 @@ from sealbill.domain.delivery_plan import (
 )
 from sealbill.domain.send_policy import envelope_digest
 from sealbill.mail.mime import message_id_for
+from sealbill.pipeline.delivery import plan_chunks
 from sealbill.pipeline.delivery.plan_judge import FINISHED, judge
-from sealbill.store.delivery import alerts, plan_reads
+from sealbill.store.delivery import alerts, plan_reads, plan_writes
 from sealbill.store.delivery import plans as store
 from sealbill.store.parties import records as parties
 from sealbill.store.parties.records import Recipient
@@ -49,8 +49,8 @@ PLANNABLE = ("finalized", "rendered", "planned", "held", "approved")
 REPLANNABLE = (*PLANNABLE, "sending")  # a halted run is resumed (recorded) first
 RECIPIENT_CHUNK = 1000  # accounts per read of their verified billing contacts
 PROGRESS_EVERY = 500  # envelopes between two progress reports
-CHUNK = 1000  # invoices built and stored together
-DOCUMENT_KINDS = ("pdf", "xml", "html", "text")
+CHUNK = plan_chunks.CHUNK  # invoices built and stored together (approvals: envelopes)
+DOCUMENT_KINDS = frozenset(("pdf", "xml", "html", "text"))
 
 
 class PlanError(RuntimeError):
@@ -182,7 +182,7 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
         if on_total:
             on_total(total)
         built = _Build(CanaryPick(run_id, canary_share, total), was_canary)
-        for chunk in _invoice_chunks(conn, org_id, run_id):
+        for chunk in plan_chunks.chunks(conn, org_id, run_id, todo, resolve_recipients):
             _build_chunk(conn, org_id, run_id, plan_id, chunk, todo, built, domain, now,
                          on_progress)
         if built.unrendered:
@@ -211,38 +211,22 @@ def plan_run(engine: Engine, org_id: int, run_id: int, *, actor: str,
                        replanned=built.planned if existing else 0)
 
 
-def _invoice_chunks(conn: Connection, org_id: int, run_id: int
-                    ) -> Iterator[Sequence[Mapping[str, Any]]]:
-    """The run's finalized invoices, :data:`CHUNK` at a time, in id order."""
-    after = 0
-    while True:
-        chunk = store.run_invoices(conn, org_id, run_id, after=after, limit=CHUNK)
-        if not chunk:
-            return
-        yield chunk
-        last = max(int(inv["id"]) for inv in chunk)
-        if len(chunk) < CHUNK or last <= after:
-            return
-        after = last
-
-
 def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
-                 invoices: Sequence[Mapping[str, Any]], todo: array[int] | None,
+                 chunk: plan_chunks.ChunkFacts, todo: array[int] | None,
                  built: _Build, domain: str, now: datetime,
                  on_progress: Callable[[int], None] | None) -> None:
     """Check that the chunk's invoices are rendered; build, store and count the envelopes of
     those to plan (once an invoice is found unrendered, nothing more is stored: the plan
     fails at the end, listing how many)."""
-    digests = store.document_digests(conn, org_id, [int(i["id"]) for i in invoices])
+    invoices, digests, by_account = chunk.invoices, chunk.digests, chunk.recipients
     for inv in invoices:
-        if any(k not in digests.get(int(inv["id"]), {}) for k in DOCUMENT_KINDS):
+        if not digests.get(inv["id"], {}).keys() >= DOCUMENT_KINDS:
             built.unrendered += 1
             built.first_unrendered = built.first_unrendered or str(inv["number"])
-    planned = [inv for inv in invoices if todo is None or _contains(todo, int(inv["id"]))]
+    planned = [inv for inv in invoices
+               if todo is None or plan_chunks.contains(todo, int(inv["id"]))]
     if built.unrendered or not planned:
         return
-    by_account = resolve_recipients(conn, org_id, sorted({int(inv["account_id"])
-                                                          for inv in planned}))
     rows: list[dict[str, Any]] = []
     for inv in planned:
         recipients = by_account.get(int(inv["account_id"]), [])
@@ -253,8 +237,8 @@ def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
             "invoice_id": invoice_id, "account_id": int(inv["account_id"]),
             "recipients": [{"contact_id": r.contact_id, "email": r.email}
                            for r in recipients],
-            "attachment_sha256": docs["pdf"][1],
-            "body_sha256": body_digest(docs["text"][1], docs["html"][1]),
+            "attachment_sha256": docs["pdf"],
+            "body_sha256": body_digest(docs["text"], docs["html"]),
             "amount_minor": int(inv["total_incl_minor"]), "currency": str(inv["currency"]),
             "is_canary": False, "created_at": now,
         })
@@ -266,19 +250,14 @@ def _build_chunk(conn: Connection, org_id: int, run_id: int, plan_id: int,
         built.planned += 1
         if on_progress and built.planned % PROGRESS_EVERY == 0:
             on_progress(PROGRESS_EVERY)
-    envelope_ids = store.insert_envelopes(conn, rows)
-    store.insert_outbox(conn, [
+    envelope_ids = plan_writes.insert_envelopes(conn, rows)
+    plan_writes.insert_outbox(conn, [
         {"organization_id": org_id, "run_id": run_id, "envelope_id": env_id,
          "message_id": message_id_for(row["invoice_id"], env_id, domain),
          "status": "queued" if row["recipients"] else "held",
          "last_error": None if row["recipients"] else "no verified billing contact",
          "attempts": 0, "updated_at": now}
         for env_id, row in zip(envelope_ids, rows, strict=True)])
-
-
-def _contains(ids: array[int], wanted: int) -> bool:
-    at = bisect.bisect_left(ids, wanted)
-    return at < len(ids) and ids[at] == wanted
 
 
 def _result(conn: Connection, org_id: int, run_id: int, plan: Mapping[str, Any], *,

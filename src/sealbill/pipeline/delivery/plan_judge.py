@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sealbill.domain.delivery_plan import DeliveryPolicy
 from sealbill.domain.entitlement_changes import changed_pairs
 from sealbill.domain.plan_tally import Placed, PlanTally
-from sealbill.store.delivery import plan_reads
+from sealbill.store.delivery import plan_links, plan_reads
 from sealbill.store.delivery import plans as store
 from sealbill.store.delivery.plan_fan_in import BEFORE, NOW, FanInCount
 
@@ -33,6 +33,9 @@ FINISHED = ("sent", "failed_permanent")  # outbox states a message never leaves 
 
 
 def name_is_safe(name: str) -> bool:
+    """No control character, line or paragraph separator (a header could be split on it)."""
+    if name.isprintable():  # no character of category C* or Z* but the ASCII space
+        return True
     return not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch == "\u0085"
                    for ch in name)
 
@@ -59,7 +62,7 @@ def judge(conn: Connection, org_id: int, plan_id: int, previous_id: int | None,
         # envelope already sent (kept as is by a replan) went to contacts verified then.
         pairs = [(env.account_id, cid) for (_, env), row in zip(current, rows, strict=True)
                  if row["outbox_status"] not in FINISHED for cid, _ in env.recipients]
-        links = store.link_facts(conn, org_id, pairs, now, name_is_safe)
+        links = plan_links.link_facts(conn, org_id, pairs, now, name_is_safe)
         evidence = store.change_evidence(conn, org_id, changed_pairs(
             [env for _, env in current], [env for _, env in before]))
         tally.add(current, before, links, evidence)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.invoices import credit_to_apply
-from sealbill.store.db import ids_in
+from sealbill.store.db import ids_as_one
 from sealbill.store.schema import account_balance_entries, invoices
 
 _E = account_balance_entries
@@ -35,7 +35,7 @@ def balances(conn: Connection, org_id: int, account_ids: Sequence[int]
     """Non-zero balances of these accounts, per (account, currency)."""
     rows = conn.execute(
         sa.select(_E.c.account_id, _E.c.currency, sa.func.sum(_E.c.amount_minor))
-        .where(_E.c.organization_id == org_id, ids_in(conn, _E.c.account_id, account_ids))
+        .where(_E.c.organization_id == org_id, ids_as_one(conn, _E.c.account_id, account_ids))
         .group_by(_E.c.account_id, _E.c.currency))
     return {(int(a), str(c)): int(total) for a, c, total in rows if total}
 

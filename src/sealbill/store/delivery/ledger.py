@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -176,7 +176,7 @@ def verify(conn: Connection, org_id: int) -> LedgerReport:
     count = 0
     for row in rows:
         count += 1
-        data = dict(row._mapping)
+        data = cast("Mapping[str, Any]", row._mapping)
         seq = int(data["seq"])
         if seq != expected_seq:
             problems.append({"seq": seq, "problem": "gap", "detail":

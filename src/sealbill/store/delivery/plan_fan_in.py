@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from sealbill.domain.delivery_plan import DeliveryPolicy, PlannedEnvelope
 from sealbill.domain.plan_tally import FanIn
+from sealbill.store.delivery.plan_writes import driver_executemany
 
 NOW, BEFORE = 0, 1  # the plan judged, the previous one
 _NAME = "sealbill_plan_fan_in"
@@ -31,6 +32,9 @@ _SAMPLE = 20
 _table = sa.Table(_NAME, sa.MetaData(), sa.Column("side", sa.Integer),
                   sa.Column("email", sa.String), sa.Column("account_id", sa.BigInteger),
                   sa.Column("place", sa.BigInteger), prefixes=["TEMPORARY"])
+
+_COLUMNS = ("side", "email", "account_id", "place")
+_INSERT_SQLITE = f"INSERT INTO {_NAME} (side, email, account_id, place) VALUES (?, ?, ?, ?)"
 
 _PER_ADDRESS = f"""
 SELECT email, COUNT(DISTINCT account_id) AS accounts, MIN(place) AS first
@@ -54,11 +58,15 @@ class FanInCount:
         conn.execute(sa.delete(_table))
 
     def add(self, side: int, placed: Iterable[tuple[int, PlannedEnvelope]]) -> None:
-        rows = [{"side": side, "email": email.lower(), "account_id": env.account_id,
-                 "place": place * _SLOTS + index}
+        rows = [(side, email.lower(), env.account_id, place * _SLOTS + index)
                 for place, env in placed for index, (_, email) in enumerate(env.recipients)]
-        if rows:
-            self._conn.execute(sa.insert(_table), rows)
+        if not rows:
+            return
+        if self._conn.dialect.name == "postgresql":
+            self._conn.execute(sa.insert(_table), [dict(zip(_COLUMNS, row, strict=True))
+                                                   for row in rows])
+            return
+        driver_executemany(self._conn, _INSERT_SQLITE, rows)  # SQLite: no per-row processing
 
     def result(self, policy: DeliveryPolicy, addresses: Sequence[str]) -> FanIn:
         conn = self._conn

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.store.db import ids_in, not_indexed
+from sealbill.store.db import ids_as_one, not_indexed
 from sealbill.store.schema import accounts, delivery_envelopes, invoices, outbox
 
-_ENVELOPE_COLUMNS = (delivery_envelopes, invoices.c.number, invoices.c.kind,
-                     accounts.c.reference, outbox.c.status.label("outbox_status"),
-                     outbox.c.message_id)
+# What the judge, the approval and the review read of an envelope (not its digests, creation
+# time, approval digest: each column read is converted, a row at a time, by SQLAlchemy).
+_ENVELOPE_COLUMNS = (delivery_envelopes.c.id, delivery_envelopes.c.invoice_id,
+                     delivery_envelopes.c.account_id, delivery_envelopes.c.recipients,
+                     delivery_envelopes.c.amount_minor, delivery_envelopes.c.currency,
+                     invoices.c.number, invoices.c.kind, accounts.c.reference,
+                     outbox.c.status.label("outbox_status"), outbox.c.message_id)
 
 
 def _envelopes(org_id: int, plan_id: int, *, by_account: bool = False) -> sa.Select[Any]:
@@ -39,13 +43,13 @@ def _envelopes(org_id: int, plan_id: int, *, by_account: bool = False) -> sa.Sel
 
 def envelope_chunks(conn: Connection, org_id: int, plan_id: int, size: int
                     ) -> Iterator[Sequence[Mapping[str, Any]]]:
-    """The plan's envelope rows (as :func:`plans.envelope_rows` gives them), ``size`` at a
+    """The plan's envelope rows (the columns of :data:`_ENVELOPE_COLUMNS`), ``size`` at a
     time, in id order."""
     after = 0
     while True:
-        rows = [dict(r._mapping) for r in conn.execute(
+        rows = cast("list[Mapping[str, Any]]", conn.execute(
             _envelopes(org_id, plan_id).where(delivery_envelopes.c.id > after)
-            .order_by(delivery_envelopes.c.id).limit(size))]
+            .order_by(delivery_envelopes.c.id).limit(size)).mappings().all())
         if not rows:
             return
         yield rows
@@ -54,13 +58,14 @@ def envelope_chunks(conn: Connection, org_id: int, plan_id: int, size: int
 
 def envelopes_of_accounts(conn: Connection, org_id: int, plan_id: int,
                           account_ids: Sequence[int]) -> list[Mapping[str, Any]]:
-    """Every envelope row of the plan for these accounts, in id order."""
+    """Every envelope row of the plan for these accounts (the columns of
+    :data:`_ENVELOPE_COLUMNS`), in id order."""
     if not account_ids:
         return []
-    return [dict(r._mapping) for r in conn.execute(
+    return cast("list[Mapping[str, Any]]", conn.execute(
         _envelopes(org_id, plan_id, by_account=True)
-        .where(ids_in(conn, delivery_envelopes.c.account_id, account_ids))
-        .order_by(delivery_envelopes.c.id))]
+        .where(ids_as_one(conn, delivery_envelopes.c.account_id, account_ids))
+        .order_by(delivery_envelopes.c.id)).mappings().all())
 
 
 def plan_accounts(conn: Connection, org_id: int, plan_ids: Sequence[int]) -> array[int]:

@@ -17,21 +17,18 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.domain.delivery_plan import LinkFact, PlannedEnvelope
-from sealbill.domain.link_history import AddressEvent, LinkEvent, LinkHistory
+from sealbill.domain.delivery_plan import PlannedEnvelope
 from sealbill.store import stage_events
-from sealbill.store.db import inserted_id, not_indexed
+from sealbill.store.db import ids_as_one, inserted_id, not_indexed
 from sealbill.store.schema import (
     accounts,
     billing_runs,
     contact_events,
-    contact_links,
-    contacts,
     delivery_envelopes,
     delivery_plans,
     documents,
@@ -41,6 +38,8 @@ from sealbill.store.schema import (
 
 TEXT_KINDS = ("txt", "text")  # the render stage stores the plain-text body as "txt"
 NEVER_LEFT = ("queued", "held", "failed_permanent")  # failed_permanent: no customer received it
+_DIGESTED = {"pdf": ("pdf",), "xml": ("xml",), "html": ("html",),
+             "text": TEXT_KINDS}  # the documents a plan reads digests of, by kind
 
 
 def run_row(conn: Connection, org_id: int, run_id: int) -> Mapping[str, Any]:
@@ -82,87 +81,24 @@ def run_invoices(conn: Connection, org_id: int, run_id: int, *, after: int = 0,
         .where(invoices.c.organization_id == org_id, invoices.c.run_id == run_id,
                invoices.c.status == "finalized", invoices.c.id > after)
         .order_by(invoices.c.id))
-    rows = conn.execute(query if limit is None else query.limit(limit))
-    return [dict(row._mapping) for row in rows]
+    rows = conn.execute(query if limit is None else query.limit(limit)).mappings().all()
+    return cast("list[Mapping[str, Any]]", rows)
 
 
 def document_digests(conn: Connection, org_id: int,
-                     invoice_ids: Sequence[int]) -> dict[int, dict[str, tuple[str, str]]]:
-    """invoice id -> kind (pdf, xml, html, text) -> (path, sha256)."""
-    out: dict[int, dict[str, tuple[str, str]]] = {}
-    for start in range(0, len(invoice_ids), 500):
-        chunk = list(invoice_ids[start:start + 500])
-        rows = conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
-                                      documents.c.path, documents.c.sha256)
-                            .where(not_indexed(documents.c.organization_id) == org_id,
-                                   documents.c.invoice_id.in_(chunk)))
-        for invoice_id, kind, path, sha in rows:
-            kind = "text" if kind in TEXT_KINDS else kind
-            out.setdefault(int(invoice_id), {})[kind] = (str(path), str(sha))
-    return out
-
-
-def link_facts(conn: Connection, org_id: int, pairs: Iterable[tuple[int, int]],
-               now: datetime, name_safe: Any) -> list[LinkFact]:
-    """For each (account, contact) pair: verification time, whether the contact history
-    explains the verified link and the current address, whether the name is header-safe."""
-    pairs = sorted(set(pairs))
-    contact_ids = sorted({cid for _, cid in pairs})
-    if not pairs:
-        return []
-    link_events: list[LinkEvent] = []
-    address_events: list[AddressEvent] = []
-    for start in range(0, len(contact_ids), 500):
-        chunk = contact_ids[start:start + 500]
-        for row in conn.execute(sa.select(contact_events).where(
-                not_indexed(contact_events.c.organization_id) == org_id,
-                contact_events.c.contact_id.in_(chunk))):
-            if row.event in ("added", "address_changed") and row.new_value:
-                address_events.append(AddressEvent(int(row.id), int(row.contact_id),
-                                                   str(row.new_value), row.at))
-            elif row.account_id is not None and row.role is not None:
-                link_events.append(LinkEvent(int(row.id), int(row.contact_id),
-                                             int(row.account_id), str(row.role),
-                                             str(row.event), row.at))
-    history = LinkHistory(link_events, address_events)
-    current = _current_links(conn, org_id, contact_ids)
-    facts = []
-    for account_id, contact_id in pairs:
-        email, name, verified_at = current.get((account_id, contact_id), (None, "", None))
-        why = _unexplained(history, contact_id, account_id, email, now)
-        facts.append(LinkFact(account_id, contact_id, verified_at, why == "", why,
-                              bool(name_safe(name))))
-    return facts
-
-
-def _unexplained(history: LinkHistory, contact_id: int, account_id: int, email: str | None,
-                 now: datetime) -> str:
-    if email is None:
-        return "no verified billing link now"
-    state = history.link_state(contact_id, account_id, "billing", now)
-    if state != "verified":
-        return f"history says the link is {state or 'absent'}, the table says verified"
-    recorded = history.address(contact_id, now)
-    if recorded is None or recorded.lower() != email.lower():
-        return f"history says the address is {recorded!r}, the table says {email!r}"
-    return ""
-
-
-def _current_links(conn: Connection, org_id: int, contact_ids: Sequence[int]
-                   ) -> dict[tuple[int, int], tuple[str, str, datetime | None]]:
-    out: dict[tuple[int, int], tuple[str, str, datetime | None]] = {}
-    for start in range(0, len(contact_ids), 500):
-        chunk = list(contact_ids[start:start + 500])
-        rows = conn.execute(
-            sa.select(contact_links.c.account_id, contact_links.c.contact_id, contacts.c.email,
-                      contacts.c.name, contact_links.c.verified_at)
-            .join(contacts, contacts.c.id == contact_links.c.contact_id)
-            .where(contact_links.c.organization_id == org_id,
-                   contacts.c.organization_id == org_id,
-                   contact_links.c.contact_id.in_(chunk), contact_links.c.role == "billing",
-                   contact_links.c.status == "verified"))
-        for account_id, contact_id, email, name, verified_at in rows:
-            out[(int(account_id), int(contact_id))] = (str(email), str(name or ""), verified_at)
+                     invoice_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """invoice id -> kind (pdf, xml, html, text) -> sha256."""
+    out: dict[int, dict[str, str]] = {}
+    # one row per invoice: its digest of each kind (None where the kind is missing)
+    per_kind = [sa.func.max(sa.case((documents.c.kind.in_(kinds), documents.c.sha256)))
+                for kinds in _DIGESTED.values()]
+    rows = conn.execute(sa.select(documents.c.invoice_id, *per_kind)
+                        .where(not_indexed(documents.c.organization_id) == org_id,
+                               ids_as_one(conn, documents.c.invoice_id, invoice_ids))
+                        .group_by(documents.c.invoice_id))
+    for invoice_id, *digests in rows:
+        out[invoice_id] = {kind: sha for kind, sha in zip(_DIGESTED, digests, strict=True)
+                           if sha is not None}
     return out
 
 
@@ -308,19 +244,3 @@ def drop_unsent(conn: Connection, org_id: int, plan_id: int) -> array[int]:
         conn.execute(sa.delete(delivery_envelopes).where(
             delivery_envelopes.c.id.in_([int(e) for e, _, _ in rows])))
         dropped.extend(int(i) for _, i, _ in rows)
-
-
-def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert envelopes, returning their ids in the order given."""
-    if not rows:
-        return []
-    result = conn.execute(
-        sa.insert(delivery_envelopes).returning(delivery_envelopes.c.id,
-                                                sort_by_parameter_order=True), list(rows))
-    return [int(i) for i in result.scalars()]
-
-
-def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(sa.insert(outbox), list(rows))
-

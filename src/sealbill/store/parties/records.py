@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.address_policy import AddressPolicy
-from sealbill.store.db import Row, ids_in, inserted_id, not_indexed
+from sealbill.store.db import Row, ids_as_one, ids_in, inserted_id, not_indexed
 from sealbill.store.parties import address_rules, contact_log
 from sealbill.store.parties.seals import seal_row
 from sealbill.store.schema import (
@@ -346,7 +346,7 @@ def verified_billing_recipients_many(conn: Connection, org_id: int, account_ids:
         .where(
             not_indexed(contact_links.c.organization_id) == org_id,
             not_indexed(contacts.c.organization_id) == org_id,
-            ids_in(conn, contact_links.c.account_id, account_ids),
+            ids_as_one(conn, contact_links.c.account_id, account_ids),
             contact_links.c.role == "billing",
             contact_links.c.status == "verified",
             contacts.c.bounced_at.is_(None),
