@@ -41,7 +41,7 @@ from typing import Any, Final, TypeVar
 from sealbill.documents.bodies import mail_bodies, mail_subject
 from sealbill.documents.cii_text import build_cii_text
 from sealbill.documents.facturx import make_facturx
-from sealbill.documents.fastpdf import NoFit, fonts, render_pdf
+from sealbill.documents.fastpdf import NoFit, font_cache, fonts, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
 from sealbill.documents.filestore import FileStore, Staged, discard
 from sealbill.documents.mentions import DocumentError, check_renderable
@@ -212,7 +212,7 @@ def _prepared_styles(renderer: str) -> dict[str, fonts.Style] | None:
     if renderer != FAST:
         return None
     try:
-        return fonts.prepared()
+        return font_cache.prepared()  # from disk when an earlier run prepared the same
     except AssetError:
         return None
 
