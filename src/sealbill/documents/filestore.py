@@ -36,6 +36,7 @@ How a batch's files are made durable (``sync``, ``SEALBILL_DOCUMENT_SYNC`` in
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -69,12 +70,13 @@ class ImmutableFileError(FileStoreError):
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """A document written to ``temp`` (not durable, not published yet) for ``path``."""
+    """A document written to ``temp`` (not durable, not published yet) for ``path``.
+    (Plain strings: a renderer sends thousands of these to the parent.)"""
 
-    path: Path
+    path: str
     sha256: str
     size: int
-    temp: Path
+    temp: str
 
 
 class FileStore:
@@ -87,6 +89,9 @@ class FileStore:
         self.sync = sync or default_sync()
 
     def path_for(self, org_slug: str, invoice_number: str, kind: str) -> Path:
+        return Path(self._name(org_slug, invoice_number, kind))
+
+    def _name(self, org_slug: str, invoice_number: str, kind: str) -> str:
         if not _SLUG.match(org_slug):
             raise FileStoreError(f"invalid organization slug {org_slug!r}")
         if kind not in EXTENSIONS:
@@ -95,7 +100,7 @@ class FileStore:
             raise FileStoreError("empty invoice number")
         # quote() with no safe characters but - _ + is injective and drops "/" and "..".
         name = quote(invoice_number, safe="-_+")
-        return self.root / org_slug / f"{name}.{EXTENSIONS[kind]}"
+        return os.path.join(self.root, org_slug, f"{name}.{EXTENSIONS[kind]}")
 
     def read(self, org_slug: str, invoice_number: str, kind: str) -> bytes:
         return self.path_for(org_slug, invoice_number, kind).read_bytes()
@@ -110,17 +115,17 @@ class FileStore:
         path = self.path_for(org_slug, invoice_number, kind)
         digest = hashlib.sha256(data).hexdigest()
         if path.exists():
-            return _same_or_raise(path, digest)
+            return path, _same_or_raise(str(path), digest)
         self.folder(org_slug)
-        tmp = _write_temp(path.parent, data)
+        tmp = _write_temp(str(path.parent), data)
         try:
             _fsync_path(tmp)
-            published = _publish(tmp, path)
+            published = _publish(tmp, str(path))
         finally:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
         if not published:  # another writer won the race: same bytes or refuse
-            return _same_or_raise(path, digest)
-        _fsync_path(path.parent)
+            return path, _same_or_raise(str(path), digest)
+        _fsync_path(str(path.parent))
         return path, digest
 
     def put_many(self, items: Sequence[tuple[str, str, str, bytes]]
@@ -135,20 +140,22 @@ class FileStore:
         except BaseException:
             discard(staged)
             raise
-        return self.publish_many(staged)
+        return [(Path(path), digest) for path, digest in self.publish_many(staged)]
 
-    def stage(self, org_slug: str, invoice_number: str, kind: str, data: bytes) -> Staged:
+    def stage(self, org_slug: str, invoice_number: str, kind: str, data: bytes,
+              sha256: str | None = None) -> Staged:
         """``data`` written to a temporary file beside its path, neither durable nor
         published: :meth:`publish_many` does both (in this process or another; the
-        organization's folder must exist, see :meth:`folder`)."""
-        path = self.path_for(org_slug, invoice_number, kind)
+        organization's folder must exist, see :meth:`folder`). ``sha256``: the data's,
+        when the caller has it already."""
+        path = self._name(org_slug, invoice_number, kind)
         # Written even if ``path`` exists (a rerun): publishing then checks its bytes; a
         # lookup first would cost every new file of a large folder more than it saves.
-        return Staged(path, hashlib.sha256(data).hexdigest(), len(data),
-                      _write_temp(path.parent, data))
+        return Staged(path, sha256 or hashlib.sha256(data).hexdigest(), len(data),
+                      _write_temp(os.path.dirname(path), data))
 
     def publish_many(self, staged: Sequence[Staged], threads: int = 16
-                     ) -> list[tuple[Path, str]]:
+                     ) -> list[tuple[str, str]]:
         """Make the staged files durable, publish them, make their names durable; (path,
         sha256) of each, in order. A path that already holds the same bytes is kept, other
         bytes raise :class:`ImmutableFileError` (after publishing the rest). The temporary
@@ -159,15 +166,15 @@ class FileStore:
             published = [_publish(s.temp, s.path) for s in staged]
         finally:
             discard(staged)
-        for folder in {s.path.parent for s in staged}:  # what an earlier, killed run
+        for folder in {os.path.dirname(s.path) for s in staged}:  # what a killed run
             _fsync_path(folder)  # published is made durable too before any row names it
-        return [(s.path, s.sha256) if done else _same_or_raise(s.path, s.sha256)
+        return [(s.path, s.sha256 if done else _same_or_raise(s.path, s.sha256))
                 for s, done in zip(staged, published, strict=True)]
 
-    def _make_durable(self, temps: list[Path], threads: int) -> None:
+    def _make_durable(self, temps: list[str], threads: int) -> None:
         if not temps:
             return
-        if self.sync == "filesystem" and _syncfs(temps[0].parent):
+        if self.sync == "filesystem" and _syncfs(os.path.dirname(temps[0])):
             return
         # The fsyncs of a batch run concurrently: the filesystem commits them together,
         # where one after the other they cost a rendering run ~10 ms a document.
@@ -178,7 +185,12 @@ class FileStore:
 def discard(staged: Iterable[Staged]) -> None:
     """Remove the temporary files of ``staged`` (the batch will not be published)."""
     for s in staged:
-        s.temp.unlink(missing_ok=True)
+        _unlink(s.temp)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def default_sync() -> str:
@@ -204,7 +216,7 @@ def _load_libc() -> ctypes.CDLL | None:
 _LIBC: Final = _load_libc()
 
 
-def _syncfs(folder: Path) -> bool:
+def _syncfs(folder: str) -> bool:
     """``syncfs(2)`` of the filesystem holding ``folder``; False if it is missing or failed
     (the caller then fsyncs each file)."""
     if _LIBC is None:
@@ -216,18 +228,19 @@ def _syncfs(folder: Path) -> bool:
         os.close(fd)
 
 
-def _same_or_raise(path: Path, digest: str) -> tuple[Path, str]:
-    existing = hashlib.sha256(path.read_bytes()).hexdigest()
+def _same_or_raise(path: str, digest: str) -> str:
+    """``digest`` if the file at ``path`` holds those bytes, else :class:`ImmutableFileError`."""
+    existing = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if existing != digest:
         raise ImmutableFileError(
             f"{path} already holds different content (sha256 {existing}, new {digest})"
         )
-    return path, digest
+    return digest
 
 
-def _write_temp(folder: Path, data: bytes) -> Path:
+def _write_temp(folder: str, data: bytes) -> str:
     """``data`` in a new read-only (0444) temporary file of ``folder``, not fsynced."""
-    path = folder / f".tmp-{secrets.token_hex(8)}.part"
+    path = f"{folder}/.tmp-{secrets.token_hex(8)}.part"
     # Created read-only: the descriptor that creates it may still write it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
@@ -236,14 +249,14 @@ def _write_temp(folder: Path, data: bytes) -> Path:
         while view:
             view = view[os.write(fd, view):]
     except BaseException:
-        path.unlink(missing_ok=True)
+        _unlink(path)
         raise
     finally:
         os.close(fd)
     return path
 
 
-def _publish(tmp: Path, path: Path) -> bool:
+def _publish(tmp: str, path: str) -> bool:
     """Atomically make ``tmp`` visible as ``path``; False if ``path`` already exists."""
     try:
         os.link(tmp, path)
@@ -253,13 +266,13 @@ def _publish(tmp: Path, path: Path) -> bool:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
             raise
-    if path.exists():  # no hard links here: best effort, a tiny race window remains
+    if os.path.exists(path):  # no hard links here: best effort, a tiny race window remains
         return False
     os.replace(tmp, path)
     return True
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: str) -> None:
     """fsync a file (its bytes) or a folder (its entries: a link or rename in it)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:

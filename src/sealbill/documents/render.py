@@ -151,7 +151,8 @@ def _stage_chunk(chunk: list[Invoice], renderer: str | None,
     files: list[tuple[str, Staged]] = []
     try:
         for rendered in _render_chunk(chunk, renderer, report_urls):
-            files = [(kind, store.stage(slug, rendered.number, kind, data))
+            known = {"pdf": rendered.pdf_sha256, "xml": rendered.xml_sha256}
+            files = [(kind, store.stage(slug, rendered.number, kind, data, known.get(kind)))
                      for kind, data in rendered.files().items()]
             done.append(StoredDocuments(rendered.number, tuple(files), rendered.renderer,
                                         rendered.fallback_reason))

@@ -191,9 +191,9 @@ def test_files_staged_by_another_process_are_published_by_this_one(tmp_path: Pat
     store.folder("acme")
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         staged = pool.apply(_stage_in_child, (store,))
-    assert not any(s.path.exists() for s in staged)  # written, not published
+    assert not any(os.path.exists(s.path) for s in staged)  # written, not published
     stored = store.publish_many(staged)
-    assert [p.read_bytes() for p, _ in stored] == [b"pdf", b"text"]
+    assert [Path(p).read_bytes() for p, _ in stored] == [b"pdf", b"text"]
     assert sorted(os.listdir(tmp_path / "acme")) == ["F-9.pdf", "F-9.txt"]
 
 

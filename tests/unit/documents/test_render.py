@@ -137,5 +137,5 @@ def test_pool_stages_the_same_files_and_removes_what_the_caller_never_got(
     stored = store.publish_many([staged for _, staged in first.files])
     expected = render_invoice(invoices[0]).files()
     assert [kind for kind, _ in first.files] == list(expected)
-    assert [path.read_bytes() for path, _ in stored] == list(expected.values())
+    assert [Path(path).read_bytes() for path, _ in stored] == list(expected.values())
     assert len(os.listdir(tmp_path / "acme")) == 5  # no temporary file left
