@@ -23,10 +23,11 @@ Invariants:
 How a batch's files are made durable (``sync``, ``SEALBILL_DOCUMENT_SYNC`` in
 :func:`sealbill.documents.docstore.store_for`):
 - ``filesystem`` (the default on Linux ≥ 5.8): the temporary files are written without an
-  fsync each, then one ``syncfs(2)`` of the store's filesystem makes them all durable. It
-  costs a rendering run ~4× less CPU and wall than an fsync per file (the kernel work of
-  an fsync is per call), but it waits for every dirty page of that filesystem, other
-  processes' included, so a store on a disk busy with other writers pays their writes;
+  fsync each, then one ``syncfs(2)`` of each filesystem the batch is on makes them all
+  durable. It costs ~3× less CPU than an fsync per file, the kernel's flusher threads
+  counted (~0.1 ms a file here: the kernel work of an fsync is per call, see
+  ``bench/RESULTS.md``), but it waits for every dirty page of that filesystem, other
+  processes' included, so a store on a disk busy with other writers waits for their writes;
   ``syncfs`` reports write-back errors only since Linux 5.8. If the call is missing or fails,
   each file of the batch is fsynced instead (an error of another process's file does not
   fail the batch; an error of one of ours does);
@@ -174,8 +175,11 @@ class FileStore:
     def _make_durable(self, temps: list[str], threads: int) -> None:
         if not temps:
             return
-        if self.sync == "filesystem" and _syncfs(os.path.dirname(temps[0])):
-            return
+        if self.sync == "filesystem":
+            folders = {os.stat(folder).st_dev: folder  # one folder per filesystem
+                       for folder in {os.path.dirname(temp) for temp in temps}}
+            if all([_syncfs(folder) for folder in folders.values()]):
+                return
         # The fsyncs of a batch run concurrently: the filesystem commits them together,
         # where one after the other they cost a rendering run ~10 ms a document.
         with ThreadPoolExecutor(max(1, min(threads, len(temps)))) as pool:
