@@ -7,6 +7,11 @@
 - ``database``: the documents in the database itself (table ``document_blobs``), for setups
   with nothing else to share.
 
+``SEALBILL_DOCUMENT_SYNC`` (a file store): how a rendered batch's files are made durable before
+they are published — ``filesystem`` (one ``syncfs`` a batch; the default on Linux ≥ 5.8) or
+``file`` (an fsync per file: choose it for a store on a network file system). See
+:mod:`sealbill.documents.filestore`.
+
 ``documents.path`` records where each one is: an absolute file path, or ``db:<slug>/<name>``.
 :func:`read` takes that and the recorded SHA-256, and refuses bytes that do not match it
 (:class:`DocumentDigestError`): a document changed or damaged after rendering is never sent.
@@ -28,11 +33,17 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sealbill.documents.filestore import FileStore, FileStoreError, ImmutableFileError
+from sealbill.documents.filestore import (
+    SYNC_MODES,
+    FileStore,
+    FileStoreError,
+    ImmutableFileError,
+)
 from sealbill.store.db import is_postgres
 from sealbill.store.schema import document_blobs, organizations
 
 STORE_ENV = "SEALBILL_DOCUMENT_STORE"
+SYNC_ENV = "SEALBILL_DOCUMENT_SYNC"
 DB_PREFIX = "db:"
 
 
@@ -94,10 +105,13 @@ class DatabaseStore:
 def store_for(engine: Engine, files_dir: Path) -> DocumentStore:
     """The store the configuration names (see the module); ``files_dir`` for ``files``."""
     choice = os.environ.get(STORE_ENV, "files").strip()
+    sync = os.environ.get(SYNC_ENV, "").strip() or None
+    if sync is not None and sync not in SYNC_MODES:
+        raise FileStoreError(f"{SYNC_ENV}: expected {' or '.join(SYNC_MODES)}, got {sync!r}")
     if choice in ("", "files"):
-        return FileStore(Path(files_dir).resolve())  # absolute paths: any cwd finds them
+        return FileStore(Path(files_dir).resolve(), sync)  # absolute: any cwd finds them
     if choice.startswith("dir:") and len(choice) > 4:
-        return FileStore(Path(choice[4:]).expanduser().resolve())
+        return FileStore(Path(choice[4:]).expanduser().resolve(), sync)
     if choice == "database":
         if not is_postgres(engine):
             raise FileStoreError(f"{STORE_ENV}=database needs PostgreSQL (on SQLite the "

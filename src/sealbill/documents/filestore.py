@@ -9,27 +9,44 @@ Invariants:
   :class:`ImmutableFileError`; ``put`` with identical bytes is a no-op returning the same
   (path, sha256), so a retried render-and-store is safe;
 - a reader never sees a partial file: bytes go to a temporary file in the same folder, are
-  fsynced, then published in one atomic step. Publishing uses ``os.link``, which fails if
-  the name exists, so two concurrent writers cannot overwrite each other (``os.replace``
+  made durable, then published in one atomic step. Publishing uses ``os.link``, which fails
+  if the name exists, so two concurrent writers cannot overwrite each other (``os.replace``
   would silently clobber); where hard links are unsupported it falls back to ``os.replace``
   after an existence check;
-- published files are read-only (0444);
-- :meth:`FileStore.put_many` keeps all of this for a batch: every file is fsynced before it is
-  published and its folder is fsynced before the call returns; the fsyncs of a batch run
-  concurrently on a few threads (the filesystem commits them together), where one after the
-  other they cost a rendering run ~10 ms a document. (One ``syncfs`` per batch instead was
-  measured: no less CPU, and slower, as it waits for every process's writes to the disk.)
+- published files are read-only (0444); a crash may leave ``.tmp-*.part`` files behind,
+  never a partial file under a document's name;
+- a batch (:meth:`FileStore.put_many`, or :meth:`FileStore.stage` in any process then
+  :meth:`FileStore.publish_many`) keeps all of this: every file of the batch is durable before
+  any is published, and every published name is durable (its folder fsynced) before the call
+  returns.
+
+How a batch's files are made durable (``sync``, ``SEALBILL_DOCUMENT_SYNC`` in
+:func:`sealbill.documents.docstore.store_for`):
+- ``filesystem`` (the default on Linux ≥ 5.8): the temporary files are written without an
+  fsync each, then one ``syncfs(2)`` of each filesystem the batch is on makes them all
+  durable. It costs ~3× less CPU than an fsync per file, the kernel's flusher threads
+  counted (~0.1 ms a file here: the kernel work of an fsync is per call, see
+  ``bench/RESULTS.md``), but it waits for every dirty page of that filesystem, other
+  processes' included, so a store on a disk busy with other writers waits for their writes;
+  ``syncfs`` reports write-back errors only since Linux 5.8. If the call is missing or fails,
+  each file of the batch is fsynced instead (an error of another process's file does not
+  fail the batch; an error of one of ours does);
+- ``file``: an fsync per file (concurrently, on a few threads), the choice for a store on a
+  network file system (NFS, SMB), where ``syncfs`` may not flush the server's copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import hashlib
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -40,6 +57,7 @@ from sealbill.outputs.files import output_folder
 EXTENSIONS: Final = {
     "pdf": "pdf", "xml": "xml", "html": "html", "text": "txt", "subject": "subject.txt",
 }
+SYNC_MODES: Final = ("filesystem", "file")
 _SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -51,13 +69,30 @@ class ImmutableFileError(FileStoreError):
     """The path already holds different bytes; stored documents are never overwritten."""
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A document written to ``temp`` (not durable, not published yet) for ``path``.
+    (Plain strings: a renderer sends thousands of these to the parent.)"""
+
+    path: str
+    sha256: str
+    size: int
+    temp: str
+
+
 class FileStore:
     """Documents under ``root``, one folder per organization."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], sync: str | None = None) -> None:
         self.root = Path(root)
+        if sync is not None and sync not in SYNC_MODES:
+            raise FileStoreError(f"unknown sync mode {sync!r} (one of {', '.join(SYNC_MODES)})")
+        self.sync = sync or default_sync()
 
     def path_for(self, org_slug: str, invoice_number: str, kind: str) -> Path:
+        return Path(self._name(org_slug, invoice_number, kind))
+
+    def _name(self, org_slug: str, invoice_number: str, kind: str) -> str:
         if not _SLUG.match(org_slug):
             raise FileStoreError(f"invalid organization slug {org_slug!r}")
         if kind not in EXTENSIONS:
@@ -66,88 +101,166 @@ class FileStore:
             raise FileStoreError("empty invoice number")
         # quote() with no safe characters but - _ + is injective and drops "/" and "..".
         name = quote(invoice_number, safe="-_+")
-        return self.root / org_slug / f"{name}.{EXTENSIONS[kind]}"
+        return os.path.join(self.root, org_slug, f"{name}.{EXTENSIONS[kind]}")
 
     def read(self, org_slug: str, invoice_number: str, kind: str) -> bytes:
         return self.path_for(org_slug, invoice_number, kind).read_bytes()
+
+    def folder(self, org_slug: str) -> Path:
+        """The organization's folder, created (never a planted link; an OutputError)."""
+        folder = self.path_for(org_slug, "-", "pdf").parent  # the slug checked
+        return output_folder(self.root, folder.relative_to(self.root))
 
     def put(self, org_slug: str, invoice_number: str, kind: str, data: bytes) -> tuple[Path, str]:
         """Store ``data``; returns (path, sha256 hex). Idempotent for identical bytes."""
         path = self.path_for(org_slug, invoice_number, kind)
         digest = hashlib.sha256(data).hexdigest()
         if path.exists():
-            return self._same_or_raise(path, digest)
-        output_folder(self.root, org_slug)  # the organization's folder: never a planted link
-        tmp = self._write_temp(path.parent, data)
+            return path, _same_or_raise(str(path), digest)
+        self.folder(org_slug)
+        tmp = _write_temp(str(path.parent), data)
         try:
-            published = _publish(tmp, path)
+            _fsync_path(tmp)
+            published = _publish(tmp, str(path))
         finally:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
         if not published:  # another writer won the race: same bytes or refuse
-            return self._same_or_raise(path, digest)
-        _fsync_dir(path.parent)
+            return path, _same_or_raise(str(path), digest)
+        _fsync_path(str(path.parent))
         return path, digest
 
-    def put_many(self, items: Sequence[tuple[str, str, str, bytes]], threads: int = 16
+    def put_many(self, items: Sequence[tuple[str, str, str, bytes]]
                  ) -> list[tuple[Path, str]]:
-        """``put`` of each (org slug, invoice number, kind, data), in order, as one batch.
-
-        Returns (path, sha256 hex) per item. Files already present are checked as ``put``
-        checks them; the new ones are written and fsynced concurrently, then published, then
-        their folders fsynced once each.
-        """
-        paths = [self.path_for(slug, number, kind) for slug, number, kind, _ in items]
-        digests = [hashlib.sha256(data).hexdigest() for *_, data in items]
-        fresh = [k for k, path in enumerate(paths) if not path.exists()]
-        for folder in {paths[k].parent for k in fresh}:  # never a planted link; an
-            output_folder(self.root, folder.relative_to(self.root))  # OutputError, not a trace
-        temps: list[Path] = []
+        """``put`` of each (org slug, invoice number, kind, data), in order, as one batch
+        (see the module: every file durable before any is published)."""
+        for slug in {slug for slug, *_ in items}:
+            self.folder(slug)
+        staged: list[Staged] = []
         try:
-            with ThreadPoolExecutor(max(1, min(threads, len(fresh)))) as pool:
-                temps += pool.map(lambda k: self._write_temp(paths[k].parent, items[k][3]),
-                                  fresh)
-            published = [_publish(tmp, paths[k]) for k, tmp in zip(fresh, temps, strict=True)]
-        finally:
-            for tmp in temps:
-                tmp.unlink(missing_ok=True)
-        for folder in {paths[k].parent for k, done in zip(fresh, published, strict=True)
-                       if done}:
-            _fsync_dir(folder)
-        lost = {k for k, done in zip(fresh, published, strict=True) if not done}
-        written = set(fresh) - lost
-        return [(path, digest) if k in written else self._same_or_raise(path, digest)
-                for k, (path, digest) in enumerate(zip(paths, digests, strict=True))]
-
-    @staticmethod
-    def _same_or_raise(path: Path, digest: str) -> tuple[Path, str]:
-        existing = hashlib.sha256(path.read_bytes()).hexdigest()
-        if existing != digest:
-            raise ImmutableFileError(
-                f"{path} already holds different content (sha256 {existing}, new {digest})"
-            )
-        return path, digest
-
-    @staticmethod
-    def _write_temp(folder: Path, data: bytes) -> Path:
-        """``data`` in a new, fsynced, read-only (0444) temporary file of ``folder``."""
-        path = folder / f".tmp-{secrets.token_hex(8)}.part"
-        # Created read-only: the descriptor that creates it may still write it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-        try:
-            os.fchmod(fd, 0o444)  # whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            staged += (self.stage(*item) for item in items)
         except BaseException:
-            path.unlink(missing_ok=True)
+            discard(staged)
             raise
+        return [(Path(path), digest) for path, digest in self.publish_many(staged)]
+
+    def stage(self, org_slug: str, invoice_number: str, kind: str, data: bytes,
+              sha256: str | None = None) -> Staged:
+        """``data`` written to a temporary file beside its path, neither durable nor
+        published: :meth:`publish_many` does both (in this process or another; the
+        organization's folder must exist, see :meth:`folder`). ``sha256``: the data's,
+        when the caller has it already."""
+        path = self._name(org_slug, invoice_number, kind)
+        # Written even if ``path`` exists (a rerun): publishing then checks its bytes; a
+        # lookup first would cost every new file of a large folder more than it saves.
+        return Staged(path, sha256 or hashlib.sha256(data).hexdigest(), len(data),
+                      _write_temp(os.path.dirname(path), data))
+
+    def publish_many(self, staged: Sequence[Staged], threads: int = 16
+                     ) -> list[tuple[str, str]]:
+        """Make the staged files durable, publish them, make their names durable; (path,
+        sha256) of each, in order. A path that already holds the same bytes is kept, other
+        bytes raise :class:`ImmutableFileError` (after publishing the rest). The temporary
+        files are gone when this returns or raises."""
+        temps = [s.temp for s in staged]
+        try:
+            self._make_durable(temps, threads)
+            published = [_publish(s.temp, s.path) for s in staged]
         finally:
-            os.close(fd)
-        return path
+            discard(staged)
+        for folder in {os.path.dirname(s.path) for s in staged}:  # what a killed run
+            _fsync_path(folder)  # published is made durable too before any row names it
+        return [(s.path, s.sha256 if done else _same_or_raise(s.path, s.sha256))
+                for s, done in zip(staged, published, strict=True)]
+
+    def _make_durable(self, temps: list[str], threads: int) -> None:
+        if not temps:
+            return
+        if self.sync == "filesystem":
+            folders = {os.stat(folder).st_dev: folder  # one folder per filesystem
+                       for folder in {os.path.dirname(temp) for temp in temps}}
+            if all([_syncfs(folder) for folder in folders.values()]):
+                return
+        # The fsyncs of a batch run concurrently: the filesystem commits them together,
+        # where one after the other they cost a rendering run ~10 ms a document.
+        with ThreadPoolExecutor(max(1, min(threads, len(temps)))) as pool:
+            list(pool.map(_fsync_path, temps))
 
 
-def _publish(tmp: Path, path: Path) -> bool:
+def discard(staged: Iterable[Staged]) -> None:
+    """Remove the temporary files of ``staged`` (the batch will not be published)."""
+    for s in staged:
+        _unlink(s.temp)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def default_sync() -> str:
+    """``filesystem`` where ``syncfs(2)`` exists and reports write-back errors (Linux ≥ 5.8),
+    else ``file``."""
+    if _LIBC is None or os.uname().sysname != "Linux":
+        return "file"
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return "file"
+    return "filesystem" if (major, minor) >= (5, 8) else "file"
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "syncfs") else None
+
+
+_LIBC: Final = _load_libc()
+
+
+def _syncfs(folder: str) -> bool:
+    """``syncfs(2)`` of the filesystem holding ``folder``; False if it is missing or failed
+    (the caller then fsyncs each file)."""
+    if _LIBC is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return bool(_LIBC.syncfs(fd) == 0)
+    finally:
+        os.close(fd)
+
+
+def _same_or_raise(path: str, digest: str) -> str:
+    """``digest`` if the file at ``path`` holds those bytes, else :class:`ImmutableFileError`."""
+    existing = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if existing != digest:
+        raise ImmutableFileError(
+            f"{path} already holds different content (sha256 {existing}, new {digest})"
+        )
+    return digest
+
+
+def _write_temp(folder: str, data: bytes) -> str:
+    """``data`` in a new read-only (0444) temporary file of ``folder``, not fsynced."""
+    path = f"{folder}/.tmp-{secrets.token_hex(8)}.part"
+    # Created read-only: the descriptor that creates it may still write it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    try:
+        os.fchmod(fd, 0o444)  # whatever the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        _unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    return path
+
+
+def _publish(tmp: str, path: str) -> bool:
     """Atomically make ``tmp`` visible as ``path``; False if ``path`` already exists."""
     try:
         os.link(tmp, path)
@@ -157,15 +270,15 @@ def _publish(tmp: Path, path: Path) -> bool:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
             raise
-    if path.exists():  # no hard links here: best effort, a tiny race window remains
+    if os.path.exists(path):  # no hard links here: best effort, a tiny race window remains
         return False
     os.replace(tmp, path)
     return True
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Persist the new directory entry (the rename/link itself) across a crash."""
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync_path(path: str) -> None:
+    """fsync a file (its bytes) or a folder (its entries: a link or rename in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

@@ -12,7 +12,12 @@ Invariants:
   in any process, gives the same bytes and digests;
 - :func:`render_many` yields results in input order and keeps at most
   ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
-  and the input iterable is consumed lazily (``Pool.imap`` would read it all up front).
+  and the input iterable is consumed lazily (``Pool.imap`` would read it all up front);
+- :func:`render_stored` is the same, each worker staging its chunk's files in a
+  :class:`FileStore` itself (written, neither durable nor published: the caller publishes
+  them with :meth:`FileStore.publish_many`) and sending back only where they are and their
+  digests; the files of a chunk it gave up on (an error, or the caller stopped early) are
+  removed.
 """
 
 from __future__ import annotations
@@ -26,18 +31,19 @@ import multiprocessing.spawn
 import os
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sealbill.documents.bodies import mail_bodies, mail_subject
 from sealbill.documents.cii_text import build_cii_text
 from sealbill.documents.facturx import make_facturx
-from sealbill.documents.fastpdf import NoFit, fonts, render_pdf
+from sealbill.documents.fastpdf import NoFit, font_cache, fonts, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
+from sealbill.documents.filestore import FileStore, Staged, discard
 from sealbill.documents.mentions import DocumentError, check_renderable
 from sealbill.domain.invoices import Invoice
 from sealbill.processes import exit_with_parent
@@ -47,6 +53,7 @@ TYPST: Final = "typst"
 FALLBACK: Final = "typst-fallback"
 RENDERER_ENV: Final = "SEALBILL_RENDERER"
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +71,29 @@ class RenderedDocuments:
     renderer: str = FAST  # FAST, TYPST (forced) or FALLBACK (did not fit the template)
     fallback_reason: str = ""
 
+    def files(self) -> dict[str, bytes]:
+        """The bytes of each stored kind (pdf, xml, html, text, subject), in that order."""
+        return {"pdf": self.pdf, "xml": self.xml, "html": self.html.encode(),
+                "text": self.text.encode(), "subject": self.subject.encode()}
+
     @property
     def digest(self) -> str:
         """One SHA-256 over all the outputs: equal iff every output is byte-identical."""
         h = hashlib.sha256()
-        for part in (self.pdf, self.xml, self.html.encode(), self.text.encode(),
-                     self.subject.encode()):
+        for part in self.files().values():
             h.update(len(part).to_bytes(8, "big"))  # length-prefixed: no ambiguity
             h.update(part)
         return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocuments:
+    """One invoice rendered by :func:`render_stored`: its files staged, not published."""
+
+    number: str
+    files: tuple[tuple[str, Staged], ...]  # (kind, staged file), in RenderedDocuments order
+    renderer: str = FAST
+    fallback_reason: str = ""
 
 
 def make_pdf(invoice: Invoice, xml: bytes, renderer: str | None = None
@@ -123,6 +144,29 @@ def _render_chunk(chunk: list[Invoice], renderer: str | None = None,
     return [render_invoice(invoice, renderer, urls.get(invoice.number)) for invoice in chunk]
 
 
+def _stage_chunk(chunk: list[Invoice], renderer: str | None,
+                 report_urls: Mapping[str, str] | None, store: FileStore, slug: str
+                 ) -> list[StoredDocuments]:
+    done: list[StoredDocuments] = []
+    files: list[tuple[str, Staged]] = []
+    try:
+        for rendered in _render_chunk(chunk, renderer, report_urls):
+            known = {"pdf": rendered.pdf_sha256, "xml": rendered.xml_sha256}
+            files = [(kind, store.stage(slug, rendered.number, kind, data, known.get(kind)))
+                     for kind, data in rendered.files().items()]
+            done.append(StoredDocuments(rendered.number, tuple(files), rendered.renderer,
+                                        rendered.fallback_reason))
+    except BaseException:
+        discard(staged for _, staged in files)
+        _drop(done)
+        raise
+    return done
+
+
+def _drop(stored: Iterable[StoredDocuments]) -> None:
+    discard(staged for one in stored for _, staged in one.files)
+
+
 _pool: tuple[int, int, ProcessPoolExecutor] | None = None  # (pid, workers, executor)
 
 
@@ -169,7 +213,7 @@ def _prepared_styles(renderer: str) -> dict[str, fonts.Style] | None:
     if renderer != FAST:
         return None
     try:
-        return fonts.prepared()
+        return font_cache.prepared()  # from disk when an earlier run prepared the same
     except AssetError:
         return None
 
@@ -220,15 +264,46 @@ def render_many(
     ``renderer`` as in :func:`make_pdf`. ``workers=1`` renders in this process, without a
     pool. The pool is shared between calls (see :func:`shutdown_pool`).
     """
+    yield from _pooled(_render_chunk, (), None, invoices, workers, chunk_size, prefetch,
+                       renderer, report_urls)
+
+
+def render_stored(
+    invoices: Iterable[Invoice],
+    store: FileStore,
+    slug: str,
+    workers: int | None = None,
+    chunk_size: int = 8,
+    prefetch: int = 2,
+    renderer: str | None = None,
+    report_urls: Mapping[str, str] | None = None,
+) -> Generator[StoredDocuments, None, None]:
+    """:func:`render_many`, each worker staging its documents in ``store`` under ``slug``
+    (whose folder must exist: :meth:`FileStore.folder`). The caller publishes what it gets
+    (:meth:`FileStore.publish_many`) or discards it (:func:`discard`); what it never got (the
+    chunks in flight when it stops or an error is raised) is discarded here."""
+    yield from _pooled(_stage_chunk, (store, slug), _drop, invoices, workers, chunk_size,
+                       prefetch, renderer, report_urls)
+
+
+def _pooled(work: Callable[..., list[T]], extra: tuple[Any, ...],
+            drop: Callable[[list[T]], None] | None, invoices: Iterable[Invoice],
+            workers: int | None, chunk_size: int, prefetch: int, renderer: str | None,
+            report_urls: Mapping[str, str] | None) -> Generator[T, None, None]:
+    """``work(chunk, renderer, urls, *extra)`` over ``invoices`` on the pool, in order;
+    ``drop`` gets the results of the chunks in flight when the caller stops or fails."""
     count = workers or os.cpu_count() or 1
     source = iter(invoices)
     # Resolved here, not in the workers: they keep the environment they were spawned with.
     renderer = renderer or os.environ.get(RENDERER_ENV, FAST)
     if count == 1:
-        yield from (_render_chunk([invoice], renderer, report_urls)[0] for invoice in source)
+        for invoice in source:
+            yield work([invoice], renderer, report_urls, *extra)[0]
         return
     pool = _shared_pool(count, renderer)
-    pending: deque[Future[list[RenderedDocuments]]] = deque()
+    pending: deque[Future[list[T]]] = deque()
+    current: list[T] = []  # the chunk being yielded, and how much of it was
+    given = 0
     try:
         while True:
             while len(pending) < count * prefetch:
@@ -237,13 +312,27 @@ def render_many(
                     break
                 urls = {i.number: report_urls[i.number] for i in chunk
                         if report_urls and i.number in report_urls}
-                pending.append(pool.submit(_render_chunk, chunk, renderer, urls))
+                pending.append(pool.submit(work, chunk, renderer, urls, *extra))
             if not pending:
                 return
-            yield from pending.popleft().result()
+            current, given = pending.popleft().result(), 0
+            while given < len(current):
+                given += 1
+                yield current[given - 1]
     except BrokenProcessPool:
         shutdown_pool()  # a worker died (OOM kill...): the next call starts a fresh pool
         raise
     finally:
+        if drop is not None:
+            drop(current[given:])
         for future in pending:
-            future.cancel()
+            if not future.cancel() and drop is not None:  # running or done: its results
+                _drop_when_done(future, drop)
+
+
+def _drop_when_done(future: Future[list[T]], drop: Callable[[list[T]], None]) -> None:
+    try:
+        results = future.result()
+    except Exception:
+        return
+    drop(results)

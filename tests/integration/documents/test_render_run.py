@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -76,3 +77,20 @@ def test_a_problem_stops_the_rendering_and_every_problem_is_listed(sqlite_engine
     with sqlite_engine.begin() as conn:
         rendered = set(conn.execute(sa.select(documents.c.invoice_id)).scalars())
     assert rendered == set(ids[:2])  # the first chunk; nothing from the one with a problem
+    assert not [p for p in (tmp_path / "files").rglob(".tmp-*")]  # no staged file left
+
+
+def test_a_pooled_run_stores_every_file_it_records_and_nothing_else(sqlite_engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    scenario = build_scenario(sqlite_engine, accounts=5, files_dir=tmp_path, render=False)
+    assert render_run(sqlite_engine, scenario.org_id, scenario.run_id, tmp_path / "files",
+                      workers=2) == 5
+    with sqlite_engine.begin() as conn:
+        rows = conn.execute(sa.select(documents.c.path, documents.c.sha256,
+                                      documents.c.size)).all()
+    assert len(rows) == 25
+    for row in rows:
+        data = Path(row.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.sha256 and len(data) == row.size
+    assert sorted(p for p in (tmp_path / "files").rglob("*") if p.is_file()) == \
+        sorted(Path(row.path) for row in rows)

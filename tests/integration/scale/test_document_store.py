@@ -35,6 +35,21 @@ def test_the_default_store_is_the_files_directory(sqlite_engine: Engine, tmp_pat
         docstore.store_for(sqlite_engine, tmp_path)
 
 
+def test_the_sync_mode_of_a_file_store_is_configured(sqlite_engine: Engine, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(docstore.STORE_ENV, raising=False)
+    monkeypatch.setenv(docstore.SYNC_ENV, "file")
+    store = docstore.store_for(sqlite_engine, tmp_path / "files")
+    assert isinstance(store, FileStore) and store.sync == "file"
+    monkeypatch.setenv(docstore.STORE_ENV, f"dir:{tmp_path / 'shared'}")
+    shared = docstore.store_for(sqlite_engine, tmp_path / "files")
+    assert isinstance(shared, FileStore) and shared.sync == "file"
+    monkeypatch.setenv(docstore.SYNC_ENV, "never")
+    with pytest.raises(FileStoreError, match="SEALBILL_DOCUMENT_SYNC: expected filesystem or "
+                                             "file, got 'never'"):
+        docstore.store_for(sqlite_engine, tmp_path)
+
+
 def test_a_file_changed_after_rendering_is_refused_on_read(sqlite_engine: Engine,
                                                            tmp_path: Path) -> None:
     path, digest = FileStore(tmp_path).put("acme", "F-2026/1", "pdf", b"%PDF original")

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sealbill.documents.filestore import FileStore, FileStoreError, ImmutableFileError
+from sealbill.documents.filestore import (
+    FileStore,
+    FileStoreError,
+    ImmutableFileError,
+    Staged,
+    discard,
+)
 
 
 def test_put_writes_the_bytes_and_returns_path_and_sha256(tmp_path: Path) -> None:
@@ -116,3 +122,88 @@ def test_a_batch_is_idempotent_and_refuses_changed_bytes(tmp_path: Path) -> None
     with pytest.raises(ImmutableFileError):
         store.put_many([("acme", "F-004", "xml", b"a"), ("acme", "F-004", "xml", b"b")])
     assert store.read("acme", "F-001", "pdf") == b"first"
+
+
+def _record(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str]],
+            syncfs_works: bool = True) -> None:
+    """Record the batch's syncs and links, in order (the real calls still run)."""
+    from sealbill.documents import filestore
+
+    syncfs_path, fsync_path, link = filestore._syncfs, filestore._fsync_path, os.link
+
+    def syncfs(folder: Path) -> bool:
+        events.append(("syncfs", str(folder)))
+        return syncfs_works and syncfs_path(folder)
+
+    def fsync(path: Path) -> None:
+        events.append(("fsync", str(path)))
+        fsync_path(path)
+
+    def linked(source: object, target: object) -> None:
+        events.append(("link", str(source)))
+        link(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filestore, "_syncfs", syncfs)
+    monkeypatch.setattr(filestore, "_fsync_path", fsync)
+    monkeypatch.setattr(os, "link", linked)
+
+
+@pytest.mark.parametrize("sync", ["filesystem", "file"])
+def test_every_file_of_a_batch_is_durable_before_any_is_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: str) -> None:
+    events: list[tuple[str, str]] = []
+    _record(monkeypatch, events)
+    store = FileStore(tmp_path, sync=sync)
+    items = [("acme", f"F-{n}", kind, f"{kind} {n}".encode()) for n in range(4)
+             for kind in ("pdf", "xml")]
+    stored = store.put_many(items)
+    links = [k for k, (what, _) in enumerate(events) if what == "link"]
+    assert len(links) == len(items)
+    temps = {path for what, path in events if what == "link"}
+    before = events[:links[0]]
+    if sync == "filesystem":
+        assert ("syncfs", str(tmp_path / "acme")) in before
+    else:
+        assert {path for what, path in before if what == "fsync"} == temps
+    assert ("fsync", str(tmp_path / "acme")) in events[links[-1]:]  # the names, after
+    assert [path.read_bytes() for path, _ in stored] == [data for *_, data in items]
+
+
+def test_when_syncfs_fails_each_file_of_the_batch_is_fsynced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    _record(monkeypatch, events, syncfs_works=False)
+    FileStore(tmp_path, sync="filesystem").put_many(
+        [("acme", "F-1", "pdf", b"a"), ("acme", "F-1", "xml", b"b")])
+    first_link = next(k for k, (what, _) in enumerate(events) if what == "link")
+    temps = {path for what, path in events if what == "link"}
+    assert {path for what, path in events[:first_link] if what == "fsync"} == temps
+
+
+def _stage_in_child(store: FileStore) -> list[Staged]:
+    return [store.stage("acme", "F-9", kind, kind.encode()) for kind in ("pdf", "text")]
+
+
+def test_files_staged_by_another_process_are_published_by_this_one(tmp_path: Path) -> None:
+    import multiprocessing
+
+    store = FileStore(tmp_path)
+    store.folder("acme")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        staged = pool.apply(_stage_in_child, (store,))
+    assert not any(os.path.exists(s.path) for s in staged)  # written, not published
+    stored = store.publish_many(staged)
+    assert [Path(p).read_bytes() for p, _ in stored] == [b"pdf", b"text"]
+    assert sorted(os.listdir(tmp_path / "acme")) == ["F-9.pdf", "F-9.txt"]
+
+
+def test_discarded_staged_files_leave_nothing_and_publish_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.folder("acme")
+    discard([store.stage("acme", "F-1", "pdf", b"x"), store.stage("acme", "F-2", "pdf", b"y")])
+    assert os.listdir(tmp_path / "acme") == []
+
+
+def test_an_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileStoreError, match="unknown sync mode 'sometimes'"):
+        FileStore(tmp_path, sync="sometimes")

@@ -120,3 +120,22 @@ def test_pool_workers_do_not_run_the_parent_main_module_again(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=120)
     assert not marker.exists(), marker.read_text()
+
+
+def test_pool_stages_the_same_files_and_removes_what_the_caller_never_got(
+        tmp_path: Path) -> None:
+    from sealbill.documents.filestore import FileStore
+    from sealbill.documents.render import render_stored
+
+    store = FileStore(tmp_path)
+    store.folder("acme")
+    invoices = numbered(10)
+    results = render_stored(invoices, store, "acme", workers=2, chunk_size=2)
+    first = next(results)
+    results.close()  # the caller stops: the chunks in flight are discarded
+    assert first.number == invoices[0].number
+    stored = store.publish_many([staged for _, staged in first.files])
+    expected = render_invoice(invoices[0]).files()
+    assert [kind for kind, _ in first.files] == list(expected)
+    assert [Path(path).read_bytes() for path, _ in stored] == list(expected.values())
+    assert len(os.listdir(tmp_path / "acme")) == 5  # no temporary file left

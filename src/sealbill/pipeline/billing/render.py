@@ -3,8 +3,12 @@
 Invariants:
 - documents are produced once: an invoice that already has its ``documents`` rows is not
   rendered again, so a finalized invoice can never be re-rendered differently;
-- the files are stored (fsynced, a chunk at a time) before their rows are written, and each
-  row records the SHA-256 of its file; the delivery stage reads the digests from these rows;
+- the files are stored (durably, a chunk at a time) before their rows are written, and each
+  row records the SHA-256 of its file; the delivery stage reads the digests from these rows.
+  With a file store the workers write their chunks' files themselves and send back where
+  they are and their digests; this process makes a chunk's files durable, publishes them,
+  then writes its rows (with the database store, the workers send the documents' bytes and
+  this process stores them);
 - each invoice is read once, a chunk at a time, and checked before its chunk is rendered: a
   problem stops the rendering there (what was rendered before stays, valid and immutable),
   and the error lists every problem of the run;
@@ -20,19 +24,28 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill import settings
 from sealbill.documents.docstore import DocumentStore, store_for
+from sealbill.documents.filestore import FileStore, discard
 from sealbill.documents.mentions import check_renderable
-from sealbill.documents.render import FALLBACK, RenderedDocuments, render_many
+from sealbill.documents.render import (
+    FALLBACK,
+    RenderedDocuments,
+    StoredDocuments,
+    render_many,
+    render_stored,
+)
 from sealbill.domain import report_link
 from sealbill.domain.invoices import Invoice
 from sealbill.store import stage_events
@@ -45,6 +58,20 @@ KILL_ENV = "SEALBILL_TEST_RENDER_KILL"  # test hook: "after_files" -> SIGKILL th
 log = logging.getLogger(__name__)
 
 
+class _Result(Protocol):
+    """What a renderer sends back: :class:`RenderedDocuments` or :class:`StoredDocuments`."""
+
+    @property
+    def number(self) -> str: ...
+    @property
+    def renderer(self) -> str: ...
+    @property
+    def fallback_reason(self) -> str: ...
+
+
+Batch = list[tuple[int, _Result]]  # (invoice id, its documents), a chunk's worth
+
+
 @dataclass
 class RenderCounts:
     """How many invoices each renderer made, and why some fell back to Typst (first 20)."""
@@ -52,7 +79,7 @@ class RenderCounts:
     by_renderer: dict[str, int] = field(default_factory=dict)
     fallback_reasons: list[str] = field(default_factory=list)
 
-    def add(self, rendered: RenderedDocuments) -> None:
+    def add(self, rendered: _Result) -> None:
         self.by_renderer[rendered.renderer] = self.by_renderer.get(rendered.renderer, 0) + 1
         if rendered.renderer == FALLBACK and len(self.fallback_reasons) < 20:
             self.fallback_reasons.append(f"{rendered.number}: {rendered.fallback_reason}")
@@ -122,18 +149,30 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
             yield from loaded
 
     count = 0
-    batch: list[tuple[int, RenderedDocuments]] = []
-    with _Writer(engine, store, slug, org_id, run_id, on_progress) as writer:
-        for rendered in render_many(checked(), workers=workers, renderer=renderer,
-                                    report_urls=urls, prefetch=4):
-            urls.pop(rendered.number, None)
-            counts.add(rendered)
-            batch.append((order.popleft(), rendered))
-            if len(batch) == CHUNK:
+    batch: Batch = []
+    results: Iterator[_Result]
+    if isinstance(store, FileStore):  # the workers write the files, this process publishes
+        store.folder(slug)  # an unwritable folder is an OutputError before any rendering
+        results = render_stored(checked(), store, slug, workers=workers, renderer=renderer,
+                                report_urls=urls, prefetch=4)
+    else:
+        results = render_many(checked(), workers=workers, renderer=renderer,
+                              report_urls=urls, prefetch=4)
+    try:
+        with _Writer(engine, store, org_id, slug, run_id, on_progress) as writer, \
+                closing(results):
+            for rendered in results:
+                urls.pop(rendered.number, None)
+                counts.add(rendered)
+                batch.append((order.popleft(), rendered))
+                if len(batch) == CHUNK:
+                    count += writer.submit(batch)
+                    batch = []
+            if batch:
                 count += writer.submit(batch)
                 batch = []
-        if batch:
-            count += writer.submit(batch)
+    finally:
+        _drop(batch)  # what was never handed to the writer (an error): its staged files
     if problems:
         raise RenderError(problems, count)
     if counts.fallbacks:
@@ -145,36 +184,37 @@ def render_run(engine: Engine, org_id: int, run_id: int | None, files_dir: Path,
 class _Writer:
     """Stores rendered chunks on one thread, in order: a chunk's files (durably), then its
     rows in one transaction. At most two chunks wait; leaving the block waits for all, and
-    the first error of any chunk is raised."""
+    the first error of any chunk is raised (the staged files of a chunk never stored are
+    removed)."""
 
-    def __init__(self, engine: Engine, store: DocumentStore, slug: str, org_id: int,
+    def __init__(self, engine: Engine, store: DocumentStore, org_id: int, slug: str,
                  run_id: int | None, on_progress: Callable[[int], None] | None) -> None:
-        self.engine, self.store, self.slug, self.org_id = engine, store, slug, org_id
+        self.engine, self.store, self.org_id, self.slug = engine, store, org_id, slug
         self.run_id = run_id
         self.on_progress = on_progress
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="render-store")
-        self.pending: deque[Future[int]] = deque()
+        self.pending: deque[tuple[Future[int], Batch]] = deque()
 
     def __enter__(self) -> _Writer:
         return self
 
-    def submit(self, batch: list[tuple[int, RenderedDocuments]]) -> int:
+    def submit(self, batch: Batch) -> int:
         while len(self.pending) >= 2:
-            self._report(self.pending.popleft().result())
+            self._report(self.pending.popleft()[0].result())
         # the caller's context (the application layer's audit step) goes with the chunk
-        self.pending.append(self.pool.submit(contextvars.copy_context().run, self._write,
-                                             batch))
+        self.pending.append((self.pool.submit(contextvars.copy_context().run, self._write,
+                                              batch), batch))
         return len(batch)
 
-    def _write(self, batch: list[tuple[int, RenderedDocuments]]) -> int:
-        rows = _store(self.store, self.slug, self.org_id, [i for i, _ in batch],
-                      [r for _, r in batch])
+    def _write(self, batch: Batch) -> int:
+        ids = [i for i, _ in batch]
+        rows = _store(self.store, self.slug, self.org_id, ids, [r for _, r in batch])
         if os.environ.get(KILL_ENV) == "after_files":  # test hook: a crash before the rows
             os.kill(os.getpid(), signal.SIGKILL)
         with self.engine.begin() as conn:  # the chunk's audit entry commits with its rows
             conn.execute(sa.insert(documents), rows)
             stage_events.publish(conn, self.org_id, stage_events.DOCUMENTS_STORED, {
-                "run_id": self.run_id, "invoice_ids": [i for i, _ in batch]})
+                "run_id": self.run_id, "invoice_ids": ids})
         return len(batch)
 
     def _report(self, done: int) -> None:
@@ -184,11 +224,11 @@ class _Writer:
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         try:
             while self.pending:
-                future = self.pending.popleft()
+                future, batch = self.pending.popleft()
                 if kind is None:
                     self._report(future.result())
-                else:
-                    future.cancel()
+                elif future.cancel():
+                    _drop(batch)
         finally:
             self.pool.shutdown(wait=True)
 
@@ -207,18 +247,32 @@ def report_urls(org_id: int, slug: str, numbers: list[str], files_dir: Path
 
 
 def _store(store: DocumentStore, slug: str, org_id: int, invoice_ids: list[int],
-           results: list[RenderedDocuments]) -> list[dict[str, object]]:
-    """Store a chunk's files (durably, before any row names them); their ``documents`` rows."""
+           results: Sequence[_Result]) -> list[dict[str, object]]:
+    """Store a chunk's files (durably, before any row names them); their ``documents`` rows.
+    Staged files (:class:`StoredDocuments`) are published; bytes are put in ``store``."""
     at = datetime.now(UTC)
-    items: list[tuple[str, str, str, bytes]] = []
     owners: list[tuple[int, str, int]] = []
-    for invoice_id, rendered in zip(invoice_ids, results, strict=True):
-        files = {"pdf": rendered.pdf, "xml": rendered.xml, "html": rendered.html.encode(),
-                 "text": rendered.text.encode(), "subject": rendered.subject.encode()}
-        for kind, data in files.items():
-            items.append((slug, rendered.number, kind, data))
-            owners.append((invoice_id, kind, len(data)))
-    stored = store.put_many(items)
+    stored: Sequence[tuple[str | Path, str]]
+    staged = [r for r in results if isinstance(r, StoredDocuments)]
+    if staged:
+        assert isinstance(store, FileStore) and len(staged) == len(results)
+        for invoice_id, one in zip(invoice_ids, staged, strict=True):
+            owners += ((invoice_id, kind, file.size) for kind, file in one.files)
+        stored = store.publish_many([file for one in staged for _, file in one.files])
+    else:
+        items: list[tuple[str, str, str, bytes]] = []
+        for invoice_id, rendered in zip(invoice_ids, results, strict=True):
+            assert isinstance(rendered, RenderedDocuments)
+            for kind, data in rendered.files().items():
+                items.append((slug, rendered.number, kind, data))
+                owners.append((invoice_id, kind, len(data)))
+        stored = store.put_many(items)
     return [{"organization_id": org_id, "invoice_id": invoice_id, "kind": kind,
              "path": str(path), "sha256": digest, "size": size, "created_at": at}
             for (invoice_id, kind, size), (path, digest) in zip(owners, stored, strict=True)]
+
+
+def _drop(batch: Iterable[tuple[int, _Result]]) -> None:
+    """Remove the staged files of results that will not be stored."""
+    discard(staged for _, rendered in batch if isinstance(rendered, StoredDocuments)
+            for _, staged in rendered.files)
