@@ -88,6 +88,7 @@ from sealbill.store.parties import address_rules
 SENDABLE_RUN = ("approved", "sending", "paused")  # paused: a relay fault, fixed since
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
 FRESH_SECONDS = 1.0  # a message goes at most this long after the guard's fresh read for it
+PAGE_BATCHES = 10  # a sender lists its rows this many batches at a time
 
 
 class SendError(RuntimeError):
@@ -139,37 +140,59 @@ class _Sender:
             return self._send_slice(canary)
 
     def _send_slice(self, canary: bool | None) -> str | None:
-        limit, size = self.options.max_attempts, max(1, self.options.batch)
+        """Passes over the slice's rows, a page at a time (memory does not grow with the run):
+        each page's due rows are sent in batches; a pass that sent something is followed by
+        another (failures due again), else the sender waits for the earliest retry."""
         while True:
-            # Also records the last batch's outcomes: listed again, they would still be sending.
-            with self.db.write() as conn:
-                rows = box.items(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
-                                 canary=canary)
-            if self.part is not None:
-                rows = [r for r in rows if r.outbox_id % self.part[1] == self.part[0]]
-            at = datetime.now(UTC)
-            retry = [r for r in rows if r.status == "failed_temporary" and r.attempts < limit
-                     and r.next_attempt_at is not None]
-            due = [r for r in rows if r.status != "failed_temporary"]
-            due += [r for r in retry if r.next_attempt_at is not None and r.next_attempt_at <= at]
-            due.sort(key=lambda r: r.outbox_id)
-            for start in range(0, len(due), size):
-                stopped = self.deliver(due[start:start + size])
-                if stopped:
-                    return stopped
-            if due:
+            sent_any, wake, stopped = self._pass(canary)
+            if stopped:
+                return stopped
+            if sent_any:
                 continue
-            if not retry or not self.options.wait_for_retries:
+            if wake is None or not self.options.wait_for_retries:
                 return None
-            wake = min(r.next_attempt_at for r in retry if r.next_attempt_at is not None)
-            # Nothing waits unrecorded through the sleep (the listing above wrote the last
+            # Nothing waits unrecorded through the sleep (each page's listing wrote the last
             # outcomes already: this keeps the rule from depending on it).
             self.db.flush()
-            time.sleep(max(0.0, min((wake - at).total_seconds(),
+            time.sleep(max(0.0, min((wake - datetime.now(UTC)).total_seconds(),
                                     self.options.backoff_max_seconds)) + 0.01)
             with self.db.write() as conn:
                 if switches.is_paused(conn, self.org_id):
                     return "paused"
+
+    def _pass(self, canary: bool | None) -> tuple[bool, datetime | None, str | None]:
+        """One walk over the slice's rows by id: (whether any was due, the earliest time a
+        temporary failure may be tried again, why the sender stopped)."""
+        limit, size = self.options.max_attempts, max(1, self.options.batch)
+        after, sent_any, wake = 0, False, None
+        while True:
+            # Also records the last batch's outcomes: listed again, they would still be sending.
+            with self.db.write() as conn:
+                rows = box.page(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
+                                after=after, limit=PAGE_BATCHES * size, canary=canary,
+                                part=self.part)
+            if not rows:
+                return sent_any, wake, None
+            last = len(rows) < PAGE_BATCHES * size  # a short page: no row after it
+            after = rows[-1].outbox_id
+            at = datetime.now(UTC)
+            due = []
+            for r in rows:
+                if r.status != "failed_temporary":
+                    due.append(r)
+                elif r.attempts < limit and r.next_attempt_at is not None:
+                    if r.next_attempt_at <= at:
+                        due.append(r)
+                    elif wake is None or r.next_attempt_at < wake:
+                        wake = r.next_attempt_at
+            del rows
+            for start in range(0, len(due), size):
+                stopped = self.deliver(due[start:start + size])
+                if stopped:
+                    return sent_any, wake, stopped
+            sent_any = sent_any or bool(due)
+            if last:
+                return sent_any, wake, None
 
     def deliver(self, items: list[box.OutboxItem]) -> str | None:
         """Claim, judge and send one batch; its outcomes stay pending (see the module)."""
