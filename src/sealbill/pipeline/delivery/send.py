@@ -81,7 +81,7 @@ from sealbill.pipeline.delivery.send_settings import SendReport as SendReport
 from sealbill.store.delivery import alerts, outbox_runs, switches
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import plans as plan_store
-from sealbill.store.delivery.identifiers import identifier_index
+from sealbill.store.delivery.identifiers import identifier_entries
 from sealbill.store.delivery.send_lock import run_lock
 from sealbill.store.parties import address_rules
 
@@ -110,7 +110,10 @@ class _Sender:
         self.transport, self.signer, self.options = transport, signer, options
         self.on_progress = on_progress
         self.report = SendReport(run_id)
-        self.index = index or AutomatonSearch(identifier_index(engine, org_id, run_id))
+        if index is None:  # streamed into the automaton: no list of the run's identifiers
+            with engine.connect() as conn:
+                index = AutomatonSearch.from_entries(identifier_entries(conn, org_id, run_id))
+        self.index = index
         self.part = part  # (k, n): this sender owns the rows whose id is k modulo n
         # What exists now (the identifier index, the engine, modules) lives for the whole
         # send: moved out of the collector's generations, so that the collections the
