@@ -59,7 +59,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain import guard
@@ -258,15 +257,8 @@ class _Sender:
         rest is computation, so several senders do it side by side. A database error is not
         a refusal: it propagates before anything of the batch was claimed (the previous
         outcomes are then recorded by phase())."""
-        gathered: list[composer.Gathered | Exception] = []
         with self.db.read() as conn:
-            for item in items:
-                try:
-                    gathered.append(composer.gather(conn, self.org_id, item))
-                except sa.exc.DBAPIError:
-                    raise
-                except Exception as exc:
-                    gathered.append(exc)
+            gathered = composer.gather_many(conn, self.org_id, items)
         return [self._prepare_one(item, found) for item, found in zip(items, gathered,
                                                                         strict=True)]
 
