@@ -301,3 +301,37 @@ def test_a_violation_inside_a_batch_lets_the_messages_before_it_go_and_halts_at_
     assert rows[str(rest[2].message_id)] == ("queued", 0)
     assert len(report.violations) == 1
     assert report.violations[0]["message_id"] == str(rest[1].message_id)
+
+
+@BOTH
+def test_a_sender_lists_its_rows_a_page_at_a_time_and_sends_each_once(
+        which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of two rows (batches of one, two batches a page): every message goes once, a
+    temporary failure on a middle page is retried in a later pass, and no listing holds more
+    than a page — the sender's memory does not grow with the run."""
+    world: World = request.getfixturevalue(which)
+    assert world.plan().verdict == "proceed"
+    monkeypatch.setattr(send_module, "PAGE_BATCHES", 2)
+    real_page, pages = send_module.box.page, []
+
+    def page(*args: Any, **kwargs: Any) -> Any:
+        rows = real_page(*args, **kwargs)
+        pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(send_module.box, "page", page)
+
+    def fail_the_third(n: int) -> None:
+        if n == 2:
+            world.smtp.faults.append("4xx")  # message 3: a temporary failure, retried later
+
+    report = send_run(world.engine, world.org_id, world.run_id,
+                      transport=_CallingBack(world, fail_the_third), signer=world.signer,
+                      options=_options(1))
+    assert report.status == "sent"
+    accepted = [str(m.message_id) for m in world.smtp.accepted]
+    assert len(accepted) == len(set(accepted)) == len(_rows(world))
+    assert max(pages) == 2 and len(pages) > 3, pages
+    assert sorted(status for status, _ in _rows(world).values()) == ["sent"] * len(accepted)
+    assert sorted(attempts for _, attempts in _rows(world).values())[-1] == 2
+    _assert_every_accepted_message_recorded(world)
