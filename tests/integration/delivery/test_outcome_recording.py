@@ -146,19 +146,20 @@ def test_outcome_recorded_when_composing_the_next_message_fails(
     (the same batch) is not sent either."""
     world: World = request.getfixturevalue(which)
     assert world.plan().verdict == "proceed"
-    real, calls = compose.gather, []
+    real, invoices = compose._read_documents, []
 
-    def failing_third(conn: Any, org_id: int, item: Any) -> Any:
-        calls.append(item.message_id)
-        if len(calls) == 3:
+    def failing_third(conn: Any, invoice_id: int, rows: Any) -> Any:
+        invoices.append(invoice_id)  # a batch's files are read message by message, in order
+        if len(invoices) == 3:
             raise sa.exc.OperationalError("SELECT ...", None, RuntimeError("disk I/O error"))
-        return real(conn, org_id, item)
+        return real(conn, invoice_id, rows)
 
-    monkeypatch.setattr(compose, "gather", failing_third)
+    monkeypatch.setattr(compose, "_read_documents", failing_third)
     with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
         _send(world, lambda n: None, _options(batch))
     assert len(world.smtp.accepted) == accepted
     _assert_every_accepted_message_recorded(world)
+    calls = [next(m for m in _rows(world) if m.startswith(f"<inv-{i}.")) for i in invoices]
     assert _rows(world)[calls[2]] == ("queued", 0)  # never claimed: nothing to resend
     assert {row for m, row in _rows(world).items() if m in calls[accepted:]} == {("queued", 0)}
 
