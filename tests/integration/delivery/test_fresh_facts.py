@@ -216,22 +216,32 @@ def test_batch_reads_say_what_one_read_per_message_says_postgres(pg_engine: Engi
     _compare_batch_reads(pg_engine, tmp_path)
 
 
+class _Selects:
+    """The SELECT statements run on a connection while listening, and their query plans."""
+
+    def __init__(self) -> None:
+        self.captured: list[tuple[str, Any]] = []
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, parameters: Any,
+                 *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            self.captured.append((statement, parameters))
+
+    def plans(self, conn: Connection) -> list[str]:
+        return [str(row[3]) for statement, parameters in self.captured
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+
+
 def test_no_batch_read_walks_the_whole_organization_on_sqlite(sqlite_engine: Engine) -> None:
     """The batch's seal and policy reads go by contact, account and envelope too."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            captured.append((statement, parameters))
-
+    selects = _Selects()
     with sqlite_engine.begin() as conn:
-        sa.event.listen(conn, "before_cursor_execute", capture)
+        sa.event.listen(conn, "before_cursor_execute", selects)
         seal_facts.evidence_many(conn, 1, [(5, [5, 6]), (6, [7])])
         policy_facts.read_many(conn, 1, [5, 6])
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        steps = [str(row[3]) for statement, parameters in captured
-                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                 parameters)]
+        sa.event.remove(conn, "before_cursor_execute", selects)
+        steps = selects.plans(conn)
+    captured = selects.captured
     searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
     assert len(captured) == 4 and searches, steps  # (the organization: a prepared read)
     # a SCAN only of the ranked subquery's own rows (the latest event per link)
@@ -285,21 +295,14 @@ def test_paging_and_batch_gather_walk_no_index_of_the_run_on_sqlite(
     organization."""
     scenario = build_scenario(sqlite_engine, accounts=3, files_dir=tmp_path / "files")
     plan_run(sqlite_engine, scenario.org_id, scenario.run_id, actor="planner")
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            captured.append((statement, parameters))
-
+    selects = _Selects()
     with sqlite_engine.begin() as conn:
-        sa.event.listen(conn, "before_cursor_execute", capture)
+        sa.event.listen(conn, "before_cursor_execute", selects)
         rows = box.page(conn, scenario.org_id, scenario.run_id, statuses=box.RETRYABLE,
                         after=0, limit=2, part=(0, 1))
         compose.gather_many(conn, scenario.org_id, rows)
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        steps = [str(row[3]) for statement, parameters in captured
-                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                 parameters)]
+        sa.event.remove(conn, "before_cursor_execute", selects)
+        steps = selects.plans(conn)
     assert len(rows) == 2
     searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
     assert searches and [s for s in searches if s.startswith("SCAN")] == [], steps
