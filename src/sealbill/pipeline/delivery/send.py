@@ -44,6 +44,8 @@ Invariants:
   accepted since the sender last wrote outcomes (≤ ``batch``); everything else is sent once,
   and nothing is lost;
 - when :func:`send_run` returns, every message SMTP accepted has its ledger row;
+- a sender never lists the whole run: it walks its rows by id a page (``PAGE_BATCHES``
+  batches) at a time, so its memory does not grow with the run;
 - with ``senders`` > 1, each forked sender owns the rows whose id is its number modulo the
   count; the guard's per-run rule "no (invoice, recipient) pair twice" is also a unique
   constraint, so two senders cannot both take a pair (the second is halted as a violation).
