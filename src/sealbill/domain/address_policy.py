@@ -73,6 +73,10 @@ def split(address: str) -> tuple[str, str] | None:
 def _ip_literal(domain: str) -> bool:
     if domain.startswith("[") or domain.endswith("]"):
         return True
+    if ":" not in domain and not domain.replace(".", "").isdigit():
+        # Neither IPv6 (which has a colon) nor IPv4 (digits and dots only): a name. Asked
+        # first because ``ip_address`` answers a name by raising twice (~10 µs a domain).
+        return False
     try:
         ipaddress.ip_address(domain)
     except ValueError:

@@ -38,6 +38,9 @@ from functools import lru_cache
 from typing import Any
 
 PREFIX = b"sealbill-seal-v1\n"
+# ``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, built once
+# (``dumps`` with these arguments builds an encoder at every call): the same text.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 Value = bool | int | str | datetime | None
 
 
@@ -56,7 +59,7 @@ def encode(kind: str, fields: Mapping[str, object]) -> bytes:
     if not kind or "\n" in kind:
         raise ValueError("a fact kind is a non-empty single line")
     plain = {name: _plain(name, value) for name, value in fields.items()}
-    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _JSON.encode(plain)
     return PREFIX + kind.encode("utf-8") + b"\n" + text.encode("utf-8")
 
 

@@ -325,15 +325,16 @@ def test_a_naive_mime_builder_with_header_injection(world: World,
 
 
 def test_another_invoices_pdf_attached(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = compose._documents
+    real = compose._read_documents
     ids = world.scenario.invoice_ids
 
-    def swapped(conn: Any, org_id: int, invoice_id: int) -> dict[str, bytes]:
-        files = real(conn, org_id, invoice_id)
+    def swapped(conn: Any, invoice_id: int, rows: Any) -> dict[str, bytes]:
+        files = real(conn, invoice_id, rows)
         other = ids[(ids.index(invoice_id) + 1) % len(ids)]
-        return {**files, "pdf": real(conn, org_id, other)["pdf"]}
+        theirs = compose._DOCUMENTS.rows(conn, {"org": world.org_id, "invoice": other})
+        return {**files, "pdf": real(conn, other, theirs)["pdf"]}
 
-    monkeypatch.setattr(compose, "_documents", swapped)
+    monkeypatch.setattr(compose, "_read_documents", swapped)
     _send_through(world)
     assert world.smtp.received == []
     _assert_stopped(world, cause="Factur-X XML is another invoice")

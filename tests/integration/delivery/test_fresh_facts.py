@@ -216,25 +216,94 @@ def test_batch_reads_say_what_one_read_per_message_says_postgres(pg_engine: Engi
     _compare_batch_reads(pg_engine, tmp_path)
 
 
+class _Selects:
+    """The SELECT statements run on a connection while listening, and their query plans."""
+
+    def __init__(self) -> None:
+        self.captured: list[tuple[str, Any]] = []
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, parameters: Any,
+                 *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            self.captured.append((statement, parameters))
+
+    def plans(self, conn: Connection) -> list[str]:
+        return [str(row[3]) for statement, parameters in self.captured
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+
+
 def test_no_batch_read_walks_the_whole_organization_on_sqlite(sqlite_engine: Engine) -> None:
     """The batch's seal and policy reads go by contact, account and envelope too."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            captured.append((statement, parameters))
-
+    selects = _Selects()
     with sqlite_engine.begin() as conn:
-        sa.event.listen(conn, "before_cursor_execute", capture)
+        sa.event.listen(conn, "before_cursor_execute", selects)
         seal_facts.evidence_many(conn, 1, [(5, [5, 6]), (6, [7])])
         policy_facts.read_many(conn, 1, [5, 6])
-        sa.event.remove(conn, "before_cursor_execute", capture)
-        steps = [str(row[3]) for statement, parameters in captured
-                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                 parameters)]
+        sa.event.remove(conn, "before_cursor_execute", selects)
+        steps = selects.plans(conn)
+    captured = selects.captured
     searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
     assert len(captured) == 4 and searches, steps  # (the organization: a prepared read)
     # a SCAN only of the ranked subquery's own rows (the latest event per link)
     assert [s for s in searches if s.startswith("SCAN")
             and not s.startswith(("SCAN (subquery", "SCAN anon_"))] == [], steps
     assert [s for s in searches if "(organization_id=?)" in s or "(run_id=?)" in s] == [], steps
+
+
+def _one_by_one(conn: Connection, org: int, item: box.OutboxItem) -> Any:
+    try:
+        return compose.gather(conn, org, item)
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+def _compare_gathers(engine: Engine, tmp_path: Path) -> None:
+    """A sender gathers its batch's invoices, documents and names with one statement each
+    (``compose.gather_many``): the same as one gather per message — a missing invoice or
+    document its own error in its place, the others unaffected, in any order."""
+    org, items = _tangled(engine, tmp_path)
+    with engine.begin() as conn:  # an invoice whose HTML is gone: that message only fails
+        doc = conn.execute(sa.select(documents.c.id).where(
+            documents.c.invoice_id == items[1].invoice_id, documents.c.kind == "html")
+        ).scalar_one()
+        conn.execute(sa.delete(documents).where(documents.c.id == doc))
+    for batch in (items, items[::-1], items[:1], []):
+        with engine.begin() as conn:
+            got = [g if not isinstance(g, Exception) else (type(g), str(g))
+                   for g in compose.gather_many(conn, org, batch)]
+            assert got == [_one_by_one(conn, org, item) for item in batch]
+    with engine.begin() as conn:
+        errors = [g for g in compose.gather_many(conn, org, items) if isinstance(g, Exception)]
+        assert {type(e).__name__ for e in errors} >= {"DocumentMismatch", "NotFound"}
+
+
+def test_batch_gather_says_what_one_gather_per_message_says_sqlite(sqlite_engine: Engine,
+                                                                   tmp_path: Path) -> None:
+    _compare_gathers(sqlite_engine, tmp_path)
+
+
+@pytest.mark.postgres
+def test_batch_gather_says_what_one_gather_per_message_says_postgres(pg_engine: Engine,
+                                                                     tmp_path: Path) -> None:
+    _compare_gathers(pg_engine, tmp_path)
+
+
+def test_paging_and_batch_gather_walk_no_index_of_the_run_on_sqlite(
+        sqlite_engine: Engine, tmp_path: Path) -> None:
+    """A sender's page of rows walks the primary key from where the last page ended, and its
+    batch gather goes by invoice and contact: neither reads every row of the run or
+    organization."""
+    scenario = build_scenario(sqlite_engine, accounts=3, files_dir=tmp_path / "files")
+    plan_run(sqlite_engine, scenario.org_id, scenario.run_id, actor="planner")
+    selects = _Selects()
+    with sqlite_engine.begin() as conn:
+        sa.event.listen(conn, "before_cursor_execute", selects)
+        rows = box.page(conn, scenario.org_id, scenario.run_id, statuses=box.RETRYABLE,
+                        after=0, limit=2, part=(0, 1))
+        compose.gather_many(conn, scenario.org_id, rows)
+        sa.event.remove(conn, "before_cursor_execute", selects)
+        steps = selects.plans(conn)
+    assert len(rows) == 2
+    searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
+    assert searches and [s for s in searches if s.startswith("SCAN")] == [], steps
+    assert [s for s in searches if "(organization_id=?)" in s or "(run_id=?" in s] == [], steps

@@ -146,19 +146,20 @@ def test_outcome_recorded_when_composing_the_next_message_fails(
     (the same batch) is not sent either."""
     world: World = request.getfixturevalue(which)
     assert world.plan().verdict == "proceed"
-    real, calls = compose.gather, []
+    real, invoices = compose._read_documents, []
 
-    def failing_third(conn: Any, org_id: int, item: Any) -> Any:
-        calls.append(item.message_id)
-        if len(calls) == 3:
+    def failing_third(conn: Any, invoice_id: int, rows: Any) -> Any:
+        invoices.append(invoice_id)  # a batch's files are read message by message, in order
+        if len(invoices) == 3:
             raise sa.exc.OperationalError("SELECT ...", None, RuntimeError("disk I/O error"))
-        return real(conn, org_id, item)
+        return real(conn, invoice_id, rows)
 
-    monkeypatch.setattr(compose, "gather", failing_third)
+    monkeypatch.setattr(compose, "_read_documents", failing_third)
     with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
         _send(world, lambda n: None, _options(batch))
     assert len(world.smtp.accepted) == accepted
     _assert_every_accepted_message_recorded(world)
+    calls = [next(m for m in _rows(world) if m.startswith(f"<inv-{i}.")) for i in invoices]
     assert _rows(world)[calls[2]] == ("queued", 0)  # never claimed: nothing to resend
     assert {row for m, row in _rows(world).items() if m in calls[accepted:]} == {("queued", 0)}
 
@@ -301,3 +302,37 @@ def test_a_violation_inside_a_batch_lets_the_messages_before_it_go_and_halts_at_
     assert rows[str(rest[2].message_id)] == ("queued", 0)
     assert len(report.violations) == 1
     assert report.violations[0]["message_id"] == str(rest[1].message_id)
+
+
+@BOTH
+def test_a_sender_lists_its_rows_a_page_at_a_time_and_sends_each_once(
+        which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of two rows (batches of one, two batches a page): every message goes once, a
+    temporary failure on a middle page is retried in a later pass, and no listing holds more
+    than a page — the sender's memory does not grow with the run."""
+    world: World = request.getfixturevalue(which)
+    assert world.plan().verdict == "proceed"
+    monkeypatch.setattr(send_module, "PAGE_BATCHES", 2)
+    real_page, pages = send_module.box.page, []
+
+    def page(*args: Any, **kwargs: Any) -> Any:
+        rows = real_page(*args, **kwargs)
+        pages.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(send_module.box, "page", page)
+
+    def fail_the_third(n: int) -> None:
+        if n == 2:
+            world.smtp.faults.append("4xx")  # message 3: a temporary failure, retried later
+
+    report = send_run(world.engine, world.org_id, world.run_id,
+                      transport=_CallingBack(world, fail_the_third), signer=world.signer,
+                      options=_options(1))
+    assert report.status == "sent"
+    accepted = [str(m.message_id) for m in world.smtp.accepted]
+    assert len(accepted) == len(set(accepted)) == len(_rows(world))
+    assert max(pages) == 2 and len(pages) > 3, pages
+    assert sorted(status for status, _ in _rows(world).values()) == ["sent"] * len(accepted)
+    assert sorted(attempts for _, attempts in _rows(world).values())[-1] == 2
+    _assert_every_accepted_message_recorded(world)

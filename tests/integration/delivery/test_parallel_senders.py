@@ -64,18 +64,20 @@ def test_two_senders_deliver_every_invoice_once_to_its_own_recipients(
 
 def test_a_violation_in_one_sender_halts_the_run_for_all(
         big_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = compose._documents
+    real = compose._read_documents
     ids = big_world.scenario.invoice_ids
     bad = set(ids[len(ids) // 2:])  # the second half: after the canary, in both slices
 
-    def swapped(conn: Any, org_id: int, invoice_id: int) -> dict[str, bytes]:
-        files = real(conn, org_id, invoice_id)
+    def swapped(conn: Any, invoice_id: int, rows: Any) -> dict[str, bytes]:
+        files = real(conn, invoice_id, rows)
         if invoice_id not in bad:
             return files
         other = ids[(ids.index(invoice_id) + 1) % len(ids)]
-        return {**files, "pdf": real(conn, org_id, other)["pdf"]}
+        theirs = compose._DOCUMENTS.rows(conn, {"org": big_world.org_id, "invoice": other})
+        return {**files, "pdf": real(conn, other, theirs)["pdf"]}
 
-    monkeypatch.setattr(compose, "_documents", swapped)  # inherited by the forked senders
+    # inherited by the forked senders
+    monkeypatch.setattr(compose, "_read_documents", swapped)
     big_world.plan()
     report = _send_with_two(big_world)
     assert report.stopped == "halted"

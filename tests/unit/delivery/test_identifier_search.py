@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sealbill.domain.identifiers import (
@@ -72,3 +72,36 @@ def test_an_index_without_token_identifiers_still_finds_phrases() -> None:
     assert only_phrases.foreign_hits("see A 07 here", set()) == {
         ("reference", "A 07", "account:2")}
     assert only_phrases.foreign_hits("see A 07 here", {"account:2"}) == set()
+
+
+OWNER_SHAPES = st.sampled_from(["account:1", "account:2", "invoice:7", "invoice:70",
+                                "account:007", "invoice:-1", "client:3", "account:",
+                                "account:99999999999999999999"])
+VALUES = st.sampled_from(["F-0007", "F-00071", "A07x", "A 07", "07x", "\u00e907", "7", "F-0007x"])
+
+
+@given(entries=st.lists(st.tuples(st.sampled_from(["number", "reference", "other"]), VALUES,
+                                  OWNER_SHAPES), max_size=12),
+       text=st.text(st.sampled_from(ALPHABET), max_size=60))
+@example(entries=[("number", "F-0007", "invoice:7"), ("number", "F-0007", "invoice:7"),
+                  ("reference", "F-0007", "account:007")], text="F-0007")
+@settings(deadline=None)
+def test_the_packed_automaton_streamed_finds_what_the_token_index_finds(
+        entries: list[tuple[str, str, str]], text: str) -> None:
+    """Packed entries, entries in the side list (several owners for one token, owners that
+    are not ``account:<id>`` / ``invoice:<id>``), built from the index or streamed from the
+    entries: the same hits as the reference."""
+    index = IdentifierIndex.build(entries)
+    streamed = AutomatonSearch.from_entries(iter(entries))
+    for search in (AutomatonSearch(index), streamed):
+        for own in (set(), {"account:1"}, {"invoice:7", "account:007"}):
+            for probe in (text, " ".join(v for _, v, _ in entries) + " " + text):
+                assert search.foreign_hits(probe, own) == index.foreign_hits(probe, own)
+
+
+def test_a_token_too_long_for_the_length_array_is_found_through_the_side_list() -> None:
+    token = "x" * 65535 + "7"  # 65,536 characters: one more than an array('H') slot holds
+    entries = [("reference", token, "account:1"), ("number", "F-0007", "invoice:7")]
+    search = AutomatonSearch.from_entries(entries)
+    assert search.foreign_hits(f"a {token}.", set()) == {("reference", token, "account:1")}
+    assert search.foreign_hits(f"a {token}7", set()) == set()

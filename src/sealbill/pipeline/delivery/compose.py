@@ -11,8 +11,10 @@ Invariants:
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import pikepdf
 import sqlalchemy as sa
@@ -24,7 +26,8 @@ from sealbill.documents.embedded import embedded_xml
 from sealbill.domain.invoices import InvoiceHeading
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimSigner
-from sealbill.store.billing.invoices import load_invoice_heading
+from sealbill.store.billing.invoices import heading_from_row, heading_rows, load_invoice_heading
+from sealbill.store.db import ids_in
 from sealbill.store.delivery.outbox import OutboxItem, not_indexed
 from sealbill.store.delivery.plans import TEXT_KINDS
 from sealbill.store.delivery.prepared import Prepared
@@ -76,8 +79,14 @@ def _names(count: int) -> Prepared:
 
 
 def _documents(conn: Connection, org_id: int, invoice_id: int) -> dict[str, bytes]:
+    return _read_documents(conn, invoice_id,
+                           _DOCUMENTS.rows(conn, {"org": org_id, "invoice": invoice_id}))
+
+
+def _read_documents(conn: Connection, invoice_id: int, rows: Sequence[Any]) -> dict[str, bytes]:
+    """The pdf, html and text files of an invoice's ``documents`` rows (kind, path, sha256),
+    each checked against its digest."""
     out: dict[str, bytes] = {}
-    rows = _DOCUMENTS.rows(conn, {"org": org_id, "invoice": invoice_id})
     for kind, path, sha in rows:
         kind = "text" if kind in TEXT_KINDS else kind
         if kind not in ("pdf", "html", "text"):
@@ -116,6 +125,77 @@ class Gathered:
     archive_email: str | None
     files: dict[str, bytes]
     names: dict[int, str]
+
+
+def gather_many(conn: Connection, org_id: int, items: Sequence[OutboxItem]
+                ) -> list[Gathered | Exception]:
+    """:func:`gather` for a sender's batch, in order: the same facts, read with one statement
+    per kind of row for the whole batch (the organization, the invoices' headings, their
+    documents, the contacts' names) instead of one per message; the files are read and their
+    digests checked one by one. A message that cannot be gathered gets its exception in its
+    place; a database error propagates. Rows the batch's statements cannot read (a value its
+    column type cannot load) make the batch read again one message at a time, so that each
+    message gets its own error, as before."""
+    try:
+        return _gather_batch(conn, org_id, items)
+    except sa.exc.DBAPIError:
+        raise
+    except Exception:
+        return [_gather_or_error(conn, org_id, item) for item in items]
+
+
+def _gather_or_error(conn: Connection, org_id: int, item: OutboxItem) -> Gathered | Exception:
+    try:
+        return gather(conn, org_id, item)
+    except sa.exc.DBAPIError:
+        raise
+    except Exception as exc:
+        return exc
+
+
+def _gather_batch(conn: Connection, org_id: int, items: Sequence[OutboxItem]
+                  ) -> list[Gathered | Exception]:
+    org = _SENDER.first(conn, {"org": org_id})
+    invoice_ids = sorted({item.invoice_id for item in items})
+    headings = heading_rows(conn, org_id, invoice_ids) if invoice_ids else {}
+    docs: dict[int, list[Any]] = {}
+    if invoice_ids:
+        for row in conn.execute(sa.select(documents.c.invoice_id, documents.c.kind,
+                                          documents.c.path, documents.c.sha256).where(
+                not_indexed(documents.c.organization_id) == org_id,
+                ids_in(conn, documents.c.invoice_id, invoice_ids))
+                .order_by(documents.c.id)):
+            docs.setdefault(int(row.invoice_id), []).append((row.kind, row.path, row.sha256))
+    names = display_names_many(conn, org_id, sorted({cid for item in items
+                                                     for cid, _ in item.recipients}))
+    out: list[Gathered | Exception] = []
+    for item in items:
+        try:
+            invoice = heading_from_row(item.invoice_id, headings.get(item.invoice_id))
+            if org is None:
+                raise parties.NotFound(f"organization {org_id} does not exist")
+            files = _read_documents(conn, item.invoice_id, docs.get(item.invoice_id, []))
+            out.append(Gathered(invoice, mime.Sender(str(org.sender_name),
+                                                     str(org.sender_email)),
+                                org.archive_email, files,
+                                {cid: names[cid] for cid, _ in item.recipients
+                                 if cid in names}))
+        except sa.exc.DBAPIError:
+            raise
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def display_names_many(conn: Connection, org_id: int, contact_ids: Sequence[int]
+                       ) -> dict[int, str]:
+    """:func:`display_names` in one statement for any number of contacts."""
+    if not contact_ids:
+        return {}
+    return {int(cid): str(name or "") for cid, name in conn.execute(
+        sa.select(contacts.c.id, contacts.c.name).where(
+            not_indexed(contacts.c.organization_id) == org_id,
+            ids_in(conn, contacts.c.id, contact_ids)))}
 
 
 def gather(conn: Connection, org_id: int, item: OutboxItem) -> Gathered:

@@ -44,6 +44,8 @@ Invariants:
   accepted since the sender last wrote outcomes (≤ ``batch``); everything else is sent once,
   and nothing is lost;
 - when :func:`send_run` returns, every message SMTP accepted has its ledger row;
+- a sender never lists the whole run: it walks its rows by id a page (``PAGE_BATCHES``
+  batches) at a time, so its memory does not grow with the run;
 - with ``senders`` > 1, each forked sender owns the rows whose id is its number modulo the
   count; the guard's per-run rule "no (invoice, recipient) pair twice" is also a unique
   constraint, so two senders cannot both take a pair (the second is halted as a violation).
@@ -59,7 +61,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sealbill.domain import guard
@@ -81,13 +82,14 @@ from sealbill.pipeline.delivery.send_settings import SendReport as SendReport
 from sealbill.store.delivery import alerts, outbox_runs, switches
 from sealbill.store.delivery import outbox as box
 from sealbill.store.delivery import plans as plan_store
-from sealbill.store.delivery.identifiers import identifier_index
+from sealbill.store.delivery.identifiers import identifier_entries
 from sealbill.store.delivery.send_lock import run_lock
 from sealbill.store.parties import address_rules
 
 SENDABLE_RUN = ("approved", "sending", "paused")  # paused: a relay fault, fixed since
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
 FRESH_SECONDS = 1.0  # a message goes at most this long after the guard's fresh read for it
+PAGE_BATCHES = 10  # a sender lists its rows this many batches at a time
 
 
 class SendError(RuntimeError):
@@ -109,7 +111,10 @@ class _Sender:
         self.transport, self.signer, self.options = transport, signer, options
         self.on_progress = on_progress
         self.report = SendReport(run_id)
-        self.index = index or AutomatonSearch(identifier_index(engine, org_id, run_id))
+        if index is None:  # streamed into the automaton: no list of the run's identifiers
+            with engine.connect() as conn:
+                index = AutomatonSearch.from_entries(identifier_entries(conn, org_id, run_id))
+        self.index = index
         self.part = part  # (k, n): this sender owns the rows whose id is k modulo n
         # What exists now (the identifier index, the engine, modules) lives for the whole
         # send: moved out of the collector's generations, so that the collections the
@@ -139,37 +144,59 @@ class _Sender:
             return self._send_slice(canary)
 
     def _send_slice(self, canary: bool | None) -> str | None:
-        limit, size = self.options.max_attempts, max(1, self.options.batch)
+        """Passes over the slice's rows, a page at a time (memory does not grow with the run):
+        each page's due rows are sent in batches; a pass that sent something is followed by
+        another (failures due again), else the sender waits for the earliest retry."""
         while True:
-            # Also records the last batch's outcomes: listed again, they would still be sending.
-            with self.db.write() as conn:
-                rows = box.items(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
-                                 canary=canary)
-            if self.part is not None:
-                rows = [r for r in rows if r.outbox_id % self.part[1] == self.part[0]]
-            at = datetime.now(UTC)
-            retry = [r for r in rows if r.status == "failed_temporary" and r.attempts < limit
-                     and r.next_attempt_at is not None]
-            due = [r for r in rows if r.status != "failed_temporary"]
-            due += [r for r in retry if r.next_attempt_at is not None and r.next_attempt_at <= at]
-            due.sort(key=lambda r: r.outbox_id)
-            for start in range(0, len(due), size):
-                stopped = self.deliver(due[start:start + size])
-                if stopped:
-                    return stopped
-            if due:
+            sent_any, wake, stopped = self._pass(canary)
+            if stopped:
+                return stopped
+            if sent_any:
                 continue
-            if not retry or not self.options.wait_for_retries:
+            if wake is None or not self.options.wait_for_retries:
                 return None
-            wake = min(r.next_attempt_at for r in retry if r.next_attempt_at is not None)
-            # Nothing waits unrecorded through the sleep (the listing above wrote the last
+            # Nothing waits unrecorded through the sleep (each page's listing wrote the last
             # outcomes already: this keeps the rule from depending on it).
             self.db.flush()
-            time.sleep(max(0.0, min((wake - at).total_seconds(),
+            time.sleep(max(0.0, min((wake - datetime.now(UTC)).total_seconds(),
                                     self.options.backoff_max_seconds)) + 0.01)
             with self.db.write() as conn:
                 if switches.is_paused(conn, self.org_id):
                     return "paused"
+
+    def _pass(self, canary: bool | None) -> tuple[bool, datetime | None, str | None]:
+        """One walk over the slice's rows by id: (whether any was due, the earliest time a
+        temporary failure may be tried again, why the sender stopped)."""
+        limit, size = self.options.max_attempts, max(1, self.options.batch)
+        after, sent_any, wake = 0, False, None
+        while True:
+            # Also records the last batch's outcomes: listed again, they would still be sending.
+            with self.db.write() as conn:
+                rows = box.page(conn, self.org_id, self.run_id, statuses=box.RETRYABLE,
+                                after=after, limit=PAGE_BATCHES * size, canary=canary,
+                                part=self.part)
+            if not rows:
+                return sent_any, wake, None
+            last = len(rows) < PAGE_BATCHES * size  # a short page: no row after it
+            after = rows[-1].outbox_id
+            at = datetime.now(UTC)
+            due = []
+            for r in rows:
+                if r.status != "failed_temporary":
+                    due.append(r)
+                elif r.attempts < limit and r.next_attempt_at is not None:
+                    if r.next_attempt_at <= at:
+                        due.append(r)
+                    elif wake is None or r.next_attempt_at < wake:
+                        wake = r.next_attempt_at
+            del rows
+            for start in range(0, len(due), size):
+                stopped = self.deliver(due[start:start + size])
+                if stopped:
+                    return sent_any, wake, stopped
+            sent_any = sent_any or bool(due)
+            if last:
+                return sent_any, wake, None
 
     def deliver(self, items: list[box.OutboxItem]) -> str | None:
         """Claim, judge and send one batch; its outcomes stay pending (see the module)."""
@@ -232,15 +259,8 @@ class _Sender:
         rest is computation, so several senders do it side by side. A database error is not
         a refusal: it propagates before anything of the batch was claimed (the previous
         outcomes are then recorded by phase())."""
-        gathered: list[composer.Gathered | Exception] = []
         with self.db.read() as conn:
-            for item in items:
-                try:
-                    gathered.append(composer.gather(conn, self.org_id, item))
-                except sa.exc.DBAPIError:
-                    raise
-                except Exception as exc:
-                    gathered.append(exc)
+            gathered = composer.gather_many(conn, self.org_id, items)
         return [self._prepare_one(item, found) for item, found in zip(items, gathered,
                                                                         strict=True)]
 

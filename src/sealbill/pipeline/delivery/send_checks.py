@@ -29,8 +29,8 @@ from sealbill.store.delivery import plans as plan_store
 
 
 def retryable_left(conn: Any, org_id: int, run_id: int, max_attempts: int) -> bool:
-    rows = box.items(conn, org_id, run_id, statuses=box.RETRYABLE)
-    return any(r.status != "failed_temporary" or r.attempts < max_attempts for r in rows)
+    """Whether a message of the run may still be sent (asked of the database: no list)."""
+    return box.any_left(conn, org_id, run_id, max_attempts)
 
 
 FAILED = ("sending", "failed_temporary", "failed_permanent")

@@ -45,7 +45,7 @@ from sealbill.store.billing.snapshots import (
     seller_from,
     seller_snapshot,
 )
-from sealbill.store.db import Row, ids_as_one
+from sealbill.store.db import Row, ids_as_one, ids_in, not_indexed
 from sealbill.store.delivery.prepared import Prepared
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import (
@@ -301,19 +301,35 @@ def load_invoice(conn: Connection, org_id: int, invoice_id: int) -> Invoice:
 
 # Read for every message sent: prepared once (see store.prepared).
 _CORRECTED = invoices.alias("corrected")
-_HEADING = Prepared(sa.select(
+_HEADING_COLUMNS = (
     invoices.c.status, invoices.c.kind, invoices.c.number, invoices.c.currency,
     invoices.c.locale, invoices.c.seller_snapshot, invoices.c.buyer_snapshot,
     invoices.c.account_reference, invoices.c.total_incl_minor, invoices.c.payment_snapshot,
-    invoices.c.prepaid_minor, _CORRECTED.c.number.label("corrected_number"),
-).select_from(invoices.outerjoin(_CORRECTED, _CORRECTED.c.id == invoices.c.corrects_invoice_id))
+    invoices.c.prepaid_minor, _CORRECTED.c.number.label("corrected_number"))
+_HEADING_FROM = invoices.outerjoin(_CORRECTED, _CORRECTED.c.id == invoices.c.corrects_invoice_id)
+_HEADING = Prepared(sa.select(*_HEADING_COLUMNS).select_from(_HEADING_FROM)
     .where(invoices.c.organization_id == sa.bindparam("org"),
            invoices.c.id == sa.bindparam("invoice")))
 
 
 def load_invoice_heading(conn: Connection, org_id: int, invoice_id: int) -> InvoiceHeading:
     """What a message names about a finalized invoice, in one row (no lines)."""
-    row = _HEADING.first(conn, {"org": org_id, "invoice": invoice_id})
+    return heading_from_row(invoice_id, _HEADING.first(conn, {"org": org_id,
+                                                              "invoice": invoice_id}))
+
+
+def heading_rows(conn: Connection, org_id: int, invoice_ids: Sequence[int]) -> dict[int, Any]:
+    """The rows :func:`heading_from_row` reads, for several invoices in one statement (a
+    sender's batch), by invoice id (an id not found is absent)."""
+    rows = conn.execute(sa.select(invoices.c.id, *_HEADING_COLUMNS).select_from(_HEADING_FROM)
+                        .where(not_indexed(invoices.c.organization_id) == org_id,
+                               ids_in(conn, invoices.c.id, invoice_ids)))
+    return {int(row.id): row for row in rows}
+
+
+def heading_from_row(invoice_id: int, row: Any) -> InvoiceHeading:
+    """What a message names about a finalized invoice, from its heading row (None: not
+    found; a draft is refused)."""
     if row is None:
         raise parties.NotFound(f"invoice {invoice_id} not found")
     if row.status not in ("finalized", "void") or row.number is None:

@@ -76,11 +76,15 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def row_hash(content: Mapping[str, Any]) -> str:
     canonical = {key: content[key] for key in CONTENT_FIELDS}
     canonical["queued_at"] = _iso(canonical["queued_at"])
     canonical["sent_at"] = _iso(canonical["sent_at"])
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _JSON.encode(canonical)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -82,6 +82,46 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_ITEM_COLUMNS = (outbox.c.id, outbox.c.envelope_id, outbox.c.run_id, outbox.c.message_id,
+                 outbox.c.status, outbox.c.attempts, outbox.c.next_attempt_at,
+                 delivery_envelopes.c.invoice_id, delivery_envelopes.c.account_id,
+                 delivery_envelopes.c.recipients, delivery_envelopes.c.attachment_sha256,
+                 delivery_envelopes.c.body_sha256, delivery_envelopes.c.is_canary,
+                 delivery_envelopes.c.created_at, outbox.c.recipient_outcomes)
+
+
+def page(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
+         after: int, limit: int, canary: bool | None = None,
+         part: tuple[int, int] | None = None) -> list[OutboxItem]:
+    """At most ``limit`` rows of the run in ``statuses`` whose id is above ``after``, by id;
+    ``part`` (k, n): only the ids equal to k modulo n (a forked sender's slice).
+
+    A sender walks its rows a page at a time, so that its memory does not grow with the run.
+    The rows are found by walking the primary key from ``after`` (the organization and run
+    taken out of the index choice, :func:`not_indexed`): each page costs its own rows, not a
+    scan and sort of every row of the run left (which would make the walk quadratic)."""
+    query = (sa.select(*_ITEM_COLUMNS)
+             .join(delivery_envelopes, delivery_envelopes.c.id == outbox.c.envelope_id)
+             .where(outbox.c.id > after, not_indexed(outbox.c.organization_id) == org_id,
+                    not_indexed(outbox.c.run_id) == run_id, outbox.c.status.in_(list(statuses)))
+             .order_by(outbox.c.id).limit(limit))
+    if canary is not None:
+        query = query.where(delivery_envelopes.c.is_canary == canary)
+    if part is not None:
+        query = query.where(outbox.c.id % part[1] == part[0])
+    return [_item(row) for row in conn.execute(query)]
+
+
+def any_left(conn: Connection, org_id: int, run_id: int, max_attempts: int) -> bool:
+    """Whether a message of the run may still be sent: queued, in flight, or failed
+    temporarily with attempts left (one ``EXISTS``, not a list of the rows)."""
+    return bool(conn.execute(sa.select(sa.exists().where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+        sa.or_(outbox.c.status.in_(("queued", "sending")),
+               sa.and_(outbox.c.status == "failed_temporary",
+                       outbox.c.attempts < max_attempts))))).scalar())
+
+
 def items(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
           canary: bool | None = None) -> list[OutboxItem]:
     query = (sa.select(outbox.c.id, outbox.c.envelope_id, outbox.c.run_id, outbox.c.message_id,
