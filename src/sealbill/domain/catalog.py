@@ -222,17 +222,25 @@ class Plan:
     version: int
     effective_from: date
     charges: tuple[Charge, ...] = ()
+    # The charges split by timing once (rating asks for them on every account), not compared.
+    _fixed: tuple[Charge, ...] = field(init=False, repr=False, compare=False)
+    _usage: tuple[Charge, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "charges", tuple(self.charges))
+        charges = tuple(self.charges)
+        object.__setattr__(self, "charges", charges)
+        object.__setattr__(self, "_fixed", tuple(
+            c for c in charges if c.timing is ChargeTiming.IN_ADVANCE))
+        object.__setattr__(self, "_usage", tuple(
+            c for c in charges if c.timing is ChargeTiming.IN_ARREARS))
 
     @property
     def fixed_charges(self) -> tuple[Charge, ...]:
-        return tuple(c for c in self.charges if c.timing is ChargeTiming.IN_ADVANCE)
+        return self._fixed
 
     @property
     def usage_charges(self) -> tuple[Charge, ...]:
-        return tuple(c for c in self.charges if c.timing is ChargeTiming.IN_ARREARS)
+        return self._usage
 
 
 def validate_plan(plan: Plan, metric_codes: Collection[str] | None = None) -> list[str]:

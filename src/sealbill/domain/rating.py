@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from sealbill.domain.catalog import (
     Charge,
@@ -43,6 +44,7 @@ from sealbill.domain.metering import transaction_components as transaction_compo
 from sealbill.domain.metering import transaction_fee as transaction_fee
 from sealbill.domain.money import to_minor
 from sealbill.domain.subscriptions import (
+    FixedFeeLine,
     Period,
     Subscription,
     fixed_fee_lines,
@@ -96,14 +98,21 @@ def describe_component(charge: Charge, part: PriceComponent, period: Period, loc
     >>> describe_component(c, tier, Period(date(2024, 3, 1), date(2024, 4, 1)), "fr")
     'Appels API - palier 2 (au-delà de 100) - consommation du 01/03/2024 au 31/03/2024'
     """
+    return _component_text(charge.description(locale), part.kind, part.tier, part.lower,
+                           part.upper, period, locale)
+
+
+@lru_cache(maxsize=4096)
+def _component_text(text: str, kind: str, tier: int | None, lower: Decimal | None,
+                    upper: Decimal | None, period: Period, locale: str) -> str:
+    """:func:`describe_component` of its inputs that matter (pure: cached, since the same
+    charge, tier and period recur on most accounts of a run)."""
     words = _TEXT.get(locale, _TEXT["fr"])
-    key = "open" if part.kind == "tier" and part.upper is None else part.kind
-    detail = words.get(key, "").format(tier=part.tier, lower=_plain(part.lower),
-                                       upper=_plain(part.upper))
+    key = "open" if kind == "tier" and upper is None else kind
+    detail = words.get(key, "").format(tier=tier, lower=_plain(lower), upper=_plain(upper))
     first, last = format_date(period.start, locale), format_date(period.end - timedelta(1), locale)
     span = f"du {first} au {last}" if locale != "en" else f"{first} to {last}"
-    return " - ".join(t for t in (charge.description(locale), detail,
-                                  f"{words['usage']} {span}") if t)
+    return " - ".join(t for t in (text, detail, f"{words['usage']} {span}") if t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +210,7 @@ def rate_account(
     usage: UsageTotals | Sequence[RatedUsage] | None = None,
     *,
     fees: bool = True,
+    fee_lines: Sequence[FixedFeeLine] | None = None,
 ) -> DraftInvoice:
     """The draft invoice opening ``period``; :class:`RatingError` lists every problem.
 
@@ -208,17 +218,25 @@ def rate_account(
     bills (:func:`~sealbill.domain.usage_windows.usage_segments`), or one meter result for
     the previous period (a subscription without plan change), or ``None`` when nothing of it
     is billable. ``fees=False``: no fixed fee is due (a month inside a yearly period).
+    ``fee_lines``: what ``fixed_fee_lines(subscription, catalog, period)`` returns, when the
+    caller has it already (a cache per subscription shape: ``pipeline/billing/rating_cache.py``).
     """
     if problems := _context_problems(account, subscription, catalog):
         raise RatingError(problems)
-    fee_lines = fixed_fee_lines(subscription, catalog, period) if fees else []
+    if not fees:
+        fee_lines = []
+    elif fee_lines is None:
+        fee_lines = fixed_fee_lines(subscription, catalog, period)
     rated = (_legacy_usage(subscription, catalog, period, usage)
              if usage is None or isinstance(usage, UsageTotals) else list(usage))
     parts = [(charge, part, segment) for segment, totals in rated
              for charge, part in _usage_parts(segment.plan, totals, problems)]
-    plans = {fee.plan for fee in fee_lines} | {segment.plan for segment, _ in rated}
-    problems += sorted({f"plan {p.code} v{p.version} is in {p.currency}, the account in "
-                        f"{account.currency}" for p in plans if p.currency != account.currency})
+    # (code, version, currency), not the plans: hashing a whole plan costs more than rating
+    plans = {(fee.plan.code, fee.plan.version, fee.plan.currency) for fee in fee_lines} | {
+        (s.plan.code, s.plan.version, s.plan.currency) for s, _ in rated}
+    problems += sorted({f"plan {code} v{version} is in {currency}, the account in "
+                        f"{account.currency}" for code, version, currency in plans
+                        if currency != account.currency})
     if problems:
         raise RatingError(problems)
     out = _Lines(account)

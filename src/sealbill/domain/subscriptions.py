@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from sealbill.domain.catalog import CatalogError, Charge, Interval, Plan, PlanCatalog
 from sealbill.domain.money import document_step, to_major, to_minor
@@ -258,13 +259,23 @@ class FixedFeeLine:
         return (self.end - self.start).days
 
     def description(self, locale: str) -> str:
-        words = _WORDS.get(locale, _WORDS["fr"])
-        last_day = format_date(self.end - timedelta(days=1), locale)
-        text = (f"{words[self.kind]}{self.charge.description(locale)} - {self.plan.name} "
-                f"({format_date(self.start, locale)} {words['to']} {last_day}")
-        if self.days != self.period.days:
-            text += f", {self.days}/{self.period.days} {words['days']}"
-        return text + ")"
+        return _fee_text(self.kind, self.charge.description(locale), self.plan.name,
+                         self.period, self.start, self.end, locale)
+
+
+@lru_cache(maxsize=4096)
+def _fee_text(kind: FeeKind, charge_text: str, plan_name: str, period: Period, start: date,
+              end: date, locale: str) -> str:
+    """:meth:`FixedFeeLine.description` of its inputs (pure: cached, since the same fee and
+    period recur on most accounts of a run)."""
+    words = _WORDS.get(locale, _WORDS["fr"])
+    last_day = format_date(end - timedelta(days=1), locale)
+    text = (f"{words[kind]}{charge_text} - {plan_name} "
+            f"({format_date(start, locale)} {words['to']} {last_day}")
+    days = (end - start).days
+    if days != period.days:
+        text += f", {days}/{period.days} {words['days']}"
+    return text + ")"
 
 
 def _fee_lines(

@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from sealbill.domain.invoices import VatCategory
 
@@ -201,10 +202,15 @@ class VatContext:
     seller_country: str = SELLER_COUNTRY
 
     def treatment(self, rate_class: VatRateClass) -> VatTreatment:
-        return determine_vat(
+        return _determine_vat(
             self.seller_country,
             self.buyer_country,
             self.buyer_is_business,
             self.buyer_vat_id_valid,
             rate_class,
         )
+
+
+#: :func:`determine_vat`, cached: a treatment is a frozen value of a handful of hashable inputs,
+#: asked for on every line of every account of a run (a refused input raises, uncached).
+_determine_vat = lru_cache(maxsize=1024)(determine_vat)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sealbill.domain.catalog import PlanCatalog
 from sealbill.domain.invoices import InvoiceLine, VatCategory, tax_breakdown, totals
@@ -32,7 +32,8 @@ from sealbill.domain.subscriptions import (
 )
 from sealbill.domain.taxes import VatContext
 from sealbill.domain.usage import Aggregation, Levels, Metric, UsageEvent, carried_levels
-from sealbill.domain.usage_windows import UsageSegment, usage_segments
+from sealbill.domain.usage_windows import UsageSegment
+from sealbill.pipeline.billing.rating_cache import ShapeCache, prepare
 from sealbill.store.billing.invoices import DraftInvoice as StoredDraft
 from sealbill.store.db import Row
 
@@ -82,7 +83,8 @@ def subscriptions_from_rows(reference: str, rows: Sequence[Row],
 def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
              catalog: PlanCatalog, metrics: Sequence[Metric], events: Sequence[UsageEvent],
              period: Period, carried: Sequence[UsageEvent] = (),
-             measured: MeasuredUsage | None = None) -> list[DraftInvoice]:
+             measured: MeasuredUsage | None = None,
+             shapes: ShapeCache | None = None) -> list[DraftInvoice]:
     """One domain draft per subscription with something due in ``period`` (rating errors
     propagate): its fixed fees when its own period opens with ``period`` (a yearly plan in its
     anniversary month), and the usage windows ending when ``period`` starts, on each charge's
@@ -91,19 +93,21 @@ def rate_one(account: AccountContext, subscriptions: Sequence[Subscription],
     ``events``: the account's events of the loaded usage window, in timestamp order;
     ``carried``: the last event of each (metric, group) before that window, which sets the
     levels of time-weighted metrics until their first event; ``measured``: the account's
-    usage aggregated by the database (``usage_aggregates.py``), metered instead of ``events``."""
+    usage aggregated by the database (``usage_aggregates.py``), metered instead of ``events``;
+    ``shapes``: the run's :class:`ShapeCache` (``period`` must be its period), which gives
+    the same drafts as without it."""
     by_code = {metric.code: metric for metric in metrics}
     drafts = []
     for subscription in subscriptions:
-        own = subscription.period_containing(period.start)
-        fees_due = own.start == period.start
-        segments = usage_segments(subscription, catalog, period)
-        if not fees_due and not segments:
+        found = (shapes.prepared(subscription) if shapes is not None
+                 else prepare(subscription, catalog, period))
+        if not found.fees_due and not found.segments:
             continue  # e.g. a yearly plan without usage charges in a month inside its year
         rated = [(segment, _meter(account, segment, by_code, events, carried, measured))
-                 for segment in segments]
+                 for segment in found.segments]
         drafts.append(rate_account(account, subscription, catalog,
-                                   own if fees_due else period, rated, fees=fees_due))
+                                   found.own if found.fees_due else period, rated,
+                                   fees=found.fees_due, fee_lines=found.fee_lines))
     return drafts
 
 
@@ -139,21 +143,28 @@ def _levels_at(scope: UsageScope, metrics: Mapping[str, Metric], events: Sequenc
 
 
 def merge(account_id: int, billing_key: str, period: Period,
-          drafts: Sequence[DraftInvoice]) -> StoredDraft:
-    """One stored draft with the lines of every subscription, VAT recomputed over all."""
+          drafts: Sequence[DraftInvoice], tax_facts: dict[str, Any] | None = None
+          ) -> StoredDraft:
+    """One stored draft with the lines of every subscription, VAT recomputed over all (one
+    draft's own lines, numbered from 1, and its VAT are already that)."""
     first = drafts[0]
     lines: list[InvoiceLine] = []
-    reasons: dict[VatCategory, str] = {}
-    for draft in drafts:
-        for line in draft.lines:
-            lines.append(InvoiceLine(len(lines) + 1, line.description, line.quantity,
-                                     line.unit_price, line.amount_minor, line.vat_category,
-                                     line.vat_rate, line.unit_code, line.period_start,
-                                     line.period_end))
-        reasons.update({t.category: t.exemption_reason for t in draft.tax_subtotals
-                        if t.exemption_reason})
-    subtotals = tax_breakdown(lines, first.currency, reasons)
-    excl, tax, incl = totals(subtotals)
+    if len(drafts) == 1:
+        lines = list(first.lines)
+        subtotals = first.tax_subtotals
+        excl, tax, incl = first.total_excl_minor, first.tax_total_minor, first.total_incl_minor
+    else:
+        reasons: dict[VatCategory, str] = {}
+        for draft in drafts:
+            for line in draft.lines:
+                lines.append(InvoiceLine(len(lines) + 1, line.description, line.quantity,
+                                         line.unit_price, line.amount_minor, line.vat_category,
+                                         line.vat_rate, line.unit_code, line.period_start,
+                                         line.period_end))
+            reasons.update({t.category: t.exemption_reason for t in draft.tax_subtotals
+                            if t.exemption_reason})
+        subtotals = tax_breakdown(lines, first.currency, reasons)
+        excl, tax, incl = totals(subtotals)
     # The invoicing period (BT-73/74, last day inclusive) spans what the lines cover: the
     # fixed fees of this period and the usage of the previous one.
     starts = [line.period_start for line in lines if line.period_start]
@@ -161,7 +172,8 @@ def merge(account_id: int, billing_key: str, period: Period,
     first_day = min(starts, default=period.start)
     last_day = max(ends, default=period.end - timedelta(days=1))
     return StoredDraft(account_id, first.account_reference, billing_key, first.currency,
-                       first.locale, first_day, last_day, lines, subtotals, excl, tax, incl)
+                       first.locale, first_day, last_day, lines, subtotals, excl, tax, incl,
+                       tax_facts=tax_facts)
 
 
 def midnight(day: date) -> datetime:

@@ -24,6 +24,7 @@ from sealbill.domain.subscriptions import Period
 from sealbill.domain.usage import Metric, UsageEvent
 from sealbill.pipeline.billing.oss import candidate_facts
 from sealbill.pipeline.billing.rate import account_context, merge, rate_one, subscriptions_from_rows
+from sealbill.pipeline.billing.rating_cache import ShapeCache
 from sealbill.pipeline.billing.usage_aggregates import MeasuredUsage
 from sealbill.store.billing.invoices import DraftInvoice
 from sealbill.store.billing.usage import event_fields
@@ -41,6 +42,11 @@ class RatingContext:
     start: date
     end: date
     period: str
+    #: what rating derives from each subscription shape, kept for the run in each process
+    shapes: ShapeCache = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shapes", ShapeCache(self.catalog, Period(self.start, self.end)))
 
 
 @dataclass
@@ -78,15 +84,15 @@ def rate_chunk(job: ChunkInput, ctx: RatingContext) -> ChunkOutput:
                                                     ctx.catalog)
             rated = rate_one(account_context(row, ctx.org), subscriptions, ctx.catalog,
                              ctx.metrics, events, period, carried,
-                             job.measured.get(account_id))
+                             job.measured.get(account_id), ctx.shapes)
         except (RatingError, ValueError, LookupError) as exc:
             out.problems.append(f"account {reference}: {exc}")
             continue
         if not rated:
             out.skipped_zero += 1
             continue
-        draft = replace(merge(account_id, f"{account_id}:{ctx.period}", period, rated),
-                        tax_facts=candidate_facts(row))
+        draft = merge(account_id, f"{account_id}:{ctx.period}", period, rated,
+                      candidate_facts(row))
         if draft.total_incl_minor < 0:
             out.drafts.append(as_credit_note(draft))  # e.g. after an immediate cancellation
         elif not draft.lines or (draft.total_incl_minor == 0 and rule is ZeroAmountRule.SKIP):

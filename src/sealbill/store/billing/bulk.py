@@ -45,6 +45,8 @@ _TAX_COLUMNS = (
 
 def _text(value: Any) -> str | None:
     """What ``DecimalText`` stores (floats are refused there, and here)."""
+    if type(value) is Decimal:
+        return format(value, "f")
     if value is None:
         return None
     if isinstance(value, float):
@@ -75,10 +77,18 @@ def _driver(conn: Connection) -> Any:
 def _rows(org_id: int, ids: Sequence[int], drafts: Sequence[Any], day: Any
           ) -> tuple[Iterable[tuple[Any, ...]], Iterable[tuple[Any, ...]]]:
     """The drafts' line rows and VAT rows, ``day`` writing their dates."""
+    days: dict[date | None, Any] = {}  # most lines of a chunk share a few dates
+
+    def day_of(value: date | None) -> Any:
+        found = days.get(value, days)
+        if found is days:
+            found = days[value] = day(value)
+        return found
+
     lines = (
         (org_id, invoice_id, line.position, line.description, _text(line.quantity),
          _text(line.unit_price), line.amount_minor, line.vat_category.value,
-         _text(line.vat_rate), day(line.period_start), day(line.period_end))
+         _text(line.vat_rate), day_of(line.period_start), day_of(line.period_end))
         for invoice_id, d in zip(ids, drafts, strict=True) for line in d.lines)
     taxes = (
         (org_id, invoice_id, tax.category.value, _text(tax.rate), tax.base_minor,
