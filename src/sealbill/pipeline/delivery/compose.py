@@ -27,8 +27,8 @@ from sealbill.domain.invoices import InvoiceHeading
 from sealbill.mail import mime
 from sealbill.mail.dkim import DkimSigner
 from sealbill.store.billing.invoices import heading_from_row, heading_rows, load_invoice_heading
-from sealbill.store.db import ids_in
-from sealbill.store.delivery.outbox import OutboxItem, not_indexed
+from sealbill.store.db import ids_in, not_indexed
+from sealbill.store.delivery.outbox import OutboxItem
 from sealbill.store.delivery.plans import TEXT_KINDS
 from sealbill.store.delivery.prepared import Prepared
 from sealbill.store.parties import records as parties

@@ -30,7 +30,7 @@ from sealbill.store.delivery import plans as plan_store
 
 def retryable_left(conn: Any, org_id: int, run_id: int, max_attempts: int) -> bool:
     """Whether a message of the run may still be sent (asked of the database: no list)."""
-    return box.any_left(conn, org_id, run_id, max_attempts)
+    return outbox_runs.any_left(conn, org_id, run_id, max_attempts)
 
 
 FAILED = ("sending", "failed_temporary", "failed_permanent")

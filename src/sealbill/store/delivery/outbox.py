@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
+from sealbill.store.db import not_indexed
 from sealbill.store.delivery.plans import TEXT_KINDS
 from sealbill.store.delivery.prepared import Prepared
 from sealbill.store.schema import (
@@ -110,16 +111,6 @@ def page(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
     if part is not None:
         query = query.where(outbox.c.id % part[1] == part[0])
     return [_item(row) for row in conn.execute(query)]
-
-
-def any_left(conn: Connection, org_id: int, run_id: int, max_attempts: int) -> bool:
-    """Whether a message of the run may still be sent: queued, in flight, or failed
-    temporarily with attempts left (one ``EXISTS``, not a list of the rows)."""
-    return bool(conn.execute(sa.select(sa.exists().where(
-        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
-        sa.or_(outbox.c.status.in_(("queued", "sending")),
-               sa.and_(outbox.c.status == "failed_temporary",
-                       outbox.c.attempts < max_attempts))))).scalar())
 
 
 def items(conn: Connection, org_id: int, run_id: int, *, statuses: Sequence[str],
@@ -217,15 +208,9 @@ _FACTS_ROW = (
 _FACTS_ONCE = Prepared(_FACTS_ROW)
 
 
-def not_indexed(column: Any) -> Any:
-    """``column + 0``: the same value, but no index on ``column`` can serve the condition.
-
-    SQLite keeps no statistics here (no ANALYZE), and for these reads it would pick the index
-    on ``run_id`` or ``organization_id`` and walk every claim, invoice or link of the run or
-    organization for every message: O(n) per message, O(n^2) per run (16 messages/s for
-    10,000). Taking those columns out of the choice leaves the per-contact and per-account
-    indexes (``tests/integration/delivery/test_send_scaling.py`` checks the plans)."""
-    return column + 0
+# ``not_indexed`` (store.db): SQLite keeps no statistics here and, for the per-message reads
+# below, would pick the index on ``run_id`` or ``organization_id`` and walk every claim, invoice
+# or link of the run for every message, O(n^2) a run (``test_send_reads.py`` checks the plans).
 
 _NO_EMAIL = sa.cast(sa.null(), sa.String)
 

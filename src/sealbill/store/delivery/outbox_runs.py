@@ -43,3 +43,13 @@ def counts(conn: Connection, org_id: int, run_id: int) -> dict[str, int]:
         outbox.c.organization_id == org_id, outbox.c.run_id == run_id
     ).group_by(outbox.c.status))
     return {str(status): int(n) for status, n in rows}
+
+
+def any_left(conn: Connection, org_id: int, run_id: int, max_attempts: int) -> bool:
+    """Whether a message of the run may still be sent: queued, in flight, or failed
+    temporarily with attempts left (one ``EXISTS``, not a list of the rows)."""
+    return bool(conn.execute(sa.select(sa.exists().where(
+        outbox.c.organization_id == org_id, outbox.c.run_id == run_id,
+        sa.or_(outbox.c.status.in_(("queued", "sending")),
+               sa.and_(outbox.c.status == "failed_temporary",
+                       outbox.c.attempts < max_attempts))))).scalar())
