@@ -7,6 +7,7 @@
 - ``sealbill.expire_links``: hourly, verification links past their expiry are closed;
 - ``sealbill.stalled``: every few seconds, a job whose worker stopped sending heartbeats
   (SIGKILL, a lost machine) is put back in the queue; its rerun is safe (see ``stages``).
+  A twin enqueued meanwhile (same queueing lock) is cancelled first (:func:`requeue_stalled`).
 
 The scheduling decisions are pure functions (:func:`due_organizations`, :func:`period_for`),
 unit-tested; the tasks only read the tables and call them.
@@ -19,6 +20,7 @@ import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
+import procrastinate
 import sqlalchemy as sa
 
 from sealbill.workers.queue import engine, tasks
@@ -91,12 +93,44 @@ def expire_links(timestamp: int) -> int:
 @tasks.periodic(cron="* * * * * */5", periodic_id="stalled")
 @tasks.task(name="sealbill.stalled", queue="sealbill", queueing_lock="stalled", pass_context=True)
 async def stalled(context, timestamp: int) -> int:  # type: ignore[no-untyped-def]
-    manager = context.app.job_manager
-    jobs = await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER)
+    return await requeue_stalled(context.app.job_manager, STALLED_AFTER)
+
+
+async def requeue_stalled(manager: procrastinate.manager.JobManager,
+                          seconds_since_heartbeat: float) -> int:
+    """Put back in the queue every job left ``doing`` by a worker silent for
+    ``seconds_since_heartbeat``; returns how many were.
+
+    While such a job hangs, the next ``advance`` may enqueue its twin: the same work under the
+    same queueing lock (the lock only bars a second *waiting* job) and the same lock, so the
+    twin cannot start before the hung job ends, and the hung job cannot go back to waiting
+    beside the twin (the queueing lock's unique index). Neither would ever run: the twin is
+    cancelled (it was never started; ``cancelled`` counts as done in the run's stages) and
+    the hung job requeued. One job that cannot be requeued now (a new twin came in between)
+    is left for the next round and does not stop the others."""
     count = 0
-    for job in jobs:
-        await manager.retry_job(job)
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat):
+        try:
+            await _requeue(manager, job)
+        except procrastinate.exceptions.UniqueViolation:
+            log.warning("stalled job %s: a twin came in while it was requeued; next round",
+                        job.id)
+            continue
         count += 1
     if count:
         log.warning("requeued %d job(s) of stopped workers", count)
     return count
+
+
+async def _requeue(manager: procrastinate.manager.JobManager, job: procrastinate.jobs.Job
+                   ) -> None:
+    try:
+        await manager.retry_job(job)
+        return
+    except procrastinate.exceptions.UniqueViolation:
+        if job.queueing_lock is None:
+            raise
+    for twin in await manager.list_jobs_async(queueing_lock=job.queueing_lock, status="todo"):
+        if twin.id is not None and twin.id != job.id:
+            await manager.cancel_job_by_id_async(twin.id)
+    await manager.retry_job(job)
