@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import mailbox
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -144,8 +145,7 @@ def read_maildir(maildir: Path) -> list[tuple[dict[str, str], bytes]]:
     """Every message of a sink Maildir: (envelope headers, raw bytes), oldest first."""
     box = mailbox.Maildir(str(maildir), create=False)
     out = []
-    # Maildir names start with the delivery time, so sorting them sorts by arrival.
-    for key in sorted(box.keys()):
+    for key in sorted(box.keys(), key=_arrival_order):
         raw = box.get_bytes(key)
         headers = BytesHeaderParser(policy=SMTP).parsebytes(raw)
         env = {
@@ -154,3 +154,17 @@ def read_maildir(maildir: Path) -> list[tuple[dict[str, str], bytes]]:
         }
         out.append((env, raw))
     return out
+
+
+_MAILDIR_NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.")
+
+
+def _arrival_order(key: str) -> tuple[int, int, int, str]:
+    """The order messages arrived in, from the names ``mailbox.Maildir`` gives them:
+    ``<seconds>.M<microseconds>P<pid>Q<count>.<host>``. The microseconds are not zero-padded
+    (``M99999`` comes after ``M100000``), so the names are compared as numbers, not text."""
+    found = _MAILDIR_NAME.match(key)
+    if found is None:
+        return (0, 0, 0, key)
+    seconds, micros, _pid, count = (int(g) for g in found.groups())
+    return (seconds, micros, count, key)

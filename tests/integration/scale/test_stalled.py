@@ -9,6 +9,7 @@ waited behind the lock of a job nobody would ever finish.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -46,7 +47,10 @@ def _requeue(url: str) -> int:
         async with app.open_async():
             return await requeue_stalled(app.job_manager, 30)
 
-    return asyncio.run(go())
+    # A thread of its own: a browser test earlier on this pytest worker may have left an
+    # event loop running on the main thread, and asyncio.run refuses to nest in it.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, go()).result()
 
 
 def test_a_killed_workers_job_goes_back_to_the_queue(pg_engine: Engine, pg_url: str) -> None:
