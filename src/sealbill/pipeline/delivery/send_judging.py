@@ -1,28 +1,35 @@
 """The guard's judgment of a batch of messages, in one write transaction of their sender.
 
 :class:`Judge` takes a batch of prepared messages (:class:`Entry`: the outbox row, the bytes
-the guard read back, or why the message could not be built) and, for each in order, in the
-caller's transaction: reads the guard's facts fresh from the tables with the kill switch and
-the run's status (the rows the seal and policy rules judge, which the claims do not change,
-are read for the whole batch at the start of that transaction), claims the row (``sending``,
-attempts + 1), judges the examined bytes against those facts (``guard.verdict``), the seal
-rule (:mod:`seal_checks`) and the policy rules (:mod:`sealbill.domain.send_policy`), and
-records the (invoice, recipient) claims — the claims of earlier messages of the batch are
-visible to the later ones' reads, exactly as when each message had a transaction of its own.
+the guard read back, or why the message could not be built) and, in the caller's
+transaction: reads the guard's facts fresh from the tables for every message of the batch,
+with the kill switch and the run's status (and the rows the seal and policy rules judge),
+claims the rows (``sending``, attempts + 1), then for each message in order judges the
+examined bytes against its facts (``guard.verdict``), the seal rule (:mod:`seal_checks`) and
+the policy rules (:mod:`sealbill.domain.send_policy`); last, it records the (invoice,
+recipient) claims of the messages that passed. Each statement runs once per message, all of
+them for the batch at once (:mod:`sealbill.store.delivery.outbox_batches`: one round trip a
+batch on PostgreSQL). The claims of earlier messages of the batch are seen by the later ones
+(:mod:`sealbill.pipeline.delivery.send_claims` adds them to the facts read before them),
+exactly as when each message had a transaction of its own; a message's facts are read at
+most one batch (≤ 100 messages) and ``send.FRESH_SECONDS`` before it goes.
 
 The same judgment runs again over the claimed messages not sent yet when their fresh read is
 older than the sender allows (``claimed=True``: nothing claimed again).
 
 Invariants (what :meth:`Judge.judge` returns: the reason to stop, the messages that may go,
 the messages to judge again later):
-- a stop (kill switch, run no longer ``sending``) sends nothing more of the batch: every
-  message of it claimed and not sent is returned to the state it was claimed from;
+- a stop (kill switch, run no longer ``sending``), read before the batch is claimed, sends
+  nothing of the batch: every message of it claimed and not sent is returned to the state it
+  was claimed from;
 - the first message of the batch that violates a rule halts the run **if it is the first to
   go**: it is set aside with the evidence and an alert, in this transaction, and nothing more
   of the batch is sent. If messages before it passed, they go first and it is released (back
   to its state before the claim), so that it is judged again — fresh, and first — in the next
   transaction, after their outcomes are written: as when each message was judged just before
-  it went;
+  it went. The messages after it are returned to the state they were claimed from. A pair
+  another sender took meanwhile (PostgreSQL) is such a violation, of the first message that
+  wanted it; the pairs taken by it and the messages after it are given back;
 - a message whose row changed since it was listed is not ours to send now: skipped.
 """
 

@@ -24,7 +24,8 @@ Speed: the statements run for every message are prepared once
 compiled by SQLAlchemy, run on the DBAPI cursor), the fresh read is two statements (one row of
 scalars; the per-contact rows, one statement per recipient count), and each is written so that
 it reads by contact, account or invoice, never every row of the run or organization
-(:func:`not_indexed`).
+(:func:`not_indexed`). A sender runs them for a whole batch at once
+(:mod:`sealbill.store.delivery.outbox_batches`).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
                   next_attempt_at=None))
 _CLAIM_COLUMNS = ("organization_id", "run_id", "outbox_id", "invoice_id", "contact_id", "email",
                   "created_at")
-CLAIM_VALUES = {name: _P(name) for name in _CLAIM_COLUMNS}
+CLAIM_VALUES: dict[str, Any] = {name: _P(name) for name in _CLAIM_COLUMNS}
 INSERT_CLAIMS = Prepared(sa.insert(outbox_recipients).values(CLAIM_VALUES))
 _CLAIMED = sa.select(outbox_recipients.c.contact_id).where(
     outbox_recipients.c.outbox_id == _P("outbox"))
