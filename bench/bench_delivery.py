@@ -63,6 +63,7 @@ from sealbill.pipeline.delivery import send_judging  # noqa: E402
 from sealbill.pipeline.delivery.plan import plan_run  # noqa: E402
 from sealbill.store.db import create_engine  # noqa: E402
 from sealbill.store.delivery import outbox as box  # noqa: E402
+from sealbill.store.delivery import outbox_batches as batches  # noqa: E402
 from sealbill.store.migrate import upgrade  # noqa: E402
 
 SMTP_SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
@@ -212,18 +213,19 @@ def _guard_bypassed() -> Iterator[None]:
     """The bench only: the guard's steps (reading the bytes back, the fresh read, the verdict,
     the seal rule) replaced by no-ops, to see what they cost. The product has no switch to
     skip them."""
-    saved = reader.examine, box.send_facts, guard.verdict
+    saved = reader.examine, batches.send_facts_many, guard.verdict
     sealed = send_judging.Judge._sealed
     send_judging.Judge._sealed = lambda *a, **k: []  # type: ignore[method-assign]
     nothing = guard.Examined(guard.Outgoing(b"", ()), None, guard.XmlFacts(), {})
     reader.examine = lambda *a, **k: nothing
     # (the fresh read also carries the kill switch: skipped here too, a few µs)
-    box.send_facts = lambda *a, **k: box.SendFacts(None, None, frozenset())  # type: ignore
+    batches.send_facts_many = lambda conn, org, items, *a: [  # type: ignore[assignment]
+        box.SendFacts(None, None, frozenset()) for _ in items]  # type: ignore[arg-type]
     guard.verdict = lambda *a, **k: []
     try:
         yield
     finally:
-        reader.examine, box.send_facts, guard.verdict = saved
+        reader.examine, batches.send_facts_many, guard.verdict = saved
         send_judging.Judge._sealed = sealed  # type: ignore[method-assign]
 
 

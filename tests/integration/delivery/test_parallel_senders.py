@@ -155,16 +155,19 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
     of its own, just before this sender records its claims; and a rival that has not committed
     yet is waited for (the next test)."""
     from sealbill.store.delivery import outbox as box
+    from sealbill.store.delivery import outbox_batches as batches
     from sealbill.store.schema import outbox_recipients
 
     world = pg_world
     assert world.plan().verdict == "proceed"
     target = world.scenario.invoice_ids[-1]  # after the canary
-    real = box.take_claims  # PostgreSQL's claiming statement
+    real = batches.take_claims_many  # PostgreSQL's claiming statement, for a batch
     raced: list[int] = []
 
-    def claimed_meanwhile(conn: Any, org_id: int, item: Any, have: Any) -> set[int]:
-        if item.invoice_id == target and not raced:
+    def claimed_meanwhile(conn: Any, org_id: int, wanted: Any) -> list[set[int]]:
+        for item, _ in wanted:
+            if item.invoice_id != target or raced:
+                continue
             with world.engine.begin() as other:  # the other sender's transaction, committed
                 another = other.execute(sa.select(outbox.c.id).where(
                     outbox.c.run_id == item.run_id, outbox.c.id != item.outbox_id)
@@ -175,9 +178,9 @@ def test_a_pair_claimed_by_another_sender_after_the_fresh_read_halts_the_run(
                     invoice_id=item.invoice_id, contact_id=contact_id, email=email,
                     created_at=box.now()))
             raced.append(item.outbox_id)
-        return real(conn, org_id, item, have)
+        return real(conn, org_id, wanted)
 
-    monkeypatch.setattr(box, "take_claims", claimed_meanwhile)
+    monkeypatch.setattr(batches, "take_claims_many", claimed_meanwhile)
     report = world.send()
     assert raced and report.stopped == "halted"
     assert [v["rule"] for e in report.violations for v in e["violations"]] == ["run_limits"]
@@ -202,6 +205,7 @@ def test_a_claim_held_by_an_uncommitted_sender_is_waited_for_then_refused(
     import threading
 
     from sealbill.store.delivery import outbox as box
+    from sealbill.store.delivery import outbox_batches as batches
     from sealbill.store.schema import outbox_recipients
 
     world = pg_world
@@ -219,7 +223,7 @@ def test_a_claim_held_by_an_uncommitted_sender_is_waited_for_then_refused(
 
     def claim() -> None:
         with world.engine.begin() as conn:
-            result.append(box.take_claims(conn, world.org_id, item, frozenset()))
+            result.append(batches.take_claims(conn, world.org_id, item, frozenset()))
 
     waiting = threading.Thread(target=claim)
     waiting.start()

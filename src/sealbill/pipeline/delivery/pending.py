@@ -11,6 +11,8 @@ A sender sends a *batch* of messages between two write transactions
 of the next write transaction — their ledger rows as the *last* statements of that
 transaction, in the order SMTP accepted the messages (:func:`~sealbill.store.delivery.ledger.
 append_many`: on PostgreSQL a ledger append holds the organization's chain lock until commit).
+The messages every recipient accepted at once (the common case) are marked ``sent`` with one
+statement for the batch, as their ledger rows are appended with one.
 Messages claimed for the batch but not given to SMTP (the batch stopped early) are *released*
 in the same transaction: back to the state and attempt count they were claimed from.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -43,6 +46,7 @@ from sealbill.pipeline.delivery.outcome import record_state
 from sealbill.store.db import read_transaction_on
 from sealbill.store.delivery import ledger
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_batches as batches
 from sealbill.store.delivery import outbox_outcomes as outcomes_store
 
 
@@ -115,7 +119,9 @@ class SenderConnection:
         with self.conn.begin():
             for item in releases:
                 outcomes_store.unclaim(self.conn, self.policy.org_id, item)
-            entries = [e for e in (self._record(a) for a in pending) if e is not None]
+            sent: list[tuple[int, datetime]] = []
+            entries = [e for e in (self._record(a, sent) for a in pending) if e is not None]
+            batches.mark_sent_many(self.conn, self.policy.org_id, sent)
             yield self.conn
             if entries:  # last: the chain lock (PostgreSQL) is held until commit
                 ledger.append_many(self.conn, self.policy.org_id, entries)
@@ -137,8 +143,9 @@ class SenderConnection:
             with self.write():
                 pass
 
-    def _record(self, attempt: Attempt) -> ledger.LedgerEntry | None:
+    def _record(self, attempt: Attempt,
+                sent: list[tuple[int, datetime]]) -> ledger.LedgerEntry | None:
         policy = self.policy
         return record_state(self.conn, policy.org_id, attempt.item, attempt.composed,
                             attempt.result, max_attempts=policy.max_attempts,
-                            backoff=policy.backoff, rcpt_to=attempt.rcpt_to)
+                            backoff=policy.backoff, rcpt_to=attempt.rcpt_to, sent=sent)

@@ -8,15 +8,17 @@ by default), on one database connection it holds for the whole phase
    (``examine.examine``: headers, parts, digests, the XML in the PDF) — a message that cannot
    be built is a violation;
 2. in one transaction: first the outcomes of the previous batch (step 4; their ledger rows
-   appended last, just before the commit), then for each message of the batch, in order
-   (:mod:`sealbill.pipeline.delivery.send_judging`): read the guard's facts fresh from the
-   tables together with the kill switch and the run's status (paused or no longer sending ->
-   stop, before anything more is claimed), claim the row (``sending``), judge the examined
-   bytes against those facts (``guard.verdict``), the seal rule and the policy rules; record
-   its (invoice, recipient) claims. A violation by the first message of the batch **halts the
-   run** and records an alert with the evidence in that same transaction; a violation by a
-   later one cuts the batch before it: the messages before it go, and it is judged again,
-   fresh and first, in the next transaction;
+   appended last, just before the commit), then (:mod:`sealbill.pipeline.delivery.
+   send_judging`) read the guard's facts fresh from the tables for each message of the batch,
+   together with the kill switch and the run's status (paused or no longer sending -> stop,
+   before anything is claimed), claim the rows (``sending``), and for each message in order
+   judge the examined bytes against its facts (``guard.verdict``) — seeing the claims of the
+   messages before it —, the seal rule and the policy rules; then record the (invoice,
+   recipient) claims of those that passed (each statement once per message, for the batch at
+   once: one round trip a batch on PostgreSQL). A violation by the first message of the
+   batch **halts the run** and records an alert with the evidence in that same transaction; a
+   violation by a later one cuts the batch before it: the messages before it go, and it is
+   judged again, fresh and first, in the next transaction;
 3. SMTP, one message after the other on one connection, with exactly the bytes and recipients
    the guard judged — each **at most** ``FRESH_SECONDS`` (1 s) after its fresh read: when the
    batch has taken longer, the messages not sent yet are judged again first (a write

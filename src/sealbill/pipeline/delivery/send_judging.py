@@ -1,28 +1,35 @@
 """The guard's judgment of a batch of messages, in one write transaction of their sender.
 
 :class:`Judge` takes a batch of prepared messages (:class:`Entry`: the outbox row, the bytes
-the guard read back, or why the message could not be built) and, for each in order, in the
-caller's transaction: reads the guard's facts fresh from the tables with the kill switch and
-the run's status (the rows the seal and policy rules judge, which the claims do not change,
-are read for the whole batch at the start of that transaction), claims the row (``sending``,
-attempts + 1), judges the examined bytes against those facts (``guard.verdict``), the seal
-rule (:mod:`seal_checks`) and the policy rules (:mod:`sealbill.domain.send_policy`), and
-records the (invoice, recipient) claims — the claims of earlier messages of the batch are
-visible to the later ones' reads, exactly as when each message had a transaction of its own.
+the guard read back, or why the message could not be built) and, in the caller's
+transaction: reads the guard's facts fresh from the tables for every message of the batch,
+with the kill switch and the run's status (and the rows the seal and policy rules judge),
+claims the rows (``sending``, attempts + 1), then for each message in order judges the
+examined bytes against its facts (``guard.verdict``), the seal rule (:mod:`seal_checks`) and
+the policy rules (:mod:`sealbill.domain.send_policy`); last, it records the (invoice,
+recipient) claims of the messages that passed. Each statement runs once per message, all of
+them for the batch at once (:mod:`sealbill.store.delivery.outbox_batches`: one round trip a
+batch on PostgreSQL). The claims of earlier messages of the batch are seen by the later ones
+(:mod:`sealbill.pipeline.delivery.send_claims` adds them to the facts read before them),
+exactly as when each message had a transaction of its own; a message's facts are read at
+most one batch (≤ 100 messages) and ``send.FRESH_SECONDS`` before it goes.
 
 The same judgment runs again over the claimed messages not sent yet when their fresh read is
 older than the sender allows (``claimed=True``: nothing claimed again).
 
 Invariants (what :meth:`Judge.judge` returns: the reason to stop, the messages that may go,
 the messages to judge again later):
-- a stop (kill switch, run no longer ``sending``) sends nothing more of the batch: every
-  message of it claimed and not sent is returned to the state it was claimed from;
+- a stop (kill switch, run no longer ``sending``), read before the batch is claimed, sends
+  nothing of the batch: every message of it claimed and not sent is returned to the state it
+  was claimed from;
 - the first message of the batch that violates a rule halts the run **if it is the first to
   go**: it is set aside with the evidence and an alert, in this transaction, and nothing more
   of the batch is sent. If messages before it passed, they go first and it is released (back
   to its state before the claim), so that it is judged again — fresh, and first — in the next
   transaction, after their outcomes are written: as when each message was judged just before
-  it went;
+  it went. The messages after it are returned to the state they were claimed from. A pair
+  another sender took meanwhile (PostgreSQL) is such a violation, of the first message that
+  wanted it; the pairs taken by it and the messages after it are given back;
 - a message whose row changed since it was listed is not ours to send now: skipped.
 """
 
@@ -39,10 +46,11 @@ from sealbill.domain.seal_guard import SealEvidence
 from sealbill.domain.send_policy import PolicyFacts
 from sealbill.pipeline.delivery import compose as composer
 from sealbill.pipeline.delivery import seal_checks
+from sealbill.pipeline.delivery.send_claims import BatchClaims
 from sealbill.pipeline.delivery.send_settings import SendOptions, SendReport
-from sealbill.store.db import is_postgres
 from sealbill.store.delivery import alerts, policy_facts, seal_facts
 from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery import outbox_batches as batches
 from sealbill.store.delivery import outbox_outcomes as outcomes_store
 from sealbill.store.delivery import plans as plan_store
 
@@ -76,39 +84,69 @@ class Judge:
 
     def judge(self, conn: Any, entries: list[Entry], *, claimed: bool) -> Judged:
         """Claim (unless ``claimed``) and judge ``entries`` in order (see the module)."""
-        ok: list[Entry] = []
         policies, evidence = self._batch_facts(conn, entries)
+        started = time.process_time()
+        read = batches.send_facts_many(conn, self.org_id, [e.item for e in entries],
+                                       self.options.recipient_cap)
+        read_seconds = (time.process_time() - started) / max(1, len(entries))
+        stop = next((f.stop for f in read if f.stop is not None), None)
+        if stop is not None:  # read before any claim of this batch: nothing of it goes
+            if claimed:
+                self._release(conn, entries)
+            return stop, [], []
+        if not claimed:
+            taken = batches.claim_many(conn, self.org_id, [e.item for e in entries])
+            # a row changed since it was listed is not ours to send now: skipped
+            kept = [j for j, ours in enumerate(taken) if ours]
+            entries, read = [entries[j] for j in kept], [read[j] for j in kept]
+            evidence = [evidence[j] for j in kept]
+            self.report.attempted += len(entries)
+        passed, have, violations = self._verdicts(conn, entries, read, read_seconds, policies,
+                                                  evidence, again=claimed)
+        if not claimed and passed:
+            refused = self._record_claims(conn, entries[:passed], have)
+            if refused is not None:
+                passed, violations = refused
+        return self._cut(conn, entries, passed, violations)
+
+    def _verdicts(self, conn: Any, entries: list[Entry], read: list[box.SendFacts],
+                  read_seconds: float, policies: dict[int, PolicyFacts],
+                  evidence: list[SealEvidence], *, again: bool
+                  ) -> tuple[int, list[frozenset[int]], list[guard.Violation]]:
+        """Judge the messages in order until the first violation: how many passed, the pairs
+        each of them held already, and the first one's violations (none: all passed). Each
+        message sees the pairs the messages before it take (unless ``again``: judged again,
+        they hold theirs already)."""
+        seen, have = BatchClaims(), list[frozenset[int]]()
         for j, entry in enumerate(entries):
             item = entry.item
-            started = time.process_time()
-            facts = box.send_facts(conn, self.org_id, item, self.options.recipient_cap)
-            fresh_read_seconds = time.process_time() - started
-            if facts.stop is not None:
-                # read before this message's claim: those claimed before it are undone
-                self._release(conn, ok + (entries[j:] if claimed else []))
-                return facts.stop, [], []
-            if not claimed:
-                if not box.claim(conn, self.org_id, item):
-                    continue  # changed since it was listed: not ours to send now
-                self.report.attempted += 1
+            facts = seen.seen_by(item, read[j])
             violations = list(entry.problems)
             if entry.prepared is not None:
-                violations += self._verdict(item, entry.prepared, facts,
-                                            fresh_read_seconds, again=claimed)
+                violations += self._verdict(item, entry.prepared, facts, read_seconds,
+                                            again=again)
                 violations += self._sealed(conn, item, entry.prepared, evidence[j])
                 violations += self._policy(item, entry.prepared, policies[item.envelope_id])
-            if not violations and not claimed:
-                violations = self._record_claims(conn, item, facts.claimed_by_this_message)
             if violations:
-                later = entries[j + 1:] if claimed else []
-                if ok:  # they go first; this one is judged again after their outcomes
-                    self._release(conn, [entry, *later])
-                    return None, ok, entries[j:]
-                self._release(conn, later)
-                self._halt(conn, item, violations)
-                return "halted", [], []
-            ok.append(entry)
-        return None, ok, []
+                return j, have, violations
+            have.append(facts.claimed_by_this_message)
+            if not again:
+                seen.take(item, facts.claimed_by_this_message)
+        return len(entries), have, []
+
+    def _cut(self, conn: Any, entries: list[Entry], passed: int,
+             violations: list[guard.Violation]) -> Judged:
+        """The batch cut before its first violating message (``entries[passed]``): those
+        before it go; it is judged again after their outcomes — or, when it would be the first
+        to go, halts the run. The messages after it are released."""
+        if passed == len(entries):
+            return None, entries, []
+        if passed:  # they go first; this one is judged again after their outcomes
+            self._release(conn, entries[passed:])
+            return None, entries[:passed], entries[passed:]
+        self._release(conn, entries[1:])
+        self._halt(conn, entries[0].item, violations)
+        return "halted", [], []
 
     def _batch_facts(self, conn: Any, entries: list[Entry]
                      ) -> tuple[dict[int, PolicyFacts], list[SealEvidence]]:
@@ -166,23 +204,29 @@ class Judge:
         self.report.guard_seconds += time.process_time() - started
         return found
 
-    def _record_claims(self, conn: Any, item: box.OutboxItem,
-                       have: frozenset[int]) -> list[guard.Violation]:
-        """Take the (invoice, recipient) pairs. On PostgreSQL two senders can pass their fresh
-        reads at the same moment; the unique constraint then keeps the second from taking a
-        pair the first holds (``ON CONFLICT DO NOTHING``: it waits for the first to commit),
-        which is the guard's rule 4 and halts the run like any violation. SQLite's single
-        writer makes that race impossible."""
-        if not is_postgres(conn):
-            box.record_claims(conn, self.org_id, item, have)
-            return []
-        held_elsewhere = box.take_claims(conn, self.org_id, item, have)
-        if not held_elsewhere:
-            return []
-        return [guard.Violation("run_limits", "this invoice already went to this recipient "
-                                "(claimed by another sender)",
-                                {"invoice_id": item.invoice_id,
-                                 "contact_ids": sorted(held_elsewhere)})]
+    def _record_claims(self, conn: Any, ok: list[Entry], have: list[frozenset[int]]
+                       ) -> tuple[int, list[guard.Violation]] | None:
+        """Take the (invoice, recipient) pairs of the messages that passed, in one batch.
+
+        On PostgreSQL two senders can pass their fresh reads at the same moment; the unique
+        constraint then keeps the second from taking a pair the first holds (``ON CONFLICT
+        DO NOTHING``: it waits for the first to commit), which is the guard's rule 4 and halts
+        the run like any violation. SQLite's single writer makes that race impossible. Returns
+        the first message refused so (its index in ``ok``) and why; the pairs it and the
+        messages after it took are given back (they do not go now)."""
+        held = batches.take_claims_many(conn, self.org_id, [
+            (e.item, mine) for e, mine in zip(ok, have, strict=True)])
+        k = next((k for k, elsewhere in enumerate(held) if elsewhere), None)
+        if k is None:
+            return None
+        for entry, mine, elsewhere in zip(ok[k:], have[k:], held[k:], strict=True):
+            batches.drop_claims(conn, entry.item, [
+                c for c, _ in entry.item.recipients if c not in mine and c not in elsewhere])
+        item = ok[k].item
+        return k, [guard.Violation("run_limits", "this invoice already went to this recipient "
+                                   "(claimed by another sender)",
+                                   {"invoice_id": item.invoice_id,
+                                    "contact_ids": sorted(held[k])})]
 
     def _halt(self, conn: Any, item: box.OutboxItem, violations: list[guard.Violation]) -> None:
         rules = sorted({v.rule for v in violations})

@@ -24,7 +24,8 @@ Speed: the statements run for every message are prepared once
 compiled by SQLAlchemy, run on the DBAPI cursor), the fresh read is two statements (one row of
 scalars; the per-contact rows, one statement per recipient count), and each is written so that
 it reads by contact, account or invoice, never every row of the run or organization
-(:func:`not_indexed`).
+(:func:`not_indexed`). A sender runs them for a whole batch at once
+(:mod:`sealbill.store.delivery.outbox_batches`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP, Fresh
@@ -151,7 +151,7 @@ def next_attempts(conn: Connection, org_id: int, run_id: int) -> list[datetime]:
 
 _P = sa.bindparam
 # Statements run for every message, built once (bind parameters).
-_CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
+CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
                                   outbox.c.id == _P("outbox"),
                                   outbox.c.status == _P("from_status"),
                                   outbox.c.attempts == _P("from_attempts"))
@@ -159,16 +159,16 @@ _CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
                   next_attempt_at=None))
 _CLAIM_COLUMNS = ("organization_id", "run_id", "outbox_id", "invoice_id", "contact_id", "email",
                   "created_at")
-_INSERT_CLAIMS = Prepared(sa.insert(outbox_recipients).values(
-    {name: _P(name) for name in _CLAIM_COLUMNS}))
+CLAIM_VALUES: dict[str, Any] = {name: _P(name) for name in _CLAIM_COLUMNS}
+INSERT_CLAIMS = Prepared(sa.insert(outbox_recipients).values(CLAIM_VALUES))
 _CLAIMED = sa.select(outbox_recipients.c.contact_id).where(
     outbox_recipients.c.outbox_id == _P("outbox"))
-_SENT = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
+SENT = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
                                  outbox.c.id == _P("outbox"))
          .values(status="sent", sent_at=_P("at"), last_error=None, updated_at=_P("at")))
 
 
-_CLAIM_ONCE, _SENT_ONCE = Prepared(_CLAIM), Prepared(_SENT)
+_CLAIM_ONCE, _SENT_ONCE = Prepared(CLAIM), Prepared(SENT)
 
 
 def claim(conn: Connection, org_id: int, item: OutboxItem) -> bool:
@@ -205,7 +205,7 @@ _FACTS_ROW = (
         .outerjoin(invoices, sa.and_(invoices.c.organization_id == organizations.c.id,
                                      invoices.c.id == _P("invoice"))))
     .where(organizations.c.id == _P("org")))
-_FACTS_ONCE = Prepared(_FACTS_ROW)
+FACTS_ONCE = Prepared(_FACTS_ROW)
 
 
 # ``not_indexed`` (store.db): SQLite keeps no statistics here and, for the per-message reads
@@ -275,16 +275,27 @@ def fresh_facts(conn: Connection, org_id: int, item: OutboxItem,
 def send_facts(conn: Connection, org_id: int, item: OutboxItem,
                cap: int = DEFAULT_RECIPIENT_CAP) -> SendFacts:
     """The guard's facts, the kill switch and run status, and this message's own claims."""
-    params = {"org": org_id, "outbox": item.outbox_id, "invoice": item.invoice_id,
-              "run": item.run_id, "account": item.account_id,
-              # no recipient (refused by the guard anyway): one id no contact has
-              **{f"c{i}": cid for i, cid in enumerate([c for c, _ in item.recipients] or [-1])}}
-    row = _FACTS_ONCE.first(conn, params)
+    params = facts_params(org_id, item)
+    read = contact_rows(max(1, len(item.recipients)))
+    return facts_of(item, FACTS_ONCE.first(conn, params), read.rows(conn, params), cap)
+
+
+def facts_params(org_id: int, item: OutboxItem) -> dict[str, Any]:
+    """The parameters of the two statements of the fresh read (:data:`FACTS_ONCE`,
+    :func:`contact_rows` for the item's recipient count)."""
+    return {"org": org_id, "outbox": item.outbox_id, "invoice": item.invoice_id,
+            "run": item.run_id, "account": item.account_id,
+            # no recipient (refused by the guard anyway): one id no contact has
+            **{f"c{i}": cid for i, cid in enumerate([c for c, _ in item.recipients] or [-1])}}
+
+
+def facts_of(item: OutboxItem, row: Any, per_contact: Sequence[Any],
+             cap: int = DEFAULT_RECIPIENT_CAP) -> SendFacts:
+    """:class:`SendFacts` from what the two statements of the fresh read returned."""
     verified: set[tuple[int, str]] = set()
     mine: set[int] = set()
     counts: dict[str, dict[int, int]] = {"pair": {}, "claimed": {}, "explained": {}}
-    read = contact_rows(max(1, len(item.recipients)))
-    for tag, contact_id, n, email in read.rows(conn, params):
+    for tag, contact_id, n, email in per_contact:
         if tag == "verified":
             verified.add((int(contact_id), str(email)))
         elif tag == "mine":
@@ -329,41 +340,16 @@ def record_claims(conn: Connection, org_id: int, item: OutboxItem,
     (``have``: the contact ids it already claimed, when the caller read them already)."""
     if have is None:
         have = frozenset(conn.execute(_CLAIMED, {"outbox": item.outbox_id}).scalars())
-    at = now()
-    rows = [{"organization_id": org_id, "run_id": item.run_id, "outbox_id": item.outbox_id,
+    INSERT_CLAIMS.run_many(conn, claim_rows(org_id, item, have, now()))
+
+
+def claim_rows(org_id: int, item: OutboxItem, have: frozenset[int],
+               at: datetime) -> list[dict[str, Any]]:
+    """The ``outbox_recipients`` rows of the pairs ``item`` takes: its recipients but those
+    whose pair it holds already (``have``)."""
+    return [{"organization_id": org_id, "run_id": item.run_id, "outbox_id": item.outbox_id,
              "invoice_id": item.invoice_id, "contact_id": cid, "email": email,
              "created_at": at} for cid, email in item.recipients if cid not in have]
-    if rows:
-        _INSERT_CLAIMS.run_many(conn, rows)
-
-
-@lru_cache(maxsize=16)
-def _take_claims(count: int) -> Prepared:
-    """PostgreSQL: ``count`` claims in one statement; a pair another transaction holds is
-    skipped, not an error (no savepoint needed); the contact ids inserted come back."""
-    rows = [{name: _P(f"{name}{i}", type_=outbox_recipients.c[name].type)
-             for name in _CLAIM_COLUMNS} for i in range(count)]
-    return Prepared(postgresql.insert(outbox_recipients).values(rows)
-                    .on_conflict_do_nothing(index_elements=["run_id", "invoice_id", "contact_id"])
-                    .returning(outbox_recipients.c.contact_id))
-
-
-def take_claims(conn: Connection, org_id: int, item: OutboxItem,
-                have: frozenset[int]) -> set[int]:
-    """:func:`record_claims` for PostgreSQL's concurrent senders: the contact ids whose pair
-    another sender holds (waited for until its transaction ended, then skipped); empty when
-    this message took every pair it did not hold yet."""
-    wanted = [(cid, email) for cid, email in item.recipients if cid not in have]
-    if not wanted:
-        return set()
-    at = now()
-    params: dict[str, Any] = {}
-    for i, (cid, email) in enumerate(wanted):
-        params.update({f"organization_id{i}": org_id, f"run_id{i}": item.run_id,
-                       f"outbox_id{i}": item.outbox_id, f"invoice_id{i}": item.invoice_id,
-                       f"contact_id{i}": cid, f"email{i}": email, f"created_at{i}": at})
-    taken = {int(row.contact_id) for row in _take_claims(len(wanted)).rows(conn, params)}
-    return {cid for cid, _ in wanted} - taken
 
 
 def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:

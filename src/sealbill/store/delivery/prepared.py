@@ -112,10 +112,42 @@ class Prepared:
             return int(cursor.rowcount)
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The statement once per parameter set: one ``executemany`` (on PostgreSQL psycopg
+        pipelines it, a single round trip)."""
+        if not rows:
+            return
         compiled = self._compiled(conn.dialect)
         bound = [self._params(compiled, r) for r in rows]
         with _cursor(conn, compiled.sql, bound) as cursor:
             cursor.executemany(compiled.sql, bound)
+
+    def rows_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]
+                  ) -> list[list[Any]]:
+        """The statement once per parameter set, in order; each one's rows (as :meth:`rows`).
+
+        On PostgreSQL one ``executemany(..., returning=True)``: psycopg sends every execution
+        in one pipeline, so the batch costs one round trip instead of one per parameter set;
+        each execution still sees what the ones before it wrote. Elsewhere (SQLite, in
+        process: no round trip to save) one execution after the other."""
+        if not params:
+            return []
+        if conn.dialect.name != "postgresql":
+            return [self.rows(conn, p) for p in params]
+        compiled = self._compiled(conn.dialect)
+        bound = [self._params(compiled, p) for p in params]
+        processors, record = compiled.results, compiled.record
+        found: list[list[Any]] = []
+        with _cursor(conn, compiled.sql, bound) as cursor:
+            cursor.executemany(compiled.sql, bound, returning=True)
+            while True:
+                found.append([record._make(p(v) if p is not None else v
+                                           for p, v in zip(processors, row, strict=True))
+                              for row in cursor.fetchall()])
+                if not cursor.nextset():
+                    break
+        if len(found) != len(params):
+            raise RuntimeError(f"{len(params)} executions gave {len(found)} results")
+        return found
 
 
 @contextmanager

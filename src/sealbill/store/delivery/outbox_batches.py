@@ -1,0 +1,118 @@
+"""The outbox's per-message statements, run for a whole batch of a sender at once.
+
+A sender judges and records up to 100 messages per write transaction
+(:mod:`sealbill.pipeline.delivery.send_judging`, :mod:`sealbill.pipeline.delivery.pending`).
+On PostgreSQL each statement is a round trip to the server; run one message after the other,
+the guard's fresh read, the claim, the (invoice, recipient) claims and the ``sent`` mark cost
+about five round trips a message. Here each is run for the whole batch in one pipelined
+``executemany`` (:meth:`~sealbill.store.delivery.prepared.Prepared.rows_many`,
+:meth:`~sealbill.store.delivery.prepared.Prepared.run_many`): the same statements, the same
+parameters, the same results, one round trip a batch. On SQLite (in process) they run one
+after the other as before.
+
+Invariants:
+- each statement is the one the single-message function runs (:mod:`outbox`), executed once
+  per message, in the batch's order: what is written and read is what the messages one by
+  one wrote and read — except that a read of the batch runs before the batch's own writes
+  (the caller accounts for those: :mod:`sealbill.pipeline.delivery.send_claims`);
+- a claim is still a compare-and-set on (status, attempts) per message, and the result says
+  which messages were claimed;
+- on PostgreSQL a pair another transaction holds is skipped, not an error, and reported per
+  message (the unique constraint waits for the other transaction to end first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from sealbill.domain.guard import DEFAULT_RECIPIENT_CAP
+from sealbill.store.db import is_postgres
+from sealbill.store.delivery import outbox as box
+from sealbill.store.delivery.prepared import Prepared
+from sealbill.store.schema import outbox, outbox_recipients
+
+_CLAIM_RETURNING = Prepared(box.CLAIM.returning(outbox.c.id))
+_SENT = Prepared(box.SENT)
+# PostgreSQL: one claim; a pair another transaction holds is skipped (no savepoint needed)
+# and the contact id comes back only when inserted.
+_TAKE_CLAIM = Prepared(
+    postgresql.insert(outbox_recipients).values(box.CLAIM_VALUES)
+    .on_conflict_do_nothing(index_elements=["run_id", "invoice_id", "contact_id"])
+    .returning(outbox_recipients.c.contact_id))
+
+
+def claim_many(conn: Connection, org_id: int, items: Sequence[box.OutboxItem]) -> list[bool]:
+    """:func:`outbox.claim` for each item, in order: whether each was claimed (``sending``,
+    attempts + 1; not when its row changed since it was listed)."""
+    at = box.now()
+    found = _CLAIM_RETURNING.rows_many(conn, [
+        {"org": org_id, "outbox": item.outbox_id, "from_status": item.status,
+         "from_attempts": item.attempts, "at": at} for item in items])
+    return [bool(rows) for rows in found]
+
+
+def send_facts_many(conn: Connection, org_id: int, items: Sequence[box.OutboxItem],
+                    cap: int = DEFAULT_RECIPIENT_CAP) -> list[box.SendFacts]:
+    """:func:`outbox.send_facts` for each item, in order: its two statements run for the
+    whole batch (the per-contact read once per recipient count in the batch)."""
+    params = [box.facts_params(org_id, item) for item in items]
+    rows = box.FACTS_ONCE.rows_many(conn, params)
+    per_contact: list[list[Any]] = [[] for _ in items]
+    by_count: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        by_count.setdefault(max(1, len(item.recipients)), []).append(i)
+    for count, indexes in by_count.items():
+        found = box.contact_rows(count).rows_many(conn, [params[i] for i in indexes])
+        for i, contact_rows in zip(indexes, found, strict=True):
+            per_contact[i] = contact_rows
+    return [box.facts_of(item, row[0] if row else None, contacts, cap)
+            for item, row, contacts in zip(items, rows, per_contact, strict=True)]
+
+
+def take_claims_many(conn: Connection, org_id: int,
+                     wanted: Sequence[tuple[box.OutboxItem, frozenset[int]]]) -> list[set[int]]:
+    """The (invoice, recipient) pairs of each message but those it holds (``have``), in
+    order; per message, the contact ids whose pair another sender holds (PostgreSQL: waited
+    for until that sender's transaction ended, then skipped). SQLite's single writer makes
+    that race impossible: its claims are plain inserts, and nothing is held elsewhere."""
+    at = box.now()
+    rows: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for k, (item, have) in enumerate(wanted):
+        mine = box.claim_rows(org_id, item, have, at)
+        rows += mine
+        owners += [k] * len(mine)
+    held: list[set[int]] = [set() for _ in wanted]
+    if not is_postgres(conn):
+        box.INSERT_CLAIMS.run_many(conn, rows)
+        return held
+    for k, row, taken in zip(owners, rows, _TAKE_CLAIM.rows_many(conn, rows), strict=True):
+        if not taken:
+            held[k].add(int(row["contact_id"]))
+    return held
+
+
+def take_claims(conn: Connection, org_id: int, item: box.OutboxItem,
+                have: frozenset[int]) -> set[int]:
+    """:func:`take_claims_many` for one message."""
+    return take_claims_many(conn, org_id, [(item, have)])[0]
+
+
+def drop_claims(conn: Connection, item: box.OutboxItem, contact_ids: Sequence[int]) -> None:
+    """Give back pairs ``item`` took in this transaction and will not send now."""
+    if contact_ids:
+        conn.execute(sa.delete(outbox_recipients).where(
+            outbox_recipients.c.outbox_id == item.outbox_id,
+            outbox_recipients.c.contact_id.in_(list(contact_ids))))
+
+
+def mark_sent_many(conn: Connection, org_id: int, sent: Sequence[tuple[int, datetime]]) -> None:
+    """:func:`outbox.mark_sent` for each (outbox id, time accepted)."""
+    _SENT.run_many(conn, [{"org": org_id, "outbox": outbox_id, "at": at}
+                          for outbox_id, at in sent])
