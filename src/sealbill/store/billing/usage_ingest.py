@@ -164,7 +164,7 @@ def _copy_pg(cursor: Any, org_id: int, rows: Sequence[Row]) -> int:
     emptied first; the rows keep their order (``line``), so their ids follow it as in the
     JSON statement."""
     cursor.execute(_STAGE_PG)
-    cursor.execute("TRUNCATE usage_events_in")
+    cursor.execute("TRUNCATE pg_temp.usage_events_in")
     with cursor.copy(_COPY_PG) as copy:
         for line, row in enumerate(rows):
             copy.write_row((line, *row))
@@ -188,11 +188,11 @@ _STAGE_PG = (
     "CREATE TEMP TABLE IF NOT EXISTS usage_events_in (line integer, account_id bigint, "
     "event_id varchar(128), metric_code varchar(64), occurred_at timestamp, value varchar(64), "
     "properties json) ON COMMIT DROP")
-_COPY_PG = ("COPY usage_events_in (line, account_id, event_id, metric_code, occurred_at, value, "
-            "properties) FROM STDIN")
+_COPY_PG = ("COPY pg_temp.usage_events_in (line, account_id, event_id, metric_code, "
+            "occurred_at, value, properties) FROM STDIN")
 _FROM_STAGE_PG = (
     f"INSERT INTO usage_events ({_COLUMNS}) SELECT %s, account_id, event_id, metric_code, "
-    "occurred_at AT TIME ZONE 'UTC', value, properties FROM usage_events_in ORDER BY line "
+    "occurred_at AT TIME ZONE 'UTC', value, properties FROM pg_temp.usage_events_in ORDER BY line "
     "ON CONFLICT (organization_id, event_id) DO NOTHING")
 # The stored columns as the rows carry them (UTC text, canonical JSON text), to compare.
 _STORED = ("SELECT event_id, {mine}, account_id, metric_code, {at}, value, {props} "
