@@ -5,6 +5,7 @@ as the JSON statement of smaller chunks."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,21 @@ def test_a_bad_row_after_copied_chunks_undoes_them_naming_line_and_field(
     result = import_usage_file(pg_engine, org, _events(tmp_path / "u.jsonl", rows))
     assert result == {"inserted": len(rows), "duplicates": 0, "rejected": 0}
     assert _stored(pg_engine) == len(rows)
+
+
+def test_an_event_naming_another_organizations_account_is_refused_by_the_database(
+        any_engine: Engine, tmp_path: Path) -> None:
+    """One foreign key, (organization_id, account_id) -> accounts: whatever writes the row."""
+    ours = build_scenario(any_engine, accounts=1, files_dir=tmp_path / "a", render=False)
+    theirs = build_scenario(any_engine, accounts=1, files_dir=tmp_path / "b", render=False,
+                            slug="other-org")
+    event = {"event_id": "x1", "metric_code": "api_calls", "value": "1",
+             "occurred_at": datetime(2026, 10, 2, tzinfo=UTC)}
+    [our_account], [their_account] = ours.account_ids.values(), theirs.account_ids.values()
+    with pytest.raises(sa.exc.IntegrityError), any_engine.begin() as conn:
+        conn.execute(sa.insert(usage_events).values(
+            organization_id=ours.org_id, account_id=their_account, **event))
+    with any_engine.begin() as conn:  # its own account: stored
+        conn.execute(sa.insert(usage_events).values(
+            organization_id=ours.org_id, account_id=our_account, **event))
+    assert _stored(any_engine) == 1
