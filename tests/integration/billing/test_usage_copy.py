@@ -14,10 +14,14 @@ from sqlalchemy.engine import Engine
 
 from sealbill.pipeline.billing import usage_import
 from sealbill.pipeline.billing.usage_import import UsageImportRejected, import_usage_file
-from sealbill.store.billing import catalog as catalog_store
 from sealbill.store.billing.usage_ingest import COPY_FROM_ROWS, Ingester, Row
 from sealbill.store.schema import usage_events
-from tests.integration.billing.test_usage_import import _event, _events, _stored
+from tests.integration.billing.test_usage_import import (
+    _event,
+    _events,
+    _stored,
+    org_with_api_calls,
+)
 from tests.support.scenario import build_scenario
 
 ROWS = COPY_FROM_ROWS + 200  # one chunk, through COPY
@@ -25,10 +29,14 @@ ROWS = COPY_FROM_ROWS + 200  # one chunk, through COPY
 
 @pytest.fixture
 def org(pg_engine: Engine, tmp_path: Path) -> int:
-    s = build_scenario(pg_engine, accounts=2, files_dir=tmp_path, render=False)
-    with pg_engine.begin() as conn:
-        catalog_store.add_metric(conn, s.org_id, "api_calls", "API calls", "sum")
-    return s.org_id
+    return org_with_api_calls(pg_engine, tmp_path)
+
+
+def _problems(engine: Engine, org: int, path: Path) -> list[str]:
+    """The problems of a file the import must refuse."""
+    with pytest.raises(UsageImportRejected) as caught:
+        import_usage_file(engine, org, path)
+    return caught.value.problems
 
 
 def _stored_in_id_order(engine: Engine) -> list[tuple[object, ...]]:
@@ -88,9 +96,7 @@ def test_a_stored_id_with_another_payload_in_a_copied_chunk_writes_nothing(
     import_usage_file(pg_engine, org, _events(tmp_path / "a.jsonl", [_event(1)]))
     rows = [_event(n) for n in range(2, ROWS)]
     rows[ROWS - 50] = _event(1, value="4")
-    with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(pg_engine, org, _events(tmp_path / "b.jsonl", rows))
-    assert caught.value.problems == [
+    assert _problems(pg_engine, org, _events(tmp_path / "b.jsonl", rows)) == [
         f"line {ROWS - 49}: field 'event_id': 'e1' was already stored with a different payload"]
     assert _stored(pg_engine) == 1
 
@@ -99,9 +105,7 @@ def test_an_id_repeated_in_a_copied_chunk_with_another_payload_names_the_line(
         pg_engine: Engine, org: int, tmp_path: Path) -> None:
     rows = [_event(n) for n in range(ROWS)]
     rows.insert(ROWS - 10, _event(2, value="9"))
-    with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(pg_engine, org, _events(tmp_path / "u.jsonl", rows))
-    assert caught.value.problems == [
+    assert _problems(pg_engine, org, _events(tmp_path / "u.jsonl", rows)) == [
         f"line {ROWS - 9}: event_id: 'e2' appears earlier in the file with a different payload"]
     assert _stored(pg_engine) == 0
 
@@ -111,9 +115,7 @@ def test_a_bad_row_after_copied_chunks_undoes_them_naming_line_and_field(
     monkeypatch.setattr(usage_import, "CHUNK", COPY_FROM_ROWS)  # two chunks copied first
     rows = [_event(n) for n in range(2 * COPY_FROM_ROWS + 100)]
     rows[-3]["timestamp"] = "2026-10-01T10:00:00"  # no offset
-    with pytest.raises(UsageImportRejected) as caught:
-        import_usage_file(pg_engine, org, _events(tmp_path / "u.jsonl", rows))
-    [problem] = caught.value.problems
+    [problem] = _problems(pg_engine, org, _events(tmp_path / "u.jsonl", rows))
     assert problem.startswith(f"line {len(rows) - 2}: timestamp")
     assert _stored(pg_engine) == 0
     # and the file fixed goes in whole
