@@ -33,12 +33,17 @@ def _stored(engine: Engine) -> int:
                    .scalar_one())
 
 
-@pytest.fixture
-def org(any_engine: Engine, tmp_path: Path) -> int:
-    s = build_scenario(any_engine, accounts=2, files_dir=tmp_path, render=False)
-    with any_engine.begin() as conn:
+def org_with_api_calls(engine: Engine, folder: Path) -> int:
+    """An organization of two accounts (A0001, A0002) and a summed metric ``api_calls``."""
+    s = build_scenario(engine, accounts=2, files_dir=folder, render=False)
+    with engine.begin() as conn:
         catalog_store.add_metric(conn, s.org_id, "api_calls", "API calls", "sum")
     return s.org_id
+
+
+@pytest.fixture
+def org(any_engine: Engine, tmp_path: Path) -> int:
+    return org_with_api_calls(any_engine, tmp_path)
 
 
 def test_importing_the_same_file_twice_stores_each_event_once(

@@ -9,8 +9,13 @@ Invariants:
 Ingestion hands the database many rows per statement and runs in the caller's thread — the
 import runs it in a helper thread, so the database works while the next chunk is parsed: on
 SQLite, multi-row ``INSERT … VALUES`` statements of thousands of rows (the driver releases the
-GIL while SQLite executes one); on PostgreSQL, one statement per chunk that unpacks the chunk's
-rows from a single JSON parameter (``json_array_elements``), the server doing the work.
+GIL while SQLite executes one). On PostgreSQL a chunk of ``COPY_FROM_ROWS`` rows or more is
+copied (``COPY … FROM STDIN``, text format) into a temporary table, dropped at commit, and moved
+into ``usage_events`` by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` in the rows' order —
+the same statement, so the same duplicate and conflict rules, as a smaller chunk's (an API
+batch), which unpacks its rows from one JSON parameter (``json_array_elements``): reading each
+field of a ``json`` value reparses it (~2 µs of server CPU an event more than the COPY, measured
+at 255,000 events), and a temporary table for each API request would churn the catalog.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class Ingester:
                 elif rest:
                     cursor.executemany(self._one, rest)
                     inserted += cursor.rowcount
+            elif len(rows) >= COPY_FROM_ROWS:
+                inserted = _copy_pg(cursor, self.org_id, rows)
             else:
                 cursor.execute(_INSERT_PG, (self.org_id, msgspec.json.encode(rows).decode()))
                 inserted = cursor.rowcount
@@ -151,7 +158,22 @@ def _same_payload(columns: tuple[Any, ...], row: Row) -> bool:
         event_fields(at, value, props) == event_fields(*row[3:]))
 
 
+def _copy_pg(cursor: Any, org_id: int, rows: Sequence[Row]) -> int:
+    """Insert ``rows`` through the temporary table (PostgreSQL); how many were new. The table
+    is created if this transaction has not got it (a savepoint rolled back drops it too) and
+    emptied first; the rows keep their order (``line``), so their ids follow it as in the
+    JSON statement."""
+    cursor.execute(_STAGE_PG)
+    cursor.execute("TRUNCATE pg_temp.usage_events_in")
+    with cursor.copy(_COPY_PG) as copy:
+        for line, row in enumerate(rows):
+            copy.write_row((line, *row))
+    cursor.execute(_FROM_STAGE_PG, (org_id,))
+    return int(cursor.rowcount)
+
+
 SQLITE_ROWS_PER_STATEMENT = 4000
+COPY_FROM_ROWS = 1000
 _COLUMNS = "organization_id, account_id, event_id, metric_code, occurred_at, value, properties"
 _VALUES = (f"INSERT INTO usage_events ({_COLUMNS}) VALUES {{rows}} "
            "ON CONFLICT (organization_id, event_id) DO NOTHING")
@@ -160,6 +182,18 @@ _INSERT_PG = (
     "((r->>3) || '+00')::timestamptz, r->>4, (r->>5)::json FROM json_array_elements(%s::json) r "
     "ON CONFLICT (organization_id, event_id) DO NOTHING"
 )
+# The rows' own columns (``occurred_at`` is UTC text without offset: read as a timestamp, then
+# placed in UTC); the same types as the stored columns, so a value is checked as when inserted.
+_STAGE_PG = (
+    "CREATE TEMP TABLE IF NOT EXISTS usage_events_in (line integer, account_id bigint, "
+    "event_id varchar(128), metric_code varchar(64), occurred_at timestamp, value varchar(64), "
+    "properties json) ON COMMIT DROP")
+_COPY_PG = ("COPY pg_temp.usage_events_in (line, account_id, event_id, metric_code, "
+            "occurred_at, value, properties) FROM STDIN")
+_FROM_STAGE_PG = (
+    f"INSERT INTO usage_events ({_COLUMNS}) SELECT %s, account_id, event_id, metric_code, "
+    "occurred_at AT TIME ZONE 'UTC', value, properties FROM pg_temp.usage_events_in ORDER BY line "
+    "ON CONFLICT (organization_id, event_id) DO NOTHING")
 # The stored columns as the rows carry them (UTC text, canonical JSON text), to compare.
 _STORED = ("SELECT event_id, {mine}, account_id, metric_code, {at}, value, {props} "
            "FROM usage_events WHERE organization_id = {org} AND event_id {ids}")

@@ -88,6 +88,9 @@ accounts = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("archived_at", UtcDateTime),  # archived: kept, no longer billed
     sa.UniqueConstraint("organization_id", "reference"),
+    # The key usage events refer to (organization and account in one foreign key: see
+    # schema/usage.py).
+    sa.UniqueConstraint("organization_id", "id"),
 )
 
 # Every public id an account ever had; a retired one answers "gone", never another account.

@@ -100,6 +100,7 @@ def upgrade() -> None:
     sa.Column('archived_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_accounts_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts')),
+    sa.UniqueConstraint('organization_id', 'id', name=op.f('uq_accounts_organization_id_id')),
     sa.UniqueConstraint('organization_id', 'reference', name=op.f('uq_accounts_organization_id_reference')),
     sa.UniqueConstraint('public_id', name=op.f('uq_accounts_public_id'))
     )
@@ -668,8 +669,7 @@ def upgrade() -> None:
     sa.Column('voided_at', sealbill.store.types.UtcDateTime(timezone=True), nullable=True),
     sa.Column('voided_by', sa.String(length=200), nullable=True),
     sa.Column('void_reason', sa.String(length=500), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_usage_events_account_id_accounts')),
-    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_usage_events_organization_id_organizations')),
+    sa.ForeignKeyConstraint(['organization_id', 'account_id'], ['accounts.organization_id', 'accounts.id'], name=op.f('fk_usage_events_organization_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_events')),
     sa.UniqueConstraint('organization_id', 'event_id', name=op.f('uq_usage_events_organization_id_event_id'))
     )
