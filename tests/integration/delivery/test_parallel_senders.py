@@ -223,7 +223,7 @@ def test_a_claim_held_by_an_uncommitted_sender_is_waited_for_then_refused(
 
     def claim() -> None:
         with world.engine.begin() as conn:
-            result.append(batches.take_claims(conn, world.org_id, item, frozenset()))
+            result.append(batches.take_claims_many(conn, world.org_id, [(item, frozenset())])[0])
 
     waiting = threading.Thread(target=claim)
     waiting.start()

@@ -36,14 +36,14 @@ PAUSED = "paused"  # the run's status after a session fault
 
 def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: composer.Composed,
                  result: SendResult, *, max_attempts: int, backoff: tuple[float, float],
-                 rcpt_to: tuple[str, ...] | None = None,
-                 sent: list[tuple[int, datetime]] | None = None) -> ledger.LedgerEntry | None:
+                 sent: list[tuple[int, datetime]],
+                 rcpt_to: tuple[str, ...] | None = None) -> ledger.LedgerEntry | None:
     """The outbox state for ``result`` (``rcpt_to``: the recipients this attempt went to; all
     of the message's by default); for an acceptance, the ledger entry the caller must append in
     this same transaction (on PostgreSQL the append takes the organization's chain lock until
     commit, so a caller with more to do appends last). ``sent``: the common case (accepted
-    for every recipient at once) is added to it as (outbox id, time) instead of written, for
-    the caller to mark a batch ``sent`` with one statement, in this same transaction
+    for every recipient at once) is added to it as (outbox id, time), not written: the caller
+    marks the batch ``sent`` with one statement, in this same transaction
     (:func:`~sealbill.store.delivery.outbox_batches.mark_sent_many`)."""
     at = datetime.now(UTC)
     full = composed.outgoing.rcpt_to
@@ -53,10 +53,7 @@ def record_state(conn: Any, org_id: int, item: box.OutboxItem, composed: compose
         return None
     if (result.outcome is Outcome.SENT and not item.outcomes and tried == full
             and not result.refused):
-        if sent is None:  # the common case: all at once
-            box.mark_sent(conn, org_id, item.outbox_id, at)
-        else:
-            sent.append((item.outbox_id, at))
+        sent.append((item.outbox_id, at))  # the common case: all at once
         return _entry(item, composed, full, at, part=1)
     accepted = result.accepted or (tried if result.outcome is Outcome.SENT else ())
     merged = rcpts.merge(item.outcomes, rcpts.Attempt(

@@ -148,4 +148,4 @@ class SenderConnection:
         policy = self.policy
         return record_state(self.conn, policy.org_id, attempt.item, attempt.composed,
                             attempt.result, max_attempts=policy.max_attempts,
-                            backoff=policy.backoff, rcpt_to=attempt.rcpt_to, sent=sent)
+                            backoff=policy.backoff, sent=sent, rcpt_to=attempt.rcpt_to)

@@ -152,9 +152,9 @@ def next_attempts(conn: Connection, org_id: int, run_id: int) -> list[datetime]:
 _P = sa.bindparam
 # Statements run for every message, built once (bind parameters).
 CLAIM = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
-                                  outbox.c.id == _P("outbox"),
-                                  outbox.c.status == _P("from_status"),
-                                  outbox.c.attempts == _P("from_attempts"))
+                                 outbox.c.id == _P("outbox"),
+                                 outbox.c.status == _P("from_status"),
+                                 outbox.c.attempts == _P("from_attempts"))
           .values(status="sending", attempts=outbox.c.attempts + 1, updated_at=_P("at"),
                   next_attempt_at=None))
 _CLAIM_COLUMNS = ("organization_id", "run_id", "outbox_id", "invoice_id", "contact_id", "email",
@@ -164,11 +164,11 @@ INSERT_CLAIMS = Prepared(sa.insert(outbox_recipients).values(CLAIM_VALUES))
 _CLAIMED = sa.select(outbox_recipients.c.contact_id).where(
     outbox_recipients.c.outbox_id == _P("outbox"))
 SENT = (sa.update(outbox).where(outbox.c.organization_id == _P("org"),
-                                 outbox.c.id == _P("outbox"))
+                                outbox.c.id == _P("outbox"))
          .values(status="sent", sent_at=_P("at"), last_error=None, updated_at=_P("at")))
 
 
-_CLAIM_ONCE, _SENT_ONCE = Prepared(CLAIM), Prepared(SENT)
+_CLAIM_ONCE = Prepared(CLAIM)
 
 
 def claim(conn: Connection, org_id: int, item: OutboxItem) -> bool:
@@ -356,10 +356,6 @@ def _set(conn: Connection, org_id: int, outbox_id: int, **values: Any) -> None:
     conn.execute(sa.update(outbox).where(outbox.c.organization_id == org_id,
                                          outbox.c.id == outbox_id)
                  .values(updated_at=now(), **values))
-
-
-def mark_sent(conn: Connection, org_id: int, outbox_id: int, at: datetime) -> None:
-    _SENT_ONCE.run(conn, {"org": org_id, "outbox": outbox_id, "at": at})
 
 
 def mark_held(conn: Connection, org_id: int, outbox_id: int, reason: str) -> None:

@@ -98,12 +98,6 @@ def take_claims_many(conn: Connection, org_id: int,
     return held
 
 
-def take_claims(conn: Connection, org_id: int, item: box.OutboxItem,
-                have: frozenset[int]) -> set[int]:
-    """:func:`take_claims_many` for one message."""
-    return take_claims_many(conn, org_id, [(item, have)])[0]
-
-
 def drop_claims(conn: Connection, item: box.OutboxItem, contact_ids: Sequence[int]) -> None:
     """Give back pairs ``item`` took in this transaction and will not send now."""
     if contact_ids:
@@ -113,6 +107,6 @@ def drop_claims(conn: Connection, item: box.OutboxItem, contact_ids: Sequence[in
 
 
 def mark_sent_many(conn: Connection, org_id: int, sent: Sequence[tuple[int, datetime]]) -> None:
-    """:func:`outbox.mark_sent` for each (outbox id, time accepted)."""
+    """Each (outbox id, time accepted) ``sent`` (:data:`outbox.SENT` once per message)."""
     _SENT.run_many(conn, [{"org": org_id, "outbox": outbox_id, "at": at}
                           for outbox_id, at in sent])
