@@ -39,6 +39,9 @@ ENV: Final = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
+    # The templates ship with the package: no stat of each file on every render (a renderer
+    # renders two an invoice).
+    auto_reload=False,
 )
 
 MAIL_LABELS: Final[dict[str, dict[str, str]]] = {

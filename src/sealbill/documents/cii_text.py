@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Final
 
 from sealbill.documents import cii
@@ -75,11 +76,15 @@ def _a(value: str) -> str:
 
 
 def _leaf(tag: str, text: str, **attrs: str) -> str:
+    if not attrs:  # most leaves
+        return f"<ram:{tag}>{text.translate(_TEXT)}</ram:{tag}>"
     attributes = "".join(f' {k}="{_a(v)}"' for k, v in attrs.items())
     return f"<ram:{tag}{attributes}>{_t(text)}</ram:{tag}>"
 
 
+@lru_cache(maxsize=4096)
 def _date(tag: str, value: date, qualified: bool = False) -> str:
+    """(A run's invoices share a handful of dates.)"""
     prefix = "qdt" if qualified else "udt"
     return (f'<ram:{tag}><{prefix}:DateTimeString format="102">{value.strftime("%Y%m%d")}'
             f"</{prefix}:DateTimeString></ram:{tag}>")

@@ -34,6 +34,7 @@ def babel_locale(code: str) -> Locale:
     return Locale.parse(_BABEL_LOCALES.get(code, code))
 
 
+@lru_cache(maxsize=64)
 def language(code: str) -> str:
     """Two-letter language whose labels are printed ("fr" or "en")."""
     lang = code.split("_")[0].split("-")[0].lower()
@@ -42,11 +43,20 @@ def language(code: str) -> str:
 
 def money_text(amount_minor: int, currency: str, locale: str) -> str:
     """``123456, "EUR", "fr"`` -> ``"1 234,56 €"`` (with the locale's non-breaking spaces)."""
-    loc = babel_locale(locale)
-    fast = numbers.compiled_currency(currency, loc)
-    if fast is not None and fast[1] == exponent(currency):
-        return fast[0](Decimal(amount_minor).scaleb(-fast[1]), fast[1])
-    return format_currency(to_major(amount_minor, currency), currency, locale=loc)
+    fast = _money_format(currency, locale)
+    if fast is not None:
+        return fast.minor(amount_minor, exponent(currency))
+    return format_currency(to_major(amount_minor, currency), currency,
+                           locale=babel_locale(locale))
+
+
+@lru_cache(maxsize=256)
+def _money_format(currency: str, locale: str) -> numbers.Compiled | None:
+    """The compiled format of amounts in ``currency`` for ``locale`` when it prints exactly
+    the currency's digits (looked up by the two strings: hashing a Babel ``Locale`` costs a
+    Python call, and an invoice prints some thirty amounts)."""
+    fast = numbers.compiled_currency(currency, babel_locale(locale))
+    return fast[0] if fast is not None and fast[1] == exponent(currency) else None
 
 
 def price_text(unit_price: Decimal, currency: str, locale: str) -> str:

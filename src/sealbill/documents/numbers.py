@@ -37,7 +37,7 @@ _PROBES: Final = tuple(Decimal(p) for p in (
     "1234567.891", "-100000000", "0.000012", "7.5"))
 
 
-class _Compiled:
+class Compiled:
     """Text of a Decimal with a pattern's affixes and the locale's separators."""
 
     def __init__(self, pattern: NumberPattern, locale: Locale, symbol: str) -> None:
@@ -67,6 +67,20 @@ class _Compiled:
         prefix, suffix = self.affixes[1 if negative else 0]
         return f"{prefix}{number}{suffix}"
 
+    def minor(self, amount: int, digits: int) -> str:
+        """``self(Decimal(amount).scaleb(-digits), digits)`` computed on the integer: an
+        amount in minor units always has exactly ``digits`` fraction digits."""
+        whole, frac = divmod(-amount if amount < 0 else amount, 10 ** digits)
+        text = str(whole)
+        if len(text) > self.size:
+            head = len(text) % self.size or self.size
+            text = self.group.join([text[:head]] + [text[i:i + self.size]
+                                                    for i in range(head, len(text), self.size)])
+        if digits:
+            text = f"{text}{self.decimal}{frac:0{digits}d}"
+        prefix, suffix = self.affixes[1 if amount < 0 else 0]
+        return f"{prefix}{text}{suffix}"
+
 
 def _simple(pattern: NumberPattern) -> bool:
     grouping = pattern.grouping
@@ -76,16 +90,19 @@ def _simple(pattern: NumberPattern) -> bool:
 
 
 @lru_cache(maxsize=256)
-def compiled_currency(currency: str, locale: Locale) -> tuple[Formatter, int] | None:
+def compiled_currency(currency: str, locale: Locale) -> tuple[Compiled, int] | None:
     """(formatter, the currency's digits) equal to ``format_currency``, or None."""
     pattern = locale.currency_formats["standard"]
     if not _simple(pattern):
         return None
-    fmt = _Compiled(pattern, locale, get_currency_symbol(currency, locale))
+    fmt = Compiled(pattern, locale, get_currency_symbol(currency, locale))
     digits = get_currency_precision(currency)
     for probe in _PROBES:
         quantized = probe.quantize(Decimal(1).scaleb(-digits))
+        minor = int(quantized.scaleb(digits))  # (no -0 in minor units)
         if (fmt(quantized, digits) != format_currency(quantized, currency, locale=locale)
+                or fmt.minor(minor, digits) != format_currency(
+                    Decimal(minor).scaleb(-digits), currency, locale=locale)
                 or fmt(probe, digits) != format_currency(
                     probe, currency, locale=locale, decimal_quantization=False)):
             return None
@@ -98,7 +115,7 @@ def compiled_decimal(locale: Locale) -> Formatter | None:
     pattern = locale.decimal_formats[None]
     if not _simple(pattern):
         return None
-    fmt = _Compiled(pattern, locale, "")
+    fmt = Compiled(pattern, locale, "")
     for probe in _PROBES:
         if fmt(probe, 0) != format_decimal(probe, locale=locale, decimal_quantization=False):
             return None
@@ -112,7 +129,7 @@ def compiled_percent(locale: Locale) -> Formatter | None:
     pattern = locale.percent_formats[None]
     if not _simple(pattern):
         return None
-    fmt = _Compiled(pattern, locale, "")
+    fmt = Compiled(pattern, locale, "")
     for probe in _PROBES:
         if fmt(probe, 0) != format_percent(probe / 100, locale=locale,
                                            decimal_quantization=False):

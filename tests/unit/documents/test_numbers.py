@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from babel.numbers import format_currency, format_decimal, format_percent
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sealbill.documents import i18n
@@ -22,6 +22,11 @@ decimals = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), pl
 
 @settings(max_examples=400, deadline=None)
 @given(st.integers(min_value=-10**14, max_value=10**14), currencies, locales)
+@example(0, "EUR", "fr")
+@example(-1, "EUR", "en")
+@example(-100, "JPY", "fr")
+@example(1_234_567, "KWD", "fr_BE")
+@example(-999_999, "EUR", "de_DE")
 def test_money_text_equals_babel(minor: int, currency: str, locale: str) -> None:
     loc = i18n.babel_locale(locale)
     expected = format_currency(to_major(minor, currency), currency, locale=loc)

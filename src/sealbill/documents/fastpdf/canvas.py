@@ -13,13 +13,16 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Final
+from functools import lru_cache
+from typing import Final, TypeVar
 
 from sealbill.documents.fastpdf.fonts import Face, Style
 
 PAGE_WIDTH: Final = 595.2756  # A4 in points
 PAGE_HEIGHT: Final = 841.8898
 Color = tuple[float, float, float]
+CACHED_TEXTS: Final = 20_000  # texts whose width and hex string a style keeps
+T = TypeVar("T")
 
 
 class NoFit(ValueError):
@@ -28,6 +31,19 @@ class NoFit(ValueError):
 
 def _num(value: float) -> str:
     return f"{value:.2f}"
+
+
+@lru_cache(maxsize=64)
+def _rgb(color: Color) -> str:
+    """A colour's three operands (the template uses a handful of colours)."""
+    return f"{_num(color[0])} {_num(color[1])} {_num(color[2])}"
+
+
+def remember(cache: dict[str, T], text: str, value: T) -> None:
+    """Keep ``value`` for ``text`` in a per-style cache (labels, seller lines and most amounts
+    recur from invoice to invoice), up to a bound: memory stays flat over any run."""
+    if len(cache) < CACHED_TEXTS:
+        cache[text] = value
 
 
 class Canvas:
@@ -42,11 +58,14 @@ class Canvas:
 
     def width(self, text: str, style: Style, size: float) -> float:
         """Advance of ``text`` in points (no kerning, as it is drawn)."""
-        widths = style.widths
-        try:
-            return sum(map(widths.__getitem__, text)) * size / 1000
-        except KeyError:
-            raise NoFit(f"characters the template cannot print in {text!r}") from None
+        units = style.measured.get(text)
+        if units is None:
+            try:
+                units = sum(map(style.widths.__getitem__, text))
+            except KeyError:
+                raise NoFit(f"characters the template cannot print in {text!r}") from None
+            remember(style.measured, text, units)
+        return units * size / 1000
 
     def check(self, text: str, style: Style) -> None:
         bad = style.unprintable(text)
@@ -62,7 +81,7 @@ class Canvas:
 
     def _set_fill(self, color: Color) -> None:
         self._fill = color
-        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg")
+        self.ops.append(f"{_rgb(color)} rg")
 
     def text(self, x: float, baseline: float, text: str, style: Style, size: float,
              color: Color, tracking: float = 0.0) -> None:
@@ -78,10 +97,13 @@ class Canvas:
         # separates text objects reliably, positions inside one object less so.
         position = f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm"
         primary = style.primary
-        if style.primary_chars.issuperset(text):  # the usual case: one face, one operator
+        hexed = style.primary_hex.get(text)
+        if hexed is None and style.primary_chars.issuperset(text):
+            hexed = text.translate(primary.table)
+            remember(style.primary_hex, text, hexed)
+        if hexed is not None:  # the usual case: one face, one operator
             name = self._resource(primary)
-            self.ops.append(f"{position} /{name} {size:.2f} Tf <{text.translate(primary.table)}>"
-                            " Tj ET")
+            self.ops.append(f"{position} /{name} {size:.2f} Tf <{hexed}> Tj ET")
             return
         self.check(text, style)
         self.ops.append(position)
@@ -115,13 +137,13 @@ class Canvas:
     def rule(self, x1: float, x2: float, y: float, thickness: float, color: Color) -> None:
         """A horizontal line from ``x1`` to ``x2`` at ``y`` (from the top)."""
         y_pdf = _num(PAGE_HEIGHT - y)
-        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} RG "
+        self.ops.append(f"{_rgb(color)} RG "
                         f"{_num(thickness)} w {_num(x1)} {y_pdf} m {_num(x2)} {y_pdf} l S")
 
     def box(self, x: float, top: float, width: float, height: float, color: Color) -> None:
         """A filled rectangle whose top-left corner is at (``x``, ``top``)."""
         self._fill = None  # the fill colour changes: the next text sets its own again
-        self.ops.append(f"{_num(color[0])} {_num(color[1])} {_num(color[2])} rg "
+        self.ops.append(f"{_rgb(color)} rg "
                         f"{_num(x)} {_num(PAGE_HEIGHT - top - height)} {_num(width)} "
                         f"{_num(height)} re f")
 

@@ -157,6 +157,14 @@ class Style:
         self.widths: dict[str, float] = {}
         for cp in self._owner:
             self.widths[chr(cp)] = self.width_of(cp)
+        # What the canvas found for texts already drawn: advance in 1/1000 em, and the hex
+        # string of those the primary face prints (filled as invoices are drawn).
+        self.measured: dict[str, float] = {}
+        self.primary_hex: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the texts this process drew (a worker fills its own)."""
+        return {**self.__dict__, "measured": {}, "primary_hex": {}}
 
     def face_for(self, cp: int) -> Face:
         """The face that prints ``cp`` (subset on first use)."""

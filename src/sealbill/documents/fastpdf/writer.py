@@ -61,8 +61,9 @@ def pdf_string(text: str) -> bytes:
 
 
 @lru_cache(maxsize=1)
-def _profile() -> bytes:
-    return zlib.compress(srgb_profile())
+def _profile_object() -> bytes:
+    """Object 8, the output intent's sRGB profile: the same bytes in every file."""
+    return _stream(8, b"/N 3 /Filter /FlateDecode", zlib.compress(srgb_profile()))
 
 
 def _stream(number: int, head: bytes, data: bytes) -> bytes:
@@ -72,6 +73,22 @@ def _stream(number: int, head: bytes, data: bytes) -> bytes:
 
 def _obj(number: int, body: bytes) -> bytes:
     return b"%d 0 obj\n%s\nendobj\n" % (number, body)
+
+
+# (id(face), first object number) -> (face, its objects written, their lengths)
+_faces_written: dict[tuple[int, int], tuple[Face, bytes, tuple[int, ...]]] = {}
+
+
+def _face_bytes(first: int, face: Face) -> tuple[bytes, tuple[int, ...]]:
+    """:func:`_face_objects` joined, and the length of each, written once per process for
+    each face and first number (a face lives as long as the process; the face is kept with
+    its bytes, so an id is never taken for another face's)."""
+    found = _faces_written.get((id(face), first))
+    if found is None or found[0] is not face:
+        objects = _face_objects(first, face)
+        found = (face, b"".join(objects), tuple(len(body) for body in objects))
+        _faces_written[(id(face), first)] = found
+    return found[1], found[2]
 
 
 def _face_objects(first: int, face: Face) -> list[bytes]:
@@ -129,26 +146,32 @@ def assemble(*, content: bytes, faces: Iterable[tuple[str, Face]], xml: bytes, t
         _stream(6, b"/Type /Metadata /Subtype /XML", _xmp(title, author, language, xmp_date)),
         _obj(7, b"<</Type /OutputIntent /S /GTS_PDFA1 /OutputConditionIdentifier (sRGB) "
                 b"/Info (sRGB IEC61966-2.1) /DestOutputProfile 8 0 R>>"),
-        _stream(8, b"/N 3 /Filter /FlateDecode", _profile()),
+        _profile_object(),
         _obj(9, b"<</Type /Filespec /F (%s) /UF (%s) /AFRelationship /Data "
                 b"/Desc (Factur-X invoice \\(EN 16931\\)) /EF <</F 10 0 R /UF 10 0 R>>>>"
              % (FILENAME.encode(), FILENAME.encode())),
         _stream(10, b"/Type /EmbeddedFile /Subtype /text#2Fxml /Params <</ModDate %s "
                     b"/Size %d>> /Filter /FlateDecode" % (pdf_date, len(xml)), packed_xml),
     ]
-    for k, (_, face) in enumerate(faces):
-        objects += _face_objects(11 + 5 * k, face)
-    out = bytearray(HEADER)
+    parts = [HEADER, *objects]
     offsets = []
+    at = len(HEADER)
     for body in objects:
-        offsets.append(len(out))
-        out += body
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % at for at in offsets)
+        offsets.append(at)
+        at += len(body)
+    for k, (_, face) in enumerate(faces):  # five objects a face, written once a process
+        written, lengths = _face_bytes(11 + 5 * k, face)
+        parts.append(written)
+        for length in lengths:
+            offsets.append(at)
+            at += length
+    count = len(offsets) + 1
+    parts.append(b"xref\n0 %d\n0000000000 65535 f \n" % count)
+    parts += [b"%010d 00000 n \n" % offset for offset in offsets]
     first_id = hashlib.md5(number.encode(), usedforsecurity=False).hexdigest()
-    second_id = hashlib.md5(packed_content + xml, usedforsecurity=False).hexdigest()
-    out += (b"trailer\n<</Size %d /Root 1 0 R /Info 5 0 R /ID [<%s> <%s>]>>\n"
-            b"startxref\n%d\n%%%%EOF\n" % (len(objects) + 1, first_id.encode(),
-                                          second_id.encode(), xref_at))
-    return bytes(out)
+    second = hashlib.md5(packed_content, usedforsecurity=False)
+    second.update(xml)
+    parts.append(b"trailer\n<</Size %d /Root 1 0 R /Info 5 0 R /ID [<%s> <%s>]>>\n"
+                 b"startxref\n%d\n%%%%EOF\n" % (count, first_id.encode(),
+                                                second.hexdigest().encode(), at))
+    return b"".join(parts)
