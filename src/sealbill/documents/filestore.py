@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from sealbill.domain.compact import compact_pickle
 from sealbill.outputs.files import output_folder
 
 # Document kind -> file extension (the kinds the render pipeline stores).
@@ -69,6 +70,7 @@ class ImmutableFileError(FileStoreError):
     """The path already holds different bytes; stored documents are never overwritten."""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Staged:
     """A document written to ``temp`` (not durable, not published yet) for ``path``.

@@ -45,6 +45,7 @@ from sealbill.documents.fastpdf import NoFit, font_cache, fonts, render_pdf
 from sealbill.documents.fastpdf.assets import AssetError
 from sealbill.documents.filestore import FileStore, Staged, discard
 from sealbill.documents.mentions import DocumentError, check_renderable
+from sealbill.domain.compact import compact_pickle
 from sealbill.domain.invoices import Invoice
 from sealbill.processes import exit_with_parent
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class RenderedDocuments:
     """Everything sent or stored for one invoice, with the SHA-256 of each file."""
@@ -86,6 +88,7 @@ class RenderedDocuments:
         return h.hexdigest()
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class StoredDocuments:
     """One invoice rendered by :func:`render_stored`: its files staged, not published."""

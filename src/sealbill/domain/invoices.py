@@ -22,6 +22,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from sealbill.domain.compact import compact_pickle
 from sealbill.domain.money import exponent, to_major, to_minor
 
 
@@ -46,6 +47,7 @@ class VatCategory(StrEnum):
     OUT_OF_SCOPE = "O"  # services whose place of supply is outside the EU (no VAT, no rate)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Address:
     line1: str
@@ -55,6 +57,7 @@ class Address:
     line2: str = ""
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Party:
     """A legal party as printed on the document.
@@ -74,6 +77,7 @@ class Party:
     email: str | None = None
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Seller(Party):
     """The organization that issues the invoice; its IBAN is its own and printed in full."""
@@ -88,6 +92,8 @@ class Seller(Party):
     website: str | None = None
 
 
+@compact_pickle
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class InvoiceLine:
     position: int
@@ -102,6 +108,7 @@ class InvoiceLine:
     period_end: date | None = None
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class TaxSubtotal:
     category: VatCategory
@@ -112,6 +119,7 @@ class TaxSubtotal:
     exemption_code: str | None = None  # BT-121 (VATEX-EU-AE, VATEX-EU-G, ...)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PaymentMethod:
     """Only the masked form is ever held: brand and last four, or a masked IBAN."""
@@ -120,6 +128,7 @@ class PaymentMethod:
     display: str  # "Visa •••• 4242", "FR76 •••• •••• 0189"
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class VatAccounting:
     """EN 16931 BT-6 / BT-111: the VAT of an invoice in another currency, in the seller's VAT
@@ -153,6 +162,7 @@ def vat_in_accounting_currency(tax_total_minor: int, currency: str, rate: Decima
     return to_minor(to_major(tax_total_minor, currency) / rate, accounting)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Invoice:
     kind: DocumentKind
