@@ -164,23 +164,24 @@ class FileStore:
         bytes raise :class:`ImmutableFileError` (after publishing the rest). The temporary
         files are gone when this returns or raises."""
         temps = [s.temp for s in staged]
+        # A staged file's temporary name is in its path's folder (:meth:`stage`).
+        folders = {os.path.dirname(s.path) for s in staged}
         try:
-            self._make_durable(temps, threads)
+            self._make_durable(temps, folders, threads)
             published = [_publish(s.temp, s.path) for s in staged]
         finally:
             discard(staged)
-        for folder in {os.path.dirname(s.path) for s in staged}:  # what a killed run
-            _fsync_path(folder)  # published is made durable too before any row names it
+        for folder in folders:  # what a killed run published is made durable too before
+            _fsync_path(folder)  # any row names it
         return [(s.path, s.sha256 if done else _same_or_raise(s.path, s.sha256))
                 for s, done in zip(staged, published, strict=True)]
 
-    def _make_durable(self, temps: list[str], threads: int) -> None:
+    def _make_durable(self, temps: list[str], folders: set[str], threads: int) -> None:
         if not temps:
             return
         if self.sync == "filesystem":
-            folders = {os.stat(folder).st_dev: folder  # one folder per filesystem
-                       for folder in {os.path.dirname(temp) for temp in temps}}
-            if all([_syncfs(folder) for folder in folders.values()]):
+            devices = {os.stat(folder).st_dev: folder for folder in folders}  # one a filesystem
+            if all([_syncfs(folder) for folder in devices.values()]):
                 return
         # The fsyncs of a batch run concurrently: the filesystem commits them together,
         # where one after the other they cost a rendering run ~10 ms a document.
