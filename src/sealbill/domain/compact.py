@@ -35,6 +35,6 @@ def compact_pickle(cls: C) -> C:
         for name, value in zip(names, state, strict=True):
             setter(self, name, value)
 
-    cls.__getstate__ = __getstate__
-    cls.__setstate__ = __setstate__
+    setattr(cls, "__getstate__", __getstate__)  # noqa: B010 (mypy: no method assignment)
+    setattr(cls, "__setstate__", __setstate__)  # noqa: B010
     return cls
