@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from sealbill.mail.config import SmtpConfig
 from sealbill.mail.smtp import SendResult, SmtpSender
-from sealbill.pipeline.delivery import control
+from sealbill.pipeline.delivery import control, send_checks
 from sealbill.pipeline.delivery import set_aside as set_asides
 from sealbill.pipeline.delivery.send import SendOptions, SendReport, send_run
 from sealbill.store.parties import records as parties
@@ -117,9 +117,11 @@ def test_one_bad_address_in_the_canary_does_not_strand_the_run(
     assert control.status(world.engine, world.org_id, world.run_id)["exit_code"] == 5
 
 
+@pytest.mark.parametrize("page", [send_checks.CANARY_PAGE, 1])  # 1: a row per page read
 @pytest.mark.parametrize("refused", [1, 2])
-def test_the_canary_halts_the_run_on_n_of_m_failures_not_on_one(world: World,
-                                                                 refused: int) -> None:
+def test_the_canary_halts_the_run_on_n_of_m_failures_not_on_one(
+        world: World, refused: int, page: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(send_checks, "CANARY_PAGE", page)
     _plan(world, canary_share=0.5)  # two canary messages of four; the rule: 2 and 30 %
     with world.engine.begin() as conn:
         canary = sorted(str(r[0]["email"]) for r in conn.execute(

@@ -70,6 +70,7 @@ from sealbill.domain import recipient_outcomes as rcpts
 from sealbill.domain.identifiers import IdentifierSearch
 from sealbill.mail.dkim import DkimSigner
 from sealbill.mail.smtp import Outcome, SendResult
+from sealbill.memory import give_back
 from sealbill.pipeline.delivery import compose as composer
 from sealbill.pipeline.delivery import examine as reader
 from sealbill.pipeline.delivery import seal_checks
@@ -197,6 +198,8 @@ class _Sender:
                 if stopped:
                     return sent_any, wake, stopped
             sent_any = sent_any or bool(due)
+            del due
+            give_back()  # the page's batches are gone: their heap goes back (sealbill.memory)
             if last:
                 return sent_any, wake, None
 
@@ -348,6 +351,7 @@ def send_run(engine: Engine, org_id: int, run_id: int, *, transport: Transport,
                                        options.canary_failure_share)
             if stopped is None and options.senders > 1 and transport_factory is not None:
                 transport.close()
+                give_back()  # the canary's batches: not inherited by the senders
                 stopped = send_forked(sender, transport_factory, options.senders,
                                       lambda k, n, progress: _Sender(
                                           sender.engine, org_id, run_id, transport_factory(),
