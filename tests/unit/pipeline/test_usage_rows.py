@@ -170,3 +170,54 @@ def test_a_batch_decoded_at_once_stores_what_its_events_parsed_one_by_one_store(
     one_by_one = PARSER.parse(0, [json.dumps(e, cls=_Exact) for e in events])
     if at_once is not None:
         assert (at_once, one_by_one.bad) == (one_by_one.rows, [])
+
+
+LONE_SURROGATES = ["\\ud800", "\\udc00", "\\uDBFF", "\\ud83d x"]
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> str:
+    """A JSONL line of a generated row: escaped or not (``ensure_ascii`` writes ``\\uXXXX``,
+    surrogate pairs included), names padded with spaces, now and then a lone surrogate escape
+    spliced into a field (JSON can say it, no database stores it)."""
+    row = draw(rows())
+    for name in ("account_reference", "metric_code"):
+        if isinstance(row.get(name), str) and draw(st.integers(0, 5)) == 0:
+            row[name] = draw(st.sampled_from([" ", "  ", "\t"])) + row[name] + " "
+    line = json.dumps(row, cls=_Exact, ensure_ascii=draw(st.booleans()))
+    if draw(st.integers(0, 7)) == 0 and '"event_id": "' in line:
+        line = line.replace('"event_id": "', '"event_id": "' + draw(
+            st.sampled_from(LONE_SURROGATES)), 1)
+    return line + "\n"
+
+
+@settings(max_examples=1500)
+@given(lines())
+@example('{"event_id": "e1", "account_reference": " A1 ", "metric_code": "api_calls", '
+         '"timestamp": "2026-10-01T10:00:00Z", "value": "3"}\n')
+@example('{"event_id": "e1", "account_reference": "A1", "metric_code": "\\u0061pi_calls", '
+         '"timestamp": "2026-10-01T10:00:00Z", "value": "3"}\n')
+@example('{"event_id": "e\\ud800", "account_reference": "A1", "metric_code": "api_calls", '
+         '"timestamp": "2026-10-01T10:00:00Z", "value": "3"}\n')
+@example('{"event_id": "e1", "account_reference": " A3", "metric_code": "seats", '
+         '"timestamp": "2026-10-01T10:00:00Z", "value": "3"}\n')
+def test_a_line_parsed_gives_the_careful_paths_row_or_its_problem(line: str) -> None:
+    """Whatever path a line takes, :meth:`RowParser.parse` stores the row and names the problem
+    the careful path alone (the domain's parser, unchanged by the fast path's shortcuts: names
+    looked up as written, the backslash test before the surrogate search) stores and names."""
+    batch = PARSER.parse(7, [line])
+    row, problems = careful(line)
+    assert (batch.rows, [problem for _, _, problem in batch.bad]) == (
+        [] if row is None else [row], problems)
+
+
+def test_names_with_spaces_around_take_the_careful_path_and_are_stripped() -> None:
+    line = ('{"event_id": " e1 ", "account_reference": " A1 ", "metric_code": "api_calls ", '
+            '"timestamp": "2026-10-01T10:00:00Z", "value": "3"}\n')
+    assert PARSER.fast(line) is None  # not looked up as written
+    assert PARSER.parse(1, [line]).rows == [
+        (1, "e1", "api_calls", "2026-10-01 10:00:00.000000", "3", None)]
+    # A reference stored with spaces around it can never match (names are stripped first).
+    spaced = line.replace('" A1 "', '" A3"')
+    assert [problem for _, _, problem in PARSER.parse(1, [spaced]).bad] == [
+        "line 1: account_reference: unknown account 'A3'"]

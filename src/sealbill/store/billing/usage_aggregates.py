@@ -20,11 +20,11 @@ the same ``Decimal`` the per-event meter would (``pipeline/billing/usage_aggrega
 - voided events are left out, like every rating read.
 
 Both reads take the chunk's id range (``account_id BETWEEN``) with the organization out of the
-index choice, like :func:`sealbill.store.billing.usage.raw_period_query`. On PostgreSQL each
-row's values are computed once, in a subquery the planner may not merge into the aggregate
-(:func:`_per_row`): merged, every aggregate repeated the expressions it reads (the integer test,
-a regular expression, ran about eight times a row) and the grouped read cost ~10 µs of server
-CPU a row.
+index choice, like :func:`sealbill.store.billing.usage.raw_period_query`. Each row's values are
+computed once, in a subquery the planner may not merge into the aggregate (:func:`_per_row`):
+merged, every aggregate repeated the expressions it reads (the integer test, a regular
+expression, ran about eight times a row) and the grouped read cost ~10 µs of server CPU a row on
+PostgreSQL; on SQLite the sums' read takes ~18 % less CPU unmerged (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -86,14 +86,15 @@ def _scaled_decimal(conn: Connection, num: sa.ColumnElement[Any]
 
 def _per_row(conn: Connection, rows: sa.Select[Any], *then: sa.ColumnElement[Any]
              ) -> sa.Select[Any]:
-    """``rows`` as a subquery PostgreSQL computes once per row before the query above it reads
-    its columns: ``OFFSET 0`` keeps its planner from pulling the subquery up into the outer
-    query, which would copy each column's expression into every place that reads it (there is
-    no common-subexpression elimination); ordered like the (account, metric, time) index it
-    reads (``then``: further columns of the order), so the grouping above needs no sort.
-    SQLite's rows are left as they were."""
+    """``rows`` as a subquery the database computes once per row before the query above it
+    reads its columns: ``OFFSET 0`` keeps either planner from pulling the subquery up into the
+    outer query (SQLite does not flatten a subquery with an offset), which would copy each
+    column's expression into every place that reads it (there is no common-subexpression
+    elimination). On PostgreSQL ordered like the (account, metric, time) index it reads
+    (``then``: further columns of the order), so the grouping above needs no sort; SQLite reads
+    that index in that order anyway (an ``ORDER BY`` measured no faster there)."""
     if not is_postgres(conn):
-        return rows
+        return rows.offset(0)
     return rows.order_by(usage_events.c.account_id, usage_events.c.metric_code, *then).offset(0)
 
 
