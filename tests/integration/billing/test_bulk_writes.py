@@ -167,28 +167,3 @@ def test_a_second_draft_for_the_same_billing_key_is_refused(
     with any_engine.begin() as conn:
         assert conn.execute(sa.select(sa.func.count()).where(
             invoices.c.billing_key.like("bulk:%"))).scalar_one() == 1
-
-
-@pytest.mark.parametrize("table", [invoice_lines, invoice_tax_lines], ids=lambda t: t.name)
-def test_a_row_naming_another_organizations_invoice_is_refused_by_the_database(
-        any_engine: Engine, tmp_path: Path, table: sa.Table) -> None:
-    """One foreign key, (organization_id, invoice_id) -> invoices: whatever writes the row."""
-    ours = build_scenario(any_engine, accounts=1, files_dir=tmp_path / "a", render=False)
-    theirs = build_scenario(any_engine, accounts=1, files_dir=tmp_path / "b", render=False,
-                            slug="other-org")
-    values: dict[str, Any] = {"vat_category": "S", "vat_rate": Decimal("20")}
-    if table is invoice_lines:
-        values |= {"position": 99, "description": "x", "quantity": Decimal("1"),
-                   "unit_price": Decimal("1"), "amount_minor": 100}
-    else:
-        values |= {"base_minor": 100, "tax_minor": 20}
-    with pytest.raises(sa.exc.IntegrityError), any_engine.begin() as conn:
-        conn.execute(sa.insert(table).values(organization_id=ours.org_id,
-                                             invoice_id=theirs.invoice_ids[0], **values))
-    with any_engine.begin() as conn:  # its own invoice: stored
-        conn.execute(sa.insert(table).values(organization_id=ours.org_id,
-                                             invoice_id=ours.invoice_ids[0], **values))
-        assert conn.execute(sa.select(sa.func.count()).select_from(table).where(
-            table.c.organization_id == ours.org_id, table.c.invoice_id == ours.invoice_ids[0],
-            table.c.base_minor == 100 if table is invoice_tax_lines
-            else table.c.position == 99)).scalar_one() == 1

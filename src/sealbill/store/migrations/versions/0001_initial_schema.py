@@ -557,7 +557,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['run_id'], ['billing_runs.id'], name=op.f('fk_invoices_run_id_billing_runs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoices')),
     sa.UniqueConstraint('organization_id', 'billing_key', name=op.f('uq_invoices_organization_id_billing_key')),
-    sa.UniqueConstraint('organization_id', 'id', name=op.f('uq_invoices_organization_id_id')),
     sa.UniqueConstraint('organization_id', 'number', name=op.f('uq_invoices_organization_id_number'))
     )
     with op.batch_alter_table('invoices', schema=None) as batch_op:
@@ -808,7 +807,8 @@ def upgrade() -> None:
     sa.Column('vat_rate', sealbill.store.types.DecimalText(length=64), nullable=False),
     sa.Column('period_start', sa.Date(), nullable=True),
     sa.Column('period_end', sa.Date(), nullable=True),
-    sa.ForeignKeyConstraint(['organization_id', 'invoice_id'], ['invoices.organization_id', 'invoices.id'], name=op.f('fk_invoice_lines_organization_id_invoices')),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_invoice_lines_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_invoice_lines_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoice_lines')),
     sa.UniqueConstraint('invoice_id', 'position', name=op.f('uq_invoice_lines_invoice_id_position'))
     )
@@ -826,7 +826,8 @@ def upgrade() -> None:
     sa.Column('tax_minor', sa.BigInteger(), nullable=False),
     sa.Column('exemption_reason', sa.String(length=500), nullable=True),
     sa.Column('exemption_code', sa.String(length=30), nullable=True),
-    sa.ForeignKeyConstraint(['organization_id', 'invoice_id'], ['invoices.organization_id', 'invoices.id'], name=op.f('fk_invoice_tax_lines_organization_id_invoices')),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], name=op.f('fk_invoice_tax_lines_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_invoice_tax_lines_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoice_tax_lines'))
     )
     with op.batch_alter_table('invoice_tax_lines', schema=None) as batch_op:
