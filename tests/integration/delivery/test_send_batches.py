@@ -126,6 +126,29 @@ def test_a_pair_wanted_twice_in_one_batch_goes_to_the_first_message_that_wants_i
     assert owners == {first.outbox_id}
 
 
+@pytest.mark.parametrize("statement", ["_CLAIM_ALL", "_SENT_ALL"])
+def test_a_batch_statement_finds_its_outbox_rows_by_primary_key(
+        pg_engine: Engine, tmp_path: Path, statement: str) -> None:
+    """Not by the organization: planned on an outbox analyzed empty, a join on the batch's
+    ids alone hashed every row of the organization for each batch. With scans out of the way,
+    the index left to the planner is the primary key's (the organization's is not usable)."""
+    org, items = _tangled(pg_engine, tmp_path)
+    prepared: Prepared = getattr(batches, statement)
+    params = {"org": org, "ids": [i.outbox_id for i in items],
+              "statuses": [i.status for i in items], "attempts": [i.attempts for i in items],
+              "ats": [box.now() for _ in items], "at": box.now()}
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        compiled = prepared._compiled(conn.dialect)
+        bound = prepared._params(compiled, {k: v for k, v in params.items()
+                                            if k in compiled.binds})
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(
+            "EXPLAIN " + compiled.sql, bound))
+        conn.rollback()
+    assert "pk_outbox" in plan, plan
+    assert "ix_outbox_organization_id" not in plan, plan
+
+
 @ENGINES
 def test_a_batch_naming_an_outbox_row_twice_is_refused(
         engine_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
