@@ -12,8 +12,9 @@ after the other as before.
 
 Invariants:
 - each statement is the one the single-message function runs (:mod:`outbox`), executed once
-  per message, in the batch's order: what is written and read is what the messages one by
-  one wrote and read — except that a read of the batch runs before the batch's own writes
+  per message, in the batch's order (on PostgreSQL the three writes are one statement a
+  batch instead, below): what is written and read is what the messages one by one wrote and
+  read — except that a read of the batch runs before the batch's own writes
   (the caller accounts for those: :mod:`sealbill.pipeline.delivery.send_claims`);
 - a claim is still a compare-and-set on (status, attempts) per message, and the result says
   which messages were claimed;
