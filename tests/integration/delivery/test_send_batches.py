@@ -110,6 +110,56 @@ def test_batch_claims_take_each_message_s_pairs(
     assert pairs == {(i.outbox_id, i.invoice_id, c) for i in plain for c, _ in i.recipients}
 
 
+def test_a_pair_wanted_twice_in_one_batch_goes_to_the_first_message_that_wants_it(
+        pg_engine: Engine, tmp_path: Path) -> None:
+    """PostgreSQL's one statement a batch takes the pairs in the batch's order, as one
+    statement a message did: the second message wanting a pair finds it held."""
+    org, items = _tangled(pg_engine, tmp_path)
+    first, other = items[3], items[4]
+    twin = replace(first, outbox_id=other.outbox_id)  # another row, first's invoice and pairs
+    with pg_engine.begin() as conn:
+        held = batches.take_claims_many(conn, org, [(first, frozenset()), (twin, frozenset())])
+        owners = set(conn.execute(sa.select(outbox_recipients.c.outbox_id).where(
+            outbox_recipients.c.invoice_id == first.invoice_id)).scalars())
+        conn.rollback()
+    assert held == [set(), {c for c, _ in first.recipients}]
+    assert owners == {first.outbox_id}
+
+
+@pytest.mark.parametrize("statement", ["_CLAIM_ALL", "_SENT_ALL"])
+def test_a_batch_statement_finds_its_outbox_rows_by_primary_key(
+        pg_engine: Engine, tmp_path: Path, statement: str) -> None:
+    """Not by the organization: planned on an outbox analyzed empty, a join on the batch's
+    ids alone hashed every row of the organization for each batch. With scans out of the way,
+    the index left to the planner is the primary key's (the organization's is not usable)."""
+    org, items = _tangled(pg_engine, tmp_path)
+    prepared: Prepared = getattr(batches, statement)
+    params = {"org": org, "ids": [i.outbox_id for i in items],
+              "statuses": [i.status for i in items], "attempts": [i.attempts for i in items],
+              "ats": [box.now() for _ in items], "at": box.now()}
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        compiled = prepared._compiled(conn.dialect)
+        bound = prepared._params(compiled, {k: v for k, v in params.items()
+                                            if k in compiled.binds})
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(
+            "EXPLAIN " + compiled.sql, bound))
+        conn.rollback()
+    assert "pk_outbox" in plan, plan
+    assert "ix_outbox_organization_id" not in plan, plan
+
+
+@ENGINES
+def test_a_batch_naming_an_outbox_row_twice_is_refused(
+        engine_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    engine: Engine = request.getfixturevalue(engine_name)
+    org, items = _tangled(engine, tmp_path)
+    with pytest.raises(ValueError), engine.begin() as conn:
+        batches.claim_many(conn, org, [items[3], items[3]])
+    with pytest.raises(ValueError), engine.begin() as conn:
+        batches.mark_sent_many(conn, org, [(items[3].outbox_id, box.now())] * 2)
+
+
 def test_prepared_rows_many_gives_each_execution_s_rows_in_order(any_engine: Engine,
                                                                  tmp_path: Path) -> None:
     org, items = _tangled(any_engine, tmp_path)
