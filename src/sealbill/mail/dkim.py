@@ -1,28 +1,31 @@
-"""DKIM signing: dkimpy's canonicalization and header folding, the RSA done by ``cryptography``.
+"""DKIM signing: dkimpy's rules and folding, the RSA done by ``cryptography`` (OpenSSL).
 
 dkimpy's ``DKIM.sign`` costs about twice the RSA operation around it for an invoice message
 (an object and a logger per message, the key's PEM parsed in pure Python, the whole message
-split into lines with a regex and joined back, every header canonicalized); its own RSA is
-pure Python, about ten times slower than OpenSSL (``bench/bench_delivery.py``). The signer
-here makes the same ``DKIM-Signature`` field, byte for byte (rsa-sha256, relaxed/simple, no
-``l=``, ``i=@domain``, the same tags in the same order), from the same building blocks of
-dkimpy 1.1 — ``rfc822_parse`` for the header section, its ``Relaxed`` header
-canonicalization, ``hash_headers``, ``fold`` and ``RE_BTAG`` — with three shortcuts, each
-for speed only:
+split into lines with a regex and joined back, every header canonicalized through module-level
+regexes); its own RSA is pure Python, about ten times slower than OpenSSL
+(``bench/bench_delivery.py``). The signer here makes the same ``DKIM-Signature`` field, byte
+for byte (rsa-sha256, relaxed/simple, no ``l=``, ``i=@domain``, the same tags in the same
+order), with dkimpy 1.1's ``select_headers``, ``fold`` and ``RE_BTAG`` and its rules for the
+rest, each step written out for speed only:
 - the key is loaded once, and OpenSSL signs the header hash (PKCS#1 v1.5: deterministic);
 - the message is cut at its first empty line instead of being split into lines and joined
-  back: the header section still goes through ``rfc822_parse``, and the body is the same
-  bytes — as long as the message has no bare LF (``rfc822_parse`` turns one into CRLF);
-- the simple body canonicalization (trailing empty lines dropped, one CRLF at the end) is
-  hashed from a view of the body, without a copy.
-:meth:`DkimSigner.sign` checks for a bare LF and takes dkimpy's parse of the whole message when
-there is one. :meth:`DkimSigner.sign_crlf` skips that check (two passes over a 90 kB message,
-a tenth of a millisecond): it is for the messages :func:`sealbill.mail.mime.build_message`
-writes (CRLF line ends only, by construction). A message with a bare CR or LF that reached it
-anyway could carry a signature that does not verify — and could not be sent: the guard reads
-every message back in the strict form (:mod:`sealbill.mail.readback`), which refuses any bare
-CR or LF. The tests check that both give dkimpy's own header byte for byte and that dkimpy
-verifies every signature.
+  back; the header section is read as ``rfc822_parse`` reads it (a field name of printable
+  ASCII and a colon, continuation lines appended) — any line it would not read so, or a bare
+  LF, sends the whole message through ``rfc822_parse`` itself;
+- the relaxed header canonicalization (unfold, runs of WSP to one space, strip) of the signed
+  headers only, hashed in one call;
+- the simple body canonicalization (trailing empty lines dropped, one CRLF at the end) hashed
+  from a view of the message, without a copy of the body.
+:meth:`DkimSigner.sign` checks for a bare LF (``rfc822_parse`` turns one into CRLF) and takes
+dkimpy's parse of the whole message when there is one. :meth:`DkimSigner.sign_crlf` skips that
+check (two passes over a 90 kB message, a tenth of a millisecond): it is for the messages
+:func:`sealbill.mail.mime.build_message` writes (CRLF line ends only, by construction). A
+message with a bare LF in its body that reached it anyway could carry a signature that does not
+verify — and could not be sent: the guard reads every message back in the strict form
+(:mod:`sealbill.mail.readback`), which refuses any bare CR or LF. The tests check that both give
+dkimpy's own header byte for byte (built messages and generated ones) and that dkimpy verifies
+every signature against the published key.
 
 Invariants: the signature covers the headers that say who and what (:data:`SIGNED_HEADERS`,
 ``To`` included) and the whole body; it changes nothing in the message it is prepended to.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +51,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"auto-submitted")
 _FIELD_NAME = b"DKIM-Signature"
-_CANON = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/simple")
 _PADDING = padding.PKCS1v15()
 _PREHASHED = utils.Prehashed(hashes.SHA256())
+_FIELD_START = re.compile(rb"([\x21-\x7e]+?):")  # rfc822_parse's field name and colon
+_WSP = re.compile(rb"[\t ]+")  # canonicalization's compress_whitespace
 Headers = list[list[bytes]]
 
 
@@ -71,15 +76,62 @@ def _crlf_header_end(message: bytes) -> int | None:
     return None if cut < 0 else cut
 
 
-def _simple_body_hash(body: bytes) -> bytes:
-    """base64 SHA-256 of the simple canonical body (dkimpy's ``strip_trailing_lines``: every
-    CRLF at the end dropped, then one CRLF; an empty body is one CRLF)."""
-    end = len(body)
-    while body.endswith(b"\r\n", 0, end):
+def _simple_body_hash(data: bytes, start: int = 0) -> bytes:
+    """base64 SHA-256 of the simple canonical form of the body ``data[start:]`` (dkimpy's
+    ``strip_trailing_lines``: every CRLF at the end dropped, then one CRLF; an empty body is
+    one CRLF), hashed from a view: no copy of the body."""
+    end = len(data)
+    while data.endswith(b"\r\n", start, end):
         end -= 2
-    hasher = hashlib.sha256(memoryview(body)[:end])
+    hasher = hashlib.sha256(memoryview(data)[start:end])
     hasher.update(b"\r\n")
     return base64.b64encode(hasher.digest())
+
+
+def _crlf_fields(section: bytes) -> Headers | None:
+    """dkimpy's ``rfc822_parse`` of a header section (its empty line excluded) — the same
+    [name, value + CRLF] pairs, continuations appended to their field — for a section with no
+    bare LF and only lines ``rfc822_parse`` reads as fields or continuations; None for any
+    other section (``rfc822_parse`` then decides, and raises where it raises)."""
+    if section.count(b"\n") != section.count(b"\r\n"):
+        return None
+    headers: Headers = []
+    for line in section.split(b"\r\n")[:-1]:  # each line ends with CRLF (no empty one)
+        if line[:1] in (b"\t", b" "):
+            if not headers:
+                return None
+            headers[-1][1] += line + b"\r\n"
+            continue
+        found = _FIELD_START.match(line)
+        if found is None:
+            return None
+        headers.append([found[1], line[found.end():] + b"\r\n"])
+    return headers
+
+
+def _without_b(value: bytes) -> bytes:
+    """``RE_BTAG.sub(b"\\1", value)``: the ``b=`` tag's value removed."""
+    return bytes(dkim.RE_BTAG.sub(lambda found: found[1], value))
+
+
+def _relaxed(value: bytes) -> bytes:
+    """dkimpy's relaxed header value (``Relaxed.canonicalize_headers``) for a value with no
+    bare LF: unfolded, runs of WSP made one space, stripped; CRLF-terminated."""
+    return _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
+
+
+def _signed_block(headers: Headers, unsigned_value: bytes) -> bytes:
+    """The bytes dkimpy's ``hash_headers`` feeds the header hash: the signed headers as
+    ``select_headers`` picks them (from the bottom, once per name in ``h=``), relaxed, then
+    this ``DKIM-Signature`` field with its ``b=`` value removed (``RE_BTAG``), relaxed and
+    without its CRLF. The header values of ``headers`` and ``unsigned_value`` hold no bare
+    LF (``_crlf_fields``; the folding writes CRLF)."""
+    selected = dkim.select_headers(headers, SIGNED_HEADERS)
+    # RE_BTAG applied as dkimpy applies it: by gen_header, then again by hash_headers
+    unsigned = _without_b(b" " + _without_b(unsigned_value))
+    return b"".join([*(name.lower().rstrip() + b":" + _relaxed(value)
+                       for name, value in selected),
+                     _FIELD_NAME.lower() + b":" + _relaxed(unsigned).rstrip()])
 
 
 @dataclass(frozen=True)
@@ -123,29 +175,27 @@ class DkimSigner:
         return self._header(message, _crlf_header_end(message)) + message
 
     def _header(self, message: bytes, cut: int | None) -> bytes:
-        if cut is None:  # dkimpy's parse of the whole message: bare LFs become CRLF
+        headers = None if cut is None else _crlf_fields(message[:cut + 2])
+        if cut is None or headers is None:
+            # dkimpy's parse of the whole message (a bare LF becomes CRLF)
             headers, body = dkim.rfc822_parse(message)
-        else:
-            headers, body = dkim.rfc822_parse(message[:cut + 2])[0], message[cut + 4:]
-        return self._signature(headers, body)
+            return self._signature(headers, body, 0)
+        return self._signature(headers, message, cut + 4)
 
-    def _signature(self, headers: Headers, body: bytes) -> bytes:
+    def _signature(self, headers: Headers, data: bytes, body_at: int) -> bytes:
         # dkimpy 1.1's DKIM.sign and DKIM.gen_header for rsa-sha256, relaxed/simple, no l=,
-        # i=@domain, step for step; only the RSA call is OpenSSL's.
+        # i=@domain, step for step (see _signed_block); only the RSA call is OpenSSL's.
         fields = [
             (b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", b"relaxed/simple"),
             (b"d", self._domain), (b"i", b"@" + self._domain), (b"q", b"dns/txt"),
             (b"s", self._selector), (b"t", str(int(time.time())).encode("ascii")),
-            (b"h", b" : ".join(SIGNED_HEADERS)), (b"bh", _simple_body_hash(body)),
+            (b"h", b" : ".join(SIGNED_HEADERS)), (b"bh", _simple_body_hash(data, body_at)),
             (b"b", b"0" * 60),
         ]
         value = dkim.fold(b"; ".join(b"=".join(x) for x in fields), namelen=len(_FIELD_NAME),
                           linesep=b"\r\n")
-        unsigned = (_FIELD_NAME, b" " + dkim.RE_BTAG.sub(b"\\1", value))
-        hasher = hashlib.sha256()
-        dkim.hash_headers(hasher, _CANON, _CANON.canonicalize_headers(headers),
-                          SIGNED_HEADERS, unsigned, None)
-        signature = self._rsa.sign(hasher.digest(), _PADDING, _PREHASHED)
+        digest = hashlib.sha256(_signed_block(headers, value)).digest()
+        signature = self._rsa.sign(digest, _PADDING, _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(signature))
         value = b"; ".join(b"=".join(x) for x in fields) + b"\r\n"
         return _FIELD_NAME + b": " + bytes(dkim.fold(value, namelen=len(_FIELD_NAME),

@@ -139,6 +139,33 @@ def test_the_cut_is_where_rfc822_parse_cuts(headers: list[bytes], body: list[byt
     assert message[cut + 4:] == parsed_body
 
 
+value_text = st.binary(max_size=12).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+field = st.tuples(
+    st.sampled_from([b"From", b"to", b"SUBJECT", b"Date", b"Message-ID", b"X-Other",
+                     b"Content-Type", b"mime-version", b"Auto-Submitted", b"Cc"]),
+    st.lists(st.tuples(st.sampled_from([b" ", b"\t", b"  \t"]), value_text),
+             min_size=1, max_size=3))
+
+
+@settings(max_examples=120, deadline=None)
+@given(fields=st.lists(field, min_size=1, max_size=9),
+       body=st.lists(value_text, max_size=5), trailing=st.integers(0, 3))
+def test_any_crlf_message_is_signed_as_dkimpy_signs_it(
+        key: DkimKey, fields: list[tuple[bytes, list[tuple[bytes, bytes]]]], body: list[bytes],
+        trailing: int) -> None:
+    # header fields of any values, folded or not, repeated or absent; any body
+    lines = [name + b":" + b"\r\n".join(space + text for space, text in pieces)
+             for name, pieces in fields]
+    message = (b"\r\n".join(lines) + b"\r\n\r\n" + b"\r\n".join(body)
+               + b"\r\n" * trailing)
+    fast = DkimSigner(key)
+    with pytest.MonkeyPatch.context() as patch:
+        mine, theirs = _same_second(fast, key, message, patch)
+        assert fast.sign_crlf(message) == mine + message
+    assert mine == theirs
+
+
 def test_the_pure_dkimpy_signer_still_works(key: DkimKey) -> None:
     message = _message()
     signed = DkimSigner(key, use_openssl=False).sign(message)
