@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sealbill.domain.guard import Violation
@@ -84,7 +85,7 @@ def _organization(keys: Keys, mail_from: str, org: Mapping[str, Any] | None,
     if org is None:
         out.append(Violation(RULE, "the organization's row is missing", {}))
         return set()
-    check = check_row(keys, "organization", org)
+    check = organization_check(keys, org)
     if check is not Check.VALID:
         out.append(Violation(RULE, "the organization's sending identity does not match its "
                              "seal (sender or archive address changed outside sealbill)",
@@ -97,6 +98,24 @@ def _organization(keys: Keys, mail_from: str, org: Mapping[str, Any] | None,
                              {"mail_from": mail_from, "sealed": org["sender_email"]}))
     archive = _norm(org["archive_email"])
     return {archive} if archive else set()
+
+
+def organization_check(keys: Keys, org: Mapping[str, Any]) -> Check:
+    """``check_row(keys, "organization", org)``, remembered for the same keyring and the same
+    row content: every message of a batch carries the organization's row (read fresh for the
+    batch), and the check is a function of the keys and the row's values only, so a row that
+    differs in any value, or another keyring, is checked afresh."""
+    try:
+        return _checked_organization(tuple(sorted(keys.by_id.items())),
+                                     tuple(sorted(org.items())))
+    except TypeError:  # a value that cannot be a cache key: checked without the cache
+        return check_row(keys, "organization", org)
+
+
+@lru_cache(maxsize=8)
+def _checked_organization(keyring: tuple[tuple[str, bytes], ...],
+                          row: tuple[tuple[str, Any], ...]) -> Check:
+    return check_row(Keys(keyring[0][0], dict(keyring)), "organization", dict(row))
 
 
 def _recipient(keys: Keys, account_id: int, contact_id: int, email: str, rows: RecipientRows,

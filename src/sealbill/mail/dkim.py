@@ -1,19 +1,31 @@
-"""DKIM signing with dkimpy, the RSA operation done by ``cryptography`` (OpenSSL).
+"""DKIM signing: dkimpy's rules and folding, the RSA done by ``cryptography`` (OpenSSL).
 
-dkimpy canonicalizes, selects and hashes the headers and the body, and builds the
-``DKIM-Signature`` field; its own RSA is pure Python (big-integer ``pow``), about ten times
-slower than OpenSSL here (see ``bench/bench_delivery.py``). :class:`_OpenSslDKIM` replaces
-three steps of dkimpy 1.1's signing path, each for speed only:
-- the RSA signature over the header hash is computed by OpenSSL with the key loaded once;
-- ``sign`` is dkimpy's ``DKIM.sign`` for rsa-sha256 without its per-message parse of the PEM
-  key (pure-Python ASN.1, a third of a millisecond) — the same fields in the same order;
-- a message without a bare LF (sealbill writes CRLF only) is cut at its first empty line
-  instead of being split into lines with a regex and joined back (dkimpy's ``rfc822_parse``,
-  the costliest step for a 60 kB invoice): the header section still goes through
-  ``rfc822_parse``, and the body is the same bytes. Any other message takes dkimpy's path.
-Everything else — header canonicalization, the fields, their folding, the ``b=`` placement —
-is dkimpy's own code; the tests check that the header is byte for byte the one dkimpy's own
-``sign`` makes (RSA PKCS#1 v1.5 is deterministic) and verify every signature with dkimpy.
+dkimpy's ``DKIM.sign`` costs about twice the RSA operation around it for an invoice message
+(an object and a logger per message, the key's PEM parsed in pure Python, the whole message
+split into lines with a regex and joined back, every header canonicalized through module-level
+regexes); its own RSA is pure Python, about ten times slower than OpenSSL
+(``bench/bench_delivery.py``). The signer here makes the same ``DKIM-Signature`` field, byte
+for byte (rsa-sha256, relaxed/simple, no ``l=``, ``i=@domain``, the same tags in the same
+order), with dkimpy 1.1's ``select_headers``, ``fold`` and ``RE_BTAG`` and its rules for the
+rest, each step written out for speed only:
+- the key is loaded once, and OpenSSL signs the header hash (PKCS#1 v1.5: deterministic);
+- the message is cut at its first empty line instead of being split into lines and joined
+  back; the header section is read as ``rfc822_parse`` reads it (a field name of printable
+  ASCII and a colon, continuation lines appended) — any line it would not read so, or a bare
+  LF, sends the whole message through ``rfc822_parse`` itself;
+- the relaxed header canonicalization (unfold, runs of WSP to one space, strip) of the signed
+  headers only, hashed in one call;
+- the simple body canonicalization (trailing empty lines dropped, one CRLF at the end) hashed
+  from a view of the message, without a copy of the body.
+:meth:`DkimSigner.sign` checks for a bare LF (``rfc822_parse`` turns one into CRLF) and takes
+dkimpy's parse of the whole message when there is one. :meth:`DkimSigner.sign_crlf` skips that
+check (two passes over a 90 kB message, a tenth of a millisecond): it is for the messages
+:func:`sealbill.mail.mime.build_message` writes (CRLF line ends only, by construction). A
+message with a bare LF in its body that reached it anyway could carry a signature that does not
+verify — and could not be sent: the guard reads every message back in the strict form
+(:mod:`sealbill.mail.readback`), which refuses any bare CR or LF. The tests check that both give
+dkimpy's own header byte for byte (built messages and generated ones) and that dkimpy verifies
+every signature against the published key.
 
 Invariants: the signature covers the headers that say who and what (:data:`SIGNED_HEADERS`,
 ``To`` included) and the whole body; it changes nothing in the message it is prepended to.
@@ -24,10 +36,11 @@ signature: only the ``t=`` signing time differs.
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,79 +50,88 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 # relay cannot add a recipient to the visible list without breaking the signature.
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"auto-submitted")
-
-
-class _OpenSslDKIM(dkim.DKIM):  # type: ignore[misc]
-    """dkimpy's DKIM with the RSA signature computed by OpenSSL through ``cryptography``."""
-
-    def __init__(self, message: bytes, key: rsa.RSAPrivateKey) -> None:
-        super().__init__(message, linesep=b"\r\n")
-        self._openssl_key = key
-
-    def set_message(self, message: bytes | None) -> None:
-        cut = _header_end(message) if message else None
-        if message is None or cut is None:
-            super().set_message(message)
-            return
-        super().set_message(message[:cut + 2])  # the header section and the empty line
-        self.body = message[cut + 4:]
-
-    def sign_rsa_sha256(self, selector: bytes, domain: bytes,
-                        include_headers: tuple[bytes, ...]) -> bytes:
-        # dkimpy 1.1 DKIM.sign, rsa-sha256, relaxed/simple, no l=, i=@domain — minus the key
-        # parsing: the key is already loaded (``gen_header`` below does the RSA step).
-        if self.signature_algorithm != b"rsa-sha256":
-            raise dkim.ParameterError("only rsa-sha256 DKIM signatures are produced here")
-        canon_policy = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/simple")
-        include_headers = tuple(x.lower() for x in include_headers)
-        self.include_headers = include_headers
-        if b"from" not in include_headers:
-            raise dkim.ParameterError("The From header field MUST be signed")
-        for x in set(include_headers).intersection(self.should_not_sign):
-            raise dkim.ParameterError(f"The {x!r} header field SHOULD NOT be signed")
-        body = canon_policy.canonicalize_body(self.body)
-        self.hasher = dkim.HASH_ALGORITHMS[self.signature_algorithm]
-        bodyhash = base64.b64encode(self.hasher(body).digest())
-        sigfields = [
-            (b"v", b"1"), (b"a", self.signature_algorithm), (b"c", canon_policy.to_c_value()),
-            (b"d", domain), (b"i", b"@" + domain), (b"q", b"dns/txt"), (b"s", selector),
-            (b"t", str(int(time.time())).encode("ascii")), (b"h", b" : ".join(include_headers)),
-            (b"bh", bodyhash), (b"b", b"0" * 60),
-        ]
-        res = self.gen_header(sigfields, include_headers, canon_policy, b"DKIM-Signature", None)
-        self.domain, self.selector, self.signature_fields = domain, selector, dict(sigfields)
-        return b"DKIM-Signature: " + res
-
-    def gen_header(self, fields: Any, include_headers: Any, canon_policy: Any,
-                   header_name: bytes, pk: Any, standardize: bool = False) -> bytes:
-        # Same steps as dkim.DKIM.gen_header (dkimpy 1.1), except the RSA call.
-        if self.signature_algorithm != b"rsa-sha256" or standardize:
-            raise dkim.ParameterError("only rsa-sha256 DKIM signatures are produced here")
-        header_value = b"; ".join(b"=".join(x) for x in fields)
-        header_value = dkim.fold(header_value, namelen=len(header_name), linesep=b"\r\n")
-        header_value = dkim.RE_BTAG.sub(b"\\1", header_value)
-        header = (header_name, b" " + header_value)
-        h = dkim.HashThrough(self.hasher(), self.debug_content)
-        sig = dict(fields)
-        headers = canon_policy.canonicalize_headers(self.headers)
-        self.signed_headers = dkim.hash_headers(h, canon_policy, headers, include_headers,
-                                                header, sig)
-        signature = self._openssl_key.sign(h.digest(), padding.PKCS1v15(),
-                                           utils.Prehashed(hashes.SHA256()))
-        idx = next(i for i in range(len(fields)) if fields[i][0] == b"b")
-        fields[idx] = (b"b", base64.b64encode(signature))
-        header_value = b"; ".join(b"=".join(x) for x in fields) + self.linesep
-        return bytes(dkim.fold(header_value, namelen=len(header_name), linesep=self.linesep))
+_FIELD_NAME = b"DKIM-Signature"
+_PADDING = padding.PKCS1v15()
+_PREHASHED = utils.Prehashed(hashes.SHA256())
+_FIELD_START = re.compile(rb"([\x21-\x7e]+?):")  # rfc822_parse's field name and colon
+_WSP = re.compile(rb"[\t ]+")  # canonicalization's compress_whitespace
+Headers = list[list[bytes]]
 
 
 def _header_end(message: bytes) -> int | None:
     """Where the first empty line starts, for a message without a bare LF (``rfc822_parse``
     splits lines on ``\\r?\\n`` and joins the body back with CRLF: with no bare LF that gives
     the same bytes; a bare CR is no line end to it). None for any other message."""
-    if message.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
+    if message.count(b"\n") != message.count(b"\r\n"):
+        return None
+    return _crlf_header_end(message)
+
+
+def _crlf_header_end(message: bytes) -> int | None:
+    """Where the first empty line starts; None when the message has no header section or no
+    empty line (``rfc822_parse`` then decides)."""
+    if message.startswith(b"\r\n"):
         return None
     cut = message.find(b"\r\n\r\n")
     return None if cut < 0 else cut
+
+
+def _simple_body_hash(data: bytes, start: int = 0) -> bytes:
+    """base64 SHA-256 of the simple canonical form of the body ``data[start:]`` (dkimpy's
+    ``strip_trailing_lines``: every CRLF at the end dropped, then one CRLF; an empty body is
+    one CRLF), hashed from a view: no copy of the body."""
+    end = len(data)
+    while data.endswith(b"\r\n", start, end):
+        end -= 2
+    hasher = hashlib.sha256(memoryview(data)[start:end])
+    hasher.update(b"\r\n")
+    return base64.b64encode(hasher.digest())
+
+
+def _crlf_fields(section: bytes) -> Headers | None:
+    """dkimpy's ``rfc822_parse`` of a header section (its empty line excluded) — the same
+    [name, value + CRLF] pairs, continuations appended to their field — for a section with no
+    bare LF and only lines ``rfc822_parse`` reads as fields or continuations; None for any
+    other section (``rfc822_parse`` then decides, and raises where it raises)."""
+    if section.count(b"\n") != section.count(b"\r\n"):
+        return None
+    headers: Headers = []
+    for line in section.split(b"\r\n")[:-1]:  # each line ends with CRLF (no empty one)
+        if line[:1] in (b"\t", b" "):
+            if not headers:
+                return None
+            headers[-1][1] += line + b"\r\n"
+            continue
+        found = _FIELD_START.match(line)
+        if found is None:
+            return None
+        headers.append([found[1], line[found.end():] + b"\r\n"])
+    return headers
+
+
+def _without_b(value: bytes) -> bytes:
+    """``RE_BTAG.sub(b"\\1", value)``: the ``b=`` tag's value removed."""
+    return bytes(dkim.RE_BTAG.sub(lambda found: found[1], value))
+
+
+def _relaxed(value: bytes) -> bytes:
+    """dkimpy's relaxed header value (``Relaxed.canonicalize_headers``) for a value with no
+    bare LF: unfolded, runs of WSP made one space, stripped; CRLF-terminated."""
+    return _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
+
+
+def _signed_block(headers: Headers, unsigned_value: bytes) -> bytes:
+    """The bytes dkimpy's ``hash_headers`` feeds the header hash: the signed headers as
+    ``select_headers`` picks them (from the bottom, once per name in ``h=``), relaxed, then
+    this ``DKIM-Signature`` field with its ``b=`` value removed (``RE_BTAG``), relaxed and
+    without its CRLF. The header values of ``headers`` and ``unsigned_value`` hold no bare
+    LF (``_crlf_fields``; the folding writes CRLF)."""
+    selected = dkim.select_headers(headers, SIGNED_HEADERS)
+    # RE_BTAG applied as dkimpy applies it: by gen_header, then again by hash_headers
+    unsigned = _without_b(b" " + _without_b(unsigned_value))
+    return b"".join([*(name.lower().rstrip() + b":" + _relaxed(value)
+                       for name, value in selected),
+                     _FIELD_NAME.lower() + b":" + _relaxed(unsigned).rstrip()])
 
 
 @dataclass(frozen=True)
@@ -122,7 +144,8 @@ class DkimKey:
 class DkimSigner:
     """Signs serialized messages for one domain and selector.
 
-    ``use_openssl=False`` keeps dkimpy's pure-Python RSA (for the benchmark's comparison).
+    ``use_openssl=False`` keeps dkimpy's own ``sign`` and its pure-Python RSA (for the
+    benchmark's comparison).
     """
 
     def __init__(self, key: DkimKey, *, use_openssl: bool = True) -> None:
@@ -135,16 +158,48 @@ class DkimSigner:
         self._selector, self._domain = key.selector.encode(), key.domain.encode()
 
     def signature_header(self, message: bytes) -> bytes:
-        """The ``DKIM-Signature: ...\\r\\n`` field to prepend to ``message``."""
-        if self._use_openssl:
-            return _OpenSslDKIM(message, self._rsa).sign_rsa_sha256(
-                self._selector, self._domain, SIGNED_HEADERS)
-        signer = dkim.DKIM(message, linesep=b"\r\n")
-        return bytes(signer.sign(self._selector, self._domain, self.key.private_pem,
-                                 include_headers=list(SIGNED_HEADERS)))
+        """The ``DKIM-Signature: ...\\r\\n`` field to prepend to ``message`` (any message)."""
+        if not self._use_openssl:
+            signer = dkim.DKIM(message, linesep=b"\r\n")
+            return bytes(signer.sign(self._selector, self._domain, self.key.private_pem,
+                                     include_headers=list(SIGNED_HEADERS)))
+        return self._header(message, _header_end(message))
 
     def sign(self, message: bytes) -> bytes:
         return self.signature_header(message) + message
+
+    def sign_crlf(self, message: bytes) -> bytes:
+        """:meth:`sign` for a message written with CRLF line ends only (see the module)."""
+        if not self._use_openssl:
+            return self.sign(message)
+        return self._header(message, _crlf_header_end(message)) + message
+
+    def _header(self, message: bytes, cut: int | None) -> bytes:
+        headers = None if cut is None else _crlf_fields(message[:cut + 2])
+        if cut is None or headers is None:
+            # dkimpy's parse of the whole message (a bare LF becomes CRLF)
+            headers, body = dkim.rfc822_parse(message)
+            return self._signature(headers, body, 0)
+        return self._signature(headers, message, cut + 4)
+
+    def _signature(self, headers: Headers, data: bytes, body_at: int) -> bytes:
+        # dkimpy 1.1's DKIM.sign and DKIM.gen_header for rsa-sha256, relaxed/simple, no l=,
+        # i=@domain, step for step (see _signed_block); only the RSA call is OpenSSL's.
+        fields = [
+            (b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", b"relaxed/simple"),
+            (b"d", self._domain), (b"i", b"@" + self._domain), (b"q", b"dns/txt"),
+            (b"s", self._selector), (b"t", str(int(time.time())).encode("ascii")),
+            (b"h", b" : ".join(SIGNED_HEADERS)), (b"bh", _simple_body_hash(data, body_at)),
+            (b"b", b"0" * 60),
+        ]
+        value = dkim.fold(b"; ".join(b"=".join(x) for x in fields), namelen=len(_FIELD_NAME),
+                          linesep=b"\r\n")
+        digest = hashlib.sha256(_signed_block(headers, value)).digest()
+        signature = self._rsa.sign(digest, _PADDING, _PREHASHED)
+        fields[-1] = (b"b", base64.b64encode(signature))
+        value = b"; ".join(b"=".join(x) for x in fields) + b"\r\n"
+        return _FIELD_NAME + b": " + bytes(dkim.fold(value, namelen=len(_FIELD_NAME),
+                                                       linesep=b"\r\n"))
 
     def dns_txt_record(self) -> str:
         """The TXT record to publish at ``<selector>._domainkey.<domain>``."""

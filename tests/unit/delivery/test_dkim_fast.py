@@ -1,9 +1,11 @@
 """The DKIM signer's shortcuts give dkimpy's own signature, byte for byte.
 
 The fast path (key loaded once, OpenSSL RSA, the body cut at the first empty line of a CRLF
-message) must produce exactly the ``DKIM-Signature`` header that dkimpy's own ``sign`` produces
-for the same message at the same second — RSA PKCS#1 v1.5 signatures are deterministic — and
-every signature verifies with dkimpy.
+message, the body hashed without a copy) must produce exactly the ``DKIM-Signature`` header that
+dkimpy's own ``sign`` produces for the same message at the same second — RSA PKCS#1 v1.5
+signatures are deterministic — and every signature verifies with dkimpy against the published
+key. ``sign_crlf`` (no bare-LF check) is held to the same on the builder's messages, and a
+message it could sign wrongly is one the guard's strict read-back refuses.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sealbill.domain.message_facts import NOT_STRICT
 from sealbill.mail import mime
 from sealbill.mail.dkim import SIGNED_HEADERS, DkimKey, DkimSigner, _header_end, generate_key
+from sealbill.mail.readback import parse_message
 from sealbill.store.parties.records import Recipient
 
 
@@ -63,6 +67,39 @@ def test_the_header_is_dkimpys_own(key: DkimKey, monkeypatch: pytest.MonkeyPatch
         assert _verifies(key, mine + message)
 
 
+def test_sign_crlf_is_dkimpys_own_on_built_messages(
+        key: DkimKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = DkimSigner(key)
+    bodies = (b"x" * 5000, b"", b"a\r\n" * 3000, bytes(range(256)) * 300)
+    for message in [_message(body) for body in bodies] + [_message(subject="Invoice 1")]:
+        now = time.time()
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        signed = fast.sign_crlf(message)
+        assert signed == _dkimpy_header(key, message) + message
+        assert _verifies(key, signed)
+
+
+@pytest.mark.parametrize("body", [b"", b"\r\n", b"\r\n\r\n", b"a", b"a\r\n", b"a\r\n\r\n\r\n",
+                                  b"a\r\r\n", b"\r\n\r\na\r\n\r\n", b"a\r"])
+def test_the_body_hash_is_dkimpys(key: DkimKey, body: bytes,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    message = b"From: a@b.example\r\nTo: c@d.example\r\n\r\n" + body
+    mine, theirs = _same_second(DkimSigner(key), key, message, monkeypatch)
+    assert mine == theirs
+    assert DkimSigner(key).sign_crlf(message) == mine + message
+
+
+def test_a_bare_line_feed_that_reaches_sign_crlf_cannot_be_sent(key: DkimKey) -> None:
+    # sign_crlf trusts the builder's CRLF; a message that broke that promise is outside the
+    # strict form, and the guard refuses any message whose read-back carries a defect.
+    built = _message()
+    cut = built.index(b"\r\n\r\n")
+    for broken in (built[:cut] + b"\nX-Extra: y" + built[cut:],
+                   built[:-40] + b"\n" + built[-40:]):
+        parsed = parse_message(DkimSigner(key).sign_crlf(broken))
+        assert parsed.defects and parsed.defects[0].startswith(NOT_STRICT)
+
+
 def test_a_message_with_a_bare_line_feed_takes_dkimpys_path(
         key: DkimKey, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = DkimSigner(key)
@@ -100,6 +137,33 @@ def test_the_cut_is_where_rfc822_parse_cuts(headers: list[bytes], body: list[byt
         return
     assert dkim.rfc822_parse(message[:cut + 2])[0] == parsed_headers
     assert message[cut + 4:] == parsed_body
+
+
+value_text = st.binary(max_size=12).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+field = st.tuples(
+    st.sampled_from([b"From", b"to", b"SUBJECT", b"Date", b"Message-ID", b"X-Other",
+                     b"Content-Type", b"mime-version", b"Auto-Submitted", b"Cc"]),
+    st.lists(st.tuples(st.sampled_from([b" ", b"\t", b"  \t"]), value_text),
+             min_size=1, max_size=3))
+
+
+@settings(max_examples=120, deadline=None)
+@given(fields=st.lists(field, min_size=1, max_size=9),
+       body=st.lists(value_text, max_size=5), trailing=st.integers(0, 3))
+def test_any_crlf_message_is_signed_as_dkimpy_signs_it(
+        key: DkimKey, fields: list[tuple[bytes, list[tuple[bytes, bytes]]]], body: list[bytes],
+        trailing: int) -> None:
+    # header fields of any values, folded or not, repeated or absent; any body
+    lines = [name + b":" + b"\r\n".join(space + text for space, text in pieces)
+             for name, pieces in fields]
+    message = (b"\r\n".join(lines) + b"\r\n\r\n" + b"\r\n".join(body)
+               + b"\r\n" * trailing)
+    fast = DkimSigner(key)
+    with pytest.MonkeyPatch.context() as patch:
+        mine, theirs = _same_second(fast, key, message, patch)
+        assert fast.sign_crlf(message) == mine + message
+    assert mine == theirs
 
 
 def test_the_pure_dkimpy_signer_still_works(key: DkimKey) -> None:

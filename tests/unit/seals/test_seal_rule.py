@@ -76,3 +76,26 @@ def test_each_unsealed_or_disagreeing_fact_is_a_seal_violation() -> None:
 def test_an_smtp_recipient_outside_the_sealed_set_is_refused() -> None:
     found = judge(evidence(), (EMAIL, ARCHIVE, "bcc@evil.example"))
     assert [v.evidence["addresses"] for v in found] == [["bcc@evil.example"]]
+
+
+def test_the_remembered_organization_check_follows_every_value_and_the_keyring() -> None:
+    """The organization's check is remembered per (keyring, row): after the valid row, an
+    edit of any value, another key under the same id or a keyring without the key is judged
+    afresh (as the check without the memo would)."""
+    from sealbill.domain.seals import Check, check_row
+
+    org = dict(evidence().organization)  # type: ignore[arg-type]
+    other = b"o" * 32
+    forged_key = Keys(key_id(KEY), {key_id(KEY): other})
+    without = Keys(key_id(other), {key_id(other): other})
+    assert seal_guard.organization_check(KEYS, org) is Check.VALID
+    for name, value in [("sender_email", "x@evil.example"), ("archive_email", None),
+                        ("slug", "t"), ("sender_name", "T"), ("id", 2), ("seal", "0" * 64)]:
+        edited = {**org, name: value}
+        assert seal_guard.organization_check(KEYS, edited) is check_row(
+            KEYS, "organization", edited) is not Check.VALID, name
+        assert judge(evidence(organization=edited)), name
+    assert seal_guard.organization_check(forged_key, org) is Check.MISMATCH
+    assert seal_guard.organization_check(without, org) is Check.UNKNOWN_KEY
+    assert seal_guard.organization_check(KEYS, {**org, "x": {}}) is Check.VALID  # unhashable
+    assert seal_guard.organization_check(KEYS, org) is Check.VALID

@@ -222,7 +222,7 @@ def build(gathered: Gathered, item: OutboxItem, signer: DkimSigner | None) -> Co
         date=item.queued_at, content=content)
     if signer is not None:
         outgoing = mime.Outgoing(outgoing.message_id, outgoing.mail_from, outgoing.rcpt_to,
-                                 signer.sign(outgoing.data))
+                                 signer.sign_crlf(outgoing.data))  # CRLF only, as built
     return Composed(invoice, outgoing)
 
 

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sealbill.domain.send_policy import PolicyFacts
-from sealbill.store.db import ids_in
-from sealbill.store.delivery.prepared import Prepared
+from sealbill.store.delivery.prepared import Prepared, PreparedIds
 from sealbill.store.schema import accounts, delivery_envelopes, delivery_plans, organizations
 
 _P = sa.bindparam
@@ -32,6 +31,9 @@ _ROWS = (
     .where(delivery_envelopes.c.organization_id == _P("org"),
            accounts.c.organization_id == _P("org")))
 _READ = Prepared(_ROWS.where(delivery_envelopes.c.id == _P("envelope")))
+_READ_MANY = PreparedIds(lambda ids: _ROWS.add_columns(
+    delivery_envelopes.c.id.label("envelope_id")).where(
+        ids(delivery_envelopes.c.id, "envelopes")), ["envelopes"])
 
 
 def read(conn: Connection, org_id: int, envelope_id: int) -> PolicyFacts:
@@ -41,9 +43,8 @@ def read(conn: Connection, org_id: int, envelope_id: int) -> PolicyFacts:
 def read_many(conn: Connection, org_id: int, envelope_ids: Sequence[int]
               ) -> dict[int, PolicyFacts]:
     """:func:`read` for each of ``envelope_ids`` (a sender's batch), in one statement."""
-    query = _ROWS.add_columns(delivery_envelopes.c.id.label("envelope_id")).where(
-        ids_in(conn, delivery_envelopes.c.id, list(envelope_ids) or [-1]))
-    found = {int(row.envelope_id): _facts(row) for row in conn.execute(query, {"org": org_id})}
+    found = {int(row.envelope_id): _facts(row) for row in _READ_MANY.rows(
+        conn, {"org": org_id, "envelopes": list(envelope_ids) or [-1]})}
     return {e: found.get(e, _facts(None)) for e in envelope_ids}
 
 

@@ -11,13 +11,15 @@ Invariants:
 - the SQL is what SQLAlchemy compiles for the statement (no hand-written SQL), and every bind
   value and result value goes through its type's processors for the dialect;
 - statements with "expanding" parameters (``IN`` lists) are refused: build one statement per
-  list length instead (see ``store.outbox.contact_rows``);
+  list length instead (see ``store.outbox.contact_rows``), or pass the list as one parameter
+  (:class:`PreparedIds`: a JSON array read by ``json_each`` on SQLite, an array on PostgreSQL);
 - ``tests/integration/delivery/test_fresh_facts.py`` compares the prepared reads with the
   reference reads on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import UpdateBase
@@ -88,6 +91,11 @@ class Prepared:
             return converted
         return tuple(converted[name] for name in compiled.order)
 
+    def sql_and_params(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """What :meth:`rows` hands the cursor (for query plans in tests)."""
+        compiled = self._compiled(conn.dialect)
+        return compiled.sql, self._params(compiled, params)
+
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row (a named tuple), each value converted by its column type."""
         compiled = self._compiled(conn.dialect)
@@ -148,6 +156,59 @@ class Prepared:
         if len(found) != len(params):
             raise RuntimeError(f"{len(params)} executions gave {len(found)} results")
         return found
+
+
+IdsCondition = Callable[[Any, str], Any]  # (column, parameter name) -> ``column IN ids``
+
+
+def _ids_in(dialect: str) -> IdsCondition:
+    """``column IN :name`` with the ids as one parameter, as ``store.db.ids_as_one`` writes it:
+    ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM json_each(:name))`` elsewhere."""
+    if dialect == "postgresql":
+        array = postgresql.ARRAY(sa.BigInteger)
+        return lambda column, name: column == sa.any_(sa.cast(_named(name, array), array))
+
+    def json_list(column: Any, name: str) -> Any:
+        values = sa.func.json_each(_named(name, sa.String())).table_valued("value")
+        return column.in_(sa.select(values.c.value))
+    return json_list
+
+
+def _named(name: str, type_: Any) -> Any:
+    return sa.bindparam(name, type_=type_, required=True)
+
+
+class PreparedIds:
+    """A read whose id lists (``lists``: their parameter names) are one parameter each, so
+    that it can be prepared like :class:`Prepared` (an ``IN`` list cannot): ``build`` makes the
+    statement from a condition factory (``ids(column, name)``), once per dialect. Pass each
+    list as a sequence of ints; the rows are :meth:`Prepared.rows`'s."""
+
+    def __init__(self, build: Callable[[IdsCondition], ClauseElement],
+                 lists: Sequence[str]) -> None:
+        self._build, self._lists = build, tuple(lists)
+        self._by_dialect: dict[str, Prepared] = {}
+
+    def prepared(self, dialect: str) -> Prepared:
+        found = self._by_dialect.get(dialect)
+        if found is None:
+            found = self._by_dialect[dialect] = Prepared(self._build(_ids_in(dialect)))
+        return found
+
+    def bound(self, dialect: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with each id list in the dialect's form of the parameter."""
+        as_ints = {name: [int(i) for i in params[name]] for name in self._lists}
+        if dialect == "postgresql":
+            return {**params, **as_ints}
+        return {**params, **{name: json.dumps(ids) for name, ids in as_ints.items()}}
+
+    def sql_and_params(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, Any]:
+        dialect = conn.dialect.name
+        return self.prepared(dialect).sql_and_params(conn, self.bound(dialect, params))
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        dialect = conn.dialect.name
+        return self.prepared(dialect).rows(conn, self.bound(dialect, params))
 
 
 @contextmanager
