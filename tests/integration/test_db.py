@@ -6,9 +6,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sealbill.store.db import create_engine, read_transaction, read_transaction_on
+from sealbill.store.db import (
+    create_engine,
+    ids_condition,
+    ids_value,
+    read_transaction,
+    read_transaction_on,
+)
 
 
 def _two_engines(path: Path) -> tuple[Engine, Engine]:
@@ -55,3 +62,36 @@ def test_a_held_connection_reads_without_the_lock_then_writes_with_it(tmp_path: 
             assert held.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
     writer.dispose()
     sender.dispose()
+
+
+def _ids_condition_reads(engine: Engine) -> None:
+    """Bound now or named for later, ``ids_condition`` selects the same rows: those listed."""
+    table = sa.table("t_ids", sa.column("id", sa.BigInteger))
+    dialect = engine.dialect.name
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t_ids (id BIGINT PRIMARY KEY)")
+        conn.execute(sa.insert(table), [{"id": i} for i in range(1, 8)])
+        bound = sa.select(table.c.id).where(ids_condition(dialect, table.c.id, ids=[2, 5, 9]))
+        named = sa.select(table.c.id).where(ids_condition(dialect, table.c.id, name="wanted"))
+        assert sorted(conn.execute(bound).scalars()) == [2, 5]
+        given = {"wanted": ids_value(dialect, [7, 1])}
+        assert sorted(conn.execute(named, given).scalars()) == [1, 7]
+        empty = {"wanted": ids_value(dialect, [])}
+        assert list(conn.execute(named, empty).scalars()) == []
+        conn.exec_driver_sql("DROP TABLE t_ids")
+
+
+def test_the_one_parameter_id_list_selects_the_listed_rows_sqlite(sqlite_engine: Engine) -> None:
+    _ids_condition_reads(sqlite_engine)
+
+
+def test_the_one_parameter_id_list_selects_the_listed_rows_postgres(pg_engine: Engine) -> None:
+    _ids_condition_reads(pg_engine)
+
+
+def test_the_one_parameter_id_list_wants_the_ids_or_a_name() -> None:
+    column = sa.column("id", sa.BigInteger)
+    with pytest.raises(ValueError, match="either"):
+        ids_condition("sqlite", column)
+    with pytest.raises(ValueError, match="either"):
+        ids_condition("postgresql", column, ids=[1], name="wanted")

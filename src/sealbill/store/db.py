@@ -84,9 +84,7 @@ def ids_in(conn: Connection, column: sa.ColumnElement[Any], ids: Sequence[int]
     statement stays short and the same for every chunk: with one parameter per id, a chunk
     of 1,000 ids made a statement too long for psycopg's cache, parsed again each time."""
     if conn.dialect.name == "postgresql":
-        array = postgresql.ARRAY(sa.BigInteger)
-        return column == sa.any_(sa.cast(sa.bindparam(None, [int(i) for i in ids],
-                                                       type_=array), array))
+        return ids_condition("postgresql", column, ids=ids)
     return column.in_(list(ids))
 
 
@@ -96,11 +94,34 @@ def ids_as_one(conn: Connection, column: sa.ColumnElement[Any], ids: Sequence[in
     :func:`ids_in`, SQLite a JSON array read by ``json_each`` (SQLite looks each value up in
     ``column``'s index). The statement is compiled once for every chunk, where an ``IN`` list
     of 500 ids cost SQLAlchemy about as much to render as the rows it read."""
-    if conn.dialect.name == "postgresql":
-        return ids_in(conn, column, ids)
-    values = sa.func.json_each(sa.bindparam(None, json.dumps([int(i) for i in ids]),
-                                            type_=sa.String)).table_valued("value")
-    return column.in_(sa.select(values.c.value))
+    return ids_condition(conn.dialect.name, column, ids=ids)
+
+
+def ids_value(dialect: str, ids: Sequence[int]) -> Any:
+    """The ids as the value of :func:`ids_condition`'s one parameter: a list of ints for
+    PostgreSQL's array, a JSON array (text) for SQLite's ``json_each``."""
+    as_ints = [int(i) for i in ids]
+    return as_ints if dialect == "postgresql" else json.dumps(as_ints)
+
+
+def ids_condition(dialect: str, column: Any, *, ids: Sequence[int] | None = None,
+                  name: str | None = None) -> sa.ColumnElement[bool]:
+    """``column IN ids`` with the ids as one parameter: ``= ANY(CAST(:p AS BIGINT[]))`` on
+    PostgreSQL, ``IN (SELECT value FROM json_each(:p))`` elsewhere — the one place these
+    shapes are written. Either the ids are bound now (``ids``), or the parameter is ``name``,
+    required, for a statement compiled once and given :func:`ids_value` at each run."""
+    if (ids is None) == (name is None):
+        raise ValueError("give either the ids or the parameter's name")
+    value: Any = None if ids is None else ids_value(dialect, ids)
+    if dialect == "postgresql":
+        array = postgresql.ARRAY(sa.BigInteger)
+        param = sa.bindparam(name, value, type_=array, required=ids is None)
+        condition: sa.ColumnElement[bool] = column == sa.any_(sa.cast(param, array))
+        return condition
+    param = sa.bindparam(name, value, type_=sa.String(), required=ids is None)  # type: ignore[arg-type]
+    values = sa.func.json_each(param).table_valued("value")
+    in_values: sa.ColumnElement[bool] = column.in_(sa.select(values.c.value))
+    return in_values
 
 
 def not_indexed(column: Any) -> Any:

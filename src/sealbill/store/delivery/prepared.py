@@ -19,7 +19,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import UpdateBase
+
+from sealbill.store.db import ids_condition, ids_value
 
 Processor = Callable[[Any], Any] | None
 
@@ -162,20 +162,8 @@ IdsCondition = Callable[[Any, str], Any]  # (column, parameter name) -> ``column
 
 
 def _ids_in(dialect: str) -> IdsCondition:
-    """``column IN :name`` with the ids as one parameter, as ``store.db.ids_as_one`` writes it:
-    ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM json_each(:name))`` elsewhere."""
-    if dialect == "postgresql":
-        array = postgresql.ARRAY(sa.BigInteger)
-        return lambda column, name: column == sa.any_(sa.cast(_named(name, array), array))
-
-    def json_list(column: Any, name: str) -> Any:
-        values = sa.func.json_each(_named(name, sa.String())).table_valued("value")
-        return column.in_(sa.select(values.c.value))
-    return json_list
-
-
-def _named(name: str, type_: Any) -> Any:
-    return sa.bindparam(name, type_=type_, required=True)
+    """``column IN :name``, the ids one parameter, as ``store.db.ids_condition`` writes it."""
+    return lambda column, name: ids_condition(dialect, column, name=name)
 
 
 class PreparedIds:
@@ -197,10 +185,7 @@ class PreparedIds:
 
     def bound(self, dialect: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` with each id list in the dialect's form of the parameter."""
-        as_ints = {name: [int(i) for i in params[name]] for name in self._lists}
-        if dialect == "postgresql":
-            return {**params, **as_ints}
-        return {**params, **{name: json.dumps(ids) for name, ids in as_ints.items()}}
+        return {**params, **{name: ids_value(dialect, params[name]) for name in self._lists}}
 
     def sql_and_params(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, Any]:
         dialect = conn.dialect.name
