@@ -34,12 +34,15 @@ two slices instead of a pass that strips the CRLFs.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
+from functools import lru_cache
+from itertools import chain
 
 import pybase64
 
@@ -109,14 +112,50 @@ def _read_headers(fields: Fields, parsed: ParsedMessage) -> None:
     for key in RECIPIENT_HEADERS:
         if key not in values:
             continue
-        pairs = getaddresses(values[key])
+        pairs = _bare_addresses(values[key]) or getaddresses(values[key])
         bad = [addr for _, addr in pairs if "@" not in addr]
         if bad or not pairs:
             parsed.defects.append(f"{key}: unparsable address {bad or values[key]!r}")
         parsed.addresses.setdefault(key, []).extend(
             normalize_address(addr) for _, addr in pairs if addr)
-    parsed.subject = str(make_header(decode_header(values.get("subject", [""])[0])))
+    parsed.subject = read_subject(values.get("subject", [""])[0])
     parsed.message_id = values.get("message-id", [""])[0].strip()
+
+
+# The shapes sealbill writes, read without the standard library's general code (which costs
+# about as much as the rest of the header section); any other value goes through it.
+_ATOMS = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+_ADDR_SPEC = rf"{_ATOMS}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_BARE_LIST = re.compile(rf"{_ADDR_SPEC}(?:,(?:\r\n)? {_ADDR_SPEC})*\Z")
+_ADDR = re.compile(_ADDR_SPEC)
+_UTF8_WORDS = re.compile(r"=\?utf-8\?b\?[A-Za-z0-9+/]+={0,2}\?=(?:\r\n =\?utf-8\?b\?"
+                         r"[A-Za-z0-9+/]+={0,2}\?=)*\Z")
+_UTF8_WORD = re.compile(r"=\?utf-8\?b\?([A-Za-z0-9+/]+={0,2})\?=")
+
+
+def _bare_addresses(values: list[str]) -> list[tuple[str, str]] | None:
+    """``getaddresses(values)`` when every value is a list of bare addresses (dot-atoms, no
+    display name, comment or quoting), else None."""
+    if not all(_BARE_LIST.match(value) for value in values):
+        return None
+    return [("", address) for value in values for address in _ADDR.findall(value)]
+
+
+def read_subject(value: str) -> str:
+    """``str(make_header(decode_header(value)))``: plain ASCII text as it is, and UTF-8
+    base64 encoded words (folded with CRLF and a space) decoded in one piece, as
+    ``decode_header`` joins adjacent words of one charset before decoding them."""
+    if "=?" not in value and "\r" not in value and "\n" not in value:
+        return value
+    if _UTF8_WORDS.match(value):
+        words = _UTF8_WORD.findall(value)
+        if all(len(word) % 4 == 0 for word in words):
+            try:
+                return b"".join(pybase64.b64decode(word, validate=True)
+                                for word in words).decode("utf-8")
+            except ValueError:  # invalid base64 or UTF-8: the standard library says what
+                pass
+    return str(make_header(decode_header(value)))
 
 
 def parse_strict(data: bytes) -> ParsedMessage:
@@ -224,13 +263,38 @@ def decode_base64_lines(body: bytes, what: str = "part") -> bytes:
     if (not body.endswith(b"\r\n") or body[_B64_WIDTH:stride * full:stride] != b"\r" * full
             or body[_B64_WIDTH + 1:stride * full:stride] != b"\n" * full):
         raise NotStrict(f"part {what}: base64 not in lines of {_B64_WIDTH} characters")
-    compact = body.translate(None, b"\r\n")
-    if len(compact) != len(body) - 2 * (full + 1) or not compact:
+    compact = _line_contents(body, full)
+    if not compact:
         raise NotStrict(f"part {what}: a line break inside a base64 line")
-    try:
+    try:  # a CR or LF left inside a line is outside the alphabet: refused here
         return pybase64.b64decode(compact, validate=True)
     except ValueError as exc:  # binascii.Error is a ValueError
         raise NotStrict(f"part {what}: invalid base64 ({exc})") from None
+
+
+_BLOCK_LINES = 64
+_LINE_FORMAT = f"{_B64_WIDTH}s2x"  # a line's characters, then its CRLF skipped
+_BLOCK = struct.Struct(_LINE_FORMAT * _BLOCK_LINES)
+
+
+@lru_cache(maxsize=_BLOCK_LINES)
+def _lines_struct(count: int) -> struct.Struct:
+    return struct.Struct(_LINE_FORMAT * count)
+
+
+def _line_contents(body: bytes, full: int) -> bytes:
+    """The characters of ``body`` without the two bytes that end each of its ``full`` lines
+    of 76 characters (the caller checked they are CRLF) and its final CRLF.
+
+    As ``body.translate(None, b"\\r\\n")`` on a body whose only CRs and LFs are those line
+    ends, in a third of its time: struct cuts the lines out by position, 64 at a time; a CR
+    or LF anywhere else is kept and refused by the alphabet check of the caller's decode."""
+    view = memoryview(body)
+    blocks, rest = divmod(full, _BLOCK_LINES)
+    cut = blocks * _BLOCK.size
+    return b"".join(chain(chain.from_iterable(_BLOCK.iter_unpack(view[:cut])),
+                          _lines_struct(rest).unpack_from(view, cut),
+                          (view[full * (_B64_WIDTH + 2):len(body) - 2],)))
 
 
 def _children(body: bytes, bounds: tuple[bytes, ...]) -> list[bytes]:
