@@ -10,12 +10,18 @@ decoded, the Factur-X XML found in the PDF and read) runs over all of them ``--r
 and the CPU time per message is printed for each of ``--rounds`` rounds, with the median. It
 also prints the two halves: ``parse_message`` alone and ``read_xml_facts`` alone (on the PDFs
 decoded once). Each figure is ``time.process_time`` over the loop; nothing else runs in it.
+
+``--against TREE``: the same three functions of another worktree (e.g. the baseline commit)
+are loaded in the same process beside this tree's, and the two run alternately, a pass over
+the messages each in turn, ``--rounds`` times: on a loaded machine separate runs drift more
+than the difference measured, alternating passes in one process do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import importlib
 import statistics
 import sys
 import time
@@ -57,6 +63,45 @@ def cpu_per_item(work: Callable[[bytes], object], data: list[bytes], repeat: int
     return (time.process_time() - start) * 1000 / (repeat * len(data))
 
 
+def tree_functions(src: Path) -> dict[str, Callable[..., object]]:
+    """``examine``, ``parse_message`` and ``read_xml_facts`` of the sealbill package in
+    ``src``, imported apart from (and without disturbing) the one already loaded."""
+    saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] == "sealbill"}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(src))
+    try:
+        examine_mod = importlib.import_module("sealbill.pipeline.delivery.examine")
+        readback = importlib.import_module("sealbill.mail.readback")
+        guard_mod = importlib.import_module("sealbill.domain.guard")
+        return {"examine": lambda m: examine_mod.examine(guard_mod.Outgoing(m, ("c@d.example",))),
+                "parse_message": readback.parse_message,
+                "read_xml_facts": examine_mod.read_xml_facts}
+    finally:
+        sys.path.remove(str(src))
+        for name in [n for n in sys.modules if n.split(".")[0] == "sealbill"]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def alternate(other: Path, data: list[bytes], pdfs: list[bytes], rounds: int) -> None:
+    """This tree's functions and ``other``'s, a pass each in turn, CPU ms per message."""
+    theirs = tree_functions(other / "src")
+    ours: dict[str, Callable[..., object]] = {
+        "examine": lambda m: examine(guard.Outgoing(m, ("c@d.example",))),
+        "parse_message": parse_message, "read_xml_facts": read_xml_facts}
+    totals = {(who, name): 0.0 for who in ("other", "this") for name in ours}
+    for _ in range(rounds):
+        for name in ours:
+            inputs = pdfs if name == "read_xml_facts" else data
+            for who, funcs in (("other", theirs), ("this", ours)):
+                totals[who, name] += cpu_per_item(funcs[name], inputs, 1)
+    for name in ours:
+        before, after = totals["other", name] / rounds, totals["this", name] / rounds
+        print(f"{name}: {other} {before:.3f} ms, this tree {after:.3f} ms "
+              f"({(after - before) / before:+.0%})")
+
+
 def main(cache: Path, count: int, repeat: int, rounds: int) -> None:
     data = messages(cache, count)
     pdfs = [next(p.payload for p in parse_message(m).parts
@@ -90,5 +135,12 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", type=Path, default=None)
     args = parser.parse_args()
-    main(args.cache, args.messages, args.repeat, args.rounds)
+    if args.against is None:
+        main(args.cache, args.messages, args.repeat, args.rounds)
+    else:
+        found = messages(args.cache, args.messages)
+        alternate(args.against, found, [next(
+            p.payload for p in parse_message(m).parts if p.content_type == "application/pdf")
+            for m in found], args.rounds)
