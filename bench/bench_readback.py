@@ -20,8 +20,8 @@ than the difference measured, alternating passes in one process do not.
 from __future__ import annotations
 
 import argparse
-import json
 import importlib
+import json
 import statistics
 import sys
 import time
