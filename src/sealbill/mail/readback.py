@@ -70,6 +70,7 @@ _SIMPLE_MIME = re.compile(r'([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z
                           r'(?:;(?:\r\n)?[ \t]([A-Za-z]+)="([^"\\\r\n]*)")?\Z')
 
 Fields = list[tuple[str, str]]
+Span = tuple[int, int]  # start and end of an entity or a body in the message's bytes
 
 
 class NotStrict(ValueError):
@@ -166,20 +167,23 @@ def parse_strict(data: bytes) -> ParsedMessage:
     # A bare CR or LF is refused in header sections (below); in a body it cannot hide: the
     # delimiters are matched with their CRLFs and every leaf is base64 lines ended by CRLF,
     # so a stray CR or LF anywhere else makes the message non-strict too.
-    fields, body = _entity(data)
+    # Entities and bodies are spans (start, end) of ``data``, not copies: a message is read
+    # without copying its parts (a copy of 80 kB is cheap alone, several a message are not).
+    fields, body = _entity(data, (0, len(data)))
     parsed = ParsedMessage()
     _read_headers(fields, parsed)
-    _walk(fields, body, (), parsed.parts)
+    _walk(data, fields, body, (), parsed.parts)
     return parsed
 
 
-def _entity(data: bytes) -> tuple[Fields, bytes]:
-    """Split one entity into its header fields (values as ``compat32`` stores them) and its
-    body."""
-    cut = data.find(b"\r\n\r\n")
-    if cut <= 0:
+def _entity(data: bytes, span: Span) -> tuple[Fields, Span]:
+    """Split the entity ``data[start:end]`` into its header fields (values as ``compat32``
+    stores them) and the span of its body."""
+    start, end = span
+    cut = data.find(b"\r\n\r\n", start, end)
+    if cut <= start:
         raise NotStrict("no header section")
-    head = data[:cut]
+    head = data[start:cut]
     if _HEADER_BYTE.search(head):
         raise NotStrict("a header with a non-ASCII or control byte")
     fields: list[list[str]] = []
@@ -195,7 +199,7 @@ def _entity(data: bytes) -> tuple[Fields, bytes]:
             raise NotStrict(f"not a header field: {line[:60]!r}")
         name, value = line.split(":", 1)
         fields.append([name, value.lstrip(" \t")])
-    return [(name, value) for name, value in fields], data[cut + 4:]
+    return [(name, value) for name, value in fields], (cut + 4, end)
 
 
 def _mime_fields(fields: Fields) -> dict[str, str]:
@@ -210,7 +214,8 @@ def _mime_fields(fields: Fields) -> dict[str, str]:
     return found
 
 
-def _walk(fields: Fields, body: bytes, enclosing: tuple[bytes, ...], parts: list[Part]) -> None:
+def _walk(data: bytes, fields: Fields, body: Span, enclosing: tuple[bytes, ...],
+          parts: list[Part]) -> None:
     mime = _mime_fields(fields)
     if "content-type" not in mime:
         raise NotStrict("a part without Content-Type")
@@ -220,15 +225,16 @@ def _walk(fields: Fields, body: bytes, enclosing: tuple[bytes, ...], parts: list
                 or "content-transfer-encoding" in mime or len(enclosing) >= _MAX_DEPTH):
             raise NotStrict(f"an unexpected multipart ({ctype})")
         bounds = (boundary.encode("ascii"), *enclosing)
-        for child in _children(body, bounds):
-            child_fields, child_body = _entity(child)
-            _walk(child_fields, child_body, bounds, parts)
+        for child in _children(data, body, bounds):
+            child_fields, child_body = _entity(data, child)
+            _walk(data, child_fields, child_body, bounds, parts)
         return
     if ctype.startswith("message/"):
         raise NotStrict("an embedded message")
     if mime.get("content-transfer-encoding", "").lower() != "base64":
         raise NotStrict(f"part {ctype} is not base64")
-    parts.append(Part(ctype, filename, decode_base64_lines(body, ctype)))
+    parts.append(Part(ctype, filename,
+                      decode_base64_lines(memoryview(data)[body[0]:body[1]], ctype)))
 
 
 def _read_mime(mime: dict[str, str], fields: Fields) -> tuple[str, str | None, str | None]:
@@ -252,7 +258,7 @@ def _read_mime_compat32(fields: Sequence[tuple[str, str]]) -> tuple[str, str | N
     return msg.get_content_type(), msg.get_boundary(), msg.get_filename()
 
 
-def decode_base64_lines(body: bytes, what: str = "part") -> bytes:
+def decode_base64_lines(body: bytes | memoryview, what: str = "part") -> bytes:
     """A leaf's base64: lines of 76 characters (the last 1 to 76), each ended by CRLF, strict
     alphabet and padding; anything else is :class:`NotStrict`.
 
@@ -263,7 +269,7 @@ def decode_base64_lines(body: bytes, what: str = "part") -> bytes:
         return b""
     full = (len(body) - 2) // (_B64_WIDTH + 2)  # lines before the last one
     stride = _B64_WIDTH + 2
-    if (not body.endswith(b"\r\n") or body[_B64_WIDTH:stride * full:stride] != b"\r" * full
+    if (body[-2:] != b"\r\n" or body[_B64_WIDTH:stride * full:stride] != b"\r" * full
             or body[_B64_WIDTH + 1:stride * full:stride] != b"\n" * full):
         raise NotStrict(f"part {what}: base64 not in lines of {_B64_WIDTH} characters")
     compact = _line_contents(body, full)
@@ -285,7 +291,7 @@ def _lines_struct(count: int) -> struct.Struct:
     return struct.Struct(_LINE_FORMAT * count)
 
 
-def _line_contents(body: bytes, full: int) -> bytes:
+def _line_contents(body: bytes | memoryview, full: int) -> bytes:
     """The characters of ``body`` without the two bytes that end each of its ``full`` lines
     of 76 characters (the caller checked they are CRLF) and its final CRLF.
 
@@ -300,16 +306,30 @@ def _line_contents(body: bytes, full: int) -> bytes:
                           (view[full * (_B64_WIDTH + 2):len(body) - 2],)))
 
 
-def _children(body: bytes, bounds: tuple[bytes, ...]) -> list[bytes]:
+def _children(data: bytes, body: Span, bounds: tuple[bytes, ...]) -> list[Span]:
     """The body parts between ``--boundary`` lines: no preamble, no epilogue, and no other
     line that starts like a delimiter of this part or of an enclosing one."""
+    start, end = body
     delimiter = b"--" + bounds[0]
     opening, closing = delimiter + b"\r\n", b"\r\n" + delimiter + b"--\r\n"
-    if not body.startswith(opening) or not body.endswith(closing):
+    if not data.startswith(opening, start, end) or not data.endswith(closing, start, end):
         raise NotStrict("a multipart body with a preamble or an epilogue")
-    children = body[len(opening):len(body) - len(closing)].split(b"\r\n" + opening)
-    for child in children:
+    inner_start = start + len(opening)
+    inner_end = max(end - len(closing), inner_start)
+    children = _split(data, inner_start, inner_end, b"\r\n" + opening)
+    for child_start, child_end in children:
         for bound in bounds:
-            if child.startswith(b"--" + bound) or b"\n--" + bound in child:
+            if (data.startswith(b"--" + bound, child_start, child_end)
+                    or data.find(b"\n--" + bound, child_start, child_end) != -1):
                 raise NotStrict("a line that looks like a MIME delimiter")
     return children
+
+
+def _split(data: bytes, start: int, end: int, separator: bytes) -> list[Span]:
+    """The spans ``data[start:end].split(separator)`` would return."""
+    spans: list[Span] = []
+    while (hit := data.find(separator, start, end)) != -1:
+        spans.append((start, hit))
+        start = hit + len(separator)
+    spans.append((start, end))
+    return spans
