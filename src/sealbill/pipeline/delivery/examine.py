@@ -54,8 +54,9 @@ _NS = {
 }
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 # Every text node, in document order (element texts and tails; not comments, as ElementTree
-# read it before): twice as fast as joining itertext().
-_TEXT_NODES = etree.XPath("//text()")
+# read it before): twice as fast as joining itertext(); plain strings (no "smart" string
+# objects that know their parent, which the join never asks) are three times faster again.
+_TEXT_NODES = etree.XPath("//text()", smart_strings=False)
 _BODY_TYPES = (("text", "text/plain"), ("html", "text/html"))
 
 
