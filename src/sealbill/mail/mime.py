@@ -33,15 +33,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import struct
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import pybase64
@@ -60,6 +63,10 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\Z")
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9.\-_]+@[A-Za-z0-9.\-]+>\Z")
 _FILENAME = re.compile(r"[A-Za-z0-9._\-]+\Z")
+_LINE = 76  # base64 characters a line (RFC 2045)
+_LINES_A_BLOCK = 64
+_ONE_LINE = struct.Struct(f"{_LINE}s")
+_BLOCK = struct.Struct(f"{_LINE}s" * _LINES_A_BLOCK)  # unpacks 64 lines in one call
 _WORD_BYTES = 42  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 56 + "?=" fits any line
 
 
@@ -157,19 +164,36 @@ def _text_header(name: str, value: str) -> bytes:
                 and _PLAIN_TEXT.match(value)):
             return f"{name}: {value}\r\n".encode("ascii")
         return _folded(name, value)
-    words: list[str] = []
-    chunk: list[bytes] = []
-    size = 0
-    for char in value:  # encoded-words hold whole characters (RFC 2047 section 5)
-        raw = char.encode("utf-8")
-        if size + len(raw) > _WORD_BYTES:
-            words.append(base64.b64encode(b"".join(chunk)).decode("ascii"))
-            chunk, size = [], 0
-        chunk.append(raw)
-        size += len(raw)
-    words.append(base64.b64encode(b"".join(chunk)).decode("ascii"))
+    words = [base64.b64encode(chunk).decode("ascii") for chunk in _whole_characters(
+        value.encode("utf-8"), _WORD_BYTES)]
     return (f"{name}: " + "\r\n ".join(f"=?utf-8?b?{w}?=" for w in words) + "\r\n").encode(
         "ascii")
+
+
+def _whole_characters(raw: bytes, most: int) -> list[bytes]:
+    """UTF-8 ``raw`` cut into the longest runs of whole characters of at most ``most`` bytes
+    (RFC 2047 section 5: an encoded-word holds whole characters): a cut never falls before a
+    continuation byte (``10xxxxxx``). An empty ``raw`` is one empty run."""
+    runs, start = [], 0
+    while len(raw) - start > most:
+        end = start + most
+        while raw[end] & 0xC0 == 0x80:
+            end -= 1
+        runs.append(raw[start:end])
+        start = end
+    runs.append(raw[start:])
+    return runs
+
+
+def _date_header(date: datetime) -> bytes:
+    """``Date: <RFC 5322 date>``, the same for every message of an envelope batch: remembered
+    per instant and UTC offset (equal instants with equal offsets have the same wall time)."""
+    return _date_line(date, date.utcoffset())
+
+
+@lru_cache(maxsize=64)
+def _date_line(date: datetime, offset: timedelta | None) -> bytes:
+    return b"Date: " + format_datetime(date).encode("ascii") + b"\r\n"
 
 
 @lru_cache(maxsize=64)
@@ -196,13 +220,25 @@ def _disposition(filename: str) -> bytes:
 
 
 def base64_lines(data: bytes) -> bytes:
-    """``data`` in base64, 76 characters a line, each line ended by CRLF (as ``email``).
+    """``data`` in base64, 76 characters a line, each line ended by CRLF (as ``email``): the
+    standard library's ``base64.encodebytes`` with CRLF, byte for byte.
 
-    pybase64's ``encodebytes`` is the standard library's (same lines), SIMD-encoded: about
-    three times faster on an invoice PDF than line-by-line ``binascii``."""
+    Encoded in one call (pybase64, SIMD), then cut into lines by :mod:`struct` a block of
+    :data:`_LINES_A_BLOCK` lines at a time and joined with CRLF: about a third less CPU on an
+    invoice PDF than pybase64's own ``encodebytes`` (which wraps while it encodes) followed by
+    an LF-to-CRLF replace."""
     if not data:
         return b""
-    return pybase64.encodebytes(data).replace(b"\n", b"\r\n")
+    encoded = memoryview(pybase64.b64encode(data))
+    size = len(encoded)
+    blocks_end = size - size % _BLOCK.size
+    lines_end = size - size % _LINE
+    lines = list(chain.from_iterable(_BLOCK.iter_unpack(encoded[:blocks_end])))
+    lines += map(itemgetter(0), _ONE_LINE.iter_unpack(encoded[blocks_end:lines_end]))
+    if lines_end < size:
+        lines.append(encoded[lines_end:].tobytes())
+    lines.append(b"")  # the last line's CRLF
+    return b"\r\n".join(lines)
 
 
 def build_message(*, sender: Sender, recipients: Sequence[Recipient],
@@ -226,7 +262,7 @@ def build_message(*, sender: Sender, recipients: Sequence[Recipient],
         _from_header(sender.name, sender.email),
         _address_header("To", to),
         _text_header("Subject", content.subject),
-        b"Date: ", format_datetime(date).encode("ascii"), b"\r\n",
+        _date_header(date),
         _message_id_header(message_id),
         b"Auto-Submitted: auto-generated\r\n",
         b"MIME-Version: 1.0\r\n",

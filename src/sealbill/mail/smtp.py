@@ -291,9 +291,24 @@ def quote_address(address: str) -> str:
 
 def dot_stuff(data: bytes) -> bytes:
     """smtplib's ``_quote_periods`` — ``re.sub(br'(?m)^\\.', b'..', data)``: a dot that starts
-    a line (the data, or after any LF) is doubled — without a regex."""
+    a line (the data, or after any LF) is doubled — without a regex. ``data`` itself when no
+    line starts with a dot (a built message: base64 parts, headers, boundaries)."""
+    if not _line_starts_with_dot(data):
+        return data
     stuffed = data.replace(b"\n.", b"\n..")
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _line_starts_with_dot(data: bytes) -> bool:
+    """Whether a line of ``data`` starts with a dot. Found from the dots (``bytes.find`` of one
+    byte is a ``memchr``; the base64 parts of a message have none, its headers a few): several
+    times faster on a 78 kB message than searching the two bytes LF dot."""
+    at = data.find(b".")
+    while at >= 0:
+        if at == 0 or data[at - 1] == 0x0A:
+            return True
+        at = data.find(b".", at + 1)
+    return False
 
 
 def _data(conn: smtplib.SMTP, data: bytes,
