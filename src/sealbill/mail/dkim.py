@@ -55,6 +55,7 @@ _PADDING = padding.PKCS1v15()
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 _FIELD_START = re.compile(rb"([\x21-\x7e]+?):")  # rfc822_parse's field name and colon
 _WSP = re.compile(rb"[\t ]+")  # canonicalization's compress_whitespace
+_DNS_NAME = re.compile(rb"[A-Za-z0-9.\-]+\Z")  # a domain or selector with no other byte
 Headers = list[list[bytes]]
 
 
@@ -120,15 +121,26 @@ def _relaxed(value: bytes) -> bytes:
     return _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
 
 
-def _signed_block(headers: Headers, unsigned_value: bytes) -> bytes:
+def _cut_at_b(value: bytes) -> bytes:
+    """``_without_b(b" " + _without_b(value))`` for this signer's folded field with ``b=``
+    and its 60 zeros last, and only tags of DNS names, digits, the ``h=`` list and base64 before
+    it (:data:`_DNS_NAME`): there ``RE_BTAG`` (``[;\\s]b FWS =`` and the value's characters)
+    matches only that last tag, and ``fold`` never breaks inside ``b=0…0`` (62 characters
+    after a space, less than a line), so the field ends at its last ``b=``."""
+    return b" " + value[:value.rindex(b"b=") + 2]
+
+
+def _signed_block(headers: Headers, unsigned_value: bytes, cut_at_b: bool = False) -> bytes:
     """The bytes dkimpy's ``hash_headers`` feeds the header hash: the signed headers as
     ``select_headers`` picks them (from the bottom, once per name in ``h=``), relaxed, then
     this ``DKIM-Signature`` field with its ``b=`` value removed (``RE_BTAG``), relaxed and
     without its CRLF. The header values of ``headers`` and ``unsigned_value`` hold no bare
-    LF (``_crlf_fields``; the folding writes CRLF)."""
+    LF (``_crlf_fields``; the folding writes CRLF). ``cut_at_b``: the field is this signer's
+    with plain tags (see :func:`_cut_at_b`)."""
     selected = dkim.select_headers(headers, SIGNED_HEADERS)
     # RE_BTAG applied as dkimpy applies it: by gen_header, then again by hash_headers
-    unsigned = _without_b(b" " + _without_b(unsigned_value))
+    unsigned = (_cut_at_b(unsigned_value) if cut_at_b
+                else _without_b(b" " + _without_b(unsigned_value)))
     return b"".join([*(name.lower().rstrip() + b":" + _relaxed(value)
                        for name, value in selected),
                      _FIELD_NAME.lower() + b":" + _relaxed(unsigned).rstrip()])
@@ -156,6 +168,9 @@ class DkimSigner:
             raise ValueError("the DKIM key must be an RSA private key")
         self._rsa = loaded
         self._selector, self._domain = key.selector.encode(), key.domain.encode()
+        # the b= tag is then cut by position, not by dkimpy's RE_BTAG (see _cut_at_b)
+        self._plain_tags = bool(_DNS_NAME.match(self._selector)
+                                and _DNS_NAME.match(self._domain))
 
     def signature_header(self, message: bytes) -> bytes:
         """The ``DKIM-Signature: ...\\r\\n`` field to prepend to ``message`` (any message)."""
@@ -194,7 +209,7 @@ class DkimSigner:
         ]
         value = dkim.fold(b"; ".join(b"=".join(x) for x in fields), namelen=len(_FIELD_NAME),
                           linesep=b"\r\n")
-        digest = hashlib.sha256(_signed_block(headers, value)).digest()
+        digest = hashlib.sha256(_signed_block(headers, value, self._plain_tags)).digest()
         signature = self._rsa.sign(digest, _PADDING, _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(signature))
         value = b"; ".join(b"=".join(x) for x in fields) + b"\r\n"

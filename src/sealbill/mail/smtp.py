@@ -34,7 +34,8 @@ Speed: when the server offers PIPELINING (RFC 2920), ``MAIL FROM``, the ``RCPT T
 ``DATA`` go out in one write and their replies are read in order — the content is still only
 sent after every reply has been read and judged (one round trip fewer than DATA on its own).
 DATA's dot-stuffing is smtplib's (``(?m)^\\.`` doubled) done with ``bytes.replace``
-(:func:`dot_stuff`), several times faster on a 60 kB message. The socket has ``TCP_NODELAY``
+(:func:`dot_stuff`), several times faster on a 60 kB message, and skipped (no copy) when no
+line starts with a dot — a built message has none. The socket has ``TCP_NODELAY``
 set (see :func:`no_delay`): without it TLS costs a message ~48 ms of waiting.
 """
 
@@ -291,9 +292,24 @@ def quote_address(address: str) -> str:
 
 def dot_stuff(data: bytes) -> bytes:
     """smtplib's ``_quote_periods`` — ``re.sub(br'(?m)^\\.', b'..', data)``: a dot that starts
-    a line (the data, or after any LF) is doubled — without a regex."""
+    a line (the data, or after any LF) is doubled — without a regex. ``data`` itself when no
+    line starts with a dot (a built message: base64 parts, headers, boundaries)."""
+    if not _line_starts_with_dot(data):
+        return data
     stuffed = data.replace(b"\n.", b"\n..")
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _line_starts_with_dot(data: bytes) -> bool:
+    """Whether a line of ``data`` starts with a dot. Found from the dots (``bytes.find`` of one
+    byte is a ``memchr``; the base64 parts of a message have none, its headers a few): several
+    times faster on a 78 kB message than searching the two bytes LF dot."""
+    at = data.find(b".")
+    while at >= 0:
+        if at == 0 or data[at - 1] == 0x0A:
+            return True
+        at = data.find(b".", at + 1)
+    return False
 
 
 def _data(conn: smtplib.SMTP, data: bytes,
