@@ -33,7 +33,6 @@ from sealbill.inputs.files import not_text, open_text
 from sealbill.inputs.problems import InputRejected
 from sealbill.inputs.usage import MetricRule
 from sealbill.outputs.files import check_writable, write_output
-from sealbill.pipeline.billing.usage_accounts import ChunkAccounts
 from sealbill.pipeline.billing.usage_rows import Batch, RowParser, reject_row
 from sealbill.store.billing.catalog import load_metrics
 from sealbill.store.billing.usage_ingest import Conflict, Ingester, Row
@@ -120,30 +119,9 @@ def _parser(conn: Connection, org_id: int) -> RowParser:
     """The parser of the organization's rows, read in the importing transaction: an account
     archived takes no new usage (the same rule as the API's), and one archived meanwhile
     counts."""
-    return RowParser(parties.account_ids_by_reference(conn, org_id), _rules(conn, org_id),
+    return RowParser(parties.account_ids_by_reference(conn, org_id),
+                     {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()},
                      archived=parties.archived_references(conn, org_id))
-
-
-def _rules(conn: Connection, org_id: int) -> dict[str, MetricRule]:
-    return {code: MetricRule.of(row) for code, row in load_metrics(conn, org_id).items()}
-
-
-def _chunk_parsers(conn: Connection, org_id: int, path: Path, accounts: ChunkAccounts
-                   ) -> Iterator[tuple[int, list[Any], RowParser]]:
-    """The file's chunks, each with a parser that knows the accounts it names (looked up
-    for the chunk: usage_accounts.py), read in the importing transaction like
-    :func:`_parser`'s."""
-    rules, archived = _rules(conn, org_id), frozenset(parties.archived_references(conn, org_id))
-    for first, raws in _chunks(path):
-        yield first, raws, RowParser(accounts.of(raws), rules, archived, resolve=accounts.one)
-
-
-def _locked(accounts: ChunkAccounts, insert: Callable[[list[Row]], Any], rows: list[Row]
-            ) -> Any:
-    """The helper thread's insert, never at the same time as a reference the parser looks up
-    alone on the same connection (:attr:`ChunkAccounts.lock`)."""
-    with accounts.lock:
-        return insert(rows)
 
 
 def _conflict_problem(where: str, conflict: Conflict, place: str) -> str:
@@ -190,24 +168,17 @@ def import_usage_file(engine: Engine, org_id: int, path: Path, *, rejects: Path 
     state = _Import(keep_going=rejects is not None)
     try:
         with engine.begin() as conn, ThreadPoolExecutor(1, "usage-insert") as pool:
+            parser = _parser(conn, org_id)
             ingester = Ingester(conn, org_id)
-            accounts = ChunkAccounts(conn, org_id)
-            chunks = _chunk_parsers(conn, org_id, path, accounts)
             pending: tuple[Batch, Future[Any]] | None = None
-            item = next(chunks, None)
-            while item is not None:
-                first, raws, parser = item
+            for first, raws in _chunks(path):
                 batch = parser.parse(first, raws)
                 state.bad.extend(batch.bad)
                 if pending:  # the previous chunk's insert ran while this one was parsed
                     state.collect(*pending)
                     pending = None
-                # The next chunk's accounts are read now, while the connection is idle (not
-                # during the insert the helper thread runs on it).
-                item = next(chunks, None)
                 if state.writing() and batch.rows:
-                    pending = batch, pool.submit(_locked, accounts, ingester.insert,
-                                                  batch.rows)
+                    pending = batch, pool.submit(ingester.insert, batch.rows)
                     time.sleep(0)  # let the helper thread take the GIL and start at once
                 if on_progress:
                     on_progress(batch.read)

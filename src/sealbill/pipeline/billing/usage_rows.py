@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -107,16 +107,12 @@ class RowParser:
 
     ``archived``: references of accounts that take no new usage — a row naming one is a bad
     row ("account 'X' is archived"), by the careful path (the fast path does not know them).
-    ``resolve``: looks up, by the careful path, a reference missing from ``accounts`` (which
-    then need only hold the references of the rows parsed: the import's chunk).
     """
 
     def __init__(self, accounts: Mapping[str, int],
                  metrics: Collection[str] | Mapping[str, MetricRule],
-                 archived: Collection[str] = (),
-                 resolve: Callable[[str], int | None] | None = None) -> None:
-        self.resolve = resolve
-        self.archived = archived if isinstance(archived, frozenset) else frozenset(archived)
+                 archived: Collection[str] = ()) -> None:
+        self.archived = frozenset(archived)
         self.accounts = {reference: account_id for reference, account_id in accounts.items()
                          if reference not in self.archived}
         self.metrics = frozenset(metrics)
@@ -181,9 +177,6 @@ class RowParser:
         if wrong is not None:
             return wrong
         account_id = self.accounts.get(event.account_reference)
-        if account_id is None and self.resolve is not None and (
-                event.account_reference not in self.archived):
-            account_id = self.resolve(event.account_reference)
         if account_id is None:
             if event.account_reference in self.archived:
                 return f"account_reference: account {event.account_reference!r} is archived"
