@@ -113,8 +113,13 @@ class RowParser:
                  metrics: Collection[str] | Mapping[str, MetricRule],
                  archived: Collection[str] = ()) -> None:
         self.archived = frozenset(archived)
-        self.accounts = {reference: account_id for reference, account_id in accounts.items()
-                         if reference not in self.archived}
+        # The caller's map itself when nothing is to be left out: a copy of an organization's
+        # map doubled the import's largest structure while both existed (~5 MB of hash table
+        # at 100,000 accounts; bench/RESULTS.md, memfloor).
+        self.accounts: Mapping[str, int] = (
+            accounts if not self.archived and isinstance(accounts, dict) else
+            {reference: account_id for reference, account_id in accounts.items()
+             if reference not in self.archived})
         self.metrics = frozenset(metrics)
         self.rules: dict[str, MetricRule] = (
             dict(metrics) if isinstance(metrics, Mapping) else {})
