@@ -294,9 +294,10 @@ def render_stored(
     """:func:`render_many`, each worker staging its documents in ``store`` under ``slug``
     (whose folder must exist: :meth:`FileStore.folder`), for ``invoices`` the caller has
     screened with :func:`check_renderable` (the workers do not check them again; the
-    billing run checks every invoice before any of its chunk is rendered). The caller publishes what it gets
-    (:meth:`FileStore.publish_many`) or discards it (:func:`discard`); what it never got (the
-    chunks in flight when it stops or an error is raised) is discarded here."""
+    billing run checks every invoice before any of its chunk is rendered). The caller
+    publishes what it gets (:meth:`FileStore.publish_many`) or discards it (:func:`discard`);
+    what it never got (the chunks in flight when it stops or an error is raised) is
+    discarded here."""
     yield from _pooled(_stage_chunk, (store, slug), _drop, invoices, workers, chunk_size,
                        prefetch, renderer, report_urls)
 
