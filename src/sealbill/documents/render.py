@@ -14,11 +14,10 @@ Invariants:
   ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
   and the input iterable is consumed lazily (``Pool.imap`` would read it all up front);
 - :func:`render_stored` is the same for invoices already checked, each worker staging its
-  chunk's files in a
-  :class:`FileStore` itself (written, neither durable nor published: the caller publishes
-  them with :meth:`FileStore.publish_many`) and sending back only where they are and their
-  digests; the files of a chunk it gave up on (an error, or the caller stopped early) are
-  removed.
+  chunk's files in a :class:`FileStore` itself (written, neither durable nor published: the
+  caller publishes them with :meth:`FileStore.publish_many`) and sending back only where
+  they are and their digests; the files of a chunk it gave up on (an error, or the caller
+  stopped early) are removed.
 """
 
 from __future__ import annotations
