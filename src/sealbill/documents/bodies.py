@@ -162,7 +162,13 @@ def render_template(name: str, context: dict[str, Any]) -> str:
 
 def mail_bodies(invoice: Invoice, report_url: str | None = None) -> tuple[str, str]:
     """(HTML body, plain-text body) of the mail that carries ``invoice``."""
+    html, text, _ = mail_parts(invoice, report_url)
+    return html, text
+
+
+def mail_parts(invoice: Invoice, report_url: str | None = None) -> tuple[str, str, str]:
+    """(HTML body, plain-text body, subject): :func:`mail_bodies` and :func:`mail_subject`
+    of ``invoice``, the subject made once for both."""
     context = mail_context(invoice, report_url)
-    return render_template("mail_invoice.html.j2", context), render_template(
-        "mail_invoice.txt.j2", context
-    )
+    return (render_template("mail_invoice.html.j2", context),
+            render_template("mail_invoice.txt.j2", context), context["subject"])

@@ -95,15 +95,16 @@ class FileStore:
         return Path(self._name(org_slug, invoice_number, kind))
 
     def _name(self, org_slug: str, invoice_number: str, kind: str) -> str:
+        return f"{self._stem(org_slug, invoice_number)}.{_extension(kind)}"
+
+    def _stem(self, org_slug: str, invoice_number: str) -> str:
+        """An invoice's path without the extension (its kinds differ only by that)."""
         if not _SLUG.match(org_slug):
             raise FileStoreError(f"invalid organization slug {org_slug!r}")
-        if kind not in EXTENSIONS:
-            raise FileStoreError(f"unknown document kind {kind!r} (one of {sorted(EXTENSIONS)})")
         if not invoice_number:
             raise FileStoreError("empty invoice number")
         # quote() with no safe characters but - _ + is injective and drops "/" and "..".
-        name = quote(invoice_number, safe="-_+")
-        return os.path.join(self.root, org_slug, f"{name}.{EXTENSIONS[kind]}")
+        return os.path.join(self.root, org_slug, quote(invoice_number, safe="-_+"))
 
     def read(self, org_slug: str, invoice_number: str, kind: str) -> bytes:
         return self.path_for(org_slug, invoice_number, kind).read_bytes()
@@ -157,6 +158,24 @@ class FileStore:
         return Staged(path, sha256 or hashlib.sha256(data).hexdigest(), len(data),
                       _write_temp(os.path.dirname(path), data))
 
+    def stage_documents(self, org_slug: str, invoice_number: str,
+                        documents: Sequence[tuple[str, bytes, str | None]]
+                        ) -> tuple[tuple[str, Staged], ...]:
+        """:meth:`stage` of each (kind, data, sha256 or None) of one invoice: (kind, staged
+        file) of each, in order; the invoice's name is checked and encoded once. If one
+        cannot be written, those already written are removed."""
+        stem, folder = self._stem(org_slug, invoice_number), os.path.join(self.root, org_slug)
+        staged: list[tuple[str, Staged]] = []
+        try:
+            for kind, data, sha256 in documents:
+                staged.append((kind, Staged(f"{stem}.{_extension(kind)}",
+                                            sha256 or hashlib.sha256(data).hexdigest(),
+                                            len(data), _write_temp(folder, data))))
+        except BaseException:
+            discard(file for _, file in staged)
+            raise
+        return tuple(staged)
+
     def publish_many(self, staged: Sequence[Staged], threads: int = 16
                      ) -> list[tuple[str, str]]:
         """Make the staged files durable, publish them, make their names durable; (path,
@@ -193,6 +212,14 @@ def discard(staged: Iterable[Staged]) -> None:
     """Remove the temporary files of ``staged`` (the batch will not be published)."""
     for s in staged:
         _unlink(s.temp)
+
+
+def _extension(kind: str) -> str:
+    try:
+        return EXTENSIONS[kind]
+    except KeyError:
+        raise FileStoreError(f"unknown document kind {kind!r} (one of {sorted(EXTENSIONS)})"
+                             ) from None
 
 
 def _unlink(path: str) -> None:

@@ -13,11 +13,11 @@ Invariants:
 - :func:`render_many` yields results in input order and keeps at most
   ``workers × prefetch`` chunks in flight: memory stays flat whatever the number of invoices,
   and the input iterable is consumed lazily (``Pool.imap`` would read it all up front);
-- :func:`render_stored` is the same, each worker staging its chunk's files in a
-  :class:`FileStore` itself (written, neither durable nor published: the caller publishes
-  them with :meth:`FileStore.publish_many`) and sending back only where they are and their
-  digests; the files of a chunk it gave up on (an error, or the caller stopped early) are
-  removed.
+- :func:`render_stored` is the same for invoices already checked, each worker staging its
+  chunk's files in a :class:`FileStore` itself (written, neither durable nor published: the
+  caller publishes them with :meth:`FileStore.publish_many`) and sending back only where
+  they are and their digests; the files of a chunk it gave up on (an error, or the caller
+  stopped early) are removed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, TypeVar
 
-from sealbill.documents.bodies import mail_bodies, mail_subject
+from sealbill.documents.bodies import mail_parts
 from sealbill.documents.cii_text import build_cii_text
 from sealbill.documents.facturx import make_facturx
 from sealbill.documents.fastpdf import NoFit, font_cache, fonts, render_pdf
@@ -124,16 +124,22 @@ def render_invoice(invoice: Invoice, renderer: str | None = None,
     problems = check_renderable(invoice)
     if problems:
         raise DocumentError(problems)
+    return _render_checked(invoice, renderer, report_url)
+
+
+def _render_checked(invoice: Invoice, renderer: str | None,
+                    report_url: str | None) -> RenderedDocuments:
+    """:func:`render_invoice` of an invoice :func:`check_renderable` has passed already."""
     xml = build_cii_text(invoice)  # the bytes of cii.build_cii, written as text
     pdf, used, reason = make_pdf(invoice, xml, renderer)
-    html, text = mail_bodies(invoice, report_url)
+    html, text, subject = mail_parts(invoice, report_url)
     return RenderedDocuments(
         number=invoice.number,
         pdf=pdf,
         xml=xml,
         html=html,
         text=text,
-        subject=mail_subject(invoice),
+        subject=subject,
         pdf_sha256=hashlib.sha256(pdf).hexdigest(),
         xml_sha256=hashlib.sha256(xml).hexdigest(),
         renderer=used,
@@ -150,17 +156,20 @@ def _render_chunk(chunk: list[Invoice], renderer: str | None = None,
 def _stage_chunk(chunk: list[Invoice], renderer: str | None,
                  report_urls: Mapping[str, str] | None, store: FileStore, slug: str
                  ) -> list[StoredDocuments]:
+    """Render and stage a chunk of invoices already screened by :func:`check_renderable`
+    (:func:`render_stored`'s contract: the billing run checks each invoice before it is
+    sent here, so the worker does not check it again)."""
+    urls = report_urls or {}
     done: list[StoredDocuments] = []
-    files: list[tuple[str, Staged]] = []
     try:
-        for rendered in _render_chunk(chunk, renderer, report_urls):
+        for invoice in chunk:
+            rendered = _render_checked(invoice, renderer, urls.get(invoice.number))
             known = {"pdf": rendered.pdf_sha256, "xml": rendered.xml_sha256}
-            files = [(kind, store.stage(slug, rendered.number, kind, data, known.get(kind)))
-                     for kind, data in rendered.files().items()]
-            done.append(StoredDocuments(rendered.number, tuple(files), rendered.renderer,
+            files = store.stage_documents(slug, rendered.number, [
+                (kind, data, known.get(kind)) for kind, data in rendered.files().items()])
+            done.append(StoredDocuments(rendered.number, files, rendered.renderer,
                                         rendered.fallback_reason))
     except BaseException:
-        discard(staged for _, staged in files)
         _drop(done)
         raise
     return done
@@ -282,9 +291,12 @@ def render_stored(
     report_urls: Mapping[str, str] | None = None,
 ) -> Generator[StoredDocuments, None, None]:
     """:func:`render_many`, each worker staging its documents in ``store`` under ``slug``
-    (whose folder must exist: :meth:`FileStore.folder`). The caller publishes what it gets
-    (:meth:`FileStore.publish_many`) or discards it (:func:`discard`); what it never got (the
-    chunks in flight when it stops or an error is raised) is discarded here."""
+    (whose folder must exist: :meth:`FileStore.folder`), for ``invoices`` the caller has
+    screened with :func:`check_renderable` (the workers do not check them again; the
+    billing run checks every invoice before any of its chunk is rendered). The caller
+    publishes what it gets (:meth:`FileStore.publish_many`) or discards it (:func:`discard`);
+    what it never got (the chunks in flight when it stops or an error is raised) is
+    discarded here."""
     yield from _pooled(_stage_chunk, (store, slug), _drop, invoices, workers, chunk_size,
                        prefetch, renderer, report_urls)
 

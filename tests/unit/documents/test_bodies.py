@@ -7,7 +7,13 @@ from dataclasses import replace
 import pytest
 from jinja2 import UndefinedError
 
-from sealbill.documents.bodies import mail_bodies, mail_context, mail_subject, render_template
+from sealbill.documents.bodies import (
+    mail_bodies,
+    mail_context,
+    mail_parts,
+    mail_subject,
+    render_template,
+)
 from sealbill.domain.invoices import Invoice
 from tests.unit.documents import samples
 from tests.unit.documents.samples import BUYER_IBAN, BUYER_SIREN, SEPA
@@ -117,3 +123,10 @@ def test_bodies_and_subject_state_the_amount_due_after_the_credit_applied() -> N
     assert mail_subject(invoice).endswith("— 98,20\u00a0€")
     plain = mail_bodies(samples.domestic())[1]  # no credit: the total, no credit line
     assert "Avoir déduit" not in plain and "Montant à payer" not in plain
+
+
+@pytest.mark.parametrize("invoice", [samples.domestic(), samples.credit_note("en")],
+                         ids=["invoice", "credit note"])
+def test_the_parts_made_together_are_the_bodies_and_the_subject(invoice: Invoice) -> None:
+    assert mail_parts(invoice, "https://portal.example/r/x") == (
+        *mail_bodies(invoice, "https://portal.example/r/x"), mail_subject(invoice))

@@ -207,3 +207,28 @@ def test_discarded_staged_files_leave_nothing_and_publish_nothing(tmp_path: Path
 def test_an_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileStoreError, match="unknown sync mode 'sometimes'"):
         FileStore(tmp_path, sync="sometimes")
+
+
+def test_an_invoices_documents_are_staged_under_the_names_put_gives_them(
+        tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.folder("acme")
+    documents = [("pdf", b"%PDF", hashlib.sha256(b"%PDF").hexdigest()),
+                 ("text", b"hello", None), ("subject", b"Facture 2025/1", None)]
+    staged = store.stage_documents("acme", "2025/1", documents)
+    assert [kind for kind, _ in staged] == ["pdf", "text", "subject"]
+    for (kind, data, _), (_, one) in zip(documents, staged, strict=True):
+        assert one.path == str(store.path_for("acme", "2025/1", kind))
+        assert (one.sha256, one.size) == (hashlib.sha256(data).hexdigest(), len(data))
+    stored = store.publish_many([one for _, one in staged])
+    assert [Path(path).read_bytes() for path, _ in stored] == [d for _, d, _ in documents]
+
+
+def test_an_invoice_whose_documents_cannot_all_be_staged_leaves_no_file(
+        tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.folder("acme")
+    with pytest.raises(FileStoreError, match="unknown document kind"):
+        store.stage_documents("acme", "F-1", [("pdf", b"a", None), ("xml", b"b", None),
+                                              ("exe", b"c", None)])
+    assert os.listdir(tmp_path / "acme") == []
