@@ -152,11 +152,7 @@ class FileStore:
         published: :meth:`publish_many` does both (in this process or another; the
         organization's folder must exist, see :meth:`folder`). ``sha256``: the data's,
         when the caller has it already."""
-        path = self._name(org_slug, invoice_number, kind)
-        # Written even if ``path`` exists (a rerun): publishing then checks its bytes; a
-        # lookup first would cost every new file of a large folder more than it saves.
-        return Staged(path, sha256 or hashlib.sha256(data).hexdigest(), len(data),
-                      _write_temp(os.path.dirname(path), data))
+        return self.stage_documents(org_slug, invoice_number, [(kind, data, sha256)])[0][1]
 
     def stage_documents(self, org_slug: str, invoice_number: str,
                         documents: Sequence[tuple[str, bytes, str | None]]
@@ -165,6 +161,8 @@ class FileStore:
         file) of each, in order; the invoice's name is checked and encoded once. If one
         cannot be written, those already written are removed."""
         stem, folder = self._stem(org_slug, invoice_number), os.path.join(self.root, org_slug)
+        # Written even if a path exists (a rerun): publishing then checks its bytes; a lookup
+        # first would cost every new file of a large folder more than it saves.
         staged: list[tuple[str, Staged]] = []
         try:
             for kind, data, sha256 in documents:
