@@ -50,6 +50,11 @@ from sealbill.store.parties.records import Recipient
 
 # Unicode characters that some clients render as a line break even though they are not CR/LF.
 _LINE_LIKE = {"\u0085", "\u2028", "\u2029"}
+# Every character a header value may not carry: Unicode categories Cc (C0 and C1 controls, DEL),
+# Zl and Zp (U+2028, U+2029) and _LINE_LIKE — the test compares it with unicodedata over every
+# code point. A search costs a fraction of a µs where a category lookup per character of an
+# accented subject cost ~5 µs.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _MAX_LINE = 78  # policy.SMTP.max_line_length, CRLF excluded
 # Values written without the email package: words of printable ASCII, single spaces.
 _PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*\Z")
@@ -105,8 +110,8 @@ def message_id_for(invoice_id: int, envelope_id: int, domain: str) -> str:
 
 
 def check_header_value(value: str, what: str) -> str:
-    if value.isascii() and value.isprintable():
-        return value  # printable ASCII has no control character nor line separator
+    if _UNSAFE.search(value) is None:
+        return value  # found by one search, not by a category lookup per character
     bad = [ch for ch in value
            if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _LINE_LIKE]
     if bad:

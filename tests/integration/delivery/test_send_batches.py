@@ -213,6 +213,8 @@ def test_a_batch_with_failures_among_sent_messages_records_each_outcome(
     report = send_run(world.engine, world.org_id, world.run_id, transport=transport,
                       signer=world.signer, options=options)
     assert report.attempted == 4 and len(transport.given) == 4
+    # the judge's CPU is counted: the seal rule's a part of the guard's
+    assert 0 < report.seal_seconds <= report.guard_seconds
     with world.engine.begin() as conn:
         by_id = {r.message_id: r for r in conn.execute(sa.select(
             outbox.c.message_id, outbox.c.status, outbox.c.attempts, outbox.c.sent_at).where(

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email import message_from_bytes
@@ -199,3 +201,19 @@ def test_base64_lines_match_the_email_package() -> None:
         assert msg.get_payload(decode=True) == data
         del msg["Content-Transfer-Encoding"]
         assert all(len(line) <= 76 for line in mime.base64_lines(data).split(b"\r\n"))
+
+
+def test_every_unsafe_character_is_refused_and_no_other() -> None:
+    """The one search of check_header_value against the rule it replaces, over every code
+    point: a character is refused exactly when its category is Cc, Zl or Zp or it renders as a
+    line break (U+0085, U+2028, U+2029)."""
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        unsafe = (unicodedata.category(char) in ("Cc", "Zl", "Zp")
+                  or char in ("\u0085", "\u2028", "\u2029"))
+        value = f"Société {char} Générale"
+        if unsafe:
+            with pytest.raises(mime.UnsafeHeaderValue):
+                mime.check_header_value(value, "name")
+        else:
+            assert mime.check_header_value(value, "name") == value, hex(code)
