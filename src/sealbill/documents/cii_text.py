@@ -133,7 +133,27 @@ def _build(invoice: Invoice) -> str:
     return "".join(out)
 
 
+# Lines written, by (line, currency): a run's invoices share many lines (a plan's, a fee's).
+# A line's text depends only on its values (the Decimals are normalized or quantized before
+# they are written, so 2 and 2.00 — equal, with equal hashes — give the same text).
+_lines_written: dict[tuple[InvoiceLine, str], str] = {}
+LINES_KEPT: Final = 4096  # ~1 kB each: bounded, memory flat over any run
+
+
 def _line(line: InvoiceLine, currency: str) -> str:
+    key = (line, currency)
+    try:
+        text = _lines_written.get(key)
+    except TypeError:  # an unhashable value (a signalling NaN): written, not kept
+        return _write_line(line, currency)
+    if text is None:
+        text = _write_line(line, currency)
+        if len(_lines_written) < LINES_KEPT:
+            _lines_written[key] = text
+    return text
+
+
+def _write_line(line: InvoiceLine, currency: str) -> str:
     quantity, price, basis = cii._quantity_and_price(line)
     out = ["<ram:IncludedSupplyChainTradeLineItem><ram:AssociatedDocumentLineDocument>",
            _leaf("LineID", str(line.position)),

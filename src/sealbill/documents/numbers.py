@@ -32,6 +32,7 @@ from babel.numbers import (
 )
 
 Formatter = Callable[[Decimal, int], str]  # (value, minimum fraction digits) -> text
+CACHED_TEXTS: Final = 20_000  # texts a formatter keeps (memory flat over any run)
 _PROBES: Final = tuple(Decimal(p) for p in (
     "0", "1", "-1", "0.5", "-0.05", "12", "999.999", "1000", "-1234.5", "12345.678",
     "1234567.891", "-100000000", "0.000012", "7.5"))
@@ -46,12 +47,28 @@ class Compiled:
         self.decimal = symbols["decimal"]
         self.minus = symbols["minusSign"]
         self.size = pattern.grouping[0]
+        self.texts: dict[tuple[Decimal, bool, int], str] = {}
         prefix, suffix = pattern.prefix, pattern.suffix
         self.affixes = [(p.replace("¤", symbol).replace("-", self.minus),
                          s.replace("¤", symbol).replace("-", self.minus))
                         for p, s in zip(prefix, suffix, strict=True)]
 
     def __call__(self, value: Decimal, min_digits: int) -> str:
+        # The text depends on the value, its sign (-0 too) and min_digits only, not on how
+        # the Decimal is written (20 and 20.00 give the same): quantities, prices and rates
+        # recur from invoice to invoice, so the texts are kept (bounded, as the canvas's).
+        key = (value, value.is_signed(), min_digits)
+        try:
+            text = self.texts.get(key)
+        except TypeError:  # a signalling NaN cannot be hashed: formatted (and refused) below
+            return self._format(value, min_digits)
+        if text is None:
+            text = self._format(value, min_digits)
+            if len(self.texts) < CACHED_TEXTS:
+                self.texts[key] = text
+        return text
+
+    def _format(self, value: Decimal, min_digits: int) -> str:
         negative = value.is_signed()  # Babel keeps the sign of -0 too
         normal = abs(value).normalize()
         exp = normal.as_tuple().exponent

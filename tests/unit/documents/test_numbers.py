@@ -55,3 +55,17 @@ def test_every_supported_currency_is_compiled_in_french_and_english() -> None:
     for locale in ("fr", "en"):
         for currency in CURRENCY_EXPONENTS:
             assert compiled_currency(currency, i18n.babel_locale(locale)) is not None
+
+
+def test_kept_texts_follow_the_value_and_its_sign_not_the_first_spelling() -> None:
+    """The formatters keep the texts they made: equal values written differently share one,
+    and -0 (which equals 0) keeps its own, in whichever order they come."""
+    loc = i18n.babel_locale("en")
+    for values in ((Decimal("20"), Decimal("20.00"), Decimal("20.0")),
+                   (Decimal("0.00"), Decimal("-0.00"), Decimal("0")),
+                   (Decimal("-0"), Decimal("0E+2"), Decimal("-0.000"))):
+        for value in values:
+            assert i18n.quantity_text(value, "en") == format_decimal(
+                value, locale=loc, decimal_quantization=False)
+            assert i18n.price_text(value, "EUR", "en") == format_currency(
+                value, "EUR", locale=loc, decimal_quantization=False)

@@ -95,18 +95,19 @@ class Canvas:
             self.ops.append(f"{_num(tracking)} Tc")
         # One text object per piece of text, as Typst writes them: text extraction (pypdf)
         # separates text objects reliably, positions inside one object less so.
-        position = f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm"
         primary = style.primary
         hexed = style.primary_hex.get(text)
         if hexed is None and style.primary_chars.issuperset(text):
             hexed = text.translate(primary.table)
             remember(style.primary_hex, text, hexed)
-        if hexed is not None:  # the usual case: one face, one operator
-            name = self._resource(primary)
-            self.ops.append(f"{position} /{name} {size:.2f} Tf <{hexed}> Tj ET")
+        if hexed is not None:  # the usual case: one face, one operator (~100 an invoice)
+            found = self.faces.get(id(primary))
+            name = found[0] if found is not None else self._resource(primary)
+            self.ops.append(f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm "
+                            f"/{name} {size:.2f} Tf <{hexed}> Tj ET")
             return
         self.check(text, style)
-        self.ops.append(position)
+        self.ops.append(f"BT 1 0 0 1 {x:.2f} {PAGE_HEIGHT - baseline:.2f} Tm")
         self._font = None
         run: list[str] = []
         current: Face | None = None
@@ -132,7 +133,9 @@ class Canvas:
     def right(self, x_right: float, baseline: float, text: str, style: Style, size: float,
               color: Color) -> None:
         """Draw ``text`` ending at ``x_right``."""
-        self.text(x_right - self.width(text, style, size), baseline, text, style, size, color)
+        units = style.measured.get(text)  # :meth:`width`, its usual case inlined
+        advance = units * size / 1000 if units is not None else self.width(text, style, size)
+        self.text(x_right - advance, baseline, text, style, size, color)
 
     def rule(self, x1: float, x2: float, y: float, thickness: float, color: Color) -> None:
         """A horizontal line from ``x1`` to ``x2`` at ``y`` (from the top)."""
@@ -157,7 +160,8 @@ def wrap(canvas: Canvas, text: str, style: Style, size: float, width: float) -> 
 
     A word wider than ``width`` raises :class:`NoFit` (Typst would cut it into boxes).
     """
-    if canvas.width(text, style, size) <= width:
+    units = style.measured.get(text)  # Canvas.width, its usual case inlined
+    if (units * size / 1000 if units is not None else canvas.width(text, style, size)) <= width:
         return [text]
     space = canvas.width(" ", style, size)
     lines: list[str] = []
