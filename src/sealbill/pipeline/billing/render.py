@@ -50,6 +50,7 @@ from sealbill.domain import report_link
 from sealbill.domain.invoices import Invoice
 from sealbill.store import stage_events
 from sealbill.store.billing.invoice_reads import stream_invoices
+from sealbill.store.bulk_insert import insert_rows
 from sealbill.store.parties import records as parties
 from sealbill.store.schema import documents, invoices
 
@@ -216,7 +217,7 @@ class _Writer:
         if os.environ.get(KILL_ENV) == "after_files":  # test hook: a crash before the rows
             os.kill(os.getpid(), signal.SIGKILL)
         with self.engine.begin() as conn:  # the chunk's audit entry commits with its rows
-            conn.execute(sa.insert(documents), rows)
+            insert_rows(conn, documents, rows)  # one COPY on PostgreSQL
             stage_events.publish(conn, self.org_id, stage_events.DOCUMENTS_STORED, {
                 "run_id": self.run_id, "invoice_ids": ids})
         return len(batch)

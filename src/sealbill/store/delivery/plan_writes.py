@@ -6,7 +6,8 @@ SQLite spent storing them: each row's parameters went through the ``JSON`` and
 ``UtcDateTime`` processors one by one. Here, on SQLite, a chunk goes to the driver's
 ``executemany`` with the values already written as the column types write them: ``JSON`` as
 ``json.dumps``, ``UtcDateTime`` as naive UTC text in SQLAlchemy's format, booleans as 0/1.
-PostgreSQL keeps SQLAlchemy's statements (psycopg batches them itself).
+On PostgreSQL a chunk is one ``COPY`` (``store/bulk_insert.py``: SQLAlchemy's executemany was
+one ``INSERT`` a row on the server).
 
 Invariants: the rows stored are those SQLAlchemy's ``insert`` would store
 (``tests/integration/delivery/test_plan_writes.py``: SQLAlchemy's text for the times on
@@ -25,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sealbill.store.bulk_insert import insert_rows
 from sealbill.store.db import ids_as_one, is_postgres, not_indexed
 from sealbill.store.schema import delivery_envelopes, outbox
 
@@ -87,7 +89,7 @@ def insert_envelopes(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[i
     [plan_id] = plan_ids
     org_id = int(rows[0]["organization_id"])
     if is_postgres(conn):
-        conn.execute(sa.insert(delivery_envelopes), list(rows))
+        insert_rows(conn, delivery_envelopes, rows)
     else:
         moment = _moments()
         driver_executemany(conn, _ENVELOPES_SQLITE, (
@@ -109,7 +111,7 @@ def insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if is_postgres(conn):
-        conn.execute(sa.insert(outbox), list(rows))
+        insert_rows(conn, outbox, rows)
         return
     moment = _moments()
     driver_executemany(conn, _OUTBOX_SQLITE, (

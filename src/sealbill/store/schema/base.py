@@ -19,16 +19,22 @@ def id_column() -> sa.Column[int]:
     return sa.Column("id", BigId, primary_key=True, autoincrement=True)
 
 
-def org_column() -> sa.Column[int]:
-    """The tenant of the row; indexed because every query filters on it."""
+def org_column(*, indexed: bool = True) -> sa.Column[int]:
+    """The tenant of the row; indexed because every query filters on it — unless the table
+    has a composite index or unique constraint leading with it (``indexed=False``), which
+    serves the same lookups: another index would only cost on every write."""
     return sa.Column(
-        "organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False, index=True
+        "organization_id", BigId, sa.ForeignKey("organizations.id"), nullable=False,
+        index=indexed,
     )
 
 
-def ref(table: str, *, nullable: bool = False, name: str | None = None) -> sa.Column[int]:
-    """A foreign key, indexed: rows are looked up by their parent on every stage."""
+def ref(table: str, *, nullable: bool = False, name: str | None = None,
+        indexed: bool = True) -> sa.Column[int]:
+    """A foreign key, indexed: rows are looked up by their parent on every stage —
+    ``indexed=False`` where a composite index or unique constraint of the table leads with
+    the column and serves those lookups (a second index would only cost on every write)."""
     return sa.Column(
         name or f"{table.rstrip('s')}_id", BigId, sa.ForeignKey(f"{table}.id"),
-        nullable=nullable, index=True,
+        nullable=nullable, index=indexed,
     )

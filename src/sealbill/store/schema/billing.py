@@ -44,8 +44,13 @@ invoices = sa.Table(
     "invoices",
     metadata,
     id_column(),
-    org_column(),
-    ref("billing_runs", nullable=True, name="run_id"),
+    # Not indexed alone: the unique (organization_id, billing_key) and (organization_id,
+    # number) and the (run_id, status) and (run_id, account_id) indexes lead with these
+    # columns. Every draft written, and every finalization (the number and status change, so
+    # PostgreSQL writes an entry in every index), would pay for two indexes that no lookup
+    # needs (bench/RESULTS.md, pgcycle, 2026-12-07 21:00).
+    org_column(indexed=False),
+    ref("billing_runs", nullable=True, name="run_id", indexed=False),
     ref("accounts"),
     sa.Column("kind", sa.String(20), nullable=False),  # invoice | credit_note
     sa.Column("status", sa.String(20), nullable=False),  # draft | finalized | void
@@ -97,7 +102,7 @@ invoice_lines = sa.Table(
     metadata,
     id_column(),
     org_column(),
-    ref("invoices"),
+    ref("invoices", indexed=False),  # the unique (invoice_id, position) serves the lookups
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("description", sa.String(500), nullable=False),
     sa.Column("quantity", DecimalText, nullable=False),

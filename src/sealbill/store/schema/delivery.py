@@ -11,7 +11,7 @@ documents = sa.Table(
     metadata,
     id_column(),
     org_column(),
-    ref("invoices"),
+    ref("invoices", indexed=False),  # the unique (invoice_id, kind) serves the lookups
     sa.Column("kind", sa.String(20), nullable=False),  # pdf | xml | html | text | subject
     sa.Column("path", sa.String(500), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
@@ -25,7 +25,7 @@ delivery_plans = sa.Table(
     metadata,
     id_column(),
     org_column(),
-    ref("billing_runs", name="run_id"),
+    ref("billing_runs", name="run_id", indexed=False),  # unique: its index serves the lookups
     sa.Column("previous_plan_id", BigId, sa.ForeignKey("delivery_plans.id")),
     sa.Column("verdict", sa.String(10), nullable=False),  # proceed | hold
     sa.Column("report", sa.JSON, nullable=False),
@@ -48,7 +48,7 @@ delivery_envelopes = sa.Table(
     metadata,
     id_column(),
     org_column(),
-    ref("delivery_plans", name="plan_id"),
+    ref("delivery_plans", name="plan_id", indexed=False),  # the unique (plan_id, invoice_id)
     ref("billing_runs", name="run_id"),
     ref("invoices"),
     ref("accounts"),

@@ -488,7 +488,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('delivery_plans', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delivery_plans_organization_id'), ['organization_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_delivery_plans_run_id'), ['run_id'], unique=False)
 
     op.create_table('idempotency_keys',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -561,9 +560,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invoices', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invoices_account_id'), ['account_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_invoices_organization_id'), ['organization_id'], unique=False)
         batch_op.create_index('ix_invoices_run_account', ['run_id', 'account_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_invoices_run_id'), ['run_id'], unique=False)
         batch_op.create_index('ix_invoices_run_status', ['run_id', 'status'], unique=False)
 
     op.create_table('link_corrections',
@@ -773,7 +770,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_delivery_envelopes_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_envelopes_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_envelopes_organization_id'), ['organization_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_delivery_envelopes_plan_id'), ['plan_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_envelopes_run_id'), ['run_id'], unique=False)
 
     op.create_table('documents',
@@ -791,7 +787,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('invoice_id', 'kind', name=op.f('uq_documents_invoice_id_kind'))
     )
     with op.batch_alter_table('documents', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_documents_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_documents_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('invoice_lines',
@@ -813,7 +808,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('invoice_id', 'position', name=op.f('uq_invoice_lines_invoice_id_position'))
     )
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_invoice_lines_invoice_id'), ['invoice_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_invoice_lines_organization_id'), ['organization_id'], unique=False)
 
     op.create_table('invoice_tax_lines',
@@ -963,17 +957,14 @@ def downgrade() -> None:
     op.drop_table('invoice_tax_lines')
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_lines_organization_id'))
-        batch_op.drop_index(batch_op.f('ix_invoice_lines_invoice_id'))
 
     op.drop_table('invoice_lines')
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_documents_organization_id'))
-        batch_op.drop_index(batch_op.f('ix_documents_invoice_id'))
 
     op.drop_table('documents')
     with op.batch_alter_table('delivery_envelopes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_run_id'))
-        batch_op.drop_index(batch_op.f('ix_delivery_envelopes_plan_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_organization_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_invoice_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_envelopes_account_id'))
@@ -1026,9 +1017,7 @@ def downgrade() -> None:
     op.drop_table('link_corrections')
     with op.batch_alter_table('invoices', schema=None) as batch_op:
         batch_op.drop_index('ix_invoices_run_status')
-        batch_op.drop_index(batch_op.f('ix_invoices_run_id'))
         batch_op.drop_index('ix_invoices_run_account')
-        batch_op.drop_index(batch_op.f('ix_invoices_organization_id'))
         batch_op.drop_index(batch_op.f('ix_invoices_account_id'))
 
     op.drop_table('invoices')
@@ -1039,7 +1028,6 @@ def downgrade() -> None:
     op.drop_table('incident_events')
     op.drop_table('idempotency_keys')
     with op.batch_alter_table('delivery_plans', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_delivery_plans_run_id'))
         batch_op.drop_index(batch_op.f('ix_delivery_plans_organization_id'))
 
     op.drop_table('delivery_plans')
