@@ -60,6 +60,10 @@ def _writer(column_type: Any) -> Callable[[Any], Any] | None:
         return _json
     if isinstance(column_type, UtcDateTime):
         return _utc
+    if isinstance(column_type, sa.types.TypeDecorator):
+        # its own bind processing would be skipped by COPY: refuse rather than store a value
+        # the type would have written otherwise
+        raise TypeError(f"bulk insert: no COPY writer for {type(column_type).__name__}")
     return None
 
 
