@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +40,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     import psycopg
 
     names = list(rows[0])
-    writers = [_writer(table.c[name].type) for name in names]
+    writers = [_writer(table.c[name].type, conn.dialect) for name in names]
     driver = conn.connection.driver_connection
     assert driver is not None
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
@@ -54,26 +53,14 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         raise sa.exc.IntegrityError(statement, None, exc) from exc
 
 
-def _writer(column_type: Any) -> Callable[[Any], Any] | None:
+def _writer(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
     """What the column's type does to a value before the driver sees it (None: nothing)."""
     if isinstance(column_type, sa.JSON):
-        return _json
-    if isinstance(column_type, UtcDateTime):
-        return _utc
+        return json.dumps
+    if isinstance(column_type, UtcDateTime):  # its own rule: aware, in UTC, naive refused
+        return lambda value: column_type.process_bind_param(value, dialect)
     if isinstance(column_type, sa.types.TypeDecorator):
         # its own bind processing would be skipped by COPY: refuse rather than store a value
         # the type would have written otherwise
         raise TypeError(f"bulk insert: no COPY writer for {type(column_type).__name__}")
     return None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime refused: {value!r}")
-    return value.astimezone(UTC)
