@@ -29,7 +29,7 @@ def summarize(args: argparse.Namespace, db: Database, rows: list[dict[str, Any]]
         "accounts": args.accounts, "invoices": invoices, "sink": sink,
         "relay": args.relay, "db": db.kind, "db_facts": db.facts,
         "cycle_wall_s": round(wall, 1), "cycle_cpu_s": round(cpu, 1),
-        "cycle_server_cpu_s": round(server, 1) if db.server else None,
+        "cycle_server_cpu_s": round(server, 2) if db.server else None,
         "cycle_cpu_with_server_s": round(cpu + server, 1),
         "invoices_per_s": round(invoices / wall, 1),
         "cpu_ms_per_invoice": round(1000 * cpu / invoices, 2),

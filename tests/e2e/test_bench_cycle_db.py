@@ -33,8 +33,11 @@ def test_the_cycle_bench_runs_on_a_throwaway_postgresql_and_stops_it(tmp_path: P
     assert stages["guard + DKIM + send + ledger"]["outbox"] == {"sent": 3}
     assert stages["ledger verify"]["ok"] is True
     # the server's CPU is measured for every stage and summed apart from the bench's
-    assert all("server_cpu_s" in row for row in summary["stages"])
-    assert summary["cycle_server_cpu_s"] > 0
+    # (a 3-account cycle may cost the server less than the 10 ms a clock tick counts — CI
+    # has measured 0.0 — so the run's figure, seed included, is the one that must show)
+    assert all(row["server_cpu_s"] >= 0 for row in summary["stages"])
+    assert sum(row["server_cpu_s"] for row in summary["stages"]) > 0
+    assert summary["cycle_server_cpu_s"] >= 0
     assert summary["cycle_cpu_with_server_s"] >= summary["cycle_cpu_s"]
     # stopped, its folder removed
     assert not Path(summary["db_facts"]["data_directory"]).parent.exists()
