@@ -29,8 +29,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sealbill.domain.seals import (EVENT_FIELDS, Check, chained_fields, check_event, event_hash,
-                                   event_values_hash)
+from sealbill.domain.seals import (
+    EVENT_FIELDS,
+    Check,
+    chained_fields,
+    check_event,
+    event_hash,
+    event_values_hash,
+)
 from sealbill.keys import for_connection
 from sealbill.store import chain
 from sealbill.store.db import is_postgres
