@@ -47,12 +47,12 @@ print(json.dumps({"cpu": cpu, "rows": report.rows, "problems": len(report.proble
 def seed(url: str, work: Path, events: int) -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "src")]
     import sqlalchemy as sa
+    from tests.support.scenario import seed_organization
 
     from sealbill.store.db import create_engine
     from sealbill.store.migrate import upgrade
     from sealbill.store.parties import contact_log
     from sealbill.store.schema import contacts
-    from tests.support.scenario import seed_organization
 
     engine = create_engine(url)
     upgrade(engine)
