@@ -130,8 +130,8 @@ def main() -> None:
                 per_event = result["cpu"] / result["rows"] * 1e6
                 runs[name].append(per_event)
                 print(f"round {r + 1} {name:6}: {int(result['rows'])} events, "
-                      f"{result['cpu']:.2f} s CPU ({result['wall']:.2f} s wall), {per_event:.1f} µs "
-                      f"an event; load average "
+                      f"{result['cpu']:.2f} s CPU ({result['wall']:.2f} s wall), "
+                      f"{per_event:.1f} µs an event; load average "
                       f"{os.getloadavg()[0]:.2f}", flush=True)
         base, branch = (statistics.median(runs[name]) for name in trees)
         # each round's pair ran back to back: its ratio is less shaken by the host's load
