@@ -127,6 +127,7 @@ def key_id(key: bytes) -> str:
 
 
 _BLOCK = 64  # SHA-256's block size
+# RFC 2104's pads as translation tables: each key byte XOR 0x36 (inner), 0x5C (outer)
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
