@@ -15,7 +15,10 @@ write lock; its busy handler sleeps in steps), the senders' turn at that lock
 (history check, identifier automaton, sender set-up) and the sink's CPU and runqueue time
 (from ``/proc``) too. Measurement only: the hooks wrap the product's functions and change
 nothing they do. On a loaded machine the blocked column is the one to compare: the runqueue
-column follows the neighbours.
+column follows the neighbours. Since the next batch is built in a thread while the current one
+is sent (``send_ahead``): ``prepare`` times only the batches built in the sender's own thread
+(the first of each page), the phase's CPU counts both threads, its runqueue only the sender's
+thread, and the sender's waits for the interpreter's lock count as blocked.
 
 ``<tree>``: the worktree whose code is measured (this file may be run against an older tree:
 it takes ``bench_delivery.py`` and ``sealbill`` from the first ``PYTHONPATH`` entry's parent).
@@ -209,7 +212,8 @@ def main() -> None:
     children = (mine.children_user - mine0.children_user + mine.children_system
                 - mine0.children_system)
     sink_cpu, n = sink1[0] - sink0[0], meta["count"]
-    print(f"{n} messages ({report.status}, {report.counts}), {args.senders} senders; documents "
+    print(f"{n} messages ({report.status}, {report.counts}, judged again as their fresh read "
+          f"grew old: {report.judged_again}), {args.senders} senders; documents "
           f"read before: {warm / 1e6:.0f} MB; load before {' '.join(load)}, after "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"stage: wall {wall:.2f} s starting at {started - T0:.2f}; CPU lead {own:.2f} + "

@@ -247,7 +247,17 @@ def _read_mime(mime: dict[str, str], fields: Fields) -> tuple[str, str | None, s
         return _read_mime_compat32(fields)
     boundary = ctype[3] if ctype[2] == "boundary" else None
     filename = disposition[3] if "content-disposition" in mime and disposition[2] else None
+    if not (_as_read(boundary) and _as_read(filename)):
+        return _read_mime_compat32(fields)
     return ctype[1].lower(), boundary, filename
+
+
+def _as_read(value: str | None) -> bool:
+    """Whether ``compat32`` reads this quoted parameter value as it stands: it strips a file
+    name (right-strips a boundary) and unquotes both once more (``<...>`` loses its angle
+    brackets); a value it would change is left to it."""
+    return value is None or (value == value.strip()
+                             and not (value[:1] == "<" and value[-1:] == ">"))
 
 
 def _read_mime_compat32(fields: Sequence[tuple[str, str]]) -> tuple[str, str | None,

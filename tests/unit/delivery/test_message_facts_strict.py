@@ -172,6 +172,15 @@ PART_HEADER_SHAPES = {
     "no space after the semicolon": (b'; filename="f.pdf"', b';filename="f.pdf"'),
     "folded disposition": (b'attachment; filename="f.pdf"', b'attachment;\r\n filename="f.pdf"'),
     "type without subtype": (b"Content-Type: application/pdf", b"Content-Type: application"),
+    # compat32 strips a file name, right-strips a boundary and unquotes both once more
+    # (Hypothesis found the first: the strict reader kept " f.pdf" where compat32 read f.pdf)
+    "space before a file name": (b'filename="f.pdf"', b'filename=" f.pdf"'),
+    "space after a file name": (b'filename="f.pdf"', b'filename="f.pdf\t"'),
+    "file name in angle brackets": (b'filename="f.pdf"', b'filename="<f.pdf>"'),
+    "space after a boundary": (b'boundary="=_sealbill_29e994198f69705aa14834ec_0"',
+                               b'boundary="=_sealbill_29e994198f69705aa14834ec_0 "'),
+    "boundary in angle brackets": (b'boundary="=_sealbill_29e994198f69705aa14834ec_0"',
+                                   b'boundary="<=_sealbill_29e994198f69705aa14834ec_0>"'),
 }
 
 

@@ -6,7 +6,9 @@ by default), on one database connection it holds for the whole phase
 1. without the write lock: read what the batch needs in one read-only snapshot, compose each
    message (documents, MIME, DKIM) and let the guard read its exact bytes back
    (``examine.examine``: headers, parts, digests, the XML in the PDF) — a message that cannot
-   be built is a violation;
+   be built is a violation. The read comes before the previous batch's judging; the rest
+   runs in a thread while the previous batch waits for SMTP (step 3:
+   :mod:`sealbill.pipeline.delivery.send_ahead`) — computation only, dropped if it stops;
 2. in one transaction: first the outcomes of the previous batch (step 4; their ledger rows
    appended last, just before the commit), then (:mod:`sealbill.pipeline.delivery.
    send_judging`) read the guard's facts fresh from the tables for each message of the batch,
@@ -76,6 +78,7 @@ from sealbill.pipeline.delivery import examine as reader
 from sealbill.pipeline.delivery import seal_checks
 from sealbill.pipeline.delivery.identifier_search import AutomatonSearch
 from sealbill.pipeline.delivery.pending import Attempt, OutcomePolicy, SenderConnection
+from sealbill.pipeline.delivery.send_ahead import Ahead, prompt_switches
 from sealbill.pipeline.delivery.send_checks import check_canary, retryable_left
 from sealbill.pipeline.delivery.send_forked import send_forked
 from sealbill.pipeline.delivery.send_judging import Entry, Judge
@@ -93,6 +96,9 @@ SENDABLE_RUN = ("approved", "sending", "paused")  # paused: a relay fault, fixed
 KILL_ENV = "SEALBILL_TEST_KILL_AT"  # test hook: "<n>:<phase>" -> SIGKILL at the n-th message
 FRESH_SECONDS = 1.0  # a message goes at most this long after the guard's fresh read for it
 PAGE_BATCHES = 10  # a sender lists its rows this many batches at a time
+
+
+Gathered = tuple[box.OutboxItem, composer.Gathered | Exception]  # a message, its inputs
 
 
 class SendError(RuntimeError):
@@ -143,7 +149,7 @@ class _Sender:
         On one connection held for the whole phase, opened here (a forked sender opens its
         own after the fork). Whatever ends the phase (the slice done, a stop, an exception),
         the outcomes of its last batch are recorded before it returns or raises."""
-        with self.db.held(self.engine):
+        with self.db.held(self.engine), prompt_switches():
             return self._send_slice(canary)
 
     def _send_slice(self, canary: bool | None) -> str | None:
@@ -193,8 +199,9 @@ class _Sender:
                     elif wake is None or r.next_attempt_at < wake:
                         wake = r.next_attempt_at
             del rows
+            entries = self._prepare(due[:size])
             for start in range(0, len(due), size):
-                stopped = self.deliver(due[start:start + size])
+                stopped, entries = self.deliver(entries, due[start + size:start + 2 * size])
                 if stopped:
                     return sent_any, wake, stopped
             sent_any = sent_any or bool(due)
@@ -203,21 +210,27 @@ class _Sender:
             if last:
                 return sent_any, wake, None
 
-    def deliver(self, items: list[box.OutboxItem]) -> str | None:
-        """Claim, judge and send one batch; its outcomes stay pending (see the module)."""
-        entries = self._prepare(items)
-        while entries:
-            # One transaction: the previous outcomes first (db.write), then the claims.
-            with self.db.write() as conn:
-                judged_at = time.monotonic()
-                stopped, go, entries = self.judge.judge(conn, entries, claimed=False)
-            if stopped:
-                return stopped
-            stopped, again = self._send(go, judged_at)
-            if stopped:
-                return stopped
-            entries = again + entries
-        return None
+    def deliver(self, entries: list[Entry], following: list[box.OutboxItem]
+                ) -> tuple[str | None, list[Entry]]:
+        """Claim, judge and send one prepared batch; its outcomes stay pending (see the
+        module). The following batch is prepared meanwhile: read now (a read-only snapshot,
+        on this thread's connection), built and read back in a thread while this batch's
+        messages wait for SMTP (:mod:`sealbill.pipeline.delivery.send_ahead`). Returns why
+        the sender stopped, or the following batch prepared (dropped when it stopped)."""
+        with Ahead(lambda: self._gather(following), self._prepare_one) as ahead:
+            while entries:
+                # One transaction: the previous outcomes first (db.write), then the claims.
+                with self.db.write() as conn:
+                    judged_at = time.monotonic()
+                    stopped, go, entries = self.judge.judge(conn, entries, claimed=False)
+                if stopped:
+                    return stopped, []
+                ahead.start()  # after the judging transaction: it holds the write lock
+                stopped, again = self._send(go, judged_at)
+                if stopped:
+                    return stopped, []
+                entries = again + entries
+            return None, ahead.result()
 
     def _send(self, go: list[Entry], judged_at: float) -> tuple[str | None, list[Entry]]:
         """SMTP for each claimed and judged message, in order, each at most FRESH_SECONDS
@@ -264,13 +277,20 @@ class _Sender:
         rest is computation, so several senders do it side by side. A database error is not
         a refusal: it propagates before anything of the batch was claimed (the previous
         outcomes are then recorded by phase())."""
+        return [self._prepare_one(found) for found in self._gather(items)]
+
+    def _gather(self, items: list[box.OutboxItem]) -> list[Gathered]:
+        """What each message is built from, read in one read-only snapshot."""
+        if not items:
+            return []
         with self.db.read() as conn:
             gathered = composer.gather_many(conn, self.org_id, items)
-        return [self._prepare_one(item, found) for item, found in zip(items, gathered,
-                                                                        strict=True)]
+        return list(zip(items, gathered, strict=True))
 
-    def _prepare_one(self, item: box.OutboxItem,
-                     gathered: composer.Gathered | Exception) -> Entry:
+    def _prepare_one(self, found: Gathered) -> Entry:
+        """One message built and read back: computation only (no database, no counter of the
+        sender), so it may run in the thread that prepares the next batch."""
+        item, gathered = found
         try:
             if isinstance(gathered, Exception):
                 raise gathered
@@ -278,7 +298,7 @@ class _Sender:
         except Exception as exc:
             return Entry(item, None, (guard.Violation(
                 "build", f"cannot build the message: {exc}", {"error": type(exc).__name__}),))
-        started = time.process_time()
+        started = time.thread_time()
         rcpt_now = rcpts.pending(composed.outgoing.rcpt_to, item.outcomes)
         settled = frozenset(k for k, v in item.outcomes.items()
                             if v.get("state") in rcpts.SETTLED)
@@ -287,7 +307,7 @@ class _Sender:
                 "build", "every recipient of this message is already delivered or bounced: "
                 "nothing to send", {"outcomes": dict(item.outcomes)}),))
         examined = reader.examine(guard.Outgoing(composed.outgoing.data, rcpt_now))
-        return Entry(item, JudgedMessage(composed, examined, time.process_time() - started,
+        return Entry(item, JudgedMessage(composed, examined, time.thread_time() - started,
                                          rcpt_now, settled))
 
     def _breaker(self, result: SendResult) -> str | None:
