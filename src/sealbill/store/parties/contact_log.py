@@ -32,7 +32,6 @@ from sqlalchemy.engine import Connection, Row
 from sealbill.domain.seals import (
     EVENT_FIELDS,
     Check,
-    chained_fields,
     check_event,
     event_hash,
     event_values_hash,
@@ -93,8 +92,8 @@ def append_many(conn: Connection, org_id: int, events: Sequence[Mapping[str, Any
         row.update(event)
         row.update(organization_id=org_id, seq=seq, prev_hash=prev)
         row["row_hash"] = prev = row_hash(row)
-        row["seal"], row["seal_key_id"] = keyring.keys.seal(
-            "contact_event", chained_fields(org_id, seq, row["row_hash"]))
+        row["seal"], row["seal_key_id"] = keyring.keys.seal_chained(
+            "contact_event", org_id, seq, row["row_hash"])
         rows.append(row)
     if len(rows) == 1:
         _INSERT.run(conn, rows[0])
